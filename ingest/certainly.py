@@ -1,0 +1,197 @@
+"""Client for the Certainly Message Report endpoint (GET synchronous, POST by email).
+
+The vendor documents neither the status codes nor the wording of "accepted" and "a
+previous request is already in progress", nor the report path. So every answer goes
+through :func:`classify_answer`, which looks at the status code *and* the message text,
+and the report path is a setting.
+
+Example::
+
+    client = CertainlyClient("https://app.certainly.io/api/", token, "v1/message-report/")
+    answer = client.request_export("bot-uuid", date(2024, 1, 1), date(2024, 1, 31))
+    answer.outcome  # Outcome.ACCEPTED, IN_PROGRESS, REJECTED, TOKEN_REJECTED or TRANSIENT
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+
+from ingest import __version__
+from ingest.errors import ApiUnavailable, IngestError, TokenRejected
+
+log = logging.getLogger(__name__)
+
+#: Wording that means "one export at a time, and one is running" whatever the status.
+_BUSY_STRONG = re.compile(
+    r"already in progress|in progress|already (been )?(requested|running|generating|processing)"
+    r"|previous (request|export|report)|another (request|export|report)|wait until",
+    re.IGNORECASE,
+)
+#: Weaker wording that means busy only on a refusal (a 2xx "is being generated" is an accept).
+_BUSY_WEAK = re.compile(r"being (generated|processed|prepared)|currently running|still running", re.I)
+_ERRORISH = re.compile(r"\b(error|invalid|failed|not allowed|forbidden|denied)\b", re.IGNORECASE)
+
+
+class Outcome(StrEnum):
+    """What an answer means for the window that was asked for."""
+
+    ACCEPTED = "accepted"
+    IN_PROGRESS = "in_progress"  # the account already has an export running
+    REJECTED = "rejected"  # permanent for this request (400/422 ...): needs a person
+    TOKEN_REJECTED = "token_rejected"  # 401/403: stop everything
+    TRANSIENT = "transient"  # 429/5xx/time-out/refused: retry later
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """A classified answer. ``body`` is the raw text (truncated), kept for audit."""
+
+    outcome: Outcome
+    status: int  # 0 when no HTTP answer came back
+    message: str
+    body: str
+    retry_after: float | None = None
+
+
+def _message_of(body: str) -> str:
+    """The human message of a DRF-style body (``detail``, ``message``, ``error``), or the text."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return " ".join(body.split())[:300]
+    if isinstance(parsed, dict):
+        for key in ("detail", "message", "error", "non_field_errors", "status"):
+            if key in parsed:
+                value = parsed[key]
+                return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        return json.dumps(parsed, ensure_ascii=False)[:300]
+    if isinstance(parsed, list) and parsed and all(isinstance(v, str) for v in parsed):
+        return " ".join(parsed)[:300]
+    return json.dumps(parsed, ensure_ascii=False)[:300]
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: ignore, our own back-off applies
+
+
+def classify_answer(status: int, body: str, headers: Any = None) -> ApiAnswer:
+    """Classify an answer to a POST export request by status code and message text.
+
+    >>> classify_answer(409, '{"detail": "A previous request is already in progress"}').outcome
+    <Outcome.IN_PROGRESS: 'in_progress'>
+    >>> classify_answer(200, '{"detail": "Your report will be sent by email"}').outcome
+    <Outcome.ACCEPTED: 'accepted'>
+    """
+    message = _message_of(body)
+    retry_after = _retry_after(headers)
+    content_type = (headers or {}).get("Content-Type", "") if headers else ""
+
+    def answer(outcome: Outcome) -> ApiAnswer:
+        return ApiAnswer(outcome, status, message, body[:65536], retry_after)
+
+    if status in (401, 403):
+        return answer(Outcome.TOKEN_REJECTED)
+    if 200 <= status < 300:
+        if _BUSY_STRONG.search(message):
+            return answer(Outcome.IN_PROGRESS)
+        if "html" in content_type.lower() or body.lstrip().lower().startswith(("<!doctype", "<html")):
+            return answer(Outcome.TRANSIENT)  # a proxy or maintenance page, not the API
+        if _ERRORISH.search(message):
+            return answer(Outcome.REJECTED)
+        return answer(Outcome.ACCEPTED)
+    if status in (400, 409, 423, 429) and (_BUSY_STRONG.search(message) or _BUSY_WEAK.search(message)):
+        return answer(Outcome.IN_PROGRESS)
+    if status == 429 or status == 408 or status >= 500:
+        return answer(Outcome.TRANSIENT)
+    return answer(Outcome.REJECTED)
+
+
+class CertainlyClient:
+    """The Message Report endpoint. Every call has a timeout; the token is never logged."""
+
+    def __init__(
+        self, base_url: str, token: SecretStr, report_path: str, *, timeout: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/" + report_path.lstrip("/")
+        self._token = token
+        self._timeout = timeout
+        self._session = session or requests.Session()
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"JWT {self._token.get_secret_value()}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"certainly-ingest/{__version__}",
+        }
+
+    @staticmethod
+    def _params(bot_id: str, from_date: date, to_date: date, report_id: int) -> dict[str, Any]:
+        return {"fromDate": from_date.isoformat(), "toDate": to_date.isoformat(),
+                "reportId": report_id, "botId": bot_id}
+
+    def request_export(
+        self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
+    ) -> ApiAnswer:
+        """POST an export request. Never raises for network trouble: that is TRANSIENT."""
+        try:
+            response = self._session.post(
+                self.url, json=self._params(bot_id, from_date, to_date, report_id),
+                headers=self._headers(), timeout=self._timeout,
+            )
+        except requests.RequestException as err:
+            return ApiAnswer(Outcome.TRANSIENT, 0, _network_message(err), "")
+        answer = classify_answer(response.status_code, response.text, response.headers)
+        if answer.outcome is Outcome.ACCEPTED and response.status_code not in (200, 201, 202):
+            log.warning("unusual 2xx answer taken as accepted: %s %s", response.status_code, answer.body)
+        return answer
+
+    def fetch_messages(
+        self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
+    ) -> list[dict[str, Any]]:
+        """GET the messages of at most 15 days (at most 500 rows come back)."""
+        try:
+            response = self._session.get(
+                self.url, params=self._params(bot_id, from_date, to_date, report_id),
+                headers=self._headers(), timeout=self._timeout,
+            )
+        except requests.RequestException as err:
+            raise ApiUnavailable(f"Certainly API: {_network_message(err)}") from None
+        answer = classify_answer(response.status_code, response.text, response.headers)
+        if answer.outcome is Outcome.TOKEN_REJECTED:
+            raise TokenRejected(f"Certainly API rejected the token ({response.status_code}: {answer.message})",
+                                hint="INGEST_CERTAINLY__TOKEN")
+        if answer.outcome is Outcome.TRANSIENT or response.status_code >= 300:
+            cls = ApiUnavailable if answer.outcome is Outcome.TRANSIENT else IngestError
+            raise cls(f"Certainly API answered {response.status_code}: {answer.message}")
+        try:
+            rows = response.json()
+        except ValueError:
+            raise ApiUnavailable("Certainly API answered with a body that is not JSON") from None
+        if not isinstance(rows, list):
+            raise IngestError(f"Certainly API answered with a {type(rows).__name__}, not a list")
+        return rows
+
+
+def _network_message(err: requests.RequestException) -> str:
+    # The exception text can contain the URL but never headers, so no token leaks here.
+    kind = type(err).__name__
+    if isinstance(err, requests.Timeout):
+        return f"time-out ({kind})"
+    if isinstance(err, requests.ConnectionError):
+        return f"cannot connect ({kind})"
+    return kind

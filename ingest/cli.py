@@ -1,0 +1,197 @@
+"""The ``ingest`` command: parse arguments, build settings once, call the library.
+
+Exit codes (one place, :func:`exit_code_for`): 0 done; 1 finished but something needs a
+person (failed window, quarantined or unmatched report, token or login refused);
+2 usage or configuration error; 3 a server was unreachable, try again later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ingest import __version__
+from ingest.errors import ConfigError, IngestError, TransientError
+from ingest.settings import load_settings
+
+app = typer.Typer(
+    help="Archive Certainly chatbot message reports: request exports, pick the emailed CSVs "
+    "out of an IMAP mailbox, and keep a validated Parquet archive.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+out = Console()
+
+EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG, EXIT_TRANSIENT = 0, 1, 2, 3
+
+
+def exit_code_for(error: IngestError) -> int:
+    """The documented exit code for an error."""
+    if isinstance(error, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(error, TransientError):
+        return EXIT_TRANSIENT
+    return EXIT_ATTENTION
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"certainly-ingest {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+
+
+@app.command()
+def demo(
+    bots: Annotated[int, typer.Option(min=1, max=20, help="How many simulated bots.")] = 2,
+    days: Annotated[int, typer.Option(min=1, max=730, help="Days of history per bot.")] = 60,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the archive and "
+                                                    "state (default: a new temporary folder).")] = None,
+) -> None:
+    """Run the whole pipeline against the built-in simulator and an embedded IMAP server.
+
+    No credentials and no network beyond 127.0.0.1.
+
+    Example: ingest demo --bots 2 --days 60
+    """
+    from ingest.demo import run_demo  # the simulator is only imported when asked for
+
+    summary = run_demo(bots=bots, days=days, out_dir=out_dir, console=out)
+    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+
+
+@app.command()
+def backfill(
+    bot: Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable).")],
+    from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")],
+    to: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, YYYY-MM-DD.")],
+) -> None:
+    """Plan export windows for a date range; `ingest run` then submits them.
+
+    Re-running it, or giving an overlapping range, plans only the days not planned yet.
+
+    Example: ingest backfill --bot 0f9c...-uuid --from 2024-01-01 --to 2024-12-31
+    """
+    from ingest.requester import plan_backfill
+    from ingest.store import Store
+
+    settings = load_settings()
+    if to.date() < from_.date():
+        raise ConfigError(f"--to {to.date()} is before --from {from_.date()}")
+    with Store.open(settings.state.path) as store:
+        planned = plan_backfill(store, bot, from_.date(), to.date(),
+                                window_days=settings.requester.window_days,
+                                report_id=settings.certainly.report_id)
+    out.print(f"planned {len(planned)} new window(s) for {len(bot)} bot(s); run `ingest run` to submit them")
+
+
+@app.command()
+def run(
+    until_done: Annotated[bool, typer.Option("--until-done", help="Repeat passes until every "
+                                             "window is archived or failed.")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="With --until-done: give up after "
+                                                     "this many seconds.")] = None,
+) -> None:
+    """One pass of the job: submit the next export, read the mailbox, archive reports.
+
+    This is the container's default command (a Kubernetes CronJob, a cron'd docker run).
+
+    Example: ingest run --until-done --timeout 3600
+    """
+    from ingest.pipeline import run_once, run_until_done
+    from ingest.store import Store
+
+    settings = load_settings()
+    with Store.open(settings.state.path) as store:
+        summary = (run_until_done(settings, store, timeout=timeout) if until_done
+                   else run_once(settings, store))
+    print_summary(summary)
+    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Windows per bot and their states, rows archived and the last error.
+
+    Example: ingest status --json | jq .
+    """
+    from ingest.status import collect_status
+    from ingest.store import Store
+
+    settings = load_settings()
+    with Store.open(settings.state.path) as store:
+        report = collect_status(store)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    table = Table("bot", "windows", "states", "rows archived", "last error")
+    for bot in report["bots"]:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(bot["states"].items()))
+        table.add_row(bot["bot_id"], str(bot["windows"]), states, str(bot["rows_archived"]),
+                      bot["last_error"] or "")
+    out.print(table)
+    out.print(f"emails: {report['emails']}  attachments: {report['attachments']}")
+
+
+def print_summary(summary: "object") -> None:
+    """One short block a person (or a log collector) can read."""
+    from ingest.pipeline import RunSummary
+
+    assert isinstance(summary, RunSummary)
+    out.print(
+        f"windows: {summary.submitted} submitted, {summary.accepted} accepted, "
+        f"{summary.deferred} deferred, {summary.lost} lost, {summary.failed} failed\n"
+        f"emails: {summary.emails_seen} seen, {summary.emails_archived} archived, "
+        f"{summary.emails_ignored} ignored (sender not allowed)\n"
+        f"reports: {summary.reports_archived} archived, {summary.reports_duplicate} already had, "
+        f"{summary.reports_unmatched} unmatched, {summary.reports_quarantined} with rejects\n"
+        f"rows: {summary.rows_read} read = {summary.rows_written} written + "
+        f"{summary.rows_duplicate} duplicates + {summary.rows_rejected} rejected; "
+        f"{summary.files_written} files"
+    )
+    for problem in summary.problems:
+        err_console.print(f"attention: {problem}", markup=False, highlight=False)
+
+
+def main() -> None:
+    """Entry point: run the app, mapping package errors to one line and an exit code.
+
+    Usage errors are click's own (exit 2); everything this package raises on purpose is
+    an :class:`IngestError` and ends here as ``error: <message> (<hint>)``.
+    """
+    try:
+        app()
+    except IngestError as error:
+        message = f"error: {error}"
+        if error.hint:
+            message += f" ({error.hint})"
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exit_code_for(error))
+    except KeyboardInterrupt:
+        err_console.print("aborted")
+        sys.exit(130)

@@ -1,0 +1,71 @@
+"""One exception tree for the whole package.
+
+Retry logic asks one question (``isinstance(err, TransientError)``) and the CLI maps
+the tree to exit codes and one-line messages in one place (``ingest.cli``)::
+
+    IngestError                      base; ``str(err)`` is a one-line, secret-free message
+    +-- TransientError               may succeed if tried again later
+    |   +-- ApiUnavailable           5xx, 429, time-out, connection refused
+    |   +-- MailboxUnavailable       IMAP connection dropped or refused
+    +-- TerminalError                needs a person; retrying will not help
+        +-- ConfigError              a setting is missing or wrong (exit 2)
+        +-- TokenRejected            the Certainly API refused the token (401/403)
+        +-- MailboxAuthError         the IMAP server refused the login
+        +-- StateError               the state store is corrupt, locked or too new
+        +-- OutputError              the archive root cannot be written
+        +-- ReportRejected           a report file cannot be archived (goes to quarantine)
+"""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    #: Settings a person may want to look at; shown after the message.
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class TransientError(IngestError):
+    """Trying again later may succeed."""
+
+
+class TerminalError(IngestError):
+    """Retrying will not help: a person must act."""
+
+
+class ApiUnavailable(TransientError):
+    """The Certainly API did not answer usefully (5xx, 429, time-out, refused)."""
+
+
+class MailboxUnavailable(TransientError):
+    """The IMAP server could not be reached or dropped the connection."""
+
+
+class ConfigError(TerminalError):
+    """A setting is missing or invalid. The message names the variable."""
+
+
+class TokenRejected(TerminalError):
+    """The Certainly API refused the token (401/403)."""
+
+
+class MailboxAuthError(TerminalError):
+    """The IMAP server refused the credentials."""
+
+
+class StateError(TerminalError):
+    """The state store cannot be used (corrupt, newer schema, locked)."""
+
+
+class OutputError(TerminalError):
+    """The archive root cannot be written."""
+
+
+class ReportRejected(TerminalError):
+    """A report file cannot be archived as a whole (it is quarantined with this reason)."""

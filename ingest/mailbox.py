@@ -1,0 +1,165 @@
+"""The IMAP side: connect securely, list new mail by UID, fetch it without touching
+flags (BODY.PEEK), and move handled mail to the processed folder.
+
+Progress is by UID within a UIDVALIDITY, never by \\Seen or by date (see the watcher
+traps in the README). Every socket operation has a time-out.
+
+Example::
+
+    with Mailbox(settings.imap) as box:
+        uidvalidity = box.select()
+        for uid in box.new_uids(after=0):
+            raw = box.fetch_message(uid)
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from types import TracebackType
+
+from imapclient import IMAPClient, SocketTimeout
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable
+from ingest.settings import ImapSettings, require
+
+log = logging.getLogger(__name__)
+
+HEADER_FIELDS = b"BODY[HEADER.FIELDS (FROM)]"
+
+
+def ssl_context(settings: ImapSettings) -> ssl.SSLContext:
+    """Certificate verification always on; an optional extra CA file."""
+    try:
+        return ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError(f"INGEST_IMAP__CA_FILE cannot be loaded: {err}") from None
+
+
+class Mailbox:
+    """One logged-in IMAP session on the configured folder."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        self.folder = settings.folder
+        self._client: IMAPClient | None = None
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise MailboxUnavailable("not connected to the IMAP server")
+        return self._client
+
+    def connect(self) -> "Mailbox":
+        """Connect and log in; errors become MailboxUnavailable / MailboxAuthError."""
+        s = self.settings
+        host = require(s.host, "imap", "host")
+        username = require(s.username, "imap", "username")
+        password = require(s.password, "imap", "password")
+        where = f"{host}:{s.effective_port}"
+        context = ssl_context(s) if s.security != "none" else None
+        try:
+            client = IMAPClient(host, port=s.effective_port, ssl=s.security == "tls",
+                                ssl_context=context, timeout=SocketTimeout(s.timeout, s.timeout))
+            if s.security == "starttls":
+                client.starttls(context)
+        except ssl.SSLCertVerificationError as err:
+            raise MailboxUnavailable(
+                f"IMAP server {where}: certificate not trusted ({err.verify_message})",
+                hint="INGEST_IMAP__CA_FILE",
+            ) from None
+        except (OSError, IMAPClientError) as err:
+            raise MailboxUnavailable(f"cannot connect to IMAP server {where}: {_short(err)}",
+                                     hint="INGEST_IMAP__HOST / INGEST_IMAP__PORT / INGEST_IMAP__SECURITY") from None
+        try:
+            client.login(username, password.get_secret_value())
+        except LoginError:
+            _quietly_close(client)
+            raise MailboxAuthError(f"IMAP server {where} refused the login for {username}",
+                                   hint="INGEST_IMAP__USERNAME / INGEST_IMAP__PASSWORD") from None
+        except (OSError, IMAPClientError) as err:
+            _quietly_close(client)
+            raise MailboxUnavailable(f"IMAP login on {where} failed: {_short(err)}") from None
+        self._client = client
+        return self
+
+    def close(self) -> None:
+        if self._client is not None:
+            _quietly_close(self._client)
+            self._client = None
+
+    def __enter__(self) -> "Mailbox":
+        return self.connect()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def select(self) -> int:
+        """Select the watched folder; returns its UIDVALIDITY."""
+        try:
+            info = self.client.select_folder(self.folder)
+        except IMAPClientError as err:
+            raise ConfigError(f"IMAP folder {self.folder!r} cannot be opened: {_short(err)}",
+                              hint="INGEST_IMAP__FOLDER") from None
+        except OSError as err:
+            raise MailboxUnavailable(f"IMAP connection lost: {_short(err)}") from None
+        return int(info[b"UIDVALIDITY"])
+
+    def new_uids(self, after: int) -> list[int]:
+        """UIDs greater than ``after``, ascending.
+
+        ``UID SEARCH UID n:*`` returns the highest existing UID even when it is below n
+        (RFC 3501 6.4.8), so the result is filtered here.
+        """
+        uids = self._call(self.client.search, ["UID", f"{after + 1}:*"])
+        return sorted(uid for uid in uids if uid > after)
+
+    def fetch_senders(self, uids: list[int]) -> dict[int, bytes]:
+        """The raw From header of each UID (cheap: decides what is fetched whole)."""
+        if not uids:
+            return {}
+        data = self._call(self.client.fetch, uids, ["BODY.PEEK[HEADER.FIELDS (FROM)]"])
+        return {uid: fields.get(HEADER_FIELDS, b"") for uid, fields in data.items()}
+
+    def fetch_message(self, uid: int) -> bytes | None:
+        """The whole message, without setting \\Seen; None if it was expunged meanwhile."""
+        data = self._call(self.client.fetch, [uid], ["BODY.PEEK[]"])
+        return data.get(uid, {}).get(b"BODY[]")
+
+    def move(self, uid: int, folder: str) -> None:
+        """Move one message to ``folder`` (created when missing)."""
+        client = self.client
+        if not self._call(client.folder_exists, folder):
+            self._call(client.create_folder, folder)
+        if client.has_capability("MOVE"):
+            self._call(client.move, [uid], folder)
+            return
+        self._call(client.copy, [uid], folder)
+        self._call(client.add_flags, [uid], [b"\\Deleted"])
+        if client.has_capability("UIDPLUS"):
+            self._call(client.uid_expunge, [uid])  # only this message, not others' \Deleted mail
+
+    def _call(self, method, *args):  # type: ignore[no-untyped-def]
+        try:
+            return method(*args)
+        except (OSError, socket.timeout, IMAPClientError) as err:
+            raise MailboxUnavailable(f"IMAP {getattr(method, '__name__', 'command')} failed: "
+                                     f"{_short(err)}") from None
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{type(err).__name__}: {text}"[:300] if text else type(err).__name__
+
+
+def _quietly_close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - closing a broken connection may fail any way it likes
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass

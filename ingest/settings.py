@@ -1,0 +1,202 @@
+"""Settings: environment (``INGEST_`` prefix, ``__`` between section and field), a
+``.env`` file, a secrets directory and an optional TOML file named by ``INGEST_CONFIG``.
+
+Precedence, highest first: arguments, environment, ``.env``, secret files, TOML, defaults.
+
+Nothing here is built at import time: the CLI calls :func:`load_settings` once.
+
+Example::
+
+    INGEST_IMAP__HOST=imap.example.com INGEST_IMAP__PASSWORD=... ingest run
+
+A secret file is named like the variable, e.g. ``/run/secrets/ingest_certainly__token``
+(a Kubernetes Secret mounted as files), and ``INGEST_SECRETS_DIR``
+names the folder (default ``/run/secrets`` when it exists).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings.sources import NestedSecretsSettingsSource
+
+from ingest.errors import ConfigError
+
+ENV_PREFIX = "INGEST_"
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    # Lists come from env vars as "a,b,c"; TOML gives real lists.
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class CertainlySettings(BaseModel):
+    """The Certainly API and the account whose token is used."""
+
+    base_url: str = Field("https://app.certainly.io/api/", description="API root URL.")
+    token: SecretStr | None = Field(None, description="Public API auth token (JWT).")
+    report_path: str | None = Field(
+        None,
+        description="Message report path under base_url (undocumented by the vendor).",
+    )
+    report_id: int = Field(1, ge=1, le=4, description="1 Message Data, 2 Standard, 3 Advanced, 4 CM.")
+    timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each read.")
+    bots: CommaList = Field(default_factory=list, description="Bot ids kept current by `ingest run`.")
+
+    _split = field_validator("bots", mode="before")(_split_commas)
+
+
+class RequesterSettings(BaseModel):
+    """How export windows are planned and tracked."""
+
+    window_days: int = Field(30, ge=1, le=366, description="Days per POST export window.")
+    max_in_flight: int = Field(1, ge=1, description="Accepted exports waiting for email at once.")
+    delivery_timeout: float = Field(
+        6 * 3600.0, gt=0, description="Seconds an accepted export may take to arrive before it is lost."
+    )
+    retry_initial: float = Field(60.0, ge=0, description="First back-off after 'in progress' (s).")
+    retry_max: float = Field(3600.0, ge=0, description="Longest back-off (s).")
+    max_attempts: int = Field(8, ge=1, description="Transient failures before a window fails.")
+    poll_interval: float = Field(60.0, gt=0, description="Seconds between passes of `run --until-done`.")
+
+
+class ImapSettings(BaseModel):
+    """The mailbox that receives the token owner's report emails."""
+
+    host: str | None = Field(None, description="IMAP server host name.")
+    port: int | None = Field(None, ge=1, le=65535, description="Default 993 (tls) or 143.")
+    security: Literal["tls", "starttls", "none"] = Field("tls", description="Transport security.")
+    username: str | None = None
+    password: SecretStr | None = None
+    folder: str = Field("INBOX", description="Folder watched for report emails.")
+    processed_folder: str = Field("certainly-ingest/processed", description="Where archived emails go.")
+    allowed_senders: CommaList = Field(
+        default_factory=list,
+        description="Addresses or @domains whose mail is ingested; nothing else is.",
+    )
+    ca_file: Path | None = Field(None, description="Extra CA bundle for the server certificate.")
+    timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each command.")
+
+    _split = field_validator("allowed_senders", mode="before")(_split_commas)
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or the standard one for the security mode."""
+        if self.port:
+            return self.port
+        return 993 if self.security == "tls" else 143
+
+
+class OutputSettings(BaseModel):
+    """Where the archive is written."""
+
+    root: str = Field("./archive", description="Local folder (or s3://bucket/prefix, later).")
+
+
+class StateSettings(BaseModel):
+    """The job's own SQLite state store."""
+
+    path: Path = Field(Path("./ingest-state.sqlite"), description="SQLite file (keep it on a volume).")
+
+
+class Settings(BaseSettings):
+    """Every setting of certainly-ingest; see the README's configuration reference."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        nested_model_default_partial_update=True,
+    )
+
+    certainly: CertainlySettings = CertainlySettings()
+    requester: RequesterSettings = RequesterSettings()
+    imap: ImapSettings = ImapSettings()
+    output: OutputSettings = OutputSettings()
+    state: StateSettings = StateSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR") or (
+            "/run/secrets" if Path("/run/secrets").is_dir() else None
+        )
+        if secrets_dir:
+            sources.append(
+                NestedSecretsSettingsSource(
+                    file_secret_settings, secrets_dir=secrets_dir,
+                    secrets_nested_delimiter="__", secrets_dir_missing="ok",
+                )
+            )
+        toml_file = os.environ.get(ENV_PREFIX + "CONFIG")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def env_name(*loc: str | int) -> str:
+    """The environment variable for a settings location: ``("imap", "port")`` -> ``INGEST_IMAP__PORT``."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once, turning validation errors into a one-line :class:`ConfigError`."""
+    toml_file = os.environ.get(ENV_PREFIX + "CONFIG")
+    if toml_file and not Path(toml_file).is_file():
+        raise ConfigError(f"INGEST_CONFIG names {toml_file!r}, which is not a readable file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        first = err.errors()[0]
+        # Never echo the input: it may be a secret.
+        raise ConfigError(f"{env_name(*first['loc'])}: {first['msg']}") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read settings: {err}") from None
+
+
+def require(value: Any, *loc: str) -> Any:
+    """Return ``value`` or raise a ConfigError naming the variable that must be set."""
+    if value is None or value == "" or value == []:
+        raise ConfigError(f"{env_name(*loc)} is not set", hint="see the configuration reference in the README")
+    return value
+
+
+class _ExplicitSettings(Settings):
+    """Settings from arguments only: no environment, .env, secrets or TOML."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        **others: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def explicit_settings(**values: Any) -> Settings:
+    """Settings built only from ``values`` (the demo and tests must not read the user's env).
+
+    Example: ``explicit_settings(imap={"host": "127.0.0.1", "security": "none"})``
+    """
+    return _ExplicitSettings(**values)

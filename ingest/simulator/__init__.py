@@ -1,0 +1,24 @@
+"""A fake Certainly API, report generator, email builder and embedded IMAP server.
+
+Used by ``ingest demo`` and by the tests; nothing here talks to anything but 127.0.0.1.
+"""
+
+from .api import CertainlySimulator, ExportRecord, RequestRecord, SimulatorConfig
+from .data import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv, rows_to_json
+from .imapserver import EmbeddedImap
+from .mailer import ImapDelivery, build_report_email, report_filename
+
+__all__ = [
+    "MESSAGE_DATA_COLUMNS",
+    "CertainlySimulator",
+    "EmbeddedImap",
+    "ExportRecord",
+    "ImapDelivery",
+    "RequestRecord",
+    "SimulatorConfig",
+    "build_report_email",
+    "generate_messages",
+    "report_filename",
+    "rows_to_csv",
+    "rows_to_json",
+]

@@ -1,0 +1,42 @@
+"""What `ingest status` shows: windows per bot by state, rows, in-flight and errors."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from ingest.store import Store, WindowState
+
+
+def collect_status(store: Store) -> dict[str, Any]:
+    """A JSON-ready summary of the state store.
+
+    Example: ``collect_status(store)["bots"][0]["states"]`` -> ``{"archived": 4}``
+    """
+    bots: dict[str, dict[str, Any]] = {}
+    for window in store.windows():
+        bot = bots.setdefault(window.bot_id, {
+            "bot_id": window.bot_id, "windows": 0, "states": Counter(), "rows_archived": 0,
+            "in_flight": None, "next_retry_at": None, "last_error": None, "covered_until": None,
+        })
+        bot["windows"] += 1
+        bot["states"][window.state.value] += 1
+        bot["rows_archived"] += window.rows_archived
+        if window.state is WindowState.ACCEPTED:
+            bot["in_flight"] = {"window": f"{window.from_date}..{window.to_date}",
+                                "since": _iso(window.accepted_at)}
+        if window.state is WindowState.DEFERRED and window.next_attempt_at:
+            bot["next_retry_at"] = _iso(window.next_attempt_at)
+        if window.last_error and window.state is not WindowState.ARCHIVED:
+            bot["last_error"] = window.last_error
+        if window.state is WindowState.ARCHIVED:
+            bot["covered_until"] = max(filter(None, [bot["covered_until"], window.to_date.isoformat()]))
+    for bot in bots.values():
+        bot["states"] = dict(bot["states"])
+    return {"bots": list(bots.values()), "emails": store.email_counts(),
+            "attachments": store.attachment_totals()}
+
+
+def _iso(timestamp: float | None) -> str | None:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp)) if timestamp else None

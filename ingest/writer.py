@@ -1,0 +1,174 @@
+"""Write parsed reports into the archive: Parquet partitioned by bot and date, the raw
+bytes, rejected rows in quarantine, and a provenance manifest written last.
+
+Layout (the contract users query)::
+
+    <root>/messages/bot_id=<bot>/date=<YYYY-MM-DD>/part-<sha256[:16]>.parquet
+    <root>/raw/bot_id=<bot>/<sha256>.<ext>
+    <root>/quarantine/<sha256>/rejected_rows.parquet, reason.json
+    <root>/manifests/<sha256>.json
+
+Commit order: data files durable (fsync file and folder) -> manifest. A data file is
+named after the source's hash and never rewritten, and rows whose (bot_id, id) a
+partition already holds are skipped, so replaying a report after a crash adds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ingest.errors import OutputError
+from ingest.parser import ParsedReport
+from ingest.schema import DATASET, file_schema
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A data file this report added to the archive."""
+
+    path: str  # relative to the archive root, with forward slashes
+    rows: int
+    sha256: str
+
+
+@dataclass
+class SaveResult:
+    """What :func:`save_report` did; it is also the body of the manifest's counts."""
+
+    rows_read: int
+    rows_written: int
+    rows_duplicate: int
+    rows_rejected: int
+    files: list[WrittenFile] = field(default_factory=list)
+    manifest: str = ""
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_once(path: Path, write: Any) -> bool:
+    """Write a file under a temporary name, fsync it, then link it into place.
+
+    ``write(tmp_path)`` produces the content. Returns False (and writes nothing) when
+    ``path`` exists already: a published file is never replaced.
+    """
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        with tmp.open("rb+") as stream:
+            os.fsync(stream.fileno())
+        try:
+            os.link(tmp, path)  # fails if the name exists: no overwrite, even in a race
+        except FileExistsError:
+            return False
+        _fsync_dir(path.parent)
+        return True
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_once(path: Path, data: bytes) -> bool:
+    """:func:`write_once` for a bytes payload."""
+    return write_once(path, lambda tmp: tmp.write_bytes(data))
+
+
+def partition_dir(root: Path, bot_id: str, day: Any) -> Path:
+    """messages/bot_id=<bot>/date=<YYYY-MM-DD>/ under the root."""
+    return root / DATASET / f"bot_id={bot_id}" / f"date={day}"
+
+
+def existing_ids(folder: Path) -> pl.Series:
+    """The ids already archived in a partition folder."""
+    files = sorted(folder.glob("*.parquet"))
+    if not files:
+        return pl.Series("id", [], dtype=pl.Int64)
+    return pl.scan_parquet(files).select("id").collect().get_column("id")
+
+
+def save_report(
+    root: Path, parsed: ParsedReport, *, bot_id: str, source_sha256: str, raw: bytes,
+    raw_name: str, provenance: dict[str, Any],
+) -> SaveResult:
+    """Archive one parsed report (raw bytes, new rows, rejects) and write its manifest."""
+    root = Path(root)
+    ext = raw_name.rsplit(".", 1)[-1].lower() if "." in raw_name else "bin"
+    write_bytes_once(root / "raw" / f"bot_id={bot_id}" / f"{source_sha256}.{ext}", raw)
+
+    result = SaveResult(parsed.rows_read, 0, parsed.duplicates_in_file, parsed.rejected.height)
+    columns = list(file_schema())
+    for (day,), part in parsed.rows.partition_by("date", as_dict=True, maintain_order=True).items():
+        folder = partition_dir(root, bot_id, day)
+        new = part.join(existing_ids(folder).to_frame(), on="id", how="anti").select(columns)
+        result.rows_duplicate += part.height - new.height
+        if new.height == 0:
+            continue
+        target = folder / f"part-{source_sha256[:16]}.parquet"
+        write_once(target, lambda tmp: new.write_parquet(tmp, compression="zstd", statistics=True))
+        result.files.append(WrittenFile(target.relative_to(root).as_posix(), new.height,
+                                        sha256_file(target)))
+        result.rows_written += new.height
+
+    if parsed.rejected.height:
+        qdir = root / "quarantine" / source_sha256
+        write_once(qdir / "rejected_rows.parquet", lambda tmp: parsed.rejected.write_parquet(tmp))
+        reasons = parsed.rejected.group_by("reason").len().sort("reason").rows()
+        write_bytes_once(qdir / "reason.json", _json({"reasons": dict(reasons)}))
+
+    manifest = {
+        **provenance,
+        "bot_id": bot_id,
+        "attachment": {"name": raw_name, "size": len(raw), "sha256": source_sha256},
+        "extra_columns": parsed.extra_columns,
+        "counts": {k: v for k, v in asdict(result).items() if k.startswith("rows_")},
+        "files": [asdict(f) for f in result.files],
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    manifest_path = root / "manifests" / f"{source_sha256}.json"
+    write_bytes_once(manifest_path, _json(manifest))
+    result.manifest = manifest_path.relative_to(root).as_posix()
+    return result
+
+
+def quarantine_file(root: Path, source_sha256: str, raw: bytes, raw_name: str, reason: str,
+                    provenance: dict[str, Any]) -> str:
+    """Keep a whole file that could not be archived, with its reason. Returns the folder."""
+    qdir = Path(root) / "quarantine" / source_sha256
+    write_bytes_once(qdir / f"original-{raw_name}", raw)
+    write_bytes_once(qdir / "reason.json", _json({"reason": reason, **provenance}))
+    return qdir.relative_to(root).as_posix()
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2, ensure_ascii=False, default=str).encode() + b"\n"
