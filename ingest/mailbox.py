@@ -129,9 +129,21 @@ class Mailbox:
         data = self._call(self.client.fetch, [uid], ["BODY.PEEK[]"])
         return data.get(uid, {}).get(b"BODY[]")
 
+    def server_folder(self, name: str) -> str:
+        """A configured folder name with ``/`` turned into the server's hierarchy separator
+        (Dovecot's maildir uses ``.`` and refuses ``/``)."""
+        if "/" not in name:
+            return name
+        listed = self._call(self.client.list_folders, "", "")  # LIST "" "" gives the separator
+        separator = listed[0][1] if listed and listed[0][1] else b"/"
+        if isinstance(separator, bytes):
+            separator = separator.decode()
+        return name.replace("/", separator)
+
     def move(self, uid: int, folder: str) -> None:
-        """Move one message to ``folder`` (created when missing)."""
+        """Move one message to ``folder`` (created when missing; ``/`` separates levels)."""
         client = self.client
+        folder = self.server_folder(folder)
         if not self._call(client.folder_exists, folder):
             self._call(client.create_folder, folder)
         if client.has_capability("MOVE"):

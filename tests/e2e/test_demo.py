@@ -1,0 +1,33 @@
+"""`ingest demo` end to end: simulator + embedded IMAP (pymap) + parse + Parquet."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from ingest.demo import demo_bot_ids
+from tests.support.archive import assert_archive_matches, expected_rows
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "demo", "--bots", "2", "--days", "60", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    first, last = re.search(r"\((\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d)\)", done.stdout).groups()  # type: ignore[union-attr]
+    truth = expected_rows(demo_bot_ids(2), date.fromisoformat(first), date.fromisoformat(last))
+    frame = assert_archive_matches(tmp_path / "archive", truth)
+    assert f"archive holds {frame.height}" in done.stdout
+    assert "1 ignored (sender not allowed)" in done.stdout
+    assert "pl.scan_parquet(" in done.stdout  # the one-line query is printed

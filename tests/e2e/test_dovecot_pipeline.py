@@ -1,0 +1,133 @@
+"""The whole pipeline against a real Dovecot: the simulator mails reports into it."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from imapclient import IMAPClient
+
+from ingest.pipeline import run_once, run_until_done
+from ingest.requester import plan_backfill
+from ingest.settings import Settings, explicit_settings
+from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
+from ingest.store import Store, WindowState
+from tests.support.archive import archive_files, assert_archive_matches, expected_rows
+from tests.support.dovecot import Dovecot, require_dovecot
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+USER, PASSWORD = "owner@example.test", "secret"
+BOTS = ["3f0c2a9e-1111-4c1a-9d4e-000000000001", "3f0c2a9e-2222-4c1a-9d4e-000000000002"]
+START, END = date(2024, 1, 1), date(2024, 2, 14)
+PROCESSED = "certainly-ingest/processed"
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    require_dovecot()
+    # Not under pytest's tmp_path: other pytest sessions reset /tmp/pytest-of-root to 0700,
+    # and Dovecot's processes (user dovecot) must traverse every folder above the mail.
+    workdir = Path(tempfile.mkdtemp(prefix="ingest-dovecot-"))
+    try:
+        with Dovecot(workdir, users={USER: PASSWORD}) as server:
+            yield server
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def delivery(dovecot: Dovecot) -> ImapDelivery:
+    return ImapDelivery(dovecot.host, dovecot.port, USER, PASSWORD, folder="INBOX")
+
+
+@pytest.fixture
+def simulator(delivery: ImapDelivery) -> Iterator[CertainlySimulator]:
+    config = SimulatorConfig(delivery_delay=0.05, recipient=USER)
+    with CertainlySimulator(config, deliver=delivery) as sim:
+        yield sim
+
+
+def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Settings:
+    return explicit_settings(
+        certainly={"base_url": sim.base_url, "token": sim.config.token,
+                   "report_path": sim.config.report_path, "timeout": 10},
+        requester={"window_days": 15, "poll_interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2},
+        imap={"host": dovecot.host, "port": dovecot.port, "security": "none", "username": USER,
+              "password": PASSWORD, "timeout": 10, "allowed_senders": ["@certainly.example"]},
+        output={"root": str(workdir / "archive")},
+        state={"path": workdir / "state.sqlite"},
+    )
+
+
+def stranger_email() -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Certainly Reports <reports@certainly.example.evil.test>"
+    msg["Subject"] = f"Certainly message report {BOTS[0]} {START} - {END}"
+    msg.set_content("A look-alike that must be left alone.")
+    msg.add_attachment(b"id,timestamp\n1,2024-01-01T00:00:00Z\n", maintype="text", subtype="csv",
+                       filename="message_report.csv")
+    return msg.as_bytes()
+
+
+def folder_counts(dovecot: Dovecot) -> dict[str, int]:
+    with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+        client.login(USER, PASSWORD)
+        separator = client.list_folders("", "")[0][1].decode()  # Dovecot maildir: "."
+        counts = {}
+        for folder in ("INBOX", PROCESSED):
+            if client.folder_exists(folder.replace("/", separator)):
+                status = client.folder_status(folder.replace("/", separator), [b"MESSAGES"])
+                counts[folder] = status[b"MESSAGES"]
+        return counts
+
+
+def test_backfill_through_dovecot_archives_everything_once(
+    simulator: CertainlySimulator, dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
+) -> None:
+    delivery.deliver(stranger_email())
+    settings = settings_for(simulator, dovecot, tmp_path)
+    with Store.open(settings.state.path) as store:
+        planned = plan_backfill(store, BOTS, START, END, window_days=15)
+        summary = run_until_done(settings, store, timeout=120)
+        assert {w.state for w in store.windows()} == {WindowState.ARCHIVED}
+
+    truth = expected_rows(BOTS, START, END)
+    assert_archive_matches(tmp_path / "archive", truth)
+    assert summary.rows_written == len(truth)
+    assert summary.rows_read == summary.rows_written + summary.rows_duplicate + summary.rows_rejected
+    assert summary.emails_ignored == 1 and not summary.needs_attention
+    # The look-alike stays where it was; every report email moved to the processed folder.
+    assert folder_counts(dovecot) == {"INBOX": 1, PROCESSED: len(planned)}
+
+
+def test_second_run_writes_nothing_and_redelivery_is_skipped(
+    simulator: CertainlySimulator, dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
+) -> None:
+    settings = settings_for(simulator, dovecot, tmp_path)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, BOTS[:1], START, date(2024, 1, 20), window_days=15)
+        run_until_done(settings, store, timeout=120)
+        files_before = archive_files(tmp_path / "archive")
+
+        again = run_once(settings, store)
+        assert (again.emails_seen, again.rows_written, again.files_written) == (0, 0, 0)
+
+        # The vendor sends the same report twice: the copy is recognised by its bytes.
+        with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+            client.login(USER, PASSWORD)
+            client.select_folder(PROCESSED.replace("/", client.list_folders("", "")[0][1].decode()))
+            uid = client.search("ALL")[0]
+            raw = client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
+        delivery.deliver(raw)
+        third = run_once(settings, store)
+        assert (third.reports_duplicate, third.rows_written, third.files_written) == (1, 0, 0)
+
+    assert archive_files(tmp_path / "archive") == files_before
+    assert_archive_matches(tmp_path / "archive", expected_rows(BOTS[:1], START, date(2024, 1, 20)))
+    assert folder_counts(dovecot)["INBOX"] == 0
