@@ -1,0 +1,448 @@
+"""A private, throwaway Dovecot IMAP server for integration tests.
+
+``Dovecot(workdir)`` writes its own config, starts ``dovecot -c <conf>`` on free loopback
+ports and stops it again; nothing touches the system's Dovecot configuration. It needs
+root (Dovecot's master must start as root and we ``chown`` the mail folder).
+
+Permission traps this module handles, because each one fails in a confusing way:
+
+* Dovecot's auth and imap processes run as user ``dovecot``, not root. pytest's
+  ``tmp_path`` and ``mkdtemp`` create 0700 folders, so they cannot traverse the workdir:
+  logins fail with "Temporary authentication failure" and the log says "missing +x
+  perm". We therefore add r-x for group/other on the workdir and on every folder above
+  it. We only ever *add* bits: a blanket ``chmod 755`` on ``/tmp`` would strip its
+  sticky and world-writable bits and break the whole machine.
+* Mail is stored as ``uid=dovecot`` (static userdb), so the mail folder is chowned to
+  ``dovecot``; ``first_valid_uid = 1`` lets that system uid own mail at all.
+* Dovecot creates unix sockets in ``base_dir`` (e.g. ``<base_dir>/login/imap-urlauth``),
+  and socket paths are limited to ~108 bytes. pytest's tmp paths embed the test name and
+  get long, so a long ``base_dir`` moves to a short ``/tmp/dv*`` folder of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import NoReturn
+
+import pytest
+
+from tests.support.tls import TestCerts
+
+__all__ = ["DEFAULT_USERS", "Dovecot", "dovecot_available", "free_port", "require_dovecot"]
+
+DEFAULT_USERS: Mapping[str, str] = MappingProxyType({"owner@example.test": "secret"})
+
+_HOST = "127.0.0.1"
+_START_TIMEOUT_S = 15.0
+_STOP_TIMEOUT_S = 10.0
+_COMMAND_TIMEOUT_S = 15.0
+# Longest base_dir we accept in place: the longest socket Dovecot creates below it is
+# about 30 characters, and sun_path holds 108 bytes; keep a comfortable margin.
+_MAX_BASE_DIR_LEN = 60
+_LOG_TAIL_LINES = 30
+
+
+def dovecot_available() -> bool:
+    """Whether the Dovecot binaries are installed (``apt-get install dovecot-imapd``)."""
+    return shutil.which("dovecot") is not None and shutil.which("doveadm") is not None
+
+
+def require_dovecot() -> None:
+    """Skip the calling test when Dovecot cannot run here; fail instead when ``CI=true``.
+
+    CI is where Dovecot is the reference server, so a missing install there must be a
+    red build, not a silently skipped suite.
+    """
+    if not dovecot_available():
+        reason = "dovecot is not installed (apt-get install -y dovecot-imapd)"
+    elif os.geteuid() != 0:
+        reason = "a private Dovecot instance needs root (it chowns mail to user dovecot)"
+    else:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; required when CI=true", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago.
+
+    Racy by nature (someone may grab it before Dovecot binds), but good enough for tests;
+    a lost race shows up as a clear start-up error with Dovecot's log.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((_HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Dovecot:
+    """A private Dovecot instance rooted in ``workdir``; use as a context manager.
+
+    ``users`` maps login names to plain-text passwords. With ``tls`` the plain port
+    requires STARTTLS (``ssl = required``) and an implicit-TLS port is opened too. With
+    ``oauth2_introspection_url`` XOAUTH2 and OAUTHBEARER are checked against that URL.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        users: Mapping[str, str] = DEFAULT_USERS,
+        tls: TestCerts | None = None,
+        oauth2_introspection_url: str | None = None,
+    ) -> None:
+        for user, password in users.items():
+            # passwd-file is colon- and line-separated; anything else would corrupt it.
+            if any(ch in user + password for ch in ":\n\r"):
+                raise ValueError(f"user or password for {user!r} contains ':' or a newline")
+        self._workdir = workdir.resolve()
+        self._users = dict(users)
+        self._tls = tls
+        self._oauth2_url = oauth2_introspection_url
+        self._conf = self._workdir / "dovecot.conf"
+        self._log = self._workdir / "dovecot.log"
+        self._base_dir: Path | None = None
+        self._own_base_dir = False  # True when base_dir is a mkdtemp folder to delete
+        self._port: int | None = None
+        self._imaps_port: int | None = None
+        self._master_pid: int | None = None
+
+    # -- public properties -------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """Address Dovecot listens on (loopback only)."""
+        return _HOST
+
+    @property
+    def port(self) -> int:
+        """Plain IMAP port; offers STARTTLS when started with ``tls``.
+
+        Dovecot treats loopback clients as already "secured", so even with
+        ``ssl = required`` it accepts a plaintext LOGIN here before STARTTLS.
+        """
+        return self._require_started(self._port)
+
+    @property
+    def imaps_port(self) -> int:
+        """Implicit-TLS port; 0 when started without ``tls`` (no listener)."""
+        return self._require_started(self._imaps_port)
+
+    @property
+    def log_path(self) -> Path:
+        """Dovecot's log file: the first place to look when a test fails."""
+        return self._log
+
+    @property
+    def config_path(self) -> Path:
+        """The generated ``dovecot.conf`` (useful for ``doveadm -c``)."""
+        return self._conf
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def __enter__(self) -> Dovecot:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Write the config, start Dovecot and wait until it greets on ``port``.
+
+        Raises ``RuntimeError`` (with the tail of Dovecot's log) if it does not come up
+        within ~15 s; whatever did start is stopped first.
+        """
+        if self._master_pid is not None:
+            raise RuntimeError("Dovecot is already running")
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        self._base_dir = self._choose_base_dir()
+        self._port = free_port()
+        self._imaps_port = free_port() if self._tls else 0
+        try:
+            self._write_files()
+            self._fix_permissions()
+            self._launch()
+            self._master_pid = self._read_master_pid()
+            self._wait_for_greeting()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+            self._fail_start(str(error))
+        except BaseException:
+            self.stop()  # e.g. Ctrl-C while waiting: leave no daemon behind
+            raise
+
+    def stop(self) -> None:
+        """Stop Dovecot and make sure none of its processes survive. Idempotent."""
+        if self._base_dir is None:
+            return
+        if self._conf.exists() and (self._base_dir / "master.pid").exists():
+            try:
+                subprocess.run(
+                    ["doveadm", "-c", str(self._conf), "stop"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    timeout=_COMMAND_TIMEOUT_S,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                pass  # _reap_session below kills whatever is left
+        pid = self._master_pid or self._read_master_pid_or_none()
+        if pid is not None:
+            self._reap_session(pid)
+        if self._own_base_dir:
+            shutil.rmtree(self._base_dir, ignore_errors=True)
+        self._base_dir = None
+        self._master_pid = None
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _require_started(self, value: int | None) -> int:
+        if value is None:
+            raise RuntimeError("Dovecot has not been started")
+        return value
+
+    def _choose_base_dir(self) -> Path:
+        """``workdir/run`` when short enough for unix socket paths, else ``/tmp/dv*``."""
+        in_place = self._workdir / "run"
+        if len(str(in_place)) <= _MAX_BASE_DIR_LEN:
+            self._own_base_dir = False
+            return in_place
+        self._own_base_dir = True
+        return Path(tempfile.mkdtemp(prefix="dv", dir="/tmp"))
+
+    def _write_files(self) -> None:
+        assert self._base_dir is not None
+        mail_dir = self._workdir / "mail"
+        mail_dir.mkdir(exist_ok=True)
+        users_file = self._workdir / "users"
+        users_file.write_text(
+            "".join(f"{user}:{{PLAIN}}{pw}\n" for user, pw in self._users.items()),
+            encoding="utf-8",
+        )
+        mechanisms = "plain login"
+        oauth2_passdb = ""
+        if self._oauth2_url is not None:
+            mechanisms = "plain login xoauth2 oauthbearer"
+            oauth2_conf = self._workdir / "oauth2.conf.ext"
+            oauth2_conf.write_text(
+                f"introspection_url = {self._oauth2_url}\n"
+                "introspection_mode = post\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n",
+                encoding="utf-8",
+            )
+            # Must come before passwd-file; restricted to the token mechanisms.
+            oauth2_passdb = (
+                "passdb {\n"
+                "  driver = oauth2\n"
+                "  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {oauth2_conf}\n"
+                "}\n"
+            )
+        if self._tls is None:
+            ssl = "ssl = no\n"
+        else:
+            # '<' is Dovecot's "read this file" syntax.
+            ssl = (
+                "ssl = required\n"
+                f"ssl_cert = <{self._tls.cert_path.resolve()}\n"
+                f"ssl_key = <{self._tls.key_path.resolve()}\n"
+            )
+        # Blocks must span lines: Dovecot rejects `name { key = value }` on one line.
+        self._conf.write_text(
+            "protocols = imap\n"
+            "first_valid_uid = 1\n"
+            f"listen = {_HOST}\n"
+            f"base_dir = {self._base_dir}\n"
+            f"state_dir = {self._base_dir}/state\n"
+            f"log_path = {self._log}\n"
+            f"{ssl}"
+            "disable_plaintext_auth = no\n"
+            f"auth_mechanisms = {mechanisms}\n"
+            f"mail_location = maildir:{mail_dir}/%u\n"
+            "default_login_user = dovenull\n"
+            "default_internal_user = dovecot\n"
+            "service imap-login {\n"
+            "  inet_listener imap {\n"
+            f"    port = {self._port}\n"
+            "  }\n"
+            "  inet_listener imaps {\n"
+            f"    port = {self._imaps_port}\n"
+            "  }\n"
+            "}\n"
+            f"{oauth2_passdb}"
+            "passdb {\n"
+            "  driver = passwd-file\n"
+            "  mechanisms = plain login\n"
+            f"  args = scheme=PLAIN username_format=%u {users_file}\n"
+            "}\n"
+            "userdb {\n"
+            "  driver = static\n"
+            f"  args = uid=dovecot gid=dovecot home={mail_dir}/%u\n"
+            "}\n",
+            encoding="utf-8",
+        )
+
+    def _fix_permissions(self) -> None:
+        """Let user ``dovecot`` reach the workdir and own the mail (see module docstring)."""
+        assert self._base_dir is not None
+        shutil.chown(self._workdir / "mail", user="dovecot", group="dovecot")
+        for directory in (self._base_dir, *self._base_dir.parents):
+            if directory.exists():
+                _add_mode_bits(directory, 0o755)
+        for directory in (self._workdir, *self._workdir.parents):
+            _add_mode_bits(directory, 0o755)
+        # Read by the auth process, which runs as dovecot.
+        for name in ("users", "oauth2.conf.ext"):
+            if (self._workdir / name).exists():
+                _add_mode_bits(self._workdir / name, 0o644)
+
+    def _launch(self) -> None:
+        """Run ``dovecot -c <conf>``, which forks the master into the background.
+
+        Its output goes to a file, not a pipe: the daemonized master and its children
+        inherit the descriptors, so a pipe never reaches EOF and ``subprocess.run(...,
+        capture_output=True)`` would hang until its timeout.
+        """
+        stderr_path = self._workdir / "dovecot.stderr"
+        with stderr_path.open("w+b") as stderr:
+            code = subprocess.run(
+                ["dovecot", "-c", str(self._conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                timeout=_COMMAND_TIMEOUT_S,
+                check=False,
+            ).returncode
+            stderr.seek(0)
+            output = stderr.read().decode("utf-8", errors="replace").strip()
+        if code != 0:
+            # Config errors come from doveconf on stderr; the log file is not open yet.
+            raise RuntimeError(f"dovecot exited {code}: {output}")
+
+    def _read_master_pid_or_none(self) -> int | None:
+        if self._base_dir is None:
+            return None
+        try:
+            return int((self._base_dir / "master.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _read_master_pid(self) -> int:
+        # `dovecot` daemonizes and writes master.pid before returning; check anyway.
+        deadline = time.monotonic() + 2.0
+        while (pid := self._read_master_pid_or_none()) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("dovecot started but wrote no master.pid")
+            time.sleep(0.05)
+        return pid
+
+    def _wait_for_greeting(self) -> None:
+        """Poll the plain port until it sends an IMAP ``* OK`` greeting."""
+        assert self._port is not None and self._master_pid is not None
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        last_error = "no attempt"
+        while time.monotonic() < deadline:
+            if not _alive(self._master_pid):
+                raise RuntimeError("dovecot master process exited during start-up")
+            try:
+                with socket.create_connection((_HOST, self._port), timeout=2.0) as conn:
+                    greeting = conn.recv(512)
+                if greeting.startswith(b"* OK"):
+                    return
+                last_error = f"unexpected greeting {greeting!r}"
+            except OSError as error:
+                last_error = repr(error)
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"no IMAP greeting on port {self._port} within {_START_TIMEOUT_S:.0f}s ({last_error})"
+        )
+
+    def _fail_start(self, message: str) -> NoReturn:
+        """Clean up a failed start and raise with the log tail for diagnosis."""
+        tail = self._log_tail()
+        self.stop()
+        raise RuntimeError(f"Dovecot failed to start: {message}\n--- {self._log} ---\n{tail}")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self._log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return "(no log file)"
+        return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+    def _reap_session(self, master_pid: int) -> None:
+        """Wait for the master and its children to exit; SIGKILL stragglers.
+
+        The daemonized master calls setsid(), so every Dovecot child shares the master's
+        pid as session id; that finds them even after the master is gone.
+        """
+        deadline = time.monotonic() + _STOP_TIMEOUT_S
+        while (pids := _session_pids(master_pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not pids:
+            return
+        if _alive(master_pid) and master_pid not in pids:
+            pids.append(master_pid)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _add_mode_bits(path: Path, bits: int) -> None:
+    """OR ``bits`` into ``path``'s mode; never removes bits (``/tmp`` keeps 1777)."""
+    mode = path.stat().st_mode & 0o7777
+    if mode | bits != mode:
+        path.chmod(mode | bits)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running (not zombie) process."""
+    return _proc_state(pid) not in (None, "Z", "X")
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may contain spaces; fields follow ')'.
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def _session_pids(session_id: int) -> list[int]:
+    """Live (non-zombie) processes in session ``session_id``.
+
+    Zombies are skipped: an orphaned Dovecot child is reparented to pid 1, and if pid 1
+    does not reap (as in some sandboxes) it stays a harmless zombie we cannot kill.
+    """
+    pids: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After ')': state, ppid, pgrp, session, ...
+        if int(fields[3]) == session_id and fields[0] not in ("Z", "X"):
+            pids.append(int(entry.name))
+    return pids
