@@ -26,7 +26,7 @@ import requests
 from pydantic import SecretStr
 
 from ingest import __version__
-from ingest.errors import ApiUnavailable, IngestError, TokenRejected
+from ingest.errors import ApiRefused, ApiUnavailable, TokenRejected
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +105,10 @@ def classify_answer(status: int, body: str, headers: Any = None) -> ApiAnswer:
     if status in (401, 403):
         return answer(Outcome.TOKEN_REJECTED)
     if 200 <= status < 300:
-        if _BUSY_STRONG.search(message):
-            return answer(Outcome.IN_PROGRESS)
         if "html" in content_type.lower() or body.lstrip().lower().startswith(("<!doctype", "<html")):
             return answer(Outcome.TRANSIENT)  # a proxy or maintenance page, not the API
+        if _BUSY_STRONG.search(message):
+            return answer(Outcome.IN_PROGRESS)
         if _ERRORISH.search(message):
             return answer(Outcome.REJECTED)
         return answer(Outcome.ACCEPTED)
@@ -164,6 +164,12 @@ class CertainlyClient:
         self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
     ) -> list[dict[str, Any]]:
         """GET the messages of at most 15 days (at most 500 rows come back)."""
+        return self.fetch_report(bot_id, from_date, to_date, report_id)[0]
+
+    def fetch_report(
+        self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
+    ) -> tuple[list[dict[str, Any]], bytes]:
+        """GET a report: the rows and the body exactly as received (kept as raw bytes)."""
         try:
             response = self._session.get(
                 self.url, params=self._params(bot_id, from_date, to_date, report_id),
@@ -176,15 +182,15 @@ class CertainlyClient:
             raise TokenRejected(f"Certainly API rejected the token ({response.status_code}: {answer.message})",
                                 hint="INGEST_CERTAINLY__TOKEN")
         if answer.outcome is Outcome.TRANSIENT or response.status_code >= 300:
-            cls = ApiUnavailable if answer.outcome is Outcome.TRANSIENT else IngestError
-            raise cls(f"Certainly API answered {response.status_code}: {answer.message}")
+            cls = ApiUnavailable if answer.outcome is Outcome.TRANSIENT else ApiRefused
+            raise cls(f"Certainly API answered {response.status_code} to GET: {answer.message}")
         try:
             rows = response.json()
         except ValueError:
-            raise ApiUnavailable("Certainly API answered with a body that is not JSON") from None
-        if not isinstance(rows, list):
-            raise IngestError(f"Certainly API answered with a {type(rows).__name__}, not a list")
-        return rows
+            raise ApiUnavailable("Certainly API answered GET with a body that is not JSON") from None
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise ApiUnavailable("Certainly API answered GET with something other than a list of rows")
+        return rows, response.content
 
 
 def _network_message(err: requests.RequestException) -> str:

@@ -10,6 +10,7 @@ the tree to exit codes and one-line messages in one place (``ingest.cli``)::
     +-- TerminalError                needs a person; retrying will not help
         +-- ConfigError              a setting is missing or wrong (exit 2)
         +-- TokenRejected            the Certainly API refused the token (401/403)
+        +-- ApiRefused               the Certainly API refused a request (400/422...)
         +-- MailboxAuthError         the IMAP server refused the login
         +-- StateError               the state store is corrupt, locked or too new
         +-- OutputError              the archive root cannot be written
@@ -53,6 +54,10 @@ class ConfigError(TerminalError):
 
 class TokenRejected(TerminalError):
     """The Certainly API refused the token (401/403)."""
+
+
+class ApiRefused(TerminalError):
+    """The Certainly API refused a request as invalid (400/422 ...)."""
 
 
 class MailboxAuthError(TerminalError):

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from dataclasses import dataclass, field
@@ -48,17 +49,40 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     try:
-        data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ReportRejected(f"not UTF-8 (byte {err.start}): refusing to guess the encoding") from None
     if not data.strip():
         raise ReportRejected("empty file")
+    check_field_counts(text)
     try:
         frame = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=True)
     except (pl.exceptions.PolarsError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ReportRejected(f"unreadable CSV: {first_line}") from None
     return frame.rename({name: name.strip() for name in frame.columns})
+
+
+def check_field_counts(text: str) -> int:
+    """Reject a file whose records do not all have as many fields as its header.
+
+    polars pads a short record with nulls without a word, which would archive a cut-off
+    file as if its cells were empty. Returns the number of records (header excluded).
+    """
+    records = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        width = len(next(records))
+        count = 0
+        for count, record in enumerate(records, start=1):
+            if len(record) != width and record:
+                raise ReportRejected(
+                    f"record {count} has {len(record)} fields, the header has {width}: "
+                    "refusing a ragged or cut-off file")
+    except csv.Error as err:
+        raise ReportRejected(f"unreadable CSV: {err}") from None
+    except StopIteration:
+        return 0
+    return count
 
 
 def frame_from_json_rows(rows: list[dict[str, Any]]) -> pl.DataFrame:

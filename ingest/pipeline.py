@@ -18,6 +18,7 @@ import email.policy
 import logging
 import re
 import time
+from datetime import date, datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -27,9 +28,10 @@ from ingest.certainly import CertainlyClient
 from ingest.errors import ConfigError, ReportRejected
 from ingest.mailbox import Mailbox
 from ingest.parser import parse_csv
-from ingest.requester import advance
+from ingest.fetch import GET_MAX_DAYS, FetchSummary, fetch_range
+from ingest.requester import advance, plan_schedule
 from ingest.settings import Settings, require
-from ingest.store import Store, Window, WindowState
+from ingest.store import FINAL, Store, Window, WindowState
 from ingest.writer import quarantine_file, save_report, sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,15 @@ class RunSummary:
                 setattr(self, name, getattr(self, name) + value)
         self.problems.extend(other.problems)
 
+    def add_fetch(self, fetched: FetchSummary) -> None:
+        """Count what the GET fast path archived."""
+        self.reports_archived += fetched.windows_archived
+        self.rows_read += fetched.rows_read
+        self.rows_written += fetched.rows_written
+        self.rows_duplicate += fetched.rows_duplicate
+        self.rows_rejected += fetched.rows_rejected
+        self.files_written += fetched.files_written
+
     @property
     def needs_attention(self) -> bool:
         """True when a person should look: failures, quarantine or unmatched reports."""
@@ -79,9 +90,21 @@ def make_client(settings: Settings) -> CertainlyClient:
                            require(c.report_path, "certainly", "report_path"), timeout=c.timeout)
 
 
-def run_once(settings: Settings, store: Store, client: CertainlyClient | None = None) -> RunSummary:
-    """One pass: requester tick, then the mailbox."""
+def run_once(settings: Settings, store: Store, client: CertainlyClient | None = None, *,
+             today: date | None = None) -> RunSummary:
+    """One pass: schedule, requester tick (or GET fast path), then the mailbox."""
     summary = RunSummary()
+    today = today or datetime.now(timezone.utc).date()
+    if settings.certainly.bots:
+        planned = plan_schedule(store, settings.certainly.bots, settings.requester, today=today,
+                                report_id=settings.certainly.report_id)
+        if planned and settings.requester.use_get:
+            client = client or make_client(settings)
+            for window in store.windows(states=(S.PLANNED,)):
+                if window.days() <= GET_MAX_DAYS and window.bot_id in settings.certainly.bots:
+                    fetched = fetch_range(settings, store, client, window.bot_id, window.from_date,
+                                          window.to_date, report_id=window.report_id)
+                    summary.add_fetch(fetched)
     if store.windows(states=(S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)):
         tick = advance(store, client or make_client(settings), settings.requester)
         summary.submitted, summary.accepted = len(tick.submitted), len(tick.accepted)
@@ -101,7 +124,7 @@ def run_until_done(
         total.add(run_once(settings, store, client))
         if on_pass:
             on_pass(total)
-        if not store.windows(states=tuple(s for s in S if s not in (S.ARCHIVED, S.FAILED))):
+        if not store.windows(states=tuple(s for s in S if s not in FINAL)):
             return total
         if deadline is not None and time.monotonic() >= deadline:
             total.problems.append(f"stopped after {timeout:g} s with windows still open")
@@ -239,7 +262,7 @@ def match_window(store: Store, hints: str) -> tuple[Window | None, bool]:
     Exact: the bot id and both dates appear in the subject or file name. Otherwise the
     oldest accepted window of a bot named in the hints, else the oldest accepted one.
     """
-    waiting = store.windows(states=(S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.ARCHIVED))
+    waiting = store.windows(states=(S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.SPLIT, S.ARCHIVED))
     dates = set(_DATE.findall(hints))
     for window in waiting:
         if window.bot_id in hints and {window.from_date.isoformat(), window.to_date.isoformat()} <= dates:

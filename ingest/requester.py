@@ -84,6 +84,24 @@ def plan_backfill(
     return planned
 
 
+def plan_schedule(store: Store, bot_ids: list[str], settings: RequesterSettings, *,
+                  today: date, report_id: int = 1) -> list[tuple[str, date, date]]:
+    """Keep each bot planned up to yesterday (UTC): plan the days after its last window.
+
+    A bot seen for the first time starts at ``schedule_from`` (default: yesterday).
+    """
+    yesterday = today - timedelta(days=1)
+    planned = []
+    for bot_id in bot_ids:
+        known = [w.to_date for w in store.windows(bot_id=bot_id)
+                 if w.report_id == report_id and w.state is not S.FAILED]
+        start = max(known) + timedelta(days=1) if known else (settings.schedule_from or yesterday)
+        if start <= yesterday:
+            planned += plan_backfill(store, [bot_id], start, yesterday,
+                                     window_days=settings.window_days, report_id=report_id)
+    return planned
+
+
 def _gaps(start: date, end: date, covered: set[date]) -> list[tuple[date, date]]:
     """Maximal runs of days in start..end that are not in ``covered``."""
     gaps: list[tuple[date, date]] = []
@@ -110,15 +128,23 @@ def backoff_delay(attempt: int, settings: RequesterSettings, retry_after: float 
 
 
 def expire_lost(store: Store, settings: RequesterSettings, now: float) -> list[int]:
-    """Accepted windows whose email is overdue become ``lost`` (and are re-submitted later)."""
+    """Accepted windows whose email is overdue become ``lost`` and are re-submitted later;
+    after ``split_after_losses`` losses a window of several days is split in half instead
+    (an attachment too large to be mailed is the likely cause)."""
     lost = []
     for window in store.windows(states=(S.ACCEPTED,)):
-        if window.accepted_at is not None and now - window.accepted_at > settings.delivery_timeout:
-            store.transition(window.id, S.LOST, losses=window.losses + 1,
+        if window.accepted_at is None or now - window.accepted_at <= settings.delivery_timeout:
+            continue
+        losses = window.losses + 1
+        log.warning("window %s (%s %s..%s) lost (%d time(s)): no email in time", window.id,
+                    window.bot_id, window.from_date, window.to_date, losses)
+        if losses >= settings.split_after_losses and window.days() > 1:
+            middle = window.from_date + timedelta(days=window.days() // 2 - 1)
+            store.split_window(window.id, middle, losses=losses)
+        else:
+            store.transition(window.id, S.LOST, losses=losses,
                              last_error="no report email within the delivery time-out")
-            log.warning("window %s (%s %s..%s) lost: no email in time", window.id,
-                        window.bot_id, window.from_date, window.to_date)
-            lost.append(window.id)
+        lost.append(window.id)
     return lost
 
 

@@ -17,6 +17,7 @@ names the folder (default ``/run/secrets`` when it exists).
 from __future__ import annotations
 
 import os
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -70,7 +71,16 @@ class RequesterSettings(BaseModel):
     retry_initial: float = Field(60.0, ge=0, description="First back-off after 'in progress' (s).")
     retry_max: float = Field(3600.0, ge=0, description="Longest back-off (s).")
     max_attempts: int = Field(8, ge=1, description="Transient failures before a window fails.")
+    split_after_losses: int = Field(
+        2, ge=1, description="Losses after which a window is split in half (a too-large attachment?)."
+    )
     poll_interval: float = Field(60.0, gt=0, description="Seconds between passes of `run --until-done`.")
+    schedule_from: date | None = Field(
+        None, description="First day kept current for INGEST_CERTAINLY__BOTS (default: yesterday)."
+    )
+    use_get: bool = Field(
+        False, description="Fetch scheduled windows of <= 15 days with GET instead of email."
+    )
 
 
 class ImapSettings(BaseModel):

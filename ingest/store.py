@@ -34,6 +34,7 @@ class WindowState(StrEnum):
     DEFERRED = "deferred"  # retry after next_attempt_at (API busy or transient error)
     LOST = "lost"  # accepted, but no email within the delivery timeout; re-submitted
     FAILED = "failed"  # needs a person
+    SPLIT = "split"  # lost too often: replaced by two half windows
 
 
 S = WindowState
@@ -42,15 +43,16 @@ S = WindowState
 TRANSITIONS: dict[WindowState, frozenset[WindowState]] = {
     S.PLANNED: frozenset({S.SUBMITTING, S.DELIVERED}),
     S.SUBMITTING: frozenset({S.ACCEPTED, S.DEFERRED, S.FAILED, S.PLANNED, S.LOST, S.DELIVERED}),
-    S.ACCEPTED: frozenset({S.DELIVERED, S.LOST, S.FAILED}),
+    S.ACCEPTED: frozenset({S.DELIVERED, S.LOST, S.FAILED, S.SPLIT}),
     S.DEFERRED: frozenset({S.SUBMITTING, S.DELIVERED, S.FAILED}),
-    S.LOST: frozenset({S.SUBMITTING, S.DELIVERED}),
+    S.LOST: frozenset({S.SUBMITTING, S.DELIVERED, S.SPLIT}),
+    S.SPLIT: frozenset({S.DELIVERED}),
     S.DELIVERED: frozenset({S.ARCHIVED, S.FAILED}),
     S.ARCHIVED: frozenset(),
     S.FAILED: frozenset({S.PLANNED}),
 }
-#: States in which a report email for the window may still arrive.
-AWAITING_EMAIL = (S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.PLANNED)
+#: States in which nothing more will happen to a window by itself.
+FINAL = (S.ARCHIVED, S.FAILED, S.SPLIT)
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class Store:
     def open(cls, path: Path) -> "Store":
         """Open (creating and migrating if needed) the store at ``path``."""
         path = Path(path)
+        conn: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -184,12 +187,17 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, path)
             store._migrate()
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.DatabaseError, StateError, OSError) as err:
+            if conn is not None:
+                conn.close()
+            if isinstance(err, StateError):
+                raise
+            if isinstance(err, OSError):
+                raise StateError(f"state store {path} cannot be created: {err.strerror}",
+                                 hint="INGEST_STATE__PATH") from None
             raise StateError(
                 f"state store {path} cannot be used: {err}", hint="INGEST_STATE__PATH"
             ) from None
-        except OSError as err:
-            raise StateError(f"state store {path} cannot be created: {err.strerror}") from None
         return store
 
     def close(self) -> None:
@@ -224,7 +232,8 @@ class Store:
     # -- windows ---------------------------------------------------------------------
 
     def plan_window(self, bot_id: str, report_id: int, from_date: date, to_date: date) -> bool:
-        """Insert a planned window; False when that exact window exists already."""
+        """Insert a planned window; a failed one with that range is planned again (a person
+        asked for it). False when that window exists already in any other state."""
         now = time.time()
         with self._tx():
             cur = self._conn.execute(
@@ -232,6 +241,14 @@ class Store:
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (bot_id, report_id, from_date.isoformat(), to_date.isoformat(), S.PLANNED, now, now),
             )
+            if cur.rowcount == 0:
+                cur = self._conn.execute(
+                    "UPDATE windows SET state = ?, attempts = 0, next_attempt_at = NULL,"
+                    " updated_at = ? WHERE bot_id = ? AND report_id = ? AND from_date = ?"
+                    " AND to_date = ? AND state = ?",
+                    (S.PLANNED, now, bot_id, report_id, from_date.isoformat(),
+                     to_date.isoformat(), S.FAILED),
+                )
         return cur.rowcount == 1
 
     def windows(
@@ -272,6 +289,16 @@ class Store:
                 (new, time.time(), *fields.values(), window_id),
             )
         return self.window(window_id)
+
+    def split_window(self, window_id: int, last_of_first_half: date, *, losses: int) -> None:
+        """Replace a window by two halves (one transaction): first..mid and mid+1..last."""
+        with self._tx():
+            window = self.window(window_id)
+            self.transition(window_id, S.SPLIT, losses=losses,
+                            last_error=f"lost {losses} times: split in two")
+            self.plan_window(window.bot_id, window.report_id, window.from_date, last_of_first_half)
+            self.plan_window(window.bot_id, window.report_id,
+                             date.fromordinal(last_of_first_half.toordinal() + 1), window.to_date)
 
     def record_api_answer(
         self, window_id: int | None, method: str, status: int, outcome: str, body: str

@@ -81,9 +81,9 @@ def write_once(path: Path, write: Any) -> bool:
     """
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         with tmp.open("rb+") as stream:
             os.fsync(stream.fileno())
@@ -96,7 +96,10 @@ def write_once(path: Path, write: Any) -> bool:
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # its folder could not even be made: there is nothing to clean up
 
 
 def write_bytes_once(path: Path, data: bytes) -> bool:
