@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 #: Wording that means "one export at a time, and one is running" whatever the status.
 _BUSY_STRONG = re.compile(
-    r"already in progress|in progress|already (been )?(requested|running|generating|processing)"
+    r"in progress|already (been |being )?(requested|running|generat\w*|process\w*|queued|pending)"
     r"|previous (request|export|report)|another (request|export|report)|wait until",
     re.IGNORECASE,
 )
@@ -191,6 +191,21 @@ class CertainlyClient:
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise ApiUnavailable("Certainly API answered GET with something other than a list of rows")
         return rows, response.content
+
+
+    def probe(self, bot_id: str, from_date: date, to_date: date, report_id: int = 1) -> tuple[int, str]:
+        """A GET whose only purpose is to see how the API answers (for `ingest doctor`).
+
+        Returns (status, body text), or (0, reason) when no HTTP answer came back.
+        """
+        try:
+            response = self._session.get(
+                self.url, params=self._params(bot_id, from_date, to_date, report_id),
+                headers=self._headers(), timeout=self._timeout,
+            )
+        except requests.RequestException as err:
+            return 0, _network_message(err)
+        return response.status_code, response.text[:2000]
 
 
 def _network_message(err: requests.RequestException) -> str:

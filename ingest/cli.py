@@ -8,19 +8,26 @@ person (failed window, quarantined or unmatched report, token or login refused);
 from __future__ import annotations
 
 import json
-import logging
 import sys
+import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ingest import __version__
-from ingest.errors import ConfigError, IngestError, TransientError
+from ingest.errors import ConfigError, IngestError, LockHeld, TransientError
+from ingest.logs import json_wanted, setup_logging
 from ingest.settings import load_settings
+
+if TYPE_CHECKING:
+    from ingest.pipeline import RunSummary
+    from ingest.store import Store
 
 app = typer.Typer(
     help="Archive Certainly chatbot message reports: request exports, pick the emailed CSVs "
@@ -38,6 +45,8 @@ EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG, EXIT_TRANSIENT = 0, 1, 2, 3
 
 def exit_code_for(error: IngestError) -> int:
     """The documented exit code for an error."""
+    if isinstance(error, LockHeld):
+        return EXIT_OK
     if isinstance(error, ConfigError):
         return EXIT_CONFIG
     if isinstance(error, TransientError):
@@ -57,10 +66,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(verbose)
 
 
 
@@ -122,15 +128,44 @@ def run(
 
     Example: ingest run --until-done --timeout 3600
     """
+    from ingest.metrics import render_metrics, write_textfile
     from ingest.pipeline import run_once, run_until_done
-    from ingest.store import Store
+    from ingest.store import Store, exclusive_lock
 
     settings = load_settings()
-    with Store.open(settings.state.path) as store:
-        summary = (run_until_done(settings, store, timeout=timeout) if until_done
-                   else run_once(settings, store))
+    started = time.monotonic()
+    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        if until_done:
+            with progress_bar(store) as on_pass:
+                summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass)
+        else:
+            summary = run_once(settings, store)
+        if settings.metrics.textfile:
+            write_textfile(settings.metrics.textfile, render_metrics(
+                store, emails_processed=summary.emails_archived, rows_written=summary.rows_written,
+                duration=time.monotonic() - started, succeeded=not summary.needs_attention))
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+
+
+@contextmanager
+def progress_bar(store: "Store") -> Iterator[Callable[["RunSummary"], None]]:
+    """A bar of windows done on a terminal; nothing in JSON-log mode or when piped."""
+    from ingest.store import FINAL
+
+    if json_wanted() or not out.is_terminal:
+        yield lambda summary: None
+        return
+    with Progress(TextColumn("archiving"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
+                  TextColumn("{task.fields[rows]} rows"), TimeElapsedColumn(), console=out) as bar:
+        task = bar.add_task("windows", total=len(store.windows()), rows=0)
+
+        def update(summary: "RunSummary") -> None:
+            windows = store.windows()
+            bar.update(task, total=len(windows), rows=summary.rows_written,
+                       completed=sum(w.state in FINAL for w in windows))
+
+        yield update
 
 
 @app.command()
@@ -148,13 +183,13 @@ def fetch(
     """
     from ingest.fetch import fetch_range
     from ingest.pipeline import make_client
-    from ingest.store import Store
+    from ingest.store import Store, exclusive_lock
 
     settings = load_settings()
     if to.date() < from_.date():
         raise ConfigError(f"--to {to.date()} is before --from {from_.date()}")
     client = make_client(settings)
-    with Store.open(settings.state.path) as store:
+    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
         for bot_id in bot:
             done = fetch_range(settings, store, client, bot_id, from_.date(), to.date(),
                                report_id=settings.certainly.report_id)
@@ -193,6 +228,25 @@ def status(
     out.print(f"emails: {report['emails']}  attachments: {report['attachments']}")
 
 
+@app.command()
+def doctor() -> None:
+    """Check settings, API token, IMAP login and folders, output and state store.
+
+    Requests no export, creates no mail folder and moves no mail.
+    Exit 1 when any check fails.
+
+    Example: ingest doctor
+    """
+    from ingest.doctor import run_checks
+
+    checks = run_checks(load_settings())
+    table = Table("check", "", "detail")
+    for check in checks:
+        table.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]", check.detail)
+    out.print(table)
+    raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
+
+
 def print_summary(summary: "object") -> None:
     """One short block a person (or a log collector) can read."""
     from ingest.pipeline import RunSummary
@@ -225,6 +279,8 @@ def main() -> None:
         message = f"error: {error}"
         if error.hint:
             message += f" ({error.hint})"
+        if isinstance(error, LockHeld):
+            message = str(error)
         err_console.print(message, markup=False, highlight=False, soft_wrap=True)
         sys.exit(exit_code_for(error))
     except KeyboardInterrupt:

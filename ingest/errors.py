@@ -4,6 +4,7 @@ Retry logic asks one question (``isinstance(err, TransientError)``) and the CLI 
 the tree to exit codes and one-line messages in one place (``ingest.cli``)::
 
     IngestError                      base; ``str(err)`` is a one-line, secret-free message
+    +-- LockHeld                     another run holds the state store (exit 0: not a failure)
     +-- TransientError               may succeed if tried again later
     |   +-- ApiUnavailable           5xx, 429, time-out, connection refused
     |   +-- MailboxUnavailable       IMAP connection dropped or refused
@@ -30,6 +31,10 @@ class IngestError(Exception):
         super().__init__(message)
         if hint is not None:
             self.hint = hint
+
+
+class LockHeld(IngestError):
+    """Another ``ingest`` process holds the state store's lock; this one stands down."""
 
 
 class TransientError(IngestError):

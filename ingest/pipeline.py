@@ -153,6 +153,8 @@ def poll_mailbox(settings: Settings, store: Store, summary: RunSummary) -> None:
             address = sender_address(_from_header(senders[uid]))
             if not sender_allowed(address, imap.allowed_senders):
                 summary.emails_ignored += 1
+                log.info("email uid %s ignored: sender not allowed", uid,
+                         extra={"uid": uid, "uidvalidity": uidvalidity})
                 store.record_email(imap.folder, uidvalidity, uid, message_id=None, sender=address,
                                    subject=None, outcome="ignored", reason="sender not allowed")
                 continue
@@ -166,6 +168,8 @@ def poll_mailbox(settings: Settings, store: Store, summary: RunSummary) -> None:
                 summary.emails_archived += 1
             store.record_email(imap.folder, uidvalidity, uid, message_id=parsed.message_id,
                                sender=address, subject=parsed.subject, outcome=outcome)
+            log.info("email uid %s: %s", uid, outcome,
+                     extra={"uid": uid, "uidvalidity": uidvalidity, "message_id": parsed.message_id})
 
 
 def _from_header(header_bytes: bytes) -> str | None:
@@ -239,7 +243,9 @@ def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedE
         summary.reports_quarantined += 1
     log.info("archived %s for window %s: %d rows read, %d written, %d duplicate, %d rejected",
              report.filename, window.id, result.rows_read, result.rows_written,
-             result.rows_duplicate, result.rows_rejected)
+             result.rows_duplicate, result.rows_rejected,
+             extra={"window_id": window.id, "bot_id": window.bot_id, "sha256": sha,
+                    "message_id": parsed.message_id})
     return "archived"
 
 
@@ -252,7 +258,8 @@ def _set_aside(root: Path, store: Store, sha: str, report: ReportFile, provenanc
         summary.reports_unmatched += 1
     else:
         summary.reports_quarantined += 1
-    log.warning("%s %s: %s", outcome, report.filename, reason)
+    log.warning("%s %s: %s", outcome, report.filename, reason,
+                extra={"sha256": sha, "message_id": provenance.get("email", {}).get("message_id")})  # type: ignore[union-attr]
     return outcome
 
 

@@ -137,7 +137,8 @@ def expire_lost(store: Store, settings: RequesterSettings, now: float) -> list[i
             continue
         losses = window.losses + 1
         log.warning("window %s (%s %s..%s) lost (%d time(s)): no email in time", window.id,
-                    window.bot_id, window.from_date, window.to_date, losses)
+                    window.bot_id, window.from_date, window.to_date, losses,
+                    extra={"window_id": window.id, "bot_id": window.bot_id})
         if losses >= settings.split_after_losses and window.days() > 1:
             middle = window.from_date + timedelta(days=window.days() // 2 - 1)
             store.split_window(window.id, middle, losses=losses)
@@ -171,7 +172,9 @@ def submit(store: Store, client: CertainlyClient, window: Window, settings: Requ
     answer = client.request_export(window.bot_id, window.from_date, window.to_date, window.report_id)
     store.record_api_answer(window.id, "POST", answer.status, answer.outcome, answer.body)
     log.info("window %s (%s %s..%s): %s %s", window.id, window.bot_id, window.from_date,
-             window.to_date, answer.status, answer.outcome)
+             window.to_date, answer.status, answer.outcome,
+             extra={"window_id": window.id, "bot_id": window.bot_id, "status": answer.status,
+                    "outcome": str(answer.outcome)})
     if answer.outcome is Outcome.ACCEPTED:
         return store.transition(window.id, S.ACCEPTED, accepted_at=time.time(), last_error=None).state
     if answer.outcome is Outcome.TOKEN_REJECTED:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -89,8 +89,8 @@ class ImapSettings(BaseModel):
     host: str | None = Field(None, description="IMAP server host name.")
     port: int | None = Field(None, ge=1, le=65535, description="Default 993 (tls) or 143.")
     security: Literal["tls", "starttls", "none"] = Field("tls", description="Transport security.")
-    username: str | None = None
-    password: SecretStr | None = None
+    username: str | None = Field(None, description="Login name (often the email address).")
+    password: SecretStr | None = Field(None, description="Password or app password.")
     folder: str = Field("INBOX", description="Folder watched for report emails.")
     processed_folder: str = Field("certainly-ingest/processed", description="Where archived emails go.")
     allowed_senders: CommaList = Field(
@@ -122,6 +122,12 @@ class StateSettings(BaseModel):
     path: Path = Field(Path("./ingest-state.sqlite"), description="SQLite file (keep it on a volume).")
 
 
+class MetricsSettings(BaseModel):
+    """Optional Prometheus metrics."""
+
+    textfile: Path | None = Field(None, description="Write Prometheus metrics here after each run.")
+
+
 class Settings(BaseSettings):
     """Every setting of certainly-ingest; see the README's configuration reference."""
 
@@ -139,6 +145,7 @@ class Settings(BaseSettings):
     imap: ImapSettings = ImapSettings()
     output: OutputSettings = OutputSettings()
     state: StateSettings = StateSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -210,3 +217,36 @@ def explicit_settings(**values: Any) -> Settings:
     Example: ``explicit_settings(imap={"host": "127.0.0.1", "security": "none"})``
     """
     return _ExplicitSettings(**values)
+
+
+def reference_markdown() -> str:
+    """The README's settings table, generated from the models (a test keeps them equal).
+
+    Regenerate: ``python -c "from ingest.settings import reference_markdown as r; print(r())"``
+    """
+    lines = ["| variable | type | default | meaning |", "|---|---|---|---|"]
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for name, info in model.model_fields.items():
+            kind = _type_name(info.annotation)
+            if info.default_factory is not None:
+                default = str(info.default_factory())  # type: ignore[call-arg]
+            else:
+                default = "-" if info.default is None else str(info.default)
+            lines.append(f"| `{env_name(section, name)}` | {kind} | `{default}` | "
+                         f"{(info.description or '').replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def _type_name(annotation: Any) -> str:
+    """A reader's name for a field type: ``SecretStr | None`` -> ``secret``."""
+    names = {"SecretStr": "secret", "str": "text", "int": "integer", "float": "number",
+             "bool": "true/false", "date": "YYYY-MM-DD", "Path": "path", "list": "comma list"}
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Literal:
+        return " / ".join(map(str, get_args(annotation)))
+    if get_origin(annotation) is not None and args and get_origin(annotation) is not list:
+        return _type_name(args[0]) if len(args) == 1 else " or ".join(map(_type_name, args))
+    origin = get_origin(annotation) or annotation
+    return names.get(getattr(origin, "__name__", str(origin)), str(origin))

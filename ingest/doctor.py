@@ -1,0 +1,138 @@
+"""`ingest doctor`: check configuration, API auth, IMAP, output and state store.
+
+Each check is independent and returns a pass/fail line. No export is requested, no
+mail folder created, no mail moved; only a probe file is written (and removed) in the
+output root.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from ingest.certainly import CertainlyClient, Outcome, classify_answer
+from ingest.errors import IngestError
+from ingest.mailbox import Mailbox
+from ingest.settings import Settings, require
+from ingest.store import Store
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's table."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    return [check_state(settings), check_output(settings), check_api(settings), *check_imap(settings)]
+
+
+def _guard(name: str, fn) -> Check:  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except IngestError as err:
+        hint = f" ({err.hint})" if err.hint else ""
+        return Check(name, False, f"{err}{hint}")
+
+
+def check_state(settings: Settings) -> Check:
+    path = Path(settings.state.path)
+    if not path.exists():
+        parent = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+        ok = os.access(parent, os.W_OK)
+        return Check("state store", ok, f"{path} will be created" if ok
+                     else f"{path} cannot be created: {parent} is not writable (INGEST_STATE__PATH)")
+
+    def run() -> Check:
+        with Store.open(settings.state.path) as store:
+            result = store._conn.execute("PRAGMA quick_check").fetchone()[0]  # noqa: SLF001
+            windows = len(store.windows())
+        if result != "ok":
+            return Check("state store", False, f"{settings.state.path}: {result}")
+        return Check("state store", True, f"{settings.state.path}: ok, {windows} window(s)")
+    try:
+        return _guard("state store", run)
+    except sqlite3.Error as err:
+        return Check("state store", False, f"{settings.state.path}: {err}")
+
+
+def check_output(settings: Settings) -> Check:
+    root = Path(settings.output.root)
+    probe = root / f".doctor-{uuid.uuid4().hex}"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        os.fsync(os.open(probe, os.O_RDONLY))
+        probe.unlink()
+    except OSError as err:
+        return Check("output", False, f"{root} is not writable: {err.strerror} (INGEST_OUTPUT__ROOT)")
+    return Check("output", True, f"{root.resolve()} is writable")
+
+
+def check_api(settings: Settings) -> Check:
+    def run() -> Check:
+        c = settings.certainly
+        client = CertainlyClient(c.base_url, require(c.token, "certainly", "token"),
+                                 require(c.report_path, "certainly", "report_path"), timeout=c.timeout)
+        # A one-day GET: 401/403 means the token is refused; anything else means it was accepted.
+        yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+        bot = c.bots[0] if c.bots else "00000000-0000-0000-0000-000000000000"
+        status, body = client.probe(bot, yesterday, yesterday, c.report_id)
+        answer = classify_answer(status, body)
+        if status == 0:
+            return Check("certainly API", False, f"{client.url}: {body}")
+        if answer.outcome is Outcome.TOKEN_REJECTED:
+            return Check("certainly API", False, f"token rejected ({status}: {answer.message}) "
+                         "(INGEST_CERTAINLY__TOKEN)")
+        if status == 404:
+            return Check("certainly API", False, f"{client.url} not found (INGEST_CERTAINLY__REPORT_PATH)")
+        return Check("certainly API", True, f"{client.url}: token accepted (HTTP {status})")
+    return _guard("certainly API", run)
+
+
+def check_imap(settings: Settings) -> list[Check]:
+    imap = settings.imap
+    checks: list[Check] = []
+    if not imap.allowed_senders:
+        checks.append(Check("allowed senders", False, "INGEST_IMAP__ALLOWED_SENDERS is empty: "
+                            "nothing would ever be ingested"))
+    else:
+        checks.append(Check("allowed senders", True, ", ".join(imap.allowed_senders)))
+    box = Mailbox(imap)
+    try:
+        box.connect()
+    except IngestError as err:
+        return [*checks, Check("imap login", False, f"{err}" + (f" ({err.hint})" if err.hint else ""))]
+    try:
+        checks.append(Check("imap login", True, f"{imap.username} on {imap.host}:{imap.effective_port} "
+                            f"({imap.security})"))
+        checks.append(_guard("imap folder", lambda: _folder_check(box)))
+        caps = {c.decode() if isinstance(c, bytes) else c for c in box.client.capabilities()}
+        wanted = ["IDLE", "MOVE", "UIDPLUS"]
+        missing = [c for c in wanted if c not in caps]
+        checks.append(Check("imap capabilities", "UIDPLUS" in caps or "MOVE" in caps,
+                            "has " + ", ".join(c for c in wanted if c in caps)
+                            + (f"; missing {', '.join(missing)}" if missing else "")))
+        processed = box.server_folder(imap.processed_folder)
+        exists = box.client.folder_exists(processed)
+        checks.append(Check("processed folder", True,
+                            f"{processed} exists" if exists else f"{processed} will be created"))
+    finally:
+        box.close()
+    return checks
+
+
+def _folder_check(box: Mailbox) -> Check:
+    box.select()
+    count = 0
+    for sender in box.settings.allowed_senders:
+        count += len(box.client.search(["FROM", sender.lstrip("@")]))
+    return Check("imap folder", True, f"{box.folder}: {count} message(s) from allowed senders")
