@@ -95,6 +95,38 @@ def sender_allowed(address: str | None, allowed: list[str]) -> bool:
     return False
 
 
+_RESULT = re.compile(r"\b(dkim|dmarc|spf)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
+
+
+def authentication_passed(results_headers: list[str], authserv_id: str, sender: str) -> bool:
+    """Whether the topmost Authentication-Results header, added by our own receiving
+    server, says DMARC passed, or DKIM passed for the sender's domain (RFC 8601).
+
+    Only the topmost header counts, and only with our server's authserv-id: anything
+    below it may have been written by the sender.
+
+    >>> authentication_passed(["mx.example.com; dkim=pass header.d=certainly.io"],
+    ...                       "mx.example.com", "reports@certainly.io")
+    True
+    """
+    if not results_headers or "@" not in sender:
+        return False
+    server, _, results = results_headers[0].partition(";")
+    if not server.split() or server.split()[0].lower() != authserv_id.lower():
+        return False
+    domain = sender.rsplit("@", 1)[1].lower()
+    for method, result, properties in _RESULT.findall(results):
+        if result.lower() != "pass":
+            continue
+        if method.lower() == "dmarc":
+            return True
+        if method.lower() == "dkim":
+            signer = re.search(r"header\.d\s*=\s*([\w.-]+)", properties)
+            if signer and (domain == signer.group(1).lower() or domain.endswith("." + signer.group(1).lower())):
+                return True
+    return False
+
+
 def parse_email(raw: bytes) -> ParsedEmail:
     """Parse an RFC 5322 message and extract every report file it carries."""
     message = email.message_from_bytes(raw, policy=email.policy.default)
@@ -120,6 +152,12 @@ def parse_email(raw: bytes) -> ParsedEmail:
         except ReportRejected as err:
             parsed.problems.append(f"{name}: {err}")
     return parsed
+
+
+def reports_in_file(name: str, data: bytes) -> list[ReportFile]:
+    """Report files in a file given by hand: a CSV, a .csv.gz or a .zip of CSVs."""
+    guessed = "application/zip" if name.lower().endswith(".zip") else "text/csv"
+    return _reports_in(safe_name(name), guessed, data)
 
 
 def _header(message: EmailMessage, name: str) -> str | None:

@@ -26,7 +26,7 @@ from ingest.logs import json_wanted, setup_logging
 from ingest.settings import load_settings
 
 if TYPE_CHECKING:
-    from ingest.pipeline import RunSummary
+    from ingest.archiver import RunSummary
     from ingest.store import Store
 
 app = typer.Typer(
@@ -169,6 +169,51 @@ def progress_bar(store: "Store") -> Iterator[Callable[["RunSummary"], None]]:
 
 
 @app.command()
+def watch() -> None:
+    """Long-running: wait for report emails with IMAP IDLE, with requester ticks between.
+
+    Stops cleanly within seconds on SIGTERM or Ctrl-C, never in the middle of an email.
+
+    Example: ingest watch
+    """
+    import signal
+    import threading
+
+    from ingest.pipeline import watch as watch_mailbox
+    from ingest.store import Store, exclusive_lock
+
+    settings = load_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        summary = watch_mailbox(settings, store, stop)
+    print_summary(summary)
+    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="CSV, .csv.gz, .zip or .eml files.",
+                                                exists=True, dir_okay=False, readable=True)],
+    bot: Annotated[str, typer.Option("--bot", help="The bot these reports belong to.")],
+) -> None:
+    """Archive report files that arrived some other way, with the same checks and dedup.
+
+    Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
+    """
+    from ingest.archiver import RunSummary, import_files
+    from ingest.store import Store, exclusive_lock
+
+    settings = load_settings()
+    summary = RunSummary()
+    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        import_files(Path(settings.output.root), store, paths, bot, summary)
+    print_summary(summary)
+    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+
+
+@app.command()
 def fetch(
     bot: Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable).")],
     from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")],
@@ -249,7 +294,7 @@ def doctor() -> None:
 
 def print_summary(summary: "object") -> None:
     """One short block a person (or a log collector) can read."""
-    from ingest.pipeline import RunSummary
+    from ingest.archiver import RunSummary
 
     assert isinstance(summary, RunSummary)
     out.print(

@@ -19,6 +19,8 @@ import socket
 import ssl
 from types import TracebackType
 
+import requests
+
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientError, LoginError
 
@@ -27,7 +29,8 @@ from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
 
-HEADER_FIELDS = b"BODY[HEADER.FIELDS (FROM)]"
+SCREEN_FIELDS = "BODY.PEEK[HEADER.FIELDS (FROM AUTHENTICATION-RESULTS)]"
+
 
 
 def ssl_context(settings: ImapSettings) -> ssl.SSLContext:
@@ -57,7 +60,8 @@ class Mailbox:
         s = self.settings
         host = require(s.host, "imap", "host")
         username = require(s.username, "imap", "username")
-        password = require(s.password, "imap", "password")
+        if s.auth == "password":
+            require(s.password, "imap", "password")
         where = f"{host}:{s.effective_port}"
         context = ssl_context(s) if s.security != "none" else None
         try:
@@ -74,7 +78,7 @@ class Mailbox:
             raise MailboxUnavailable(f"cannot connect to IMAP server {where}: {_short(err)}",
                                      hint="INGEST_IMAP__HOST / INGEST_IMAP__PORT / INGEST_IMAP__SECURITY") from None
         try:
-            client.login(username, password.get_secret_value())
+            self._authenticate(client, username)
         except LoginError:
             _quietly_close(client)
             raise MailboxAuthError(f"IMAP server {where} refused the login for {username}",
@@ -84,6 +88,17 @@ class Mailbox:
             raise MailboxUnavailable(f"IMAP login on {where} failed: {_short(err)}") from None
         self._client = client
         return self
+
+    def _authenticate(self, client: IMAPClient, username: str) -> None:
+        s = self.settings
+        if s.auth == "password":
+            client.login(username, s.password.get_secret_value())  # type: ignore[union-attr]
+            return
+        token = oauth2_access_token(s)
+        if s.auth == "xoauth2":
+            client.oauth2_login(username, token)
+        else:
+            client.oauthbearer_login(username, token)
 
     def close(self) -> None:
         if self._client is not None:
@@ -117,12 +132,14 @@ class Mailbox:
         uids = self._call(self.client.search, ["UID", f"{after + 1}:*"])
         return sorted(uid for uid in uids if uid > after)
 
-    def fetch_senders(self, uids: list[int]) -> dict[int, bytes]:
-        """The raw From header of each UID (cheap: decides what is fetched whole)."""
+    def fetch_screening(self, uids: list[int]) -> dict[int, tuple[bytes, int]]:
+        """From and Authentication-Results headers and the size of each UID: cheap, and
+        enough to decide whether a message is fetched whole. An expunged UID is absent."""
         if not uids:
             return {}
-        data = self._call(self.client.fetch, uids, ["BODY.PEEK[HEADER.FIELDS (FROM)]"])
-        return {uid: fields.get(HEADER_FIELDS, b"") for uid, fields in data.items()}
+        data = self._call(self.client.fetch, uids, [SCREEN_FIELDS, "RFC822.SIZE"])
+        return {uid: (_header_fields(fields), int(fields.get(b"RFC822.SIZE", 0)))
+                for uid, fields in data.items()}
 
     def fetch_message(self, uid: int) -> bytes | None:
         """The whole message, without setting \\Seen; None if it was expunged meanwhile."""
@@ -140,6 +157,11 @@ class Mailbox:
             separator = separator.decode()
         return name.replace("/", separator)
 
+    def capabilities(self) -> set[str]:
+        """The server's capabilities after login, as upper-case strings."""
+        return {c.decode().upper() if isinstance(c, bytes) else str(c).upper()
+                for c in self._call(self.client.capabilities)}
+
     def move(self, uid: int, folder: str) -> None:
         """Move one message to ``folder`` (created when missing; ``/`` separates levels)."""
         client = self.client
@@ -153,6 +175,8 @@ class Mailbox:
         self._call(client.add_flags, [uid], [b"\\Deleted"])
         if client.has_capability("UIDPLUS"):
             self._call(client.uid_expunge, [uid])  # only this message, not others' \Deleted mail
+        # Without UIDPLUS a bare EXPUNGE would also delete other clients' \Deleted mail:
+        # leave our copy flagged; the processed copy is safe and the UID is recorded.
 
     def _call(self, method, *args):  # type: ignore[no-untyped-def]
         try:
@@ -160,6 +184,37 @@ class Mailbox:
         except (OSError, socket.timeout, IMAPClientError) as err:
             raise MailboxUnavailable(f"IMAP {getattr(method, '__name__', 'command')} failed: "
                                      f"{_short(err)}") from None
+
+
+def _header_fields(fields: dict[bytes, object]) -> bytes:
+    # Servers echo the field list in their own order (pymap sorts it): match the prefix.
+    for key, value in fields.items():
+        if key.upper().startswith(b"BODY[HEADER.FIELDS") and isinstance(value, bytes):
+            return value
+    return b""
+
+
+def oauth2_access_token(settings: ImapSettings) -> str:
+    """The configured access token, or a fresh one from the refresh token."""
+    if settings.oauth2_access_token is not None:
+        return settings.oauth2_access_token.get_secret_value()
+    refresh = require(settings.oauth2_refresh_token, "imap", "oauth2_refresh_token")
+    url = require(settings.oauth2_token_url, "imap", "oauth2_token_url")
+    form = {"grant_type": "refresh_token", "refresh_token": refresh.get_secret_value(),
+            "client_id": settings.oauth2_client_id or ""}
+    if settings.oauth2_client_secret is not None:
+        form["client_secret"] = settings.oauth2_client_secret.get_secret_value()
+    try:
+        response = requests.post(url, data=form, timeout=settings.timeout)
+    except requests.RequestException as err:
+        raise MailboxUnavailable(f"OAuth2 token endpoint {url}: {type(err).__name__}") from None
+    if response.status_code >= 400:
+        raise MailboxAuthError(f"OAuth2 token endpoint {url} refused the refresh token "
+                               f"({response.status_code})", hint="INGEST_IMAP__OAUTH2_REFRESH_TOKEN")
+    try:
+        return str(response.json()["access_token"])
+    except (ValueError, KeyError, TypeError):
+        raise MailboxAuthError(f"OAuth2 token endpoint {url} gave no access_token") from None
 
 
 def _short(err: BaseException) -> str:

@@ -1,86 +1,38 @@
-"""One pass of the job, and the loop around it.
+"""One pass of the job, the loop around it, and the long-running watch.
 
-A pass: advance the requester, then read new mail in the watched folder and, for every
-report email from an allowed sender, archive its attachments and move it to the
-processed folder. Order per email: data durable -> manifest -> state -> email moved ->
-position advanced, so a pass killed anywhere is simply run again.
+A pass: keep scheduled bots planned (or fetch them with GET), advance the requester,
+then let the watcher read new mail. Order per email: data durable -> manifest -> state
+-> email moved -> position advanced, so a pass killed anywhere is simply run again.
 
 Example::
 
-    summary = run_once(settings, store, client)
+    summary = run_once(settings, store)
     summary.rows_written
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
-import re
+import threading
 import time
 from datetime import date, datetime, timezone
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
-from ingest.attachments import ParsedEmail, ReportFile, parse_email, sender_address, sender_allowed
+from ingest.archiver import RunSummary
 from ingest.certainly import CertainlyClient
-from ingest.errors import ConfigError, ReportRejected
+from ingest.errors import MailboxUnavailable
+from ingest.fetch import GET_MAX_DAYS, fetch_range
 from ingest.mailbox import Mailbox
-from ingest.parser import parse_csv
-from ingest.fetch import GET_MAX_DAYS, FetchSummary, fetch_range
 from ingest.requester import advance, plan_schedule
 from ingest.settings import Settings, require
-from ingest.store import FINAL, Store, Window, WindowState
-from ingest.writer import quarantine_file, save_report, sha256_bytes
+from ingest.store import FINAL, Store, WindowState
+from ingest.watcher import check_watch_settings, poll_mailbox
+
+__all__ = ["RunSummary", "make_client", "run_once", "run_until_done", "tick_requester", "watch"]
 
 log = logging.getLogger(__name__)
 S = WindowState
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-@dataclass
-class RunSummary:
-    """What a pass (or several) did, for the CLI and for tests."""
-
-    submitted: int = 0
-    accepted: int = 0
-    deferred: int = 0
-    failed: int = 0
-    lost: int = 0
-    emails_seen: int = 0
-    emails_ignored: int = 0
-    emails_archived: int = 0
-    reports_archived: int = 0
-    reports_duplicate: int = 0
-    reports_unmatched: int = 0
-    reports_quarantined: int = 0
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_duplicate: int = 0
-    rows_rejected: int = 0
-    files_written: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def add(self, other: "RunSummary") -> None:
-        for name, value in vars(other).items():
-            if isinstance(value, int):
-                setattr(self, name, getattr(self, name) + value)
-        self.problems.extend(other.problems)
-
-    def add_fetch(self, fetched: FetchSummary) -> None:
-        """Count what the GET fast path archived."""
-        self.reports_archived += fetched.windows_archived
-        self.rows_read += fetched.rows_read
-        self.rows_written += fetched.rows_written
-        self.rows_duplicate += fetched.rows_duplicate
-        self.rows_rejected += fetched.rows_rejected
-        self.files_written += fetched.files_written
-
-    @property
-    def needs_attention(self) -> bool:
-        """True when a person should look: failures, quarantine or unmatched reports."""
-        return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems)
+OPEN = (S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)
 
 
 def make_client(settings: Settings) -> CertainlyClient:
@@ -90,10 +42,10 @@ def make_client(settings: Settings) -> CertainlyClient:
                            require(c.report_path, "certainly", "report_path"), timeout=c.timeout)
 
 
-def run_once(settings: Settings, store: Store, client: CertainlyClient | None = None, *,
-             today: date | None = None) -> RunSummary:
-    """One pass: schedule, requester tick (or GET fast path), then the mailbox."""
-    summary = RunSummary()
+def tick_requester(settings: Settings, store: Store, summary: RunSummary,
+                   client: CertainlyClient | None = None, *, today: date | None = None) -> None:
+    """Schedule mode (plan up to yesterday; GET short windows when configured), then one
+    requester tick. The API client is only built when there is something to ask."""
     today = today or datetime.now(timezone.utc).date()
     if settings.certainly.bots:
         planned = plan_schedule(store, settings.certainly.bots, settings.requester, today=today,
@@ -102,13 +54,24 @@ def run_once(settings: Settings, store: Store, client: CertainlyClient | None = 
             client = client or make_client(settings)
             for window in store.windows(states=(S.PLANNED,)):
                 if window.days() <= GET_MAX_DAYS and window.bot_id in settings.certainly.bots:
-                    fetched = fetch_range(settings, store, client, window.bot_id, window.from_date,
-                                          window.to_date, report_id=window.report_id)
-                    summary.add_fetch(fetched)
-    if store.windows(states=(S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)):
+                    summary.add_fetch(fetch_range(settings, store, client, window.bot_id,
+                                                  window.from_date, window.to_date,
+                                                  report_id=window.report_id))
+    if store.windows(states=OPEN):
         tick = advance(store, client or make_client(settings), settings.requester)
-        summary.submitted, summary.accepted = len(tick.submitted), len(tick.accepted)
-        summary.deferred, summary.failed, summary.lost = len(tick.deferred), len(tick.failed), len(tick.lost)
+        summary.submitted += len(tick.submitted)
+        summary.accepted += len(tick.accepted)
+        summary.deferred += len(tick.deferred)
+        summary.failed += len(tick.failed)
+        summary.lost += len(tick.lost)
+
+
+def run_once(settings: Settings, store: Store, client: CertainlyClient | None = None, *,
+             today: date | None = None) -> RunSummary:
+    """One pass: the requester, then the mailbox."""
+    check_watch_settings(settings.imap)
+    summary = RunSummary()
+    tick_requester(settings, store, summary, client, today=today)
     poll_mailbox(settings, store, summary)
     return summary
 
@@ -117,7 +80,7 @@ def run_until_done(
     settings: Settings, store: Store, client: CertainlyClient | None = None, *,
     timeout: float | None = None, on_pass: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
-    """Pass after pass until no window is left to archive (archived or failed), or timeout."""
+    """Pass after pass until no window is left open (archived, failed or split), or timeout."""
     total = RunSummary()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
@@ -132,149 +95,43 @@ def run_until_done(
         time.sleep(settings.requester.poll_interval)
 
 
-def poll_mailbox(settings: Settings, store: Store, summary: RunSummary) -> None:
-    """Handle every new email in the watched folder, committing state per email."""
-    imap = settings.imap
-    if not imap.allowed_senders:
-        raise ConfigError("INGEST_IMAP__ALLOWED_SENDERS is empty, so no email would ever be "
-                          "ingested; set it to the address (or @domain) reports come from")
-    root = Path(settings.output.root)
-    with Mailbox(imap) as box:
-        uidvalidity = box.select()
-        position = store.mailbox_position(imap.folder)
-        # A new UIDVALIDITY invalidates every UID we knew: re-scan; sha256 dedup prevents repeats.
-        after = position[1] if position and position[0] == uidvalidity else 0
-        uids = box.new_uids(after)
-        senders = box.fetch_senders(uids)
-        for uid in uids:
-            if uid not in senders:
-                continue  # expunged since the search: not ours to record
-            summary.emails_seen += 1
-            address = sender_address(_from_header(senders[uid]))
-            if not sender_allowed(address, imap.allowed_senders):
-                summary.emails_ignored += 1
-                log.info("email uid %s ignored: sender not allowed", uid,
-                         extra={"uid": uid, "uidvalidity": uidvalidity})
-                store.record_email(imap.folder, uidvalidity, uid, message_id=None, sender=address,
-                                   subject=None, outcome="ignored", reason="sender not allowed")
-                continue
-            raw = box.fetch_message(uid)
-            if raw is None:
-                continue
-            parsed = parse_email(raw)
-            outcome = archive_email(root, store, parsed, summary)
-            if outcome == "archived":
-                box.move(uid, imap.processed_folder)
-                summary.emails_archived += 1
-            store.record_email(imap.folder, uidvalidity, uid, message_id=parsed.message_id,
-                               sender=address, subject=parsed.subject, outcome=outcome)
-            log.info("email uid %s: %s", uid, outcome,
-                     extra={"uid": uid, "uidvalidity": uidvalidity, "message_id": parsed.message_id})
+def watch(settings: Settings, store: Store, stop: threading.Event,
+          client: CertainlyClient | None = None) -> RunSummary:
+    """Long-running: IMAP IDLE (polling on servers without it) with requester ticks every
+    ``poll_interval``. Returns within about a second of ``stop`` being set, never in the
+    middle of an email."""
+    check_watch_settings(settings.imap)
+    total = RunSummary()
+    next_tick = 0.0
+    while not stop.is_set():
+        try:
+            with Mailbox(settings.imap) as box:
+                idle = "IDLE" in box.capabilities()
+                while not stop.is_set():
+                    if time.monotonic() >= next_tick:
+                        tick_requester(settings, store, total, client)
+                        next_tick = time.monotonic() + settings.requester.poll_interval
+                    poll_mailbox(settings, store, total, stop, box=box)
+                    wait = max(0.0, min(settings.imap.idle_seconds, next_tick - time.monotonic()))
+                    _wait_for_mail(box, wait, stop, idle)
+        except MailboxUnavailable as err:
+            log.warning("IMAP connection lost (%s); reconnecting", err)
+            stop.wait(min(settings.requester.poll_interval, 30.0))
+    return total
 
 
-def _from_header(header_bytes: bytes) -> str | None:
-    message = email.message_from_bytes(header_bytes, policy=email.policy.default)
+def _wait_for_mail(box: Mailbox, seconds: float, stop: threading.Event, idle: bool) -> None:
+    """IDLE until the server reports something, ``seconds`` pass, or ``stop`` is set."""
+    deadline = time.monotonic() + seconds
+    if not idle:
+        stop.wait(seconds)
+        return
+    client = box.client
+    client.idle()
     try:
-        value = message.get("From")
-    except (ValueError, IndexError):
-        return None
-    return str(value) if value is not None else None
-
-
-def archive_email(root: Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
-    """Archive each report file of an email. Returns the email's outcome."""
-    for problem in parsed.problems:
-        summary.problems.append(f"email {parsed.message_id}: {problem}")
-    if not parsed.reports:
-        return "no_report" if not parsed.problems else "quarantined"
-    outcomes = {archive_report(root, store, report, parsed, summary) for report in parsed.reports}
-    if outcomes <= {"archived", "duplicate"} and not parsed.problems:
-        return "archived"
-    return "unmatched" if "unmatched" in outcomes else "quarantined"
-
-
-def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
-    """The email facts a manifest records."""
-    return {"email": {"message_id": parsed.message_id, "from": parsed.sender, "date": parsed.date,
-                      "subject": parsed.subject,
-                      "authentication_results": parsed.authentication_results}}
-
-
-def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedEmail,
-                   summary: RunSummary) -> str:
-    """Match one report file to its window, parse, write, and record it."""
-    sha = sha256_bytes(report.data)
-    known = store.attachment(sha)
-    if known is not None and known["outcome"] == "archived":
-        summary.reports_duplicate += 1
-        return "duplicate"
-    provenance = email_provenance(parsed)
-    window, exact = match_window(store, f"{parsed.subject or ''} {report.filename}")
-    if window is None:
-        return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
-                          "no export window is waiting for this report")
-    provenance["window"] = {"id": window.id, "bot_id": window.bot_id, "report_id": window.report_id,
-                            "from": window.from_date.isoformat(), "to": window.to_date.isoformat()}
-    try:
-        rows = parse_csv(report.data, bot_id=window.bot_id, source_sha256=sha,
-                         window=(window.from_date, window.to_date))
-    except ReportRejected as err:
-        store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
-        return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
-    if not exact and rows.rows.height == 0 and rows.rejected.height:
-        return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
-                          f"no row falls inside the oldest waiting window {window.id}")
-    result = save_report(root, rows, bot_id=window.bot_id, source_sha256=sha, raw=report.data,
-                         raw_name=report.filename, provenance=provenance)
-    store.record_attachment(sha, filename=report.filename, size=len(report.data), window_id=window.id,
-                            bot_id=window.bot_id, outcome="archived", rows_read=result.rows_read,
-                            rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
-                            rows_rejected=result.rows_rejected)
-    if window.state is not S.ARCHIVED:
-        store.transition(window.id, S.DELIVERED)
-        store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)
-    summary.reports_archived += 1
-    summary.rows_read += result.rows_read
-    summary.rows_written += result.rows_written
-    summary.rows_duplicate += result.rows_duplicate
-    summary.rows_rejected += result.rows_rejected
-    summary.files_written += len(result.files)
-    if result.rows_rejected:
-        summary.reports_quarantined += 1
-    log.info("archived %s for window %s: %d rows read, %d written, %d duplicate, %d rejected",
-             report.filename, window.id, result.rows_read, result.rows_written,
-             result.rows_duplicate, result.rows_rejected,
-             extra={"window_id": window.id, "bot_id": window.bot_id, "sha256": sha,
-                    "message_id": parsed.message_id})
-    return "archived"
-
-
-def _set_aside(root: Path, store: Store, sha: str, report: ReportFile, provenance: dict[str, object],
-               summary: RunSummary, outcome: str, reason: str) -> str:
-    quarantine_file(root, sha, report.data, report.filename, f"{outcome}: {reason}", provenance)
-    store.record_attachment(sha, filename=report.filename, size=len(report.data), window_id=None,
-                            bot_id=None, outcome=outcome, reason=reason)
-    if outcome == "unmatched":
-        summary.reports_unmatched += 1
-    else:
-        summary.reports_quarantined += 1
-    log.warning("%s %s: %s", outcome, report.filename, reason,
-                extra={"sha256": sha, "message_id": provenance.get("email", {}).get("message_id")})  # type: ignore[union-attr]
-    return outcome
-
-
-def match_window(store: Store, hints: str) -> tuple[Window | None, bool]:
-    """The window a report belongs to, and whether the hints named it exactly.
-
-    Exact: the bot id and both dates appear in the subject or file name. Otherwise the
-    oldest accepted window of a bot named in the hints, else the oldest accepted one.
-    """
-    waiting = store.windows(states=(S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.SPLIT, S.ARCHIVED))
-    dates = set(_DATE.findall(hints))
-    for window in waiting:
-        if window.bot_id in hints and {window.from_date.isoformat(), window.to_date.isoformat()} <= dates:
-            return window, True
-    accepted = [w for w in waiting if w.state is S.ACCEPTED]
-    named = [w for w in accepted if w.bot_id in hints]
-    candidates = named or accepted
-    return (min(candidates, key=lambda w: (w.accepted_at or 0, w.id)), False) if candidates else (None, False)
+        while not stop.is_set() and time.monotonic() < deadline:
+            # Short checks so that SIGTERM is honoured within a second.
+            if client.idle_check(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+                return
+    finally:
+        client.idle_done()

@@ -89,16 +89,36 @@ class ImapSettings(BaseModel):
     host: str | None = Field(None, description="IMAP server host name.")
     port: int | None = Field(None, ge=1, le=65535, description="Default 993 (tls) or 143.")
     security: Literal["tls", "starttls", "none"] = Field("tls", description="Transport security.")
+    auth: Literal["password", "xoauth2", "oauthbearer"] = Field(
+        "password", description="password (LOGIN), or OAuth2 as Gmail and Microsoft 365 require.")
     username: str | None = Field(None, description="Login name (often the email address).")
     password: SecretStr | None = Field(None, description="Password or app password.")
+    oauth2_access_token: SecretStr | None = Field(None, description="OAuth2 access token.")
+    oauth2_refresh_token: SecretStr | None = Field(
+        None, description="OAuth2 refresh token, exchanged at oauth2_token_url for access tokens.")
+    oauth2_token_url: str | None = Field(None, description="OAuth2 token endpoint.")
+    oauth2_client_id: str | None = Field(None, description="OAuth2 client id.")
+    oauth2_client_secret: SecretStr | None = Field(None, description="OAuth2 client secret.")
     folder: str = Field("INBOX", description="Folder watched for report emails.")
     processed_folder: str = Field("certainly-ingest/processed", description="Where archived emails go.")
+    failed_folder: str = Field("certainly-ingest/failed", description="Where reports that failed validation go.")
+    rejected_folder: str | None = Field(
+        None, description="Where mail from other senders goes (default: left alone).")
     allowed_senders: CommaList = Field(
         default_factory=list,
         description="Addresses or @domains whose mail is ingested; nothing else is.",
     )
+    require_authentication: bool = Field(
+        False, description="Ingest only mail whose topmost Authentication-Results passes DKIM or DMARC.")
+    authserv_id: str | None = Field(
+        None, description="The receiving server's authserv-id in Authentication-Results (required with require_authentication).")
+    max_message_bytes: int = Field(
+        512 * 1024**2, ge=1024, description="Larger messages are not fetched; they go to the failed folder.")
     ca_file: Path | None = Field(None, description="Extra CA bundle for the server certificate.")
     timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each command.")
+    reconnect_attempts: int = Field(5, ge=1, description="Reconnections when the server drops us mid-run.")
+    idle_seconds: float = Field(
+        25 * 60.0, gt=0, le=29 * 60, description="`ingest watch`: re-issue IDLE after this (servers drop it at 30 min).")
 
     _split = field_validator("allowed_senders", mode="before")(_split_commas)
 

@@ -1,0 +1,205 @@
+"""Archive report files: match each to its export window, parse, write, record.
+
+Used for emailed attachments (the watcher), and for files that arrived some other way
+(`ingest import`). A report is identified by the sha256 of its bytes: the same bytes are
+never archived twice, whatever folder, UID or path they come from.
+
+Example::
+
+    summary = RunSummary()
+    archive_email(Path("archive"), store, parse_email(raw), summary)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_file
+from ingest.errors import ReportRejected
+from ingest.fetch import FetchSummary
+from ingest.parser import parse_csv
+from ingest.store import TRANSITIONS, Store, Window, WindowState
+from ingest.writer import quarantine_file, save_report, sha256_bytes
+
+log = logging.getLogger(__name__)
+S = WindowState
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+@dataclass
+class RunSummary:
+    """What a pass (or several) did, for the CLI and for tests."""
+
+    submitted: int = 0
+    accepted: int = 0
+    deferred: int = 0
+    failed: int = 0
+    lost: int = 0
+    emails_seen: int = 0
+    emails_ignored: int = 0
+    emails_archived: int = 0
+    reports_archived: int = 0
+    reports_duplicate: int = 0
+    reports_unmatched: int = 0
+    reports_quarantined: int = 0
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_duplicate: int = 0
+    rows_rejected: int = 0
+    files_written: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, other: "RunSummary") -> None:
+        for name, value in vars(other).items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+        self.problems.extend(other.problems)
+
+    def add_fetch(self, fetched: FetchSummary) -> None:
+        """Count what the GET fast path archived."""
+        self.reports_archived += fetched.windows_archived
+        self.rows_read += fetched.rows_read
+        self.rows_written += fetched.rows_written
+        self.rows_duplicate += fetched.rows_duplicate
+        self.rows_rejected += fetched.rows_rejected
+        self.files_written += fetched.files_written
+
+    @property
+    def needs_attention(self) -> bool:
+        """True when a person should look: failures, quarantine or unmatched reports."""
+        return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems)
+
+
+def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
+                 summary: RunSummary) -> None:
+    """Archive files that arrived some other way (CSV, .csv.gz, .zip, .eml) for one bot.
+
+    No window is required: rows are taken whatever their dates, deduplicated as usual.
+    """
+    for path in paths:
+        data = Path(path).read_bytes()
+        if path.name.lower().endswith(".eml"):
+            parsed = parse_email(data)
+        else:
+            parsed = ParsedEmail(None, None, None, None, [])
+            try:
+                parsed.reports = reports_in_file(path.name, data)
+            except ReportRejected as err:
+                parsed.problems.append(f"{path.name}: {err}")
+        provenance: dict[str, object] = {"import": {"path": str(path)}, **email_provenance(parsed)}
+        for problem in parsed.problems:
+            summary.problems.append(problem)
+        if not parsed.reports and not parsed.problems:
+            summary.problems.append(f"{path}: no CSV report found in it")
+        for report in parsed.reports:
+            archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance)
+
+
+def archive_email(root: Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
+    """Archive each report file of an email. Returns the email's outcome."""
+    for problem in parsed.problems:
+        summary.problems.append(f"email {parsed.message_id}: {problem}")
+    if not parsed.reports:
+        return "no_report" if not parsed.problems else "quarantined"
+    outcomes = {archive_report(root, store, report, parsed, summary) for report in parsed.reports}
+    if outcomes <= {"archived", "duplicate"} and not parsed.problems:
+        return "archived"
+    return "unmatched" if "unmatched" in outcomes else "quarantined"
+
+
+def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
+    """The email facts a manifest records."""
+    return {"email": {"message_id": parsed.message_id, "from": parsed.sender, "date": parsed.date,
+                      "subject": parsed.subject,
+                      "authentication_results": parsed.authentication_results}}
+
+
+def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedEmail,
+                   summary: RunSummary, *, bot_id: str | None = None,
+                   provenance: dict[str, object] | None = None) -> str:
+    """Match one report file to its window (or take ``bot_id`` for an import), parse,
+    write, and record it. Returns "archived", "duplicate", "unmatched" or "quarantined"."""
+    sha = sha256_bytes(report.data)
+    known = store.attachment(sha)
+    if known is not None and known["outcome"] == "archived":
+        summary.reports_duplicate += 1
+        return "duplicate"
+    provenance = dict(provenance or email_provenance(parsed))
+    window: Window | None = None
+    exact = True
+    if bot_id is None:
+        window, exact = match_window(store, f"{parsed.subject or ''} {report.filename}")
+        if window is None:
+            return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
+                              "no export window is waiting for this report")
+        bot_id = window.bot_id
+        provenance["window"] = {"id": window.id, "bot_id": window.bot_id, "report_id": window.report_id,
+                                "from": window.from_date.isoformat(), "to": window.to_date.isoformat()}
+    try:
+        rows = parse_csv(report.data, bot_id=bot_id, source_sha256=sha,
+                         window=(window.from_date, window.to_date) if window else None)
+    except ReportRejected as err:
+        if window is not None and S.FAILED in TRANSITIONS[window.state]:
+            store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
+        return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
+    if not exact and rows.rows.height == 0 and rows.rejected.height:
+        return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
+                          f"no row falls inside the oldest waiting window {window.id if window else ''}")
+    result = save_report(root, rows, bot_id=bot_id, source_sha256=sha, raw=report.data,
+                         raw_name=report.filename, provenance=provenance)
+    store.record_attachment(sha, filename=report.filename, size=len(report.data),
+                            window_id=window.id if window else None, bot_id=bot_id,
+                            outcome="archived", rows_read=result.rows_read,
+                            rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
+                            rows_rejected=result.rows_rejected)
+    if window is not None and window.state is not S.ARCHIVED:
+        store.transition(window.id, S.DELIVERED)
+        store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)
+    summary.reports_archived += 1
+    summary.rows_read += result.rows_read
+    summary.rows_written += result.rows_written
+    summary.rows_duplicate += result.rows_duplicate
+    summary.rows_rejected += result.rows_rejected
+    summary.files_written += len(result.files)
+    if result.rows_rejected:
+        summary.reports_quarantined += 1
+    log.info("archived %s for bot %s: %d rows read, %d written, %d duplicate, %d rejected",
+             report.filename, bot_id, result.rows_read, result.rows_written,
+             result.rows_duplicate, result.rows_rejected,
+             extra={"window_id": window.id if window else None, "bot_id": bot_id, "sha256": sha,
+                    "message_id": parsed.message_id})
+    return "archived"
+
+
+def _set_aside(root: Path, store: Store, sha: str, report: ReportFile, provenance: dict[str, object],
+               summary: RunSummary, outcome: str, reason: str) -> str:
+    quarantine_file(root, sha, report.data, report.filename, f"{outcome}: {reason}", provenance)
+    store.record_attachment(sha, filename=report.filename, size=len(report.data), window_id=None,
+                            bot_id=None, outcome=outcome, reason=reason)
+    if outcome == "unmatched":
+        summary.reports_unmatched += 1
+    else:
+        summary.reports_quarantined += 1
+    log.warning("%s %s: %s", outcome, report.filename, reason,
+                extra={"sha256": sha, "message_id": provenance.get("email", {}).get("message_id")})  # type: ignore[union-attr]
+    return outcome
+
+
+def match_window(store: Store, hints: str) -> tuple[Window | None, bool]:
+    """The window a report belongs to, and whether the hints named it exactly.
+
+    Exact: the bot id and both dates appear in the subject or file name. Otherwise the
+    oldest accepted window of a bot named in the hints, else the oldest accepted one.
+    """
+    waiting = store.windows(states=(S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.SPLIT, S.ARCHIVED))
+    dates = set(_DATE.findall(hints))
+    for window in waiting:
+        if window.bot_id in hints and {window.from_date.isoformat(), window.to_date.isoformat()} <= dates:
+            return window, True
+    accepted = [w for w in waiting if w.state is S.ACCEPTED]
+    named = [w for w in accepted if w.bot_id in hints]
+    candidates = named or accepted
+    return (min(candidates, key=lambda w: (w.accepted_at or 0, w.id)), False) if candidates else (None, False)
