@@ -1,0 +1,419 @@
+"""Benchmark this project's CSV -> Parquet archive against DuckDB, pandas and a floor.
+
+Every contender runs in a fresh interpreter (a child process) on the same file, writing
+into its own temporary folder, which is removed afterwards. Per contender it prints:
+
+* wall s   - the work in the child, from after its imports to the last byte written
+* CPU s    - user + sys CPU of the child over that same work (all threads)
+* peak MiB - the child's whole-process peak RSS (``wait4`` rusage ``ru_maxrss``),
+             imports included: what a container memory limit would see
+* MB/s, rows/s - file bytes (1 MB = 10^6 B) and data rows per wall second
+* /DuckDB  - wall time divided by DuckDB's: below 1 is faster (the issue's target is <= 0.67)
+
+Example::
+
+    .venv/bin/python bench/make_report.py --size 250MB --out /tmp/r250.csv
+    .venv/bin/python bench/run.py /tmp/r250.csv
+    .venv/bin/python bench/run.py /tmp/r250.csv --only floor,project,duckdb --repeat 2 --json out.json
+
+No timing is asserted anywhere: these are figures to read, not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+BOT_ID = "bench-bot"
+RESULT_TAG = "BENCH_RESULT "
+
+DEFAULT = ("floor", "polars_read", "project", "duckdb", "pandas")
+EXTRA = ("duckdb_typed", "pandas_c", "polars_sink", "pyarrow_dataset")
+DESCRIPTIONS = {
+    "floor": "read the file in 8 MiB blocks, discard",
+    "polars_read": "pl.read_csv, every column as text; nothing written",
+    "project": "ingest.parser.parse_csv + ingest.writer.save_report (validate, write by date)",
+    "duckdb": "COPY read_csv(all_varchar) + timestamp::TIMESTAMPTZ -> Parquet PARTITION_BY date",
+    "pandas": "pyarrow.csv.read_csv (= pd.read_csv engine=pyarrow, + newlines_in_values) -> pandas"
+              " -> to_datetime -> to_parquet(partition_cols=['date'])",
+    "pandas_c": "as pandas, but pd.read_csv(dtype=str) with the default C engine",
+    "duckdb_typed": "as duckdb, plus every column cast to the project's schema types",
+    "polars_sink": "scan_csv(text) -> sink_parquet(pl.PartitionBy('date')), streaming",
+    "pyarrow_dataset": "pyarrow.csv.open_csv batches -> pyarrow.dataset.write_dataset by date",
+}
+
+
+# --------------------------------------------------------------------------- children
+# Each returns a dict of facts (rows seen, sub-timings); the harness times the call.
+
+def run_floor(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    buffer = bytearray(8 << 20)
+    view = memoryview(buffer)
+    total = 0
+    with path.open("rb", buffering=0) as stream:
+        while n := stream.readinto(view):
+            total += n
+    return {"bytes_read": total}
+
+
+def run_polars_read(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    import polars as pl
+    frame = pl.read_csv(path, infer_schema=False)
+    return {"rows": frame.height}
+
+
+def run_project(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    # Mirrors ingest.pipeline.archive_report: hash, parse + validate, write.
+    from ingest.parser import parse_csv
+    from ingest.writer import save_report, sha256_bytes
+    steps: dict[str, float] = {}
+    t = time.perf_counter()
+    data = path.read_bytes()
+    steps["read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sha = sha256_bytes(data)
+    steps["sha256"] = time.perf_counter() - t
+    t = time.perf_counter()
+    parsed = parse_csv(data, bot_id=BOT_ID, source_sha256=sha, window=ctx["window"])
+    steps["parse_csv"] = time.perf_counter() - t
+    t = time.perf_counter()
+    result = save_report(out, parsed, bot_id=BOT_ID, source_sha256=sha, raw=data,
+                         raw_name=path.name, provenance={"source": "bench"})
+    steps["save_report"] = time.perf_counter() - t
+    return {"rows": result.rows_read, "written": result.rows_written,
+            "duplicates": result.rows_duplicate, "rejected": result.rows_rejected,
+            "files": len(result.files), "steps": steps, "dataset": "messages"}
+
+
+def _duckdb_copy(path: Path, out: Path, select: str) -> int:
+    import duckdb
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    source = str(path).replace("'", "''")
+    target = str(out / "messages").replace("'", "''")
+    (written,) = con.execute(
+        f"COPY (SELECT {select} FROM read_csv('{source}', header = true, all_varchar = true)) "
+        f"TO '{target}' (FORMAT parquet, PARTITION_BY (date), COMPRESSION zstd)"
+    ).fetchone()
+    con.close()
+    return int(written)
+
+
+def run_duckdb(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    ts = 'CAST("timestamp" AS TIMESTAMPTZ)'
+    rows = _duckdb_copy(path, out, f'* REPLACE ({ts} AS "timestamp"), CAST({ts} AS DATE) AS date')
+    return {"rows": rows, "written": rows, "dataset": "messages"}
+
+
+def run_duckdb_typed(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    from ingest.schema import MESSAGE_DATA
+    sql_type = {"int": "BIGINT", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
+    columns = []
+    for column in MESSAGE_DATA:
+        cell = f'NULLIF("{column.name}", \'\')'
+        if column.kind in sql_type:
+            cell = f"CAST({cell} AS {sql_type[column.kind]})"
+        columns.append(f'{cell} AS "{column.name}"')
+    columns.append('CAST(CAST(NULLIF("timestamp", \'\') AS TIMESTAMPTZ) AS DATE) AS date')
+    rows = _duckdb_copy(path, out, ", ".join(columns))
+    return {"rows": rows, "written": rows, "dataset": "messages"}
+
+
+def run_pandas(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    # pd.read_csv(path, dtype=str, engine="pyarrow") cannot read this file: pandas does not
+    # pass pyarrow's newlines_in_values, so a quoted newline fails with "Expected 22
+    # columns, got 20". This is what that engine does, plus that one option.
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    names = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20)).schema.names
+    table = pacsv.read_csv(
+        path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
+    frame = table.to_pandas()
+    del table
+    return _pandas_write(pd, frame, out)
+
+
+def run_pandas_c(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    import pandas as pd
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # the default C engine
+    return _pandas_write(pd, frame, out)
+
+
+def _pandas_write(pd: Any, frame: Any, out: Path) -> dict[str, Any]:
+    stamps = pd.to_datetime(frame["timestamp"], format="ISO8601", utc=True)
+    frame["timestamp"] = stamps
+    frame["date"] = stamps.dt.date
+    frame.to_parquet(out / "messages", engine="pyarrow", partition_cols=["date"],
+                     compression="zstd", index=False)
+    return {"rows": len(frame), "written": len(frame), "dataset": "messages"}
+
+
+def run_polars_sink(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    import polars as pl
+    stamps = pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us",
+                                                 time_zone="UTC")
+    (pl.scan_csv(path, infer_schema=False)
+     .with_columns(stamps.alias("timestamp"))
+     .with_columns(pl.col("timestamp").dt.date().alias("date"))
+     .sink_parquet(pl.PartitionBy(out / "messages", key="date", include_key=False),
+                   compression="zstd", mkdir=True))
+    return {"dataset": "messages"}
+
+
+def run_pyarrow_dataset(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+    # The header alone, through the CSV reader (names may be quoted).
+    names = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20)).schema.names
+    reader = pacsv.open_csv(
+        path, read_options=pacsv.ReadOptions(block_size=16 << 20),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                             strings_can_be_null=True))
+    rows = 0
+
+    def batches():
+        nonlocal rows
+        for batch in reader:
+            stamps = pc.cast(batch.column("timestamp"), pa.timestamp("us", tz="UTC"))
+            day = pc.cast(stamps, pa.date32())
+            arrays = [stamps if n == "timestamp" else batch.column(n) for n in names]
+            table = pa.RecordBatch.from_arrays(arrays + [day], names=[*names, "date"])
+            rows += table.num_rows
+            yield table
+
+    schema = pa.schema([(n, pa.timestamp("us", tz="UTC") if n == "timestamp" else pa.string())
+                        for n in names] + [("date", pa.date32())])
+    ds.write_dataset(batches(), out / "messages", schema=schema, format="parquet",
+                     partitioning=["date"], partitioning_flavor="hive",
+                     file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+                     max_open_files=1024, existing_data_behavior="overwrite_or_ignore")
+    return {"rows": rows, "written": rows, "dataset": "messages"}
+
+
+CONTENDERS: dict[str, Callable[[Path, Path, dict[str, Any]], dict[str, Any]]] = {
+    "floor": run_floor, "polars_read": run_polars_read, "project": run_project,
+    "duckdb": run_duckdb, "pandas": run_pandas, "pandas_c": run_pandas_c,
+    "duckdb_typed": run_duckdb_typed,
+    "polars_sink": run_polars_sink, "pyarrow_dataset": run_pyarrow_dataset,
+}
+# What each child imports before the clock starts (import time is not the work).
+PRELOAD = {
+    "polars_read": ["polars"], "project": ["ingest.parser", "ingest.writer"],
+    "duckdb": ["duckdb"], "duckdb_typed": ["duckdb", "ingest.schema"],
+    "pandas": ["pandas", "pyarrow.csv", "pyarrow.parquet"],
+    "pandas_c": ["pandas", "pyarrow.parquet"], "polars_sink": ["polars"],
+    "pyarrow_dataset": ["pyarrow.csv", "pyarrow.dataset"],
+}
+
+
+def child(name: str, path: Path, out: Path, window: tuple[date, date]) -> int:
+    import importlib
+    import resource
+    for module in PRELOAD.get(name, []):
+        importlib.import_module(module)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    facts = CONTENDERS[name](path, out, {"window": window})
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    facts.update(wall=wall, cpu=cpu, rss_before_mib=before.ru_maxrss / 1024,
+                 vmhwm_mib=_vmhwm_mib())
+    print(RESULT_TAG + json.dumps(facts), flush=True)
+    return 0
+
+
+def _vmhwm_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------- parent
+
+def spawn(name: str, path: Path, out: Path, window: tuple[date, date]) -> dict[str, Any]:
+    """Run one contender in a fresh interpreter; its own rusage comes from wait4."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(path),
+               "--out", str(out), "--window", f"{window[0]}:{window[1]}"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    stdout = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    total = time.perf_counter() - started
+    facts: dict[str, Any] = {}
+    for line in stdout.decode(errors="replace").splitlines():
+        if line.startswith(RESULT_TAG):
+            facts = json.loads(line[len(RESULT_TAG):])
+    if proc.returncode != 0 or not facts:
+        return {"name": name, "error": f"exit {proc.returncode}", "process_wall": total,
+                "peak_rss_mib": usage.ru_maxrss / 1024}
+    return {"name": name, **facts, "process_wall": total,
+            "process_cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+def count_parquet_rows(folder: Path) -> tuple[int, int]:
+    """(rows, files) over every Parquet file under ``folder``, from the footers.
+
+    Counted in a throwaway child: importing pyarrow here would grow this process, and a
+    vfork()ed child's ru_maxrss starts at its parent's high-water mark.
+    """
+    script = ("import sys, json, pathlib, pyarrow.parquet as pq;"
+              "fs = [p for p in pathlib.Path(sys.argv[1]).rglob('*.parquet')"
+              " if not p.name.startswith('.')];"
+              "print(json.dumps([sum(pq.ParquetFile(p).metadata.num_rows for p in fs), len(fs)]))")
+    rows, files = json.loads(subprocess.check_output([sys.executable, "-c", script, str(folder)]))
+    return rows, files
+
+
+def file_meta(path: Path) -> dict[str, Any]:
+    """Rows and date range, from make_report's sidecar, else by reading the file."""
+    sidecar = Path(f"{path}.meta.json")
+    if sidecar.exists():
+        meta = json.loads(sidecar.read_text())
+        if meta.get("bytes") == path.stat().st_size:
+            return meta
+    script = ("import polars as pl, sys, json;"
+              "f = pl.scan_csv(sys.argv[1], infer_schema=False).select("
+              "pl.len().alias('rows'), pl.col('timestamp').str.slice(0, 10).min().alias('start'),"
+              "pl.col('timestamp').str.slice(0, 10).max().alias('end')).collect();"
+              "print(json.dumps(f.row(0, named=True)))")
+    found = json.loads(subprocess.check_output([sys.executable, "-c", script, str(path)], cwd=ROOT))
+    return {"rows": found["rows"], "start": found["start"], "end": found["end"]}
+
+
+def fmt_table(results: list[dict[str, Any]], size: int, rows: int) -> str:
+    duck = next((r["wall"] for r in results if r["name"] == "duckdb" and "wall" in r), None)
+    header = f"{'contender':<16}{'wall s':>8}{'CPU s':>8}{'peak MiB':>10}{'MB/s':>8}" \
+             f"{'rows/s':>11}{'/DuckDB':>9}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        if "error" in r:
+            lines.append(f"{r['name']:<16}  failed: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
+            continue
+        ratio = f"{r['wall'] / duck:>9.2f}" if duck else f"{'-':>9}"
+        lines.append(f"{r['name']:<16}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['peak_rss_mib']:>10.0f}"
+                     f"{size / 1e6 / r['wall']:>8.0f}{rows / r['wall']:>11,.0f}{ratio}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="contenders: " + "; ".join(
+                                         f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+    parser.add_argument("csv", type=Path)
+    parser.add_argument("--only", help=f"comma-separated subset (default {','.join(DEFAULT)}; "
+                                       f"extras: {','.join(EXTRA)})")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per contender; the table shows the fastest (default 1)")
+    parser.add_argument("--json", type=Path, help="save every run's figures here")
+    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where the contenders' output folders go (default /tmp)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--window", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        first, last = (date.fromisoformat(d) for d in args.window.split(":"))
+        return child(args.child, args.csv, args.out, (first, last))
+
+    names = list(dict.fromkeys(n.strip() for n in args.only.split(","))) if args.only else list(DEFAULT)
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown:
+        parser.error(f"unknown contender(s) {', '.join(unknown)}; known: {', '.join(CONTENDERS)}")
+    path = args.csv.resolve()
+    size = path.stat().st_size
+    meta = file_meta(path)
+    rows = int(meta["rows"])
+    window = (date.fromisoformat(meta["start"]), date.fromisoformat(meta["end"]))
+    print(f"{path}: {size / 1e6:.1f} MB, {rows:,} rows, {window[0]}..{window[1]}; "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    with path.open("rb") as stream:  # warm the page cache so the first contender is not penalised
+        while stream.read(8 << 20):
+            pass
+
+    runs: list[dict[str, Any]] = []
+    for attempt in range(args.repeat):
+        for name in names:
+            out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=args.tmp))
+            try:
+                result = spawn(name, path, out, window)
+                if "dataset" in result:
+                    result["out_rows"], result["out_files"] = count_parquet_rows(out / result["dataset"])
+            finally:
+                shutil.rmtree(out, ignore_errors=True)
+            result["attempt"] = attempt + 1
+            runs.append(result)
+            shown = f"{result['wall']:.2f} s" if "wall" in result else result["error"]
+            print(f"  run {attempt + 1} {name:<16} {shown}, peak {result['peak_rss_mib']:.0f} MiB",
+                  file=sys.stderr, flush=True)
+
+    best: list[dict[str, Any]] = []
+    for name in names:
+        mine = [r for r in runs if r["name"] == name]
+        ok = [r for r in mine if "wall" in r]
+        best.append(min(ok, key=lambda r: r["wall"]) if ok else mine[-1])
+    print()
+    print(fmt_table(best, size, rows))
+    print()
+    for r in best:
+        if r.get("steps"):
+            print(f"{r['name']} steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["steps"].items()))
+    by_name = {r["name"]: r for r in best}
+    for r in best:
+        if "out_rows" in r:
+            print(f"{r['name']}: {r['out_rows']:,} rows in {r['out_files']} Parquet files"
+                  + (f" (read {r['rows']:,}, rejected {r['rejected']}, duplicates {r['duplicates']})"
+                     if "rejected" in r else ""))
+    if "project" in by_name and "duckdb" in by_name and "out_rows" in by_name["project"] \
+            and "out_rows" in by_name["duckdb"]:
+        same = by_name["project"]["out_rows"] == by_name["duckdb"]["out_rows"]
+        print(f"check: project archive rows {by_name['project']['out_rows']:,} "
+              f"{'==' if same else '!='} DuckDB rows {by_name['duckdb']['out_rows']:,}"
+              f"{'' if same else '  <-- MISMATCH'}")
+    if args.json:
+        document = {"file": str(path), "bytes": size, "rows": rows, "window": [str(w) for w in window],
+                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "versions": _versions(), "best": best, "runs": runs}
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"saved {args.json}")
+    return 1 if any("error" in r for r in best) else 0
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+    found = {}
+    for package in ("polars", "duckdb", "pyarrow", "pandas"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
