@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_file
+from ingest.counts import RowCounts
 from ingest.errors import ReportRejected
 from ingest.fetch import FetchSummary
 from ingest.parser import parse_csv
@@ -30,7 +31,7 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 @dataclass
-class RunSummary:
+class RunSummary(RowCounts):
     """What a pass (or several) did, for the CLI and for tests."""
 
     submitted: int = 0
@@ -45,14 +46,10 @@ class RunSummary:
     reports_duplicate: int = 0
     reports_unmatched: int = 0
     reports_quarantined: int = 0
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_duplicate: int = 0
-    rows_rejected: int = 0
-    files_written: int = 0
     problems: list[str] = field(default_factory=list)
 
     def add(self, other: "RunSummary") -> None:
+        """Add another pass's counts (every integer field) and problems."""
         for name, value in vars(other).items():
             if isinstance(value, int):
                 setattr(self, name, getattr(self, name) + value)
@@ -61,11 +58,7 @@ class RunSummary:
     def add_fetch(self, fetched: FetchSummary) -> None:
         """Count what the GET fast path archived."""
         self.reports_archived += fetched.windows_archived
-        self.rows_read += fetched.rows_read
-        self.rows_written += fetched.rows_written
-        self.rows_duplicate += fetched.rows_duplicate
-        self.rows_rejected += fetched.rows_rejected
-        self.files_written += fetched.files_written
+        self.add_counts(fetched)
 
     @property
     def needs_attention(self) -> bool:
@@ -159,11 +152,7 @@ def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedE
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)
     summary.reports_archived += 1
-    summary.rows_read += result.rows_read
-    summary.rows_written += result.rows_written
-    summary.rows_duplicate += result.rows_duplicate
-    summary.rows_rejected += result.rows_rejected
-    summary.files_written += len(result.files)
+    summary.add_saved(result)
     if result.rows_rejected:
         summary.reports_quarantined += 1
     log.info("archived %s for bot %s: %d rows read, %d written, %d duplicate, %d rejected",

@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
@@ -105,11 +105,10 @@ def backfill(
     from ingest.requester import plan_backfill
     from ingest.store import Store
 
+    first, last = _date_range(from_, to)
     settings = load_settings()
-    if to.date() < from_.date():
-        raise ConfigError(f"--to {to.date()} is before --from {from_.date()}")
     with Store.open(settings.state.path) as store:
-        planned = plan_backfill(store, bot, from_.date(), to.date(),
+        planned = plan_backfill(store, bot, first, last,
                                 window_days=settings.requester.window_days,
                                 report_id=settings.certainly.report_id)
     out.print(f"planned {len(planned)} new window(s) for {len(bot)} bot(s); run `ingest run` to submit them")
@@ -230,13 +229,12 @@ def fetch(
     from ingest.pipeline import make_client
     from ingest.store import Store, exclusive_lock
 
+    first, last = _date_range(from_, to)
     settings = load_settings()
-    if to.date() < from_.date():
-        raise ConfigError(f"--to {to.date()} is before --from {from_.date()}")
     client = make_client(settings)
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
         for bot_id in bot:
-            done = fetch_range(settings, store, client, bot_id, from_.date(), to.date(),
+            done = fetch_range(settings, store, client, bot_id, first, last,
                                report_id=settings.certainly.report_id)
             out.print(
                 f"{bot_id}: {done.requests} GET(s), {done.windows_archived} window(s) archived, "
@@ -290,6 +288,12 @@ def doctor() -> None:
         table.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]", check.detail)
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
+
+
+def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:
+    if to.date() < from_.date():
+        raise ConfigError(f"--to {to.date()} is before --from {from_.date()}")
+    return from_.date(), to.date()
 
 
 def print_summary(summary: "object") -> None:

@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from ingest.certainly import CertainlyClient
+from ingest.counts import RowCounts
 from ingest.parser import frame_from_json_rows, parse_frame
 from ingest.requester import split_range
 from ingest.settings import Settings
@@ -31,18 +32,13 @@ GET_MAX_ROWS = 500
 
 
 @dataclass
-class FetchSummary:
+class FetchSummary(RowCounts):
     """What a GET fetch did."""
 
     requests: int = 0
     windows_archived: int = 0
     bisected: int = 0
     fallback_days: list[date] = field(default_factory=list)
-    rows_read: int = 0
-    rows_written: int = 0
-    rows_duplicate: int = 0
-    rows_rejected: int = 0
-    files_written: int = 0
 
 
 def fetch_range(settings: Settings, store: Store, client: CertainlyClient, bot_id: str,
@@ -86,11 +82,7 @@ def fetch_window(settings: Settings, store: Store, client: CertainlyClient, bot_
                             rows_read=result.rows_read, rows_written=result.rows_written,
                             rows_duplicate=result.rows_duplicate, rows_rejected=result.rows_rejected)
     summary.windows_archived += 1
-    summary.rows_read += result.rows_read
-    summary.rows_written += result.rows_written
-    summary.rows_duplicate += result.rows_duplicate
-    summary.rows_rejected += result.rows_rejected
-    summary.files_written += len(result.files)
+    summary.add_saved(result)
 
 
 def record_get_window(store: Store, bot_id: str, report_id: int, first: date, last: date,
