@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from ingest.certainly import CertainlyClient, Outcome
+from ingest.crashpoints import crash_point
 from ingest.errors import TokenRejected
 from ingest.settings import RequesterSettings
 from ingest.store import Store, Window, WindowState, iter_days
@@ -169,14 +170,18 @@ def submit(store: Store, client: CertainlyClient, window: Window, settings: Requ
     previous = window.state
     # Written before the HTTP call: a crash mid-call leaves a visible 'submitting' window.
     store.transition(window.id, S.SUBMITTING, submitted_at=now)
+    crash_point("before_post")
     answer = client.request_export(window.bot_id, window.from_date, window.to_date, window.report_id)
+    crash_point("after_post")
     store.record_api_answer(window.id, "POST", answer.status, answer.outcome, answer.body)
     log.info("window %s (%s %s..%s): %s %s", window.id, window.bot_id, window.from_date,
              window.to_date, answer.status, answer.outcome,
              extra={"window_id": window.id, "bot_id": window.bot_id, "status": answer.status,
                     "outcome": str(answer.outcome)})
     if answer.outcome is Outcome.ACCEPTED:
-        return store.transition(window.id, S.ACCEPTED, accepted_at=time.time(), last_error=None).state
+        state = store.transition(window.id, S.ACCEPTED, accepted_at=time.time(), last_error=None).state
+        crash_point("after_accept")
+        return state
     if answer.outcome is Outcome.TOKEN_REJECTED:
         # Windows untouched: put this one back where it was.
         store.transition(window.id, S.PLANNED if previous is S.SUBMITTING else previous)

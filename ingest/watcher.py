@@ -25,6 +25,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from ingest.archiver import RunSummary, archive_email
 from ingest.attachments import authentication_passed, parse_email, sender_address, sender_allowed
+from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError, MailboxUnavailable
 from ingest.mailbox import Mailbox
 from ingest.settings import ImapSettings, Settings, require
@@ -98,6 +99,7 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
     after = position[1] if position and position[0] == uidvalidity else 0
     uids = box.new_uids(after)
     screening = box.fetch_screening(uids)
+    crash_point("after_screening")
     for uid in uids:
         if stop is not None and stop.is_set():
             return  # between emails: nothing half done
@@ -126,14 +128,17 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
         raw = box.fetch_message(uid)
         if raw is None:
             continue
+        crash_point("after_fetch")
         parsed = parse_email(raw)
         outcome = archive_email(root, store, parsed, summary)
         # Data, manifest and state are durable by now: only then does the email move.
+        crash_point("after_state")
         if outcome == "archived":
             box.move(uid, imap.processed_folder)
             summary.emails_archived += 1
         elif outcome == "quarantined":
             box.move(uid, imap.failed_folder)
+        crash_point("after_move")
         store.record_email(imap.folder, uidvalidity, uid, message_id=parsed.message_id,
                            sender=address, subject=parsed.subject, outcome=outcome,
                            reason="; ".join(parsed.problems) or None)

@@ -7,10 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ingest.simulator import CertainlySimulator, EmbeddedImap
+from typing import Protocol
+
+from ingest.simulator import CertainlySimulator
 
 
-def job_env(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path, **extra: str) -> dict[str, str]:
+class ImapAccount(Protocol):
+    """Where the job logs in: an EmbeddedImap, or a Dovecot user (see dovecot_account)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+def job_env(sim: CertainlySimulator, imap: ImapAccount, workdir: Path, **extra: str) -> dict[str, str]:
     """A clean environment (no inherited INGEST_*) pointing the job at the test's servers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
     env.update({

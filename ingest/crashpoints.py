@@ -1,0 +1,39 @@
+"""Named points where the crash tests kill the job, to prove it recovers anywhere.
+
+``INGEST_CRASH_AT=<name>`` makes the process SIGKILL itself on reaching that point (no
+clean-up, no flush, exactly like a power cut or an OOM kill). Unset, a point costs one
+dictionary lookup. The names are listed in :data:`POINTS`; docs/RELIABILITY.md and
+tests/e2e/test_crash_points.py go through all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS: tuple[str, ...] = (
+    "before_post",          # window marked submitting, POST not sent
+    "after_post",           # POST answered, answer not yet stored
+    "after_accept",         # window recorded accepted
+    "after_screening",      # new UIDs screened, message not fetched
+    "after_fetch",          # message fetched, nothing written
+    "after_raw",            # raw attachment bytes written
+    "after_data",           # data files written, manifest not
+    "after_manifest",       # manifest written, state not updated
+    "after_state",          # attachment and window recorded, email not moved
+    "after_move",           # email moved, position not advanced
+)
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_point(name: str) -> None:
+    """Die here, at once, when the crash tests ask for it.
+
+    In-process tests (the model-based test) replace ``_die`` with a function that raises,
+    so that the "crash" stops the pass at the same point without killing pytest.
+    """
+    if os.environ.get("INGEST_CRASH_AT") == name:
+        _die()
