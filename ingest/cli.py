@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
@@ -269,6 +269,27 @@ def status(
                       bot["last_error"] or "")
     out.print(table)
     out.print(f"emails: {report['emails']}  attachments: {report['attachments']}")
+
+
+@app.command()
+def verify(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Re-hash the archive against its manifests; check (bot_id, id) uniqueness, partitions
+    and counts; list per bot the days covered and the gaps. Exit 1 on any problem.
+
+    Example: ingest verify --json > verify.json
+    """
+    from ingest.store import Store
+    from ingest.verify import render_text, to_json, verify_archive
+
+    settings = load_settings()
+    state = Path(settings.state.path)
+    # Only read a state store that exists: opening one would create it.
+    with Store.open(state) if state.exists() else nullcontext() as store:
+        report = verify_archive(Path(settings.output.root), store)
+    typer.echo(to_json(report) if as_json else render_text(report))
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
 
 
 @app.command()

@@ -1,0 +1,299 @@
+"""``ingest verify``: prove the archive is what its manifests say, and show what it covers.
+
+Problems (failures, each naming the file): a raw file not hashing to its name or differing
+from its manifest, or with no manifest, or missing; a listed data file missing or differing
+(sha256, Parquet row count); an orphan data file no manifest lists (a crash between data file
+and manifest, or a leftover temporary file: readers globbing ``*.parquet`` see it too); a
+duplicate ``(bot_id, id)``; a row outside its UTC date partition; an unreadable file;
+manifest counts that do not add up. Coverage (days with rows, days without rows inside the
+requested windows, windows not archived) is informational: a day may have no messages.
+Bounded memory: 1 MiB hash blocks; row checks are lazy polars queries, streaming engine.
+Example: ``report = verify_archive(Path("/data"), store); print(render_text(report))``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from ingest.schema import DATASET, file_schema
+from ingest.store import Store, WindowState
+
+BLOCK = 1 << 20
+NOT_DATASETS = frozenset({"raw", "manifests", "quarantine"})
+MESSAGE_REPORT_ID = 1
+_PARTITION = re.compile(r"^bot_id=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
+_FILE = "_verify_file"
+
+
+@dataclass
+class BotCoverage:
+    """What the archive holds for one bot (``messages/`` dataset)."""
+
+    bot_id: str
+    rows: int = 0
+    first_day: date | None = None
+    last_day: date | None = None
+    days: list[date] = field(default_factory=list)  # days with at least one row, sorted
+    days_without_rows: list[date] = field(default_factory=list)  # inside requested windows
+    windows_not_archived: list[str] = field(default_factory=list)  # from the state store
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify_archive`: problems (failures), coverage and totals."""
+
+    root: Path
+    problems: list[str] = field(default_factory=list)
+    bots: dict[str, BotCoverage] = field(default_factory=dict)
+    files: int = 0  # data files on disk, under every dataset folder
+    rows: int = 0  # rows in those files (Parquet footers)
+    raw_files: int = 0
+    manifests: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no integrity problem was found."""
+        return not self.problems
+
+
+def sha256_file(path: Path) -> str | None:
+    """Hex sha256 of a file, read in 1 MiB blocks; None when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(BLOCK), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def verify_archive(root: Path, store: Store | None = None) -> VerifyReport:
+    """Re-hash and cross-check the archive under ``root`` against its manifests. With a
+    ``store``, its archived windows count as requested; windows not archived are listed."""
+    root = Path(root)
+    problems = (report := VerifyReport(root)).problems
+    if not root.is_dir():
+        return VerifyReport(root, [f"{root}: archive root does not exist"])
+    data = sorted(p for top in root.iterdir() if top.is_dir() and top.name not in NOT_DATASETS
+                  for p in top.rglob("*.parquet") if p.is_file())
+    raw = sorted(p for p in (root / "raw").rglob("*") if p.is_file())
+    report.files, report.raw_files = len(data), len(raw)
+    rel = {p: _rel(root, p) for p in data}
+    footer_rows: dict[Path, int] = {}  # num_rows of every readable data file
+    for path in data:
+        try:
+            footer_rows[path] = pq.ParquetFile(path).metadata.num_rows
+        except Exception as err:  # noqa: BLE001 - any reader error means an unreadable file
+            problems.append(f"{rel[path]}: unreadable Parquet footer ({type(err).__name__})")
+    report.rows = sum(footer_rows.values())
+    listed: dict[str, tuple[str, dict[str, Any]]] = {}  # data path -> (manifest, entry)
+    attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
+    windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
+    for path in sorted((root / "manifests").glob("*.json")):
+        report.manifests += 1
+        _read_manifest(path, f"manifests/{path.name}", problems, listed, attachments, windows)
+
+    for name in sorted(set(listed) - set(rel.values())):
+        problems.append(f"{name}: missing data file (listed in {listed[name][0]})")
+    todo = [p for p in data if rel[p] in listed] + raw  # a few threads: hashlib releases the GIL
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        hashes = dict(zip(todo, pool.map(sha256_file, todo)))
+    for path, name in rel.items():
+        if name not in listed:
+            hint = "; a leftover temporary file" if path.name.startswith(".tmp-") else ""
+            problems.append(f"{name}: orphan data file, no manifest lists it{hint}")
+            continue
+        manifest, entry = listed[name]
+        if hashes[path] != entry.get("sha256"):
+            problems.append(f"{name}: sha256 differs from {manifest} (data file changed)")
+        if path in footer_rows and footer_rows[path] != entry.get("rows"):
+            problems.append(f"{name}: {footer_rows[path]} rows, {manifest} says {entry.get('rows')}")
+    seen_raw: set[tuple[str, str]] = set()
+    for path in raw:
+        name, sha = _rel(root, path), path.name.split(".")[0]
+        key = (path.parent.name.removeprefix("bot_id="), sha)
+        seen_raw.add(key)
+        if hashes[path] != sha:
+            problems.append(f"{name}: raw file changed, its sha256 is not its name")
+        if key not in attachments:
+            problems.append(f"{name}: raw file without a manifest")
+        elif attachments[key][1] != path.stat().st_size:
+            problems.append(f"{name}: size {path.stat().st_size}, {attachments[key][0]} says "
+                            f"{attachments[key][1]}")
+    for (bot, sha), (manifest, _) in sorted(attachments.items()):
+        if (bot, sha) not in seen_raw:
+            problems.append(f"raw/bot_id={bot}/{sha}.*: missing raw file (listed in {manifest})")
+    by_bot: dict[str, list[Path]] = defaultdict(list)
+    for path, name in rel.items():
+        match = _PARTITION.match(name.removeprefix(f"{DATASET}/"))
+        if not name.startswith(f"{DATASET}/") or match is None:
+            if name.startswith(f"{DATASET}/"):
+                problems.append(f"{name}: not inside a bot_id=<bot>/date=<YYYY-MM-DD>/ partition")
+            continue
+        bot = report.bots.setdefault(match[1], BotCoverage(match[1]))
+        if footer_rows.get(path):
+            bot.rows += footer_rows[path]
+            bot.days.append(date.fromisoformat(match[2]))
+        if path in footer_rows:
+            by_bot[match[1]].append(path)
+    for bot_id, paths in sorted(by_bot.items()):
+        problems.extend(_check_rows(root, bot_id, paths))
+    _coverage(report, windows, store)
+    return report
+
+
+def _read_manifest(path: Path, name: str, problems: list[str],
+                   listed: dict[str, tuple[str, dict[str, Any]]],
+                   attachments: dict[tuple[str, str], tuple[str, int]],
+                   windows: dict[str, set[tuple[date, date]]]) -> None:
+    """Check one manifest on its own and record what it lists."""
+    try:
+        doc = json.loads(path.read_bytes())
+        bot, files, sha, size = (doc["bot_id"], doc["files"], doc["attachment"]["sha256"],
+                                 doc["attachment"]["size"])
+        read = doc["counts"]["rows_read"]
+        parts = [doc["counts"][f"rows_{k}"] for k in ("written", "duplicate", "rejected")]
+        window = doc.get("window") or {}
+        if window.get("from") and window.get("to"):  # an import by hand has no window
+            windows[bot].add((date.fromisoformat(window["from"]), date.fromisoformat(window["to"])))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
+        return
+    if path.stem != sha:
+        problems.append(f"{name}: named after {path.stem} but its attachment sha256 is {sha}")
+    if read != sum(parts):
+        problems.append(f"{name}: counts do not add up: rows_read {read} != written {parts[0]} "
+                        f"+ duplicate {parts[1]} + rejected {parts[2]}")
+    if sum(f.get("rows", 0) for f in files) != parts[0]:
+        problems.append(f"{name}: its files hold {sum(f.get('rows', 0) for f in files)} rows, "
+                        f"rows_written says {parts[0]}")
+    attachments[(bot, sha)] = (name, size)
+    for entry in files:
+        if entry.get("path") in listed:
+            problems.append(f"{entry['path']}: listed by both {listed[entry['path']][0]} and {name}")
+        listed[str(entry.get("path"))] = (name, entry)
+
+
+def _scan(paths: list[Path]) -> pl.LazyFrame:
+    return pl.scan_parquet(paths, hive_partitioning=True, include_file_paths=_FILE,
+                           hive_schema={"bot_id": pl.String(), "date": pl.Date()},
+                           extra_columns="ignore")
+
+
+def _check_rows(root: Path, bot_id: str, paths: list[Path]) -> list[str]:
+    """Duplicate ids and rows outside their date partition, for one bot's data files."""
+    want = file_schema()
+    bad = [p for p in paths if any(pl.read_parquet_schema(p).get(c) != want[c] for c in ("id", "timestamp"))]
+    problems = [f"{_rel(root, p)}: id or timestamp missing or not of the canonical type" for p in bad]
+    usable = [p for p in paths if p not in bad]
+    if not usable:
+        return problems
+    dup = _scan(usable).select("id").group_by("id").len().filter(pl.col("len") > 1).select("id")
+    wrong = (_scan(usable).filter(pl.col("timestamp").dt.date() != pl.col("date"))
+             .group_by(_FILE).agg(pl.len(), pl.col("timestamp").min()).sort(_FILE))
+    try:
+        dups, wrongs = pl.collect_all([dup, wrong], engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as failure:
+        before = len(usable)
+        for path in list(usable):  # find the unreadable files, then run the queries without them
+            try:
+                _scan([path]).select("id", "timestamp").collect(engine="streaming")
+            except (pl.exceptions.PolarsError, OSError) as err:
+                usable.remove(path)
+                problems.append(f"{_rel(root, path)}: unreadable data ({type(err).__name__})")
+        if len(usable) == before:  # every file reads alone: report, do not crash
+            return [*problems, f"{DATASET}/bot_id={bot_id}: row checks failed ({failure})"]
+        return problems + _check_rows(root, bot_id, usable)
+    for file, count, first in wrongs.iter_rows():
+        problems.append(f"{_rel(root, Path(file))}: {count} row(s) outside its date partition "
+                        f"(e.g. {first:%Y-%m-%dT%H:%M:%SZ})")
+    if dups.height:
+        where = (_scan(usable).filter(pl.col("id").is_in(dups["id"].implode()))
+                 .select("id", _FILE).unique().collect(engine="streaming"))
+        groups = where.group_by("id").agg(pl.col(_FILE).sort()).group_by(_FILE).agg(
+            pl.col("id").sort()).sort(_FILE)
+        for files, ids in groups.iter_rows():
+            names = ", ".join(_rel(root, Path(f)) for f in files)
+            problems.append(f"duplicate (bot_id, id) for bot {bot_id}: {len(ids)} id(s) "
+                            f"(e.g. {ids[0]}) in {names}")
+    return problems
+
+
+def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]],
+              store: Store | None) -> None:
+    """Fill each bot's days with rows, days without rows inside windows, open windows."""
+    if store is not None:
+        for window in store.windows():
+            if window.report_id != MESSAGE_REPORT_ID:
+                continue
+            bot = report.bots.setdefault(window.bot_id, BotCoverage(window.bot_id))
+            if window.state is WindowState.ARCHIVED:
+                windows[window.bot_id].add((window.from_date, window.to_date))
+            elif window.state is not WindowState.SPLIT:  # a split window lives on as its halves
+                bot.windows_not_archived.append(f"{window.from_date}..{window.to_date}: "
+                                                f"{window.state.value}")
+    for bot_id in {*report.bots, *windows}:
+        bot = report.bots.setdefault(bot_id, BotCoverage(bot_id))
+        bot.days = sorted(set(bot.days))
+        bot.first_day, bot.last_day = (bot.days[0], bot.days[-1]) if bot.days else (None, None)
+        requested = {first + timedelta(days=n) for first, last in windows.get(bot_id, ())
+                     for n in range((last - first).days + 1)}
+        bot.days_without_rows = sorted(requested - set(bot.days))
+    report.bots = dict(sorted(report.bots.items()))
+
+
+def _ranges(days: list[date]) -> list[str]:
+    """Sorted days as compact ranges: ["2024-01-01..2024-01-03", "2024-01-05"]."""
+    out: list[list[date]] = []
+    for day in days:
+        if out and day - out[-1][1] == timedelta(days=1):
+            out[-1][1] = day
+        else:
+            out.append([day, day])
+    return [f"{a}" if a == b else f"{a}..{b}" for a, b in out]
+
+
+def to_json(report: VerifyReport) -> str:
+    """The report as indented JSON text (``ingest verify --json``)."""
+    bots = [{"bot_id": b.bot_id, "rows": b.rows, "first_day": b.first_day, "last_day": b.last_day,
+             "days_with_rows": len(b.days), "covered": _ranges(b.days),
+             "days_without_rows": b.days_without_rows, "windows_not_archived": b.windows_not_archived}
+            for b in report.bots.values()]
+    totals = {"files": report.files, "rows": report.rows, "raw_files": report.raw_files,
+              "manifests": report.manifests}
+    return json.dumps({"root": str(report.root), "ok": report.ok, "totals": totals, "bots": bots,
+                       "problems": report.problems}, indent=2, default=str)
+
+
+def render_text(report: VerifyReport) -> str:
+    """A few lines per bot, then the problems, for a person."""
+    lines = [f"archive {report.root}: {report.files} data files, {report.rows} rows, "
+             f"{report.raw_files} raw files, {report.manifests} manifests"]
+    for bot in report.bots.values():
+        span = f"{bot.first_day}..{bot.last_day}" if bot.days else "no rows"
+        lines.append(f"bot {bot.bot_id}: {span}, {len(bot.days)} days with rows, {bot.rows} rows")
+        if bot.days_without_rows:
+            lines.append(f"  days without rows inside archived windows ({len(bot.days_without_rows)}): "
+                         + ", ".join(_ranges(bot.days_without_rows)))
+        if bot.windows_not_archived:
+            lines.append("  windows not archived: " + ", ".join(bot.windows_not_archived))
+    lines.append(f"verify: {len(report.problems)} problem(s)" if report.problems
+                 else "verify: OK, every file matches its manifest")
+    return "\n".join([*lines, *(f"  - {problem}" for problem in report.problems)])
