@@ -31,3 +31,10 @@ def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
     assert f"archive holds {frame.height}" in done.stdout
     assert "1 ignored (sender not allowed)" in done.stdout
     assert "pl.scan_parquet(" in done.stdout  # the one-line query is printed
+    verified = subprocess.run(
+        [sys.executable, "-m", "ingest", "verify"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**env, "INGEST_OUTPUT__ROOT": str(tmp_path / "archive"),
+             "INGEST_STATE__PATH": str(tmp_path / "state.sqlite")},
+    )
+    assert verified.returncode == 0, verified.stdout
+    assert f"{frame.height} rows" in verified.stdout
