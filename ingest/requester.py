@@ -173,7 +173,8 @@ def submit(store: Store, client: CertainlyClient, window: Window, settings: Requ
     crash_point("before_post")
     answer = client.request_export(window.bot_id, window.from_date, window.to_date, window.report_id)
     crash_point("after_post")
-    store.record_api_answer(window.id, "POST", answer.status, answer.outcome, answer.body)
+    # No HTTP answer (time-out, refused): keep the reason, so the audit trail says why.
+    store.record_api_answer(window.id, "POST", answer.status, answer.outcome, answer.body or answer.message)
     log.info("window %s (%s %s..%s): %s %s", window.id, window.bot_id, window.from_date,
              window.to_date, answer.status, answer.outcome,
              extra={"window_id": window.id, "bot_id": window.bot_id, "status": answer.status,
@@ -189,6 +190,12 @@ def submit(store: Store, client: CertainlyClient, window: Window, settings: Requ
             f"Certainly API rejected the token ({answer.status}: {answer.message})",
             hint="check INGEST_CERTAINLY__TOKEN",
         )
+    if answer.outcome is Outcome.IN_PROGRESS and previous is S.SUBMITTING:
+        # We were killed mid-POST last time: the export in progress is most likely our own.
+        # Wait for its email as if accepted; if it was not ours, the delivery time-out
+        # marks the window lost and it is submitted again.
+        return store.transition(window.id, S.ACCEPTED, accepted_at=time.time(),
+                                last_error="in progress after an interrupted submission: possibly ours").state
     if answer.outcome is Outcome.REJECTED:
         return store.transition(window.id, S.FAILED,
                                 last_error=f"API refused ({answer.status}): {answer.message}").state

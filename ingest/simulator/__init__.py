@@ -5,14 +5,18 @@ Used by ``ingest demo`` and by the tests; nothing here talks to anything but 127
 
 from .api import CertainlySimulator, ExportRecord, RequestRecord, SimulatorConfig
 from .data import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv, rows_to_json
+from .faults import Arrival, Fault, FaultScript
 from .imapserver import EmbeddedImap
 from .mailer import ImapDelivery, build_report_email, report_filename
 
 __all__ = [
     "MESSAGE_DATA_COLUMNS",
+    "Arrival",
     "CertainlySimulator",
     "EmbeddedImap",
     "ExportRecord",
+    "Fault",
+    "FaultScript",
     "ImapDelivery",
     "RequestRecord",
     "SimulatorConfig",

@@ -20,6 +20,7 @@ from email.parser import BytesParser
 from typing import Any, Literal, NamedTuple
 
 from .data import generate_messages, rows_to_csv, rows_to_json
+from .faults import Fault, FaultScript
 from .handler import Reply, ReportParams, SimulatorHTTPServer
 from .mailer import build_report_email
 
@@ -45,6 +46,8 @@ class SimulatorConfig:
     sender: str = "reports@certainly.example"
     recipient: str = "owner@example.test"
     lose_every: int = 0  # drop the email of every Nth accepted export; 0 = never
+    in_progress_every: int = 0  # answer every Nth POST "in progress" even when idle; 0 = never
+    email_hints: bool = True  # bot id and dates in the email's subject and file name
     max_get_days: int = 15
     max_get_rows: int = 500
 
@@ -52,8 +55,8 @@ class SimulatorConfig:
         if self.in_progress_style not in ("409", "400", "200"):
             raise ValueError(f"in_progress_style must be '409', '400' or '200', "
                              f"not {self.in_progress_style!r}")
-        if self.lose_every < 0 or self.delivery_delay < 0:
-            raise ValueError("lose_every and delivery_delay must not be negative")
+        if min(self.lose_every, self.in_progress_every, self.delivery_delay) < 0:
+            raise ValueError("lose_every, in_progress_every and delivery_delay must not be negative")
 
 
 class RequestRecord(NamedTuple):
@@ -86,7 +89,8 @@ class CertainlySimulator:
     """The fake API: an HTTP server thread plus timer threads for email deliveries.
 
     ``deliver`` receives each report email (RFC 5322 bytes); when it is None the emails are
-    kept in :attr:`outbox` instead.
+    kept in :attr:`outbox` instead. :meth:`script_post` / :meth:`script_get` queue
+    :class:`~ingest.simulator.faults.Fault` answers; :attr:`faults` logs arrivals.
     """
 
     def __init__(self, config: SimulatorConfig | None = None,
@@ -98,6 +102,8 @@ class CertainlySimulator:
         self._exports: list[ExportRecord] = []
         self._outbox: list[bytes] = []
         self._active: ExportRecord | None = None
+        self._posts = 0  # POSTs that reached handle_post, for in_progress_every
+        self.faults = FaultScript()
         self._timers: list[threading.Timer] = []
         self._stopping = False
         self._server: SimulatorHTTPServer | None = None
@@ -131,7 +137,9 @@ class CertainlySimulator:
     def handle_post(self, params: ReportParams) -> Reply:
         """Asynchronous export: accepted unless another one is still in progress."""
         with self._cond:
-            if self._active is not None or self._stopping:
+            self._posts += 1
+            every = self.config.in_progress_every
+            if self._active is not None or self._stopping or (every and self._posts % every == 0):
                 return int(self.config.in_progress_style), {"detail": IN_PROGRESS_DETAIL}
             export = ExportRecord(params.bot_id, params.from_date, params.to_date,
                                   params.report_id)
@@ -145,6 +153,14 @@ class CertainlySimulator:
             timer.start()
         return self.config.accepted_status, {"detail": ACCEPTED_DETAIL}
 
+    def script_post(self, *faults: Fault) -> None:
+        """Queue scripted answers for the next POSTs (before the normal behaviour)."""
+        self.faults.script("POST", *faults)
+
+    def script_get(self, *faults: Fault) -> None:
+        """Queue scripted answers for the next GETs (before the normal behaviour)."""
+        self.faults.script("GET", *faults)
+
     # -- export delivery --------------------------------------------------------------------
     def _run_export(self, export: ExportRecord) -> None:
         message_id: str | None = None
@@ -157,7 +173,8 @@ class CertainlySimulator:
             message = build_report_email(
                 csv_bytes=rows_to_csv(data), bot_id=export.bot_id,
                 from_date=export.from_date, to_date=export.to_date,
-                sender=self.config.sender, recipient=self.config.recipient)
+                sender=self.config.sender, recipient=self.config.recipient,
+                hints=self.config.email_hints)
             message_id = BytesParser().parsebytes(message, headersonly=True)["Message-ID"]
             if export.lost:
                 log.info("simulator: losing the report email for %s %s..%s on purpose",
@@ -239,6 +256,7 @@ class CertainlySimulator:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving, cancel pending deliveries; waits at most about ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
+        self.faults.stop()  # wake handlers sleeping in a scripted delay: they drop
         with self._cond:
             self._stopping = True
             timers = list(self._timers)

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from .faults import DropConnection, Fault, FaultScript
+
 log = logging.getLogger(__name__)
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -91,6 +93,8 @@ class ReportBackend(Protocol):
     def token(self) -> str: ...
     @property
     def report_path(self) -> str: ...
+    @property
+    def faults(self) -> FaultScript: ...
     def handle_get(self, params: ReportParams) -> Reply: ...
     def handle_post(self, params: ReportParams) -> Reply: ...
     def record_request(self, method: str, path: str, params: Any, status: int) -> None: ...
@@ -135,25 +139,36 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
         params: Any = None
+        headers: Mapping[str, str] = {}
         try:
-            status, body, params = self._dispatch(method, url.path, url.query)
+            status, body, params, headers = self._dispatch(method, url.path, url.query)
+        except DropConnection as drop:
+            # A scripted fault (or a stop during its delay): close without answering.
+            self.server.backend.record_request(method, url.path, drop.params, 0)
+            self.close_connection = True
+            return
         except Exception:  # noqa: BLE001 - a simulator bug must still produce an answer
             log.exception("simulator failed on %s %s", method, url.path)
             status, body = 500, {"detail": "A server error occurred."}
         self.server.backend.record_request(method, url.path, params, status)
-        self._send(status, body)
+        try:
+            self._send(status, body, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up (time-out) or was killed while we waited: nothing to tell.
+            log.debug("simulator: client of %s %s went away before the answer", method, url.path)
 
-    def _dispatch(self, method: str, path: str, query: str) -> tuple[int, Any, Any]:
+    def _dispatch(self, method: str, path: str,
+                  query: str) -> tuple[int, Any, Any, Mapping[str, str]]:
         backend = self.server.backend
         if path.strip("/") != backend.report_path.strip("/"):
-            return 404, {"detail": "Not found."}, None
+            return 404, {"detail": "Not found."}, None, {}
         auth = self.headers.get("Authorization")
         if auth is None:
-            return 401, {"detail": "Authentication credentials were not provided."}, None
+            return 401, {"detail": "Authentication credentials were not provided."}, None, {}
         if auth != f"JWT {backend.token}":
-            return 401, {"detail": "Given token not valid for any token type"}, None
+            return 401, {"detail": "Given token not valid for any token type"}, None, {}
         if method not in ("GET", "POST"):
-            return 405, {"detail": f'Method "{method}" not allowed.'}, None
+            return 405, {"detail": f'Method "{method}" not allowed.'}, None, {}
         raw: Any = None  # recorded as-is, even when it fails validation
         try:
             if method == "GET":
@@ -161,12 +176,30 @@ class SimulatorHandler(BaseHTTPRequestHandler):
                 raw = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
             else:
                 raw = self._read_json()
+        except BadRequestError as exc:
+            return 400, {"detail": exc.detail}, raw, {}
+        backend.faults.arrived(method, raw)
+        fault = backend.faults.take(method)
+        if fault is not None:
+            scripted = self._apply_fault(fault, raw)
+            if scripted is not None:
+                return scripted
+        try:
             params = parse_report_params(raw)
         except BadRequestError as exc:
-            return 400, {"detail": exc.detail}, raw
+            return 400, {"detail": exc.detail}, raw, {}
         status, body = backend.handle_get(params) if method == "GET" \
             else backend.handle_post(params)
-        return status, body, raw
+        return status, body, raw, {}
+
+    def _apply_fault(self, fault: Fault, raw: Any) -> tuple[int, Any, Any, Mapping[str, str]] | None:
+        """Wait, drop, or answer as scripted; None means "now behave normally"."""
+        stopping = self.server.backend.faults.pause(fault.delay)
+        if fault.drop or stopping:
+            raise DropConnection(raw)
+        if fault.status is None:
+            return None
+        return fault.status, fault.payload(), raw, fault.headers
 
     def _read_json(self) -> Any:
         try:
@@ -184,12 +217,19 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             raise BadRequestError("Expected a JSON object with fromDate, toDate, reportId, botId.")
         return raw
 
-    def _send(self, status: int, body: Any) -> None:
-        payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    def _send(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        """Answer; ``body`` bytes are sent as they are, anything else as JSON."""
+        headers = dict(headers or {})
+        payload = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"),
+                            "application/json")
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         if status == 401:
             self.send_header("WWW-Authenticate", 'JWT realm="api"')
+        for name, value in headers.items():
+            if name.lower() not in ("content-type", "content-length"):
+                self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)

@@ -34,30 +34,33 @@ def build_report_email(
     recipient: str = "owner@example.test",
     message_id_domain: str = "certainly.example",
     sent_at: datetime | None = None,
+    hints: bool = True,
 ) -> bytes:
     """Build the RFC 5322 report email with the CSV attached (base64); CRLF line ends.
 
-    ``sent_at`` fixes the Date header (default: now, UTC).
+    ``sent_at`` fixes the Date header (default: now, UTC). ``hints=False`` leaves the bot id
+    and dates out of the subject, text and file name (a vendor that names nothing).
     """
     msg = EmailMessage(policy=email.policy.SMTP)
     msg["From"] = sender
     msg["To"] = recipient
     msg["Subject"] = (
         f"Certainly message report {bot_id} {from_date.isoformat()} - {to_date.isoformat()}"
+        if hints else "Your Certainly message report"
     )
     msg["Date"] = format_datetime(sent_at or datetime.now(UTC))
     msg["Message-ID"] = make_msgid(idstring="report", domain=message_id_domain)
+    scope = (f" for bot {bot_id} from {from_date.isoformat()} to {to_date.isoformat()}"
+             if hints else "")
     msg.set_content(
-        "Hello,\n\n"
-        f"Your message report for bot {bot_id} from {from_date.isoformat()} "
-        f"to {to_date.isoformat()} is attached as a CSV file.\n\n"
+        f"Hello,\n\nYour message report{scope} is attached as a CSV file.\n\n"
         "The Certainly team (simulated)\n"
     )
     msg.add_attachment(
         csv_bytes,
         maintype="text",
         subtype="csv",
-        filename=report_filename(bot_id, from_date, to_date),
+        filename=report_filename(bot_id, from_date, to_date) if hints else "message_report.csv",
         cte="base64",  # keep the CSV bytes exact, whatever line ends or charset they use
     )
     return msg.as_bytes()
