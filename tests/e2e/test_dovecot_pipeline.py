@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,7 +16,7 @@ from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, require_dovecot
+from tests.support.dovecot import Dovecot, private_dovecot
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -30,15 +28,8 @@ PROCESSED = "certainly-ingest/processed"
 
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
-    require_dovecot()
-    # Not under pytest's tmp_path: other pytest sessions reset /tmp/pytest-of-root to 0700,
-    # and Dovecot's processes (user dovecot) must traverse every folder above the mail.
-    workdir = Path(tempfile.mkdtemp(prefix="ingest-dovecot-"))
-    try:
-        with Dovecot(workdir, users={USER: PASSWORD}) as server:
-            yield server
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with private_dovecot("ingest-dovecot-", users={USER: PASSWORD}) as server:
+        yield server
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ once, and ``collect_status`` must say so. Prints the measured outcome (quoted in
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.status import collect_status
 from ingest.store import Store, WindowState, iter_days
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, require_dovecot
+from tests.support.dovecot import Dovecot, private_dovecot
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -36,15 +34,8 @@ RUN_TIMEOUT = 150.0  # seconds for run_until_done; the whole test must stay unde
 
 @pytest.fixture
 def dovecot() -> Iterator[Dovecot]:
-    require_dovecot()
-    # Not under pytest's tmp_path: Dovecot's processes (user dovecot) must traverse every
-    # folder above the mail, and pytest resets /tmp/pytest-of-root to 0700.
-    workdir = Path(tempfile.mkdtemp(prefix="ingest-year-"))
-    try:
-        with Dovecot(workdir, users={USER: PASSWORD}) as server:
-            yield server
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with private_dovecot("ingest-year-", users={USER: PASSWORD}) as server:
+        yield server
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ Permission traps this module handles, because each one fails in a confusing way:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -28,16 +29,16 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
 from tests.support.tls import TestCerts
 
-__all__ = ["DEFAULT_USERS", "Dovecot", "dovecot_available", "free_port", "require_dovecot"]
+__all__ = ["DEFAULT_USERS", "Dovecot", "dovecot_available", "free_port", "private_dovecot", "require_dovecot"]
 
 DEFAULT_USERS: Mapping[str, str] = MappingProxyType({"owner@example.test": "secret"})
 
@@ -446,3 +447,21 @@ def _session_pids(session_id: int) -> list[int]:
         if int(fields[3]) == session_id and fields[0] not in ("Z", "X"):
             pids.append(int(entry.name))
     return pids
+
+
+@contextlib.contextmanager
+def private_dovecot(prefix: str = "ingest-dovecot-", **options: Any) -> Iterator[Dovecot]:
+    """A Dovecot in its own ``mkdtemp`` folder, removed afterwards (skips or fails via
+    :func:`require_dovecot`).
+
+    Not under pytest's ``tmp_path``: another pytest session resets ``/tmp/pytest-of-root``
+    to 0700 at any time, and Dovecot's processes (user dovecot) must traverse every
+    folder above the mail.
+    """
+    require_dovecot()
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        with Dovecot(workdir, **options) as server:
+            yield server
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
