@@ -54,6 +54,7 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
         raise ReportRejected(f"not UTF-8 (byte {err.start}): refusing to guess the encoding") from None
     if not data.strip():
         raise ReportRejected("empty file")
+    check_header_width(data)
     check_field_counts(text)
     try:
         frame = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=True)
@@ -61,6 +62,19 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
         first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise ReportRejected(f"unreadable CSV: {first_line}") from None
     return frame.rename({name: name.strip() for name in frame.columns})
+
+
+#: A Message Data report has about 22 columns; far more is an attack or a wrong file.
+MAX_COLUMNS = 1000
+
+
+def check_header_width(data: bytes) -> None:
+    """Reject a header wider than MAX_COLUMNS before any parser allocates for it."""
+    end = data.find(b"\n", 0, 1 << 20)
+    header = data[: end if end >= 0 else 1 << 20]
+    # Commas inside quoted names can only over-count, and only on an absurd header.
+    if header.count(b",") + 1 > MAX_COLUMNS or (end < 0 and len(data) > 1 << 20):
+        raise ReportRejected(f"header has more than {MAX_COLUMNS} columns: not a message report")
 
 
 def check_field_counts(text: str) -> int:
