@@ -79,12 +79,14 @@ def run_once(settings: Settings, store: Store, client: CertainlyClient | None = 
 def run_until_done(
     settings: Settings, store: Store, client: CertainlyClient | None = None, *,
     timeout: float | None = None, on_pass: Callable[[RunSummary], None] | None = None,
+    today: date | None = None,
 ) -> RunSummary:
-    """Pass after pass until no window is left open (archived, failed or split), or timeout."""
+    """Pass after pass until no window is left open (archived, failed or split), or timeout.
+    ``today`` (UTC, default the real one) is what schedule mode plans up to the day before."""
     total = RunSummary()
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        total.add(run_once(settings, store, client))
+        total.add(run_once(settings, store, client, today=today))
         if on_pass:
             on_pass(total)
         if not store.windows(states=tuple(s for s in S if s not in FINAL)):
