@@ -262,13 +262,20 @@ def status(
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    table = Table("bot", "windows", "states", "rows archived", "last error")
+    table = Table("bot", "windows", "states", "covered until", "in flight (since)", "next retry",
+                  "rows archived", "last error")
     for bot in report["bots"]:
         states = ", ".join(f"{k} {v}" for k, v in sorted(bot["states"].items()))
-        table.add_row(bot["bot_id"], str(bot["windows"]), states, str(bot["rows_archived"]),
-                      bot["last_error"] or "")
+        flight = bot["in_flight"]
+        table.add_row(bot["bot_id"], str(bot["windows"]), states, bot["covered_until"] or "",
+                      f"{flight['window']} ({flight['since']})" if flight else "",
+                      bot["next_retry_at"] or "", str(bot["rows_archived"]), bot["last_error"] or "")
     out.print(table)
-    out.print(f"emails: {report['emails']}  attachments: {report['attachments']}")
+    totals = report["attachments"]
+    emails = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["emails"].items())) or "none"
+    out.print(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} read = "
+              f"{totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
+              f"{totals['rows_rejected']} rejected")
 
 
 @app.command()
