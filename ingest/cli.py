@@ -41,6 +41,7 @@ err_console = Console(stderr=True)
 out = Console()
 
 EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG, EXIT_TRANSIENT = 0, 1, 2, 3
+_VERBOSE = False  # set once by the --verbose option
 
 
 def exit_code_for(error: IngestError) -> int:
@@ -66,6 +67,8 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
+    global _VERBOSE
+    _VERBOSE = verbose
     setup_logging(verbose)
 
 
@@ -84,7 +87,12 @@ def demo(
 
     Example: ingest demo --bots 2 --days 60
     """
+    import logging
+
     from ingest.demo import run_demo  # the simulator is only imported when asked for
+
+    if not _VERBOSE:
+        logging.getLogger().setLevel(logging.WARNING)  # the demo prints its own summary
 
     summary = run_demo(bots=bots, days=days, out_dir=out_dir, console=out)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)

@@ -6,6 +6,7 @@ Real HTTP on 127.0.0.1, a real IMAP server (pymap, a child process), real POST -
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 import uuid
@@ -99,7 +100,7 @@ def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) ->
         f"archive: {root}\n"
         f"state:   {settings.state.path.resolve()}\n"
         "query it:\n"
-        f"  python -c \"import polars as pl; print(pl.scan_parquet('{root}/messages/**/*.parquet', "
+        f"  {sys.executable} -c \"import polars as pl; print(pl.scan_parquet('{root}/messages/**/*.parquet', "
         f"hive_partitioning=True).group_by('bot_id').len().collect())\"",
         highlight=False, soft_wrap=True,
     )
