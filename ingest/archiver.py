@@ -124,7 +124,10 @@ def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedE
     window: Window | None = None
     exact = True
     if bot_id is None:
-        window, exact = match_window(store, f"{parsed.subject or ''} {report.filename}")
+        # The file name speaks for this one report; the subject may speak for the whole email.
+        window, exact = match_window(store, report.filename)
+        if not exact:
+            window, exact = match_window(store, f"{parsed.subject or ''} {report.filename}")
         if window is None:
             return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
                               "no export window is waiting for this report")
@@ -138,9 +141,11 @@ def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedE
         if window is not None and S.FAILED in TRANSITIONS[window.state]:
             store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
-    if not exact and rows.rows.height == 0 and rows.rejected.height:
+    if window is not None and rows.rows.height == 0 and rows.rejected.height:
+        # Every row refused for this window: the match was wrong, not the data. Keep the
+        # report aside (not recorded as archived, so a later delivery is tried again).
         return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
-                          f"no row falls inside the oldest waiting window {window.id if window else ''}")
+                          f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})")
     result = save_report(root, rows, bot_id=bot_id, source_sha256=sha, raw=report.data,
                          raw_name=report.filename, provenance=provenance)
     store.record_attachment(sha, filename=report.filename, size=len(report.data),

@@ -20,7 +20,6 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.utils import getaddresses
 
 from ingest.errors import ReportRejected
 
@@ -64,14 +63,30 @@ def safe_name(name: str | None, fallback: str = "attachment") -> str:
     return base[:200] or fallback
 
 
-def sender_address(from_header: str | None) -> str | None:
-    """The single address of a From header, lower-cased; None when absent or ambiguous."""
+def sender_address(from_header: object) -> str | None:
+    """The single address of a From header, lower-cased; None when absent, ambiguous or
+    malformed. Any parser defect refuses the header: never guess which address counts.
+
+    >>> sender_address("Certainly <reports@certainly.io>")
+    'reports@certainly.io'
+    >>> sender_address("reports@certainly.io <attacker@evil.test>") is None
+    True
+    """
     if not from_header:
         return None
-    addresses = [addr for _, addr in getaddresses([str(from_header)]) if addr]
-    if len(addresses) != 1 or addresses[0].count("@") != 1:
-        return None  # several or malformed senders: never guess which one counts
-    return addresses[0].lower()
+    header = from_header
+    if not hasattr(header, "defects"):  # text, not a header already parsed by email.policy
+        try:
+            header = email.policy.default.header_factory("From", str(from_header))
+        except (ValueError, IndexError, TypeError):
+            return None
+    addresses = getattr(header, "addresses", ())
+    if getattr(header, "defects", None) or len(addresses) != 1:
+        return None
+    address = addresses[0]
+    if not address.username or not address.domain or "@" in address.username:
+        return None
+    return address.addr_spec.lower()
 
 
 def sender_allowed(address: str | None, allowed: list[str]) -> bool:
@@ -119,12 +134,21 @@ def authentication_passed(results_headers: list[str], authserv_id: str, sender: 
         if result.lower() != "pass":
             continue
         if method.lower() == "dmarc":
-            return True
+            # DMARC passed for the domain in header.from: it must be the sender's.
+            claimed = re.search(r"header\.from\s*=\s*([\w.-]+)", properties)
+            if claimed and _aligned(domain, claimed.group(1).lower()):
+                return True
+            continue
         if method.lower() == "dkim":
             signer = re.search(r"header\.d\s*=\s*([\w.-]+)", properties)
-            if signer and (domain == signer.group(1).lower() or domain.endswith("." + signer.group(1).lower())):
+            if signer and _aligned(domain, signer.group(1).lower()):
                 return True
     return False
+
+
+def _aligned(sender_domain: str, authenticated: str) -> bool:
+    """Relaxed alignment: the same domain, or the sender's is a subdomain of it."""
+    return sender_domain == authenticated or sender_domain.endswith("." + authenticated)
 
 
 def parse_email(raw: bytes) -> ParsedEmail:

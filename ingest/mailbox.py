@@ -22,7 +22,7 @@ from types import TracebackType
 import requests
 
 from imapclient import IMAPClient, SocketTimeout
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable
 from ingest.settings import ImapSettings, require
@@ -34,9 +34,12 @@ SCREEN_FIELDS = "BODY.PEEK[HEADER.FIELDS (FROM AUTHENTICATION-RESULTS)]"
 
 
 def ssl_context(settings: ImapSettings) -> ssl.SSLContext:
-    """Certificate verification always on; an optional extra CA file."""
+    """Certificate verification always on: the system's CAs plus an optional extra CA file."""
     try:
-        return ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+        context = ssl.create_default_context()
+        if settings.ca_file:
+            context.load_verify_locations(cafile=str(settings.ca_file))  # in addition to the system's
+        return context
     except (OSError, ssl.SSLError) as err:
         raise ConfigError(f"INGEST_IMAP__CA_FILE cannot be loaded: {err}") from None
 
@@ -64,6 +67,8 @@ class Mailbox:
             require(s.password, "imap", "password")
         where = f"{host}:{s.effective_port}"
         context = ssl_context(s) if s.security != "none" else None
+        # The OAuth2 token first: a refused refresh token must not leave a connection open.
+        token = oauth2_access_token(s) if s.auth != "password" else None
         try:
             client = IMAPClient(host, port=s.effective_port, ssl=s.security == "tls",
                                 ssl_context=context, timeout=SocketTimeout(s.timeout, s.timeout))
@@ -78,23 +83,24 @@ class Mailbox:
             raise MailboxUnavailable(f"cannot connect to IMAP server {where}: {_short(err)}",
                                      hint="INGEST_IMAP__HOST / INGEST_IMAP__PORT / INGEST_IMAP__SECURITY") from None
         try:
-            self._authenticate(client, username)
+            self._authenticate(client, username, token)
         except LoginError:
             _quietly_close(client)
+            hint = ("INGEST_IMAP__USERNAME / INGEST_IMAP__PASSWORD" if s.auth == "password" else
+                    "INGEST_IMAP__OAUTH2_ACCESS_TOKEN / INGEST_IMAP__OAUTH2_REFRESH_TOKEN")
             raise MailboxAuthError(f"IMAP server {where} refused the login for {username}",
-                                   hint="INGEST_IMAP__USERNAME / INGEST_IMAP__PASSWORD") from None
+                                   hint=hint) from None
         except (OSError, IMAPClientError) as err:
             _quietly_close(client)
             raise MailboxUnavailable(f"IMAP login on {where} failed: {_short(err)}") from None
         self._client = client
         return self
 
-    def _authenticate(self, client: IMAPClient, username: str) -> None:
+    def _authenticate(self, client: IMAPClient, username: str, token: str | None) -> None:
         s = self.settings
-        if s.auth == "password":
+        if s.auth == "password" or token is None:
             client.login(username, s.password.get_secret_value())  # type: ignore[union-attr]
             return
-        token = oauth2_access_token(s)
         if s.auth == "xoauth2":
             client.oauth2_login(username, token)
         else:
@@ -116,6 +122,8 @@ class Mailbox:
         """Select the watched folder; returns its UIDVALIDITY."""
         try:
             info = self.client.select_folder(self.folder)
+        except IMAPClientAbortError as err:  # the connection broke: not the folder's fault
+            raise MailboxUnavailable(f"IMAP connection lost: {_short(err)}") from None
         except IMAPClientError as err:
             raise ConfigError(f"IMAP folder {self.folder!r} cannot be opened: {_short(err)}",
                               hint="INGEST_IMAP__FOLDER") from None

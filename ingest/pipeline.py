@@ -18,6 +18,8 @@ import time
 from datetime import date, datetime, timezone
 from typing import Callable
 
+from imapclient.exceptions import IMAPClientError
+
 from ingest.archiver import RunSummary
 from ingest.certainly import CertainlyClient
 from ingest.errors import MailboxUnavailable
@@ -129,11 +131,17 @@ def _wait_for_mail(box: Mailbox, seconds: float, stop: threading.Event, idle: bo
         stop.wait(seconds)
         return
     client = box.client
-    client.idle()
     try:
-        while not stop.is_set() and time.monotonic() < deadline:
-            # Short checks so that SIGTERM is honoured within a second.
-            if client.idle_check(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
-                return
-    finally:
-        client.idle_done()
+        client.idle()
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                # Short checks so that SIGTERM is honoured within a second.
+                if client.idle_check(timeout=min(1.0, max(0.0, deadline - time.monotonic()))):
+                    return
+        finally:
+            try:
+                client.idle_done()
+            except (OSError, IMAPClientError):
+                pass  # the connection is gone; the caller reconnects
+    except (OSError, IMAPClientError) as err:
+        raise MailboxUnavailable(f"IMAP connection lost while waiting for mail: {type(err).__name__}") from None

@@ -50,7 +50,8 @@ def screen(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, str | N
         from_value = headers.get("From")
     except (ValueError, IndexError):
         from_value = None
-    address = sender_address(str(from_value) if from_value is not None else None)
+    # The parsed header itself, not its text: str() would drop the parser's defects.
+    address = sender_address(from_value)
     if not sender_allowed(address, imap.allowed_senders):
         return address, "sender not allowed"
     if imap.require_authentication:
