@@ -107,9 +107,11 @@ def watch(settings: Settings, store: Store, stop: threading.Event,
     check_watch_settings(settings.imap)
     total = RunSummary()
     next_tick = 0.0
+    failures = 0
     while not stop.is_set():
         try:
             with Mailbox(settings.imap) as box:
+                failures = 0
                 idle = "IDLE" in box.capabilities()
                 while not stop.is_set():
                     if time.monotonic() >= next_tick:
@@ -119,8 +121,10 @@ def watch(settings: Settings, store: Store, stop: threading.Event,
                     wait = max(0.0, min(settings.imap.idle_seconds, next_tick - time.monotonic()))
                     _wait_for_mail(box, wait, stop, idle)
         except MailboxUnavailable as err:
-            log.warning("IMAP connection lost (%s); reconnecting", err)
-            stop.wait(min(settings.requester.poll_interval, 30.0))
+            failures += 1
+            delay = min(300.0, 2.0 ** min(failures, 9) / 2)  # 1 s, 2 s, 4 s ... 5 min
+            log.warning("IMAP connection lost (%s); reconnecting in %.0f s", err, delay)
+            stop.wait(delay)
     return total
 
 
