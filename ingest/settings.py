@@ -114,6 +114,8 @@ class ImapSettings(BaseModel):
         None, description="The receiving server's authserv-id in Authentication-Results (required with require_authentication).")
     max_message_bytes: int = Field(
         512 * 1024**2, ge=1024, description="Larger messages are not fetched; they go to the failed folder.")
+    part_fetch_bytes: int = Field(
+        32 * 1024**2, ge=1024, description="Messages larger than this are fetched part by part to disk.")
     ca_file: Path | None = Field(None, description="Extra CA bundle for the server certificate.")
     timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each command.")
     reconnect_attempts: int = Field(5, ge=1, description="Reconnections when the server drops us mid-run.")

@@ -18,16 +18,25 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import tempfile
 import threading
 from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from ingest.archiver import RunSummary, archive_email
-from ingest.attachments import authentication_passed, parse_email, sender_address, sender_allowed
+from ingest.attachments import (
+    ParsedEmail,
+    authentication_passed,
+    parse_email,
+    reports_in_file,
+    sender_address,
+    sender_allowed,
+)
 from ingest.crashpoints import crash_point
-from ingest.errors import ConfigError, MailboxUnavailable
+from ingest.errors import ConfigError, MailboxUnavailable, ReportRejected
 from ingest.mailbox import Mailbox
+from ingest.partfetch import fetch_parts_to_disk
 from ingest.settings import ImapSettings, Settings, require
 from ingest.store import Store
 
@@ -89,6 +98,25 @@ def poll_mailbox(settings: Settings, store: Store, summary: RunSummary,
                     own.close()
 
 
+def fetch_and_parse(box: Mailbox, uid: int, size: int, imap: ImapSettings,
+                    workdir: Path) -> ParsedEmail | None:
+    """The email's provenance headers and report files; a large message is fetched part
+    by part to disk instead of whole into memory."""
+    if size <= imap.part_fetch_bytes:
+        raw = box.fetch_message(uid)
+        return parse_email(raw) if raw is not None else None
+    header, parts = fetch_parts_to_disk(box, uid, workdir)
+    if not header:
+        return None
+    parsed = parse_email(header)
+    for part in parts:
+        try:
+            parsed.reports.extend(reports_in_file(part.filename, part.path.read_bytes()))
+        except ReportRejected as err:
+            parsed.problems.append(f"{part.filename}: {err}")
+    return parsed
+
+
 def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSummary,
                 stop: threading.Event | None = None) -> None:
     """One scan of the watched folder over an open connection."""
@@ -126,12 +154,12 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
                                subject=None, outcome="too_large", reason=reason)
             log.warning("email uid %s: %s", uid, reason, extra=ids)
             continue
-        raw = box.fetch_message(uid)
-        if raw is None:
-            continue
-        crash_point("after_fetch")
-        parsed = parse_email(raw)
-        outcome = archive_email(root, store, parsed, summary)
+        with tempfile.TemporaryDirectory(prefix="ingest-mail-") as workdir:
+            parsed = fetch_and_parse(box, uid, size, imap, Path(workdir))
+            if parsed is None:
+                continue  # expunged since the search
+            crash_point("after_fetch")
+            outcome = archive_email(root, store, parsed, summary)
         # Data, manifest and state are durable by now: only then does the email move.
         crash_point("after_state")
         if outcome == "archived":
