@@ -20,7 +20,7 @@ from ingest.store import Store
 BOT = "f0f0f0f0-0000-4000-8000-000000000001"
 GOOD_CSV = rows_to_csv(generate_messages(BOT, *[__import__("datetime").date(2024, 1, 1)] * 2))
 
-names = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(
+names = st.one_of(st.none(), st.text(max_size=40).map(lambda s: " ".join(s.splitlines())), st.sampled_from(
     ["report.csv", "../../etc/passwd.csv", "r.csv.gz", "bundle.zip", "logo.png", "=?utf-8?q?x?=.csv",
      "Bericht Grüße.csv", "a/b\\c.csv", ".hidden.csv"]))
 payloads = st.one_of(
