@@ -17,13 +17,14 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_file
+from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_file, safe_name
 from ingest.counts import RowCounts
 from ingest.errors import ReportRejected
 from ingest.fetch import FetchSummary
 from ingest.parser import parse_csv
 from ingest.store import TRANSITIONS, Store, Window, WindowState
-from ingest.writer import quarantine_file, save_report, sha256_bytes
+from ingest.stream import stage_csv
+from ingest.writer import quarantine_file, save_report, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 S = WindowState
@@ -73,6 +74,11 @@ def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
     No window is required: rows are taken whatever their dates, deduplicated as usual.
     """
     for path in paths:
+        if path.name.lower().endswith(".csv"):  # any size: streamed, never held in memory
+            no_email = email_provenance(ParsedEmail(None, None, None, None, []))
+            archive_csv_path(root, store, Path(path), summary, bot_id=bot_id,
+                             provenance={"import": {"path": str(path)}, **no_email})
+            continue
         data = Path(path).read_bytes()
         if path.name.lower().endswith(".eml"):
             parsed = parse_email(data)
@@ -89,6 +95,45 @@ def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
             summary.problems.append(f"{path}: no CSV report found in it")
         for report in parsed.reports:
             archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance)
+
+
+def archive_csv_path(root: Path, store: Store, path: Path, summary: RunSummary, *, bot_id: str,
+                     provenance: dict[str, object]) -> str:
+    """Archive one CSV file of any size in bounded memory (ingest.stream), for one bot.
+
+    The hash is computed while reading; a report already archived is recognised before
+    anything is published (the work is discarded). Returns what archive_report returns.
+    """
+    name = safe_name(path.name)
+    size = path.stat().st_size
+    try:
+        staged = stage_csv(root, path, bot_id=bot_id)
+    except ReportRejected as err:
+        sha = sha256_file(path)
+        quarantine_file(root, sha, path, name, f"quarantined: {err}", provenance)
+        store.record_attachment(sha, filename=name, size=size, window_id=None, bot_id=None,
+                                outcome="quarantined", reason=str(err))
+        summary.reports_quarantined += 1
+        log.warning("quarantined %s: %s", name, err, extra={"sha256": sha})
+        return "quarantined"
+    known = store.attachment(staged.sha256)
+    if known is not None and known["outcome"] == "archived":
+        staged.discard()
+        summary.reports_duplicate += 1
+        return "duplicate"
+    result = staged.commit(raw_name=name, provenance=provenance)
+    store.record_attachment(staged.sha256, filename=name, size=size, window_id=None,
+                            bot_id=bot_id, outcome="archived", rows_read=result.rows_read,
+                            rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
+                            rows_rejected=result.rows_rejected)
+    summary.reports_archived += 1
+    summary.add_saved(result)
+    if result.rows_rejected:
+        summary.reports_quarantined += 1
+    log.info("archived %s for bot %s: %d rows read, %d written, %d duplicate, %d rejected",
+             name, bot_id, result.rows_read, result.rows_written, result.rows_duplicate,
+             result.rows_rejected, extra={"bot_id": bot_id, "sha256": staged.sha256})
+    return "archived"
 
 
 def archive_email(root: Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:

@@ -18,13 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
+from ingest.crashpoints import crash_point
 from ingest.errors import OutputError
 from ingest.parser import ParsedReport
 from ingest.schema import DATASET, file_schema
@@ -81,18 +84,11 @@ def write_once(path: Path, write: Any) -> bool:
     """
     if path.exists():
         return False
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    tmp = temp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
-        with tmp.open("rb+") as stream:
-            os.fsync(stream.fileno())
-        try:
-            os.link(tmp, path)  # fails if the name exists: no overwrite, even in a race
-        except FileExistsError:
-            return False
-        _fsync_dir(path.parent)
-        return True
+        return publish(tmp, path)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT") from None
     finally:
@@ -100,6 +96,31 @@ def write_once(path: Path, write: Any) -> bool:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass  # its folder could not even be made: there is nothing to clean up
+
+
+def temp_name(path: Path, tag: str = "") -> Path:
+    """The temporary name a file is written under before :func:`publish` links it.
+
+    It starts with ``.tmp-`` so that readers of the archive and ``ingest verify`` can
+    tell a leftover of a killed run from a published file.
+    """
+    return path.with_name(f".tmp-{os.getpid()}-{tag}{path.name}")
+
+
+def publish(tmp: Path, path: Path) -> bool:
+    """fsync a finished temporary file, link it to ``path``, fsync the folder.
+
+    Returns False when ``path`` exists already (it is left alone: no overwrite, even in a
+    race). The temporary name is the caller's to remove. Raises OSError.
+    """
+    with tmp.open("rb+") as stream:
+        os.fsync(stream.fileno())
+    try:
+        os.link(tmp, path)  # fails if the name exists: no overwrite, even in a race
+    except FileExistsError:
+        return False
+    _fsync_dir(path.parent)
+    return True
 
 
 def write_bytes_once(path: Path, data: bytes) -> bool:
@@ -114,7 +135,9 @@ def partition_dir(root: Path, bot_id: str, day: Any) -> Path:
 
 def existing_ids(folder: Path) -> pl.Series:
     """The ids already archived in a partition folder."""
-    files = sorted(folder.glob("*.parquet"))
+    # A leftover temporary file of a killed run is not archived data: its ids must not
+    # make this run skip rows.
+    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
     if not files:
         return pl.Series("id", [], dtype=pl.Int64)
     return pl.scan_parquet(files).select("id").collect().get_column("id")
@@ -126,8 +149,8 @@ def save_report(
 ) -> SaveResult:
     """Archive one parsed report (raw bytes, new rows, rejects) and write its manifest."""
     root = Path(root)
-    ext = raw_name.rsplit(".", 1)[-1].lower() if "." in raw_name else "bin"
-    write_bytes_once(root / "raw" / f"bot_id={bot_id}" / f"{source_sha256}.{ext}", raw)
+    write_bytes_once(raw_path(root, bot_id, source_sha256, raw_name), raw)
+    crash_point("after_raw")
 
     result = SaveResult(parsed.rows_read, 0, parsed.duplicates_in_file, parsed.rejected.height)
     columns = list(file_schema())
@@ -146,29 +169,81 @@ def save_report(
     if parsed.rejected.height:
         qdir = root / "quarantine" / source_sha256
         write_once(qdir / "rejected_rows.parquet", lambda tmp: parsed.rejected.write_parquet(tmp))
-        reasons = parsed.rejected.group_by("reason").len().sort("reason").rows()
-        write_bytes_once(qdir / "reason.json", _json({"reasons": dict(reasons)}))
+        write_reasons(root, source_sha256, dict(parsed.rejected.group_by("reason").len().rows()))
 
+    crash_point("after_data")
+    adopt_own_files(root, bot_id, source_sha256, result)
+    result.manifest = write_manifest(
+        root, result, bot_id=bot_id, source_sha256=source_sha256, raw_name=raw_name,
+        raw_size=len(raw), extra_columns=parsed.extra_columns, provenance=provenance)
+    crash_point("after_manifest")
+    return result
+
+
+def adopt_own_files(root: Path, bot_id: str, source_sha256: str, result: SaveResult) -> None:
+    """List this source's data files that an earlier, killed attempt published before its
+    manifest: their rows were just counted as duplicates (they are in the partition), but
+    they are this report's rows, so they count as written by it, and the manifest names
+    the files. Without this, a crash between data files and manifest leaves orphans."""
+    if (Path(root) / "manifests" / f"{source_sha256}.json").exists():
+        return  # committed before: this is a re-delivery, and its rows are duplicates
+    listed = {f.path for f in result.files}
+    pattern = f"{DATASET}/bot_id={bot_id}/date=*/part-{source_sha256[:16]}.parquet"
+    for path in sorted(Path(root).glob(pattern)):
+        relative = path.relative_to(root).as_posix()
+        if relative in listed:
+            continue
+        rows = pq.ParquetFile(path).metadata.num_rows
+        result.files.append(WrittenFile(relative, rows, sha256_file(path)))
+        result.rows_written += rows
+        result.rows_duplicate -= rows
+    result.files.sort(key=lambda f: f.path)
+
+
+def write_manifest(root: Path, result: SaveResult, *, bot_id: str, source_sha256: str,
+                   raw_name: str, raw_size: int, extra_columns: list[str],
+                   provenance: dict[str, Any]) -> str:
+    """Write the manifest, the commit record: only after every data file is durable.
+
+    Returns its path relative to the root.
+    """
     manifest = {
         **provenance,
         "bot_id": bot_id,
-        "attachment": {"name": raw_name, "size": len(raw), "sha256": source_sha256},
-        "extra_columns": parsed.extra_columns,
+        "attachment": {"name": raw_name, "size": raw_size, "sha256": source_sha256},
+        "extra_columns": extra_columns,
         "counts": {k: v for k, v in asdict(result).items() if k.startswith("rows_")},
         "files": [asdict(f) for f in result.files],
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    manifest_path = root / "manifests" / f"{source_sha256}.json"
+    manifest_path = Path(root) / "manifests" / f"{source_sha256}.json"
     write_bytes_once(manifest_path, _json(manifest))
-    result.manifest = manifest_path.relative_to(root).as_posix()
-    return result
+    return manifest_path.relative_to(root).as_posix()
 
 
-def quarantine_file(root: Path, source_sha256: str, raw: bytes, raw_name: str, reason: str,
-                    provenance: dict[str, Any]) -> str:
-    """Keep a whole file that could not be archived, with its reason. Returns the folder."""
+def raw_path(root: Path, bot_id: str, source_sha256: str, raw_name: str) -> Path:
+    """raw/bot_id=<bot>/<sha256>.<ext>: where the attachment's bytes are kept."""
+    ext = raw_name.rsplit(".", 1)[-1].lower() if "." in raw_name else "bin"
+    return Path(root) / "raw" / f"bot_id={bot_id}" / f"{source_sha256}.{ext}"
+
+
+def write_reasons(root: Path, source_sha256: str, reasons: dict[str, int]) -> None:
+    """quarantine/<sha256>/reason.json: how many rows were rejected for each reason."""
     qdir = Path(root) / "quarantine" / source_sha256
-    write_bytes_once(qdir / f"original-{raw_name}", raw)
+    write_bytes_once(qdir / "reason.json", _json({"reasons": dict(sorted(reasons.items()))}))
+
+
+def quarantine_file(root: Path, source_sha256: str, raw: bytes | Path, raw_name: str, reason: str,
+                    provenance: dict[str, Any]) -> str:
+    """Keep a whole file that could not be archived, with its reason. Returns the folder.
+
+    ``raw`` is the bytes, or the path of a file too big to hold (copied, not loaded).
+    """
+    qdir = Path(root) / "quarantine" / source_sha256
+    if isinstance(raw, Path):
+        write_once(qdir / f"original-{raw_name}", lambda tmp: shutil.copyfile(raw, tmp))
+    else:
+        write_bytes_once(qdir / f"original-{raw_name}", raw)
     write_bytes_once(qdir / "reason.json", _json({"reason": reason, **provenance}))
     return qdir.relative_to(root).as_posix()
 

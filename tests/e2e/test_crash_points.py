@@ -1,0 +1,80 @@
+"""Kill the job (SIGKILL, no clean-up) at every named step, run it again, and prove the
+archive ends equal to the simulator's ground truth: nothing lost, nothing duplicated,
+every report email moved exactly once. Real Dovecot, real simulator, real processes."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from imapclient import IMAPClient
+
+from ingest.crashpoints import POINTS
+from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
+from ingest.store import Store, WindowState
+from tests.support.archive import assert_archive_matches, expected_rows
+from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.job import ingest, job_env
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+BOT = "c4a5f1e2-0000-4000-8000-0000000000c1"
+FIRST, LAST = date(2024, 5, 1), date(2024, 5, 20)
+PASSWORD = "secret"
+
+
+@dataclass
+class Account:
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    users = {f"{point}@example.test": PASSWORD for point in POINTS}
+    with private_dovecot("ingest-crash-", users=users) as server:
+        yield server
+
+
+def folder_counts(account: Account) -> dict[str, int]:
+    with IMAPClient(account.host, port=account.port, ssl=False, timeout=10) as client:
+        client.login(account.username, account.password)
+        return {name: client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
+                for flags, _, name in client.list_folders() if b"\\Noselect" not in flags}
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_at_any_step_the_next_run_completes_exactly_once(
+    dovecot: Dovecot, tmp_path: Path, point: str
+) -> None:
+    account = Account(dovecot.host, dovecot.port, f"{point}@example.test", PASSWORD)
+    delivery = ImapDelivery(account.host, account.port, account.username, PASSWORD)
+    config = SimulatorConfig(delivery_delay=0.05, recipient=account.username)
+    with CertainlySimulator(config, deliver=delivery) as sim:
+        env = job_env(sim, account, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="10")
+        assert ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
+                      env=env, cwd=tmp_path).returncode == 0
+
+        crashed = ingest("run", "--until-done", "--timeout", "60", cwd=tmp_path,
+                         env={**env, "INGEST_CRASH_AT": point})
+        assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
+
+        again = ingest("run", "--until-done", "--timeout", "90", env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        verified = ingest("verify", env=env, cwd=tmp_path)
+        assert verified.returncode == 0, verified.stdout
+
+    with Store.open(tmp_path / "state.sqlite") as store:
+        assert {w.state for w in store.windows()} == {WindowState.ARCHIVED}
+    assert_archive_matches(tmp_path / "archive", expected_rows([BOT], FIRST, LAST))
+    counts = folder_counts(account)
+    assert counts.get("INBOX") == 0
+    # Each window's report was moved to processed once; a re-submitted export (killed
+    # around the POST) may legitimately have produced one extra copy, recognised by its bytes.
+    assert 2 <= counts.get("certainly-ingest.processed", 0) <= 3, counts
