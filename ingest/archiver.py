@@ -16,6 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_file, safe_name
 from ingest.counts import RowCounts
@@ -68,7 +69,7 @@ class RunSummary(RowCounts):
 
 
 def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
-                 summary: RunSummary) -> None:
+                 summary: RunSummary, on_rows: Callable[[str, int], None] | None = None) -> None:
     """Archive files that arrived some other way (CSV, .csv.gz, .zip, .eml) for one bot.
 
     No window is required: rows are taken whatever their dates, deduplicated as usual.
@@ -77,7 +78,8 @@ def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
         if path.name.lower().endswith(".csv"):  # any size: streamed, never held in memory
             no_email = email_provenance(ParsedEmail(None, None, None, None, []))
             archive_csv_path(root, store, Path(path), summary, bot_id=bot_id,
-                             provenance={"import": {"path": str(path)}, **no_email})
+                             provenance={"import": {"path": str(path)}, **no_email},
+                             on_rows=(lambda n, name=path.name: on_rows(name, n)) if on_rows else None)
             continue
         data = Path(path).read_bytes()
         if path.name.lower().endswith(".eml"):
@@ -98,7 +100,7 @@ def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
 
 
 def archive_csv_path(root: Path, store: Store, path: Path, summary: RunSummary, *, bot_id: str,
-                     provenance: dict[str, object]) -> str:
+                     provenance: dict[str, object], on_rows: Callable[[int], None] | None = None) -> str:
     """Archive one CSV file of any size in bounded memory (ingest.stream), for one bot.
 
     The hash is computed while reading; a report already archived is recognised before
@@ -107,7 +109,7 @@ def archive_csv_path(root: Path, store: Store, path: Path, summary: RunSummary, 
     name = safe_name(path.name)
     size = path.stat().st_size
     try:
-        staged = stage_csv(root, path, bot_id=bot_id)
+        staged = stage_csv(root, path, bot_id=bot_id, on_rows=on_rows)
     except ReportRejected as err:
         sha = sha256_file(path)
         quarantine_file(root, sha, path, name, f"quarantined: {err}", provenance)

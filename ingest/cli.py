@@ -156,6 +156,24 @@ def run(
 
 
 @contextmanager
+def row_counter() -> Iterator[Callable[[str, int], None] | None]:
+    """A live count of rows read per file on a terminal; nothing in JSON-log mode."""
+    if json_wanted() or not out.is_terminal:
+        yield None
+        return
+    with Progress(TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
+                  TimeElapsedColumn(), console=out) as bar:
+        tasks: dict[str, int] = {}
+
+        def count(name: str, rows: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"reading {name}", total=None)
+            bar.advance(tasks[name], rows)
+
+        yield count
+
+
+@contextmanager
 def progress_bar(store: "Store") -> Iterator[Callable[["RunSummary"], None]]:
     """A bar of windows done on a terminal; nothing in JSON-log mode or when piped."""
     from ingest.store import FINAL
@@ -214,8 +232,9 @@ def import_(
 
     settings = load_settings()
     summary = RunSummary()
-    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        import_files(Path(settings.output.root), store, paths, bot, summary)
+    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store, \
+            row_counter() as on_rows:
+        import_files(Path(settings.output.root), store, paths, bot, summary, on_rows=on_rows)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Callable, Any
 
 import polars as pl
 import pyarrow as pa
@@ -117,10 +117,12 @@ class StagedReport:
 
 def stage_csv(root: Path, source: Source, *, bot_id: str, source_sha256: str | None = None,
               window: tuple[date, date] | None = None, source_kind: str = "csv",
-              memory_budget: int = MEMORY_BUDGET) -> StagedReport:
+              memory_budget: int = MEMORY_BUDGET,
+              on_rows: Callable[[int], None] | None = None) -> StagedReport:
     """Read, check and stage a report CSV (a path, bytes, or a binary file object).
 
-    ``source_sha256`` is computed while copying when not given. Raises
+    ``source_sha256`` is computed while copying when not given; ``on_rows(n)`` is told
+    of each batch read (for a progress bar). Raises
     :class:`ReportRejected` (nothing staged) for a file that cannot be archived whole.
     """
     raw = RawCopy(Path(root), bot_id, source, source_sha256)
@@ -128,10 +130,11 @@ def stage_csv(root: Path, source: Source, *, bot_id: str, source_sha256: str | N
         readable = raw.start()
         try:
             return _stage(Path(root), readable, raw, bot_id=bot_id, window=window,
-                          source_kind=source_kind, budget=memory_budget, block=None)
+                          source_kind=source_kind, budget=memory_budget, block=None, on_rows=on_rows)
         except RecordTooLong:  # rare: read again, with room for the longest record
             return _stage(Path(root), readable, raw, bot_id=bot_id, window=window,
-                          source_kind=source_kind, budget=memory_budget, block=MAX_RECORD_BYTES)
+                          source_kind=source_kind, budget=memory_budget, block=MAX_RECORD_BYTES,
+                          on_rows=on_rows)
     except BaseException:
         raw.discard()
         raise
@@ -139,7 +142,7 @@ def stage_csv(root: Path, source: Source, *, bot_id: str, source_sha256: str | N
 
 def _stage(root: Path, source: Path | bytes, raw: RawCopy, *, bot_id: str,
            window: tuple[date, date] | None, source_kind: str, budget: int,
-           block: int | None) -> StagedReport:
+           block: int | None, on_rows: Callable[[int], None] | None = None) -> StagedReport:
     names = read_header(_head(source))
     batches = CsvBatches(source, names, **({"block_bytes": block} if block else {}))
     plan = plan_columns(batches.names)
@@ -155,6 +158,8 @@ def _stage(root: Path, source: Path | bytes, raw: RawCopy, *, bot_id: str,
                 verdict = judge(_polars(table.select(needed).combine_chunks()), plan,
                                 first_row=read + 1, window=window)
                 read += table.num_rows
+                if on_rows is not None:
+                    on_rows(table.num_rows)
                 ok = None if verdict.all_good else verdict.reason.is_null()
                 if ok is not None:
                     bad = _polars(table.filter(pc.invert(ok.to_arrow())))
