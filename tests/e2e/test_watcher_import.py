@@ -8,8 +8,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import shutil
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from datetime import date
@@ -38,15 +36,6 @@ BOT = "3f0c2a9e-7777-4c1a-9d4e-000000000010"
 def dovecot() -> Iterator[object]:
     with running_dovecot({USER: PASSWORD}) as server:
         yield server
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ingest-watcher-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def reports() -> list[Report]:

@@ -7,8 +7,6 @@ The figures are printed (run with -s to see them) and kept as test properties.
 from __future__ import annotations
 
 import itertools
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -47,15 +45,6 @@ def user() -> str:
     name = f"vol{next(_free_users):02d}@example.test"
     assert name in USERS, "add users to USERS"
     return name
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ingest-watcher-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def say(capsys: pytest.CaptureFixture[str], text: str) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,15 +49,6 @@ def user() -> str:
     name = f"watch{next(_free_users):02d}@example.test"
     assert name in USERS, "add users to USERS"
     return name
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ingest-watcher-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:

@@ -9,9 +9,7 @@ lands in the middle of the FETCH of a large report.
 from __future__ import annotations
 
 import itertools
-import shutil
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -52,15 +50,6 @@ def user() -> str:
     name = f"fault{next(_free_users):02d}@example.test"
     assert name in USERS, "add users to USERS"
     return name
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ingest-watcher-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -52,15 +50,6 @@ def user() -> str:
     name = f"user{next(_free_users):02d}@example.test"
     assert name in USERS, "add users to USERS"
     return name
-
-
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ingest-watcher-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def window(day: int, bot: str = BOT, *, length: int = 3) -> Report:

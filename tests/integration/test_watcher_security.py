@@ -152,15 +152,6 @@ def user() -> str:
     return name
 
 
-@pytest.fixture
-def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ingest-watcher-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def secure_settings(dovecot, user: str, workdir: Path, security: str, ca: Path | None,  # type: ignore[no-untyped-def]
                     **imap: object) -> Settings:
     port = dovecot.imaps_port if security == "tls" else dovecot.port

@@ -313,21 +313,11 @@ def moved(before: Snapshot, moves: Mapping[str, str], *, source: str = "INBOX") 
 
 @contextlib.contextmanager
 def running_dovecot(users: Mapping[str, str], **options: Any) -> Iterator[Any]:
-    """A private Dovecot for a test module, in a ``mkdtemp`` folder (not pytest's tmp_path:
-    other pytest sessions reset /tmp/pytest-of-root to 0700, which locks Dovecot out)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
+    """A private Dovecot for a test module (see :func:`tests.support.dovecot.private_dovecot`)."""
+    from tests.support.dovecot import private_dovecot
 
-    from tests.support.dovecot import Dovecot, require_dovecot
-
-    require_dovecot()
-    workdir = Path(tempfile.mkdtemp(prefix="ingest-watcher-dovecot-"))
-    try:
-        with Dovecot(workdir, users=users, **options) as server:
-            yield server
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    with private_dovecot("ingest-watcher-dovecot-", users=users, **options) as server:
+        yield server
 
 
 def watcher_settings(server: Any, user: str, password: str, workdir: Any, **imap_fields: Any) -> Any:
