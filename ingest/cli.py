@@ -137,7 +137,8 @@ def run(
     """
     from ingest.metrics import render_metrics, write_textfile
     from ingest.pipeline import run_once, run_until_done
-    from ingest.store import Store, exclusive_lock
+    from ingest.lock import exclusive_lock
+    from ingest.store import Store
 
     settings = load_settings()
     started = time.monotonic()
@@ -205,7 +206,8 @@ def watch() -> None:
     import threading
 
     from ingest.pipeline import watch as watch_mailbox
-    from ingest.store import Store, exclusive_lock
+    from ingest.lock import exclusive_lock
+    from ingest.store import Store
 
     settings = load_settings()
     stop = threading.Event()
@@ -228,7 +230,8 @@ def import_(
     Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
     """
     from ingest.archiver import RunSummary, import_files
-    from ingest.store import Store, exclusive_lock
+    from ingest.lock import exclusive_lock
+    from ingest.store import Store
 
     settings = load_settings()
     summary = RunSummary()
@@ -254,7 +257,8 @@ def fetch(
     """
     from ingest.fetch import fetch_range
     from ingest.pipeline import make_client
-    from ingest.store import Store, exclusive_lock
+    from ingest.lock import exclusive_lock
+    from ingest.store import Store
 
     first, last = _date_range(from_, to)
     settings = load_settings()

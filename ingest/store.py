@@ -12,9 +12,7 @@ Example::
 
 from __future__ import annotations
 
-import fcntl
 import sqlite3
-from contextlib import contextmanager
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -22,7 +20,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
 
-from ingest.errors import LockHeld, StateError
+from ingest.errors import StateError
+from ingest.migrations import MIGRATIONS, SCHEMA_VERSION
 
 
 class WindowState(StrEnum):
@@ -81,71 +80,6 @@ class Window:
         return (self.to_date - self.from_date).days + 1
 
 
-MIGRATIONS: list[str] = [
-    # 1: the walking skeleton
-    """
-    CREATE TABLE windows (
-        id INTEGER PRIMARY KEY,
-        bot_id TEXT NOT NULL,
-        report_id INTEGER NOT NULL,
-        from_date TEXT NOT NULL,
-        to_date TEXT NOT NULL,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        losses INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at REAL,
-        submitted_at REAL,
-        accepted_at REAL,
-        rows_archived INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        UNIQUE (bot_id, report_id, from_date, to_date)
-    );
-    CREATE INDEX windows_state ON windows (state, from_date);
-    CREATE TABLE api_answers (
-        id INTEGER PRIMARY KEY,
-        window_id INTEGER REFERENCES windows (id),
-        at REAL NOT NULL,
-        method TEXT NOT NULL,
-        status INTEGER NOT NULL,
-        outcome TEXT NOT NULL,
-        body TEXT NOT NULL
-    );
-    CREATE TABLE mailbox_position (
-        folder TEXT PRIMARY KEY,
-        uidvalidity INTEGER NOT NULL,
-        last_uid INTEGER NOT NULL
-    );
-    CREATE TABLE emails (
-        folder TEXT NOT NULL,
-        uidvalidity INTEGER NOT NULL,
-        uid INTEGER NOT NULL,
-        message_id TEXT,
-        sender TEXT,
-        subject TEXT,
-        outcome TEXT NOT NULL,
-        reason TEXT,
-        at REAL NOT NULL,
-        PRIMARY KEY (folder, uidvalidity, uid)
-    );
-    CREATE TABLE attachments (
-        sha256 TEXT PRIMARY KEY,
-        filename TEXT,
-        size INTEGER NOT NULL,
-        window_id INTEGER REFERENCES windows (id),
-        bot_id TEXT,
-        outcome TEXT NOT NULL,
-        rows_read INTEGER NOT NULL DEFAULT 0,
-        rows_written INTEGER NOT NULL DEFAULT 0,
-        rows_duplicate INTEGER NOT NULL DEFAULT 0,
-        rows_rejected INTEGER NOT NULL DEFAULT 0,
-        reason TEXT,
-        at REAL NOT NULL
-    );
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _window(row: sqlite3.Row) -> Window:
@@ -383,31 +317,6 @@ class Store:
         )[0]
         return dict(zip(["attachments", "rows_read", "rows_written", "rows_duplicate",
                          "rows_rejected"], row))
-
-
-@contextmanager
-def exclusive_lock(state_path: Path) -> Iterator[None]:
-    """Hold ``<state>.lock`` for the life of a job; raise LockHeld at once if taken.
-
-    ``flock`` is released by the kernel when the process dies, even by SIGKILL, so a
-    crashed job never leaves a stale lock behind.
-    """
-    lock_path = Path(f"{state_path}.lock")
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = lock_path.open("a+")
-    except OSError as err:
-        raise StateError(f"cannot create lock file {lock_path}: {err.strerror}",
-                         hint="INGEST_STATE__PATH") from None
-    with handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeld(f"another run holds the lock on {state_path}; nothing to do") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 class _Transaction:

@@ -1,0 +1,72 @@
+"""The state store's schema, one migration per version (``PRAGMA user_version``).
+
+Append a new string to upgrade; never edit an old one: stores in the field have run it.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: the walking skeleton
+    """
+    CREATE TABLE windows (
+        id INTEGER PRIMARY KEY,
+        bot_id TEXT NOT NULL,
+        report_id INTEGER NOT NULL,
+        from_date TEXT NOT NULL,
+        to_date TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        losses INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL,
+        submitted_at REAL,
+        accepted_at REAL,
+        rows_archived INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (bot_id, report_id, from_date, to_date)
+    );
+    CREATE INDEX windows_state ON windows (state, from_date);
+    CREATE TABLE api_answers (
+        id INTEGER PRIMARY KEY,
+        window_id INTEGER REFERENCES windows (id),
+        at REAL NOT NULL,
+        method TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE mailbox_position (
+        folder TEXT PRIMARY KEY,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL
+    );
+    CREATE TABLE emails (
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        message_id TEXT,
+        sender TEXT,
+        subject TEXT,
+        outcome TEXT NOT NULL,
+        reason TEXT,
+        at REAL NOT NULL,
+        PRIMARY KEY (folder, uidvalidity, uid)
+    );
+    CREATE TABLE attachments (
+        sha256 TEXT PRIMARY KEY,
+        filename TEXT,
+        size INTEGER NOT NULL,
+        window_id INTEGER REFERENCES windows (id),
+        bot_id TEXT,
+        outcome TEXT NOT NULL,
+        rows_read INTEGER NOT NULL DEFAULT 0,
+        rows_written INTEGER NOT NULL DEFAULT 0,
+        rows_duplicate INTEGER NOT NULL DEFAULT 0,
+        rows_rejected INTEGER NOT NULL DEFAULT 0,
+        reason TEXT,
+        at REAL NOT NULL
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
