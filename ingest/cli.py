@@ -98,11 +98,17 @@ def demo(
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
 
+# The options backfill and fetch share.
+Bots = Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable).")]
+FirstDay = Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")]
+LastDay = Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, YYYY-MM-DD.")]
+
+
 @app.command()
 def backfill(
-    bot: Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable).")],
-    from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")],
-    to: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, YYYY-MM-DD.")],
+    bot: Bots,
+    from_: FirstDay,
+    to: LastDay,
 ) -> None:
     """Plan export windows for a date range; `ingest run` then submits them.
 
@@ -244,9 +250,9 @@ def import_(
 
 @app.command()
 def fetch(
-    bot: Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable).")],
-    from_: Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")],
-    to: Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, YYYY-MM-DD.")],
+    bot: Bots,
+    from_: FirstDay,
+    to: LastDay,
 ) -> None:
     """Fetch a range with the synchronous GET API, straight into the archive.
 
