@@ -22,10 +22,9 @@ from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_
 from ingest.counts import RowCounts
 from ingest.errors import ReportRejected
 from ingest.fetch import FetchSummary
-from ingest.parser import parse_csv
 from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
-from ingest.writer import quarantine_file, save_report, sha256_bytes, sha256_file
+from ingest.writer import quarantine_file, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 S = WindowState
@@ -77,9 +76,10 @@ def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
     for path in paths:
         if path.name.lower().endswith(".csv"):  # any size: streamed, never held in memory
             no_email = email_provenance(ParsedEmail(None, None, None, None, []))
-            archive_csv_path(root, store, Path(path), summary, bot_id=bot_id,
-                             provenance={"import": {"path": str(path)}, **no_email},
-                             on_rows=(lambda n, name=path.name: on_rows(name, n)) if on_rows else None)
+            report = ReportFile(safe_name(path.name), b"", path=Path(path))
+            archive_report(root, store, report, ParsedEmail(None, None, None, None, []), summary,
+                           bot_id=bot_id, provenance={"import": {"path": str(path)}, **no_email},
+                           on_rows=(lambda n, name=path.name: on_rows(name, n)) if on_rows else None)
             continue
         data = Path(path).read_bytes()
         if path.name.lower().endswith(".eml"):
@@ -97,45 +97,6 @@ def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
             summary.problems.append(f"{path}: no CSV report found in it")
         for report in parsed.reports:
             archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance)
-
-
-def archive_csv_path(root: Path, store: Store, path: Path, summary: RunSummary, *, bot_id: str,
-                     provenance: dict[str, object], on_rows: Callable[[int], None] | None = None) -> str:
-    """Archive one CSV file of any size in bounded memory (ingest.stream), for one bot.
-
-    The hash is computed while reading; a report already archived is recognised before
-    anything is published (the work is discarded). Returns what archive_report returns.
-    """
-    name = safe_name(path.name)
-    size = path.stat().st_size
-    try:
-        staged = stage_csv(root, path, bot_id=bot_id, on_rows=on_rows)
-    except ReportRejected as err:
-        sha = sha256_file(path)
-        quarantine_file(root, sha, path, name, f"quarantined: {err}", provenance)
-        store.record_attachment(sha, filename=name, size=size, window_id=None, bot_id=None,
-                                outcome="quarantined", reason=str(err))
-        summary.reports_quarantined += 1
-        log.warning("quarantined %s: %s", name, err, extra={"sha256": sha})
-        return "quarantined"
-    known = store.attachment(staged.sha256)
-    if known is not None and known["outcome"] == "archived":
-        staged.discard()
-        summary.reports_duplicate += 1
-        return "duplicate"
-    result = staged.commit(raw_name=name, provenance=provenance)
-    store.record_attachment(staged.sha256, filename=name, size=size, window_id=None,
-                            bot_id=bot_id, outcome="archived", rows_read=result.rows_read,
-                            rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
-                            rows_rejected=result.rows_rejected)
-    summary.reports_archived += 1
-    summary.add_saved(result)
-    if result.rows_rejected:
-        summary.reports_quarantined += 1
-    log.info("archived %s for bot %s: %d rows read, %d written, %d duplicate, %d rejected",
-             name, bot_id, result.rows_read, result.rows_written, result.rows_duplicate,
-             result.rows_rejected, extra={"bot_id": bot_id, "sha256": staged.sha256})
-    return "archived"
 
 
 def archive_email(root: Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
@@ -159,17 +120,18 @@ def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
 
 def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedEmail,
                    summary: RunSummary, *, bot_id: str | None = None,
-                   provenance: dict[str, object] | None = None) -> str:
-    """Match one report file to its window (or take ``bot_id`` for an import), parse,
-    write, and record it. Returns "archived", "duplicate", "unmatched" or "quarantined"."""
-    sha = sha256_bytes(report.data)
+                   provenance: dict[str, object] | None = None,
+                   on_rows: Callable[[int], None] | None = None) -> str:
+    """Match one report file to its window (or take ``bot_id`` for an import), then read,
+    check and write it in bounded memory (ingest.stream), and record it.
+    Returns "archived", "duplicate", "unmatched" or "quarantined"."""
+    sha = sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
     known = store.attachment(sha)
     if known is not None and known["outcome"] == "archived":
         summary.reports_duplicate += 1
         return "duplicate"
     provenance = dict(provenance or email_provenance(parsed))
     window: Window | None = None
-    exact = True
     if bot_id is None:
         # The file name speaks for this one report; the subject may speak for the whole email.
         window, exact = match_window(store, report.filename)
@@ -182,20 +144,21 @@ def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedE
         provenance["window"] = {"id": window.id, "bot_id": window.bot_id, "report_id": window.report_id,
                                 "from": window.from_date.isoformat(), "to": window.to_date.isoformat()}
     try:
-        rows = parse_csv(report.data, bot_id=bot_id, source_sha256=sha,
-                         window=(window.from_date, window.to_date) if window else None)
+        staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha,
+                           window=(window.from_date, window.to_date) if window else None,
+                           on_rows=on_rows)
     except ReportRejected as err:
         if window is not None and S.FAILED in TRANSITIONS[window.state]:
             store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
-    if window is not None and rows.rows.height == 0 and rows.rejected.height:
+    if window is not None and staged.rows_valid == 0 and staged.rows_rejected:
         # Every row refused for this window: the match was wrong, not the data. Keep the
         # report aside (not recorded as archived, so a later delivery is tried again).
+        staged.discard()
         return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
                           f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})")
-    result = save_report(root, rows, bot_id=bot_id, source_sha256=sha, raw=report.data,
-                         raw_name=report.filename, provenance=provenance)
-    store.record_attachment(sha, filename=report.filename, size=len(report.data),
+    result = staged.commit(raw_name=report.filename, provenance=provenance)
+    store.record_attachment(sha, filename=report.filename, size=report.size,
                             window_id=window.id if window else None, bot_id=bot_id,
                             outcome="archived", rows_read=result.rows_read,
                             rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
@@ -217,8 +180,8 @@ def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedE
 
 def _set_aside(root: Path, store: Store, sha: str, report: ReportFile, provenance: dict[str, object],
                summary: RunSummary, outcome: str, reason: str) -> str:
-    quarantine_file(root, sha, report.data, report.filename, f"{outcome}: {reason}", provenance)
-    store.record_attachment(sha, filename=report.filename, size=len(report.data), window_id=None,
+    quarantine_file(root, sha, report.source, report.filename, f"{outcome}: {reason}", provenance)
+    store.record_attachment(sha, filename=report.filename, size=report.size, window_id=None,
                             bot_id=None, outcome=outcome, reason=reason)
     if outcome == "unmatched":
         summary.reports_unmatched += 1

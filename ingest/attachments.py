@@ -20,6 +20,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 
 from ingest.errors import ReportRejected
 
@@ -33,10 +34,21 @@ MAX_INFLATED_BYTES = 2 * 1024**3
 
 @dataclass(frozen=True)
 class ReportFile:
-    """One report file: its (sanitised) name and its decoded, decompressed bytes."""
+    """One report file: its (sanitised) name and its decoded, decompressed bytes, or the
+    file they were written to when too large to hold (a large message fetched to disk)."""
 
     filename: str
     data: bytes
+    path: Path | None = None
+
+    @property
+    def source(self) -> bytes | Path:
+        """What to read the report from."""
+        return self.path if self.path is not None else self.data
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path is not None else len(self.data)
 
 
 @dataclass

@@ -149,6 +149,7 @@ def run(
     settings = load_settings()
     started = time.monotonic()
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        _sweep(settings.output.root)  # leftovers of a killed job; we hold the lock
         if until_done:
             with progress_bar(store) as on_pass:
                 summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass)
@@ -220,6 +221,7 @@ def watch() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        _sweep(settings.output.root)
         summary = watch_mailbox(settings, store, stop)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
@@ -243,6 +245,7 @@ def import_(
     summary = RunSummary()
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store, \
             row_counter() as on_rows:
+        _sweep(settings.output.root)
         import_files(Path(settings.output.root), store, paths, bot, summary, on_rows=on_rows)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
@@ -270,6 +273,7 @@ def fetch(
     settings = load_settings()
     client = make_client(settings)
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        _sweep(settings.output.root)
         for bot_id in bot:
             done = fetch_range(settings, store, client, bot_id, first, last,
                                report_id=settings.certainly.report_id)
@@ -353,6 +357,13 @@ def doctor() -> None:
         table.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]", check.detail)
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
+
+
+def _sweep(root: str) -> None:
+    """Remove a killed job's temporary files (call only while holding the job lock)."""
+    from ingest.writer import sweep_staging
+
+    sweep_staging(Path(root))
 
 
 def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:

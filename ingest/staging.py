@@ -1,7 +1,7 @@
 """Stage checked rows into temporary Parquet files, one per date, in bounded memory.
 
 Nothing here is visible in the archive until :meth:`DateFiles.publish`: every file is
-written under a ``.tmp-`` name in its partition folder and linked into place only once
+written under a ``.tmp-`` name in ``<root>/.staging/`` and linked into place only once
 the whole report has been read, so a file refused at its last byte leaves no data behind.
 
 Rows of each date are buffered; when the buffers pass the memory budget, the dates

@@ -27,6 +27,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from ingest.archiver import RunSummary, archive_email
 from ingest.attachments import (
     ParsedEmail,
+    ReportFile,
     authentication_passed,
     parse_email,
     reports_in_file,
@@ -110,6 +111,9 @@ def fetch_and_parse(box: Mailbox, uid: int, size: int, imap: ImapSettings,
         return None
     parsed = parse_email(header)
     for part in parts:
+        if not part.filename.lower().endswith((".zip", ".gz")):
+            parsed.reports.append(ReportFile(part.filename, b"", path=part.path))  # streamed
+            continue
         try:
             parsed.reports.extend(reports_in_file(part.filename, part.path.read_bytes()))
         except ReportRejected as err:

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,13 +99,42 @@ def write_once(path: Path, write: Any) -> bool:
             pass  # its folder could not even be made: there is nothing to clean up
 
 
+STAGING = ".staging"
+_AREAS = ("messages", "raw", "quarantine", "manifests")
+
+
 def temp_name(path: Path, tag: str = "") -> Path:
     """The temporary name a file is written under before :func:`publish` links it.
 
-    It starts with ``.tmp-`` so that readers of the archive and ``ingest verify`` can
-    tell a leftover of a killed run from a published file.
+    Temporary files live in ``<root>/.staging/`` (the same file system, so the link into
+    place is atomic), never beside published data: a reader globbing
+    ``messages/**/*.parquet`` while a job runs, or after a job was killed, sees only
+    published files. Leftovers of a killed job are swept by the next one
+    (:func:`sweep_staging`).
     """
-    return path.with_name(f".tmp-{os.getpid()}-{tag}{path.name}")
+    root = next((p.parent for p in path.parents if p.name in _AREAS), path.parent)
+    staging = root / STAGING
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # the caller's write fails and reports it
+    return staging / f".tmp-{os.getpid()}-{tag}{uuid.uuid4().hex[:8]}-{path.name}"
+
+
+def sweep_staging(root: Path) -> int:
+    """Remove temporary files left by a killed job. Only safe while holding the job lock
+    (no other writer can be alive). Returns how many were removed."""
+    removed = 0
+    candidates = list((Path(root) / STAGING).glob(".tmp-*"))
+    for area in _AREAS:  # leftovers from before the staging folder existed
+        candidates += list((Path(root) / area).rglob(".tmp-*"))
+    for leftover in candidates:
+        try:
+            leftover.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def publish(tmp: Path, path: Path) -> bool:
