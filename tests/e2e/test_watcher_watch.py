@@ -222,3 +222,24 @@ def test_ingest_watch_process_picks_up_mail_and_exits_on_sigterm_within_5s(dovec
     assert_archive_matches(Path(settings.output.root), truth_of(rep))
     before["INBOX"][(message_id(raw), frozenset())] += 1
     assert snapshot(dovecot, user, PASSWORD) == moved(before, {message_id(raw): PROCESSED})
+
+
+def test_watch_polls_on_a_server_without_idle(dovecot, user, workdir, monkeypatch) -> None:
+    rep = report(BOT, date(2024, 9, 7), date(2024, 9, 9))
+    settings = watcher_settings(dovecot, user, PASSWORD, workdir)
+    settings.requester.poll_interval = 0.5  # without IDLE, new mail is found by polling
+    with Store.open(settings.state.path) as store:
+        accept_windows(store, rep)
+    real_capabilities = pipeline.Mailbox.capabilities
+    monkeypatch.setattr(pipeline.Mailbox, "capabilities",
+                        lambda self: real_capabilities(self) - {"IDLE"})  # an old server
+    with WatchThread(settings, monkeypatch) as watcher:
+        wait_for(lambda: watcher.idles >= 1, 20, "watch waiting for mail")
+        raw = report_email(rep)
+        deliver(dovecot, user, PASSWORD, [raw])
+        pickup = wait_for(archived(settings, message_id(raw)), PICKUP_S, "report archived by polling")
+        stopping = watcher.stop_and_time()
+    assert "error" not in watcher.result, repr(watcher.result.get("error"))
+    assert stopping < STOP_S
+    print(f"\nwatch without IDLE: pick-up {pickup:.2f} s, stop {stopping:.2f} s")
+    assert_archive_matches(Path(settings.output.root), truth_of(rep))
