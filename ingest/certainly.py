@@ -160,12 +160,6 @@ class CertainlyClient:
             log.warning("unusual 2xx answer taken as accepted: %s %s", response.status_code, answer.body)
         return answer
 
-    def fetch_messages(
-        self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
-    ) -> list[dict[str, Any]]:
-        """GET the messages of at most 15 days (at most 500 rows come back)."""
-        return self.fetch_report(bot_id, from_date, to_date, report_id)[0]
-
     def fetch_report(
         self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
     ) -> tuple[list[dict[str, Any]], bytes]:

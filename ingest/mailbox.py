@@ -18,6 +18,7 @@ import logging
 import socket
 import ssl
 from types import TracebackType
+from typing import Any
 
 import requests
 
@@ -146,13 +147,24 @@ class Mailbox:
         if not uids:
             return {}
         data = self._call(self.client.fetch, uids, [SCREEN_FIELDS, "RFC822.SIZE"])
-        return {uid: (_header_fields(fields), int(fields.get(b"RFC822.SIZE", 0)))
+        return {uid: (_item(fields, b"BODY[HEADER.FIELDS") or b"", int(fields.get(b"RFC822.SIZE", 0)))
                 for uid, fields in data.items()}
 
     def fetch_message(self, uid: int) -> bytes | None:
         """The whole message, without setting \\Seen; None if it was expunged meanwhile."""
-        data = self._call(self.client.fetch, [uid], ["BODY.PEEK[]"])
-        return data.get(uid, {}).get(b"BODY[]")
+        return self.fetch_section(uid, "")
+
+    def fetch_section(self, uid: int, section: str, partial: tuple[int, int] | None = None) -> bytes | None:
+        """``BODY.PEEK[section]`` (optionally ``<offset.length>``), without setting \\Seen;
+        None if the message was expunged meanwhile."""
+        item = f"BODY.PEEK[{section}]" + (f"<{partial[0]}.{partial[1]}>" if partial else "")
+        data = self._call(self.client.fetch, [uid], [item])
+        return _item(data[uid], f"BODY[{section}]".encode()) if uid in data else None
+
+    def fetch_structure(self, uid: int) -> Any | None:
+        """The BODYSTRUCTURE of a message, or None if it was expunged meanwhile."""
+        data = self._call(self.client.fetch, [uid], ["BODYSTRUCTURE"])
+        return data[uid].get(b"BODYSTRUCTURE") if uid in data else None
 
     def server_folder(self, name: str) -> str:
         """A configured folder name with ``/`` turned into the server's hierarchy separator
@@ -194,12 +206,14 @@ class Mailbox:
                                      f"{_short(err)}") from None
 
 
-def _header_fields(fields: dict[bytes, object]) -> bytes:
-    # Servers echo the field list in their own order (pymap sorts it): match the prefix.
+def _item(fields: dict[bytes, Any], prefix: bytes) -> bytes | None:
+    """The fetched bytes whose key starts with ``prefix``. Servers echo keys their own
+    way (pymap sorts a HEADER.FIELDS list; a partial fetch comes back as ``BODY[2]<0>``),
+    so keys are matched by prefix, never looked up exactly."""
     for key, value in fields.items():
-        if key.upper().startswith(b"BODY[HEADER.FIELDS") and isinstance(value, bytes):
+        if key.upper().startswith(prefix.upper()) and isinstance(value, bytes):
             return value
-    return b""
+    return None
 
 
 def oauth2_access_token(settings: ImapSettings) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from ingest.errors import ReportRejected
-from ingest.schema import PROVENANCE, SOURCE_COLUMNS
+from ingest.schema import SOURCE_COLUMNS
 from ingest.validate import ROW_NUMBER, blank_to_null, check_rows, plan_columns
 
 
@@ -154,5 +154,3 @@ def parse_frame(
         extra_columns=list(plan.extra),
     )
 
-
-PROVENANCE_COLUMNS = tuple(c.name for c in PROVENANCE)

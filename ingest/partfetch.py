@@ -59,16 +59,13 @@ def _looks_like_report(filename: str | None, content_type: str) -> bool:
 
 def fetch_parts_to_disk(box: Mailbox, uid: int, workdir: Path) -> tuple[bytes, list[PartOnDisk]]:
     """The message's header block and its report-like parts, each decoded into a file."""
-    client = box.client
-    fetched = box._call(client.fetch, [uid], ["BODY.PEEK[HEADER]", "BODYSTRUCTURE"])  # noqa: SLF001
-    if uid not in fetched:
-        return b"", []
-    header = fetched[uid].get(b"BODY[HEADER]", b"")
+    header = box.fetch_section(uid, "HEADER")
+    structure = box.fetch_structure(uid)
+    if header is None or structure is None:
+        return b"", []  # expunged since the search
     parts: list[PartOnDisk] = []
-    for number in part_numbers(fetched[uid][b"BODYSTRUCTURE"]):
-        mime = box._call(client.fetch, [uid], [f"BODY.PEEK[{number}.MIME]"])  # noqa: SLF001
-        mime_bytes = next((v for k, v in mime.get(uid, {}).items()
-                           if k.upper().startswith(b"BODY[") and isinstance(v, bytes)), b"")
+    for number in part_numbers(structure):
+        mime_bytes = box.fetch_section(uid, f"{number}.MIME") or b""
         headers = email.message_from_bytes(mime_bytes + b"\r\n", policy=email.policy.default)
         filename = headers.get_filename()
         content_type = headers.get_content_type()
@@ -88,10 +85,7 @@ def _fetch_body(box: Mailbox, uid: int, number: str, target: Path) -> None:
     offset = 0
     with target.open("wb") as sink:
         while True:
-            item = f"BODY.PEEK[{number}]<{offset}.{CHUNK}>"
-            data = box._call(box.client.fetch, [uid], [item])  # noqa: SLF001
-            chunk = next((v for k, v in data.get(uid, {}).items()
-                          if k.upper().startswith(f"BODY[{number}]".encode()) and isinstance(v, bytes)), b"")
+            chunk = box.fetch_section(uid, number, partial=(offset, CHUNK)) or b""
             sink.write(chunk)
             offset += len(chunk)
             if len(chunk) < CHUNK:
