@@ -6,7 +6,6 @@ The figures are printed (run with -s to see them) and kept as test properties.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -21,6 +20,7 @@ from ingest.pipeline import run_once
 from ingest.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
+    Mailboxes,
     PROCESSED, SENDER, accept_windows, deliver, email_with, message_id, moved, report,
     report_email, running_dovecot, snapshot, truth_of, unrelated_emails, watcher_settings,
 )
@@ -28,10 +28,10 @@ from tests.support.mail import (
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PASSWORD = "secret"
-USERS = {f"vol{i:02d}@example.test": PASSWORD for i in range(1, 6)}
+ACCOUNTS = Mailboxes("vol", 5, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-6666-4c1a-9d4e-00000000000f"
 MB = 1024 * 1024
-_free_users = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,7 @@ def dovecot() -> Iterator[object]:
 
 @pytest.fixture
 def user() -> str:
-    name = f"vol{next(_free_users):02d}@example.test"
-    assert name in USERS, "add users to USERS"
-    return name
+    return ACCOUNTS.take()
 
 
 def say(capsys: pytest.CaptureFixture[str], text: str) -> None:

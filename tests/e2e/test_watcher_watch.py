@@ -5,7 +5,6 @@ within 5 s. A connection that drops while idle is re-opened.
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import threading
@@ -23,6 +22,7 @@ from ingest.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.job import start_ingest
 from tests.support.mail import (
+    Mailboxes,
     PROCESSED, SENDER, accept_windows, deliver, email_rows, message_id, moved, report,
     report_email, running_dovecot, snapshot, stranger_email, truth_of, watcher_settings,
 )
@@ -31,11 +31,11 @@ from tests.support.tcpproxy import TcpProxy
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PASSWORD = "secret"
-USERS = {f"watch{i:02d}@example.test": PASSWORD for i in range(1, 8)}
+ACCOUNTS = Mailboxes("watch", 7, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-5555-4c1a-9d4e-00000000000e"
 PICKUP_S = 5.0  # "within a few seconds"
 STOP_S = 5.0
-_free_users = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,7 @@ def dovecot() -> Iterator[object]:
 
 @pytest.fixture
 def user() -> str:
-    name = f"watch{next(_free_users):02d}@example.test"
-    assert name in USERS, "add users to USERS"
-    return name
+    return ACCOUNTS.take()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:

@@ -8,7 +8,6 @@ lands in the middle of the FETCH of a large report.
 
 from __future__ import annotations
 
-import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from ingest.settings import Settings
 from ingest.store import Store, WindowState
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
+    Mailboxes,
     PROCESSED, Report, accept_windows, attachment_rows, deliver, email_rows, imap, message_id,
     moved, report, report_email, running_dovecot, snapshot, stranger_email, truth_of,
     watcher_settings,
@@ -33,10 +33,10 @@ from tests.support.tcpproxy import TcpProxy
 pytestmark = pytest.mark.integration
 
 PASSWORD = "secret"
-USERS = {f"fault{i:02d}@example.test": PASSWORD for i in range(1, 12)}
+ACCOUNTS = Mailboxes("fault", 11, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-4444-4c1a-9d4e-00000000000d"
 CUT_AT = 1_500_000  # bytes from the server: past the small first report, inside the big one
-_free_users = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,7 @@ def dovecot() -> Iterator[object]:
 
 @pytest.fixture
 def user() -> str:
-    name = f"fault{next(_free_users):02d}@example.test"
-    assert name in USERS, "add users to USERS"
-    return name
+    return ACCOUNTS.take()
 
 
 @pytest.fixture(scope="module")

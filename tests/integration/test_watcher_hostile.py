@@ -8,7 +8,6 @@ test shrink the zip-bomb limit and spy on what is fetched.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 from datetime import date
@@ -23,6 +22,7 @@ from ingest.settings import Settings
 from ingest.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.mail import (
+    Mailboxes,
     AUTHSERV_ID, FAILED, PROCESSED, SENDER, Report, accept_windows, attachment_rows, deliver,
     email_rows, email_with, gzip_bomb, message_id, moved, non_utf8_csv, report, report_email,
     running_dovecot, snapshot, stranger_email, truth_of, two_reports_email, watcher_settings,
@@ -32,10 +32,10 @@ from tests.support.mail import (
 pytestmark = pytest.mark.integration
 
 PASSWORD = "secret"
-USERS = {f"user{i:02d}@example.test": PASSWORD for i in range(1, 25)}
+ACCOUNTS = Mailboxes("user", 24, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-1111-4c1a-9d4e-00000000000a"
 BOT2 = "3f0c2a9e-2222-4c1a-9d4e-00000000000b"
-_free_users = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +47,7 @@ def dovecot() -> Iterator[object]:
 @pytest.fixture
 def user() -> str:
     """A mailbox nobody else in this module uses."""
-    name = f"user{next(_free_users):02d}@example.test"
-    assert name in USERS, "add users to USERS"
-    return name
+    return ACCOUNTS.take()
 
 
 def window(day: int, bot: str = BOT, *, length: int = 3) -> Report:

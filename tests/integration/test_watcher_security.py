@@ -8,7 +8,6 @@ about tokens, and a token endpoint that turns refresh tokens into access tokens.
 from __future__ import annotations
 
 import gc
-import itertools
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from ingest.settings import Settings
 from ingest.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
+    Mailboxes,
     PROCESSED, SENDER, accept_windows, deliver, message_id, moved, report, report_email,
     running_dovecot, snapshot, truth_of, watcher_settings,
 )
@@ -41,11 +41,11 @@ from tests.support.tls import TestCerts, make_test_ca
 pytestmark = pytest.mark.integration
 
 PASSWORD = "secret"
-USERS = {f"sec{i:02d}@example.test": PASSWORD for i in range(1, 30)}
+ACCOUNTS = Mailboxes("sec", 29, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-3333-4c1a-9d4e-00000000000c"
 CLIENT_ID, CLIENT_SECRET = "ingest-test-client", "client-secret-42"
 HTTP_TIMEOUT_S = 10
-_free_users = itertools.count(1)
 
 
 @dataclass
@@ -147,9 +147,7 @@ def dovecot(certs: TestCerts, oauth: OAuthServer) -> Iterator[object]:
 
 @pytest.fixture
 def user() -> str:
-    name = f"sec{next(_free_users):02d}@example.test"
-    assert name in USERS, "add users to USERS"
-    return name
+    return ACCOUNTS.take()
 
 
 def secure_settings(dovecot, user: str, workdir: Path, security: str, ca: Path | None,  # type: ignore[no-untyped-def]

@@ -359,3 +359,19 @@ def attachment_rows(state_path: Any) -> list[dict[str, Any]]:
     with contextlib.closing(sqlite3.connect(state_path)) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute("SELECT * FROM attachments ORDER BY at")]
+
+
+class Mailboxes:
+    """A test module's private Dovecot users, handed out one per test so that no test
+    sees another's mail: ``ACCOUNTS = Mailboxes("vol", 5)`` then ``ACCOUNTS.take()``."""
+
+    def __init__(self, prefix: str, count: int, password: str = "secret") -> None:
+        self.prefix = prefix
+        self.users = {f"{prefix}{i:02d}@example.test": password for i in range(1, count + 1)}
+        self._free = itertools.count(1)
+
+    def take(self) -> str:
+        """A mailbox nobody else in this module has used."""
+        name = f"{self.prefix}{next(self._free):02d}@example.test"
+        assert name in self.users, f"raise the count of Mailboxes({self.prefix!r}, ...)"
+        return name
