@@ -24,6 +24,7 @@ from ingest.errors import ReportRejected
 from ingest.fetch import FetchSummary
 from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
+from ingest.storage import Storage
 from ingest.writer import quarantine_file, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class RunSummary(RowCounts):
         return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems)
 
 
-def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
+def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: str,
                  summary: RunSummary, on_rows: Callable[[str, int], None] | None = None) -> None:
     """Archive files that arrived some other way (CSV, .csv.gz, .zip, .eml) for one bot.
 
@@ -99,7 +100,7 @@ def import_files(root: Path, store: Store, paths: list[Path], bot_id: str,
             archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance)
 
 
-def archive_email(root: Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
+def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
     """Archive each report file of an email. Returns the email's outcome."""
     for problem in parsed.problems:
         summary.problems.append(f"email {parsed.message_id}: {problem}")
@@ -118,7 +119,7 @@ def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
                       "authentication_results": parsed.authentication_results}}
 
 
-def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedEmail,
+def archive_report(root: Storage | Path, store: Store, report: ReportFile, parsed: ParsedEmail,
                    summary: RunSummary, *, bot_id: str | None = None,
                    provenance: dict[str, object] | None = None,
                    on_rows: Callable[[int], None] | None = None) -> str:
@@ -178,7 +179,7 @@ def archive_report(root: Path, store: Store, report: ReportFile, parsed: ParsedE
     return "archived"
 
 
-def _set_aside(root: Path, store: Store, sha: str, report: ReportFile, provenance: dict[str, object],
+def _set_aside(root: Storage | Path, store: Store, sha: str, report: ReportFile, provenance: dict[str, object],
                summary: RunSummary, outcome: str, reason: str) -> str:
     quarantine_file(root, sha, report.source, report.filename, f"{outcome}: {reason}", provenance)
     store.record_attachment(sha, filename=report.filename, size=report.size, window_id=None,

@@ -23,7 +23,7 @@ from rich.table import Table
 from ingest import __version__
 from ingest.errors import ConfigError, IngestError, LockHeld, TransientError
 from ingest.logs import json_wanted, setup_logging
-from ingest.settings import load_settings
+from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from ingest.archiver import RunSummary
@@ -149,7 +149,7 @@ def run(
     settings = load_settings()
     started = time.monotonic()
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        _sweep(settings.output.root)  # leftovers of a killed job; we hold the lock
+        _sweep(settings)  # leftovers of a killed job; we hold the lock
         if until_done:
             with progress_bar(store) as on_pass:
                 summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass)
@@ -221,7 +221,7 @@ def watch() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        _sweep(settings.output.root)
+        _sweep(settings)
         summary = watch_mailbox(settings, store, stop)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
@@ -238,6 +238,7 @@ def import_(
     Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
     """
     from ingest.archiver import RunSummary, import_files
+    from ingest.storage import storage_for
     from ingest.lock import exclusive_lock
     from ingest.store import Store
 
@@ -245,8 +246,8 @@ def import_(
     summary = RunSummary()
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store, \
             row_counter() as on_rows:
-        _sweep(settings.output.root)
-        import_files(Path(settings.output.root), store, paths, bot, summary, on_rows=on_rows)
+        _sweep(settings)
+        import_files(storage_for(settings), store, paths, bot, summary, on_rows=on_rows)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
@@ -273,7 +274,7 @@ def fetch(
     settings = load_settings()
     client = make_client(settings)
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        _sweep(settings.output.root)
+        _sweep(settings)
         for bot_id in bot:
             done = fetch_range(settings, store, client, bot_id, first, last,
                                report_id=settings.certainly.report_id)
@@ -329,13 +330,14 @@ def verify(
     Example: ingest verify --json > verify.json
     """
     from ingest.store import Store
+    from ingest.storage import storage_for
     from ingest.verify import render_text, to_json, verify_archive
 
     settings = load_settings()
     state = Path(settings.state.path)
     # Only read a state store that exists: opening one would create it.
     with Store.open(state) if state.exists() else nullcontext() as store:
-        report = verify_archive(Path(settings.output.root), store)
+        report = verify_archive(storage_for(settings), store)
     typer.echo(to_json(report) if as_json else render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
 
@@ -359,11 +361,11 @@ def doctor() -> None:
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 
 
-def _sweep(root: str) -> None:
+def _sweep(settings: Settings) -> None:
     """Remove a killed job's temporary files (call only while holding the job lock)."""
-    from ingest.writer import sweep_staging
+    from ingest.storage import storage_for
 
-    sweep_staging(Path(root))
+    storage_for(settings).sweep_staging()
 
 
 def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:

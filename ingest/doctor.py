@@ -17,6 +17,7 @@ from pathlib import Path
 from ingest.certainly import CertainlyClient, Outcome, classify_answer
 from ingest.errors import IngestError
 from ingest.mailbox import Mailbox
+from ingest.storage import storage_for
 from ingest.settings import Settings, require
 from ingest.store import Store
 
@@ -65,16 +66,39 @@ def check_state(settings: Settings) -> Check:
 
 
 def check_output(settings: Settings) -> Check:
+    """The archive root can be written: a probe file (local) or a bucket listing (S3:
+    write-once objects cannot be taken back, so nothing is written there)."""
+    if settings.output.root.startswith("s3://"):
+        def s3() -> Check:
+            out = storage_for(settings)
+            out.check_bucket()  # type: ignore[attr-defined]
+            staging = _probe(Path(out.staging))
+            if staging:
+                return Check("output", False, f"{staging} (INGEST_OUTPUT__STAGING_DIR)")
+            return Check("output", True, f"{out.describe()} is listable; staging {out.staging} is writable")
+        return _guard("output", s3)
     root = Path(settings.output.root)
-    probe = root / f".doctor-{uuid.uuid4().hex}"
+    problem = _probe(root)
+    if problem:
+        return Check("output", False, f"{problem} (INGEST_OUTPUT__ROOT)")
+    return Check("output", True, f"{root.resolve()} is writable")
+
+
+def _probe(folder: Path) -> str | None:
+    """None when a file can be created, fsynced and removed in ``folder``; else why not."""
+    probe = folder / f".doctor-{uuid.uuid4().hex}"
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"ok")
-        os.fsync(os.open(probe, os.O_RDONLY))
+        fd = os.open(probe, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         probe.unlink()
     except OSError as err:
-        return Check("output", False, f"{root} is not writable: {err.strerror} (INGEST_OUTPUT__ROOT)")
-    return Check("output", True, f"{root.resolve()} is writable")
+        return f"{folder} is not writable: {err.strerror}"
+    return None
 
 
 def check_api(settings: Settings) -> Check:

@@ -8,6 +8,7 @@ the tree to exit codes and one-line messages in one place (``ingest.cli``)::
     +-- TransientError               may succeed if tried again later
     |   +-- ApiUnavailable           5xx, 429, time-out, connection refused
     |   +-- MailboxUnavailable       IMAP connection dropped or refused
+    |   +-- StorageUnavailable       the object store is unreachable or failing (5xx)
     +-- TerminalError                needs a person; retrying will not help
         +-- ConfigError              a setting is missing or wrong (exit 2)
         +-- TokenRejected            the Certainly API refused the token (401/403)
@@ -51,6 +52,10 @@ class ApiUnavailable(TransientError):
 
 class MailboxUnavailable(TransientError):
     """The IMAP server could not be reached or dropped the connection."""
+
+
+class StorageUnavailable(TransientError):
+    """The S3-compatible store could not be reached or kept failing (5xx) after retries."""
 
 
 class ConfigError(TerminalError):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 
 from ingest.certainly import CertainlyClient
 from ingest.counts import RowCounts
@@ -23,6 +22,7 @@ from ingest.parser import frame_from_json_rows, parse_frame
 from ingest.requester import split_range
 from ingest.settings import Settings
 from ingest.store import TRANSITIONS, Store, WindowState
+from ingest.storage import storage_for
 from ingest.writer import save_report, sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def fetch_window(settings: Settings, store: Store, client: CertainlyClient, bot_
     parsed = parse_frame(frame_from_json_rows(rows), bot_id=bot_id, source_sha256=sha,
                          source_kind="get", window=(first, last))
     result = save_report(
-        Path(settings.output.root), parsed, bot_id=bot_id, source_sha256=sha, raw=body,
+        storage_for(settings), parsed, bot_id=bot_id, source_sha256=sha, raw=body,
         raw_name=f"get-{first}-{last}.json",
         provenance={"source": "GET", "window": {"bot_id": bot_id, "report_id": report_id,
                                                 "from": first.isoformat(), "to": last.isoformat()}},

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ingest.errors import OutputError
-from ingest.writer import temp_name
+from ingest.storage import Storage, as_storage
 
 _COPY_BLOCK = 1 << 20
 
@@ -41,9 +41,10 @@ class RawCopy:
     parsing starts, and the copy is what gets parsed: memory stays bounded.
     """
 
-    def __init__(self, root: Path, bot_id: str, source: Source, sha256: str | None) -> None:
-        self.folder = Path(root) / "raw" / f"bot_id={bot_id}"
-        self.tmp = temp_name(self.folder / "raw", f"{uuid.uuid4().hex[:8]}-")
+    def __init__(self, root: Storage | Path, bot_id: str, source: Source, sha256: str | None) -> None:
+        out = as_storage(root)
+        self.folder = out.staging  # published later under raw/bot_id=<bot>/ by the commit
+        self.tmp = out.temp(f"raw-{bot_id}", f"{uuid.uuid4().hex[:8]}-")
         self.source = source
         self.size = 0
         self._sha = sha256

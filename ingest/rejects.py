@@ -21,18 +21,18 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from ingest.writer import publish, temp_name, write_reasons
+from ingest.storage import Storage, as_storage
+from ingest.writer import write_reasons
 
 
 class RejectedRows:
     """Rejected rows, streamed to a temporary Parquet file, and their reasons counted."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: Storage | Path) -> None:
+        self.out = as_storage(root)
         self.rows = 0
         self.reasons: Counter[str] = Counter()
-        self._path = temp_name(self.root / "quarantine" / "rejected_rows.parquet",
-                               f"{uuid.uuid4().hex[:8]}-")
+        self._path = self.out.temp("rejected_rows.parquet", f"{uuid.uuid4().hex[:8]}-")
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, rejected: pl.DataFrame) -> None:
@@ -43,7 +43,6 @@ class RejectedRows:
         self.rows += rejected.height
         table = rejected.to_arrow()
         if self._writer is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self._path, table.schema, compression="zstd")
         self._writer.write_table(table.cast(self._writer.schema))
 
@@ -53,10 +52,8 @@ class RejectedRows:
             return
         self._writer.close()
         self._writer = None
-        target = self.root / "quarantine" / sha / "rejected_rows.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        publish(self._path, target)
-        write_reasons(self.root, sha, dict(self.reasons))
+        self.out.publish(self._path, f"quarantine/{sha}/rejected_rows.parquet")
+        write_reasons(self.out, sha, dict(self.reasons))
         self.discard()
 
     def discard(self) -> None:

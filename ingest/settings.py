@@ -135,7 +135,16 @@ class ImapSettings(BaseModel):
 class OutputSettings(BaseModel):
     """Where the archive is written."""
 
-    root: str = Field("./archive", description="Local folder (or s3://bucket/prefix, later).")
+    root: str = Field("./archive", description="Local folder, or s3://bucket/prefix (S3-compatible).")
+    staging_dir: Path | None = Field(
+        None, description="s3:// only: local folder for temporary files (default: staging/ "
+        "beside the state store). A local root always uses <root>/.staging (same disk).")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, Ceph ...); unset for AWS.")
+    s3_region: str = Field("us-east-1", description="S3 region.")
+    s3_access_key_id: SecretStr | None = Field(
+        None, description="S3 access key; unset: the AWS default chain (env, IRSA ...).")
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
 
 
 class StateSettings(BaseModel):

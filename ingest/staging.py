@@ -1,7 +1,7 @@
 """Stage checked rows into temporary Parquet files, one per date, in bounded memory.
 
 Nothing here is visible in the archive until :meth:`DateFiles.publish`: every file is
-written under a ``.tmp-`` name in ``<root>/.staging/`` and linked into place only once
+written under a ``.tmp-`` name in the storage's staging folder and published only once
 the whole report has been read, so a file refused at its last byte leaves no data behind.
 
 Rows of each date are buffered; when the buffers pass the memory budget, the dates
@@ -38,14 +38,8 @@ import pyarrow.parquet as pq
 
 from ingest.arrowrows import FILE_SCHEMA, parquet_writer, stamp, text_scalar
 from ingest.validate import ROW_NUMBER
-from ingest.writer import (
-    WrittenFile,
-    existing_ids,
-    partition_dir,
-    publish,
-    sha256_file,
-    temp_name,
-)
+from ingest.storage import Storage, as_storage
+from ingest.writer import WrittenFile, existing_ids, partition_key, sha256_file
 
 #: Open Parquet writers at most (file descriptors); the least recently used is closed
 #: and its date, should it get rows again, continues in a second temporary file.
@@ -58,7 +52,7 @@ MAX_PENDING_WRITES = 2
 class _Date:
     """One date's buffered rows and temporary file(s)."""
 
-    folder: Path
+    folder: str  # the partition's key prefix
     buffers: list[pa.Table] = field(default_factory=list)
     size: int = 0
     touched: int = 0
@@ -73,9 +67,9 @@ class _Date:
 class DateFiles:
     """Per-date buffers and temporary Parquet files for one report."""
 
-    def __init__(self, root: Path, bot_id: str, *, budget: int,
+    def __init__(self, root: Storage | Path, bot_id: str, *, budget: int,
                  source_kind: str) -> None:
-        self.root = Path(root)
+        self.out = as_storage(root)
         self.bot_id = bot_id
         self.budget = budget
         self.source_kind = source_kind
@@ -107,7 +101,7 @@ class DateFiles:
         for day, part in parts:
             state = self._dates.get(day)
             if state is None:
-                state = self._dates[day] = _Date(partition_dir(self.root, self.bot_id, day))
+                state = self._dates[day] = _Date(partition_key(self.bot_id, day))
             state.buffers.append(part)
             state.size += part.nbytes
             state.touched = self._tick
@@ -151,7 +145,7 @@ class DateFiles:
             order = pl.DataFrame({"t": stamps, "r": pl.from_arrow(table.column(ROW_NUMBER))})
             table = table.take(order.select(pl.arg_sort_by("t", "r")).to_series().to_arrow())
         if state.existing is None:
-            state.existing = existing_ids(state.folder).to_arrow()
+            state.existing = existing_ids(self.out, state.folder).to_arrow()
         if len(state.existing):
             new = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=state.existing)))
             self.duplicates += table.num_rows - new.num_rows
@@ -174,8 +168,7 @@ class DateFiles:
         if state.writer is None:
             if len(self._open) >= MAX_OPEN_WRITERS:
                 self._close(next(iter(self._open)))
-            state.folder.mkdir(parents=True, exist_ok=True)
-            path = temp_name(state.folder / f"{len(state.segments)}.parquet", f"{self.token}-")
+            path = self.out.temp(f"{len(state.segments)}.parquet", f"{self.token}-")
             state.segments.append(path)
             state.writer = parquet_writer(path, FILE_SCHEMA)
         self._open.pop(day, None)
@@ -195,7 +188,7 @@ class DateFiles:
         return sum(state.rows for state in self._dates.values())
 
     def publish(self, sha: str) -> list[WrittenFile]:
-        """Link each date's file into place as part-<sha16>.parquet, dates in order."""
+        """Publish each date's file as part-<sha16>.parquet, dates in order."""
         days = [day for day in sorted(self._dates) if self._dates[day].rows]
         for day in days:  # one at a time: a rebuild holds its date in memory
             state = self._dates[day]
@@ -208,10 +201,10 @@ class DateFiles:
         written = []
         for day, digest in zip(days, digests):
             state = self._dates[day]
-            target = state.folder / f"part-{sha[:16]}.parquet"
-            if not publish(state.segments[0], target):  # it exists (a race): record it as is
-                digest = sha256_file(target)
-            written.append(WrittenFile(target.relative_to(self.root).as_posix(), state.rows, digest))
+            target = f"{state.folder}/part-{sha[:16]}.parquet"
+            if not self.out.publish(state.segments[0], target):  # it exists: record it as is
+                digest = self.out.sha256(target) or ""
+            written.append(WrittenFile(target, state.rows, digest))
         self.discard()
         return written
 
@@ -224,7 +217,7 @@ class DateFiles:
 
     def _rebuild(self, state: _Date) -> Path:
         """One sorted file from a date's segments (rare: rows out of time order)."""
-        path = temp_name(state.folder / "sorted.parquet", f"{self.token}-")
+        path = self.out.temp("sorted.parquet", f"{self.token}-")
         frame = pl.scan_parquet(state.segments, hive_partitioning=False).collect()
         if state.unsorted:  # stable: equal timestamps keep file order
             frame = frame.sort("timestamp", maintain_order=True)

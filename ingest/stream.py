@@ -52,7 +52,8 @@ from ingest.rejects import RejectedRows
 from ingest.staging import DateFiles
 from ingest.validate import judge, needed_columns, plan_columns, rejected_rows
 from ingest.crashpoints import crash_point
-from ingest.writer import SaveResult, adopt_own_files, publish, raw_path, write_manifest
+from ingest.storage import Storage, as_storage
+from ingest.writer import SaveResult, adopt_own_files, raw_key, write_manifest
 
 #: Rows buffered per date before the stalest dates are written out (Arrow bytes). With
 #: this budget the whole process peaked at 340-390 MiB on the 1 GB benchmark file
@@ -65,7 +66,7 @@ class StagedReport:
     """A report read and checked, its files written under temporary names: not yet
     in the archive. :meth:`commit` publishes it, :meth:`discard` forgets it."""
 
-    root: Path
+    out: Storage
     bot_id: str
     rows_read: int
     rows_rejected: int
@@ -89,7 +90,7 @@ class StagedReport:
         """Publish raw bytes, data files, quarantine; then the manifest (the commit record)."""
         sha = self.raw.wait()
         try:
-            publish(self.raw.tmp, raw_path(self.root, self.bot_id, sha, raw_name))
+            self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name))
             crash_point("after_raw")
             result = SaveResult(self.rows_read, self.files.rows,
                                 self.duplicates_in_file + self.files.duplicates, self.rows_rejected)
@@ -97,13 +98,16 @@ class StagedReport:
             self.rejected.publish(sha)
         except OSError as err:
             self.discard()
-            raise OutputError(f"cannot write under {self.root}: {err.strerror or err}",
+            raise OutputError(f"cannot write under {self.out.describe()}: {err.strerror or err}",
                               hint="INGEST_OUTPUT__ROOT") from None
+        except BaseException:
+            self.discard()
+            raise
         self.raw.discard()
         crash_point("after_data")
-        adopt_own_files(self.root, self.bot_id, sha, result)
+        adopt_own_files(self.out, self.bot_id, sha, result)
         result.manifest = write_manifest(
-            self.root, result, bot_id=self.bot_id, source_sha256=sha, raw_name=raw_name,
+            self.out, result, bot_id=self.bot_id, source_sha256=sha, raw_name=raw_name,
             raw_size=self.raw.size, extra_columns=self.extra_columns, provenance=provenance)
         crash_point("after_manifest")
         return result
@@ -115,7 +119,7 @@ class StagedReport:
         self.raw.discard()
 
 
-def stage_csv(root: Path, source: Source, *, bot_id: str, source_sha256: str | None = None,
+def stage_csv(root: Storage | Path, source: Source, *, bot_id: str, source_sha256: str | None = None,
               window: tuple[date, date] | None = None, source_kind: str = "csv",
               memory_budget: int = MEMORY_BUDGET,
               on_rows: Callable[[int], None] | None = None) -> StagedReport:
@@ -125,14 +129,15 @@ def stage_csv(root: Path, source: Source, *, bot_id: str, source_sha256: str | N
     of each batch read (for a progress bar). Raises
     :class:`ReportRejected` (nothing staged) for a file that cannot be archived whole.
     """
-    raw = RawCopy(Path(root), bot_id, source, source_sha256)
+    out = as_storage(root)
+    raw = RawCopy(out, bot_id, source, source_sha256)
     try:
         readable = raw.start()
         try:
-            return _stage(Path(root), readable, raw, bot_id=bot_id, window=window,
+            return _stage(out, readable, raw, bot_id=bot_id, window=window,
                           source_kind=source_kind, budget=memory_budget, block=None, on_rows=on_rows)
         except RecordTooLong:  # rare: read again, with room for the longest record
-            return _stage(Path(root), readable, raw, bot_id=bot_id, window=window,
+            return _stage(out, readable, raw, bot_id=bot_id, window=window,
                           source_kind=source_kind, budget=memory_budget, block=MAX_RECORD_BYTES,
                           on_rows=on_rows)
     except BaseException:
@@ -140,14 +145,14 @@ def stage_csv(root: Path, source: Source, *, bot_id: str, source_sha256: str | N
         raise
 
 
-def _stage(root: Path, source: Path | bytes, raw: RawCopy, *, bot_id: str,
+def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
            window: tuple[date, date] | None, source_kind: str, budget: int,
            block: int | None, on_rows: Callable[[int], None] | None = None) -> StagedReport:
     names = read_header(_head(source))
     batches = CsvBatches(source, names, **({"block_bytes": block} if block else {}))
     plan = plan_columns(batches.names)
-    files = DateFiles(root, bot_id, budget=budget, source_kind=source_kind)
-    rejected = RejectedRows(root)
+    files = DateFiles(out, bot_id, budget=budget, source_kind=source_kind)
+    rejected = RejectedRows(out)
     ids = IdSet()
     needed = needed_columns(plan)
     read = duplicates = 0
@@ -176,14 +181,14 @@ def _stage(root: Path, source: Path | bytes, raw: RawCopy, *, bot_id: str,
         files.discard()
         rejected.discard()
         if isinstance(err, OSError):
-            raise OutputError(f"cannot write under {root}: {err.strerror or err}",
+            raise OutputError(f"cannot write under {out.describe()}: {err.strerror or err}",
                               hint="INGEST_OUTPUT__ROOT") from None
         raise
-    return StagedReport(root, bot_id, read, rejected.rows, duplicates, list(plan.extra),
+    return StagedReport(out, bot_id, read, rejected.rows, duplicates, list(plan.extra),
                         files, rejected, raw)
 
 
-def archive_csv_file(root: Path, source: Source, *, bot_id: str, raw_name: str,
+def archive_csv_file(root: Storage | Path, source: Source, *, bot_id: str, raw_name: str,
                      provenance: dict[str, Any], source_sha256: str | None = None,
                      window: tuple[date, date] | None = None,
                      memory_budget: int = MEMORY_BUDGET) -> SaveResult:

@@ -13,7 +13,6 @@ Example: ``report = verify_archive(Path("/data"), store); print(render_text(repo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 
+from ingest.errors import IngestError
 from ingest.schema import DATASET, file_schema
+from ingest.storage import LocalStorage, Storage, as_storage
 from ingest.store import Store, WindowState
 
-BLOCK = 1 << 20
-NOT_DATASETS = frozenset({"raw", "manifests", "quarantine"})
+NOT_DATASETS = frozenset({"raw", "manifests", "quarantine", ".staging"})
 MESSAGE_REPORT_ID = 1
 _PARTITION = re.compile(r"^bot_id=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
 _FILE = "_verify_file"
@@ -54,7 +53,7 @@ class BotCoverage:
 class VerifyReport:
     """The outcome of :func:`verify_archive`: problems (failures), coverage and totals."""
 
-    root: Path
+    root: str  # a folder or an s3:// URL
     problems: list[str] = field(default_factory=list)
     bots: dict[str, BotCoverage] = field(default_factory=dict)
     files: int = 0  # data files on disk, under every dataset folder
@@ -68,104 +67,90 @@ class VerifyReport:
         return not self.problems
 
 
-def sha256_file(path: Path) -> str | None:
-    """Hex sha256 of a file, read in 1 MiB blocks; None when it cannot be read."""
-    digest = hashlib.sha256()
-    try:
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(BLOCK), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def _rel(root: Path, path: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def verify_archive(root: Path, store: Store | None = None) -> VerifyReport:
-    """Re-hash and cross-check the archive under ``root`` against its manifests. With a
-    ``store``, its archived windows count as requested; windows not archived are listed."""
-    root = Path(root)
-    problems = (report := VerifyReport(root)).problems
-    if not root.is_dir():
-        return VerifyReport(root, [f"{root}: archive root does not exist"])
-    data = sorted(p for top in root.iterdir() if top.is_dir() and top.name not in NOT_DATASETS
-                  for p in top.rglob("*.parquet") if p.is_file())
-    raw = sorted(p for p in (root / "raw").rglob("*") if p.is_file())
+def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyReport:
+    """Re-hash and cross-check the archive (a local folder or an S3 prefix) against its
+    manifests. With a ``store``, its archived windows count as requested; windows not
+    archived are listed."""
+    out = as_storage(root)
+    problems = (report := VerifyReport(out.describe())).problems
+    if isinstance(out, LocalStorage) and not out.root.is_dir():
+        return VerifyReport(out.describe(), [f"{out.describe()}: archive root does not exist"])
+    objects = out.list("")
+    data = [o.key for o in objects
+            if o.key.split("/", 1)[0] not in NOT_DATASETS and o.key.endswith(".parquet")]
+    raw = {o.key: o.size for o in objects if o.key.startswith("raw/")}
     report.files, report.raw_files = len(data), len(raw)
-    rel = {p: _rel(root, p) for p in data}
-    footer_rows: dict[Path, int] = {}  # num_rows of every readable data file
-    for path in data:
+    footer_rows: dict[str, int] = {}  # num_rows of every readable data file
+    for key in data:
         try:
-            footer_rows[path] = pq.ParquetFile(path).metadata.num_rows
+            footer_rows[key] = out.parquet_rows(key)
         except Exception as err:  # noqa: BLE001 - any reader error means an unreadable file
-            problems.append(f"{rel[path]}: unreadable Parquet footer ({type(err).__name__})")
+            problems.append(f"{key}: unreadable Parquet footer ({type(err).__name__})")
     report.rows = sum(footer_rows.values())
     listed: dict[str, tuple[str, dict[str, Any]]] = {}  # data path -> (manifest, entry)
     attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
-    for path in sorted((root / "manifests").glob("*.json")):
-        report.manifests += 1
-        _read_manifest(path, f"manifests/{path.name}", problems, listed, attachments, windows)
+    for obj in objects:
+        if obj.key.startswith("manifests/") and obj.key.count("/") == 1 and obj.key.endswith(".json"):
+            report.manifests += 1
+            _read_manifest(out, obj.key, problems, listed, attachments, windows)
 
-    for name in sorted(set(listed) - set(rel.values())):
+    for name in sorted(set(listed) - set(data)):
         problems.append(f"{name}: missing data file (listed in {listed[name][0]})")
-    todo = [p for p in data if rel[p] in listed] + raw  # a few threads: hashlib releases the GIL
+    todo = [k for k in data if k in listed] + list(raw)  # a few threads: hashing releases the GIL
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        hashes = dict(zip(todo, pool.map(sha256_file, todo)))
-    for path, name in rel.items():
+        hashes = dict(zip(todo, pool.map(out.sha256, todo)))
+    for name in data:
         if name not in listed:
-            hint = "; a leftover temporary file" if path.name.startswith(".tmp-") else ""
+            hint = "; a leftover temporary file" if name.rsplit("/", 1)[-1].startswith(".tmp-") else ""
             problems.append(f"{name}: orphan data file, no manifest lists it{hint}")
             continue
         manifest, entry = listed[name]
-        if hashes[path] != entry.get("sha256"):
+        if hashes[name] != entry.get("sha256"):
             problems.append(f"{name}: sha256 differs from {manifest} (data file changed)")
-        if path in footer_rows and footer_rows[path] != entry.get("rows"):
-            problems.append(f"{name}: {footer_rows[path]} rows, {manifest} says {entry.get('rows')}")
+        if name in footer_rows and footer_rows[name] != entry.get("rows"):
+            problems.append(f"{name}: {footer_rows[name]} rows, {manifest} says {entry.get('rows')}")
     seen_raw: set[tuple[str, str]] = set()
-    for path in raw:
-        name, sha = _rel(root, path), path.name.split(".")[0]
-        key = (path.parent.name.removeprefix("bot_id="), sha)
+    for name, size in raw.items():
+        folder, _, file = name.rpartition("/")
+        sha = file.split(".")[0]
+        key = (folder.rsplit("/", 1)[-1].removeprefix("bot_id="), sha)
         seen_raw.add(key)
-        if hashes[path] != sha:
+        if hashes[name] != sha:
             problems.append(f"{name}: raw file changed, its sha256 is not its name")
         if key not in attachments:
             problems.append(f"{name}: raw file without a manifest")
-        elif attachments[key][1] != path.stat().st_size:
-            problems.append(f"{name}: size {path.stat().st_size}, {attachments[key][0]} says "
-                            f"{attachments[key][1]}")
+        elif attachments[key][1] != size:
+            problems.append(f"{name}: size {size}, {attachments[key][0]} says {attachments[key][1]}")
     for (bot, sha), (manifest, _) in sorted(attachments.items()):
         if (bot, sha) not in seen_raw:
             problems.append(f"raw/bot_id={bot}/{sha}.*: missing raw file (listed in {manifest})")
-    by_bot: dict[str, list[Path]] = defaultdict(list)
-    for path, name in rel.items():
+    by_bot: dict[str, list[str]] = defaultdict(list)
+    for name in data:
         match = _PARTITION.match(name.removeprefix(f"{DATASET}/"))
         if not name.startswith(f"{DATASET}/") or match is None:
             if name.startswith(f"{DATASET}/"):
                 problems.append(f"{name}: not inside a bot_id=<bot>/date=<YYYY-MM-DD>/ partition")
             continue
         bot = report.bots.setdefault(match[1], BotCoverage(match[1]))
-        if footer_rows.get(path):
-            bot.rows += footer_rows[path]
+        if footer_rows.get(name):
+            bot.rows += footer_rows[name]
             bot.days.append(date.fromisoformat(match[2]))
-        if path in footer_rows:
-            by_bot[match[1]].append(path)
-    for bot_id, paths in sorted(by_bot.items()):
-        problems.extend(_check_rows(root, bot_id, paths))
+        if name in footer_rows:
+            by_bot[match[1]].append(name)
+    for bot_id, keys in sorted(by_bot.items()):
+        problems.extend(_check_rows(out, bot_id, keys))
     _coverage(report, windows, store)
     return report
 
 
-def _read_manifest(path: Path, name: str, problems: list[str],
+def _read_manifest(out: Storage, name: str, problems: list[str],
                    listed: dict[str, tuple[str, dict[str, Any]]],
                    attachments: dict[tuple[str, str], tuple[str, int]],
                    windows: dict[str, set[tuple[date, date]]]) -> None:
     """Check one manifest on its own and record what it lists."""
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(out.read_bytes(name))
         bot, files, sha, size = (doc["bot_id"], doc["files"], doc["attachment"]["sha256"],
                                  doc["attachment"]["size"])
         read = doc["counts"]["rows_read"]
@@ -173,11 +158,12 @@ def _read_manifest(path: Path, name: str, problems: list[str],
         window = doc.get("window") or {}
         if window.get("from") and window.get("to"):  # an import by hand has no window
             windows[bot].add((date.fromisoformat(window["from"]), date.fromisoformat(window["to"])))
-    except (OSError, ValueError, KeyError, TypeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, IngestError) as err:
         problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
         return
-    if path.stem != sha:
-        problems.append(f"{name}: named after {path.stem} but its attachment sha256 is {sha}")
+    stem = name.rsplit("/", 1)[-1].removesuffix(".json")
+    if stem != sha:
+        problems.append(f"{name}: named after {stem} but its attachment sha256 is {sha}")
     if read != sum(parts):
         problems.append(f"{name}: counts do not add up: rows_read {read} != written {parts[0]} "
                         f"+ duplicate {parts[1]} + rejected {parts[2]}")
@@ -191,46 +177,47 @@ def _read_manifest(path: Path, name: str, problems: list[str],
         listed[str(entry.get("path"))] = (name, entry)
 
 
-def _scan(paths: list[Path]) -> pl.LazyFrame:
-    return pl.scan_parquet(paths, hive_partitioning=True, include_file_paths=_FILE,
-                           hive_schema={"bot_id": pl.String(), "date": pl.Date()},
-                           extra_columns="ignore")
+def _scan(out: Storage, keys: list[str]) -> pl.LazyFrame:
+    return out.scan(keys, hive_partitioning=True, include_file_paths=_FILE,
+                    hive_schema={"bot_id": pl.String(), "date": pl.Date()}, extra_columns="ignore")
 
 
-def _check_rows(root: Path, bot_id: str, paths: list[Path]) -> list[str]:
+def _check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
     """Duplicate ids and rows outside their date partition, for one bot's data files."""
     want = file_schema()
-    bad = [p for p in paths if any(pl.read_parquet_schema(p).get(c) != want[c] for c in ("id", "timestamp"))]
-    problems = [f"{_rel(root, p)}: id or timestamp missing or not of the canonical type" for p in bad]
-    usable = [p for p in paths if p not in bad]
+    key_of = {out.source(k): k for k in keys}  # what polars reports as the file -> key
+    bad = [k for k in keys
+           if any(out.scan([k]).collect_schema().get(c) != want[c] for c in ("id", "timestamp"))]
+    problems = [f"{k}: id or timestamp missing or not of the canonical type" for k in bad]
+    usable = [k for k in keys if k not in bad]
     if not usable:
         return problems
-    dup = _scan(usable).select("id").group_by("id").len().filter(pl.col("len") > 1).select("id")
-    wrong = (_scan(usable).filter(pl.col("timestamp").dt.date() != pl.col("date"))
+    dup = _scan(out, usable).select("id").group_by("id").len().filter(pl.col("len") > 1).select("id")
+    wrong = (_scan(out, usable).filter(pl.col("timestamp").dt.date() != pl.col("date"))
              .group_by(_FILE).agg(pl.len(), pl.col("timestamp").min()).sort(_FILE))
     try:
         dups, wrongs = pl.collect_all([dup, wrong], engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as failure:
         before = len(usable)
-        for path in list(usable):  # find the unreadable files, then run the queries without them
+        for key in list(usable):  # find the unreadable files, then run the queries without them
             try:
-                _scan([path]).select("id", "timestamp").collect(engine="streaming")
+                _scan(out, [key]).select("id", "timestamp").collect(engine="streaming")
             except (pl.exceptions.PolarsError, OSError) as err:
-                usable.remove(path)
-                problems.append(f"{_rel(root, path)}: unreadable data ({type(err).__name__})")
+                usable.remove(key)
+                problems.append(f"{key}: unreadable data ({type(err).__name__})")
         if len(usable) == before:  # every file reads alone: report, do not crash
             return [*problems, f"{DATASET}/bot_id={bot_id}: row checks failed ({failure})"]
-        return problems + _check_rows(root, bot_id, usable)
+        return problems + _check_rows(out, bot_id, usable)
     for file, count, first in wrongs.iter_rows():
-        problems.append(f"{_rel(root, Path(file))}: {count} row(s) outside its date partition "
+        problems.append(f"{key_of.get(file, file)}: {count} row(s) outside its date partition "
                         f"(e.g. {first:%Y-%m-%dT%H:%M:%SZ})")
     if dups.height:
-        where = (_scan(usable).filter(pl.col("id").is_in(dups["id"].implode()))
+        where = (_scan(out, usable).filter(pl.col("id").is_in(dups["id"].implode()))
                  .select("id", _FILE).unique().collect(engine="streaming"))
         groups = where.group_by("id").agg(pl.col(_FILE).sort()).group_by(_FILE).agg(
             pl.col("id").sort()).sort(_FILE)
         for files, ids in groups.iter_rows():
-            names = ", ".join(_rel(root, Path(f)) for f in files)
+            names = ", ".join(key_of.get(f, f) for f in files)
             problems.append(f"duplicate (bot_id, id) for bot {bot_id}: {len(ids)} id(s) "
                             f"(e.g. {ids[0]}) in {names}")
     return problems

@@ -38,6 +38,7 @@ from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError, MailboxUnavailable, ReportRejected
 from ingest.mailbox import Mailbox
 from ingest.partfetch import fetch_parts_to_disk
+from ingest.storage import storage_for
 from ingest.settings import ImapSettings, Settings, require
 from ingest.store import Store
 
@@ -125,7 +126,7 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
                 stop: threading.Event | None = None) -> None:
     """One scan of the watched folder over an open connection."""
     imap = settings.imap
-    root = Path(settings.output.root)
+    root = storage_for(settings)
     uidvalidity = box.select()
     position = store.mailbox_position(imap.folder)
     # A new UIDVALIDITY invalidates every UID we knew: re-scan; sha256 dedup prevents repeats.

@@ -1,4 +1,4 @@
-"""A full or read-only archive disk: the job stops with a one-line error and a non-zero
+"""A full or read-only archive disk, or an S3 endpoint failing mid-upload: the job stops with a one-line error and a non-zero
 exit, leaves no temporary file and no half-recorded state, and the next run (with space
 back) completes exactly once. The disk is a real tmpfs mounted by the test (we are root)."""
 
@@ -10,12 +10,15 @@ from datetime import date
 from pathlib import Path
 from typing import Iterator
 
+import polars as pl
+from imapclient import IMAPClient
 import pytest
 
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.job import ingest, job_env
+from tests.support.s3 import S3FaultProxy, moto_s3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -69,3 +72,48 @@ def test_output_disk_fault_stops_cleanly_and_the_next_run_completes(
         again = ingest("run", "--until-done", "--timeout", "30", env=env, cwd=tmp_path)
         assert again.returncode == 0, again.stdout + again.stderr
     assert_archive_matches(small_disk / "archive", expected_rows([BOT], FIRST, LAST))
+
+
+def test_s3_endpoint_failing_mid_upload_stops_cleanly_and_the_next_run_completes(tmp_path: Path) -> None:
+    """The object store answers 500 from the third write on (the raw copy and a data file
+    are up, the rest and the manifest are not): exit 3, nothing left in staging, no
+    manifest, the window still waits and the email is not moved; once the store is back
+    the next run archives every row exactly once and verify is clean."""
+    with moto_s3() as s3, S3FaultProxy(s3.port) as proxy, EmbeddedImap() as imap, CertainlySimulator(
+        SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
+    ) as sim:
+        staging = tmp_path / "staging"
+        env = job_env(sim, imap, tmp_path, INGEST_LOG_FORMAT="text",
+                      **s3.env("faults", staging, endpoint=proxy.endpoint))
+        ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=tmp_path)
+        proxy.fail_writes_after = 2
+        failed = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+        assert failed.returncode == 3, failed.stdout + failed.stderr
+        last_line = failed.stderr.strip().splitlines()[-1]
+        assert "object store failed (InternalError)" in last_line, last_line
+        assert "Traceback" not in failed.stderr
+        assert proxy.failed >= 1
+        assert not list(staging.glob(".tmp-*")), "temporary files left behind"
+        assert not s3.keys("faults/manifests/"), "a manifest was written without its data"
+        assert s3.keys("faults/"), "the fault should strike mid-upload, after the first objects"
+        with Store.open(tmp_path / "state.sqlite") as store:
+            assert [w.state for w in store.windows()] == [WindowState.ACCEPTED]
+            assert store.attachment_totals()["attachments"] == 0
+        assert inbox_count(imap) == 1, "the email must stay until its report is archived"
+
+        proxy.fail_writes_after = None
+        again = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        checked = ingest("verify", env=env, cwd=tmp_path)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        truth = expected_rows([BOT], FIRST, LAST)
+        frame = pl.scan_parquet(f"s3://{s3.bucket}/faults/messages/**/*.parquet", hive_partitioning=True,
+                                storage_options=s3.storage_options()).collect()
+        assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
+
+
+def inbox_count(imap: EmbeddedImap) -> int:
+    with IMAPClient(imap.host, port=imap.port, ssl=False, timeout=10) as client:
+        client.login(imap.username, imap.password)
+        client.select_folder("INBOX", readonly=True)
+        return len(client.search())

@@ -1,0 +1,172 @@
+"""S3 on loopback for tests: moto's server, and an HTTP proxy that can make it fail.
+
+``moto_s3()`` starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 (a free port) with a
+fresh bucket; ``S3FaultProxy`` forwards HTTP to it and, once told, answers write requests
+(PUT, POST) with ``500 InternalError`` as a failing S3 endpoint does in the middle of an
+upload. Every wait is bounded; nothing listens beyond 127.0.0.1.
+
+Example::
+
+    with moto_s3() as s3, S3FaultProxy(s3.port) as proxy:
+        proxy.fail_writes_after = 3       # the 4th write and later get 500
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+HOST = "127.0.0.1"
+CREDENTIALS = {"aws_access_key_id": "testing-key-id", "aws_secret_access_key": "testing-secret-key"}
+
+
+@dataclass
+class MotoS3:
+    """A running moto S3 server with one bucket."""
+
+    port: int
+    bucket: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def client(self, endpoint: str | None = None) -> Any:
+        return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
+                            **CREDENTIALS)
+
+    def storage_options(self) -> dict[str, str]:
+        """What polars needs to read the bucket (testing.md's recipe)."""
+        return {"aws_endpoint_url": self.endpoint, "aws_allow_http": "true",
+                "aws_region": "us-east-1", "aws_access_key_id": CREDENTIALS["aws_access_key_id"],
+                "aws_secret_access_key": CREDENTIALS["aws_secret_access_key"]}
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def env(self, prefix: str, staging: Path, endpoint: str | None = None) -> dict[str, str]:
+        """The job's settings for an archive under s3://bucket/prefix."""
+        return {"INGEST_OUTPUT__ROOT": f"s3://{self.bucket}/{prefix}",
+                "INGEST_OUTPUT__STAGING_DIR": str(staging),
+                "INGEST_OUTPUT__S3_ENDPOINT_URL": endpoint or self.endpoint,
+                "INGEST_OUTPUT__S3_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+                "INGEST_OUTPUT__S3_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"]}
+
+
+@contextmanager
+def moto_s3() -> Iterator[MotoS3]:
+    """moto's S3 server on a free loopback port, with a new bucket; stopped afterwards."""
+    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    server.start()
+    try:
+        _, port = server.get_host_and_port()
+        s3 = MotoS3(port, f"archive-{uuid.uuid4().hex[:8]}")
+        s3.client().create_bucket(Bucket=s3.bucket)
+        yield s3
+    finally:
+        server.stop()
+
+
+_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+          b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+
+
+class S3FaultProxy:
+    """An HTTP forwarder to moto that fails writes on demand (500 InternalError)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.fail_writes_after: int | None = None  # None: never fail
+        self.writes = 0  # PUT/POST requests seen
+        self.failed = 0  # of which answered 500
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _forward(self) -> None:
+                body = self._body()
+                if self.command in ("PUT", "POST") and proxy._should_fail():
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(_ERROR)))
+                    self.end_headers()
+                    self.wfile.write(_ERROR)
+                    return
+                upstream = http.client.HTTPConnection(HOST, proxy.upstream_port, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("transfer-encoding", "expect", "connection")}
+                    if body is not None:
+                        headers["Content-Length"] = str(len(body))
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                    self.send_response(answer.status)
+                    for key, value in answer.getheaders():
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(key, value)
+                    # HEAD answers carry the object's length, not the (empty) body's.
+                    length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", length or str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    upstream.close()
+
+            def _body(self) -> bytes | None:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while (size := int(self.rfile.readline().split(b";")[0], 16)):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else (b"" if self.command in ("PUT", "POST") else None)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+
+        self._server = ThreadingHTTPServer((HOST, 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def _should_fail(self) -> bool:
+        with self._lock:
+            self.writes += 1
+            if self.fail_writes_after is not None and self.writes > self.fail_writes_after:
+                self.failed += 1
+                return True
+            return False
+
+    def __enter__(self) -> S3FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
