@@ -5,7 +5,9 @@ Semantics follow the vendor's public documentation: GET is synchronous, at most
 first ones by timestamp; POST is asynchronous, one export in progress per token, and the
 CSV arrives by email after ``delivery_delay`` seconds. The undocumented parts (status codes,
 wording, report path) are configurable so clients can be tested against several variants.
-Every ``reportId`` (1-4) currently returns the Message Data rows; only type 1 is documented.
+``reportId`` 1 returns the Message Data rows (the documented type); 2, 3 and 4 return the
+simulator's guess at the undocumented Standard, Advanced and Content Management reports
+(:mod:`ingest.simulator.reports`), by GET and by email alike.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from .data import generate_messages, rows_to_csv, rows_to_json
 from .faults import Fault, FaultScript
 from .handler import Reply, ReportParams, SimulatorHTTPServer
 from .mailer import build_report_email
+from .reports import build_typed_report_email, generate_report_rows, report_to_csv
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +134,8 @@ class CertainlySimulator:
         if days > self.config.max_get_days:
             return 400, {"detail": f"The maximum time range supported is "
                                    f"{self.config.max_get_days} days."}
-        rows = self.expected_rows(params.bot_id, params.from_date, params.to_date)
+        rows = self.expected_report_rows(params.report_id, params.bot_id, params.from_date,
+                                         params.to_date)
         return 200, rows_to_json(rows[: self.config.max_get_rows])
 
     def handle_post(self, params: ReportParams) -> Reply:
@@ -168,13 +172,21 @@ class CertainlySimulator:
         error: str | None = None
         rows = 0
         try:
-            data = self.expected_rows(export.bot_id, export.from_date, export.to_date)
+            data = self.expected_report_rows(export.report_id, export.bot_id,
+                                             export.from_date, export.to_date)
             rows = len(data)
-            message = build_report_email(
-                csv_bytes=rows_to_csv(data), bot_id=export.bot_id,
-                from_date=export.from_date, to_date=export.to_date,
-                sender=self.config.sender, recipient=self.config.recipient,
-                hints=self.config.email_hints)
+            if export.report_id == 1:
+                message = build_report_email(
+                    csv_bytes=rows_to_csv(data), bot_id=export.bot_id,
+                    from_date=export.from_date, to_date=export.to_date,
+                    sender=self.config.sender, recipient=self.config.recipient,
+                    hints=self.config.email_hints)
+            else:
+                message = build_typed_report_email(
+                    export.report_id, csv_bytes=report_to_csv(export.report_id, data),
+                    bot_id=export.bot_id, from_date=export.from_date, to_date=export.to_date,
+                    sender=self.config.sender, recipient=self.config.recipient,
+                    hints=self.config.email_hints)
             message_id = BytesParser().parsebytes(message, headersonly=True)["Message-ID"]
             if export.lost:
                 log.info("simulator: losing the report email for %s %s..%s on purpose",
@@ -222,6 +234,14 @@ class CertainlySimulator:
         return generate_messages(bot_id, from_date, to_date, seed=self.config.seed,
                                  min_per_day=self.config.min_per_day,
                                  max_per_day=self.config.max_per_day)
+
+    def expected_report_rows(self, report_id: int, bot_id: str, from_date: date,
+                             to_date: date) -> list[dict[str, Any]]:
+        """Ground truth for any report type: :meth:`expected_rows` for type 1, else the
+        Standard (2), Advanced (3) or Content Management (4) rows for the range."""
+        if report_id == 1:
+            return self.expected_rows(bot_id, from_date, to_date)
+        return generate_report_rows(report_id, bot_id, from_date, to_date, seed=self.config.seed)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no export is in progress or pending; False if ``timeout`` expired."""

@@ -189,16 +189,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def rows_to_csv(rows: list[dict[str, Any]], *, bom: bool = False) -> bytes:
+def rows_to_csv(rows: list[dict[str, Any]], *, bom: bool = False,
+                columns: tuple[str, ...] = MESSAGE_DATA_COLUMNS) -> bytes:
     """Render rows as the emailed CSV: UTF-8, header row, minimal quoting, CRLF line ends.
 
     ``bom=True`` prefixes a UTF-8 byte-order mark, as Excel-oriented exports often do.
+    ``columns`` is the header (the other report types have their own, see ``reports``).
     """
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow(MESSAGE_DATA_COLUMNS)
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(column)) for column in MESSAGE_DATA_COLUMNS])
+        writer.writerow([_cell(row.get(column)) for column in columns])
     return ("\ufeff" if bom else "").encode("utf-8") + buffer.getvalue().encode("utf-8")
 
 

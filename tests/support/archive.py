@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+import re
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,15 @@ def archive_files(root: Path) -> dict[str, float]:
     """Data files and their modification times (to prove nothing was rewritten)."""
     return {str(p.relative_to(root)): p.stat().st_mtime_ns
             for p in (Path(root) / "messages").rglob("*.parquet")}
+
+
+def typed_truth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Generated report rows (types 2-4) as the reader should type them: ISO text to
+    date / datetime, everything else as generated."""
+    def typed(value: Any) -> Any:
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return date.fromisoformat(value)
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z", value):
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return value
+    return [{k: typed(v) for k, v in row.items()} for row in rows]
