@@ -25,11 +25,23 @@ from ingest.fetch import FetchSummary
 from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
 from ingest.storage import Storage
-from ingest.writer import quarantine_file, sha256_bytes, sha256_file
+from ingest.datasets import save_typed_report
+from ingest.reports import DATASETS, read_report
+from ingest.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 S = WindowState
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+MESSAGE_DATA = 1
+
+
+def hinted_report_id(hints: str) -> int | None:
+    """The report type a subject or file name speaks of (``standard_report_...``), if any."""
+    text = hints.lower().replace(" ", "_")
+    for report_id, dataset in DATASETS.items():
+        if f"{dataset}_report" in text:
+            return report_id
+    return MESSAGE_DATA if "message_report" in text else None
 
 
 @dataclass
@@ -69,13 +81,15 @@ class RunSummary(RowCounts):
 
 
 def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: str,
-                 summary: RunSummary, on_rows: Callable[[str, int], None] | None = None) -> None:
+                 summary: RunSummary, on_rows: Callable[[str, int], None] | None = None,
+                 report_id: int = MESSAGE_DATA) -> None:
     """Archive files that arrived some other way (CSV, .csv.gz, .zip, .eml) for one bot.
 
     No window is required: rows are taken whatever their dates, deduplicated as usual.
+    ``report_id`` says which report type they are (1 Message Data, 2-4 the others).
     """
     for path in paths:
-        if path.name.lower().endswith(".csv"):  # any size: streamed, never held in memory
+        if path.name.lower().endswith(".csv") and report_id == MESSAGE_DATA:  # any size: streamed, never held in memory
             no_email = email_provenance(ParsedEmail(None, None, None, None, []))
             report = ReportFile(safe_name(path.name), b"", path=Path(path))
             archive_report(root, store, report, ParsedEmail(None, None, None, None, []), summary,
@@ -97,7 +111,8 @@ def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: 
         if not parsed.reports and not parsed.problems:
             summary.problems.append(f"{path}: no CSV report found in it")
         for report in parsed.reports:
-            archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance)
+            archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance,
+                           report_id=report_id)
 
 
 def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
@@ -122,7 +137,7 @@ def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
 def archive_report(root: Storage | Path, store: Store, report: ReportFile, parsed: ParsedEmail,
                    summary: RunSummary, *, bot_id: str | None = None,
                    provenance: dict[str, object] | None = None,
-                   on_rows: Callable[[int], None] | None = None) -> str:
+                   on_rows: Callable[[int], None] | None = None, report_id: int = MESSAGE_DATA) -> str:
     """Match one report file to its window (or take ``bot_id`` for an import), then read,
     check and write it in bounded memory (ingest.stream), and record it.
     Returns "archived", "duplicate", "unmatched" or "quarantined"."""
@@ -141,9 +156,12 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
         if window is None:
             return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
                               "no export window is waiting for this report")
-        bot_id = window.bot_id
+        bot_id, report_id = window.bot_id, window.report_id
         provenance["window"] = {"id": window.id, "bot_id": window.bot_id, "report_id": window.report_id,
                                 "from": window.from_date.isoformat(), "to": window.to_date.isoformat()}
+    if report_id != MESSAGE_DATA:
+        return _archive_typed(root, store, report, summary, sha=sha, bot_id=bot_id, window=window,
+                              report_id=report_id, provenance=provenance)
     try:
         staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha,
                            window=(window.from_date, window.to_date) if window else None,
@@ -159,6 +177,34 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
         return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
                           f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})")
     result = staged.commit(raw_name=report.filename, provenance=provenance)
+    return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
+                   message_id=parsed.message_id)
+
+
+def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summary: RunSummary, *,
+                   sha: str, bot_id: str, window: Window | None, report_id: int,
+                   provenance: dict[str, object]) -> str:
+    """Report types 2-4: small aggregate files, read whole and typed on their evidence."""
+    data = report.data if report.path is None else report.path.read_bytes()
+    span = (window.from_date, window.to_date) if window else None
+    try:
+        typed = read_report(data, report_id, window=span)
+        if window is not None and typed.rows.height == 0 and typed.rejected.height:
+            return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
+                              f"no row falls inside window {window.id} ({span[0]}..{span[1]})")  # type: ignore[index]
+        result = save_typed_report(root, typed, bot_id=bot_id, source_sha256=sha, raw=data,
+                                   raw_name=report.filename, source_kind="csv", provenance=provenance)
+    except ReportRejected as err:
+        if window is not None and S.FAILED in TRANSITIONS[window.state]:
+            store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
+        return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
+    return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
+                   message_id=provenance.get("email", {}).get("message_id"))  # type: ignore[union-attr]
+
+
+def _record(store: Store, report: ReportFile, summary: RunSummary, result: SaveResult, *, sha: str,
+            bot_id: str, window: Window | None, message_id: str | None) -> str:
+    """Record an archived report in the state store and the window's progress."""
     store.record_attachment(sha, filename=report.filename, size=report.size,
                             window_id=window.id if window else None, bot_id=bot_id,
                             outcome="archived", rows_read=result.rows_read,
@@ -175,7 +221,7 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
              report.filename, bot_id, result.rows_read, result.rows_written,
              result.rows_duplicate, result.rows_rejected,
              extra={"window_id": window.id if window else None, "bot_id": bot_id, "sha256": sha,
-                    "message_id": parsed.message_id})
+                    "message_id": message_id})
     return "archived"
 
 
@@ -200,6 +246,9 @@ def match_window(store: Store, hints: str) -> tuple[Window | None, bool]:
     oldest accepted window of a bot named in the hints, else the oldest accepted one.
     """
     waiting = store.windows(states=(S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.SPLIT, S.ARCHIVED))
+    kind = hinted_report_id(hints)
+    if kind is not None:  # "standard_report_..." is never a Message Data window's
+        waiting = [w for w in waiting if w.report_id == kind]
     dates = set(_DATE.findall(hints))
     for window in waiting:
         if window.bot_id in hints and {window.from_date.isoformat(), window.to_date.isoformat()} <= dates:

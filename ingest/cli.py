@@ -102,6 +102,9 @@ def demo(
 Bots = Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable).")]
 FirstDay = Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")]
 LastDay = Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, YYYY-MM-DD.")]
+ReportType = Annotated[Optional[int], typer.Option(
+    "--report-type", min=1, max=4, help="1 Message Data, 2 Standard, 3 Advanced, 4 Content "
+    "Management (default: INGEST_CERTAINLY__REPORT_ID).")]
 
 
 @app.command()
@@ -109,6 +112,7 @@ def backfill(
     bot: Bots,
     from_: FirstDay,
     to: LastDay,
+    report_type: ReportType = None,
 ) -> None:
     """Plan export windows for a date range; `ingest run` then submits them.
 
@@ -124,7 +128,7 @@ def backfill(
     with Store.open(settings.state.path) as store:
         planned = plan_backfill(store, bot, first, last,
                                 window_days=settings.requester.window_days,
-                                report_id=settings.certainly.report_id)
+                                report_id=report_type or settings.certainly.report_id)
     out.print(f"planned {len(planned)} new window(s) for {len(bot)} bot(s); run `ingest run` to submit them")
 
 
@@ -232,6 +236,7 @@ def import_(
     paths: Annotated[list[Path], typer.Argument(help="CSV, .csv.gz, .zip or .eml files.",
                                                 exists=True, dir_okay=False, readable=True)],
     bot: Annotated[str, typer.Option("--bot", help="The bot these reports belong to.")],
+    report_type: ReportType = None,
 ) -> None:
     """Archive report files that arrived some other way, with the same checks and dedup.
 
@@ -247,7 +252,8 @@ def import_(
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store, \
             row_counter() as on_rows:
         _sweep(settings)
-        import_files(storage_for(settings), store, paths, bot, summary, on_rows=on_rows)
+        import_files(storage_for(settings), store, paths, bot, summary, on_rows=on_rows,
+                     report_id=report_type or settings.certainly.report_id)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
@@ -257,6 +263,7 @@ def fetch(
     bot: Bots,
     from_: FirstDay,
     to: LastDay,
+    report_type: ReportType = None,
 ) -> None:
     """Fetch a range with the synchronous GET API, straight into the archive.
 
@@ -277,7 +284,7 @@ def fetch(
         _sweep(settings)
         for bot_id in bot:
             done = fetch_range(settings, store, client, bot_id, first, last,
-                               report_id=settings.certainly.report_id)
+                               report_id=report_type or settings.certainly.report_id)
             out.print(
                 f"{bot_id}: {done.requests} GET(s), {done.windows_archived} window(s) archived, "
                 f"rows {done.rows_read} read = {done.rows_written} written + {done.rows_duplicate} "
@@ -340,6 +347,31 @@ def verify(
         report = verify_archive(storage_for(settings), store)
     typer.echo(to_json(report) if as_json else render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
+
+
+@app.command()
+def compact(
+    bot: Annotated[Optional[list[str]], typer.Option("--bot", help="Only this bot (repeatable).")] = None,
+    dataset: Annotated[str, typer.Option(help="messages, standard, advanced or content_management.")] = "messages",
+    min_files: Annotated[int, typer.Option(min=2, help="Merge partitions with at least this many files.")] = 2,
+) -> None:
+    """Merge each partition's small files into one (sorted by timestamp), recorded in a
+    compaction manifest; `ingest verify` stays clean. Existing files are otherwise never
+    rewritten: run this when many small deliveries have piled up.
+
+    Example: ingest compact --bot 0f9c...-uuid --min-files 4
+    """
+    from ingest.compact import compact_archive
+    from ingest.lock import exclusive_lock
+    from ingest.storage import storage_for
+
+    settings = load_settings()
+    with exclusive_lock(settings.state.path):
+        _sweep(settings)
+        done = compact_archive(storage_for(settings), dataset=dataset, bots=bot, min_files=min_files)
+    out.print(f"compacted {done.partitions} partition(s): {done.files_before} files -> "
+              f"{done.files_after}, {done.rows} rows"
+              + (f"; finished {done.finished} interrupted compaction(s)" if done.finished else ""))
 
 
 @app.command()

@@ -18,6 +18,8 @@ from datetime import date, timedelta
 
 from ingest.certainly import CertainlyClient
 from ingest.counts import RowCounts
+from ingest.datasets import save_typed_report
+from ingest.reports import read_report_rows
 from ingest.parser import frame_from_json_rows, parse_frame
 from ingest.requester import split_range
 from ingest.settings import Settings
@@ -68,14 +70,18 @@ def fetch_window(settings: Settings, store: Store, client: CertainlyClient, bot_
         fetch_window(settings, store, client, bot_id, middle + timedelta(days=1), last, report_id, summary)
         return
     sha = sha256_bytes(body)
-    parsed = parse_frame(frame_from_json_rows(rows), bot_id=bot_id, source_sha256=sha,
-                         source_kind="get", window=(first, last))
-    result = save_report(
-        storage_for(settings), parsed, bot_id=bot_id, source_sha256=sha, raw=body,
-        raw_name=f"get-{first}-{last}.json",
-        provenance={"source": "GET", "window": {"bot_id": bot_id, "report_id": report_id,
-                                                "from": first.isoformat(), "to": last.isoformat()}},
-    )
+    provenance = {"source": "GET", "window": {"bot_id": bot_id, "report_id": report_id,
+                                              "from": first.isoformat(), "to": last.isoformat()}}
+    if report_id == 1:
+        parsed = parse_frame(frame_from_json_rows(rows), bot_id=bot_id, source_sha256=sha,
+                             source_kind="get", window=(first, last))
+        result = save_report(storage_for(settings), parsed, bot_id=bot_id, source_sha256=sha,
+                             raw=body, raw_name=f"get-{first}-{last}.json", provenance=provenance)
+    else:  # Standard, Advanced, Content Management: typed on their own evidence
+        typed = read_report_rows(rows, report_id, window=(first, last))
+        result = save_typed_report(storage_for(settings), typed, bot_id=bot_id, source_sha256=sha,
+                                   raw=body, raw_name=f"get-{first}-{last}.json", source_kind="get",
+                                   provenance=provenance)
     window_id = record_get_window(store, bot_id, report_id, first, last, result.rows_written)
     store.record_attachment(sha, filename=f"get-{first}-{last}.json", size=len(body),
                             window_id=window_id, bot_id=bot_id, outcome="archived",

@@ -95,20 +95,20 @@ def write_bytes_once(out: Storage, key: str, data: bytes) -> bool:
     return write_once(out, key, lambda tmp: tmp.write_bytes(data))
 
 
-def partition_key(bot_id: str, day: Any) -> str:
+def partition_key(bot_id: str, day: Any, dataset: str = DATASET) -> str:
     """messages/bot_id=<bot>/date=<YYYY-MM-DD>: a partition's folder, as a key prefix."""
-    return f"{DATASET}/bot_id={bot_id}/date={day}"
+    return f"{dataset}/bot_id={bot_id}/date={day}"
 
 
-def existing_ids(out: Storage, partition: str) -> pl.Series:
-    """The ids already archived in a partition (see :func:`partition_key`)."""
+def existing_ids(out: Storage, partition: str, key: str = "id") -> pl.Series:
+    """The ids (or other ``key`` values) already archived in a partition."""
     # A leftover temporary file of a killed run is not archived data: its ids must not
     # make this run skip rows.
     keys = [o.key for o in out.list(partition + "/")
             if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]
     if not keys:
-        return pl.Series("id", [], dtype=pl.Int64)
-    return out.scan(keys).select("id").collect().get_column("id")
+        return pl.Series(key, [], dtype=pl.Int64 if key == "id" else pl.String)
+    return out.scan(keys).select(key).collect().get_column(key)
 
 
 def save_report(
@@ -121,10 +121,30 @@ def save_report(
     crash_point("after_raw")
 
     result = SaveResult(parsed.rows_read, 0, parsed.duplicates_in_file, parsed.rejected.height)
-    columns = list(file_schema())
-    for (day,), part in parsed.rows.partition_by("date", as_dict=True, maintain_order=True).items():
-        folder = partition_key(bot_id, day)
-        new = part.join(existing_ids(out, folder).to_frame(), on="id", how="anti").select(columns)
+    write_partitions(out, parsed.rows, result, dataset=DATASET, bot_id=bot_id,
+                     source_sha256=source_sha256, key="id", columns=list(file_schema()))
+    if parsed.rejected.height:
+        save_rejected(out, source_sha256, parsed.rejected)
+
+    crash_point("after_data")
+    adopt_own_files(out, bot_id, source_sha256, result)
+    result.manifest = write_manifest(
+        out, result, bot_id=bot_id, source_sha256=source_sha256, raw_name=raw_name,
+        raw_size=len(raw), extra_columns=parsed.extra_columns, provenance=provenance)
+    crash_point("after_manifest")
+    return result
+
+
+def write_partitions(out: Storage, rows: pl.DataFrame, result: SaveResult, *, dataset: str,
+                     bot_id: str, source_sha256: str, key: str, columns: list[str]) -> None:
+    """Write ``rows`` (with a ``date`` column) as one new file per date partition of
+    ``<dataset>/bot_id=<bot>/``, without the ``key`` values the partition already holds
+    (counted as duplicates in ``result``)."""
+    for (day,), part in rows.partition_by("date", as_dict=True, maintain_order=True).items():
+        folder = partition_key(bot_id, day, dataset)
+        have = existing_ids(out, folder, key)
+        new = part.filter(~pl.col(key).is_in(have.implode())) if have.len() else part
+        new = new.select(columns)
         result.rows_duplicate += part.height - new.height
         if new.height == 0:
             continue
@@ -140,21 +160,16 @@ def save_report(
         result.files.append(WrittenFile(target, new.height, digest[-1]))
         result.rows_written += new.height
 
-    if parsed.rejected.height:
-        qdir = f"quarantine/{source_sha256}"
-        write_once(out, f"{qdir}/rejected_rows.parquet", lambda tmp: parsed.rejected.write_parquet(tmp))
-        write_reasons(out, source_sha256, dict(parsed.rejected.group_by("reason").len().rows()))
 
-    crash_point("after_data")
-    adopt_own_files(out, bot_id, source_sha256, result)
-    result.manifest = write_manifest(
-        out, result, bot_id=bot_id, source_sha256=source_sha256, raw_name=raw_name,
-        raw_size=len(raw), extra_columns=parsed.extra_columns, provenance=provenance)
-    crash_point("after_manifest")
-    return result
+def save_rejected(out: Storage, source_sha256: str, rejected: pl.DataFrame) -> None:
+    """quarantine/<sha256>/rejected_rows.parquet and reason.json for rows refused one by one."""
+    write_once(out, f"quarantine/{source_sha256}/rejected_rows.parquet",
+               lambda tmp: rejected.write_parquet(tmp))
+    write_reasons(out, source_sha256, dict(rejected.group_by("reason").len().rows()))
 
 
-def adopt_own_files(out: Storage, bot_id: str, source_sha256: str, result: SaveResult) -> None:
+def adopt_own_files(out: Storage, bot_id: str, source_sha256: str, result: SaveResult,
+                    dataset: str = DATASET) -> None:
     """List this source's data files that an earlier, killed attempt published before its
     manifest: their rows were just counted as duplicates (they are in the partition), but
     they are this report's rows, so they count as written by it, and the manifest names
@@ -163,7 +178,7 @@ def adopt_own_files(out: Storage, bot_id: str, source_sha256: str, result: SaveR
         return  # committed before: this is a re-delivery, and its rows are duplicates
     listed = {f.path for f in result.files}
     name = f"/part-{source_sha256[:16]}.parquet"
-    for found in out.list(f"{DATASET}/bot_id={bot_id}/date="):
+    for found in out.list(f"{dataset}/bot_id={bot_id}/date="):
         if not found.key.endswith(name) or found.key in listed:
             continue
         rows = out.parquet_rows(found.key)
