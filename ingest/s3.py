@@ -139,6 +139,10 @@ class S3Storage(Storage):
                     found.append(StoredObject(item["Key"][strip:], item["Size"]))
         return sorted(found, key=lambda o: o.key)
 
+    def delete(self, key: str) -> None:
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
     def read_bytes(self, key: str) -> bytes:
         with self._errors(key):
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()

@@ -27,6 +27,7 @@ import hashlib
 import os
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,10 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str) -> list[StoredObject]:
         """Every published file whose key starts with ``prefix``, sorted by key."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove a published file (only ``ingest compact`` does, after recording it)."""
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
@@ -124,14 +129,7 @@ class Storage(ABC):
     def sweep_staging(self) -> int:
         """Remove temporary files (and uploads) left by a killed job. Only safe while
         holding the job lock: no other writer can be alive. Returns how many."""
-        removed = 0
-        for leftover in list(self.staging.glob(".tmp-*")):
-            try:
-                leftover.unlink()
-                removed += 1
-            except OSError:
-                pass
-        return removed
+        return _remove_all(self.staging.glob(".tmp-*"))
 
 
 class LocalStorage(Storage):
@@ -178,6 +176,11 @@ class LocalStorage(Storage):
                 found.append(StoredObject(key, path.stat().st_size))
         return sorted(found, key=lambda o: o.key)
 
+    def delete(self, key: str) -> None:
+        path = self.root / key
+        path.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
     def read_bytes(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
 
@@ -200,13 +203,20 @@ class LocalStorage(Storage):
     def sweep_staging(self) -> int:
         removed = super().sweep_staging()
         for area in ("messages", "raw", "quarantine", "manifests"):  # before .staging existed
-            for leftover in (self.root / area).rglob(".tmp-*"):
-                try:
-                    leftover.unlink()
-                    removed += 1
-                except OSError:
-                    pass
+            removed += _remove_all((self.root / area).rglob(".tmp-*"))
         return removed
+
+
+def _remove_all(paths: Iterable[Path]) -> int:
+    """Unlink what can be unlinked; how many were."""
+    removed = 0
+    for leftover in list(paths):
+        try:
+            leftover.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def _fsync_dir(path: Path) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import polars as pl
 
+from ingest.compact import COMPACTION
 from ingest.errors import IngestError
 from ingest.schema import DATASET, file_schema
 from ingest.storage import LocalStorage, Storage, as_storage
@@ -90,10 +91,15 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     listed: dict[str, tuple[str, dict[str, Any]]] = {}  # data path -> (manifest, entry)
     attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
+    compactions = []
     for obj in objects:
         if obj.key.startswith("manifests/") and obj.key.count("/") == 1 and obj.key.endswith(".json"):
             report.manifests += 1
-            _read_manifest(out, obj.key, problems, listed, attachments, windows)
+            if obj.key.startswith(f"manifests/{COMPACTION}"):
+                compactions.append(obj.key)
+            else:
+                _read_manifest(out, obj.key, problems, listed, attachments, windows)
+    unfinished = _apply_compactions(out, compactions, set(data), listed, problems)
 
     for name in sorted(set(listed) - set(data)):
         problems.append(f"{name}: missing data file (listed in {listed[name][0]})")
@@ -101,6 +107,8 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         hashes = dict(zip(todo, pool.map(out.sha256, todo)))
     for name in data:
+        if name in unfinished:
+            continue
         if name not in listed:
             hint = "; a leftover temporary file" if name.rsplit("/", 1)[-1].startswith(".tmp-") else ""
             problems.append(f"{name}: orphan data file, no manifest lists it{hint}")
@@ -175,6 +183,31 @@ def _read_manifest(out: Storage, name: str, problems: list[str],
         if entry.get("path") in listed:
             problems.append(f"{entry['path']}: listed by both {listed[entry['path']][0]} and {name}")
         listed[str(entry.get("path"))] = (name, entry)
+
+
+def _apply_compactions(out: Storage, names: list[str], present: set[str],
+                       listed: dict[str, tuple[str, dict[str, Any]]], problems: list[str]) -> set[str]:
+    """A compaction record lists its merged file in place of the files it replaced.
+    Returns the replaced files still present (an unfinished compaction)."""
+    unfinished = set()
+    for name in names:
+        try:
+            record = json.loads(out.read_bytes(name))["compaction"]
+            merged, replaced = record["file"], record["replaces"]
+        except (OSError, ValueError, KeyError, TypeError, IngestError) as err:
+            problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
+            continue
+        if sum(old["rows"] for old in replaced) != merged["rows"]:
+            problems.append(f"{name}: the merged file holds {merged['rows']} rows, the files it "
+                            f"replaced {sum(old['rows'] for old in replaced)}")
+        for old in replaced:
+            listed.pop(old["path"], None)
+            if old["path"] in present:
+                unfinished.add(old["path"])
+                problems.append(f"{old['path']}: replaced by {merged['path']} ({name}) but still "
+                                "present: an unfinished compaction, run `ingest compact`")
+        listed[merged["path"]] = (name, merged)
+    return unfinished
 
 
 def _scan(out: Storage, keys: list[str]) -> pl.LazyFrame:
