@@ -27,6 +27,7 @@ import polars as pl
 
 from ingest.compact import COMPACTION
 from ingest.errors import IngestError
+from ingest.reports import ROW_KEY
 from ingest.schema import DATASET, file_schema
 from ingest.storage import LocalStorage, Storage, as_storage
 from ingest.store import Store, WindowState
@@ -134,11 +135,16 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
         if (bot, sha) not in seen_raw:
             problems.append(f"raw/bot_id={bot}/{sha}.*: missing raw file (listed in {manifest})")
     by_bot: dict[str, list[str]] = defaultdict(list)
+    others: dict[tuple[str, str], list[str]] = defaultdict(list)  # (dataset, bot) -> files
     for name in data:
-        match = _PARTITION.match(name.removeprefix(f"{DATASET}/"))
-        if not name.startswith(f"{DATASET}/") or match is None:
-            if name.startswith(f"{DATASET}/"):
-                problems.append(f"{name}: not inside a bot_id=<bot>/date=<YYYY-MM-DD>/ partition")
+        dataset, _, rest = name.partition("/")
+        match = _PARTITION.match(rest)
+        if match is None:
+            problems.append(f"{name}: not inside a bot_id=<bot>/date=<YYYY-MM-DD>/ partition")
+            continue
+        if dataset != DATASET:
+            if name in footer_rows:
+                others[(dataset, match[1])].append(name)
             continue
         bot = report.bots.setdefault(match[1], BotCoverage(match[1]))
         if footer_rows.get(name):
@@ -148,6 +154,8 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
             by_bot[match[1]].append(name)
     for bot_id, keys in sorted(by_bot.items()):
         problems.extend(_check_rows(out, bot_id, keys))
+    for (dataset, bot_id), keys in sorted(others.items()):
+        problems.extend(_check_row_keys(out, dataset, bot_id, keys))
     _coverage(report, windows, store)
     return report
 
@@ -208,6 +216,18 @@ def _apply_compactions(out: Storage, names: list[str], present: set[str],
                                 "present: an unfinished compaction, run `ingest compact`")
         listed[merged["path"]] = (name, merged)
     return unfinished
+
+
+def _check_row_keys(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> list[str]:
+    """Report types 2-4: each (bot_id, row_key) once across the bot's files."""
+    try:
+        frames = [out.scan([k]).select(pl.col(ROW_KEY), pl.lit(k).alias(_FILE)) for k in keys]
+        dups = (pl.concat(frames).group_by(ROW_KEY).agg(pl.col(_FILE).unique().sort(), pl.len())
+                .filter(pl.col("len") > 1).collect(engine="streaming"))
+    except (pl.exceptions.PolarsError, OSError) as err:
+        return [f"{dataset}/bot_id={bot_id}: row checks failed ({type(err).__name__}: {err})"]
+    return [f"duplicate (bot_id, row_key) for bot {bot_id} in {dataset}/: {count} copies of "
+            f"{key[:12]}... in {', '.join(files)}" for key, files, count in dups.sort(ROW_KEY).iter_rows()]
 
 
 def _scan(out: Storage, keys: list[str]) -> pl.LazyFrame:

@@ -109,3 +109,15 @@ def test_an_emailed_advanced_report_is_archived_end_to_end(workdir: Path) -> Non
     assert manifest["window"]["report_id"] in (3, 4) and manifest["dataset"] in ("advanced", "content_management")
     checked = ingest("verify", env=env, cwd=workdir)
     assert checked.returncode == 0, checked.stdout
+
+
+def test_verify_finds_a_copied_file_in_a_typed_dataset(workdir: Path) -> None:
+    root = workdir / "archive"
+    with Store.open(workdir / "state.sqlite") as store:
+        import_files(root, store, [write_report(workdir, 4, FIRST, LAST, "a.csv")], BOT, RunSummary(),
+                     report_id=4)
+    original = next((root / "content_management").rglob("*.parquet"))
+    (original.parent / "part-copy.parquet").write_bytes(original.read_bytes())
+    problems = verify_archive(root).problems
+    assert any("orphan data file" in p and "part-copy.parquet" in p for p in problems)
+    assert any(p.startswith("duplicate (bot_id, row_key)") and "part-copy.parquet" in p for p in problems)
