@@ -56,7 +56,9 @@ STAGE_SCHEMA = pa.schema([(ROW_NUMBER, pa.uint32()), *[FILE_SCHEMA.field(c.name)
 
 def good_table(table: pa.Table, plan: ColumnPlan, verdict: Verdict, keep: pl.Series | None) -> pa.Table:
     """The batch's rows where ``keep`` is true (all when None), in STAGE_SCHEMA."""
-    computed = {s.name: s for s in (*verdict.typed, *verdict.folded)}
+    computed: dict[str, pl.Series | pa.Array | pa.ChunkedArray] = {
+        s.name: s for s in (*verdict.typed, *verdict.folded)}
+    computed.update(verdict.arrow)
     present = set(table.column_names)
     columns: list[pa.Array | pa.ChunkedArray] = [verdict.rows.to_arrow()]
     for column in MESSAGE_DATA:
@@ -73,8 +75,8 @@ def good_table(table: pa.Table, plan: ColumnPlan, verdict: Verdict, keep: pl.Ser
     return good if keep is None else good.filter(keep.to_arrow())
 
 
-def _arrow(series: pl.Series, name: str) -> pa.Array:
-    array = series.to_arrow()
+def _arrow(series: pl.Series | pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
+    array = series.to_arrow() if isinstance(series, pl.Series) else series
     wanted = STAGE_SCHEMA.field(name).type
     return array if array.type == wanted else array.cast(wanted)
 

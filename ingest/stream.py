@@ -50,7 +50,7 @@ from ingest.errors import OutputError, ReportRejected
 from ingest.rawcopy import RawCopy, Source
 from ingest.rejects import RejectedRows
 from ingest.staging import DateFiles
-from ingest.validate import judge, needed_columns, plan_columns, rejected_rows
+from ingest.validate import judge, judge_arrow, needed_columns, plan_columns, rejected_rows
 from ingest.crashpoints import crash_point
 from ingest.writer import SaveResult, adopt_own_files, publish, raw_path, write_manifest
 
@@ -154,9 +154,11 @@ def _stage(root: Path, source: Path | bytes, raw: RawCopy, *, bot_id: str,
     try:
         with batches:
             for table in batches:
-                # One chunk per column: polars converts it several times faster.
-                verdict = judge(_polars(table.select(needed).combine_chunks()), plan,
-                                first_row=read + 1, window=window)
+                # The usual batch is cast in Arrow; any other is judged in polars (one
+                # chunk per column: polars converts it several times faster).
+                verdict = (judge_arrow(table, plan, first_row=read + 1, window=window)
+                           or judge(_polars(table.select(needed).combine_chunks()), plan,
+                                    first_row=read + 1, window=window))
                 read += table.num_rows
                 if on_rows is not None:
                     on_rows(table.num_rows)
@@ -164,7 +166,7 @@ def _stage(root: Path, source: Path | bytes, raw: RawCopy, *, bot_id: str,
                 if ok is not None:
                     bad = _polars(table.filter(pc.invert(ok.to_arrow())))
                     rejected.add(rejected_rows(bad, plan, verdict))
-                id_column = next(s for s in verdict.typed if s.name == "id")
+                id_column = verdict.typed_column("id")
                 first = ids.first_seen(id_column if ok is None else id_column.filter(ok))
                 unique = int(first.sum())
                 duplicates += first.len() - unique
