@@ -4,10 +4,11 @@ The same rows, counts and files as :func:`ingest.parser.parse_csv` followed by
 :func:`ingest.writer.save_report` (the tests compare them), without holding the file
 or its rows in memory. Four threads, each mostly in C code that releases the GIL:
 
-* raw copy: hashes the file, then copies it under ``raw/`` and fsyncs it
+* raw copy: hashes the file and copies it under ``raw/`` in one pass, then fsyncs it
   (:class:`ingest.rawcopy.RawCopy`);
 * reader: pyarrow parses the CSV, all text (:class:`ingest.csvstream.CsvBatches`);
-* this thread: casts and checks the short columns of each batch in polars
+* this thread: casts and checks the short columns of each batch, in Arrow when every
+  cell is in the export's own form (:func:`ingest.validate.judge_arrow`), else in polars
   (:func:`ingest.validate.judge`), drops ids seen earlier in the file
   (:class:`ingest.dedup.IdSet`), puts good rows together in Arrow without copying the
   text (:func:`ingest.arrowrows.good_table`), rejected rows to the quarantine's file;
