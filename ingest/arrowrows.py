@@ -41,6 +41,12 @@ def arrow_type(dtype: pl.DataType) -> pa.DataType:
 #: The columns of every data file, as written by the streaming path.
 #: Unique per row (dictionary encoding would be tried and dropped for nothing).
 NO_DICTIONARY = ("id", "timestamp", "conversation_id")
+#: Columns with min/max statistics: the typed ones (a query engine prunes row groups on
+#: id and timestamp), the short codes, and source_sha256 (which :func:`stamp` checks).
+#: The free text and JSON columns have none: their min/max prune nothing, and comparing
+#: every long string was a tenth of the writer's time.
+STATISTICS = (*[c.name for c in MESSAGE_DATA if c.kind in ("int", "bool", "timestamp")],
+              "type", "source_sha256", "source_kind")
 FILE_SCHEMA = pa.schema([(name, arrow_type(dtype)) for name, dtype in file_schema().items()])
 #: What is buffered per date: the row number (sorting ties), the file's message
 #: columns and ``extra``, and the date (partitioning). Provenance is added when writing.
@@ -50,7 +56,9 @@ STAGE_SCHEMA = pa.schema([(ROW_NUMBER, pa.uint32()), *[FILE_SCHEMA.field(c.name)
 
 def good_table(table: pa.Table, plan: ColumnPlan, verdict: Verdict, keep: pl.Series | None) -> pa.Table:
     """The batch's rows where ``keep`` is true (all when None), in STAGE_SCHEMA."""
-    computed = {s.name: s for s in (*verdict.typed, *verdict.folded)}
+    computed: dict[str, pl.Series | pa.Array | pa.ChunkedArray] = {
+        s.name: s for s in (*verdict.typed, *verdict.folded)}
+    computed.update(verdict.arrow)
     present = set(table.column_names)
     columns: list[pa.Array | pa.ChunkedArray] = [verdict.rows.to_arrow()]
     for column in MESSAGE_DATA:
@@ -67,14 +75,15 @@ def good_table(table: pa.Table, plan: ColumnPlan, verdict: Verdict, keep: pl.Ser
     return good if keep is None else good.filter(keep.to_arrow())
 
 
-def _arrow(series: pl.Series, name: str) -> pa.Array:
-    array = series.to_arrow()
+def _arrow(series: pl.Series | pa.Array | pa.ChunkedArray, name: str) -> pa.Array | pa.ChunkedArray:
+    array = series.to_arrow() if isinstance(series, pl.Series) else series
     wanted = STAGE_SCHEMA.field(name).type
     return array if array.type == wanted else array.cast(wanted)
 
 
 def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
-    """A Parquet writer with the archive's settings: zstd, statistics on.
+    """A Parquet writer with the archive's settings: zstd, statistics on the columns
+    that can use them (:data:`STATISTICS`).
 
     ``source_sha256`` alone is not compressed (one dictionary value per row group: no
     loss) so that :func:`stamp` can put the hash in once it is known.
@@ -83,7 +92,8 @@ def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     compression = {name: "none" if name == "source_sha256" else "zstd" for name in schema.names}
     # Every row group is sorted by timestamp (each flush is): say so, for query engines.
     order = [pq.SortingColumn(schema.get_field_index("timestamp"))]
-    return pq.ParquetWriter(path, schema, compression=compression, write_statistics=True,
+    return pq.ParquetWriter(path, schema, compression=compression,
+                            write_statistics=[n for n in schema.names if n in STATISTICS],
                             sorting_columns=order,
                             use_dictionary=dictionary)
 

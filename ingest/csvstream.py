@@ -186,7 +186,7 @@ class CsvBatches:
                 raise _rejection(err, self._produced) from None
             self._produced += batch.num_rows
             pending.append(batch)
-            size += batch.nbytes
+            size += batch.get_total_buffer_size()  # nbytes walks the offsets
             if size >= self.chunk_bytes:
                 yield self._frame(pending)
                 pending, size = [], 0

@@ -4,10 +4,11 @@ The same rows, counts and files as :func:`ingest.parser.parse_csv` followed by
 :func:`ingest.writer.save_report` (the tests compare them), without holding the file
 or its rows in memory. Four threads, each mostly in C code that releases the GIL:
 
-* raw copy: hashes the file, then copies it under ``raw/`` and fsyncs it
+* raw copy: hashes the file and copies it under ``raw/`` in one pass, then fsyncs it
   (:class:`ingest.rawcopy.RawCopy`);
 * reader: pyarrow parses the CSV, all text (:class:`ingest.csvstream.CsvBatches`);
-* this thread: casts and checks the short columns of each batch in polars
+* this thread: casts and checks the short columns of each batch, in Arrow when every
+  cell is in the export's own form (:func:`ingest.validate.judge_arrow`), else in polars
   (:func:`ingest.validate.judge`), drops ids seen earlier in the file
   (:class:`ingest.dedup.IdSet`), puts good rows together in Arrow without copying the
   text (:func:`ingest.arrowrows.good_table`), rejected rows to the quarantine's file;
@@ -50,7 +51,7 @@ from ingest.errors import OutputError, ReportRejected
 from ingest.rawcopy import RawCopy, Source
 from ingest.rejects import RejectedRows
 from ingest.staging import DateFiles
-from ingest.validate import judge, needed_columns, plan_columns, rejected_rows
+from ingest.validate import judge, judge_arrow, needed_columns, plan_columns, rejected_rows
 from ingest.crashpoints import crash_point
 from ingest.storage import Storage, as_storage
 from ingest.writer import SaveResult, adopt_own_files, raw_key, write_manifest
@@ -159,9 +160,11 @@ def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
     try:
         with batches:
             for table in batches:
-                # One chunk per column: polars converts it several times faster.
-                verdict = judge(_polars(table.select(needed).combine_chunks()), plan,
-                                first_row=read + 1, window=window)
+                # The usual batch is cast in Arrow; any other is judged in polars (one
+                # chunk per column: polars converts it several times faster).
+                verdict = (judge_arrow(table, plan, first_row=read + 1, window=window)
+                           or judge(_polars(table.select(needed).combine_chunks()), plan,
+                                    first_row=read + 1, window=window))
                 read += table.num_rows
                 if on_rows is not None:
                     on_rows(table.num_rows)
@@ -169,7 +172,7 @@ def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
                 if ok is not None:
                     bad = _polars(table.filter(pc.invert(ok.to_arrow())))
                     rejected.add(rejected_rows(bad, plan, verdict))
-                id_column = next(s for s in verdict.typed if s.name == "id")
+                id_column = verdict.typed_column("id")
                 first = ids.first_seen(id_column if ok is None else id_column.filter(ok))
                 unique = int(first.sum())
                 duplicates += first.len() - unique

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
@@ -84,11 +84,22 @@ class Verdict:
     extra: pl.Series | None  # columns beyond the schema, as a JSON object per row
     date: pl.Series  # the UTC date of each row's timestamp
     reason: pl.Series  # why a row is rejected; null for a good row
+    #: The cast columns as Arrow arrays, by name, when :func:`judge_arrow` cast them
+    #: (then ``typed`` is empty): the Parquet writer takes them as they are.
+    arrow: dict[str, pa.Array | pa.ChunkedArray] = field(default_factory=dict)
 
     @property
     def all_good(self) -> bool:
         """True when no row is rejected (the usual case: nothing to filter)."""
         return self.reason.null_count() == self.reason.len()
+
+    def typed_column(self, name: str) -> pl.Series:
+        """One cast column (``id``, ``timestamp``...) as a polars Series."""
+        if name in self.arrow:
+            series = pl.from_arrow(self.arrow[name])
+            assert isinstance(series, pl.Series)
+            return series.alias(name)
+        return next(s for s in self.typed if s.name == name)
 
 
 @dataclass
@@ -134,6 +145,83 @@ def judge(raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int,
              if plan.extra else None)
     rows = pl.int_range(first_row, first_row + raw.height, dtype=pl.UInt32, eager=True)
     return Verdict(rows.alias(ROW_NUMBER), typed, folded, extra, day, reason)
+
+
+def judge_arrow(table: pa.Table, plan: ColumnPlan, *, first_row: int,
+                window: tuple[date, date] | None = None) -> Verdict | None:
+    """:func:`judge` for a batch of the usual kind, in Arrow: None when it is not.
+
+    The usual kind: a header without flattened or extra columns, and every cell in
+    the export's own form (``12``, ``true``, ``2024-01-01T00:00:00.000000Z``), ids and
+    timestamps all there, every date in the window; so every row is good. Arrow casts
+    such a batch in one pass per column, without converting it to polars, to the same
+    values the rules of :func:`judge` give. Any other batch (a bad cell, a value in
+    another form, a row outside the window) returns None: :func:`judge` decides it.
+    ``table`` is the reader's all-text table (empty cells null).
+    """
+    if plan.folded or plan.extra:
+        return None
+    height = table.num_rows
+    present = set(table.column_names)
+    arrow: dict[str, pa.Array | pa.ChunkedArray] = {}
+    try:
+        for column in _ARROW_CAST:
+            if column.name not in present:  # not required (plan_columns checked)
+                arrow[column.name] = pa.nulls(height, _ARROW_TYPES[column.kind])
+                continue
+            text = table.column(column.name)
+            if column.required and text.null_count:
+                return None
+            if column.kind == "int" and _has_any_byte(text, b"xX"):
+                return None  # Arrow reads 0x1F as 31; the rules refuse it
+            if column.kind == "timestamp" and not _iso_z(text):
+                return None
+            # Arrow's strict casts accept a subset of the rules' forms: plain decimal
+            # ints (hex excluded above), true/false/1/0 in any case, ISO 8601 with Z.
+            arrow[column.name] = pc.cast(text, _ARROW_TYPES[column.kind])
+    except pa.ArrowInvalid:
+        return None  # a cell not in the plain form: the full rules decide
+    # Through a naive timestamp (the same UTC instant): five times faster than the
+    # zone-aware cast, which looks up the zone.
+    day = pc.cast(arrow["timestamp"].cast(pa.timestamp("us")), pa.date32())
+    if window is not None and height:
+        low, high = (v.as_py() for v in pc.min_max(day.cast(pa.int32())).values())
+        if low < _epoch_days(window[0]) or high > _epoch_days(window[1]):
+            return None
+    rows = pl.int_range(first_row, first_row + height, dtype=pl.UInt32, eager=True)
+    days = pl.from_arrow(day)
+    assert isinstance(days, pl.Series)
+    return Verdict(rows.alias(ROW_NUMBER), [], [], None, days.alias("date"),
+                   pl.repeat(None, height, dtype=pl.String, eager=True).alias("reason"), arrow)
+
+
+_ARROW_CAST = [c for c in MESSAGE_DATA if c.kind in _CAST]
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
+
+
+def _iso_z(text: pa.ChunkedArray) -> bool:
+    """Whether every timestamp has the export's shape, ``2024-01-01T00:00:00.000000Z``."""
+    # No Python number goes into a compute call: pa.scalar() would import pandas (0.3 s).
+    lengths = pc.min_max(pc.binary_length(text)).as_py()
+    return (lengths["min"] == lengths["max"] == len("2024-01-01T00:00:00.000000Z")
+            and bool(pc.all(pc.ends_with(text, "Z")).as_py()))
+
+
+def _has_any_byte(text: pa.ChunkedArray, needles: bytes) -> bool:
+    """Whether any of ``needles`` is in the text's bytes (a scan of the value buffers:
+    forty times faster than ``match_substring``; a slice's whole buffer is scanned)."""
+    for chunk in text.chunks:
+        data = chunk.buffers()[2]
+        if data is not None and len(chunk):
+            raw = data.to_pybytes()
+            if any(bytes([byte]) in raw for byte in needles):
+                return True
+    return False
+
+
+def _epoch_days(day: date) -> int:
+    return day.toordinal() - date(1970, 1, 1).toordinal()
 
 
 def check_rows(raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int,

@@ -269,3 +269,48 @@ def test_fast_timestamp_path_parses_like_the_full_rules(texts: list[str | None])
     series = pl.Series("timestamp", texts, dtype=pl.String)
     full = series.to_frame().select(_timestamp_any(pl.col("timestamp"))).to_series()
     assert _timestamps(series).to_list() == full.to_list()
+
+
+CELL_FORMS = {
+    "id": ["7", "007", "-0", "0x1F", "0X1f", " 7", "7 ", "+7", "7.0", "", "9223372036854775808"],
+    "wait": ["3", "0x10", "3e2", "-3", ""],
+    "is_test": ["true", "false", "TRUE", "False", "1", "0", "t", "yes", "No", " true", ""],
+    "timestamp": ["2024-01-02T03:04:05.123456Z", "2024-01-02T03:04:05Z", "2024-01-02 03:04:05",
+                  "2024-01-02T03:04:05.123456+00:00", "2024-13-02T03:04:05.123456Z",
+                  "2024-01-04T00:00:00.000000Z", "2024-01-01T23:59:59.999999Z", ""],
+}
+
+
+@pytest.mark.parametrize("column,value", [(c, v) for c, vs in CELL_FORMS.items() for v in vs])
+@pytest.mark.parametrize("window", [None, WINDOW])
+def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
+                                                       window: tuple[date, date] | None) -> None:
+    # The Arrow fast path either gives judge()'s very verdict, or none (judge decides).
+    import pyarrow as pa
+
+    from ingest.csvstream import CsvBatches, read_header
+    from ingest.validate import judge, judge_arrow, needed_columns, plan_columns
+    rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:50]
+    text = rows_to_csv(rows)
+    header = read_header(text)
+    with CsvBatches(text, header) as batches:
+        table = pa.concat_tables(list(batches))
+    cells = table.column(column).to_pylist()
+    cells[len(cells) // 2] = value or None  # the reader reads an empty cell as null
+    table = table.set_column(table.column_names.index(column), column, pa.array(cells, pa.string()))
+    plan = plan_columns(table.column_names)
+    fast = judge_arrow(table, plan, first_row=1, window=window)
+    frame = pl.from_arrow(table.select(needed_columns(plan)))
+    assert isinstance(frame, pl.DataFrame)
+    rules = judge(frame, plan, first_row=1, window=window)
+    if fast is None:
+        assert value in {"0x1F", "0X1f", " 7", "7 ", "+7", "7.0", "", "9223372036854775808", "0x10",
+                         "3e2", "t", "yes", "No", " true", "2024-01-02T03:04:05Z",
+                         "2024-01-02 03:04:05", "2024-01-02T03:04:05.123456+00:00",
+                         "2024-13-02T03:04:05.123456Z"} or window is not None
+        return
+    assert rules.all_good and fast.all_good
+    for name in fast.arrow:
+        assert fast.typed_column(name).to_list() == rules.typed_column(name).to_list(), name
+    assert fast.date.to_list() == rules.date.to_list()
+    assert fast.rows.to_list() == rules.rows.to_list()
