@@ -199,7 +199,7 @@ def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summa
             store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
     return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
-                   message_id=provenance.get("email", {}).get("message_id"))  # type: ignore[union-attr]
+                   message_id=_message_id(provenance))
 
 
 def _record(store: Store, report: ReportFile, summary: RunSummary, result: SaveResult, *, sha: str,
@@ -235,8 +235,13 @@ def _set_aside(root: Storage | Path, store: Store, sha: str, report: ReportFile,
     else:
         summary.reports_quarantined += 1
     log.warning("%s %s: %s", outcome, report.filename, reason,
-                extra={"sha256": sha, "message_id": provenance.get("email", {}).get("message_id")})  # type: ignore[union-attr]
+                extra={"sha256": sha, "message_id": _message_id(provenance)})
     return outcome
+
+
+def _message_id(provenance: dict[str, object]) -> str | None:
+    email = provenance.get("email")
+    return email.get("message_id") if isinstance(email, dict) else None
 
 
 def match_window(store: Store, hints: str) -> tuple[Window | None, bool]:

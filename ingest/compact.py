@@ -58,7 +58,7 @@ def listed_files(out: Storage) -> tuple[dict[str, dict[str, Any]], list[dict[str
     """Data files the manifests list (path -> entry), and the compaction records."""
     listed: dict[str, dict[str, Any]] = {}
     compactions = []
-    for obj in out.list("manifests/"):
+    for obj in out.objects("manifests/"):
         if not obj.key.endswith(".json"):
             continue
         doc = json.loads(out.read_bytes(obj.key))
@@ -78,14 +78,14 @@ def compact_archive(root: Storage | Path, *, dataset: str = "messages", bots: li
     """Merge every partition of ``dataset`` holding at least ``min_files`` listed files."""
     out = as_storage(root)
     summary = CompactSummary()
-    existing = {o.key for o in out.list(f"{dataset}/")}
+    existing = {o.key for o in out.objects(f"{dataset}/")}
     listed, compactions = listed_files(out)
     for record in compactions:  # finish what a killed run left between steps 2 and 3
         leftovers = [old["path"] for old in record["replaces"] if old["path"] in existing]
         for key in leftovers:
             out.delete(key)
         summary.finished += bool(leftovers)
-    existing = {o.key for o in out.list(f"{dataset}/")}
+    existing = {o.key for o in out.objects(f"{dataset}/")}
     partitions: dict[str, list[str]] = defaultdict(list)
     for key in sorted(existing):
         folder = key.rsplit("/", 1)[0]

@@ -48,7 +48,7 @@ from ingest.writer import (
 
 def established_schema(out: Storage, dataset: str) -> pl.Schema | None:
     """The column types the dataset already has (its first data file), or None."""
-    first = next((o.key for o in out.list(f"{dataset}/") if o.key.endswith(".parquet")), None)
+    first = next((o.key for o in out.objects(f"{dataset}/") if o.key.endswith(".parquet")), None)
     return out.scan([first]).collect_schema() if first else None
 
 

@@ -128,7 +128,7 @@ class S3Storage(Storage):
                 raise OutputError(f"{self.describe(key)}: read back {stored} rows, wrote {local}",
                                   hint="INGEST_OUTPUT__ROOT")
 
-    def list(self, prefix: str) -> list[StoredObject]:
+    def objects(self, prefix: str) -> list[StoredObject]:
         found = []
         strip = len(self._key(""))
         with self._errors(prefix):

@@ -73,7 +73,7 @@ class Storage(ABC):
         """
 
     @abstractmethod
-    def list(self, prefix: str) -> list[StoredObject]:
+    def objects(self, prefix: str) -> list[StoredObject]:
         """Every published file whose key starts with ``prefix``, sorted by key."""
 
     @abstractmethod
@@ -164,7 +164,7 @@ class LocalStorage(Storage):
         _fsync_dir(path.parent)
         return True
 
-    def list(self, prefix: str) -> list[StoredObject]:
+    def objects(self, prefix: str) -> list[StoredObject]:
         folder, _, start = prefix.rpartition("/")
         base = self.root / folder if folder else self.root
         if not base.is_dir():

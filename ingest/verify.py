@@ -77,7 +77,7 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     problems = (report := VerifyReport(out.describe())).problems
     if isinstance(out, LocalStorage) and not out.root.is_dir():
         return VerifyReport(out.describe(), [f"{out.describe()}: archive root does not exist"])
-    objects = out.list("")
+    objects = out.objects("")
     data = [o.key for o in objects
             if o.key.split("/", 1)[0] not in NOT_DATASETS and o.key.endswith(".parquet")]
     raw = {o.key: o.size for o in objects if o.key.startswith("raw/")}
@@ -123,17 +123,17 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     for name, size in raw.items():
         folder, _, file = name.rpartition("/")
         sha = file.split(".")[0]
-        key = (folder.rsplit("/", 1)[-1].removeprefix("bot_id="), sha)
-        seen_raw.add(key)
+        source = (folder.rsplit("/", 1)[-1].removeprefix("bot_id="), sha)
+        seen_raw.add(source)
         if hashes[name] != sha:
             problems.append(f"{name}: raw file changed, its sha256 is not its name")
-        if key not in attachments:
+        if source not in attachments:
             problems.append(f"{name}: raw file without a manifest")
-        elif attachments[key][1] != size:
-            problems.append(f"{name}: size {size}, {attachments[key][0]} says {attachments[key][1]}")
-    for (bot, sha), (manifest, _) in sorted(attachments.items()):
-        if (bot, sha) not in seen_raw:
-            problems.append(f"raw/bot_id={bot}/{sha}.*: missing raw file (listed in {manifest})")
+        elif attachments[source][1] != size:
+            problems.append(f"{name}: size {size}, {attachments[source][0]} says {attachments[source][1]}")
+    for (bot_id, sha), (manifest, _) in sorted(attachments.items()):
+        if (bot_id, sha) not in seen_raw:
+            problems.append(f"raw/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")
     by_bot: dict[str, list[str]] = defaultdict(list)
     others: dict[tuple[str, str], list[str]] = defaultdict(list)  # (dataset, bot) -> files
     for name in data:

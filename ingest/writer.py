@@ -104,7 +104,7 @@ def existing_ids(out: Storage, partition: str, key: str = "id") -> pl.Series:
     """The ids (or other ``key`` values) already archived in a partition."""
     # A leftover temporary file of a killed run is not archived data: its ids must not
     # make this run skip rows.
-    keys = [o.key for o in out.list(partition + "/")
+    keys = [o.key for o in out.objects(partition + "/")
             if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]
     if not keys:
         return pl.Series(key, [], dtype=pl.Int64 if key == "id" else pl.String)
@@ -178,7 +178,7 @@ def adopt_own_files(out: Storage, bot_id: str, source_sha256: str, result: SaveR
         return  # committed before: this is a re-delivery, and its rows are duplicates
     listed = {f.path for f in result.files}
     name = f"/part-{source_sha256[:16]}.parquet"
-    for found in out.list(f"{dataset}/bot_id={bot_id}/date="):
+    for found in out.objects(f"{dataset}/bot_id={bot_id}/date="):
         if not found.key.endswith(name) or found.key in listed:
             continue
         rows = out.parquet_rows(found.key)

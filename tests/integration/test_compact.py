@@ -40,12 +40,12 @@ def deliver_in_pieces(out: Storage | Path, workdir: Path, pieces: int = 3) -> li
 
 
 def table(out: Storage) -> pl.DataFrame:
-    keys = [o.key for o in out.list("messages/") if o.key.endswith(".parquet")]
+    keys = [o.key for o in out.objects("messages/") if o.key.endswith(".parquet")]
     return out.scan(keys, hive_partitioning=True).collect().drop("bot_id").sort("id")
 
 
 def data_files(out: Storage) -> list[str]:
-    return [o.key for o in out.list("messages/")]
+    return [o.key for o in out.objects("messages/")]
 
 
 def test_compaction_merges_partitions_and_keeps_every_row(workdir: Path) -> None:
