@@ -316,7 +316,8 @@ def status(
     for bot in report["bots"]:
         states = ", ".join(f"{k} {v}" for k, v in sorted(bot["states"].items()))
         flight = bot["in_flight"]
-        table.add_row(bot["bot_id"], str(bot["windows"]), states, bot["covered_until"] or "",
+        label = bot["bot_id"] if bot["dataset"] == "messages" else f"{bot['bot_id']} ({bot['dataset']})"
+        table.add_row(label, str(bot["windows"]), states, bot["covered_until"] or "",
                       f"{flight['window']} ({flight['since']})" if flight else "",
                       bot["next_retry_at"] or "", str(bot["rows_archived"]), bot["last_error"] or "")
     out.print(table)

@@ -6,6 +6,8 @@ import time
 from collections import Counter
 from typing import Any
 
+from ingest.reports import DATASETS
+from ingest.schema import DATASET
 from ingest.store import Store, WindowState
 
 
@@ -14,10 +16,10 @@ def collect_status(store: Store) -> dict[str, Any]:
 
     Example: ``collect_status(store)["bots"][0]["states"]`` -> ``{"archived": 4}``
     """
-    bots: dict[str, dict[str, Any]] = {}
-    for window in store.windows():
-        bot = bots.setdefault(window.bot_id, {
-            "bot_id": window.bot_id, "windows": 0, "states": Counter(), "rows_archived": 0,
+    bots: dict[tuple[str, int], dict[str, Any]] = {}
+    for window in store.windows():  # one entry per bot and report type (dataset)
+        bot = bots.setdefault((window.bot_id, window.report_id), {
+            "bot_id": window.bot_id, "dataset": DATASETS.get(window.report_id, DATASET), "windows": 0, "states": Counter(), "rows_archived": 0,
             "in_flight": None, "next_retry_at": None, "last_error": None, "covered_until": None,
         })
         bot["windows"] += 1

@@ -98,6 +98,8 @@ def test_an_emailed_advanced_report_is_archived_end_to_end(workdir: Path) -> Non
         done = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=workdir)
         assert done.returncode == 0, done.stdout + done.stderr
         truth = sim.expected_report_rows(3, BOT, FIRST, LAST)
+        status = json.loads(ingest("status", "--json", env=env, cwd=workdir).stdout)
+        assert [(b["dataset"], b["states"]) for b in status["bots"]] == [("advanced", {"archived": 1})]
         fetched = ingest("fetch", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
                          "--report-type", "4", env=env, cwd=workdir)
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
