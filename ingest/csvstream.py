@@ -31,12 +31,13 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, BinaryIO, Self
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -124,6 +125,7 @@ class CsvBatches:
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_FRAMES)  # bounded: memory
         self._stop = threading.Event()
         self._last_cell: str | None = None
+        self._stream: pa.NativeFile | None = None
         self._thread = threading.Thread(target=self._run, name="csv-reader", daemon=True)
 
     def __enter__(self) -> Self:
@@ -170,6 +172,9 @@ class CsvBatches:
             self._put(None)
         except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there
             self._put(err)
+        finally:
+            if self._stream is not None:
+                self._stream.close()
 
     def _frames(self) -> Iterator[pa.Table]:
         reader = self._open()
@@ -194,13 +199,19 @@ class CsvBatches:
             yield self._frame(pending)
 
     def _open(self) -> pacsv.CSVStreamingReader | None:
-        stream = (pa.BufferReader(self.source) if isinstance(self.source, bytes)
-                  else pa.OSFile(str(self.source)))
+        block = safe_block_size(self.source, self.block_bytes)
+        if block is not None:  # no block edge splits a CRLF: pyarrow reads the file itself
+            stream = self._stream = (pa.BufferReader(self.source) if isinstance(self.source, bytes)
+                                     else pa.OSFile(str(self.source)))
+        else:  # rare: a Python stream holds back a trailing CR (slower: it takes the GIL)
+            block = self.block_bytes
+            raw = io.BytesIO(self.source) if isinstance(self.source, bytes) else open(self.source, "rb", buffering=0)
+            stream = self._stream = pa.PythonFile(WholeLineEnds(raw), mode="r")
         try:
             reader = pacsv.open_csv(
                 stream,
                 # This thread is the reader: pyarrow's own pool would only add hand-offs.
-                read_options=pacsv.ReadOptions(block_size=self.block_bytes, use_threads=False),
+                read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 # Every column as text, cast strictly later. An empty cell, quoted or not,
                 # is null (what blank_to_null does for the in-memory reader).
@@ -241,6 +252,72 @@ class CsvBatches:
             raise ReportRejected(
                 f"unreadable CSV: the file ends inside a quoted field (record {self.rows}): "
                 "refusing a cut-off file")
+
+
+#: Block sizes tried (the given one, then a little larger) before falling back to WholeLineEnds.
+BLOCK_CANDIDATES = 16
+
+
+def safe_block_size(source: Path | bytes, block: int) -> int | None:
+    """A block size near ``block`` none of whose edges falls between a CR and an LF, or None.
+
+    pyarrow reads a file in blocks of exactly this size, so its edges are the multiples of
+    it; with none splitting a CRLF, the LF-dropping bug (see :class:`WholeLineEnds`) cannot
+    strike. Costs two bytes read per block edge and candidate.
+    """
+    if isinstance(source, bytes):
+        def pair(offset: int) -> bytes:
+            return source[offset - 1:offset + 1]
+        size = len(source)
+        return _first_safe(pair, size, block)
+    with open(source, "rb", buffering=0) as stream:
+        fd = stream.fileno()
+        return _first_safe(lambda offset: os.pread(fd, 2, offset - 1), os.fstat(fd).st_size, block)
+
+
+def _first_safe(pair: Any, size: int, block: int) -> int | None:
+    for candidate in range(block, block + BLOCK_CANDIDATES):
+        if all(pair(edge) != b"\r\n" for edge in range(candidate, size, candidate)):
+            return candidate
+    return None
+
+
+class WholeLineEnds(io.RawIOBase):
+    """A binary stream whose reads never end between a CR and the LF after it.
+
+    pyarrow's streaming CSV reader makes a block of each read; when a block ends with the
+    CR of a CRLF inside a quoted field, it drops the LF at the start of the next block
+    (``"q\r\nz"`` reads as ``q\rz``): a silently changed cell. Holding a trailing CR
+    back for the next read keeps every CRLF inside one block. Found by a property test;
+    ``tests/unit/test_stream.py`` checks every split position. Used only when no block
+    size near the wanted one avoids every CRLF (:func:`safe_block_size`), because a Python
+    stream makes pyarrow's reader thread take the GIL for each block.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._carry = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = -1 if size is None or size < 0 else max(size - len(self._carry), 1)
+        data = self._raw.read(want)
+        if self._carry:
+            data, self._carry = self._carry + data, b""
+        if len(data) > 1 and data.endswith(b"\r"):
+            data, self._carry = data[:-1], b"\r"
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 def _tail(source: Path | bytes, size: int) -> bytes:

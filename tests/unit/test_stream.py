@@ -28,6 +28,7 @@ from polars.testing import assert_frame_equal
 
 import ingest.csvstream
 import ingest.staging
+from ingest.csvstream import CsvBatches
 from ingest.errors import ReportRejected
 from ingest.parser import parse_csv
 from ingest.schema import file_schema
@@ -314,3 +315,24 @@ def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
         assert fast.typed_column(name).to_list() == rules.typed_column(name).to_list(), name
     assert fast.date.to_list() == rules.date.to_list()
     assert fast.rows.to_list() == rules.rows.to_list()
+
+
+@pytest.mark.parametrize("cell", ['"q\r\nz"', '"\r\n"', '"x\r\n\r\ny"', '"a\rb\r\n"'])
+@pytest.mark.parametrize("candidates", [1, 16], ids=["held-back-CR", "safe-block-size"])
+def test_a_quoted_crlf_on_any_block_edge_is_kept(
+        cell: str, candidates: int, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
+    """pyarrow drops the LF of a quoted CRLF that its block boundary splits; every split
+    position, from bytes and from a file, must read back exactly as Python's csv reads it,
+    whether a safe block size is found or the trailing CR is held back."""
+    monkeypatch.setattr(ingest.csvstream, "BLOCK_CANDIDATES", candidates)
+    for pad in range(32):  # blocks are longer than any record: no "record too long"
+        data = (b"a,b\r\n" + b"y" * 40 + b",1\r\n" + b"x" * pad + b"," + cell.encode()
+                + b'\r\n1,"2\r\n"\r\n')
+        truth = [row[1] for row in csv.reader(io.StringIO(data.decode(), newline=""))][1:]
+        path = workdir / "report.csv"
+        path.write_bytes(data)
+        for source in (data, path):
+            for block in (52, 64, 76):
+                with CsvBatches(source, ["a", "b"], block_bytes=block) as batches:
+                    got = [cell for table in batches for cell in table.column("b").to_pylist()]
+                assert got == truth, (pad, block, type(source).__name__)
