@@ -10,15 +10,17 @@ from datetime import date
 from pathlib import Path
 from typing import Iterator
 
+import polars as pl
 import pytest
 from imapclient import IMAPClient
 
 from ingest.crashpoints import POINTS
-from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap, ImapDelivery, SimulatorConfig
 from ingest.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
 from tests.support.job import ingest, job_env
+from tests.support.s3 import moto_s3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -78,3 +80,31 @@ def test_killed_at_any_step_the_next_run_completes_exactly_once(
     # Each window's report was moved to processed once; a re-submitted export (killed
     # around the POST) may legitimately have produced one extra copy, recognised by its bytes.
     assert 2 <= counts.get("certainly-ingest.processed", 0) <= 3, counts
+
+
+@pytest.mark.parametrize("point", ["after_raw", "after_data", "after_manifest", "after_state"])
+def test_killed_while_writing_to_s3_the_next_run_completes_exactly_once(tmp_path: Path, point: str) -> None:
+    """The same, with the archive in an S3 bucket (moto): objects already up when the job
+    died are adopted (same names, written once), never duplicated or orphaned."""
+    with moto_s3() as s3, EmbeddedImap() as imap, CertainlySimulator(
+        SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
+    ) as sim:
+        env = job_env(sim, imap, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="10",
+                      **s3.env("crash", tmp_path / "staging"))
+        assert ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
+                      env=env, cwd=tmp_path).returncode == 0
+        crashed = ingest("run", "--until-done", "--timeout", "60", cwd=tmp_path,
+                         env={**env, "INGEST_CRASH_AT": point})
+        assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
+
+        again = ingest("run", "--until-done", "--timeout", "90", env=env, cwd=tmp_path)
+        assert again.returncode == 0, again.stdout + again.stderr
+        verified = ingest("verify", env=env, cwd=tmp_path)
+        assert verified.returncode == 0, verified.stdout
+        frame = pl.scan_parquet(f"s3://{s3.bucket}/crash/messages/**/*.parquet", hive_partitioning=True,
+                                storage_options=s3.storage_options()).collect()
+    truth = expected_rows([BOT], FIRST, LAST)
+    assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
+    assert not list((tmp_path / "staging").glob(".tmp-*"))
+    with Store.open(tmp_path / "state.sqlite") as store:
+        assert {w.state for w in store.windows()} == {WindowState.ARCHIVED}
