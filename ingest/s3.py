@@ -14,7 +14,6 @@ missing bucket raise :class:`ingest.errors.OutputError` naming the setting.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.errors import OutputError, StorageUnavailable
-from ingest.storage import BLOCK, Storage, StoredObject
+from ingest.storage import Storage, StoredObject, sha256_stream
 
 #: Files above this go up as a multipart upload, one part in memory at a time.
 PART_BYTES = 16 << 20
@@ -149,15 +148,11 @@ class S3Storage(Storage):
         return body
 
     def sha256(self, key: str) -> str | None:
-        digest = hashlib.sha256()
         try:
             with self._errors(key):
-                body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
-                for block in iter(lambda: body.read(BLOCK), b""):
-                    digest.update(block)
+                return sha256_stream(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"])
         except OutputError:
             return None
-        return digest.hexdigest()
 
     def parquet_rows(self, key: str) -> int:
         """Rows from the footer, fetched with two ranged GETs (not the whole file)."""

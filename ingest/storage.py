@@ -115,17 +115,6 @@ class Storage(ABC):
             pass  # the caller's write fails and reports it
         return self.staging / f".tmp-{os.getpid()}-{tag}{uuid.uuid4().hex[:8]}-{name}"
 
-    def put_bytes(self, key: str, data: bytes) -> bool:
-        """Publish a small payload under ``key`` (via a temporary file); False if it exists."""
-        if self.exists(key):
-            return False
-        tmp = self.temp(key.rsplit("/", 1)[-1])
-        try:
-            tmp.write_bytes(data)
-            return self.publish(tmp, key)
-        finally:
-            tmp.unlink(missing_ok=True)
-
     def sweep_staging(self) -> int:
         """Remove temporary files (and uploads) left by a killed job. Only safe while
         holding the job lock: no other writer can be alive. Returns how many."""
@@ -185,14 +174,11 @@ class LocalStorage(Storage):
         return (self.root / key).read_bytes()
 
     def sha256(self, key: str) -> str | None:
-        digest = hashlib.sha256()
         try:
             with (self.root / key).open("rb") as stream:
-                for block in iter(lambda: stream.read(BLOCK), b""):
-                    digest.update(block)
+                return sha256_stream(stream)
         except OSError:
             return None
-        return digest.hexdigest()
 
     def parquet_rows(self, key: str) -> int:
         return pq.ParquetFile(self.root / key).metadata.num_rows
@@ -205,6 +191,14 @@ class LocalStorage(Storage):
         for area in ("messages", "raw", "quarantine", "manifests"):  # before .staging existed
             removed += _remove_all((self.root / area).rglob(".tmp-*"))
         return removed
+
+
+def sha256_stream(stream: Any) -> str:
+    """Hex sha256 of a binary stream (a file, an S3 body), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(BLOCK), b""):
+        digest.update(block)
+    return digest.hexdigest()
 
 
 def _remove_all(paths: Iterable[Path]) -> int:

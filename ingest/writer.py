@@ -30,7 +30,7 @@ from ingest.crashpoints import crash_point
 from ingest.errors import OutputError
 from ingest.parser import ParsedReport
 from ingest.schema import DATASET, file_schema
-from ingest.storage import Storage, as_storage
+from ingest.storage import Storage, as_storage, sha256_stream
 
 
 @dataclass(frozen=True)
@@ -61,11 +61,8 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
     with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_stream(stream)
 
 
 def write_once(out: Storage, key: str, write: Any) -> bool:
