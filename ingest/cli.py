@@ -27,6 +27,7 @@ from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from ingest.archiver import RunSummary
+    from ingest.storage import Storage
     from ingest.store import Store
 
 app = typer.Typer(
@@ -243,7 +244,6 @@ def import_(
     Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
     """
     from ingest.archiver import RunSummary, import_files
-    from ingest.storage import storage_for
     from ingest.lock import exclusive_lock
     from ingest.store import Store
 
@@ -251,8 +251,7 @@ def import_(
     summary = RunSummary()
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store, \
             row_counter() as on_rows:
-        _sweep(settings)
-        import_files(storage_for(settings), store, paths, bot, summary, on_rows=on_rows,
+        import_files(_sweep(settings), store, paths, bot, summary, on_rows=on_rows,
                      report_id=report_type or settings.certainly.report_id)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
@@ -337,8 +336,8 @@ def verify(
 
     Example: ingest verify --json > verify.json
     """
-    from ingest.store import Store
     from ingest.storage import storage_for
+    from ingest.store import Store
     from ingest.verify import render_text, to_json, verify_archive
 
     settings = load_settings()
@@ -364,12 +363,10 @@ def compact(
     """
     from ingest.compact import compact_archive
     from ingest.lock import exclusive_lock
-    from ingest.storage import storage_for
 
     settings = load_settings()
     with exclusive_lock(settings.state.path):
-        _sweep(settings)
-        done = compact_archive(storage_for(settings), dataset=dataset, bots=bot, min_files=min_files)
+        done = compact_archive(_sweep(settings), dataset=dataset, bots=bot, min_files=min_files)
     out.print(f"compacted {done.partitions} partition(s): {done.files_before} files -> "
               f"{done.files_after}, {done.rows} rows"
               + (f"; finished {done.finished} interrupted compaction(s)" if done.finished else ""))
@@ -394,11 +391,14 @@ def doctor() -> None:
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 
 
-def _sweep(settings: Settings) -> None:
-    """Remove a killed job's temporary files (call only while holding the job lock)."""
+def _sweep(settings: Settings) -> Storage:
+    """Remove a killed job's temporary files (call only while holding the job lock);
+    returns the archive's storage, built once."""
     from ingest.storage import storage_for
 
-    storage_for(settings).sweep_staging()
+    storage = storage_for(settings)
+    storage.sweep_staging()
+    return storage
 
 
 def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:

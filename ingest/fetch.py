@@ -24,7 +24,7 @@ from ingest.parser import frame_from_json_rows, parse_frame
 from ingest.requester import split_range
 from ingest.settings import Settings
 from ingest.store import TRANSITIONS, Store, WindowState
-from ingest.storage import storage_for
+from ingest.storage import Storage, storage_for
 from ingest.writer import save_report, sha256_bytes
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,13 @@ def fetch_range(settings: Settings, store: Store, client: CertainlyClient, bot_i
                 start: date, end: date, *, report_id: int = 1) -> FetchSummary:
     """Fetch start..end for one bot with GET, in windows of at most 15 days."""
     summary = FetchSummary()
+    out = storage_for(settings)
     for first, last in split_range(start, end, GET_MAX_DAYS):
-        fetch_window(settings, store, client, bot_id, first, last, report_id, summary)
+        fetch_window(out, store, client, bot_id, first, last, report_id, summary)
     return summary
 
 
-def fetch_window(settings: Settings, store: Store, client: CertainlyClient, bot_id: str,
+def fetch_window(out: Storage, store: Store, client: CertainlyClient, bot_id: str,
                  first: date, last: date, report_id: int, summary: FetchSummary) -> None:
     """GET one window; bisect when truncated; fall back to POST for a full single day."""
     rows, body = client.fetch_report(bot_id, first, last, report_id)
@@ -66,8 +67,8 @@ def fetch_window(settings: Settings, store: Store, client: CertainlyClient, bot_
             return
         summary.bisected += 1
         middle = first + timedelta(days=(last - first).days // 2)
-        fetch_window(settings, store, client, bot_id, first, middle, report_id, summary)
-        fetch_window(settings, store, client, bot_id, middle + timedelta(days=1), last, report_id, summary)
+        fetch_window(out, store, client, bot_id, first, middle, report_id, summary)
+        fetch_window(out, store, client, bot_id, middle + timedelta(days=1), last, report_id, summary)
         return
     sha = sha256_bytes(body)
     provenance = {"source": "GET", "window": {"bot_id": bot_id, "report_id": report_id,
@@ -75,11 +76,11 @@ def fetch_window(settings: Settings, store: Store, client: CertainlyClient, bot_
     if report_id == 1:
         parsed = parse_frame(frame_from_json_rows(rows), bot_id=bot_id, source_sha256=sha,
                              source_kind="get", window=(first, last))
-        result = save_report(storage_for(settings), parsed, bot_id=bot_id, source_sha256=sha,
+        result = save_report(out, parsed, bot_id=bot_id, source_sha256=sha,
                              raw=body, raw_name=f"get-{first}-{last}.json", provenance=provenance)
     else:  # Standard, Advanced, Content Management: typed on their own evidence
         typed = read_report_rows(rows, report_id, window=(first, last))
-        result = save_typed_report(storage_for(settings), typed, bot_id=bot_id, source_sha256=sha,
+        result = save_typed_report(out, typed, bot_id=bot_id, source_sha256=sha,
                                    raw=body, raw_name=f"get-{first}-{last}.json", source_kind="get",
                                    provenance=provenance)
     window_id = record_get_window(store, bot_id, report_id, first, last, result.rows_written)
