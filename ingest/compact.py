@@ -84,8 +84,8 @@ def compact_archive(root: Storage | Path, *, dataset: str = "messages", bots: li
         leftovers = [old["path"] for old in record["replaces"] if old["path"] in existing]
         for key in leftovers:
             out.delete(key)
+        existing -= set(leftovers)
         summary.finished += bool(leftovers)
-    existing = {o.key for o in out.objects(f"{dataset}/")}
     partitions: dict[str, list[str]] = defaultdict(list)
     for key in sorted(existing):
         folder = key.rsplit("/", 1)[0]

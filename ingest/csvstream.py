@@ -34,7 +34,7 @@ import io
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
@@ -266,16 +266,14 @@ def safe_block_size(source: Path | bytes, block: int) -> int | None:
     strike. Costs two bytes read per block edge and candidate.
     """
     if isinstance(source, bytes):
-        def pair(offset: int) -> bytes:
-            return source[offset - 1:offset + 1]
-        size = len(source)
-        return _first_safe(pair, size, block)
+        return _first_safe(lambda offset: source[offset - 1:offset + 1], len(source), block)
     with open(source, "rb", buffering=0) as stream:
         fd = stream.fileno()
         return _first_safe(lambda offset: os.pread(fd, 2, offset - 1), os.fstat(fd).st_size, block)
 
 
-def _first_safe(pair: Any, size: int, block: int) -> int | None:
+def _first_safe(pair: Callable[[int], bytes], size: int, block: int) -> int | None:
+    """The first candidate block size whose edges ``pair(edge)`` never reads as CRLF."""
     for candidate in range(block, block + BLOCK_CANDIDATES):
         if all(pair(edge) != b"\r\n" for edge in range(candidate, size, candidate)):
             return candidate
