@@ -10,7 +10,6 @@ from datetime import date
 from pathlib import Path
 from typing import Iterator
 
-import polars as pl
 import pytest
 from imapclient import IMAPClient
 
@@ -51,6 +50,20 @@ def folder_counts(account: Account) -> dict[str, int]:
                 for flags, _, name in client.list_folders() if b"\\Noselect" not in flags}
 
 
+def backfill_crash_and_complete(env: dict[str, str], cwd: Path, point: str) -> None:
+    """Backfill, a run SIGKILLed at ``point``, then a run to completion and a clean verify."""
+    assert ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
+                  env=env, cwd=cwd).returncode == 0
+    crashed = ingest("run", "--until-done", "--timeout", "60", cwd=cwd,
+                     env={**env, "INGEST_CRASH_AT": point})
+    assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
+
+    again = ingest("run", "--until-done", "--timeout", "90", env=env, cwd=cwd)
+    assert again.returncode == 0, again.stdout + again.stderr
+    verified = ingest("verify", env=env, cwd=cwd)
+    assert verified.returncode == 0, verified.stdout
+
+
 @pytest.mark.parametrize("point", POINTS)
 def test_killed_at_any_step_the_next_run_completes_exactly_once(
     dovecot: Dovecot, tmp_path: Path, point: str
@@ -60,17 +73,7 @@ def test_killed_at_any_step_the_next_run_completes_exactly_once(
     config = SimulatorConfig(delivery_delay=0.05, recipient=account.username)
     with CertainlySimulator(config, deliver=delivery) as sim:
         env = job_env(sim, account, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="10")
-        assert ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
-                      env=env, cwd=tmp_path).returncode == 0
-
-        crashed = ingest("run", "--until-done", "--timeout", "60", cwd=tmp_path,
-                         env={**env, "INGEST_CRASH_AT": point})
-        assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
-
-        again = ingest("run", "--until-done", "--timeout", "90", env=env, cwd=tmp_path)
-        assert again.returncode == 0, again.stdout + again.stderr
-        verified = ingest("verify", env=env, cwd=tmp_path)
-        assert verified.returncode == 0, verified.stdout
+        backfill_crash_and_complete(env, tmp_path, point)
 
     with Store.open(tmp_path / "state.sqlite") as store:
         assert {w.state for w in store.windows()} == {WindowState.ARCHIVED}
@@ -91,18 +94,8 @@ def test_killed_while_writing_to_s3_the_next_run_completes_exactly_once(tmp_path
     ) as sim:
         env = job_env(sim, imap, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="10",
                       **s3.env("crash", tmp_path / "staging"))
-        assert ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
-                      env=env, cwd=tmp_path).returncode == 0
-        crashed = ingest("run", "--until-done", "--timeout", "60", cwd=tmp_path,
-                         env={**env, "INGEST_CRASH_AT": point})
-        assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
-
-        again = ingest("run", "--until-done", "--timeout", "90", env=env, cwd=tmp_path)
-        assert again.returncode == 0, again.stdout + again.stderr
-        verified = ingest("verify", env=env, cwd=tmp_path)
-        assert verified.returncode == 0, verified.stdout
-        frame = pl.scan_parquet(f"s3://{s3.bucket}/crash/messages/**/*.parquet", hive_partitioning=True,
-                                storage_options=s3.storage_options()).collect()
+        backfill_crash_and_complete(env, tmp_path, point)
+        frame = s3.messages("crash")
     truth = expected_rows([BOT], FIRST, LAST)
     assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
     assert not list((tmp_path / "staging").glob(".tmp-*"))

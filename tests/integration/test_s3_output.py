@@ -50,12 +50,6 @@ def report(workdir: Path, first: date, last: date, name: str = "report.csv") -> 
     return path
 
 
-def read_back(s3: MotoS3, prefix: str) -> pl.DataFrame:
-    """What an analyst's polars sees in the bucket (hive partitions)."""
-    return pl.scan_parquet(f"s3://{s3.bucket}/{prefix}/messages/**/*.parquet", hive_partitioning=True,
-                           storage_options=s3.storage_options()).collect()
-
-
 def pyarrow_rows(s3: MotoS3, prefix: str) -> int:
     """A second, independent reader: pyarrow's own S3 file system and dataset."""
     fs = pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http", region="us-east-1",
@@ -73,7 +67,7 @@ def test_a_report_archived_to_s3_reads_back_exactly(s3: MotoS3, workdir: Path) -
     truth = expected_rows([BOT], FIRST, LAST)
     assert result.rows_read == result.rows_written == len(truth)
 
-    frame = read_back(s3, "exact")
+    frame = s3.messages("exact")
     assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
     assert frame.filter(pl.col("timestamp").dt.date() != pl.col("date")).height == 0
     for row_id, message in frame.select("id", "message").iter_rows():
@@ -108,7 +102,7 @@ def test_redelivery_and_overlap_add_only_new_rows_and_rewrite_nothing(s3: MotoS3
     assert overlap.rows_duplicate == overlap.rows_read - new_days
 
     assert {k: client.head_object(Bucket=s3.bucket, Key=k)["ETag"] for k in etags} == etags
-    frame = read_back(s3, "overlap")
+    frame = s3.messages("overlap")
     assert frame.height == len(expected_rows([BOT], FIRST, later[1]))
     assert frame["id"].n_unique() == frame.height
     assert verify_archive(out).ok

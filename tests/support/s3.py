@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import polars as pl
 from moto.server import ThreadedMotoServer
 
 HOST = "127.0.0.1"
@@ -50,6 +51,11 @@ class MotoS3:
         return {"aws_endpoint_url": self.endpoint, "aws_allow_http": "true",
                 "aws_region": "us-east-1", "aws_access_key_id": CREDENTIALS["aws_access_key_id"],
                 "aws_secret_access_key": CREDENTIALS["aws_secret_access_key"]}
+
+    def messages(self, prefix: str) -> pl.DataFrame:
+        """The ``messages/`` dataset under s3://bucket/prefix, as an analyst's polars reads it."""
+        return pl.scan_parquet(f"s3://{self.bucket}/{prefix}/messages/**/*.parquet",
+                               hive_partitioning=True, storage_options=self.storage_options()).collect()
 
     def keys(self, prefix: str = "") -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
