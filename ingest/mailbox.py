@@ -4,11 +4,17 @@ flags (BODY.PEEK), and move handled mail to the processed folder.
 Progress is by UID within a UIDVALIDITY, never by \\Seen or by date (see the watcher
 traps in the README). Every socket operation has a time-out.
 
+Mailboxes of any size: new mail is listed and screened one bounded UID range at a time
+(``UID SEARCH UID lo:hi``, then ``UID FETCH lo:hi``), never as one comma list of every new
+UID: 12,000 UIDs in one FETCH make an 84 KB command line, over Dovecot's default
+``imap_max_line_length`` (64 KiB), and an unbounded SEARCH answer can pass imaplib's
+1 MB line limit.
+
 Example::
 
     with Mailbox(settings.imap) as box:
         uidvalidity = box.select()
-        for uid in box.new_uids(after=0):
+        for uid, headers, size in box.screen_new(after=0):
             raw = box.fetch_message(uid)
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -24,14 +31,20 @@ import requests
 
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+from imapclient.response_parser import parse_fetch_response
 
+from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable
 from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
 
 SCREEN_FIELDS = "BODY.PEEK[HEADER.FIELDS (FROM AUTHENTICATION-RESULTS)]"
-
+#: UIDs one ``UID SEARCH UID lo:hi`` spans: its answer lists at most this many UIDs
+#: (about 80 KB), far under imaplib's 1 MB line limit.
+SEARCH_SPAN = 10_000
+#: Messages one ``UID FETCH lo:hi`` screens: a few hundred KB of headers per answer.
+FETCH_BATCH = 1_000
 
 
 def ssl_context(settings: ImapSettings) -> ssl.SSLContext:
@@ -52,6 +65,7 @@ class Mailbox:
         self.settings = settings
         self.folder = settings.folder
         self._client: IMAPClient | None = None
+        self._uidnext: int | None = None  # from the last SELECT, when the server says
 
     @property
     def client(self) -> IMAPClient:
@@ -130,25 +144,72 @@ class Mailbox:
                               hint="INGEST_IMAP__FOLDER") from None
         except OSError as err:
             raise MailboxUnavailable(f"IMAP connection lost: {_short(err)}") from None
+        uidnext = info.get(b"UIDNEXT")
+        self._uidnext = int(uidnext) if uidnext else None
         return int(info[b"UIDVALIDITY"])
 
-    def new_uids(self, after: int) -> list[int]:
-        """UIDs greater than ``after``, ascending.
+    def highest_uid(self) -> int:
+        """The highest UID in the selected folder (0 when it is empty), without listing it:
+        UIDNEXT from the SELECT, else ``UID SEARCH UID *`` (one UID in the answer)."""
+        if self._uidnext is not None:
+            return self._uidnext - 1
+        found = self._call(self.client.search, ["UID", "*"])
+        return max(found, default=0)
 
-        ``UID SEARCH UID n:*`` returns the highest existing UID even when it is below n
-        (RFC 3501 6.4.8), so the result is filtered here.
+    def uid_batches(self, after: int, *, span: int = SEARCH_SPAN, batch: int = FETCH_BATCH
+                    ) -> Iterator[list[int]]:
+        """The UIDs above ``after`` that exist now, ascending, at most ``batch`` at a time.
+
+        Each ``UID SEARCH UID lo:hi`` covers ``span`` UIDs, so no command and no answer
+        grows with the folder. Mail arriving during the pass (above the highest UID at the
+        start) waits for the next pass. ``UID SEARCH UID n:m`` may name the highest UID
+        even outside the range (RFC 3501 6.4.8), so answers are filtered here.
         """
-        uids = self._call(self.client.search, ["UID", f"{after + 1}:*"])
-        return sorted(uid for uid in uids if uid > after)
+        top = self.highest_uid()
+        lo = after + 1
+        while lo <= top:
+            hi = min(lo + span - 1, top)
+            found = sorted(u for u in self._call(self.client.search, ["UID", f"{lo}:{hi}"])
+                           if lo <= u <= hi)
+            for start in range(0, len(found), batch):
+                yield found[start:start + batch]
+            lo = hi + 1
+
+    def new_uids(self, after: int) -> list[int]:
+        """Every UID greater than ``after``, ascending (searched in bounded ranges)."""
+        return [uid for chunk in self.uid_batches(after) for uid in chunk]
+
+    def screen_new(self, after: int, *, span: int = SEARCH_SPAN, batch: int = FETCH_BATCH
+                   ) -> Iterator[tuple[int, bytes, int]]:
+        """(UID, From and Authentication-Results headers, size) of each message above
+        ``after``, ascending: cheap, and enough to decide whether a message is fetched
+        whole. Screened one bounded range at a time; a UID expunged meanwhile is skipped."""
+        for uids in self.uid_batches(after, span=span, batch=batch):
+            screening = self.fetch_screening(uids)
+            crash_point("after_screening")
+            for uid in uids:
+                if uid in screening:
+                    yield (uid, *screening[uid])
 
     def fetch_screening(self, uids: list[int]) -> dict[int, tuple[bytes, int]]:
-        """From and Authentication-Results headers and the size of each UID: cheap, and
-        enough to decide whether a message is fetched whole. An expunged UID is absent."""
+        """From and Authentication-Results headers and the size of each UID, fetched as
+        the one range ``UID FETCH min:max`` (callers pass a bounded batch). An expunged
+        UID is absent; so is any message in the range not asked for."""
         if not uids:
             return {}
-        data = self._call(self.client.fetch, uids, [SCREEN_FIELDS, "RFC822.SIZE"])
-        return {uid: (_item(fields, b"BODY[HEADER.FIELDS") or b"", int(fields.get(b"RFC822.SIZE", 0)))
-                for uid, fields in data.items()}
+        wanted = set(uids)
+        data = self._call(self._fetch_range, min(uids), max(uids), [SCREEN_FIELDS, "RFC822.SIZE"])
+        return {uid: (_item(fields, b"BODY[HEADER.FIELDS") or b"", int(fields[b"RFC822.SIZE"]))
+                for uid, fields in data.items() if uid in wanted and b"RFC822.SIZE" in fields}
+
+    def _fetch_range(self, lo: int, hi: int, items: list[str]) -> dict[int, dict[bytes, Any]]:
+        """``UID FETCH lo:hi (items)``. IMAPClient.fetch cannot send a range: it joins a
+        list with commas and drops every answer whose UID its argument does not list, so
+        this sends the command through IMAPClient's own raw-command path and parses the
+        answer with its parser (unsolicited FETCH answers are filtered by the caller)."""
+        data = self.client._raw_command_untagged(  # noqa: SLF001 - see the docstring
+            b"FETCH", [f"{lo}:{hi}".encode(), ("(" + " ".join(items) + ")").encode()], uid=True)
+        return parse_fetch_response(data, self.client.normalise_times, True)
 
     def fetch_message(self, uid: int) -> bytes | None:
         """The whole message, without setting \\Seen; None if it was expunged meanwhile."""

@@ -286,6 +286,28 @@ class Store:
                 (folder, uidvalidity, uid),
             )
 
+    def record_ignored(self, folder: str, uidvalidity: int,
+                       emails: list[tuple[int, str | None, str]]) -> None:
+        """Record many screened-out emails, (UID, sender, reason) each, in one transaction
+        and advance the folder position past them: a flood of other people's mail costs one
+        commit (one fsync) per batch, not one per email."""
+        if not emails:
+            return
+        now = time.time()
+        with self._tx():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO emails (folder, uidvalidity, uid, message_id, sender,"
+                " subject, outcome, reason, at) VALUES (?, ?, ?, NULL, ?, NULL, 'ignored', ?, ?)",
+                [(folder, uidvalidity, uid, sender, reason, now) for uid, sender, reason in emails],
+            )
+            self._conn.execute(
+                "INSERT INTO mailbox_position (folder, uidvalidity, last_uid) VALUES (?, ?, ?)"
+                " ON CONFLICT (folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
+                " last_uid = max(CASE WHEN mailbox_position.uidvalidity = excluded.uidvalidity"
+                " THEN mailbox_position.last_uid ELSE 0 END, excluded.last_uid)",
+                (folder, uidvalidity, max(uid for uid, _, _ in emails)),
+            )
+
     def email_counts(self) -> dict[str, int]:
         rows = self._query("SELECT outcome, count(*) FROM emails GROUP BY outcome")
         return {row[0]: row[1] for row in rows}

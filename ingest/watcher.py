@@ -44,6 +44,9 @@ from ingest.store import Store
 
 log = logging.getLogger(__name__)
 
+#: Screened-out emails recorded per commit (a spam flood must not cost an fsync each).
+IGNORED_BATCH = 1000
+
 
 def check_watch_settings(imap: ImapSettings) -> None:
     """Refuse settings under which the watcher would ingest nothing, or anybody's mail."""
@@ -131,26 +134,25 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
     position = store.mailbox_position(imap.folder)
     # A new UIDVALIDITY invalidates every UID we knew: re-scan; sha256 dedup prevents repeats.
     after = position[1] if position and position[0] == uidvalidity else 0
-    uids = box.new_uids(after)
-    screening = box.fetch_screening(uids)
-    crash_point("after_screening")
-    for uid in uids:
+    ignored: list[tuple[int, str | None, str]] = []  # recorded together: see record_ignored
+    # Bounded UID ranges, screened one batch at a time: a folder of any size.
+    for uid, header_bytes, size in box.screen_new(after):
         if stop is not None and stop.is_set():
+            _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
             return  # between emails: nothing half done
-        if uid not in screening:
-            continue  # expunged since the search: not ours to record
-        header_bytes, size = screening[uid]
-        summary.emails_seen += 1
         ids = {"uid": uid, "uidvalidity": uidvalidity}
         address, refusal = screen(imap, header_bytes)
         if refusal:
-            summary.emails_ignored += 1
             if imap.rejected_folder:
                 box.move(uid, imap.rejected_folder)
-            store.record_email(imap.folder, uidvalidity, uid, message_id=None, sender=address,
-                               subject=None, outcome="ignored", reason=refusal)
+            ignored.append((uid, address, refusal))
             log.info("email uid %s ignored: %s", uid, refusal, extra=ids)
+            if len(ignored) >= IGNORED_BATCH:
+                _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
             continue
+        # Anything recorded next advances the position: the ignored ones before it first.
+        _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
+        summary.emails_seen += 1
         if size > imap.max_message_bytes:
             box.move(uid, imap.failed_folder)
             reason = f"message of {size} bytes exceeds INGEST_IMAP__MAX_MESSAGE_BYTES"
@@ -177,3 +179,17 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
                            sender=address, subject=parsed.subject, outcome=outcome,
                            reason="; ".join(parsed.problems) or None)
         log.info("email uid %s: %s", uid, outcome, extra={**ids, "message_id": parsed.message_id})
+    _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
+
+
+def _record_ignored(store: Store, folder: str, uidvalidity: int,
+                    ignored: list[tuple[int, str | None, str]], summary: RunSummary) -> None:
+    """Record the screened-out emails held back so far, in one commit, and count them.
+
+    Held back only in memory: if the pass dies first, they are screened again next time
+    (nothing of theirs was fetched or changed, unless moved to the rejected folder)."""
+    if ignored:
+        store.record_ignored(folder, uidvalidity, ignored)
+        summary.emails_seen += len(ignored)
+        summary.emails_ignored += len(ignored)
+        ignored.clear()
