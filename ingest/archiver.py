@@ -27,6 +27,7 @@ from ingest.stream import stage_csv
 from ingest.storage import Storage
 from ingest.datasets import save_typed_report
 from ingest.reports import DATASETS, read_report
+from ingest.settings import check_bot_id
 from ingest.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: 
     No window is required: rows are taken whatever their dates, deduplicated as usual.
     ``report_id`` says which report type they are (1 Message Data, 2-4 the others).
     """
+    check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     for path in paths:
         if path.name.lower().endswith(".csv") and report_id == MESSAGE_DATA:  # any size: streamed, never held in memory
             no_email = email_provenance(ParsedEmail(None, None, None, None, []))

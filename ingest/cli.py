@@ -99,8 +99,20 @@ def demo(
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
 
+def _bot_ids(values: list[str] | str | None) -> list[str] | str | None:
+    """Every ``--bot`` value must be a safe bot id (ingest.settings.BOT_ID_PATTERN): it
+    becomes a folder name and an S3 key part. Anything else is exit 2 naming ``--bot``."""
+    from ingest.settings import check_bot_id
+
+    for value in [values] if isinstance(values, str) else values or []:
+        check_bot_id(value, "--bot")
+    return values
+
+
 # The options backfill and fetch share.
-Bots = Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable).")]
+Bots = Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable): letters, digits, "
+                                         "'-' and '_', like the vendor's UUIDs.",
+                                         callback=_bot_ids)]
 FirstDay = Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")]
 LastDay = Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, YYYY-MM-DD.")]
 ReportType = Annotated[Optional[int], typer.Option(
@@ -236,7 +248,8 @@ def watch() -> None:
 def import_(
     paths: Annotated[list[Path], typer.Argument(help="CSV, .csv.gz, .zip or .eml files.",
                                                 exists=True, dir_okay=False, readable=True)],
-    bot: Annotated[str, typer.Option("--bot", help="The bot these reports belong to.")],
+    bot: Annotated[str, typer.Option("--bot", help="The bot these reports belong to.",
+                                     callback=_bot_ids)],
     report_type: ReportType = None,
 ) -> None:
     """Archive report files that arrived some other way, with the same checks and dedup.
@@ -351,7 +364,8 @@ def verify(
 
 @app.command()
 def compact(
-    bot: Annotated[Optional[list[str]], typer.Option("--bot", help="Only this bot (repeatable).")] = None,
+    bot: Annotated[Optional[list[str]], typer.Option("--bot", help="Only this bot (repeatable).",
+                                                     callback=_bot_ids)] = None,
     dataset: Annotated[str, typer.Option(help="messages, standard, advanced or content_management.")] = "messages",
     min_files: Annotated[int, typer.Option(min=2, help="Merge partitions with at least this many files.")] = 2,
 ) -> None:

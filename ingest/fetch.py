@@ -22,7 +22,7 @@ from ingest.datasets import save_typed_report
 from ingest.reports import read_report_rows
 from ingest.parser import frame_from_json_rows, parse_frame
 from ingest.requester import split_range
-from ingest.settings import Settings
+from ingest.settings import Settings, check_bot_id
 from ingest.store import TRANSITIONS, Store, WindowState
 from ingest.storage import Storage, storage_for
 from ingest.writer import save_report, sha256_bytes
@@ -46,6 +46,7 @@ class FetchSummary(RowCounts):
 def fetch_range(settings: Settings, store: Store, client: CertainlyClient, bot_id: str,
                 start: date, end: date, *, report_id: int = 1) -> FetchSummary:
     """Fetch start..end for one bot with GET, in windows of at most 15 days."""
+    check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     summary = FetchSummary()
     out = storage_for(settings)
     for first, last in split_range(start, end, GET_MAX_DAYS):

@@ -22,7 +22,7 @@ from datetime import date, timedelta
 from ingest.certainly import CertainlyClient, Outcome
 from ingest.crashpoints import crash_point
 from ingest.errors import TokenRejected
-from ingest.settings import RequesterSettings
+from ingest.settings import RequesterSettings, check_bot_id
 from ingest.store import Store, Window, WindowState, iter_days
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ def plan_backfill(
     """
     if end < start:
         raise ValueError(f"--to {end} is before --from {start}")
+    for bot_id in bot_ids:
+        check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     planned = []
     for bot_id in bot_ids:
         covered = {

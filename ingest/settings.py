@@ -1,7 +1,15 @@
 """Settings: environment (``INGEST_`` prefix, ``__`` between section and field), a
 ``.env`` file, a secrets directory and an optional TOML file named by ``INGEST_CONFIG``.
 
-Precedence, highest first: arguments, environment, ``.env``, secret files, TOML, defaults.
+Precedence, highest first: arguments, environment, secret files, ``.env``, TOML, defaults.
+Secret files outrank ``.env``: a mounted Secret is what the operator meant, a ``.env`` in
+the working folder may be anybody's leftover.
+
+List settings (``INGEST_IMAP__ALLOWED_SENDERS``, ``INGEST_CERTAINLY__BOTS``) take the comma
+form (``a@x.io,@y.io``) and the JSON form (``["a@x.io", "@y.io"]``) from every source, and
+every entry is checked: a list that silently matches nothing is worse than an error.
+Bot ids must match :data:`BOT_ID_PATTERN` everywhere (here and on the command line): they
+become folder names and S3 key parts of the archive.
 
 Nothing here is built at import time: the CLI calls :func:`load_settings` once.
 
@@ -16,7 +24,9 @@ names the folder (default ``/run/secrets`` when it exists).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -36,11 +46,84 @@ from ingest.errors import ConfigError
 ENV_PREFIX = "INGEST_"
 CommaList = Annotated[list[str], NoDecode]
 
+#: The one pattern a bot id must match on every path (settings, CLI, import, GET): the
+#: vendor's UUIDs, or any name of letters, digits, ``-`` and ``_`` (at most 64, not starting
+#: with ``-``). Nothing else: a bot id is a folder name and an S3 key part, and ``/``,
+#: ``..``, ``%`` or ``=`` would escape the archive root or be decoded by hive readers.
+BOT_ID_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}"
+_BOT_ID = re.compile(BOT_ID_PATTERN)
+_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_DOMAIN = re.compile(rf"{_LABEL}(\.{_LABEL})+")
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
 
-def _split_commas(value: Any) -> Any:
-    # Lists come from env vars as "a,b,c"; TOML gives real lists.
+
+def bot_id_problem(value: str) -> str | None:
+    """Why ``value`` is not an acceptable bot id, or None when it is."""
+    if _BOT_ID.fullmatch(value):
+        return None
+    return (f"{_shown(value)} is not a bot id (letters, digits, '-' and '_', at most 64, "
+            "like the vendor's UUIDs)")
+
+
+def check_bot_id(value: str, where: str) -> str:
+    """``value`` when it is a safe bot id; else a ConfigError (exit 2) naming ``where``
+    (an option such as ``--bot`` or a variable)."""
+    problem = bot_id_problem(value)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    return value
+
+
+def sender_problem(entry: str) -> str | None:
+    """Why an allow-list entry is not an address, ``@domain`` or ``domain``; None if it is."""
+    local, at, domain = entry.rpartition("@")
+    if at and local and not _LOCAL_PART.fullmatch(local):
+        return f"{_shown(entry)} is not an address, @domain or domain"
+    if not _DOMAIN.fullmatch(domain):
+        return f"{_shown(entry)} is not an address, @domain or domain"
+    return None
+
+
+def _shown(value: str) -> str:
+    """A non-secret input, quoted and cut short, for an error message."""
+    return repr(value if len(value) <= 80 else value[:77] + "...")
+
+
+def _split_list(value: Any) -> Any:
+    """A list setting from any source: a real list (TOML), the JSON form
+    (``'["a@x.io", "@y.io"]'``) or the comma form (``"a@x.io, @y.io"``)."""
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError("starts with '[' but is not a JSON list; use the JSON form "
+                                 '["a", "b"] or the comma form a,b') from None
+            if not isinstance(value, list):
+                raise ValueError("is not a JSON list")
+        else:
+            return [item.strip() for item in text.split(",") if item.strip()]
+    if isinstance(value, (list, tuple)):
+        if not all(isinstance(item, str) for item in value):
+            raise ValueError("every entry must be text")
+        return [item.strip() for item in value if item.strip()]
+    return value
+
+
+def _check_bots(value: list[str]) -> list[str]:
+    for entry in value:
+        problem = bot_id_problem(entry)
+        if problem:
+            raise ValueError(f"entry {problem}")
+    return value
+
+
+def _check_senders(value: list[str]) -> list[str]:
+    for entry in value:
+        problem = sender_problem(entry)
+        if problem:
+            raise ValueError(f"entry {problem}")
     return value
 
 
@@ -55,9 +138,11 @@ class CertainlySettings(BaseModel):
     )
     report_id: int = Field(1, ge=1, le=4, description="1 Message Data, 2 Standard, 3 Advanced, 4 CM.")
     timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each read.")
-    bots: CommaList = Field(default_factory=list, description="Bot ids kept current by `ingest run`.")
+    bots: CommaList = Field(default_factory=list, description="Bot ids kept current by `ingest run` "
+                            "(comma or JSON list; letters, digits, '-', '_').")
 
-    _split = field_validator("bots", mode="before")(_split_commas)
+    _split = field_validator("bots", mode="before")(_split_list)
+    _check = field_validator("bots", mode="after")(_check_bots)
 
 
 class RequesterSettings(BaseModel):
@@ -106,7 +191,8 @@ class ImapSettings(BaseModel):
         None, description="Where mail from other senders goes (default: left alone).")
     allowed_senders: CommaList = Field(
         default_factory=list,
-        description="Addresses or @domains whose mail is ingested; nothing else is.",
+        description="Addresses, @domains or domains whose mail is ingested; nothing else is "
+        "(comma or JSON list).",
     )
     require_authentication: bool = Field(
         False, description="Ingest only mail whose topmost Authentication-Results passes DKIM or DMARC.")
@@ -122,7 +208,8 @@ class ImapSettings(BaseModel):
     idle_seconds: float = Field(
         25 * 60.0, gt=0, le=29 * 60, description="`ingest watch`: re-issue IDLE after this (servers drop it at 30 min).")
 
-    _split = field_validator("allowed_senders", mode="before")(_split_commas)
+    _split = field_validator("allowed_senders", mode="before")(_split_list)
+    _check = field_validator("allowed_senders", mode="after")(_check_senders)
 
     @property
     def effective_port(self) -> int:
@@ -187,7 +274,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, dotenv_settings]
+        # Secret files before .env: a mounted Secret outranks a file in the working folder.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR") or (
             "/run/secrets" if Path("/run/secrets").is_dir() else None
         )
@@ -198,6 +286,7 @@ class Settings(BaseSettings):
                     secrets_nested_delimiter="__", secrets_dir_missing="ok",
                 )
             )
+        sources.append(dotenv_settings)
         toml_file = os.environ.get(ENV_PREFIX + "CONFIG")
         if toml_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
@@ -205,8 +294,9 @@ class Settings(BaseSettings):
 
 
 def env_name(*loc: str | int) -> str:
-    """The environment variable for a settings location: ``("imap", "port")`` -> ``INGEST_IMAP__PORT``."""
-    return ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+    """The environment variable for a settings location: ``("imap", "port")`` -> ``INGEST_IMAP__PORT``
+    (a list index in the location, ``("imap", "allowed_senders", 0)``, names the list)."""
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if not isinstance(part, int))
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -219,7 +309,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as err:
         first = err.errors()[0]
         # Never echo the input: it may be a secret.
-        raise ConfigError(f"{env_name(*first['loc'])}: {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{env_name(*first['loc'])}: {message}") from None
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot read settings: {err}") from None
 
