@@ -22,6 +22,7 @@ from rich.table import Table
 
 from ingest import __version__
 from ingest.errors import ConfigError, IngestError, LockHeld, TransientError
+from ingest.inert import inert
 from ingest.logs import json_wanted, setup_logging
 from ingest.settings import Settings, load_settings
 
@@ -297,13 +298,13 @@ def fetch(
         for bot_id in bot:
             done = fetch_range(settings, store, client, bot_id, first, last,
                                report_id=report_type or settings.certainly.report_id)
-            out.print(
+            out.print(inert(
                 f"{bot_id}: {done.requests} GET(s), {done.windows_archived} window(s) archived, "
                 f"rows {done.rows_read} read = {done.rows_written} written + {done.rows_duplicate} "
                 f"duplicates + {done.rows_rejected} rejected"
                 + (f"; {len(done.fallback_days)} day(s) over 500 rows planned for email"
                    if done.fallback_days else "")
-            )
+            ))
 
 
 @app.command()
@@ -329,15 +330,17 @@ def status(
         states = ", ".join(f"{k} {v}" for k, v in sorted(bot["states"].items()))
         flight = bot["in_flight"]
         label = bot["bot_id"] if bot["dataset"] == "messages" else f"{bot['bot_id']} ({bot['dataset']})"
-        table.add_row(label, str(bot["windows"]), states, bot["covered_until"] or "",
-                      f"{flight['window']} ({flight['since']})" if flight else "",
-                      bot["next_retry_at"] or "", str(bot["rows_archived"]), bot["last_error"] or "")
+        # Stored text (API messages above all) is shown inert: never markup, never a control.
+        table.add_row(*(inert(cell) for cell in (
+            label, bot["windows"], states, bot["covered_until"] or "",
+            f"{flight['window']} ({flight['since']})" if flight else "",
+            bot["next_retry_at"] or "", bot["rows_archived"], bot["last_error"] or "")))
     out.print(table)
     totals = report["attachments"]
     emails = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["emails"].items())) or "none"
-    out.print(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} read = "
-              f"{totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
-              f"{totals['rows_rejected']} rejected")
+    out.print(inert(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} "
+                    f"read = {totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
+                    f"{totals['rows_rejected']} rejected"))
 
 
 @app.command()
@@ -400,7 +403,8 @@ def doctor() -> None:
     checks = run_checks(load_settings())
     table = Table("check", "", "detail")
     for check in checks:
-        table.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]", check.detail)
+        table.add_row(inert(check.name), "[green]pass[/]" if check.ok else "[red]FAIL[/]",
+                      inert(check.detail))  # server answers and settings: shown inert
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 
@@ -438,7 +442,7 @@ def print_summary(summary: "object") -> None:
         f"{summary.files_written} files"
     )
     for problem in summary.problems:
-        err_console.print(f"attention: {problem}", markup=False, highlight=False)
+        err_console.print(f"attention: {inert(problem, markup=False)}", markup=False, highlight=False)
 
 
 def main() -> None:
@@ -455,7 +459,7 @@ def main() -> None:
             message += f" ({error.hint})"
         if isinstance(error, LockHeld):
             message = str(error)
-        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+        err_console.print(inert(message, markup=False), markup=False, highlight=False, soft_wrap=True)
         sys.exit(exit_code_for(error))
     except KeyboardInterrupt:
         err_console.print("aborted")

@@ -3,7 +3,9 @@
 JSON is used when stderr is not a terminal (a container, a CronJob) or when
 ``INGEST_LOG_FORMAT=json``; ``INGEST_LOG_FORMAT=text`` forces text. Ids travel as
 ``extra={"window_id": ..., "bot_id": ..., "uid": ...}`` and become JSON fields.
-Nothing here ever formats a settings object, so secrets cannot reach a log line.
+Nothing here ever formats a settings object, so secrets cannot reach a log line. Text
+mode strips control characters from every message (:func:`ingest.inert.inert`); JSON
+escapes them by itself.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 import os
 import sys
 import time
+
+from ingest.inert import inert
 
 #: LogRecord attributes that are not "extra" fields.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -35,6 +39,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    """``HH:MM:SS LEVEL logger: message`` for a terminal; the message is made inert
+    (ingest.inert: no ESC or other control character from a subject, a file name or a
+    server answer reaches the terminal), and a traceback keeps its line breaks."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return inert(super().formatMessage(record), markup=False)
+
+
 def json_wanted() -> bool:
     """JSON unless a person is watching (or INGEST_LOG_FORMAT says otherwise)."""
     choice = os.environ.get("INGEST_LOG_FORMAT", "").lower()
@@ -47,8 +63,7 @@ def setup_logging(verbose: bool = False) -> bool:
     """Configure the root logger once; returns True when logs are JSON."""
     as_json = json_wanted()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(
-        "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose or as_json else logging.WARNING)

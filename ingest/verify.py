@@ -27,6 +27,7 @@ import polars as pl
 
 from ingest.compact import COMPACTION
 from ingest.errors import IngestError
+from ingest.inert import inert
 from ingest.reports import ROW_KEY
 from ingest.schema import DATASET, file_schema
 from ingest.storage import LocalStorage, Storage, as_storage
@@ -336,4 +337,6 @@ def render_text(report: VerifyReport) -> str:
             lines.append("  windows not archived: " + ", ".join(bot.windows_not_archived))
     lines.append(f"verify: {len(report.problems)} problem(s)" if report.problems
                  else "verify: OK, every file matches its manifest")
-    return "\n".join([*lines, *(f"  - {problem}" for problem in report.problems)])
+    # Folder and file names come from the archive as found: shown inert (no control characters).
+    return "\n".join(inert(line, markup=False)
+                     for line in [*lines, *(f"  - {problem}" for problem in report.problems)])
