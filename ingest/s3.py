@@ -5,7 +5,13 @@ object is written once under a unique final name with ``If-None-Match: *`` (a se
 writer gets 412 and leaves the first object alone), then read back (``HEAD`` size, and for
 Parquet the footer's row count) before the write counts as done. Big files go up in parts
 (bounded memory) and are completed with the same condition; a failed upload is aborted,
-and the next job aborts uploads a killed one left (:meth:`S3Storage.sweep_staging`).
+and the next job aborts uploads a killed one left (:meth:`S3Storage.sweep_staging`): only
+its own, each recorded in the local staging folder (``.uploads/``) from the moment S3 names
+it, never another writer's under the same prefix.
+
+A ``409 ConditionalRequestConflict`` (another conditional write to the same key was in
+flight) says nothing about what the bucket holds: it is retried, then settled by reading
+the object back (size and sha256 against the local file), never assumed written.
 
 Errors: a store that cannot be reached or answers 5xx after botocore's retries raises
 :class:`ingest.errors.StorageUnavailable` (transient, exit 3); refused credentials or a
@@ -14,6 +20,10 @@ missing bucket raise :class:`ingest.errors.OutputError` naming the setting.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +40,14 @@ from ingest.storage import Storage, StoredObject, sha256_stream
 #: Files above this go up as a multipart upload, one part in memory at a time.
 PART_BYTES = 16 << 20
 _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
-_EXISTS = {"412", "PreconditionFailed", "ConditionalRequestConflict", "409"}
+_EXISTS = {"412", "PreconditionFailed"}
+#: Another conditional write to the key was in flight: what the bucket holds is unknown.
+_CONFLICT = {"409", "ConditionalRequestConflict"}
+#: Writes tried on 409 before settling by reading back, and the first pause (doubling).
+CONFLICT_ATTEMPTS = 4
+CONFLICT_PAUSE = 0.2
+#: Folder of the staging area recording this job's open multipart uploads.
+UPLOADS = ".uploads"
 _REFUSED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
             "AllAccessDisabled", "403", "InvalidBucketName"}
 
@@ -80,23 +97,56 @@ class S3Storage(Storage):
     def publish(self, tmp: Path, key: str) -> bool:
         size = tmp.stat().st_size
         with self._errors(key):
-            try:
-                if size <= PART_BYTES:
-                    with tmp.open("rb") as body:
-                        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body,
-                                               IfNoneMatch="*")
-                else:
-                    self._multipart(tmp, key)
-            except ClientError as err:
-                if _code(err) in _EXISTS:
-                    return False  # published before (a re-run, or a race): left alone
-                raise
-            self._read_back(tmp, key, size)
+            for attempt in range(CONFLICT_ATTEMPTS):
+                try:
+                    self._put(tmp, key, size)
+                except ClientError as err:
+                    if _code(err) in _EXISTS:
+                        return False  # published before (a re-run, or a race): left alone
+                    if _code(err) not in _CONFLICT:
+                        raise
+                    if attempt + 1 < CONFLICT_ATTEMPTS:
+                        time.sleep(CONFLICT_PAUSE * 2 ** attempt)
+                    continue
+                self._read_back(tmp, key, size)
+                return True
+            self._settle_conflict(tmp, key, size)
         return True
+
+    def _put(self, tmp: Path, key: str, size: int) -> None:
+        """One conditional write (``If-None-Match: *``), whole or in parts."""
+        if size <= PART_BYTES:
+            with tmp.open("rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*")
+        else:
+            self._multipart(tmp, key)
+
+    def _settle_conflict(self, tmp: Path, key: str, size: int) -> None:
+        """After repeated 409s: the write counts only if the object is there with our exact
+        bytes (size, then sha256). Absent: transient, try again later. Other bytes: a person
+        must look; nothing is ever assumed written."""
+        where = self.describe(key)
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if _code(err) in _NOT_FOUND:
+                raise StorageUnavailable(f"{where}: the object store kept answering 409 "
+                                         "ConditionalRequestConflict and holds no such object; "
+                                         "nothing was recorded, run again later") from None
+            raise
+        with tmp.open("rb") as local:
+            ours = sha256_stream(local)
+        if head["ContentLength"] == size and self.sha256(key) == ours:
+            self._read_back(tmp, key, size)
+            return
+        raise OutputError(f"{where}: after 409 ConditionalRequestConflict the object store holds "
+                          f"other bytes ({head['ContentLength']} bytes) than this job wrote ({size})",
+                          hint="INGEST_OUTPUT__ROOT")
 
     def _multipart(self, tmp: Path, key: str) -> None:
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
         upload_id = upload["UploadId"]
+        record = self._record_upload(key, upload_id)  # from now on, the sweep may abort it
         try:
             parts = []
             with tmp.open("rb") as stream:
@@ -112,8 +162,25 @@ class S3Storage(Storage):
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key),
                                                    UploadId=upload_id)
             except (BotoCoreError, ClientError):
-                pass  # the next job's sweep aborts it
+                pass  # the record stays: the next job's sweep aborts it
+            else:
+                record.unlink(missing_ok=True)
             raise
+        record.unlink(missing_ok=True)
+
+    def _record_upload(self, key: str, upload_id: str) -> Path:
+        """Write down (durably) that this job opened ``upload_id``: the sweep aborts only
+        uploads recorded here, never another writer's under the same prefix."""
+        folder = self.staging / UPLOADS
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{hashlib.sha256(upload_id.encode()).hexdigest()[:32]}.json"
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as stream:
+            json.dump({"key": self._key(key), "upload_id": upload_id}, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, path)
+        return path
 
     def _read_back(self, tmp: Path, key: str, size: int) -> None:
         """Check what the store holds now is what was sent: size, and the Parquet footer."""
@@ -173,14 +240,29 @@ class S3Storage(Storage):
         return self.describe(key)
 
     def sweep_staging(self) -> int:
-        """Local leftovers, and multipart uploads a killed job left open under the prefix."""
+        """Local leftovers, and the multipart uploads a killed job of ours left open (those
+        recorded in ``<staging>/.uploads``; another writer's uploads are not ours to abort)."""
         removed = super().sweep_staging()
-        with self._errors(""):
-            answer = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=self._key(""))
-            for upload in answer.get("Uploads", []):
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                   UploadId=upload["UploadId"])
-                removed += 1
+        folder = self.staging / UPLOADS
+        if not folder.is_dir():
+            return removed
+        for record in sorted(folder.glob("*.json")):
+            try:
+                upload = json.loads(record.read_text(encoding="utf-8"))
+                key, upload_id = str(upload["key"]), str(upload["upload_id"])
+            except (OSError, ValueError, KeyError, TypeError):
+                record.unlink(missing_ok=True)  # a record cut short: its upload never got parts
+                continue
+            with self._errors(key):
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                    removed += 1
+                except ClientError as err:
+                    if _code(err) not in _NOT_FOUND | {"NoSuchUpload"}:
+                        raise
+            record.unlink(missing_ok=True)
+        for leftover in folder.glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
         return removed
 
     def check_bucket(self) -> None:

@@ -3,7 +3,10 @@
 ``moto_s3()`` starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 (a free port) with a
 fresh bucket; ``S3FaultProxy`` forwards HTTP to it and, once told, answers write requests
 (PUT, POST) with ``500 InternalError`` as a failing S3 endpoint does in the middle of an
-upload. Every wait is bounded; nothing listens beyond 127.0.0.1.
+upload, or answers conditional writes (``If-None-Match``) with ``409
+ConditionalRequestConflict`` as S3 does when two such writes to one key race (moto never
+does), either instead of the write or after letting it through. Every wait is bounded;
+nothing listens beyond 127.0.0.1.
 
 Example::
 
@@ -86,6 +89,9 @@ def moto_s3() -> Iterator[MotoS3]:
 
 _ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
           b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+_CONFLICT = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ConditionalRequestConflict</Code>'
+             b"<Message>A conflicting operation occurred. If using PutObject you can retry the "
+             b"request.</Message></Error>")
 
 
 class S3FaultProxy:
@@ -96,6 +102,9 @@ class S3FaultProxy:
         self.fail_writes_after: int | None = None  # None: never fail
         self.writes = 0  # PUT/POST requests seen
         self.failed = 0  # of which answered 500
+        self.conflicts_to_answer = 0  # conditional writes still to answer 409
+        self.conflict_after_write = False  # True: the write reaches moto, the answer is 409
+        self.conflicts = 0  # 409s answered
         self._lock = threading.Lock()
         proxy = self
 
@@ -105,15 +114,38 @@ class S3FaultProxy:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
+            def _error(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
             def _forward(self) -> None:
                 body = self._body()
                 if self.command in ("PUT", "POST") and proxy._should_fail():
-                    self.send_response(500)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(_ERROR)))
-                    self.end_headers()
-                    self.wfile.write(_ERROR)
+                    self._error(500, _ERROR)
                     return
+                if self.command in ("PUT", "POST") and self.headers.get("If-None-Match") \
+                        and proxy._should_conflict():
+                    if proxy.conflict_after_write:
+                        self._upstream(body)  # it lands; the answer says otherwise
+                    self._error(409, _CONFLICT)
+                    return
+                status, headers, data = self._upstream(body)
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(key, value)
+                # HEAD answers carry the object's length, not the (empty) body's.
+                length = dict((k.lower(), v) for k, v in headers).get("content-length") \
+                    if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            def _upstream(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
                 upstream = http.client.HTTPConnection(HOST, proxy.upstream_port, timeout=30)
                 try:
                     headers = {k: v for k, v in self.headers.items()
@@ -122,17 +154,7 @@ class S3FaultProxy:
                         headers["Content-Length"] = str(len(body))
                     upstream.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream.getresponse()
-                    data = answer.read()
-                    self.send_response(answer.status)
-                    for key, value in answer.getheaders():
-                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
-                            self.send_header(key, value)
-                    # HEAD answers carry the object's length, not the (empty) body's.
-                    length = answer.getheader("Content-Length") if self.command == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(data)))
-                    self.end_headers()
-                    if self.command != "HEAD":
-                        self.wfile.write(data)
+                    return answer.status, answer.getheaders(), answer.read()
                 finally:
                     upstream.close()
 
@@ -167,6 +189,14 @@ class S3FaultProxy:
                 self.failed += 1
                 return True
             return False
+
+    def _should_conflict(self) -> bool:
+        with self._lock:
+            if self.conflicts_to_answer <= 0:
+                return False
+            self.conflicts_to_answer -= 1
+            self.conflicts += 1
+            return True
 
     def __enter__(self) -> S3FaultProxy:
         self._thread.start()
