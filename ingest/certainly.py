@@ -5,6 +5,11 @@ previous request is already in progress", nor the report path. So every answer g
 through :func:`classify_answer`, which looks at the status code *and* the message text,
 and the report path is a setting.
 
+Every request is bounded: each read waits at most ``timeout`` seconds, the whole request
+(connect, headers, body) at most ``deadline`` seconds, and a body larger than
+``max_response_bytes`` is cut off and not read (INGEST_CERTAINLY__TIMEOUT, __DEADLINE,
+__MAX_RESPONSE_BYTES): a server that drips or floods cannot hold the job or its memory.
+
 Example::
 
     client = CertainlyClient("https://app.certainly.io/api/", token, "v1/message-report/")
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -24,11 +30,17 @@ from typing import Any
 
 import requests
 from pydantic import SecretStr
+from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from ingest import __version__
 from ingest.errors import ApiRefused, ApiUnavailable, TokenRejected
 
 log = logging.getLogger(__name__)
+
+#: Defaults of INGEST_CERTAINLY__MAX_RESPONSE_BYTES and INGEST_CERTAINLY__DEADLINE.
+MAX_RESPONSE_BYTES = 64 << 20
+DEADLINE = 300.0
+_CHUNK = 64 << 10
 
 #: Wording that means "one export at a time, and one is running" whatever the status.
 _BUSY_STRONG = re.compile(
@@ -119,16 +131,38 @@ def classify_answer(status: int, body: str, headers: Any = None) -> ApiAnswer:
     return answer(Outcome.REJECTED)
 
 
+class _Unbounded(requests.RequestException):
+    """An answer over the size cap or past the deadline (never leaves this module)."""
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A bounded answer: status, headers and the whole body as received."""
+
+    status_code: int
+    headers: Any
+    content: bytes
+    encoding: str | None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding or "utf-8", errors="replace")
+
+
 class CertainlyClient:
-    """The Message Report endpoint. Every call has a timeout; the token is never logged."""
+    """The Message Report endpoint. Every call is bounded in time and size; the token is
+    never logged."""
 
     def __init__(
         self, base_url: str, token: SecretStr, report_path: str, *, timeout: float = 30.0,
-        session: requests.Session | None = None,
+        session: requests.Session | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES,
+        deadline: float = DEADLINE,
     ) -> None:
         self.url = base_url.rstrip("/") + "/" + report_path.lstrip("/")
         self._token = token
         self._timeout = timeout
+        self._max_bytes = max_response_bytes
+        self._deadline = deadline
         self._session = session or requests.Session()
 
     def _headers(self) -> dict[str, str]:
@@ -144,15 +178,55 @@ class CertainlyClient:
         return {"fromDate": from_date.isoformat(), "toDate": to_date.isoformat(),
                 "reportId": report_id, "botId": bot_id}
 
+    def _send(self, method: str, **kwargs: Any) -> _Reply:
+        """One request, bounded: no read waits longer than the time-out or past the
+        deadline, and the body is read only up to the size cap (:class:`_Unbounded`
+        otherwise). Redirects are not followed: the token is never sent elsewhere."""
+        ends = time.monotonic() + self._deadline
+
+        def wait() -> float:
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise _Unbounded(f"no complete answer within {self._deadline:g} s "
+                                 "(INGEST_CERTAINLY__DEADLINE)")
+            return min(self._timeout, left)
+
+        response = self._session.request(method, self.url, headers=self._headers(), stream=True,
+                                          timeout=(wait(), wait()), allow_redirects=False, **kwargs)
+        try:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self._max_bytes:
+                raise _Unbounded(self._too_large(int(declared)))
+            chunks, size = [], 0
+            while True:
+                wait()  # the deadline, between reads of whatever has arrived
+                chunk = response.raw.read1(_CHUNK, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise _Unbounded(self._too_large(size))
+                chunks.append(chunk)
+            return _Reply(response.status_code, response.headers, b"".join(chunks), response.encoding)
+        except requests.RequestException:
+            raise  # _Unbounded among them
+        except ReadTimeoutError as err:  # what requests' own body reading would raise
+            raise requests.ReadTimeout(str(err)) from None
+        except (HTTPError, OSError, ValueError) as err:
+            raise requests.ConnectionError(str(err)) from None
+        finally:
+            response.close()
+
+    def _too_large(self, size: int) -> str:
+        return (f"answer of more than {self._max_bytes} bytes ({size} or more) not read "
+                "(INGEST_CERTAINLY__MAX_RESPONSE_BYTES)")
+
     def request_export(
         self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
     ) -> ApiAnswer:
         """POST an export request. Never raises for network trouble: that is TRANSIENT."""
         try:
-            response = self._session.post(
-                self.url, json=self._params(bot_id, from_date, to_date, report_id),
-                headers=self._headers(), timeout=self._timeout,
-            )
+            response = self._send("POST", json=self._params(bot_id, from_date, to_date, report_id))
         except requests.RequestException as err:
             return ApiAnswer(Outcome.TRANSIENT, 0, _network_message(err), "")
         answer = classify_answer(response.status_code, response.text, response.headers)
@@ -165,10 +239,7 @@ class CertainlyClient:
     ) -> tuple[list[dict[str, Any]], bytes]:
         """GET a report: the rows and the body exactly as received (kept as raw bytes)."""
         try:
-            response = self._session.get(
-                self.url, params=self._params(bot_id, from_date, to_date, report_id),
-                headers=self._headers(), timeout=self._timeout,
-            )
+            response = self._send("GET", params=self._params(bot_id, from_date, to_date, report_id))
         except requests.RequestException as err:
             raise ApiUnavailable(f"Certainly API: {_network_message(err)}") from None
         answer = classify_answer(response.status_code, response.text, response.headers)
@@ -179,13 +250,12 @@ class CertainlyClient:
             cls = ApiUnavailable if answer.outcome is Outcome.TRANSIENT else ApiRefused
             raise cls(f"Certainly API answered {response.status_code} to GET: {answer.message}")
         try:
-            rows = response.json()
+            rows = json.loads(response.content)
         except ValueError:
             raise ApiUnavailable("Certainly API answered GET with a body that is not JSON") from None
         if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
             raise ApiUnavailable("Certainly API answered GET with something other than a list of rows")
         return rows, response.content
-
 
     def probe(self, bot_id: str, from_date: date, to_date: date, report_id: int = 1) -> tuple[int, str]:
         """A GET whose only purpose is to see how the API answers (for `ingest doctor`).
@@ -193,10 +263,7 @@ class CertainlyClient:
         Returns (status, body text), or (0, reason) when no HTTP answer came back.
         """
         try:
-            response = self._session.get(
-                self.url, params=self._params(bot_id, from_date, to_date, report_id),
-                headers=self._headers(), timeout=self._timeout,
-            )
+            response = self._send("GET", params=self._params(bot_id, from_date, to_date, report_id))
         except requests.RequestException as err:
             return 0, _network_message(err)
         return response.status_code, response.text[:2000]
@@ -205,6 +272,8 @@ class CertainlyClient:
 def _network_message(err: requests.RequestException) -> str:
     # The exception text can contain the URL but never headers, so no token leaks here.
     kind = type(err).__name__
+    if isinstance(err, _Unbounded):
+        return str(err)
     if isinstance(err, requests.Timeout):
         return f"time-out ({kind})"
     if isinstance(err, requests.ConnectionError):

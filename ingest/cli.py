@@ -8,6 +8,7 @@ person (failed window, quarantined or unmatched report, token or login refused);
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager, nullcontext
@@ -43,6 +44,8 @@ err_console = Console(stderr=True)
 out = Console()
 
 EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG, EXIT_TRANSIENT = 0, 1, 2, 3
+#: The job's umask: files 0640, folders 0750.
+JOB_UMASK = 0o027
 _VERBOSE = False  # set once by the --verbose option
 
 
@@ -71,6 +74,9 @@ def _main(
 ) -> None:
     global _VERBOSE
     _VERBOSE = verbose
+    # Archive, state and metrics files 0640, folders 0750: reports are personal data, and
+    # nobody outside the job's user and group should read them (see the README).
+    os.umask(JOB_UMASK)
     setup_logging(verbose)
 
 
@@ -403,8 +409,9 @@ def doctor() -> None:
     checks = run_checks(load_settings())
     table = Table("check", "", "detail")
     for check in checks:
-        table.add_row(inert(check.name), "[green]pass[/]" if check.ok else "[red]FAIL[/]",
-                      inert(check.detail))  # server answers and settings: shown inert
+        verdict = ("[red]FAIL[/]" if not check.ok else
+                   "[yellow]warn[/]" if check.warning else "[green]pass[/]")
+        table.add_row(inert(check.name), verdict, inert(check.detail))  # detail: shown inert
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 

@@ -18,7 +18,7 @@ from ingest.certainly import CertainlyClient, Outcome, classify_answer
 from ingest.errors import IngestError
 from ingest.mailbox import Mailbox
 from ingest.storage import storage_for
-from ingest.settings import Settings, require
+from ingest.settings import Settings, require, transport_warnings
 from ingest.store import Store
 
 
@@ -29,11 +29,23 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # passes, but a person should know (shown as "warn")
 
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    return [check_state(settings), check_output(settings), check_api(settings), *check_imap(settings)]
+    return [check_state(settings), check_output(settings), check_transport(settings),
+            check_api(settings), *check_imap(settings)]
+
+
+def check_transport(settings: Settings) -> Check:
+    """A warning (not a failure) for secrets or reports that would cross a network in
+    clear text: an http:// API or token URL, IMAP security=none."""
+    warnings = transport_warnings(settings)
+    if warnings:
+        return Check("transport security", True, "; ".join(warnings), warning=True)
+    return Check("transport security", True, "TLS for the API, the token endpoint and IMAP "
+                 "(or loopback only)")
 
 
 def _guard(name: str, fn) -> Check:  # type: ignore[no-untyped-def]
@@ -105,7 +117,8 @@ def check_api(settings: Settings) -> Check:
     def run() -> Check:
         c = settings.certainly
         client = CertainlyClient(c.base_url, require(c.token, "certainly", "token"),
-                                 require(c.report_path, "certainly", "report_path"), timeout=c.timeout)
+                                 require(c.report_path, "certainly", "report_path"), timeout=c.timeout,
+                                 deadline=c.deadline, max_response_bytes=c.max_response_bytes)
         # A one-day GET: 401/403 means the token is refused; anything else means it was accepted.
         yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
         bot = c.bots[0] if c.bots else "00000000-0000-0000-0000-000000000000"

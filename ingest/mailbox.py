@@ -288,9 +288,15 @@ def oauth2_access_token(settings: ImapSettings) -> str:
     if settings.oauth2_client_secret is not None:
         form["client_secret"] = settings.oauth2_client_secret.get_secret_value()
     try:
-        response = requests.post(url, data=form, timeout=settings.timeout)
+        # Never follow a redirect: a 307/308 would re-send the refresh token and the client
+        # secret to whatever host it names.
+        response = requests.post(url, data=form, timeout=settings.timeout, allow_redirects=False)
     except requests.RequestException as err:
         raise MailboxUnavailable(f"OAuth2 token endpoint {url}: {type(err).__name__}") from None
+    if response.is_redirect or 300 <= response.status_code < 400:
+        raise ConfigError(f"OAuth2 token endpoint {url} answered a redirect ({response.status_code}), "
+                          "which is not followed: set the final token URL",
+                          hint="INGEST_IMAP__OAUTH2_TOKEN_URL")
     if response.status_code >= 400:
         raise MailboxAuthError(f"OAuth2 token endpoint {url} refused the refresh token "
                                f"({response.status_code})", hint="INGEST_IMAP__OAUTH2_REFRESH_TOKEN")

@@ -6,6 +6,7 @@ Written atomically at the end of each `ingest run`, when INGEST_METRICS__TEXTFIL
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,9 +46,20 @@ def render_metrics(store: Store, *, emails_processed: int, rows_written: int,
 
 
 def write_textfile(path: Path, text: str) -> None:
-    """Replace the metrics file atomically (the collector never reads half a file)."""
+    """Replace the metrics file atomically (the collector never reads half a file).
+
+    The temporary file is created exclusively (``O_EXCL``, an unpredictable name) in the
+    metrics file's own folder, so that the final rename stays on one file system and
+    nobody sharing that folder can plant a file or a symlink under a name we would write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o640)  # as every file the job writes (the collector reads by group)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

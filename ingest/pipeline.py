@@ -41,7 +41,8 @@ def make_client(settings: Settings) -> CertainlyClient:
     """The API client from settings; a ConfigError names any missing variable."""
     c = settings.certainly
     return CertainlyClient(c.base_url, require(c.token, "certainly", "token"),
-                           require(c.report_path, "certainly", "report_path"), timeout=c.timeout)
+                           require(c.report_path, "certainly", "report_path"), timeout=c.timeout,
+                           deadline=c.deadline, max_response_bytes=c.max_response_bytes)
 
 
 def tick_requester(settings: Settings, store: Store, summary: RunSummary,

@@ -24,10 +24,13 @@ names the folder (default ``/run/secrets`` when it exists).
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import re
 from datetime import date
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -42,6 +45,8 @@ from pydantic_settings import (
 from pydantic_settings.sources import NestedSecretsSettingsSource
 
 from ingest.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "INGEST_"
 CommaList = Annotated[list[str], NoDecode]
@@ -138,6 +143,10 @@ class CertainlySettings(BaseModel):
     )
     report_id: int = Field(1, ge=1, le=4, description="1 Message Data, 2 Standard, 3 Advanced, 4 CM.")
     timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each read.")
+    deadline: float = Field(300.0, gt=0, description="Seconds one API request may take in all "
+                            "(connect, headers, body).")
+    max_response_bytes: int = Field(64 << 20, ge=1024, description="Larger API answers are cut "
+                                    "off unread (a transient failure).")
     bots: CommaList = Field(default_factory=list, description="Bot ids kept current by `ingest run` "
                             "(comma or JSON list; letters, digits, '-', '_').")
 
@@ -305,7 +314,7 @@ def load_settings(**overrides: Any) -> Settings:
     if toml_file and not Path(toml_file).is_file():
         raise ConfigError(f"INGEST_CONFIG names {toml_file!r}, which is not a readable file")
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as err:
         first = err.errors()[0]
         # Never echo the input: it may be a secret.
@@ -313,6 +322,37 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"{env_name(*first['loc'])}: {message}") from None
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot read settings: {err}") from None
+    for warning in transport_warnings(settings):
+        log.warning("insecure setting: %s", warning)
+    return settings
+
+
+def _loopback(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses: clear text there never leaves the machine."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_warnings(settings: Settings) -> list[str]:
+    """Settings under which a secret or a report crosses a network unencrypted: an
+    ``http://`` API or OAuth2 token URL, IMAP without TLS. Loopback is exempt. The job
+    runs anyway (a lab may want it), but says so in the log and in ``ingest doctor``."""
+    found = []
+    for loc, url, what in ((("certainly", "base_url"), settings.certainly.base_url, "the API token"),
+                           (("imap", "oauth2_token_url"), settings.imap.oauth2_token_url,
+                            "the OAuth2 refresh token and client secret")):
+        if url and url.lower().startswith("http://") and not _loopback(urlsplit(url).hostname):
+            found.append(f"{env_name(*loc)} is http://: {what} would travel unencrypted")
+    if settings.imap.security == "none" and settings.imap.host and not _loopback(settings.imap.host):
+        found.append("INGEST_IMAP__SECURITY is none: the IMAP login and every report would travel "
+                     "unencrypted")
+    return found
 
 
 def require(value: Any, *loc: str) -> Any:
