@@ -44,7 +44,9 @@ RUN for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT; do \
 FROM ${BASE_IMAGE}
 
 ARG APP_UID=10001
-# The repository address, e.g. --build-arg SOURCE_URL="$(git remote get-url origin)".
+# The public repository address, typed out: --build-arg SOURCE_URL=https://github.com/<org>/certainly-ingest
+# Never pass `git remote get-url origin`: a clone URL may carry a token (https://user:token@...),
+# and a label is readable by anyone who can pull the image.
 ARG SOURCE_URL=""
 
 LABEL org.opencontainers.image.title="certainly-ingest" \
