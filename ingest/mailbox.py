@@ -175,6 +175,17 @@ class Mailbox:
                 yield found[start:start + batch]
             lo = hi + 1
 
+    def count(self, criteria: list[str], *, span: int = SEARCH_SPAN) -> int:
+        """How many messages of the selected folder match ``criteria`` (``["FROM", x]``),
+        searched one bounded UID range at a time, so no answer grows with the folder."""
+        top, lo, found = self.highest_uid(), 1, 0
+        while lo <= top:
+            hi = min(lo + span - 1, top)
+            found += sum(1 for u in self._call(self.client.search, ["UID", f"{lo}:{hi}", *criteria])
+                         if lo <= u <= hi)
+            lo = hi + 1
+        return found
+
     def new_uids(self, after: int) -> list[int]:
         """Every UID greater than ``after``, ascending (searched in bounded ranges)."""
         return [uid for chunk in self.uid_batches(after) for uid in chunk]

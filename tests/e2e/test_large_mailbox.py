@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest.mailbox import Mailbox
 from ingest.pipeline import run_once
 from ingest.store import Store
 from tests.support.archive import assert_archive_matches
@@ -121,3 +122,27 @@ def test_a_first_pass_over_fifty_thousand_messages_archives_the_report(
     assert (second.emails_seen, second.rows_written, second.problems) == (0, 0, [])
     assert_archive_matches(Path(settings.output.root), truth_of(rep))
     assert folder_sizes(dovecot) == {"INBOX": MESSAGES, PROCESSED: 1}
+    with Mailbox(settings.imap) as box:  # what `ingest doctor` counts, in bounded ranges too
+        box.select()
+        assert box.count(["FROM", "shop.example.org"]) == len(range(0, MESSAGES, 3))
+
+
+def test_bounded_ranges_screen_every_message_once_across_gaps(dovecot, workdir) -> None:
+    fill_maildir(dovecot, [unrelated(i) for i in range(23)])
+    with imap(dovecot, USER, PASSWORD) as client:  # expunge a run and a few single UIDs
+        client.select_folder("INBOX")
+        gone = [3, 4, 5, 6, 7, 8, 12, 20, 23]
+        client.add_flags(gone, [b"\\Deleted"])
+        client.uid_expunge(gone)
+    settings = watcher_settings(dovecot, USER, PASSWORD, workdir)
+    left = [uid for uid in range(1, 24) if uid not in gone]
+
+    with Mailbox(settings.imap) as box:
+        box.select()
+        screened = [uid for uid, _, size in box.screen_new(0, span=4, batch=2) if size > 0]
+        after_ten = [uid for uid, _, _ in box.screen_new(10, span=3, batch=1)]
+        nothing = list(box.screen_new(max(left)))
+
+    assert screened == left
+    assert after_ten == [uid for uid in left if uid > 10]
+    assert nothing == []
