@@ -148,7 +148,7 @@ class CertainlySettings(BaseModel):
     max_response_bytes: int = Field(64 << 20, ge=1024, description="Larger API answers are cut "
                                     "off unread (a transient failure).")
     bots: CommaList = Field(default_factory=list, description="Bot ids kept current by `ingest run` "
-                            "(comma or JSON list; letters, digits, '-', '_').")
+                            "(letters, digits, '-', '_').")
 
     _split = field_validator("bots", mode="before")(_split_list)
     _check = field_validator("bots", mode="after")(_check_bots)
@@ -200,8 +200,7 @@ class ImapSettings(BaseModel):
         None, description="Where mail from other senders goes (default: left alone).")
     allowed_senders: CommaList = Field(
         default_factory=list,
-        description="Addresses, @domains or domains whose mail is ingested; nothing else is "
-        "(comma or JSON list).",
+        description="Addresses, @domains or domains whose mail is ingested; nothing else is.",
     )
     require_authentication: bool = Field(
         False, description="Ingest only mail whose topmost Authentication-Results passes DKIM or DMARC.")
@@ -404,7 +403,7 @@ def reference_markdown() -> str:
 def _type_name(annotation: Any) -> str:
     """A reader's name for a field type: ``SecretStr | None`` -> ``secret``."""
     names = {"SecretStr": "secret", "str": "text", "int": "integer", "float": "number",
-             "bool": "true/false", "date": "YYYY-MM-DD", "Path": "path", "list": "comma list"}
+             "bool": "true/false", "date": "YYYY-MM-DD", "Path": "path", "list": "list (a,b or JSON)"}
     args = [a for a in get_args(annotation) if a is not type(None)]
     if get_origin(annotation) is Literal:
         return " / ".join(map(str, get_args(annotation)))
