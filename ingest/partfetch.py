@@ -17,16 +17,13 @@ Example::
 
 from __future__ import annotations
 
-import binascii
 import email
 import email.policy
-import quopri
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-from ingest.attachments import ARCHIVE_TYPES, CSV_TYPES, GENERIC_TYPES, MAX_MIME_DEPTH, safe_name
+from ingest.attachments import ARCHIVE_TYPES, CSV_TYPES, GENERIC_TYPES, MAX_MIME_DEPTH, Decoder, safe_name
 from ingest.errors import ReportRejected
 from ingest.mailbox import Mailbox
 
@@ -114,67 +111,3 @@ def fetch_parts_to_disk(box: Mailbox, uid: int, workdir: Path,
             decoder.finish(sink)
         parts.append(PartOnDisk(safe_name(filename, fallback="report.csv"), content_type, decoded))
     return header, parts
-
-
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
-
-
-class Decoder:
-    """Undo a transfer encoding chunk by chunk, as the body arrives (bounded memory).
-
-    base64: characters outside the alphabet are skipped and a short last group is padded,
-    as the email package does, so one damaged line costs its own bytes, not the message.
-    quoted-printable and the identity encodings are decoded a line at a time; like the
-    email package, a text part that is not base64 gets its CRLF line ends back as LF, so
-    both fetch paths give the same bytes.
-    """
-
-    def __init__(self, encoding: str, *, text: bool) -> None:
-        self.encoding = encoding
-        self.text = text
-        self._left = b""  # base64: characters short of a group of 4; else: a partial line
-        self._ended = False  # base64: padding seen, the rest is ignored
-
-    def feed(self, chunk: bytes, sink: IO[bytes]) -> None:
-        """Decode what ``chunk`` completes; keep the rest for the next one."""
-        if self.encoding == "base64":
-            if self._ended:
-                return
-            data = self._left + _NOT_BASE64.sub(b"", chunk)
-            whole = len(data) - len(data) % 4
-            pad = data.find(b"=", 0, whole)
-            if pad >= 0:  # padding ends the data, as for the email package's decoder
-                whole, self._ended = pad - pad % 4 + 4, True
-            self._left = b"" if self._ended else data[whole:]
-            sink.write(_b64(data[:whole]))
-            return
-        data = self._left + chunk
-        cut = data.rfind(b"\n") + 1
-        self._left = data[cut:]
-        self._lines(data[:cut], sink)
-
-    def finish(self, sink: IO[bytes]) -> None:
-        """Decode what is left at the end of the body."""
-        left, self._left = self._left, b""
-        if self.encoding == "base64":
-            if len(left) % 4 != 1 and not self._ended:  # one lone character decodes to nothing
-                sink.write(_b64(left + b"=" * (-len(left) % 4)))
-            return
-        self._lines(left, sink)
-
-    def _lines(self, data: bytes, sink: IO[bytes]) -> None:
-        if self.encoding == "quoted-printable":
-            data = quopri.decodestring(data)
-        if self.text:
-            data = data.replace(b"\r\n", b"\n")
-        sink.write(data)
-
-
-def _b64(data: bytes) -> bytes:
-    """Groups of 4 base64 characters (the last one perhaps padded) to bytes; a group the
-    decoder still refuses (``A===``) is dropped rather than failing the message."""
-    try:
-        return binascii.a2b_base64(data)
-    except binascii.Error:
-        good = len(data) - 4
-        return binascii.a2b_base64(data[:good]) if good > 0 else b""
