@@ -106,7 +106,8 @@ def stops_the_run(err: BaseException) -> bool:
     if isinstance(err, OutputError):
         cause = err.__cause__ or err.__context__
         return not isinstance(cause, OSError) or cause.errno in _STORE_ERRNOS
-    return False
+    # A full or read-only disk met outside our own wrappers (pyarrow, polars, tempfile).
+    return isinstance(err, OSError) and err.errno in _STORE_ERRNOS
 
 
 def one_line(err: BaseException) -> str:

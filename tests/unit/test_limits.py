@@ -121,6 +121,8 @@ def _output_error(code: int) -> OutputError:
     (_output_error(errno.ENOSPC), True),
     (_output_error(errno.EROFS), True),
     (_output_error(errno.ENAMETOOLONG), False),
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (OSError(errno.ENAMETOOLONG, "File name too long"), False),
     (ReportRejected("bad"), False),
     (RecursionError("maximum recursion depth exceeded"), False),
     (RuntimeError("File 'x' is encrypted"), False),
