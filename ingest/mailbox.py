@@ -211,6 +211,10 @@ class Mailbox:
         """UIDs in the selected folder whose Message-ID header is ``message_id``, ascending."""
         return sorted(self._call(self.client.search, ["HEADER", "Message-ID", message_id]))
 
+    def search_without_message_id(self) -> list[int]:
+        """UIDs in the selected folder of messages that have no Message-ID header."""
+        return sorted(self._call(self.client.search, ["NOT", "HEADER", "Message-ID", ""]))
+
     def _call(self, method, *args):  # type: ignore[no-untyped-def]
         try:
             return method(*args)

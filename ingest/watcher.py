@@ -316,6 +316,20 @@ def _message_id(box: Mailbox, uid: int) -> str | None:
     return " ".join(str(value).split())[:998] or None
 
 
+def _same_bytes(box: Mailbox, sha256: str | None, claimed: set[tuple[str, int]]) -> list[int]:
+    """UIDs in the selected folder of messages without a Message-ID whose bytes hash to
+    ``sha256`` (an email fetched whole before it failed; one fetched part by part has
+    the hash of its parts, which this does not recompute)."""
+    if not sha256:
+        return []
+    found = []
+    for uid in box.search_without_message_id():
+        raw = box.fetch_message(uid) if (box.folder, uid) not in claimed else None
+        if raw is not None and hashlib.sha256(raw).hexdigest() == sha256:
+            found.append(uid)
+    return found
+
+
 @dataclass
 class Retried:
     """One failed email taken up by :func:`retry_failed`."""
@@ -386,17 +400,16 @@ def _locate(box: Mailbox, failed_folder: str, record: dict[str, Any],
     """(server folder, UID) of a failed email, selected: in the failed folder by its
     Message-ID, else in the folder it failed in by its UID (same UIDVALIDITY and, when
     known, the same Message-ID). ``claimed`` keeps two records off one copy."""
-    places: list[tuple[str, str]] = []
-    if record["message_id"]:
-        places.append(("failed", box.server_folder(failed_folder)))
-    places.append(("source", box.server_folder(record["folder"])))
+    places = [("failed", box.server_folder(failed_folder)), ("source", box.server_folder(record["folder"]))]
     for how, folder in places:
         if not box.folder_exists(folder):
             continue
         box.folder = folder
         uidvalidity = box.select()
-        if how == "failed":
+        if how == "failed" and record["message_id"]:
             uids = [u for u in box.search_message_id(record["message_id"]) if (folder, u) not in claimed]
+        elif how == "failed":
+            uids = _same_bytes(box, record["sha256"], claimed)
         elif uidvalidity == record["uidvalidity"] and (folder, record["uid"]) not in claimed:
             uids = [record["uid"]]
             if record["message_id"] and _message_id(box, record["uid"]) != record["message_id"]:

@@ -209,3 +209,20 @@ def test_retry_failed_archives_what_a_fix_made_readable(dovecot, user, workdir) 
     with Store.open(settings.state.path) as store:
         assert {w.from_date: w.state for w in store.windows()}[big.start] is WindowState.ARCHIVED
         assert retry_failed(settings, store, RunSummary())[0].outcome == "quarantined"
+
+
+def test_retry_finds_a_failed_email_without_message_id_by_its_bytes(dovecot, user, workdir) -> None:
+    bad = window(22)
+    raw = POISONS["corrupt gzip stream"][0](bad)
+    raw = b"".join(line for line in raw.splitlines(keepends=True) if not line.startswith(b"Message-ID:"))
+    deliver(dovecot, user, PASSWORD, [raw])
+    settings = watcher_settings(dovecot, user, PASSWORD, workdir)
+    run(settings, bad)
+    with Store.open(settings.state.path) as store:
+        [record] = store.failed_messages()
+        assert record["message_id"] is None and record["sha256"]
+
+        [retried] = retry_failed(settings, store, RunSummary())
+
+        assert retried.outcome == "quarantined" and "corrupt gzip stream" in str(retried.reason)
+        assert store.failed_messages()[0]["attempts"] == 2
