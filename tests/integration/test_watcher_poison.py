@@ -11,6 +11,7 @@ line, exit codes and ``status --json`` are covered by tests/e2e/test_watcher_poi
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -226,3 +227,29 @@ def test_retry_finds_a_failed_email_without_message_id_by_its_bytes(dovecot, use
 
         assert retried.outcome == "quarantined" and "corrupt gzip stream" in str(retried.reason)
         assert store.failed_messages()[0]["attempts"] == 2
+
+
+def test_when_the_server_will_not_take_the_failed_folder_the_email_is_left_flagged(dovecot, user, workdir) -> None:
+    """Dovecot refuses to create "~failed" ("Invalid mailbox name: Begins with '~'"): the
+    bad email stays in INBOX, flagged, recorded where it is; the pass goes on, and
+    `retry --failed` finds it there by its UID."""
+    bad, good = window(25), window(28)
+    bad_raw, good_raw = POISONS["encrypted zip member"][0](bad), report_email(good)
+    deliver(dovecot, user, PASSWORD, [bad_raw, good_raw])
+    before = snapshot(dovecot, user, PASSWORD)
+    settings = watcher_settings(dovecot, user, PASSWORD, workdir, failed_folder="~failed")
+
+    summary = run(settings, bad, good)
+
+    assert summary.emails_archived == 1
+    flagged = moved(before, {message_id(good_raw): PROCESSED})
+    flagged["INBOX"] = Counter({(mid, flags | {"\\Flagged"} if mid == message_id(bad_raw) else flags): n
+                                for (mid, flags), n in flagged["INBOX"].items()})
+    assert snapshot(dovecot, user, PASSWORD) == flagged
+    record = failed_in_status(settings)[message_id(bad_raw)]
+    assert record["now_in"] == "INBOX (flagged)" and "is encrypted" in str(record["reason"])
+    assert run(settings).emails_seen == 0
+
+    with Store.open(settings.state.path) as store:
+        [retried] = retry_failed(settings, store, RunSummary())
+    assert retried.outcome == "quarantined" and snapshot(dovecot, user, PASSWORD) == flagged
