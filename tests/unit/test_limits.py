@@ -130,3 +130,14 @@ def _output_error(code: int) -> OutputError:
 def test_what_stops_a_run_and_what_stops_one_message(error: BaseException, run_level: bool) -> None:
     assert stops_the_run(error) is run_level
     assert "\n" not in one_line(error) and len(one_line(error)) <= 400
+
+
+def test_doctor_checks_free_temp_space_against_the_limits(tmp_path: Path) -> None:
+    from ingest.doctor import check_temp
+    from ingest.settings import explicit_settings
+
+    fits = check_temp(explicit_settings(output={"temp_dir": tmp_path / "t"}))
+    too_big = check_temp(explicit_settings(output={"temp_dir": tmp_path / "t", "max_inflated_bytes": 2**60}))
+
+    assert fits.ok and "MiB free, one email may need 640 MiB" in fits.detail
+    assert not too_big.ok and "INGEST_OUTPUT__MAX_INFLATED_BYTES" in too_big.detail
