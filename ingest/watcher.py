@@ -167,7 +167,7 @@ TO_FAILED = frozenset({"quarantined", "failed", "too_large"})
 class Handled:
     """What became of one email at the message boundary (nothing moved yet)."""
 
-    outcome: str  # archived, quarantined, unmatched, no_report, ignored, too_large, failed, gone
+    outcome: str  # archived, quarantined, unmatched, no_report, too_large, failed, gone
     reason: str | None = None
     sender: str | None = None
     message_id: str | None = None
@@ -175,9 +175,18 @@ class Handled:
     sha256: str | None = None
 
 
-def examine(box: Mailbox, uid: int, header_bytes: bytes, size: int, settings: Settings,
+def screen_safely(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, str | None]:
+    """:func:`screen`, where headers nobody can read are a refusal (the sender cannot be
+    known, so the email is not ours to ingest), never an exception that ends the pass."""
+    try:
+        return screen(imap, header_bytes)
+    except Exception as err:  # noqa: BLE001 - the message boundary, for the screening headers
+        return None, f"headers unreadable ({one_line(err)})"
+
+
+def examine(box: Mailbox, uid: int, size: int, address: str | None, settings: Settings,
             store: Store, summary: RunSummary, root: Storage) -> Handled:
-    """Screen, fetch, parse and archive one email: the message boundary.
+    """Fetch, parse and archive one screened email: the message boundary.
 
     Never raises for what the email holds: any failure is returned as outcome "failed"
     with a one-line reason, and the caller sets the email aside. What
@@ -186,11 +195,7 @@ def examine(box: Mailbox, uid: int, header_bytes: bytes, size: int, settings: Se
     """
     imap = settings.imap
     fetched = FetchedHash()
-    address: str | None = None
     try:
-        address, refusal = screen(imap, header_bytes)
-        if refusal:
-            return Handled("ignored", refusal, address)
         if size > imap.max_message_bytes:
             return Handled("too_large", f"message of {size} bytes exceeds INGEST_IMAP__MAX_MESSAGE_BYTES",
                            address)
@@ -232,26 +237,29 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
             continue  # expunged since the search: not ours to record
         header_bytes, size = screening[uid]
         summary.emails_seen += 1
-        handled = examine(box, uid, header_bytes, size, settings, store, summary, root)
+        ids = {"uid": uid, "uidvalidity": uidvalidity}
+        address, refusal = screen_safely(imap, header_bytes)
+        if refusal:
+            summary.emails_ignored += 1
+            if imap.rejected_folder:
+                box.move(uid, imap.rejected_folder)
+            store.record_email(imap.folder, uidvalidity, uid, message_id=None, sender=address,
+                               subject=None, outcome="ignored", reason=refusal)
+            log.info("email uid %s ignored: %s", uid, refusal, extra=ids)
+            continue
+        handled = examine(box, uid, size, address, settings, store, summary, root)
         if handled.outcome != "gone":
-            _settle(box, settings, store, summary, handled, uidvalidity, uid)
+            settle(box, settings, store, summary, handled, uidvalidity, uid)
 
 
-def _settle(box: Mailbox, settings: Settings, store: Store, summary: RunSummary, handled: Handled,
-            uidvalidity: int, uid: int) -> None:
+def settle(box: Mailbox, settings: Settings, store: Store, summary: RunSummary, handled: Handled,
+           uidvalidity: int, uid: int) -> None:
     """Move and record one examined email of the watched folder. Order: data durable
     (done) -> state -> email moved -> position advanced; a set-aside email is recorded
     before it moves, so that a crash in between leaves a trace ``retry --failed`` follows."""
     imap = settings.imap
     key = (imap.folder, uidvalidity, uid)
     ids: dict[str, Any] = {"uid": uid, "uidvalidity": uidvalidity}
-    if handled.outcome == "ignored":
-        summary.emails_ignored += 1
-        if imap.rejected_folder:
-            box.move(uid, imap.rejected_folder)
-        _record(store, key, handled, message_id=None)
-        log.info("email uid %s ignored: %s", uid, handled.reason, extra=ids)
-        return
     if handled.outcome in TO_FAILED:
         message_id = handled.message_id or _message_id(box, uid)
         reason = handled.reason or "a report was quarantined"
@@ -371,7 +379,10 @@ def retry_failed(settings: Settings, store: Store, summary: RunSummary) -> list[
                 done.append(Retried(record, "not_found", "expunged meanwhile"))
                 continue
             summary.emails_seen += 1
-            handled = examine(box, uid, *screening[uid], settings, store, summary, root)
+            header_bytes, size = screening[uid]
+            address, refusal = screen_safely(imap, header_bytes)
+            handled = (Handled("failed", refusal, address) if refusal else
+                       examine(box, uid, size, address, settings, store, summary, root))
             if handled.outcome == "archived":
                 box.move(uid, imap.processed_folder)
                 store.resolve_failed_message(*key, "archived")
