@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_file, safe_name
+from ingest.attachments import (
+    Inflater, ParsedEmail, ReportFile, parse_email, reports_in_file, safe_name, scratch,
+)
 from ingest.counts import RowCounts
-from ingest.errors import ReportRejected
+from ingest.errors import ReportRejected, one_line, stops_the_run
 from ingest.fetch import FetchSummary
 from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
 from ingest.storage import Storage
 from ingest.datasets import save_typed_report
-from ingest.reports import DATASETS, read_report
+from ingest.reports import DATASETS, MAX_WHOLE_REPORT_BYTES, read_report
 from ingest.settings import check_bot_id
 from ingest.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
 
@@ -57,11 +59,15 @@ class RunSummary(RowCounts):
     emails_seen: int = 0
     emails_ignored: int = 0
     emails_archived: int = 0
+    emails_failed: int = 0  # caught at the message boundary: in the failed folder, see status
     reports_archived: int = 0
     reports_duplicate: int = 0
     reports_unmatched: int = 0
     reports_quarantined: int = 0
     problems: list[str] = field(default_factory=list)
+    #: "attachment <name>: <reason>" for each report quarantined or unmatched as a whole:
+    #: the watcher gives an email's reasons to the failed-message record.
+    set_aside: list[str] = field(default_factory=list)
 
     def add(self, other: "RunSummary") -> None:
         """Add another pass's counts (every integer field) and problems."""
@@ -69,6 +75,7 @@ class RunSummary(RowCounts):
             if isinstance(value, int):
                 setattr(self, name, getattr(self, name) + value)
         self.problems.extend(other.problems)
+        self.set_aside.extend(other.set_aside)
 
     def add_fetch(self, fetched: FetchSummary) -> None:
         """Count what the GET fast path archived."""
@@ -78,43 +85,63 @@ class RunSummary(RowCounts):
     @property
     def needs_attention(self) -> bool:
         """True when a person should look: failures, quarantine or unmatched reports."""
-        return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems)
+        return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems
+                    or self.emails_failed)
 
 
 def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: str,
                  summary: RunSummary, on_rows: Callable[[str, int], None] | None = None,
-                 report_id: int = MESSAGE_DATA) -> None:
+                 report_id: int = MESSAGE_DATA, *, max_inflated_bytes: int | None = None,
+                 temp_dir: Path | None = None) -> None:
     """Archive files that arrived some other way (CSV, .csv.gz, .zip, .eml) for one bot.
 
     No window is required: rows are taken whatever their dates, deduplicated as usual.
     ``report_id`` says which report type they are (1 Message Data, 2-4 the others).
+    Each file is its own unit: one that cannot be read (corrupt, encrypted, a bomb ...)
+    becomes one line in ``summary.problems`` and the next file is imported; only what
+    stops the run (:func:`ingest.errors.stops_the_run`) is raised. A compressed file
+    inflates into a scratch folder in ``temp_dir``, at most ``max_inflated_bytes`` in all.
     """
     check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     for path in paths:
-        if path.name.lower().endswith(".csv") and report_id == MESSAGE_DATA:  # any size: streamed, never held in memory
-            no_email = email_provenance(ParsedEmail(None, None, None, None, []))
-            report = ReportFile(safe_name(path.name), b"", path=Path(path))
-            archive_report(root, store, report, ParsedEmail(None, None, None, None, []), summary,
-                           bot_id=bot_id, provenance={"import": {"path": str(path)}, **no_email},
-                           on_rows=(lambda n, name=path.name: on_rows(name, n)) if on_rows else None)
-            continue
-        data = Path(path).read_bytes()
-        if path.name.lower().endswith(".eml"):
-            parsed = parse_email(data)
-        else:
-            parsed = ParsedEmail(None, None, None, None, [])
-            try:
-                parsed.reports = reports_in_file(path.name, data)
-            except ReportRejected as err:
-                parsed.problems.append(f"{path.name}: {err}")
-        provenance: dict[str, object] = {"import": {"path": str(path)}, **email_provenance(parsed)}
-        for problem in parsed.problems:
-            summary.problems.append(problem)
-        if not parsed.reports and not parsed.problems:
-            summary.problems.append(f"{path}: no CSV report found in it")
-        for report in parsed.reports:
-            archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance,
-                           report_id=report_id)
+        try:
+            with scratch(temp_dir, prefix="ingest-import-") as workdir:
+                _import_file(root, store, Path(path), bot_id, summary, on_rows, report_id,
+                             Inflater(max_inflated_bytes, Path(workdir)))
+        except Exception as err:  # noqa: BLE001 - the file boundary: one bad file is one problem
+            if stops_the_run(err):
+                raise
+            log.warning("import %s failed: %s", path, one_line(err), exc_info=log.isEnabledFor(logging.DEBUG))
+            summary.problems.append(f"{Path(path).name}: {one_line(err)}")
+
+
+def _import_file(root: Storage | Path, store: Store, path: Path, bot_id: str, summary: RunSummary,
+                 on_rows: Callable[[str, int], None] | None, report_id: int, inflater: Inflater) -> None:
+    """One file of :func:`import_files`, read as a stream (a .eml whole: it is mail)."""
+    if path.name.lower().endswith(".csv") and report_id == MESSAGE_DATA:  # any size: streamed, never held in memory
+        no_email = email_provenance(ParsedEmail(None, None, None, None, []))
+        report = ReportFile(safe_name(path.name), b"", path=path)
+        archive_report(root, store, report, ParsedEmail(None, None, None, None, []), summary,
+                       bot_id=bot_id, provenance={"import": {"path": str(path)}, **no_email},
+                       on_rows=(lambda n, name=path.name: on_rows(name, n)) if on_rows else None)
+        return
+    if path.name.lower().endswith(".eml"):
+        parsed = parse_email(path.read_bytes(), inflater)
+        problems = [f"{path.name}: {problem}" for problem in parsed.problems]
+    else:
+        parsed = ParsedEmail(None, None, None, None, [])
+        problems = []
+        try:
+            parsed.reports = reports_in_file(path.name, path, inflater)
+        except ReportRejected as err:
+            problems.append(f"{path.name}: {err}")
+    provenance: dict[str, object] = {"import": {"path": str(path)}, **email_provenance(parsed)}
+    summary.problems.extend(problems)
+    if not parsed.reports and not problems:
+        summary.problems.append(f"{path}: no CSV report found in it")
+    for report in parsed.reports:
+        archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance,
+                       report_id=report_id)
 
 
 def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
@@ -186,7 +213,12 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
 def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summary: RunSummary, *,
                    sha: str, bot_id: str, window: Window | None, report_id: int,
                    provenance: dict[str, object]) -> str:
-    """Report types 2-4: small aggregate files, read whole and typed on their evidence."""
+    """Report types 2-4: small aggregate files, read whole and typed on their evidence;
+    one over :data:`~ingest.reports.MAX_WHOLE_REPORT_BYTES` is quarantined unread."""
+    if report.size > MAX_WHOLE_REPORT_BYTES:
+        return _set_aside(root, store, sha, report, provenance, summary, "quarantined",
+                          f"a type {report_id} report of {report.size} bytes is over the "
+                          f"{MAX_WHOLE_REPORT_BYTES} bytes such reports may have (they are read whole)")
     data = report.data if report.path is None else report.path.read_bytes()
     span = (window.from_date, window.to_date) if window else None
     try:
@@ -236,6 +268,7 @@ def _set_aside(root: Storage | Path, store: Store, sha: str, report: ReportFile,
         summary.reports_unmatched += 1
     else:
         summary.reports_quarantined += 1
+    summary.set_aside.append(f"attachment {report.filename}: {reason}")
     log.warning("%s %s: %s", outcome, report.filename, reason,
                 extra={"sha256": sha, "message_id": _message_id(provenance)})
     return outcome

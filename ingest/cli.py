@@ -272,7 +272,9 @@ def import_(
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store, \
             row_counter() as on_rows:
         import_files(_sweep(settings), store, paths, bot, summary, on_rows=on_rows,
-                     report_id=report_type or settings.certainly.report_id)
+                     report_id=report_type or settings.certainly.report_id,
+                     max_inflated_bytes=settings.output.max_inflated_bytes,
+                     temp_dir=settings.output.temp_dir)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
@@ -347,6 +349,46 @@ def status(
     out.print(inert(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} "
                     f"read = {totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
                     f"{totals['rows_rejected']} rejected"))
+    if report["failed_messages"]:
+        out.print(f"failed emails ({len(report['failed_messages'])}; after a fix: ingest retry --failed):")
+        for m in report["failed_messages"]:
+            out.print(inert(f"  {m['folder']} uid {m['uid']} {m['message_id'] or '(no Message-ID)'}, now in "
+                            f"{m['now_in'] or m['folder']}: {m['reason']}"))
+
+
+@app.command()
+def retry(
+    failed: Annotated[bool, typer.Option("--failed", help="Re-attempt every email `ingest status` "
+                                         "lists as failed.")] = False,
+) -> None:
+    """Re-attempt the emails set aside as failed (see `ingest status`), after a fix.
+
+    Each is found in the failed folder by its Message-ID (else where it failed, by its
+    recorded UID) and handled as `ingest run` would: archived ones move to the processed
+    folder; one failing again stays failed with its new reason (exit 1).
+
+    Example: ingest retry --failed
+    """
+    from ingest.archiver import RunSummary
+    from ingest.lock import exclusive_lock
+    from ingest.store import Store
+    from ingest.watcher import retry_failed
+
+    if not failed:
+        raise ConfigError("say what to retry: ingest retry --failed")
+    settings = load_settings()
+    summary = RunSummary()
+    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        _sweep(settings)
+        retried = retry_failed(settings, store, summary)
+    for one in retried:
+        label = one.record["message_id"] or f"uid {one.record['uid']}"
+        out.print(inert(f"{label}: {one.outcome}" + (f" ({one.reason})" if one.reason else "")))
+    if not retried:
+        out.print("no failed emails to retry")
+    print_summary(summary)
+    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention or
+                     any(r.outcome != "archived" for r in retried) else EXIT_OK)
 
 
 @app.command()
@@ -441,7 +483,9 @@ def print_summary(summary: "object") -> None:
         f"windows: {summary.submitted} submitted, {summary.accepted} accepted, "
         f"{summary.deferred} deferred, {summary.lost} lost, {summary.failed} failed\n"
         f"emails: {summary.emails_seen} seen, {summary.emails_archived} archived, "
-        f"{summary.emails_ignored} ignored (sender not allowed)\n"
+        f"{summary.emails_ignored} ignored (sender not allowed)"
+        + (f", {summary.emails_failed} failed (see ingest status)" if summary.emails_failed else "")
+        + "\n"
         f"reports: {summary.reports_archived} archived, {summary.reports_duplicate} already had, "
         f"{summary.reports_unmatched} unmatched, {summary.reports_quarantined} with rejects\n"
         f"rows: {summary.rows_read} read = {summary.rows_written} written + "

@@ -8,7 +8,9 @@ output root.
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -34,8 +36,8 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    return [check_state(settings), check_output(settings), check_transport(settings),
-            check_api(settings), *check_imap(settings)]
+    return [check_state(settings), check_output(settings), check_temp(settings),
+            check_transport(settings), check_api(settings), *check_imap(settings)]
 
 
 def check_transport(settings: Settings) -> Check:
@@ -94,6 +96,24 @@ def check_output(settings: Settings) -> Check:
     if problem:
         return Check("output", False, f"{problem} (INGEST_OUTPUT__ROOT)")
     return Check("output", True, f"{root.resolve()} is writable")
+
+
+def check_temp(settings: Settings) -> Check:
+    """The temporary folder is writable and has room for the largest email the settings
+    allow: its parts fetched to disk (up to INGEST_IMAP__MAX_MESSAGE_BYTES) plus its
+    attachments inflated (up to INGEST_OUTPUT__MAX_INFLATED_BYTES). In Kubernetes the
+    emptyDir's sizeLimit is not visible here: keep it at least this large too."""
+    folder = Path(settings.output.temp_dir or tempfile.gettempdir())
+    need = settings.imap.max_message_bytes + settings.output.max_inflated_bytes
+    problem = _probe(folder)
+    if problem:
+        return Check("temp space", False, f"{problem} (INGEST_OUTPUT__TEMP_DIR)")
+    free = shutil.disk_usage(folder).free
+    detail = f"{folder}: {free / 2**20:,.0f} MiB free, one email may need {need / 2**20:,.0f} MiB"
+    if free < need:
+        return Check("temp space", False, f"{detail} (INGEST_OUTPUT__TEMP_DIR, INGEST_IMAP__MAX_MESSAGE_BYTES, "
+                     "INGEST_OUTPUT__MAX_INFLATED_BYTES)")
+    return Check("temp space", True, detail)
 
 
 def _probe(folder: Path) -> str | None:

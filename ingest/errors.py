@@ -21,6 +21,8 @@ the tree to exit codes and one-line messages in one place (``ingest.cli``)::
 
 from __future__ import annotations
 
+import errno
+
 
 class IngestError(Exception):
     """Base of every error this package raises on purpose."""
@@ -84,3 +86,38 @@ class OutputError(TerminalError):
 
 class ReportRejected(TerminalError):
     """A report file cannot be archived as a whole (it is quarantined with this reason)."""
+
+
+#: errno values of an OutputError that say the archive itself cannot be written (full,
+#: read-only, no permission), as opposed to one message's file (a name too long).
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                           errno.EIO})
+
+
+def stops_the_run(err: BaseException) -> bool:
+    """Whether ``err``, raised while handling one message (or one imported file), is the
+    run's problem rather than that message's: a lost connection or an unavailable store
+    (TransientError, exit 3), settings (ConfigError), the state store (StateError), or
+    an archive or temporary folder that cannot be written (full, read-only). Anything
+    else is caught at the message boundary: the message is set aside with its reason
+    and the run goes on (see ``ingest.watcher.poll_folder``)."""
+    if isinstance(err, (TransientError, ConfigError, StateError)):
+        return True
+    if isinstance(err, OutputError):
+        cause = err.__cause__ or err.__context__
+        return not isinstance(cause, OSError) or cause.errno in _STORE_ERRNOS
+    # A full or read-only disk met outside our own wrappers (pyarrow, polars, tempfile).
+    return isinstance(err, OSError) and err.errno in _STORE_ERRNOS
+
+
+def one_line(err: BaseException) -> str:
+    """A one-line, bounded reason for an error caught at a message boundary: the message
+    of one of ours, else the exception's type and first words (never a traceback)."""
+    if isinstance(err, IngestError):
+        text = " ".join(str(err).split())
+    elif isinstance(err, RecursionError):
+        text = "structure nested too deeply to read (RecursionError)"
+    else:
+        detail = " ".join(str(err).split())
+        text = f"unexpected {type(err).__name__}" + (f": {detail}" if detail else "")
+    return text[:400]

@@ -270,6 +270,23 @@ class Mailbox:
         # Without UIDPLUS a bare EXPUNGE would also delete other clients' \Deleted mail:
         # leave our copy flagged; the processed copy is safe and the UID is recorded.
 
+    def flag(self, uid: int, flag: bytes = b"\\Flagged") -> None:
+        """Add a flag to one message of the selected folder (a failed email the server
+        would not move is left where it is, flagged for a person)."""
+        self._call(self.client.add_flags, [uid], [flag])
+
+    def folder_exists(self, name: str) -> bool:
+        """Whether a folder (server spelling, see :meth:`server_folder`) exists."""
+        return bool(self._call(self.client.folder_exists, name))
+
+    def search_message_id(self, message_id: str) -> list[int]:
+        """UIDs in the selected folder whose Message-ID header is ``message_id``, ascending."""
+        return sorted(self._call(self.client.search, ["HEADER", "Message-ID", message_id]))
+
+    def search_without_message_id(self) -> list[int]:
+        """UIDs in the selected folder of messages that have no Message-ID header."""
+        return sorted(self._call(self.client.search, ["NOT", "HEADER", "Message-ID", ""]))
+
     def _call(self, method, *args):  # type: ignore[no-untyped-def]
         try:
             return method(*args)

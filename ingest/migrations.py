@@ -68,5 +68,24 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 2: messages that need a person (issue 12): each email moved to the failed folder (or
+    # left flagged) with its reason, until `ingest retry --failed` gets it archived.
+    """
+    CREATE TABLE failed_messages (
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        message_id TEXT,
+        sha256 TEXT,
+        reason TEXT NOT NULL,
+        place TEXT,
+        state TEXT NOT NULL DEFAULT 'failed',
+        attempts INTEGER NOT NULL DEFAULT 1,
+        failed_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (folder, uidvalidity, uid)
+    );
+    CREATE INDEX failed_messages_state ON failed_messages (state, failed_at);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

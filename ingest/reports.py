@@ -40,6 +40,10 @@ from ingest.validate import blank_to_null
 
 #: Dataset (archive folder) of each report type; type 1 is ``messages`` (ingest.parser).
 DATASETS: dict[int, str] = {2: "standard", 3: "advanced", 4: "content_management"}
+#: Largest type 2-4 report read: they are aggregates (a row per day and channel ...),
+#: read whole and typed in memory, so a bigger file is quarantined with this reason
+#: rather than risking the job's memory (polars holds several copies of its text).
+MAX_WHOLE_REPORT_BYTES = 32 * 1024**2
 
 Kind = Literal["int", "float", "bool", "date", "timestamp", "text"]
 ROW_NUMBER = "_row"

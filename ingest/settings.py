@@ -207,7 +207,8 @@ class ImapSettings(BaseModel):
     authserv_id: str | None = Field(
         None, description="The receiving server's authserv-id in Authentication-Results (required with require_authentication).")
     max_message_bytes: int = Field(
-        512 * 1024**2, ge=1024, description="Larger messages are not fetched; they go to the failed folder.")
+        128 * 1024**2, ge=1024, description="Larger messages are not fetched; they go to the failed "
+        "folder. With INGEST_OUTPUT__MAX_INFLATED_BYTES, the space one email may take in INGEST_OUTPUT__TEMP_DIR.")
     part_fetch_bytes: int = Field(
         32 * 1024**2, ge=1024, description="Messages larger than this are fetched part by part to disk.")
     ca_file: Path | None = Field(None, description="Extra CA bundle for the server certificate.")
@@ -240,6 +241,12 @@ class OutputSettings(BaseModel):
     s3_access_key_id: SecretStr | None = Field(
         None, description="S3 access key; unset: the AWS default chain (env, IRSA ...).")
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    temp_dir: Path | None = Field(
+        None, description="Local folder for one email's or imported file's temporary files (parts "
+        "fetched to disk, inflated attachments); default: the system's (TMPDIR, else /tmp).")
+    max_inflated_bytes: int = Field(
+        512 * 1024**2, ge=1024, description="What the compressed attachments of one email (or one "
+        "imported file) may inflate to in all, streamed to temp_dir; beyond it the email goes to the failed folder.")
 
 
 class StateSettings(BaseModel):

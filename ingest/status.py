@@ -37,7 +37,16 @@ def collect_status(store: Store) -> dict[str, Any]:
     for bot in bots.values():
         bot["states"] = dict(bot["states"])
     return {"bots": list(bots.values()), "emails": store.email_counts(),
-            "attachments": store.attachment_totals()}
+            "attachments": store.attachment_totals(), "failed_messages": failed_messages(store)}
+
+
+def failed_messages(store: Store) -> list[dict[str, Any]]:
+    """Emails waiting for a person (in the failed folder or left flagged), with reasons;
+    ``ingest retry --failed`` takes them up again."""
+    return [{"folder": m["folder"], "uidvalidity": m["uidvalidity"], "uid": m["uid"],
+             "message_id": m["message_id"], "sha256": m["sha256"], "reason": m["reason"],
+             "now_in": m["place"], "attempts": m["attempts"], "failed_at": _iso(m["failed_at"])}
+            for m in store.failed_messages()]
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -308,6 +308,46 @@ class Store:
                 (folder, uidvalidity, max(uid for uid, _, _ in emails)),
             )
 
+    def record_failed_message(
+        self, folder: str, uidvalidity: int, uid: int, *, message_id: str | None,
+        sha256: str | None, reason: str,
+    ) -> None:
+        """Remember an email that needs a person (it goes to the failed folder), with its
+        reason; recorded before it is moved, so a crash in between still leaves a trace
+        that ``ingest retry --failed`` follows. A repeat failure counts another attempt."""
+        now = time.time()
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO failed_messages (folder, uidvalidity, uid, message_id, sha256,"
+                " reason, state, attempts, failed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?,"
+                " 'failed', 1, ?, ?) ON CONFLICT (folder, uidvalidity, uid) DO UPDATE SET"
+                " message_id = coalesce(excluded.message_id, failed_messages.message_id),"
+                " sha256 = coalesce(excluded.sha256, failed_messages.sha256),"
+                " reason = excluded.reason, state = 'failed',"
+                " attempts = failed_messages.attempts + 1, updated_at = excluded.updated_at",
+                (folder, uidvalidity, uid, message_id, sha256, reason, now, now),
+            )
+
+    def set_failed_place(self, folder: str, uidvalidity: int, uid: int, place: str) -> None:
+        """Where a failed email is now: the failed folder, or left (flagged) where it was."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE failed_messages SET place = ?, updated_at = ? WHERE folder = ? AND"
+                " uidvalidity = ? AND uid = ?", (place, time.time(), folder, uidvalidity, uid))
+
+    def resolve_failed_message(self, folder: str, uidvalidity: int, uid: int, outcome: str) -> None:
+        """A failed email was retried and handled (``outcome``): no longer needs a person."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE failed_messages SET state = ?, updated_at = ? WHERE folder = ? AND"
+                " uidvalidity = ? AND uid = ?", (outcome, time.time(), folder, uidvalidity, uid))
+
+    def failed_messages(self) -> list[dict[str, Any]]:
+        """Emails still waiting for a person, oldest first."""
+        rows = self._query("SELECT * FROM failed_messages WHERE state = 'failed'"
+                           " ORDER BY failed_at, folder, uid")
+        return [dict(row) for row in rows]
+
     def email_counts(self) -> dict[str, int]:
         rows = self._query("SELECT outcome, count(*) FROM emails GROUP BY outcome")
         return {row[0]: row[1] for row in rows}

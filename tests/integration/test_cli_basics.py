@@ -63,7 +63,7 @@ def test_main_help_lists_commands_and_an_example(main_help: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["demo", "backfill", "run", "watch", "import", "fetch", "status",
-                                     "verify", "compact", "doctor"])
+                                     "verify", "compact", "doctor", "retry"])
 def test_command_help_has_an_example(command: str, tmp_path: Path) -> None:
     result = ingest(tmp_path, command, "--help")
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-import ingest.attachments
 from ingest.mailbox import Mailbox
 from ingest.pipeline import run_once
 from ingest.settings import Settings
@@ -211,8 +210,7 @@ def test_dmarc_pass_for_the_attackers_domain_is_not_trusted(dovecot, user, workd
 # -- attachments ------------------------------------------------------------------------------
 
 
-def test_zip_and_gzip_bombs_go_to_failed_and_the_job_keeps_going(dovecot, user, workdir, monkeypatch) -> None:
-    monkeypatch.setattr(ingest.attachments, "MAX_INFLATED_BYTES", 1024 * 1024)
+def test_zip_and_gzip_bombs_go_to_failed_and_the_job_keeps_going(dovecot, user, workdir) -> None:
     zipped, gzipped, good = window(1), window(4), window(7)
     zip_raw = report_email(zipped, filename=zipped.filename[:-4] + ".zip", mime="application/zip",
                            data=zip_bomb(zipped.filename, 16 * 1024 * 1024))
@@ -223,6 +221,7 @@ def test_zip_and_gzip_bombs_go_to_failed_and_the_job_keeps_going(dovecot, user, 
     deliver(dovecot, user, PASSWORD, [zip_raw, gz_raw, good_raw])
     before = snapshot(dovecot, user, PASSWORD)
     settings = watcher_settings(dovecot, user, PASSWORD, workdir)
+    settings.output.max_inflated_bytes = 1024 * 1024
 
     summary = run(settings, zipped, gzipped, good)
 

@@ -56,3 +56,28 @@ def start_ingest(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen
     return subprocess.Popen([sys.executable, "-m", "ingest", *args], env=env, cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
+
+
+#: Runs ``argv[2:]`` as its child and writes the child's peak RSS (KiB, from wait4) to
+#: ``argv[1]``. A child forked from a big process (pytest after a long session) and then
+#: exec'd starts its ru_maxrss at the parent's high-water mark (Linux carries the old
+#: mm's hiwater_rss over exec), so the measured process is started from this small one.
+_MEASURE = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[2:])\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "child.returncode = os.waitstatus_to_exitcode(status)\n"
+    "open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n"
+    "sys.exit(child.returncode)\n"
+)
+
+
+def ingest_peak_rss(*args: str, env: dict[str, str], cwd: Path,
+                    timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`python -m ingest ARGS` and the whole process's peak RSS in MiB, measured by the
+    kernel (the child's ``ru_maxrss``), not sampled."""
+    report = cwd / ".peak-rss"
+    done = subprocess.run([sys.executable, "-c", _MEASURE, str(report), sys.executable, "-m", "ingest", *args],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    return done, int(report.read_text()) / 1024

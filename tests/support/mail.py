@@ -20,8 +20,10 @@ import contextlib
 import gzip
 import io
 import itertools
+import struct
 import time
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +41,8 @@ from ingest.store import Store, WindowState
 
 __all__ = [
     "AUTHSERV_ID", "FAILED", "PROCESSED", "RECIPIENT", "SENDER", "Report", "accept_windows",
-    "attachment_rows", "deliver", "email_rows", "email_with", "gzip_bomb", "imap", "message_id",
+    "attachment_rows", "corrupt_gzip", "damaged_base64_email", "deeply_nested_email", "deliver",
+    "email_rows", "email_with", "encrypted_zip", "gzip_bomb", "imap", "message_id",
     "moved", "non_utf8_csv", "report", "report_email", "running_dovecot", "snapshot",
     "stranger_email", "truth_of", "two_reports_email", "unrelated_emails", "watcher_settings",
     "with_headers_on_top", "zip_bomb",
@@ -189,6 +192,77 @@ def gzip_bomb(inflated_bytes: int) -> bytes:
         for _ in range(max(1, inflated_bytes // len(chunk))):
             stream.write(chunk)
     return buffer.getvalue()
+
+
+def corrupt_gzip(data: bytes) -> bytes:
+    """A .gz with a valid gzip header whose deflate stream is broken: its first block
+    header says block type 3, which does not exist, so zlib raises ("invalid block type")."""
+    good = gzip.compress(data, mtime=0)
+    return good[:10] + bytes([good[10] | 0b110]) + good[11:]
+
+
+def encrypted_zip(member: str, data: bytes, password: bytes = b"secret") -> bytes:
+    """A zip whose one member is encrypted with the traditional PKWARE cipher (ZipCrypto:
+    what `zip -e` and Windows write); zipfile reads it back only with the password."""
+    crc = zlib.crc32(data)
+    secret = _zipcrypto(bytes(11) + bytes([crc >> 24]), data, password)
+    name = member.encode("utf-8")
+    # version needed 2.0, flags: bit 0 encrypted, bit 11 UTF-8 name; method 0 (stored)
+    fields = struct.pack("<HHHHHIII", 20, 0x0801, 0, 0, 0x21, crc, len(secret), len(data))
+    local = b"PK\x03\x04" + fields + struct.pack("<HH", len(name), 0) + name + secret
+    central = (b"PK\x01\x02" + struct.pack("<H", 20) + fields
+               + struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0o100644 << 16, 0) + name)
+    end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 1, 1, len(central), len(local), 0)
+    return local + central + end
+
+
+def _zipcrypto(header: bytes, data: bytes, password: bytes) -> bytes:
+    """Traditional PKWARE encryption (APPNOTE 6.1) of the 12-byte header and the data."""
+    keys = [0x12345678, 0x23456789, 0x34567890]
+
+    def crc_byte(crc: int, byte: int) -> int:  # one raw CRC-32 step, without zlib's inversions
+        return ~zlib.crc32(bytes([byte]), ~crc & 0xFFFFFFFF) & 0xFFFFFFFF
+
+    def update(byte: int) -> None:
+        keys[0] = crc_byte(keys[0], byte)
+        keys[1] = ((keys[1] + (keys[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
+        keys[2] = crc_byte(keys[2], keys[1] >> 24)
+
+    for byte in password:
+        update(byte)
+    out = bytearray()
+    for byte in header + data:
+        temp = (keys[2] | 2) & 0xFFFF
+        out.append(byte ^ (((temp * (temp ^ 1)) >> 8) & 0xFF))
+        update(byte)
+    return bytes(out)
+
+
+def deeply_nested_email(rep: Report, depth: int) -> bytes:
+    """The report's CSV at the bottom of ``depth`` nested multipart levels (a message
+    that makes a recursive MIME parser overflow Python's stack at about 300)."""
+    top = email_with(subject=rep.subject, body="nested\n")
+    head = top[:top.index(b"\r\n\r\n") + 2]
+    head = b"".join(line + b"\r\n" for line in head.split(b"\r\n")
+                    if line and not line.lower().startswith((b"content-", b"mime-version")))
+    body = b"MIME-Version: 1.0\r\n"
+    for level in range(depth):
+        body += (b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level))
+    body += (b"Content-Type: text/csv\r\nContent-Disposition: attachment; filename=\"%s\"\r\n"
+             b"\r\n" % rep.filename.encode()) + rep.csv.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    for level in reversed(range(depth)):
+        body += b"\r\n--b%d--\r\n" % level
+    return head + body
+
+
+def damaged_base64_email(rep: Report, *, line: int = 3) -> bytes:
+    """The report email with one line of its base64 attachment damaged (characters
+    outside the alphabet and a cut): lenient decoders carry on, strict ones raise."""
+    raw = report_email(rep)
+    start = raw.index(b"\r\n\r\n", raw.index(b"Content-Disposition: attachment")) + 4
+    lines = raw[start:].split(b"\r\n")
+    lines[line] = lines[line][:20] + b"!*" + lines[line][25:]
+    return raw[:start] + b"\r\n".join(lines)
 
 
 def non_utf8_csv(rep: Report) -> bytes:

@@ -158,7 +158,7 @@ def test_zip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch)
 
     assert [r.filename for r in parsed.reports] == ["fine.csv"]
     assert len(parsed.problems) == 1
-    assert parsed.problems[0].startswith("bomb.zip:")
+    assert parsed.problems[0].startswith("attachment bomb.zip:")
     assert "10000" in parsed.problems[0]
 
 
