@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -31,6 +32,20 @@ from ingest.settings import ImapSettings, require
 log = logging.getLogger(__name__)
 
 SCREEN_FIELDS = "BODY.PEEK[HEADER.FIELDS (FROM AUTHENTICATION-RESULTS)]"
+
+
+class Screened(NamedTuple):
+    """What the screening FETCH tells about one message."""
+
+    header: bytes
+    size: int
+    received_at: float | None  # INTERNALDATE (epoch seconds): when the server received it
+
+
+def _epoch(value: object) -> float | None:
+    """INTERNALDATE as epoch seconds; imapclient gives a naive local time by default
+    (``datetime.timestamp`` reads a naive value as local time) or an aware one."""
+    return value.timestamp() if isinstance(value, datetime) else None
 
 
 
@@ -141,13 +156,15 @@ class Mailbox:
         uids = self._call(self.client.search, ["UID", f"{after + 1}:*"])
         return sorted(uid for uid in uids if uid > after)
 
-    def fetch_screening(self, uids: list[int]) -> dict[int, tuple[bytes, int]]:
-        """From and Authentication-Results headers and the size of each UID: cheap, and
-        enough to decide whether a message is fetched whole. An expunged UID is absent."""
+    def fetch_screening(self, uids: list[int]) -> dict[int, Screened]:
+        """From and Authentication-Results headers, size and INTERNALDATE of each UID:
+        cheap, and enough to decide whether a message is fetched whole (and, by when the
+        server received it, which export it can answer). An expunged UID is absent."""
         if not uids:
             return {}
-        data = self._call(self.client.fetch, uids, [SCREEN_FIELDS, "RFC822.SIZE"])
-        return {uid: (_item(fields, b"BODY[HEADER.FIELDS") or b"", int(fields.get(b"RFC822.SIZE", 0)))
+        data = self._call(self.client.fetch, uids, [SCREEN_FIELDS, "RFC822.SIZE", "INTERNALDATE"])
+        return {uid: Screened(_item(fields, b"BODY[HEADER.FIELDS") or b"",
+                              int(fields.get(b"RFC822.SIZE", 0)), _epoch(fields.get(b"INTERNALDATE")))
                 for uid, fields in data.items()}
 
     def fetch_message(self, uid: int) -> bytes | None:

@@ -30,6 +30,7 @@ from ingest.attachments import (
     ReportFile,
     authentication_passed,
     parse_email,
+    raw_header_values,
     reports_in_file,
     sender_address,
     sender_allowed,
@@ -55,18 +56,22 @@ def check_watch_settings(imap: ImapSettings) -> None:
 
 
 def screen(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, str | None]:
-    """(sender address, reason to refuse or None) from the From and A-R headers."""
+    """(sender address, reason to refuse or None) from the From and A-R headers.
+
+    More than one From header is refused, never resolved: mail programs show one, DKIM
+    verifiers check another. Authentication-Results are read as the server wrote them.
+    """
     headers = email.message_from_bytes(header_bytes, policy=email.policy.default)
     try:
-        from_value = headers.get("From")
+        from_values = headers.get_all("From") or []
     except (ValueError, IndexError):
-        from_value = None
+        from_values = []
     # The parsed header itself, not its text: str() would drop the parser's defects.
-    address = sender_address(from_value)
+    address = sender_address(from_values[0]) if len(from_values) == 1 else None
     if not sender_allowed(address, imap.allowed_senders):
         return address, "sender not allowed"
     if imap.require_authentication:
-        results = [str(v) for v in headers.get_all("Authentication-Results", [])]
+        results = raw_header_values(headers, "Authentication-Results")
         if not authentication_passed(results, imap.authserv_id or "", address or ""):
             return address, "Authentication-Results missing or not passing"
     return address, None
@@ -139,7 +144,7 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
             return  # between emails: nothing half done
         if uid not in screening:
             continue  # expunged since the search: not ours to record
-        header_bytes, size = screening[uid]
+        header_bytes, size, received_at = screening[uid]
         summary.emails_seen += 1
         ids = {"uid": uid, "uidvalidity": uidvalidity}
         address, refusal = screen(imap, header_bytes)
@@ -163,6 +168,7 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
             parsed = fetch_and_parse(box, uid, size, imap, Path(workdir))
             if parsed is None:
                 continue  # expunged since the search
+            parsed.received_at = received_at  # matching: no report of an export asked for later
             crash_point("after_fetch")
             outcome = archive_email(root, store, parsed, summary)
         # Data, manifest and state are durable by now: only then does the email move.
