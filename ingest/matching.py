@@ -174,8 +174,13 @@ def match_window(store: Store, evidence: Evidence) -> Match:
     windows = store.windows(states=states)
     refusals: list[str] = []
     candidates: list[Window] = []
+    near: list[str] = []  # why windows of a bot it names do not fit
     for window in windows:
-        if disagreement(window, evidence) is not None:
+        differs = disagreement(window, evidence)
+        if differs is not None:
+            if window.bot_id in evidence.file.bots | evidence.email.bots:
+                near.append(f"window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) "
+                            f"does not fit: {differs}")
             continue
         asked = requested_at(store, window)
         if evidence.received_at is not None and asked is not None \
@@ -191,6 +196,8 @@ def match_window(store: Store, evidence: Evidence) -> Match:
         return Match(None, f"it could answer any of windows {ids}: nothing tells which", named)
     if refusals:
         return Match(None, refusals[0], named)
+    if near:
+        return Match(None, near[0], named)
     if named:
         return Match(None, f"no export window of bot {_listed(evidence.file.bots or evidence.email.bots)}"
                            f" agrees with it{_stated(evidence)}", named)
