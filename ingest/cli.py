@@ -386,7 +386,8 @@ def doctor() -> None:
     checks = run_checks(load_settings())
     table = Table("check", "", "detail")
     for check in checks:
-        table.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]", check.detail)
+        status = "[red]FAIL[/]" if not check.ok else "[bold yellow]WARN[/]" if check.warn else "[green]pass[/]"
+        table.add_row(check.name, status, check.detail)
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 

@@ -29,11 +29,27 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warn: bool = False  # passes, but a person should read it (shown as WARN)
 
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    return [check_state(settings), check_output(settings), check_api(settings), *check_imap(settings)]
+    return [check_state(settings), check_output(settings), check_api(settings), *check_imap(settings),
+            check_sender_authentication(settings)]
+
+
+def check_sender_authentication(settings: Settings) -> Check:
+    """Without require_authentication only the From header is checked, and anybody can
+    write that: a forged report from the vendor's address is archived like a real one.
+    Not a failure (some mailboxes have no Authentication-Results), but said loudly."""
+    imap = settings.imap
+    if imap.require_authentication:
+        return Check("sender authentication", True,
+                     f"required: DMARC or aligned DKIM in Authentication-Results of {imap.authserv_id}")
+    return Check("sender authentication", True,
+                 "OFF: only the From header is checked, which anyone can forge; set "
+                 "INGEST_IMAP__REQUIRE_AUTHENTICATION=true and INGEST_IMAP__AUTHSERV_ID to your "
+                 "receiving server's authserv-id", warn=True)
 
 
 def _guard(name: str, fn) -> Check:  # type: ignore[no-untyped-def]
