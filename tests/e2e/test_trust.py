@@ -291,3 +291,17 @@ def test_a_replayed_genuine_email_of_another_bots_export_is_quarantined_not_matc
     rig.append(as_received_by_our_mx(genuine, genuine=True))
     assert rig.cli("run")[0] == 0
     assert_archive_matches(rig.archive, expected_rows([VICTIM], START, END))
+
+
+# -- doctor ------------------------------------------------------------------------------------
+
+
+def test_doctor_warns_loudly_when_sender_authentication_is_off(rig: Rig) -> None:
+    code, out = rig.cli("doctor")
+    assert code == 0, out  # a warning, not a failure: the setup works
+    [row] = [line for line in out.splitlines() if "sender authentication" in line]
+    assert "WARN" in row and "anyone can forge" in row and "INGEST_IMAP__REQUIRE_AUTHENTICATION" in row
+    authenticate(rig)
+    code, out = rig.cli("doctor")
+    [row] = [line for line in out.splitlines() if "sender authentication" in line]
+    assert code == 0 and "pass" in row and MX in row and "WARN" not in out
