@@ -26,7 +26,7 @@ from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
 from ingest.storage import Storage
 from ingest.datasets import save_typed_report
-from ingest.reports import DATASETS, read_report
+from ingest.reports import read_report
 from ingest.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
