@@ -301,7 +301,17 @@ def test_doctor_warns_loudly_when_sender_authentication_is_off(rig: Rig) -> None
     assert code == 0, out  # a warning, not a failure: the setup works
     [row] = [line for line in out.splitlines() if "sender authentication" in line]
     assert "WARN" in row and "anyone can forge" in row and "INGEST_IMAP__REQUIRE_AUTHENTICATION" in row
+
+
+def test_doctor_warns_when_recent_vendor_mail_has_no_header_of_our_server(rig: Rig) -> None:
     authenticate(rig)
+    rig.append(as_received_by_our_mx(attackers_own_export(VICTIM), genuine=True))
+
     code, out = rig.cli("doctor")
     [row] = [line for line in out.splitlines() if "sender authentication" in line]
-    assert code == 0 and "pass" in row and MX in row and "WARN" not in out
+    assert code == 0 and "WARN" not in row and "1 of the last 1 emails" in row and MX in row
+
+    rig.env["INGEST_IMAP__AUTHSERV_ID"] = "mx.elsewhere.test"  # a typo: every report ignored
+    code, out = rig.cli("doctor")
+    [row] = [line for line in out.splitlines() if "sender authentication" in line]
+    assert code == 0 and "WARN" in row and "INGEST_IMAP__AUTHSERV_ID" in row
