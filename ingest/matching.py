@@ -90,6 +90,9 @@ class Claims:
                 kinds.add(kind)
         return cls(frozenset(bots), frozenset(dates), frozenset(kinds))
 
+    def __or__(self, other: "Claims") -> "Claims":
+        return Claims(self.bots | other.bots, self.dates | other.dates, self.report_ids | other.report_ids)
+
 
 def _bots_named(text: str, known_bots: set[str]) -> set[str]:
     """Bot ids in ``text``: any UUID (the vendor's ids), the id in the documented file name,
@@ -116,9 +119,12 @@ class Evidence:
 
     @classmethod
     def of(cls, filename: str, parsed: ParsedEmail, known_bots: set[str]) -> "Evidence":
-        return cls(Claims.of([filename], known_bots),
-                   Claims.of([parsed.subject or "", parsed.body_text], known_bots),
-                   len(parsed.reports) > 1, parsed.received_at)
+        subject = Claims.of([parsed.subject or ""], known_bots)
+        # Free prose: a short bot id ("a") may be a word of it, so only the vendor's forms
+        # and UUIDs count there, not every id this job knows.
+        body = Claims.of([parsed.body_text], set())
+        return cls(Claims.of([filename], known_bots), subject | body, len(parsed.reports) > 1,
+                   parsed.received_at)
 
     @property
     def named(self) -> bool:

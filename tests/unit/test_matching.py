@@ -113,3 +113,10 @@ def test_an_email_with_several_reports_may_name_each_bot(store: Store) -> None:
     assert match(store, report_filename(B, *JAN), email(subject, files=2)).window == b
     # One report: a subject naming two bots names the wrong one too.
     assert match(store, report_filename(A, *JAN), email(subject, files=1)).window is None
+
+
+def test_a_short_bot_id_that_is_a_word_of_the_body_names_nothing(store: Store) -> None:
+    window = accept(store, "bot-7", JAN)
+    accept(store, "a", FEB)
+    body = f"Your message report for bot bot-7 from {JAN[0]} to {JAN[1]} is attached as a CSV file."
+    assert match(store, report_filename("bot-7", *JAN), email(body=body)).window == window
