@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,27 +23,18 @@ from ingest.attachments import (
 from ingest.counts import RowCounts
 from ingest.errors import ReportRejected, one_line, stops_the_run
 from ingest.fetch import FetchSummary
+from ingest.matching import UNNAMED, Evidence, match_window
 from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
 from ingest.storage import Storage
 from ingest.datasets import save_typed_report
-from ingest.reports import DATASETS, MAX_WHOLE_REPORT_BYTES, read_report
+from ingest.reports import MAX_WHOLE_REPORT_BYTES, read_report
 from ingest.settings import check_bot_id
 from ingest.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
 S = WindowState
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MESSAGE_DATA = 1
-
-
-def hinted_report_id(hints: str) -> int | None:
-    """The report type a subject or file name speaks of (``standard_report_...``), if any."""
-    text = hints.lower().replace(" ", "_")
-    for report_id, dataset in DATASETS.items():
-        if f"{dataset}_report" in text:
-            return report_id
-    return MESSAGE_DATA if "message_report" in text else None
 
 
 @dataclass
@@ -159,7 +149,7 @@ def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summa
 def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
     """The email facts a manifest records."""
     return {"email": {"message_id": parsed.message_id, "from": parsed.sender, "date": parsed.date,
-                      "subject": parsed.subject,
+                      "subject": parsed.subject, "received_at": parsed.received_at,
                       "authentication_results": parsed.authentication_results}}
 
 
@@ -177,27 +167,28 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
         return "duplicate"
     provenance = dict(provenance or email_provenance(parsed))
     window: Window | None = None
+    named = True  # an import names its bot by hand
     if bot_id is None:
-        # The file name speaks for this one report; the subject may speak for the whole email.
-        window, exact = match_window(store, report.filename)
-        if not exact:
-            window, exact = match_window(store, f"{parsed.subject or ''} {report.filename}")
+        bots = {w.bot_id for w in store.windows()}
+        found = match_window(store, Evidence.of(report.filename, parsed, bots))
+        window, named = found.window, found.named
         if window is None:
-            return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
-                              "no export window is waiting for this report")
+            return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
         bot_id, report_id = window.bot_id, window.report_id
         provenance["window"] = {"id": window.id, "bot_id": window.bot_id, "report_id": window.report_id,
-                                "from": window.from_date.isoformat(), "to": window.to_date.isoformat()}
+                                "from": window.from_date.isoformat(), "to": window.to_date.isoformat(),
+                                "matched_by": "named" if named else "only_candidate"}
+        if named and window.state is S.ARCHIVED:
+            _check_unnamed_closure(store, window, sha, report, summary)
     if report_id != MESSAGE_DATA:
         return _archive_typed(root, store, report, summary, sha=sha, bot_id=bot_id, window=window,
-                              report_id=report_id, provenance=provenance)
+                              report_id=report_id, provenance=provenance, named=named)
     try:
         staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha,
                            window=(window.from_date, window.to_date) if window else None,
                            on_rows=on_rows)
     except ReportRejected as err:
-        if window is not None and S.FAILED in TRANSITIONS[window.state]:
-            store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
+        _fail_window(store, window, named, err)
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
     if window is not None and staged.rows_valid == 0 and staged.rows_rejected:
         # Every row refused for this window: the match was wrong, not the data. Keep the
@@ -207,12 +198,12 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
                           f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})")
     result = staged.commit(raw_name=report.filename, provenance=provenance)
     return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
-                   message_id=parsed.message_id)
+                   message_id=parsed.message_id, named=named)
 
 
 def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summary: RunSummary, *,
                    sha: str, bot_id: str, window: Window | None, report_id: int,
-                   provenance: dict[str, object]) -> str:
+                   provenance: dict[str, object], named: bool = True) -> str:
     """Report types 2-4: small aggregate files, read whole and typed on their evidence;
     one over :data:`~ingest.reports.MAX_WHOLE_REPORT_BYTES` is quarantined unread."""
     if report.size > MAX_WHOLE_REPORT_BYTES:
@@ -229,21 +220,41 @@ def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summa
         result = save_typed_report(root, typed, bot_id=bot_id, source_sha256=sha, raw=data,
                                    raw_name=report.filename, source_kind="csv", provenance=provenance)
     except ReportRejected as err:
-        if window is not None and S.FAILED in TRANSITIONS[window.state]:
-            store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
+        _fail_window(store, window, named, err)
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
     return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
-                   message_id=_message_id(provenance))
+                   message_id=_message_id(provenance), named=named)
+
+
+def _fail_window(store: Store, window: Window | None, named: bool, err: ReportRejected) -> None:
+    """A broken report fails its window only when it names the window's bot: a report
+    matched for want of any other candidate may be anybody's, and must not decide a
+    window's fate (the window waits on, and is re-requested when its email stays away)."""
+    if window is not None and named and S.FAILED in TRANSITIONS[window.state]:
+        store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
+
+
+def _check_unnamed_closure(store: Store, window: Window, sha: str, report: ReportFile,
+                           summary: RunSummary) -> None:
+    """A report naming this window arrives after the window was closed by a report that
+    named no bot: the earlier one may have been anybody's. Say so (exit 1), with both."""
+    for earlier in store.window_attachments(window.id):
+        if earlier["sha256"] != sha and earlier["outcome"] == "archived" and earlier["reason"] == UNNAMED:
+            summary.problems.append(
+                f"window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) was closed by "
+                f"{earlier['filename']} (sha256 {earlier['sha256'][:16]}), which named no bot; "
+                f"{report.filename} (sha256 {sha[:16]}) names it: check which one is genuine")
 
 
 def _record(store: Store, report: ReportFile, summary: RunSummary, result: SaveResult, *, sha: str,
-            bot_id: str, window: Window | None, message_id: str | None) -> str:
+            bot_id: str, window: Window | None, message_id: str | None, named: bool = True) -> str:
     """Record an archived report in the state store and the window's progress."""
     store.record_attachment(sha, filename=report.filename, size=report.size,
                             window_id=window.id if window else None, bot_id=bot_id,
                             outcome="archived", rows_read=result.rows_read,
                             rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
-                            rows_rejected=result.rows_rejected)
+                            rows_rejected=result.rows_rejected,
+                            reason=None if named or window is None else UNNAMED)
     if window is not None and window.state is not S.ARCHIVED:
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)
@@ -277,23 +288,3 @@ def _set_aside(root: Storage | Path, store: Store, sha: str, report: ReportFile,
 def _message_id(provenance: dict[str, object]) -> str | None:
     email = provenance.get("email")
     return email.get("message_id") if isinstance(email, dict) else None
-
-
-def match_window(store: Store, hints: str) -> tuple[Window | None, bool]:
-    """The window a report belongs to, and whether the hints named it exactly.
-
-    Exact: the bot id and both dates appear in the subject or file name. Otherwise the
-    oldest accepted window of a bot named in the hints, else the oldest accepted one.
-    """
-    waiting = store.windows(states=(S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.SPLIT, S.ARCHIVED))
-    kind = hinted_report_id(hints)
-    if kind is not None:  # "standard_report_..." is never a Message Data window's
-        waiting = [w for w in waiting if w.report_id == kind]
-    dates = set(_DATE.findall(hints))
-    for window in waiting:
-        if window.bot_id in hints and {window.from_date.isoformat(), window.to_date.isoformat()} <= dates:
-            return window, True
-    accepted = [w for w in waiting if w.state is S.ACCEPTED]
-    named = [w for w in accepted if w.bot_id in hints]
-    candidates = named or accepted
-    return (min(candidates, key=lambda w: (w.accepted_at or 0, w.id)), False) if candidates else (None, False)

@@ -33,10 +33,11 @@ import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import IO
 
+from ingest.authresults import authenticated
 from ingest.errors import OutputError, ReportRejected
 
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel"}
@@ -55,6 +56,8 @@ MAX_MIME_DEPTH = 50
 MAX_NAME_BYTES = 200
 #: Bytes inflated per read: memory for decompression is this, whatever the ratio.
 CHUNK = 1024 * 1024
+#: Only so much of the body text is kept (as evidence of which export it answers).
+MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,10 @@ class ParsedEmail:
     authentication_results: list[str]
     reports: list[ReportFile] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: The first plain-text body (bounded): the vendor's text may name the bot and dates.
+    body_text: str = ""
+    #: When the mail server received it (IMAP INTERNALDATE, epoch seconds), if known.
+    received_at: float | None = None
 
 
 def safe_name(name: str | None, fallback: str = "attachment") -> str:
@@ -156,45 +163,27 @@ def sender_allowed(address: str | None, allowed: list[str]) -> bool:
     return False
 
 
-_RESULT = re.compile(r"\b(dkim|dmarc|spf)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
-
-
 def authentication_passed(results_headers: list[str], authserv_id: str, sender: str) -> bool:
-    """Whether the topmost Authentication-Results header, added by our own receiving
-    server, says DMARC passed, or DKIM passed for the sender's domain (RFC 8601).
-
-    Only the topmost header counts, and only with our server's authserv-id: anything
-    below it may have been written by the sender.
+    """Whether the topmost Authentication-Results header written by our own receiving
+    server (``authserv_id``) says DMARC passed for the sender's domain, or DKIM passed for
+    a domain of the sender's organization (RFC 8601, read by its grammar: see
+    :mod:`ingest.authresults`). Headers below ours may have been written by the sender.
 
     >>> authentication_passed(["mx.example.com; dkim=pass header.d=certainly.io"],
     ...                       "mx.example.com", "reports@certainly.io")
     True
+    >>> authentication_passed(["mx.example.com; x-dkim=pass header.d=certainly.io"],
+    ...                       "mx.example.com", "reports@certainly.io")
+    False
     """
-    if not results_headers or "@" not in sender:
-        return False
-    server, _, results = results_headers[0].partition(";")
-    if not server.split() or server.split()[0].lower() != authserv_id.lower():
-        return False
-    domain = sender.rsplit("@", 1)[1].lower()
-    for method, result, properties in _RESULT.findall(results):
-        if result.lower() != "pass":
-            continue
-        if method.lower() == "dmarc":
-            # DMARC passed for the domain in header.from: it must be the sender's.
-            claimed = re.search(r"header\.from\s*=\s*([\w.-]+)", properties)
-            if claimed and _aligned(domain, claimed.group(1).lower()):
-                return True
-            continue
-        if method.lower() == "dkim":
-            signer = re.search(r"header\.d\s*=\s*([\w.-]+)", properties)
-            if signer and _aligned(domain, signer.group(1).lower()):
-                return True
-    return False
+    return authenticated(results_headers, authserv_id, sender)
 
 
-def _aligned(sender_domain: str, authenticated: str) -> bool:
-    """Relaxed alignment: the same domain, or the sender's is a subdomain of it."""
-    return sender_domain == authenticated or sender_domain.endswith("." + authenticated)
+def raw_header_values(message: Message, name: str) -> list[str]:
+    """Every value of header ``name`` as received (unfolded, no RFC 2047 decoding), top first.
+    Structured headers are parsed from what the server wrote, not from a decoded rendering."""
+    return [re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+            for key, value in message.raw_items() if key.lower() == name.lower()]
 
 
 class Inflater:
@@ -413,6 +402,8 @@ def parse_email(raw: bytes, inflater: Inflater | None = None) -> ParsedEmail:
             parsed.problems.append(f"attachment with unreadable headers: {_short(err)}")
             continue
         if filename is None and content_type not in CSV_TYPES:
+            if content_type == "text/plain" and not parsed.body_text:
+                parsed.body_text = _text(part)
             continue  # the body text, not an attachment
         name = safe_name(filename, fallback="report.csv")
         try:
@@ -451,6 +442,16 @@ def _header_block(raw: bytes) -> bytes:
     """The message's own header fields (up to the first empty line)."""
     end = re.search(rb"\r?\n\r?\n", raw)
     return raw[:end.end()] if end else raw
+
+
+def _text(part: Message) -> str:
+    """A text part's content, bounded; "" when it cannot be decoded."""
+    try:
+        payload = part.get_payload(decode=True)
+        charset = part.get_content_charset() or "utf-8"
+        return bytes(payload or b"")[:MAX_BODY_BYTES].decode(charset, errors="replace")
+    except (LookupError, ValueError, TypeError):
+        return ""
 
 
 def reports_in_file(name: str, data: bytes | Path, inflater: Inflater | None = None) -> list[ReportFile]:

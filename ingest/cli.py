@@ -452,7 +452,7 @@ def doctor() -> None:
     table = Table("check", "", "detail")
     for check in checks:
         verdict = ("[red]FAIL[/]" if not check.ok else
-                   "[yellow]warn[/]" if check.warning else "[green]pass[/]")
+                   "[bold yellow]WARN[/]" if check.warning else "[green]pass[/]")
         table.add_row(inert(check.name), verdict, inert(check.detail))  # detail: shown inert
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)

@@ -7,6 +7,8 @@ output root.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import shutil
 import sqlite3
@@ -16,12 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ingest.attachments import raw_header_values
+from ingest.authresults import topmost_of_ours
 from ingest.certainly import CertainlyClient, Outcome, classify_answer
 from ingest.errors import IngestError
 from ingest.mailbox import Mailbox
 from ingest.storage import storage_for
 from ingest.settings import Settings, require, transport_warnings
 from ingest.store import Store
+
+
+#: How many of the latest emails from allowed senders the authentication check reads.
+RECENT_MAIL = 5
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,8 @@ class Check:
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
     return [check_state(settings), check_output(settings), check_temp(settings),
-            check_transport(settings), check_api(settings), *check_imap(settings)]
+            check_transport(settings), check_api(settings), *check_imap(settings),
+            check_sender_authentication(settings)]
 
 
 def check_transport(settings: Settings) -> Check:
@@ -48,6 +57,46 @@ def check_transport(settings: Settings) -> Check:
         return Check("transport security", True, "; ".join(warnings), warning=True)
     return Check("transport security", True, "TLS for the API, the token endpoint and IMAP "
                  "(or loopback only)")
+
+
+def check_sender_authentication(settings: Settings) -> Check:
+    """Without require_authentication only the From header is checked, and anybody can
+    write that: a forged report from the vendor's address is archived like a real one.
+    With it, a wrong authserv-id silently ignores every report: recent mail from the
+    allowed senders is looked at for a header of ours. Warnings, not failures."""
+    imap = settings.imap
+    name = "sender authentication"
+    if not imap.require_authentication:
+        return Check(name, True,
+                     "OFF: only the From header is checked, which anyone can forge; set "
+                     "INGEST_IMAP__REQUIRE_AUTHENTICATION=true and INGEST_IMAP__AUTHSERV_ID to your "
+                     "receiving server's authserv-id", warning=True)
+    authserv_id = imap.authserv_id or ""
+
+    def look() -> Check:
+        with Mailbox(imap) as box:
+            box.select()
+            uids: set[int] = set()
+            for sender in imap.allowed_senders:
+                uids.update(box.client.search(["FROM", sender.lstrip("@")]))
+            # One small FETCH each: a range over the recent ones could span a busy folder.
+            screened = {uid: item for uid in sorted(uids)[-RECENT_MAIL:]
+                        for item in box.fetch_screening([uid]).values()}
+        if not screened:
+            return Check(name, True, f"required ({authserv_id}); no mail from allowed senders to check yet")
+        ours = sum(1 for item in screened.values() if topmost_of_ours(
+            raw_header_values(email.message_from_bytes(item.header, policy=email.policy.default),
+                              "Authentication-Results"), authserv_id) is not None)
+        if not ours:
+            return Check(name, True, f"required, but none of the last {len(screened)} emails from allowed "
+                         f"senders carries Authentication-Results from {authserv_id}: every report "
+                         "would be ignored; check INGEST_IMAP__AUTHSERV_ID", warning=True)
+        return Check(name, True, f"required: {ours} of the last {len(screened)} emails from allowed "
+                     f"senders carry Authentication-Results from {authserv_id}")
+    try:
+        return look()
+    except IngestError as err:  # the IMAP checks above already say what is wrong
+        return Check(name, True, f"required ({authserv_id}); recent mail not checked: {err}", warning=True)
 
 
 def _guard(name: str, fn) -> Check:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ Example::
 
     with Mailbox(settings.imap) as box:
         uidvalidity = box.select()
-        for uid, headers, size in box.screen_new(after=0):
+        for uid, (headers, size, received_at) in box.screen_new(after=0):
             raw = box.fetch_message(uid)
 """
 
@@ -24,8 +24,9 @@ import logging
 import socket
 import ssl
 from collections.abc import Iterator
+from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import requests
 
@@ -45,6 +46,20 @@ SCREEN_FIELDS = "BODY.PEEK[HEADER.FIELDS (FROM AUTHENTICATION-RESULTS)]"
 SEARCH_SPAN = 10_000
 #: Messages one ``UID FETCH lo:hi`` screens: a few hundred KB of headers per answer.
 FETCH_BATCH = 1_000
+
+class Screened(NamedTuple):
+    """What the screening FETCH tells about one message."""
+
+    header: bytes
+    size: int
+    received_at: float | None  # INTERNALDATE (epoch seconds): when the server received it
+
+
+def _epoch(value: object) -> float | None:
+    """INTERNALDATE as epoch seconds; imapclient gives a naive local time by default
+    (``datetime.timestamp`` reads a naive value as local time) or an aware one."""
+    return value.timestamp() if isinstance(value, datetime) else None
+
 
 
 def ssl_context(settings: ImapSettings) -> ssl.SSLContext:
@@ -191,8 +206,8 @@ class Mailbox:
         return [uid for chunk in self.uid_batches(after) for uid in chunk]
 
     def screen_new(self, after: int, *, span: int = SEARCH_SPAN, batch: int = FETCH_BATCH
-                   ) -> Iterator[tuple[int, bytes, int]]:
-        """(UID, From and Authentication-Results headers, size) of each message above
+                   ) -> Iterator[tuple[int, Screened]]:
+        """(UID, its :class:`Screened` headers, size and INTERNALDATE) of each message above
         ``after``, ascending: cheap, and enough to decide whether a message is fetched
         whole. Screened one bounded range at a time; a UID expunged meanwhile is skipped."""
         for uids in self.uid_batches(after, span=span, batch=batch):
@@ -200,17 +215,21 @@ class Mailbox:
             crash_point("after_screening")
             for uid in uids:
                 if uid in screening:
-                    yield (uid, *screening[uid])
+                    yield uid, screening[uid]
 
-    def fetch_screening(self, uids: list[int]) -> dict[int, tuple[bytes, int]]:
-        """From and Authentication-Results headers and the size of each UID, fetched as
-        the one range ``UID FETCH min:max`` (callers pass a bounded batch). An expunged
-        UID is absent; so is any message in the range not asked for."""
+    def fetch_screening(self, uids: list[int]) -> dict[int, Screened]:
+        """From and Authentication-Results headers, size and INTERNALDATE of each UID:
+        cheap, and enough to decide whether a message is fetched whole (and, by when the
+        server received it, which export it can answer). Fetched as the one range
+        ``UID FETCH min:max`` (callers pass a bounded batch). An expunged UID is absent;
+        so is any message in the range not asked for."""
         if not uids:
             return {}
         wanted = set(uids)
-        data = self._call(self._fetch_range, min(uids), max(uids), [SCREEN_FIELDS, "RFC822.SIZE"])
-        return {uid: (_item(fields, b"BODY[HEADER.FIELDS") or b"", int(fields[b"RFC822.SIZE"]))
+        data = self._call(self._fetch_range, min(uids), max(uids),
+                          [SCREEN_FIELDS, "RFC822.SIZE", "INTERNALDATE"])
+        return {uid: Screened(_item(fields, b"BODY[HEADER.FIELDS") or b"", int(fields[b"RFC822.SIZE"]),
+                              _epoch(fields.get(b"INTERNALDATE")))
                 for uid, fields in data.items() if uid in wanted and b"RFC822.SIZE" in fields}
 
     def _fetch_range(self, lo: int, hi: int, items: list[str]) -> dict[int, dict[bytes, Any]]:

@@ -372,6 +372,11 @@ class Store:
                  rows_duplicate, rows_rejected, reason, time.time()),
             )
 
+    def window_attachments(self, window_id: int) -> list[dict[str, Any]]:
+        """The reports recorded for a window, oldest first."""
+        rows = self._query("SELECT * FROM attachments WHERE window_id = ? ORDER BY at", (window_id,))
+        return [dict(row) for row in rows]
+
     def attachment_totals(self) -> dict[str, int]:
         row = self._query(
             "SELECT count(*), coalesce(sum(rows_read),0), coalesce(sum(rows_written),0),"

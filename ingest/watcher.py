@@ -42,6 +42,7 @@ from ingest.attachments import (
     ReportFile,
     authentication_passed,
     parse_email,
+    raw_header_values,
     reports_in_file,
     scratch,
     sender_address,
@@ -71,18 +72,22 @@ def check_watch_settings(imap: ImapSettings) -> None:
 
 
 def screen(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, str | None]:
-    """(sender address, reason to refuse or None) from the From and A-R headers."""
+    """(sender address, reason to refuse or None) from the From and A-R headers.
+
+    More than one From header is refused, never resolved: mail programs show one, DKIM
+    verifiers check another. Authentication-Results are read as the server wrote them.
+    """
     headers = email.message_from_bytes(header_bytes, policy=email.policy.default)
     try:
-        from_value = headers.get("From")
+        from_values = headers.get_all("From") or []
     except (ValueError, IndexError):
-        from_value = None
+        from_values = []
     # The parsed header itself, not its text: str() would drop the parser's defects.
-    address = sender_address(from_value)
+    address = sender_address(from_values[0]) if len(from_values) == 1 else None
     if not sender_allowed(address, imap.allowed_senders):
         return address, "sender not allowed"
     if imap.require_authentication:
-        results = [str(v) for v in headers.get_all("Authentication-Results", [])]
+        results = raw_header_values(headers, "Authentication-Results")
         if not authentication_passed(results, imap.authserv_id or "", address or ""):
             return address, "Authentication-Results missing or not passing"
     return address, None
@@ -188,7 +193,7 @@ def screen_safely(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, 
 
 
 def examine(box: Mailbox, uid: int, size: int, address: str | None, settings: Settings,
-            store: Store, summary: RunSummary, root: Storage) -> Handled:
+            store: Store, summary: RunSummary, root: Storage, received_at: float | None = None) -> Handled:
     """Fetch, parse and archive one screened email: the message boundary.
 
     Never raises for what the email holds: any failure is returned as outcome "failed"
@@ -207,6 +212,7 @@ def examine(box: Mailbox, uid: int, size: int, address: str | None, settings: Se
             parsed = fetch_and_parse(box, uid, size, imap, Path(workdir), inflater, fetched)
             if parsed is None:
                 return Handled("gone")  # expunged since the search
+            parsed.received_at = received_at  # matching: no report of an export asked for later
             crash_point("after_fetch")
             before = len(summary.set_aside)
             outcome = archive_email(root, store, parsed, summary)
@@ -232,7 +238,7 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
     after = position[1] if position and position[0] == uidvalidity else 0
     ignored: list[tuple[int, str | None, str]] = []  # recorded together: see record_ignored
     # Bounded UID ranges, screened one batch at a time: a folder of any size.
-    for uid, header_bytes, size in box.screen_new(after):
+    for uid, (header_bytes, size, received_at) in box.screen_new(after):
         if stop is not None and stop.is_set():
             _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
             return  # between emails: nothing half done
@@ -249,7 +255,7 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
         # Anything recorded next advances the position: the ignored ones before it first.
         _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
         summary.emails_seen += 1
-        handled = examine(box, uid, size, address, settings, store, summary, root)
+        handled = examine(box, uid, size, address, settings, store, summary, root, received_at)
         if handled.outcome != "gone":
             settle(box, settings, store, summary, handled, uidvalidity, uid)
     _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
@@ -395,10 +401,10 @@ def retry_failed(settings: Settings, store: Store, summary: RunSummary) -> list[
                 done.append(Retried(record, "not_found", "expunged meanwhile"))
                 continue
             summary.emails_seen += 1
-            header_bytes, size = screening[uid]
+            header_bytes, size, received_at = screening[uid]
             address, refusal = screen_safely(imap, header_bytes)
             handled = (Handled("failed", refusal, address) if refusal else
-                       examine(box, uid, size, address, settings, store, summary, root))
+                       examine(box, uid, size, address, settings, store, summary, root, received_at))
             if handled.outcome == "archived":
                 box.move(uid, imap.processed_folder)
                 store.resolve_failed_message(*key, "archived")

@@ -139,8 +139,8 @@ def test_bounded_ranges_screen_every_message_once_across_gaps(dovecot, workdir) 
 
     with Mailbox(settings.imap) as box:
         box.select()
-        screened = [uid for uid, _, size in box.screen_new(0, span=4, batch=2) if size > 0]
-        after_ten = [uid for uid, _, _ in box.screen_new(10, span=3, batch=1)]
+        screened = [uid for uid, (_, size, _) in box.screen_new(0, span=4, batch=2) if size > 0]
+        after_ten = [uid for uid, _ in box.screen_new(10, span=3, batch=1)]
         nothing = list(box.screen_new(max(left)))
 
     assert screened == left

@@ -154,7 +154,7 @@ def test_clear_text_transport_is_a_warning_and_a_doctor_row(tmp_path: Path) -> N
     result = ingest("doctor", env=env, cwd=tmp_path)
 
     row = next(line for line in result.stdout.splitlines() if "transport security" in line)
-    assert "warn" in row
+    assert "WARN" in row
     assert "INGEST_CERTAINLY__BASE_URL is http://" in row and "INGEST_IMAP__SECURITY is none" in row
     assert "insecure setting: INGEST_CERTAINLY__BASE_URL is http://" in result.stderr
     assert "insecure setting: INGEST_IMAP__SECURITY is none" in result.stderr

@@ -327,11 +327,12 @@ def test_non_utf8_csv_is_quarantined_with_its_reason_and_the_email_goes_to_faile
     assert_archive_matches(Path(settings.output.root), truth_of(good))
 
 
-@pytest.mark.parametrize("subject", ["generic", "names the first window"])
+@pytest.mark.parametrize("subject", ["generic", "names both windows"])
 def test_an_email_with_two_reports_archives_both(dovecot, user, workdir, subject) -> None:
     first, second = window(1), window(1, BOT2, length=5)
     raw = two_reports_email(first, second,
-                            subject="Your Certainly message reports" if subject == "generic" else None)
+                            subject="Your Certainly message reports" if subject == "generic"
+                            else f"{first.subject}; {second.subject}")
     deliver(dovecot, user, PASSWORD, [raw])
     before = snapshot(dovecot, user, PASSWORD)
     settings = watcher_settings(dovecot, user, PASSWORD, workdir)
@@ -342,6 +343,26 @@ def test_an_email_with_two_reports_archives_both(dovecot, user, workdir, subject
     assert set(window_states(settings).values()) == {WindowState.ARCHIVED}
     assert_archive_matches(Path(settings.output.root), truth_of(first, second))
     assert snapshot(dovecot, user, PASSWORD) == moved(before, {message_id(raw): PROCESSED})
+
+
+def test_a_subject_naming_one_bot_does_not_vouch_for_another_bots_attachment(dovecot, user, workdir) -> None:
+    """Strict matching: the subject names only the first bot, so the second bot's file in
+    the same email has evidence that disagrees: unmatched, its window left waiting."""
+    first, second = window(1), window(1, BOT2, length=5)
+    raw = two_reports_email(first, second)  # the subject is the first report's
+    deliver(dovecot, user, PASSWORD, [raw])
+    settings = watcher_settings(dovecot, user, PASSWORD, workdir)
+
+    summary = run(settings, first, second)
+
+    assert (summary.reports_archived, summary.reports_unmatched) == (1, 1)
+    assert summary.needs_attention
+    assert window_states(settings) == {(BOT, first.start): WindowState.ARCHIVED,
+                                       (BOT2, second.start): WindowState.ACCEPTED}
+    assert_archive_matches(Path(settings.output.root), truth_of(first))
+    unmatched = [a for a in attachment_rows(settings.state.path) if a["outcome"] == "unmatched"]
+    assert [a["filename"] for a in unmatched] == [second.filename]
+    assert BOT in unmatched[0]["reason"]
 
 
 def test_the_same_report_delivered_twice_is_a_duplicate_and_both_emails_are_processed(dovecot, user, workdir) -> None:
