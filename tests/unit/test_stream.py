@@ -15,7 +15,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -315,6 +315,42 @@ def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
         assert fast.typed_column(name).to_list() == rules.typed_column(name).to_list(), name
     assert fast.date.to_list() == rules.date.to_list()
     assert fast.rows.to_list() == rules.rows.to_list()
+
+
+@pytest.mark.parametrize("form", ["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%dT%H:%M:%S.%f+02:00",
+                                  "%Y-%m-%dT%H:%M:%S.%f-05:30", "%Y-%m-%dT%H:%M:%SZ",
+                                  "%Y-%m-%dT%H:%M:%S+02:00", "%Y-%m-%dT%H:%M:%S.%f+0200"])
+def test_arrow_judge_reads_every_plain_timestamp_form_like_the_rules(form: str) -> None:
+    # A whole column in one form with an offset (what some exports write): the Arrow
+    # fast path gives the same instants and UTC dates as judge(), or declines.
+    import pyarrow as pa
+
+    from ingest.csvstream import CsvBatches, read_header
+    from ingest.validate import judge, judge_arrow, needed_columns, plan_columns
+    rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:80]
+    for row in rows:
+        moment = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
+        offset = {"+02:00": timedelta(hours=2), "-05:30": -timedelta(hours=5, minutes=30),
+                  "+0200": timedelta(hours=2)}.get(next((o for o in ("+02:00", "-05:30", "+0200")
+                                                          if form.endswith(o)), ""), timedelta(0))
+        row["timestamp"] = (moment + offset).strftime(form)
+    text = rows_to_csv(rows)
+    with CsvBatches(text, read_header(text)) as batches:
+        table = pa.concat_tables(list(batches))
+    plan = plan_columns(table.column_names)
+    fast = judge_arrow(table, plan, first_row=1)
+    frame = pl.from_arrow(table.select(needed_columns(plan)))
+    assert isinstance(frame, pl.DataFrame)
+    rules = judge(frame, plan, first_row=1)
+    assert rules.all_good
+    if form.endswith("+0200"):
+        assert fast is None  # not a plain form: the rules decide
+        return
+    assert fast is not None and fast.all_good
+    assert fast.typed_column("timestamp").to_list() == rules.typed_column("timestamp").to_list()
+    assert fast.date.to_list() == rules.date.to_list()
+    expected = [datetime.fromisoformat(r["timestamp"]).astimezone(timezone.utc).date() for r in rows]
+    assert fast.date.to_list() == expected
 
 
 @pytest.mark.parametrize("cell", ['"q\r\nz"', '"\r\n"', '"x\r\n\r\ny"', '"a\rb\r\n"'])
