@@ -16,18 +16,20 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ingest.attachments import ParsedEmail, ReportFile, parse_email, reports_in_file, safe_name
 from ingest.counts import RowCounts
 from ingest.errors import ReportRejected
-from ingest.fetch import FetchSummary
 from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
 from ingest.storage import Storage
 from ingest.datasets import save_typed_report
 from ingest.reports import DATASETS, read_report
 from ingest.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
+
+if TYPE_CHECKING:  # only for a type: ingest.fetch imports requests (0.2 s), which `ingest import` never needs
+    from ingest.fetch import FetchSummary
 
 log = logging.getLogger(__name__)
 S = WindowState
