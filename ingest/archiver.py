@@ -212,6 +212,11 @@ def _record(store: Store, report: ReportFile, summary: RunSummary, result: SaveR
                             outcome="archived", rows_read=result.rows_read,
                             rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
                             rows_rejected=result.rows_rejected)
+    if result.conflicts:  # loud: recorded, shown by status, and the run needs a person
+        store.record_conflicts(result.conflicts)
+        first = result.conflicts[0]
+        summary.problems.append(f"{report.filename}: {result.rows_conflict} row(s) in conflict with "
+                                f"archived rows, quarantined ({first['reason']})")
     if window is not None and window.state is not S.ARCHIVED:
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)

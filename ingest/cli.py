@@ -325,6 +325,14 @@ def status(
     out.print(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} read = "
               f"{totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
               f"{totals['rows_rejected']} rejected")
+    conflicts = report["conflicts"]
+    if conflicts["count"]:
+        err_console.print(f"conflicts: {conflicts['count']} row(s) refused, their id archived with other "
+                          "content (ingest status --json lists them):", markup=False, highlight=False)
+        for c in conflicts["latest"][:5]:
+            err_console.print(f"  bot {c['bot_id']} id {c['row_id']}: new source {c['new_source'][:16]}, "
+                              f"kept {c['existing_file'] or 'an earlier row'} (source {c['existing_source'][:16]})",
+                              markup=False, highlight=False)
 
 
 @app.command()

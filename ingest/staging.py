@@ -7,7 +7,7 @@ the whole report has been read, so a file refused at its last byte leaves no dat
 Each batch is split by date once (one stable sort of its row indices by date, then
 slices), and each date's rows are buffered. When the buffers pass the memory budget,
 the dates touched longest ago (then the biggest) are flushed by a writer thread, sorted
-by (timestamp, row number), without the ids the partition already has:
+by (timestamp, row number):
 
 * in order (the usual export: rows in time order, a date complete when flushed): the
   rows go straight into the date's Parquet file as a row group;
@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 from ingest.arrowrows import FILE_SCHEMA, parquet_writer, stamp, text_scalar
 from ingest.validate import ROW_NUMBER
 from ingest.storage import Storage, as_storage
-from ingest.writer import WrittenFile, existing_ids, partition_key, sha256_file
+from ingest.writer import WrittenFile, partition_key, sha256_file
 
 #: Open Parquet writers at most (file descriptors); the least recently used is closed
 #: and its date, should it get rows again, continues as runs in the spill file.
@@ -85,7 +85,6 @@ class _Date:
     buffers: list[pa.Table] = field(default_factory=list)
     size: int = 0
     touched: int = 0
-    existing: pa.Array | None = None
     direct: Path | None = None  # rows flushed in order, as Parquet row groups
     writer: pq.ParquetWriter | None = None  # open on ``direct`` (None once closed)
     direct_rows: int = 0
@@ -137,7 +136,7 @@ class DateFiles:
         self.placeholder = secrets.token_hex(32)
         self._placeholder = text_scalar(self.placeholder)
         self._kind = text_scalar(source_kind)
-        self.duplicates = 0  # rows whose id the partition already had
+        self.duplicates = 0  # kept for the commit's sum: ids are settled before staging
         self.token = uuid.uuid4().hex[:8]
         self._dates: dict[date, _Date] = {}
         self._size = 0
@@ -274,14 +273,10 @@ class DateFiles:
         self._stage(day, state, table, new_file)
 
     def _stage(self, day: date, state: _Date, table: pa.Table, new_file: bool) -> None:
-        """Sorted rows of one date: drop ids the partition has; then a row group (in
+        """Sorted rows of one date: a row group (in
         order, and the date has an open file, or ``new_file`` may start one), or a run."""
-        if state.existing is None:
-            state.existing = existing_ids(self.out, state.folder).to_arrow()
-        if len(state.existing):
-            new = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=state.existing)))
-            self.duplicates += table.num_rows - new.num_rows
-            table = new
+        # Ids the bot's archive holds (on any date) never get here: ingest.stream sets
+        # them aside (ingest.conflicts), so nothing is filtered per partition.
         if table.num_rows == 0:
             return
         # As microseconds: TimestampScalar.as_py() would import pandas (0.3 s, once).
@@ -400,6 +395,10 @@ class DateFiles:
             written.append(WrittenFile(target, state.rows, digest))
         self.discard()
         return written
+
+    def staged_paths(self) -> list[Path]:
+        """Every date's finished temporary file (after :meth:`finish`)."""
+        return [state.final for state in self._dates.values() if state.final is not None and state.rows]
 
     def _final(self, day: date) -> Path:
         final = self._dates[day].final
