@@ -174,7 +174,9 @@ class DateFiles:
         if self._shuffled:
             self._mixed.append(good)
             self._mixed_size += size
-            if self._mixed_size > self.budget:
+            # Half the budget a round: one round is buffered here while the writer thread
+            # sorts the previous one (its input and its sorted copy both in memory).
+            if self._mixed_size > self.budget // 2:
                 self._flush_round()
             return
         for day, part in _by_date(good, days):

@@ -203,7 +203,9 @@ def write_manifest(out: Storage, result: SaveResult, *, bot_id: str, source_sha2
         "bot_id": bot_id,
         "attachment": {"name": raw_name, "size": raw_size, "sha256": source_sha256},
         "extra_columns": extra_columns,
-        "counts": {k: v for k, v in asdict(result).items() if k.startswith("rows_")},
+        # rows_conflict (inside rows_rejected) only when there are some: manifests stay as they were.
+        "counts": {k: v for k, v in asdict(result).items()
+                   if k.startswith("rows_") and (v or k != "rows_conflict")},
         "files": [asdict(f) for f in result.files],
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
