@@ -143,9 +143,11 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
     """Match one report file to its window (or take ``bot_id`` for an import), then read,
     check and write it in bounded memory (ingest.stream), and record it.
     Returns "archived", "duplicate", "unmatched" or "quarantined"."""
-    sha = sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
-    known = store.attachment(sha)
-    if known is not None and known["outcome"] == "archived":
+    # `ingest import FILE.csv`: the file is hashed while it is staged (the raw copy's single
+    # pass, in its own thread), not in a pass of its own first; a known file is discarded after.
+    deferred = report.path is not None and bot_id is not None and report_id == MESSAGE_DATA
+    sha = "" if deferred else sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
+    if not deferred and _known(store, sha):
         summary.reports_duplicate += 1
         return "duplicate"
     provenance = dict(provenance or email_provenance(parsed))
@@ -165,13 +167,20 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
         return _archive_typed(root, store, report, summary, sha=sha, bot_id=bot_id, window=window,
                               report_id=report_id, provenance=provenance)
     try:
-        staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha,
+        staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha or None,
                            window=(window.from_date, window.to_date) if window else None,
                            on_rows=on_rows)
     except ReportRejected as err:
         if window is not None and S.FAILED in TRANSITIONS[window.state]:
             store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
+        sha = sha or sha256_file(report.path)  # type: ignore[arg-type]
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
+    if deferred:
+        sha = staged.sha256
+        if _known(store, sha):
+            staged.discard()
+            summary.reports_duplicate += 1
+            return "duplicate"
     if window is not None and staged.rows_valid == 0 and staged.rows_rejected:
         # Every row refused for this window: the match was wrong, not the data. Keep the
         # report aside (not recorded as archived, so a later delivery is tried again).
@@ -181,6 +190,12 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
     result = staged.commit(raw_name=report.filename, provenance=provenance)
     return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
                    message_id=parsed.message_id)
+
+
+def _known(store: Store, sha: str) -> bool:
+    """Whether a report with these bytes was archived already."""
+    known = store.attachment(sha)
+    return known is not None and known["outcome"] == "archived"
 
 
 def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summary: RunSummary, *,
