@@ -4,21 +4,22 @@ Nothing here is visible in the archive until :meth:`DateFiles.publish`: every fi
 written under a ``.tmp-`` name in the storage's staging folder and published only once
 the whole report has been read, so a file refused at its last byte leaves no data behind.
 
-Each batch is split by date once (one stable sort of its row indices by date, then
-slices), and each date's rows are buffered. When the buffers pass the memory budget,
-the dates touched longest ago (then the biggest) are flushed by a writer thread, sorted
-by (timestamp, row number):
+Rows arrive in batches of the file. Two ways to go, chosen by the rows themselves:
 
-* in order (the usual export: rows in time order, a date complete when flushed): the
-  rows go straight into the date's Parquet file as a row group;
-* out of order (rows in no particular order: every batch touches every date): the
-  sorted rows are appended, as a *run*, to one Arrow IPC spill file shared by all
-  dates (no Parquet encoding, no compression: close to a memory copy). At the end each
-  such date is merged from its runs (and its in-order part, if any) into one sorted
-  Parquet file, a row group at a time: the runs are sorted, so every row group takes a
-  contiguous range of each run, and memory stays at a row group plus one batch per run.
-  The merges of different dates run in two threads.
+* in time order (the usual export): each batch is one date, or two at midnight, and is
+  sliced by date (no copy). Each date's rows are buffered; past the memory budget the
+  dates touched longest ago (then the biggest) are flushed by a writer thread, sorted by
+  (timestamp, row number), straight into the date's Parquet file as a row group;
+* in no order (the first batch whose dates change more than a few times: every batch
+  then touches every date): batches are no longer split at all. Each half budget's worth
+  is sorted once, in the writer thread, by (date, timestamp, row number), and each date's
+  slice appended to one Arrow IPC spill file as a sorted *run* (no Parquet encoding, no
+  compression: close to a memory copy). At the end every such date is merged from its
+  runs (and its in-order part, if any) into one sorted Parquet file, a row group at a
+  time: the runs are sorted, so a row group takes a contiguous range of each run, and
+  memory stays at a row group plus one batch per run. Merges run in two threads.
 
+A few rows out of order in an otherwise ordered export become runs of their date only.
 Either way a date ends as one file, sorted by timestamp (equal timestamps in file
 order), in row groups of a useful size: never one tiny row group per batch per date.
 
