@@ -1,20 +1,29 @@
-"""Benchmark this project's CSV -> Parquet archive against DuckDB, pandas and a floor.
+"""Benchmark this project's CSV -> Parquet archive against DuckDB and polars, as users run them.
 
-Every contender runs in a fresh interpreter (a child process) on the same file, writing
-into its own temporary folder, which is removed afterwards. Per contender it prints:
+By default (``ingest_cli,duckdb_cli,polars_cli,project``) every contender is a whole
+command, started cold in a fresh process, timed from fork to exit by this (small)
+parent, with its peak RSS and CPU from ``wait4``:
 
-* wall s   - the work in the child, from after its imports to the last byte written
-* CPU s    - user + sys CPU of the child over that same work (all threads)
-* peak MiB - the child's whole-process peak RSS (``wait4`` rusage ``ru_maxrss``),
-             imports included: what a container memory limit would see
-* MB/s, rows/s - file bytes (1 MB = 10^6 B) and data rows per wall second
-* /DuckDB  - wall time divided by DuckDB's: below 1 is faster (the issue's target is <= 0.67)
+* ``ingest_cli``  - ``ingest import FILE --bot bench-bot`` with a fresh archive and state
+* ``duckdb_cli``  - DuckDB's ``COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) AT TIME
+  ZONE 'UTC' AS DATE) AS date FROM read_csv(FILE)) TO DIR (FORMAT parquet, COMPRESSION
+  zstd, PARTITION_BY (date))`` in a fresh ``python -c``
+* ``polars_cli``  - ``pl.read_csv(FILE, infer_schema=False)`` in a fresh ``python -c``:
+  the parse floor, nothing written
+* ``project``     - the old in-process figure (``stage_csv`` + commit, timed after the
+  imports), kept as a second column, labelled "(in)"
+
+Within a round the contenders run one after the other on the same file; rounds repeat
+(``--repeat``). It prints each contender's fastest run, ``DuckDB / ingest`` (the goal is
+>= 1.5) and ``ingest / polars`` (the goal is <= 2.5), fastest and round by round.
+``--markdown FILE`` appends a table row per file; ``--json FILE`` keeps every run;
+``--render`` prints the rows of saved JSON files again.
 
 Example::
 
-    .venv/bin/python bench/make_report.py --size 250MB --out /tmp/r250.csv
-    .venv/bin/python bench/run.py /tmp/r250.csv
-    .venv/bin/python bench/run.py /tmp/r250.csv --only floor,project,duckdb --repeat 2 --json out.json
+    .venv/bin/python bench/make_report.py --size 250MB --order random --tz +02:00 --bom --out /tmp/r.csv
+    .venv/bin/python bench/run.py /tmp/r.csv --repeat 3 --markdown /tmp/table.md
+    .venv/bin/python bench/run.py /tmp/r.csv --only floor,polars_read,project,duckdb,pandas  # the older set
 
 No timing is asserted anywhere: these are figures to read, not tests.
 """
@@ -479,7 +488,8 @@ def markdown_row(result: dict[str, Any], label: str) -> str:
         r = by_name.get(name)
         if r is None or "wall" not in r:
             return "-"
-        return f"{r['wall']:.2f} s" + (f", {r['peak_rss_mib']:.0f} MiB" if rss else "")
+        return (f"{r['wall']:.2f} s ({r['cpu']:.1f} CPU s)"
+                + (f", {r['peak_rss_mib']:.0f} MiB" if rss else ""))
 
     ratio = result["ratios"]
     fmt = lambda key: (f"{ratio[key]['best']:.2f} ({min(ratio[key]['runs']):.2f}-{max(ratio[key]['runs']):.2f})"
@@ -487,6 +497,14 @@ def markdown_row(result: dict[str, Any], label: str) -> str:
     return (f"| {label} | {result['bytes'] / 1e6:.0f} MB | **{cell('ingest_cli')}** | {cell('duckdb_cli')} "
             f"| {cell('polars_cli')} | **{fmt('DuckDB / ingest')}** | {fmt('ingest / polars')} "
             f"| {cell('project', rss=False)} |")
+
+
+def shape_label(meta: dict[str, Any]) -> str:
+    """``random, +02:00, BOM, CRLF, newlines 3%``: a file's shape, from its sidecar."""
+    return (f"{meta.get('order', '?')}, {meta.get('tz', '?')}"
+            + ("" if meta.get("fractions", True) else ", no fractions")
+            + (", BOM" if meta.get("bom") else "") + (", LF" if meta.get("lf") else ", CRLF")
+            + (f", newlines {meta['newline_rows']:g}%" if meta.get("newline_rows") is not None else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -501,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds; contenders alternate within a round; the table shows the fastest")
     parser.add_argument("--json", type=Path, help="save every run's figures here")
     parser.add_argument("--markdown", type=Path, help="append one table row per file here")
+    parser.add_argument("--render", action="store_true",
+                        help="print the table rows of saved --json files (given instead of CSVs)")
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()),
                         help="where the contenders' output folders go (default /tmp)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -516,18 +536,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in CONTENDERS and n not in COMMANDS]
     if unknown:
         parser.error(f"unknown contender(s) {', '.join(unknown)}; known: {', '.join([*COMMANDS, *CONTENDERS])}")
+    if args.render:  # table rows again from saved --json files (the csv arguments are those files)
+        for saved in args.csv:
+            for result in json.loads(saved.read_text())["files"]:
+                print(markdown_row(result, shape_label(result["meta"])))
+        return 0
     results = []
     for csv_path in args.csv:
         result = bench_file(csv_path.resolve(), names, args.repeat, args.tmp)
         results.append(result)
         if args.markdown:
             meta = result["meta"]
-            label = (f"{meta.get('order', '?')}, {meta.get('tz', '?')}"
-                     + ("" if meta.get("fractions", True) else ", no fractions")
-                     + (", BOM" if meta.get("bom") else "") + (", LF" if meta.get("lf") else ", CRLF")
-                     + (f", newlines {meta['newline_rows']:g}%" if meta.get("newline_rows") is not None else ""))
             with args.markdown.open("a") as table:
-                table.write(markdown_row(result, label) + "\n")
+                table.write(markdown_row(result, shape_label(meta)) + "\n")
         print()
     if args.json:
         document = {"cpus": os.cpu_count(), "python": platform.python_version(),
