@@ -92,11 +92,13 @@ class ArchivedIds:
         if not files:
             return cls()
         frame = out.scan(files, include_file_paths="_file").select("id", "_file").collect()
-        sources = [out.source(key) for key in files]
-        index = {source: n for n, source in enumerate(sources)}
+        index = {out.source(key): n for n, key in enumerate(files)}
         ids = frame.get_column("id").to_numpy()
-        where = np.array([index[s] for s in frame.get_column("_file").to_list()], dtype=np.int32) \
-            if len(set(sources)) > 1 else np.zeros(len(ids), np.int32)
+        where = np.array([index.get(path, -1) for path in frame.get_column("_file").to_list()], dtype=np.int32)
+        if (where < 0).any():  # a reader that spells paths its own way: match by key suffix
+            for n, path in enumerate(frame.get_column("_file").to_list()):
+                if where[n] < 0:
+                    where[n] = next((i for i, key in enumerate(files) if path.endswith(key)), 0)
         order = np.argsort(ids, kind="stable")
         return cls(ids[order], where[order], files)
 
