@@ -108,7 +108,7 @@ def _by_date(good: pa.Table, days: pl.Series) -> list[tuple[date, pa.Table]]:
     if low == high:
         return [(low, good)]
     runs = days.rle().struct.unnest()  # (len, value) per run
-    if runs.height > _MAX_SLICES:
+    if runs.height > _MAX_SLICES and runs.height > days.n_unique():  # a date in several runs
         order = pc.sort_indices(days.to_arrow())  # Arrow's sort is stable: file order kept
         good = good.take(order)
         runs = days.gather(pl.from_arrow(order)).rle().struct.unnest()  # type: ignore[arg-type]
@@ -165,7 +165,9 @@ class DateFiles:
         # The buffers' own size: Table.nbytes walks every chunk's offsets (0.2 ms a call).
         size = good.get_total_buffer_size()
         self._row_bytes = max(1, size // good.num_rows)  # sizes the merge's row groups
-        if not self._shuffled and days.rle_id().max() >= _MAX_SLICES:  # type: ignore[operator]
+        # Rows in time order make one run per date, however many dates a batch has (a
+        # sparse export); a shuffled one makes many more runs than dates.
+        if not self._shuffled and days.rle_id().max() - days.n_unique() >= _MAX_SLICES:  # type: ignore[operator]
             # Rows in no time order: every batch touches every date. From here on batches
             # are not split by date at all; each budget's worth is sorted once by (date,
             # timestamp, row) and spilled as one run per date (see _write_round).
