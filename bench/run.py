@@ -1,20 +1,29 @@
-"""Benchmark this project's CSV -> Parquet archive against DuckDB, pandas and a floor.
+"""Benchmark this project's CSV -> Parquet archive against DuckDB and polars, as users run them.
 
-Every contender runs in a fresh interpreter (a child process) on the same file, writing
-into its own temporary folder, which is removed afterwards. Per contender it prints:
+By default (``ingest_cli,duckdb_cli,polars_cli,project``) every contender is a whole
+command, started cold in a fresh process, timed from fork to exit by this (small)
+parent, with its peak RSS and CPU from ``wait4``:
 
-* wall s   - the work in the child, from after its imports to the last byte written
-* CPU s    - user + sys CPU of the child over that same work (all threads)
-* peak MiB - the child's whole-process peak RSS (``wait4`` rusage ``ru_maxrss``),
-             imports included: what a container memory limit would see
-* MB/s, rows/s - file bytes (1 MB = 10^6 B) and data rows per wall second
-* /DuckDB  - wall time divided by DuckDB's: below 1 is faster (the issue's target is <= 0.67)
+* ``ingest_cli``  - ``ingest import FILE --bot bench-bot`` with a fresh archive and state
+* ``duckdb_cli``  - DuckDB's ``COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) AT TIME
+  ZONE 'UTC' AS DATE) AS date FROM read_csv(FILE)) TO DIR (FORMAT parquet, COMPRESSION
+  zstd, PARTITION_BY (date))`` in a fresh ``python -c``
+* ``polars_cli``  - ``pl.read_csv(FILE, infer_schema=False)`` in a fresh ``python -c``:
+  the parse floor, nothing written
+* ``project``     - the old in-process figure (``stage_csv`` + commit, timed after the
+  imports), kept as a second column, labelled "(in)"
+
+Within a round the contenders run one after the other on the same file; rounds repeat
+(``--repeat``). It prints each contender's fastest run, ``DuckDB / ingest`` (the goal is
+>= 1.5) and ``ingest / polars`` (the goal is <= 2.5), fastest and round by round.
+``--markdown FILE`` appends a table row per file; ``--json FILE`` keeps every run;
+``--render`` prints the rows of saved JSON files again.
 
 Example::
 
-    .venv/bin/python bench/make_report.py --size 250MB --out /tmp/r250.csv
-    .venv/bin/python bench/run.py /tmp/r250.csv
-    .venv/bin/python bench/run.py /tmp/r250.csv --only floor,project,duckdb --repeat 2 --json out.json
+    .venv/bin/python bench/make_report.py --size 250MB --order random --tz +02:00 --bom --out /tmp/r.csv
+    .venv/bin/python bench/run.py /tmp/r.csv --repeat 3 --markdown /tmp/table.md
+    .venv/bin/python bench/run.py /tmp/r.csv --only floor,polars_read,project,duckdb,pandas  # the older set
 
 No timing is asserted anywhere: these are figures to read, not tests.
 """
@@ -38,9 +47,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BOT_ID = "bench-bot"
 RESULT_TAG = "BENCH_RESULT "
 
-DEFAULT = ("floor", "polars_read", "project", "duckdb", "pandas")
-EXTRA = ("project_inmemory", "duckdb_typed", "pandas_c", "polars_sink", "pyarrow_dataset")
+DEFAULT = ("ingest_cli", "duckdb_cli", "polars_cli", "project")
+EXTRA = ("floor", "polars_read", "duckdb", "pandas", "project_inmemory", "duckdb_typed", "pandas_c",
+         "polars_sink", "pyarrow_dataset")
+#: Contenders timed as whole commands (cold: interpreter start and imports included),
+#: as a user runs them; the others are timed inside a child, after its imports.
+COMMANDS = ("ingest_cli", "duckdb_cli", "polars_cli")
 DESCRIPTIONS = {
+    "ingest_cli": "`ingest import FILE --bot bench-bot` as a subprocess: fresh archive and state, cold",
+    "duckdb_cli": "COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE) AS date"
+                  " FROM read_csv(FILE)) TO DIR (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))"
+                  " in a fresh python process (import duckdb included)",
+    "polars_cli": "pl.read_csv(FILE, infer_schema=False) in a fresh python process: the parse floor",
     "floor": "read the file in 8 MiB blocks, discard",
     "polars_read": "pl.read_csv, every column as text; nothing written",
     "project": "ingest.stream.stage_csv + commit: streaming parse, validate, write by date",
@@ -269,6 +287,50 @@ def _vmhwm_mib() -> float | None:
     return None
 
 
+# --------------------------------------------------------------------------- commands
+
+DUCKDB_COPY = ("import duckdb, sys; duckdb.sql(\"COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) "
+               "AT TIME ZONE 'UTC' AS DATE) AS date FROM read_csv('\" + sys.argv[1] + \"')) TO '\""
+               " + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))\")")
+POLARS_READ = "import polars as pl, sys; print(pl.read_csv(sys.argv[1], infer_schema=False).height)"
+
+
+def command_for(name: str, path: Path, out: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of a whole-process contender."""
+    if name == "ingest_cli":
+        env = {"INGEST_OUTPUT__ROOT": str(out / "archive"), "INGEST_STATE__PATH": str(out / "state.sqlite")}
+        return [sys.executable, "-m", "ingest", "import", str(path), "--bot", BOT_ID], env
+    if name == "duckdb_cli":
+        return [sys.executable, "-c", DUCKDB_COPY, str(path), str(out / "messages")], {}
+    if name == "polars_cli":
+        return [sys.executable, "-c", POLARS_READ, str(path)], {}
+    raise ValueError(name)
+
+
+def spawn_command(name: str, path: Path, out: Path) -> dict[str, Any]:
+    """Run a whole command, cold; wall from fork to exit, CPU and peak RSS from wait4."""
+    command, extra = command_for(name, path, out)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env.update(extra, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log = out / "stderr.txt"
+    with log.open("wb") as errors:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, env=env, cwd=out)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    stderr = log.read_bytes()
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    facts: dict[str, Any] = {"name": name, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                             "peak_rss_mib": usage.ru_maxrss / 1024,
+                             "dataset": "archive/messages" if name == "ingest_cli" else "messages"}
+    if name == "polars_cli":
+        del facts["dataset"]
+    if proc.returncode != 0:
+        facts["error"] = f"exit {proc.returncode}: {stderr.decode(errors='replace').strip()[-300:]}"
+        del facts["wall"]
+    return facts
+
+
 # --------------------------------------------------------------------------- parent
 
 def spawn(name: str, path: Path, out: Path, window: tuple[date, date]) -> dict[str, Any]:
@@ -324,64 +386,55 @@ def file_meta(path: Path) -> dict[str, Any]:
 
 
 def fmt_table(results: list[dict[str, Any]], size: int, rows: int) -> str:
-    duck = next((r["wall"] for r in results if r["name"] == "duckdb" and "wall" in r), None)
-    header = f"{'contender':<16}{'wall s':>8}{'CPU s':>8}{'peak MiB':>10}{'MB/s':>8}" \
+    duck = _wall(results, "duckdb_cli") or _wall(results, "duckdb")
+    header = f"{'contender':<18}{'wall s':>8}{'CPU s':>8}{'peak MiB':>10}{'MB/s':>8}" \
              f"{'rows/s':>11}{'/DuckDB':>9}"
     lines = [header, "-" * len(header)]
     for r in results:
         if "error" in r:
-            lines.append(f"{r['name']:<16}  failed: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
+            lines.append(f"{r['name']:<18}  failed: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
             continue
         ratio = f"{r['wall'] / duck:>9.2f}" if duck else f"{'-':>9}"
-        lines.append(f"{r['name']:<16}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['peak_rss_mib']:>10.0f}"
+        label = r["name"] + ("" if r["name"] in COMMANDS else " (in)")
+        lines.append(f"{label:<18}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['peak_rss_mib']:>10.0f}"
                      f"{size / 1e6 / r['wall']:>8.0f}{rows / r['wall']:>11,.0f}{ratio}")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="contenders: " + "; ".join(
-                                         f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
-    parser.add_argument("csv", type=Path)
-    parser.add_argument("--only", help=f"comma-separated subset (default {','.join(DEFAULT)}; "
-                                       f"extras: {','.join(EXTRA)})")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="runs per contender; the table shows the fastest (default 1)")
-    parser.add_argument("--json", type=Path, help="save every run's figures here")
-    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()),
-                        help="where the contenders' output folders go (default /tmp)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--window", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+def _wall(results: list[dict[str, Any]], name: str) -> float | None:
+    return next((r["wall"] for r in results if r["name"] == name and "wall" in r), None)
 
-    if args.child:
-        first, last = (date.fromisoformat(d) for d in args.window.split(":"))
-        return child(args.child, args.csv, args.out, (first, last))
 
-    names = list(dict.fromkeys(n.strip() for n in args.only.split(","))) if args.only else list(DEFAULT)
-    unknown = [n for n in names if n not in CONTENDERS]
-    if unknown:
-        parser.error(f"unknown contender(s) {', '.join(unknown)}; known: {', '.join(CONTENDERS)}")
-    path = args.csv.resolve()
+def paired_ratios(runs: list[dict[str, Any]], top: str, bottom: str) -> list[float]:
+    """``top`` wall / ``bottom`` wall, round by round (the two ran minutes apart at most)."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if "wall" in r:
+            by_round.setdefault(r["attempt"], {})[r["name"]] = r["wall"]
+    return [w[top] / w[bottom] for w in by_round.values() if top in w and bottom in w]
+
+
+def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str, Any]:
+    """Every contender ``repeat`` times on one file, interleaved; the fastest of each."""
     size = path.stat().st_size
     meta = file_meta(path)
     rows = int(meta["rows"])
     window = (date.fromisoformat(meta["start"]), date.fromisoformat(meta["end"]))
-    print(f"{path}: {size / 1e6:.1f} MB, {rows:,} rows, {window[0]}..{window[1]}; "
+    shape = ", ".join(f"{k} {meta[k]}" for k in ("order", "tz", "fractions", "bom", "lf", "newline_rows")
+                      if k in meta)
+    print(f"{path}: {size / 1e6:.1f} MB, {rows:,} rows, {window[0]}..{window[1]}; {shape or 'shape unknown'}; "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
     with path.open("rb") as stream:  # warm the page cache so the first contender is not penalised
         while stream.read(8 << 20):
             pass
-
     runs: list[dict[str, Any]] = []
-    for attempt in range(args.repeat):
+    for attempt in range(repeat):
         for name in names:
-            out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=args.tmp))
+            out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=tmp))
             try:
-                result = spawn(name, path, out, window)
-                if "dataset" in result:
+                result = (spawn_command(name, path, out) if name in COMMANDS
+                          else spawn(name, path, out, window))
+                if "dataset" in result and "error" not in result:
                     result["out_rows"], result["out_files"] = count_parquet_rows(out / result["dataset"])
             finally:
                 shutil.rmtree(out, ignore_errors=True)
@@ -390,7 +443,6 @@ def main(argv: list[str] | None = None) -> int:
             shown = f"{result['wall']:.2f} s" if "wall" in result else result["error"]
             print(f"  run {attempt + 1} {name:<16} {shown}, peak {result['peak_rss_mib']:.0f} MiB",
                   file=sys.stderr, flush=True)
-
     best: list[dict[str, Any]] = []
     for name in names:
         mine = [r for r in runs if r["name"] == name]
@@ -402,26 +454,109 @@ def main(argv: list[str] | None = None) -> int:
     for r in best:
         if r.get("steps"):
             print(f"{r['name']} steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["steps"].items()))
-    by_name = {r["name"]: r for r in best}
     for r in best:
         if "out_rows" in r:
             print(f"{r['name']}: {r['out_rows']:,} rows in {r['out_files']} Parquet files"
                   + (f" (read {r['rows']:,}, rejected {r['rejected']}, duplicates {r['duplicates']})"
                      if "rejected" in r else ""))
-    if "project" in by_name and "duckdb" in by_name and "out_rows" in by_name["project"] \
-            and "out_rows" in by_name["duckdb"]:
-        same = by_name["project"]["out_rows"] == by_name["duckdb"]["out_rows"]
-        print(f"check: project archive rows {by_name['project']['out_rows']:,} "
-              f"{'==' if same else '!='} DuckDB rows {by_name['duckdb']['out_rows']:,}"
+    by_name = {r["name"]: r for r in best}
+    ours = next((n for n in ("ingest_cli", "project") if "out_rows" in by_name.get(n, {})), None)
+    theirs = next((n for n in ("duckdb_cli", "duckdb") if "out_rows" in by_name.get(n, {})), None)
+    if ours and theirs:
+        same = by_name[ours]["out_rows"] == by_name[theirs]["out_rows"] == rows
+        print(f"check: {ours} archive rows {by_name[ours]['out_rows']:,} "
+              f"{'==' if same else '!='} {theirs} rows {by_name[theirs]['out_rows']:,} (file: {rows:,})"
               f"{'' if same else '  <-- MISMATCH'}")
+    ratios = {}
+    for top, bottom, label in (("duckdb_cli", "ingest_cli", "DuckDB / ingest"),
+                               ("ingest_cli", "polars_cli", "ingest / polars")):
+        paired = paired_ratios(runs, top, bottom)
+        if paired and _wall(best, top) and _wall(best, bottom):
+            ratios[label] = {"best": _wall(best, top) / _wall(best, bottom),  # type: ignore[operator]
+                             "runs": paired}
+            print(f"{label}: {ratios[label]['best']:.2f} (fastest runs); round by round "
+                  + ", ".join(f"{x:.2f}" for x in paired))
+    return {"file": str(path), "bytes": size, "rows": rows, "meta": meta, "best": best, "runs": runs,
+            "ratios": ratios}
+
+
+def markdown_row(result: dict[str, Any], label: str) -> str:
+    """One table row for bench/README.md: the whole commands, then the in-process figure."""
+    by_name = {r["name"]: r for r in result["best"]}
+
+    def cell(name: str, rss: bool = True) -> str:
+        r = by_name.get(name)
+        if r is None or "wall" not in r:
+            return "-"
+        return (f"{r['wall']:.2f} s ({r['cpu']:.1f} CPU s)"
+                + (f", {r['peak_rss_mib']:.0f} MiB" if rss else ""))
+
+    ratio = result["ratios"]
+    fmt = lambda key: (f"{ratio[key]['best']:.2f} ({min(ratio[key]['runs']):.2f}-{max(ratio[key]['runs']):.2f})"
+                       if key in ratio else "-")
+    return (f"| {label} | {result['bytes'] / 1e6:.0f} MB | **{cell('ingest_cli')}** | {cell('duckdb_cli')} "
+            f"| {cell('polars_cli')} | **{fmt('DuckDB / ingest')}** | {fmt('ingest / polars')} "
+            f"| {cell('project', rss=False)} |")
+
+
+def shape_label(meta: dict[str, Any]) -> str:
+    """``random, +02:00, BOM, CRLF, newlines 3%``: a file's shape, from its sidecar."""
+    return (f"{meta.get('order', '?')}, {meta.get('tz', '?')}"
+            + ("" if meta.get("fractions", True) else ", no fractions")
+            + (", BOM" if meta.get("bom") else "") + (", LF" if meta.get("lf") else ", CRLF")
+            + (f", newlines {meta['newline_rows']:g}%" if meta.get("newline_rows") is not None else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="contenders: " + "; ".join(
+                                         f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+    parser.add_argument("csv", type=Path, nargs="+", help="one or more report files (one table each)")
+    parser.add_argument("--only", help=f"comma-separated subset (default {','.join(DEFAULT)}; "
+                                       f"extras: {','.join(EXTRA)})")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds; contenders alternate within a round; the table shows the fastest")
+    parser.add_argument("--json", type=Path, help="save every run's figures here")
+    parser.add_argument("--markdown", type=Path, help="append one table row per file here")
+    parser.add_argument("--render", action="store_true",
+                        help="print the table rows of saved --json files (given instead of CSVs)")
+    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()),
+                        help="where the contenders' output folders go (default /tmp)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--window", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        first, last = (date.fromisoformat(d) for d in args.window.split(":"))
+        return child(args.child, args.csv[0], args.out, (first, last))
+
+    names = list(dict.fromkeys(n.strip() for n in args.only.split(","))) if args.only else list(DEFAULT)
+    unknown = [n for n in names if n not in CONTENDERS and n not in COMMANDS]
+    if unknown:
+        parser.error(f"unknown contender(s) {', '.join(unknown)}; known: {', '.join([*COMMANDS, *CONTENDERS])}")
+    if args.render:  # table rows again from saved --json files (the csv arguments are those files)
+        for saved in args.csv:
+            for result in json.loads(saved.read_text())["files"]:
+                print(markdown_row(result, shape_label(result["meta"])))
+        return 0
+    results = []
+    for csv_path in args.csv:
+        result = bench_file(csv_path.resolve(), names, args.repeat, args.tmp)
+        results.append(result)
+        if args.markdown:
+            meta = result["meta"]
+            with args.markdown.open("a") as table:
+                table.write(markdown_row(result, shape_label(meta)) + "\n")
+        print()
     if args.json:
-        document = {"file": str(path), "bytes": size, "rows": rows, "window": [str(w) for w in window],
-                    "cpus": os.cpu_count(), "python": platform.python_version(),
+        document = {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "versions": _versions(), "best": best, "runs": runs}
+                    "versions": _versions(), "files": results}
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"saved {args.json}")
-    return 1 if any("error" in r for r in best) else 0
+    return 1 if any("error" in r for result in results for r in result["best"]) else 0
 
 
 def _versions() -> dict[str, str]:

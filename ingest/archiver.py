@@ -15,14 +15,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ingest.attachments import (
     Inflater, ParsedEmail, ReportFile, parse_email, reports_in_file, safe_name, scratch,
 )
 from ingest.counts import RowCounts
 from ingest.errors import ReportRejected, one_line, stops_the_run
-from ingest.fetch import FetchSummary
 from ingest.matching import UNNAMED, Evidence, match_window
 from ingest.store import TRANSITIONS, Store, Window, WindowState
 from ingest.stream import stage_csv
@@ -31,6 +30,9 @@ from ingest.datasets import save_typed_report
 from ingest.reports import MAX_WHOLE_REPORT_BYTES, read_report
 from ingest.settings import check_bot_id
 from ingest.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
+
+if TYPE_CHECKING:  # only for a type: ingest.fetch imports requests (0.2 s), which `ingest import` never needs
+    from ingest.fetch import FetchSummary
 
 log = logging.getLogger(__name__)
 S = WindowState
@@ -160,9 +162,11 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
     """Match one report file to its window (or take ``bot_id`` for an import), then read,
     check and write it in bounded memory (ingest.stream), and record it.
     Returns "archived", "duplicate", "unmatched" or "quarantined"."""
-    sha = sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
-    known = store.attachment(sha)
-    if known is not None and known["outcome"] == "archived":
+    # `ingest import FILE.csv`: the file is hashed while it is staged (the raw copy's single
+    # pass, in its own thread), not in a pass of its own first; a known file is discarded after.
+    deferred = report.path is not None and bot_id is not None and report_id == MESSAGE_DATA
+    sha = "" if deferred else sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
+    if not deferred and _known(store, sha):
         summary.reports_duplicate += 1
         return "duplicate"
     provenance = dict(provenance or email_provenance(parsed))
@@ -184,12 +188,19 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
         return _archive_typed(root, store, report, summary, sha=sha, bot_id=bot_id, window=window,
                               report_id=report_id, provenance=provenance, named=named)
     try:
-        staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha,
+        staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha or None,
                            window=(window.from_date, window.to_date) if window else None,
                            on_rows=on_rows)
     except ReportRejected as err:
         _fail_window(store, window, named, err)
+        sha = sha or sha256_file(report.path)  # type: ignore[arg-type]
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
+    if deferred:
+        sha = staged.sha256
+        if _known(store, sha):
+            staged.discard()
+            summary.reports_duplicate += 1
+            return "duplicate"
     if window is not None and staged.rows_valid == 0 and staged.rows_rejected:
         # Every row refused for this window: the match was wrong, not the data. Keep the
         # report aside (not recorded as archived, so a later delivery is tried again).
@@ -199,6 +210,12 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
     result = staged.commit(raw_name=report.filename, provenance=provenance)
     return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
                    message_id=parsed.message_id, named=named)
+
+
+def _known(store: Store, sha: str) -> bool:
+    """Whether a report with these bytes was archived already."""
+    known = store.attachment(sha)
+    return known is not None and known["outcome"] == "archived"
 
 
 def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summary: RunSummary, *,
@@ -255,6 +272,11 @@ def _record(store: Store, report: ReportFile, summary: RunSummary, result: SaveR
                             rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
                             rows_rejected=result.rows_rejected,
                             reason=None if named or window is None else UNNAMED)
+    if result.conflicts:  # loud: recorded, shown by status, and the run needs a person
+        store.record_conflicts(result.conflicts)
+        first = result.conflicts[0]
+        summary.problems.append(f"{report.filename}: {result.rows_conflict} row(s) in conflict with "
+                                f"archived rows, quarantined ({first['reason']})")
     if window is not None and window.state is not S.ARCHIVED:
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)

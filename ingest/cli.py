@@ -354,7 +354,14 @@ def status(
         for m in report["failed_messages"]:
             out.print(inert(f"  {m['folder']} uid {m['uid']} {m['message_id'] or '(no Message-ID)'}, now in "
                             f"{m['now_in'] or m['folder']}: {m['reason']}"))
-
+    conflicts = report["conflicts"]
+    if conflicts["count"]:
+        err_console.print(inert(f"conflicts: {conflicts['count']} row(s) refused, their id archived with "
+                                "other content (ingest status --json lists them):"))
+        for c in conflicts["latest"][:5]:
+            err_console.print(inert(f"  bot {c['bot_id']} id {c['row_id']}: new source {c['new_source'][:16]}, "
+                                    f"kept {c['existing_file'] or 'an earlier row'} "
+                                    f"(source {c['existing_source'][:16]})"))
 
 @app.command()
 def retry(

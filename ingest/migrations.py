@@ -87,5 +87,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX failed_messages_state ON failed_messages (state, failed_at);
     """,
+    # 3: conflicts: a row refused because its (bot_id, id) is archived with other content
+    """
+    CREATE TABLE conflicts (
+        id INTEGER PRIMARY KEY,
+        bot_id TEXT NOT NULL,
+        row_id INTEGER NOT NULL,
+        row INTEGER NOT NULL,
+        existing_hash TEXT NOT NULL,
+        new_hash TEXT NOT NULL,
+        existing_source TEXT NOT NULL,
+        new_source TEXT NOT NULL,
+        existing_file TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX conflicts_bot ON conflicts (bot_id, row_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

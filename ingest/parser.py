@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -27,7 +27,8 @@ import polars as pl
 
 from ingest.errors import ReportRejected
 from ingest.schema import SOURCE_COLUMNS
-from ingest.validate import ROW_NUMBER, blank_to_null, check_rows, plan_columns
+from ingest.conflicts import in_file_conflicts
+from ingest.validate import ROW_NUMBER, blank_to_null, good_rows, judge, plan_columns, rejected_rows
 
 
 @dataclass
@@ -139,18 +140,26 @@ def parse_frame(
 ) -> ParsedReport:
     """Validate an all-text frame and cast it to the canonical schema."""
     plan = plan_columns(raw.columns)
-    checked = check_rows(blank_to_null(raw), plan, first_row=1, window=window)
-    good = checked.good
+    text = blank_to_null(raw)
+    verdict = judge(text, plan, first_row=1, window=window)
+    good = good_rows(text, plan, verdict)
+    rejected = rejected_rows(text, plan, verdict)
     unique = good.unique(subset="id", keep="first", maintain_order=True)
+    # An id an earlier row had with other content is a conflict (quarantined), as in
+    # ingest.stream; with the same content, a plain duplicate.
+    conflicts = in_file_conflicts(good, ROW_NUMBER)
+    if conflicts.height:
+        reason = verdict.rows.to_frame().join(conflicts, on=ROW_NUMBER, how="left").get_column("reason")
+        rejected = pl.concat([rejected, rejected_rows(text, plan, replace(verdict, reason=reason))])
     rows = unique.sort("timestamp", ROW_NUMBER).select(
         *SOURCE_COLUMNS, "extra", pl.lit(source_sha256).alias("source_sha256"),
         pl.lit(source_kind).alias("source_kind"), pl.lit(bot_id).alias("bot_id"), "date",
     )
     return ParsedReport(
         rows=rows,
-        rejected=checked.rejected,
+        rejected=rejected,
         rows_read=raw.height,
-        duplicates_in_file=good.height - unique.height,
+        duplicates_in_file=good.height - unique.height - conflicts.height,
         extra_columns=list(plan.extra),
     )
 

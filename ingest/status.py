@@ -36,8 +36,10 @@ def collect_status(store: Store) -> dict[str, Any]:
             bot["covered_until"] = max(filter(None, [bot["covered_until"], window.to_date.isoformat()]))
     for bot in bots.values():
         bot["states"] = dict(bot["states"])
+    count, latest = store.conflicts()
     return {"bots": list(bots.values()), "emails": store.email_counts(),
-            "attachments": store.attachment_totals(), "failed_messages": failed_messages(store)}
+            "attachments": store.attachment_totals(), "failed_messages": failed_messages(store),
+            "conflicts": {"count": count, "latest": [{**c, "at": _iso(c["at"])} for c in latest]}}
 
 
 def failed_messages(store: Store) -> list[dict[str, Any]]:

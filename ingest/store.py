@@ -386,6 +386,27 @@ class Store:
                          "rows_rejected"], row))
 
 
+    # -- conflicts (ingest.conflicts) -----------------------------------------------------
+    def record_conflicts(self, conflicts: list[dict[str, Any]]) -> None:
+        """Keep each row refused as a conflict: both content hashes and both sources."""
+        if not conflicts:
+            return
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO conflicts (bot_id, row_id, row, existing_hash, new_hash, existing_source,"
+                " new_source, existing_file, reason, at) VALUES (:bot_id, :row_id, :row, :existing_hash,"
+                " :new_hash, :existing_source, :new_source, :existing_file, :reason, :at)",
+                [{**c, "at": time.time()} for c in conflicts])
+
+    def conflicts(self, limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
+        """How many conflicts are recorded, and the latest ``limit`` of them."""
+        total = self._query("SELECT count(*) FROM conflicts")[0][0]
+        rows = self._query("SELECT bot_id, row_id, row, existing_hash, new_hash, existing_source,"
+                           " new_source, existing_file, reason, at FROM conflicts ORDER BY id DESC LIMIT ?",
+                           (limit,))
+        return int(total), [dict(r) for r in rows]
+
+
 class _Transaction:
     """``BEGIN IMMEDIATE`` .. ``COMMIT``; nested use joins the outer transaction."""
 

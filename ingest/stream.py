@@ -35,23 +35,25 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Callable, Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.arrowrows import good_table
+from ingest.conflicts import CONTENT_COLUMNS, ArchivedIds, Collisions, Conflict, conflict_record, content_hashes
 from ingest.csvstream import HEADER_BYTES, MAX_RECORD_BYTES, CsvBatches, RecordTooLong, read_header
 from ingest.dedup import IdSet
 from ingest.errors import OutputError, ReportRejected
 from ingest.rawcopy import RawCopy, Source
 from ingest.rejects import RejectedRows
 from ingest.staging import DateFiles
-from ingest.validate import judge, judge_arrow, needed_columns, plan_columns, rejected_rows
+from ingest.validate import ColumnPlan, Verdict, judge, judge_arrow, needed_columns, plan_columns, rejected_rows
 from ingest.crashpoints import crash_point
 from ingest.storage import Storage, as_storage
 from ingest.writer import SaveResult, adopt_own_files, raw_key, write_manifest
@@ -76,6 +78,9 @@ class StagedReport:
     files: DateFiles
     rejected: RejectedRows
     raw: RawCopy
+    #: Rows refused because their id is archived (or earlier in the report) with other
+    #: content: quarantined (counted in rows_rejected), recorded by the caller.
+    conflicts: list[Conflict] = field(default_factory=list)
 
     @property
     def sha256(self) -> str:
@@ -94,7 +99,9 @@ class StagedReport:
             self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name))
             crash_point("after_raw")
             result = SaveResult(self.rows_read, self.files.rows,
-                                self.duplicates_in_file + self.files.duplicates, self.rows_rejected)
+                                self.duplicates_in_file + self.files.duplicates, self.rows_rejected,
+                                rows_conflict=len(self.conflicts),
+                                conflicts=[conflict_record(c, sha) for c in self.conflicts])
             result.files = self.files.publish(sha)
             self.rejected.publish(sha)
         except OSError as err:
@@ -155,8 +162,12 @@ def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
     files = DateFiles(out, bot_id, budget=budget, source_kind=source_kind)
     rejected = RejectedRows(out)
     ids = IdSet()
+    # Exactly once over the whole bot: ids archived on any day, read once (ingest.conflicts).
+    archived = ArchivedIds.load(out, bot_id)
+    collisions = Collisions(out, bot_id)
     needed = needed_columns(plan)
     read = duplicates = 0
+    conflicts: list[Conflict] = []
     try:
         with batches:
             for table in batches:
@@ -173,22 +184,33 @@ def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
                     bad = _polars(table.filter(pc.invert(ok.to_arrow())))
                     rejected.add(rejected_rows(bad, plan, verdict))
                 id_column = verdict.typed_column("id")
-                first = ids.first_seen(id_column if ok is None else id_column.filter(ok))
+                good_ids = id_column if ok is None else id_column.filter(ok)
+                first = ids.first_seen(good_ids)
+                hit = archived.contains(good_ids.to_numpy()) if len(archived) else None
+                if hit is not None and hit.any():
+                    first = first & pl.Series(~hit)
                 unique = int(first.sum())
-                duplicates += first.len() - unique
+                if unique < first.len():  # an id seen before: kept aside, judged at the end
+                    _set_aside(collisions, table, plan, verdict, ok, good_ids, first, hit)
                 keep = _keep(ok, first, unique)
                 days = verdict.date if keep is None else verdict.date.filter(keep)
                 files.add(good_table(table, plan, verdict, keep), days)
         files.finish()
+        for conflicting, found in collisions.resolve(archived, files.staged_paths()):
+            duplicates += found.duplicates
+            conflicts.extend(found.conflicts)
+            rejected.add(conflicting)
+        collisions.discard()
     except BaseException as err:
         files.discard()
         rejected.discard()
+        collisions.discard()
         if isinstance(err, OSError):
             raise OutputError(f"cannot write under {out.describe()}: {err.strerror or err}",
                               hint="INGEST_OUTPUT__ROOT") from None
         raise
     return StagedReport(out, bot_id, read, rejected.rows, duplicates, list(plan.extra),
-                        files, rejected, raw)
+                        files, rejected, raw, conflicts)
 
 
 def archive_csv_file(root: Storage | Path, source: Source, *, bot_id: str, raw_name: str,
@@ -199,6 +221,24 @@ def archive_csv_file(root: Storage | Path, source: Source, *, bot_id: str, raw_n
     staged = stage_csv(root, source, bot_id=bot_id, source_sha256=source_sha256, window=window,
                        memory_budget=memory_budget)
     return staged.commit(raw_name=raw_name, provenance=provenance)
+
+
+def _set_aside(collisions: Collisions, table: pa.Table, plan: ColumnPlan, verdict: Verdict,
+               ok: pl.Series | None, good_ids: pl.Series, first: pl.Series, hit: np.ndarray | None) -> None:
+    """Keep the batch's colliding good rows (not ``first``) aside: content hash and raw text."""
+    again = (~first).to_numpy()
+    at = np.flatnonzero(again) if ok is None else ok.arg_true().to_numpy()[again]
+    mask = np.zeros(table.num_rows, dtype=bool)
+    mask[at] = True
+    keep = pl.Series(mask)
+    typed = pl.from_arrow(good_table(table, plan, verdict, keep).select(list(CONTENT_COLUMNS)))
+    assert isinstance(typed, pl.DataFrame)
+    raw = _polars(table.filter(keep.to_arrow()))
+    folded = [f.filter(keep) for f in verdict.folded]
+    text = raw.with_columns(*folded, *[pl.lit(None, pl.String).alias(c) for c in plan.missing]).select(
+        verdict.rows.filter(keep), *plan.raw_columns)
+    in_file = np.ones(len(at), dtype=bool) if hit is None else ~hit[again]
+    collisions.add(text, good_ids.filter(pl.Series(again)), content_hashes(typed), in_file)
 
 
 def _keep(ok: pl.Series | None, first: pl.Series, unique: int) -> pl.Series | None:

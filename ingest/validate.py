@@ -201,11 +201,28 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 
 
 def _iso_z(text: pa.ChunkedArray) -> bool:
-    """Whether every timestamp has the export's shape, ``2024-01-01T00:00:00.000000Z``."""
+    """Whether every timestamp has one plain ISO 8601 shape the rules read the same way:
+    ``2024-01-01T00:00:00[.ffffff]`` then ``Z`` or ``+HH:MM`` / ``-HH:MM``, all of the
+    same length (an export writes one form). Arrow's cast then checks every digit; other
+    forms (a space, ``+HHMM``, other fraction lengths) go to the full rules."""
     # No Python number goes into a compute call: pa.scalar() would import pandas (0.3 s).
     lengths = pc.min_max(pc.binary_length(text)).as_py()
-    return (lengths["min"] == lengths["max"] == len("2024-01-01T00:00:00.000000Z")
-            and bool(pc.all(pc.ends_with(text, "Z")).as_py()))
+    size = lengths["min"]
+    if size != lengths["max"] or size not in _PLAIN_SIZES:
+        return False
+    if _PLAIN_SIZES[size] == "Z":
+        return bool(pc.all(pc.ends_with(text, "Z")).as_py())
+    # Byte slices of the text seen as binary (no copy; utf8 slicing is 40 times slower).
+    # starts_with takes its pattern as an option; pc.equal(x, "+") would make a scalar.
+    raw = text.cast(pa.binary())
+    sign = pc.binary_slice(raw, size - 6, size - 5)
+    return (bool(pc.all(pc.or_(pc.starts_with(sign, "+"), pc.starts_with(sign, "-"))).as_py())
+            and bool(pc.all(pc.starts_with(pc.binary_slice(raw, size - 3, size - 2), ":")).as_py())
+            and bool(pc.all(pc.starts_with(pc.binary_slice(raw, 10, 11), "T")).as_py()))
+
+
+#: Lengths of the plain forms: seconds (19) + fraction (0 or 7) + ``Z`` (1) or offset (6).
+_PLAIN_SIZES = {20: "Z", 27: "Z", 25: "offset", 32: "offset"}
 
 
 def _has_any_byte(text: pa.ChunkedArray, needles: bytes) -> bool:

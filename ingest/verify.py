@@ -5,7 +5,8 @@ from its manifest, or with no manifest, or missing; a listed data file missing o
 (sha256, Parquet row count); an orphan data file no manifest lists (a crash between data file
 and manifest, or a leftover temporary file: readers globbing ``*.parquet`` see it too); a
 duplicate ``(bot_id, id)``; a row outside its UTC date partition; an unreadable file;
-manifest counts that do not add up. Coverage (days with rows, days without rows inside the
+manifest counts that do not add up; rows quarantined as conflicts (an id archived with
+other content, see :mod:`ingest.conflicts`). Coverage (days with rows, days without rows inside the
 requested windows, windows not archived) is informational: a day may have no messages.
 Bounded memory: 1 MiB hash blocks; row checks are lazy polars queries, streaming engine.
 Example: ``report = verify_archive(Path("/data"), store); print(render_text(report))``
@@ -102,6 +103,7 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
             else:
                 _read_manifest(out, obj.key, problems, listed, attachments, windows)
     unfinished = _apply_compactions(out, compactions, set(data), listed, problems)
+    problems.extend(_conflicts(out, objects))
 
     for name in sorted(set(listed) - set(data)):
         problems.append(f"{name}: missing data file (listed in {listed[name][0]})")
@@ -159,6 +161,26 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
         problems.extend(_check_row_keys(out, dataset, bot_id, keys))
     _coverage(report, windows, store)
     return report
+
+
+def _conflicts(out: Storage, objects: list[Any]) -> list[str]:
+    """Rows quarantined as conflicts (ingest.conflicts): an id archived with other content
+    needs a person to decide which row is right, so verify keeps reporting it."""
+    found = []
+    for obj in objects:
+        if not (obj.key.startswith("quarantine/") and obj.key.endswith("/reason.json")):
+            continue
+        try:
+            reasons = json.loads(out.read_bytes(obj.key)).get("reasons", {})
+        except (OSError, ValueError, AttributeError):
+            continue  # a whole-file quarantine's reason.json has no per-row reasons
+        clashes = {r: n for r, n in reasons.items() if isinstance(r, str) and r.startswith("conflict:")}
+        if clashes:
+            first = sorted(clashes)[0]
+            found.append(f"{obj.key.rsplit('/', 1)[0]}: {sum(clashes.values())} row(s) in conflict with "
+                         f"archived rows, quarantined ({first}"
+                         + (f"; and {len(clashes) - 1} more id(s))" if len(clashes) > 1 else ")"))
+    return found
 
 
 def _read_manifest(out: Storage, name: str, problems: list[str],

@@ -52,6 +52,10 @@ class SaveResult:
     rows_rejected: int
     files: list[WrittenFile] = field(default_factory=list)
     manifest: str = ""
+    #: Rows refused as conflicts (inside rows_rejected): their id is archived with other
+    #: content. The manifest counts them; ``conflicts`` details them for the state store.
+    rows_conflict: int = 0
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -118,6 +122,8 @@ def save_report(
     crash_point("after_raw")
 
     result = SaveResult(parsed.rows_read, 0, parsed.duplicates_in_file, parsed.rejected.height)
+    if parsed.rejected.height:  # in-file conflicts (ingest.conflicts), counted like the stream does
+        result.rows_conflict = parsed.rejected.filter(pl.col("reason").str.starts_with("conflict:")).height
     write_partitions(out, parsed.rows, result, dataset=DATASET, bot_id=bot_id,
                      source_sha256=source_sha256, key="id", columns=list(file_schema()))
     if parsed.rejected.height:
@@ -197,7 +203,9 @@ def write_manifest(out: Storage, result: SaveResult, *, bot_id: str, source_sha2
         "bot_id": bot_id,
         "attachment": {"name": raw_name, "size": raw_size, "sha256": source_sha256},
         "extra_columns": extra_columns,
-        "counts": {k: v for k, v in asdict(result).items() if k.startswith("rows_")},
+        # rows_conflict (inside rows_rejected) only when there are some: manifests stay as they were.
+        "counts": {k: v for k, v in asdict(result).items()
+                   if k.startswith("rows_") and (v or k != "rows_conflict")},
         "files": [asdict(f) for f in result.files],
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -15,7 +15,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -210,6 +210,52 @@ def test_rows_out_of_time_order_end_sorted_in_their_files() -> None:
     assert len(result.files) == 4
 
 
+@pytest.mark.parametrize("budget", [1, 64 << 10, 32 << 20], ids=["round-per-batch", "spilled", "in-memory"])
+def test_a_shuffled_offset_bom_crlf_export_archives_exactly_the_generated_rows(budget: int, workdir: Path) -> None:
+    """Rows in no order, +02:00 offsets (a row just after local midnight belongs to the UTC
+    day before), a BOM, CRLF, quoted newlines and tied timestamps: the archive holds exactly
+    the generated rows, each under its UTC date, each file sorted by timestamp with ties in
+    file order; checked against polars reading the CSV on its own, and the in-memory path."""
+    import random
+
+    import duckdb
+
+    rows = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 6), min_per_day=40, max_per_day=60)
+    for tie in range(0, len(rows) - 1, 17):  # ties: equal timestamps, stable order expected
+        rows[tie + 1]["timestamp"] = rows[tie]["timestamp"]
+    for row in rows:
+        moment = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00")) + timedelta(hours=2)
+        row["timestamp"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+02:00"
+    random.Random(7).shuffle(rows)
+    data = rows_to_csv(rows, bom=True)
+    assert data.startswith(b"\xef\xbb\xbf") and b"\r\n" in data and sum('\n' in str(r["message"]) for r in rows)
+
+    result = compare(data, block=4096, chunk=8192, budget=budget)  # and the in-memory path agrees
+    expected = (pl.read_csv(data, infer_schema=False)
+                .with_row_index("order")
+                .select(pl.col("id").cast(pl.Int64),
+                        pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us",
+                                                            time_zone="UTC"),
+                        "message", "order")
+                .with_columns(pl.col("timestamp").dt.date().alias("date")))
+    assert expected.height == len(rows) and expected["id"].n_unique() == len(rows)
+    assert len(result.files) == expected["date"].n_unique()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        streamed(Path(tmp), data, budget=budget)
+        glob = str(Path(tmp) / "messages" / "**" / "*.parquet")
+        archive = duckdb.sql(f"SELECT id, timestamp, message, date, filename, file_row_number FROM "
+                             f"read_parquet('{glob}', hive_partitioning = true, filename = true, "
+                             "file_row_number = true) ORDER BY filename, file_row_number").pl()
+    got = archive.select("id", pl.col("timestamp").dt.convert_time_zone("UTC"), "message", "date")
+    assert_frame_equal(got.sort("id"), expected.drop("order").sort("id"), check_dtypes=False)
+    # Within each file: by timestamp, ties in file order; one file per UTC date.
+    ordered = archive.join(expected.select("id", "order"), on="id", maintain_order="left")
+    for _, part in ordered.group_by("filename", maintain_order=True):
+        assert part["date"].n_unique() == 1
+        assert part.select("timestamp", "order").rows() == sorted(part.select("timestamp", "order").rows())
+
+
 def test_window_rejects_rows_outside_it() -> None:
     rows = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 5))
     result = compare(rows_to_csv(rows), window=WINDOW)
@@ -315,6 +361,42 @@ def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
         assert fast.typed_column(name).to_list() == rules.typed_column(name).to_list(), name
     assert fast.date.to_list() == rules.date.to_list()
     assert fast.rows.to_list() == rules.rows.to_list()
+
+
+@pytest.mark.parametrize("form", ["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%dT%H:%M:%S.%f+02:00",
+                                  "%Y-%m-%dT%H:%M:%S.%f-05:30", "%Y-%m-%dT%H:%M:%SZ",
+                                  "%Y-%m-%dT%H:%M:%S+02:00", "%Y-%m-%dT%H:%M:%S.%f+0200"])
+def test_arrow_judge_reads_every_plain_timestamp_form_like_the_rules(form: str) -> None:
+    # A whole column in one form with an offset (what some exports write): the Arrow
+    # fast path gives the same instants and UTC dates as judge(), or declines.
+    import pyarrow as pa
+
+    from ingest.csvstream import CsvBatches, read_header
+    from ingest.validate import judge, judge_arrow, needed_columns, plan_columns
+    rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:80]
+    for row in rows:
+        moment = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
+        offset = {"+02:00": timedelta(hours=2), "-05:30": -timedelta(hours=5, minutes=30),
+                  "+0200": timedelta(hours=2)}.get(next((o for o in ("+02:00", "-05:30", "+0200")
+                                                          if form.endswith(o)), ""), timedelta(0))
+        row["timestamp"] = (moment + offset).strftime(form)
+    text = rows_to_csv(rows)
+    with CsvBatches(text, read_header(text)) as batches:
+        table = pa.concat_tables(list(batches))
+    plan = plan_columns(table.column_names)
+    fast = judge_arrow(table, plan, first_row=1)
+    frame = pl.from_arrow(table.select(needed_columns(plan)))
+    assert isinstance(frame, pl.DataFrame)
+    rules = judge(frame, plan, first_row=1)
+    assert rules.all_good
+    if form.endswith("+0200"):
+        assert fast is None  # not a plain form: the rules decide
+        return
+    assert fast is not None and fast.all_good
+    assert fast.typed_column("timestamp").to_list() == rules.typed_column("timestamp").to_list()
+    assert fast.date.to_list() == rules.date.to_list()
+    expected = [datetime.fromisoformat(r["timestamp"]).astimezone(timezone.utc).date() for r in rows]
+    assert fast.date.to_list() == expected
 
 
 @pytest.mark.parametrize("cell", ['"q\r\nz"', '"\r\n"', '"x\r\n\r\ny"', '"a\rb\r\n"'])

@@ -1,0 +1,127 @@
+"""Exactly once over the whole bot, and conflicts are loud: `ingest import` as a user runs it.
+
+A row whose (bot_id, id) is archived already (on any day) or earlier in the same report is
+a plain duplicate when its content is the same, and a conflict otherwise: quarantined with
+its reason, recorded in the state store, shown by `ingest status` and `ingest verify`, and
+the command exits 1. The archive is read back with DuckDB and polars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from ingest.simulator import generate_messages, rows_to_csv
+
+pytestmark = pytest.mark.integration
+
+BOT = "3f2b8c1e-0000-4000-8000-0000000000c1"
+
+
+def ingest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("INGEST_")}
+    env.update(COLUMNS="200", NO_COLOR="1", INGEST_OUTPUT__ROOT=str(root / "archive"),
+               INGEST_STATE__PATH=str(root / "state.sqlite"))
+    return subprocess.run([sys.executable, "-m", "ingest", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def write(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_bytes(rows_to_csv(rows))
+    return path
+
+
+def archived(root: Path) -> pl.DataFrame:
+    """Every archived row of the bot, with its date partition, by DuckDB."""
+    glob = str(root / "archive" / "messages" / "**" / "*.parquet")
+    return duckdb.sql(f"SELECT id, CAST(date AS VARCHAR) AS date, message, source_sha256 "
+                      f"FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY id").pl()
+
+
+def day_rows(day: date, count: int = 5) -> list[dict[str, Any]]:
+    return generate_messages(BOT, day, day, seed=3, min_per_day=count, max_per_day=count)
+
+
+def test_the_same_id_on_another_day_is_a_conflict_never_a_second_row(workdir: Path) -> None:
+    rows = day_rows(date(2024, 3, 1))
+    first = ingest(workdir, "import", str(write(workdir / "first.csv", rows)), "--bot", BOT)
+    assert first.returncode == 0, first.stderr
+    moved = dict(rows[2], timestamp=rows[2]["timestamp"].replace("2024-03-01", "2024-03-02"))
+    second = ingest(workdir, "import", str(write(workdir / "moved.csv", [moved])), "--bot", BOT)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"id {moved['id']} is archived with different content" in second.stderr
+    table = archived(workdir)
+    assert table.height == len(rows)  # one row for that id, on its first day
+    assert table.filter(pl.col("id") == moved["id"]).get_column("date").to_list() == ["2024-03-01"]
+    assert "1 rejected" in second.stdout
+
+
+def test_a_forged_report_then_the_genuine_one_is_a_recorded_conflict(workdir: Path) -> None:
+    genuine = day_rows(date(2024, 4, 1))
+    forged = [dict(row, message="FORGED") for row in genuine[:2]]
+    assert ingest(workdir, "import", str(write(workdir / "export.csv", forged)), "--bot", BOT).returncode == 0
+    result = ingest(workdir, "import", str(write(workdir / "genuine.csv", genuine)), "--bot", BOT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 row(s) in conflict with archived rows" in result.stderr
+    # The archive keeps one row per id (the forged ones stay until a person decides); the
+    # genuine rows of the other ids are written.
+    table = archived(workdir)
+    assert table.height == len(genuine)
+    assert table.get_column("id").n_unique() == len(genuine)
+    # Recorded with both hashes and both sources, shown by status and status --json.
+    status = ingest(workdir, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    conflicts = json.loads(status.stdout)["conflicts"]
+    assert conflicts["count"] == 2
+    genuine_sha = next(p.stem for p in (workdir / "archive" / "raw" / f"bot_id={BOT}").iterdir()
+                       if p.stem not in set(table.get_column("source_sha256").head(1).to_list()))
+    for conflict in conflicts["latest"]:
+        assert conflict["bot_id"] == BOT and conflict["row_id"] in {r["id"] for r in forged}
+        assert conflict["existing_hash"] != conflict["new_hash"]
+        assert conflict["new_source"] == genuine_sha
+        assert conflict["existing_source"] == table.filter(pl.col("message") == "FORGED")["source_sha256"][0]
+    shown = ingest(workdir, "status")
+    assert "conflicts: 2 row(s)" in shown.stderr
+    # The quarantine holds the genuine rows with their reason; verify reports them.
+    reasons = json.loads((workdir / "archive" / "quarantine" / genuine_sha / "reason.json").read_text())
+    assert sum(n for r, n in reasons["reasons"].items() if r.startswith("conflict:")) == 2
+    rejected = pl.read_parquet(workdir / "archive" / "quarantine" / genuine_sha / "rejected_rows.parquet")
+    assert sorted(rejected.get_column("id").cast(pl.Int64).to_list()) == sorted(r["id"] for r in forged)
+    verify = ingest(workdir, "verify")
+    assert verify.returncode == 1
+    assert "in conflict with archived rows" in verify.stdout + verify.stderr
+
+
+def test_an_identical_redelivery_is_duplicates_and_exit_0(workdir: Path) -> None:
+    rows = day_rows(date(2024, 5, 1)) + day_rows(date(2024, 5, 2))
+    assert ingest(workdir, "import", str(write(workdir / "a.csv", rows)), "--bot", BOT).returncode == 0
+    # Not the same bytes (other order, one more row): only the new row is written.
+    more = day_rows(date(2024, 5, 3), count=1)
+    again = ingest(workdir, "import", str(write(workdir / "b.csv", more + rows[::-1])), "--bot", BOT)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{len(rows) + 1} read = 1 written + {len(rows)} duplicates + 0 rejected" in again.stdout
+    assert archived(workdir).height == len(rows) + 1
+    status = json.loads(ingest(workdir, "status", "--json").stdout)
+    assert status["conflicts"]["count"] == 0
+    assert ingest(workdir, "verify").returncode == 0
+
+
+def test_an_id_twice_in_one_report_with_other_content_is_a_conflict(workdir: Path) -> None:
+    rows = day_rows(date(2024, 6, 1))
+    twice = rows + [dict(rows[0], message="changed"), dict(rows[1])]
+    result = ingest(workdir, "import", str(write(workdir / "twice.csv", twice)), "--bot", BOT)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{len(twice)} read = {len(rows)} written + 1 duplicates + 1 rejected" in result.stdout
+    assert f"id {rows[0]['id']} appears earlier in this report with different content" in result.stderr
+    table = archived(workdir)
+    assert table.height == len(rows)
+    assert table.filter(pl.col("id") == rows[0]["id"])["message"].to_list() == [rows[0]["message"]]
