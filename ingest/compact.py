@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 from ingest.storage import Storage, as_storage
 from ingest.writer import sha256_file, write_bytes_once, write_once
 

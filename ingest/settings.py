@@ -32,7 +32,7 @@ import re
 from datetime import date
 from urllib.parse import urlsplit
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Callable, Literal, get_args, get_origin
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -116,20 +116,15 @@ def _split_list(value: Any) -> Any:
     return value
 
 
-def _check_bots(value: list[str]) -> list[str]:
-    for entry in value:
-        problem = bot_id_problem(entry)
-        if problem:
-            raise ValueError(f"entry {problem}")
-    return value
-
-
-def _check_senders(value: list[str]) -> list[str]:
-    for entry in value:
-        problem = sender_problem(entry)
-        if problem:
-            raise ValueError(f"entry {problem}")
-    return value
+def _entries_checked_by(problem_of: Callable[[str], str | None]) -> Callable[[list[str]], list[str]]:
+    """A list validator refusing the first entry ``problem_of`` finds a problem with."""
+    def check(value: list[str]) -> list[str]:
+        for entry in value:
+            problem = problem_of(entry)
+            if problem:
+                raise ValueError(f"entry {problem}")
+        return value
+    return check
 
 
 class CertainlySettings(BaseModel):
@@ -151,7 +146,7 @@ class CertainlySettings(BaseModel):
                             "(letters, digits, '-', '_').")
 
     _split = field_validator("bots", mode="before")(_split_list)
-    _check = field_validator("bots", mode="after")(_check_bots)
+    _check = field_validator("bots", mode="after")(_entries_checked_by(bot_id_problem))
 
 
 class RequesterSettings(BaseModel):
@@ -218,7 +213,7 @@ class ImapSettings(BaseModel):
         25 * 60.0, gt=0, le=29 * 60, description="`ingest watch`: re-issue IDLE after this (servers drop it at 30 min).")
 
     _split = field_validator("allowed_senders", mode="before")(_split_list)
-    _check = field_validator("allowed_senders", mode="after")(_check_senders)
+    _check = field_validator("allowed_senders", mode="after")(_entries_checked_by(sender_problem))
 
     @property
     def effective_port(self) -> int:

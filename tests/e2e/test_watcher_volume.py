@@ -15,7 +15,6 @@ import pytest
 from imapclient import IMAPClient
 
 import ingest.watcher as watcher
-from ingest.mailbox import Mailbox
 from ingest.pipeline import run_once
 from ingest.store import Store
 from tests.support.archive import assert_archive_matches

@@ -11,7 +11,6 @@ import json
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pytest

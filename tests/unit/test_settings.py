@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -13,16 +12,7 @@ from ingest.settings import explicit_settings, load_settings
 SECRET_TOKEN = "tok-9f8e7d6c5b4a-very-secret"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No INGEST_* variable from the outer environment, and a cwd without a .env file."""
-    for name in list(os.environ):
-        if name.upper().startswith("INGEST_"):
-            monkeypatch.delenv(name)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    return workdir
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def _toml(tmp_path: Path, text: str) -> Path:

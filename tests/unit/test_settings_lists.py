@@ -8,7 +8,6 @@ The list settings are found on the models, so a new one is covered without a new
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, get_origin
 
@@ -43,16 +42,7 @@ def list_settings() -> list[tuple[str, str]]:
     return found
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No INGEST_* variable from outside, and a working folder of our own."""
-    for name in list(os.environ):
-        if name.upper().startswith("INGEST_"):
-            monkeypatch.delenv(name)
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    monkeypatch.chdir(workdir)
-    return workdir
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def put(source: str, loc: tuple[str, str], text: str, where: Path, monkeypatch: pytest.MonkeyPatch) -> None:
