@@ -349,7 +349,9 @@ def _timestamps(text: pl.Series) -> pl.Series:
 
 def _timestamp_any(text: pl.Expr) -> pl.Expr:
     # ISO 8601 with Z or an offset first; then naive forms, which the vendor means as UTC.
-    iso = text.str.replace(r"Z$", "+00:00")
+    # An hour-only offset (`+00`, `-05`: PostgreSQL's text form of a timestamptz, as a
+    # database export writes it) gets its minutes, which the %z parser requires.
+    iso = text.str.replace(r"Z$", "+00:00").str.replace(r"(:\d{2}(?:\.\d+)?)([+-]\d{2})$", "${1}${2}:00")
     return pl.coalesce(
         iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),
         iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),

@@ -155,6 +155,26 @@ def test_timestamps_with_offsets_are_stored_as_utc() -> None:
     assert set(report.rows["date"].to_list()) == {DAY1}
 
 
+def test_database_forms_of_a_timestamp_with_an_hour_only_offset_are_read() -> None:
+    """PostgreSQL writes a timestamptz as `2024-01-01 23:30:00.5+02` (and DuckDB's CSV
+    export the same): an export that went through a database must not lose every row."""
+    data = _csv(["id", "timestamp"], [
+        ["1", "2024-01-01 23:30:00.5+02"],
+        ["2", "2024-01-02 00:30:00-05"],
+        ["3", "2024-01-01T10:00:00+00"],
+        ["4", "2024-01-01+02"],
+    ])
+
+    report = _parse(data)
+
+    assert dict(zip(report.rows["id"], report.rows["timestamp"])) == {
+        1: datetime(2024, 1, 1, 21, 30, 0, 500000, tzinfo=UTC),
+        2: datetime(2024, 1, 2, 5, 30, tzinfo=UTC),
+        3: datetime(2024, 1, 1, 10, 0, tzinfo=UTC),
+    }
+    assert report.rejected["id"].to_list() == ["4"]  # a date with an offset is no timestamp
+
+
 def test_missing_id_column_is_rejected_by_name() -> None:
     data = _csv(["timestamp", "message"], [["2024-01-01T00:00:00Z", "hi"]])
 

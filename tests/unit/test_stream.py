@@ -131,6 +131,7 @@ TIMESTAMP = st.one_of(
     st.sampled_from(MOMENTS).map(lambda m: m.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),  # ties too
     st.sampled_from(MOMENTS).map(lambda m: m.strftime("%Y-%m-%d %H:%M:%S")),
     st.sampled_from(MOMENTS).map(lambda m: m.strftime("%Y-%m-%dT%H:%M:%S+02:00")),
+    st.sampled_from(MOMENTS).map(lambda m: m.strftime("%Y-%m-%d %H:%M:%S.%f-05")),  # PostgreSQL's form
     st.sampled_from(["", "yesterday", "2024-13-01T00:00:00.000000Z", "2024-01-01T25:00:00Z",
                      "2024-01-02T00:00:60.000000Z", " 2024-01-02T00:00:00.000000Z"]),
 )
