@@ -94,11 +94,12 @@ class ArchivedIds:
         frame = out.scan(files, include_file_paths="_file").select("id", "_file").collect()
         index = {out.source(key): n for n, key in enumerate(files)}
         ids = frame.get_column("id").to_numpy()
-        where = np.array([index.get(path, -1) for path in frame.get_column("_file").to_list()], dtype=np.int32)
-        if (where < 0).any():  # a reader that spells paths its own way: match by key suffix
-            for n, path in enumerate(frame.get_column("_file").to_list()):
-                if where[n] < 0:
-                    where[n] = next((i for i, key in enumerate(files) if path.endswith(key)), 0)
+        paths = frame.get_column("_file")
+        # Resolved once per file, not once per row: a reader that spells paths its own way
+        # is matched by key suffix.
+        number = {path: index.get(path, next((i for i, key in enumerate(files) if path.endswith(key)), 0))
+                  for path in paths.unique().to_list()}
+        where = paths.replace_strict(number, return_dtype=pl.Int32).to_numpy()
         order = np.argsort(ids, kind="stable")
         return cls(ids[order], where[order], files)
 
