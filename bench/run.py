@@ -61,8 +61,8 @@ DESCRIPTIONS = {
     "polars_cli": "pl.read_csv(FILE, infer_schema=False) in a fresh python process: the parse floor",
     "floor": "read the file in 8 MiB blocks, discard",
     "polars_read": "pl.read_csv, every column as text; nothing written",
-    "project": "ingest.stream.stage_csv + commit: streaming parse, validate, write by date",
-    "project_inmemory": "ingest.parser.parse_csv + ingest.writer.save_report (whole file in memory)",
+    "project": "ingest.archive.stream.stage_csv + commit: streaming parse, validate, write by date",
+    "project_inmemory": "ingest.parse.parser.parse_csv + ingest.archive.writer.save_report (whole file in memory)",
     "duckdb": "COPY read_csv(all_varchar) + timestamp::TIMESTAMPTZ -> Parquet PARTITION_BY date",
     "pandas": "pyarrow.csv.read_csv (= pd.read_csv engine=pyarrow, + newlines_in_values) -> pandas"
               " -> to_datetime -> to_parquet(partition_cols=['date'])",
@@ -93,10 +93,10 @@ def run_polars_read(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any
 
 
 def run_project(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
-    # What `ingest import FILE.csv` does (ingest.stream): stage the file (hash and raw copy
+    # What `ingest import FILE.csv` does (ingest.archive.stream): stage the file (hash and raw copy
     # in a thread, pyarrow parse in a thread, validate, per-date Parquet in a thread),
     # then commit (link raw, data, quarantine into place; manifest last).
-    from ingest.stream import stage_csv
+    from ingest.archive.stream import stage_csv
     steps: dict[str, float] = {}
     t = time.perf_counter()
     staged = stage_csv(out, path, bot_id=BOT_ID, window=ctx["window"])
@@ -111,8 +111,8 @@ def run_project(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def run_project_inmemory(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     # The in-memory path (emails, small files): read_bytes, sha256, parse_csv, save_report.
-    from ingest.parser import parse_csv
-    from ingest.writer import save_report, sha256_bytes
+    from ingest.parse.parser import parse_csv
+    from ingest.archive.writer import save_report, sha256_bytes
     steps: dict[str, float] = {}
     t = time.perf_counter()
     data = path.read_bytes()
@@ -153,7 +153,7 @@ def run_duckdb(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_duckdb_typed(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
-    from ingest.schema import MESSAGE_DATA
+    from ingest.parse.schema import MESSAGE_DATA
     sql_type = {"int": "BIGINT", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
     columns = []
     for column in MESSAGE_DATA:
@@ -251,9 +251,9 @@ CONTENDERS: dict[str, Callable[[Path, Path, dict[str, Any]], dict[str, Any]]] = 
 }
 # What each child imports before the clock starts (import time is not the work).
 PRELOAD = {
-    "polars_read": ["polars"], "project": ["ingest.stream"],
-    "project_inmemory": ["ingest.parser", "ingest.writer"],
-    "duckdb": ["duckdb"], "duckdb_typed": ["duckdb", "ingest.schema"],
+    "polars_read": ["polars"], "project": ["ingest.archive.stream"],
+    "project_inmemory": ["ingest.parse.parser", "ingest.archive.writer"],
+    "duckdb": ["duckdb"], "duckdb_typed": ["duckdb", "ingest.parse.schema"],
     "pandas": ["pandas", "pyarrow.csv", "pyarrow.parquet"],
     "pandas_c": ["pandas", "pyarrow.parquet"], "polars_sink": ["polars"],
     "pyarrow_dataset": ["pyarrow.csv", "pyarrow.dataset"],

@@ -28,9 +28,9 @@ from ingest.logs import json_wanted, setup_logging
 from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from ingest.archiver import RunSummary
-    from ingest.storage import Storage
-    from ingest.store import Store
+    from ingest.pipeline.intake import RunSummary
+    from ingest.archive.storage import Storage
+    from ingest.state.store import Store
 
 app = typer.Typer(
     help="Archive Certainly chatbot message reports: request exports, pick the emailed CSVs "
@@ -97,7 +97,7 @@ def demo(
     """
     import logging
 
-    from ingest.demo import run_demo  # the simulator is only imported when asked for
+    from ingest.ops.demo import run_demo  # the simulator is only imported when asked for
 
     if not _VERBOSE:
         logging.getLogger().setLevel(logging.WARNING)  # the demo prints its own summary
@@ -140,8 +140,8 @@ def backfill(
 
     Example: ingest backfill --bot 0f9c...-uuid --from 2024-01-01 --to 2024-12-31
     """
-    from ingest.requester import plan_backfill
-    from ingest.store import Store
+    from ingest.request.requester import plan_backfill
+    from ingest.state.store import Store
 
     first, last = _date_range(from_, to)
     settings = load_settings()
@@ -165,10 +165,10 @@ def run(
 
     Example: ingest run --until-done --timeout 3600
     """
-    from ingest.metrics import render_metrics, write_textfile
-    from ingest.pipeline import run_once, run_until_done
-    from ingest.lock import exclusive_lock
-    from ingest.store import Store
+    from ingest.ops.metrics import render_metrics, write_textfile
+    from ingest.pipeline.passes import run_once, run_until_done
+    from ingest.state.lock import exclusive_lock
+    from ingest.state.store import Store
 
     settings = load_settings()
     started = time.monotonic()
@@ -208,7 +208,7 @@ def row_counter() -> Iterator[Callable[[str, int], None] | None]:
 @contextmanager
 def progress_bar(store: "Store") -> Iterator[Callable[["RunSummary"], None]]:
     """A bar of windows done on a terminal; nothing in JSON-log mode or when piped."""
-    from ingest.store import FINAL
+    from ingest.state.store import FINAL
 
     if json_wanted() or not out.is_terminal:
         yield lambda summary: None
@@ -236,9 +236,9 @@ def watch() -> None:
     import signal
     import threading
 
-    from ingest.pipeline import watch as watch_mailbox
-    from ingest.lock import exclusive_lock
-    from ingest.store import Store
+    from ingest.pipeline.passes import watch as watch_mailbox
+    from ingest.state.lock import exclusive_lock
+    from ingest.state.store import Store
 
     settings = load_settings()
     stop = threading.Event()
@@ -263,9 +263,9 @@ def import_(
 
     Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
     """
-    from ingest.archiver import RunSummary, import_files
-    from ingest.lock import exclusive_lock
-    from ingest.store import Store
+    from ingest.pipeline.intake import RunSummary, import_files
+    from ingest.state.lock import exclusive_lock
+    from ingest.state.store import Store
 
     settings = load_settings()
     summary = RunSummary()
@@ -293,10 +293,10 @@ def fetch(
 
     Example: ingest fetch --bot 0f9c...-uuid --from 2024-06-01 --to 2024-06-30
     """
-    from ingest.fetch import fetch_range
-    from ingest.pipeline import make_client
-    from ingest.lock import exclusive_lock
-    from ingest.store import Store
+    from ingest.pipeline.get import fetch_range
+    from ingest.pipeline.passes import make_client
+    from ingest.state.lock import exclusive_lock
+    from ingest.state.store import Store
 
     first, last = _date_range(from_, to)
     settings = load_settings()
@@ -323,8 +323,8 @@ def status(
 
     Example: ingest status --json | jq .
     """
-    from ingest.status import collect_status
-    from ingest.store import Store
+    from ingest.ops.status import collect_status
+    from ingest.state.store import Store
 
     settings = load_settings()
     with Store.open(settings.state.path) as store:
@@ -376,10 +376,10 @@ def retry(
 
     Example: ingest retry --failed
     """
-    from ingest.archiver import RunSummary
-    from ingest.lock import exclusive_lock
-    from ingest.store import Store
-    from ingest.watcher import retry_failed
+    from ingest.pipeline.intake import RunSummary
+    from ingest.state.lock import exclusive_lock
+    from ingest.state.store import Store
+    from ingest.pipeline.watch import retry_failed
 
     if not failed:
         raise ConfigError("say what to retry: ingest retry --failed")
@@ -407,9 +407,9 @@ def verify(
 
     Example: ingest verify --json > verify.json
     """
-    from ingest.storage import storage_for
-    from ingest.store import Store
-    from ingest.verify import render_text, to_json, verify_archive
+    from ingest.archive.storage import storage_for
+    from ingest.state.store import Store
+    from ingest.ops.verify import render_text, to_json, verify_archive
 
     settings = load_settings()
     state = Path(settings.state.path)
@@ -433,8 +433,8 @@ def compact(
 
     Example: ingest compact --bot 0f9c...-uuid --min-files 4
     """
-    from ingest.compact import compact_archive
-    from ingest.lock import exclusive_lock
+    from ingest.archive.compact import compact_archive
+    from ingest.state.lock import exclusive_lock
 
     settings = load_settings()
     with exclusive_lock(settings.state.path):
@@ -453,7 +453,7 @@ def doctor() -> None:
 
     Example: ingest doctor
     """
-    from ingest.doctor import run_checks
+    from ingest.ops.doctor import run_checks
 
     checks = run_checks(load_settings())
     table = Table("check", "", "detail")
@@ -468,7 +468,7 @@ def doctor() -> None:
 def _sweep(settings: Settings) -> Storage:
     """Remove a killed job's temporary files (call only while holding the job lock);
     returns the archive's storage, built once."""
-    from ingest.storage import storage_for
+    from ingest.archive.storage import storage_for
 
     storage = storage_for(settings)
     storage.sweep_staging()
@@ -483,7 +483,7 @@ def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:
 
 def print_summary(summary: "object") -> None:
     """One short block a person (or a log collector) can read."""
-    from ingest.archiver import RunSummary
+    from ingest.pipeline.intake import RunSummary
 
     assert isinstance(summary, RunSummary)
     out.print(

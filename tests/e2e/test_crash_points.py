@@ -15,7 +15,7 @@ from imapclient import IMAPClient
 
 from ingest.crashpoints import POINTS
 from ingest.simulator import CertainlySimulator, EmbeddedImap, ImapDelivery, SimulatorConfig
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
 from tests.support.job import ingest, job_env

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.demo import demo_bot_ids
+from ingest.ops.demo import demo_bot_ids
 from tests.support.archive import assert_archive_matches, expected_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

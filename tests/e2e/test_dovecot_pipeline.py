@@ -10,11 +10,11 @@ from typing import Iterator
 import pytest
 from imapclient import IMAPClient
 
-from ingest.pipeline import run_once, run_until_done
-from ingest.requester import plan_backfill
+from ingest.pipeline.passes import run_once, run_until_done
+from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
 

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.mailbox import Mailbox
-from ingest.pipeline import run_once
-from ingest.store import Store
+from ingest.mail.mailbox import Mailbox
+from ingest.pipeline.passes import run_once
+from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.dovecot import Dovecot, require_dovecot
 from tests.support.mail import (

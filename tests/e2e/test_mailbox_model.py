@@ -17,11 +17,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from imapclient import IMAPClient
 
 import ingest.crashpoints as crashpoints
-from ingest.archiver import RunSummary
+from ingest.pipeline.intake import RunSummary
 from ingest.settings import explicit_settings
 from ingest.simulator import EmbeddedImap, build_report_email, generate_messages, rows_to_csv
-from ingest.store import Store, WindowState
-from ingest.watcher import poll_mailbox
+from ingest.state.store import Store, WindowState
+from ingest.pipeline.watch import poll_mailbox
 from tests.support.archive import read_archive
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.requester import plan_backfill
+from ingest.request.requester import plan_backfill
 from ingest.simulator import CertainlySimulator, EmbeddedImap, Fault, SimulatorConfig
 from ingest.simulator.api import IN_PROGRESS_DETAIL
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

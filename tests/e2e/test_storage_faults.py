@@ -14,7 +14,7 @@ from imapclient import IMAPClient
 import pytest
 
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.job import ingest, job_env
 from tests.support.s3 import S3FaultProxy, moto_s3

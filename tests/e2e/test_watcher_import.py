@@ -16,8 +16,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.pipeline import run_once
-from ingest.store import Store
+from ingest.pipeline.passes import run_once
+from ingest.state.store import Store
 from tests.support.archive import archive_files, assert_archive_matches, read_archive
 from tests.support.job import ingest
 from tests.support.mail import (

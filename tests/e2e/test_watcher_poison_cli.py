@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.store import Store
+from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.job import ingest, ingest_peak_rss
 from tests.support.mail import (

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-import ingest.watcher as watcher
-from ingest.pipeline import run_once
-from ingest.store import Store
+import ingest.pipeline.watch as watcher
+from ingest.pipeline.passes import run_once
+from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
     Mailboxes,

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from ingest import pipeline
+from ingest.pipeline.passes import passes as pipeline
 from ingest.settings import Settings
-from ingest.store import Store
+from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.job import start_ingest
 from tests.support.mail import (
@@ -78,7 +78,7 @@ def dovecot_notes(dovecot) -> str:  # type: ignore[no-untyped-def]
 
 
 class WatchThread:
-    """``ingest.pipeline.watch`` in a thread with its own store; records IDLE entries."""
+    """``ingest.pipeline.passes.watch`` in a thread with its own store; records IDLE entries."""
 
     def __init__(self, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         self.settings = settings

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import run_until_done
-from ingest.requester import plan_backfill
+from ingest.pipeline.passes import run_until_done
+from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.status import collect_status
-from ingest.store import Store, WindowState, iter_days
+from ingest.ops.status import collect_status
+from ingest.state.store import Store, WindowState, iter_days
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
 

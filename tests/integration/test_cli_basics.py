@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.requester import split_range
+from ingest.request.requester import split_range
 
 pytestmark = pytest.mark.integration
 

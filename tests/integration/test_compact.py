@@ -12,13 +12,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import ingest.compact as compact_module
-from ingest.compact import compact_archive
-from ingest.s3 import S3Storage
+import ingest.archive.compact as compact_module
+from ingest.archive.compact import compact_archive
+from ingest.archive.s3 import S3Storage
 from ingest.simulator import generate_messages, rows_to_csv
-from ingest.storage import LocalStorage, Storage
-from ingest.stream import archive_csv_file
-from ingest.verify import verify_archive
+from ingest.archive.storage import LocalStorage, Storage
+from ingest.archive.stream import archive_csv_file
+from ingest.ops.verify import verify_archive
 from tests.support.job import ingest
 from tests.support.s3 import CREDENTIALS, moto_s3
 

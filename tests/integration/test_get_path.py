@@ -16,14 +16,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ingest.archiver import RunSummary, archive_email
-from ingest.attachments import parse_email
-from ingest.fetch import GET_MAX_ROWS, fetch_range
-from ingest.pipeline import make_client
-from ingest.requester import advance, plan_backfill
+from ingest.pipeline.intake import RunSummary, archive_email
+from ingest.mail.attachments import parse_email
+from ingest.pipeline.get import GET_MAX_ROWS, fetch_range
+from ingest.pipeline.passes import make_client
+from ingest.request.requester import advance, plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, SimulatorConfig
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, read_archive
 
 pytestmark = pytest.mark.integration

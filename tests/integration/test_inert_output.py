@@ -19,7 +19,7 @@ import pytest
 
 from ingest.logs import setup_logging
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 from tests.support.job import job_env
 
 pytestmark = pytest.mark.integration

@@ -12,14 +12,14 @@ from typing import Iterator
 
 import pytest
 
-import ingest.partfetch as partfetch
-from ingest.archiver import RunSummary
-from ingest.attachments import parse_email
-from ingest.mailbox import Mailbox
+import ingest.mail.partfetch as partfetch
+from ingest.pipeline.intake import RunSummary
+from ingest.mail.attachments import parse_email
+from ingest.mail.mailbox import Mailbox
 from ingest.settings import explicit_settings
 from ingest.simulator import ImapDelivery, generate_messages, rows_to_csv
-from ingest.store import Store, WindowState
-from ingest.watcher import poll_mailbox
+from ingest.state.store import Store, WindowState
+from ingest.pipeline.watch import poll_mailbox
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
 

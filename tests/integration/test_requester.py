@@ -12,12 +12,12 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from ingest.certainly import CertainlyClient
+from ingest.request.client import CertainlyClient
 from ingest.errors import TokenRejected
-from ingest.requester import advance, expire_lost, plan_backfill
+from ingest.request.requester import advance, expire_lost, plan_backfill
 from ingest.settings import RequesterSettings
 from ingest.simulator import CertainlySimulator, SimulatorConfig
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 
 pytestmark = pytest.mark.integration
 

@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from ingest.certainly import CertainlyClient
+from ingest.request.client import CertainlyClient
 from ingest.errors import TokenRejected
-from ingest.pipeline import make_client
-from ingest.requester import advance, plan_backfill
+from ingest.pipeline.passes import make_client
+from ingest.request.requester import advance, plan_backfill
 from ingest.settings import RequesterSettings, Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, Fault, SimulatorConfig
 from ingest.simulator.api import ACCEPTED_DETAIL, IN_PROGRESS_DETAIL
-from ingest.store import Store, Window, WindowState
+from ingest.state.store import Store, Window, WindowState
 
 pytestmark = pytest.mark.integration
 
@@ -368,7 +368,7 @@ def test_unusual_2xx_is_accepted_and_logged_in_full_without_the_token(
     body = '{"detail": "Queued.", "job": 4711}'
     env.sim.script_post(Fault(status=203, body=body))
 
-    with caplog.at_level(logging.WARNING, logger="ingest.certainly"):
+    with caplog.at_level(logging.WARNING, logger="ingest.request.client"):
         env.advance()
 
     assert env.store.window(window_id).state is S.ACCEPTED

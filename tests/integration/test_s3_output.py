@@ -14,14 +14,14 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
-import ingest.s3 as s3_module
+import ingest.archive.s3 as s3_module
 from ingest.errors import OutputError, StorageUnavailable
-from ingest.s3 import S3Storage
+from ingest.archive.s3 import S3Storage
 from ingest.simulator import generate_messages, rows_to_csv
-from ingest.storage import LocalStorage
-from ingest.store import Store
-from ingest.stream import archive_csv_file
-from ingest.verify import verify_archive
+from ingest.archive.storage import LocalStorage
+from ingest.state.store import Store
+from ingest.archive.stream import archive_csv_file
+from ingest.ops.verify import verify_archive
 from tests.support.archive import expected_rows
 from tests.support.job import ingest
 from tests.support.s3 import CREDENTIALS, MotoS3, moto_s3

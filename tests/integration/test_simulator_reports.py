@@ -9,9 +9,9 @@ from datetime import date
 import pytest
 from pydantic import SecretStr
 
-from ingest.attachments import parse_email
-from ingest.certainly import CertainlyClient, Outcome
-from ingest.reports import read_report, read_report_rows
+from ingest.mail.attachments import parse_email
+from ingest.request.client import CertainlyClient, Outcome
+from ingest.parse.reports import read_report, read_report_rows
 from ingest.simulator import CertainlySimulator, SimulatorConfig
 from ingest.simulator.reports import report_type_filename
 from tests.support.archive import typed_truth

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.mailbox import Mailbox
-from ingest.pipeline import run_once
+from ingest.mail.mailbox import Mailbox
+from ingest.pipeline.passes import run_once
 from ingest.settings import Settings
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.mail import (
     Mailboxes,

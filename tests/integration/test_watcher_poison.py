@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 
-import ingest.attachments
-from ingest.archiver import RunSummary
-from ingest.pipeline import run_once
+import ingest.mail.attachments
+from ingest.pipeline.intake import RunSummary
+from ingest.pipeline.passes import run_once
 from ingest.settings import Settings
-from ingest.status import collect_status
-from ingest.store import Store, WindowState
-from ingest.watcher import retry_failed
+from ingest.ops.status import collect_status
+from ingest.state.store import Store, WindowState
+from ingest.pipeline.watch import retry_failed
 from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.mail import (
     FAILED, PROCESSED, Mailboxes, Report, accept_windows, corrupt_gzip, damaged_base64_email,
@@ -155,7 +155,7 @@ def test_the_part_path_decodes_a_damaged_base64_line_as_the_in_memory_path_does(
 def test_anything_unexpected_is_caught_at_the_message_boundary(dovecot, user, workdir, monkeypatch) -> None:
     """Without the depth check, a 1000-level MIME tree makes the email package raise
     RecursionError: the boundary catches it, records it and goes on."""
-    monkeypatch.setattr(ingest.attachments, "MAX_MIME_DEPTH", 10**6)
+    monkeypatch.setattr(ingest.mail.attachments, "MAX_MIME_DEPTH", 10**6)
     bad, good = window(13), window(16)
     bad_raw, good_raw = deeply_nested_email(bad, 1000), report_email(good)
     deliver(dovecot, user, PASSWORD, [bad_raw, good_raw])

@@ -26,10 +26,10 @@ from urllib.parse import parse_qs
 import pytest
 
 from ingest.errors import MailboxAuthError, MailboxUnavailable
-from ingest.mailbox import Mailbox
-from ingest.pipeline import run_once
+from ingest.mail.mailbox import Mailbox
+from ingest.pipeline.passes import run_once
 from ingest.settings import Settings
-from ingest.store import Store
+from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
     Mailboxes,

@@ -37,7 +37,7 @@ from typing import Any
 from imapclient import IMAPClient
 
 from ingest.simulator import generate_messages, report_filename, rows_to_csv
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 
 __all__ = [
     "AUTHSERV_ID", "FAILED", "PROCESSED", "RECIPIENT", "SENDER", "Report", "accept_windows",

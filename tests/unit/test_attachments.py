@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 
-import ingest.attachments
-from ingest.attachments import parse_email, safe_name, sender_address, sender_allowed
+import ingest.mail.attachments
+from ingest.mail.attachments import parse_email, safe_name, sender_address, sender_allowed
 
 CSV = 'id,timestamp,message\r\n1,2024-01-01T10:00:00Z,"Grüße, ""hi""\nsecond line"\r\n'.encode()
 CSV2 = b"id,timestamp,message\r\n2,2024-01-02T10:00:00Z,plain\r\n"
@@ -148,7 +148,7 @@ def test_zip_member_with_traversal_name_comes_back_safe() -> None:
 
 
 def test_zip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest.attachments, "MAX_INFLATED_BYTES", 10_000)
+    monkeypatch.setattr(ingest.mail.attachments, "MAX_INFLATED_BYTES", 10_000)
     msg = _email()
     msg.add_attachment(_zip({"bomb.csv": b"0" * 200_000}), maintype="application",
                        subtype="zip", filename="bomb.zip")
@@ -163,7 +163,7 @@ def test_zip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_gzip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest.attachments, "MAX_INFLATED_BYTES", 10_000)
+    monkeypatch.setattr(ingest.mail.attachments, "MAX_INFLATED_BYTES", 10_000)
     msg = _email()
     msg.add_attachment(gzip.compress(b"0" * 200_000), maintype="application", subtype="gzip",
                        filename="bomb.csv.gz")

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.attachments import authentication_passed
-from ingest.authresults import (
+from ingest.mail.attachments import authentication_passed
+from ingest.mail.authresults import (
     AuthResSyntaxError,
     authenticated,
     organizational_domain,
@@ -22,7 +22,7 @@ from ingest.authresults import (
     topmost_of_ours,
 )
 from ingest.settings import ImapSettings
-from ingest.watcher import screen
+from ingest.pipeline.watch import screen
 
 OURS = "mx.example.test"
 SENDER = "reports@certainly.example"
@@ -239,7 +239,7 @@ _PTYPE = st.sampled_from(["smtp", "header", "body", "policy"])  # RFC 7601's pty
 @given(authserv=_DOMAIN, version=st.sampled_from(["", " 1"]),
        results=st.lists(st.tuples(_KEYWORD.filter(lambda m: m != "none"), _KEYWORD,
                                   # authres differs on empty reasons and tabs in them; RFC 8601
-                                  # allows both, ingest.authresults reads them verbatim
+                                  # allows both, ingest.mail.authresults reads them verbatim
                                   st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ]{0,15}",
                                                                      fullmatch=True).map(_quote)),
                                   st.lists(st.tuples(_PTYPE, _KEYWORD, _DOMAIN), max_size=3)),
@@ -248,7 +248,7 @@ _PTYPE = st.sampled_from(["smtp", "header", "body", "policy"])  # RFC 7601's pty
 def test_the_same_reading_as_the_authres_package_on_valid_headers(authserv: str, version: str, results: list,
                                                                   comment: str) -> None:
     """A second, independent reading of RFC 8601 (dkimpy's maintainer's ``authres``, which
-    is not used at run time: see ingest.authresults) agrees on every valid header."""
+    is not used at run time: see ingest.mail.authresults) agrees on every valid header."""
     import authres
 
     text = authserv + version + "".join(

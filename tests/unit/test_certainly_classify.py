@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.certainly import Outcome, classify_answer
+from ingest.request.client import Outcome, classify_answer
 
 ACCEPTED, IN_PROGRESS, REJECTED = Outcome.ACCEPTED, Outcome.IN_PROGRESS, Outcome.REJECTED
 TOKEN_REJECTED, TRANSIENT = Outcome.TOKEN_REJECTED, Outcome.TRANSIENT

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import ingest.archiver
-from ingest.archiver import RunSummary, archive_report, import_files
-from ingest.attachments import Inflater, ParsedEmail, ReportFile, parse_email, safe_name
+import ingest.pipeline.intake
+from ingest.pipeline.intake import RunSummary, archive_report, import_files
+from ingest.mail.attachments import Inflater, ParsedEmail, ReportFile, parse_email, safe_name
 from ingest.errors import MailboxUnavailable, OutputError, ReportRejected, StorageUnavailable, one_line, stops_the_run
 from ingest.settings import ImapSettings, OutputSettings
-from ingest.store import Store
+from ingest.state.store import Store
 from tests.support.mail import email_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def test_a_zip_whose_sizes_add_up_past_the_budget_is_refused_before_inflating() 
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("a.csv", CSV + b"0" * 5000)
     with pytest.raises(ReportRejected, match="inflates beyond 1024 bytes"):
-        from ingest.attachments import reports_in_file
+        from ingest.mail.attachments import reports_in_file
         reports_in_file("r.zip", buffer.getvalue(), Inflater(1024))
 
 
@@ -81,7 +81,7 @@ def test_names_fit_a_file_system_in_bytes_and_keep_their_extension(name: str) ->
 
 
 def test_a_big_type_2_report_is_quarantined_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest.archiver, "MAX_WHOLE_REPORT_BYTES", 1000)
+    monkeypatch.setattr(ingest.pipeline.intake, "MAX_WHOLE_REPORT_BYTES", 1000)
     path = tmp_path / "standard.csv"
     path.write_bytes(b"date,channel,sessions\r\n" + b"2024-01-01,web,3\r\n" * 100)
     summary = RunSummary()
@@ -133,7 +133,7 @@ def test_what_stops_a_run_and_what_stops_one_message(error: BaseException, run_l
 
 
 def test_doctor_checks_free_temp_space_against_the_limits(tmp_path: Path) -> None:
-    from ingest.doctor import check_temp
+    from ingest.ops.doctor import check_temp
     from ingest.settings import explicit_settings
 
     fits = check_temp(explicit_settings(output={"temp_dir": tmp_path / "t"}))

@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from ingest.requester import expire_lost
+from ingest.request.requester import expire_lost
 from ingest.settings import RequesterSettings
-from ingest.store import Store, WindowState
+from ingest.state.store import Store, WindowState
 
 S = WindowState
 BOT = "1057e57a-0000-4000-8000-000000000001"

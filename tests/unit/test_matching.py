@@ -1,7 +1,7 @@
 """Strict matching of a report to its export window, rule by rule, on a real state store.
 
 The end-to-end scenarios (Dovecot, the simulator, the CLI) are in tests/e2e/test_trust.py;
-these pin each rule of ingest.matching so that a change to one is seen at once.
+these pin each rule of ingest.pipeline.matching so that a change to one is seen at once.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.attachments import ParsedEmail, ReportFile
-from ingest.matching import CLOCK_SKEW, Evidence, match_window
+from ingest.mail.attachments import ParsedEmail, ReportFile
+from ingest.pipeline.matching import CLOCK_SKEW, Evidence, match_window
 from ingest.simulator import report_filename
-from ingest.store import Store, Window, WindowState
+from ingest.state.store import Store, Window, WindowState
 
 S = WindowState
 A = "3f2b8c1e-0000-4000-8000-00000000aaaa"

@@ -1,11 +1,11 @@
 """Fuzzing the email side: random MIME structures and random bytes never raise; every
 report found is either archived or quarantined with a reason.
 
-The contract (ingest.attachments): ``parse_email`` raises nothing for what an email holds,
+The contract (ingest.mail.attachments): ``parse_email`` raises nothing for what an email holds,
 whatever is wrong with it: corrupt compressed streams, encrypted zip members, bombs, MIME
 nested hundreds of levels deep, names longer in bytes than a file system takes; each
 becomes a one-line problem. On the part-by-part path the transfer decoding
-(:class:`ingest.attachments.Decoder`) never raises either, and gives the same bytes
+(:class:`ingest.mail.attachments.Decoder`) never raises either, and gives the same bytes
 however the body is cut into fetched chunks."""
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ingest.archiver import RunSummary, archive_report
-from ingest.attachments import MAX_MIME_DEPTH, Decoder, parse_email
+from ingest.pipeline.intake import RunSummary, archive_report
+from ingest.mail.attachments import MAX_MIME_DEPTH, Decoder, parse_email
 from ingest.simulator import generate_messages, rows_to_csv
-from ingest.store import Store
+from ingest.state.store import Store
 from tests.support.mail import corrupt_gzip, encrypted_zip, gzip_bomb
 
 BOT = "f0f0f0f0-0000-4000-8000-000000000001"

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from ingest.errors import ReportRejected
-from ingest.parser import ParsedReport, frame_from_json_rows, parse_csv, parse_frame
-from ingest.schema import MESSAGE_DATA, SOURCE_COLUMNS
+from ingest.parse.parser import ParsedReport, frame_from_json_rows, parse_csv, parse_frame
+from ingest.parse.schema import MESSAGE_DATA, SOURCE_COLUMNS
 from ingest.simulator import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv, rows_to_json
 
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"

@@ -1,4 +1,4 @@
-"""Report types 2-4: the typed reader (ingest.reports) and the simulator's fake reports."""
+"""Report types 2-4: the typed reader (ingest.parse.reports) and the simulator's fake reports."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from ingest.attachments import parse_email
+from ingest.mail.attachments import parse_email
 from ingest.errors import ReportRejected
-from ingest.reports import DATASETS, read_report, read_report_rows, row_keys
+from ingest.parse.reports import DATASETS, read_report, read_report_rows, row_keys
 from ingest.simulator.data import rows_to_json
 from ingest.simulator.reports import (
     REPORT_COLUMNS,

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from ingest.attachments import parse_email
+from ingest.mail.attachments import parse_email
 from ingest.simulator import CertainlySimulator, Fault, FaultScript, SimulatorConfig
 from ingest.simulator.api import ACCEPTED_DETAIL, IN_PROGRESS_DETAIL
 

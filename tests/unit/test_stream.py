@@ -1,4 +1,4 @@
-"""The streaming archiver (ingest.stream) gives exactly what parse_csv + save_report give.
+"""The streaming archiver (ingest.archive.stream) gives exactly what parse_csv + save_report give.
 
 Same rows, same files (paths, row counts, content, order), same quarantine, same raw
 bytes, same manifest counts; a file that must be refused as a whole is refused, and
@@ -26,15 +26,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-import ingest.csvstream
-import ingest.staging
-from ingest.csvstream import CsvBatches
+import ingest.parse.csvstream
+import ingest.archive.staging
+from ingest.parse.csvstream import CsvBatches
 from ingest.errors import ReportRejected
-from ingest.parser import parse_csv
-from ingest.schema import file_schema
+from ingest.parse.parser import parse_csv
+from ingest.parse.schema import file_schema
 from ingest.simulator import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv
-from ingest.stream import archive_csv_file
-from ingest.writer import SaveResult, save_report
+from ingest.archive.stream import archive_csv_file
+from ingest.archive.writer import SaveResult, save_report
 
 BOT = "3f2b8c1e-0000-4000-8000-0000000000s1"
 PROVENANCE = {"import": {"path": "/somewhere/report.csv"}}
@@ -48,9 +48,9 @@ CELL_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_charac
 def small_pieces(block: int = 4096, chunk: int = 8192, budget: int = 1,
                  open_writers: int = 2) -> Iterator[int]:
     """Tiny reader blocks and batches, a budget that flushes every batch, few open files."""
-    with mock.patch.object(ingest.csvstream, "BLOCK_BYTES", block), \
-            mock.patch.object(ingest.csvstream, "CHUNK_BYTES", chunk), \
-            mock.patch.object(ingest.staging, "MAX_OPEN_WRITERS", open_writers):
+    with mock.patch.object(ingest.parse.csvstream, "BLOCK_BYTES", block), \
+            mock.patch.object(ingest.parse.csvstream, "CHUNK_BYTES", chunk), \
+            mock.patch.object(ingest.archive.staging, "MAX_OPEN_WRITERS", open_writers):
         yield budget
 
 
@@ -155,7 +155,7 @@ def reports(draw: st.DrawFn) -> bytes:
     terminator = draw(st.sampled_from(["\r\n", "\n"]))
     if terminator == "\n":
         # csv.writer leaves a lone CR unquoted then; the readers disagree on it (see
-        # ingest.csvstream), and the export writes CRLF.
+        # ingest.parse.csvstream), and the export writes CRLF.
         rows = [{c: v.replace("\r", "") for c, v in row.items()} for row in rows]
     return to_csv(columns, [[row[c] for c in columns] for row in rows], bom=draw(st.booleans()),
                   terminator=terminator)
@@ -313,7 +313,7 @@ ISO_Z = st.builds(
 @given(st.lists(st.one_of(ISO_Z, ISO_Z.map(lambda t: t.replace("T", " ")), CELL_TEXT,
                           st.none()), max_size=20))
 def test_fast_timestamp_path_parses_like_the_full_rules(texts: list[str | None]) -> None:
-    from ingest.validate import _timestamp_any, _timestamps
+    from ingest.parse.validate import _timestamp_any, _timestamps
     series = pl.Series("timestamp", texts, dtype=pl.String)
     full = series.to_frame().select(_timestamp_any(pl.col("timestamp"))).to_series()
     assert _timestamps(series).to_list() == full.to_list()
@@ -336,8 +336,8 @@ def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
     # The Arrow fast path either gives judge()'s very verdict, or none (judge decides).
     import pyarrow as pa
 
-    from ingest.csvstream import CsvBatches, read_header
-    from ingest.validate import judge, judge_arrow, needed_columns, plan_columns
+    from ingest.parse.csvstream import CsvBatches, read_header
+    from ingest.parse.validate import judge, judge_arrow, needed_columns, plan_columns
     rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:50]
     text = rows_to_csv(rows)
     header = read_header(text)
@@ -372,8 +372,8 @@ def test_arrow_judge_reads_every_plain_timestamp_form_like_the_rules(form: str) 
     # fast path gives the same instants and UTC dates as judge(), or declines.
     import pyarrow as pa
 
-    from ingest.csvstream import CsvBatches, read_header
-    from ingest.validate import judge, judge_arrow, needed_columns, plan_columns
+    from ingest.parse.csvstream import CsvBatches, read_header
+    from ingest.parse.validate import judge, judge_arrow, needed_columns, plan_columns
     rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:80]
     for row in rows:
         moment = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
@@ -407,7 +407,7 @@ def test_a_quoted_crlf_on_any_block_edge_is_kept(
     """pyarrow drops the LF of a quoted CRLF that its block boundary splits; every split
     position, from bytes and from a file, must read back exactly as Python's csv reads it,
     whether a safe block size is found or the trailing CR is held back."""
-    monkeypatch.setattr(ingest.csvstream, "BLOCK_CANDIDATES", candidates)
+    monkeypatch.setattr(ingest.parse.csvstream, "BLOCK_CANDIDATES", candidates)
     for pad in range(32):  # blocks are longer than any record: no "record too long"
         data = (b"a,b\r\n" + b"y" * 40 + b",1\r\n" + b"x" * pad + b"," + cell.encode()
                 + b'\r\n1,"2\r\n"\r\n')

@@ -18,11 +18,11 @@ from unittest import mock
 import polars as pl
 import pytest
 
-import ingest.csvstream
+import ingest.parse.csvstream
 from ingest.errors import OutputError, ReportRejected
-from ingest.parser import parse_csv
+from ingest.parse.parser import parse_csv
 from ingest.simulator import generate_messages, rows_to_csv
-from ingest.stream import stage_csv
+from ingest.archive.stream import stage_csv
 from tests.unit.test_stream import (
     BOT,
     assert_same_archive,
@@ -36,8 +36,8 @@ from tests.unit.test_stream import (
 
 def test_record_longer_than_the_limit_rejects_the_file(tmp_path: Path) -> None:
     data = b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,"' + b"x\r\n" * 5000 + b'"\r\n'
-    with mock.patch.object(ingest.csvstream, "BLOCK_BYTES", 1024), \
-            mock.patch("ingest.stream.MAX_RECORD_BYTES", 4096), \
+    with mock.patch.object(ingest.parse.csvstream, "BLOCK_BYTES", 1024), \
+            mock.patch("ingest.archive.stream.MAX_RECORD_BYTES", 4096), \
             pytest.raises(ReportRejected, match="longer than"):
         streamed(tmp_path, data)
     assert files_under(tmp_path) == []
@@ -106,7 +106,7 @@ def test_manifest_is_written_last(tmp_path: Path) -> None:
 def test_stamped_file_is_the_file_a_writer_given_the_hash_makes(tmp_path: Path) -> None:
     import pyarrow as pa
 
-    from ingest.arrowrows import FILE_SCHEMA, parquet_writer, stamp
+    from ingest.parse.arrowrows import FILE_SCHEMA, parquet_writer, stamp
     data = rows_to_csv(generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 1)))
     sha, stand_in = hashlib.sha256(data).hexdigest(), "0123456789abcdef" * 4
     rows = parse_csv(data, bot_id=BOT, source_sha256="").rows
@@ -165,7 +165,7 @@ def test_raw_copy_is_the_source_byte_for_byte(tmp_path: Path, size: int, direct:
     # One pass: read, hash, write (O_DIRECT where allowed, padded then cut back).
     import os
 
-    from ingest import rawcopy
+    from ingest.archive import rawcopy
     data = os.urandom(size)
     (tmp_path / "src").write_bytes(data)
     with mock.patch.object(rawcopy.os, "O_DIRECT", getattr(os, "O_DIRECT", 0) if direct else 0, create=True):
@@ -178,7 +178,7 @@ def test_raw_copy_is_the_source_byte_for_byte(tmp_path: Path, size: int, direct:
 def test_a_batch_splits_by_date_in_file_order(pattern: str) -> None:
     import pyarrow as pa
 
-    from ingest.staging import _by_date
+    from ingest.archive.staging import _by_date
     d1, d2, d3 = date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 3)
     days = {"one": [d1] * 5, "midnight": [d1] * 3 + [d2] * 4,
             "interleaved": [d1, d2, d3] * 7, "back and forth": [d1, d2, d2, d1, d3, d1]}[pattern]

@@ -12,9 +12,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from ingest.errors import OutputError
-from ingest.parser import ParsedReport, parse_csv
+from ingest.parse.parser import ParsedReport, parse_csv
 from ingest.simulator import generate_messages, rows_to_csv
-from ingest.writer import SaveResult, save_report
+from ingest.archive.writer import SaveResult, save_report
 
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"
 PROVENANCE = {"email": {"message_id": "<m1@certainly.example>", "from": "reports@certainly.example"},

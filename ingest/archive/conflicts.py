@@ -1,0 +1,212 @@
+"""Exactly once over a whole bot, and loud conflicts.
+
+A row's identity is ``(bot_id, id)``, whatever its date. When a report brings an id the
+bot's archive already holds (on any day), or that an earlier row of the same report had,
+the two rows' *content* decides: equal -> a plain duplicate (nothing written); different
+-> a **conflict**: the new row is quarantined with its reason, recorded in the state store
+and the run exits 1. A forged report archived first can no longer shadow the genuine one
+in silence, and the same id arriving with a timestamp on another day is never written a
+second time.
+
+Content is every schema column except provenance (``source_sha256``, ``source_kind``)
+and the partition keys (``bot_id``, ``date``): :data:`CONTENT_COLUMNS`, compared through
+:func:`content_hashes` (sha256 of a canonical text form, stable across versions: it is
+stored).
+
+Cost on the usual path (no id seen before): the bot's archived ids are read once per
+report (the ``id`` column only, 8 bytes an id in memory) and each batch is looked up in
+them (a sorted search); only colliding rows are hashed, kept aside (:class:`Collisions`,
+a temporary Parquet file) and resolved once the whole report is read.
+
+Example::
+
+    archived = ArchivedIds.load(storage, "bot-1")
+    hit = archived.contains(ids)                 # numpy bool per id
+    collisions.add(rows_frame, hashes, in_file)  # ... then, once the file is read:
+    verdict = collisions.resolve(archived, storage, staged_files)
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.parse.identity import CONTENT_COLUMNS, IN_FILE_REASON, content_hashes
+from ingest.parse.schema import DATASET
+from ingest.archive.storage import Storage
+
+@dataclass
+class ArchivedIds:
+    """The ids a bot's messages dataset holds (every date), sorted, with the file of each."""
+
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    where: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # index in files
+    files: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, out: Storage, bot_id: str) -> "ArchivedIds":
+        """Read the ``id`` column of every published data file of the bot, once."""
+        prefix = f"{DATASET}/bot_id={bot_id}/"
+        # A leftover temporary file of a killed run is not archived data.
+        files = [o.key for o in out.objects(prefix)
+                 if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]
+        if not files:
+            return cls()
+        frame = out.scan(files, include_file_paths="_file").select("id", "_file").collect()
+        index = {out.source(key): n for n, key in enumerate(files)}
+        ids = frame.get_column("id").to_numpy()
+        paths = frame.get_column("_file")
+        # Resolved once per file, not once per row: a reader that spells paths its own way
+        # is matched by key suffix.
+        number = {path: index.get(path, next((i for i, key in enumerate(files) if path.endswith(key)), 0))
+                  for path in paths.unique().to_list()}
+        where = paths.replace_strict(number, return_dtype=pl.Int32).to_numpy()
+        order = np.argsort(ids, kind="stable")
+        return cls(ids[order], where[order], files)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        """True where an id is archived already."""
+        if not len(self.ids) or not len(ids):
+            return np.zeros(len(ids), dtype=bool)
+        at = np.searchsorted(self.ids, ids)
+        return self.ids[np.minimum(at, len(self.ids) - 1)] == ids
+
+    def file_of(self, ids: np.ndarray) -> list[str]:
+        """The archived file holding each id (all of them must be archived)."""
+        at = np.searchsorted(self.ids, ids)
+        return [self.files[i] for i in self.where[at]]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One row refused because its id is archived (or earlier in the report) with other content."""
+
+    bot_id: str
+    id: int
+    row: int  # row number in the new report
+    existing_hash: str
+    new_hash: str
+    existing_source: str  # sha256 of the source of the row kept (or "this report")
+    existing_file: str  # where the kept row is ("" when earlier in the same report)
+    reason: str
+
+
+@dataclass
+class Resolution:
+    """What the collisions turned out to be."""
+
+    duplicates: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+class Collisions:
+    """Rows whose id collided (with the archive or an earlier row), kept aside in a
+    temporary Parquet file (``_row``, ``id``, ``_hash``, ``_in_file`` and the raw text a
+    rejected row keeps) until the whole report is read."""
+
+    def __init__(self, out: Storage, bot_id: str) -> None:
+        self.out = out
+        self.bot_id = bot_id
+        self.rows = 0
+        self._path = out.temp("collisions.parquet", f"{uuid.uuid4().hex[:8]}-")
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, raw: pl.DataFrame, ids: pl.Series, hashes: list[str], in_file: np.ndarray) -> None:
+        """Keep colliding rows: ``raw`` is their ``_row`` and raw text (rejected-row form)."""
+        if raw.height == 0:
+            return
+        frame = raw.with_columns(ids.alias("_id"), pl.Series("_hash", hashes, pl.String),
+                                 pl.Series("_in_file", in_file, pl.Boolean))
+        table = frame.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._path, table.schema, compression="zstd")
+        self._writer.write_table(table.cast(self._writer.schema))
+        self.rows += raw.height
+
+    def resolve(self, archived: ArchivedIds, staged: list[Path]) -> Iterator[tuple[pl.DataFrame, Resolution]]:
+        """Compare every kept row with the row it collided with; yields, batch by batch,
+        the conflicting rows (rejected-row form, ``reason`` filled) and the counts."""
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        source = pq.ParquetFile(self._path)
+        refs = self._references(archived, staged, source)
+        for batch in source.iter_batches(batch_size=65_536):
+            frame = pl.from_arrow(pa.Table.from_batches([batch]))
+            assert isinstance(frame, pl.DataFrame)
+            yield self._judge(frame, refs, archived)
+
+    def _references(self, archived: ArchivedIds, staged: list[Path],
+                    source: pq.ParquetFile) -> dict[int, tuple[str, str, str]]:
+        """id -> (content hash, source sha256, file) of the row each collision is compared
+        with: the archived row, or the first row of this report (in its staged files)."""
+        keys = pl.from_arrow(source.read(columns=["_id", "_in_file"]))
+        assert isinstance(keys, pl.DataFrame)
+        refs: dict[int, tuple[str, str, str]] = {}
+        hit = keys.filter(~pl.col("_in_file")).get_column("_id").unique().sort().to_numpy()
+        if len(hit):
+            by_file: dict[str, list[int]] = {}
+            for key, value in zip(archived.file_of(hit), hit.tolist()):
+                by_file.setdefault(key, []).append(value)
+            for key, values in by_file.items():
+                rows = (self.out.scan([key]).filter(pl.col("id").is_in(pl.Series(values, dtype=pl.Int64).implode()))
+                        .select(*CONTENT_COLUMNS, "source_sha256").collect())
+                for value, digest, sha in zip(rows.get_column("id").to_list(), content_hashes(rows),
+                                              rows.get_column("source_sha256").to_list()):
+                    refs.setdefault(value, (digest, sha or "", key))
+        earlier = keys.filter(pl.col("_in_file")).get_column("_id").unique()
+        if earlier.len() and staged:
+            rows = (pl.scan_parquet(staged).filter(pl.col("id").is_in(earlier.implode()))
+                    .select(*CONTENT_COLUMNS).collect())
+            for value, digest in zip(rows.get_column("id").to_list(), content_hashes(rows)):
+                refs.setdefault(value, (digest, "this report", ""))
+        return refs
+
+    def _judge(self, frame: pl.DataFrame, refs: dict[int, tuple[str, str, str]],
+               archived: ArchivedIds) -> tuple[pl.DataFrame, Resolution]:
+        done = Resolution()
+        reasons: list[str | None] = []
+        for row, value, digest in zip(frame.get_column("_row").to_list(), frame.get_column("_id").to_list(),
+                                      frame.get_column("_hash").to_list()):
+            ref = refs.get(value)
+            if ref is None or ref[0] == digest:  # no reference left: the first row was rejected
+                done.duplicates += 1
+                reasons.append(None)
+                continue
+            existing_hash, sha, key = ref
+            reason = (f"conflict: id {value} is archived with different content ({key}, source {sha[:16]})"
+                      if key else IN_FILE_REASON.format(value))
+            reasons.append(reason)
+            done.conflicts.append(Conflict(self.bot_id, value, row, existing_hash, digest, sha, key, reason))
+        bad = frame.with_columns(pl.Series("reason", reasons, pl.String)).filter(pl.col("reason").is_not_null())
+        columns = [c for c in frame.columns if c not in ("_row", "_id", "_hash", "_in_file")]
+        return bad.select("_row", "reason", *columns), done
+
+    def discard(self) -> None:
+        """Remove the temporary file."""
+        if self._writer is not None:
+            with suppress(OSError):
+                self._writer.close()
+            self._writer = None
+        with suppress(OSError):
+            self._path.unlink(missing_ok=True)
+
+
+def conflict_record(conflict: Conflict, new_source: str) -> dict[str, Any]:
+    """The state store's row for a conflict (the new source's sha256 known at commit)."""
+    return {"bot_id": conflict.bot_id, "row_id": conflict.id, "row": conflict.row,
+            "existing_hash": conflict.existing_hash, "new_hash": conflict.new_hash,
+            "existing_source": conflict.existing_source, "new_source": new_source,
+            "existing_file": conflict.existing_file, "reason": conflict.reason}

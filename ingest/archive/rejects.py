@@ -1,0 +1,66 @@
+"""Rejected rows of a streamed report: to a temporary Parquet file, reasons counted.
+
+Published as ``quarantine/<sha256>/rejected_rows.parquet`` and ``reason.json``, the
+same files :func:`ingest.archive.writer.save_report` writes for an in-memory report.
+
+Example::
+
+    rejected = RejectedRows(root)
+    rejected.add(rejected_rows(frame, plan, verdict))   # _row, reason, raw text
+    rejected.publish(sha)
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from contextlib import suppress
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from ingest.archive.storage import Storage, as_storage
+from ingest.archive.writer import write_reasons
+
+
+class RejectedRows:
+    """Rejected rows, streamed to a temporary Parquet file, and their reasons counted."""
+
+    def __init__(self, root: Storage | Path) -> None:
+        self.out = as_storage(root)
+        self.rows = 0
+        self.reasons: Counter[str] = Counter()
+        self._path = self.out.temp("rejected_rows.parquet", f"{uuid.uuid4().hex[:8]}-")
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, rejected: pl.DataFrame) -> None:
+        """Keep one batch of rejected rows (``_row``, ``reason``, raw text)."""
+        if rejected.height == 0:
+            return
+        self.reasons.update(dict(rejected.group_by("reason").len().iter_rows()))
+        self.rows += rejected.height
+        table = rejected.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._path, table.schema, compression="zstd")
+        self._writer.write_table(table.cast(self._writer.schema))
+
+    def publish(self, sha: str) -> None:
+        """quarantine/<sha>/rejected_rows.parquet and reason.json."""
+        if self._writer is None:
+            return
+        self._writer.close()
+        self._writer = None
+        self.out.publish(self._path, f"quarantine/{sha}/rejected_rows.parquet")
+        write_reasons(self.out, sha, dict(self.reasons))
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove the temporary file."""
+        if self._writer is not None:
+            with suppress(OSError):
+                self._writer.close()
+            self._writer = None
+        with suppress(OSError):  # cleaning up must not hide the error that got us here
+            os.unlink(self._path)

@@ -1,0 +1,1 @@
+"""The mailbox side: IMAP reading, part-by-part fetch, MIME extraction and sender authentication."""

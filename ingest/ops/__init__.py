@@ -1,0 +1,1 @@
+"""Operating the archive: verify, doctor, status, metrics and the demo."""

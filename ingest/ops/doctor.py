@@ -1,0 +1,244 @@
+"""`ingest doctor`: check configuration, API auth, IMAP, output and state store.
+
+Each check is independent and returns a pass/fail line. No export is requested, no
+mail folder created, no mail moved; only a probe file is written (and removed) in the
+output root.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import shutil
+import sqlite3
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from ingest.mail.attachments import raw_header_values
+from ingest.mail.authresults import topmost_of_ours
+from ingest.request.client import CertainlyClient, Outcome, classify_answer
+from ingest.errors import IngestError
+from ingest.mail.mailbox import Mailbox
+from ingest.archive.storage import storage_for
+from ingest.settings import Settings, require, transport_warnings
+from ingest.state.store import Store
+
+
+#: How many of the latest emails from allowed senders the authentication check reads.
+RECENT_MAIL = 5
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's table."""
+
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False  # passes, but a person should know (shown as "warn")
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    """Every check, in the order a person would fix them."""
+    return [check_state(settings), check_output(settings), check_temp(settings),
+            check_transport(settings), check_api(settings), *check_imap(settings),
+            check_sender_authentication(settings)]
+
+
+def check_transport(settings: Settings) -> Check:
+    """A warning (not a failure) for secrets or reports that would cross a network in
+    clear text: an http:// API or token URL, IMAP security=none."""
+    warnings = transport_warnings(settings)
+    if warnings:
+        return Check("transport security", True, "; ".join(warnings), warning=True)
+    return Check("transport security", True, "TLS for the API, the token endpoint and IMAP "
+                 "(or loopback only)")
+
+
+def check_sender_authentication(settings: Settings) -> Check:
+    """Without require_authentication only the From header is checked, and anybody can
+    write that: a forged report from the vendor's address is archived like a real one.
+    With it, a wrong authserv-id silently ignores every report: recent mail from the
+    allowed senders is looked at for a header of ours. Warnings, not failures."""
+    imap = settings.imap
+    name = "sender authentication"
+    if not imap.require_authentication:
+        return Check(name, True,
+                     "OFF: only the From header is checked, which anyone can forge; set "
+                     "INGEST_IMAP__REQUIRE_AUTHENTICATION=true and INGEST_IMAP__AUTHSERV_ID to your "
+                     "receiving server's authserv-id", warning=True)
+    authserv_id = imap.authserv_id or ""
+
+    def look() -> Check:
+        with Mailbox(imap) as box:
+            box.select()
+            uids: set[int] = set()
+            for sender in imap.allowed_senders:
+                uids.update(box.client.search(["FROM", sender.lstrip("@")]))
+            # One small FETCH each: a range over the recent ones could span a busy folder.
+            screened = {uid: item for uid in sorted(uids)[-RECENT_MAIL:]
+                        for item in box.fetch_screening([uid]).values()}
+        if not screened:
+            return Check(name, True, f"required ({authserv_id}); no mail from allowed senders to check yet")
+        ours = sum(1 for item in screened.values() if topmost_of_ours(
+            raw_header_values(email.message_from_bytes(item.header, policy=email.policy.default),
+                              "Authentication-Results"), authserv_id) is not None)
+        if not ours:
+            return Check(name, True, f"required, but none of the last {len(screened)} emails from allowed "
+                         f"senders carries Authentication-Results from {authserv_id}: every report "
+                         "would be ignored; check INGEST_IMAP__AUTHSERV_ID", warning=True)
+        return Check(name, True, f"required: {ours} of the last {len(screened)} emails from allowed "
+                     f"senders carry Authentication-Results from {authserv_id}")
+    try:
+        return look()
+    except IngestError as err:  # the IMAP checks above already say what is wrong
+        return Check(name, True, f"required ({authserv_id}); recent mail not checked: {err}", warning=True)
+
+
+def _guard(name: str, fn) -> Check:  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except IngestError as err:
+        hint = f" ({err.hint})" if err.hint else ""
+        return Check(name, False, f"{err}{hint}")
+
+
+def check_state(settings: Settings) -> Check:
+    path = Path(settings.state.path)
+    if not path.exists():
+        parent = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+        ok = os.access(parent, os.W_OK)
+        return Check("state store", ok, f"{path} will be created" if ok
+                     else f"{path} cannot be created: {parent} is not writable (INGEST_STATE__PATH)")
+
+    def run() -> Check:
+        with Store.open(settings.state.path) as store:
+            result = store._conn.execute("PRAGMA quick_check").fetchone()[0]  # noqa: SLF001
+            windows = len(store.windows())
+        if result != "ok":
+            return Check("state store", False, f"{settings.state.path}: {result}")
+        return Check("state store", True, f"{settings.state.path}: ok, {windows} window(s)")
+    try:
+        return _guard("state store", run)
+    except sqlite3.Error as err:
+        return Check("state store", False, f"{settings.state.path}: {err}")
+
+
+def check_output(settings: Settings) -> Check:
+    """The archive root can be written: a probe file (local) or a bucket listing (S3:
+    write-once objects cannot be taken back, so nothing is written there)."""
+    if settings.output.root.startswith("s3://"):
+        def s3() -> Check:
+            out = storage_for(settings)
+            out.check_bucket()  # type: ignore[attr-defined]
+            staging = _probe(Path(out.staging))
+            if staging:
+                return Check("output", False, f"{staging} (INGEST_OUTPUT__STAGING_DIR)")
+            return Check("output", True, f"{out.describe()} is listable; staging {out.staging} is writable")
+        return _guard("output", s3)
+    root = Path(settings.output.root)
+    problem = _probe(root)
+    if problem:
+        return Check("output", False, f"{problem} (INGEST_OUTPUT__ROOT)")
+    return Check("output", True, f"{root.resolve()} is writable")
+
+
+def check_temp(settings: Settings) -> Check:
+    """The temporary folder is writable and has room for the largest email the settings
+    allow: its parts fetched to disk (up to INGEST_IMAP__MAX_MESSAGE_BYTES) plus its
+    attachments inflated (up to INGEST_OUTPUT__MAX_INFLATED_BYTES). In Kubernetes the
+    emptyDir's sizeLimit is not visible here: keep it at least this large too."""
+    folder = Path(settings.output.temp_dir or tempfile.gettempdir())
+    need = settings.imap.max_message_bytes + settings.output.max_inflated_bytes
+    problem = _probe(folder)
+    if problem:
+        return Check("temp space", False, f"{problem} (INGEST_OUTPUT__TEMP_DIR)")
+    free = shutil.disk_usage(folder).free
+    detail = f"{folder}: {free / 2**20:,.0f} MiB free, one email may need {need / 2**20:,.0f} MiB"
+    if free < need:
+        return Check("temp space", False, f"{detail} (INGEST_OUTPUT__TEMP_DIR, INGEST_IMAP__MAX_MESSAGE_BYTES, "
+                     "INGEST_OUTPUT__MAX_INFLATED_BYTES)")
+    return Check("temp space", True, detail)
+
+
+def _probe(folder: Path) -> str | None:
+    """None when a file can be created, fsynced and removed in ``folder``; else why not."""
+    probe = folder / f".doctor-{uuid.uuid4().hex}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+        fd = os.open(probe, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as err:
+        return f"{folder} is not writable: {err.strerror}"
+    return None
+
+
+def check_api(settings: Settings) -> Check:
+    def run() -> Check:
+        c = settings.certainly
+        client = CertainlyClient(c.base_url, require(c.token, "certainly", "token"),
+                                 require(c.report_path, "certainly", "report_path"), timeout=c.timeout,
+                                 deadline=c.deadline, max_response_bytes=c.max_response_bytes)
+        # A one-day GET: 401/403 means the token is refused; anything else means it was accepted.
+        yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+        bot = c.bots[0] if c.bots else "00000000-0000-0000-0000-000000000000"
+        status, body = client.probe(bot, yesterday, yesterday, c.report_id)
+        answer = classify_answer(status, body)
+        if status == 0:
+            return Check("certainly API", False, f"{client.url}: {body}")
+        if answer.outcome is Outcome.TOKEN_REJECTED:
+            return Check("certainly API", False, f"token rejected ({status}: {answer.message}) "
+                         "(INGEST_CERTAINLY__TOKEN)")
+        if status == 404:
+            return Check("certainly API", False, f"{client.url} not found (INGEST_CERTAINLY__REPORT_PATH)")
+        return Check("certainly API", True, f"{client.url}: token accepted (HTTP {status})")
+    return _guard("certainly API", run)
+
+
+def check_imap(settings: Settings) -> list[Check]:
+    imap = settings.imap
+    checks: list[Check] = []
+    if not imap.allowed_senders:
+        checks.append(Check("allowed senders", False, "INGEST_IMAP__ALLOWED_SENDERS is empty: "
+                            "nothing would ever be ingested"))
+    else:
+        checks.append(Check("allowed senders", True, ", ".join(imap.allowed_senders)))
+    box = Mailbox(imap)
+    try:
+        box.connect()
+    except IngestError as err:
+        return [*checks, Check("imap login", False, f"{err}" + (f" ({err.hint})" if err.hint else ""))]
+    try:
+        checks.append(Check("imap login", True, f"{imap.username} on {imap.host}:{imap.effective_port} "
+                            f"({imap.security})"))
+        checks.append(_guard("imap folder", lambda: _folder_check(box)))
+        caps = {c.decode() if isinstance(c, bytes) else c for c in box.client.capabilities()}
+        wanted = ["IDLE", "MOVE", "UIDPLUS"]
+        missing = [c for c in wanted if c not in caps]
+        checks.append(Check("imap capabilities", "UIDPLUS" in caps or "MOVE" in caps,
+                            "has " + ", ".join(c for c in wanted if c in caps)
+                            + (f"; missing {', '.join(missing)}" if missing else "")))
+        processed = box.server_folder(imap.processed_folder)
+        exists = box.client.folder_exists(processed)
+        checks.append(Check("processed folder", True,
+                            f"{processed} exists" if exists else f"{processed} will be created"))
+    finally:
+        box.close()
+    return checks
+
+
+def _folder_check(box: Mailbox) -> Check:
+    box.select()
+    count = 0
+    for sender in box.settings.allowed_senders:
+        count += box.count(["FROM", sender.lstrip("@")])  # bounded UID ranges: any folder size
+    return Check("imap folder", True, f"{box.folder}: {count} message(s) from allowed senders")

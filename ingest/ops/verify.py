@@ -1,0 +1,364 @@
+"""``ingest verify``: prove the archive is what its manifests say, and show what it covers.
+
+Problems (failures, each naming the file): a raw file not hashing to its name or differing
+from its manifest, or with no manifest, or missing; a listed data file missing or differing
+(sha256, Parquet row count); an orphan data file no manifest lists (a crash between data file
+and manifest, or a leftover temporary file: readers globbing ``*.parquet`` see it too); a
+duplicate ``(bot_id, id)``; a row outside its UTC date partition; an unreadable file;
+manifest counts that do not add up; rows quarantined as conflicts (an id archived with
+other content, see :mod:`ingest.archive.conflicts`). Coverage (days with rows, days without rows inside the
+requested windows, windows not archived) is informational: a day may have no messages.
+Bounded memory: 1 MiB hash blocks; row checks are lazy polars queries, streaming engine.
+Example: ``report = verify_archive(Path("/data"), store); print(render_text(report))``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ingest.archive.compact import COMPACTION
+from ingest.errors import IngestError
+from ingest.inert import inert
+from ingest.parse.reports import ROW_KEY
+from ingest.parse.schema import DATASET, file_schema
+from ingest.archive.storage import LocalStorage, Storage, as_storage
+from ingest.state.store import Store, WindowState
+
+NOT_DATASETS = frozenset({"raw", "manifests", "quarantine", ".staging"})
+MESSAGE_REPORT_ID = 1
+_PARTITION = re.compile(r"^bot_id=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
+_FILE = "_verify_file"
+
+
+@dataclass
+class BotCoverage:
+    """What the archive holds for one bot (``messages/`` dataset)."""
+
+    bot_id: str
+    rows: int = 0
+    first_day: date | None = None
+    last_day: date | None = None
+    days: list[date] = field(default_factory=list)  # days with at least one row, sorted
+    days_without_rows: list[date] = field(default_factory=list)  # inside requested windows
+    windows_not_archived: list[str] = field(default_factory=list)  # from the state store
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify_archive`: problems (failures), coverage and totals."""
+
+    root: str  # a folder or an s3:// URL
+    problems: list[str] = field(default_factory=list)
+    bots: dict[str, BotCoverage] = field(default_factory=dict)
+    files: int = 0  # data files on disk, under every dataset folder
+    rows: int = 0  # rows in those files (Parquet footers)
+    raw_files: int = 0
+    manifests: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no integrity problem was found."""
+        return not self.problems
+
+
+def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyReport:
+    """Re-hash and cross-check the archive (a local folder or an S3 prefix) against its
+    manifests. With a ``store``, its archived windows count as requested; windows not
+    archived are listed."""
+    out = as_storage(root)
+    problems = (report := VerifyReport(out.describe())).problems
+    if isinstance(out, LocalStorage) and not out.root.is_dir():
+        return VerifyReport(out.describe(), [f"{out.describe()}: archive root does not exist"])
+    objects = out.objects("")
+    data = [o.key for o in objects
+            if o.key.split("/", 1)[0] not in NOT_DATASETS and o.key.endswith(".parquet")]
+    raw = {o.key: o.size for o in objects if o.key.startswith("raw/")}
+    report.files, report.raw_files = len(data), len(raw)
+    footer_rows: dict[str, int] = {}  # num_rows of every readable data file
+    for key in data:
+        try:
+            footer_rows[key] = out.parquet_rows(key)
+        except Exception as err:  # noqa: BLE001 - any reader error means an unreadable file
+            problems.append(f"{key}: unreadable Parquet footer ({type(err).__name__})")
+    report.rows = sum(footer_rows.values())
+    listed: dict[str, tuple[str, dict[str, Any]]] = {}  # data path -> (manifest, entry)
+    attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
+    windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
+    compactions = []
+    for obj in objects:
+        if obj.key.startswith("manifests/") and obj.key.count("/") == 1 and obj.key.endswith(".json"):
+            report.manifests += 1
+            if obj.key.startswith(f"manifests/{COMPACTION}"):
+                compactions.append(obj.key)
+            else:
+                _read_manifest(out, obj.key, problems, listed, attachments, windows)
+    unfinished = _apply_compactions(out, compactions, set(data), listed, problems)
+    problems.extend(_conflicts(out, objects))
+
+    for name in sorted(set(listed) - set(data)):
+        problems.append(f"{name}: missing data file (listed in {listed[name][0]})")
+    todo = [k for k in data if k in listed] + list(raw)  # a few threads: hashing releases the GIL
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        hashes = dict(zip(todo, pool.map(out.sha256, todo)))
+    for name in data:
+        if name in unfinished:
+            continue
+        if name not in listed:
+            hint = "; a leftover temporary file" if name.rsplit("/", 1)[-1].startswith(".tmp-") else ""
+            problems.append(f"{name}: orphan data file, no manifest lists it{hint}")
+            continue
+        manifest, entry = listed[name]
+        if hashes[name] != entry.get("sha256"):
+            problems.append(f"{name}: sha256 differs from {manifest} (data file changed)")
+        if name in footer_rows and footer_rows[name] != entry.get("rows"):
+            problems.append(f"{name}: {footer_rows[name]} rows, {manifest} says {entry.get('rows')}")
+    seen_raw: set[tuple[str, str]] = set()
+    for name, size in raw.items():
+        folder, _, file = name.rpartition("/")
+        sha = file.split(".")[0]
+        source = (folder.rsplit("/", 1)[-1].removeprefix("bot_id="), sha)
+        seen_raw.add(source)
+        if hashes[name] != sha:
+            problems.append(f"{name}: raw file changed, its sha256 is not its name")
+        if source not in attachments:
+            problems.append(f"{name}: raw file without a manifest")
+        elif attachments[source][1] != size:
+            problems.append(f"{name}: size {size}, {attachments[source][0]} says {attachments[source][1]}")
+    for (bot_id, sha), (manifest, _) in sorted(attachments.items()):
+        if (bot_id, sha) not in seen_raw:
+            problems.append(f"raw/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")
+    by_bot: dict[str, list[str]] = defaultdict(list)
+    others: dict[tuple[str, str], list[str]] = defaultdict(list)  # (dataset, bot) -> files
+    for name in data:
+        dataset, _, rest = name.partition("/")
+        match = _PARTITION.match(rest)
+        if match is None:
+            problems.append(f"{name}: not inside a bot_id=<bot>/date=<YYYY-MM-DD>/ partition")
+            continue
+        if dataset != DATASET:
+            if name in footer_rows:
+                others[(dataset, match[1])].append(name)
+            continue
+        bot = report.bots.setdefault(match[1], BotCoverage(match[1]))
+        if footer_rows.get(name):
+            bot.rows += footer_rows[name]
+            bot.days.append(date.fromisoformat(match[2]))
+        if name in footer_rows:
+            by_bot[match[1]].append(name)
+    for bot_id, keys in sorted(by_bot.items()):
+        problems.extend(_check_rows(out, bot_id, keys))
+    for (dataset, bot_id), keys in sorted(others.items()):
+        problems.extend(_check_row_keys(out, dataset, bot_id, keys))
+    _coverage(report, windows, store)
+    return report
+
+
+def _conflicts(out: Storage, objects: list[Any]) -> list[str]:
+    """Rows quarantined as conflicts (ingest.archive.conflicts): an id archived with other content
+    needs a person to decide which row is right, so verify keeps reporting it."""
+    found = []
+    for obj in objects:
+        if not (obj.key.startswith("quarantine/") and obj.key.endswith("/reason.json")):
+            continue
+        try:
+            reasons = json.loads(out.read_bytes(obj.key)).get("reasons", {})
+        except (OSError, ValueError, AttributeError):
+            continue  # a whole-file quarantine's reason.json has no per-row reasons
+        clashes = {r: n for r, n in reasons.items() if isinstance(r, str) and r.startswith("conflict:")}
+        if clashes:
+            first = sorted(clashes)[0]
+            found.append(f"{obj.key.rsplit('/', 1)[0]}: {sum(clashes.values())} row(s) in conflict with "
+                         f"archived rows, quarantined ({first}"
+                         + (f"; and {len(clashes) - 1} more id(s))" if len(clashes) > 1 else ")"))
+    return found
+
+
+def _read_manifest(out: Storage, name: str, problems: list[str],
+                   listed: dict[str, tuple[str, dict[str, Any]]],
+                   attachments: dict[tuple[str, str], tuple[str, int]],
+                   windows: dict[str, set[tuple[date, date]]]) -> None:
+    """Check one manifest on its own and record what it lists."""
+    try:
+        doc = json.loads(out.read_bytes(name))
+        bot, files, sha, size = (doc["bot_id"], doc["files"], doc["attachment"]["sha256"],
+                                 doc["attachment"]["size"])
+        read = doc["counts"]["rows_read"]
+        parts = [doc["counts"][f"rows_{k}"] for k in ("written", "duplicate", "rejected")]
+        window = doc.get("window") or {}
+        if window.get("from") and window.get("to"):  # an import by hand has no window
+            windows[bot].add((date.fromisoformat(window["from"]), date.fromisoformat(window["to"])))
+    except (OSError, ValueError, KeyError, TypeError, IngestError) as err:
+        problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
+        return
+    stem = name.rsplit("/", 1)[-1].removesuffix(".json")
+    if stem != sha:
+        problems.append(f"{name}: named after {stem} but its attachment sha256 is {sha}")
+    if read != sum(parts):
+        problems.append(f"{name}: counts do not add up: rows_read {read} != written {parts[0]} "
+                        f"+ duplicate {parts[1]} + rejected {parts[2]}")
+    if sum(f.get("rows", 0) for f in files) != parts[0]:
+        problems.append(f"{name}: its files hold {sum(f.get('rows', 0) for f in files)} rows, "
+                        f"rows_written says {parts[0]}")
+    attachments[(bot, sha)] = (name, size)
+    for entry in files:
+        if entry.get("path") in listed:
+            problems.append(f"{entry['path']}: listed by both {listed[entry['path']][0]} and {name}")
+        listed[str(entry.get("path"))] = (name, entry)
+
+
+def _apply_compactions(out: Storage, names: list[str], present: set[str],
+                       listed: dict[str, tuple[str, dict[str, Any]]], problems: list[str]) -> set[str]:
+    """A compaction record lists its merged file in place of the files it replaced.
+    Returns the replaced files still present (an unfinished compaction)."""
+    unfinished = set()
+    for name in names:
+        try:
+            record = json.loads(out.read_bytes(name))["compaction"]
+            merged, replaced = record["file"], record["replaces"]
+        except (OSError, ValueError, KeyError, TypeError, IngestError) as err:
+            problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
+            continue
+        if sum(old["rows"] for old in replaced) != merged["rows"]:
+            problems.append(f"{name}: the merged file holds {merged['rows']} rows, the files it "
+                            f"replaced {sum(old['rows'] for old in replaced)}")
+        for old in replaced:
+            listed.pop(old["path"], None)
+            if old["path"] in present:
+                unfinished.add(old["path"])
+                problems.append(f"{old['path']}: replaced by {merged['path']} ({name}) but still "
+                                "present: an unfinished compaction, run `ingest compact`")
+        listed[merged["path"]] = (name, merged)
+    return unfinished
+
+
+def _check_row_keys(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> list[str]:
+    """Report types 2-4: each (bot_id, row_key) once across the bot's files."""
+    try:
+        frames = [out.scan([k]).select(pl.col(ROW_KEY), pl.lit(k).alias(_FILE)) for k in keys]
+        dups = (pl.concat(frames).group_by(ROW_KEY).agg(pl.col(_FILE).unique().sort(), pl.len())
+                .filter(pl.col("len") > 1).collect(engine="streaming"))
+    except (pl.exceptions.PolarsError, OSError) as err:
+        return [f"{dataset}/bot_id={bot_id}: row checks failed ({type(err).__name__}: {err})"]
+    return [f"duplicate (bot_id, row_key) for bot {bot_id} in {dataset}/: {count} copies of "
+            f"{key[:12]}... in {', '.join(files)}" for key, files, count in dups.sort(ROW_KEY).iter_rows()]
+
+
+def _scan(out: Storage, keys: list[str]) -> pl.LazyFrame:
+    return out.scan(keys, hive_partitioning=True, include_file_paths=_FILE,
+                    hive_schema={"bot_id": pl.String(), "date": pl.Date()}, extra_columns="ignore")
+
+
+def _check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
+    """Duplicate ids and rows outside their date partition, for one bot's data files."""
+    want = file_schema()
+    key_of = {out.source(k): k for k in keys}  # what polars reports as the file -> key
+    bad = [k for k in keys
+           if any(out.scan([k]).collect_schema().get(c) != want[c] for c in ("id", "timestamp"))]
+    problems = [f"{k}: id or timestamp missing or not of the canonical type" for k in bad]
+    usable = [k for k in keys if k not in bad]
+    if not usable:
+        return problems
+    dup = _scan(out, usable).select("id").group_by("id").len().filter(pl.col("len") > 1).select("id")
+    wrong = (_scan(out, usable).filter(pl.col("timestamp").dt.date() != pl.col("date"))
+             .group_by(_FILE).agg(pl.len(), pl.col("timestamp").min()).sort(_FILE))
+    try:
+        dups, wrongs = pl.collect_all([dup, wrong], engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as failure:
+        before = len(usable)
+        for key in list(usable):  # find the unreadable files, then run the queries without them
+            try:
+                _scan(out, [key]).select("id", "timestamp").collect(engine="streaming")
+            except (pl.exceptions.PolarsError, OSError) as err:
+                usable.remove(key)
+                problems.append(f"{key}: unreadable data ({type(err).__name__})")
+        if len(usable) == before:  # every file reads alone: report, do not crash
+            return [*problems, f"{DATASET}/bot_id={bot_id}: row checks failed ({failure})"]
+        return problems + _check_rows(out, bot_id, usable)
+    for file, count, first in wrongs.iter_rows():
+        problems.append(f"{key_of.get(file, file)}: {count} row(s) outside its date partition "
+                        f"(e.g. {first:%Y-%m-%dT%H:%M:%SZ})")
+    if dups.height:
+        where = (_scan(out, usable).filter(pl.col("id").is_in(dups["id"].implode()))
+                 .select("id", _FILE).unique().collect(engine="streaming"))
+        groups = where.group_by("id").agg(pl.col(_FILE).sort()).group_by(_FILE).agg(
+            pl.col("id").sort()).sort(_FILE)
+        for files, ids in groups.iter_rows():
+            names = ", ".join(key_of.get(f, f) for f in files)
+            problems.append(f"duplicate (bot_id, id) for bot {bot_id}: {len(ids)} id(s) "
+                            f"(e.g. {ids[0]}) in {names}")
+    return problems
+
+
+def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]],
+              store: Store | None) -> None:
+    """Fill each bot's days with rows, days without rows inside windows, open windows."""
+    if store is not None:
+        for window in store.windows():
+            if window.report_id != MESSAGE_REPORT_ID:
+                continue
+            bot = report.bots.setdefault(window.bot_id, BotCoverage(window.bot_id))
+            if window.state is WindowState.ARCHIVED:
+                windows[window.bot_id].add((window.from_date, window.to_date))
+            elif window.state is not WindowState.SPLIT:  # a split window lives on as its halves
+                bot.windows_not_archived.append(f"{window.from_date}..{window.to_date}: "
+                                                f"{window.state.value}")
+    for bot_id in {*report.bots, *windows}:
+        bot = report.bots.setdefault(bot_id, BotCoverage(bot_id))
+        bot.days = sorted(set(bot.days))
+        bot.first_day, bot.last_day = (bot.days[0], bot.days[-1]) if bot.days else (None, None)
+        requested = {first + timedelta(days=n) for first, last in windows.get(bot_id, ())
+                     for n in range((last - first).days + 1)}
+        bot.days_without_rows = sorted(requested - set(bot.days))
+    report.bots = dict(sorted(report.bots.items()))
+
+
+def _ranges(days: list[date]) -> list[str]:
+    """Sorted days as compact ranges: ["2024-01-01..2024-01-03", "2024-01-05"]."""
+    out: list[list[date]] = []
+    for day in days:
+        if out and day - out[-1][1] == timedelta(days=1):
+            out[-1][1] = day
+        else:
+            out.append([day, day])
+    return [f"{a}" if a == b else f"{a}..{b}" for a, b in out]
+
+
+def to_json(report: VerifyReport) -> str:
+    """The report as indented JSON text (``ingest verify --json``)."""
+    bots = [{"bot_id": b.bot_id, "rows": b.rows, "first_day": b.first_day, "last_day": b.last_day,
+             "days_with_rows": len(b.days), "covered": _ranges(b.days),
+             "days_without_rows": b.days_without_rows, "windows_not_archived": b.windows_not_archived}
+            for b in report.bots.values()]
+    totals = {"files": report.files, "rows": report.rows, "raw_files": report.raw_files,
+              "manifests": report.manifests}
+    return json.dumps({"root": str(report.root), "ok": report.ok, "totals": totals, "bots": bots,
+                       "problems": report.problems}, indent=2, default=str)
+
+
+def render_text(report: VerifyReport) -> str:
+    """A few lines per bot, then the problems, for a person."""
+    lines = [f"archive {report.root}: {report.files} data files, {report.rows} rows, "
+             f"{report.raw_files} raw files, {report.manifests} manifests"]
+    for bot in report.bots.values():
+        span = f"{bot.first_day}..{bot.last_day}" if bot.days else "no rows"
+        lines.append(f"bot {bot.bot_id}: {span}, {len(bot.days)} days with rows, {bot.rows} rows")
+        if bot.days_without_rows:
+            lines.append(f"  days without rows inside archived windows ({len(bot.days_without_rows)}): "
+                         + ", ".join(_ranges(bot.days_without_rows)))
+        if bot.windows_not_archived:
+            lines.append("  windows not archived: " + ", ".join(bot.windows_not_archived))
+    lines.append(f"verify: {len(report.problems)} problem(s)" if report.problems
+                 else "verify: OK, every file matches its manifest")
+    # Folder and file names come from the archive as found: shown inert (no control characters).
+    return "\n".join(inert(line, markup=False)
+                     for line in [*lines, *(f"  - {problem}" for problem in report.problems)])

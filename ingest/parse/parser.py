@@ -1,0 +1,165 @@
+"""Parse a Message Data report (CSV bytes or GET JSON rows) into canonical rows.
+
+Every cell is read as text and cast strictly: a value that does not fit its column
+rejects the row (with the reason), it is never turned into a silent null. A file that
+cannot be read as a whole (not UTF-8, ragged, missing a required column) raises
+:class:`ReportRejected`. The counts always add up::
+
+    rows_read == len(rows) + duplicates_in_file + len(rejected)
+
+Example::
+
+    report = parse_csv(data, bot_id="bot-1", source_sha256=sha, window=(d1, d2))
+    report.rows      # polars DataFrame: the canonical schema plus bot_id and date
+    report.rejected  # the raw text of each rejected row, with `reason`
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from ingest.errors import ReportRejected
+from ingest.parse.schema import SOURCE_COLUMNS
+from ingest.parse.identity import in_file_conflicts
+from ingest.parse.validate import ROW_NUMBER, blank_to_null, good_rows, judge, plan_columns, rejected_rows
+
+
+@dataclass
+class ParsedReport:
+    """Canonical rows, rejected rows with reasons, and the counts that must add up."""
+
+    rows: pl.DataFrame
+    rejected: pl.DataFrame
+    rows_read: int
+    duplicates_in_file: int
+    extra_columns: list[str] = field(default_factory=list)
+
+
+def read_csv_text(data: bytes) -> pl.DataFrame:
+    """Read CSV bytes with every column as text. Rejects non-UTF-8 and ragged files."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ReportRejected(f"not UTF-8 (byte {err.start}): refusing to guess the encoding") from None
+    if not data.strip():
+        raise ReportRejected("empty file")
+    check_header_width(data)
+    records, blank = read_records(text)
+    try:
+        frame = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=True)
+    except (pl.exceptions.PolarsError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise ReportRejected(f"unreadable CSV: {first_line}") from None
+    if frame.height != records:
+        # A carriage return outside quotes ends a record for Python's csv, not for polars.
+        raise ReportRejected(f"the CSV reads as {records} records with Python's csv and "
+                             f"{frame.height} with polars (a bare carriage return?): refusing to guess")
+    if blank:  # polars reads a blank line as a row of nulls: it is no record at all
+        frame = frame.filter(~pl.int_range(frame.height).is_in(blank))
+    return frame.rename({name: name.strip() for name in frame.columns})
+
+
+#: A Message Data report has about 22 columns; far more is an attack or a wrong file.
+MAX_COLUMNS = 1000
+
+
+def check_header_width(data: bytes) -> None:
+    """Reject a header wider than MAX_COLUMNS before any parser allocates for it."""
+    end = data.find(b"\n", 0, 1 << 20)
+    header = data[: end if end >= 0 else 1 << 20]
+    # Commas inside quoted names can only over-count, and only on an absurd header.
+    if header.count(b",") + 1 > MAX_COLUMNS or (end < 0 and len(data) > 1 << 20):
+        raise ReportRejected(f"header has more than {MAX_COLUMNS} columns: not a message report")
+
+
+def read_records(text: str) -> tuple[int, list[int]]:
+    """Reject a file whose records do not all have as many fields as its header.
+
+    polars pads a short record with nulls without a word, which would archive a cut-off
+    file as if its cells were empty. Returns the number of records (header excluded)
+    and the 0-based indices of the blank lines among them: like csv.DictReader and the
+    streaming reader, a blank line is no row.
+    """
+    records = csv.reader(io.StringIO(text, newline=""), strict=True)
+    blank: list[int] = []
+    count = 0
+    try:
+        width = len(next(records))
+        for count, record in enumerate(records, start=1):
+            if not record:
+                blank.append(count - 1)
+            elif len(record) != width:
+                raise ReportRejected(
+                    f"record {count} has {len(record)} fields, the header has {width}: "
+                    "refusing a ragged or cut-off file")
+    except csv.Error as err:
+        raise ReportRejected(f"unreadable CSV: {err}") from None
+    except StopIteration:
+        return 0, []
+    return count, blank
+
+
+def frame_from_json_rows(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Turn GET answer rows into the same all-text frame a CSV of them would give."""
+    columns: dict[str, list[str | None]] = {}
+    for index, row in enumerate(rows):
+        for name in row:
+            columns.setdefault(name, [None] * index)
+        for name, cells in columns.items():
+            cells.append(_cell_text(row.get(name)))
+    return pl.DataFrame(columns, schema={name: pl.String for name in columns})
+
+
+def _cell_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def parse_csv(data: bytes, **kwargs: Any) -> ParsedReport:
+    """Parse report CSV bytes; see :func:`parse_frame` for the arguments."""
+    return parse_frame(read_csv_text(data), source_kind="csv", **kwargs)
+
+
+def parse_frame(
+    raw: pl.DataFrame, *, bot_id: str, source_sha256: str, source_kind: str = "csv",
+    window: tuple[date, date] | None = None,
+) -> ParsedReport:
+    """Validate an all-text frame and cast it to the canonical schema."""
+    plan = plan_columns(raw.columns)
+    text = blank_to_null(raw)
+    verdict = judge(text, plan, first_row=1, window=window)
+    good = good_rows(text, plan, verdict)
+    rejected = rejected_rows(text, plan, verdict)
+    unique = good.unique(subset="id", keep="first", maintain_order=True)
+    # An id an earlier row had with other content is a conflict (quarantined), as in
+    # ingest.archive.stream; with the same content, a plain duplicate.
+    conflicts = in_file_conflicts(good, ROW_NUMBER)
+    if conflicts.height:
+        reason = verdict.rows.to_frame().join(conflicts, on=ROW_NUMBER, how="left").get_column("reason")
+        rejected = pl.concat([rejected, rejected_rows(text, plan, replace(verdict, reason=reason))])
+    rows = unique.sort("timestamp", ROW_NUMBER).select(
+        *SOURCE_COLUMNS, "extra", pl.lit(source_sha256).alias("source_sha256"),
+        pl.lit(source_kind).alias("source_kind"), pl.lit(bot_id).alias("bot_id"), "date",
+    )
+    return ParsedReport(
+        rows=rows,
+        rejected=rejected,
+        rows_read=raw.height,
+        duplicates_in_file=good.height - unique.height - conflicts.height,
+        extra_columns=list(plan.extra),
+    )
+
