@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from ingest import __version__
@@ -28,8 +34,8 @@ from ingest.logs import json_wanted, setup_logging
 from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from ingest.pipeline.intake import RunSummary
     from ingest.archive.storage import Storage
+    from ingest.pipeline.intake import RunSummary
     from ingest.state.store import Store
 
 app = typer.Typer(
@@ -97,7 +103,9 @@ def demo(
     """
     import logging
 
-    from ingest.ops.demo import run_demo  # the simulator is only imported when asked for
+    from ingest.ops.demo import (
+        run_demo,  # the simulator is only imported when asked for
+    )
 
     if not _VERBOSE:
         logging.getLogger().setLevel(logging.WARNING)  # the demo prints its own summary
@@ -377,9 +385,9 @@ def retry(
     Example: ingest retry --failed
     """
     from ingest.pipeline.intake import RunSummary
+    from ingest.pipeline.watch import retry_failed
     from ingest.state.lock import exclusive_lock
     from ingest.state.store import Store
-    from ingest.pipeline.watch import retry_failed
 
     if not failed:
         raise ConfigError("say what to retry: ingest retry --failed")
@@ -408,8 +416,8 @@ def verify(
     Example: ingest verify --json > verify.json
     """
     from ingest.archive.storage import storage_for
-    from ingest.state.store import Store
     from ingest.ops.verify import render_text, to_json, verify_archive
+    from ingest.state.store import Store
 
     settings = load_settings()
     state = Path(settings.state.path)

@@ -30,9 +30,9 @@ import logging
 import os
 import re
 from datetime import date
-from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.archive.commit import as_json, write_bytes_once, write_once
+from ingest.archive.layout import compact_key, compaction_key
 from ingest.archive.storage import Storage, as_storage
-from ingest.archive.writer import sha256_file, write_bytes_once, write_once
-
-COMPACTION = "compaction-"
+from ingest.archive.writer import sha256_file
 
 
 @dataclass
@@ -104,7 +104,7 @@ def compact_partition(out: Storage, folder: str, files: list[dict[str, Any]]) ->
     """Merge ``files`` (manifest entries) of one partition folder; returns the rows."""
     files = sorted(files, key=lambda f: f["path"])
     name = hashlib.sha256("\n".join(f["sha256"] for f in files).encode()).hexdigest()[:16]
-    target = f"{folder}/compact-{name}.parquet"
+    target = compact_key(folder, name)
     merged = out.scan([f["path"] for f in files], hive_partitioning=False).collect()
     if "timestamp" in merged.columns:  # stable: equal timestamps keep their order
         merged = merged.sort("timestamp", maintain_order=True)
@@ -121,8 +121,7 @@ def compact_partition(out: Storage, folder: str, files: list[dict[str, Any]]) ->
         "file": {"path": target, "rows": merged.height, "sha256": digest[-1]},
         "replaces": [{k: f[k] for k in ("path", "rows", "sha256")} for f in files],
     }, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_bytes_once(out, f"manifests/{COMPACTION}{name}.json",
-                     json.dumps(record, indent=2).encode() + b"\n")
+    write_bytes_once(out, compaction_key(name), as_json(record))
     for entry in files:
         out.delete(entry["path"])
     return merged.height

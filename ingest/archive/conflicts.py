@@ -39,9 +39,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.parse.identity import CONTENT_COLUMNS, IN_FILE_REASON, content_hashes
-from ingest.parse.schema import DATASET
+from ingest.archive.layout import bot_prefix
 from ingest.archive.storage import Storage
+from ingest.parse.identity import CONTENT_COLUMNS, IN_FILE_REASON, content_hashes
+
 
 @dataclass
 class ArchivedIds:
@@ -54,7 +55,7 @@ class ArchivedIds:
     @classmethod
     def load(cls, out: Storage, bot_id: str) -> "ArchivedIds":
         """Read the ``id`` column of every published data file of the bot, once."""
-        prefix = f"{DATASET}/bot_id={bot_id}/"
+        prefix = bot_prefix(bot_id)
         # A leftover temporary file of a killed run is not archived data.
         files = [o.key for o in out.objects(prefix)
                  if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]

@@ -31,19 +31,12 @@ from typing import Any
 
 import polars as pl
 
-from ingest.crashpoints import crash_point
+from ingest.archive.commit import Attachment, SaveResult, commit, write_bytes_once
+from ingest.archive.layout import raw_key
+from ingest.archive.storage import Storage, as_storage
+from ingest.archive.writer import save_rejected, write_partitions
 from ingest.errors import ReportRejected
 from ingest.parse.reports import PARTITION, ROW_KEY, TypedReport
-from ingest.archive.storage import Storage, as_storage
-from ingest.archive.writer import (
-    SaveResult,
-    adopt_own_files,
-    raw_key,
-    save_rejected,
-    write_bytes_once,
-    write_manifest,
-    write_partitions,
-)
 
 
 def established_schema(out: Storage, dataset: str) -> pl.Schema | None:
@@ -86,21 +79,17 @@ def save_typed_report(root: Storage | Path, typed: TypedReport, *, bot_id: str, 
     rows = conform(typed.rows, schema, typed.dataset).with_columns(
         pl.lit(source_sha256).alias("source_sha256"), pl.lit(source_kind).alias("source_kind"))
     unique = rows.unique(subset=ROW_KEY, keep="first", maintain_order=True)
-    write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw)
-    crash_point("after_raw")
-
     result = SaveResult(typed.rows_read, 0, rows.height - unique.height, typed.rejected.height)
     columns = [c for c in unique.columns if c != PARTITION]  # the date is the partition key
-    write_partitions(out, unique, result, dataset=typed.dataset, bot_id=bot_id,
-                     source_sha256=source_sha256, key=ROW_KEY, columns=columns)
-    if typed.rejected.height:
-        save_rejected(out, source_sha256, typed.rejected)
-    crash_point("after_data")
-    adopt_own_files(out, bot_id, source_sha256, result, dataset=typed.dataset)
+
+    def data() -> None:
+        write_partitions(out, unique, result, dataset=typed.dataset, bot_id=bot_id,
+                         source_sha256=source_sha256, key=ROW_KEY, columns=columns)
+        if typed.rejected.height:
+            save_rejected(out, source_sha256, typed.rejected)
+
     new_columns = [c for c in columns if schema is not None and c not in schema]
-    result.manifest = write_manifest(
-        out, result, bot_id=bot_id, source_sha256=source_sha256, raw_name=raw_name,
-        raw_size=len(raw), extra_columns=new_columns,
-        provenance={**provenance, "dataset": typed.dataset, "columns": typed.columns})
-    crash_point("after_manifest")
-    return result
+    return commit(out, result, Attachment(bot_id, source_sha256, raw_name, len(raw), typed.dataset),
+                  raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
+                  data=data, extra_columns=new_columns,
+                  provenance={**provenance, "dataset": typed.dataset, "columns": typed.columns})

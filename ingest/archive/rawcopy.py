@@ -26,8 +26,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
-from ingest.errors import OutputError
 from ingest.archive.storage import Storage, as_storage
+from ingest.errors import OutputError
 
 _COPY_BLOCK = 1 << 20
 #: The raw copy's block: read, hashed and written at once (a multiple of _ALIGN).

@@ -21,8 +21,9 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from ingest.archive.commit import write_reasons
+from ingest.archive.layout import REJECTED_ROWS, rejected_rows_key
 from ingest.archive.storage import Storage, as_storage
-from ingest.archive.writer import write_reasons
 
 
 class RejectedRows:
@@ -32,7 +33,7 @@ class RejectedRows:
         self.out = as_storage(root)
         self.rows = 0
         self.reasons: Counter[str] = Counter()
-        self._path = self.out.temp("rejected_rows.parquet", f"{uuid.uuid4().hex[:8]}-")
+        self._path = self.out.temp(REJECTED_ROWS, f"{uuid.uuid4().hex[:8]}-")
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, rejected: pl.DataFrame) -> None:
@@ -52,7 +53,7 @@ class RejectedRows:
             return
         self._writer.close()
         self._writer = None
-        self.out.publish(self._path, f"quarantine/{sha}/rejected_rows.parquet")
+        self.out.publish(self._path, rejected_rows_key(sha))
         write_reasons(self.out, sha, dict(self.reasons))
         self.discard()
 

@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ingest.errors import OutputError, StorageUnavailable
 from ingest.archive.storage import Storage, StoredObject, sha256_stream
+from ingest.errors import OutputError, StorageUnavailable
 
 #: Files above this go up as a multipart upload, one part in memory at a time.
 PART_BYTES = 16 << 20

@@ -51,10 +51,12 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from ingest.archive.commit import WrittenFile
+from ingest.archive.layout import part_name, partition_key
+from ingest.archive.storage import Storage, as_storage
+from ingest.archive.writer import sha256_file
 from ingest.parse.arrowrows import FILE_SCHEMA, parquet_writer, stamp, text_scalar
 from ingest.parse.validate import ROW_NUMBER
-from ingest.archive.storage import Storage, as_storage
-from ingest.archive.writer import WrittenFile, partition_key, sha256_file
 
 #: Open Parquet writers at most (file descriptors); the least recently used is closed
 #: and its date, should it get rows again, continues as runs in the spill file.
@@ -394,7 +396,7 @@ class DateFiles:
         written = []
         for day, digest in zip(days, digests):
             state = self._dates[day]
-            target = f"{state.folder}/part-{sha[:16]}.parquet"
+            target = f"{state.folder}/{part_name(sha)}"
             if not self.out.publish(self._final(day), target):  # it exists: record it as is
                 digest = self.out.sha256(target) or ""
             written.append(WrittenFile(target, state.rows, digest))

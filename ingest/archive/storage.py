@@ -35,10 +35,10 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from ingest.archive.layout import STAGING
 from ingest.errors import ConfigError
 from ingest.settings import Settings
 
-STAGING = ".staging"
 BLOCK = 1 << 20
 
 
@@ -232,7 +232,9 @@ def open_storage(root: str | Path, *, staging_dir: Path | None = None, **s3: Any
     """
     text = str(root)
     if text.startswith("s3://"):
-        from ingest.archive.s3 import S3Storage  # boto3 is imported only when S3 is used
+        from ingest.archive.s3 import (
+            S3Storage,  # boto3 is imported only when S3 is used
+        )
 
         bucket, _, prefix = text.removeprefix("s3://").partition("/")
         if not bucket:

@@ -38,26 +38,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable, Any
+from typing import Any, Callable
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ingest.parse.arrowrows import good_table
+from ingest.archive.commit import Attachment, SaveResult, commit
 from ingest.archive.conflicts import ArchivedIds, Collisions, Conflict, conflict_record
-from ingest.parse.identity import CONTENT_COLUMNS, content_hashes
-from ingest.parse.csvstream import HEADER_BYTES, MAX_RECORD_BYTES, CsvBatches, RecordTooLong, read_header
 from ingest.archive.dedup import IdSet
-from ingest.errors import OutputError, ReportRejected
+from ingest.archive.layout import raw_key
 from ingest.archive.rawcopy import RawCopy, Source
 from ingest.archive.rejects import RejectedRows
 from ingest.archive.staging import DateFiles
-from ingest.parse.validate import ColumnPlan, Verdict, judge, judge_arrow, needed_columns, plan_columns, rejected_rows
-from ingest.crashpoints import crash_point
 from ingest.archive.storage import Storage, as_storage
-from ingest.archive.writer import SaveResult, adopt_own_files, raw_key, write_manifest
+from ingest.errors import OutputError, ReportRejected
+from ingest.parse.arrowrows import good_table
+from ingest.parse.csvstream import (
+    HEADER_BYTES,
+    MAX_RECORD_BYTES,
+    CsvBatches,
+    RecordTooLong,
+    read_header,
+)
+from ingest.parse.identity import CONTENT_COLUMNS, content_hashes
+from ingest.parse.validate import (
+    ColumnPlan,
+    Verdict,
+    judge,
+    judge_arrow,
+    needed_columns,
+    plan_columns,
+    rejected_rows,
+)
 
 #: Rows buffered per date before the stalest dates are written out (Arrow bytes). With
 #: this budget the whole process peaked at 340-390 MiB on the 1 GB benchmark file
@@ -96,30 +110,20 @@ class StagedReport:
     def commit(self, *, raw_name: str, provenance: dict[str, Any]) -> SaveResult:
         """Publish raw bytes, data files, quarantine; then the manifest (the commit record)."""
         sha = self.raw.wait()
-        try:
-            self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name))
-            crash_point("after_raw")
-            result = SaveResult(self.rows_read, self.files.rows,
-                                self.duplicates_in_file + self.files.duplicates, self.rows_rejected,
-                                rows_conflict=len(self.conflicts),
-                                conflicts=[conflict_record(c, sha) for c in self.conflicts])
+        result = SaveResult(self.rows_read, self.files.rows,
+                            self.duplicates_in_file + self.files.duplicates, self.rows_rejected,
+                            rows_conflict=len(self.conflicts),
+                            conflicts=[conflict_record(c, sha) for c in self.conflicts])
+
+        def data() -> None:
             result.files = self.files.publish(sha)
             self.rejected.publish(sha)
-        except OSError as err:
-            self.discard()
-            raise OutputError(f"cannot write under {self.out.describe()}: {err.strerror or err}",
-                              hint="INGEST_OUTPUT__ROOT") from None
-        except BaseException:
-            self.discard()
-            raise
-        self.raw.discard()
-        crash_point("after_data")
-        adopt_own_files(self.out, self.bot_id, sha, result)
-        result.manifest = write_manifest(
-            self.out, result, bot_id=self.bot_id, source_sha256=sha, raw_name=raw_name,
-            raw_size=self.raw.size, extra_columns=self.extra_columns, provenance=provenance)
-        crash_point("after_manifest")
-        return result
+            self.raw.discard()
+
+        return commit(self.out, result, Attachment(self.bot_id, sha, raw_name, self.raw.size),
+                      raw=lambda: self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name)),
+                      data=data, extra_columns=self.extra_columns, provenance=provenance,
+                      discard=self.discard)
 
     def discard(self) -> None:
         """Remove every temporary file; the archive is left as it was."""

@@ -37,8 +37,8 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import IO
 
-from ingest.mail.authresults import authenticated
 from ingest.errors import OutputError, ReportRejected
+from ingest.mail.authresults import authenticated
 
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel"}
 GENERIC_TYPES = {"application/octet-stream", "text/plain", "application/x-csv"}

@@ -29,7 +29,6 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 import requests
-
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 from imapclient.response_parser import parse_fetch_response

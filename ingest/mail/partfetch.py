@@ -23,8 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ingest.mail.attachments import ARCHIVE_TYPES, CSV_TYPES, GENERIC_TYPES, MAX_MIME_DEPTH, Decoder, safe_name
 from ingest.errors import ReportRejected
+from ingest.mail.attachments import (
+    ARCHIVE_TYPES,
+    CSV_TYPES,
+    GENERIC_TYPES,
+    MAX_MIME_DEPTH,
+    Decoder,
+    safe_name,
+)
 from ingest.mail.mailbox import Mailbox
 
 CHUNK = 8 * 1024 * 1024

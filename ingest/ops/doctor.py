@@ -18,15 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ingest.archive.storage import storage_for
+from ingest.errors import IngestError
 from ingest.mail.attachments import raw_header_values
 from ingest.mail.authresults import topmost_of_ours
-from ingest.request.client import CertainlyClient, Outcome, classify_answer
-from ingest.errors import IngestError
 from ingest.mail.mailbox import Mailbox
-from ingest.archive.storage import storage_for
+from ingest.request.client import CertainlyClient, Outcome, classify_answer
 from ingest.settings import Settings, require, transport_warnings
 from ingest.state.store import Store
-
 
 #: How many of the latest emails from allowed senders the authentication check reads.
 RECENT_MAIL = 5

@@ -26,12 +26,12 @@ from typing import Any
 
 import polars as pl
 
-from ingest.archive.compact import COMPACTION
+from ingest.archive.layout import COMPACTION
+from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.errors import IngestError
 from ingest.inert import inert
 from ingest.parse.reports import ROW_KEY
 from ingest.parse.schema import DATASET, file_schema
-from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.state.store import Store, WindowState
 
 NOT_DATASETS = frozenset({"raw", "manifests", "quarantine", ".staging"})

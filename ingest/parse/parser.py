@@ -26,9 +26,16 @@ from typing import Any
 import polars as pl
 
 from ingest.errors import ReportRejected
-from ingest.parse.schema import SOURCE_COLUMNS
 from ingest.parse.identity import in_file_conflicts
-from ingest.parse.validate import ROW_NUMBER, blank_to_null, good_rows, judge, plan_columns, rejected_rows
+from ingest.parse.schema import SOURCE_COLUMNS
+from ingest.parse.validate import (
+    ROW_NUMBER,
+    blank_to_null,
+    good_rows,
+    judge,
+    plan_columns,
+    rejected_rows,
+)
 
 
 @dataclass

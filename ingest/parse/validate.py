@@ -28,7 +28,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest.errors import ReportRejected
-from ingest.parse.schema import MESSAGE_DATA, NESTED_JSON, REQUIRED, SOURCE_COLUMNS, Column, Kind
+from ingest.parse.schema import (
+    MESSAGE_DATA,
+    NESTED_JSON,
+    REQUIRED,
+    SOURCE_COLUMNS,
+    Column,
+    Kind,
+)
 
 _TRUE = ("true", "t", "1", "yes")
 _FALSE = ("false", "f", "0", "no")

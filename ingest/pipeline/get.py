@@ -16,16 +16,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from ingest.request.client import CertainlyClient
-from ingest.pipeline.summary import RowCounts
 from ingest.archive.datasets import save_typed_report
-from ingest.parse.reports import read_report_rows
+from ingest.archive.storage import Storage, storage_for
+from ingest.archive.writer import save_report, sha256_bytes
 from ingest.parse.parser import frame_from_json_rows, parse_frame
+from ingest.parse.reports import read_report_rows
+from ingest.pipeline.summary import RowCounts
+from ingest.request.client import CertainlyClient
 from ingest.request.requester import split_range
 from ingest.settings import Settings, check_bot_id
 from ingest.state.store import TRANSITIONS, Store, WindowState
-from ingest.archive.storage import Storage, storage_for
-from ingest.archive.writer import save_report, sha256_bytes
 
 log = logging.getLogger(__name__)
 S = WindowState

@@ -17,19 +17,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from ingest.mail.attachments import (
-    Inflater, ParsedEmail, ReportFile, parse_email, reports_in_file, safe_name, scratch,
-)
-from ingest.pipeline.summary import RowCounts
-from ingest.errors import ReportRejected, one_line, stops_the_run
-from ingest.pipeline.matching import UNNAMED, Evidence, match_window
-from ingest.state.store import TRANSITIONS, Store, Window, WindowState
-from ingest.archive.stream import stage_csv
-from ingest.archive.storage import Storage
+from ingest.archive.commit import SaveResult
 from ingest.archive.datasets import save_typed_report
+from ingest.archive.storage import Storage
+from ingest.archive.stream import stage_csv
+from ingest.archive.writer import quarantine_file, sha256_bytes, sha256_file
+from ingest.errors import ReportRejected, one_line, stops_the_run
+from ingest.mail.attachments import (
+    Inflater,
+    ParsedEmail,
+    ReportFile,
+    parse_email,
+    reports_in_file,
+    safe_name,
+    scratch,
+)
 from ingest.parse.reports import MAX_WHOLE_REPORT_BYTES, read_report
+from ingest.pipeline.matching import UNNAMED, Evidence, match_window
+from ingest.pipeline.summary import RowCounts
 from ingest.settings import check_bot_id
-from ingest.archive.writer import SaveResult, quarantine_file, sha256_bytes, sha256_file
+from ingest.state.store import TRANSITIONS, Store, Window, WindowState
 
 if TYPE_CHECKING:  # only for a type: ingest.pipeline.get imports requests (0.2 s), which `ingest import` never needs
     from ingest.pipeline.get import FetchSummary

@@ -20,15 +20,15 @@ from typing import Callable
 
 from imapclient.exceptions import IMAPClientError
 
-from ingest.pipeline.intake import RunSummary
-from ingest.request.client import CertainlyClient
 from ingest.errors import MailboxUnavailable
-from ingest.pipeline.get import GET_MAX_DAYS, fetch_range
 from ingest.mail.mailbox import Mailbox
+from ingest.pipeline.get import GET_MAX_DAYS, fetch_range
+from ingest.pipeline.intake import RunSummary
+from ingest.pipeline.watch import check_watch_settings, poll_mailbox
+from ingest.request.client import CertainlyClient
 from ingest.request.requester import advance, plan_schedule
 from ingest.settings import Settings, require
 from ingest.state.store import FINAL, Store, WindowState
-from ingest.pipeline.watch import check_watch_settings, poll_mailbox
 
 __all__ = ["RunSummary", "make_client", "run_once", "run_until_done", "tick_requester", "watch"]
 

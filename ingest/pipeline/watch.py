@@ -35,7 +35,15 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ingest.pipeline.intake import RunSummary, archive_email
+from ingest.archive.storage import Storage, storage_for
+from ingest.crashpoints import crash_point
+from ingest.errors import (
+    ConfigError,
+    MailboxUnavailable,
+    ReportRejected,
+    one_line,
+    stops_the_run,
+)
 from ingest.mail.attachments import (
     Inflater,
     ParsedEmail,
@@ -48,11 +56,9 @@ from ingest.mail.attachments import (
     sender_address,
     sender_allowed,
 )
-from ingest.crashpoints import crash_point
-from ingest.errors import ConfigError, MailboxUnavailable, ReportRejected, one_line, stops_the_run
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.partfetch import fetch_parts_to_disk
-from ingest.archive.storage import Storage, storage_for
+from ingest.pipeline.intake import RunSummary, archive_email
 from ingest.settings import ImapSettings, Settings, require
 from ingest.state.store import Store
 

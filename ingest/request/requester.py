@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from ingest.request.client import CertainlyClient, Outcome
 from ingest.crashpoints import crash_point
 from ingest.errors import TokenRejected
+from ingest.request.client import CertainlyClient, Outcome
 from ingest.settings import RequesterSettings, check_bot_id
 from ingest.state.store import Store, Window, WindowState, iter_days
 

@@ -1,0 +1,175 @@
+"""The commit protocol: the one way a source's rows enter the archive.
+
+Every save (the streaming CSV path, the in-memory GET path, typed reports) goes through
+:func:`commit`, in this order, each step durable before the next::
+
+    raw bytes  -> raw/bot_id=<bot>/<sha256>.<ext>              crash point "after_raw"
+    data files -> <dataset>/.../part-<sha16>.parquet
+    quarantine -> quarantine/<sha256>/...                      crash point "after_data"
+    adopt      -> this source's files a killed attempt published count as its own
+    manifest   -> manifests/<sha256>.json (the commit record)  crash point "after_manifest"
+
+Until the manifest exists the source is not archived: a run killed anywhere before it
+replays the source and names every file once (data files are named after the source's
+hash and never rewritten; a published key is never replaced, :func:`write_once`).
+
+Example::
+
+    result = SaveResult(rows_read=10, rows_written=0, rows_duplicate=0, rows_rejected=0)
+    commit(out, result, Attachment("bot-1", sha, "report.csv", size), raw=publish_raw,
+           data=publish_data, extra_columns=[], provenance={"source": "GET"})
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ingest.archive.layout import bot_prefix, manifest_key, part_name, reasons_key
+from ingest.archive.storage import Storage
+from ingest.crashpoints import crash_point
+from ingest.errors import OutputError
+from ingest.parse.schema import DATASET
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A data file this report added to the archive."""
+
+    path: str  # relative to the archive root, with forward slashes
+    rows: int
+    sha256: str
+
+
+@dataclass
+class SaveResult:
+    """What a commit did; it is also the body of the manifest's counts."""
+
+    rows_read: int
+    rows_written: int
+    rows_duplicate: int
+    rows_rejected: int
+    files: list[WrittenFile] = field(default_factory=list)
+    manifest: str = ""
+    #: Rows refused as conflicts (inside rows_rejected): their id is archived with other
+    #: content. The manifest counts them; ``conflicts`` details them for the state store.
+    rows_conflict: int = 0
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What a commit is for: whose, the source's hash, name and size, its dataset."""
+
+    bot_id: str
+    sha256: str
+    raw_name: str
+    raw_size: int
+    dataset: str = DATASET
+
+
+def commit(out: Storage, result: SaveResult, source: Attachment, *, raw: Callable[[], object],
+           data: Callable[[], object], extra_columns: list[str], provenance: dict[str, Any],
+           discard: Callable[[], object] = lambda: None) -> SaveResult:
+    """Publish a source: ``raw()`` (its bytes), ``data()`` (its data files, recorded in
+    ``result``, and its quarantine), then adopt its own earlier files, then the manifest.
+    On an error before the data is in place, ``discard()`` removes what is temporary."""
+    try:
+        raw()
+        crash_point("after_raw")
+        data()
+    except OSError as err:
+        discard()
+        raise OutputError(f"cannot write under {out.describe()}: {err.strerror or err}",
+                          hint="INGEST_OUTPUT__ROOT") from None
+    except BaseException:
+        discard()
+        raise
+    crash_point("after_data")
+    adopt_own_files(out, source, result)
+    result.manifest = write_manifest(out, result, source, extra_columns=extra_columns,
+                                     provenance=provenance)
+    crash_point("after_manifest")
+    return result
+
+
+def write_once(out: Storage, key: str, write: Callable[[Path], object]) -> bool:
+    """Write a file under a temporary name, then publish it under ``key``, once.
+
+    ``write(tmp_path)`` produces the content. Returns False (and writes nothing) when
+    ``key`` exists already: a published file is never replaced.
+    """
+    if out.exists(key):
+        return False
+    tmp = out.temp(key.rsplit("/", 1)[-1])
+    try:
+        write(tmp)
+        return out.publish(tmp, key)
+    except OSError as err:
+        raise OutputError(f"cannot write {out.describe(key)}: {err.strerror or err}",
+                          hint="INGEST_OUTPUT__ROOT") from None
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # its folder could not even be made: there is nothing to clean up
+
+
+def write_bytes_once(out: Storage, key: str, data: bytes) -> bool:
+    """:func:`write_once` for a bytes payload."""
+    return write_once(out, key, lambda tmp: tmp.write_bytes(data))
+
+
+def adopt_own_files(out: Storage, source: Attachment, result: SaveResult) -> None:
+    """List this source's data files that an earlier, killed attempt published before its
+    manifest: their rows were just counted as duplicates (they are in the partition), but
+    they are this report's rows, so they count as written by it, and the manifest names
+    the files. Without this, a crash between data files and manifest leaves orphans."""
+    if out.exists(manifest_key(source.sha256)):
+        return  # committed before: this is a re-delivery, and its rows are duplicates
+    listed = {f.path for f in result.files}
+    name = "/" + part_name(source.sha256)
+    for found in out.objects(bot_prefix(source.bot_id, source.dataset) + "date="):
+        if not found.key.endswith(name) or found.key in listed:
+            continue
+        rows = out.parquet_rows(found.key)
+        result.files.append(WrittenFile(found.key, rows, out.sha256(found.key) or ""))
+        result.rows_written += rows
+        result.rows_duplicate -= rows
+    result.files.sort(key=lambda f: f.path)
+
+
+def write_manifest(out: Storage, result: SaveResult, source: Attachment, *,
+                   extra_columns: list[str], provenance: dict[str, Any]) -> str:
+    """Write the manifest, the commit record: only after every data file is durable.
+
+    Returns its path relative to the root.
+    """
+    manifest = {
+        **provenance,
+        "bot_id": source.bot_id,
+        "attachment": {"name": source.raw_name, "size": source.raw_size, "sha256": source.sha256},
+        "extra_columns": extra_columns,
+        # rows_conflict (inside rows_rejected) only when there are some: manifests stay as they were.
+        "counts": {k: v for k, v in asdict(result).items()
+                   if k.startswith("rows_") and (v or k != "rows_conflict")},
+        "files": [asdict(f) for f in result.files],
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    key = manifest_key(source.sha256)
+    write_bytes_once(out, key, as_json(manifest))
+    return key
+
+
+def write_reasons(out: Storage, source_sha256: str, reasons: dict[str, int]) -> None:
+    """quarantine/<sha256>/reason.json: how many rows were rejected for each reason."""
+    write_bytes_once(out, reasons_key(source_sha256), as_json({"reasons": dict(sorted(reasons.items()))}))
+
+
+def as_json(document: dict[str, Any]) -> bytes:
+    """A record's bytes: indented UTF-8 JSON and a final newline."""
+    return json.dumps(document, indent=2, ensure_ascii=False, default=str).encode() + b"\n"

@@ -1,0 +1,118 @@
+"""Every key of the archive, in one place: the layout users query and verify checks.
+
+::
+
+    <dataset>/bot_id=<bot>/date=<YYYY-MM-DD>/part-<sha256[:16]>.parquet   data, one file per source and date
+    <dataset>/bot_id=<bot>/date=<YYYY-MM-DD>/compact-<sha16>.parquet      data, merged by ``ingest compact``
+    raw/bot_id=<bot>/<sha256>.<ext>                                       the attachment's bytes
+    quarantine/<sha256>/rejected_rows.parquet, reason.json                rows refused one by one
+    quarantine/<sha256>/original-<name>, reason.json                      a whole file refused
+    manifests/<sha256>.json                                               a source's commit record
+    manifests/compaction-<sha16>.json                                     a compaction's record
+
+``<dataset>`` is ``messages`` (Message Data) or a typed report's dataset
+(:data:`ingest.parse.reports.DATASETS`). Keys are relative to the archive root (a folder or
+an S3 prefix), with forward slashes.
+
+Example::
+
+    data_key("bot-1", date(2024, 3, 1), sha)   # messages/bot_id=bot-1/date=2024-03-01/part-<sha16>.parquet
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ingest.parse.schema import DATASET
+
+RAW = "raw"
+MANIFESTS = "manifests"
+QUARANTINE = "quarantine"
+STAGING = ".staging"
+#: Top-level folders that are not datasets.
+NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING})
+#: A compaction record's name starts with this, after ``manifests/``.
+COMPACTION = "compaction-"
+REJECTED_ROWS = "rejected_rows.parquet"
+REASONS = "reason.json"
+
+
+def bot_prefix(bot_id: str, dataset: str = DATASET) -> str:
+    """``<dataset>/bot_id=<bot>/``: every partition of one bot."""
+    return f"{dataset}/bot_id={bot_id}/"
+
+
+def partition_key(bot_id: str, day: Any, dataset: str = DATASET) -> str:
+    """``<dataset>/bot_id=<bot>/date=<YYYY-MM-DD>``: a partition's folder, as a key prefix."""
+    return f"{dataset}/bot_id={bot_id}/date={day}"
+
+
+def part_name(source_sha256: str) -> str:
+    """``part-<sha16>.parquet``: a source's data file in each partition it touches."""
+    return f"part-{source_sha256[:16]}.parquet"
+
+
+def data_key(bot_id: str, day: Any, source_sha256: str, dataset: str = DATASET) -> str:
+    """A source's data file for one date."""
+    return f"{partition_key(bot_id, day, dataset)}/{part_name(source_sha256)}"
+
+
+def compact_key(folder: str, name: str) -> str:
+    """A partition's merged file, ``name`` the hash of what it merged."""
+    return f"{folder}/compact-{name}.parquet"
+
+
+def raw_key(bot_id: str, source_sha256: str, raw_name: str) -> str:
+    """``raw/bot_id=<bot>/<sha256>.<ext>``: where the attachment's bytes are kept."""
+    ext = raw_name.rsplit(".", 1)[-1].lower() if "." in raw_name else "bin"
+    return f"{RAW}/bot_id={bot_id}/{source_sha256}.{ext}"
+
+
+def manifest_key(source_sha256: str) -> str:
+    """``manifests/<sha256>.json``: a source's commit record."""
+    return f"{MANIFESTS}/{source_sha256}.json"
+
+
+def compaction_key(name: str) -> str:
+    """``manifests/compaction-<sha16>.json``: a compaction's record."""
+    return f"{MANIFESTS}/{COMPACTION}{name}.json"
+
+
+def is_manifest(key: str) -> bool:
+    """A commit or compaction record (directly under ``manifests/``)."""
+    return key.startswith(f"{MANIFESTS}/") and key.count("/") == 1 and key.endswith(".json")
+
+
+def is_compaction(key: str) -> bool:
+    """A compaction record."""
+    return key.startswith(f"{MANIFESTS}/{COMPACTION}")
+
+
+def quarantine_dir(source_sha256: str) -> str:
+    """``quarantine/<sha256>``: what was refused of one source."""
+    return f"{QUARANTINE}/{source_sha256}"
+
+
+def rejected_rows_key(source_sha256: str) -> str:
+    """The Parquet file of a source's rejected rows."""
+    return f"{quarantine_dir(source_sha256)}/{REJECTED_ROWS}"
+
+
+def reasons_key(source_sha256: str) -> str:
+    """A quarantine's ``reason.json``."""
+    return f"{quarantine_dir(source_sha256)}/{REASONS}"
+
+
+def original_key(source_sha256: str, raw_name: str) -> str:
+    """A whole refused file's bytes, kept under its own name."""
+    return f"{quarantine_dir(source_sha256)}/original-{raw_name}"
+
+
+def is_reasons(key: str) -> bool:
+    """A quarantine's ``reason.json``."""
+    return key.startswith(f"{QUARANTINE}/") and key.endswith(f"/{REASONS}")
+
+
+def is_data_file(key: str) -> bool:
+    """A Parquet file of some dataset (not raw, manifests, quarantine or staging)."""
+    return key.split("/", 1)[0] not in NOT_DATASETS and key.endswith(".parquet")
