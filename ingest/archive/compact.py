@@ -28,7 +28,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from typing import Any
 
 from ingest.archive.commit import as_json, write_bytes_once, write_once
 from ingest.archive.layout import compact_key, compaction_key
+from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import Storage, as_storage
 from ingest.archive.writer import sha256_file
 
@@ -52,33 +52,15 @@ class CompactSummary:
     finished: int = 0  # unfinished compactions of a killed run, completed
 
 
-def listed_files(out: Storage) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    """Data files the manifests list (path -> entry), and the compaction records."""
-    listed: dict[str, dict[str, Any]] = {}
-    compactions = []
-    for obj in out.objects("manifests/"):
-        if not obj.key.endswith(".json"):
-            continue
-        doc = json.loads(out.read_bytes(obj.key))
-        if "compaction" in doc:
-            compactions.append(doc["compaction"])
-        else:
-            listed.update({f["path"]: f for f in doc.get("files", [])})
-    for record in compactions:  # a compacted file replaces what it merged
-        for old in record["replaces"]:
-            listed.pop(old["path"], None)
-        listed[record["file"]["path"]] = record["file"]
-    return listed, compactions
-
-
 def compact_archive(root: Storage | Path, *, dataset: str = "messages", bots: list[str] | None = None,
                     min_files: int = 2) -> CompactSummary:
     """Merge every partition of ``dataset`` holding at least ``min_files`` listed files."""
     out = as_storage(root)
     summary = CompactSummary()
     existing = {o.key for o in out.objects(f"{dataset}/")}
-    listed, compactions = listed_files(out)
-    for record in compactions:  # finish what a killed run left between steps 2 and 3
+    listing = listed_files(read_manifests(out))
+    listed = {path: entry for path, (_, entry) in listing.files.items()}
+    for _, record in listing.compactions:  # finish what a killed run left between steps 2 and 3
         leftovers = [old["path"] for old in record["replaces"] if old["path"] in existing]
         for key in leftovers:
             out.delete(key)

@@ -26,15 +26,14 @@ from typing import Any
 
 import polars as pl
 
-from ingest.archive.layout import COMPACTION
+from ingest.archive.layout import RAW, is_data_file, is_reasons
+from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
-from ingest.errors import IngestError
 from ingest.inert import inert
 from ingest.parse.reports import ROW_KEY
 from ingest.parse.schema import DATASET, file_schema
 from ingest.state.store import Store, WindowState
 
-NOT_DATASETS = frozenset({"raw", "manifests", "quarantine", ".staging"})
 MESSAGE_REPORT_ID = 1
 _PARTITION = re.compile(r"^bot_id=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
 _FILE = "_verify_file"
@@ -80,9 +79,8 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     if isinstance(out, LocalStorage) and not out.root.is_dir():
         return VerifyReport(out.describe(), [f"{out.describe()}: archive root does not exist"])
     objects = out.objects("")
-    data = [o.key for o in objects
-            if o.key.split("/", 1)[0] not in NOT_DATASETS and o.key.endswith(".parquet")]
-    raw = {o.key: o.size for o in objects if o.key.startswith("raw/")}
+    data = [o.key for o in objects if is_data_file(o.key)]
+    raw = {o.key: o.size for o in objects if o.key.startswith(f"{RAW}/")}
     report.files, report.raw_files = len(data), len(raw)
     footer_rows: dict[str, int] = {}  # num_rows of every readable data file
     for key in data:
@@ -91,18 +89,19 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
         except Exception as err:  # noqa: BLE001 - any reader error means an unreadable file
             problems.append(f"{key}: unreadable Parquet footer ({type(err).__name__})")
     report.rows = sum(footer_rows.values())
-    listed: dict[str, tuple[str, dict[str, Any]]] = {}  # data path -> (manifest, entry)
     attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
-    compactions = []
-    for obj in objects:
-        if obj.key.startswith("manifests/") and obj.key.count("/") == 1 and obj.key.endswith(".json"):
-            report.manifests += 1
-            if obj.key.startswith(f"manifests/{COMPACTION}"):
-                compactions.append(obj.key)
-            else:
-                _read_manifest(out, obj.key, problems, listed, attachments, windows)
-    unfinished = _apply_compactions(out, compactions, set(data), listed, problems)
+    records = read_manifests(out, objects)
+    report.manifests = len(records)
+    for record in records:
+        if record.doc is not None and not record.compaction:
+            _check_manifest(record.key, record.doc, problems, attachments, windows)
+    listing = listed_files(records)
+    problems.extend(f"{key}: unreadable manifest ({why})" for key, why in listing.unreadable)
+    problems.extend(f"{path}: listed by both {first} and {second}"
+                    for path, first, second in listing.listed_twice)
+    unfinished = _check_compactions(listing.compactions, set(data), problems)
+    listed = listing.files
     problems.extend(_conflicts(out, objects))
 
     for name in sorted(set(listed) - set(data)):
@@ -168,7 +167,7 @@ def _conflicts(out: Storage, objects: list[Any]) -> list[str]:
     needs a person to decide which row is right, so verify keeps reporting it."""
     found = []
     for obj in objects:
-        if not (obj.key.startswith("quarantine/") and obj.key.endswith("/reason.json")):
+        if not is_reasons(obj.key):
             continue
         try:
             reasons = json.loads(out.read_bytes(obj.key)).get("reasons", {})
@@ -183,13 +182,11 @@ def _conflicts(out: Storage, objects: list[Any]) -> list[str]:
     return found
 
 
-def _read_manifest(out: Storage, name: str, problems: list[str],
-                   listed: dict[str, tuple[str, dict[str, Any]]],
-                   attachments: dict[tuple[str, str], tuple[str, int]],
-                   windows: dict[str, set[tuple[date, date]]]) -> None:
-    """Check one manifest on its own and record what it lists."""
+def _check_manifest(name: str, doc: dict[str, Any], problems: list[str],
+                    attachments: dict[tuple[str, str], tuple[str, int]],
+                    windows: dict[str, set[tuple[date, date]]]) -> None:
+    """Check one commit record on its own; note its attachment and window."""
     try:
-        doc = json.loads(out.read_bytes(name))
         bot, files, sha, size = (doc["bot_id"], doc["files"], doc["attachment"]["sha256"],
                                  doc["attachment"]["size"])
         read = doc["counts"]["rows_read"]
@@ -197,7 +194,7 @@ def _read_manifest(out: Storage, name: str, problems: list[str],
         window = doc.get("window") or {}
         if window.get("from") and window.get("to"):  # an import by hand has no window
             windows[bot].add((date.fromisoformat(window["from"]), date.fromisoformat(window["to"])))
-    except (OSError, ValueError, KeyError, TypeError, IngestError) as err:
+    except (ValueError, KeyError, TypeError) as err:
         problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
         return
     stem = name.rsplit("/", 1)[-1].removesuffix(".json")
@@ -210,34 +207,27 @@ def _read_manifest(out: Storage, name: str, problems: list[str],
         problems.append(f"{name}: its files hold {sum(f.get('rows', 0) for f in files)} rows, "
                         f"rows_written says {parts[0]}")
     attachments[(bot, sha)] = (name, size)
-    for entry in files:
-        if entry.get("path") in listed:
-            problems.append(f"{entry['path']}: listed by both {listed[entry['path']][0]} and {name}")
-        listed[str(entry.get("path"))] = (name, entry)
 
 
-def _apply_compactions(out: Storage, names: list[str], present: set[str],
-                       listed: dict[str, tuple[str, dict[str, Any]]], problems: list[str]) -> set[str]:
-    """A compaction record lists its merged file in place of the files it replaced.
-    Returns the replaced files still present (an unfinished compaction)."""
+def _check_compactions(compactions: list[tuple[str, dict[str, Any]]], present: set[str],
+                       problems: list[str]) -> set[str]:
+    """Row counts of each compaction record; the replaced files still present (an
+    unfinished compaction) are returned."""
     unfinished = set()
-    for name in names:
+    for name, record in compactions:
         try:
-            record = json.loads(out.read_bytes(name))["compaction"]
             merged, replaced = record["file"], record["replaces"]
-        except (OSError, ValueError, KeyError, TypeError, IngestError) as err:
-            problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
-            continue
-        if sum(old["rows"] for old in replaced) != merged["rows"]:
+            replaced_rows = sum(old["rows"] for old in replaced)
+        except (KeyError, TypeError):
+            continue  # listed_files reported it
+        if replaced_rows != merged["rows"]:
             problems.append(f"{name}: the merged file holds {merged['rows']} rows, the files it "
-                            f"replaced {sum(old['rows'] for old in replaced)}")
+                            f"replaced {replaced_rows}")
         for old in replaced:
-            listed.pop(old["path"], None)
             if old["path"] in present:
                 unfinished.add(old["path"])
                 problems.append(f"{old['path']}: replaced by {merged['path']} ({name}) but still "
                                 "present: an unfinished compaction, run `ingest compact`")
-        listed[merged["path"]] = (name, merged)
     return unfinished
 
 

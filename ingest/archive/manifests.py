@@ -1,0 +1,96 @@
+"""The one manifest walker: what the archive's commit and compaction records list.
+
+A data file is archived when a manifest lists it (``manifests/<sha256>.json``), or a
+compaction record names it as the file that replaced others
+(``manifests/compaction-<sha16>.json``). :func:`read_manifests` reads every record once;
+:func:`listed_files` applies the compactions, so what it returns is what readers should
+see. ``compact`` and ``verify`` both read the archive through here.
+
+Example::
+
+    listing = listed_files(read_manifests(storage))
+    listing.files["messages/bot_id=b/date=2024-03-01/part-0123456789abcdef.parquet"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ingest.archive.layout import MANIFESTS, is_compaction, is_manifest
+from ingest.archive.storage import Storage, StoredObject
+from ingest.errors import IngestError
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record under ``manifests/``: its document, or why it could not be read."""
+
+    key: str
+    doc: dict[str, Any] | None
+    error: str | None = None
+
+    @property
+    def compaction(self) -> bool:
+        """A compaction record, not a source's commit record."""
+        return is_compaction(self.key)
+
+
+@dataclass
+class Listing:
+    """Data files the records list (path -> (record key, file entry)), after compactions."""
+
+    files: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    #: Compaction records: (key, its "compaction" body), in key order.
+    compactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: Files listed twice: (path, first record, second record).
+    listed_twice: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Records that could not be read: (key, reason).
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_manifests(out: Storage, objects: Iterable[StoredObject] | None = None) -> list[Record]:
+    """Every record under ``manifests/`` (from ``objects`` when already listed), read once."""
+    keys = sorted(o.key for o in (out.objects(f"{MANIFESTS}/") if objects is None else objects)
+                  if is_manifest(o.key))
+    records = []
+    for key in keys:
+        try:
+            doc = json.loads(out.read_bytes(key))
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            records.append(Record(key, doc))
+        except (OSError, ValueError, IngestError) as err:
+            records.append(Record(key, None, f"{type(err).__name__}: {err}"))
+    return records
+
+
+def listed_files(records: Iterable[Record]) -> Listing:
+    """What the records list, a compacted file in place of the files it replaced."""
+    listing = Listing()
+    for record in records:
+        if record.doc is None:
+            listing.unreadable.append((record.key, record.error or "unreadable"))
+        elif record.compaction:
+            body = record.doc.get("compaction")
+            if not isinstance(body, dict):
+                listing.unreadable.append((record.key, "KeyError: 'compaction'"))
+                continue
+            listing.compactions.append((record.key, body))
+        else:
+            for entry in record.doc.get("files", []) or []:
+                path = str(entry.get("path"))
+                if path in listing.files:
+                    listing.listed_twice.append((path, listing.files[path][0], record.key))
+                listing.files[path] = (record.key, entry)
+    for key, body in listing.compactions:  # a compacted file replaces what it merged
+        try:
+            replaced, merged = body["replaces"], body["file"]
+            for old in replaced:
+                listing.files.pop(old["path"], None)
+            listing.files[merged["path"]] = (key, merged)
+        except (KeyError, TypeError) as err:
+            listing.unreadable.append((key, f"{type(err).__name__}: {err}"))
+    return listing
