@@ -110,6 +110,18 @@ def stops_the_run(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in _STORE_ERRNOS
 
 
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an error's message, bounded; its type's name when it says nothing."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
+def described(err: BaseException, limit: int = 300) -> str:
+    """``Type: first line`` of an error from a library (a socket, zlib, zipfile)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {first_line(err, limit)}"[:limit] if text else type(err).__name__
+
+
 def one_line(err: BaseException) -> str:
     """A one-line, bounded reason for an error caught at a message boundary: the message
     of one of ours, else the exception's type and first words (never a traceback)."""

@@ -55,13 +55,8 @@ from ingest.archive.staging import DateFiles
 from ingest.archive.storage import Storage, as_storage
 from ingest.errors import OutputError, ReportRejected
 from ingest.parse.arrowrows import good_table
-from ingest.parse.csvstream import (
-    HEADER_BYTES,
-    MAX_RECORD_BYTES,
-    CsvBatches,
-    RecordTooLong,
-    read_header,
-)
+from ingest.parse.csvstream import MAX_RECORD_BYTES, CsvBatches, RecordTooLong
+from ingest.parse.header import HEADER_BYTES, read_header
 from ingest.parse.identity import CONTENT_COLUMNS, content_hashes
 from ingest.parse.validate import (
     ColumnPlan,

@@ -37,7 +37,7 @@ from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import IO
 
-from ingest.errors import OutputError, ReportRejected
+from ingest.errors import OutputError, ReportRejected, described
 from ingest.mail.authresults import authenticated
 
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel"}
@@ -244,12 +244,8 @@ def _read(stream: IO[bytes], what: str) -> bytes:
         return stream.read(CHUNK)
     except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ValueError,
             RuntimeError, NotImplementedError) as err:
-        raise ReportRejected(f"corrupt {what} stream ({_short(err)})") from None
+        raise ReportRejected(f"corrupt {what} stream ({described(err)})") from None
 
-
-def _short(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}"[:200] if text else type(err).__name__
 
 
 def _scratch_error(folder: Path, err: OSError) -> OutputError:
@@ -399,7 +395,7 @@ def parse_email(raw: bytes, inflater: Inflater | None = None) -> ParsedEmail:
             filename = part.get_filename()
             content_type = part.get_content_type()
         except (ValueError, IndexError, TypeError, LookupError) as err:
-            parsed.problems.append(f"attachment with unreadable headers: {_short(err)}")
+            parsed.problems.append(f"attachment with unreadable headers: {described(err)}")
             continue
         if filename is None and content_type not in CSV_TYPES:
             if content_type == "text/plain" and not parsed.body_text:
@@ -494,7 +490,7 @@ def _unzip(name: str, payload: bytes | Path, inflater: Inflater) -> list[ReportF
         archive = zipfile.ZipFile(payload if isinstance(payload, Path) else io.BytesIO(payload))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, ValueError,
             EOFError, RuntimeError) as err:
-        raise ReportRejected(f"corrupt zip ({_short(err)})") from None
+        raise ReportRejected(f"corrupt zip ({described(err)})") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(".csv")]
         if sum(m.file_size for m in members) > inflater.limit - inflater.used:
@@ -510,7 +506,7 @@ def _unzip(name: str, payload: bytes | Path, inflater: Inflater) -> list[ReportF
                 stream = archive.open(member)
             except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, ValueError,
                     EOFError, zlib.error, lzma.LZMAError) as err:
-                raise ReportRejected(f"zip member {label} cannot be read ({_short(err)})") from None
+                raise ReportRejected(f"zip member {label} cannot be read ({described(err)})") from None
             with stream:  # the header's size may lie: the inflater counts what comes out
                 files.append(inflater.inflate(label, stream, f"zip member {label}"))
         return files

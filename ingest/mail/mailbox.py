@@ -34,7 +34,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 from imapclient.response_parser import parse_fetch_response
 
 from ingest.crashpoints import crash_point
-from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable
+from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable, described
 from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Mailbox:
                 hint="INGEST_IMAP__CA_FILE",
             ) from None
         except (OSError, IMAPClientError) as err:
-            raise MailboxUnavailable(f"cannot connect to IMAP server {where}: {_short(err)}",
+            raise MailboxUnavailable(f"cannot connect to IMAP server {where}: {described(err)}",
                                      hint="INGEST_IMAP__HOST / INGEST_IMAP__PORT / INGEST_IMAP__SECURITY") from None
         try:
             self._authenticate(client, username, token)
@@ -121,7 +121,7 @@ class Mailbox:
                                    hint=hint) from None
         except (OSError, IMAPClientError) as err:
             _quietly_close(client)
-            raise MailboxUnavailable(f"IMAP login on {where} failed: {_short(err)}") from None
+            raise MailboxUnavailable(f"IMAP login on {where} failed: {described(err)}") from None
         self._client = client
         return self
 
@@ -152,12 +152,12 @@ class Mailbox:
         try:
             info = self.client.select_folder(self.folder)
         except IMAPClientAbortError as err:  # the connection broke: not the folder's fault
-            raise MailboxUnavailable(f"IMAP connection lost: {_short(err)}") from None
+            raise MailboxUnavailable(f"IMAP connection lost: {described(err)}") from None
         except IMAPClientError as err:
-            raise ConfigError(f"IMAP folder {self.folder!r} cannot be opened: {_short(err)}",
+            raise ConfigError(f"IMAP folder {self.folder!r} cannot be opened: {described(err)}",
                               hint="INGEST_IMAP__FOLDER") from None
         except OSError as err:
-            raise MailboxUnavailable(f"IMAP connection lost: {_short(err)}") from None
+            raise MailboxUnavailable(f"IMAP connection lost: {described(err)}") from None
         uidnext = info.get(b"UIDNEXT")
         self._uidnext = int(uidnext) if uidnext else None
         return int(info[b"UIDVALIDITY"])
@@ -310,7 +310,7 @@ class Mailbox:
             return method(*args)
         except (OSError, socket.timeout, IMAPClientError) as err:
             raise MailboxUnavailable(f"IMAP {getattr(method, '__name__', 'command')} failed: "
-                                     f"{_short(err)}") from None
+                                     f"{described(err)}") from None
 
 
 def _item(fields: dict[bytes, Any], prefix: bytes) -> bytes | None:
@@ -351,10 +351,6 @@ def oauth2_access_token(settings: ImapSettings) -> str:
     except (ValueError, KeyError, TypeError):
         raise MailboxAuthError(f"OAuth2 token endpoint {url} gave no access_token") from None
 
-
-def _short(err: BaseException) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{type(err).__name__}: {text}"[:300] if text else type(err).__name__
 
 
 def _quietly_close(client: IMAPClient) -> None:

@@ -28,8 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import codecs
-import csv
 import io
 import os
 import queue
@@ -42,12 +40,9 @@ from typing import Any, BinaryIO, Self
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ingest.errors import ReportRejected
-from ingest.parse.parser import check_header_width
+from ingest.errors import ReportRejected, first_line
+from ingest.parse.header import column_names
 
-BOM = b"\xef\xbb\xbf"
-#: Bytes read to find the header record (the in-memory reader's limit too).
-HEADER_BYTES = 1 << 20
 #: pyarrow's block: also the longest record it accepts ("straddling object").
 BLOCK_BYTES = 1 << 20
 #: A record longer than BLOCK_BYTES is retried with this block (then refused).
@@ -61,49 +56,6 @@ QUEUE_FRAMES = 2
 
 class RecordTooLong(ReportRejected):
     """A record is longer than the block size: retry with a bigger one."""
-
-
-def read_header(head: bytes) -> list[str]:
-    """The column names of a report, as written, from its first bytes (BOM removed).
-
-    Raises :class:`ReportRejected` for an empty file, a header that is not UTF-8 or is
-    wider than the in-memory reader accepts, or an empty first line.
-    """
-    check_header_width(head)
-    body = head.removeprefix(BOM)
-    whole = len(head) <= HEADER_BYTES  # the head is the whole file
-    if not body.strip() and whole:
-        raise ReportRejected("empty file")
-    try:
-        # Incremental: the head may end in the middle of a multi-byte character.
-        text = codecs.getincrementaldecoder("utf-8")().decode(body, final=whole)
-    except UnicodeDecodeError as err:
-        raise ReportRejected(f"not UTF-8 (byte {err.start}): refusing to guess the encoding") from None
-    try:
-        names = next(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except (csv.Error, StopIteration) as err:
-        raise ReportRejected(f"unreadable CSV header: {err or 'no header'}") from None
-    if not names:
-        raise ReportRejected("the first line is empty: no header")
-    return names
-
-
-def column_names(raw: list[str]) -> list[str]:
-    """The names polars' reader gives a header: duplicates suffixed, then stripped."""
-    seen: dict[str, int] = {}
-    named = []
-    for name in raw:
-        if name in seen:
-            named.append(f"{name}_duplicated_{seen[name]}")
-            seen[name] += 1
-        else:
-            named.append(name)
-            seen[name] = 0
-    stripped = [name.strip() for name in named]
-    if len(set(stripped)) != len(stripped):
-        raise ReportRejected("column names collide once spaces are stripped: "
-                             f"{', '.join(sorted({n for n in stripped if stripped.count(n) > 1}))}")
-    return stripped
 
 
 class CsvBatches:
@@ -329,7 +281,7 @@ def _tail(source: Path | bytes, size: int) -> bytes:
 
 def _rejection(err: pa.ArrowInvalid, rows_before: int) -> ReportRejected:
     """Translate a pyarrow error into the reason the whole file is refused."""
-    message = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+    message = first_line(err)
     if "straddl" in message:
         return RecordTooLong("a record is longer than the reader's block "
                              "(an unterminated quote?): refusing the file")

@@ -25,7 +25,8 @@ from typing import Any
 
 import polars as pl
 
-from ingest.errors import ReportRejected
+from ingest.errors import ReportRejected, first_line
+from ingest.parse.header import BOM, check_header_width, decode_utf8
 from ingest.parse.identity import in_file_conflicts
 from ingest.parse.schema import SOURCE_COLUMNS
 from ingest.parse.validate import (
@@ -51,12 +52,8 @@ class ParsedReport:
 
 def read_csv_text(data: bytes) -> pl.DataFrame:
     """Read CSV bytes with every column as text. Rejects non-UTF-8 and ragged files."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ReportRejected(f"not UTF-8 (byte {err.start}): refusing to guess the encoding") from None
+    data = data.removeprefix(BOM)
+    text = decode_utf8(data)
     if not data.strip():
         raise ReportRejected("empty file")
     check_header_width(data)
@@ -64,8 +61,7 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
     try:
         frame = pl.read_csv(io.BytesIO(data), infer_schema=False, raise_if_empty=True)
     except (pl.exceptions.PolarsError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
-        raise ReportRejected(f"unreadable CSV: {first_line}") from None
+        raise ReportRejected(f"unreadable CSV: {first_line(err)}") from None
     if frame.height != records:
         # A carriage return outside quotes ends a record for Python's csv, not for polars.
         raise ReportRejected(f"the CSV reads as {records} records with Python's csv and "
@@ -73,19 +69,6 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
     if blank:  # polars reads a blank line as a row of nulls: it is no record at all
         frame = frame.filter(~pl.int_range(frame.height).is_in(blank))
     return frame.rename({name: name.strip() for name in frame.columns})
-
-
-#: A Message Data report has about 22 columns; far more is an attack or a wrong file.
-MAX_COLUMNS = 1000
-
-
-def check_header_width(data: bytes) -> None:
-    """Reject a header wider than MAX_COLUMNS before any parser allocates for it."""
-    end = data.find(b"\n", 0, 1 << 20)
-    header = data[: end if end >= 0 else 1 << 20]
-    # Commas inside quoted names can only over-count, and only on an absurd header.
-    if header.count(b",") + 1 > MAX_COLUMNS or (end < 0 and len(data) > 1 << 20):
-        raise ReportRejected(f"header has more than {MAX_COLUMNS} columns: not a message report")
 
 
 def read_records(text: str) -> tuple[int, list[int]]:

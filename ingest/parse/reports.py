@@ -35,7 +35,8 @@ from typing import Any, Literal
 import polars as pl
 
 from ingest.errors import ReportRejected
-from ingest.parse.parser import check_header_width, frame_from_json_rows, read_csv_text
+from ingest.parse.header import HEADER_BYTES, read_header
+from ingest.parse.parser import frame_from_json_rows, read_csv_text
 from ingest.parse.validate import blank_to_null
 
 #: Dataset (archive folder) of each report type; type 1 is ``messages`` (ingest.parse.parser).
@@ -162,17 +163,7 @@ def check_header(data: bytes) -> list[str]:
     duplicate name (polars would rename it, and a column would change name unseen), and
     the names this module adds (:data:`RESERVED`).
     """
-    data = data.removeprefix(b"\xef\xbb\xbf")
-    if not data.strip():
-        raise ReportRejected("empty file")
-    check_header_width(data)  # before csv allocates for an absurd header
-    try:
-        text = data.decode("utf-8")
-        names = [n.strip() for n in next(csv.reader(io.StringIO(text, newline="")), [])]
-    except UnicodeDecodeError as err:
-        raise ReportRejected(f"not UTF-8 (byte {err.start}): refusing to guess the encoding") from None
-    except csv.Error as err:
-        raise ReportRejected(f"unreadable CSV header: {err}") from None
+    names = [n.strip() for n in read_header(data[: HEADER_BYTES + 1])]
     if not any(names):
         raise ReportRejected("empty header: the first line names no columns")
     if "" in names:

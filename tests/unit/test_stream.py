@@ -336,7 +336,8 @@ def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
     # The Arrow fast path either gives judge()'s very verdict, or none (judge decides).
     import pyarrow as pa
 
-    from ingest.parse.csvstream import CsvBatches, read_header
+    from ingest.parse.csvstream import CsvBatches
+    from ingest.parse.header import read_header
     from ingest.parse.validate import judge, judge_arrow, needed_columns, plan_columns
     rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:50]
     text = rows_to_csv(rows)
@@ -372,7 +373,8 @@ def test_arrow_judge_reads_every_plain_timestamp_form_like_the_rules(form: str) 
     # fast path gives the same instants and UTC dates as judge(), or declines.
     import pyarrow as pa
 
-    from ingest.parse.csvstream import CsvBatches, read_header
+    from ingest.parse.csvstream import CsvBatches
+    from ingest.parse.header import read_header
     from ingest.parse.validate import judge, judge_arrow, needed_columns, plan_columns
     rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:80]
     for row in rows:
