@@ -48,7 +48,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.simulator.data import (  # noqa: E402
-    ID_STRIDE, MESSAGE_DATA_COLUMNS, _cell, generate_messages, rows_to_csv)
+    ID_STRIDE,
+    MESSAGE_DATA_COLUMNS,
+    _cell,
+    generate_messages,
+    rows_to_csv,
+)
 
 BOT_ID = "bench-bot"
 # generate_messages numbers ids day.toordinal() * ID_STRIDE + index, so at most

@@ -62,7 +62,7 @@ DESCRIPTIONS = {
     "floor": "read the file in 8 MiB blocks, discard",
     "polars_read": "pl.read_csv, every column as text; nothing written",
     "project": "ingest.archive.stream.stage_csv + commit: streaming parse, validate, write by date",
-    "project_inmemory": "ingest.parse.parser.parse_csv + ingest.archive.writer.save_report (whole file in memory)",
+    "project_inmemory": "ingest.parse.parser.read_csv_text + parse_frame + ingest.archive.writer.save_report (whole file in memory)",
     "duckdb": "COPY read_csv(all_varchar) + timestamp::TIMESTAMPTZ -> Parquet PARTITION_BY date",
     "pandas": "pyarrow.csv.read_csv (= pd.read_csv engine=pyarrow, + newlines_in_values) -> pandas"
               " -> to_datetime -> to_parquet(partition_cols=['date'])",
@@ -111,8 +111,8 @@ def run_project(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def run_project_inmemory(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     # The in-memory path (emails, small files): read_bytes, sha256, parse_csv, save_report.
-    from ingest.parse.parser import parse_csv
     from ingest.archive.writer import save_report, sha256_bytes
+    from ingest.parse.parser import parse_frame, read_csv_text
     steps: dict[str, float] = {}
     t = time.perf_counter()
     data = path.read_bytes()
@@ -121,7 +121,8 @@ def run_project_inmemory(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str
     sha = sha256_bytes(data)
     steps["sha256"] = time.perf_counter() - t
     t = time.perf_counter()
-    parsed = parse_csv(data, bot_id=BOT_ID, source_sha256=sha, window=ctx["window"])
+    parsed = parse_frame(read_csv_text(data), bot_id=BOT_ID, source_sha256=sha, window=ctx["window"],
+                         source_kind="csv")
     steps["parse_csv"] = time.perf_counter() - t
     t = time.perf_counter()
     result = save_report(out, parsed, bot_id=BOT_ID, source_sha256=sha, raw=data,
@@ -153,10 +154,10 @@ def run_duckdb(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_duckdb_typed(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
-    from ingest.parse.schema import MESSAGE_DATA
+    from ingest.parse.schema import MESSAGE_COLUMNS
     sql_type = {"int": "BIGINT", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
     columns = []
-    for column in MESSAGE_DATA:
+    for column in MESSAGE_COLUMNS:
         cell = f'NULLIF("{column.name}", \'\')'
         if column.kind in sql_type:
             cell = f"CAST({cell} AS {sql_type[column.kind]})"

@@ -35,7 +35,7 @@ from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from ingest.archive.storage import Storage
-    from ingest.pipeline.intake import RunSummary
+    from ingest.pipeline.summary import RunSummary
     from ingest.state.store import Store
 
 app = typer.Typer(
@@ -175,18 +175,15 @@ def run(
     """
     from ingest.ops.metrics import render_metrics, write_textfile
     from ingest.pipeline.passes import run_once, run_until_done
-    from ingest.state.lock import exclusive_lock
-    from ingest.state.store import Store
 
     settings = load_settings()
     started = time.monotonic()
-    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        _sweep(settings)  # leftovers of a killed job; we hold the lock
+    with job(settings) as (store, storage):
         if until_done:
             with progress_bar(store) as on_pass:
-                summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass)
+                summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass, out=storage)
         else:
-            summary = run_once(settings, store)
+            summary = run_once(settings, store, out=storage)
         if settings.metrics.textfile:
             write_textfile(settings.metrics.textfile, render_metrics(
                 store, emails_processed=summary.emails_archived, rows_written=summary.rows_written,
@@ -245,16 +242,13 @@ def watch() -> None:
     import threading
 
     from ingest.pipeline.passes import watch as watch_mailbox
-    from ingest.state.lock import exclusive_lock
-    from ingest.state.store import Store
 
     settings = load_settings()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        _sweep(settings)
-        summary = watch_mailbox(settings, store, stop)
+    with job(settings) as (store, storage):
+        summary = watch_mailbox(settings, store, stop, out=storage)
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
@@ -271,15 +265,13 @@ def import_(
 
     Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
     """
-    from ingest.pipeline.intake import RunSummary, import_files
-    from ingest.state.lock import exclusive_lock
-    from ingest.state.store import Store
+    from ingest.pipeline.intake import import_files
+    from ingest.pipeline.summary import RunSummary
 
     settings = load_settings()
     summary = RunSummary()
-    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store, \
-            row_counter() as on_rows:
-        import_files(_sweep(settings), store, paths, bot, summary, on_rows=on_rows,
+    with job(settings) as (store, storage), row_counter() as on_rows:
+        import_files(storage, store, paths, bot, summary, on_rows=on_rows,
                      report_id=report_type or settings.certainly.report_id,
                      max_inflated_bytes=settings.output.max_inflated_bytes,
                      temp_dir=settings.output.temp_dir)
@@ -302,17 +294,14 @@ def fetch(
     Example: ingest fetch --bot 0f9c...-uuid --from 2024-06-01 --to 2024-06-30
     """
     from ingest.pipeline.get import fetch_range
-    from ingest.pipeline.passes import make_client
-    from ingest.state.lock import exclusive_lock
-    from ingest.state.store import Store
+    from ingest.request.client import client_from
 
     first, last = _date_range(from_, to)
     settings = load_settings()
-    client = make_client(settings)
-    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        _sweep(settings)
+    client = client_from(settings.certainly)
+    with job(settings) as (store, storage):
         for bot_id in bot:
-            done = fetch_range(settings, store, client, bot_id, first, last,
+            done = fetch_range(storage, store, client, bot_id, first, last,
                                report_id=report_type or settings.certainly.report_id)
             out.print(inert(
                 f"{bot_id}: {done.requests} GET(s), {done.windows_archived} window(s) archived, "
@@ -331,7 +320,7 @@ def status(
 
     Example: ingest status --json | jq .
     """
-    from ingest.ops.status import collect_status
+    from ingest.ops.status import collect_status, render_status
     from ingest.state.store import Store
 
     settings = load_settings()
@@ -340,36 +329,8 @@ def status(
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
-    table = Table("bot", "windows", "states", "covered until", "in flight (since)", "next retry",
-                  "rows archived", "last error")
-    for bot in report["bots"]:
-        states = ", ".join(f"{k} {v}" for k, v in sorted(bot["states"].items()))
-        flight = bot["in_flight"]
-        label = bot["bot_id"] if bot["dataset"] == "messages" else f"{bot['bot_id']} ({bot['dataset']})"
-        # Stored text (API messages above all) is shown inert: never markup, never a control.
-        table.add_row(*(inert(cell) for cell in (
-            label, bot["windows"], states, bot["covered_until"] or "",
-            f"{flight['window']} ({flight['since']})" if flight else "",
-            bot["next_retry_at"] or "", bot["rows_archived"], bot["last_error"] or "")))
-    out.print(table)
-    totals = report["attachments"]
-    emails = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["emails"].items())) or "none"
-    out.print(inert(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} "
-                    f"read = {totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
-                    f"{totals['rows_rejected']} rejected"))
-    if report["failed_messages"]:
-        out.print(f"failed emails ({len(report['failed_messages'])}; after a fix: ingest retry --failed):")
-        for m in report["failed_messages"]:
-            out.print(inert(f"  {m['folder']} uid {m['uid']} {m['message_id'] or '(no Message-ID)'}, now in "
-                            f"{m['now_in'] or m['folder']}: {m['reason']}"))
-    conflicts = report["conflicts"]
-    if conflicts["count"]:
-        err_console.print(inert(f"conflicts: {conflicts['count']} row(s) refused, their id archived with "
-                                "other content (ingest status --json lists them):"))
-        for c in conflicts["latest"][:5]:
-            err_console.print(inert(f"  bot {c['bot_id']} id {c['row_id']}: new source {c['new_source'][:16]}, "
-                                    f"kept {c['existing_file'] or 'an earlier row'} "
-                                    f"(source {c['existing_source'][:16]})"))
+    render_status(report, out, err_console)
+
 
 @app.command()
 def retry(
@@ -384,18 +345,15 @@ def retry(
 
     Example: ingest retry --failed
     """
-    from ingest.pipeline.intake import RunSummary
+    from ingest.pipeline.summary import RunSummary
     from ingest.pipeline.watch import retry_failed
-    from ingest.state.lock import exclusive_lock
-    from ingest.state.store import Store
 
     if not failed:
         raise ConfigError("say what to retry: ingest retry --failed")
     settings = load_settings()
     summary = RunSummary()
-    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
-        _sweep(settings)
-        retried = retry_failed(settings, store, summary)
+    with job(settings) as (store, storage):
+        retried = retry_failed(settings, store, storage, summary)
     for one in retried:
         label = one.record["message_id"] or f"uid {one.record['uid']}"
         out.print(inert(f"{label}: {one.outcome}" + (f" ({one.reason})" if one.reason else "")))
@@ -442,11 +400,10 @@ def compact(
     Example: ingest compact --bot 0f9c...-uuid --min-files 4
     """
     from ingest.archive.compact import compact_archive
-    from ingest.state.lock import exclusive_lock
 
     settings = load_settings()
-    with exclusive_lock(settings.state.path):
-        done = compact_archive(_sweep(settings), dataset=dataset, bots=bot, min_files=min_files)
+    with job(settings) as (_, storage):
+        done = compact_archive(storage, dataset=dataset, bots=bot, min_files=min_files)
     out.print(f"compacted {done.partitions} partition(s): {done.files_before} files -> "
               f"{done.files_after}, {done.rows} rows"
               + (f"; finished {done.finished} interrupted compaction(s)" if done.finished else ""))
@@ -473,14 +430,19 @@ def doctor() -> None:
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 
 
-def _sweep(settings: Settings) -> Storage:
-    """Remove a killed job's temporary files (call only while holding the job lock);
-    returns the archive's storage, built once."""
+@contextmanager
+def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
+    """What every command that writes does first: hold the job lock, open the state store,
+    build the archive's storage once, and remove a killed job's temporary files (safe only
+    while holding the lock). Yields the store and the storage."""
     from ingest.archive.storage import storage_for
+    from ingest.state.lock import exclusive_lock
+    from ingest.state.store import Store
 
-    storage = storage_for(settings)
-    storage.sweep_staging()
-    return storage
+    with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
+        storage = storage_for(settings)
+        storage.sweep_staging()
+        yield store, storage
 
 
 def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:
@@ -489,11 +451,8 @@ def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:
     return from_.date(), to.date()
 
 
-def print_summary(summary: "object") -> None:
+def print_summary(summary: RunSummary) -> None:
     """One short block a person (or a log collector) can read."""
-    from ingest.pipeline.intake import RunSummary
-
-    assert isinstance(summary, RunSummary)
     out.print(
         f"windows: {summary.submitted} submitted, {summary.accepted} accepted, "
         f"{summary.deferred} deferred, {summary.lost} lost, {summary.failed} failed\n"

@@ -67,6 +67,8 @@ class ConfigError(TerminalError):
 class TokenRejected(TerminalError):
     """The Certainly API refused the token (401/403)."""
 
+    hint = "INGEST_CERTAINLY__TOKEN"
+
 
 class ApiRefused(TerminalError):
     """The Certainly API refused a request as invalid (400/422 ...)."""

@@ -1,7 +1,8 @@
 """Archive a report CSV of any size: streaming, in bounded memory, with full validation.
 
-The same rows, counts and files as :func:`ingest.parse.parser.parse_csv` followed by
-:func:`ingest.archive.writer.save_report` (the tests compare them), without holding the file
+The same rows, counts and files as the in-memory reader (:func:`ingest.parse.parser.read_csv_text`
+and :func:`ingest.parse.parser.parse_frame`) followed by :func:`ingest.archive.writer.save_report`
+(the tests compare them), without holding the file
 or its rows in memory. Four threads, each mostly in C code that releases the GIL:
 
 * raw copy: hashes the file and copies it under ``raw/`` in one pass, then fsyncs it
@@ -23,10 +24,7 @@ nothing behind. Counts add up: ``rows_read == written + duplicates + rejected``.
 
 Example::
 
-    result = archive_csv_file(root, Path("report.csv"), bot_id="bot-1", window=None,
-                              raw_name="report.csv", provenance={"import": {...}})
-
-    staged = stage_csv(root, path, bot_id="bot-1")      # to look before committing
+    staged = stage_csv(root, path, bot_id="bot-1")      # look before committing
     if store.attachment(staged.sha256) is None:
         staged.commit(raw_name=path.name, provenance=...)
     else:
@@ -213,16 +211,6 @@ def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
                         files, rejected, raw, conflicts)
 
 
-def archive_csv_file(root: Storage | Path, source: Source, *, bot_id: str, raw_name: str,
-                     provenance: dict[str, Any], source_sha256: str | None = None,
-                     window: tuple[date, date] | None = None,
-                     memory_budget: int = MEMORY_BUDGET) -> SaveResult:
-    """Stage and commit a report CSV in one go; see :func:`stage_csv`."""
-    staged = stage_csv(root, source, bot_id=bot_id, source_sha256=source_sha256, window=window,
-                       memory_budget=memory_budget)
-    return staged.commit(raw_name=raw_name, provenance=provenance)
-
-
 def _set_aside(collisions: Collisions, table: pa.Table, plan: ColumnPlan, verdict: Verdict,
                ok: pl.Series | None, good_ids: pl.Series, first: pl.Series, hit: np.ndarray | None) -> None:
     """Keep the batch's colliding good rows (not ``first``) aside: content hash and raw text."""
@@ -262,4 +250,4 @@ def _head(source: Path | bytes) -> bytes:
         return stream.read(HEADER_BYTES + 1)
 
 
-__all__ = ["MEMORY_BUDGET", "ReportRejected", "StagedReport", "archive_csv_file", "stage_csv"]
+__all__ = ["MEMORY_BUDGET", "ReportRejected", "StagedReport", "stage_csv"]

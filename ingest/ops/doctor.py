@@ -23,8 +23,8 @@ from ingest.errors import IngestError
 from ingest.mail.attachments import raw_header_values
 from ingest.mail.authresults import topmost_of_ours
 from ingest.mail.mailbox import Mailbox
-from ingest.request.client import CertainlyClient, Outcome, classify_answer
-from ingest.settings import Settings, require, transport_warnings
+from ingest.request.client import Outcome, classify_answer, client_from
+from ingest.settings import Settings, transport_warnings
 from ingest.state.store import Store
 
 #: How many of the latest emails from allowed senders the authentication check reads.
@@ -184,9 +184,7 @@ def _probe(folder: Path) -> str | None:
 def check_api(settings: Settings) -> Check:
     def run() -> Check:
         c = settings.certainly
-        client = CertainlyClient(c.base_url, require(c.token, "certainly", "token"),
-                                 require(c.report_path, "certainly", "report_path"), timeout=c.timeout,
-                                 deadline=c.deadline, max_response_bytes=c.max_response_bytes)
+        client = client_from(c)
         # A one-day GET: 401/403 means the token is refused; anything else means it was accepted.
         yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
         bot = c.bots[0] if c.bots else "00000000-0000-0000-0000-000000000000"

@@ -6,8 +6,11 @@ import time
 from collections import Counter
 from typing import Any
 
-from ingest.parse.reports import DATASETS
-from ingest.parse.schema import DATASET
+from rich.console import Console
+from rich.table import Table
+
+from ingest.inert import inert
+from ingest.report_types import dataset_of
 from ingest.state.store import Store, WindowState
 
 
@@ -19,7 +22,7 @@ def collect_status(store: Store) -> dict[str, Any]:
     bots: dict[tuple[str, int], dict[str, Any]] = {}
     for window in store.windows():  # one entry per bot and report type (dataset)
         bot = bots.setdefault((window.bot_id, window.report_id), {
-            "bot_id": window.bot_id, "dataset": DATASETS.get(window.report_id, DATASET), "windows": 0, "states": Counter(), "rows_archived": 0,
+            "bot_id": window.bot_id, "dataset": dataset_of(window.report_id), "windows": 0, "states": Counter(), "rows_archived": 0,
             "in_flight": None, "next_retry_at": None, "last_error": None, "covered_until": None,
         })
         bot["windows"] += 1
@@ -53,3 +56,39 @@ def failed_messages(store: Store) -> list[dict[str, Any]]:
 
 def _iso(timestamp: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp)) if timestamp else None
+
+
+def render_status(report: dict[str, Any], console: Console, errors: Console) -> None:
+    """``ingest status`` on a terminal: a table per bot and dataset, the row totals, the
+    failed emails; conflicts go to ``errors`` (stderr). Stored text (API messages above
+    all) is shown inert: never markup, never a control character."""
+    table = Table("bot", "windows", "states", "covered until", "in flight (since)", "next retry",
+                  "rows archived", "last error")
+    for bot in report["bots"]:
+        states = ", ".join(f"{k} {v}" for k, v in sorted(bot["states"].items()))
+        flight = bot["in_flight"]
+        label = bot["bot_id"] if bot["dataset"] == "messages" else f"{bot['bot_id']} ({bot['dataset']})"
+        # Stored text (API messages above all) is shown inert: never markup, never a control.
+        table.add_row(*(inert(cell) for cell in (
+            label, bot["windows"], states, bot["covered_until"] or "",
+            f"{flight['window']} ({flight['since']})" if flight else "",
+            bot["next_retry_at"] or "", bot["rows_archived"], bot["last_error"] or "")))
+    console.print(table)
+    totals = report["attachments"]
+    emails = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["emails"].items())) or "none"
+    console.print(inert(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} "
+                    f"read = {totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
+                    f"{totals['rows_rejected']} rejected"))
+    if report["failed_messages"]:
+        console.print(f"failed emails ({len(report['failed_messages'])}; after a fix: ingest retry --failed):")
+        for m in report["failed_messages"]:
+            console.print(inert(f"  {m['folder']} uid {m['uid']} {m['message_id'] or '(no Message-ID)'}, now in "
+                            f"{m['now_in'] or m['folder']}: {m['reason']}"))
+    conflicts = report["conflicts"]
+    if conflicts["count"]:
+        errors.print(inert(f"conflicts: {conflicts['count']} row(s) refused, their id archived with "
+                                "other content (ingest status --json lists them):"))
+        for c in conflicts["latest"][:5]:
+            errors.print(inert(f"  bot {c['bot_id']} id {c['row_id']}: new source {c['new_source'][:16]}, "
+                                    f"kept {c['existing_file'] or 'an earlier row'} "
+                                    f"(source {c['existing_source'][:16]})"))

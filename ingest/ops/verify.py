@@ -32,9 +32,9 @@ from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.inert import inert
 from ingest.parse.reports import ROW_KEY
 from ingest.parse.schema import DATASET, file_schema
+from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.state.store import Store, WindowState
 
-MESSAGE_REPORT_ID = 1
 _PARTITION = re.compile(r"^bot_id=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
 _FILE = "_verify_file"
 

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.parse.schema import MESSAGE_DATA, file_schema
+from ingest.parse.schema import MESSAGE_COLUMNS, file_schema
 from ingest.parse.validate import ROW_NUMBER, ColumnPlan, Verdict
 
 _ARROW_TYPES: dict[type[pl.DataType], pa.DataType] = {
@@ -45,12 +45,12 @@ NO_DICTIONARY = ("id", "timestamp", "conversation_id")
 #: id and timestamp), the short codes, and source_sha256 (which :func:`stamp` checks).
 #: The free text and JSON columns have none: their min/max prune nothing, and comparing
 #: every long string was a tenth of the writer's time.
-STATISTICS = (*[c.name for c in MESSAGE_DATA if c.kind in ("int", "bool", "timestamp")],
+STATISTICS = (*[c.name for c in MESSAGE_COLUMNS if c.kind in ("int", "bool", "timestamp")],
               "type", "source_sha256", "source_kind")
 FILE_SCHEMA = pa.schema([(name, arrow_type(dtype)) for name, dtype in file_schema().items()])
 #: What is buffered per date: the row number (sorting ties), the file's message
 #: columns and ``extra``, and the date (partitioning). Provenance is added when writing.
-STAGE_SCHEMA = pa.schema([(ROW_NUMBER, pa.uint32()), *[FILE_SCHEMA.field(c.name) for c in MESSAGE_DATA],
+STAGE_SCHEMA = pa.schema([(ROW_NUMBER, pa.uint32()), *[FILE_SCHEMA.field(c.name) for c in MESSAGE_COLUMNS],
                           FILE_SCHEMA.field("extra"), ("date", pa.date32())])
 
 
@@ -61,7 +61,7 @@ def good_table(table: pa.Table, plan: ColumnPlan, verdict: Verdict, keep: pl.Ser
     computed.update(verdict.arrow)
     present = set(table.column_names)
     columns: list[pa.Array | pa.ChunkedArray] = [verdict.rows.to_arrow()]
-    for column in MESSAGE_DATA:
+    for column in MESSAGE_COLUMNS:
         if column.name in computed:
             columns.append(_arrow(computed[column.name], column.name))
         elif column.name in present:

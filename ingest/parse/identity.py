@@ -16,10 +16,10 @@ import hashlib
 
 import polars as pl
 
-from ingest.parse.schema import MESSAGE_DATA
+from ingest.parse.schema import MESSAGE_COLUMNS
 
 #: The columns whose values make a row's content (provenance and partition keys excluded).
-CONTENT_COLUMNS: tuple[str, ...] = (*(c.name for c in MESSAGE_DATA), "extra")
+CONTENT_COLUMNS: tuple[str, ...] = (*(c.name for c in MESSAGE_COLUMNS), "extra")
 _NULL = "\x00"  # stands for a null cell (no CSV text can hold NUL)
 _SEPARATOR = "\x1f"
 

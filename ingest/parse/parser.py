@@ -9,7 +9,8 @@ cannot be read as a whole (not UTF-8, ragged, missing a required column) raises
 
 Example::
 
-    report = parse_csv(data, bot_id="bot-1", source_sha256=sha, window=(d1, d2))
+    report = parse_frame(frame_from_json_rows(rows), bot_id="bot-1", source_sha256=sha,
+                         source_kind="get", window=(d1, d2))
     report.rows      # polars DataFrame: the canonical schema plus bot_id and date
     report.rejected  # the raw text of each rejected row, with `reason`
 """
@@ -117,11 +118,6 @@ def _cell_text(value: Any) -> str | None:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return str(value)
-
-
-def parse_csv(data: bytes, **kwargs: Any) -> ParsedReport:
-    """Parse report CSV bytes; see :func:`parse_frame` for the arguments."""
-    return parse_frame(read_csv_text(data), source_kind="csv", **kwargs)
 
 
 def parse_frame(

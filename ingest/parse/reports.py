@@ -30,24 +30,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import polars as pl
 
 from ingest.errors import ReportRejected
 from ingest.parse.header import HEADER_BYTES, read_header
 from ingest.parse.parser import frame_from_json_rows, read_csv_text
-from ingest.parse.validate import blank_to_null
+from ingest.parse.schema import Kind
+from ingest.parse.validate import ROW_NUMBER, blank_to_null
+from ingest.report_types import DATASETS
 
-#: Dataset (archive folder) of each report type; type 1 is ``messages`` (ingest.parse.parser).
-DATASETS: dict[int, str] = {2: "standard", 3: "advanced", 4: "content_management"}
 #: Largest type 2-4 report read: they are aggregates (a row per day and channel ...),
 #: read whole and typed in memory, so a bigger file is quarantined with this reason
 #: rather than risking the job's memory (polars holds several copies of its text).
 MAX_WHOLE_REPORT_BYTES = 32 * 1024**2
 
-Kind = Literal["int", "float", "bool", "date", "timestamp", "text"]
-ROW_NUMBER = "_row"
 REASON = "reason"
 ROW_KEY = "row_key"
 PARTITION = "date"

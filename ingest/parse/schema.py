@@ -18,7 +18,12 @@ from typing import Literal
 
 import polars as pl
 
-Kind = Literal["int", "bool", "text", "json", "timestamp"]
+from ingest.report_types import MESSAGES
+
+#: How a column is typed: Message Data uses int, bool, text, json and timestamp; typed
+#: reports (2-4) are typed on their own evidence as int, float, bool, date, timestamp or text.
+Kind = Literal["int", "float", "bool", "date", "timestamp", "text", "json"]
+
 
 
 @dataclass(frozen=True)
@@ -37,13 +42,15 @@ class Column:
 
 DTYPES: dict[Kind, pl.DataType] = {
     "int": pl.Int64(),
+    "float": pl.Float64(),
     "bool": pl.Boolean(),
+    "date": pl.Date(),
     "text": pl.String(),
     "json": pl.String(),
     "timestamp": pl.Datetime("us", "UTC"),
 }
 
-MESSAGE_DATA: tuple[Column, ...] = (
+MESSAGE_COLUMNS: tuple[Column, ...] = (
     Column("id", "int", "Row id; (bot_id, id) is unique across the archive.", required=True),
     Column("timestamp", "timestamp", "When the message happened, UTC.", required=True),
     Column("message", "text", "The user's input (typed text or the suggested reply pressed)."),
@@ -74,20 +81,14 @@ PROVENANCE: tuple[Column, ...] = (
     Column("source_kind", "text", "'csv' (emailed export) or 'get' (synchronous API)."),
 )
 
-#: Hive partition keys, in folder order: messages/bot_id=<bot>/date=<YYYY-MM-DD>/
-PARTITION_KEYS: tuple[str, ...] = ("bot_id", "date")
-DATASET = "messages"
+DATASET = MESSAGES
 
-NESTED_JSON = tuple(c.name for c in MESSAGE_DATA if c.kind == "json" and c.name != "through_bot_modules")
-REQUIRED = tuple(c.name for c in MESSAGE_DATA if c.required)
-SOURCE_COLUMNS = tuple(c.name for c in MESSAGE_DATA)
+NESTED_JSON = tuple(c.name for c in MESSAGE_COLUMNS if c.kind == "json" and c.name != "through_bot_modules")
+REQUIRED = tuple(c.name for c in MESSAGE_COLUMNS if c.required)
+SOURCE_COLUMNS = tuple(c.name for c in MESSAGE_COLUMNS)
 
 
 def file_schema() -> pl.Schema:
     """The schema of every data file (partition keys excluded)."""
-    return pl.Schema({c.name: c.dtype for c in (*MESSAGE_DATA, *PROVENANCE)})
+    return pl.Schema({c.name: c.dtype for c in (*MESSAGE_COLUMNS, *PROVENANCE)})
 
-
-def dataset_schema() -> pl.Schema:
-    """The schema a hive-partitioned reader sees: file columns plus bot_id and date."""
-    return pl.Schema({**file_schema(), "bot_id": pl.String(), "date": pl.Date()})

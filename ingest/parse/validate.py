@@ -12,7 +12,7 @@ Example::
 
     plan = plan_columns(frame.columns)
     checked = check_rows(frame, plan, first_row=1, window=(d1, d2))
-    checked.good      # _row, the typed MESSAGE_DATA columns, extra, date
+    checked.good      # _row, the typed MESSAGE_COLUMNS columns, extra, date
     checked.rejected  # _row, reason, then the raw text of every column
 """
 
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from ingest.errors import ReportRejected
 from ingest.parse.schema import (
-    MESSAGE_DATA,
+    MESSAGE_COLUMNS,
     NESTED_JSON,
     REQUIRED,
     SOURCE_COLUMNS,
@@ -124,7 +124,7 @@ def blank_to_null(raw: pl.DataFrame) -> pl.DataFrame:
 
 def needed_columns(plan: ColumnPlan) -> list[str]:
     """The header columns :func:`judge` reads (the long text columns are not among them)."""
-    wanted = set(REQUIRED) | {c.name for c in MESSAGE_DATA if c.kind in _CAST}
+    wanted = set(REQUIRED) | {c.name for c in MESSAGE_COLUMNS if c.kind in _CAST}
     wanted |= set(plan.extra) | {c for _, kids in plan.folded for c in kids}
     return [c for c in plan.header if c in wanted]
 
@@ -137,7 +137,7 @@ def judge(raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int,
     (see :func:`blank_to_null`). Each cast runs once: a cell is bad when its text is
     there but its typed value is null. The window check reuses the parsed timestamp.
     """
-    cast = [c.name for c in MESSAGE_DATA if c.kind in _CAST]
+    cast = [c.name for c in MESSAGE_COLUMNS if c.kind in _CAST]
     raw = raw.with_columns(pl.lit(None, pl.String).alias(c) for c in cast if c not in raw.columns)
     typed = _cast_all(raw)
     day = next(t for t in typed if t.name == "timestamp").dt.date().alias("date")
@@ -202,7 +202,7 @@ def judge_arrow(table: pa.Table, plan: ColumnPlan, *, first_row: int,
                    pl.repeat(None, height, dtype=pl.String, eager=True).alias("reason"), arrow)
 
 
-_ARROW_CAST = [c for c in MESSAGE_DATA if c.kind in _CAST]
+_ARROW_CAST = [c for c in MESSAGE_COLUMNS if c.kind in _CAST]
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
 
@@ -252,7 +252,7 @@ def check_rows(raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int,
                window: tuple[date, date] | None = None) -> CheckedRows:
     """Check and cast one batch of all-text rows numbered from ``first_row``.
 
-    ``good`` has ``_row``, the typed MESSAGE_DATA columns, ``extra`` and ``date``;
+    ``good`` has ``_row``, the typed MESSAGE_COLUMNS columns, ``extra`` and ``date``;
     ``rejected`` has ``_row``, ``reason`` and the text of every column.
     """
     verdict = judge(raw, plan, first_row=first_row, window=window)
@@ -284,7 +284,7 @@ def rejected_rows(raw: pl.DataFrame, plan: ColumnPlan, verdict: Verdict) -> pl.D
 @functools.lru_cache(maxsize=16)
 def _reason(window: tuple[date, date] | None) -> pl.Expr:
     """The first problem of a row, or null: built once (the batches are many)."""
-    reasons = [r for r in (_problem(col) for col in MESSAGE_DATA) if r is not None]
+    reasons = [r for r in (_problem(col) for col in MESSAGE_COLUMNS) if r is not None]
     if window is not None:
         outside = (pl.col("_date") < window[0]) | (pl.col("_date") > window[1])
         reasons.append(pl.when(outside).then(
@@ -305,7 +305,7 @@ def _cast_all(raw: pl.DataFrame) -> list[pl.Series]:
     return [*typed, _timestamps(raw.get_column("timestamp"))]
 
 
-_FAST_COLUMNS = [c for c in MESSAGE_DATA if c.kind in ("int", "bool")]
+_FAST_COLUMNS = [c for c in MESSAGE_COLUMNS if c.kind in ("int", "bool")]
 _FAST_FORMS = [
     (pl.col(c.name).cast(pl.Int64, strict=False) if c.kind == "int" else
      pl.when(pl.col(c.name) == "true").then(True).when(pl.col(c.name) == "false").then(False)

@@ -7,24 +7,24 @@ emailed CSVs, so both paths give identical archive rows for the same messages.
 
 Example::
 
-    summary = fetch_range(settings, store, client, "bot-1", date(2024, 5, 1), date(2024, 5, 31))
+    summary = fetch_range(storage, store, client, "bot-1", date(2024, 5, 1), date(2024, 5, 31))
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from ingest.archive.datasets import save_typed_report
-from ingest.archive.storage import Storage, storage_for
+from ingest.archive.storage import Storage
 from ingest.archive.writer import save_report, sha256_bytes
 from ingest.parse.parser import frame_from_json_rows, parse_frame
 from ingest.parse.reports import read_report_rows
-from ingest.pipeline.summary import RowCounts
+from ingest.pipeline.summary import FetchSummary
+from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.request.client import CertainlyClient
 from ingest.request.requester import split_range
-from ingest.settings import Settings, check_bot_id
+from ingest.settings import check_bot_id
 from ingest.state.store import TRANSITIONS, Store, WindowState
 
 log = logging.getLogger(__name__)
@@ -33,22 +33,11 @@ GET_MAX_DAYS = 15
 GET_MAX_ROWS = 500
 
 
-@dataclass
-class FetchSummary(RowCounts):
-    """What a GET fetch did."""
-
-    requests: int = 0
-    windows_archived: int = 0
-    bisected: int = 0
-    fallback_days: list[date] = field(default_factory=list)
-
-
-def fetch_range(settings: Settings, store: Store, client: CertainlyClient, bot_id: str,
-                start: date, end: date, *, report_id: int = 1) -> FetchSummary:
+def fetch_range(out: Storage, store: Store, client: CertainlyClient, bot_id: str,
+                start: date, end: date, *, report_id: int = MESSAGE_REPORT_ID) -> FetchSummary:
     """Fetch start..end for one bot with GET, in windows of at most 15 days."""
     check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     summary = FetchSummary()
-    out = storage_for(settings)
     for first, last in split_range(start, end, GET_MAX_DAYS):
         fetch_window(out, store, client, bot_id, first, last, report_id, summary)
     return summary
@@ -74,7 +63,7 @@ def fetch_window(out: Storage, store: Store, client: CertainlyClient, bot_id: st
     sha = sha256_bytes(body)
     provenance = {"source": "GET", "window": {"bot_id": bot_id, "report_id": report_id,
                                               "from": first.isoformat(), "to": last.isoformat()}}
-    if report_id == 1:
+    if report_id == MESSAGE_REPORT_ID:
         parsed = parse_frame(frame_from_json_rows(rows), bot_id=bot_id, source_sha256=sha,
                              source_kind="get", window=(first, last))
         result = save_report(out, parsed, bot_id=bot_id, source_sha256=sha,

@@ -13,9 +13,8 @@ Example::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 from ingest.archive.commit import SaveResult
 from ingest.archive.datasets import save_typed_report
@@ -34,63 +33,18 @@ from ingest.mail.attachments import (
 )
 from ingest.parse.reports import MAX_WHOLE_REPORT_BYTES, read_report
 from ingest.pipeline.matching import UNNAMED, Evidence, match_window
-from ingest.pipeline.summary import RowCounts
+from ingest.pipeline.summary import RunSummary
+from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.settings import check_bot_id
 from ingest.state.store import TRANSITIONS, Store, Window, WindowState
 
-if TYPE_CHECKING:  # only for a type: ingest.pipeline.get imports requests (0.2 s), which `ingest import` never needs
-    from ingest.pipeline.get import FetchSummary
-
 log = logging.getLogger(__name__)
 S = WindowState
-MESSAGE_DATA = 1
-
-
-@dataclass
-class RunSummary(RowCounts):
-    """What a pass (or several) did, for the CLI and for tests."""
-
-    submitted: int = 0
-    accepted: int = 0
-    deferred: int = 0
-    failed: int = 0
-    lost: int = 0
-    emails_seen: int = 0
-    emails_ignored: int = 0
-    emails_archived: int = 0
-    emails_failed: int = 0  # caught at the message boundary: in the failed folder, see status
-    reports_archived: int = 0
-    reports_duplicate: int = 0
-    reports_unmatched: int = 0
-    reports_quarantined: int = 0
-    problems: list[str] = field(default_factory=list)
-    #: "attachment <name>: <reason>" for each report quarantined or unmatched as a whole:
-    #: the watcher gives an email's reasons to the failed-message record.
-    set_aside: list[str] = field(default_factory=list)
-
-    def add(self, other: "RunSummary") -> None:
-        """Add another pass's counts (every integer field) and problems."""
-        for name, value in vars(other).items():
-            if isinstance(value, int):
-                setattr(self, name, getattr(self, name) + value)
-        self.problems.extend(other.problems)
-        self.set_aside.extend(other.set_aside)
-
-    def add_fetch(self, fetched: FetchSummary) -> None:
-        """Count what the GET fast path archived."""
-        self.reports_archived += fetched.windows_archived
-        self.add_counts(fetched)
-
-    @property
-    def needs_attention(self) -> bool:
-        """True when a person should look: failures, quarantine or unmatched reports."""
-        return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems
-                    or self.emails_failed)
 
 
 def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: str,
                  summary: RunSummary, on_rows: Callable[[str, int], None] | None = None,
-                 report_id: int = MESSAGE_DATA, *, max_inflated_bytes: int | None = None,
+                 report_id: int = MESSAGE_REPORT_ID, *, max_inflated_bytes: int | None = None,
                  temp_dir: Path | None = None) -> None:
     """Archive files that arrived some other way (CSV, .csv.gz, .zip, .eml) for one bot.
 
@@ -117,7 +71,7 @@ def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: 
 def _import_file(root: Storage | Path, store: Store, path: Path, bot_id: str, summary: RunSummary,
                  on_rows: Callable[[str, int], None] | None, report_id: int, inflater: Inflater) -> None:
     """One file of :func:`import_files`, read as a stream (a .eml whole: it is mail)."""
-    if path.name.lower().endswith(".csv") and report_id == MESSAGE_DATA:  # any size: streamed, never held in memory
+    if path.name.lower().endswith(".csv") and report_id == MESSAGE_REPORT_ID:  # any size: streamed, never held in memory
         no_email = email_provenance(ParsedEmail(None, None, None, None, []))
         report = ReportFile(safe_name(path.name), b"", path=path)
         archive_report(root, store, report, ParsedEmail(None, None, None, None, []), summary,
@@ -165,13 +119,13 @@ def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
 def archive_report(root: Storage | Path, store: Store, report: ReportFile, parsed: ParsedEmail,
                    summary: RunSummary, *, bot_id: str | None = None,
                    provenance: dict[str, object] | None = None,
-                   on_rows: Callable[[int], None] | None = None, report_id: int = MESSAGE_DATA) -> str:
+                   on_rows: Callable[[int], None] | None = None, report_id: int = MESSAGE_REPORT_ID) -> str:
     """Match one report file to its window (or take ``bot_id`` for an import), then read,
     check and write it in bounded memory (ingest.archive.stream), and record it.
     Returns "archived", "duplicate", "unmatched" or "quarantined"."""
     # `ingest import FILE.csv`: the file is hashed while it is staged (the raw copy's single
     # pass, in its own thread), not in a pass of its own first; a known file is discarded after.
-    deferred = report.path is not None and bot_id is not None and report_id == MESSAGE_DATA
+    deferred = report.path is not None and bot_id is not None and report_id == MESSAGE_REPORT_ID
     sha = "" if deferred else sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
     if not deferred and _known(store, sha):
         summary.reports_duplicate += 1
@@ -191,7 +145,7 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
                                 "matched_by": "named" if named else "only_candidate"}
         if named and window.state is S.ARCHIVED:
             _check_unnamed_closure(store, window, sha, report, summary)
-    if report_id != MESSAGE_DATA:
+    if report_id != MESSAGE_REPORT_ID:
         return _archive_typed(root, store, report, summary, sha=sha, bot_id=bot_id, window=window,
                               report_id=report_id, provenance=provenance, named=named)
     try:

@@ -30,11 +30,10 @@ from dataclasses import dataclass
 from datetime import date
 
 from ingest.mail.attachments import ParsedEmail
-from ingest.parse.reports import DATASETS
+from ingest.report_types import DATASETS, MESSAGE_REPORT_ID
 from ingest.state.store import Store, Window, WindowState
 
 S = WindowState
-MESSAGE_DATA = 1
 #: Seconds an email's INTERNALDATE may precede the first request of its window's export:
 #: the mail server's and this job's clocks differ a little, INTERNALDATE has whole seconds,
 #: and the vendor may mail a small report before its HTTP answer is recorded.
@@ -62,7 +61,7 @@ def hinted_report_id(hints: str) -> int | None:
     for report_id, dataset in DATASETS.items():
         if f"{dataset}_report" in text:
             return report_id
-    return MESSAGE_DATA if "message_report" in text else None
+    return MESSAGE_REPORT_ID if "message_report" in text else None
 
 
 @dataclass(frozen=True)

@@ -20,48 +20,42 @@ from typing import Callable
 
 from imapclient.exceptions import IMAPClientError
 
+from ingest.archive.storage import Storage, storage_for
 from ingest.errors import MailboxUnavailable
 from ingest.mail.mailbox import Mailbox
 from ingest.pipeline.get import GET_MAX_DAYS, fetch_range
-from ingest.pipeline.intake import RunSummary
+from ingest.pipeline.summary import RunSummary
 from ingest.pipeline.watch import check_watch_settings, poll_mailbox
-from ingest.request.client import CertainlyClient
+from ingest.request.client import CertainlyClient, client_from
 from ingest.request.requester import advance, plan_schedule
-from ingest.settings import Settings, require
+from ingest.settings import Settings
 from ingest.state.store import FINAL, Store, WindowState
 
-__all__ = ["RunSummary", "make_client", "run_once", "run_until_done", "tick_requester", "watch"]
+__all__ = ["RunSummary", "run_once", "run_until_done", "tick_requester", "watch"]
 
 log = logging.getLogger(__name__)
 S = WindowState
 OPEN = (S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)
 
 
-def make_client(settings: Settings) -> CertainlyClient:
-    """The API client from settings; a ConfigError names any missing variable."""
-    c = settings.certainly
-    return CertainlyClient(c.base_url, require(c.token, "certainly", "token"),
-                           require(c.report_path, "certainly", "report_path"), timeout=c.timeout,
-                           deadline=c.deadline, max_response_bytes=c.max_response_bytes)
-
-
-def tick_requester(settings: Settings, store: Store, summary: RunSummary,
+def tick_requester(settings: Settings, store: Store, out: Storage, summary: RunSummary,
                    client: CertainlyClient | None = None, *, today: date | None = None) -> None:
     """Schedule mode (plan up to yesterday; GET short windows when configured), then one
-    requester tick. The API client is only built when there is something to ask."""
+    requester tick. Without a ``client`` one is built only when there is something to ask
+    (a run that only reads mail needs no token)."""
     today = today or datetime.now(timezone.utc).date()
     if settings.certainly.bots:
         planned = plan_schedule(store, settings.certainly.bots, settings.requester, today=today,
                                 report_id=settings.certainly.report_id)
         if planned and settings.requester.use_get:
-            client = client or make_client(settings)
+            client = client or client_from(settings.certainly)
             for window in store.windows(states=(S.PLANNED,)):
                 if window.days() <= GET_MAX_DAYS and window.bot_id in settings.certainly.bots:
-                    summary.add_fetch(fetch_range(settings, store, client, window.bot_id,
+                    summary.add_fetch(fetch_range(out, store, client, window.bot_id,
                                                   window.from_date, window.to_date,
                                                   report_id=window.report_id))
     if store.windows(states=OPEN):
-        tick = advance(store, client or make_client(settings), settings.requester)
+        tick = advance(store, client or client_from(settings.certainly), settings.requester)
         summary.submitted += len(tick.submitted)
         summary.accepted += len(tick.accepted)
         summary.deferred += len(tick.deferred)
@@ -70,26 +64,29 @@ def tick_requester(settings: Settings, store: Store, summary: RunSummary,
 
 
 def run_once(settings: Settings, store: Store, client: CertainlyClient | None = None, *,
-             today: date | None = None) -> RunSummary:
-    """One pass: the requester, then the mailbox."""
+             out: Storage | None = None, today: date | None = None) -> RunSummary:
+    """One pass: the requester, then the mailbox. ``out`` is the archive (built from the
+    settings when not given)."""
     check_watch_settings(settings.imap)
+    out = out or storage_for(settings)
     summary = RunSummary()
-    tick_requester(settings, store, summary, client, today=today)
-    poll_mailbox(settings, store, summary)
+    tick_requester(settings, store, out, summary, client, today=today)
+    poll_mailbox(settings, store, out, summary)
     return summary
 
 
 def run_until_done(
     settings: Settings, store: Store, client: CertainlyClient | None = None, *,
     timeout: float | None = None, on_pass: Callable[[RunSummary], None] | None = None,
-    today: date | None = None,
+    out: Storage | None = None, today: date | None = None,
 ) -> RunSummary:
     """Pass after pass until no window is left open (archived, failed or split), or timeout.
     ``today`` (UTC, default the real one) is what schedule mode plans up to the day before."""
     total = RunSummary()
+    out = out or storage_for(settings)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        total.add(run_once(settings, store, client, today=today))
+        total.add(run_once(settings, store, client, out=out, today=today))
         if on_pass:
             on_pass(total)
         if not store.windows(states=tuple(s for s in S if s not in FINAL)):
@@ -101,11 +98,12 @@ def run_until_done(
 
 
 def watch(settings: Settings, store: Store, stop: threading.Event,
-          client: CertainlyClient | None = None) -> RunSummary:
+          client: CertainlyClient | None = None, *, out: Storage | None = None) -> RunSummary:
     """Long-running: IMAP IDLE (polling on servers without it) with requester ticks every
     ``poll_interval``. Returns within about a second of ``stop`` being set, never in the
     middle of an email."""
     check_watch_settings(settings.imap)
+    out = out or storage_for(settings)
     total = RunSummary()
     next_tick = 0.0
     failures = 0
@@ -116,9 +114,9 @@ def watch(settings: Settings, store: Store, stop: threading.Event,
                 idle = "IDLE" in box.capabilities()
                 while not stop.is_set():
                     if time.monotonic() >= next_tick:
-                        tick_requester(settings, store, total, client)
+                        tick_requester(settings, store, out, total, client)
                         next_tick = time.monotonic() + settings.requester.poll_interval
-                    poll_mailbox(settings, store, total, stop, box=box)
+                    poll_mailbox(settings, store, out, total, stop, box=box)
                     wait = max(0.0, min(settings.imap.idle_seconds, next_tick - time.monotonic()))
                     _wait_for_mail(box, wait, stop, idle)
         except MailboxUnavailable as err:

@@ -1,22 +1,15 @@
-"""Row accounting shared by every path into the archive.
+"""What a run did: row accounting shared by every path into the archive, and the counters
+of a pass (windows, emails, reports) the CLI prints and the metrics export.
 
 The invariant users rely on: ``rows_read == rows_written + rows_duplicate + rows_rejected``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from datetime import date
 
-
-class Saved(Protocol):
-    """What a write reports (``ingest.archive.writer.SaveResult``)."""
-
-    rows_read: int
-    rows_written: int
-    rows_duplicate: int
-    rows_rejected: int
-    files: list  # type: ignore[type-arg]
+from ingest.archive.commit import SaveResult
 
 
 @dataclass
@@ -29,7 +22,7 @@ class RowCounts:
     rows_rejected: int = 0
     files_written: int = 0
 
-    def add_saved(self, result: Saved) -> None:
+    def add_saved(self, result: SaveResult) -> None:
         """Count one archived report."""
         self.rows_read += result.rows_read
         self.rows_written += result.rows_written
@@ -37,7 +30,7 @@ class RowCounts:
         self.rows_rejected += result.rows_rejected
         self.files_written += len(result.files)
 
-    def add_counts(self, other: "RowCounts") -> None:
+    def add_counts(self, other: RowCounts) -> None:
         """Add another tally's row and file counts."""
         self.rows_read += other.rows_read
         self.rows_written += other.rows_written
@@ -49,3 +42,55 @@ class RowCounts:
     def balanced(self) -> bool:
         """Nothing lost: every row read is written, a duplicate, or rejected."""
         return self.rows_read == self.rows_written + self.rows_duplicate + self.rows_rejected
+
+
+@dataclass
+class FetchSummary(RowCounts):
+    """What a GET fetch did."""
+
+    requests: int = 0
+    windows_archived: int = 0
+    bisected: int = 0
+    fallback_days: list[date] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary(RowCounts):
+    """What a pass (or several) did, for the CLI and for tests."""
+
+    submitted: int = 0
+    accepted: int = 0
+    deferred: int = 0
+    failed: int = 0
+    lost: int = 0
+    emails_seen: int = 0
+    emails_ignored: int = 0
+    emails_archived: int = 0
+    emails_failed: int = 0  # caught at the message boundary: in the failed folder, see status
+    reports_archived: int = 0
+    reports_duplicate: int = 0
+    reports_unmatched: int = 0
+    reports_quarantined: int = 0
+    problems: list[str] = field(default_factory=list)
+    #: "attachment <name>: <reason>" for each report quarantined or unmatched as a whole:
+    #: the watcher gives an email's reasons to the failed-message record.
+    set_aside: list[str] = field(default_factory=list)
+
+    def add(self, other: RunSummary) -> None:
+        """Add another pass's counts (every integer field) and problems."""
+        for name, value in vars(other).items():
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+        self.problems.extend(other.problems)
+        self.set_aside.extend(other.set_aside)
+
+    def add_fetch(self, fetched: FetchSummary) -> None:
+        """Count what the GET fast path archived."""
+        self.reports_archived += fetched.windows_archived
+        self.add_counts(fetched)
+
+    @property
+    def needs_attention(self) -> bool:
+        """True when a person should look: failures, quarantine or unmatched reports."""
+        return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems
+                    or self.emails_failed)

@@ -19,7 +19,7 @@ takes the set-aside emails up again after a fix.
 Example::
 
     summary = RunSummary()
-    poll_mailbox(settings, store, summary)
+    poll_mailbox(settings, store, storage, summary)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ingest.archive.storage import Storage, storage_for
+from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
 from ingest.errors import (
     ConfigError,
@@ -58,7 +58,8 @@ from ingest.mail.attachments import (
 )
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.partfetch import fetch_parts_to_disk
-from ingest.pipeline.intake import RunSummary, archive_email
+from ingest.pipeline.intake import archive_email
+from ingest.pipeline.summary import RunSummary
 from ingest.settings import ImapSettings, Settings, require
 from ingest.state.store import Store
 
@@ -99,7 +100,7 @@ def screen(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, str | N
     return address, None
 
 
-def poll_mailbox(settings: Settings, store: Store, summary: RunSummary,
+def poll_mailbox(settings: Settings, store: Store, out: Storage, summary: RunSummary,
                  stop: threading.Event | None = None, box: Mailbox | None = None) -> None:
     """Handle every new email; reconnect (with back-off) if the server drops us."""
     check_watch_settings(settings.imap)
@@ -117,12 +118,12 @@ def poll_mailbox(settings: Settings, store: Store, summary: RunSummary,
     for attempt in retrying:
         with attempt:
             if box is not None and attempt.retry_state.attempt_number == 1:
-                poll_folder(box, settings, store, summary, stop)
+                poll_folder(box, settings, store, out, summary, stop)
             else:
                 own = Mailbox(settings.imap).connect()
                 connected = True
                 try:
-                    poll_folder(own, settings, store, summary, stop)
+                    poll_folder(own, settings, store, out, summary, stop)
                 finally:
                     own.close()
 
@@ -233,11 +234,10 @@ def examine(box: Mailbox, uid: int, size: int, address: str | None, settings: Se
         return Handled("failed", one_line(err), address, sha256=fetched.hexdigest())
 
 
-def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSummary,
+def poll_folder(box: Mailbox, settings: Settings, store: Store, out: Storage, summary: RunSummary,
                 stop: threading.Event | None = None) -> None:
     """One scan of the watched folder over an open connection."""
     imap = settings.imap
-    root = storage_for(settings)
     uidvalidity = box.select()
     position = store.mailbox_position(imap.folder)
     # A new UIDVALIDITY invalidates every UID we knew: re-scan; sha256 dedup prevents repeats.
@@ -261,7 +261,7 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, summary: RunSumm
         # Anything recorded next advances the position: the ignored ones before it first.
         _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
         summary.emails_seen += 1
-        handled = examine(box, uid, size, address, settings, store, summary, root, received_at)
+        handled = examine(box, uid, size, address, settings, store, summary, out, received_at)
         if handled.outcome != "gone":
             settle(box, settings, store, summary, handled, uidvalidity, uid)
     _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
@@ -375,7 +375,7 @@ class Retried:
     reason: str | None
 
 
-def retry_failed(settings: Settings, store: Store, summary: RunSummary) -> list[Retried]:
+def retry_failed(settings: Settings, store: Store, out: Storage, summary: RunSummary) -> list[Retried]:
     """Take up again every email the state store lists as failed (``ingest status``).
 
     Each is looked for in the failed folder by its Message-ID, else where it failed by
@@ -389,7 +389,6 @@ def retry_failed(settings: Settings, store: Store, summary: RunSummary) -> list[
     if not records:
         return []
     imap = settings.imap
-    root = storage_for(settings)
     done: list[Retried] = []
     claimed: set[tuple[str, int]] = set()
     with Mailbox(imap) as box:
@@ -410,7 +409,7 @@ def retry_failed(settings: Settings, store: Store, summary: RunSummary) -> list[
             header_bytes, size, received_at = screening[uid]
             address, refusal = screen_safely(imap, header_bytes)
             handled = (Handled("failed", refusal, address) if refusal else
-                       examine(box, uid, size, address, settings, store, summary, root, received_at))
+                       examine(box, uid, size, address, settings, store, summary, out, received_at))
             if handled.outcome == "archived":
                 box.move(uid, imap.processed_folder)
                 store.resolve_failed_message(*key, "archived")

@@ -34,6 +34,8 @@ from urllib3.exceptions import HTTPError, ReadTimeoutError
 
 from ingest import __version__
 from ingest.errors import ApiRefused, ApiUnavailable, TokenRejected
+from ingest.report_types import MESSAGE_REPORT_ID
+from ingest.settings import CertainlySettings, require
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,14 @@ class _Reply:
         return self.content.decode(self.encoding or "utf-8", errors="replace")
 
 
+def client_from(settings: CertainlySettings) -> CertainlyClient:
+    """The API client the settings describe; a ConfigError names any missing variable."""
+    return CertainlyClient(settings.base_url, require(settings.token, "certainly", "token"),
+                           require(settings.report_path, "certainly", "report_path"),
+                           timeout=settings.timeout, deadline=settings.deadline,
+                           max_response_bytes=settings.max_response_bytes)
+
+
 class CertainlyClient:
     """The Message Report endpoint. Every call is bounded in time and size; the token is
     never logged."""
@@ -222,7 +232,7 @@ class CertainlyClient:
                 "(INGEST_CERTAINLY__MAX_RESPONSE_BYTES)")
 
     def request_export(
-        self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
+        self, bot_id: str, from_date: date, to_date: date, report_id: int = MESSAGE_REPORT_ID
     ) -> ApiAnswer:
         """POST an export request. Never raises for network trouble: that is TRANSIENT."""
         try:
@@ -235,7 +245,7 @@ class CertainlyClient:
         return answer
 
     def fetch_report(
-        self, bot_id: str, from_date: date, to_date: date, report_id: int = 1
+        self, bot_id: str, from_date: date, to_date: date, report_id: int = MESSAGE_REPORT_ID
     ) -> tuple[list[dict[str, Any]], bytes]:
         """GET a report: the rows and the body exactly as received (kept as raw bytes)."""
         try:
@@ -244,8 +254,7 @@ class CertainlyClient:
             raise ApiUnavailable(f"Certainly API: {_network_message(err)}") from None
         answer = classify_answer(response.status_code, response.text, response.headers)
         if answer.outcome is Outcome.TOKEN_REJECTED:
-            raise TokenRejected(f"Certainly API rejected the token ({response.status_code}: {answer.message})",
-                                hint="INGEST_CERTAINLY__TOKEN")
+            raise TokenRejected(f"Certainly API rejected the token ({response.status_code}: {answer.message})")
         if answer.outcome is Outcome.TRANSIENT or response.status_code >= 300:
             cls = ApiUnavailable if answer.outcome is Outcome.TRANSIENT else ApiRefused
             raise cls(f"Certainly API answered {response.status_code} to GET: {answer.message}")
@@ -257,7 +266,7 @@ class CertainlyClient:
             raise ApiUnavailable("Certainly API answered GET with something other than a list of rows")
         return rows, response.content
 
-    def probe(self, bot_id: str, from_date: date, to_date: date, report_id: int = 1) -> tuple[int, str]:
+    def probe(self, bot_id: str, from_date: date, to_date: date, report_id: int = MESSAGE_REPORT_ID) -> tuple[int, str]:
         """A GET whose only purpose is to see how the API answers (for `ingest doctor`).
 
         Returns (status, body text), or (0, reason) when no HTTP answer came back.

@@ -21,6 +21,7 @@ from datetime import date, timedelta
 
 from ingest.crashpoints import crash_point
 from ingest.errors import TokenRejected
+from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.request.client import CertainlyClient, Outcome
 from ingest.settings import RequesterSettings, check_bot_id
 from ingest.state.store import Store, Window, WindowState, iter_days
@@ -61,7 +62,7 @@ def split_range(start: date, end: date, window_days: int) -> list[tuple[date, da
 
 
 def plan_backfill(
-    store: Store, bot_ids: list[str], start: date, end: date, *, window_days: int, report_id: int = 1
+    store: Store, bot_ids: list[str], start: date, end: date, *, window_days: int, report_id: int = MESSAGE_REPORT_ID
 ) -> list[tuple[str, date, date]]:
     """Plan windows for the days of start..end that no window (but a failed one) covers yet.
 
@@ -69,7 +70,7 @@ def plan_backfill(
     Returns the windows newly planned.
     """
     if end < start:
-        raise ValueError(f"--to {end} is before --from {start}")
+        raise ValueError(f"the range ends ({end}) before it starts ({start})")
     for bot_id in bot_ids:
         check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     planned = []
@@ -88,7 +89,7 @@ def plan_backfill(
 
 
 def plan_schedule(store: Store, bot_ids: list[str], settings: RequesterSettings, *,
-                  today: date, report_id: int = 1) -> list[tuple[str, date, date]]:
+                  today: date, report_id: int = MESSAGE_REPORT_ID) -> list[tuple[str, date, date]]:
     """Keep each bot planned up to yesterday (UTC): plan the days after its last window.
 
     A bot seen for the first time starts at ``schedule_from`` (default: yesterday).
@@ -188,10 +189,7 @@ def submit(store: Store, client: CertainlyClient, window: Window, settings: Requ
     if answer.outcome is Outcome.TOKEN_REJECTED:
         # Windows untouched: put this one back where it was.
         store.transition(window.id, S.PLANNED if previous is S.SUBMITTING else previous)
-        raise TokenRejected(
-            f"Certainly API rejected the token ({answer.status}: {answer.message})",
-            hint="check INGEST_CERTAINLY__TOKEN",
-        )
+        raise TokenRejected(f"Certainly API rejected the token ({answer.status}: {answer.message})")
     if answer.outcome is Outcome.IN_PROGRESS and previous is S.SUBMITTING:
         # We were killed mid-POST last time: the export in progress is most likely our own.
         # Wait for its email as if accepted; if it was not ours, the delivery time-out

@@ -258,14 +258,16 @@ class Store:
         rows = self._query("SELECT uidvalidity, last_uid FROM mailbox_position WHERE folder = ?", (folder,))
         return (rows[0][0], rows[0][1]) if rows else None
 
-    def set_mailbox_position(self, folder: str, uidvalidity: int, last_uid: int) -> None:
-        with self._tx():
-            self._conn.execute(
-                "INSERT INTO mailbox_position (folder, uidvalidity, last_uid) VALUES (?, ?, ?)"
-                " ON CONFLICT (folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
-                " last_uid = excluded.last_uid",
-                (folder, uidvalidity, last_uid),
-            )
+    def _advance_position(self, folder: str, uidvalidity: int, uid: int) -> None:
+        """Move the folder's position up to ``uid`` (never back); a new UIDVALIDITY restarts it.
+        Inside the caller's transaction."""
+        self._conn.execute(
+            "INSERT INTO mailbox_position (folder, uidvalidity, last_uid) VALUES (?, ?, ?)"
+            " ON CONFLICT (folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
+            " last_uid = max(CASE WHEN mailbox_position.uidvalidity = excluded.uidvalidity"
+            " THEN mailbox_position.last_uid ELSE 0 END, excluded.last_uid)",
+            (folder, uidvalidity, uid),
+        )
 
     def record_email(
         self, folder: str, uidvalidity: int, uid: int, *, message_id: str | None,
@@ -278,13 +280,7 @@ class Store:
                 " subject, outcome, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (folder, uidvalidity, uid, message_id, sender, subject, outcome, reason, time.time()),
             )
-            self._conn.execute(
-                "INSERT INTO mailbox_position (folder, uidvalidity, last_uid) VALUES (?, ?, ?)"
-                " ON CONFLICT (folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
-                " last_uid = max(CASE WHEN mailbox_position.uidvalidity = excluded.uidvalidity"
-                " THEN mailbox_position.last_uid ELSE 0 END, excluded.last_uid)",
-                (folder, uidvalidity, uid),
-            )
+            self._advance_position(folder, uidvalidity, uid)
 
     def record_ignored(self, folder: str, uidvalidity: int,
                        emails: list[tuple[int, str | None, str]]) -> None:
@@ -300,13 +296,7 @@ class Store:
                 " subject, outcome, reason, at) VALUES (?, ?, ?, NULL, ?, NULL, 'ignored', ?, ?)",
                 [(folder, uidvalidity, uid, sender, reason, now) for uid, sender, reason in emails],
             )
-            self._conn.execute(
-                "INSERT INTO mailbox_position (folder, uidvalidity, last_uid) VALUES (?, ?, ?)"
-                " ON CONFLICT (folder) DO UPDATE SET uidvalidity = excluded.uidvalidity,"
-                " last_uid = max(CASE WHEN mailbox_position.uidvalidity = excluded.uidvalidity"
-                " THEN mailbox_position.last_uid ELSE 0 END, excluded.last_uid)",
-                (folder, uidvalidity, max(uid for uid, _, _ in emails)),
-            )
+            self._advance_position(folder, uidvalidity, max(uid for uid, _, _ in emails))
 
     def record_failed_message(
         self, folder: str, uidvalidity: int, uid: int, *, message_id: str | None,

@@ -14,7 +14,12 @@ import pytest
 from imapclient import IMAPClient
 
 from ingest.crashpoints import POINTS
-from ingest.simulator import CertainlySimulator, EmbeddedImap, ImapDelivery, SimulatorConfig
+from ingest.simulator import (
+    CertainlySimulator,
+    EmbeddedImap,
+    ImapDelivery,
+    SimulatorConfig,
+)
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot

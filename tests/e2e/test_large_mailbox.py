@@ -28,7 +28,13 @@ from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.dovecot import Dovecot, require_dovecot
 from tests.support.mail import (
-    PROCESSED, accept_windows, imap, report, report_email, truth_of, watcher_settings,
+    PROCESSED,
+    accept_windows,
+    imap,
+    report,
+    report_email,
+    truth_of,
+    watcher_settings,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -12,16 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings as hsettings, strategies as st
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from imapclient import IMAPClient
 
 import ingest.crashpoints as crashpoints
-from ingest.pipeline.intake import RunSummary
-from ingest.settings import explicit_settings
-from ingest.simulator import EmbeddedImap, build_report_email, generate_messages, rows_to_csv
-from ingest.state.store import Store, WindowState
+from ingest.archive.storage import storage_for
+from ingest.pipeline.summary import RunSummary
 from ingest.pipeline.watch import poll_mailbox
+from ingest.settings import explicit_settings
+from ingest.simulator import (
+    EmbeddedImap,
+    build_report_email,
+    generate_messages,
+    rows_to_csv,
+)
+from ingest.state.store import Store, WindowState
 from tests.support.archive import read_archive
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -134,7 +142,7 @@ def test_watcher_state_machine(imap_server: EmbeddedImap, tmp_path_factory: pyte
             self._note_reached()
             monkeypatch.setenv("INGEST_CRASH_AT", point)
             try:
-                poll_mailbox(self.settings, self.store, RunSummary())
+                poll_mailbox(self.settings, self.store, storage_for(self.settings), RunSummary())
             except SimulatedCrash:
                 pass
             finally:
@@ -144,7 +152,7 @@ def test_watcher_state_machine(imap_server: EmbeddedImap, tmp_path_factory: pyte
         def run_job(self) -> None:
             self._note_reached()
             summary = RunSummary()
-            poll_mailbox(self.settings, self.store, summary)
+            poll_mailbox(self.settings, self.store, storage_for(self.settings), summary)
             assert summary.balanced
             archived = {w.from_date for w in self.store.windows(states=(WindowState.ARCHIVED,))}
             assert archived == {WINDOWS[i][0] for i in self.reached}

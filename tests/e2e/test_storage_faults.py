@@ -10,8 +10,8 @@ from datetime import date
 from pathlib import Path
 from typing import Iterator
 
-from imapclient import IMAPClient
 import pytest
+from imapclient import IMAPClient
 
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.state.store import Store, WindowState

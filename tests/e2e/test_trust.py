@@ -24,7 +24,13 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from ingest.simulator import CertainlySimulator, SimulatorConfig, build_report_email, generate_messages, rows_to_csv
+from ingest.simulator import (
+    CertainlySimulator,
+    SimulatorConfig,
+    build_report_email,
+    generate_messages,
+    rows_to_csv,
+)
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
 from tests.support.job import ingest, job_env

@@ -21,8 +21,19 @@ from ingest.state.store import Store
 from tests.support.archive import archive_files, assert_archive_matches, read_archive
 from tests.support.job import ingest
 from tests.support.mail import (
-    PROCESSED, Report, accept_windows, deliver, email_with, message_id, moved, report,
-    report_email, running_dovecot, snapshot, truth_of, watcher_settings,
+    PROCESSED,
+    Report,
+    accept_windows,
+    deliver,
+    email_with,
+    message_id,
+    moved,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    truth_of,
+    watcher_settings,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -19,9 +19,25 @@ from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.job import ingest, ingest_peak_rss
 from tests.support.mail import (
-    FAILED, PROCESSED, SENDER, Mailboxes, Report, accept_windows, corrupt_gzip, deeply_nested_email,
-    deliver, encrypted_zip, gzip_bomb, message_id, moved, non_utf8_csv, report, report_email,
-    running_dovecot, snapshot, truth_of,
+    FAILED,
+    PROCESSED,
+    SENDER,
+    Mailboxes,
+    Report,
+    accept_windows,
+    corrupt_gzip,
+    deeply_nested_email,
+    deliver,
+    encrypted_zip,
+    gzip_bomb,
+    message_id,
+    moved,
+    non_utf8_csv,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    truth_of,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

@@ -19,9 +19,21 @@ from ingest.pipeline.passes import run_once
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
+    PROCESSED,
+    SENDER,
     Mailboxes,
-    PROCESSED, SENDER, accept_windows, deliver, email_with, message_id, moved, report,
-    report_email, running_dovecot, snapshot, truth_of, unrelated_emails, watcher_settings,
+    accept_windows,
+    deliver,
+    email_with,
+    message_id,
+    moved,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    truth_of,
+    unrelated_emails,
+    watcher_settings,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]

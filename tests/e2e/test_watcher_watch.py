@@ -22,9 +22,21 @@ from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.job import start_ingest
 from tests.support.mail import (
+    PROCESSED,
+    SENDER,
     Mailboxes,
-    PROCESSED, SENDER, accept_windows, deliver, email_rows, message_id, moved, report,
-    report_email, running_dovecot, snapshot, stranger_email, truth_of, watcher_settings,
+    accept_windows,
+    deliver,
+    email_rows,
+    message_id,
+    moved,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    stranger_email,
+    truth_of,
+    watcher_settings,
 )
 from tests.support.tcpproxy import TcpProxy
 

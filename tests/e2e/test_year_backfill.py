@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from ingest.ops.status import collect_status
 from ingest.pipeline.passes import run_until_done
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.ops.status import collect_status
 from ingest.state.store import Store, WindowState, iter_days
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot

@@ -15,12 +15,12 @@ from polars.testing import assert_frame_equal
 import ingest.archive.compact as compact_module
 from ingest.archive.compact import compact_archive
 from ingest.archive.s3 import S3Storage
-from ingest.simulator import generate_messages, rows_to_csv
 from ingest.archive.storage import LocalStorage, Storage
-from ingest.archive.stream import archive_csv_file
 from ingest.ops.verify import verify_archive
+from ingest.simulator import generate_messages, rows_to_csv
 from tests.support.job import ingest
 from tests.support.s3 import CREDENTIALS, moto_s3
+from tests.support.saving import archive_csv_file
 
 pytestmark = pytest.mark.integration
 

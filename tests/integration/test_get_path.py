@@ -16,10 +16,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ingest.pipeline.intake import RunSummary, archive_email
+from ingest.archive.storage import storage_for
 from ingest.mail.attachments import parse_email
 from ingest.pipeline.get import GET_MAX_ROWS, fetch_range
-from ingest.pipeline.passes import make_client
+from ingest.pipeline.intake import archive_email
+from ingest.pipeline.summary import RunSummary
+from ingest.request.client import client_from
 from ingest.request.requester import advance, plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, SimulatorConfig
@@ -70,7 +72,7 @@ def gets(sim: CertainlySimulator) -> list[tuple[str, str]]:
 def archive_by_email(sim: CertainlySimulator, settings: Settings, store: Store) -> RunSummary:
     """Submit every planned window by POST and archive each emailed CSV (the watcher's code path)."""
     summary = RunSummary()
-    client = make_client(settings)
+    client = client_from(settings.certainly)
     while store.windows(states=(S.PLANNED,)):
         tick = advance(store, client, settings.requester)
         assert tick.accepted, tick
@@ -90,7 +92,7 @@ def test_forty_days_are_fetched_in_fifteen_day_windows(
     expected = truth(sim, start, end)
 
     with Store.open(settings.state.path) as store:
-        summary = fetch_range(settings, store, make_client(settings), BOT, start, end)
+        summary = fetch_range(storage_for(settings), store, client_from(settings.certainly), BOT, start, end)
 
         assert gets(sim) == [("2024-03-01", "2024-03-15"), ("2024-03-16", "2024-03-30"),
                              ("2024-03-31", "2024-04-09")]
@@ -104,7 +106,7 @@ def test_forty_days_are_fetched_in_fifteen_day_windows(
         assert sum(w.rows_archived for w in windows) == len(expected)
 
         # Fetching again adds nothing: every row is recognised as already archived.
-        again = fetch_range(settings, store, make_client(settings), BOT, start, end)
+        again = fetch_range(storage_for(settings), store, client_from(settings.certainly), BOT, start, end)
         assert (again.rows_written, again.rows_duplicate, again.files_written) == (0, len(expected), 0)
 
     assert_archive_matches(tmp_path / "archive", expected)
@@ -118,7 +120,7 @@ def test_truncated_answer_is_bisected(make_sim: Callable[..., CertainlySimulator
     assert len(expected) > GET_MAX_ROWS
 
     with Store.open(settings.state.path) as store:
-        summary = fetch_range(settings, store, make_client(settings), BOT, start, end)
+        summary = fetch_range(storage_for(settings), store, client_from(settings.certainly), BOT, start, end)
 
         assert gets(sim) == [("2024-05-01", "2024-05-15"), ("2024-05-01", "2024-05-08"),
                              ("2024-05-09", "2024-05-15")]
@@ -140,7 +142,7 @@ def test_single_day_over_the_cap_falls_back_to_an_emailed_export(
     expected = truth(sim, start, end)
 
     with Store.open(settings.state.path) as store:
-        summary = fetch_range(settings, store, make_client(settings), BOT, start, end)
+        summary = fetch_range(storage_for(settings), store, client_from(settings.certainly), BOT, start, end)
 
         assert gets(sim) == [("2024-06-01", "2024-06-02"), ("2024-06-01", "2024-06-01"),
                              ("2024-06-02", "2024-06-02")]
@@ -172,7 +174,7 @@ def test_get_and_emailed_csv_give_identical_archive_rows(
     via_csv = make_settings(sim, tmp_path / "csv")
 
     with Store.open(via_get.state.path) as store:
-        fetched = fetch_range(via_get, store, make_client(via_get), BOT, start, end)
+        fetched = fetch_range(storage_for(via_get), store, client_from(via_get.certainly), BOT, start, end)
         assert (fetched.requests, fetched.windows_archived) == (1, 1)
     with Store.open(via_csv.state.path) as store:
         plan_backfill(store, [BOT], start, end, window_days=30)

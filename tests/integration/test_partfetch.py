@@ -13,13 +13,14 @@ from typing import Iterator
 import pytest
 
 import ingest.mail.partfetch as partfetch
-from ingest.pipeline.intake import RunSummary
+from ingest.archive.storage import storage_for
 from ingest.mail.attachments import parse_email
 from ingest.mail.mailbox import Mailbox
+from ingest.pipeline.summary import RunSummary
+from ingest.pipeline.watch import poll_mailbox
 from ingest.settings import explicit_settings
 from ingest.simulator import ImapDelivery, generate_messages, rows_to_csv
 from ingest.state.store import Store, WindowState
-from ingest.pipeline.watch import poll_mailbox
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
 
@@ -76,7 +77,7 @@ def test_large_messages_are_fetched_part_by_part_with_the_same_result(
             store.transition(window.id, WindowState.SUBMITTING)
             store.transition(window.id, WindowState.ACCEPTED, accepted_at=1.0)
         summary = RunSummary()
-        poll_mailbox(settings, store, summary)
+        poll_mailbox(settings, store, storage_for(settings), summary)
         assert (summary.emails_archived, summary.reports_archived) == (3, 3), summary.problems
         assert {w.state for w in store.windows()} == {WindowState.ARCHIVED}
     assert_archive_matches(tmp_path / "archive", expected_rows([BOT], WINDOWS[0][0], WINDOWS[-1][1]))

@@ -12,8 +12,8 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from ingest.request.client import CertainlyClient
 from ingest.errors import TokenRejected
+from ingest.request.client import CertainlyClient
 from ingest.request.requester import advance, expire_lost, plan_backfill
 from ingest.settings import RequesterSettings
 from ingest.simulator import CertainlySimulator, SimulatorConfig

@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from ingest.request.client import CertainlyClient
 from ingest.errors import TokenRejected
-from ingest.pipeline.passes import make_client
+from ingest.request.client import CertainlyClient, client_from
 from ingest.request.requester import advance, plan_backfill
 from ingest.settings import RequesterSettings, Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, Fault, SimulatorConfig
@@ -71,7 +70,7 @@ def sim() -> Iterator[CertainlySimulator]:
 def env(sim: CertainlySimulator, tmp_path: Path) -> Iterator[Env]:
     settings = make_settings(sim.base_url, tmp_path)
     with Store.open(settings.state.path) as store:
-        yield Env(sim, store, make_client(settings), settings.requester)
+        yield Env(sim, store, client_from(settings.certainly), settings.requester)
 
 
 def plan(store: Store, windows: int = 1) -> list[int]:
@@ -336,7 +335,7 @@ def test_connection_refused_defers(tmp_path: Path) -> None:
             [window_id] = plan(store)
             now = time.time()
 
-            tick = advance(store, make_client(settings), settings.requester, now=now)
+            tick = advance(store, client_from(settings.certainly), settings.requester, now=now)
 
             window = store.window(window_id)
             assert tick.deferred == [window_id]

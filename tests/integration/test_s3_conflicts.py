@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import ingest.archive.s3 as s3_module
-from ingest.errors import OutputError, StorageUnavailable
 from ingest.archive.s3 import S3Storage
+from ingest.errors import OutputError, StorageUnavailable
 from ingest.simulator import generate_messages, rows_to_csv
 from tests.support.job import ingest
 from tests.support.s3 import CREDENTIALS, MotoS3, S3FaultProxy, moto_s3

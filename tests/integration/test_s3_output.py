@@ -15,16 +15,16 @@ import pyarrow.fs as pafs
 import pytest
 
 import ingest.archive.s3 as s3_module
-from ingest.errors import OutputError, StorageUnavailable
 from ingest.archive.s3 import S3Storage
-from ingest.simulator import generate_messages, rows_to_csv
 from ingest.archive.storage import LocalStorage
-from ingest.state.store import Store
-from ingest.archive.stream import archive_csv_file
+from ingest.errors import OutputError, StorageUnavailable
 from ingest.ops.verify import verify_archive
+from ingest.simulator import generate_messages, rows_to_csv
+from ingest.state.store import Store
 from tests.support.archive import expected_rows
 from tests.support.job import ingest
 from tests.support.s3 import CREDENTIALS, MotoS3, moto_s3
+from tests.support.saving import archive_csv_file
 
 pytestmark = pytest.mark.integration
 

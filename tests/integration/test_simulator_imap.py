@@ -12,7 +12,12 @@ import pytest
 import requests
 from imapclient import IMAPClient
 
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig, rows_to_csv
+from ingest.simulator import (
+    CertainlySimulator,
+    EmbeddedImap,
+    SimulatorConfig,
+    rows_to_csv,
+)
 
 pytestmark = pytest.mark.integration
 

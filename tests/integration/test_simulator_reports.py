@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from collections.abc import Iterator
 from datetime import date
 
@@ -10,8 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from ingest.mail.attachments import parse_email
-from ingest.request.client import CertainlyClient, Outcome
 from ingest.parse.reports import read_report, read_report_rows
+from ingest.request.client import CertainlyClient, Outcome
 from ingest.simulator import CertainlySimulator, SimulatorConfig
 from ingest.simulator.reports import report_type_filename
 from tests.support.archive import typed_truth

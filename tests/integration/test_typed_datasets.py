@@ -12,12 +12,13 @@ import duckdb
 import polars as pl
 import pytest
 
-from ingest.pipeline.intake import RunSummary, import_files
-from ingest.parse.reports import DATASETS
+from ingest.ops.verify import verify_archive
+from ingest.pipeline.intake import import_files
+from ingest.pipeline.summary import RunSummary
+from ingest.report_types import DATASETS
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.simulator.reports import generate_report_rows, report_to_csv
 from ingest.state.store import Store
-from ingest.ops.verify import verify_archive
 from tests.support.job import ingest, job_env
 
 pytestmark = pytest.mark.integration

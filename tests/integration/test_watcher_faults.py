@@ -23,9 +23,22 @@ from ingest.settings import Settings
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
+    PROCESSED,
     Mailboxes,
-    PROCESSED, Report, accept_windows, attachment_rows, deliver, email_rows, imap, message_id,
-    moved, report, report_email, running_dovecot, snapshot, stranger_email, truth_of,
+    Report,
+    accept_windows,
+    attachment_rows,
+    deliver,
+    email_rows,
+    imap,
+    message_id,
+    moved,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    stranger_email,
+    truth_of,
     watcher_settings,
 )
 from tests.support.tcpproxy import TcpProxy

@@ -21,11 +21,31 @@ from ingest.settings import Settings
 from ingest.state.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.mail import (
+    AUTHSERV_ID,
+    FAILED,
+    PROCESSED,
+    SENDER,
     Mailboxes,
-    AUTHSERV_ID, FAILED, PROCESSED, SENDER, Report, accept_windows, attachment_rows, deliver,
-    email_rows, email_with, gzip_bomb, message_id, moved, non_utf8_csv, report, report_email,
-    running_dovecot, snapshot, stranger_email, truth_of, two_reports_email, watcher_settings,
-    with_headers_on_top, zip_bomb,
+    Report,
+    accept_windows,
+    attachment_rows,
+    deliver,
+    email_rows,
+    email_with,
+    gzip_bomb,
+    message_id,
+    moved,
+    non_utf8_csv,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    stranger_email,
+    truth_of,
+    two_reports_email,
+    watcher_settings,
+    with_headers_on_top,
+    zip_bomb,
 )
 
 pytestmark = pytest.mark.integration

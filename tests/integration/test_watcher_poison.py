@@ -19,17 +19,35 @@ from pathlib import Path
 import pytest
 
 import ingest.mail.attachments
-from ingest.pipeline.intake import RunSummary
-from ingest.pipeline.passes import run_once
-from ingest.settings import Settings
+from ingest.archive.storage import storage_for
 from ingest.ops.status import collect_status
-from ingest.state.store import Store, WindowState
+from ingest.pipeline.passes import run_once
+from ingest.pipeline.summary import RunSummary
 from ingest.pipeline.watch import retry_failed
+from ingest.settings import Settings
+from ingest.state.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.mail import (
-    FAILED, PROCESSED, Mailboxes, Report, accept_windows, corrupt_gzip, damaged_base64_email,
-    deeply_nested_email, deliver, email_rows, encrypted_zip, message_id, moved, non_utf8_csv,
-    report, report_email, running_dovecot, snapshot, truth_of, watcher_settings,
+    FAILED,
+    PROCESSED,
+    Mailboxes,
+    Report,
+    accept_windows,
+    corrupt_gzip,
+    damaged_base64_email,
+    deeply_nested_email,
+    deliver,
+    email_rows,
+    encrypted_zip,
+    message_id,
+    moved,
+    non_utf8_csv,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    truth_of,
+    watcher_settings,
 )
 
 pytestmark = pytest.mark.integration
@@ -198,7 +216,7 @@ def test_retry_failed_archives_what_a_fix_made_readable(dovecot, user, workdir) 
     settings.output.max_inflated_bytes = 512 * 1024**2  # the fix
     with Store.open(settings.state.path) as store:
         summary = RunSummary()
-        retried = {r.record["message_id"]: r.outcome for r in retry_failed(settings, store, summary)}
+        retried = {r.record["message_id"]: r.outcome for r in retry_failed(settings, store, storage_for(settings), summary)}
 
     assert retried == {message_id(big_raw): "archived", message_id(hopeless_raw): "quarantined"}
     assert summary.emails_archived == 1 and summary.needs_attention
@@ -209,7 +227,7 @@ def test_retry_failed_archives_what_a_fix_made_readable(dovecot, user, workdir) 
     assert list(still) == [message_id(hopeless_raw)] and still[message_id(hopeless_raw)]["attempts"] == 2
     with Store.open(settings.state.path) as store:
         assert {w.from_date: w.state for w in store.windows()}[big.start] is WindowState.ARCHIVED
-        assert retry_failed(settings, store, RunSummary())[0].outcome == "quarantined"
+        assert retry_failed(settings, store, storage_for(settings), RunSummary())[0].outcome == "quarantined"
 
 
 def test_retry_finds_a_failed_email_without_message_id_by_its_bytes(dovecot, user, workdir) -> None:
@@ -223,7 +241,7 @@ def test_retry_finds_a_failed_email_without_message_id_by_its_bytes(dovecot, use
         [record] = store.failed_messages()
         assert record["message_id"] is None and record["sha256"]
 
-        [retried] = retry_failed(settings, store, RunSummary())
+        [retried] = retry_failed(settings, store, storage_for(settings), RunSummary())
 
         assert retried.outcome == "quarantined" and "corrupt gzip stream" in str(retried.reason)
         assert store.failed_messages()[0]["attempts"] == 2
@@ -251,5 +269,5 @@ def test_when_the_server_will_not_take_the_failed_folder_the_email_is_left_flagg
     assert run(settings).emails_seen == 0
 
     with Store.open(settings.state.path) as store:
-        [retried] = retry_failed(settings, store, RunSummary())
+        [retried] = retry_failed(settings, store, storage_for(settings), RunSummary())
     assert retried.outcome == "quarantined" and snapshot(dovecot, user, PASSWORD) == flagged

@@ -32,9 +32,19 @@ from ingest.settings import Settings
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
+    PROCESSED,
+    SENDER,
     Mailboxes,
-    PROCESSED, SENDER, accept_windows, deliver, message_id, moved, report, report_email,
-    running_dovecot, snapshot, truth_of, watcher_settings,
+    accept_windows,
+    deliver,
+    message_id,
+    moved,
+    report,
+    report_email,
+    running_dovecot,
+    snapshot,
+    truth_of,
+    watcher_settings,
 )
 from tests.support.tls import TestCerts, make_test_ca
 

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
 from typing import Protocol
 
 from ingest.simulator import CertainlySimulator

@@ -21,8 +21,8 @@ from ingest.mail.authresults import (
     parse_authentication_results,
     topmost_of_ours,
 )
-from ingest.settings import ImapSettings
 from ingest.pipeline.watch import screen
+from ingest.settings import ImapSettings
 
 OURS = "mx.example.test"
 SENDER = "reports@certainly.example"

@@ -12,11 +12,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.mail.attachments import parse_email
-from ingest.errors import ReportRejected
-from ingest.parse.parser import parse_csv
-from ingest.simulator import generate_messages, rows_to_csv
 from ingest.archive.writer import save_report, sha256_bytes
+from ingest.errors import ReportRejected
+from ingest.mail.attachments import parse_email
+from ingest.simulator import generate_messages, rows_to_csv
+from tests.support.saving import parse_csv
 
 BOT = "0badc0de-0000-4000-8000-000000000001"
 DAY = date(2024, 2, 2)

@@ -15,9 +15,23 @@ from pathlib import Path
 import pytest
 
 import ingest.pipeline.intake
-from ingest.pipeline.intake import RunSummary, archive_report, import_files
-from ingest.mail.attachments import Inflater, ParsedEmail, ReportFile, parse_email, safe_name
-from ingest.errors import MailboxUnavailable, OutputError, ReportRejected, StorageUnavailable, one_line, stops_the_run
+from ingest.errors import (
+    MailboxUnavailable,
+    OutputError,
+    ReportRejected,
+    StorageUnavailable,
+    one_line,
+    stops_the_run,
+)
+from ingest.mail.attachments import (
+    Inflater,
+    ParsedEmail,
+    ReportFile,
+    parse_email,
+    safe_name,
+)
+from ingest.pipeline.intake import archive_report, import_files
+from ingest.pipeline.summary import RunSummary
 from ingest.settings import ImapSettings, OutputSettings
 from ingest.state.store import Store
 from tests.support.mail import email_with

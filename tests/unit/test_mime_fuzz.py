@@ -18,10 +18,12 @@ import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from ingest.pipeline.intake import RunSummary, archive_report
 from ingest.mail.attachments import MAX_MIME_DEPTH, Decoder, parse_email
+from ingest.pipeline.intake import archive_report
+from ingest.pipeline.summary import RunSummary
 from ingest.simulator import generate_messages, rows_to_csv
 from ingest.state.store import Store
 from tests.support.mail import corrupt_gzip, encrypted_zip, gzip_bomb

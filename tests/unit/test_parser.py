@@ -16,9 +16,15 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from ingest.errors import ReportRejected
-from ingest.parse.parser import ParsedReport, frame_from_json_rows, parse_csv, parse_frame
-from ingest.parse.schema import MESSAGE_DATA, SOURCE_COLUMNS
-from ingest.simulator import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv, rows_to_json
+from ingest.parse.parser import ParsedReport, frame_from_json_rows, parse_frame
+from ingest.parse.schema import MESSAGE_COLUMNS, SOURCE_COLUMNS
+from ingest.simulator import (
+    MESSAGE_DATA_COLUMNS,
+    generate_messages,
+    rows_to_csv,
+    rows_to_json,
+)
+from tests.support.saving import parse_csv
 
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"
 SHA = "a" * 64
@@ -46,7 +52,7 @@ def _csv(header: list[str], records: list[list[str]]) -> bytes:
 def _canonical(row: dict[str, Any]) -> dict[str, Any]:
     """What the archive must hold for one simulator row."""
     out: dict[str, Any] = {}
-    for column in MESSAGE_DATA:
+    for column in MESSAGE_COLUMNS:
         value = row.get(column.name)
         if column.kind == "timestamp":
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -8,7 +8,6 @@ import email.policy
 import hashlib
 import io
 import json
-
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from ingest.mail.attachments import parse_email
 from ingest.errors import ReportRejected
-from ingest.parse.reports import DATASETS, read_report, read_report_rows, row_keys
+from ingest.mail.attachments import parse_email
+from ingest.parse.reports import read_report, read_report_rows, row_keys
+from ingest.report_types import DATASETS
 from ingest.simulator.data import rows_to_json
 from ingest.simulator.reports import (
     REPORT_COLUMNS,

@@ -11,7 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.simulator import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv, rows_to_json
+from ingest.simulator import (
+    MESSAGE_DATA_COLUMNS,
+    generate_messages,
+    rows_to_csv,
+    rows_to_json,
+)
 
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"
 

@@ -44,7 +44,7 @@ def test_reopen_keeps_data(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     with Store.open(path) as store:
         store.plan_window(BOT, 1, JAN1, JAN30)
-        store.set_mailbox_position("INBOX", 7, 42)
+        store.record_email("INBOX", 7, 42, message_id=None, sender=None, subject=None, outcome="ignored")
     with Store.open(path) as store:
         [window] = store.windows()
         assert (window.bot_id, window.from_date, window.to_date, window.state) == (BOT, JAN1, JAN30, S.PLANNED)

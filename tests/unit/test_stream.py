@@ -26,15 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-import ingest.parse.csvstream
 import ingest.archive.staging
-from ingest.parse.csvstream import CsvBatches
+import ingest.parse.csvstream
+from ingest.archive.writer import SaveResult, save_report
 from ingest.errors import ReportRejected
-from ingest.parse.parser import parse_csv
+from ingest.parse.csvstream import CsvBatches
 from ingest.parse.schema import file_schema
 from ingest.simulator import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv
-from ingest.archive.stream import archive_csv_file
-from ingest.archive.writer import SaveResult, save_report
+from tests.support.saving import archive_csv_file, parse_csv
 
 BOT = "3f2b8c1e-0000-4000-8000-0000000000s1"
 PROVENANCE = {"import": {"path": "/somewhere/report.csv"}}

@@ -19,10 +19,10 @@ import polars as pl
 import pytest
 
 import ingest.parse.csvstream
-from ingest.errors import OutputError, ReportRejected
-from ingest.parse.parser import parse_csv
-from ingest.simulator import generate_messages, rows_to_csv
 from ingest.archive.stream import stage_csv
+from ingest.errors import OutputError, ReportRejected
+from ingest.simulator import generate_messages, rows_to_csv
+from tests.support.saving import parse_csv
 from tests.unit.test_stream import (
     BOT,
     assert_same_archive,

@@ -11,11 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.parse.parser import parse_csv
+from ingest.archive.writer import save_report
+from ingest.ops.verify import VerifyReport, render_text, to_json, verify_archive
 from ingest.simulator import generate_messages, rows_to_csv
 from ingest.state.store import Store, WindowState
-from ingest.ops.verify import VerifyReport, render_text, to_json, verify_archive
-from ingest.archive.writer import save_report
+from tests.support.saving import parse_csv
 
 BOT_A = "3f2b8c1e-0000-4000-8000-00000000000a"
 BOT_B = "3f2b8c1e-0000-4000-8000-00000000000b"

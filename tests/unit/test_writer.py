@@ -6,15 +6,17 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
+
 import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ingest.errors import OutputError
-from ingest.parse.parser import ParsedReport, parse_csv
-from ingest.simulator import generate_messages, rows_to_csv
 from ingest.archive.writer import SaveResult, save_report
+from ingest.errors import OutputError
+from ingest.parse.parser import ParsedReport
+from ingest.simulator import generate_messages, rows_to_csv
+from tests.support.saving import parse_csv
 
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"
 PROVENANCE = {"email": {"message_id": "<m1@certainly.example>", "from": "reports@certainly.example"},
