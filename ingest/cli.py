@@ -22,6 +22,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -200,7 +201,7 @@ def row_counter() -> Iterator[Callable[[str, int], None] | None]:
         return
     with Progress(TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
                   TimeElapsedColumn(), console=out) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def count(name: str, rows: int) -> None:
             if name not in tasks:

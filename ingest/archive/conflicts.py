@@ -81,7 +81,8 @@ class ArchivedIds:
         if not len(self.ids) or not len(ids):
             return np.zeros(len(ids), dtype=bool)
         at = np.searchsorted(self.ids, ids)
-        return self.ids[np.minimum(at, len(self.ids) - 1)] == ids
+        found: np.ndarray = self.ids[np.minimum(at, len(self.ids) - 1)] == ids
+        return found
 
     def file_of(self, ids: np.ndarray) -> list[str]:
         """The archived file holding each id (all of them must be archived)."""

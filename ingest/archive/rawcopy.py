@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import io
 import mmap
 import os
 import shutil
@@ -174,7 +175,7 @@ def _hash_and_copy(source: Path, target: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _read_full(stream: BinaryIO, view: memoryview) -> int:
+def _read_full(stream: io.RawIOBase, view: memoryview) -> int:
     """Fill ``view`` from ``stream`` (short only at the end of the file)."""
     total = 0
     while total < len(view):

@@ -34,6 +34,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
+from pydantic import SecretStr
 
 from ingest.archive.layout import STAGING
 from ingest.errors import ConfigError
@@ -181,7 +182,7 @@ class LocalStorage(Storage):
             return None
 
     def parquet_rows(self, key: str) -> int:
-        return pq.ParquetFile(self.root / key).metadata.num_rows
+        return int(pq.ParquetFile(self.root / key).metadata.num_rows)
 
     def source(self, key: str) -> str:
         return str(self.root / key)
@@ -256,11 +257,15 @@ def open_storage(root: str | Path, *, staging_dir: Path | None = None, **s3: Any
 def storage_for(settings: Settings) -> Storage:
     """The archive's storage as the settings describe it (built once, at the entry point)."""
     output = settings.output
-    secret = (lambda v: v.get_secret_value() if v is not None else None)
     staging = output.staging_dir or Path(settings.state.path).parent / "staging"
     return open_storage(output.root, staging_dir=staging, endpoint_url=output.s3_endpoint_url,
-                        region=output.s3_region, access_key_id=secret(output.s3_access_key_id),
-                        secret_access_key=secret(output.s3_secret_access_key))
+                        region=output.s3_region, access_key_id=_reveal(output.s3_access_key_id),
+                        secret_access_key=_reveal(output.s3_secret_access_key))
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    """A secret's value, only to hand it to the S3 client (never logged)."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 def as_storage(root: Storage | Path | str) -> Storage:

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import IO
 
 from ingest.errors import OutputError, ReportRejected, described
-from ingest.mail.authresults import authenticated
 
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel"}
 GENERIC_TYPES = {"application/octet-stream", "text/plain", "application/x-csv"}
@@ -116,76 +115,6 @@ def safe_name(name: str | None, fallback: str = "attachment") -> str:
     return base or fallback
 
 
-def sender_address(from_header: object) -> str | None:
-    """The single address of a From header, lower-cased; None when absent, ambiguous or
-    malformed. Any parser defect refuses the header: never guess which address counts.
-
-    >>> sender_address("Certainly <reports@certainly.io>")
-    'reports@certainly.io'
-    >>> sender_address("reports@certainly.io <attacker@evil.test>") is None
-    True
-    """
-    if not from_header:
-        return None
-    header = from_header
-    if not hasattr(header, "defects"):  # text, not a header already parsed by email.policy
-        try:
-            header = email.policy.default.header_factory("From", str(from_header))
-        except (ValueError, IndexError, TypeError):
-            return None
-    addresses = getattr(header, "addresses", ())
-    if getattr(header, "defects", None) or len(addresses) != 1:
-        return None
-    address = addresses[0]
-    if not address.username or not address.domain or "@" in address.username:
-        return None
-    return address.addr_spec.lower()
-
-
-def sender_allowed(address: str | None, allowed: list[str]) -> bool:
-    """Exact address or ``@domain`` / ``domain`` match against the allow-list.
-
-    >>> sender_allowed("reports@certainly.io", ["@certainly.io"])
-    True
-    >>> sender_allowed("x@evil-certainly.io", ["certainly.io"])
-    False
-    """
-    if not address:
-        return False
-    domain = address.rsplit("@", 1)[1]
-    for entry in allowed:
-        entry = entry.strip().lower()
-        if "@" in entry.lstrip("@"):
-            if address == entry:
-                return True
-        elif domain == entry.lstrip("@"):
-            return True
-    return False
-
-
-def authentication_passed(results_headers: list[str], authserv_id: str, sender: str) -> bool:
-    """Whether the topmost Authentication-Results header written by our own receiving
-    server (``authserv_id``) says DMARC passed for the sender's domain, or DKIM passed for
-    a domain of the sender's organization (RFC 8601, read by its grammar: see
-    :mod:`ingest.mail.authresults`). Headers below ours may have been written by the sender.
-
-    >>> authentication_passed(["mx.example.com; dkim=pass header.d=certainly.io"],
-    ...                       "mx.example.com", "reports@certainly.io")
-    True
-    >>> authentication_passed(["mx.example.com; x-dkim=pass header.d=certainly.io"],
-    ...                       "mx.example.com", "reports@certainly.io")
-    False
-    """
-    return authenticated(results_headers, authserv_id, sender)
-
-
-def raw_header_values(message: Message, name: str) -> list[str]:
-    """Every value of header ``name`` as received (unfolded, no RFC 2047 decoding), top first.
-    Structured headers are parsed from what the server wrote, not from a decoded rendering."""
-    return [re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
-            for key, value in message.raw_items() if key.lower() == name.lower()]
-
-
 class Inflater:
     """Where the inflated attachments of one email (or one imported file) go, and how many
     bytes they may take together.
@@ -200,7 +129,7 @@ class Inflater:
         self.workdir = workdir
         self.used = 0
 
-    def inflate(self, name: str, stream: IO[bytes], what: str) -> "ReportFile":
+    def inflate(self, name: str, stream: IO[bytes], what: str) -> ReportFile:
         """Copy the decompressing ``stream`` into a file (or bytes) named ``name``.
 
         Raises :class:`ReportRejected` naming ``what`` when the stream is corrupt or the
@@ -381,7 +310,7 @@ def parse_email(raw: bytes, inflater: Inflater | None = None) -> ParsedEmail:
     depth = mime_depth(raw)
     if depth > MAX_MIME_DEPTH:
         headers = email.message_from_bytes(_header_block(raw), policy=email.policy.default)
-        parsed = _parsed(headers)  # type: ignore[arg-type]
+        parsed = _parsed(headers)
         parsed.problems.append(f"MIME structure nested deeper than {MAX_MIME_DEPTH} levels: "
                                "refused unparsed")
         return parsed
@@ -415,9 +344,11 @@ def _payload(part: EmailMessage) -> bytes:
     part-by-part path, so that a damaged line costs its own bytes on both paths (the
     email package would hand back the still-encoded text instead)."""
     if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "base64":
-        return part.get_payload(decode=True) or b""
+        decoded = part.get_payload(decode=True)
+        return decoded if isinstance(decoded, bytes) else b""
     encoded = part.get_payload(decode=False)
-    data = encoded.encode("ascii", "replace") if isinstance(encoded, str) else bytes(encoded or b"")
+    data = (encoded.encode("ascii", "replace") if isinstance(encoded, str)
+            else encoded if isinstance(encoded, bytes) else b"")
     decoder, out = Decoder("base64", text=False), io.BytesIO()
     decoder.feed(data, out)
     decoder.finish(out)
@@ -482,7 +413,7 @@ def _reports_in(name: str, content_type: str, payload: bytes | Path, inflater: I
 def _gunzip(inner: str, payload: bytes | Path, inflater: Inflater) -> ReportFile:
     source = payload.open("rb") if isinstance(payload, Path) else io.BytesIO(payload)
     with source, gzip.GzipFile(fileobj=source) as stream:
-        return inflater.inflate(inner, stream, "gzip")
+        return inflater.inflate(inner, stream, "gzip")  # type: ignore[arg-type]  # GzipFile is a binary stream; typeshed types it apart from IO[bytes]
 
 
 def _unzip(name: str, payload: bytes | Path, inflater: Inflater) -> list[ReportFile]:

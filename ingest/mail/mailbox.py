@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import requests
 from imapclient import IMAPClient, SocketTimeout
@@ -38,6 +38,7 @@ from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable, des
 from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SCREEN_FIELDS = "BODY.PEEK[HEADER.FIELDS (FROM AUTHENTICATION-RESULTS)]"
 #: UIDs one ``UID SEARCH UID lo:hi`` spans: its answer lists at most this many UIDs
@@ -195,8 +196,8 @@ class Mailbox:
         top, lo, found = self.highest_uid(), 1, 0
         while lo <= top:
             hi = min(lo + span - 1, top)
-            found += sum(1 for u in self._call(self.client.search, ["UID", f"{lo}:{hi}", *criteria])
-                         if lo <= u <= hi)
+            uids: list[int] = self._call(self.client.search, ["UID", f"{lo}:{hi}", *criteria])
+            found += sum(1 for u in uids if lo <= u <= hi)
             lo = hi + 1
         return found
 
@@ -238,7 +239,8 @@ class Mailbox:
         answer with its parser (unsolicited FETCH answers are filtered by the caller)."""
         data = self.client._raw_command_untagged(  # noqa: SLF001 - see the docstring
             b"FETCH", [f"{lo}:{hi}".encode(), ("(" + " ".join(items) + ")").encode()], uid=True)
-        return parse_fetch_response(data, self.client.normalise_times, True)
+        parsed: dict[int, dict[bytes, Any]] = parse_fetch_response(data, self.client.normalise_times, True)
+        return parsed
 
     def fetch_message(self, uid: int) -> bytes | None:
         """The whole message, without setting \\Seen; None if it was expunged meanwhile."""
@@ -305,7 +307,7 @@ class Mailbox:
         """UIDs in the selected folder of messages that have no Message-ID header."""
         return sorted(self._call(self.client.search, ["NOT", "HEADER", "Message-ID", ""]))
 
-    def _call(self, method, *args):  # type: ignore[no-untyped-def]
+    def _call(self, method: Callable[..., _T], *args: Any) -> _T:
         try:
             return method(*args)
         except (OSError, socket.timeout, IMAPClientError) as err:

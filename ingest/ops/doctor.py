@@ -14,15 +14,16 @@ import shutil
 import sqlite3
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ingest.archive.storage import storage_for
 from ingest.errors import IngestError
-from ingest.mail.attachments import raw_header_values
 from ingest.mail.authresults import topmost_of_ours
 from ingest.mail.mailbox import Mailbox
+from ingest.mail.senders import raw_header_values
 from ingest.request.client import Outcome, classify_answer, client_from
 from ingest.settings import Settings, transport_warnings
 from ingest.state.store import Store
@@ -98,7 +99,7 @@ def check_sender_authentication(settings: Settings) -> Check:
         return Check(name, True, f"required ({authserv_id}); recent mail not checked: {err}", warning=True)
 
 
-def _guard(name: str, fn) -> Check:  # type: ignore[no-untyped-def]
+def _guard(name: str, fn: Callable[[], Check]) -> Check:
     try:
         return fn()
     except IngestError as err:

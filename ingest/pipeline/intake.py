@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -76,7 +77,7 @@ def _import_file(root: Storage | Path, store: Store, path: Path, bot_id: str, su
         report = ReportFile(safe_name(path.name), b"", path=path)
         archive_report(root, store, report, ParsedEmail(None, None, None, None, []), summary,
                        bot_id=bot_id, provenance={"import": {"path": str(path)}, **no_email},
-                       on_rows=(lambda n, name=path.name: on_rows(name, n)) if on_rows else None)
+                       on_rows=functools.partial(on_rows, path.name) if on_rows else None)
         return
     if path.name.lower().endswith(".eml"):
         parsed = parse_email(path.read_bytes(), inflater)

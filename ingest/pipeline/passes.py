@@ -23,9 +23,10 @@ from imapclient.exceptions import IMAPClientError
 from ingest.archive.storage import Storage, storage_for
 from ingest.errors import MailboxUnavailable
 from ingest.mail.mailbox import Mailbox
+from ingest.mail.senders import check_watch_settings
 from ingest.pipeline.get import GET_MAX_DAYS, fetch_range
 from ingest.pipeline.summary import RunSummary
-from ingest.pipeline.watch import check_watch_settings, poll_mailbox
+from ingest.pipeline.watch import poll_mailbox
 from ingest.request.client import CertainlyClient, client_from
 from ingest.request.requester import advance, plan_schedule
 from ingest.settings import Settings

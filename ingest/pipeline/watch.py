@@ -38,7 +38,6 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
 from ingest.errors import (
-    ConfigError,
     MailboxUnavailable,
     ReportRejected,
     one_line,
@@ -48,56 +47,22 @@ from ingest.mail.attachments import (
     Inflater,
     ParsedEmail,
     ReportFile,
-    authentication_passed,
     parse_email,
-    raw_header_values,
     reports_in_file,
     scratch,
-    sender_address,
-    sender_allowed,
 )
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.partfetch import fetch_parts_to_disk
+from ingest.mail.senders import check_watch_settings, screen
 from ingest.pipeline.intake import archive_email
 from ingest.pipeline.summary import RunSummary
-from ingest.settings import ImapSettings, Settings, require
+from ingest.settings import ImapSettings, Settings
 from ingest.state.store import Store
 
 log = logging.getLogger(__name__)
 
 #: Screened-out emails recorded per commit (a spam flood must not cost an fsync each).
 IGNORED_BATCH = 1000
-
-
-def check_watch_settings(imap: ImapSettings) -> None:
-    """Refuse settings under which the watcher would ingest nothing, or anybody's mail."""
-    if not imap.allowed_senders:
-        raise ConfigError("INGEST_IMAP__ALLOWED_SENDERS is empty, so no email would ever be "
-                          "ingested; set it to the address (or @domain) reports come from")
-    if imap.require_authentication:
-        require(imap.authserv_id, "imap", "authserv_id")
-
-
-def screen(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, str | None]:
-    """(sender address, reason to refuse or None) from the From and A-R headers.
-
-    More than one From header is refused, never resolved: mail programs show one, DKIM
-    verifiers check another. Authentication-Results are read as the server wrote them.
-    """
-    headers = email.message_from_bytes(header_bytes, policy=email.policy.default)
-    try:
-        from_values = headers.get_all("From") or []
-    except (ValueError, IndexError):
-        from_values = []
-    # The parsed header itself, not its text: str() would drop the parser's defects.
-    address = sender_address(from_values[0]) if len(from_values) == 1 else None
-    if not sender_allowed(address, imap.allowed_senders):
-        return address, "sender not allowed"
-    if imap.require_authentication:
-        results = raw_header_values(headers, "Authentication-Results")
-        if not authentication_passed(results, imap.authserv_id or "", address or ""):
-            return address, "Authentication-Results missing or not passing"
-    return address, None
 
 
 def poll_mailbox(settings: Settings, store: Store, out: Storage, summary: RunSummary,

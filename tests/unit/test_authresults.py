@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.mail.attachments import authentication_passed
 from ingest.mail.authresults import (
     AuthResSyntaxError,
     authenticated,
@@ -21,7 +20,7 @@ from ingest.mail.authresults import (
     parse_authentication_results,
     topmost_of_ours,
 )
-from ingest.pipeline.watch import screen
+from ingest.mail.senders import authentication_passed, screen
 from ingest.settings import ImapSettings
 
 OURS = "mx.example.test"
