@@ -75,19 +75,14 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     manifests. With a ``store``, its archived windows count as requested; windows not
     archived are listed."""
     out = as_storage(root)
-    problems = (report := VerifyReport(out.describe())).problems
     if isinstance(out, LocalStorage) and not out.root.is_dir():
         return VerifyReport(out.describe(), [f"{out.describe()}: archive root does not exist"])
+    report = VerifyReport(out.describe())
     objects = out.objects("")
     data = [o.key for o in objects if is_data_file(o.key)]
     raw = {o.key: o.size for o in objects if o.key.startswith(f"{RAW}/")}
     report.files, report.raw_files = len(data), len(raw)
-    footer_rows: dict[str, int] = {}  # num_rows of every readable data file
-    for key in data:
-        try:
-            footer_rows[key] = out.parquet_rows(key)
-        except Exception as err:  # noqa: BLE001 - any reader error means an unreadable file
-            problems.append(f"{key}: unreadable Parquet footer ({type(err).__name__})")
+    footer_rows = _footer_rows(out, data, report.problems)
     report.rows = sum(footer_rows.values())
     attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
@@ -95,20 +90,41 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     report.manifests = len(records)
     for record in records:
         if record.doc is not None and not record.compaction:
-            _check_manifest(record.key, record.doc, problems, attachments, windows)
+            _check_manifest(record.key, record.doc, report.problems, attachments, windows)
     listing = listed_files(records)
-    problems.extend(f"{key}: unreadable manifest ({why})" for key, why in listing.unreadable)
-    problems.extend(f"{path}: listed by both {first} and {second}"
-                    for path, first, second in listing.listed_twice)
-    unfinished = _check_compactions(listing.compactions, set(data), problems)
+    report.problems.extend(f"{key}: unreadable manifest ({why})" for key, why in listing.unreadable)
+    report.problems.extend(f"{path}: listed by both {first} and {second}"
+                           for path, first, second in listing.listed_twice)
+    unfinished = _check_compactions(listing.compactions, set(data), report.problems)
+    report.problems.extend(_conflicts(out, objects))
     listed = listing.files
-    problems.extend(_conflicts(out, objects))
-
-    for name in sorted(set(listed) - set(data)):
-        problems.append(f"{name}: missing data file (listed in {listed[name][0]})")
     todo = [k for k in data if k in listed] + list(raw)  # a few threads: hashing releases the GIL
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        hashes = dict(zip(todo, pool.map(out.sha256, todo)))
+        hashes = dict(zip(todo, pool.map(out.sha256, todo), strict=True))
+    report.problems.extend(_check_data_files(data, listed, hashes, footer_rows, unfinished))
+    report.problems.extend(_check_raw_files(raw, attachments, hashes))
+    _check_partitions(out, report, data, footer_rows)
+    _coverage(report, windows, store)
+    return report
+
+
+def _footer_rows(out: Storage, data: list[str], problems: list[str]) -> dict[str, int]:
+    """num_rows of every readable data file; an unreadable footer is a problem."""
+    rows: dict[str, int] = {}
+    for key in data:
+        try:
+            rows[key] = out.parquet_rows(key)
+        except Exception as err:  # noqa: BLE001 - any reader error means an unreadable file
+            problems.append(f"{key}: unreadable Parquet footer ({type(err).__name__})")
+    return rows
+
+
+def _check_data_files(data: list[str], listed: dict[str, tuple[str, dict[str, Any]]],
+                      hashes: dict[str, str | None], footer_rows: dict[str, int],
+                      unfinished: set[str]) -> list[str]:
+    """Each listed file present and as listed (sha256, rows); each present file listed."""
+    problems = [f"{name}: missing data file (listed in {listed[name][0]})"
+                for name in sorted(set(listed) - set(data))]
     for name in data:
         if name in unfinished:
             continue
@@ -121,12 +137,19 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
             problems.append(f"{name}: sha256 differs from {manifest} (data file changed)")
         if name in footer_rows and footer_rows[name] != entry.get("rows"):
             problems.append(f"{name}: {footer_rows[name]} rows, {manifest} says {entry.get('rows')}")
-    seen_raw: set[tuple[str, str]] = set()
+    return problems
+
+
+def _check_raw_files(raw: dict[str, int], attachments: dict[tuple[str, str], tuple[str, int]],
+                     hashes: dict[str, str | None]) -> list[str]:
+    """Each raw file hashing to its name, of the size its manifest says; none missing."""
+    problems = []
+    seen: set[tuple[str, str]] = set()
     for name, size in raw.items():
         folder, _, file = name.rpartition("/")
         sha = file.split(".")[0]
         source = (folder.rsplit("/", 1)[-1].removeprefix("bot_id="), sha)
-        seen_raw.add(source)
+        seen.add(source)
         if hashes[name] != sha:
             problems.append(f"{name}: raw file changed, its sha256 is not its name")
         if source not in attachments:
@@ -134,15 +157,22 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
         elif attachments[source][1] != size:
             problems.append(f"{name}: size {size}, {attachments[source][0]} says {attachments[source][1]}")
     for (bot_id, sha), (manifest, _) in sorted(attachments.items()):
-        if (bot_id, sha) not in seen_raw:
-            problems.append(f"raw/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")
+        if (bot_id, sha) not in seen:
+            problems.append(f"{RAW}/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")
+    return problems
+
+
+def _check_partitions(out: Storage, report: VerifyReport, data: list[str],
+                      footer_rows: dict[str, int]) -> None:
+    """Each file inside a bot/date partition; per bot, rows once and on their UTC date
+    (messages) or each row key once (typed datasets); the days each bot covers."""
     by_bot: dict[str, list[str]] = defaultdict(list)
     others: dict[tuple[str, str], list[str]] = defaultdict(list)  # (dataset, bot) -> files
     for name in data:
         dataset, _, rest = name.partition("/")
         match = _PARTITION.match(rest)
         if match is None:
-            problems.append(f"{name}: not inside a bot_id=<bot>/date=<YYYY-MM-DD>/ partition")
+            report.problems.append(f"{name}: not inside a bot_id=<bot>/date=<YYYY-MM-DD>/ partition")
             continue
         if dataset != DATASET:
             if name in footer_rows:
@@ -155,11 +185,9 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
         if name in footer_rows:
             by_bot[match[1]].append(name)
     for bot_id, keys in sorted(by_bot.items()):
-        problems.extend(_check_rows(out, bot_id, keys))
+        report.problems.extend(_check_rows(out, bot_id, keys))
     for (dataset, bot_id), keys in sorted(others.items()):
-        problems.extend(_check_row_keys(out, dataset, bot_id, keys))
-    _coverage(report, windows, store)
-    return report
+        report.problems.extend(_check_row_keys(out, dataset, bot_id, keys))
 
 
 def _conflicts(out: Storage, objects: list[Any]) -> list[str]:
