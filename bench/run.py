@@ -111,7 +111,8 @@ def run_project(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def run_project_inmemory(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     # The in-memory path (emails, small files): read_bytes, sha256, parse_csv, save_report.
-    from ingest.archive.writer import save_report, sha256_bytes
+    from ingest.archive.storage import sha256_bytes
+    from ingest.archive.writer import save_report
     from ingest.parse.parser import parse_frame, read_csv_text
     steps: dict[str, float] = {}
     t = time.perf_counter()

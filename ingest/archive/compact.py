@@ -37,8 +37,7 @@ from typing import Any
 from ingest.archive.commit import as_json, write_bytes_once, write_once
 from ingest.archive.layout import compact_key, compaction_key
 from ingest.archive.manifests import listed_files, read_manifests
-from ingest.archive.storage import Storage, as_storage
-from ingest.archive.writer import sha256_file
+from ingest.archive.storage import Storage, as_storage, sha256_file
 
 
 @dataclass

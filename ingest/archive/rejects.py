@@ -1,7 +1,9 @@
-"""Rejected rows of a streamed report: to a temporary Parquet file, reasons counted.
+"""The quarantine: what of a source could not be archived, with the reasons.
 
-Published as ``quarantine/<sha256>/rejected_rows.parquet`` and ``reason.json``, the
-same files :func:`ingest.archive.writer.save_report` writes for an in-memory report.
+Rows refused one by one (a streamed report's go to a temporary Parquet file, reasons
+counted) are published as ``quarantine/<sha256>/rejected_rows.parquet`` and
+``reason.json``, the same files :func:`ingest.archive.writer.save_report` writes for an
+in-memory report. A whole file refused is kept by :func:`quarantine_file`.
 
 Example::
 
@@ -13,16 +15,18 @@ Example::
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections import Counter
 from contextlib import suppress
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from ingest.archive.commit import write_reasons
-from ingest.archive.layout import REJECTED_ROWS, rejected_rows_key
+from ingest.archive.commit import as_json, write_bytes_once, write_once, write_reasons
+from ingest.archive.layout import REJECTED_ROWS, original_key, quarantine_dir, reasons_key, rejected_rows_key
 from ingest.archive.storage import Storage, as_storage
 
 
@@ -65,3 +69,18 @@ class RejectedRows:
             self._writer = None
         with suppress(OSError):  # cleaning up must not hide the error that got us here
             os.unlink(self._path)
+
+
+def quarantine_file(root: Storage | Path, source_sha256: str, raw: bytes | Path, raw_name: str, reason: str,
+                    provenance: dict[str, Any]) -> str:
+    """Keep a whole file that could not be archived, with its reason. Returns the folder.
+
+    ``raw`` is the bytes, or the path of a file too big to hold (copied, not loaded).
+    """
+    out = as_storage(root)
+    if isinstance(raw, Path):
+        write_once(out, original_key(source_sha256, raw_name), lambda tmp: shutil.copyfile(raw, tmp))
+    else:
+        write_bytes_once(out, original_key(source_sha256, raw_name), raw)
+    write_bytes_once(out, reasons_key(source_sha256), as_json({"reason": reason, **provenance}))
+    return quarantine_dir(source_sha256)

@@ -53,8 +53,7 @@ import pyarrow.parquet as pq
 
 from ingest.archive.commit import WrittenFile
 from ingest.archive.layout import part_name, partition_key
-from ingest.archive.storage import Storage, as_storage
-from ingest.archive.writer import sha256_file
+from ingest.archive.storage import Storage, as_storage, sha256_file
 from ingest.parse.arrowrows import FILE_SCHEMA, parquet_writer, stamp, text_scalar
 from ingest.parse.validate import ROW_NUMBER
 

@@ -194,6 +194,17 @@ class LocalStorage(Storage):
         return removed
 
 
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    with path.open("rb") as stream:
+        return sha256_stream(stream)
+
+
 def sha256_stream(stream: Any) -> str:
     """Hex sha256 of a binary stream (a file, an S3 body), read in 1 MiB blocks."""
     digest = hashlib.sha256()

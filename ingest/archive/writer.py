@@ -17,8 +17,6 @@ partition already holds are skipped, so replaying a report after a crash adds no
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,6 @@ from ingest.archive.commit import (
     Attachment,
     SaveResult,
     WrittenFile,
-    as_json,
     commit,
     write_bytes_once,
     write_once,
@@ -36,27 +33,13 @@ from ingest.archive.commit import (
 )
 from ingest.archive.layout import (
     data_key,
-    original_key,
     partition_key,
-    quarantine_dir,
     raw_key,
-    reasons_key,
     rejected_rows_key,
 )
-from ingest.archive.storage import Storage, as_storage, sha256_stream
+from ingest.archive.storage import Storage, as_storage, sha256_file
 from ingest.parse.parser import ParsedReport
 from ingest.parse.schema import DATASET, file_schema
-
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    with path.open("rb") as stream:
-        return sha256_stream(stream)
 
 
 def existing_ids(out: Storage, partition: str, key: str = "id") -> pl.Series:
@@ -121,18 +104,3 @@ def save_rejected(out: Storage, source_sha256: str, rejected: pl.DataFrame) -> N
     """quarantine/<sha256>/rejected_rows.parquet and reason.json for rows refused one by one."""
     write_once(out, rejected_rows_key(source_sha256), lambda tmp: rejected.write_parquet(tmp))
     write_reasons(out, source_sha256, dict(rejected.group_by("reason").len().rows()))
-
-
-def quarantine_file(root: Storage | Path, source_sha256: str, raw: bytes | Path, raw_name: str, reason: str,
-                    provenance: dict[str, Any]) -> str:
-    """Keep a whole file that could not be archived, with its reason. Returns the folder.
-
-    ``raw`` is the bytes, or the path of a file too big to hold (copied, not loaded).
-    """
-    out = as_storage(root)
-    if isinstance(raw, Path):
-        write_once(out, original_key(source_sha256, raw_name), lambda tmp: shutil.copyfile(raw, tmp))
-    else:
-        write_bytes_once(out, original_key(source_sha256, raw_name), raw)
-    write_bytes_once(out, reasons_key(source_sha256), as_json({"reason": reason, **provenance}))
-    return quarantine_dir(source_sha256)

@@ -16,8 +16,8 @@ import logging
 from datetime import date, timedelta
 
 from ingest.archive.datasets import save_typed_report
-from ingest.archive.storage import Storage
-from ingest.archive.writer import save_report, sha256_bytes
+from ingest.archive.storage import Storage, sha256_bytes
+from ingest.archive.writer import save_report
 from ingest.parse.parser import frame_from_json_rows, parse_frame
 from ingest.parse.reports import read_report_rows
 from ingest.pipeline.summary import FetchSummary

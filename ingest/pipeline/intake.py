@@ -19,9 +19,9 @@ from pathlib import Path
 
 from ingest.archive.commit import SaveResult
 from ingest.archive.datasets import save_typed_report
-from ingest.archive.storage import Storage
+from ingest.archive.rejects import quarantine_file
+from ingest.archive.storage import Storage, sha256_bytes, sha256_file
 from ingest.archive.stream import stage_csv
-from ingest.archive.writer import quarantine_file, sha256_bytes, sha256_file
 from ingest.errors import ReportRejected, one_line, stops_the_run
 from ingest.mail.attachments import (
     Inflater,

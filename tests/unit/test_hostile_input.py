@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from ingest.archive.writer import save_report, sha256_bytes
+from ingest.archive.storage import sha256_bytes
+from ingest.archive.writer import save_report
 from ingest.errors import ReportRejected
 from ingest.mail.attachments import parse_email
 from ingest.simulator import generate_messages, rows_to_csv
