@@ -18,7 +18,7 @@ from ingest.simulator import CertainlySimulator, EmbeddedImap, ImapDelivery, Sim
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
-from tests.support.job import ingest, job_env
+from tests.support.job import run_ingest, job_env
 from tests.support.s3 import moto_s3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -52,15 +52,15 @@ def folder_counts(account: Account) -> dict[str, int]:
 
 def backfill_crash_and_complete(env: dict[str, str], cwd: Path, point: str) -> None:
     """Backfill, a run SIGKILLed at ``point``, then a run to completion and a clean verify."""
-    assert ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
+    assert run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
                   env=env, cwd=cwd).returncode == 0
-    crashed = ingest("run", "--until-done", "--timeout", "60", cwd=cwd,
+    crashed = run_ingest("run", "--until-done", "--timeout", "60", cwd=cwd,
                      env={**env, "INGEST_CRASH_AT": point})
     assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
 
-    again = ingest("run", "--until-done", "--timeout", "90", env=env, cwd=cwd)
+    again = run_ingest("run", "--until-done", "--timeout", "90", env=env, cwd=cwd)
     assert again.returncode == 0, again.stdout + again.stderr
-    verified = ingest("verify", env=env, cwd=cwd)
+    verified = run_ingest("verify", env=env, cwd=cwd)
     assert verified.returncode == 0, verified.stdout
 
 

@@ -27,7 +27,7 @@ from imapclient import IMAPClient
 from ingest.simulator import CertainlySimulator, SimulatorConfig, build_report_email, generate_messages, rows_to_csv
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot, private_dovecot
-from tests.support.job import ingest, job_env
+from tests.support.job import run_ingest, job_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -67,7 +67,7 @@ class Rig:
     env: dict[str, str]
 
     def cli(self, *args: str) -> "tuple[int, str]":
-        done = ingest(*args, env=self.env, cwd=self.workdir, timeout=120)
+        done = run_ingest(*args, env=self.env, cwd=self.workdir, timeout=120)
         assert "Traceback" not in done.stderr, done.stderr
         return done.returncode, done.stdout + done.stderr
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
-from tests.support.job import ingest, job_env
+from tests.support.job import run_ingest, job_env
 
 pytestmark = pytest.mark.integration
 
@@ -49,8 +49,8 @@ def test_list_settings_in_either_form_archive_the_scheduled_bot(
                   INGEST_CERTAINLY__BOTS=listed(BOT),
                   INGEST_REQUESTER__SCHEDULE_FROM=start.isoformat())
 
-    done = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
-    status = ingest("status", "--json", env=env, cwd=tmp_path)
+    done = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+    status = run_ingest("status", "--json", env=env, cwd=tmp_path)
 
     assert done.returncode == 0, done.stdout + done.stderr
     bots = json.loads(status.stdout)["bots"]
@@ -70,7 +70,7 @@ def test_a_bad_allowed_sender_is_exit_2_naming_the_variable(
         (tmp_path / "ingest.toml").write_text('[imap]\nallowed_senders = ["reports@certainly.io", "certainly"]\n')
         env["INGEST_CONFIG"] = str(tmp_path / "ingest.toml")
 
-    result = ingest("run", env=env, cwd=tmp_path)
+    result = run_ingest("run", env=env, cwd=tmp_path)
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == ("error: INGEST_IMAP__ALLOWED_SENDERS: entry 'certainly' is not an "
@@ -111,7 +111,7 @@ def test_a_hostile_bot_id_is_exit_2_on_every_path_and_writes_nothing(
         env.update(extra)
     args = [arg.replace("{csv}", str(_csv(tmp_path))) for arg in args]
 
-    result = ingest(*args, env=env, cwd=job)
+    result = run_ingest(*args, env=env, cwd=job)
 
     assert result.returncode == 2, result.stdout + result.stderr
     named = "--bot" if "--bot" in args else "INGEST_CERTAINLY__BOTS"
