@@ -8,7 +8,6 @@ import signal
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -17,7 +16,7 @@ from ingest.crashpoints import POINTS
 from ingest.simulator import CertainlySimulator, EmbeddedImap, ImapDelivery, SimulatorConfig
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.dovecot import Dovecot
 from tests.support.job import run_ingest, job_env
 from tests.support.s3 import moto_s3
 
@@ -26,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 BOT = "c4a5f1e2-0000-4000-8000-0000000000c1"
 FIRST, LAST = date(2024, 5, 1), date(2024, 5, 20)
 PASSWORD = "secret"
+USERS = {f"{point}@example.test": PASSWORD for point in POINTS}
 
 
 @dataclass
@@ -34,13 +34,6 @@ class Account:
     port: int
     username: str
     password: str
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    users = {f"{point}@example.test": PASSWORD for point in POINTS}
-    with private_dovecot("ingest-crash-", users=users) as server:
-        yield server
 
 
 def folder_counts(account: Account) -> dict[str, int]:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -18,7 +17,7 @@ from imapclient import IMAPClient
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.dovecot import Dovecot
 from tests.support.job import job_env, run_ingest, start_ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -26,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 BOTS = [f"10ad0000-0000-4000-8000-{n:012d}" for n in range(1, 21)]
 FIRST, LAST = date(2023, 1, 1), date(2023, 12, 31)
 USER, PASSWORD = "load@example.test", "secret"
+USERS = {USER: PASSWORD}
 UNRELATED = 1000
 
 
@@ -35,12 +35,6 @@ class Account:
     port: int
     username: str
     password: str
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    with private_dovecot("ingest-load-", users={USER: PASSWORD}) as server:
-        yield server
 
 
 def fill_with_unrelated(dovecot: Dovecot, count: int) -> None:

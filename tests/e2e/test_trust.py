@@ -26,7 +26,7 @@ from imapclient import IMAPClient
 
 from ingest.simulator import CertainlySimulator, SimulatorConfig, build_report_email, generate_messages, rows_to_csv
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.dovecot import Dovecot
 from tests.support.job import run_ingest, job_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -41,12 +41,6 @@ ATTACKER = "5e1f0000-0000-4000-8000-0000000000e6"  # the attacker's own bot at t
 START, END = date(2024, 5, 1), date(2024, 5, 5)
 WAIT = 30.0  # seconds: bound of every wait on the simulator
 _free_users = iter(USERS)
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    with private_dovecot("ingest-trust-", users=USERS) as server:
-        yield server
 
 
 @dataclass
@@ -150,8 +144,6 @@ def attackers_own_export(bot: str = ATTACKER) -> bytes:
 def archived_bots(rig: Rig) -> set[str]:
     root = rig.archive / "messages"
     return {p.name.removeprefix("bot_id=") for p in root.iterdir()} if root.exists() else set()
-
-
 
 
 # -- authentication off ----------------------------------------------------------------------

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -21,20 +20,15 @@ from tests.support.archive import archive_files, assert_archive_matches, read_ar
 from tests.support.job import run_ingest
 from tests.support.mail import (
     PROCESSED, Report, accept_windows, deliver, email_with, message_id, moved, report,
-    report_email, running_dovecot, snapshot, truth_of, watcher_settings,
+    report_email, snapshot, truth_of, watcher_settings,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PASSWORD = "secret"
 USER = "import@example.test"
+USERS = {USER: PASSWORD}
 BOT = "3f0c2a9e-7777-4c1a-9d4e-000000000010"
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot({USER: PASSWORD}) as server:
-        yield server
 
 
 def reports() -> list[Report]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -20,23 +19,18 @@ from tests.support.job import run_ingest, ingest_peak_rss
 from tests.support.mail import (
     FAILED, PROCESSED, SENDER, Mailboxes, Report, accept_windows, corrupt_gzip, deeply_nested_email,
     deliver, encrypted_zip, gzip_bomb, message_id, moved, non_utf8_csv, report, report_email,
-    running_dovecot, snapshot, truth_of,
+    snapshot, truth_of,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PASSWORD = "secret"
 ACCOUNTS = Mailboxes("cli", 4, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-4444-4c1a-9d4e-00000000000d"
 #: What the whole `ingest run` process may peak at: the shipped CronJob's limit is 512Mi,
 #: and this leaves it 128 MiB of headroom.
 MEMORY_BUDGET_MIB = 384
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(ACCOUNTS.users) as server:
-        yield server
 
 
 def window(day: int) -> Report:

@@ -7,7 +7,6 @@ The figures are printed (run with -s to see them) and kept as test properties.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
     Mailboxes,
     PROCESSED, SENDER, accept_windows, deliver, email_with, message_id, moved, report,
-    report_email, running_dovecot, snapshot, truth_of, unrelated_emails, watcher_settings,
+    report_email, snapshot, truth_of, unrelated_emails, watcher_settings,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -31,17 +30,6 @@ ACCOUNTS = Mailboxes("vol", 5, PASSWORD)
 USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-6666-4c1a-9d4e-00000000000f"
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(USERS) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
 
 
 def say(capsys: pytest.CaptureFixture[str], text: str) -> None:

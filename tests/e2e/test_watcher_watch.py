@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from tests.support.job import start_ingest
 from tests.support.mail import (
     Mailboxes,
     PROCESSED, SENDER, accept_windows, deliver, email_rows, message_id, moved, report,
-    report_email, running_dovecot, snapshot, stranger_email, truth_of, watcher_settings,
+    report_email, snapshot, stranger_email, truth_of, watcher_settings,
 )
 from tests.support.tcpproxy import TcpProxy
 
@@ -35,17 +35,6 @@ USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-5555-4c1a-9d4e-00000000000e"
 PICKUP_S = 5.0  # "within a few seconds"
 STOP_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(USERS) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:

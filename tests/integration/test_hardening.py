@@ -11,32 +11,18 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest.simulator import CertainlySimulator, EmbeddedImap, Fault, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap, Fault
 from tests.support.job import run_ingest, job_env
 
 pytestmark = pytest.mark.integration
 
 BOT = "5e2a7c1d-0000-4000-8000-0000000000e3"
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password="pw-hardening") as server:
-        yield server
-
-
-@pytest.fixture
-def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
-    with CertainlySimulator(SimulatorConfig(recipient=imap.username, delivery_delay=0.05),
-                            deliver=imap.delivery()) as server:
-        yield server
 
 
 class Http:

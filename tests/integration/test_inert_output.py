@@ -9,14 +9,13 @@ import json
 import logging
 import re
 import subprocess
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from ingest.logs import setup_logging
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap
 from ingest.state.store import Store, WindowState
 from tests.support.job import job_env, run_ingest
 
@@ -51,18 +50,6 @@ def assert_inert(output: str) -> None:
     assert f"{ESC}[2J" not in output and f"{ESC}]8;" not in output
     assert "[/bold]" in output and "[link=https://evil.example/]" in output
     assert "\\x1b[2J" in output  # the ESC is visible as text instead
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password="pw-inert") as server:
-        yield server
-
-
-@pytest.fixture
-def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
-    with CertainlySimulator(SimulatorConfig(recipient=imap.username), deliver=imap.delivery()) as server:
-        yield server
 
 
 def test_status_shows_markup_and_escape_in_stored_text_literally(

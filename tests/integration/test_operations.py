@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -19,12 +18,6 @@ pytestmark = pytest.mark.integration
 BOT = "7d1c0b9a-0000-4000-8000-00000000000a"
 TOKEN = "tok-SECRET-7f3a9c2e"
 PASSWORD = "pw-SECRET-b41d77"
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password=PASSWORD) as server:
-        yield server
 
 
 def simulator(imap: EmbeddedImap, **config: object) -> CertainlySimulator:

@@ -8,13 +8,12 @@ anywhere, inside the archive root or outside it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap
 from tests.support.job import run_ingest, job_env
 
 pytestmark = pytest.mark.integration
@@ -22,19 +21,6 @@ pytestmark = pytest.mark.integration
 BOT = "5e2a7c1d-0000-4000-8000-0000000000c1"
 HOSTILE = "x/../../../escaped"
 PASSWORD = "pw-lists"
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password=PASSWORD) as server:
-        yield server
-
-
-@pytest.fixture
-def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
-    with CertainlySimulator(SimulatorConfig(recipient=imap.username, delivery_delay=0.05),
-                            deliver=imap.delivery()) as server:
-        yield server
 
 
 @pytest.mark.parametrize("form", ["json", "comma"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -29,26 +29,16 @@ from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.mail import (
     FAILED, PROCESSED, Mailboxes, Report, accept_windows, corrupt_gzip, damaged_base64_email,
     deeply_nested_email, deliver, email_rows, encrypted_zip, message_id, moved, non_utf8_csv,
-    report, report_email, running_dovecot, snapshot, truth_of, watcher_settings,
+    report, report_email, snapshot, truth_of, watcher_settings,
 )
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "secret"
 ACCOUNTS = Mailboxes("poison", 16, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-3333-4c1a-9d4e-00000000000c"
 CJK_NAME = "月次メッセージ報告書" * 12 + ".csv"  # 120 characters before .csv: 364 bytes in UTF-8
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(ACCOUNTS.users) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
 
 
 def window(day: int) -> Report:

@@ -138,14 +138,9 @@ def other_ca(tls_dir: Path) -> TestCerts:
 
 
 @pytest.fixture(scope="module")
-def dovecot(certs: TestCerts, oauth: OAuthServer) -> Iterator[object]:
-    with running_dovecot(USERS, tls=certs, oauth2_introspection_url=oauth.introspection_url) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
+def dovecot_options(certs: TestCerts, oauth: OAuthServer) -> dict[str, object]:
+    """This module's Dovecot (tests/conftest.py) speaks TLS and asks ``oauth`` about tokens."""
+    return {"tls": certs, "oauth2_introspection_url": oauth.introspection_url}
 
 
 def secure_settings(dovecot, user: str, workdir: Path, security: str, ca: Path | None,  # type: ignore[no-untyped-def]
