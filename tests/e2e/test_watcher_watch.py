@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ingest.pipeline.passes import passes as pipeline
+import ingest.pipeline.passes as pipeline
 from ingest.settings import Settings
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
