@@ -1,13 +1,16 @@
-"""Fixtures shared by every tier of tests."""
+"""Fixtures shared by every tier of tests (Dovecot: the integration and end-to-end tiers)."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+
+from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.mail import Mailboxes
 
 
 @pytest.fixture
@@ -19,3 +22,37 @@ def workdir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dovecot_options() -> dict[str, Any]:
+    """Extra keyword arguments for the module's Dovecot (TLS, OAuth, ...): none unless a
+    module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def dovecot(request: pytest.FixtureRequest, dovecot_options: dict[str, Any]) -> Iterator[Dovecot]:
+    """A private Dovecot for the test module, with the accounts the module names in its
+    ``USERS`` (address -> password); give each test its own account (see :func:`user`)."""
+    users = getattr(request.module, "USERS", None)
+    assert users, f"{request.module.__name__} uses the dovecot fixture but sets no USERS"
+    with private_dovecot(users=users, **dovecot_options) as server:
+        yield server
+
+
+@pytest.fixture
+def fresh_dovecot(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
+    """Like :func:`dovecot`, but a new server for every test: for a module whose tests all
+    use the same account and each need an empty mailbox."""
+    users = getattr(request.module, "USERS", None)
+    assert users, f"{request.module.__name__} uses the fresh_dovecot fixture but sets no USERS"
+    with private_dovecot(users=users) as server:
+        yield server
+
+
+@pytest.fixture
+def user(request: pytest.FixtureRequest) -> str:
+    """A Dovecot account no other test of the module has used (from the module's ``ACCOUNTS``)."""
+    accounts: Mailboxes = request.module.ACCOUNTS
+    return accounts.take()

@@ -8,7 +8,6 @@ import signal
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -22,8 +21,8 @@ from ingest.simulator import (
 )
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
-from tests.support.job import ingest, job_env
+from tests.support.dovecot import Dovecot
+from tests.support.job import job_env, run_ingest
 from tests.support.s3 import moto_s3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -31,6 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 BOT = "c4a5f1e2-0000-4000-8000-0000000000c1"
 FIRST, LAST = date(2024, 5, 1), date(2024, 5, 20)
 PASSWORD = "secret"
+USERS = {f"{point}@example.test": PASSWORD for point in POINTS}
 
 
 @dataclass
@@ -39,13 +39,6 @@ class Account:
     port: int
     username: str
     password: str
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    users = {f"{point}@example.test": PASSWORD for point in POINTS}
-    with private_dovecot("ingest-crash-", users=users) as server:
-        yield server
 
 
 def folder_counts(account: Account) -> dict[str, int]:
@@ -57,15 +50,15 @@ def folder_counts(account: Account) -> dict[str, int]:
 
 def backfill_crash_and_complete(env: dict[str, str], cwd: Path, point: str) -> None:
     """Backfill, a run SIGKILLed at ``point``, then a run to completion and a clean verify."""
-    assert ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
+    assert run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
                   env=env, cwd=cwd).returncode == 0
-    crashed = ingest("run", "--until-done", "--timeout", "60", cwd=cwd,
+    crashed = run_ingest("run", "--until-done", "--timeout", "60", cwd=cwd,
                      env={**env, "INGEST_CRASH_AT": point})
     assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
 
-    again = ingest("run", "--until-done", "--timeout", "90", env=env, cwd=cwd)
+    again = run_ingest("run", "--until-done", "--timeout", "90", env=env, cwd=cwd)
     assert again.returncode == 0, again.stdout + again.stderr
-    verified = ingest("verify", env=env, cwd=cwd)
+    verified = run_ingest("verify", env=env, cwd=cwd)
     assert verified.returncode == 0, verified.stdout
 
 

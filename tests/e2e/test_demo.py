@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -13,16 +10,13 @@ import pytest
 
 from ingest.ops.demo import demo_bot_ids
 from tests.support.archive import assert_archive_matches, expected_rows
+from tests.support.job import run_ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "ingest", "demo", "--bots", "2", "--days", "60", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
-    )
+    done = run_ingest("demo", "--bots", "2", "--days", "60", "--out", str(tmp_path), cwd=tmp_path, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     first, last = re.search(r"\((\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d)\)", done.stdout).groups()  # type: ignore[union-attr]
@@ -31,10 +25,7 @@ def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
     assert f"archive holds {frame.height}" in done.stdout
     assert "1 ignored (sender not allowed)" in done.stdout
     assert "pl.scan_parquet(" in done.stdout  # the one-line query is printed
-    verified = subprocess.run(
-        [sys.executable, "-m", "ingest", "verify"], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={**env, "INGEST_OUTPUT__ROOT": str(tmp_path / "archive"),
-             "INGEST_STATE__PATH": str(tmp_path / "state.sqlite")},
-    )
+    verified = run_ingest("verify", env={"INGEST_OUTPUT__ROOT": str(tmp_path / "archive"),
+                                         "INGEST_STATE__PATH": str(tmp_path / "state.sqlite")}, cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout
     assert f"{frame.height} rows" in verified.stdout

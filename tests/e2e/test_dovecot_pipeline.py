@@ -16,25 +16,20 @@ from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.state.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.dovecot import Dovecot
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 USER, PASSWORD = "owner@example.test", "secret"
+USERS = {USER: PASSWORD}
 BOTS = ["3f0c2a9e-1111-4c1a-9d4e-000000000001", "3f0c2a9e-2222-4c1a-9d4e-000000000002"]
 START, END = date(2024, 1, 1), date(2024, 2, 14)
 PROCESSED = "certainly-ingest/processed"
 
 
 @pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    with private_dovecot("ingest-dovecot-", users={USER: PASSWORD}) as server:
-        yield server
-
-
-@pytest.fixture
-def delivery(dovecot: Dovecot) -> ImapDelivery:
-    return ImapDelivery(dovecot.host, dovecot.port, USER, PASSWORD, folder="INBOX")
+def delivery(fresh_dovecot: Dovecot) -> ImapDelivery:
+    return ImapDelivery(fresh_dovecot.host, fresh_dovecot.port, USER, PASSWORD, folder="INBOX")
 
 
 @pytest.fixture
@@ -79,10 +74,10 @@ def folder_counts(dovecot: Dovecot) -> dict[str, int]:
 
 
 def test_backfill_through_dovecot_archives_everything_once(
-    simulator: CertainlySimulator, dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
+    simulator: CertainlySimulator, fresh_dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
 ) -> None:
     delivery.deliver(stranger_email())
-    settings = settings_for(simulator, dovecot, tmp_path)
+    settings = settings_for(simulator, fresh_dovecot, tmp_path)
     with Store.open(settings.state.path) as store:
         planned = plan_backfill(store, BOTS, START, END, window_days=15)
         summary = run_until_done(settings, store, timeout=120)
@@ -94,13 +89,13 @@ def test_backfill_through_dovecot_archives_everything_once(
     assert summary.rows_read == summary.rows_written + summary.rows_duplicate + summary.rows_rejected
     assert summary.emails_ignored == 1 and not summary.needs_attention
     # The look-alike stays where it was; every report email moved to the processed folder.
-    assert folder_counts(dovecot) == {"INBOX": 1, PROCESSED: len(planned)}
+    assert folder_counts(fresh_dovecot) == {"INBOX": 1, PROCESSED: len(planned)}
 
 
 def test_second_run_writes_nothing_and_redelivery_is_skipped(
-    simulator: CertainlySimulator, dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
+    simulator: CertainlySimulator, fresh_dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
 ) -> None:
-    settings = settings_for(simulator, dovecot, tmp_path)
+    settings = settings_for(simulator, fresh_dovecot, tmp_path)
     with Store.open(settings.state.path) as store:
         plan_backfill(store, BOTS[:1], START, date(2024, 1, 20), window_days=15)
         run_until_done(settings, store, timeout=120)
@@ -110,7 +105,7 @@ def test_second_run_writes_nothing_and_redelivery_is_skipped(
         assert (again.emails_seen, again.rows_written, again.files_written) == (0, 0, 0)
 
         # The vendor sends the same report twice: the copy is recognised by its bytes.
-        with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+        with IMAPClient(fresh_dovecot.host, port=fresh_dovecot.port, ssl=False, timeout=10) as client:
             client.login(USER, PASSWORD)
             client.select_folder(PROCESSED.replace("/", client.list_folders("", "")[0][1].decode()))
             uid = client.search("ALL")[0]
@@ -121,4 +116,4 @@ def test_second_run_writes_nothing_and_redelivery_is_skipped(
 
     assert archive_files(tmp_path / "archive") == files_before
     assert_archive_matches(tmp_path / "archive", expected_rows(BOTS[:1], START, date(2024, 1, 20)))
-    assert folder_counts(dovecot)["INBOX"] == 0
+    assert folder_counts(fresh_dovecot)["INBOX"] == 0

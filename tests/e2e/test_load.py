@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -19,14 +17,15 @@ from imapclient import IMAPClient
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
-from tests.support.job import ingest, job_env
+from tests.support.dovecot import Dovecot
+from tests.support.job import job_env, run_ingest, start_ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 BOTS = [f"10ad0000-0000-4000-8000-{n:012d}" for n in range(1, 21)]
 FIRST, LAST = date(2023, 1, 1), date(2023, 12, 31)
 USER, PASSWORD = "load@example.test", "secret"
+USERS = {USER: PASSWORD}
 UNRELATED = 1000
 
 
@@ -36,12 +35,6 @@ class Account:
     port: int
     username: str
     password: str
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    with private_dovecot("ingest-load-", users={USER: PASSWORD}) as server:
-        yield server
 
 
 def fill_with_unrelated(dovecot: Dovecot, count: int) -> None:
@@ -63,12 +56,12 @@ def test_twenty_bots_for_a_year_among_a_thousand_unrelated_emails(dovecot: Dovec
         env = job_env(sim, account, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="92",
                       INGEST_REQUESTER__POLL_INTERVAL="0.02", INGEST_LOG_FORMAT="text")
         args = ["backfill", *[a for bot in BOTS for a in ("--bot", bot)], "--from", str(FIRST), "--to", str(LAST)]
-        assert ingest(*args, env=env, cwd=tmp_path).returncode == 0
+        assert run_ingest(*args, env=env, cwd=tmp_path).returncode == 0
         started = time.monotonic()
         log = tmp_path / "job.log"
         with log.open("wb") as sink:
-            job = subprocess.Popen([sys.executable, "-m", "ingest", "run", "--until-done", "--timeout", "600"],
-                                   env=env, cwd=tmp_path, stdout=sink, stderr=subprocess.STDOUT)
+            job = start_ingest("run", "--until-done", "--timeout", "600", env=env, cwd=tmp_path,
+                               stdout=sink, stderr=subprocess.STDOUT, text=False)
             _, status, usage = os.wait4(job.pid, 0)  # wait4: the child's own peak RSS
             job.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from ingest.simulator import CertainlySimulator, EmbeddedImap, Fault, SimulatorC
 from ingest.simulator.api import IN_PROGRESS_DETAIL
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
+from tests.support.job import start_ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -54,11 +54,10 @@ class Rig:
         return self.workdir / "archive"
 
     def env(self) -> dict[str, str]:
-        """The job's environment: the test's servers only, no other INGEST_* variable."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+        """The job's variables: the test's servers only (run with no other INGEST_* variable)."""
         secrets = self.workdir / "no-secrets"
         secrets.mkdir(exist_ok=True)
-        env.update({
+        return {
             "INGEST_CERTAINLY__BASE_URL": self.sim.base_url,
             "INGEST_CERTAINLY__TOKEN": TOKEN,
             "INGEST_CERTAINLY__REPORT_PATH": self.sim.config.report_path,
@@ -75,14 +74,13 @@ class Rig:
             "INGEST_REQUESTER__RETRY_INITIAL": "0.2",
             "INGEST_REQUESTER__RETRY_MAX": "1",
             "INGEST_SECRETS_DIR": str(secrets),  # never read a machine's /run/secrets
-        })
-        return env
+        }
 
     def start_job(self, *args: str, name: str, **env: str) -> subprocess.Popen[bytes]:
         """``python -m ingest <args>`` in the workdir (so no stray .env is read)."""
         with open(self.workdir / f"{name}.out", "wb") as out, open(self.workdir / f"{name}.err", "wb") as err:
-            return subprocess.Popen([sys.executable, "-m", "ingest", *args], env={**self.env(), **env},
-                                    cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            return start_ingest(*args, env={**self.env(), **env}, cwd=self.workdir, stdout=out, stderr=err,
+                                text=False)
 
     def finish(self, proc: subprocess.Popen[bytes], name: str) -> int:
         try:

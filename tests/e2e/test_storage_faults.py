@@ -16,7 +16,7 @@ from imapclient import IMAPClient
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.job import ingest, job_env
+from tests.support.job import job_env, run_ingest
 from tests.support.s3 import S3FaultProxy, moto_s3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -56,8 +56,8 @@ def test_output_disk_fault_stops_cleanly_and_the_next_run_completes(
     ) as sim:
         env = job_env(sim, imap, tmp_path, INGEST_OUTPUT__ROOT=str(small_disk / "archive"),
                       INGEST_LOG_FORMAT="text")
-        ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=tmp_path)
-        failed = ingest("run", "--until-done", "--timeout", "30", env=env, cwd=tmp_path)
+        run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=tmp_path)
+        failed = run_ingest("run", "--until-done", "--timeout", "30", env=env, cwd=tmp_path)
         assert failed.returncode == 1, failed.stdout + failed.stderr
         last_line = failed.stderr.strip().splitlines()[-1]
         assert last_line.startswith("error: cannot write") and "INGEST_OUTPUT__ROOT" in last_line
@@ -68,7 +68,7 @@ def test_output_disk_fault_stops_cleanly_and_the_next_run_completes(
             assert store.attachment_totals()["attachments"] == 0
 
         remount(small_disk, "rw,size=64m")
-        again = ingest("run", "--until-done", "--timeout", "30", env=env, cwd=tmp_path)
+        again = run_ingest("run", "--until-done", "--timeout", "30", env=env, cwd=tmp_path)
         assert again.returncode == 0, again.stdout + again.stderr
     assert_archive_matches(small_disk / "archive", expected_rows([BOT], FIRST, LAST))
 
@@ -84,9 +84,9 @@ def test_s3_endpoint_failing_mid_upload_stops_cleanly_and_the_next_run_completes
         staging = tmp_path / "staging"
         env = job_env(sim, imap, tmp_path, INGEST_LOG_FORMAT="text",
                       **s3.env("faults", staging, endpoint=proxy.endpoint))
-        ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=tmp_path)
+        run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=tmp_path)
         proxy.fail_writes_after = 2
-        failed = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+        failed = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
         assert failed.returncode == 3, failed.stdout + failed.stderr
         last_line = failed.stderr.strip().splitlines()[-1]
         assert "object store failed (InternalError)" in last_line, last_line
@@ -101,9 +101,9 @@ def test_s3_endpoint_failing_mid_upload_stops_cleanly_and_the_next_run_completes
         assert inbox_count(imap) == 1, "the email must stay until its report is archived"
 
         proxy.fail_writes_after = None
-        again = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+        again = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
         assert again.returncode == 0, again.stdout + again.stderr
-        checked = ingest("verify", env=env, cwd=tmp_path)
+        checked = run_ingest("verify", env=env, cwd=tmp_path)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         truth = expected_rows([BOT], FIRST, LAST)
         frame = s3.messages("faults")

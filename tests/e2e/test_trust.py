@@ -32,8 +32,8 @@ from ingest.simulator import (
     rows_to_csv,
 )
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
-from tests.support.job import ingest, job_env
+from tests.support.dovecot import Dovecot
+from tests.support.job import job_env, run_ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -47,12 +47,6 @@ ATTACKER = "5e1f0000-0000-4000-8000-0000000000e6"  # the attacker's own bot at t
 START, END = date(2024, 5, 1), date(2024, 5, 5)
 WAIT = 30.0  # seconds: bound of every wait on the simulator
 _free_users = iter(USERS)
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[Dovecot]:
-    with private_dovecot("ingest-trust-", users=USERS) as server:
-        yield server
 
 
 @dataclass
@@ -73,7 +67,7 @@ class Rig:
     env: dict[str, str]
 
     def cli(self, *args: str) -> "tuple[int, str]":
-        done = ingest(*args, env=self.env, cwd=self.workdir, timeout=120)
+        done = run_ingest(*args, env=self.env, cwd=self.workdir, timeout=120)
         assert "Traceback" not in done.stderr, done.stderr
         return done.returncode, done.stdout + done.stderr
 
@@ -156,8 +150,6 @@ def attackers_own_export(bot: str = ATTACKER) -> bytes:
 def archived_bots(rig: Rig) -> set[str]:
     root = rig.archive / "messages"
     return {p.name.removeprefix("bot_id=") for p in root.iterdir()} if root.exists() else set()
-
-
 
 
 # -- authentication off ----------------------------------------------------------------------

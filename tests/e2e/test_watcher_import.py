@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import zipfile
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 from ingest.pipeline.passes import run_once
 from ingest.state.store import Store
 from tests.support.archive import archive_files, assert_archive_matches, read_archive
-from tests.support.job import ingest
+from tests.support.job import run_ingest
 from tests.support.mail import (
     PROCESSED,
     Report,
@@ -30,7 +28,6 @@ from tests.support.mail import (
     moved,
     report,
     report_email,
-    running_dovecot,
     snapshot,
     truth_of,
     watcher_settings,
@@ -40,13 +37,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PASSWORD = "secret"
 USER = "import@example.test"
+USERS = {USER: PASSWORD}
 BOT = "3f0c2a9e-7777-4c1a-9d4e-000000000010"
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot({USER: PASSWORD}) as server:
-        yield server
 
 
 def reports() -> list[Report]:
@@ -62,10 +54,8 @@ def zipped(*reps: Report) -> bytes:
 
 
 def import_env(root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update({"INGEST_OUTPUT__ROOT": str(root / "archive"),
-                "INGEST_STATE__PATH": str(root / "state.sqlite"), "COLUMNS": "200"})
-    return env
+    return {"INGEST_OUTPUT__ROOT": str(root / "archive"),
+            "INGEST_STATE__PATH": str(root / "state.sqlite"), "COLUMNS": "200"}
 
 
 def sorted_rows(root: Path) -> pl.DataFrame:
@@ -100,7 +90,7 @@ def test_import_archives_the_same_rows_as_the_email_path_and_dedups(dovecot, wor
     assert snapshot(dovecot, USER, PASSWORD) == moved(before, {message_id(m): PROCESSED for m in mails})
 
     imported = workdir / "imported"
-    first = ingest("import", *paths, "--bot", BOT, env=import_env(imported), cwd=workdir)
+    first = run_ingest("import", *paths, "--bot", BOT, env=import_env(imported), cwd=workdir)
     assert first.returncode == 0, first.stderr
     assert "5 archived" in first.stdout, first.stdout
 
@@ -110,7 +100,7 @@ def test_import_archives_the_same_rows_as_the_email_path_and_dedups(dovecot, wor
     assert sorted_rows(imported / "archive").equals(sorted_rows(mailed / "archive"))
 
     files_before = archive_files(imported / "archive")
-    again = ingest("import", *paths, "--bot", BOT, env=import_env(imported), cwd=workdir)
+    again = run_ingest("import", *paths, "--bot", BOT, env=import_env(imported), cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert "0 archived, 5 already had" in again.stdout, again.stdout
     assert "0 written" in again.stdout
@@ -118,6 +108,6 @@ def test_import_archives_the_same_rows_as_the_email_path_and_dedups(dovecot, wor
     assert_archive_matches(imported / "archive", truth)
 
     # Importing into the archive the email path filled also adds nothing.
-    cross = ingest("import", *paths, "--bot", BOT, env=import_env(mailed), cwd=workdir)
+    cross = run_ingest("import", *paths, "--bot", BOT, env=import_env(mailed), cwd=workdir)
     assert cross.returncode == 0, cross.stderr
     assert "5 already had" in cross.stdout and "0 written" in cross.stdout, cross.stdout

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
-from tests.support.job import ingest, ingest_peak_rss
+from tests.support.job import ingest_peak_rss, run_ingest
 from tests.support.mail import (
     FAILED,
     PROCESSED,
@@ -35,7 +33,6 @@ from tests.support.mail import (
     non_utf8_csv,
     report,
     report_email,
-    running_dovecot,
     snapshot,
     truth_of,
 )
@@ -44,16 +41,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 PASSWORD = "secret"
 ACCOUNTS = Mailboxes("cli", 4, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-4444-4c1a-9d4e-00000000000d"
 #: What the whole `ingest run` process may peak at: the shipped CronJob's limit is 512Mi,
 #: and this leaves it 128 MiB of headroom.
 MEMORY_BUDGET_MIB = 384
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(ACCOUNTS.users) as server:
-        yield server
 
 
 def window(day: int) -> Report:
@@ -63,8 +55,7 @@ def window(day: int) -> Report:
 def job_env(dovecot, user: str, workdir: Path, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """`ingest run` against the test's Dovecot; the Certainly API is a placeholder, never
     called (every window is accepted already)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update({
+    return {
         "INGEST_CERTAINLY__BASE_URL": "http://127.0.0.1:9/", "INGEST_CERTAINLY__TOKEN": "unused",
         "INGEST_CERTAINLY__REPORT_PATH": "unused", "INGEST_REQUESTER__MAX_IN_FLIGHT": "1000",
         "INGEST_IMAP__HOST": dovecot.host, "INGEST_IMAP__PORT": str(dovecot.port),
@@ -73,8 +64,7 @@ def job_env(dovecot, user: str, workdir: Path, **extra: str) -> dict[str, str]: 
         "INGEST_IMAP__TIMEOUT": "60", "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
         "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
         "INGEST_OUTPUT__TEMP_DIR": str(workdir / "tmp"), "COLUMNS": "200", **extra,
-    })
-    return env
+    }
 
 
 def accept(workdir: Path, *reports: Report) -> None:
@@ -100,7 +90,7 @@ def test_run_sets_poison_aside_exits_1_and_retry_failed_archives_after_a_fix(dov
     small_limit = {"INGEST_OUTPUT__MAX_INFLATED_BYTES": str(len(big.csv) // 2)}
     env = job_env(dovecot, user, workdir, **small_limit)
 
-    first = ingest("run", env=env, cwd=workdir, timeout=300)
+    first = run_ingest("run", env=env, cwd=workdir, timeout=300)
 
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr + first.stdout
@@ -108,23 +98,23 @@ def test_run_sets_poison_aside_exits_1_and_retry_failed_archives_after_a_fix(dov
     assert_archive_matches(workdir / "archive", truth_of(good))
     assert snapshot(dovecot, user, PASSWORD) == moved(
         before, {**{message_id(p): FAILED for p in poisons}, message_id(good_raw): PROCESSED})
-    status = json.loads(ingest("status", "--json", env=env, cwd=workdir).stdout)
+    status = json.loads(run_ingest("status", "--json", env=env, cwd=workdir).stdout)
     reasons = {m["message_id"]: m["reason"] for m in status["failed_messages"]}
     assert list(reasons) == [message_id(p) for p in poisons]
     for raw, words in zip(poisons, ["corrupt gzip stream", "export.zip: zip member", "nested deeper than",
                                     "not UTF-8", "inflates beyond"]):
         assert words in reasons[message_id(raw)] and "\n" not in reasons[message_id(raw)]
-    text = ingest("status", env=env, cwd=workdir).stdout
+    text = run_ingest("status", env=env, cwd=workdir).stdout
     assert "failed emails (5; after a fix: ingest retry --failed)" in text
 
-    second = ingest("run", env=env, cwd=workdir, timeout=300)
+    second = run_ingest("run", env=env, cwd=workdir, timeout=300)
 
     assert second.returncode == 0, second.stderr
     assert "emails: 0 seen" in second.stdout
     assert snapshot(dovecot, user, PASSWORD) == moved(
         before, {**{message_id(p): FAILED for p in poisons}, message_id(good_raw): PROCESSED})
 
-    retried = ingest("retry", "--failed", env=job_env(dovecot, user, workdir), cwd=workdir, timeout=300)
+    retried = run_ingest("retry", "--failed", env=job_env(dovecot, user, workdir), cwd=workdir, timeout=300)
 
     assert retried.returncode == 1, retried.stderr  # four still fail
     assert f"{message_id(poisons[-1])}: archived" in retried.stdout
@@ -133,7 +123,7 @@ def test_run_sets_poison_aside_exits_1_and_retry_failed_archives_after_a_fix(dov
     assert snapshot(dovecot, user, PASSWORD) == moved(
         before, {**{message_id(p): FAILED for p in poisons[:-1]}, message_id(poisons[-1]): PROCESSED,
                  message_id(good_raw): PROCESSED})
-    after = json.loads(ingest("status", "--json", env=env, cwd=workdir).stdout)["failed_messages"]
+    after = json.loads(run_ingest("status", "--json", env=env, cwd=workdir).stdout)["failed_messages"]
     assert [m["message_id"] for m in after] == [message_id(p) for p in poisons[:-1]]
     assert all(m["attempts"] == 2 for m in after)
 
@@ -150,11 +140,10 @@ def test_import_archives_the_good_files_and_gives_each_bad_one_a_line(workdir) -
     }
     for name, data in files.items():
         (workdir / name).write_bytes(data)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update({"INGEST_OUTPUT__ROOT": str(workdir / "archive"), "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
-                "INGEST_OUTPUT__MAX_INFLATED_BYTES": str(1024 * 1024), "COLUMNS": "200"})
+    env = {"INGEST_OUTPUT__ROOT": str(workdir / "archive"), "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
+           "INGEST_OUTPUT__MAX_INFLATED_BYTES": str(1024 * 1024), "COLUMNS": "200"}
 
-    result = ingest("import", *files, "--bot", BOT, env=env, cwd=workdir)
+    result = run_ingest("import", *files, "--bot", BOT, env=env, cwd=workdir)
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout

@@ -7,7 +7,6 @@ The figures are printed (run with -s to see them) and kept as test properties.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from tests.support.mail import (
     moved,
     report,
     report_email,
-    running_dovecot,
     snapshot,
     truth_of,
     unrelated_emails,
@@ -43,17 +41,6 @@ ACCOUNTS = Mailboxes("vol", 5, PASSWORD)
 USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-6666-4c1a-9d4e-00000000000f"
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(USERS) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
 
 
 def say(capsys: pytest.CaptureFixture[str], text: str) -> None:

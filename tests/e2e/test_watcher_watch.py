@@ -5,18 +5,17 @@ within 5 s. A connection that drops while idle is re-opened.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest.pipeline import passes as pipeline
+import ingest.pipeline.passes as pipeline
 from ingest.settings import Settings
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
@@ -32,7 +31,6 @@ from tests.support.mail import (
     moved,
     report,
     report_email,
-    running_dovecot,
     snapshot,
     stranger_email,
     truth_of,
@@ -48,17 +46,6 @@ USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-5555-4c1a-9d4e-00000000000e"
 PICKUP_S = 5.0  # "within a few seconds"
 STOP_S = 5.0
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(USERS) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -192,8 +179,7 @@ def test_ingest_watch_process_picks_up_mail_and_exits_on_sigterm_within_5s(dovec
     settings = watcher_settings(dovecot, user, PASSWORD, workdir)
     with Store.open(settings.state.path) as store:
         accept_windows(store, rep)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update({
+    env = {
         "INGEST_CERTAINLY__BASE_URL": "http://127.0.0.1:9/", "INGEST_CERTAINLY__TOKEN": "unused",
         "INGEST_CERTAINLY__REPORT_PATH": "unused", "INGEST_REQUESTER__MAX_IN_FLIGHT": "1000",
         "INGEST_REQUESTER__POLL_INTERVAL": "30",
@@ -202,7 +188,7 @@ def test_ingest_watch_process_picks_up_mail_and_exits_on_sigterm_within_5s(dovec
         "INGEST_IMAP__PASSWORD": PASSWORD, "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
         "INGEST_IMAP__TIMEOUT": "10", "INGEST_OUTPUT__ROOT": settings.output.root,
         "INGEST_STATE__PATH": str(settings.state.path), "COLUMNS": "200",
-    })
+    }
     process = start_ingest("watch", env=env, cwd=workdir)
     try:
         # The stranger recorded = the first pass is done and the process is about to IDLE.

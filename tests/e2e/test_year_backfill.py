@@ -20,22 +20,17 @@ from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.state.store import Store, WindowState, iter_days
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.dovecot import Dovecot
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 S = WindowState
 USER, PASSWORD = "owner@example.test", "year-secret"
+USERS = {USER: PASSWORD}
 BOTS = ["7d1e0c55-aaaa-4b1a-9d4e-000000000001", "7d1e0c55-bbbb-4b1a-9d4e-000000000002",
         "7d1e0c55-cccc-4b1a-9d4e-000000000003"]
 START, END = date(2023, 1, 1), date(2023, 12, 31)
 RUN_TIMEOUT = 150.0  # seconds for run_until_done; the whole test must stay under 3 minutes
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    with private_dovecot("ingest-year-", users={USER: PASSWORD}) as server:
-        yield server
 
 
 @pytest.fixture

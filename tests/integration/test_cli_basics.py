@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from ingest.request.requester import split_range
+from tests.support.job import run_ingest
 
 pytestmark = pytest.mark.integration
 
@@ -20,16 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """The caller's environment without any INGEST_* variable, and a stable terminal width."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("INGEST_")}
-    env.update(COLUMNS="120", NO_COLOR="1", **extra)
-    return env
-
-
-def ingest(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ingest", *args], cwd=cwd, env=_env(**env),
-                          capture_output=True, text=True, timeout=60, check=False)
+#: A stable terminal width, no colours.
+TERMINAL = {"COLUMNS": "120", "NO_COLOR": "1"}
 
 
 def _commands(help_text: str) -> list[str]:
@@ -50,7 +40,7 @@ def _commands(help_text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def main_help(tmp_path_factory: pytest.TempPathFactory) -> str:
-    result = ingest(tmp_path_factory.mktemp("help"), "--help")
+    result = run_ingest("--help", env=TERMINAL, cwd=tmp_path_factory.mktemp("help"))
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -65,7 +55,7 @@ def test_main_help_lists_commands_and_an_example(main_help: str) -> None:
 @pytest.mark.parametrize("command", ["demo", "backfill", "run", "watch", "import", "fetch", "status",
                                      "verify", "compact", "doctor", "retry"])
 def test_command_help_has_an_example(command: str, tmp_path: Path) -> None:
-    result = ingest(tmp_path, command, "--help")
+    result = run_ingest(command, "--help", env=TERMINAL, cwd=tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert "Example" in result.stdout
@@ -73,7 +63,7 @@ def test_command_help_has_an_example(command: str, tmp_path: Path) -> None:
 
 def test_every_command_listed_by_help_has_its_own_help(main_help: str, tmp_path: Path) -> None:
     for command in _commands(main_help):
-        result = ingest(tmp_path, command, "--help")
+        result = run_ingest(command, "--help", env=TERMINAL, cwd=tmp_path)
         assert result.returncode == 0, (command, result.stderr)
         assert "Example" in result.stdout, command
 
@@ -90,7 +80,7 @@ def test_every_command_is_documented_in_the_readme(main_help: str) -> None:
 
 def test_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
     bad = "s3cr3t-hunter2"
-    result = ingest(tmp_path, "status", INGEST_IMAP__PORT=bad)
+    result = run_ingest("status", env={**TERMINAL, "INGEST_IMAP__PORT": bad}, cwd=tmp_path)
 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -102,7 +92,7 @@ def test_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
-    result = ingest(tmp_path, "status", INGEST_CONFIG=str(tmp_path / "nope.toml"))
+    result = run_ingest("status", env={**TERMINAL, "INGEST_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path)
 
     assert result.returncode == 2
     assert result.stderr.startswith("error:")
@@ -111,13 +101,14 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_backfill_then_status_json_shows_planned_windows(tmp_path: Path) -> None:
-    backfill = ingest(tmp_path, "backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-03-31")
+    backfill = run_ingest("backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-03-31",
+                          env=TERMINAL, cwd=tmp_path)
     assert backfill.returncode == 0, backfill.stderr
     expected = len(split_range(date(2024, 1, 1), date(2024, 3, 31), 30))  # default window_days
     assert f"planned {expected} new window(s)" in backfill.stdout
     assert (tmp_path / "ingest-state.sqlite").is_file()
 
-    status = ingest(tmp_path, "status", "--json")
+    status = run_ingest("status", "--json", env=TERMINAL, cwd=tmp_path)
 
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
@@ -129,16 +120,17 @@ def test_backfill_then_status_json_shows_planned_windows(tmp_path: Path) -> None
 
 def test_backfill_again_plans_nothing_new(tmp_path: Path) -> None:
     args = ("backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-01-31")
-    assert ingest(tmp_path, *args).returncode == 0
+    assert run_ingest(*args, env=TERMINAL, cwd=tmp_path).returncode == 0
 
-    again = ingest(tmp_path, *args)
+    again = run_ingest(*args, env=TERMINAL, cwd=tmp_path)
 
     assert again.returncode == 0
     assert "planned 0 new window(s)" in again.stdout
 
 
 def test_backfill_with_reversed_dates_exits_2(tmp_path: Path) -> None:
-    result = ingest(tmp_path, "backfill", "--bot", BOT, "--from", "2024-02-01", "--to", "2024-01-01")
+    result = run_ingest("backfill", "--bot", BOT, "--from", "2024-02-01", "--to", "2024-01-01",
+                        env=TERMINAL, cwd=tmp_path)
 
     assert result.returncode == 2
     assert result.stderr.startswith("error:")
@@ -146,7 +138,7 @@ def test_backfill_with_reversed_dates_exits_2(tmp_path: Path) -> None:
 
 
 def test_backfill_without_bot_is_a_usage_error(tmp_path: Path) -> None:
-    result = ingest(tmp_path, "backfill", "--from", "2024-01-01", "--to", "2024-01-31")
+    result = run_ingest("backfill", "--from", "2024-01-01", "--to", "2024-01-31", env=TERMINAL, cwd=tmp_path)
 
     assert result.returncode == 2
     assert "--bot" in result.stderr
@@ -154,11 +146,11 @@ def test_backfill_without_bot_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_run_without_a_token_exits_2_naming_the_variable(tmp_path: Path) -> None:
-    assert ingest(tmp_path, "backfill", "--bot", BOT, "--from", "2024-01-01",
-                  "--to", "2024-01-31").returncode == 0
+    assert run_ingest("backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-01-31",
+                      env=TERMINAL, cwd=tmp_path).returncode == 0
 
-    result = ingest(tmp_path, "run", INGEST_CERTAINLY__REPORT_PATH="api/v1/message-report/",
-                    INGEST_IMAP__ALLOWED_SENDERS="reports@certainly.example")
+    result = run_ingest("run", env={**TERMINAL, "INGEST_CERTAINLY__REPORT_PATH": "api/v1/message-report/",
+                                    "INGEST_IMAP__ALLOWED_SENDERS": "reports@certainly.example"}, cwd=tmp_path)
 
     assert result.returncode == 2
     assert result.stderr.startswith("error:")

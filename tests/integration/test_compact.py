@@ -4,7 +4,6 @@ finished by the next run. Locally and on S3 (moto)."""
 
 from __future__ import annotations
 
-import os
 from datetime import date
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from ingest.archive.s3 import S3Storage
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.ops.verify import verify_archive
 from ingest.simulator import generate_messages, rows_to_csv
-from tests.support.job import ingest
+from tests.support.job import run_ingest
 from tests.support.s3 import CREDENTIALS, moto_s3
 from tests.support.saving import archive_csv_file
 
@@ -126,10 +125,9 @@ def test_compaction_on_s3(workdir: Path) -> None:
 
 def test_cli_compact(workdir: Path) -> None:
     deliver_in_pieces(workdir / "archive", workdir, pieces=2)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env |= {"INGEST_OUTPUT__ROOT": str(workdir / "archive"),
+    env = {"INGEST_OUTPUT__ROOT": str(workdir / "archive"),
             "INGEST_STATE__PATH": str(workdir / "state.sqlite")}
-    done = ingest("compact", "--bot", BOT, env=env, cwd=workdir)
+    done = run_ingest("compact", "--bot", BOT, env=env, cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert "compacted 4 partition(s): 8 files -> 4" in done.stdout
-    assert ingest("verify", env=env, cwd=workdir).returncode == 0
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0

@@ -9,9 +9,6 @@ the command exits 1. The archive is read back with DuckDB and polars.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -21,18 +18,17 @@ import polars as pl
 import pytest
 
 from ingest.simulator import generate_messages, rows_to_csv
+from tests.support.job import run_ingest
 
 pytestmark = pytest.mark.integration
 
 BOT = "3f2b8c1e-0000-4000-8000-0000000000c1"
 
 
-def ingest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("INGEST_")}
-    env.update(COLUMNS="200", NO_COLOR="1", INGEST_OUTPUT__ROOT=str(root / "archive"),
-               INGEST_STATE__PATH=str(root / "state.sqlite"))
-    return subprocess.run([sys.executable, "-m", "ingest", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+def job_vars(root: Path) -> dict[str, str]:
+    """The job's archive and state store under ``root``, on a wide terminal without colours."""
+    return {"COLUMNS": "200", "NO_COLOR": "1", "INGEST_OUTPUT__ROOT": str(root / "archive"),
+            "INGEST_STATE__PATH": str(root / "state.sqlite")}
 
 
 def write(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -52,11 +48,12 @@ def day_rows(day: date, count: int = 5) -> list[dict[str, Any]]:
 
 
 def test_the_same_id_on_another_day_is_a_conflict_never_a_second_row(workdir: Path) -> None:
+    env = job_vars(workdir)
     rows = day_rows(date(2024, 3, 1))
-    first = ingest(workdir, "import", str(write(workdir / "first.csv", rows)), "--bot", BOT)
+    first = run_ingest("import", str(write(workdir / "first.csv", rows)), "--bot", BOT, env=env, cwd=workdir)
     assert first.returncode == 0, first.stderr
     moved = dict(rows[2], timestamp=rows[2]["timestamp"].replace("2024-03-01", "2024-03-02"))
-    second = ingest(workdir, "import", str(write(workdir / "moved.csv", [moved])), "--bot", BOT)
+    second = run_ingest("import", str(write(workdir / "moved.csv", [moved])), "--bot", BOT, env=env, cwd=workdir)
     assert second.returncode == 1, second.stdout + second.stderr
     assert f"id {moved['id']} is archived with different content" in second.stderr
     table = archived(workdir)
@@ -66,10 +63,12 @@ def test_the_same_id_on_another_day_is_a_conflict_never_a_second_row(workdir: Pa
 
 
 def test_a_forged_report_then_the_genuine_one_is_a_recorded_conflict(workdir: Path) -> None:
+    env = job_vars(workdir)
     genuine = day_rows(date(2024, 4, 1))
     forged = [dict(row, message="FORGED") for row in genuine[:2]]
-    assert ingest(workdir, "import", str(write(workdir / "export.csv", forged)), "--bot", BOT).returncode == 0
-    result = ingest(workdir, "import", str(write(workdir / "genuine.csv", genuine)), "--bot", BOT)
+    assert run_ingest("import", str(write(workdir / "export.csv", forged)), "--bot", BOT,
+                      env=env, cwd=workdir).returncode == 0
+    result = run_ingest("import", str(write(workdir / "genuine.csv", genuine)), "--bot", BOT, env=env, cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "2 row(s) in conflict with archived rows" in result.stderr
     # The archive keeps one row per id (the forged ones stay until a person decides); the
@@ -78,7 +77,7 @@ def test_a_forged_report_then_the_genuine_one_is_a_recorded_conflict(workdir: Pa
     assert table.height == len(genuine)
     assert table.get_column("id").n_unique() == len(genuine)
     # Recorded with both hashes and both sources, shown by status and status --json.
-    status = ingest(workdir, "status", "--json")
+    status = run_ingest("status", "--json", env=env, cwd=workdir)
     assert status.returncode == 0, status.stderr
     conflicts = json.loads(status.stdout)["conflicts"]
     assert conflicts["count"] == 2
@@ -89,36 +88,38 @@ def test_a_forged_report_then_the_genuine_one_is_a_recorded_conflict(workdir: Pa
         assert conflict["existing_hash"] != conflict["new_hash"]
         assert conflict["new_source"] == genuine_sha
         assert conflict["existing_source"] == table.filter(pl.col("message") == "FORGED")["source_sha256"][0]
-    shown = ingest(workdir, "status")
+    shown = run_ingest("status", env=env, cwd=workdir)
     assert "conflicts: 2 row(s)" in shown.stderr
     # The quarantine holds the genuine rows with their reason; verify reports them.
     reasons = json.loads((workdir / "archive" / "quarantine" / genuine_sha / "reason.json").read_text())
     assert sum(n for r, n in reasons["reasons"].items() if r.startswith("conflict:")) == 2
     rejected = pl.read_parquet(workdir / "archive" / "quarantine" / genuine_sha / "rejected_rows.parquet")
     assert sorted(rejected.get_column("id").cast(pl.Int64).to_list()) == sorted(r["id"] for r in forged)
-    verify = ingest(workdir, "verify")
+    verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 1
     assert "in conflict with archived rows" in verify.stdout + verify.stderr
 
 
 def test_an_identical_redelivery_is_duplicates_and_exit_0(workdir: Path) -> None:
+    env = job_vars(workdir)
     rows = day_rows(date(2024, 5, 1)) + day_rows(date(2024, 5, 2))
-    assert ingest(workdir, "import", str(write(workdir / "a.csv", rows)), "--bot", BOT).returncode == 0
+    assert run_ingest("import", str(write(workdir / "a.csv", rows)), "--bot", BOT, env=env, cwd=workdir).returncode == 0
     # Not the same bytes (other order, one more row): only the new row is written.
     more = day_rows(date(2024, 5, 3), count=1)
-    again = ingest(workdir, "import", str(write(workdir / "b.csv", more + rows[::-1])), "--bot", BOT)
+    again = run_ingest("import", str(write(workdir / "b.csv", more + rows[::-1])), "--bot", BOT, env=env, cwd=workdir)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{len(rows) + 1} read = 1 written + {len(rows)} duplicates + 0 rejected" in again.stdout
     assert archived(workdir).height == len(rows) + 1
-    status = json.loads(ingest(workdir, "status", "--json").stdout)
+    status = json.loads(run_ingest("status", "--json", env=env, cwd=workdir).stdout)
     assert status["conflicts"]["count"] == 0
-    assert ingest(workdir, "verify").returncode == 0
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
 
 
 def test_an_id_twice_in_one_report_with_other_content_is_a_conflict(workdir: Path) -> None:
+    env = job_vars(workdir)
     rows = day_rows(date(2024, 6, 1))
     twice = rows + [dict(rows[0], message="changed"), dict(rows[1])]
-    result = ingest(workdir, "import", str(write(workdir / "twice.csv", twice)), "--bot", BOT)
+    result = run_ingest("import", str(write(workdir / "twice.csv", twice)), "--bot", BOT, env=env, cwd=workdir)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{len(twice)} read = {len(rows)} written + 1 duplicates + 1 rejected" in result.stdout
     assert f"id {rows[0]['id']} appears earlier in this report with different content" in result.stderr

@@ -11,32 +11,18 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ingest.simulator import CertainlySimulator, EmbeddedImap, Fault, SimulatorConfig
-from tests.support.job import ingest, job_env
+from ingest.simulator import CertainlySimulator, EmbeddedImap, Fault
+from tests.support.job import job_env, run_ingest
 
 pytestmark = pytest.mark.integration
 
 BOT = "5e2a7c1d-0000-4000-8000-0000000000e3"
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password="pw-hardening") as server:
-        yield server
-
-
-@pytest.fixture
-def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
-    with CertainlySimulator(SimulatorConfig(recipient=imap.username, delivery_delay=0.05),
-                            deliver=imap.delivery()) as server:
-        yield server
 
 
 class Http:
@@ -92,9 +78,9 @@ def test_files_are_0640_and_folders_0750_and_metrics_replace_a_planted_link(
     env = job_env(sim, imap, tmp_path, INGEST_METRICS__TEXTFILE=str(metrics / "ingest.prom"))
     old_umask = os.umask(0o022)  # the caller's usual umask: the job sets its own
     try:
-        planned = ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-03",
+        planned = run_ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-03",
                          env=env, cwd=tmp_path)
-        done = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+        done = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
     finally:
         os.umask(old_umask)
 
@@ -122,8 +108,7 @@ def test_the_oauth2_token_post_never_follows_a_redirect(tmp_path: Path) -> None:
             handler.end_headers()
 
         with Http(redirect) as token_endpoint:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-            env.update(INGEST_IMAP__HOST="127.0.0.1", INGEST_IMAP__PORT=str(_free_port()),
+            env = dict(INGEST_IMAP__HOST="127.0.0.1", INGEST_IMAP__PORT=str(_free_port()),
                        INGEST_IMAP__SECURITY="none", INGEST_IMAP__AUTH="xoauth2",
                        INGEST_IMAP__USERNAME="owner@example.test",
                        INGEST_IMAP__OAUTH2_REFRESH_TOKEN="refresh-SECRET-1",
@@ -132,7 +117,7 @@ def test_the_oauth2_token_post_never_follows_a_redirect(tmp_path: Path) -> None:
                        INGEST_IMAP__ALLOWED_SENDERS="@certainly.io",
                        INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
                        INGEST_OUTPUT__ROOT=str(tmp_path / "archive"))
-            result = ingest("run", env=env, cwd=tmp_path)
+            result = run_ingest("run", env=env, cwd=tmp_path)
 
     assert result.returncode == 2, result.stderr
     assert "answered a redirect (307)" in result.stderr and "INGEST_IMAP__OAUTH2_TOKEN_URL" in result.stderr
@@ -142,8 +127,7 @@ def test_the_oauth2_token_post_never_follows_a_redirect(tmp_path: Path) -> None:
 
 def test_clear_text_transport_is_a_warning_and_a_doctor_row(tmp_path: Path) -> None:
     # 0.0.0.0 is not loopback by name but refuses at once here: nothing slow to wait for.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update(INGEST_CERTAINLY__BASE_URL=f"http://0.0.0.0:{_free_port()}/api/",
+    env = dict(INGEST_CERTAINLY__BASE_URL=f"http://0.0.0.0:{_free_port()}/api/",
                INGEST_CERTAINLY__TOKEN="tok", INGEST_CERTAINLY__REPORT_PATH="report/",
                INGEST_IMAP__HOST="0.0.0.0", INGEST_IMAP__PORT=str(_free_port()),
                INGEST_IMAP__SECURITY="none", INGEST_IMAP__USERNAME="u", INGEST_IMAP__PASSWORD="p",
@@ -151,7 +135,7 @@ def test_clear_text_transport_is_a_warning_and_a_doctor_row(tmp_path: Path) -> N
                INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
                INGEST_OUTPUT__ROOT=str(tmp_path / "archive"), COLUMNS="300", NO_COLOR="1")
 
-    result = ingest("doctor", env=env, cwd=tmp_path)
+    result = run_ingest("doctor", env=env, cwd=tmp_path)
 
     row = next(line for line in result.stdout.splitlines() if "transport security" in line)
     assert "WARN" in row
@@ -166,7 +150,7 @@ def test_an_api_answer_over_the_size_cap_is_not_read(
     sim.script_get(Fault(status=200, body=huge))
     env = job_env(sim, imap, tmp_path, INGEST_CERTAINLY__MAX_RESPONSE_BYTES=str(1 << 20))
 
-    result = ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02", env=env, cwd=tmp_path)
+    result = run_ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02", env=env, cwd=tmp_path)
 
     assert result.returncode == 3, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: Certainly API: answer of more than "
@@ -193,14 +177,13 @@ def test_an_api_answer_dripping_past_the_deadline_is_cut_off(tmp_path: Path) -> 
                 return
 
     with Http(drip) as api:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-        env.update(INGEST_CERTAINLY__BASE_URL=api.url, INGEST_CERTAINLY__TOKEN="tok",
+        env = dict(INGEST_CERTAINLY__BASE_URL=api.url, INGEST_CERTAINLY__TOKEN="tok",
                    INGEST_CERTAINLY__REPORT_PATH="report/", INGEST_CERTAINLY__TIMEOUT="2",
                    INGEST_CERTAINLY__DEADLINE="3", INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
                    INGEST_OUTPUT__ROOT=str(tmp_path / "archive"))
         started = time.monotonic()
         try:
-            result = ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02",
+            result = run_ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02",
                             env=env, cwd=tmp_path, timeout=90)
         finally:
             stop.set()

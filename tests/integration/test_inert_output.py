@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from ingest.logs import setup_logging
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap
 from ingest.state.store import Store, WindowState
-from tests.support.job import job_env
+from tests.support.job import job_env, run_ingest
 
 pytestmark = pytest.mark.integration
 
@@ -39,10 +36,8 @@ _SGR = re.compile("\x1b\\[[0-9;]*m")
 def run(*args: str, env: dict[str, str], cwd: Path, rich: bool = True) -> subprocess.CompletedProcess[str]:
     """`ingest ARGS` with colours forced, as on a terminal; rich's own colour codes are
     taken out of stdout and stderr afterwards, so that the text can be compared."""
-    forced = {**env, "FORCE_COLOR": "1", "COLUMNS": "400", "INGEST_LOG_FORMAT": "text"}
-    forced.pop("NO_COLOR", None)
-    done = subprocess.run([sys.executable, "-m", "ingest", *args], env=forced, cwd=cwd,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    done = run_ingest(*args, env={**env, "FORCE_COLOR": "1", "COLUMNS": "400", "INGEST_LOG_FORMAT": "text",
+                                  "NO_COLOR": None}, cwd=cwd)
     if rich:  # a rich table: colours were on, so rich renders whatever markup it parses
         assert "\x1b[" in done.stdout + done.stderr
     return subprocess.CompletedProcess(done.args, done.returncode, _SGR.sub("", done.stdout),
@@ -55,18 +50,6 @@ def assert_inert(output: str) -> None:
     assert f"{ESC}[2J" not in output and f"{ESC}]8;" not in output
     assert "[/bold]" in output and "[link=https://evil.example/]" in output
     assert "\\x1b[2J" in output  # the ESC is visible as text instead
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password="pw-inert") as server:
-        yield server
-
-
-@pytest.fixture
-def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
-    with CertainlySimulator(SimulatorConfig(recipient=imap.username), deliver=imap.delivery()) as server:
-        yield server
 
 
 def test_status_shows_markup_and_escape_in_stored_text_literally(
@@ -106,8 +89,7 @@ def test_verify_shows_hostile_file_names_literally(tmp_path: Path) -> None:
     partition = tmp_path / "archive" / "messages" / name / "date=2024-03-01"
     partition.mkdir(parents=True)
     (partition / "part-0.parquet").write_bytes(b"not parquet")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update(INGEST_OUTPUT__ROOT=str(tmp_path / "archive"), INGEST_STATE__PATH=str(tmp_path / "s.sqlite"))
+    env = dict(INGEST_OUTPUT__ROOT=str(tmp_path / "archive"), INGEST_STATE__PATH=str(tmp_path / "s.sqlite"))
 
     shown = run("verify", env=env, cwd=tmp_path, rich=False)  # plain lines
 

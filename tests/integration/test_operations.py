@@ -6,25 +6,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.job import ingest, job_env, start_ingest
+from tests.support.job import job_env, run_ingest, start_ingest
 
 pytestmark = pytest.mark.integration
 
 BOT = "7d1c0b9a-0000-4000-8000-00000000000a"
 TOKEN = "tok-SECRET-7f3a9c2e"
 PASSWORD = "pw-SECRET-b41d77"
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password=PASSWORD) as server:
-        yield server
 
 
 def simulator(imap: EmbeddedImap, **config: object) -> CertainlySimulator:
@@ -35,14 +28,14 @@ def simulator(imap: EmbeddedImap, **config: object) -> CertainlySimulator:
 def test_a_second_concurrent_run_stands_down_and_the_first_completes(imap: EmbeddedImap, tmp_path: Path) -> None:
     with simulator(imap, delivery_delay=3.0) as sim:
         env = job_env(sim, imap, tmp_path)
-        assert ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-10",
+        assert run_ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-10",
                       env=env, cwd=tmp_path).returncode == 0
         first = start_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
         try:
             deadline = time.monotonic() + 20
             while not sim.exports and time.monotonic() < deadline:
                 time.sleep(0.05)  # the first job has submitted: it holds the lock
-            second = ingest("run", env=env, cwd=tmp_path, timeout=30)
+            second = run_ingest("run", env=env, cwd=tmp_path, timeout=30)
             assert second.returncode == 0
             assert "another run holds the lock" in second.stderr
             out, err = first.communicate(timeout=90)
@@ -55,15 +48,15 @@ def test_a_second_concurrent_run_stands_down_and_the_first_completes(imap: Embed
 def test_json_logs_carry_ids_and_never_a_secret(imap: EmbeddedImap, tmp_path: Path) -> None:
     with simulator(imap, delivery_delay=0.05) as sim:
         env = job_env(sim, imap, tmp_path, INGEST_LOG_FORMAT="json")
-        ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-05", env=env, cwd=tmp_path)
-        done = ingest("--verbose", "run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+        run_ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-05", env=env, cwd=tmp_path)
+        done = run_ingest("--verbose", "run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
         assert any(r.get("window_id") and r.get("bot_id") == BOT for r in lines)
         assert any("uid" in r and "message_id" in r for r in lines)
         # Wrong credentials: the messages say what is wrong, never the secret itself.
-        bad_pw = ingest("run", env={**env, "INGEST_IMAP__PASSWORD": PASSWORD + "x"}, cwd=tmp_path)
-        bad_token = ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02",
+        bad_pw = run_ingest("run", env={**env, "INGEST_IMAP__PASSWORD": PASSWORD + "x"}, cwd=tmp_path)
+        bad_token = run_ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02",
                            env={**env, "INGEST_CERTAINLY__TOKEN": TOKEN + "x"}, cwd=tmp_path)
     assert bad_pw.returncode == 1 and "refused the login" in bad_pw.stderr
     assert bad_token.returncode == 1 and "rejected the token" in bad_token.stderr
@@ -76,8 +69,8 @@ def test_json_logs_carry_ids_and_never_a_secret(imap: EmbeddedImap, tmp_path: Pa
 def test_doctor_passes_on_a_good_setup_and_names_what_is_wrong(imap: EmbeddedImap, tmp_path: Path) -> None:
     with simulator(imap) as sim:
         env = job_env(sim, imap, tmp_path, COLUMNS="200")
-        good = ingest("doctor", env=env, cwd=tmp_path)
-        bad = ingest("doctor", env={**env, "INGEST_CERTAINLY__TOKEN": "nope",
+        good = run_ingest("doctor", env=env, cwd=tmp_path)
+        bad = run_ingest("doctor", env={**env, "INGEST_CERTAINLY__TOKEN": "nope",
                                     "INGEST_IMAP__PASSWORD": "nope"}, cwd=tmp_path)
     assert good.returncode == 0, good.stdout
     assert "token accepted" in good.stdout and "FAIL" not in good.stdout
@@ -90,8 +83,8 @@ def test_metrics_textfile_after_a_run(imap: EmbeddedImap, tmp_path: Path) -> Non
     prom = tmp_path / "metrics" / "ingest.prom"
     with simulator(imap, delivery_delay=0.05) as sim:
         env = job_env(sim, imap, tmp_path, INGEST_METRICS__TEXTFILE=str(prom))
-        ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-03", env=env, cwd=tmp_path)
-        assert ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path).returncode == 0
+        run_ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-03", env=env, cwd=tmp_path)
+        assert run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path).returncode == 0
     text = prom.read_text()
     assert 'ingest_windows{state="archived"} 1' in text
     assert "ingest_last_success_timestamp_seconds" in text
@@ -102,11 +95,11 @@ def test_metrics_textfile_after_a_run(imap: EmbeddedImap, tmp_path: Path) -> Non
 def test_exit_codes(imap: EmbeddedImap, tmp_path: Path) -> None:
     with simulator(imap) as sim:
         env = job_env(sim, imap, tmp_path, INGEST_LOG_FORMAT="text")  # text: warnings and up only
-        usage = ingest("backfill", "--bot", BOT, "--from", "yesterday", "--to", "2024-01-01", env=env, cwd=tmp_path)
-        config = ingest("run", env={**env, "INGEST_IMAP__SECURITY": "ssl3"}, cwd=tmp_path)
-        unreachable = ingest("run", env={**env, "INGEST_IMAP__PORT": "1"}, cwd=tmp_path)
-        ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02", env=env, cwd=tmp_path)
-        refused = ingest("run", env={**env, "INGEST_CERTAINLY__TOKEN": "wrong"}, cwd=tmp_path)
+        usage = run_ingest("backfill", "--bot", BOT, "--from", "yesterday", "--to", "2024-01-01", env=env, cwd=tmp_path)
+        config = run_ingest("run", env={**env, "INGEST_IMAP__SECURITY": "ssl3"}, cwd=tmp_path)
+        unreachable = run_ingest("run", env={**env, "INGEST_IMAP__PORT": "1"}, cwd=tmp_path)
+        run_ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02", env=env, cwd=tmp_path)
+        refused = run_ingest("run", env={**env, "INGEST_CERTAINLY__TOKEN": "wrong"}, cwd=tmp_path)
     assert usage.returncode == 2
     assert config.returncode == 2 and config.stderr.startswith("error: INGEST_IMAP__SECURITY")
     assert unreachable.returncode == 3 and "cannot connect to IMAP server" in unreachable.stderr

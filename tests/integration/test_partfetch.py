@@ -8,7 +8,6 @@ import zipfile
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -22,20 +21,15 @@ from ingest.settings import explicit_settings
 from ingest.simulator import ImapDelivery, generate_messages, rows_to_csv
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "big@example.test", "secret"
+USERS = {USER: PASSWORD}
 BOT = "b16b16b1-0000-4000-8000-000000000001"
 WINDOWS = [(date(2024, 8, 1), date(2024, 8, 10)), (date(2024, 8, 11), date(2024, 8, 20)),
            (date(2024, 8, 21), date(2024, 8, 30))]
-
-
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
-    with private_dovecot("ingest-parts-", users={USER: PASSWORD}) as server:
-        yield server
 
 
 def report_email(first: date, last: date, how: str) -> bytes:
@@ -58,14 +52,14 @@ def report_email(first: date, last: date, how: str) -> bytes:
 
 
 def test_large_messages_are_fetched_part_by_part_with_the_same_result(
-    dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(partfetch, "CHUNK", 64 * 1024)  # several ranges per attachment
-    delivery = ImapDelivery(dovecot.host, dovecot.port, USER, PASSWORD)
+    delivery = ImapDelivery(fresh_dovecot.host, fresh_dovecot.port, USER, PASSWORD)
     for (first, last), how in zip(WINDOWS, ["base64", "base64", "zip"]):
         delivery.deliver(report_email(first, last, how))
     settings = explicit_settings(
-        imap={"host": dovecot.host, "port": dovecot.port, "security": "none", "username": USER,
+        imap={"host": fresh_dovecot.host, "port": fresh_dovecot.port, "security": "none", "username": USER,
               "password": PASSWORD, "allowed_senders": ["reports@certainly.example"],
               "part_fetch_bytes": 1024},  # every one of these messages counts as large
         output={"root": str(tmp_path / "archive")}, state={"path": tmp_path / "state.sqlite"},
@@ -84,12 +78,12 @@ def test_large_messages_are_fetched_part_by_part_with_the_same_result(
 
 
 def test_a_quoted_printable_part_decodes_to_the_same_bytes_as_a_whole_fetch(
-    dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_dovecot: Dovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(partfetch, "CHUNK", 16 * 1024)
     raw = report_email(*WINDOWS[0], "quoted-printable")
-    ImapDelivery(dovecot.host, dovecot.port, USER, PASSWORD).deliver(raw)
-    settings = explicit_settings(imap={"host": dovecot.host, "port": dovecot.port, "security": "none",
+    ImapDelivery(fresh_dovecot.host, fresh_dovecot.port, USER, PASSWORD).deliver(raw)
+    settings = explicit_settings(imap={"host": fresh_dovecot.host, "port": fresh_dovecot.port, "security": "none",
                                        "username": USER, "password": PASSWORD})
     with Mailbox(settings.imap) as box:
         box.select()

@@ -20,7 +20,7 @@ import ingest.archive.s3 as s3_module
 from ingest.archive.s3 import S3Storage
 from ingest.errors import OutputError, StorageUnavailable
 from ingest.simulator import generate_messages, rows_to_csv
-from tests.support.job import ingest
+from tests.support.job import run_ingest
 from tests.support.s3 import CREDENTIALS, MotoS3, S3FaultProxy, moto_s3
 
 pytestmark = pytest.mark.integration
@@ -107,16 +107,15 @@ def test_cli_import_through_endless_409s_is_exit_3_and_the_next_run_completes(
         s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
     csv = local_file(workdir, rows_to_csv(generate_messages(BOT, date(2024, 3, 1), date(2024, 3, 3))),
                      "report.csv")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update(s3.env("cli409", workdir / "staging", proxy.endpoint),
+    env = dict(s3.env("cli409", workdir / "staging", proxy.endpoint),
                INGEST_STATE__PATH=str(workdir / "state.sqlite"), INGEST_LOG_FORMAT="json")
     proxy.conflicts_to_answer = 10**6
 
-    refused = ingest("import", str(csv), "--bot", BOT, env=env, cwd=workdir)
+    refused = run_ingest("import", str(csv), "--bot", BOT, env=env, cwd=workdir)
     after_refusal = s3.keys("cli409/")
     proxy.conflicts_to_answer = 0
-    done = ingest("import", str(csv), "--bot", BOT, env=env, cwd=workdir)
-    verified = ingest("verify", env=env, cwd=workdir)
+    done = run_ingest("import", str(csv), "--bot", BOT, env=env, cwd=workdir)
+    verified = run_ingest("verify", env=env, cwd=workdir)
 
     assert refused.returncode == 3, refused.stderr
     assert "409 ConditionalRequestConflict" in refused.stderr.strip().splitlines()[-1]

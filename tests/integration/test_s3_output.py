@@ -22,7 +22,7 @@ from ingest.ops.verify import verify_archive
 from ingest.simulator import generate_messages, rows_to_csv
 from ingest.state.store import Store
 from tests.support.archive import expected_rows
-from tests.support.job import ingest
+from tests.support.job import run_ingest
 from tests.support.s3 import CREDENTIALS, MotoS3, moto_s3
 from tests.support.saving import archive_csv_file
 
@@ -148,8 +148,7 @@ def test_an_unreachable_endpoint_is_transient(workdir: Path) -> None:
 
 
 def _env(s3: MotoS3, workdir: Path, prefix: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "AWS_"))}
-    env |= {"INGEST_STATE__PATH": str(workdir / "state.sqlite"), "INGEST_LOG_FORMAT": "text",
+    env = {"INGEST_STATE__PATH": str(workdir / "state.sqlite"), "INGEST_LOG_FORMAT": "text",
             **s3.env(prefix, workdir / "staging"), **extra}
     return env
 
@@ -157,33 +156,33 @@ def _env(s3: MotoS3, workdir: Path, prefix: str, **extra: str) -> dict[str, str]
 def test_cli_import_and_verify_against_s3_and_tampering_is_named(s3: MotoS3, workdir: Path) -> None:
     env = _env(s3, workdir, "cli")
     csv = report(workdir, FIRST, LAST)
-    done = ingest("import", str(csv), "--bot", BOT, env=env, cwd=workdir)
+    done = run_ingest("import", str(csv), "--bot", BOT, env=env, cwd=workdir)
     assert done.returncode == 0, done.stdout + done.stderr
-    checked = ingest("verify", "--json", env=env, cwd=workdir)
+    checked = run_ingest("verify", "--json", env=env, cwd=workdir)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     doc = json.loads(checked.stdout)
     assert doc["ok"] and doc["root"] == f"s3://{s3.bucket}/cli"
     assert doc["totals"]["rows"] == len(expected_rows([BOT], FIRST, LAST))
-    assert ingest("doctor", env=env, cwd=workdir).stdout.count("is listable") == 1
+    assert run_ingest("doctor", env=env, cwd=workdir).stdout.count("is listable") == 1
 
     victim = next(k for k in s3.keys("cli/messages/"))
     body = s3.client().get_object(Bucket=s3.bucket, Key=victim)["Body"].read()
     s3.client().put_object(Bucket=s3.bucket, Key=victim, Body=body[:-9] + b"X" + body[-8:])
-    tampered = ingest("verify", env=env, cwd=workdir)
+    tampered = run_ingest("verify", env=env, cwd=workdir)
     assert tampered.returncode == 1
     assert victim.removeprefix("cli/") in tampered.stdout
 
 
 def test_cli_errors_are_one_line_with_the_setting(s3: MotoS3, workdir: Path) -> None:
     csv = report(workdir, FIRST, LAST)
-    refused = ingest("import", str(csv), "--bot", BOT, cwd=workdir,
+    refused = run_ingest("import", str(csv), "--bot", BOT, cwd=workdir,
                      env=_env(s3, workdir, "refused", INGEST_OUTPUT__ROOT="s3://no-such-bucket/x"))
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith("error: s3://no-such-bucket/x")
     assert "INGEST_OUTPUT__ROOT" in refused.stderr and "Traceback" not in refused.stderr
     assert CREDENTIALS["aws_secret_access_key"] not in refused.stderr + refused.stdout
 
-    unreachable = ingest("import", str(csv), "--bot", BOT, cwd=workdir, env=_env(
+    unreachable = run_ingest("import", str(csv), "--bot", BOT, cwd=workdir, env=_env(
         s3, workdir, "down", INGEST_OUTPUT__S3_ENDPOINT_URL="http://127.0.0.1:9"))
     assert unreachable.returncode == 3, unreachable.stderr
     assert "cannot reach the object store" in unreachable.stderr
@@ -191,6 +190,6 @@ def test_cli_errors_are_one_line_with_the_setting(s3: MotoS3, workdir: Path) -> 
     with Store.open(workdir / "state.sqlite") as store:
         assert store.attachment_totals()["attachments"] == 0
 
-    no_secret = ingest("import", str(csv), "--bot", BOT, cwd=workdir, env=_env(
+    no_secret = run_ingest("import", str(csv), "--bot", BOT, cwd=workdir, env=_env(
         s3, workdir, "half", INGEST_OUTPUT__S3_SECRET_ACCESS_KEY=""))
     assert no_secret.returncode == 2 and "INGEST_OUTPUT__S3_SECRET_ACCESS_KEY" in no_secret.stderr

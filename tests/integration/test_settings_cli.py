@@ -8,33 +8,19 @@ anywhere, inside the archive root or outside it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
-from tests.support.job import ingest, job_env
+from ingest.simulator import CertainlySimulator, EmbeddedImap
+from tests.support.job import job_env, run_ingest
 
 pytestmark = pytest.mark.integration
 
 BOT = "5e2a7c1d-0000-4000-8000-0000000000c1"
 HOSTILE = "x/../../../escaped"
 PASSWORD = "pw-lists"
-
-
-@pytest.fixture
-def imap() -> Iterator[EmbeddedImap]:
-    with EmbeddedImap(password=PASSWORD) as server:
-        yield server
-
-
-@pytest.fixture
-def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
-    with CertainlySimulator(SimulatorConfig(recipient=imap.username, delivery_delay=0.05),
-                            deliver=imap.delivery()) as server:
-        yield server
 
 
 @pytest.mark.parametrize("form", ["json", "comma"])
@@ -49,8 +35,8 @@ def test_list_settings_in_either_form_archive_the_scheduled_bot(
                   INGEST_CERTAINLY__BOTS=listed(BOT),
                   INGEST_REQUESTER__SCHEDULE_FROM=start.isoformat())
 
-    done = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
-    status = ingest("status", "--json", env=env, cwd=tmp_path)
+    done = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
+    status = run_ingest("status", "--json", env=env, cwd=tmp_path)
 
     assert done.returncode == 0, done.stdout + done.stderr
     bots = json.loads(status.stdout)["bots"]
@@ -70,7 +56,7 @@ def test_a_bad_allowed_sender_is_exit_2_naming_the_variable(
         (tmp_path / "ingest.toml").write_text('[imap]\nallowed_senders = ["reports@certainly.io", "certainly"]\n')
         env["INGEST_CONFIG"] = str(tmp_path / "ingest.toml")
 
-    result = ingest("run", env=env, cwd=tmp_path)
+    result = run_ingest("run", env=env, cwd=tmp_path)
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.strip() == ("error: INGEST_IMAP__ALLOWED_SENDERS: entry 'certainly' is not an "
@@ -111,7 +97,7 @@ def test_a_hostile_bot_id_is_exit_2_on_every_path_and_writes_nothing(
         env.update(extra)
     args = [arg.replace("{csv}", str(_csv(tmp_path))) for arg in args]
 
-    result = ingest(*args, env=env, cwd=job)
+    result = run_ingest(*args, env=env, cwd=job)
 
     assert result.returncode == 2, result.stdout + result.stderr
     named = "--bot" if "--bot" in args else "INGEST_CERTAINLY__BOTS"

@@ -19,7 +19,7 @@ from ingest.report_types import DATASETS
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.simulator.reports import generate_report_rows, report_to_csv
 from ingest.state.store import Store
-from tests.support.job import ingest, job_env
+from tests.support.job import job_env, run_ingest
 
 pytestmark = pytest.mark.integration
 
@@ -93,15 +93,15 @@ def test_an_emailed_advanced_report_is_archived_end_to_end(workdir: Path) -> Non
         SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
     ) as sim:
         env = job_env(sim, imap, workdir, INGEST_LOG_FORMAT="text")
-        planned = ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
+        planned = run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
                          "--report-type", "3", env=env, cwd=workdir)
         assert planned.returncode == 0, planned.stderr
-        done = ingest("run", "--until-done", "--timeout", "60", env=env, cwd=workdir)
+        done = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=workdir)
         assert done.returncode == 0, done.stdout + done.stderr
         truth = sim.expected_report_rows(3, BOT, FIRST, LAST)
-        status = json.loads(ingest("status", "--json", env=env, cwd=workdir).stdout)
+        status = json.loads(run_ingest("status", "--json", env=env, cwd=workdir).stdout)
         assert [(b["dataset"], b["states"]) for b in status["bots"]] == [("advanced", {"archived": 1})]
-        fetched = ingest("fetch", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
+        fetched = run_ingest("fetch", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
                          "--report-type", "4", env=env, cwd=workdir)
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
         cm_truth = sim.expected_report_rows(4, BOT, FIRST, LAST)
@@ -110,7 +110,7 @@ def test_an_emailed_advanced_report_is_archived_end_to_end(workdir: Path) -> Non
     assert duckdb_rows(root, "content_management") == len(cm_truth)
     manifest = json.loads(next((root / "manifests").glob("*.json")).read_text())
     assert manifest["window"]["report_id"] in (3, 4) and manifest["dataset"] in ("advanced", "content_management")
-    checked = ingest("verify", env=env, cwd=workdir)
+    checked = run_ingest("verify", env=env, cwd=workdir)
     assert checked.returncode == 0, checked.stdout
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -35,7 +34,6 @@ from tests.support.mail import (
     moved,
     report,
     report_email,
-    running_dovecot,
     snapshot,
     stranger_email,
     truth_of,
@@ -50,17 +48,6 @@ ACCOUNTS = Mailboxes("fault", 11, PASSWORD)
 USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-4444-4c1a-9d4e-00000000000d"
 CUT_AT = 1_500_000  # bytes from the server: past the small first report, inside the big one
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(USERS) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
 
 
 @pytest.fixture(scope="module")

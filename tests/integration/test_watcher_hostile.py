@@ -9,7 +9,6 @@ test shrink the zip-bomb limit and spy on what is fetched.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from tests.support.mail import (
     non_utf8_csv,
     report,
     report_email,
-    running_dovecot,
     snapshot,
     stranger_email,
     truth_of,
@@ -55,18 +53,6 @@ ACCOUNTS = Mailboxes("user", 24, PASSWORD)
 USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-1111-4c1a-9d4e-00000000000a"
 BOT2 = "3f0c2a9e-2222-4c1a-9d4e-00000000000b"
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(USERS) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    """A mailbox nobody else in this module uses."""
-    return ACCOUNTS.take()
 
 
 def window(day: int, bot: str = BOT, *, length: int = 3) -> Report:

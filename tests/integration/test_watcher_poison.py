@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -44,7 +44,6 @@ from tests.support.mail import (
     non_utf8_csv,
     report,
     report_email,
-    running_dovecot,
     snapshot,
     truth_of,
     watcher_settings,
@@ -54,19 +53,9 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = "secret"
 ACCOUNTS = Mailboxes("poison", 16, PASSWORD)
+USERS = ACCOUNTS.users
 BOT = "3f0c2a9e-3333-4c1a-9d4e-00000000000c"
 CJK_NAME = "月次メッセージ報告書" * 12 + ".csv"  # 120 characters before .csv: 364 bytes in UTF-8
-
-
-@pytest.fixture(scope="module")
-def dovecot() -> Iterator[object]:
-    with running_dovecot(ACCOUNTS.users) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
 
 
 def window(day: int) -> Report:

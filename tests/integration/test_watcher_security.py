@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import shutil
 import ssl
-import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -31,6 +28,7 @@ from ingest.pipeline.passes import run_once
 from ingest.settings import Settings
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
+from tests.support.job import run_ingest
 from tests.support.mail import (
     PROCESSED,
     SENDER,
@@ -150,14 +148,9 @@ def other_ca(tls_dir: Path) -> TestCerts:
 
 
 @pytest.fixture(scope="module")
-def dovecot(certs: TestCerts, oauth: OAuthServer) -> Iterator[object]:
-    with running_dovecot(USERS, tls=certs, oauth2_introspection_url=oauth.introspection_url) as server:
-        yield server
-
-
-@pytest.fixture
-def user() -> str:
-    return ACCOUNTS.take()
+def dovecot_options(certs: TestCerts, oauth: OAuthServer) -> dict[str, object]:
+    """This module's Dovecot (tests/conftest.py) speaks TLS and asks ``oauth`` about tokens."""
+    return {"tls": certs, "oauth2_introspection_url": oauth.introspection_url}
 
 
 def secure_settings(dovecot, user: str, workdir: Path, security: str, ca: Path | None,  # type: ignore[no-untyped-def]
@@ -232,16 +225,14 @@ def test_the_ca_file_is_an_extra_ca_not_a_replacement_of_the_system_store(doveco
 
 
 def test_the_cli_prints_the_certificate_error_on_one_line_and_exits_3(dovecot, user, workdir) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update({
+    env = {
         "INGEST_IMAP__HOST": dovecot.host, "INGEST_IMAP__PORT": str(dovecot.imaps_port),
         "INGEST_IMAP__SECURITY": "tls", "INGEST_IMAP__USERNAME": user,
         "INGEST_IMAP__PASSWORD": PASSWORD, "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
         "INGEST_IMAP__TIMEOUT": "10", "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
         "INGEST_STATE__PATH": str(workdir / "state.sqlite"), "COLUMNS": "300",
-    })
-    done = subprocess.run([sys.executable, "-m", "ingest", "run"], env=env, cwd=workdir,
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    }
+    done = run_ingest("run", env=env, cwd=workdir, timeout=60)
     assert done.returncode == 3, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr

@@ -1,14 +1,24 @@
-"""Run the `ingest` command as a subprocess against servers the test started."""
+"""Run the `ingest` command as a subprocess against servers the test started.
+
+Every test runs the command through :func:`run_ingest` (or :func:`start_ingest` in the
+background): its environment is this process's without any ``INGEST_*`` setting or
+``AWS_*`` object-store variable, so that what the developer's shell or CI exports never
+reaches the job, with the test's own variables on top.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ingest.simulator import CertainlySimulator
+
+#: Variables of the outer environment a test's job never inherits.
+_NOT_INHERITED = ("INGEST_", "AWS_")
 
 
 class ImapAccount(Protocol):
@@ -20,10 +30,21 @@ class ImapAccount(Protocol):
     password: str
 
 
+def ingest_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """This process's environment without any INGEST_* or AWS_* variable, then ``env`` on
+    top (a value of None removes that variable)."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith(_NOT_INHERITED)}
+    for name, value in (env or {}).items():
+        if value is None:
+            clean.pop(name, None)
+        else:
+            clean[name] = value
+    return clean
+
+
 def job_env(sim: CertainlySimulator, imap: ImapAccount, workdir: Path, **extra: str) -> dict[str, str]:
-    """A clean environment (no inherited INGEST_*) pointing the job at the test's servers."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update({
+    """The variables pointing the job at the test's servers (for :func:`run_ingest`)."""
+    env = {
         "INGEST_CERTAINLY__BASE_URL": sim.base_url,
         "INGEST_CERTAINLY__TOKEN": sim.config.token,
         "INGEST_CERTAINLY__REPORT_PATH": sim.config.report_path,
@@ -39,22 +60,28 @@ def job_env(sim: CertainlySimulator, imap: ImapAccount, workdir: Path, **extra: 
         "INGEST_REQUESTER__POLL_INTERVAL": "0.1",
         "INGEST_REQUESTER__RETRY_INITIAL": "0.1",
         "INGEST_REQUESTER__RETRY_MAX": "0.5",
-    })
+    }
     env.update(extra)
     return env
 
 
-def ingest(*args: str, env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`python -m ingest ARGS` with a time-out; output captured as text."""
-    return subprocess.run([sys.executable, "-m", "ingest", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+def run_ingest(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m ingest ARGS` in ``cwd`` with :func:`ingest_env` (``env`` on top of a clean
+    environment) and a time-out; output captured as text, no stdin."""
+    return subprocess.run([sys.executable, "-m", "ingest", *args], env=ingest_env(env), cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          check=False)
 
 
-def start_ingest(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
-    """Start `python -m ingest ARGS` in the background."""
-    return subprocess.Popen([sys.executable, "-m", "ingest", *args], env=env, cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+def start_ingest(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path,
+                 **popen: Any) -> subprocess.Popen[Any]:
+    """Start `python -m ingest ARGS` in the background, as :func:`run_ingest` would run it;
+    stdout and stderr are text pipes unless ``popen`` says otherwise."""
+    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True,
+                               "stdin": subprocess.DEVNULL, **popen}
+    return subprocess.Popen([sys.executable, "-m", "ingest", *args], env=ingest_env(env), cwd=cwd,
+                            **options)
 
 
 #: Runs ``argv[2:]`` as its child and writes the child's peak RSS (KiB, from wait4) to
@@ -71,12 +98,12 @@ _MEASURE = (
 )
 
 
-def ingest_peak_rss(*args: str, env: dict[str, str], cwd: Path,
+def ingest_peak_rss(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path,
                     timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], float]:
     """`python -m ingest ARGS` and the whole process's peak RSS in MiB, measured by the
     kernel (the child's ``ru_maxrss``), not sampled."""
     report = cwd / ".peak-rss"
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(report), sys.executable, "-m", "ingest", *args],
-                          env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=ingest_env(env), cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
     return done, int(report.read_text()) / 1024

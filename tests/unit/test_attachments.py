@@ -11,12 +11,8 @@ from email.message import EmailMessage
 import pytest
 
 import ingest.mail.attachments
-from ingest.mail.attachments import (
-    parse_email,
-    safe_name,
-    sender_address,
-    sender_allowed,
-)
+from ingest.mail.attachments import parse_email, safe_name
+from ingest.mail.senders import sender_address, sender_allowed
 
 CSV = 'id,timestamp,message\r\n1,2024-01-01T10:00:00Z,"Grüße, ""hi""\nsecond line"\r\n'.encode()
 CSV2 = b"id,timestamp,message\r\n2,2024-01-02T10:00:00Z,plain\r\n"
