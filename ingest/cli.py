@@ -431,6 +431,106 @@ def doctor() -> None:
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 
 
+@app.command()
+def keygen(
+    out_path: Annotated[Path, typer.Option("--out", help="Where the private key goes (mode 0600); "
+                                           "the public key is written beside it as PATH.pub.")],
+) -> None:
+    """Make an Ed25519 key pair for signing export bundles. Give PATH.pub to recipients;
+    name PATH in INGEST_EXPORT__SIGNING_KEY_FILE (or a secret file). Never overwrites.
+
+    Example: ingest keygen --out /run/secrets/export.key
+    """
+    from ingest.export.signing import write_keypair
+
+    public = write_keypair(out_path)
+    out.print(inert(f"private key {out_path} (mode 0600, keep it secret); public key {public}"))
+
+
+@app.command()
+def export(
+    out_path: Annotated[Path, typer.Option("--out", help="BUNDLE.zip, or a new (or empty) folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
+    bot: Annotated[list[str] | None, typer.Option("--bot", help="Bot id (repeatable); default with "
+                                                     "--botuser: every bot.", callback=_bot_ids)] = None,
+    from_: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"],
+                                                      help="First day (UTC), YYYY-MM-DD.")] = None,
+    to: Annotated[datetime | None, typer.Option("--to", formats=["%Y-%m-%d"],
+                                                   help="Last day (UTC), YYYY-MM-DD.")] = None,
+    conversation: Annotated[list[str] | None, typer.Option(
+        "--conversation", help="Only these conversation ids (repeatable).")] = None,
+    botuser: Annotated[list[str] | None, typer.Option(
+        "--botuser", help="Subject access: every row of this bot user (repeatable), across bots "
+        "and datasets.")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(
+        "--dataset", help="messages, standard, advanced or content_management (repeatable; default "
+        "messages, or every dataset with --botuser).")] = None,
+) -> None:
+    """Cut a signed bundle of archived rows: one file per bot and dataset, manifest.json
+    (query, archive version, counts per bot and day, sha256 of each file, provenance),
+    its Ed25519 signature (INGEST_EXPORT__SIGNING_KEY_FILE), SHA256SUMS and SUMMARY.txt.
+    Streams: memory stays bounded whatever the size. See docs/COMPLIANCE.md.
+
+    Example: ingest export --bot 0f9c...-uuid --from 2024-01-01 --to 2024-03-31 --format csv --out q1.zip
+    """
+    from ingest.archive.storage import storage_for
+    from ingest.export.bundle import Query, cut_bundle
+    from ingest.export.signing import load_private_key
+
+    settings = load_settings()
+    key = load_private_key(_signing_key_pem(settings))
+    query = Query(bots=list(bot or []), first=from_.date() if from_ else None,
+                  last=to.date() if to else None,
+                  conversations=list(conversation or []), botusers=list(botuser or []),
+                  datasets=list(dataset or []), fmt=fmt)
+    with row_counter() as on_rows:
+        cut = cut_bundle(storage_for(settings), query, out_path, key=key,
+                         tool=f"certainly-ingest {__version__}", on_rows=on_rows)
+    out.print(inert(f"exported {cut.rows} row(s) in {sum(1 for f in cut.files if f.rows)} file(s) to "
+                    f"{cut.out}; signed by key sha256 "
+                    f"{cut.manifest['signature']['public_key_sha256'][:16]}..."))
+    for note in cut.notes:
+        out.print(inert(f"  note: {note}"))
+
+
+def _signing_key_pem(settings: Settings) -> bytes:
+    """The export signing key's PEM (a file, or a secret's text); never printed."""
+    conf = settings.export
+    if conf.signing_key_file is not None:
+        try:
+            return Path(conf.signing_key_file).read_bytes()
+        except OSError as err:
+            raise ConfigError("INGEST_EXPORT__SIGNING_KEY_FILE: cannot read it "
+                              f"({err.strerror or err})") from None
+    if conf.signing_key is not None:
+        return conf.signing_key.get_secret_value().encode()
+    raise ConfigError("INGEST_EXPORT__SIGNING_KEY_FILE is not set: exports are signed",
+                      hint="make a key with `ingest keygen --out PATH`")
+
+
+@app.command("verify-export")
+def verify_export(
+    bundle: Annotated[Path, typer.Argument(help="The bundle: a .zip or its folder.")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="The signer's public key (PEM), "
+                                             "as received from them.", exists=True, dir_okay=False)],
+) -> None:
+    """Check an export bundle: the manifest's signature under PUBLIC_KEY, every file's
+    sha256 (SHA256SUMS and the manifest), and the rows per bot and day. Exit 1 naming
+    each difference.
+
+    Example: ingest verify-export q1.zip --public-key export.key.pub
+    """
+    from ingest.export.check import check_bundle
+
+    problems = check_bundle(bundle, public_key.read_bytes())
+    for problem in problems:
+        out.print(inert(f"  - {problem}", markup=False), markup=False, highlight=False)
+    if problems:
+        out.print(f"verify-export: {len(problems)} problem(s)")
+        raise typer.Exit(EXIT_ATTENTION)
+    out.print("verify-export: OK, signature, checksums and counts match")
+
+
 @contextmanager
 def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     """What every command that writes does first: hold the job lock, open the state store,
