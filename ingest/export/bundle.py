@@ -87,6 +87,8 @@ class Query:
         body = asdict(self)
         body["format"] = body.pop("fmt")
         body["datasets"] = self.chosen_datasets()
+        body["first"] = self.first.isoformat() if self.first else None
+        body["last"] = self.last.isoformat() if self.last else None
         return body
 
 
