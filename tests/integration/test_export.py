@@ -265,7 +265,8 @@ def test_subject_access_holds_exactly_the_subjects_rows(archive: dict[str, Path 
     got = pl.concat([pl.read_parquet(p) for p in sorted((bundle / "data").rglob("*.parquet"))])
     with duckdb.connect() as con:
         want = con.execute(
-            f"SELECT bot_id, id FROM read_parquet('{work}/archive/messages/**/*.parquet', hive_partitioning=true) "
+            f"SELECT bot_id, id FROM read_parquet('{work}/archive/messages/**/*.parquet', "
+            "hive_partitioning=true) "
             f"WHERE json_extract(botuser, '$.id')::VARCHAR = '{SUBJECT['id']}'"
         ).fetchall()
     assert sorted(zip(got["bot_id"].to_list(), got["id"].to_list(), strict=True)) == sorted(want)
