@@ -370,7 +370,8 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Re-hash the archive against its manifests; check (bot_id, id) uniqueness, partitions
-    and counts; list per bot the days covered and the gaps. Exit 1 on any problem.
+    and counts; list per bot the days covered and the gaps. Exit 1 on any problem. The
+    outcome is kept in the state store (when there is one) for `ingest report`.
 
     Example: ingest verify --json > verify.json
     """
@@ -383,6 +384,9 @@ def verify(
     # Only read a state store that exists: opening one would create it.
     with Store.open(state) if state.exists() else nullcontext() as store:
         report = verify_archive(storage_for(settings), store)
+        if store is not None:  # the evidence report (`ingest report`) shows the last outcome
+            store.record_verify(version=__version__, root=report.root, ok=report.ok,
+                                problems=report.problems, files=report.files, rows=report.rows)
     typer.echo(to_json(report) if as_json else render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
 
@@ -429,6 +433,40 @@ def doctor() -> None:
         table.add_row(inert(check.name), verdict, inert(check.detail))  # detail: shown inert
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
+
+
+@app.command()
+def report(
+    html_out: Annotated[Path, typer.Option("--html", help="Where the HTML page goes.")],
+    run_verify: Annotated[bool, typer.Option("--verify", help="Run `ingest verify` first (and keep "
+                                             "its outcome), rather than show the last one.")] = False,
+) -> None:
+    """Write a self-contained HTML evidence report a person can read without running a
+    command: per bot a calendar of rows per day with the gaps marked, export windows by
+    state, the last `ingest verify` (outcome, version, time), conflicts, quarantined
+    reports, failed emails, totals and how to check it. No script, no network.
+
+    Example: ingest report --html evidence.html
+    """
+    from ingest.archive.storage import storage_for
+    from ingest.ops.evidence import collect_evidence, render_html
+    from ingest.ops.verify import verify_archive
+    from ingest.state.store import Store
+
+    settings = load_settings()
+    state = Path(settings.state.path)
+    storage = storage_for(settings)
+    with Store.open(state) if state.exists() else nullcontext() as store:
+        if run_verify:
+            checked = verify_archive(storage, store)
+            if store is not None:
+                store.record_verify(version=__version__, root=checked.root, ok=checked.ok,
+                                    problems=checked.problems, files=checked.files, rows=checked.rows)
+        evidence = collect_evidence(storage, store, version=__version__)
+    html_out.write_text(render_html(evidence), encoding="utf-8")
+    rows = sum(b.rows for b in evidence.bots.values())
+    gaps = sum(len(b.gaps) for b in evidence.bots.values())
+    out.print(inert(f"wrote {html_out}: {len(evidence.bots)} bot(s), {rows} message rows, {gaps} gap day(s)"))
 
 
 @app.command()
