@@ -194,8 +194,9 @@ def run(
 
 
 @contextmanager
-def row_counter() -> Iterator[Callable[[str, int], None] | None]:
-    """A live count of rows read per file on a terminal; nothing in JSON-log mode."""
+def row_counter(verb: str = "reading") -> Iterator[Callable[[str, int], None] | None]:
+    """A live count of rows per file on a terminal (``verb`` names what is done to them);
+    nothing in JSON-log mode or when piped."""
     if json_wanted() or not out.is_terminal:
         yield None
         return
@@ -205,7 +206,7 @@ def row_counter() -> Iterator[Callable[[str, int], None] | None]:
 
         def count(name: str, rows: int) -> None:
             if name not in tasks:
-                tasks[name] = bar.add_task(f"reading {name}", total=None)
+                tasks[name] = bar.add_task(f"{verb} {name}", total=None)
             bar.advance(tasks[name], rows)
 
         yield count
@@ -521,7 +522,7 @@ def export(
                   last=to.date() if to else None,
                   conversations=list(conversation or []), botusers=list(botuser or []),
                   datasets=list(dataset or []), fmt=fmt)
-    with row_counter() as on_rows:
+    with row_counter("exporting") as on_rows:
         cut = cut_bundle(storage_for(settings), query, out_path, key=key,
                          tool=f"certainly-ingest {__version__}", on_rows=on_rows)
     out.print(inert(f"exported {cut.rows} row(s) in {sum(1 for f in cut.files if f.rows)} file(s) to "

@@ -71,7 +71,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict[s
 
 
 def _export(
-    archive: dict[str, Path | dict[str, str]], out: str, *args: str, env: dict[str, str] | None = None
+    archive: dict[str, Path | dict[str, str]], out: str, *args: str, env: dict[str, str | None] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
     work = archive["work"]
     assert isinstance(work, Path) and isinstance(archive["env"], dict)
@@ -280,9 +280,33 @@ def test_export_without_a_signing_key_is_a_configuration_error(
     archive: dict[str, Path | dict[str, str]],
 ) -> None:
     done, bundle = _export(
-        archive, "unsigned.zip", "--bot", BOT_A, env={"INGEST_EXPORT__SIGNING_KEY_FILE": ""}
+        archive, "unsigned.zip", "--bot", BOT_A, env={"INGEST_EXPORT__SIGNING_KEY_FILE": None}
     )
 
     assert done.returncode == 2
-    assert "INGEST_EXPORT__SIGNING_KEY_FILE" in done.stderr
+    assert "INGEST_EXPORT__SIGNING_KEY_FILE is not set" in done.stderr
     assert not bundle.exists()
+
+
+def test_the_signing_key_may_come_from_a_secret_file_and_is_never_shown(
+    archive: dict[str, Path | dict[str, str]],
+) -> None:
+    work = archive["work"]
+    assert isinstance(work, Path)
+    secrets = work / "secrets"
+    secrets.mkdir(exist_ok=True)
+    pem = (work / "signer.key").read_text()
+    (secrets / "ingest_export__signing_key").write_text(pem)
+
+    done, bundle = _export(
+        archive,
+        "from-secret.zip",
+        "--bot",
+        BOT_A,
+        env={"INGEST_EXPORT__SIGNING_KEY_FILE": None, "INGEST_SECRETS_DIR": str(secrets)},
+    )
+
+    assert done.returncode == 0, done.stderr
+    body = pem.splitlines()[1]
+    assert body not in done.stdout + done.stderr
+    assert _verify(archive, bundle).returncode == 0
