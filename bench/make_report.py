@@ -63,8 +63,7 @@ BOT_ID = "bench-bot"
 WIDE_STRIDE = 10_000_000
 CHUNK = 5_000
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
 def parse_size(text: str) -> int:
@@ -111,7 +110,7 @@ def _newlines(row: dict[str, Any], shape: Shape) -> None:
         return
     message = str(row.get("message") or "").replace("\n", " ")
     if (row["id"] * 2654435761) % 10_000 < shape.newline_pct * 100:
-        message = (message or "hi") + "\nsecond line, \"quoted\""
+        message = (message or "hi") + '\nsecond line, "quoted"'
     row["message"] = message
 
 
@@ -126,15 +125,16 @@ def render_day(job: tuple[date, int, int, Shape]) -> tuple[bytes, int, list[int]
     else:
         rows: list[dict[str, Any]] = []
         for k, part in enumerate(day_counts(count, -(-count // CHUNK))):
-            rows.extend(generate_messages(BOT_ID, day, day, seed=seed * 1000 + k,
-                                          min_per_day=part, max_per_day=part))
+            rows.extend(
+                generate_messages(BOT_ID, day, day, seed=seed * 1000 + k, min_per_day=part, max_per_day=part)
+            )
         rows.sort(key=lambda row: row["timestamp"])  # fixed-width ISO text: sorts as time
         base = day.toordinal() * WIDE_STRIDE
         for index, row in enumerate(rows):
             row["id"] = base + index
     if shape == Shape():
         body = rows_to_csv(rows)  # the export's own form, fast path
-        return body[body.index(b"\r\n") + 2:], len(rows), []
+        return body[body.index(b"\r\n") + 2 :], len(rows), []
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\n" if shape.lf else "\r\n")
     ends: list[int] = []
@@ -160,7 +160,7 @@ def render_day(job: tuple[date, int, int, Shape]) -> tuple[bytes, int, list[int]
 
 def _records(body: bytes, ends: list[int]) -> list[bytes]:
     starts = [0, *ends[:-1]]
-    return [body[a:b] for a, b in zip(starts, ends)]
+    return [body[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
 def bytes_per_row(start: date, days: int, seed: int, shape: Shape = Shape()) -> float:
@@ -174,36 +174,60 @@ def bytes_per_row(start: date, days: int, seed: int, shape: Shape = Shape()) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--size", type=parse_size, help="target file size, e.g. 250MB, 1GB")
     target.add_argument("--rows", type=int, help="exact number of data rows")
     parser.add_argument("--days", type=int, default=90, help="days covered (default 90)")
-    parser.add_argument("--start", type=date.fromisoformat, default=date(2024, 1, 1),
-                        help="first day (default 2024-01-01)")
+    parser.add_argument(
+        "--start", type=date.fromisoformat, default=date(2024, 1, 1), help="first day (default 2024-01-01)"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--bom", action="store_true", help="prefix a UTF-8 byte-order mark")
-    parser.add_argument("--order", choices=("time", "random", "reverse"), default="time",
-                        help="row order: the export's (time), shuffled, or newest first")
-    parser.add_argument("--tz", choices=("Z", "+00:00", "+02:00"), default="Z",
-                        help="timestamp suffix; the instant (and its UTC date) is unchanged")
+    parser.add_argument(
+        "--order",
+        choices=("time", "random", "reverse"),
+        default="time",
+        help="row order: the export's (time), shuffled, or newest first",
+    )
+    parser.add_argument(
+        "--tz",
+        choices=("Z", "+00:00", "+02:00"),
+        default="Z",
+        help="timestamp suffix; the instant (and its UTC date) is unchanged",
+    )
     parser.add_argument("--no-fractions", action="store_true", help="timestamps without microseconds")
     parser.add_argument("--lf", action="store_true", help="LF line ends (default CRLF, as exported)")
-    parser.add_argument("--newline-rows", type=float, metavar="PCT",
-                        help="quoted newlines in about PCT%% of rows (default: the simulator's, ~13%%)")
-    parser.add_argument("--buckets", type=int, default=16,
-                        help="temporary files for --order random (memory: one bucket)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help="worker processes (output does not depend on it)")
+    parser.add_argument(
+        "--newline-rows",
+        type=float,
+        metavar="PCT",
+        help="quoted newlines in about PCT%% of rows (default: the simulator's, ~13%%)",
+    )
+    parser.add_argument(
+        "--buckets", type=int, default=16, help="temporary files for --order random (memory: one bucket)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (output does not depend on it)",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.days < 1:
         parser.error("--days must be at least 1")
 
     started = time.perf_counter()
-    shape = Shape(tz=args.tz, fractions=not args.no_fractions, lf=args.lf,
-                  newline_pct=args.newline_rows, records=args.order != "time")
+    shape = Shape(
+        tz=args.tz,
+        fractions=not args.no_fractions,
+        lf=args.lf,
+        newline_pct=args.newline_rows,
+        records=args.order != "time",
+    )
     if args.rows is not None:
         total_rows = args.rows
     else:
@@ -237,14 +261,28 @@ def main(argv: list[str] | None = None) -> int:
                 rows += n
     os.replace(tmp, args.out)
     end = args.start + timedelta(days=args.days - 1)
-    meta = {"path": str(args.out), "rows": rows, "bytes": written, "bot_id": BOT_ID,
-            "start": args.start.isoformat(), "end": end.isoformat(), "days": args.days,
-            "seed": args.seed, "bom": args.bom, "order": args.order, "tz": args.tz,
-            "fractions": not args.no_fractions, "lf": args.lf, "newline_rows": args.newline_rows}
+    meta = {
+        "path": str(args.out),
+        "rows": rows,
+        "bytes": written,
+        "bot_id": BOT_ID,
+        "start": args.start.isoformat(),
+        "end": end.isoformat(),
+        "days": args.days,
+        "seed": args.seed,
+        "bom": args.bom,
+        "order": args.order,
+        "tz": args.tz,
+        "fractions": not args.no_fractions,
+        "lf": args.lf,
+        "newline_rows": args.newline_rows,
+    }
     Path(f"{args.out}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     elapsed = time.perf_counter() - started
-    print(f"{args.out}: {rows} rows, {written} bytes ({written / 1e6:.1f} MB), "
-          f"{args.start}..{end}, seed {args.seed}, order {args.order}, tz {args.tz}, in {elapsed:.1f} s")
+    print(
+        f"{args.out}: {rows} rows, {written} bytes ({written / 1e6:.1f} MB), "
+        f"{args.start}..{end}, seed {args.seed}, order {args.order}, tz {args.tz}, in {elapsed:.1f} s"
+    )
     return 0
 
 
@@ -271,7 +309,7 @@ def _shuffled(days: Any, out: Any, seed: int, buckets: int, near: Path) -> tuple
                 records, at = [], 0
                 while at < len(data):
                     (length,) = struct.unpack_from("<I", data, at)
-                    records.append(data[at + 4:at + 4 + length])
+                    records.append(data[at + 4 : at + 4 + length])
                     at += 4 + length
                 rng.shuffle(records)
                 chunk = b"".join(records)

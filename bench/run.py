@@ -39,33 +39,46 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BOT_ID = "bench-bot"
 RESULT_TAG = "BENCH_RESULT "
 
 DEFAULT = ("ingest_cli", "duckdb_cli", "polars_cli", "project")
-EXTRA = ("floor", "polars_read", "duckdb", "pandas", "project_inmemory", "duckdb_typed", "pandas_c",
-         "polars_sink", "pyarrow_dataset")
+EXTRA = (
+    "floor",
+    "polars_read",
+    "duckdb",
+    "pandas",
+    "project_inmemory",
+    "duckdb_typed",
+    "pandas_c",
+    "polars_sink",
+    "pyarrow_dataset",
+)
 #: Contenders timed as whole commands (cold: interpreter start and imports included),
 #: as a user runs them; the others are timed inside a child, after its imports.
 COMMANDS = ("ingest_cli", "duckdb_cli", "polars_cli")
 DESCRIPTIONS = {
     "ingest_cli": "`ingest import FILE --bot bench-bot` as a subprocess: fresh archive and state, cold",
     "duckdb_cli": "COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE) AS date"
-                  " FROM read_csv(FILE)) TO DIR (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))"
-                  " in a fresh python process (import duckdb included)",
+    " FROM read_csv(FILE)) TO DIR (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))"
+    " in a fresh python process (import duckdb included)",
     "polars_cli": "pl.read_csv(FILE, infer_schema=False) in a fresh python process: the parse floor",
     "floor": "read the file in 8 MiB blocks, discard",
     "polars_read": "pl.read_csv, every column as text; nothing written",
     "project": "ingest.archive.stream.stage_csv + commit: streaming parse, validate, write by date",
-    "project_inmemory": "ingest.parse.parser.read_csv_text + parse_frame + ingest.archive.writer.save_report (whole file in memory)",
+    "project_inmemory": (
+        "ingest.parse.parser.read_csv_text + parse_frame + ingest.archive.writer.save_report "
+        "(whole file in memory)"
+    ),
     "duckdb": "COPY read_csv(all_varchar) + timestamp::TIMESTAMPTZ -> Parquet PARTITION_BY date",
     "pandas": "pyarrow.csv.read_csv (= pd.read_csv engine=pyarrow, + newlines_in_values) -> pandas"
-              " -> to_datetime -> to_parquet(partition_cols=['date'])",
+    " -> to_datetime -> to_parquet(partition_cols=['date'])",
     "pandas_c": "as pandas, but pd.read_csv(dtype=str) with the default C engine",
     "duckdb_typed": "as duckdb, plus every column cast to the project's schema types",
     "polars_sink": "scan_csv(text) -> sink_parquet(pl.PartitionBy('date')), streaming",
@@ -75,6 +88,7 @@ DESCRIPTIONS = {
 
 # --------------------------------------------------------------------------- children
 # Each returns a dict of facts (rows seen, sub-timings); the harness times the call.
+
 
 def run_floor(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     buffer = bytearray(8 << 20)
@@ -88,6 +102,7 @@ def run_floor(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def run_polars_read(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     import polars as pl
+
     frame = pl.read_csv(path, infer_schema=False)
     return {"rows": frame.height}
 
@@ -97,6 +112,7 @@ def run_project(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     # in a thread, pyarrow parse in a thread, validate, per-date Parquet in a thread),
     # then commit (link raw, data, quarantine into place; manifest last).
     from ingest.archive.stream import stage_csv
+
     steps: dict[str, float] = {}
     t = time.perf_counter()
     staged = stage_csv(out, path, bot_id=BOT_ID, window=ctx["window"])
@@ -104,9 +120,15 @@ def run_project(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     t = time.perf_counter()
     result = staged.commit(raw_name=path.name, provenance={"source": "bench"})
     steps["commit"] = time.perf_counter() - t
-    return {"rows": result.rows_read, "written": result.rows_written,
-            "duplicates": result.rows_duplicate, "rejected": result.rows_rejected,
-            "files": len(result.files), "steps": steps, "dataset": "messages"}
+    return {
+        "rows": result.rows_read,
+        "written": result.rows_written,
+        "duplicates": result.rows_duplicate,
+        "rejected": result.rows_rejected,
+        "files": len(result.files),
+        "steps": steps,
+        "dataset": "messages",
+    }
 
 
 def run_project_inmemory(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
@@ -114,6 +136,7 @@ def run_project_inmemory(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str
     from ingest.archive.storage import sha256_bytes
     from ingest.archive.writer import save_report
     from ingest.parse.parser import parse_frame, read_csv_text
+
     steps: dict[str, float] = {}
     t = time.perf_counter()
     data = path.read_bytes()
@@ -122,20 +145,35 @@ def run_project_inmemory(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str
     sha = sha256_bytes(data)
     steps["sha256"] = time.perf_counter() - t
     t = time.perf_counter()
-    parsed = parse_frame(read_csv_text(data), bot_id=BOT_ID, source_sha256=sha, window=ctx["window"],
-                         source_kind="csv")
+    parsed = parse_frame(
+        read_csv_text(data), bot_id=BOT_ID, source_sha256=sha, window=ctx["window"], source_kind="csv"
+    )
     steps["parse_csv"] = time.perf_counter() - t
     t = time.perf_counter()
-    result = save_report(out, parsed, bot_id=BOT_ID, source_sha256=sha, raw=data,
-                         raw_name=path.name, provenance={"source": "bench"})
+    result = save_report(
+        out,
+        parsed,
+        bot_id=BOT_ID,
+        source_sha256=sha,
+        raw=data,
+        raw_name=path.name,
+        provenance={"source": "bench"},
+    )
     steps["save_report"] = time.perf_counter() - t
-    return {"rows": result.rows_read, "written": result.rows_written,
-            "duplicates": result.rows_duplicate, "rejected": result.rows_rejected,
-            "files": len(result.files), "steps": steps, "dataset": "messages"}
+    return {
+        "rows": result.rows_read,
+        "written": result.rows_written,
+        "duplicates": result.rows_duplicate,
+        "rejected": result.rows_rejected,
+        "files": len(result.files),
+        "steps": steps,
+        "dataset": "messages",
+    }
 
 
 def _duckdb_copy(path: Path, out: Path, select: str) -> int:
     import duckdb
+
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     source = str(path).replace("'", "''")
@@ -156,14 +194,15 @@ def run_duckdb(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def run_duckdb_typed(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     from ingest.parse.schema import MESSAGE_COLUMNS
+
     sql_type = {"int": "BIGINT", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
     columns = []
     for column in MESSAGE_COLUMNS:
-        cell = f'NULLIF("{column.name}", \'\')'
+        cell = f"NULLIF(\"{column.name}\", '')"
         if column.kind in sql_type:
             cell = f"CAST({cell} AS {sql_type[column.kind]})"
         columns.append(f'{cell} AS "{column.name}"')
-    columns.append('CAST(CAST(NULLIF("timestamp", \'\') AS TIMESTAMPTZ) AS DATE) AS date')
+    columns.append("CAST(CAST(NULLIF(\"timestamp\", '') AS TIMESTAMPTZ) AS DATE) AS date")
     rows = _duckdb_copy(path, out, ", ".join(columns))
     return {"rows": rows, "written": rows, "dataset": "messages"}
 
@@ -175,10 +214,13 @@ def run_pandas(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
     names = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20)).schema.names
     table = pacsv.read_csv(
-        path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}))
+        path,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names}),
+    )
     frame = table.to_pandas()
     del table
     return _pandas_write(pd, frame, out)
@@ -186,6 +228,7 @@ def run_pandas(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
 
 def run_pandas_c(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     import pandas as pd
+
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)  # the default C engine
     return _pandas_write(pd, frame, out)
 
@@ -194,20 +237,24 @@ def _pandas_write(pd: Any, frame: Any, out: Path) -> dict[str, Any]:
     stamps = pd.to_datetime(frame["timestamp"], format="ISO8601", utc=True)
     frame["timestamp"] = stamps
     frame["date"] = stamps.dt.date
-    frame.to_parquet(out / "messages", engine="pyarrow", partition_cols=["date"],
-                     compression="zstd", index=False)
+    frame.to_parquet(
+        out / "messages", engine="pyarrow", partition_cols=["date"], compression="zstd", index=False
+    )
     return {"rows": len(frame), "written": len(frame), "dataset": "messages"}
 
 
 def run_polars_sink(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str, Any]:
     import polars as pl
-    stamps = pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us",
-                                                 time_zone="UTC")
-    (pl.scan_csv(path, infer_schema=False)
-     .with_columns(stamps.alias("timestamp"))
-     .with_columns(pl.col("timestamp").dt.date().alias("date"))
-     .sink_parquet(pl.PartitionBy(out / "messages", key="date", include_key=False),
-                   compression="zstd", mkdir=True))
+
+    stamps = pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC")
+    (
+        pl.scan_csv(path, infer_schema=False)
+        .with_columns(stamps.alias("timestamp"))
+        .with_columns(pl.col("timestamp").dt.date().alias("date"))
+        .sink_parquet(
+            pl.PartitionBy(out / "messages", key="date", include_key=False), compression="zstd", mkdir=True
+        )
+    )
     return {"dataset": "messages"}
 
 
@@ -216,13 +263,17 @@ def run_pyarrow_dataset(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str,
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
     import pyarrow.dataset as ds
+
     # The header alone, through the CSV reader (names may be quoted).
     names = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20)).schema.names
     reader = pacsv.open_csv(
-        path, read_options=pacsv.ReadOptions(block_size=16 << 20),
+        path,
+        read_options=pacsv.ReadOptions(block_size=16 << 20),
         parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                             strings_can_be_null=True))
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=True
+        ),
+    )
     rows = 0
 
     def batches():
@@ -235,29 +286,46 @@ def run_pyarrow_dataset(path: Path, out: Path, ctx: dict[str, Any]) -> dict[str,
             rows += table.num_rows
             yield table
 
-    schema = pa.schema([(n, pa.timestamp("us", tz="UTC") if n == "timestamp" else pa.string())
-                        for n in names] + [("date", pa.date32())])
-    ds.write_dataset(batches(), out / "messages", schema=schema, format="parquet",
-                     partitioning=["date"], partitioning_flavor="hive",
-                     file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
-                     max_open_files=1024, existing_data_behavior="overwrite_or_ignore")
+    schema = pa.schema(
+        [(n, pa.timestamp("us", tz="UTC") if n == "timestamp" else pa.string()) for n in names]
+        + [("date", pa.date32())]
+    )
+    ds.write_dataset(
+        batches(),
+        out / "messages",
+        schema=schema,
+        format="parquet",
+        partitioning=["date"],
+        partitioning_flavor="hive",
+        file_options=ds.ParquetFileFormat().make_write_options(compression="zstd"),
+        max_open_files=1024,
+        existing_data_behavior="overwrite_or_ignore",
+    )
     return {"rows": rows, "written": rows, "dataset": "messages"}
 
 
 CONTENDERS: dict[str, Callable[[Path, Path, dict[str, Any]], dict[str, Any]]] = {
-    "floor": run_floor, "polars_read": run_polars_read, "project": run_project,
+    "floor": run_floor,
+    "polars_read": run_polars_read,
+    "project": run_project,
     "project_inmemory": run_project_inmemory,
-    "duckdb": run_duckdb, "pandas": run_pandas, "pandas_c": run_pandas_c,
+    "duckdb": run_duckdb,
+    "pandas": run_pandas,
+    "pandas_c": run_pandas_c,
     "duckdb_typed": run_duckdb_typed,
-    "polars_sink": run_polars_sink, "pyarrow_dataset": run_pyarrow_dataset,
+    "polars_sink": run_polars_sink,
+    "pyarrow_dataset": run_pyarrow_dataset,
 }
 # What each child imports before the clock starts (import time is not the work).
 PRELOAD = {
-    "polars_read": ["polars"], "project": ["ingest.archive.stream"],
+    "polars_read": ["polars"],
+    "project": ["ingest.archive.stream"],
     "project_inmemory": ["ingest.parse.parser", "ingest.archive.writer"],
-    "duckdb": ["duckdb"], "duckdb_typed": ["duckdb", "ingest.parse.schema"],
+    "duckdb": ["duckdb"],
+    "duckdb_typed": ["duckdb", "ingest.parse.schema"],
     "pandas": ["pandas", "pyarrow.csv", "pyarrow.parquet"],
-    "pandas_c": ["pandas", "pyarrow.parquet"], "polars_sink": ["polars"],
+    "pandas_c": ["pandas", "pyarrow.parquet"],
+    "polars_sink": ["polars"],
     "pyarrow_dataset": ["pyarrow.csv", "pyarrow.dataset"],
 }
 
@@ -265,6 +333,7 @@ PRELOAD = {
 def child(name: str, path: Path, out: Path, window: tuple[date, date]) -> int:
     import importlib
     import resource
+
     for module in PRELOAD.get(name, []):
         importlib.import_module(module)
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -273,8 +342,7 @@ def child(name: str, path: Path, out: Path, window: tuple[date, date]) -> int:
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    facts.update(wall=wall, cpu=cpu, rss_before_mib=before.ru_maxrss / 1024,
-                 vmhwm_mib=_vmhwm_mib())
+    facts.update(wall=wall, cpu=cpu, rss_before_mib=before.ru_maxrss / 1024, vmhwm_mib=_vmhwm_mib())
     print(RESULT_TAG + json.dumps(facts), flush=True)
     return 0
 
@@ -291,9 +359,11 @@ def _vmhwm_mib() -> float | None:
 
 # --------------------------------------------------------------------------- commands
 
-DUCKDB_COPY = ("import duckdb, sys; duckdb.sql(\"COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) "
-               "AT TIME ZONE 'UTC' AS DATE) AS date FROM read_csv('\" + sys.argv[1] + \"')) TO '\""
-               " + sys.argv[2] + \"' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))\")")
+DUCKDB_COPY = (
+    'import duckdb, sys; duckdb.sql("COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) '
+    "AT TIME ZONE 'UTC' AS DATE) AS date FROM read_csv('\" + sys.argv[1] + \"')) TO '\""
+    ' + sys.argv[2] + "\' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))")'
+)
 POLARS_READ = "import polars as pl, sys; print(pl.read_csv(sys.argv[1], infer_schema=False).height)"
 
 
@@ -322,9 +392,13 @@ def spawn_command(name: str, path: Path, out: Path) -> dict[str, Any]:
         wall = time.perf_counter() - started
     stderr = log.read_bytes()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-    facts: dict[str, Any] = {"name": name, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-                             "peak_rss_mib": usage.ru_maxrss / 1024,
-                             "dataset": "archive/messages" if name == "ingest_cli" else "messages"}
+    facts: dict[str, Any] = {
+        "name": name,
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "dataset": "archive/messages" if name == "ingest_cli" else "messages",
+    }
     if name == "polars_cli":
         del facts["dataset"]
     if proc.returncode != 0:
@@ -335,10 +409,20 @@ def spawn_command(name: str, path: Path, out: Path) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- parent
 
+
 def spawn(name: str, path: Path, out: Path, window: tuple[date, date]) -> dict[str, Any]:
     """Run one contender in a fresh interpreter; its own rusage comes from wait4."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", name, str(path),
-               "--out", str(out), "--window", f"{window[0]}:{window[1]}"]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        name,
+        str(path),
+        "--out",
+        str(out),
+        "--window",
+        f"{window[0]}:{window[1]}",
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, cwd=ROOT)
@@ -349,12 +433,21 @@ def spawn(name: str, path: Path, out: Path, window: tuple[date, date]) -> dict[s
     facts: dict[str, Any] = {}
     for line in stdout.decode(errors="replace").splitlines():
         if line.startswith(RESULT_TAG):
-            facts = json.loads(line[len(RESULT_TAG):])
+            facts = json.loads(line[len(RESULT_TAG) :])
     if proc.returncode != 0 or not facts:
-        return {"name": name, "error": f"exit {proc.returncode}", "process_wall": total,
-                "peak_rss_mib": usage.ru_maxrss / 1024}
-    return {"name": name, **facts, "process_wall": total,
-            "process_cpu": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
+        return {
+            "name": name,
+            "error": f"exit {proc.returncode}",
+            "process_wall": total,
+            "peak_rss_mib": usage.ru_maxrss / 1024,
+        }
+    return {
+        "name": name,
+        **facts,
+        "process_wall": total,
+        "process_cpu": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+    }
 
 
 def count_parquet_rows(folder: Path) -> tuple[int, int]:
@@ -363,10 +456,12 @@ def count_parquet_rows(folder: Path) -> tuple[int, int]:
     Counted in a throwaway child: importing pyarrow here would grow this process, and a
     vfork()ed child's ru_maxrss starts at its parent's high-water mark.
     """
-    script = ("import sys, json, pathlib, pyarrow.parquet as pq;"
-              "fs = [p for p in pathlib.Path(sys.argv[1]).rglob('*.parquet')"
-              " if not p.name.startswith('.')];"
-              "print(json.dumps([sum(pq.ParquetFile(p).metadata.num_rows for p in fs), len(fs)]))")
+    script = (
+        "import sys, json, pathlib, pyarrow.parquet as pq;"
+        "fs = [p for p in pathlib.Path(sys.argv[1]).rglob('*.parquet')"
+        " if not p.name.startswith('.')];"
+        "print(json.dumps([sum(pq.ParquetFile(p).metadata.num_rows for p in fs), len(fs)]))"
+    )
     rows, files = json.loads(subprocess.check_output([sys.executable, "-c", script, str(folder)]))
     return rows, files
 
@@ -378,19 +473,22 @@ def file_meta(path: Path) -> dict[str, Any]:
         meta = json.loads(sidecar.read_text())
         if meta.get("bytes") == path.stat().st_size:
             return meta
-    script = ("import polars as pl, sys, json;"
-              "f = pl.scan_csv(sys.argv[1], infer_schema=False).select("
-              "pl.len().alias('rows'), pl.col('timestamp').str.slice(0, 10).min().alias('start'),"
-              "pl.col('timestamp').str.slice(0, 10).max().alias('end')).collect();"
-              "print(json.dumps(f.row(0, named=True)))")
+    script = (
+        "import polars as pl, sys, json;"
+        "f = pl.scan_csv(sys.argv[1], infer_schema=False).select("
+        "pl.len().alias('rows'), pl.col('timestamp').str.slice(0, 10).min().alias('start'),"
+        "pl.col('timestamp').str.slice(0, 10).max().alias('end')).collect();"
+        "print(json.dumps(f.row(0, named=True)))"
+    )
     found = json.loads(subprocess.check_output([sys.executable, "-c", script, str(path)], cwd=ROOT))
     return {"rows": found["rows"], "start": found["start"], "end": found["end"]}
 
 
 def fmt_table(results: list[dict[str, Any]], size: int, rows: int) -> str:
     duck = _wall(results, "duckdb_cli") or _wall(results, "duckdb")
-    header = f"{'contender':<18}{'wall s':>8}{'CPU s':>8}{'peak MiB':>10}{'MB/s':>8}" \
-             f"{'rows/s':>11}{'/DuckDB':>9}"
+    header = (
+        f"{'contender':<18}{'wall s':>8}{'CPU s':>8}{'peak MiB':>10}{'MB/s':>8}{'rows/s':>11}{'/DuckDB':>9}"
+    )
     lines = [header, "-" * len(header)]
     for r in results:
         if "error" in r:
@@ -398,8 +496,10 @@ def fmt_table(results: list[dict[str, Any]], size: int, rows: int) -> str:
             continue
         ratio = f"{r['wall'] / duck:>9.2f}" if duck else f"{'-':>9}"
         label = r["name"] + ("" if r["name"] in COMMANDS else " (in)")
-        lines.append(f"{label:<18}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['peak_rss_mib']:>10.0f}"
-                     f"{size / 1e6 / r['wall']:>8.0f}{rows / r['wall']:>11,.0f}{ratio}")
+        lines.append(
+            f"{label:<18}{r['wall']:>8.2f}{r['cpu']:>8.2f}{r['peak_rss_mib']:>10.0f}"
+            f"{size / 1e6 / r['wall']:>8.0f}{rows / r['wall']:>11,.0f}{ratio}"
+        )
     return "\n".join(lines)
 
 
@@ -422,10 +522,13 @@ def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str
     meta = file_meta(path)
     rows = int(meta["rows"])
     window = (date.fromisoformat(meta["start"]), date.fromisoformat(meta["end"]))
-    shape = ", ".join(f"{k} {meta[k]}" for k in ("order", "tz", "fractions", "bom", "lf", "newline_rows")
-                      if k in meta)
-    print(f"{path}: {size / 1e6:.1f} MB, {rows:,} rows, {window[0]}..{window[1]}; {shape or 'shape unknown'}; "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    shape = ", ".join(
+        f"{k} {meta[k]}" for k in ("order", "tz", "fractions", "bom", "lf", "newline_rows") if k in meta
+    )
+    print(
+        f"{path}: {size / 1e6:.1f} MB, {rows:,} rows, {window[0]}..{window[1]}; {shape or 'shape unknown'}; "
+        f"{os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     with path.open("rb") as stream:  # warm the page cache so the first contender is not penalised
         while stream.read(8 << 20):
             pass
@@ -434,8 +537,9 @@ def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str
         for name in names:
             out = Path(tempfile.mkdtemp(prefix=f"bench-{name}-", dir=tmp))
             try:
-                result = (spawn_command(name, path, out) if name in COMMANDS
-                          else spawn(name, path, out, window))
+                result = (
+                    spawn_command(name, path, out) if name in COMMANDS else spawn(name, path, out, window)
+                )
                 if "dataset" in result and "error" not in result:
                     result["out_rows"], result["out_files"] = count_parquet_rows(out / result["dataset"])
             finally:
@@ -443,8 +547,11 @@ def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str
             result["attempt"] = attempt + 1
             runs.append(result)
             shown = f"{result['wall']:.2f} s" if "wall" in result else result["error"]
-            print(f"  run {attempt + 1} {name:<16} {shown}, peak {result['peak_rss_mib']:.0f} MiB",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  run {attempt + 1} {name:<16} {shown}, peak {result['peak_rss_mib']:.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
     best: list[dict[str, Any]] = []
     for name in names:
         mine = [r for r in runs if r["name"] == name]
@@ -458,28 +565,48 @@ def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str
             print(f"{r['name']} steps: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["steps"].items()))
     for r in best:
         if "out_rows" in r:
-            print(f"{r['name']}: {r['out_rows']:,} rows in {r['out_files']} Parquet files"
-                  + (f" (read {r['rows']:,}, rejected {r['rejected']}, duplicates {r['duplicates']})"
-                     if "rejected" in r else ""))
+            print(
+                f"{r['name']}: {r['out_rows']:,} rows in {r['out_files']} Parquet files"
+                + (
+                    f" (read {r['rows']:,}, rejected {r['rejected']}, duplicates {r['duplicates']})"
+                    if "rejected" in r
+                    else ""
+                )
+            )
     by_name = {r["name"]: r for r in best}
     ours = next((n for n in ("ingest_cli", "project") if "out_rows" in by_name.get(n, {})), None)
     theirs = next((n for n in ("duckdb_cli", "duckdb") if "out_rows" in by_name.get(n, {})), None)
     if ours and theirs:
         same = by_name[ours]["out_rows"] == by_name[theirs]["out_rows"] == rows
-        print(f"check: {ours} archive rows {by_name[ours]['out_rows']:,} "
-              f"{'==' if same else '!='} {theirs} rows {by_name[theirs]['out_rows']:,} (file: {rows:,})"
-              f"{'' if same else '  <-- MISMATCH'}")
+        print(
+            f"check: {ours} archive rows {by_name[ours]['out_rows']:,} "
+            f"{'==' if same else '!='} {theirs} rows {by_name[theirs]['out_rows']:,} (file: {rows:,})"
+            f"{'' if same else '  <-- MISMATCH'}"
+        )
     ratios = {}
-    for top, bottom, label in (("duckdb_cli", "ingest_cli", "DuckDB / ingest"),
-                               ("ingest_cli", "polars_cli", "ingest / polars")):
+    for top, bottom, label in (
+        ("duckdb_cli", "ingest_cli", "DuckDB / ingest"),
+        ("ingest_cli", "polars_cli", "ingest / polars"),
+    ):
         paired = paired_ratios(runs, top, bottom)
         if paired and _wall(best, top) and _wall(best, bottom):
-            ratios[label] = {"best": _wall(best, top) / _wall(best, bottom),  # type: ignore[operator]
-                             "runs": paired}
-            print(f"{label}: {ratios[label]['best']:.2f} (fastest runs); round by round "
-                  + ", ".join(f"{x:.2f}" for x in paired))
-    return {"file": str(path), "bytes": size, "rows": rows, "meta": meta, "best": best, "runs": runs,
-            "ratios": ratios}
+            ratios[label] = {
+                "best": _wall(best, top) / _wall(best, bottom),  # type: ignore[operator]
+                "runs": paired,
+            }
+            print(
+                f"{label}: {ratios[label]['best']:.2f} (fastest runs); round by round "
+                + ", ".join(f"{x:.2f}" for x in paired)
+            )
+    return {
+        "file": str(path),
+        "bytes": size,
+        "rows": rows,
+        "meta": meta,
+        "best": best,
+        "runs": runs,
+        "ratios": ratios,
+    }
 
 
 def markdown_row(result: dict[str, Any], label: str) -> str:
@@ -490,41 +617,62 @@ def markdown_row(result: dict[str, Any], label: str) -> str:
         r = by_name.get(name)
         if r is None or "wall" not in r:
             return "-"
-        return (f"{r['wall']:.2f} s ({r['cpu']:.1f} CPU s)"
-                + (f", {r['peak_rss_mib']:.0f} MiB" if rss else ""))
+        return f"{r['wall']:.2f} s ({r['cpu']:.1f} CPU s)" + (f", {r['peak_rss_mib']:.0f} MiB" if rss else "")
 
     ratio = result["ratios"]
-    fmt = lambda key: (f"{ratio[key]['best']:.2f} ({min(ratio[key]['runs']):.2f}-{max(ratio[key]['runs']):.2f})"
-                       if key in ratio else "-")
-    return (f"| {label} | {result['bytes'] / 1e6:.0f} MB | **{cell('ingest_cli')}** | {cell('duckdb_cli')} "
-            f"| {cell('polars_cli')} | **{fmt('DuckDB / ingest')}** | {fmt('ingest / polars')} "
-            f"| {cell('project', rss=False)} |")
+
+    def fmt(key: str) -> str:
+        if key not in ratio:
+            return "-"
+        return f"{ratio[key]['best']:.2f} ({min(ratio[key]['runs']):.2f}-{max(ratio[key]['runs']):.2f})"
+
+    return (
+        f"| {label} | {result['bytes'] / 1e6:.0f} MB | **{cell('ingest_cli')}** | {cell('duckdb_cli')} "
+        f"| {cell('polars_cli')} | **{fmt('DuckDB / ingest')}** | {fmt('ingest / polars')} "
+        f"| {cell('project', rss=False)} |"
+    )
 
 
 def shape_label(meta: dict[str, Any]) -> str:
     """``random, +02:00, BOM, CRLF, newlines 3%``: a file's shape, from its sidecar."""
-    return (f"{meta.get('order', '?')}, {meta.get('tz', '?')}"
-            + ("" if meta.get("fractions", True) else ", no fractions")
-            + (", BOM" if meta.get("bom") else "") + (", LF" if meta.get("lf") else ", CRLF")
-            + (f", newlines {meta['newline_rows']:g}%" if meta.get("newline_rows") is not None else ""))
+    return (
+        f"{meta.get('order', '?')}, {meta.get('tz', '?')}"
+        + ("" if meta.get("fractions", True) else ", no fractions")
+        + (", BOM" if meta.get("bom") else "")
+        + (", LF" if meta.get("lf") else ", CRLF")
+        + (f", newlines {meta['newline_rows']:g}%" if meta.get("newline_rows") is not None else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="contenders: " + "; ".join(
-                                         f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="contenders: " + "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()),
+    )
     parser.add_argument("csv", type=Path, nargs="+", help="one or more report files (one table each)")
-    parser.add_argument("--only", help=f"comma-separated subset (default {','.join(DEFAULT)}; "
-                                       f"extras: {','.join(EXTRA)})")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds; contenders alternate within a round; the table shows the fastest")
+    parser.add_argument(
+        "--only", help=f"comma-separated subset (default {','.join(DEFAULT)}; extras: {','.join(EXTRA)})"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds; contenders alternate within a round; the table shows the fastest",
+    )
     parser.add_argument("--json", type=Path, help="save every run's figures here")
     parser.add_argument("--markdown", type=Path, help="append one table row per file here")
-    parser.add_argument("--render", action="store_true",
-                        help="print the table rows of saved --json files (given instead of CSVs)")
-    parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()),
-                        help="where the contenders' output folders go (default /tmp)")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="print the table rows of saved --json files (given instead of CSVs)",
+    )
+    parser.add_argument(
+        "--tmp",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="where the contenders' output folders go (default /tmp)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--window", help=argparse.SUPPRESS)
@@ -537,7 +685,9 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys(n.strip() for n in args.only.split(","))) if args.only else list(DEFAULT)
     unknown = [n for n in names if n not in CONTENDERS and n not in COMMANDS]
     if unknown:
-        parser.error(f"unknown contender(s) {', '.join(unknown)}; known: {', '.join([*COMMANDS, *CONTENDERS])}")
+        parser.error(
+            f"unknown contender(s) {', '.join(unknown)}; known: {', '.join([*COMMANDS, *CONTENDERS])}"
+        )
     if args.render:  # table rows again from saved --json files (the csv arguments are those files)
         for saved in args.csv:
             for result in json.loads(saved.read_text())["files"]:
@@ -553,9 +703,13 @@ def main(argv: list[str] | None = None) -> int:
                 table.write(markdown_row(result, shape_label(meta)) + "\n")
         print()
     if args.json:
-        document = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "versions": _versions(), "files": results}
+        document = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "versions": _versions(),
+            "files": results,
+        }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
         print(f"saved {args.json}")
     return 1 if any("error" in r for result in results for r in result["best"]) else 0
@@ -563,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
+
     found = {}
     for package in ("polars", "duckdb", "pyarrow", "pandas"):
         try:

@@ -11,10 +11,11 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -76,8 +77,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     global _VERBOSE
     _VERBOSE = verbose
@@ -87,14 +89,14 @@ def _main(
     setup_logging(verbose)
 
 
-
-
 @app.command()
 def demo(
     bots: Annotated[int, typer.Option(min=1, max=20, help="How many simulated bots.")] = 2,
     days: Annotated[int, typer.Option(min=1, max=730, help="Days of history per bot.")] = 60,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Folder for the archive and "
-                                                    "state (default: a new temporary folder).")] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for the archive and state (default: a new temporary folder)."),
+    ] = None,
 ) -> None:
     """Run the whole pipeline against the built-in simulator and an embedded IMAP server.
 
@@ -126,14 +128,26 @@ def _bot_ids(values: list[str] | str | None) -> list[str] | str | None:
 
 
 # The options backfill and fetch share.
-Bots = Annotated[list[str], typer.Option("--bot", help="Bot id (repeatable): letters, digits, "
-                                         "'-' and '_', like the vendor's UUIDs.",
-                                         callback=_bot_ids)]
+Bots = Annotated[
+    list[str],
+    typer.Option(
+        "--bot",
+        help="Bot id (repeatable): letters, digits, '-' and '_', like the vendor's UUIDs.",
+        callback=_bot_ids,
+    ),
+]
 FirstDay = Annotated[datetime, typer.Option("--from", formats=["%Y-%m-%d"], help="First day, YYYY-MM-DD.")]
 LastDay = Annotated[datetime, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day, YYYY-MM-DD.")]
-ReportType = Annotated[Optional[int], typer.Option(
-    "--report-type", min=1, max=4, help="1 Message Data, 2 Standard, 3 Advanced, 4 Content "
-    "Management (default: INGEST_CERTAINLY__REPORT_ID).")]
+ReportType = Annotated[
+    int | None,
+    typer.Option(
+        "--report-type",
+        min=1,
+        max=4,
+        help="1 Message Data, 2 Standard, 3 Advanced, 4 Content "
+        "Management (default: INGEST_CERTAINLY__REPORT_ID).",
+    ),
+]
 
 
 @app.command()
@@ -155,18 +169,25 @@ def backfill(
     first, last = _date_range(from_, to)
     settings = load_settings()
     with Store.open(settings.state.path) as store:
-        planned = plan_backfill(store, bot, first, last,
-                                window_days=settings.requester.window_days,
-                                report_id=report_type or settings.certainly.report_id)
+        planned = plan_backfill(
+            store,
+            bot,
+            first,
+            last,
+            window_days=settings.requester.window_days,
+            report_id=report_type or settings.certainly.report_id,
+        )
     out.print(f"planned {len(planned)} new window(s) for {len(bot)} bot(s); run `ingest run` to submit them")
 
 
 @app.command()
 def run(
-    until_done: Annotated[bool, typer.Option("--until-done", help="Repeat passes until every "
-                                             "window is archived or failed.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(help="With --until-done: give up after "
-                                                     "this many seconds.")] = None,
+    until_done: Annotated[
+        bool, typer.Option("--until-done", help="Repeat passes until every window is archived or failed.")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --until-done: give up after this many seconds.")
+    ] = None,
 ) -> None:
     """One pass of the job: submit the next export, read the mailbox, archive reports.
 
@@ -186,9 +207,16 @@ def run(
         else:
             summary = run_once(settings, store, out=storage)
         if settings.metrics.textfile:
-            write_textfile(settings.metrics.textfile, render_metrics(
-                store, emails_processed=summary.emails_archived, rows_written=summary.rows_written,
-                duration=time.monotonic() - started, succeeded=not summary.needs_attention))
+            write_textfile(
+                settings.metrics.textfile,
+                render_metrics(
+                    store,
+                    emails_processed=summary.emails_archived,
+                    rows_written=summary.rows_written,
+                    duration=time.monotonic() - started,
+                    succeeded=not summary.needs_attention,
+                ),
+            )
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
@@ -200,8 +228,12 @@ def row_counter(verb: str = "reading") -> Iterator[Callable[[str, int], None] | 
     if json_wanted() or not out.is_terminal:
         yield None
         return
-    with Progress(TextColumn("{task.description}"), TextColumn("{task.completed:,} rows"),
-                  TimeElapsedColumn(), console=out) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=out,
+    ) as bar:
         tasks: dict[str, TaskID] = {}
 
         def count(name: str, rows: int) -> None:
@@ -213,21 +245,32 @@ def row_counter(verb: str = "reading") -> Iterator[Callable[[str, int], None] | 
 
 
 @contextmanager
-def progress_bar(store: "Store") -> Iterator[Callable[["RunSummary"], None]]:
+def progress_bar(store: Store) -> Iterator[Callable[[RunSummary], None]]:
     """A bar of windows done on a terminal; nothing in JSON-log mode or when piped."""
     from ingest.state.store import FINAL
 
     if json_wanted() or not out.is_terminal:
         yield lambda summary: None
         return
-    with Progress(TextColumn("archiving"), BarColumn(), MofNCompleteColumn(), TextColumn("windows"),
-                  TextColumn("{task.fields[rows]} rows"), TimeElapsedColumn(), console=out) as bar:
+    with Progress(
+        TextColumn("archiving"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("windows"),
+        TextColumn("{task.fields[rows]} rows"),
+        TimeElapsedColumn(),
+        console=out,
+    ) as bar:
         task = bar.add_task("windows", total=len(store.windows()), rows=0)
 
-        def update(summary: "RunSummary") -> None:
+        def update(summary: RunSummary) -> None:
             windows = store.windows()
-            bar.update(task, total=len(windows), rows=summary.rows_written,
-                       completed=sum(w.state in FINAL for w in windows))
+            bar.update(
+                task,
+                total=len(windows),
+                rows=summary.rows_written,
+                completed=sum(w.state in FINAL for w in windows),
+            )
 
         yield update
 
@@ -257,10 +300,11 @@ def watch() -> None:
 
 @app.command("import")
 def import_(
-    paths: Annotated[list[Path], typer.Argument(help="CSV, .csv.gz, .zip or .eml files.",
-                                                exists=True, dir_okay=False, readable=True)],
-    bot: Annotated[str, typer.Option("--bot", help="The bot these reports belong to.",
-                                     callback=_bot_ids)],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="CSV, .csv.gz, .zip or .eml files.", exists=True, dir_okay=False, readable=True),
+    ],
+    bot: Annotated[str, typer.Option("--bot", help="The bot these reports belong to.", callback=_bot_ids)],
     report_type: ReportType = None,
 ) -> None:
     """Archive report files that arrived some other way, with the same checks and dedup.
@@ -273,10 +317,17 @@ def import_(
     settings = load_settings()
     summary = RunSummary()
     with job(settings) as (store, storage), row_counter() as on_rows:
-        import_files(storage, store, paths, bot, summary, on_rows=on_rows,
-                     report_id=report_type or settings.certainly.report_id,
-                     max_inflated_bytes=settings.output.max_inflated_bytes,
-                     temp_dir=settings.output.temp_dir)
+        import_files(
+            storage,
+            store,
+            paths,
+            bot,
+            summary,
+            on_rows=on_rows,
+            report_id=report_type or settings.certainly.report_id,
+            max_inflated_bytes=settings.output.max_inflated_bytes,
+            temp_dir=settings.output.temp_dir,
+        )
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
@@ -303,15 +354,27 @@ def fetch(
     client = client_from(settings.certainly)
     with job(settings) as (store, storage):
         for bot_id in bot:
-            done = fetch_range(storage, store, client, bot_id, first, last,
-                               report_id=report_type or settings.certainly.report_id)
-            out.print(inert(
-                f"{bot_id}: {done.requests} GET(s), {done.windows_archived} window(s) archived, "
-                f"rows {done.rows_read} read = {done.rows_written} written + {done.rows_duplicate} "
-                f"duplicates + {done.rows_rejected} rejected"
-                + (f"; {len(done.fallback_days)} day(s) over 500 rows planned for email"
-                   if done.fallback_days else "")
-            ))
+            done = fetch_range(
+                storage,
+                store,
+                client,
+                bot_id,
+                first,
+                last,
+                report_id=report_type or settings.certainly.report_id,
+            )
+            out.print(
+                inert(
+                    f"{bot_id}: {done.requests} GET(s), {done.windows_archived} window(s) archived, "
+                    f"rows {done.rows_read} read = {done.rows_written} written + {done.rows_duplicate} "
+                    f"duplicates + {done.rows_rejected} rejected"
+                    + (
+                        f"; {len(done.fallback_days)} day(s) over 500 rows planned for email"
+                        if done.fallback_days
+                        else ""
+                    )
+                )
+            )
 
 
 @app.command()
@@ -336,8 +399,9 @@ def status(
 
 @app.command()
 def retry(
-    failed: Annotated[bool, typer.Option("--failed", help="Re-attempt every email `ingest status` "
-                                         "lists as failed.")] = False,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Re-attempt every email `ingest status` lists as failed.")
+    ] = False,
 ) -> None:
     """Re-attempt the emails set aside as failed (see `ingest status`), after a fix.
 
@@ -362,8 +426,11 @@ def retry(
     if not retried:
         out.print("no failed emails to retry")
     print_summary(summary)
-    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention or
-                     any(r.outcome != "archived" for r in retried) else EXIT_OK)
+    raise typer.Exit(
+        EXIT_ATTENTION
+        if summary.needs_attention or any(r.outcome != "archived" for r in retried)
+        else EXIT_OK
+    )
 
 
 @app.command()
@@ -386,18 +453,29 @@ def verify(
     with Store.open(state) if state.exists() else nullcontext() as store:
         report = verify_archive(storage_for(settings), store)
         if store is not None:  # the evidence report (`ingest report`) shows the last outcome
-            store.record_verify(version=__version__, root=report.root, ok=report.ok,
-                                problems=report.problems, files=report.files, rows=report.rows)
+            store.record_verify(
+                version=__version__,
+                root=report.root,
+                ok=report.ok,
+                problems=report.problems,
+                files=report.files,
+                rows=report.rows,
+            )
     typer.echo(to_json(report) if as_json else render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
 
 
 @app.command()
 def compact(
-    bot: Annotated[Optional[list[str]], typer.Option("--bot", help="Only this bot (repeatable).",
-                                                     callback=_bot_ids)] = None,
-    dataset: Annotated[str, typer.Option(help="messages, standard, advanced or content_management.")] = "messages",
-    min_files: Annotated[int, typer.Option(min=2, help="Merge partitions with at least this many files.")] = 2,
+    bot: Annotated[
+        list[str] | None, typer.Option("--bot", help="Only this bot (repeatable).", callback=_bot_ids)
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="messages, standard, advanced or content_management.")
+    ] = "messages",
+    min_files: Annotated[
+        int, typer.Option(min=2, help="Merge partitions with at least this many files.")
+    ] = 2,
 ) -> None:
     """Merge each partition's small files into one (sorted by timestamp), recorded in a
     compaction manifest; `ingest verify` stays clean. Existing files are otherwise never
@@ -410,9 +488,11 @@ def compact(
     settings = load_settings()
     with job(settings) as (_, storage):
         done = compact_archive(storage, dataset=dataset, bots=bot, min_files=min_files)
-    out.print(f"compacted {done.partitions} partition(s): {done.files_before} files -> "
-              f"{done.files_after}, {done.rows} rows"
-              + (f"; finished {done.finished} interrupted compaction(s)" if done.finished else ""))
+    out.print(
+        f"compacted {done.partitions} partition(s): {done.files_before} files -> "
+        f"{done.files_after}, {done.rows} rows"
+        + (f"; finished {done.finished} interrupted compaction(s)" if done.finished else "")
+    )
 
 
 @app.command()
@@ -429,8 +509,9 @@ def doctor() -> None:
     checks = run_checks(load_settings())
     table = Table("check", "", "detail")
     for check in checks:
-        verdict = ("[red]FAIL[/]" if not check.ok else
-                   "[bold yellow]WARN[/]" if check.warning else "[green]pass[/]")
+        verdict = (
+            "[red]FAIL[/]" if not check.ok else "[bold yellow]WARN[/]" if check.warning else "[green]pass[/]"
+        )
         table.add_row(inert(check.name), verdict, inert(check.detail))  # detail: shown inert
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
@@ -439,8 +520,13 @@ def doctor() -> None:
 @app.command()
 def report(
     html_out: Annotated[Path, typer.Option("--html", help="Where the HTML page goes.")],
-    run_verify: Annotated[bool, typer.Option("--verify", help="Run `ingest verify` first (and keep "
-                                             "its outcome), rather than show the last one.")] = False,
+    run_verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Run `ingest verify` first (and keep its outcome), rather than show the last one.",
+        ),
+    ] = False,
 ) -> None:
     """Write a self-contained HTML evidence report a person can read without running a
     command: per bot a calendar of rows per day with the gaps marked, export windows by
@@ -461,8 +547,14 @@ def report(
         if run_verify:
             checked = verify_archive(storage, store)
             if store is not None:
-                store.record_verify(version=__version__, root=checked.root, ok=checked.ok,
-                                    problems=checked.problems, files=checked.files, rows=checked.rows)
+                store.record_verify(
+                    version=__version__,
+                    root=checked.root,
+                    ok=checked.ok,
+                    problems=checked.problems,
+                    files=checked.files,
+                    rows=checked.rows,
+                )
         evidence = collect_evidence(storage, store, version=__version__)
     html_out.write_text(render_html(evidence), encoding="utf-8")
     rows = sum(b.rows for b in evidence.bots.values())
@@ -472,8 +564,13 @@ def report(
 
 @app.command()
 def keygen(
-    out_path: Annotated[Path, typer.Option("--out", help="Where the private key goes (mode 0600); "
-                                           "the public key is written beside it as PATH.pub.")],
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Where the private key goes (mode 0600); the public key is written beside it as PATH.pub.",
+        ),
+    ],
 ) -> None:
     """Make an Ed25519 key pair for signing export bundles. Give PATH.pub to recipients;
     name PATH in INGEST_EXPORT__SIGNING_KEY_FILE (or a secret file). Never overwrites.
@@ -490,20 +587,36 @@ def keygen(
 def export(
     out_path: Annotated[Path, typer.Option("--out", help="BUNDLE.zip, or a new (or empty) folder.")],
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
-    bot: Annotated[list[str] | None, typer.Option("--bot", help="Bot id (repeatable); default with "
-                                                     "--botuser: every bot.", callback=_bot_ids)] = None,
-    from_: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"],
-                                                      help="First day (UTC), YYYY-MM-DD.")] = None,
-    to: Annotated[datetime | None, typer.Option("--to", formats=["%Y-%m-%d"],
-                                                   help="Last day (UTC), YYYY-MM-DD.")] = None,
-    conversation: Annotated[list[str] | None, typer.Option(
-        "--conversation", help="Only these conversation ids (repeatable).")] = None,
-    botuser: Annotated[list[str] | None, typer.Option(
-        "--botuser", help="Subject access: every row of this bot user (repeatable), across bots "
-        "and datasets.")] = None,
-    dataset: Annotated[list[str] | None, typer.Option(
-        "--dataset", help="messages, standard, advanced or content_management (repeatable; default "
-        "messages, or every dataset with --botuser).")] = None,
+    bot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bot", help="Bot id (repeatable); default with --botuser: every bot.", callback=_bot_ids
+        ),
+    ] = None,
+    from_: Annotated[
+        datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC), YYYY-MM-DD.")
+    ] = None,
+    to: Annotated[
+        datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day (UTC), YYYY-MM-DD.")
+    ] = None,
+    conversation: Annotated[
+        list[str] | None, typer.Option("--conversation", help="Only these conversation ids (repeatable).")
+    ] = None,
+    botuser: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--botuser",
+            help="Subject access: every row of this bot user (repeatable), across bots and datasets.",
+        ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset",
+            help="messages, standard, advanced or content_management (repeatable; default "
+            "messages, or every dataset with --botuser).",
+        ),
+    ] = None,
 ) -> None:
     """Cut a signed bundle of archived rows: one file per bot and dataset, manifest.json
     (query, archive version, counts per bot and day, sha256 of each file, provenance),
@@ -518,16 +631,31 @@ def export(
 
     settings = load_settings()
     key = load_private_key(_signing_key_pem(settings))
-    query = Query(bots=list(bot or []), first=from_.date() if from_ else None,
-                  last=to.date() if to else None,
-                  conversations=list(conversation or []), botusers=list(botuser or []),
-                  datasets=list(dataset or []), fmt=fmt)
+    query = Query(
+        bots=list(bot or []),
+        first=from_.date() if from_ else None,
+        last=to.date() if to else None,
+        conversations=list(conversation or []),
+        botusers=list(botuser or []),
+        datasets=list(dataset or []),
+        fmt=fmt,
+    )
     with row_counter("exporting") as on_rows:
-        cut = cut_bundle(storage_for(settings), query, out_path, key=key,
-                         tool=f"certainly-ingest {__version__}", on_rows=on_rows)
-    out.print(inert(f"exported {cut.rows} row(s) in {sum(1 for f in cut.files if f.rows)} file(s) to "
-                    f"{cut.out}; signed by key sha256 "
-                    f"{cut.manifest['signature']['public_key_sha256'][:16]}..."))
+        cut = cut_bundle(
+            storage_for(settings),
+            query,
+            out_path,
+            key=key,
+            tool=f"certainly-ingest {__version__}",
+            on_rows=on_rows,
+        )
+    out.print(
+        inert(
+            f"exported {cut.rows} row(s) in {sum(1 for f in cut.files if f.rows)} file(s) to "
+            f"{cut.out}; signed by key sha256 "
+            f"{cut.manifest['signature']['public_key_sha256'][:16]}..."
+        )
+    )
     for note in cut.notes:
         out.print(inert(f"  note: {note}"))
 
@@ -539,19 +667,29 @@ def _signing_key_pem(settings: Settings) -> bytes:
         try:
             return Path(conf.signing_key_file).read_bytes()
         except OSError as err:
-            raise ConfigError("INGEST_EXPORT__SIGNING_KEY_FILE: cannot read it "
-                              f"({err.strerror or err})") from None
+            raise ConfigError(
+                f"INGEST_EXPORT__SIGNING_KEY_FILE: cannot read it ({err.strerror or err})"
+            ) from None
     if conf.signing_key is not None:
         return conf.signing_key.get_secret_value().encode()
-    raise ConfigError("INGEST_EXPORT__SIGNING_KEY_FILE is not set: exports are signed",
-                      hint="make a key with `ingest keygen --out PATH`")
+    raise ConfigError(
+        "INGEST_EXPORT__SIGNING_KEY_FILE is not set: exports are signed",
+        hint="make a key with `ingest keygen --out PATH`",
+    )
 
 
 @app.command("verify-export")
 def verify_export(
     bundle: Annotated[Path, typer.Argument(help="The bundle: a .zip or its folder.")],
-    public_key: Annotated[Path, typer.Option("--public-key", help="The signer's public key (PEM), "
-                                             "as received from them.", exists=True, dir_okay=False)],
+    public_key: Annotated[
+        Path,
+        typer.Option(
+            "--public-key",
+            help="The signer's public key (PEM), as received from them.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
 ) -> None:
     """Check an export bundle: the manifest's signature under PUBLIC_KEY, every file's
     sha256 (SHA256SUMS and the manifest), and the rows per bot and day. Exit 1 naming

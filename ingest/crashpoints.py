@@ -12,16 +12,16 @@ import os
 import signal
 
 POINTS: tuple[str, ...] = (
-    "before_post",          # window marked submitting, POST not sent
-    "after_post",           # POST answered, answer not yet stored
-    "after_accept",         # window recorded accepted
-    "after_screening",      # new UIDs screened, message not fetched
-    "after_fetch",          # message fetched, nothing written
-    "after_raw",            # raw attachment bytes written
-    "after_data",           # data files written, manifest not
-    "after_manifest",       # manifest written, state not updated
-    "after_state",          # attachment and window recorded, email not moved
-    "after_move",           # email moved, position not advanced
+    "before_post",  # window marked submitting, POST not sent
+    "after_post",  # POST answered, answer not yet stored
+    "after_accept",  # window recorded accepted
+    "after_screening",  # new UIDs screened, message not fetched
+    "after_fetch",  # message fetched, nothing written
+    "after_raw",  # raw attachment bytes written
+    "after_data",  # data files written, manifest not
+    "after_manifest",  # manifest written, state not updated
+    "after_state",  # attachment and window recorded, email not moved
+    "after_move",  # email moved, position not advanced
 )
 
 

@@ -92,8 +92,7 @@ class ReportRejected(TerminalError):
 
 #: errno values of an OutputError that say the archive itself cannot be written (full,
 #: read-only, no permission), as opposed to one message's file (a name too long).
-_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-                           errno.EIO})
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO})
 
 
 def stops_the_run(err: BaseException) -> bool:

@@ -29,9 +29,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
@@ -66,8 +67,9 @@ def bot_id_problem(value: str) -> str | None:
     """Why ``value`` is not an acceptable bot id, or None when it is."""
     if _BOT_ID.fullmatch(value):
         return None
-    return (f"{_shown(value)} is not a bot id (letters, digits, '-' and '_', at most 64, "
-            "like the vendor's UUIDs)")
+    return (
+        f"{_shown(value)} is not a bot id (letters, digits, '-' and '_', at most 64, like the vendor's UUIDs)"
+    )
 
 
 def check_bot_id(value: str, where: str) -> str:
@@ -103,8 +105,10 @@ def _split_list(value: Any) -> Any:
             try:
                 value = json.loads(text)
             except ValueError:
-                raise ValueError("starts with '[' but is not a JSON list; use the JSON form "
-                                 '["a", "b"] or the comma form a,b') from None
+                raise ValueError(
+                    "starts with '[' but is not a JSON list; use the JSON form "
+                    '["a", "b"] or the comma form a,b'
+                ) from None
             if not isinstance(value, list):
                 raise ValueError("is not a JSON list")
         else:
@@ -118,12 +122,14 @@ def _split_list(value: Any) -> Any:
 
 def _entries_checked_by(problem_of: Callable[[str], str | None]) -> Callable[[list[str]], list[str]]:
     """A list validator refusing the first entry ``problem_of`` finds a problem with."""
+
     def check(value: list[str]) -> list[str]:
         for entry in value:
             problem = problem_of(entry)
             if problem:
                 raise ValueError(f"entry {problem}")
         return value
+
     return check
 
 
@@ -138,12 +144,15 @@ class CertainlySettings(BaseModel):
     )
     report_id: int = Field(1, ge=1, le=4, description="1 Message Data, 2 Standard, 3 Advanced, 4 CM.")
     timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each read.")
-    deadline: float = Field(300.0, gt=0, description="Seconds one API request may take in all "
-                            "(connect, headers, body).")
-    max_response_bytes: int = Field(64 << 20, ge=1024, description="Larger API answers are cut "
-                                    "off unread (a transient failure).")
-    bots: CommaList = Field(default_factory=list, description="Bot ids kept current by `ingest run` "
-                            "(letters, digits, '-', '_').")
+    deadline: float = Field(
+        300.0, gt=0, description="Seconds one API request may take in all (connect, headers, body)."
+    )
+    max_response_bytes: int = Field(
+        64 << 20, ge=1024, description="Larger API answers are cut off unread (a transient failure)."
+    )
+    bots: CommaList = Field(
+        default_factory=list, description="Bot ids kept current by `ingest run` (letters, digits, '-', '_')."
+    )
 
     _split = field_validator("bots", mode="before")(_split_list)
     _check = field_validator("bots", mode="after")(_entries_checked_by(bot_id_problem))
@@ -179,38 +188,55 @@ class ImapSettings(BaseModel):
     port: int | None = Field(None, ge=1, le=65535, description="Default 993 (tls) or 143.")
     security: Literal["tls", "starttls", "none"] = Field("tls", description="Transport security.")
     auth: Literal["password", "xoauth2", "oauthbearer"] = Field(
-        "password", description="password (LOGIN), or OAuth2 as Gmail and Microsoft 365 require.")
+        "password", description="password (LOGIN), or OAuth2 as Gmail and Microsoft 365 require."
+    )
     username: str | None = Field(None, description="Login name (often the email address).")
     password: SecretStr | None = Field(None, description="Password or app password.")
     oauth2_access_token: SecretStr | None = Field(None, description="OAuth2 access token.")
     oauth2_refresh_token: SecretStr | None = Field(
-        None, description="OAuth2 refresh token, exchanged at oauth2_token_url for access tokens.")
+        None, description="OAuth2 refresh token, exchanged at oauth2_token_url for access tokens."
+    )
     oauth2_token_url: str | None = Field(None, description="OAuth2 token endpoint.")
     oauth2_client_id: str | None = Field(None, description="OAuth2 client id.")
     oauth2_client_secret: SecretStr | None = Field(None, description="OAuth2 client secret.")
     folder: str = Field("INBOX", description="Folder watched for report emails.")
     processed_folder: str = Field("certainly-ingest/processed", description="Where archived emails go.")
-    failed_folder: str = Field("certainly-ingest/failed", description="Where reports that failed validation go.")
+    failed_folder: str = Field(
+        "certainly-ingest/failed", description="Where reports that failed validation go."
+    )
     rejected_folder: str | None = Field(
-        None, description="Where mail from other senders goes (default: left alone).")
+        None, description="Where mail from other senders goes (default: left alone)."
+    )
     allowed_senders: CommaList = Field(
         default_factory=list,
         description="Addresses, @domains or domains whose mail is ingested; nothing else is.",
     )
     require_authentication: bool = Field(
-        False, description="Ingest only mail whose topmost Authentication-Results passes DKIM or DMARC.")
+        False, description="Ingest only mail whose topmost Authentication-Results passes DKIM or DMARC."
+    )
     authserv_id: str | None = Field(
-        None, description="The receiving server's authserv-id in Authentication-Results (required with require_authentication).")
+        None,
+        description="The receiving server's authserv-id in Authentication-Results "
+        "(required with require_authentication).",
+    )
     max_message_bytes: int = Field(
-        128 * 1024**2, ge=1024, description="Larger messages are not fetched; they go to the failed "
-        "folder. With INGEST_OUTPUT__MAX_INFLATED_BYTES, the space one email may take in INGEST_OUTPUT__TEMP_DIR.")
+        128 * 1024**2,
+        ge=1024,
+        description="Larger messages are not fetched; they go to the failed folder. With "
+        "INGEST_OUTPUT__MAX_INFLATED_BYTES, the space one email may take in INGEST_OUTPUT__TEMP_DIR.",
+    )
     part_fetch_bytes: int = Field(
-        32 * 1024**2, ge=1024, description="Messages larger than this are fetched part by part to disk.")
+        32 * 1024**2, ge=1024, description="Messages larger than this are fetched part by part to disk."
+    )
     ca_file: Path | None = Field(None, description="Extra CA bundle for the server certificate.")
     timeout: float = Field(30.0, gt=0, description="Seconds for connect and for each command.")
     reconnect_attempts: int = Field(5, ge=1, description="Reconnections when the server drops us mid-run.")
     idle_seconds: float = Field(
-        25 * 60.0, gt=0, le=29 * 60, description="`ingest watch`: re-issue IDLE after this (servers drop it at 30 min).")
+        25 * 60.0,
+        gt=0,
+        le=29 * 60,
+        description="`ingest watch`: re-issue IDLE after this (servers drop it at 30 min).",
+    )
 
     _split = field_validator("allowed_senders", mode="before")(_split_list)
     _check = field_validator("allowed_senders", mode="after")(_entries_checked_by(sender_problem))
@@ -228,20 +254,29 @@ class OutputSettings(BaseModel):
 
     root: str = Field("./archive", description="Local folder, or s3://bucket/prefix (S3-compatible).")
     staging_dir: Path | None = Field(
-        None, description="s3:// only: local folder for temporary files (default: staging/ "
-        "beside the state store). A local root always uses <root>/.staging (same disk).")
+        None,
+        description="s3:// only: local folder for temporary files (default: staging/ "
+        "beside the state store). A local root always uses <root>/.staging (same disk).",
+    )
     s3_endpoint_url: str | None = Field(
-        None, description="S3-compatible endpoint (MinIO, Ceph ...); unset for AWS.")
+        None, description="S3-compatible endpoint (MinIO, Ceph ...); unset for AWS."
+    )
     s3_region: str = Field("us-east-1", description="S3 region.")
     s3_access_key_id: SecretStr | None = Field(
-        None, description="S3 access key; unset: the AWS default chain (env, IRSA ...).")
+        None, description="S3 access key; unset: the AWS default chain (env, IRSA ...)."
+    )
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
     temp_dir: Path | None = Field(
-        None, description="Local folder for one email's or imported file's temporary files (parts "
-        "fetched to disk, inflated attachments); default: the system's (TMPDIR, else /tmp).")
+        None,
+        description="Local folder for one email's or imported file's temporary files (parts "
+        "fetched to disk, inflated attachments); default: the system's (TMPDIR, else /tmp).",
+    )
     max_inflated_bytes: int = Field(
-        512 * 1024**2, ge=1024, description="What the compressed attachments of one email (or one "
-        "imported file) may inflate to in all, streamed to temp_dir; beyond it the email goes to the failed folder.")
+        512 * 1024**2,
+        ge=1024,
+        description="What the compressed attachments of one email (or one imported file) may "
+        "inflate to in all, streamed to temp_dir; beyond it the email goes to the failed folder.",
+    )
 
 
 class StateSettings(BaseModel):
@@ -260,10 +295,13 @@ class ExportSettings(BaseModel):
     """Compliance exports (`ingest export`)."""
 
     signing_key_file: Path | None = Field(
-        None, description="Ed25519 private key (PEM, from `ingest keygen`) that signs export bundles.")
+        None, description="Ed25519 private key (PEM, from `ingest keygen`) that signs export bundles."
+    )
     signing_key: SecretStr | None = Field(
-        None, description="The same key's PEM text, e.g. a secret file ingest_export__signing_key; "
-        "signing_key_file wins when both are set.")
+        None,
+        description="The same key's PEM text, e.g. a secret file ingest_export__signing_key; "
+        "signing_key_file wins when both are set.",
+    )
 
 
 class Settings(BaseSettings):
@@ -303,8 +341,10 @@ class Settings(BaseSettings):
         if secrets_dir:
             sources.append(
                 NestedSecretsSettingsSource(
-                    file_secret_settings, secrets_dir=secrets_dir,
-                    secrets_nested_delimiter="__", secrets_dir_missing="ok",
+                    file_secret_settings,
+                    secrets_dir=secrets_dir,
+                    secrets_nested_delimiter="__",
+                    secrets_dir_missing="ok",
                 )
             )
         sources.append(dotenv_settings)
@@ -356,21 +396,29 @@ def transport_warnings(settings: Settings) -> list[str]:
     ``http://`` API or OAuth2 token URL, IMAP without TLS. Loopback is exempt. The job
     runs anyway (a lab may want it), but says so in the log and in ``ingest doctor``."""
     found = []
-    for loc, url, what in ((("certainly", "base_url"), settings.certainly.base_url, "the API token"),
-                           (("imap", "oauth2_token_url"), settings.imap.oauth2_token_url,
-                            "the OAuth2 refresh token and client secret")):
+    for loc, url, what in (
+        (("certainly", "base_url"), settings.certainly.base_url, "the API token"),
+        (
+            ("imap", "oauth2_token_url"),
+            settings.imap.oauth2_token_url,
+            "the OAuth2 refresh token and client secret",
+        ),
+    ):
         if url and url.lower().startswith("http://") and not _loopback(urlsplit(url).hostname):
             found.append(f"{env_name(*loc)} is http://: {what} would travel unencrypted")
     if settings.imap.security == "none" and settings.imap.host and not _loopback(settings.imap.host):
-        found.append("INGEST_IMAP__SECURITY is none: the IMAP login and every report would travel "
-                     "unencrypted")
+        found.append(
+            "INGEST_IMAP__SECURITY is none: the IMAP login and every report would travel unencrypted"
+        )
     return found
 
 
 def require(value: Any, *loc: str) -> Any:
     """Return ``value`` or raise a ConfigError naming the variable that must be set."""
     if value is None or value == "" or value == []:
-        raise ConfigError(f"{env_name(*loc)} is not set", hint="see the configuration reference in the README")
+        raise ConfigError(
+            f"{env_name(*loc)} is not set", hint="see the configuration reference in the README"
+        )
     return value
 
 
@@ -379,8 +427,11 @@ class _ExplicitSettings(Settings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)
@@ -406,18 +457,28 @@ def reference_markdown() -> str:
         for name, info in model.model_fields.items():
             kind = _type_name(info.annotation)
             if info.default_factory is not None:
-                default = str(info.default_factory())  # type: ignore[call-arg]
+                default = str(info.default_factory())  # type: ignore[call-arg]  # ours take no argument
             else:
                 default = "-" if info.default is None else str(info.default)
-            lines.append(f"| `{env_name(section, name)}` | {kind} | `{default}` | "
-                         f"{(info.description or '').replace('|', '/')} |")
+            lines.append(
+                f"| `{env_name(section, name)}` | {kind} | `{default}` | "
+                f"{(info.description or '').replace('|', '/')} |"
+            )
     return "\n".join(lines)
 
 
 def _type_name(annotation: Any) -> str:
     """A reader's name for a field type: ``SecretStr | None`` -> ``secret``."""
-    names = {"SecretStr": "secret", "str": "text", "int": "integer", "float": "number",
-             "bool": "true/false", "date": "YYYY-MM-DD", "Path": "path", "list": "list (a,b or JSON)"}
+    names = {
+        "SecretStr": "secret",
+        "str": "text",
+        "int": "integer",
+        "float": "number",
+        "bool": "true/false",
+        "date": "YYYY-MM-DD",
+        "Path": "path",
+        "list": "list (a,b or JSON)",
+    }
     args = [a for a in get_args(annotation) if a is not type(None)]
     if get_origin(annotation) is Literal:
         return " / ".join(map(str, get_args(annotation)))

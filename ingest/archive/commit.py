@@ -72,9 +72,17 @@ class Attachment:
     dataset: str = DATASET
 
 
-def commit(out: Storage, result: SaveResult, source: Attachment, *, raw: Callable[[], object],
-           data: Callable[[], object], extra_columns: list[str], provenance: dict[str, Any],
-           discard: Callable[[], object] = lambda: None) -> SaveResult:
+def commit(
+    out: Storage,
+    result: SaveResult,
+    source: Attachment,
+    *,
+    raw: Callable[[], object],
+    data: Callable[[], object],
+    extra_columns: list[str],
+    provenance: dict[str, Any],
+    discard: Callable[[], object] = lambda: None,
+) -> SaveResult:
     """Publish a source: ``raw()`` (its bytes), ``data()`` (its data files, recorded in
     ``result``, and its quarantine), then adopt its own earlier files, then the manifest.
     On an error before the data is in place, ``discard()`` removes what is temporary."""
@@ -84,15 +92,15 @@ def commit(out: Storage, result: SaveResult, source: Attachment, *, raw: Callabl
         data()
     except OSError as err:
         discard()
-        raise OutputError(f"cannot write under {out.describe()}: {err.strerror or err}",
-                          hint="INGEST_OUTPUT__ROOT") from None
+        raise OutputError(
+            f"cannot write under {out.describe()}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+        ) from None
     except BaseException:
         discard()
         raise
     crash_point("after_data")
     adopt_own_files(out, source, result)
-    result.manifest = write_manifest(out, result, source, extra_columns=extra_columns,
-                                     provenance=provenance)
+    result.manifest = write_manifest(out, result, source, extra_columns=extra_columns, provenance=provenance)
     crash_point("after_manifest")
     return result
 
@@ -110,8 +118,9 @@ def write_once(out: Storage, key: str, write: Callable[[Path], object]) -> bool:
         write(tmp)
         return out.publish(tmp, key)
     except OSError as err:
-        raise OutputError(f"cannot write {out.describe(key)}: {err.strerror or err}",
-                          hint="INGEST_OUTPUT__ROOT") from None
+        raise OutputError(
+            f"cannot write {out.describe(key)}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+        ) from None
     finally:
         try:
             tmp.unlink(missing_ok=True)
@@ -143,8 +152,14 @@ def adopt_own_files(out: Storage, source: Attachment, result: SaveResult) -> Non
     result.files.sort(key=lambda f: f.path)
 
 
-def write_manifest(out: Storage, result: SaveResult, source: Attachment, *,
-                   extra_columns: list[str], provenance: dict[str, Any]) -> str:
+def write_manifest(
+    out: Storage,
+    result: SaveResult,
+    source: Attachment,
+    *,
+    extra_columns: list[str],
+    provenance: dict[str, Any],
+) -> str:
     """Write the manifest, the commit record: only after every data file is durable.
 
     Returns its path relative to the root.
@@ -155,8 +170,9 @@ def write_manifest(out: Storage, result: SaveResult, source: Attachment, *,
         "attachment": {"name": source.raw_name, "size": source.raw_size, "sha256": source.sha256},
         "extra_columns": extra_columns,
         # rows_conflict (inside rows_rejected) only when there are some: manifests stay as they were.
-        "counts": {k: v for k, v in asdict(result).items()
-                   if k.startswith("rows_") and (v or k != "rows_conflict")},
+        "counts": {
+            k: v for k, v in asdict(result).items() if k.startswith("rows_") and (v or k != "rows_conflict")
+        },
         "files": [asdict(f) for f in result.files],
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -51,8 +51,9 @@ class CompactSummary:
     finished: int = 0  # unfinished compactions of a killed run, completed
 
 
-def compact_archive(root: Storage | Path, *, dataset: str = "messages", bots: list[str] | None = None,
-                    min_files: int = 2) -> CompactSummary:
+def compact_archive(
+    root: Storage | Path, *, dataset: str = "messages", bots: list[str] | None = None, min_files: int = 2
+) -> CompactSummary:
     """Merge every partition of ``dataset`` holding at least ``min_files`` listed files."""
     out = as_storage(root)
     summary = CompactSummary()
@@ -97,11 +98,14 @@ def compact_partition(out: Storage, folder: str, files: list[dict[str, Any]]) ->
 
     if not write_once(out, target, write):  # merged by a killed run before its record
         digest = [out.sha256(target) or ""]
-    record = {"compaction": {
-        "partition": folder,
-        "file": {"path": target, "rows": merged.height, "sha256": digest[-1]},
-        "replaces": [{k: f[k] for k in ("path", "rows", "sha256")} for f in files],
-    }, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    record = {
+        "compaction": {
+            "partition": folder,
+            "file": {"path": target, "rows": merged.height, "sha256": digest[-1]},
+            "replaces": [{k: f[k] for k in ("path", "rows", "sha256")} for f in files],
+        },
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     write_bytes_once(out, compaction_key(name), as_json(record))
     for entry in files:
         out.delete(entry["path"])

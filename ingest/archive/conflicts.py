@@ -29,10 +29,11 @@ Example::
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -53,12 +54,15 @@ class ArchivedIds:
     files: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, out: Storage, bot_id: str) -> "ArchivedIds":
+    def load(cls, out: Storage, bot_id: str) -> ArchivedIds:
         """Read the ``id`` column of every published data file of the bot, once."""
         prefix = bot_prefix(bot_id)
         # A leftover temporary file of a killed run is not archived data.
-        files = [o.key for o in out.objects(prefix)
-                 if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]
+        files = [
+            o.key
+            for o in out.objects(prefix)
+            if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")
+        ]
         if not files:
             return cls()
         frame = out.scan(files, include_file_paths="_file").select("id", "_file").collect()
@@ -67,8 +71,10 @@ class ArchivedIds:
         paths = frame.get_column("_file")
         # Resolved once per file, not once per row: a reader that spells paths its own way
         # is matched by key suffix.
-        number = {path: index.get(path, next((i for i, key in enumerate(files) if path.endswith(key)), 0))
-                  for path in paths.unique().to_list()}
+        number = {
+            path: index.get(path, next((i for i, key in enumerate(files) if path.endswith(key)), 0))
+            for path in paths.unique().to_list()
+        }
         where = paths.replace_strict(number, return_dtype=pl.Int32).to_numpy()
         order = np.argsort(ids, kind="stable")
         return cls(ids[order], where[order], files)
@@ -128,8 +134,11 @@ class Collisions:
         """Keep colliding rows: ``raw`` is their ``_row`` and raw text (rejected-row form)."""
         if raw.height == 0:
             return
-        frame = raw.with_columns(ids.alias("_id"), pl.Series("_hash", hashes, pl.String),
-                                 pl.Series("_in_file", in_file, pl.Boolean))
+        frame = raw.with_columns(
+            ids.alias("_id"),
+            pl.Series("_hash", hashes, pl.String),
+            pl.Series("_in_file", in_file, pl.Boolean),
+        )
         table = frame.to_arrow()
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._path, table.schema, compression="zstd")
@@ -150,8 +159,9 @@ class Collisions:
             assert isinstance(frame, pl.DataFrame)
             yield self._judge(frame, refs, archived)
 
-    def _references(self, archived: ArchivedIds, staged: list[Path],
-                    source: pq.ParquetFile) -> dict[int, tuple[str, str, str]]:
+    def _references(
+        self, archived: ArchivedIds, staged: list[Path], source: pq.ParquetFile
+    ) -> dict[int, tuple[str, str, str]]:
         """id -> (content hash, source sha256, file) of the row each collision is compared
         with: the archived row, or the first row of this report (in its staged files)."""
         keys = pl.from_arrow(source.read(columns=["_id", "_in_file"]))
@@ -160,39 +170,61 @@ class Collisions:
         hit = keys.filter(~pl.col("_in_file")).get_column("_id").unique().sort().to_numpy()
         if len(hit):
             by_file: dict[str, list[int]] = {}
-            for key, value in zip(archived.file_of(hit), hit.tolist()):
+            for key, value in zip(archived.file_of(hit), hit.tolist(), strict=True):
                 by_file.setdefault(key, []).append(value)
             for key, values in by_file.items():
-                rows = (self.out.scan([key]).filter(pl.col("id").is_in(pl.Series(values, dtype=pl.Int64).implode()))
-                        .select(*CONTENT_COLUMNS, "source_sha256").collect())
-                for value, digest, sha in zip(rows.get_column("id").to_list(), content_hashes(rows),
-                                              rows.get_column("source_sha256").to_list()):
+                rows = (
+                    self.out.scan([key])
+                    .filter(pl.col("id").is_in(pl.Series(values, dtype=pl.Int64).implode()))
+                    .select(*CONTENT_COLUMNS, "source_sha256")
+                    .collect()
+                )
+                for value, digest, sha in zip(
+                    rows.get_column("id").to_list(),
+                    content_hashes(rows),
+                    rows.get_column("source_sha256").to_list(),
+                    strict=True,
+                ):
                     refs.setdefault(value, (digest, sha or "", key))
         earlier = keys.filter(pl.col("_in_file")).get_column("_id").unique()
         if earlier.len() and staged:
-            rows = (pl.scan_parquet(staged).filter(pl.col("id").is_in(earlier.implode()))
-                    .select(*CONTENT_COLUMNS).collect())
-            for value, digest in zip(rows.get_column("id").to_list(), content_hashes(rows)):
+            rows = (
+                pl.scan_parquet(staged)
+                .filter(pl.col("id").is_in(earlier.implode()))
+                .select(*CONTENT_COLUMNS)
+                .collect()
+            )
+            for value, digest in zip(rows.get_column("id").to_list(), content_hashes(rows), strict=True):
                 refs.setdefault(value, (digest, "this report", ""))
         return refs
 
-    def _judge(self, frame: pl.DataFrame, refs: dict[int, tuple[str, str, str]],
-               archived: ArchivedIds) -> tuple[pl.DataFrame, Resolution]:
+    def _judge(
+        self, frame: pl.DataFrame, refs: dict[int, tuple[str, str, str]], archived: ArchivedIds
+    ) -> tuple[pl.DataFrame, Resolution]:
         done = Resolution()
         reasons: list[str | None] = []
-        for row, value, digest in zip(frame.get_column("_row").to_list(), frame.get_column("_id").to_list(),
-                                      frame.get_column("_hash").to_list()):
+        for row, value, digest in zip(
+            frame.get_column("_row").to_list(),
+            frame.get_column("_id").to_list(),
+            frame.get_column("_hash").to_list(),
+            strict=True,
+        ):
             ref = refs.get(value)
             if ref is None or ref[0] == digest:  # no reference left: the first row was rejected
                 done.duplicates += 1
                 reasons.append(None)
                 continue
             existing_hash, sha, key = ref
-            reason = (f"conflict: id {value} is archived with different content ({key}, source {sha[:16]})"
-                      if key else IN_FILE_REASON.format(value))
+            reason = (
+                f"conflict: id {value} is archived with different content ({key}, source {sha[:16]})"
+                if key
+                else IN_FILE_REASON.format(value)
+            )
             reasons.append(reason)
             done.conflicts.append(Conflict(self.bot_id, value, row, existing_hash, digest, sha, key, reason))
-        bad = frame.with_columns(pl.Series("reason", reasons, pl.String)).filter(pl.col("reason").is_not_null())
+        bad = frame.with_columns(pl.Series("reason", reasons, pl.String)).filter(
+            pl.col("reason").is_not_null()
+        )
         columns = [c for c in frame.columns if c not in ("_row", "_id", "_hash", "_in_file")]
         return bad.select("_row", "reason", *columns), done
 
@@ -208,7 +240,14 @@ class Collisions:
 
 def conflict_record(conflict: Conflict, new_source: str) -> dict[str, Any]:
     """The state store's row for a conflict (the new source's sha256 known at commit)."""
-    return {"bot_id": conflict.bot_id, "row_id": conflict.id, "row": conflict.row,
-            "existing_hash": conflict.existing_hash, "new_hash": conflict.new_hash,
-            "existing_source": conflict.existing_source, "new_source": new_source,
-            "existing_file": conflict.existing_file, "reason": conflict.reason}
+    return {
+        "bot_id": conflict.bot_id,
+        "row_id": conflict.id,
+        "row": conflict.row,
+        "existing_hash": conflict.existing_hash,
+        "new_hash": conflict.new_hash,
+        "existing_source": conflict.existing_source,
+        "new_source": new_source,
+        "existing_file": conflict.existing_file,
+        "reason": conflict.reason,
+    }

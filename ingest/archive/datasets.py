@@ -63,13 +63,22 @@ def conform(rows: pl.DataFrame, schema: pl.Schema | None, dataset: str) -> pl.Da
         else:
             raise ReportRejected(
                 f"schema drift: column {name!r} holds {dtype} here but {have} in the archive's "
-                f"{dataset}/; import it by hand once the dataset's type is decided")
+                f"{dataset}/; import it by hand once the dataset's type is decided"
+            )
     return rows.with_columns(casts) if casts else rows
 
 
-def save_typed_report(root: Storage | Path, typed: TypedReport, *, bot_id: str, source_sha256: str,
-                      raw: bytes, raw_name: str, source_kind: str,
-                      provenance: dict[str, Any]) -> SaveResult:
+def save_typed_report(
+    root: Storage | Path,
+    typed: TypedReport,
+    *,
+    bot_id: str,
+    source_sha256: str,
+    raw: bytes,
+    raw_name: str,
+    source_kind: str,
+    provenance: dict[str, Any],
+) -> SaveResult:
     """Archive a typed report (raw bytes, new rows, rejects), its manifest last.
 
     Raises :class:`ReportRejected` (nothing written) on schema drift.
@@ -77,19 +86,33 @@ def save_typed_report(root: Storage | Path, typed: TypedReport, *, bot_id: str, 
     out = as_storage(root)
     schema = established_schema(out, typed.dataset)
     rows = conform(typed.rows, schema, typed.dataset).with_columns(
-        pl.lit(source_sha256).alias("source_sha256"), pl.lit(source_kind).alias("source_kind"))
+        pl.lit(source_sha256).alias("source_sha256"), pl.lit(source_kind).alias("source_kind")
+    )
     unique = rows.unique(subset=ROW_KEY, keep="first", maintain_order=True)
     result = SaveResult(typed.rows_read, 0, rows.height - unique.height, typed.rejected.height)
     columns = [c for c in unique.columns if c != PARTITION]  # the date is the partition key
 
     def data() -> None:
-        write_partitions(out, unique, result, dataset=typed.dataset, bot_id=bot_id,
-                         source_sha256=source_sha256, key=ROW_KEY, columns=columns)
+        write_partitions(
+            out,
+            unique,
+            result,
+            dataset=typed.dataset,
+            bot_id=bot_id,
+            source_sha256=source_sha256,
+            key=ROW_KEY,
+            columns=columns,
+        )
         if typed.rejected.height:
             save_rejected(out, source_sha256, typed.rejected)
 
     new_columns = [c for c in columns if schema is not None and c not in schema]
-    return commit(out, result, Attachment(bot_id, source_sha256, raw_name, len(raw), typed.dataset),
-                  raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
-                  data=data, extra_columns=new_columns,
-                  provenance={**provenance, "dataset": typed.dataset, "columns": typed.columns})
+    return commit(
+        out,
+        result,
+        Attachment(bot_id, source_sha256, raw_name, len(raw), typed.dataset),
+        raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
+        data=data,
+        extra_columns=new_columns,
+        provenance={**provenance, "dataset": typed.dataset, "columns": typed.columns},
+    )

@@ -53,8 +53,9 @@ class Listing:
 
 def read_manifests(out: Storage, objects: Iterable[StoredObject] | None = None) -> list[Record]:
     """Every record under ``manifests/`` (from ``objects`` when already listed), read once."""
-    keys = sorted(o.key for o in (out.objects(f"{MANIFESTS}/") if objects is None else objects)
-                  if is_manifest(o.key))
+    keys = sorted(
+        o.key for o in (out.objects(f"{MANIFESTS}/") if objects is None else objects) if is_manifest(o.key)
+    )
     records = []
     for key in keys:
         try:

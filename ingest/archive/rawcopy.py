@@ -25,7 +25,7 @@ import threading
 import uuid
 from contextlib import suppress
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from ingest.archive.storage import Storage, as_storage
 from ingest.errors import OutputError
@@ -99,11 +99,14 @@ class RawCopy:
             self._hashed.set()
 
     def _copy_stream(self) -> None:
+        assert not isinstance(self.source, (bytes, Path)), "paths and bytes are copied in _run"
+        # typing.BinaryIO has no readinto; every binary file object (buffered or raw) has.
+        reader = cast(io.BufferedIOBase, self.source)
         digest = hashlib.sha256()
         buffer = bytearray(_COPY_BLOCK)
         view = memoryview(buffer)
         with self.tmp.open("wb") as out:
-            while n := self.source.readinto(view):  # type: ignore[union-attr]
+            while n := reader.readinto(view):
                 digest.update(view[:n])
                 out.write(view[:n])
                 self.size += n

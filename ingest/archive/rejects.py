@@ -71,8 +71,14 @@ class RejectedRows:
             os.unlink(self._path)
 
 
-def quarantine_file(root: Storage | Path, source_sha256: str, raw: bytes | Path, raw_name: str, reason: str,
-                    provenance: dict[str, Any]) -> str:
+def quarantine_file(
+    root: Storage | Path,
+    source_sha256: str,
+    raw: bytes | Path,
+    raw_name: str,
+    reason: str,
+    provenance: dict[str, Any],
+) -> str:
     """Keep a whole file that could not be archived, with its reason. Returns the folder.
 
     ``raw`` is the bytes, or the path of a file too big to hold (copied, not loaded).

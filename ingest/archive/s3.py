@@ -48,29 +48,54 @@ CONFLICT_ATTEMPTS = 4
 CONFLICT_PAUSE = 0.2
 #: Folder of the staging area recording this job's open multipart uploads.
 UPLOADS = ".uploads"
-_REFUSED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
-            "AllAccessDisabled", "403", "InvalidBucketName"}
+_REFUSED = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "AllAccessDisabled",
+    "403",
+    "InvalidBucketName",
+}
 
 
 class S3Storage(Storage):
     """An archive under ``s3://bucket/prefix``."""
 
-    def __init__(self, bucket: str, prefix: str, *, staging: Path, endpoint_url: str | None = None,
-                 region: str = "us-east-1", access_key_id: str | None = None,
-                 secret_access_key: str | None = None, max_attempts: int = 4,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        staging: Path,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        max_attempts: int = 4,
+        timeout: float = 30.0,
+    ) -> None:
         self.bucket, self.prefix, self.staging = bucket, prefix.strip("/"), Path(staging)
         self.client = boto3.client(
-            "s3", endpoint_url=endpoint_url, region_name=region,
-            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-            config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
-                          connect_timeout=timeout, read_timeout=timeout,
-                          s3={"addressing_style": "path"} if endpoint_url else {}))
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=Config(
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                s3={"addressing_style": "path"} if endpoint_url else {},
+            ),
+        )
         # The same store for polars (object_store) when verify scans the data files.
         options = {"aws_region": region}
         if endpoint_url:
-            options |= {"aws_endpoint_url": endpoint_url,
-                        "aws_allow_http": str(endpoint_url.startswith("http://")).lower()}
+            options |= {
+                "aws_endpoint_url": endpoint_url,
+                "aws_allow_http": str(endpoint_url.startswith("http://")).lower(),
+            }
         if access_key_id and secret_access_key:
             options |= {"aws_access_key_id": access_key_id, "aws_secret_access_key": secret_access_key}
         self.storage_options = options
@@ -106,7 +131,7 @@ class S3Storage(Storage):
                     if _code(err) not in _CONFLICT:
                         raise
                     if attempt + 1 < CONFLICT_ATTEMPTS:
-                        time.sleep(CONFLICT_PAUSE * 2 ** attempt)
+                        time.sleep(CONFLICT_PAUSE * 2**attempt)
                     continue
                 self._read_back(tmp, key, size)
                 return True
@@ -130,18 +155,22 @@ class S3Storage(Storage):
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as err:
             if _code(err) in _NOT_FOUND:
-                raise StorageUnavailable(f"{where}: the object store kept answering 409 "
-                                         "ConditionalRequestConflict and holds no such object; "
-                                         "nothing was recorded, run again later") from None
+                raise StorageUnavailable(
+                    f"{where}: the object store kept answering 409 "
+                    "ConditionalRequestConflict and holds no such object; "
+                    "nothing was recorded, run again later"
+                ) from None
             raise
         with tmp.open("rb") as local:
             ours = sha256_stream(local)
         if head["ContentLength"] == size and self.sha256(key) == ours:
             self._read_back(tmp, key, size)
             return
-        raise OutputError(f"{where}: after 409 ConditionalRequestConflict the object store holds "
-                          f"other bytes ({head['ContentLength']} bytes) than this job wrote ({size})",
-                          hint="INGEST_OUTPUT__ROOT")
+        raise OutputError(
+            f"{where}: after 409 ConditionalRequestConflict the object store holds "
+            f"other bytes ({head['ContentLength']} bytes) than this job wrote ({size})",
+            hint="INGEST_OUTPUT__ROOT",
+        )
 
     def _multipart(self, tmp: Path, key: str) -> None:
         upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
@@ -151,16 +180,24 @@ class S3Storage(Storage):
             parts = []
             with tmp.open("rb") as stream:
                 for number, chunk in enumerate(iter(lambda: stream.read(PART_BYTES), b""), 1):
-                    answer = self.client.upload_part(Bucket=self.bucket, Key=self._key(key),
-                                                     UploadId=upload_id, PartNumber=number, Body=chunk)
+                    answer = self.client.upload_part(
+                        Bucket=self.bucket,
+                        Key=self._key(key),
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=chunk,
+                    )
                     parts.append({"ETag": answer["ETag"], "PartNumber": number})
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self._key(key), UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
         except BaseException:
             try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key),
-                                                   UploadId=upload_id)
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._key(key), UploadId=upload_id)
             except (BotoCoreError, ClientError):
                 pass  # the record stays: the next job's sweep aborts it
             else:
@@ -186,20 +223,25 @@ class S3Storage(Storage):
         """Check what the store holds now is what was sent: size, and the Parquet footer."""
         head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         if head["ContentLength"] != size:
-            raise OutputError(f"{self.describe(key)}: read back {head['ContentLength']} bytes, "
-                              f"wrote {size}", hint="INGEST_OUTPUT__ROOT")
+            raise OutputError(
+                f"{self.describe(key)}: read back {head['ContentLength']} bytes, wrote {size}",
+                hint="INGEST_OUTPUT__ROOT",
+            )
         if key.endswith(".parquet"):
             stored, local = self.parquet_rows(key), pq.ParquetFile(tmp).metadata.num_rows
             if stored != local:
-                raise OutputError(f"{self.describe(key)}: read back {stored} rows, wrote {local}",
-                                  hint="INGEST_OUTPUT__ROOT")
+                raise OutputError(
+                    f"{self.describe(key)}: read back {stored} rows, wrote {local}",
+                    hint="INGEST_OUTPUT__ROOT",
+                )
 
     def objects(self, prefix: str) -> list[StoredObject]:
         found = []
         strip = len(self._key(""))
         with self._errors(prefix):
             pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix))
+                Bucket=self.bucket, Prefix=self._key(prefix)
+            )
             for page in pages:
                 for item in page.get("Contents", []):
                     found.append(StoredObject(item["Key"][strip:], item["Size"]))
@@ -232,8 +274,9 @@ class S3Storage(Storage):
             return int(pq.read_metadata(pa.BufferReader(b"PAR1" + tail)).num_rows)
 
     def _range(self, key: str, byte_range: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key),
-                                             Range=byte_range)["Body"].read()
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=byte_range)[
+            "Body"
+        ].read()
         return body
 
     def source(self, key: str) -> str:
@@ -279,21 +322,24 @@ class S3Storage(Storage):
             code = _code(err)
             where = self.describe(key)
             if code in _REFUSED:
-                raise OutputError(f"{where}: the object store refused access ({code})",
-                                  hint="INGEST_OUTPUT__ROOT, INGEST_OUTPUT__S3_ACCESS_KEY_ID") from None
+                raise OutputError(
+                    f"{where}: the object store refused access ({code})",
+                    hint="INGEST_OUTPUT__ROOT, INGEST_OUTPUT__S3_ACCESS_KEY_ID",
+                ) from None
             if code in _NOT_FOUND:
                 raise OutputError(f"{where}: not found", hint="INGEST_OUTPUT__ROOT") from None
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if status >= 500 or code in {"SlowDown", "RequestTimeout", "InternalError"}:
-                raise StorageUnavailable(f"{where}: the object store failed ({code}) "
-                                         "after retries") from None
-            raise OutputError(f"{where}: the object store answered {code}",
-                              hint="INGEST_OUTPUT__ROOT") from None
+                raise StorageUnavailable(f"{where}: the object store failed ({code}) after retries") from None
+            raise OutputError(
+                f"{where}: the object store answered {code}", hint="INGEST_OUTPUT__ROOT"
+            ) from None
         except BotoCoreError as err:
-            raise StorageUnavailable(f"{self.describe(key)}: cannot reach the object store "
-                                     f"({type(err).__name__})", hint="INGEST_OUTPUT__S3_ENDPOINT_URL") from None
+            raise StorageUnavailable(
+                f"{self.describe(key)}: cannot reach the object store ({type(err).__name__})",
+                hint="INGEST_OUTPUT__S3_ENDPOINT_URL",
+            ) from None
 
 
 def _code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
-

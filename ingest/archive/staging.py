@@ -37,12 +37,12 @@ import os
 import secrets
 import uuid
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -112,7 +112,7 @@ def _by_date(good: pa.Table, days: pl.Series) -> list[tuple[date, pa.Table]]:
     if runs.height > _MAX_SLICES and runs.height > days.n_unique():  # a date in several runs
         order = pc.sort_indices(days.to_arrow())  # Arrow's sort is stable: file order kept
         good = good.take(order)
-        runs = days.gather(pl.from_arrow(order)).rle().struct.unnest()  # type: ignore[arg-type]
+        runs = days.gather(pl.from_arrow(order)).rle().struct.unnest()  # type: ignore[arg-type]  # from_arrow of an Array is a Series
     parts, start = [], 0
     for length, day in runs.iter_rows():
         parts.append((day, good.slice(start, length)))
@@ -127,8 +127,7 @@ _MAX_SLICES = 8
 class DateFiles:
     """Per-date buffers, in-order Parquet files and spilled runs for one report."""
 
-    def __init__(self, root: Storage | Path, bot_id: str, *, budget: int,
-                 source_kind: str) -> None:
+    def __init__(self, root: Storage | Path, bot_id: str, *, budget: int, source_kind: str) -> None:
         self.out = as_storage(root)
         self.bot_id = bot_id
         self.budget = budget
@@ -168,7 +167,7 @@ class DateFiles:
         self._row_bytes = max(1, size // good.num_rows)  # sizes the merge's row groups
         # Rows in time order make one run per date, however many dates a batch has (a
         # sparse export); a shuffled one makes many more runs than dates.
-        if not self._shuffled and days.rle_id().max() - days.n_unique() >= _MAX_SLICES:  # type: ignore[operator]
+        if not self._shuffled and days.rle_id().max() - days.n_unique() >= _MAX_SLICES:  # type: ignore[operator]  # max() of ints is an int
             # Rows in no time order: every batch touches every date. From here on batches
             # are not split by date at all; each budget's worth is sorted once by (date,
             # timestamp, row) and spilled as one run per date (see _write_round).
@@ -217,7 +216,9 @@ class DateFiles:
         """Sort a round by (date, timestamp, row); each date's slice becomes a run."""
         keys = pl.from_arrow(table.select(["date", "timestamp", ROW_NUMBER]))
         assert isinstance(keys, pl.DataFrame)
-        table = table.take(keys.select(pl.arg_sort_by("date", "timestamp", ROW_NUMBER)).to_series().to_arrow())
+        table = table.take(
+            keys.select(pl.arg_sort_by("date", "timestamp", ROW_NUMBER)).to_series().to_arrow()
+        )
         days = pl.from_arrow(table.column("date"))
         assert isinstance(days, pl.Series)
         start = 0
@@ -239,7 +240,7 @@ class DateFiles:
             self._spill_sink.close()
             self._spill = self._spill_sink = None
         merging = [day for day in sorted(self._dates) if self._dates[day].runs]
-        for day, state in self._dates.items():
+        for state in self._dates.values():
             if not state.runs:
                 state.final = state.direct
         if merging:
@@ -335,8 +336,9 @@ class DateFiles:
         stamps: list[np.ndarray] = []
         if state.direct is not None:
             sources.append(_ParquetPart(state.direct))
-            stamps.append(pq.read_table(state.direct, columns=["timestamp"]).column(0)
-                          .cast(pa.int64()).to_numpy())
+            stamps.append(
+                pq.read_table(state.direct, columns=["timestamp"]).column(0).cast(pa.int64()).to_numpy()
+            )
         spill = pa.OSFile(str(self._spill_path))
         reader = ipc.open_file(spill)  # one per merge: reads (pread) into memory, a batch at a time
         for run in state.runs:
@@ -350,8 +352,8 @@ class DateFiles:
         path = self.out.temp("sorted.parquet", f"{self.token}-")
         with parquet_writer(path, FILE_SCHEMA) as out:
             for start in range(0, len(where), group):
-                counts = np.bincount(where[start:start + group], minlength=len(sources))
-                pieces = [source.take(int(n)) for source, n in zip(sources, counts) if n]
+                counts = np.bincount(where[start : start + group], minlength=len(sources))
+                pieces = [source.take(int(n)) for source, n in zip(sources, counts, strict=True) if n]
                 table = pa.concat_tables(pieces)
                 keys = table.column("timestamp").cast(pa.int64()).to_numpy()
                 if not (keys[1:] >= keys[:-1]).all():
@@ -393,7 +395,7 @@ class DateFiles:
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish") as pool:
             digests = list(pool.map(lambda day: self._seal(self._final(day), sha), days))
         written = []
-        for day, digest in zip(days, digests):
+        for day, digest in zip(days, digests, strict=True):
             state = self._dates[day]
             target = f"{state.folder}/{part_name(sha)}"
             if not self.out.publish(self._final(day), target):  # it exists: record it as is
@@ -436,7 +438,9 @@ class DateFiles:
             with suppress(OSError):
                 self._spill_sink.close()
             self._spill_sink = None
-        paths = [self._spill_path] + [p for state in self._dates.values() for p in (state.direct, state.final)]
+        paths = [self._spill_path] + [
+            p for state in self._dates.values() for p in (state.direct, state.final)
+        ]
         for path in paths:
             if path is not None:
                 with suppress(OSError):  # cleaning up must not hide the error that got us here
@@ -474,8 +478,9 @@ class _ParquetPart(_Source):
 class _IpcRun(_Source):
     """One run in the spill file, a batch at a time, with provenance added."""
 
-    def __init__(self, reader: ipc.RecordBatchFileReader, run: _Run,
-                 provenance: Callable[[pa.Table], pa.Table]) -> None:
+    def __init__(
+        self, reader: ipc.RecordBatchFileReader, run: _Run, provenance: Callable[[pa.Table], pa.Table]
+    ) -> None:
         self._reader = reader
         self._next = run.first
         self._end = run.first + run.count

@@ -101,8 +101,9 @@ class Storage(ABC):
 
     def scan(self, keys: list[str], **options: Any) -> pl.LazyFrame:
         """A lazy polars scan of Parquet files."""
-        return pl.scan_parquet([self.source(k) for k in keys],
-                               storage_options=self.storage_options, **options)
+        return pl.scan_parquet(
+            [self.source(k) for k in keys], storage_options=self.storage_options, **options
+        )
 
     def temp(self, name: str, tag: str = "") -> Path:
         """A fresh temporary path in the staging folder, for a file later published.
@@ -250,18 +251,23 @@ def open_storage(root: str | Path, *, staging_dir: Path | None = None, **s3: Any
 
         bucket, _, prefix = text.removeprefix("s3://").partition("/")
         if not bucket:
-            raise ConfigError(f"output root {text!r} names no bucket; use s3://bucket/prefix",
-                              hint="INGEST_OUTPUT__ROOT")
+            raise ConfigError(
+                f"output root {text!r} names no bucket; use s3://bucket/prefix", hint="INGEST_OUTPUT__ROOT"
+            )
         if staging_dir is None:
-            raise ConfigError("an s3:// output root needs a local staging folder",
-                              hint="INGEST_OUTPUT__STAGING_DIR")
+            raise ConfigError(
+                "an s3:// output root needs a local staging folder", hint="INGEST_OUTPUT__STAGING_DIR"
+            )
         if s3.get("access_key_id") and not s3.get("secret_access_key"):
-            raise ConfigError("an S3 access key id is set without its secret key",
-                              hint="INGEST_OUTPUT__S3_SECRET_ACCESS_KEY")
+            raise ConfigError(
+                "an S3 access key id is set without its secret key",
+                hint="INGEST_OUTPUT__S3_SECRET_ACCESS_KEY",
+            )
         return S3Storage(bucket, prefix.strip("/"), staging=staging_dir, **s3)
     if "://" in text:
-        raise ConfigError(f"output root {text!r}: only local folders and s3:// are supported",
-                          hint="INGEST_OUTPUT__ROOT")
+        raise ConfigError(
+            f"output root {text!r}: only local folders and s3:// are supported", hint="INGEST_OUTPUT__ROOT"
+        )
     return LocalStorage(Path(text))
 
 
@@ -269,9 +275,14 @@ def storage_for(settings: Settings) -> Storage:
     """The archive's storage as the settings describe it (built once, at the entry point)."""
     output = settings.output
     staging = output.staging_dir or Path(settings.state.path).parent / "staging"
-    return open_storage(output.root, staging_dir=staging, endpoint_url=output.s3_endpoint_url,
-                        region=output.s3_region, access_key_id=_reveal(output.s3_access_key_id),
-                        secret_access_key=_reveal(output.s3_secret_access_key))
+    return open_storage(
+        output.root,
+        staging_dir=staging,
+        endpoint_url=output.s3_endpoint_url,
+        region=output.s3_region,
+        access_key_id=_reveal(output.s3_access_key_id),
+        secret_access_key=_reveal(output.s3_secret_access_key),
+    )
 
 
 def _reveal(secret: SecretStr | None) -> str | None:

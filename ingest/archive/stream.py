@@ -33,10 +33,11 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -103,20 +104,30 @@ class StagedReport:
     def commit(self, *, raw_name: str, provenance: dict[str, Any]) -> SaveResult:
         """Publish raw bytes, data files, quarantine; then the manifest (the commit record)."""
         sha = self.raw.wait()
-        result = SaveResult(self.rows_read, self.files.rows,
-                            self.duplicates_in_file + self.files.duplicates, self.rows_rejected,
-                            rows_conflict=len(self.conflicts),
-                            conflicts=[conflict_record(c, sha) for c in self.conflicts])
+        result = SaveResult(
+            self.rows_read,
+            self.files.rows,
+            self.duplicates_in_file + self.files.duplicates,
+            self.rows_rejected,
+            rows_conflict=len(self.conflicts),
+            conflicts=[conflict_record(c, sha) for c in self.conflicts],
+        )
 
         def data() -> None:
             result.files = self.files.publish(sha)
             self.rejected.publish(sha)
             self.raw.discard()
 
-        return commit(self.out, result, Attachment(self.bot_id, sha, raw_name, self.raw.size),
-                      raw=lambda: self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name)),
-                      data=data, extra_columns=self.extra_columns, provenance=provenance,
-                      discard=self.discard)
+        return commit(
+            self.out,
+            result,
+            Attachment(self.bot_id, sha, raw_name, self.raw.size),
+            raw=lambda: self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name)),
+            data=data,
+            extra_columns=self.extra_columns,
+            provenance=provenance,
+            discard=self.discard,
+        )
 
     def discard(self) -> None:
         """Remove every temporary file; the archive is left as it was."""
@@ -125,10 +136,17 @@ class StagedReport:
         self.raw.discard()
 
 
-def stage_csv(root: Storage | Path, source: Source, *, bot_id: str, source_sha256: str | None = None,
-              window: tuple[date, date] | None = None, source_kind: str = "csv",
-              memory_budget: int = MEMORY_BUDGET,
-              on_rows: Callable[[int], None] | None = None) -> StagedReport:
+def stage_csv(
+    root: Storage | Path,
+    source: Source,
+    *,
+    bot_id: str,
+    source_sha256: str | None = None,
+    window: tuple[date, date] | None = None,
+    source_kind: str = "csv",
+    memory_budget: int = MEMORY_BUDGET,
+    on_rows: Callable[[int], None] | None = None,
+) -> StagedReport:
     """Read, check and stage a report CSV (a path, bytes, or a binary file object).
 
     ``source_sha256`` is computed while copying when not given; ``on_rows(n)`` is told
@@ -140,20 +158,46 @@ def stage_csv(root: Storage | Path, source: Source, *, bot_id: str, source_sha25
     try:
         readable = raw.start()
         try:
-            return _stage(out, readable, raw, bot_id=bot_id, window=window,
-                          source_kind=source_kind, budget=memory_budget, block=None, on_rows=on_rows)
+            return _stage(
+                out,
+                readable,
+                raw,
+                bot_id=bot_id,
+                window=window,
+                source_kind=source_kind,
+                budget=memory_budget,
+                block=None,
+                on_rows=on_rows,
+            )
         except RecordTooLong:  # rare: read again, with room for the longest record
-            return _stage(out, readable, raw, bot_id=bot_id, window=window,
-                          source_kind=source_kind, budget=memory_budget, block=MAX_RECORD_BYTES,
-                          on_rows=on_rows)
+            return _stage(
+                out,
+                readable,
+                raw,
+                bot_id=bot_id,
+                window=window,
+                source_kind=source_kind,
+                budget=memory_budget,
+                block=MAX_RECORD_BYTES,
+                on_rows=on_rows,
+            )
     except BaseException:
         raw.discard()
         raise
 
 
-def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
-           window: tuple[date, date] | None, source_kind: str, budget: int,
-           block: int | None, on_rows: Callable[[int], None] | None = None) -> StagedReport:
+def _stage(
+    out: Storage,
+    source: Path | bytes,
+    raw: RawCopy,
+    *,
+    bot_id: str,
+    window: tuple[date, date] | None,
+    source_kind: str,
+    budget: int,
+    block: int | None,
+    on_rows: Callable[[int], None] | None = None,
+) -> StagedReport:
     names = read_header(_head(source))
     batches = CsvBatches(source, names, **({"block_bytes": block} if block else {}))
     plan = plan_columns(batches.names)
@@ -171,9 +215,9 @@ def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
             for table in batches:
                 # The usual batch is cast in Arrow; any other is judged in polars (one
                 # chunk per column: polars converts it several times faster).
-                verdict = (judge_arrow(table, plan, first_row=read + 1, window=window)
-                           or judge(_polars(table.select(needed).combine_chunks()), plan,
-                                    first_row=read + 1, window=window))
+                verdict = judge_arrow(table, plan, first_row=read + 1, window=window) or judge(
+                    _polars(table.select(needed).combine_chunks()), plan, first_row=read + 1, window=window
+                )
                 read += table.num_rows
                 if on_rows is not None:
                     on_rows(table.num_rows)
@@ -204,15 +248,25 @@ def _stage(out: Storage, source: Path | bytes, raw: RawCopy, *, bot_id: str,
         rejected.discard()
         collisions.discard()
         if isinstance(err, OSError):
-            raise OutputError(f"cannot write under {out.describe()}: {err.strerror or err}",
-                              hint="INGEST_OUTPUT__ROOT") from None
+            raise OutputError(
+                f"cannot write under {out.describe()}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+            ) from None
         raise
-    return StagedReport(out, bot_id, read, rejected.rows, duplicates, list(plan.extra),
-                        files, rejected, raw, conflicts)
+    return StagedReport(
+        out, bot_id, read, rejected.rows, duplicates, list(plan.extra), files, rejected, raw, conflicts
+    )
 
 
-def _set_aside(collisions: Collisions, table: pa.Table, plan: ColumnPlan, verdict: Verdict,
-               ok: pl.Series | None, good_ids: pl.Series, first: pl.Series, hit: np.ndarray | None) -> None:
+def _set_aside(
+    collisions: Collisions,
+    table: pa.Table,
+    plan: ColumnPlan,
+    verdict: Verdict,
+    ok: pl.Series | None,
+    good_ids: pl.Series,
+    first: pl.Series,
+    hit: np.ndarray | None,
+) -> None:
     """Keep the batch's colliding good rows (not ``first``) aside: content hash and raw text."""
     again = (~first).to_numpy()
     at = np.flatnonzero(again) if ok is None else ok.arg_true().to_numpy()[again]
@@ -224,7 +278,8 @@ def _set_aside(collisions: Collisions, table: pa.Table, plan: ColumnPlan, verdic
     raw = _polars(table.filter(keep.to_arrow()))
     folded = [f.filter(keep) for f in verdict.folded]
     text = raw.with_columns(*folded, *[pl.lit(None, pl.String).alias(c) for c in plan.missing]).select(
-        verdict.rows.filter(keep), *plan.raw_columns)
+        verdict.rows.filter(keep), *plan.raw_columns
+    )
     in_file = np.ones(len(at), dtype=bool) if hit is None else ~hit[again]
     collisions.add(text, good_ids.filter(pl.Series(again)), content_hashes(typed), in_file)
 
@@ -245,7 +300,7 @@ def _polars(table: pa.Table) -> pl.DataFrame:
 
 def _head(source: Path | bytes) -> bytes:
     if isinstance(source, bytes):
-        return source[:HEADER_BYTES + 1]
+        return source[: HEADER_BYTES + 1]
     with open(source, "rb") as stream:
         return stream.read(HEADER_BYTES + 1)
 

@@ -46,16 +46,25 @@ def existing_ids(out: Storage, partition: str, key: str = "id") -> pl.Series:
     """The ids (or other ``key`` values) already archived in a partition."""
     # A leftover temporary file of a killed run is not archived data: its ids must not
     # make this run skip rows.
-    keys = [o.key for o in out.objects(partition + "/")
-            if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]
+    keys = [
+        o.key
+        for o in out.objects(partition + "/")
+        if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")
+    ]
     if not keys:
         return pl.Series(key, [], dtype=pl.Int64 if key == "id" else pl.String)
     return out.scan(keys).select(key).collect().get_column(key)
 
 
 def save_report(
-    root: Storage | Path, parsed: ParsedReport, *, bot_id: str, source_sha256: str, raw: bytes,
-    raw_name: str, provenance: dict[str, Any],
+    root: Storage | Path,
+    parsed: ParsedReport,
+    *,
+    bot_id: str,
+    source_sha256: str,
+    raw: bytes,
+    raw_name: str,
+    provenance: dict[str, Any],
 ) -> SaveResult:
     """Archive one parsed report held in memory (the GET path): raw bytes, new rows,
     rejects, through the commit protocol (:func:`ingest.archive.commit.commit`)."""
@@ -65,18 +74,41 @@ def save_report(
         result.rows_conflict = parsed.rejected.filter(pl.col("reason").str.starts_with("conflict:")).height
 
     def data() -> None:
-        write_partitions(out, parsed.rows, result, dataset=DATASET, bot_id=bot_id,
-                         source_sha256=source_sha256, key="id", columns=list(file_schema()))
+        write_partitions(
+            out,
+            parsed.rows,
+            result,
+            dataset=DATASET,
+            bot_id=bot_id,
+            source_sha256=source_sha256,
+            key="id",
+            columns=list(file_schema()),
+        )
         if parsed.rejected.height:
             save_rejected(out, source_sha256, parsed.rejected)
 
-    return commit(out, result, Attachment(bot_id, source_sha256, raw_name, len(raw)),
-                  raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
-                  data=data, extra_columns=parsed.extra_columns, provenance=provenance)
+    return commit(
+        out,
+        result,
+        Attachment(bot_id, source_sha256, raw_name, len(raw)),
+        raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
+        data=data,
+        extra_columns=parsed.extra_columns,
+        provenance=provenance,
+    )
 
 
-def write_partitions(out: Storage, rows: pl.DataFrame, result: SaveResult, *, dataset: str,
-                     bot_id: str, source_sha256: str, key: str, columns: list[str]) -> None:
+def write_partitions(
+    out: Storage,
+    rows: pl.DataFrame,
+    result: SaveResult,
+    *,
+    dataset: str,
+    bot_id: str,
+    source_sha256: str,
+    key: str,
+    columns: list[str],
+) -> None:
     """Write ``rows`` (with a ``date`` column) as one new file per date partition of
     ``<dataset>/bot_id=<bot>/``, without the ``key`` values the partition already holds
     (counted as duplicates in ``result``)."""
@@ -88,16 +120,23 @@ def write_partitions(out: Storage, rows: pl.DataFrame, result: SaveResult, *, da
         if new.height == 0:
             continue
         target = data_key(bot_id, day, source_sha256, dataset)
-        digest: list[str] = []
-
-        def write(tmp: Path, new: pl.DataFrame = new) -> None:
-            new.write_parquet(tmp, compression="zstd", statistics=True)
-            digest.append(sha256_file(tmp))
-
-        if not write_once(out, target, write):  # published by an earlier, killed attempt
-            digest = [out.sha256(target) or ""]
-        result.files.append(WrittenFile(target, new.height, digest[-1]))
+        written = _write_partition_file(out, target, new)
+        result.files.append(WrittenFile(target, new.height, written))
         result.rows_written += new.height
+
+
+def _write_partition_file(out: Storage, target: str, rows: pl.DataFrame) -> str:
+    """Write one partition's new rows under ``target`` once; returns the file's sha256
+    (of the file an earlier, killed attempt published, when it exists)."""
+    digest: list[str] = []
+
+    def write(tmp: Path) -> None:
+        rows.write_parquet(tmp, compression="zstd", statistics=True)
+        digest.append(sha256_file(tmp))
+
+    if not write_once(out, target, write):
+        return out.sha256(target) or ""
+    return digest[-1]
 
 
 def save_rejected(out: Storage, source_sha256: str, rejected: pl.DataFrame) -> None:

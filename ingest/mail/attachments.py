@@ -41,8 +41,7 @@ from ingest.errors import OutputError, ReportRejected, described
 
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel"}
 GENERIC_TYPES = {"application/octet-stream", "text/plain", "application/x-csv"}
-ARCHIVE_TYPES = {"application/zip", "application/x-zip-compressed", "application/gzip",
-                 "application/x-gzip"}
+ARCHIVE_TYPES = {"application/zip", "application/x-zip-compressed", "application/gzip", "application/x-gzip"}
 #: Default of INGEST_OUTPUT__MAX_INFLATED_BYTES: what all the compressed attachments of
 #: one email (or one imported file) may inflate to together (zip and gzip bombs).
 MAX_INFLATED_BYTES = 512 * 1024**2
@@ -109,8 +108,9 @@ def safe_name(name: str | None, fallback: str = "attachment") -> str:
     base = base.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from bad charsets
     base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip().lstrip(".")
     if len(base.encode("utf-8")) > MAX_NAME_BYTES:
-        suffix = re.search(r"(\.[A-Za-z0-9]{1,8}){0,2}$", base).group(0)  # type: ignore[union-attr]
-        stem = base[:len(base) - len(suffix)].encode("utf-8")[:MAX_NAME_BYTES - len(suffix)]
+        kept = re.search(r"(\.[A-Za-z0-9]{1,8}){0,2}$", base)  # matches always, maybe empty
+        suffix = kept.group(0) if kept else ""
+        stem = base[: len(base) - len(suffix)].encode("utf-8")[: MAX_NAME_BYTES - len(suffix)]
         base = stem.decode("utf-8", "ignore") + suffix
     return base or fallback
 
@@ -152,7 +152,8 @@ class Inflater:
                     if self.used > self.limit:
                         raise ReportRejected(
                             f"{what} inflates beyond {self.limit} bytes (with the other "
-                            "attachments of the email), the limit INGEST_OUTPUT__MAX_INFLATED_BYTES")
+                            "attachments of the email), the limit INGEST_OUTPUT__MAX_INFLATED_BYTES"
+                        )
                     try:
                         sink.write(chunk)
                     except OSError as err:
@@ -171,18 +172,26 @@ def _read(stream: IO[bytes], what: str) -> bytes:
     (zlib, lzma and bz2 errors, a cut-off end, a bad CRC) is one ReportRejected."""
     try:
         return stream.read(CHUNK)
-    except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ValueError,
-            RuntimeError, NotImplementedError) as err:
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        zipfile.BadZipFile,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+    ) as err:
         raise ReportRejected(f"corrupt {what} stream ({described(err)})") from None
 
 
-
 def _scratch_error(folder: Path, err: OSError) -> OutputError:
-    return OutputError(f"cannot write the temporary folder {folder}: {err.strerror or err}",
-                       hint="INGEST_OUTPUT__TEMP_DIR")
+    return OutputError(
+        f"cannot write the temporary folder {folder}: {err.strerror or err}", hint="INGEST_OUTPUT__TEMP_DIR"
+    )
 
 
-def scratch(temp_dir: Path | None, prefix: str = "ingest-mail-") -> "tempfile.TemporaryDirectory[str]":
+def scratch(temp_dir: Path | None, prefix: str = "ingest-mail-") -> tempfile.TemporaryDirectory[str]:
     """A fresh scratch folder for one email or import file, in ``temp_dir`` (created if
     missing; None: the system's), removed when the ``with`` block ends."""
     if temp_dir is not None:
@@ -198,7 +207,8 @@ def scratch(temp_dir: Path | None, prefix: str = "ingest-mail-") -> "tempfile.Te
 
 _MIME_EVENT = re.compile(
     rb"^(?:content-type:[ \t]*(multipart/|message/rfc822)((?:[^\r\n]|\r?\n[ \t])*)|--([^\r\n]*))",
-    re.IGNORECASE | re.MULTILINE)
+    re.IGNORECASE | re.MULTILINE,
+)
 _BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]*)"|([^\s;]+))', re.IGNORECASE)
 
 
@@ -221,13 +231,14 @@ def mime_depth(raw: bytes, limit: int = MAX_MIME_DEPTH) -> int:
             name = text[:-2] if closing else text
             if name in stack:
                 index = len(stack) - 1 - stack[::-1].index(name)
-                del stack[index + (0 if closing else 1):]
+                del stack[index + (0 if closing else 1) :]
             continue
         boundary = _BOUNDARY.search(params or b"") if kind.lower() == b"multipart/" else None
         if kind.lower() == b"multipart/" and boundary is None:
             continue  # a multipart without a boundary is one opaque part to the parser
-        stack.append((boundary.group(1) if boundary.group(1) is not None else boundary.group(2))
-                     if boundary else None)
+        stack.append(
+            (boundary.group(1) if boundary.group(1) is not None else boundary.group(2)) if boundary else None
+        )
         deepest = max(deepest, len(stack))
         if deepest > limit:
             break
@@ -311,8 +322,7 @@ def parse_email(raw: bytes, inflater: Inflater | None = None) -> ParsedEmail:
     if depth > MAX_MIME_DEPTH:
         headers = email.message_from_bytes(_header_block(raw), policy=email.policy.default)
         parsed = _parsed(headers)
-        parsed.problems.append(f"MIME structure nested deeper than {MAX_MIME_DEPTH} levels: "
-                               "refused unparsed")
+        parsed.problems.append(f"MIME structure nested deeper than {MAX_MIME_DEPTH} levels: refused unparsed")
         return parsed
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
@@ -347,8 +357,13 @@ def _payload(part: EmailMessage) -> bytes:
         decoded = part.get_payload(decode=True)
         return decoded if isinstance(decoded, bytes) else b""
     encoded = part.get_payload(decode=False)
-    data = (encoded.encode("ascii", "replace") if isinstance(encoded, str)
-            else encoded if isinstance(encoded, bytes) else b"")
+    data = (
+        encoded.encode("ascii", "replace")
+        if isinstance(encoded, str)
+        else encoded
+        if isinstance(encoded, bytes)
+        else b""
+    )
     decoder, out = Decoder("base64", text=False), io.BytesIO()
     decoder.feed(data, out)
     decoder.finish(out)
@@ -368,7 +383,7 @@ def _parsed(message: EmailMessage) -> ParsedEmail:
 def _header_block(raw: bytes) -> bytes:
     """The message's own header fields (up to the first empty line)."""
     end = re.search(rb"\r?\n\r?\n", raw)
-    return raw[:end.end()] if end else raw
+    return raw[: end.end()] if end else raw
 
 
 def _text(part: Message) -> str:
@@ -406,7 +421,9 @@ def _reports_in(name: str, content_type: str, payload: bytes | Path, inflater: I
             return []
         return [_gunzip(inner, payload, inflater)]
     if lower.endswith(".csv") or content_type in CSV_TYPES:
-        return [ReportFile(name, b"", path=payload) if isinstance(payload, Path) else ReportFile(name, payload)]
+        return [
+            ReportFile(name, b"", path=payload) if isinstance(payload, Path) else ReportFile(name, payload)
+        ]
     return []  # a logo, a PDF, a signature: not a report
 
 
@@ -419,24 +436,43 @@ def _gunzip(inner: str, payload: bytes | Path, inflater: Inflater) -> ReportFile
 def _unzip(name: str, payload: bytes | Path, inflater: Inflater) -> list[ReportFile]:
     try:
         archive = zipfile.ZipFile(payload if isinstance(payload, Path) else io.BytesIO(payload))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, ValueError,
-            EOFError, RuntimeError) as err:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        OSError,
+        ValueError,
+        EOFError,
+        RuntimeError,
+    ) as err:
         raise ReportRejected(f"corrupt zip ({described(err)})") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir() and m.filename.lower().endswith(".csv")]
         if sum(m.file_size for m in members) > inflater.limit - inflater.used:
-            raise ReportRejected(f"zip inflates beyond {inflater.limit} bytes (its members' sizes "
-                                 "add up to more), the limit INGEST_OUTPUT__MAX_INFLATED_BYTES")
+            raise ReportRejected(
+                f"zip inflates beyond {inflater.limit} bytes (its members' sizes "
+                "add up to more), the limit INGEST_OUTPUT__MAX_INFLATED_BYTES"
+            )
         files = []
         for member in members:
             label = safe_name(member.filename)
             if member.flag_bits & 0x1:
-                raise ReportRejected(f"zip member {label} is encrypted: it cannot be read without "
-                                     "its password; ask for the export unencrypted")
+                raise ReportRejected(
+                    f"zip member {label} is encrypted: it cannot be read without "
+                    "its password; ask for the export unencrypted"
+                )
             try:
                 stream = archive.open(member)
-            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, ValueError,
-                    EOFError, zlib.error, lzma.LZMAError) as err:
+            except (
+                zipfile.BadZipFile,
+                NotImplementedError,
+                RuntimeError,
+                OSError,
+                ValueError,
+                EOFError,
+                zlib.error,
+                lzma.LZMAError,
+            ) as err:
                 raise ReportRejected(f"zip member {label} cannot be read ({described(err)})") from None
             with stream:  # the header's size may lie: the inflater counts what comes out
                 files.append(inflater.inflate(label, stream, f"zip member {label}"))

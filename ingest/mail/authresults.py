@@ -284,7 +284,7 @@ def domain_name(value: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=1)
-def _suffix_list() -> "PublicSuffixList":
+def _suffix_list() -> PublicSuffixList:
     """The Public Suffix List bundled with ``publicsuffixlist`` (never fetched at run time)."""
     from publicsuffixlist import PublicSuffixList
 

@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -47,6 +46,7 @@ SEARCH_SPAN = 10_000
 #: Messages one ``UID FETCH lo:hi`` screens: a few hundred KB of headers per answer.
 FETCH_BATCH = 1_000
 
+
 class Screened(NamedTuple):
     """What the screening FETCH tells about one message."""
 
@@ -59,7 +59,6 @@ def _epoch(value: object) -> float | None:
     """INTERNALDATE as epoch seconds; imapclient gives a naive local time by default
     (``datetime.timestamp`` reads a naive value as local time) or an aware one."""
     return value.timestamp() if isinstance(value, datetime) else None
-
 
 
 def ssl_context(settings: ImapSettings) -> ssl.SSLContext:
@@ -88,7 +87,7 @@ class Mailbox:
             raise MailboxUnavailable("not connected to the IMAP server")
         return self._client
 
-    def connect(self) -> "Mailbox":
+    def connect(self) -> Mailbox:
         """Connect and log in; errors become MailboxUnavailable / MailboxAuthError."""
         s = self.settings
         host = require(s.host, "imap", "host")
@@ -100,8 +99,13 @@ class Mailbox:
         # The OAuth2 token first: a refused refresh token must not leave a connection open.
         token = oauth2_access_token(s) if s.auth != "password" else None
         try:
-            client = IMAPClient(host, port=s.effective_port, ssl=s.security == "tls",
-                                ssl_context=context, timeout=SocketTimeout(s.timeout, s.timeout))
+            client = IMAPClient(
+                host,
+                port=s.effective_port,
+                ssl=s.security == "tls",
+                ssl_context=context,
+                timeout=SocketTimeout(s.timeout, s.timeout),
+            )
             if s.security == "starttls":
                 client.starttls(context)
         except ssl.SSLCertVerificationError as err:
@@ -110,16 +114,22 @@ class Mailbox:
                 hint="INGEST_IMAP__CA_FILE",
             ) from None
         except (OSError, IMAPClientError) as err:
-            raise MailboxUnavailable(f"cannot connect to IMAP server {where}: {described(err)}",
-                                     hint="INGEST_IMAP__HOST / INGEST_IMAP__PORT / INGEST_IMAP__SECURITY") from None
+            raise MailboxUnavailable(
+                f"cannot connect to IMAP server {where}: {described(err)}",
+                hint="INGEST_IMAP__HOST / INGEST_IMAP__PORT / INGEST_IMAP__SECURITY",
+            ) from None
         try:
             self._authenticate(client, username, token)
         except LoginError:
             _quietly_close(client)
-            hint = ("INGEST_IMAP__USERNAME / INGEST_IMAP__PASSWORD" if s.auth == "password" else
-                    "INGEST_IMAP__OAUTH2_ACCESS_TOKEN / INGEST_IMAP__OAUTH2_REFRESH_TOKEN")
-            raise MailboxAuthError(f"IMAP server {where} refused the login for {username}",
-                                   hint=hint) from None
+            hint = (
+                "INGEST_IMAP__USERNAME / INGEST_IMAP__PASSWORD"
+                if s.auth == "password"
+                else "INGEST_IMAP__OAUTH2_ACCESS_TOKEN / INGEST_IMAP__OAUTH2_REFRESH_TOKEN"
+            )
+            raise MailboxAuthError(
+                f"IMAP server {where} refused the login for {username}", hint=hint
+            ) from None
         except (OSError, IMAPClientError) as err:
             _quietly_close(client)
             raise MailboxUnavailable(f"IMAP login on {where} failed: {described(err)}") from None
@@ -129,7 +139,7 @@ class Mailbox:
     def _authenticate(self, client: IMAPClient, username: str, token: str | None) -> None:
         s = self.settings
         if s.auth == "password" or token is None:
-            client.login(username, s.password.get_secret_value())  # type: ignore[union-attr]
+            client.login(username, require(s.password, "imap", "password").get_secret_value())
             return
         if s.auth == "xoauth2":
             client.oauth2_login(username, token)
@@ -141,11 +151,12 @@ class Mailbox:
             _quietly_close(self._client)
             self._client = None
 
-    def __enter__(self) -> "Mailbox":
+    def __enter__(self) -> Mailbox:
         return self.connect()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def select(self) -> int:
@@ -155,8 +166,9 @@ class Mailbox:
         except IMAPClientAbortError as err:  # the connection broke: not the folder's fault
             raise MailboxUnavailable(f"IMAP connection lost: {described(err)}") from None
         except IMAPClientError as err:
-            raise ConfigError(f"IMAP folder {self.folder!r} cannot be opened: {described(err)}",
-                              hint="INGEST_IMAP__FOLDER") from None
+            raise ConfigError(
+                f"IMAP folder {self.folder!r} cannot be opened: {described(err)}", hint="INGEST_IMAP__FOLDER"
+            ) from None
         except OSError as err:
             raise MailboxUnavailable(f"IMAP connection lost: {described(err)}") from None
         uidnext = info.get(b"UIDNEXT")
@@ -171,8 +183,9 @@ class Mailbox:
         found = self._call(self.client.search, ["UID", "*"])
         return max(found, default=0)
 
-    def uid_batches(self, after: int, *, span: int = SEARCH_SPAN, batch: int = FETCH_BATCH
-                    ) -> Iterator[list[int]]:
+    def uid_batches(
+        self, after: int, *, span: int = SEARCH_SPAN, batch: int = FETCH_BATCH
+    ) -> Iterator[list[int]]:
         """The UIDs above ``after`` that exist now, ascending, at most ``batch`` at a time.
 
         Each ``UID SEARCH UID lo:hi`` covers ``span`` UIDs, so no command and no answer
@@ -184,10 +197,9 @@ class Mailbox:
         lo = after + 1
         while lo <= top:
             hi = min(lo + span - 1, top)
-            found = sorted(u for u in self._call(self.client.search, ["UID", f"{lo}:{hi}"])
-                           if lo <= u <= hi)
+            found = sorted(u for u in self._call(self.client.search, ["UID", f"{lo}:{hi}"]) if lo <= u <= hi)
             for start in range(0, len(found), batch):
-                yield found[start:start + batch]
+                yield found[start : start + batch]
             lo = hi + 1
 
     def count(self, criteria: list[str], *, span: int = SEARCH_SPAN) -> int:
@@ -205,8 +217,9 @@ class Mailbox:
         """Every UID greater than ``after``, ascending (searched in bounded ranges)."""
         return [uid for chunk in self.uid_batches(after) for uid in chunk]
 
-    def screen_new(self, after: int, *, span: int = SEARCH_SPAN, batch: int = FETCH_BATCH
-                   ) -> Iterator[tuple[int, Screened]]:
+    def screen_new(
+        self, after: int, *, span: int = SEARCH_SPAN, batch: int = FETCH_BATCH
+    ) -> Iterator[tuple[int, Screened]]:
         """(UID, its :class:`Screened` headers, size and INTERNALDATE) of each message above
         ``after``, ascending: cheap, and enough to decide whether a message is fetched
         whole. Screened one bounded range at a time; a UID expunged meanwhile is skipped."""
@@ -226,11 +239,18 @@ class Mailbox:
         if not uids:
             return {}
         wanted = set(uids)
-        data = self._call(self._fetch_range, min(uids), max(uids),
-                          [SCREEN_FIELDS, "RFC822.SIZE", "INTERNALDATE"])
-        return {uid: Screened(_item(fields, b"BODY[HEADER.FIELDS") or b"", int(fields[b"RFC822.SIZE"]),
-                              _epoch(fields.get(b"INTERNALDATE")))
-                for uid, fields in data.items() if uid in wanted and b"RFC822.SIZE" in fields}
+        data = self._call(
+            self._fetch_range, min(uids), max(uids), [SCREEN_FIELDS, "RFC822.SIZE", "INTERNALDATE"]
+        )
+        return {
+            uid: Screened(
+                _item(fields, b"BODY[HEADER.FIELDS") or b"",
+                int(fields[b"RFC822.SIZE"]),
+                _epoch(fields.get(b"INTERNALDATE")),
+            )
+            for uid, fields in data.items()
+            if uid in wanted and b"RFC822.SIZE" in fields
+        }
 
     def _fetch_range(self, lo: int, hi: int, items: list[str]) -> dict[int, dict[bytes, Any]]:
         """``UID FETCH lo:hi (items)``. IMAPClient.fetch cannot send a range: it joins a
@@ -238,7 +258,8 @@ class Mailbox:
         this sends the command through IMAPClient's own raw-command path and parses the
         answer with its parser (unsolicited FETCH answers are filtered by the caller)."""
         data = self.client._raw_command_untagged(  # noqa: SLF001 - see the docstring
-            b"FETCH", [f"{lo}:{hi}".encode(), ("(" + " ".join(items) + ")").encode()], uid=True)
+            b"FETCH", [f"{lo}:{hi}".encode(), ("(" + " ".join(items) + ")").encode()], uid=True
+        )
         parsed: dict[int, dict[bytes, Any]] = parse_fetch_response(data, self.client.normalise_times, True)
         return parsed
 
@@ -271,8 +292,10 @@ class Mailbox:
 
     def capabilities(self) -> set[str]:
         """The server's capabilities after login, as upper-case strings."""
-        return {c.decode().upper() if isinstance(c, bytes) else str(c).upper()
-                for c in self._call(self.client.capabilities)}
+        return {
+            c.decode().upper() if isinstance(c, bytes) else str(c).upper()
+            for c in self._call(self.client.capabilities)
+        }
 
     def move(self, uid: int, folder: str) -> None:
         """Move one message to ``folder`` (created when missing; ``/`` separates levels)."""
@@ -310,9 +333,10 @@ class Mailbox:
     def _call(self, method: Callable[..., _T], *args: Any) -> _T:
         try:
             return method(*args)
-        except (OSError, socket.timeout, IMAPClientError) as err:
-            raise MailboxUnavailable(f"IMAP {getattr(method, '__name__', 'command')} failed: "
-                                     f"{described(err)}") from None
+        except (TimeoutError, OSError, IMAPClientError) as err:
+            raise MailboxUnavailable(
+                f"IMAP {getattr(method, '__name__', 'command')} failed: {described(err)}"
+            ) from None
 
 
 def _item(fields: dict[bytes, Any], prefix: bytes) -> bytes | None:
@@ -331,8 +355,11 @@ def oauth2_access_token(settings: ImapSettings) -> str:
         return settings.oauth2_access_token.get_secret_value()
     refresh = require(settings.oauth2_refresh_token, "imap", "oauth2_refresh_token")
     url = require(settings.oauth2_token_url, "imap", "oauth2_token_url")
-    form = {"grant_type": "refresh_token", "refresh_token": refresh.get_secret_value(),
-            "client_id": settings.oauth2_client_id or ""}
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh.get_secret_value(),
+        "client_id": settings.oauth2_client_id or "",
+    }
     if settings.oauth2_client_secret is not None:
         form["client_secret"] = settings.oauth2_client_secret.get_secret_value()
     try:
@@ -342,17 +369,20 @@ def oauth2_access_token(settings: ImapSettings) -> str:
     except requests.RequestException as err:
         raise MailboxUnavailable(f"OAuth2 token endpoint {url}: {type(err).__name__}") from None
     if response.is_redirect or 300 <= response.status_code < 400:
-        raise ConfigError(f"OAuth2 token endpoint {url} answered a redirect ({response.status_code}), "
-                          "which is not followed: set the final token URL",
-                          hint="INGEST_IMAP__OAUTH2_TOKEN_URL")
+        raise ConfigError(
+            f"OAuth2 token endpoint {url} answered a redirect ({response.status_code}), "
+            "which is not followed: set the final token URL",
+            hint="INGEST_IMAP__OAUTH2_TOKEN_URL",
+        )
     if response.status_code >= 400:
-        raise MailboxAuthError(f"OAuth2 token endpoint {url} refused the refresh token "
-                               f"({response.status_code})", hint="INGEST_IMAP__OAUTH2_REFRESH_TOKEN")
+        raise MailboxAuthError(
+            f"OAuth2 token endpoint {url} refused the refresh token ({response.status_code})",
+            hint="INGEST_IMAP__OAUTH2_REFRESH_TOKEN",
+        )
     try:
         return str(response.json()["access_token"])
     except (ValueError, KeyError, TypeError):
         raise MailboxAuthError(f"OAuth2 token endpoint {url} gave no access_token") from None
-
 
 
 def _quietly_close(client: IMAPClient) -> None:
@@ -361,5 +391,5 @@ def _quietly_close(client: IMAPClient) -> None:
     except Exception:  # noqa: BLE001 - closing a broken connection may fail any way it likes
         try:
             client.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - nor may the socket's shutdown; the connection is gone
             pass

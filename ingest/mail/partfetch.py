@@ -65,8 +65,9 @@ def part_numbers(structure: Any) -> list[str]:
         if depth > MAX_MIME_DEPTH:
             raise ReportRejected(f"MIME structure nested deeper than {MAX_MIME_DEPTH} levels: refused")
         if isinstance(node[0], list):  # multipart: (children, subtype, ...)
-            children = [(child, f"{prefix}{index}.", depth + 1)
-                        for index, child in enumerate(node[0], start=1)]
+            children = [
+                (child, f"{prefix}{index}.", depth + 1) for index, child in enumerate(node[0], start=1)
+            ]
             pending.extend(reversed(children))
         else:
             numbers.append(prefix.rstrip(".") or "1")
@@ -77,13 +78,17 @@ def _looks_like_report(filename: str | None, content_type: str) -> bool:
     lower = (filename or "").lower()
     if lower.endswith((".csv", ".gz", ".zip")):
         return True
-    return filename is None and content_type in CSV_TYPES or (
-        filename is not None and content_type in CSV_TYPES | ARCHIVE_TYPES) or (
-        content_type in GENERIC_TYPES and lower.endswith(".csv"))
+    return (
+        filename is None
+        and content_type in CSV_TYPES
+        or (filename is not None and content_type in CSV_TYPES | ARCHIVE_TYPES)
+        or (content_type in GENERIC_TYPES and lower.endswith(".csv"))
+    )
 
 
-def fetch_parts_to_disk(box: Mailbox, uid: int, workdir: Path,
-                        digest: Digest | None = None) -> tuple[bytes, list[PartOnDisk]]:
+def fetch_parts_to_disk(
+    box: Mailbox, uid: int, workdir: Path, digest: Digest | None = None
+) -> tuple[bytes, list[PartOnDisk]]:
     """The message's header block and its report-like parts, each decoded into a file.
     Every byte fetched (header, part headers, bodies) is fed to ``digest``."""
     header = box.fetch_section(uid, "HEADER")
@@ -103,8 +108,10 @@ def fetch_parts_to_disk(box: Mailbox, uid: int, workdir: Path,
         if not _looks_like_report(filename, content_type):
             continue
         decoded = workdir / f"{uid}-{number}.part"
-        decoder = Decoder(str(headers.get("Content-Transfer-Encoding", "7bit")).strip().lower(),
-                          text=headers.get_content_maintype() == "text")
+        decoder = Decoder(
+            str(headers.get("Content-Transfer-Encoding", "7bit")).strip().lower(),
+            text=headers.get_content_maintype() == "text",
+        )
         with decoded.open("wb") as sink:
             offset = 0
             while True:

@@ -26,8 +26,10 @@ from ingest.settings import ImapSettings, require
 def check_watch_settings(imap: ImapSettings) -> None:
     """Refuse settings under which the watcher would ingest nothing, or anybody's mail."""
     if not imap.allowed_senders:
-        raise ConfigError("INGEST_IMAP__ALLOWED_SENDERS is empty, so no email would ever be "
-                          "ingested; set it to the address (or @domain) reports come from")
+        raise ConfigError(
+            "INGEST_IMAP__ALLOWED_SENDERS is empty, so no email would ever be "
+            "ingested; set it to the address (or @domain) reports come from"
+        )
     if imap.require_authentication:
         require(imap.authserv_id, "imap", "authserv_id")
 
@@ -120,5 +122,8 @@ def authentication_passed(results_headers: list[str], authserv_id: str, sender: 
 def raw_header_values(message: Message, name: str) -> list[str]:
     """Every value of header ``name`` as received (unfolded, no RFC 2047 decoding), top first.
     Structured headers are parsed from what the server wrote, not from a decoded rendering."""
-    return [re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
-            for key, value in message.raw_items() if key.lower() == name.lower()]
+    return [
+        re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+        for key, value in message.raw_items()
+        if key.lower() == name.lower()
+    ]

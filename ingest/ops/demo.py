@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -34,13 +34,28 @@ def demo_bot_ids(count: int) -> list[str]:
 def demo_settings(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path) -> Settings:
     """Settings pointing at the simulator and the embedded mailbox, fast timings."""
     return explicit_settings(
-        certainly={"base_url": sim.base_url, "token": sim.config.token,
-                   "report_path": sim.config.report_path, "timeout": 10},
-        requester={"window_days": 30, "poll_interval": 0.1, "retry_initial": 0.1,
-                   "retry_max": 0.5, "delivery_timeout": 30},
-        imap={"host": imap.host, "port": imap.port, "security": "none",
-              "username": imap.username, "password": imap.password, "timeout": 10,
-              "allowed_senders": [sim.config.sender]},
+        certainly={
+            "base_url": sim.base_url,
+            "token": sim.config.token,
+            "report_path": sim.config.report_path,
+            "timeout": 10,
+        },
+        requester={
+            "window_days": 30,
+            "poll_interval": 0.1,
+            "retry_initial": 0.1,
+            "retry_max": 0.5,
+            "delivery_timeout": 30,
+        },
+        imap={
+            "host": imap.host,
+            "port": imap.port,
+            "security": "none",
+            "username": imap.username,
+            "password": imap.password,
+            "timeout": 10,
+            "allowed_senders": [sim.config.sender],
+        },
         output={"root": str(workdir / "archive")},
         state={"path": workdir / "state.sqlite"},
     )
@@ -53,8 +68,9 @@ def _stranger_email() -> bytes:
     msg["To"] = "demo@example.test"
     msg["Subject"] = "Weekly digest (with a CSV the archiver must ignore)"
     msg.set_content("Not a Certainly report.")
-    msg.add_attachment(b"id,timestamp\n1,2024-01-01T00:00:00Z\n", maintype="text",
-                       subtype="csv", filename="not-a-report.csv")
+    msg.add_attachment(
+        b"id,timestamp\n1,2024-01-01T00:00:00Z\n", maintype="text", subtype="csv", filename="not-a-report.csv"
+    )
     return msg.as_bytes()
 
 
@@ -63,7 +79,7 @@ def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) ->
     workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="ingest-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    end = datetime.now(timezone.utc).date() - timedelta(days=1)
+    end = datetime.now(UTC).date() - timedelta(days=1)
     start = end - timedelta(days=days - 1)
     bot_ids = demo_bot_ids(bots)
     with EmbeddedImap() as imap:
@@ -71,24 +87,34 @@ def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) ->
         with CertainlySimulator(config, deliver=imap.delivery()) as sim:
             imap.delivery().deliver(_stranger_email())
             settings = demo_settings(sim, imap, workdir)
-            console.print(f"simulator {sim.base_url}  imap 127.0.0.1:{imap.port}  "
-                          f"{bots} bot(s) x {days} days ({start}..{end})")
+            console.print(
+                f"simulator {sim.base_url}  imap 127.0.0.1:{imap.port}  "
+                f"{bots} bot(s) x {days} days ({start}..{end})"
+            )
             with Store.open(settings.state.path) as store:
-                planned = plan_backfill(store, bot_ids, start, end,
-                                        window_days=settings.requester.window_days)
+                planned = plan_backfill(
+                    store, bot_ids, start, end, window_days=settings.requester.window_days
+                )
                 with console.status("archiving...") as status:
                     summary = run_until_done(
-                        settings, store, timeout=120,
+                        settings,
+                        store,
+                        timeout=120,
                         on_pass=lambda s: status.update(
-                            f"archiving... {s.reports_archived}/{len(planned)} reports, "
-                            f"{s.rows_written} rows"),
+                            f"archiving... {s.reports_archived}/{len(planned)} reports, {s.rows_written} rows"
+                        ),
                     )
                 archived = len(store.windows(states=(WindowState.ARCHIVED,)))
             expected = sum(len(sim.expected_rows(b, start, end)) for b in bot_ids)
     root = Path(settings.output.root).resolve()
-    rows = pl.scan_parquet(str(root / "messages" / "**" / "*.parquet"),
-                           hive_partitioning=True).select(pl.len()).collect().item() \
-        if any((root / "messages").rglob("*.parquet")) else 0
+    rows = (
+        pl.scan_parquet(str(root / "messages" / "**" / "*.parquet"), hive_partitioning=True)
+        .select(pl.len())
+        .collect()
+        .item()
+        if any((root / "messages").rglob("*.parquet"))
+        else 0
+    )
     console.print(
         f"windows: {len(planned)} planned, {archived} archived, {summary.deferred} deferred "
         f"('already in progress'), {summary.failed} failed\n"
@@ -102,7 +128,8 @@ def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) ->
         "query it:\n"
         f"  {sys.executable} -c \"import polars as pl; print(pl.scan_parquet('{root}/messages/**/*.parquet', "
         f"hive_partitioning=True).group_by('bot_id').len().collect())\"",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     if rows != expected:
         summary.problems.append(f"archive holds {rows} rows, the simulator generated {expected}")

@@ -16,9 +16,10 @@ import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ingest.archive.s3 import S3Storage
 from ingest.archive.storage import storage_for
 from ingest.errors import IngestError
 from ingest.mail.authresults import topmost_of_ours
@@ -44,9 +45,15 @@ class Check:
 
 def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
-    return [check_state(settings), check_output(settings), check_temp(settings),
-            check_transport(settings), check_api(settings), *check_imap(settings),
-            check_sender_authentication(settings)]
+    return [
+        check_state(settings),
+        check_output(settings),
+        check_temp(settings),
+        check_transport(settings),
+        check_api(settings),
+        *check_imap(settings),
+        check_sender_authentication(settings),
+    ]
 
 
 def check_transport(settings: Settings) -> Check:
@@ -55,8 +62,9 @@ def check_transport(settings: Settings) -> Check:
     warnings = transport_warnings(settings)
     if warnings:
         return Check("transport security", True, "; ".join(warnings), warning=True)
-    return Check("transport security", True, "TLS for the API, the token endpoint and IMAP "
-                 "(or loopback only)")
+    return Check(
+        "transport security", True, "TLS for the API, the token endpoint and IMAP (or loopback only)"
+    )
 
 
 def check_sender_authentication(settings: Settings) -> Check:
@@ -67,10 +75,14 @@ def check_sender_authentication(settings: Settings) -> Check:
     imap = settings.imap
     name = "sender authentication"
     if not imap.require_authentication:
-        return Check(name, True,
-                     "OFF: only the From header is checked, which anyone can forge; set "
-                     "INGEST_IMAP__REQUIRE_AUTHENTICATION=true and INGEST_IMAP__AUTHSERV_ID to your "
-                     "receiving server's authserv-id", warning=True)
+        return Check(
+            name,
+            True,
+            "OFF: only the From header is checked, which anyone can forge; set "
+            "INGEST_IMAP__REQUIRE_AUTHENTICATION=true and INGEST_IMAP__AUTHSERV_ID to your "
+            "receiving server's authserv-id",
+            warning=True,
+        )
     authserv_id = imap.authserv_id or ""
 
     def look() -> Check:
@@ -80,19 +92,41 @@ def check_sender_authentication(settings: Settings) -> Check:
             for sender in imap.allowed_senders:
                 uids.update(box.client.search(["FROM", sender.lstrip("@")]))
             # One small FETCH each: a range over the recent ones could span a busy folder.
-            screened = {uid: item for uid in sorted(uids)[-RECENT_MAIL:]
-                        for item in box.fetch_screening([uid]).values()}
+            screened = {
+                uid: item
+                for uid in sorted(uids)[-RECENT_MAIL:]
+                for item in box.fetch_screening([uid]).values()
+            }
         if not screened:
             return Check(name, True, f"required ({authserv_id}); no mail from allowed senders to check yet")
-        ours = sum(1 for item in screened.values() if topmost_of_ours(
-            raw_header_values(email.message_from_bytes(item.header, policy=email.policy.default),
-                              "Authentication-Results"), authserv_id) is not None)
+        ours = sum(
+            1
+            for item in screened.values()
+            if topmost_of_ours(
+                raw_header_values(
+                    email.message_from_bytes(item.header, policy=email.policy.default),
+                    "Authentication-Results",
+                ),
+                authserv_id,
+            )
+            is not None
+        )
         if not ours:
-            return Check(name, True, f"required, but none of the last {len(screened)} emails from allowed "
-                         f"senders carries Authentication-Results from {authserv_id}: every report "
-                         "would be ignored; check INGEST_IMAP__AUTHSERV_ID", warning=True)
-        return Check(name, True, f"required: {ours} of the last {len(screened)} emails from allowed "
-                     f"senders carry Authentication-Results from {authserv_id}")
+            return Check(
+                name,
+                True,
+                f"required, but none of the last {len(screened)} emails from allowed "
+                f"senders carries Authentication-Results from {authserv_id}: every report "
+                "would be ignored; check INGEST_IMAP__AUTHSERV_ID",
+                warning=True,
+            )
+        return Check(
+            name,
+            True,
+            f"required: {ours} of the last {len(screened)} emails from allowed "
+            f"senders carry Authentication-Results from {authserv_id}",
+        )
+
     try:
         return look()
     except IngestError as err:  # the IMAP checks above already say what is wrong
@@ -112,16 +146,22 @@ def check_state(settings: Settings) -> Check:
     if not path.exists():
         parent = next((p for p in path.absolute().parents if p.exists()), Path("/"))
         ok = os.access(parent, os.W_OK)
-        return Check("state store", ok, f"{path} will be created" if ok
-                     else f"{path} cannot be created: {parent} is not writable (INGEST_STATE__PATH)")
+        return Check(
+            "state store",
+            ok,
+            f"{path} will be created"
+            if ok
+            else f"{path} cannot be created: {parent} is not writable (INGEST_STATE__PATH)",
+        )
 
     def run() -> Check:
         with Store.open(settings.state.path) as store:
-            result = store._conn.execute("PRAGMA quick_check").fetchone()[0]  # noqa: SLF001
+            result = store.quick_check()
             windows = len(store.windows())
         if result != "ok":
             return Check("state store", False, f"{settings.state.path}: {result}")
         return Check("state store", True, f"{settings.state.path}: ok, {windows} window(s)")
+
     try:
         return _guard("state store", run)
     except sqlite3.Error as err:
@@ -132,13 +172,16 @@ def check_output(settings: Settings) -> Check:
     """The archive root can be written: a probe file (local) or a bucket listing (S3:
     write-once objects cannot be taken back, so nothing is written there)."""
     if settings.output.root.startswith("s3://"):
+
         def s3() -> Check:
             out = storage_for(settings)
-            out.check_bucket()  # type: ignore[attr-defined]
+            assert isinstance(out, S3Storage)  # an s3:// root is always one
+            out.check_bucket()
             staging = _probe(Path(out.staging))
             if staging:
                 return Check("output", False, f"{staging} (INGEST_OUTPUT__STAGING_DIR)")
             return Check("output", True, f"{out.describe()} is listable; staging {out.staging} is writable")
+
         return _guard("output", s3)
     root = Path(settings.output.root)
     problem = _probe(root)
@@ -160,8 +203,12 @@ def check_temp(settings: Settings) -> Check:
     free = shutil.disk_usage(folder).free
     detail = f"{folder}: {free / 2**20:,.0f} MiB free, one email may need {need / 2**20:,.0f} MiB"
     if free < need:
-        return Check("temp space", False, f"{detail} (INGEST_OUTPUT__TEMP_DIR, INGEST_IMAP__MAX_MESSAGE_BYTES, "
-                     "INGEST_OUTPUT__MAX_INFLATED_BYTES)")
+        return Check(
+            "temp space",
+            False,
+            f"{detail} (INGEST_OUTPUT__TEMP_DIR, INGEST_IMAP__MAX_MESSAGE_BYTES, "
+            "INGEST_OUTPUT__MAX_INFLATED_BYTES)",
+        )
     return Check("temp space", True, detail)
 
 
@@ -187,18 +234,22 @@ def check_api(settings: Settings) -> Check:
         c = settings.certainly
         client = client_from(c)
         # A one-day GET: 401/403 means the token is refused; anything else means it was accepted.
-        yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
         bot = c.bots[0] if c.bots else "00000000-0000-0000-0000-000000000000"
         status, body = client.probe(bot, yesterday, yesterday, c.report_id)
         answer = classify_answer(status, body)
         if status == 0:
             return Check("certainly API", False, f"{client.url}: {body}")
         if answer.outcome is Outcome.TOKEN_REJECTED:
-            return Check("certainly API", False, f"token rejected ({status}: {answer.message}) "
-                         "(INGEST_CERTAINLY__TOKEN)")
+            return Check(
+                "certainly API",
+                False,
+                f"token rejected ({status}: {answer.message}) (INGEST_CERTAINLY__TOKEN)",
+            )
         if status == 404:
             return Check("certainly API", False, f"{client.url} not found (INGEST_CERTAINLY__REPORT_PATH)")
         return Check("certainly API", True, f"{client.url}: token accepted (HTTP {status})")
+
     return _guard("certainly API", run)
 
 
@@ -206,8 +257,13 @@ def check_imap(settings: Settings) -> list[Check]:
     imap = settings.imap
     checks: list[Check] = []
     if not imap.allowed_senders:
-        checks.append(Check("allowed senders", False, "INGEST_IMAP__ALLOWED_SENDERS is empty: "
-                            "nothing would ever be ingested"))
+        checks.append(
+            Check(
+                "allowed senders",
+                False,
+                "INGEST_IMAP__ALLOWED_SENDERS is empty: nothing would ever be ingested",
+            )
+        )
     else:
         checks.append(Check("allowed senders", True, ", ".join(imap.allowed_senders)))
     box = Mailbox(imap)
@@ -216,19 +272,31 @@ def check_imap(settings: Settings) -> list[Check]:
     except IngestError as err:
         return [*checks, Check("imap login", False, f"{err}" + (f" ({err.hint})" if err.hint else ""))]
     try:
-        checks.append(Check("imap login", True, f"{imap.username} on {imap.host}:{imap.effective_port} "
-                            f"({imap.security})"))
+        checks.append(
+            Check(
+                "imap login", True, f"{imap.username} on {imap.host}:{imap.effective_port} ({imap.security})"
+            )
+        )
         checks.append(_guard("imap folder", lambda: _folder_check(box)))
         caps = {c.decode() if isinstance(c, bytes) else c for c in box.client.capabilities()}
         wanted = ["IDLE", "MOVE", "UIDPLUS"]
         missing = [c for c in wanted if c not in caps]
-        checks.append(Check("imap capabilities", "UIDPLUS" in caps or "MOVE" in caps,
-                            "has " + ", ".join(c for c in wanted if c in caps)
-                            + (f"; missing {', '.join(missing)}" if missing else "")))
+        checks.append(
+            Check(
+                "imap capabilities",
+                "UIDPLUS" in caps or "MOVE" in caps,
+                "has "
+                + ", ".join(c for c in wanted if c in caps)
+                + (f"; missing {', '.join(missing)}" if missing else ""),
+            )
+        )
         processed = box.server_folder(imap.processed_folder)
         exists = box.client.folder_exists(processed)
-        checks.append(Check("processed folder", True,
-                            f"{processed} exists" if exists else f"{processed} will be created"))
+        checks.append(
+            Check(
+                "processed folder", True, f"{processed} exists" if exists else f"{processed} will be created"
+            )
+        )
     finally:
         box.close()
     return checks

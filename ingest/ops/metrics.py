@@ -13,8 +13,15 @@ from pathlib import Path
 from ingest.state.store import Store, WindowState
 
 
-def render_metrics(store: Store, *, emails_processed: int, rows_written: int,
-                   duration: float, succeeded: bool, now: float | None = None) -> str:
+def render_metrics(
+    store: Store,
+    *,
+    emails_processed: int,
+    rows_written: int,
+    duration: float,
+    succeeded: bool,
+    now: float | None = None,
+) -> str:
     """The exposition-format text for one run."""
     now = time.time() if now is None else now
     counts = {state: 0 for state in WindowState}
@@ -39,9 +46,11 @@ def render_metrics(store: Store, *, emails_processed: int, rows_written: int,
         f"ingest_run_duration_seconds {duration:.3f}",
     ]
     if succeeded:
-        lines += ["# HELP ingest_last_success_timestamp_seconds End of the last run that needed no attention.",
-                  "# TYPE ingest_last_success_timestamp_seconds gauge",
-                  f"ingest_last_success_timestamp_seconds {now:.0f}"]
+        lines += [
+            "# HELP ingest_last_success_timestamp_seconds End of the last run that needed no attention.",
+            "# TYPE ingest_last_success_timestamp_seconds gauge",
+            f"ingest_last_success_timestamp_seconds {now:.0f}",
+        ]
     return "\n".join(lines) + "\n"
 
 

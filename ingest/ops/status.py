@@ -21,16 +21,28 @@ def collect_status(store: Store) -> dict[str, Any]:
     """
     bots: dict[tuple[str, int], dict[str, Any]] = {}
     for window in store.windows():  # one entry per bot and report type (dataset)
-        bot = bots.setdefault((window.bot_id, window.report_id), {
-            "bot_id": window.bot_id, "dataset": dataset_of(window.report_id), "windows": 0, "states": Counter(), "rows_archived": 0,
-            "in_flight": None, "next_retry_at": None, "last_error": None, "covered_until": None,
-        })
+        bot = bots.setdefault(
+            (window.bot_id, window.report_id),
+            {
+                "bot_id": window.bot_id,
+                "dataset": dataset_of(window.report_id),
+                "windows": 0,
+                "states": Counter(),
+                "rows_archived": 0,
+                "in_flight": None,
+                "next_retry_at": None,
+                "last_error": None,
+                "covered_until": None,
+            },
+        )
         bot["windows"] += 1
         bot["states"][window.state.value] += 1
         bot["rows_archived"] += window.rows_archived
         if window.state is WindowState.ACCEPTED:
-            bot["in_flight"] = {"window": f"{window.from_date}..{window.to_date}",
-                                "since": _iso(window.accepted_at)}
+            bot["in_flight"] = {
+                "window": f"{window.from_date}..{window.to_date}",
+                "since": _iso(window.accepted_at),
+            }
         if window.state is WindowState.DEFERRED and window.next_attempt_at:
             bot["next_retry_at"] = _iso(window.next_attempt_at)
         if window.last_error and window.state is not WindowState.ARCHIVED:
@@ -40,18 +52,32 @@ def collect_status(store: Store) -> dict[str, Any]:
     for bot in bots.values():
         bot["states"] = dict(bot["states"])
     count, latest = store.conflicts()
-    return {"bots": list(bots.values()), "emails": store.email_counts(),
-            "attachments": store.attachment_totals(), "failed_messages": failed_messages(store),
-            "conflicts": {"count": count, "latest": [{**c, "at": _iso(c["at"])} for c in latest]}}
+    return {
+        "bots": list(bots.values()),
+        "emails": store.email_counts(),
+        "attachments": store.attachment_totals(),
+        "failed_messages": failed_messages(store),
+        "conflicts": {"count": count, "latest": [{**c, "at": _iso(c["at"])} for c in latest]},
+    }
 
 
 def failed_messages(store: Store) -> list[dict[str, Any]]:
     """Emails waiting for a person (in the failed folder or left flagged), with reasons;
     ``ingest retry --failed`` takes them up again."""
-    return [{"folder": m["folder"], "uidvalidity": m["uidvalidity"], "uid": m["uid"],
-             "message_id": m["message_id"], "sha256": m["sha256"], "reason": m["reason"],
-             "now_in": m["place"], "attempts": m["attempts"], "failed_at": _iso(m["failed_at"])}
-            for m in store.failed_messages()]
+    return [
+        {
+            "folder": m["folder"],
+            "uidvalidity": m["uidvalidity"],
+            "uid": m["uid"],
+            "message_id": m["message_id"],
+            "sha256": m["sha256"],
+            "reason": m["reason"],
+            "now_in": m["place"],
+            "attempts": m["attempts"],
+            "failed_at": _iso(m["failed_at"]),
+        }
+        for m in store.failed_messages()
+    ]
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -86,19 +112,37 @@ def render_status(report: dict[str, Any], console: Console, errors: Console) -> 
         console.print(grid)
     totals = report["attachments"]
     emails = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["emails"].items())) or "none"
-    console.print(inert(f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} "
-                    f"read = {totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
-                    f"{totals['rows_rejected']} rejected"))
+    console.print(
+        inert(
+            f"emails: {emails}; reports: {totals['attachments']}; rows: {totals['rows_read']} "
+            f"read = {totals['rows_written']} written + {totals['rows_duplicate']} duplicates + "
+            f"{totals['rows_rejected']} rejected"
+        )
+    )
     if report["failed_messages"]:
-        console.print(f"failed emails ({len(report['failed_messages'])}; after a fix: ingest retry --failed):")
+        console.print(
+            f"failed emails ({len(report['failed_messages'])}; after a fix: ingest retry --failed):"
+        )
         for m in report["failed_messages"]:
-            console.print(inert(f"  {m['folder']} uid {m['uid']} {m['message_id'] or '(no Message-ID)'}, now in "
-                            f"{m['now_in'] or m['folder']}: {m['reason']}"))
+            console.print(
+                inert(
+                    f"  {m['folder']} uid {m['uid']} {m['message_id'] or '(no Message-ID)'}, now in "
+                    f"{m['now_in'] or m['folder']}: {m['reason']}"
+                )
+            )
     conflicts = report["conflicts"]
     if conflicts["count"]:
-        errors.print(inert(f"conflicts: {conflicts['count']} row(s) refused, their id archived with "
-                                "other content (ingest status --json lists them):"))
+        errors.print(
+            inert(
+                f"conflicts: {conflicts['count']} row(s) refused, their id archived with "
+                "other content (ingest status --json lists them):"
+            )
+        )
         for c in conflicts["latest"][:5]:
-            errors.print(inert(f"  bot {c['bot_id']} id {c['row_id']}: new source {c['new_source'][:16]}, "
-                                    f"kept {c['existing_file'] or 'an earlier row'} "
-                                    f"(source {c['existing_source'][:16]})"))
+            errors.print(
+                inert(
+                    f"  bot {c['bot_id']} id {c['row_id']}: new source {c['new_source'][:16]}, "
+                    f"kept {c['existing_file'] or 'an earlier row'} "
+                    f"(source {c['existing_source'][:16]})"
+                )
+            )

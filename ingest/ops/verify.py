@@ -93,8 +93,9 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
             _check_manifest(record.key, record.doc, report.problems, attachments, windows)
     listing = listed_files(records)
     report.problems.extend(f"{key}: unreadable manifest ({why})" for key, why in listing.unreadable)
-    report.problems.extend(f"{path}: listed by both {first} and {second}"
-                           for path, first, second in listing.listed_twice)
+    report.problems.extend(
+        f"{path}: listed by both {first} and {second}" for path, first, second in listing.listed_twice
+    )
     unfinished = _check_compactions(listing.compactions, set(data), report.problems)
     report.problems.extend(_conflicts(out, objects))
     listed = listing.files
@@ -119,12 +120,17 @@ def _footer_rows(out: Storage, data: list[str], problems: list[str]) -> dict[str
     return rows
 
 
-def _check_data_files(data: list[str], listed: dict[str, tuple[str, dict[str, Any]]],
-                      hashes: dict[str, str | None], footer_rows: dict[str, int],
-                      unfinished: set[str]) -> list[str]:
+def _check_data_files(
+    data: list[str],
+    listed: dict[str, tuple[str, dict[str, Any]]],
+    hashes: dict[str, str | None],
+    footer_rows: dict[str, int],
+    unfinished: set[str],
+) -> list[str]:
     """Each listed file present and as listed (sha256, rows); each present file listed."""
-    problems = [f"{name}: missing data file (listed in {listed[name][0]})"
-                for name in sorted(set(listed) - set(data))]
+    problems = [
+        f"{name}: missing data file (listed in {listed[name][0]})" for name in sorted(set(listed) - set(data))
+    ]
     for name in data:
         if name in unfinished:
             continue
@@ -140,8 +146,9 @@ def _check_data_files(data: list[str], listed: dict[str, tuple[str, dict[str, An
     return problems
 
 
-def _check_raw_files(raw: dict[str, int], attachments: dict[tuple[str, str], tuple[str, int]],
-                     hashes: dict[str, str | None]) -> list[str]:
+def _check_raw_files(
+    raw: dict[str, int], attachments: dict[tuple[str, str], tuple[str, int]], hashes: dict[str, str | None]
+) -> list[str]:
     """Each raw file hashing to its name, of the size its manifest says; none missing."""
     problems = []
     seen: set[tuple[str, str]] = set()
@@ -162,8 +169,9 @@ def _check_raw_files(raw: dict[str, int], attachments: dict[tuple[str, str], tup
     return problems
 
 
-def _check_partitions(out: Storage, report: VerifyReport, data: list[str],
-                      footer_rows: dict[str, int]) -> None:
+def _check_partitions(
+    out: Storage, report: VerifyReport, data: list[str], footer_rows: dict[str, int]
+) -> None:
     """Each file inside a bot/date partition; per bot, rows once and on their UTC date
     (messages) or each row key once (typed datasets); the days each bot covers."""
     by_bot: dict[str, list[str]] = defaultdict(list)
@@ -204,19 +212,29 @@ def _conflicts(out: Storage, objects: list[Any]) -> list[str]:
         clashes = {r: n for r, n in reasons.items() if isinstance(r, str) and r.startswith("conflict:")}
         if clashes:
             first = sorted(clashes)[0]
-            found.append(f"{obj.key.rsplit('/', 1)[0]}: {sum(clashes.values())} row(s) in conflict with "
-                         f"archived rows, quarantined ({first}"
-                         + (f"; and {len(clashes) - 1} more id(s))" if len(clashes) > 1 else ")"))
+            found.append(
+                f"{obj.key.rsplit('/', 1)[0]}: {sum(clashes.values())} row(s) in conflict with "
+                f"archived rows, quarantined ({first}"
+                + (f"; and {len(clashes) - 1} more id(s))" if len(clashes) > 1 else ")")
+            )
     return found
 
 
-def _check_manifest(name: str, doc: dict[str, Any], problems: list[str],
-                    attachments: dict[tuple[str, str], tuple[str, int]],
-                    windows: dict[str, set[tuple[date, date]]]) -> None:
+def _check_manifest(
+    name: str,
+    doc: dict[str, Any],
+    problems: list[str],
+    attachments: dict[tuple[str, str], tuple[str, int]],
+    windows: dict[str, set[tuple[date, date]]],
+) -> None:
     """Check one commit record on its own; note its attachment and window."""
     try:
-        bot, files, sha, size = (doc["bot_id"], doc["files"], doc["attachment"]["sha256"],
-                                 doc["attachment"]["size"])
+        bot, files, sha, size = (
+            doc["bot_id"],
+            doc["files"],
+            doc["attachment"]["sha256"],
+            doc["attachment"]["size"],
+        )
         read = doc["counts"]["rows_read"]
         parts = [doc["counts"][f"rows_{k}"] for k in ("written", "duplicate", "rejected")]
         window = doc.get("window") or {}
@@ -229,16 +247,21 @@ def _check_manifest(name: str, doc: dict[str, Any], problems: list[str],
     if stem != sha:
         problems.append(f"{name}: named after {stem} but its attachment sha256 is {sha}")
     if read != sum(parts):
-        problems.append(f"{name}: counts do not add up: rows_read {read} != written {parts[0]} "
-                        f"+ duplicate {parts[1]} + rejected {parts[2]}")
+        problems.append(
+            f"{name}: counts do not add up: rows_read {read} != written {parts[0]} "
+            f"+ duplicate {parts[1]} + rejected {parts[2]}"
+        )
     if sum(f.get("rows", 0) for f in files) != parts[0]:
-        problems.append(f"{name}: its files hold {sum(f.get('rows', 0) for f in files)} rows, "
-                        f"rows_written says {parts[0]}")
+        problems.append(
+            f"{name}: its files hold {sum(f.get('rows', 0) for f in files)} rows, "
+            f"rows_written says {parts[0]}"
+        )
     attachments[(bot, sha)] = (name, size)
 
 
-def _check_compactions(compactions: list[tuple[str, dict[str, Any]]], present: set[str],
-                       problems: list[str]) -> set[str]:
+def _check_compactions(
+    compactions: list[tuple[str, dict[str, Any]]], present: set[str], problems: list[str]
+) -> set[str]:
     """Row counts of each compaction record; the replaced files still present (an
     unfinished compaction) are returned."""
     unfinished = set()
@@ -249,13 +272,16 @@ def _check_compactions(compactions: list[tuple[str, dict[str, Any]]], present: s
         except (KeyError, TypeError):
             continue  # listed_files reported it
         if replaced_rows != merged["rows"]:
-            problems.append(f"{name}: the merged file holds {merged['rows']} rows, the files it "
-                            f"replaced {replaced_rows}")
+            problems.append(
+                f"{name}: the merged file holds {merged['rows']} rows, the files it replaced {replaced_rows}"
+            )
         for old in replaced:
             if old["path"] in present:
                 unfinished.add(old["path"])
-                problems.append(f"{old['path']}: replaced by {merged['path']} ({name}) but still "
-                                "present: an unfinished compaction, run `ingest compact`")
+                problems.append(
+                    f"{old['path']}: replaced by {merged['path']} ({name}) but still "
+                    "present: an unfinished compaction, run `ingest compact`"
+                )
     return unfinished
 
 
@@ -263,32 +289,51 @@ def _check_row_keys(out: Storage, dataset: str, bot_id: str, keys: list[str]) ->
     """Report types 2-4: each (bot_id, row_key) once across the bot's files."""
     try:
         frames = [out.scan([k]).select(pl.col(ROW_KEY), pl.lit(k).alias(_FILE)) for k in keys]
-        dups = (pl.concat(frames).group_by(ROW_KEY).agg(pl.col(_FILE).unique().sort(), pl.len())
-                .filter(pl.col("len") > 1).collect(engine="streaming"))
+        dups = (
+            pl.concat(frames)
+            .group_by(ROW_KEY)
+            .agg(pl.col(_FILE).unique().sort(), pl.len())
+            .filter(pl.col("len") > 1)
+            .collect(engine="streaming")
+        )
     except (pl.exceptions.PolarsError, OSError) as err:
         return [f"{dataset}/bot_id={bot_id}: row checks failed ({type(err).__name__}: {err})"]
-    return [f"duplicate (bot_id, row_key) for bot {bot_id} in {dataset}/: {count} copies of "
-            f"{key[:12]}... in {', '.join(files)}" for key, files, count in dups.sort(ROW_KEY).iter_rows()]
+    return [
+        f"duplicate (bot_id, row_key) for bot {bot_id} in {dataset}/: {count} copies of "
+        f"{key[:12]}... in {', '.join(files)}"
+        for key, files, count in dups.sort(ROW_KEY).iter_rows()
+    ]
 
 
 def _scan(out: Storage, keys: list[str]) -> pl.LazyFrame:
-    return out.scan(keys, hive_partitioning=True, include_file_paths=_FILE,
-                    hive_schema={"bot_id": pl.String(), "date": pl.Date()}, extra_columns="ignore")
+    return out.scan(
+        keys,
+        hive_partitioning=True,
+        include_file_paths=_FILE,
+        hive_schema={"bot_id": pl.String(), "date": pl.Date()},
+        extra_columns="ignore",
+    )
 
 
 def _check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
     """Duplicate ids and rows outside their date partition, for one bot's data files."""
     want = file_schema()
     key_of = {out.source(k): k for k in keys}  # what polars reports as the file -> key
-    bad = [k for k in keys
-           if any(out.scan([k]).collect_schema().get(c) != want[c] for c in ("id", "timestamp"))]
+    bad = [
+        k for k in keys if any(out.scan([k]).collect_schema().get(c) != want[c] for c in ("id", "timestamp"))
+    ]
     problems = [f"{k}: id or timestamp missing or not of the canonical type" for k in bad]
     usable = [k for k in keys if k not in bad]
     if not usable:
         return problems
     dup = _scan(out, usable).select("id").group_by("id").len().filter(pl.col("len") > 1).select("id")
-    wrong = (_scan(out, usable).filter(pl.col("timestamp").dt.date() != pl.col("date"))
-             .group_by(_FILE).agg(pl.len(), pl.col("timestamp").min()).sort(_FILE))
+    wrong = (
+        _scan(out, usable)
+        .filter(pl.col("timestamp").dt.date() != pl.col("date"))
+        .group_by(_FILE)
+        .agg(pl.len(), pl.col("timestamp").min())
+        .sort(_FILE)
+    )
     try:
         dups, wrongs = pl.collect_all([dup, wrong], engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as failure:
@@ -303,22 +348,34 @@ def _check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
             return [*problems, f"{DATASET}/bot_id={bot_id}: row checks failed ({failure})"]
         return problems + _check_rows(out, bot_id, usable)
     for file, count, first in wrongs.iter_rows():
-        problems.append(f"{key_of.get(file, file)}: {count} row(s) outside its date partition "
-                        f"(e.g. {first:%Y-%m-%dT%H:%M:%SZ})")
+        problems.append(
+            f"{key_of.get(file, file)}: {count} row(s) outside its date partition "
+            f"(e.g. {first:%Y-%m-%dT%H:%M:%SZ})"
+        )
     if dups.height:
-        where = (_scan(out, usable).filter(pl.col("id").is_in(dups["id"].implode()))
-                 .select("id", _FILE).unique().collect(engine="streaming"))
-        groups = where.group_by("id").agg(pl.col(_FILE).sort()).group_by(_FILE).agg(
-            pl.col("id").sort()).sort(_FILE)
+        where = (
+            _scan(out, usable)
+            .filter(pl.col("id").is_in(dups["id"].implode()))
+            .select("id", _FILE)
+            .unique()
+            .collect(engine="streaming")
+        )
+        groups = (
+            where.group_by("id")
+            .agg(pl.col(_FILE).sort())
+            .group_by(_FILE)
+            .agg(pl.col("id").sort())
+            .sort(_FILE)
+        )
         for files, ids in groups.iter_rows():
             names = ", ".join(key_of.get(f, f) for f in files)
-            problems.append(f"duplicate (bot_id, id) for bot {bot_id}: {len(ids)} id(s) "
-                            f"(e.g. {ids[0]}) in {names}")
+            problems.append(
+                f"duplicate (bot_id, id) for bot {bot_id}: {len(ids)} id(s) (e.g. {ids[0]}) in {names}"
+            )
     return problems
 
 
-def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]],
-              store: Store | None) -> None:
+def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]], store: Store | None) -> None:
     """Fill each bot's days with rows, days without rows inside windows, open windows."""
     if store is not None:
         for window in store.windows():
@@ -328,14 +385,16 @@ def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]],
             if window.state is WindowState.ARCHIVED:
                 windows[window.bot_id].add((window.from_date, window.to_date))
             elif window.state is not WindowState.SPLIT:  # a split window lives on as its halves
-                bot.windows_not_archived.append(f"{window.from_date}..{window.to_date}: "
-                                                f"{window.state.value}")
+                bot.windows_not_archived.append(f"{window.from_date}..{window.to_date}: {window.state.value}")
     for bot_id in {*report.bots, *windows}:
         bot = report.bots.setdefault(bot_id, BotCoverage(bot_id))
         bot.days = sorted(set(bot.days))
         bot.first_day, bot.last_day = (bot.days[0], bot.days[-1]) if bot.days else (None, None)
-        requested = {first + timedelta(days=n) for first, last in windows.get(bot_id, ())
-                     for n in range((last - first).days + 1)}
+        requested = {
+            first + timedelta(days=n)
+            for first, last in windows.get(bot_id, ())
+            for n in range((last - first).days + 1)
+        }
         bot.days_without_rows = sorted(requested - set(bot.days))
     report.bots = dict(sorted(report.bots.items()))
 
@@ -353,30 +412,60 @@ def _ranges(days: list[date]) -> list[str]:
 
 def to_json(report: VerifyReport) -> str:
     """The report as indented JSON text (``ingest verify --json``)."""
-    bots = [{"bot_id": b.bot_id, "rows": b.rows, "first_day": b.first_day, "last_day": b.last_day,
-             "days_with_rows": len(b.days), "covered": _ranges(b.days),
-             "days_without_rows": b.days_without_rows, "windows_not_archived": b.windows_not_archived}
-            for b in report.bots.values()]
-    totals = {"files": report.files, "rows": report.rows, "raw_files": report.raw_files,
-              "manifests": report.manifests}
-    return json.dumps({"root": str(report.root), "ok": report.ok, "totals": totals, "bots": bots,
-                       "problems": report.problems}, indent=2, default=str)
+    bots = [
+        {
+            "bot_id": b.bot_id,
+            "rows": b.rows,
+            "first_day": b.first_day,
+            "last_day": b.last_day,
+            "days_with_rows": len(b.days),
+            "covered": _ranges(b.days),
+            "days_without_rows": b.days_without_rows,
+            "windows_not_archived": b.windows_not_archived,
+        }
+        for b in report.bots.values()
+    ]
+    totals = {
+        "files": report.files,
+        "rows": report.rows,
+        "raw_files": report.raw_files,
+        "manifests": report.manifests,
+    }
+    return json.dumps(
+        {
+            "root": str(report.root),
+            "ok": report.ok,
+            "totals": totals,
+            "bots": bots,
+            "problems": report.problems,
+        },
+        indent=2,
+        default=str,
+    )
 
 
 def render_text(report: VerifyReport) -> str:
     """A few lines per bot, then the problems, for a person."""
-    lines = [f"archive {report.root}: {report.files} data files, {report.rows} rows, "
-             f"{report.raw_files} raw files, {report.manifests} manifests"]
+    lines = [
+        f"archive {report.root}: {report.files} data files, {report.rows} rows, "
+        f"{report.raw_files} raw files, {report.manifests} manifests"
+    ]
     for bot in report.bots.values():
         span = f"{bot.first_day}..{bot.last_day}" if bot.days else "no rows"
         lines.append(f"bot {bot.bot_id}: {span}, {len(bot.days)} days with rows, {bot.rows} rows")
         if bot.days_without_rows:
-            lines.append(f"  days without rows inside archived windows ({len(bot.days_without_rows)}): "
-                         + ", ".join(_ranges(bot.days_without_rows)))
+            lines.append(
+                f"  days without rows inside archived windows ({len(bot.days_without_rows)}): "
+                + ", ".join(_ranges(bot.days_without_rows))
+            )
         if bot.windows_not_archived:
             lines.append("  windows not archived: " + ", ".join(bot.windows_not_archived))
-    lines.append(f"verify: {len(report.problems)} problem(s)" if report.problems
-                 else "verify: OK, every file matches its manifest")
+    lines.append(
+        f"verify: {len(report.problems)} problem(s)"
+        if report.problems
+        else "verify: OK, every file matches its manifest"
+    )
     # Folder and file names come from the archive as found: shown inert (no control characters).
-    return "\n".join(inert(line, markup=False)
-                     for line in [*lines, *(f"  - {problem}" for problem in report.problems)])
+    return "\n".join(
+        inert(line, markup=False) for line in [*lines, *(f"  - {problem}" for problem in report.problems)]
+    )

@@ -1,1 +1,1 @@
-"""Reading reports: the schema, the CSV header reader, row validation, the streaming CSV reader, Message Data and report types 2-4."""
+"""Reading reports: schema, CSV header reader, row checks, streaming CSV, Message Data and types 2-4."""

@@ -45,19 +45,30 @@ NO_DICTIONARY = ("id", "timestamp", "conversation_id")
 #: id and timestamp), the short codes, and source_sha256 (which :func:`stamp` checks).
 #: The free text and JSON columns have none: their min/max prune nothing, and comparing
 #: every long string was a tenth of the writer's time.
-STATISTICS = (*[c.name for c in MESSAGE_COLUMNS if c.kind in ("int", "bool", "timestamp")],
-              "type", "source_sha256", "source_kind")
+STATISTICS = (
+    *[c.name for c in MESSAGE_COLUMNS if c.kind in ("int", "bool", "timestamp")],
+    "type",
+    "source_sha256",
+    "source_kind",
+)
 FILE_SCHEMA = pa.schema([(name, arrow_type(dtype)) for name, dtype in file_schema().items()])
 #: What is buffered per date: the row number (sorting ties), the file's message
 #: columns and ``extra``, and the date (partitioning). Provenance is added when writing.
-STAGE_SCHEMA = pa.schema([(ROW_NUMBER, pa.uint32()), *[FILE_SCHEMA.field(c.name) for c in MESSAGE_COLUMNS],
-                          FILE_SCHEMA.field("extra"), ("date", pa.date32())])
+STAGE_SCHEMA = pa.schema(
+    [
+        (ROW_NUMBER, pa.uint32()),
+        *[FILE_SCHEMA.field(c.name) for c in MESSAGE_COLUMNS],
+        FILE_SCHEMA.field("extra"),
+        ("date", pa.date32()),
+    ]
+)
 
 
 def good_table(table: pa.Table, plan: ColumnPlan, verdict: Verdict, keep: pl.Series | None) -> pa.Table:
     """The batch's rows where ``keep`` is true (all when None), in STAGE_SCHEMA."""
     computed: dict[str, pl.Series | pa.Array | pa.ChunkedArray] = {
-        s.name: s for s in (*verdict.typed, *verdict.folded)}
+        s.name: s for s in (*verdict.typed, *verdict.folded)
+    }
     computed.update(verdict.arrow)
     present = set(table.column_names)
     columns: list[pa.Array | pa.ChunkedArray] = [verdict.rows.to_arrow()]
@@ -68,8 +79,9 @@ def good_table(table: pa.Table, plan: ColumnPlan, verdict: Verdict, keep: pl.Ser
             columns.append(table.column(column.name))
         else:
             columns.append(pa.nulls(table.num_rows, pa.string()))
-    columns.append(_arrow(verdict.extra, "extra") if verdict.extra is not None
-                   else pa.nulls(table.num_rows, pa.string()))
+    columns.append(
+        _arrow(verdict.extra, "extra") if verdict.extra is not None else pa.nulls(table.num_rows, pa.string())
+    )
     columns.append(verdict.date.to_arrow())
     good = pa.Table.from_arrays(columns, schema=STAGE_SCHEMA)
     return good if keep is None else good.filter(keep.to_arrow())
@@ -92,10 +104,14 @@ def parquet_writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     compression = {name: "none" if name == "source_sha256" else "zstd" for name in schema.names}
     # Every row group is sorted by timestamp (each flush is): say so, for query engines.
     order = [pq.SortingColumn(schema.get_field_index("timestamp"))]
-    return pq.ParquetWriter(path, schema, compression=compression,
-                            write_statistics=[n for n in schema.names if n in STATISTICS],
-                            sorting_columns=order,
-                            use_dictionary=dictionary)
+    return pq.ParquetWriter(
+        path,
+        schema,
+        compression=compression,
+        write_statistics=[n for n in schema.names if n in STATISTICS],
+        sorting_columns=order,
+        use_dictionary=dictionary,
+    )
 
 
 def text_scalar(value: str) -> pa.Scalar:
@@ -121,7 +137,7 @@ def stamp(path: Path, placeholder: str, sha: str) -> None:
                 os.pwrite(stream.fileno(), new, offset - len(carry) + start)
                 start = window.find(old, start + len(old))
             offset += len(block)
-            carry = window[-(len(old) - 1):]
+            carry = window[-(len(old) - 1) :]
     metadata = pq.ParquetFile(path).metadata
     column = FILE_SCHEMA.get_field_index("source_sha256")
     for group in range(metadata.num_row_groups):

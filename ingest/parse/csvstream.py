@@ -65,8 +65,14 @@ class CsvBatches:
     After a complete iteration, the file is known not to end inside an open quote.
     """
 
-    def __init__(self, source: Path | bytes, raw_names: list[str], *,
-                 block_bytes: int | None = None, chunk_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        source: Path | bytes,
+        raw_names: list[str],
+        *,
+        block_bytes: int | None = None,
+        chunk_bytes: int | None = None,
+    ) -> None:
         self.source = source
         self.raw_names = raw_names
         self.names = column_names(raw_names)
@@ -84,8 +90,9 @@ class CsvBatches:
         self._thread.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         while self._thread.is_alive():  # unblock a reader waiting on a full queue
             try:
@@ -153,11 +160,18 @@ class CsvBatches:
     def _open(self) -> pacsv.CSVStreamingReader | None:
         block = safe_block_size(self.source, self.block_bytes)
         if block is not None:  # no block edge splits a CRLF: pyarrow reads the file itself
-            stream = self._stream = (pa.BufferReader(self.source) if isinstance(self.source, bytes)
-                                     else pa.OSFile(str(self.source)))
+            stream = self._stream = (
+                pa.BufferReader(self.source)
+                if isinstance(self.source, bytes)
+                else pa.OSFile(str(self.source))
+            )
         else:  # rare: a Python stream holds back a trailing CR (slower: it takes the GIL)
             block = self.block_bytes
-            raw = io.BytesIO(self.source) if isinstance(self.source, bytes) else open(self.source, "rb", buffering=0)
+            raw = (
+                io.BytesIO(self.source)
+                if isinstance(self.source, bytes)
+                else open(self.source, "rb", buffering=0)
+            )
             stream = self._stream = pa.PythonFile(WholeLineEnds(raw), mode="r")
         try:
             reader = pacsv.open_csv(
@@ -169,15 +183,20 @@ class CsvBatches:
                 # is null (what blank_to_null does for the in-memory reader).
                 convert_options=pacsv.ConvertOptions(
                     column_types={name: pa.string() for name in self.raw_names},
-                    strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True),
+                    strings_can_be_null=True,
+                    null_values=[""],
+                    quoted_strings_can_be_null=True,
+                ),
             )
         except pa.ArrowInvalid as err:
             if "Empty CSV file" in str(err):
                 return None  # a header and nothing else (no line end): no rows
             raise _rejection(err, 0) from None
         if reader.schema.names != self.raw_names:
-            raise ReportRejected("the header reads differently with two CSV readers: "
-                                 f"{reader.schema.names[:5]} vs {self.raw_names[:5]}")
+            raise ReportRejected(
+                "the header reads differently with two CSV readers: "
+                f"{reader.schema.names[:5]} vs {self.raw_names[:5]}"
+            )
         return reader
 
     def _frame(self, batches: list[pa.RecordBatch]) -> pa.Table:
@@ -203,7 +222,8 @@ class CsvBatches:
         if end[1:] == tail and (len(end) == len(tail) or end[:1] in (b",", b"\n", b"\r")):
             raise ReportRejected(
                 f"unreadable CSV: the file ends inside a quoted field (record {self.rows}): "
-                "refusing a cut-off file")
+                "refusing a cut-off file"
+            )
 
 
 #: Block sizes tried (the given one, then a little larger) before falling back to WholeLineEnds.
@@ -218,7 +238,7 @@ def safe_block_size(source: Path | bytes, block: int) -> int | None:
     strike. Costs two bytes read per block edge and candidate.
     """
     if isinstance(source, bytes):
-        return _first_safe(lambda offset: source[offset - 1:offset + 1], len(source), block)
+        return _first_safe(lambda offset: source[offset - 1 : offset + 1], len(source), block)
     with open(source, "rb", buffering=0) as stream:
         fd = stream.fileno()
         return _first_safe(lambda offset: os.pread(fd, 2, offset - 1), os.fstat(fd).st_size, block)
@@ -262,7 +282,7 @@ class WholeLineEnds(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def close(self) -> None:
@@ -283,12 +303,16 @@ def _rejection(err: pa.ArrowInvalid, rows_before: int) -> ReportRejected:
     """Translate a pyarrow error into the reason the whole file is refused."""
     message = first_line(err)
     if "straddl" in message:
-        return RecordTooLong("a record is longer than the reader's block "
-                             "(an unterminated quote?): refusing the file")
+        return RecordTooLong(
+            "a record is longer than the reader's block (an unterminated quote?): refusing the file"
+        )
     if "UTF8" in message or "UTF-8" in message:
-        return ReportRejected(f"not UTF-8 ({message}, after record {rows_before}): "
-                              "refusing to guess the encoding")
+        return ReportRejected(
+            f"not UTF-8 ({message}, after record {rows_before}): refusing to guess the encoding"
+        )
     if "Expected" in message and "columns" in message:
-        return ReportRejected(f"a record after record {rows_before} has the wrong number of "
-                              f"fields ({message}): refusing a ragged or cut-off file")
+        return ReportRejected(
+            f"a record after record {rows_before} has the wrong number of "
+            f"fields ({message}): refusing a ragged or cut-off file"
+        )
     return ReportRejected(f"unreadable CSV: {message}")

@@ -76,6 +76,8 @@ def column_names(raw: list[str]) -> list[str]:
             seen[name] = 0
     stripped = [name.strip() for name in named]
     if len(set(stripped)) != len(stripped):
-        raise ReportRejected("column names collide once spaces are stripped: "
-                             f"{', '.join(sorted({n for n in stripped if stripped.count(n) > 1}))}")
+        raise ReportRejected(
+            "column names collide once spaces are stripped: "
+            f"{', '.join(sorted({n for n in stripped if stripped.count(n) > 1}))}"
+        )
     return stripped

@@ -28,9 +28,11 @@ def content_hashes(frame: pl.DataFrame) -> list[str]:
     """sha256 (hex) of each row's canonical content: every :data:`CONTENT_COLUMNS` value
     as text (the archive's types: ints in decimal, booleans ``true``/``false``, timestamps
     in UTC with microseconds), nulls marked, unit-separated. Only colliding rows get here."""
-    text = frame.select(pl.concat_str(
-        [pl.col(name).cast(pl.String).fill_null(_NULL) for name in CONTENT_COLUMNS],
-        separator=_SEPARATOR).alias("content")).to_series()
+    text = frame.select(
+        pl.concat_str(
+            [pl.col(name).cast(pl.String).fill_null(_NULL) for name in CONTENT_COLUMNS], separator=_SEPARATOR
+        ).alias("content")
+    ).to_series()
     return [hashlib.sha256(value.encode("utf-8")).hexdigest() for value in text.to_list()]
 
 
@@ -42,8 +44,11 @@ def in_file_conflicts(good: pl.DataFrame, row_number: str = "_row") -> pl.DataFr
         return pl.DataFrame(schema={row_number: pl.UInt32, "reason": pl.String})
     keyed = dup.select(row_number, "id").with_columns(pl.Series("_hash", content_hashes(dup), pl.String))
     first = keyed.group_by("id", maintain_order=True).agg(pl.col("_hash").first().alias("_first"))
-    return (keyed.join(first, on="id").filter(pl.col("_hash") != pl.col("_first"))
-            .select(row_number, pl.format(IN_FILE_REASON, pl.col("id")).alias("reason")))
+    return (
+        keyed.join(first, on="id")
+        .filter(pl.col("_hash") != pl.col("_first"))
+        .select(row_number, pl.format(IN_FILE_REASON, pl.col("id")).alias("reason"))
+    )
 
 
 IN_FILE_REASON = "conflict: id {} appears earlier in this report with different content"

@@ -65,8 +65,10 @@ def read_csv_text(data: bytes) -> pl.DataFrame:
         raise ReportRejected(f"unreadable CSV: {first_line(err)}") from None
     if frame.height != records:
         # A carriage return outside quotes ends a record for Python's csv, not for polars.
-        raise ReportRejected(f"the CSV reads as {records} records with Python's csv and "
-                             f"{frame.height} with polars (a bare carriage return?): refusing to guess")
+        raise ReportRejected(
+            f"the CSV reads as {records} records with Python's csv and "
+            f"{frame.height} with polars (a bare carriage return?): refusing to guess"
+        )
     if blank:  # polars reads a blank line as a row of nulls: it is no record at all
         frame = frame.filter(~pl.int_range(frame.height).is_in(blank))
     return frame.rename({name: name.strip() for name in frame.columns})
@@ -91,7 +93,8 @@ def read_records(text: str) -> tuple[int, list[int]]:
             elif len(record) != width:
                 raise ReportRejected(
                     f"record {count} has {len(record)} fields, the header has {width}: "
-                    "refusing a ragged or cut-off file")
+                    "refusing a ragged or cut-off file"
+                )
     except csv.Error as err:
         raise ReportRejected(f"unreadable CSV: {err}") from None
     except StopIteration:
@@ -121,7 +124,11 @@ def _cell_text(value: Any) -> str | None:
 
 
 def parse_frame(
-    raw: pl.DataFrame, *, bot_id: str, source_sha256: str, source_kind: str = "csv",
+    raw: pl.DataFrame,
+    *,
+    bot_id: str,
+    source_sha256: str,
+    source_kind: str = "csv",
     window: tuple[date, date] | None = None,
 ) -> ParsedReport:
     """Validate an all-text frame and cast it to the canonical schema."""
@@ -138,8 +145,12 @@ def parse_frame(
         reason = verdict.rows.to_frame().join(conflicts, on=ROW_NUMBER, how="left").get_column("reason")
         rejected = pl.concat([rejected, rejected_rows(text, plan, replace(verdict, reason=reason))])
     rows = unique.sort("timestamp", ROW_NUMBER).select(
-        *SOURCE_COLUMNS, "extra", pl.lit(source_sha256).alias("source_sha256"),
-        pl.lit(source_kind).alias("source_kind"), pl.lit(bot_id).alias("bot_id"), "date",
+        *SOURCE_COLUMNS,
+        "extra",
+        pl.lit(source_sha256).alias("source_sha256"),
+        pl.lit(source_kind).alias("source_kind"),
+        pl.lit(bot_id).alias("bot_id"),
+        "date",
     )
     return ParsedReport(
         rows=rows,
@@ -148,4 +159,3 @@ def parse_frame(
         duplicates_in_file=good.height - unique.height - conflicts.height,
         extra_columns=list(plan.extra),
     )
-

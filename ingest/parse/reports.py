@@ -65,14 +65,17 @@ _INT = r"^-?(0|[1-9][0-9]*)$"
 _FLOAT = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
 _BOOL = r"(?i)^(true|false)$"
 _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_TIMESTAMP = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
-              r"(Z|[+-][0-9]{2}:?[0-9]{2})$")
+_TIMESTAMP = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
+)
 
 
 def _timestamp(text: pl.Expr) -> pl.Expr:
     """ISO 8601 with ``Z`` or an offset, to microseconds in UTC (null when invalid)."""
     return text.str.replace(r"Z$", "+00:00").str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC")
+        "%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"
+    )
 
 
 #: The kinds tried on a column, in order: the first whose form every value has wins.
@@ -96,8 +99,9 @@ class TypedReport:
     columns: dict[str, Kind]  # every column of ``rows`` but row_key -> the kind chosen
 
 
-def read_report(source: bytes | Path, report_id: int, *,
-                window: tuple[date, date] | None = None) -> TypedReport:
+def read_report(
+    source: bytes | Path, report_id: int, *, window: tuple[date, date] | None = None
+) -> TypedReport:
     """Read one type 2-4 report CSV (bytes or a file) into a :class:`TypedReport`.
 
     ``window`` is the export window: rows dated outside it are rejected, and when the
@@ -111,7 +115,8 @@ def read_report(source: bytes | Path, report_id: int, *,
     check_header(data)
     raw = blank_to_null(read_csv_text(data))  # ragged rows, bare CRs... as for type 1
     numbered = raw.with_columns(
-        pl.int_range(1, raw.height + 1, dtype=pl.UInt32).alias(ROW_NUMBER), row_keys(raw))
+        pl.int_range(1, raw.height + 1, dtype=pl.UInt32).alias(ROW_NUMBER), row_keys(raw)
+    )
     day, reason = _placement(numbered, window)
     placed = numbered.with_columns(day.alias("_day"), reason.alias(REASON))
     rejected = placed.filter(pl.col(REASON).is_not_null()).select(ROW_NUMBER, REASON, *raw.columns)
@@ -125,19 +130,23 @@ def read_report(source: bytes | Path, report_id: int, *,
             # Timestamps (or a mix) under "date": "date" must be the partition day, so
             # the source values are kept beside it rather than truncated to a day.
             if DATE_SOURCE in raw.columns:
-                raise ReportRejected(f"column {PARTITION!r} is not plain dates and "
-                                     f"{DATE_SOURCE!r} is taken: nowhere to keep it")
+                raise ReportRejected(
+                    f"column {PARTITION!r} is not plain dates and "
+                    f"{DATE_SOURCE!r} is taken: nowhere to keep it"
+                )
             name, series = DATE_SOURCE, series.alias(DATE_SOURCE)
         typed.append(series)
         kinds[name] = kind
     kinds[PARTITION] = "date"  # set last: the partition day overwrites a "date" source column
     rows = pl.DataFrame(typed).with_columns(
-        good.get_column("_day").alias(PARTITION), good.get_column(ROW_KEY))
+        good.get_column("_day").alias(PARTITION), good.get_column(ROW_KEY)
+    )
     return TypedReport(DATASETS[report_id], rows, rejected, raw.height, kinds)
 
 
-def read_report_rows(rows: list[dict[str, Any]], report_id: int, *,
-                     window: tuple[date, date] | None = None) -> TypedReport:
+def read_report_rows(
+    rows: list[dict[str, Any]], report_id: int, *, window: tuple[date, date] | None = None
+) -> TypedReport:
     """:func:`read_report` for a GET answer (a list of JSON objects).
 
     The objects are written as the CSV the export would carry (booleans ``true``/``false``,
@@ -201,9 +210,14 @@ def row_keys(raw: pl.DataFrame) -> pl.Series:
     """
     names = raw.columns
     keys = [
-        hashlib.sha256(json.dumps(
-            {n: v for n, v in zip(names, row, strict=True) if v is not None},
-            sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")).hexdigest()
+        hashlib.sha256(
+            json.dumps(
+                {n: v for n, v in zip(names, row, strict=True) if v is not None},
+                sort_keys=True,
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode("utf-8")
+        ).hexdigest()
         for row in raw.iter_rows()
     ]
     return pl.Series(ROW_KEY, keys, dtype=pl.String)
@@ -213,24 +227,44 @@ def _placement(raw: pl.DataFrame, window: tuple[date, date] | None) -> tuple[pl.
     """Each row's day and, for a row that cannot be placed, the reason (else null)."""
     column = next((c for n in DAY_COLUMNS for c in raw.columns if c == n), None)
     if column is None:  # no column named for it: the first column that is all dates
-        column = next((c for c in raw.columns if c not in (ROW_NUMBER, ROW_KEY)
-                       and type_column(raw.get_column(c))[0] in ("date", "timestamp")), None)
+        column = next(
+            (
+                c
+                for c in raw.columns
+                if c not in (ROW_NUMBER, ROW_KEY)
+                and type_column(raw.get_column(c))[0] in ("date", "timestamp")
+            ),
+            None,
+        )
     if column is None:
         if window is None:
-            raise ReportRejected("no date column (date, day, or a column of dates or "
-                                 "timestamps) and no window to place the rows in")
+            raise ReportRejected(
+                "no date column (date, day, or a column of dates or "
+                "timestamps) and no window to place the rows in"
+            )
         return pl.lit(window[0], pl.Date), pl.lit(None, pl.String)
     text = pl.col(column)
-    day = (pl.when(text.str.contains(_DATE)).then(text.str.to_date("%Y-%m-%d", strict=False))
-           .when(text.str.contains(_TIMESTAMP)).then(_timestamp(text).dt.date()))
+    day = (
+        pl.when(text.str.contains(_DATE))
+        .then(text.str.to_date("%Y-%m-%d", strict=False))
+        .when(text.str.contains(_TIMESTAMP))
+        .then(_timestamp(text).dt.date())
+    )
     reasons = [
         pl.when(text.is_null()).then(pl.lit(f"{column} is empty: no day for the row")),
         # concat_str, not pl.format: a column name may contain braces.
-        pl.when(day.is_null()).then(pl.concat_str(
-            pl.lit(f"{column} is not a date or ISO timestamp: "), text.str.slice(0, 60))),
+        pl.when(day.is_null()).then(
+            pl.concat_str(pl.lit(f"{column} is not a date or ISO timestamp: "), text.str.slice(0, 60))
+        ),
     ]
     if window is not None:
-        reasons.append(pl.when((day < window[0]) | (day > window[1])).then(pl.concat_str(
-            pl.lit(f"{column} "), day.cast(pl.String),
-            pl.lit(f" is outside the requested window {window[0]}..{window[1]}"))))
+        reasons.append(
+            pl.when((day < window[0]) | (day > window[1])).then(
+                pl.concat_str(
+                    pl.lit(f"{column} "),
+                    day.cast(pl.String),
+                    pl.lit(f" is outside the requested window {window[0]}..{window[1]}"),
+                )
+            )
+        )
     return day, pl.coalesce(reasons)

@@ -25,7 +25,6 @@ from ingest.report_types import MESSAGES
 Kind = Literal["int", "float", "bool", "date", "timestamp", "text", "json"]
 
 
-
 @dataclass(frozen=True)
 class Column:
     """One canonical column: its name, how it is typed, and what it means."""
@@ -91,4 +90,3 @@ SOURCE_COLUMNS = tuple(c.name for c in MESSAGE_COLUMNS)
 def file_schema() -> pl.Schema:
     """The schema of every data file (partition keys excluded)."""
     return pl.Schema({c.name: c.dtype for c in (*MESSAGE_COLUMNS, *PROVENANCE)})
-

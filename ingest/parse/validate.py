@@ -59,16 +59,18 @@ class ColumnPlan:
     def raw_columns(self) -> list[str]:
         """The text columns after folding and filling: what a rejected row keeps."""
         children = {c for _, kids in self.folded for c in kids}
-        return ([c for c in self.header if c not in children] + [p for p, _ in self.folded]
-                + list(self.missing))
+        return (
+            [c for c in self.header if c not in children] + [p for p, _ in self.folded] + list(self.missing)
+        )
 
 
 def plan_columns(header: list[str] | tuple[str, ...]) -> ColumnPlan:
     """Plan a header; rejects a report without a required column, by name."""
     missing_required = [name for name in REQUIRED if name not in header]
     if missing_required:
-        raise ReportRejected(f"missing required column(s): {', '.join(missing_required)}; has: "
-                             f"{', '.join(list(header)[:30])}")
+        raise ReportRejected(
+            f"missing required column(s): {', '.join(missing_required)}; has: {', '.join(list(header)[:30])}"
+        )
     folded = []
     for parent in NESTED_JSON:
         children = tuple(c for c in header if c.startswith(parent + "."))
@@ -129,8 +131,9 @@ def needed_columns(plan: ColumnPlan) -> list[str]:
     return [c for c in plan.header if c in wanted]
 
 
-def judge(raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int,
-          window: tuple[date, date] | None = None) -> Verdict:
+def judge(
+    raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int, window: tuple[date, date] | None = None
+) -> Verdict:
     """Check one batch of rows numbered from ``first_row``.
 
     ``raw`` needs at least the :func:`needed_columns`, as text or null, never empty
@@ -142,20 +145,28 @@ def judge(raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int,
     typed = _cast_all(raw)
     day = next(t for t in typed if t.name == "timestamp").dt.date().alias("date")
     # The reason needs both the text (bad = text there, value not) and the typed value.
-    both = raw.select(cast).with_columns(
-        *[t.alias(f"_typed_{t.name}") for t in typed], day.alias("_date"))
+    both = raw.select(cast).with_columns(*[t.alias(f"_typed_{t.name}") for t in typed], day.alias("_date"))
     reason = both.select(_reason(window)).get_column("reason")
-    folded = [raw.select(pl.struct([pl.col(c).alias(c[len(parent) + 1:]) for c in children])
-                         .struct.json_encode().alias(parent)).to_series()
-              for parent, children in plan.folded]
-    extra = (raw.select(pl.struct(list(plan.extra)).struct.json_encode().alias("extra")).to_series()
-             if plan.extra else None)
+    folded = [
+        raw.select(
+            pl.struct([pl.col(c).alias(c[len(parent) + 1 :]) for c in children])
+            .struct.json_encode()
+            .alias(parent)
+        ).to_series()
+        for parent, children in plan.folded
+    ]
+    extra = (
+        raw.select(pl.struct(list(plan.extra)).struct.json_encode().alias("extra")).to_series()
+        if plan.extra
+        else None
+    )
     rows = pl.int_range(first_row, first_row + raw.height, dtype=pl.UInt32, eager=True)
     return Verdict(rows.alias(ROW_NUMBER), typed, folded, extra, day, reason)
 
 
-def judge_arrow(table: pa.Table, plan: ColumnPlan, *, first_row: int,
-                window: tuple[date, date] | None = None) -> Verdict | None:
+def judge_arrow(
+    table: pa.Table, plan: ColumnPlan, *, first_row: int, window: tuple[date, date] | None = None
+) -> Verdict | None:
     """:func:`judge` for a batch of the usual kind, in Arrow: None when it is not.
 
     The usual kind: a header without flattened or extra columns, and every cell in
@@ -198,13 +209,23 @@ def judge_arrow(table: pa.Table, plan: ColumnPlan, *, first_row: int,
     rows = pl.int_range(first_row, first_row + height, dtype=pl.UInt32, eager=True)
     days = pl.from_arrow(day)
     assert isinstance(days, pl.Series)
-    return Verdict(rows.alias(ROW_NUMBER), [], [], None, days.alias("date"),
-                   pl.repeat(None, height, dtype=pl.String, eager=True).alias("reason"), arrow)
+    return Verdict(
+        rows.alias(ROW_NUMBER),
+        [],
+        [],
+        None,
+        days.alias("date"),
+        pl.repeat(None, height, dtype=pl.String, eager=True).alias("reason"),
+        arrow,
+    )
 
 
 _ARROW_CAST = [c for c in MESSAGE_COLUMNS if c.kind in _CAST]
 _ARROW_TYPES: dict[str, pa.DataType] = {
-    "int": pa.int64(), "bool": pa.bool_(), "timestamp": pa.timestamp("us", tz="UTC")}
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
 
 
 def _iso_z(text: pa.ChunkedArray) -> bool:
@@ -223,9 +244,11 @@ def _iso_z(text: pa.ChunkedArray) -> bool:
     # starts_with takes its pattern as an option; pc.equal(x, "+") would make a scalar.
     raw = text.cast(pa.binary())
     sign = pc.binary_slice(raw, size - 6, size - 5)
-    return (bool(pc.all(pc.or_(pc.starts_with(sign, "+"), pc.starts_with(sign, "-"))).as_py())
-            and bool(pc.all(pc.starts_with(pc.binary_slice(raw, size - 3, size - 2), ":")).as_py())
-            and bool(pc.all(pc.starts_with(pc.binary_slice(raw, 10, 11), "T")).as_py()))
+    return (
+        bool(pc.all(pc.or_(pc.starts_with(sign, "+"), pc.starts_with(sign, "-"))).as_py())
+        and bool(pc.all(pc.starts_with(pc.binary_slice(raw, size - 3, size - 2), ":")).as_py())
+        and bool(pc.all(pc.starts_with(pc.binary_slice(raw, 10, 11), "T")).as_py())
+    )
 
 
 #: Lengths of the plain forms: seconds (19) + fraction (0 or 7) + ``Z`` (1) or offset (6).
@@ -248,8 +271,9 @@ def _epoch_days(day: date) -> int:
     return day.toordinal() - date(1970, 1, 1).toordinal()
 
 
-def check_rows(raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int,
-               window: tuple[date, date] | None = None) -> CheckedRows:
+def check_rows(
+    raw: pl.DataFrame, plan: ColumnPlan, *, first_row: int, window: tuple[date, date] | None = None
+) -> CheckedRows:
     """Check and cast one batch of all-text rows numbered from ``first_row``.
 
     ``good`` has ``_row``, the typed MESSAGE_COLUMNS columns, ``extra`` and ``date``;
@@ -263,8 +287,11 @@ def good_rows(raw: pl.DataFrame, plan: ColumnPlan, verdict: Verdict) -> pl.DataF
     """The rows :func:`judge` found good, in the canonical columns."""
     text = raw.with_columns(*verdict.folded, *[pl.lit(None, pl.String).alias(c) for c in plan.missing])
     extra = verdict.extra if verdict.extra is not None else pl.lit(None, pl.String).alias("extra")
-    good = text.select(*SOURCE_COLUMNS).with_columns(*verdict.typed).select(
-        verdict.rows, *SOURCE_COLUMNS, extra, verdict.date)
+    good = (
+        text.select(*SOURCE_COLUMNS)
+        .with_columns(*verdict.typed)
+        .select(verdict.rows, *SOURCE_COLUMNS, extra, verdict.date)
+    )
     return good if verdict.all_good else good.filter(verdict.reason.is_null())
 
 
@@ -278,7 +305,8 @@ def rejected_rows(raw: pl.DataFrame, plan: ColumnPlan, verdict: Verdict) -> pl.D
         raw = raw.filter(keep)
     folded = [f.filter(keep) for f in verdict.folded]
     return raw.with_columns(*folded, *[pl.lit(None, pl.String).alias(c) for c in plan.missing]).select(
-        verdict.rows.filter(keep), verdict.reason.filter(keep), *plan.raw_columns)
+        verdict.rows.filter(keep), verdict.reason.filter(keep), *plan.raw_columns
+    )
 
 
 @functools.lru_cache(maxsize=16)
@@ -287,8 +315,9 @@ def _reason(window: tuple[date, date] | None) -> pl.Expr:
     reasons = [r for r in (_problem(col) for col in MESSAGE_COLUMNS) if r is not None]
     if window is not None:
         outside = (pl.col("_date") < window[0]) | (pl.col("_date") > window[1])
-        reasons.append(pl.when(outside).then(
-            pl.lit(f"timestamp outside the requested window {window[0]}..{window[1]}")))
+        reasons.append(
+            pl.when(outside).then(pl.lit(f"timestamp outside the requested window {window[0]}..{window[1]}"))
+        )
     return pl.coalesce(reasons).alias("reason")
 
 
@@ -300,22 +329,26 @@ def _cast_all(raw: pl.DataFrame) -> list[pl.Series]:
     failed: same values, a fraction of the time.
     """
     fast = raw.select(_FAST_FORMS)
-    typed = [_retry(raw.get_column(c.name), fast.get_column(c.name), _FULL_RULES[c.kind])
-             for c in _FAST_COLUMNS]
+    typed = [
+        _retry(raw.get_column(c.name), fast.get_column(c.name), _FULL_RULES[c.kind]) for c in _FAST_COLUMNS
+    ]
     return [*typed, _timestamps(raw.get_column("timestamp"))]
 
 
 _FAST_COLUMNS = [c for c in MESSAGE_COLUMNS if c.kind in ("int", "bool")]
 _FAST_FORMS = [
-    (pl.col(c.name).cast(pl.Int64, strict=False) if c.kind == "int" else
-     pl.when(pl.col(c.name) == "true").then(True).when(pl.col(c.name) == "false").then(False)
-     ).alias(c.name)
+    (
+        pl.col(c.name).cast(pl.Int64, strict=False)
+        if c.kind == "int"
+        else pl.when(pl.col(c.name) == "true").then(True).when(pl.col(c.name) == "false").then(False)
+    ).alias(c.name)
     for c in _FAST_COLUMNS
 ]
 _FULL_RULES: dict[str, Callable[[pl.Series], pl.Series]] = {
     "int": lambda t: t.str.strip_chars().cast(pl.Int64, strict=False),
-    "bool": lambda t: t.str.strip_chars().str.to_lowercase().replace_strict(
-        _BOOLS, default=None, return_dtype=pl.Boolean),
+    "bool": lambda t: (
+        t.str.strip_chars().str.to_lowercase().replace_strict(_BOOLS, default=None, return_dtype=pl.Boolean)
+    ),
 }
 
 
@@ -330,12 +363,12 @@ def _retry(text: pl.Series, fast: pl.Series, slow: Callable[[pl.Series], pl.Seri
 def _problem(column: Column) -> pl.Expr | None:
     """A reason string where the cell is invalid for its column, else null."""
     text = pl.col(column.name)
-    missing = (pl.when(text.is_null()).then(pl.lit(f"{column.name} is missing"))
-               if column.required else None)
+    missing = pl.when(text.is_null()).then(pl.lit(f"{column.name} is missing")) if column.required else None
     if column.kind not in _CAST:
         return missing
     bad = pl.when(text.is_not_null() & pl.col(f"_typed_{column.name}").is_null()).then(
-        pl.lit(f"{column.name} is not a valid {column.kind}"))
+        pl.lit(f"{column.name} is not a valid {column.kind}")
+    )
     return bad if missing is None else pl.coalesce(missing, bad)
 
 
@@ -362,6 +395,10 @@ def _timestamp_any(text: pl.Expr) -> pl.Expr:
     return pl.coalesce(
         iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),
         iso.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%z", strict=False, time_unit="us", time_zone="UTC"),
-        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone("UTC"),
-        text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone("UTC"),
+        text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone(
+            "UTC"
+        ),
+        text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us").dt.replace_time_zone(
+            "UTC"
+        ),
     )

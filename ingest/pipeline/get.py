@@ -33,8 +33,16 @@ GET_MAX_DAYS = 15
 GET_MAX_ROWS = 500
 
 
-def fetch_range(out: Storage, store: Store, client: CertainlyClient, bot_id: str,
-                start: date, end: date, *, report_id: int = MESSAGE_REPORT_ID) -> FetchSummary:
+def fetch_range(
+    out: Storage,
+    store: Store,
+    client: CertainlyClient,
+    bot_id: str,
+    start: date,
+    end: date,
+    *,
+    report_id: int = MESSAGE_REPORT_ID,
+) -> FetchSummary:
     """Fetch start..end for one bot with GET, in windows of at most 15 days."""
     check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     summary = FetchSummary()
@@ -43,8 +51,16 @@ def fetch_range(out: Storage, store: Store, client: CertainlyClient, bot_id: str
     return summary
 
 
-def fetch_window(out: Storage, store: Store, client: CertainlyClient, bot_id: str,
-                 first: date, last: date, report_id: int, summary: FetchSummary) -> None:
+def fetch_window(
+    out: Storage,
+    store: Store,
+    client: CertainlyClient,
+    bot_id: str,
+    first: date,
+    last: date,
+    report_id: int,
+    summary: FetchSummary,
+) -> None:
     """GET one window; bisect when truncated; fall back to POST for a full single day."""
     rows, body = client.fetch_report(bot_id, first, last, report_id)
     summary.requests += 1
@@ -61,33 +77,69 @@ def fetch_window(out: Storage, store: Store, client: CertainlyClient, bot_id: st
         fetch_window(out, store, client, bot_id, middle + timedelta(days=1), last, report_id, summary)
         return
     sha = sha256_bytes(body)
-    provenance = {"source": "GET", "window": {"bot_id": bot_id, "report_id": report_id,
-                                              "from": first.isoformat(), "to": last.isoformat()}}
+    provenance = {
+        "source": "GET",
+        "window": {
+            "bot_id": bot_id,
+            "report_id": report_id,
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+        },
+    }
     if report_id == MESSAGE_REPORT_ID:
-        parsed = parse_frame(frame_from_json_rows(rows), bot_id=bot_id, source_sha256=sha,
-                             source_kind="get", window=(first, last))
-        result = save_report(out, parsed, bot_id=bot_id, source_sha256=sha,
-                             raw=body, raw_name=f"get-{first}-{last}.json", provenance=provenance)
+        parsed = parse_frame(
+            frame_from_json_rows(rows),
+            bot_id=bot_id,
+            source_sha256=sha,
+            source_kind="get",
+            window=(first, last),
+        )
+        result = save_report(
+            out,
+            parsed,
+            bot_id=bot_id,
+            source_sha256=sha,
+            raw=body,
+            raw_name=f"get-{first}-{last}.json",
+            provenance=provenance,
+        )
     else:  # Standard, Advanced, Content Management: typed on their own evidence
         typed = read_report_rows(rows, report_id, window=(first, last))
-        result = save_typed_report(out, typed, bot_id=bot_id, source_sha256=sha,
-                                   raw=body, raw_name=f"get-{first}-{last}.json", source_kind="get",
-                                   provenance=provenance)
+        result = save_typed_report(
+            out,
+            typed,
+            bot_id=bot_id,
+            source_sha256=sha,
+            raw=body,
+            raw_name=f"get-{first}-{last}.json",
+            source_kind="get",
+            provenance=provenance,
+        )
     window_id = record_get_window(store, bot_id, report_id, first, last, result.rows_written)
-    store.record_attachment(sha, filename=f"get-{first}-{last}.json", size=len(body),
-                            window_id=window_id, bot_id=bot_id, outcome="archived",
-                            rows_read=result.rows_read, rows_written=result.rows_written,
-                            rows_duplicate=result.rows_duplicate, rows_rejected=result.rows_rejected)
+    store.record_attachment(
+        sha,
+        filename=f"get-{first}-{last}.json",
+        size=len(body),
+        window_id=window_id,
+        bot_id=bot_id,
+        outcome="archived",
+        rows_read=result.rows_read,
+        rows_written=result.rows_written,
+        rows_duplicate=result.rows_duplicate,
+        rows_rejected=result.rows_rejected,
+    )
     summary.windows_archived += 1
     summary.add_saved(result)
 
 
-def record_get_window(store: Store, bot_id: str, report_id: int, first: date, last: date,
-                      rows: int) -> int:
+def record_get_window(store: Store, bot_id: str, report_id: int, first: date, last: date, rows: int) -> int:
     """Record a window archived through GET, so status shows it and backfill skips it."""
     store.plan_window(bot_id, report_id, first, last)
-    window = next(w for w in store.windows(bot_id=bot_id)
-                  if (w.report_id, w.from_date, w.to_date) == (report_id, first, last))
+    window = next(
+        w
+        for w in store.windows(bot_id=bot_id)
+        if (w.report_id, w.from_date, w.to_date) == (report_id, first, last)
+    )
     if window.state is S.ARCHIVED:
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + rows)
     elif S.DELIVERED in TRANSITIONS[window.state]:

@@ -43,10 +43,18 @@ log = logging.getLogger(__name__)
 S = WindowState
 
 
-def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: str,
-                 summary: RunSummary, on_rows: Callable[[str, int], None] | None = None,
-                 report_id: int = MESSAGE_REPORT_ID, *, max_inflated_bytes: int | None = None,
-                 temp_dir: Path | None = None) -> None:
+def import_files(
+    root: Storage | Path,
+    store: Store,
+    paths: list[Path],
+    bot_id: str,
+    summary: RunSummary,
+    on_rows: Callable[[str, int], None] | None = None,
+    report_id: int = MESSAGE_REPORT_ID,
+    *,
+    max_inflated_bytes: int | None = None,
+    temp_dir: Path | None = None,
+) -> None:
     """Archive files that arrived some other way (CSV, .csv.gz, .zip, .eml) for one bot.
 
     No window is required: rows are taken whatever their dates, deduplicated as usual.
@@ -60,8 +68,16 @@ def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: 
     for path in paths:
         try:
             with scratch(temp_dir, prefix="ingest-import-") as workdir:
-                _import_file(root, store, Path(path), bot_id, summary, on_rows, report_id,
-                             Inflater(max_inflated_bytes, Path(workdir)))
+                _import_file(
+                    root,
+                    store,
+                    Path(path),
+                    bot_id,
+                    summary,
+                    on_rows,
+                    report_id,
+                    Inflater(max_inflated_bytes, Path(workdir)),
+                )
         except Exception as err:  # noqa: BLE001 - the file boundary: one bad file is one problem
             if stops_the_run(err):
                 raise
@@ -69,15 +85,32 @@ def import_files(root: Storage | Path, store: Store, paths: list[Path], bot_id: 
             summary.problems.append(f"{Path(path).name}: {one_line(err)}")
 
 
-def _import_file(root: Storage | Path, store: Store, path: Path, bot_id: str, summary: RunSummary,
-                 on_rows: Callable[[str, int], None] | None, report_id: int, inflater: Inflater) -> None:
+def _import_file(
+    root: Storage | Path,
+    store: Store,
+    path: Path,
+    bot_id: str,
+    summary: RunSummary,
+    on_rows: Callable[[str, int], None] | None,
+    report_id: int,
+    inflater: Inflater,
+) -> None:
     """One file of :func:`import_files`, read as a stream (a .eml whole: it is mail)."""
-    if path.name.lower().endswith(".csv") and report_id == MESSAGE_REPORT_ID:  # any size: streamed, never held in memory
+    if (
+        path.name.lower().endswith(".csv") and report_id == MESSAGE_REPORT_ID
+    ):  # any size: streamed, never held in memory
         no_email = email_provenance(ParsedEmail(None, None, None, None, []))
         report = ReportFile(safe_name(path.name), b"", path=path)
-        archive_report(root, store, report, ParsedEmail(None, None, None, None, []), summary,
-                       bot_id=bot_id, provenance={"import": {"path": str(path)}, **no_email},
-                       on_rows=functools.partial(on_rows, path.name) if on_rows else None)
+        archive_report(
+            root,
+            store,
+            report,
+            ParsedEmail(None, None, None, None, []),
+            summary,
+            bot_id=bot_id,
+            provenance={"import": {"path": str(path)}, **no_email},
+            on_rows=functools.partial(on_rows, path.name) if on_rows else None,
+        )
         return
     if path.name.lower().endswith(".eml"):
         parsed = parse_email(path.read_bytes(), inflater)
@@ -94,8 +127,9 @@ def _import_file(root: Storage | Path, store: Store, path: Path, bot_id: str, su
     if not parsed.reports and not problems:
         summary.problems.append(f"{path}: no CSV report found in it")
     for report in parsed.reports:
-        archive_report(root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance,
-                       report_id=report_id)
+        archive_report(
+            root, store, report, parsed, summary, bot_id=bot_id, provenance=provenance, report_id=report_id
+        )
 
 
 def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
@@ -112,22 +146,39 @@ def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summa
 
 def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
     """The email facts a manifest records."""
-    return {"email": {"message_id": parsed.message_id, "from": parsed.sender, "date": parsed.date,
-                      "subject": parsed.subject, "received_at": parsed.received_at,
-                      "authentication_results": parsed.authentication_results}}
+    return {
+        "email": {
+            "message_id": parsed.message_id,
+            "from": parsed.sender,
+            "date": parsed.date,
+            "subject": parsed.subject,
+            "received_at": parsed.received_at,
+            "authentication_results": parsed.authentication_results,
+        }
+    }
 
 
-def archive_report(root: Storage | Path, store: Store, report: ReportFile, parsed: ParsedEmail,
-                   summary: RunSummary, *, bot_id: str | None = None,
-                   provenance: dict[str, object] | None = None,
-                   on_rows: Callable[[int], None] | None = None, report_id: int = MESSAGE_REPORT_ID) -> str:
+def archive_report(
+    root: Storage | Path,
+    store: Store,
+    report: ReportFile,
+    parsed: ParsedEmail,
+    summary: RunSummary,
+    *,
+    bot_id: str | None = None,
+    provenance: dict[str, object] | None = None,
+    on_rows: Callable[[int], None] | None = None,
+    report_id: int = MESSAGE_REPORT_ID,
+) -> str:
     """Match one report file to its window (or take ``bot_id`` for an import), then read,
     check and write it in bounded memory (ingest.archive.stream), and record it.
     Returns "archived", "duplicate", "unmatched" or "quarantined"."""
     # `ingest import FILE.csv`: the file is hashed while it is staged (the raw copy's single
     # pass, in its own thread), not in a pass of its own first; a known file is discarded after.
     deferred = report.path is not None and bot_id is not None and report_id == MESSAGE_REPORT_ID
-    sha = "" if deferred else sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
+    sha = (
+        "" if deferred else sha256_file(report.path) if report.path is not None else sha256_bytes(report.data)
+    )
     if not deferred and _known(store, sha):
         summary.reports_duplicate += 1
         return "duplicate"
@@ -141,21 +192,43 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
         if window is None:
             return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
         bot_id, report_id = window.bot_id, window.report_id
-        provenance["window"] = {"id": window.id, "bot_id": window.bot_id, "report_id": window.report_id,
-                                "from": window.from_date.isoformat(), "to": window.to_date.isoformat(),
-                                "matched_by": "named" if named else "only_candidate"}
+        provenance["window"] = {
+            "id": window.id,
+            "bot_id": window.bot_id,
+            "report_id": window.report_id,
+            "from": window.from_date.isoformat(),
+            "to": window.to_date.isoformat(),
+            "matched_by": "named" if named else "only_candidate",
+        }
         if named and window.state is S.ARCHIVED:
             _check_unnamed_closure(store, window, sha, report, summary)
     if report_id != MESSAGE_REPORT_ID:
-        return _archive_typed(root, store, report, summary, sha=sha, bot_id=bot_id, window=window,
-                              report_id=report_id, provenance=provenance, named=named)
+        return _archive_typed(
+            root,
+            store,
+            report,
+            summary,
+            sha=sha,
+            bot_id=bot_id,
+            window=window,
+            report_id=report_id,
+            provenance=provenance,
+            named=named,
+        )
     try:
-        staged = stage_csv(root, report.source, bot_id=bot_id, source_sha256=sha or None,
-                           window=(window.from_date, window.to_date) if window else None,
-                           on_rows=on_rows)
+        staged = stage_csv(
+            root,
+            report.source,
+            bot_id=bot_id,
+            source_sha256=sha or None,
+            window=(window.from_date, window.to_date) if window else None,
+            on_rows=on_rows,
+        )
     except ReportRejected as err:
         _fail_window(store, window, named, err)
-        sha = sha or sha256_file(report.path)  # type: ignore[arg-type]
+        if not sha:  # deferred (a file imported by path): hashed while staged, which failed
+            assert report.path is not None
+            sha = sha256_file(report.path)
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
     if deferred:
         sha = staged.sha256
@@ -167,11 +240,28 @@ def archive_report(root: Storage | Path, store: Store, report: ReportFile, parse
         # Every row refused for this window: the match was wrong, not the data. Keep the
         # report aside (not recorded as archived, so a later delivery is tried again).
         staged.discard()
-        return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
-                          f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})")
+        return _set_aside(
+            root,
+            store,
+            sha,
+            report,
+            provenance,
+            summary,
+            "unmatched",
+            f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})",
+        )
     result = staged.commit(raw_name=report.filename, provenance=provenance)
-    return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
-                   message_id=parsed.message_id, named=named)
+    return _record(
+        store,
+        report,
+        summary,
+        result,
+        sha=sha,
+        bot_id=bot_id,
+        window=window,
+        message_id=parsed.message_id,
+        named=named,
+    )
 
 
 def _known(store: Store, sha: str) -> bool:
@@ -180,29 +270,72 @@ def _known(store: Store, sha: str) -> bool:
     return known is not None and known["outcome"] == "archived"
 
 
-def _archive_typed(root: Storage | Path, store: Store, report: ReportFile, summary: RunSummary, *,
-                   sha: str, bot_id: str, window: Window | None, report_id: int,
-                   provenance: dict[str, object], named: bool = True) -> str:
+def _archive_typed(
+    root: Storage | Path,
+    store: Store,
+    report: ReportFile,
+    summary: RunSummary,
+    *,
+    sha: str,
+    bot_id: str,
+    window: Window | None,
+    report_id: int,
+    provenance: dict[str, object],
+    named: bool = True,
+) -> str:
     """Report types 2-4: small aggregate files, read whole and typed on their evidence;
     one over :data:`~ingest.parse.reports.MAX_WHOLE_REPORT_BYTES` is quarantined unread."""
     if report.size > MAX_WHOLE_REPORT_BYTES:
-        return _set_aside(root, store, sha, report, provenance, summary, "quarantined",
-                          f"a type {report_id} report of {report.size} bytes is over the "
-                          f"{MAX_WHOLE_REPORT_BYTES} bytes such reports may have (they are read whole)")
+        return _set_aside(
+            root,
+            store,
+            sha,
+            report,
+            provenance,
+            summary,
+            "quarantined",
+            f"a type {report_id} report of {report.size} bytes is over the "
+            f"{MAX_WHOLE_REPORT_BYTES} bytes such reports may have (they are read whole)",
+        )
     data = report.data if report.path is None else report.path.read_bytes()
     span = (window.from_date, window.to_date) if window else None
     try:
         typed = read_report(data, report_id, window=span)
         if window is not None and typed.rows.height == 0 and typed.rejected.height:
-            return _set_aside(root, store, sha, report, provenance, summary, "unmatched",
-                              f"no row falls inside window {window.id} ({span[0]}..{span[1]})")  # type: ignore[index]
-        result = save_typed_report(root, typed, bot_id=bot_id, source_sha256=sha, raw=data,
-                                   raw_name=report.filename, source_kind="csv", provenance=provenance)
+            return _set_aside(
+                root,
+                store,
+                sha,
+                report,
+                provenance,
+                summary,
+                "unmatched",
+                f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})",
+            )
+        result = save_typed_report(
+            root,
+            typed,
+            bot_id=bot_id,
+            source_sha256=sha,
+            raw=data,
+            raw_name=report.filename,
+            source_kind="csv",
+            provenance=provenance,
+        )
     except ReportRejected as err:
         _fail_window(store, window, named, err)
         return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
-    return _record(store, report, summary, result, sha=sha, bot_id=bot_id, window=window,
-                   message_id=_message_id(provenance), named=named)
+    return _record(
+        store,
+        report,
+        summary,
+        result,
+        sha=sha,
+        bot_id=bot_id,
+        window=window,
+        message_id=_message_id(provenance),
+        named=named,
+    )
 
 
 def _fail_window(store: Store, window: Window | None, named: bool, err: ReportRejected) -> None:
@@ -213,8 +346,9 @@ def _fail_window(store: Store, window: Window | None, named: bool, err: ReportRe
         store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
 
 
-def _check_unnamed_closure(store: Store, window: Window, sha: str, report: ReportFile,
-                           summary: RunSummary) -> None:
+def _check_unnamed_closure(
+    store: Store, window: Window, sha: str, report: ReportFile, summary: RunSummary
+) -> None:
     """A report naming this window arrives after the window was closed by a report that
     named no bot: the earlier one may have been anybody's. Say so (exit 1), with both."""
     for earlier in store.window_attachments(window.id):
@@ -222,23 +356,43 @@ def _check_unnamed_closure(store: Store, window: Window, sha: str, report: Repor
             summary.problems.append(
                 f"window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) was closed by "
                 f"{earlier['filename']} (sha256 {earlier['sha256'][:16]}), which named no bot; "
-                f"{report.filename} (sha256 {sha[:16]}) names it: check which one is genuine")
+                f"{report.filename} (sha256 {sha[:16]}) names it: check which one is genuine"
+            )
 
 
-def _record(store: Store, report: ReportFile, summary: RunSummary, result: SaveResult, *, sha: str,
-            bot_id: str, window: Window | None, message_id: str | None, named: bool = True) -> str:
+def _record(
+    store: Store,
+    report: ReportFile,
+    summary: RunSummary,
+    result: SaveResult,
+    *,
+    sha: str,
+    bot_id: str,
+    window: Window | None,
+    message_id: str | None,
+    named: bool = True,
+) -> str:
     """Record an archived report in the state store and the window's progress."""
-    store.record_attachment(sha, filename=report.filename, size=report.size,
-                            window_id=window.id if window else None, bot_id=bot_id,
-                            outcome="archived", rows_read=result.rows_read,
-                            rows_written=result.rows_written, rows_duplicate=result.rows_duplicate,
-                            rows_rejected=result.rows_rejected,
-                            reason=None if named or window is None else UNNAMED)
+    store.record_attachment(
+        sha,
+        filename=report.filename,
+        size=report.size,
+        window_id=window.id if window else None,
+        bot_id=bot_id,
+        outcome="archived",
+        rows_read=result.rows_read,
+        rows_written=result.rows_written,
+        rows_duplicate=result.rows_duplicate,
+        rows_rejected=result.rows_rejected,
+        reason=None if named or window is None else UNNAMED,
+    )
     if result.conflicts:  # loud: recorded, shown by status, and the run needs a person
         store.record_conflicts(result.conflicts)
         first = result.conflicts[0]
-        summary.problems.append(f"{report.filename}: {result.rows_conflict} row(s) in conflict with "
-                                f"archived rows, quarantined ({first['reason']})")
+        summary.problems.append(
+            f"{report.filename}: {result.rows_conflict} row(s) in conflict with "
+            f"archived rows, quarantined ({first['reason']})"
+        )
     if window is not None and window.state is not S.ARCHIVED:
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)
@@ -246,26 +400,56 @@ def _record(store: Store, report: ReportFile, summary: RunSummary, result: SaveR
     summary.add_saved(result)
     if result.rows_rejected:
         summary.reports_quarantined += 1
-    log.info("archived %s for bot %s: %d rows read, %d written, %d duplicate, %d rejected",
-             report.filename, bot_id, result.rows_read, result.rows_written,
-             result.rows_duplicate, result.rows_rejected,
-             extra={"window_id": window.id if window else None, "bot_id": bot_id, "sha256": sha,
-                    "message_id": message_id})
+    log.info(
+        "archived %s for bot %s: %d rows read, %d written, %d duplicate, %d rejected",
+        report.filename,
+        bot_id,
+        result.rows_read,
+        result.rows_written,
+        result.rows_duplicate,
+        result.rows_rejected,
+        extra={
+            "window_id": window.id if window else None,
+            "bot_id": bot_id,
+            "sha256": sha,
+            "message_id": message_id,
+        },
+    )
     return "archived"
 
 
-def _set_aside(root: Storage | Path, store: Store, sha: str, report: ReportFile, provenance: dict[str, object],
-               summary: RunSummary, outcome: str, reason: str) -> str:
+def _set_aside(
+    root: Storage | Path,
+    store: Store,
+    sha: str,
+    report: ReportFile,
+    provenance: dict[str, object],
+    summary: RunSummary,
+    outcome: str,
+    reason: str,
+) -> str:
     quarantine_file(root, sha, report.source, report.filename, f"{outcome}: {reason}", provenance)
-    store.record_attachment(sha, filename=report.filename, size=report.size, window_id=None,
-                            bot_id=None, outcome=outcome, reason=reason)
+    store.record_attachment(
+        sha,
+        filename=report.filename,
+        size=report.size,
+        window_id=None,
+        bot_id=None,
+        outcome=outcome,
+        reason=reason,
+    )
     if outcome == "unmatched":
         summary.reports_unmatched += 1
     else:
         summary.reports_quarantined += 1
     summary.set_aside.append(f"attachment {report.filename}: {reason}")
-    log.warning("%s %s: %s", outcome, report.filename, reason,
-                extra={"sha256": sha, "message_id": _message_id(provenance)})
+    log.warning(
+        "%s %s: %s",
+        outcome,
+        report.filename,
+        reason,
+        extra={"sha256": sha, "message_id": _message_id(provenance)},
+    )
     return outcome
 
 

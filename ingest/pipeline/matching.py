@@ -45,8 +45,10 @@ WAITING = (S.ACCEPTED, S.SUBMITTING, S.LOST, S.DEFERRED, S.SPLIT, S.ARCHIVED)
 UNNAMED = "matched without a bot id: the only accepted window that could have produced it"
 
 _DATE = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
-_UUID = re.compile(r"(?<![0-9A-Za-z-])([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
-                   r"-[0-9a-fA-F]{12})(?![0-9A-Za-z-])")
+_UUID = re.compile(
+    r"(?<![0-9A-Za-z-])([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}"
+    r"-[0-9a-fA-F]{12})(?![0-9A-Za-z-])"
+)
 _NAMES = "|".join(["message", *DATASETS.values()])
 # The simulator's (and so the documented) forms: <type>_report_<bot>_<from>_<to>.csv,
 # "Certainly <type> report <bot> <from> - <to>", "... report for bot <bot> from <from> ...".
@@ -73,7 +75,7 @@ class Claims:
     report_ids: frozenset[int]
 
     @classmethod
-    def of(cls, texts: list[str], known_bots: set[str]) -> "Claims":
+    def of(cls, texts: list[str], known_bots: set[str]) -> Claims:
         bots: set[str] = set()
         dates: set[date] = set()
         kinds: set[int] = set()
@@ -89,7 +91,7 @@ class Claims:
                 kinds.add(kind)
         return cls(frozenset(bots), frozenset(dates), frozenset(kinds))
 
-    def __or__(self, other: "Claims") -> "Claims":
+    def __or__(self, other: Claims) -> Claims:
         return Claims(self.bots | other.bots, self.dates | other.dates, self.report_ids | other.report_ids)
 
 
@@ -117,13 +119,14 @@ class Evidence:
     received_at: float | None  # IMAP INTERNALDATE, epoch seconds
 
     @classmethod
-    def of(cls, filename: str, parsed: ParsedEmail, known_bots: set[str]) -> "Evidence":
+    def of(cls, filename: str, parsed: ParsedEmail, known_bots: set[str]) -> Evidence:
         subject = Claims.of([parsed.subject or ""], known_bots)
         # Free prose: a short bot id ("a") may be a word of it, so only the vendor's forms
         # and UUIDs count there, not every id this job knows.
         body = Claims.of([parsed.body_text], set())
-        return cls(Claims.of([filename], known_bots), subject | body, len(parsed.reports) > 1,
-                   parsed.received_at)
+        return cls(
+            Claims.of([filename], known_bots), subject | body, len(parsed.reports) > 1, parsed.received_at
+        )
 
     @property
     def named(self) -> bool:
@@ -166,8 +169,9 @@ def disagreement(window: Window, evidence: Evidence) -> str | None:
         return f"its subject or text states {_listed(mail.dates)}"
     if file.report_ids and file.report_ids != {window.report_id}:
         return f"its file name names report type {_listed(file.report_ids)}"
-    if mail.report_ids and (window.report_id not in mail.report_ids
-                            or (not evidence.several and len(mail.report_ids) > 1)):
+    if mail.report_ids and (
+        window.report_id not in mail.report_ids or (not evidence.several and len(mail.report_ids) > 1)
+    ):
         return f"its subject or text names report type {_listed(mail.report_ids)}"
     return None
 
@@ -184,14 +188,18 @@ def match_window(store: Store, evidence: Evidence) -> Match:
         differs = disagreement(window, evidence)
         if differs is not None:
             if window.bot_id in evidence.file.bots | evidence.email.bots:
-                near.append(f"window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) "
-                            f"does not fit: {differs}")
+                near.append(
+                    f"window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) "
+                    f"does not fit: {differs}"
+                )
             continue
         asked = requested_at(store, window)
-        if evidence.received_at is not None and asked is not None \
-                and evidence.received_at < asked - CLOCK_SKEW:
-            refusals.append(f"the server received it before window {window.id}'s export was "
-                            f"requested")
+        if (
+            evidence.received_at is not None
+            and asked is not None
+            and evidence.received_at < asked - CLOCK_SKEW
+        ):
+            refusals.append(f"the server received it before window {window.id}'s export was requested")
             continue
         candidates.append(window)
     if len(candidates) == 1:
@@ -204,8 +212,12 @@ def match_window(store: Store, evidence: Evidence) -> Match:
     if near:
         return Match(None, near[0], named)
     if named:
-        return Match(None, f"no export window of bot {_listed(evidence.file.bots or evidence.email.bots)}"
-                           f" agrees with it{_stated(evidence)}", named)
+        return Match(
+            None,
+            f"no export window of bot {_listed(evidence.file.bots or evidence.email.bots)}"
+            f" agrees with it{_stated(evidence)}",
+            named,
+        )
     return Match(None, "it names no bot, and no accepted export window agrees with it", named)
 
 

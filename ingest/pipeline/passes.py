@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import date, datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 
 from imapclient.exceptions import IMAPClientError
 
@@ -39,22 +39,42 @@ S = WindowState
 OPEN = (S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)
 
 
-def tick_requester(settings: Settings, store: Store, out: Storage, summary: RunSummary,
-                   client: CertainlyClient | None = None, *, today: date | None = None) -> None:
+def tick_requester(
+    settings: Settings,
+    store: Store,
+    out: Storage,
+    summary: RunSummary,
+    client: CertainlyClient | None = None,
+    *,
+    today: date | None = None,
+) -> None:
     """Schedule mode (plan up to yesterday; GET short windows when configured), then one
     requester tick. Without a ``client`` one is built only when there is something to ask
     (a run that only reads mail needs no token)."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     if settings.certainly.bots:
-        planned = plan_schedule(store, settings.certainly.bots, settings.requester, today=today,
-                                report_id=settings.certainly.report_id)
+        planned = plan_schedule(
+            store,
+            settings.certainly.bots,
+            settings.requester,
+            today=today,
+            report_id=settings.certainly.report_id,
+        )
         if planned and settings.requester.use_get:
             client = client or client_from(settings.certainly)
             for window in store.windows(states=(S.PLANNED,)):
                 if window.days() <= GET_MAX_DAYS and window.bot_id in settings.certainly.bots:
-                    summary.add_fetch(fetch_range(out, store, client, window.bot_id,
-                                                  window.from_date, window.to_date,
-                                                  report_id=window.report_id))
+                    summary.add_fetch(
+                        fetch_range(
+                            out,
+                            store,
+                            client,
+                            window.bot_id,
+                            window.from_date,
+                            window.to_date,
+                            report_id=window.report_id,
+                        )
+                    )
     if store.windows(states=OPEN):
         tick = advance(store, client or client_from(settings.certainly), settings.requester)
         summary.submitted += len(tick.submitted)
@@ -64,8 +84,14 @@ def tick_requester(settings: Settings, store: Store, out: Storage, summary: RunS
         summary.lost += len(tick.lost)
 
 
-def run_once(settings: Settings, store: Store, client: CertainlyClient | None = None, *,
-             out: Storage | None = None, today: date | None = None) -> RunSummary:
+def run_once(
+    settings: Settings,
+    store: Store,
+    client: CertainlyClient | None = None,
+    *,
+    out: Storage | None = None,
+    today: date | None = None,
+) -> RunSummary:
     """One pass: the requester, then the mailbox. ``out`` is the archive (built from the
     settings when not given)."""
     check_watch_settings(settings.imap)
@@ -77,9 +103,14 @@ def run_once(settings: Settings, store: Store, client: CertainlyClient | None = 
 
 
 def run_until_done(
-    settings: Settings, store: Store, client: CertainlyClient | None = None, *,
-    timeout: float | None = None, on_pass: Callable[[RunSummary], None] | None = None,
-    out: Storage | None = None, today: date | None = None,
+    settings: Settings,
+    store: Store,
+    client: CertainlyClient | None = None,
+    *,
+    timeout: float | None = None,
+    on_pass: Callable[[RunSummary], None] | None = None,
+    out: Storage | None = None,
+    today: date | None = None,
 ) -> RunSummary:
     """Pass after pass until no window is left open (archived, failed or split), or timeout.
     ``today`` (UTC, default the real one) is what schedule mode plans up to the day before."""
@@ -98,8 +129,14 @@ def run_until_done(
         time.sleep(settings.requester.poll_interval)
 
 
-def watch(settings: Settings, store: Store, stop: threading.Event,
-          client: CertainlyClient | None = None, *, out: Storage | None = None) -> RunSummary:
+def watch(
+    settings: Settings,
+    store: Store,
+    stop: threading.Event,
+    client: CertainlyClient | None = None,
+    *,
+    out: Storage | None = None,
+) -> RunSummary:
     """Long-running: IMAP IDLE (polling on servers without it) with requester ticks every
     ``poll_interval``. Returns within about a second of ``stop`` being set, never in the
     middle of an email."""
@@ -148,4 +185,6 @@ def _wait_for_mail(box: Mailbox, seconds: float, stop: threading.Event, idle: bo
             except (OSError, IMAPClientError):
                 pass  # the connection is gone; the caller reconnects
     except (OSError, IMAPClientError) as err:
-        raise MailboxUnavailable(f"IMAP connection lost while waiting for mail: {type(err).__name__}") from None
+        raise MailboxUnavailable(
+            f"IMAP connection lost while waiting for mail: {type(err).__name__}"
+        ) from None

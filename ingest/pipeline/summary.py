@@ -92,5 +92,10 @@ class RunSummary(RowCounts):
     @property
     def needs_attention(self) -> bool:
         """True when a person should look: failures, quarantine or unmatched reports."""
-        return bool(self.failed or self.reports_unmatched or self.reports_quarantined or self.problems
-                    or self.emails_failed)
+        return bool(
+            self.failed
+            or self.reports_unmatched
+            or self.reports_quarantined
+            or self.problems
+            or self.emails_failed
+        )

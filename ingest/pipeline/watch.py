@@ -65,8 +65,14 @@ log = logging.getLogger(__name__)
 IGNORED_BATCH = 1000
 
 
-def poll_mailbox(settings: Settings, store: Store, out: Storage, summary: RunSummary,
-                 stop: threading.Event | None = None, box: Mailbox | None = None) -> None:
+def poll_mailbox(
+    settings: Settings,
+    store: Store,
+    out: Storage,
+    summary: RunSummary,
+    stop: threading.Event | None = None,
+    box: Mailbox | None = None,
+) -> None:
     """Handle every new email; reconnect (with back-off) if the server drops us."""
     check_watch_settings(settings.imap)
     connected = box is not None
@@ -76,8 +82,9 @@ def poll_mailbox(settings: Settings, store: Store, out: Storage, summary: RunSum
         stop=stop_after_attempt(settings.imap.reconnect_attempts),
         wait=wait_exponential(multiplier=0.5, max=30),
         retry=retry_if_exception(lambda err: isinstance(err, MailboxUnavailable) and connected),
-        before_sleep=lambda state: log.warning("IMAP connection lost (%s); reconnecting",
-                                               state.outcome.exception() if state.outcome else ""),
+        before_sleep=lambda state: log.warning(
+            "IMAP connection lost (%s); reconnecting", state.outcome.exception() if state.outcome else ""
+        ),
         reraise=True,
     )
     for attempt in retrying:
@@ -110,9 +117,15 @@ class FetchedHash:
         return self._digest.hexdigest() if self.size else None
 
 
-def fetch_and_parse(box: Mailbox, uid: int, size: int, imap: ImapSettings, workdir: Path,
-                    inflater: Inflater | None = None,
-                    fetched: FetchedHash | None = None) -> ParsedEmail | None:
+def fetch_and_parse(
+    box: Mailbox,
+    uid: int,
+    size: int,
+    imap: ImapSettings,
+    workdir: Path,
+    inflater: Inflater | None = None,
+    fetched: FetchedHash | None = None,
+) -> ParsedEmail | None:
     """The email's provenance headers and report files; a large message is fetched part
     by part to disk instead of whole into memory. Compressed attachments inflate into
     ``workdir`` (through ``inflater``: one budget for the whole email)."""
@@ -164,8 +177,17 @@ def screen_safely(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, 
         return None, f"headers unreadable ({one_line(err)})"
 
 
-def examine(box: Mailbox, uid: int, size: int, address: str | None, settings: Settings,
-            store: Store, summary: RunSummary, root: Storage, received_at: float | None = None) -> Handled:
+def examine(
+    box: Mailbox,
+    uid: int,
+    size: int,
+    address: str | None,
+    settings: Settings,
+    store: Store,
+    summary: RunSummary,
+    root: Storage,
+    received_at: float | None = None,
+) -> Handled:
     """Fetch, parse and archive one screened email: the message boundary.
 
     Never raises for what the email holds: any failure is returned as outcome "failed"
@@ -177,8 +199,9 @@ def examine(box: Mailbox, uid: int, size: int, address: str | None, settings: Se
     fetched = FetchedHash()
     try:
         if size > imap.max_message_bytes:
-            return Handled("too_large", f"message of {size} bytes exceeds INGEST_IMAP__MAX_MESSAGE_BYTES",
-                           address)
+            return Handled(
+                "too_large", f"message of {size} bytes exceeds INGEST_IMAP__MAX_MESSAGE_BYTES", address
+            )
         with scratch(settings.output.temp_dir) as workdir:
             inflater = Inflater(settings.output.max_inflated_bytes, Path(workdir))
             parsed = fetch_and_parse(box, uid, size, imap, Path(workdir), inflater, fetched)
@@ -189,18 +212,35 @@ def examine(box: Mailbox, uid: int, size: int, address: str | None, settings: Se
             before = len(summary.set_aside)
             outcome = archive_email(root, store, parsed, summary)
             reasons = [*parsed.problems, *summary.set_aside[before:]]
-        return Handled(outcome, "; ".join(reasons)[:1000] or None, address, parsed.message_id,
-                       parsed.subject, fetched.hexdigest())
+        return Handled(
+            outcome,
+            "; ".join(reasons)[:1000] or None,
+            address,
+            parsed.message_id,
+            parsed.subject,
+            fetched.hexdigest(),
+        )
     except Exception as err:  # noqa: BLE001 - the message boundary: see the module docstring
         if stops_the_run(err):
             raise
-        log.warning("email uid %s failed: %s", uid, one_line(err),
-                    exc_info=log.isEnabledFor(logging.DEBUG), extra={"uid": uid})
+        log.warning(
+            "email uid %s failed: %s",
+            uid,
+            one_line(err),
+            exc_info=log.isEnabledFor(logging.DEBUG),
+            extra={"uid": uid},
+        )
         return Handled("failed", one_line(err), address, sha256=fetched.hexdigest())
 
 
-def poll_folder(box: Mailbox, settings: Settings, store: Store, out: Storage, summary: RunSummary,
-                stop: threading.Event | None = None) -> None:
+def poll_folder(
+    box: Mailbox,
+    settings: Settings,
+    store: Store,
+    out: Storage,
+    summary: RunSummary,
+    stop: threading.Event | None = None,
+) -> None:
     """One scan of the watched folder over an open connection."""
     imap = settings.imap
     uidvalidity = box.select()
@@ -232,8 +272,13 @@ def poll_folder(box: Mailbox, settings: Settings, store: Store, out: Storage, su
     _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
 
 
-def _record_ignored(store: Store, folder: str, uidvalidity: int,
-                    ignored: list[tuple[int, str | None, str]], summary: RunSummary) -> None:
+def _record_ignored(
+    store: Store,
+    folder: str,
+    uidvalidity: int,
+    ignored: list[tuple[int, str | None, str]],
+    summary: RunSummary,
+) -> None:
     """Record the screened-out emails held back so far, in one commit, and count them.
 
     Held back only in memory: if the pass dies first, they are screened again next time
@@ -245,8 +290,15 @@ def _record_ignored(store: Store, folder: str, uidvalidity: int,
         ignored.clear()
 
 
-def settle(box: Mailbox, settings: Settings, store: Store, summary: RunSummary, handled: Handled,
-           uidvalidity: int, uid: int) -> None:
+def settle(
+    box: Mailbox,
+    settings: Settings,
+    store: Store,
+    summary: RunSummary,
+    handled: Handled,
+    uidvalidity: int,
+    uid: int,
+) -> None:
     """Move and record one examined email of the watched folder. Order: data durable
     (done) -> state -> email moved -> position advanced; a set-aside email is recorded
     before it moves, so that a crash in between leaves a trace ``retry --failed`` follows."""
@@ -259,8 +311,9 @@ def settle(box: Mailbox, settings: Settings, store: Store, summary: RunSummary, 
         store.record_failed_message(*key, message_id=message_id, sha256=handled.sha256, reason=reason)
         if handled.outcome == "failed":
             summary.emails_failed += 1
-            summary.problems.append(f"email uid {uid}" + (f" {message_id}" if message_id else "")
-                                    + f": {reason}")
+            summary.problems.append(
+                f"email uid {uid}" + (f" {message_id}" if message_id else "") + f": {reason}"
+            )
         elif handled.outcome == "too_large":
             summary.problems.append(f"email uid {uid}: {reason}")
         if handled.outcome != "quarantined":
@@ -283,8 +336,14 @@ def settle(box: Mailbox, settings: Settings, store: Store, summary: RunSummary, 
 
 
 def _record(store: Store, key: tuple[str, int, int], handled: Handled, *, message_id: str | None) -> None:
-    store.record_email(*key, message_id=message_id, sender=handled.sender, subject=handled.subject,
-                       outcome=handled.outcome, reason=handled.reason)
+    store.record_email(
+        *key,
+        message_id=message_id,
+        sender=handled.sender,
+        subject=handled.subject,
+        outcome=handled.outcome,
+        reason=handled.reason,
+    )
 
 
 def _park(box: Mailbox, store: Store, key: tuple[str, int, int], uid: int, failed_folder: str) -> None:
@@ -299,8 +358,9 @@ def _park(box: Mailbox, store: Store, key: tuple[str, int, int], uid: int, faile
         except MailboxUnavailable:
             raise err from None
         store.set_failed_place(*key, f"{key[0]} (flagged)")
-        log.warning("email uid %s could not be moved to %s (%s): left in %s, flagged",
-                    uid, failed_folder, err, key[0])
+        log.warning(
+            "email uid %s could not be moved to %s (%s): left in %s, flagged", uid, failed_folder, err, key[0]
+        )
 
 
 def _message_id(box: Mailbox, uid: int) -> str | None:
@@ -362,7 +422,9 @@ def retry_failed(settings: Settings, store: Store, out: Storage, summary: RunSum
             found = _locate(box, imap.failed_folder, record, claimed)
             if found is None:
                 reason = "not found in the failed folder (by Message-ID) nor where it failed (by UID)"
-                summary.problems.append(f"retry {record['message_id'] or 'uid ' + str(record['uid'])}: {reason}")
+                summary.problems.append(
+                    f"retry {record['message_id'] or 'uid ' + str(record['uid'])}: {reason}"
+                )
                 done.append(Retried(record, "not_found", reason))
                 continue
             folder, uid = found
@@ -373,33 +435,50 @@ def retry_failed(settings: Settings, store: Store, out: Storage, summary: RunSum
             summary.emails_seen += 1
             header_bytes, size, received_at = screening[uid]
             address, refusal = screen_safely(imap, header_bytes)
-            handled = (Handled("failed", refusal, address) if refusal else
-                       examine(box, uid, size, address, settings, store, summary, out, received_at))
+            handled = (
+                Handled("failed", refusal, address)
+                if refusal
+                else examine(box, uid, size, address, settings, store, summary, out, received_at)
+            )
             if handled.outcome == "archived":
                 box.move(uid, imap.processed_folder)
                 store.resolve_failed_message(*key, "archived")
-                store.record_email(*key, message_id=handled.message_id, sender=handled.sender,
-                                   subject=handled.subject, outcome="archived", reason=None)
+                store.record_email(
+                    *key,
+                    message_id=handled.message_id,
+                    sender=handled.sender,
+                    subject=handled.subject,
+                    outcome="archived",
+                    reason=None,
+                )
                 summary.emails_archived += 1
                 done.append(Retried(record, "archived", None))
                 continue
-            reason = handled.reason or {"unmatched": "no export window is waiting for its report",
-                                        "no_report": "no report in it",
-                                        "gone": "expunged meanwhile"}.get(handled.outcome, handled.outcome)
-            store.record_failed_message(*key, message_id=handled.message_id or record["message_id"],
-                                        sha256=handled.sha256 or record["sha256"], reason=reason)
+            reason = handled.reason or {
+                "unmatched": "no export window is waiting for its report",
+                "no_report": "no report in it",
+                "gone": "expunged meanwhile",
+            }.get(handled.outcome, handled.outcome)
+            store.record_failed_message(
+                *key,
+                message_id=handled.message_id or record["message_id"],
+                sha256=handled.sha256 or record["sha256"],
+                reason=reason,
+            )
             if handled.outcome == "failed":
                 summary.emails_failed += 1
-            summary.problems.append(f"retry {record['message_id'] or 'uid ' + str(record['uid'])}: "
-                                    f"still failing: {reason}")
+            summary.problems.append(
+                f"retry {record['message_id'] or 'uid ' + str(record['uid'])}: still failing: {reason}"
+            )
             if folder != box.server_folder(imap.failed_folder):
                 _park(box, store, key, uid, imap.failed_folder)
             done.append(Retried(record, handled.outcome, reason))
     return done
 
 
-def _locate(box: Mailbox, failed_folder: str, record: dict[str, Any],
-            claimed: set[tuple[str, int]]) -> tuple[str, int] | None:
+def _locate(
+    box: Mailbox, failed_folder: str, record: dict[str, Any], claimed: set[tuple[str, int]]
+) -> tuple[str, int] | None:
     """(server folder, UID) of a failed email, selected: in the failed folder by its
     Message-ID, else in the folder it failed in by its UID (same UIDVALIDITY and, when
     known, the same Message-ID). ``claimed`` keeps two records off one copy."""

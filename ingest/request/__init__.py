@@ -1,1 +1,1 @@
-"""Asking Certainly for exports: the API client, the window planner and the requester that submits one window at a time."""
+"""Asking Certainly for exports: the API client, the window planner and the requester."""

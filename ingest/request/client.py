@@ -153,10 +153,14 @@ class _Reply:
 
 def client_from(settings: CertainlySettings) -> CertainlyClient:
     """The API client the settings describe; a ConfigError names any missing variable."""
-    return CertainlyClient(settings.base_url, require(settings.token, "certainly", "token"),
-                           require(settings.report_path, "certainly", "report_path"),
-                           timeout=settings.timeout, deadline=settings.deadline,
-                           max_response_bytes=settings.max_response_bytes)
+    return CertainlyClient(
+        settings.base_url,
+        require(settings.token, "certainly", "token"),
+        require(settings.report_path, "certainly", "report_path"),
+        timeout=settings.timeout,
+        deadline=settings.deadline,
+        max_response_bytes=settings.max_response_bytes,
+    )
 
 
 class CertainlyClient:
@@ -164,8 +168,14 @@ class CertainlyClient:
     never logged."""
 
     def __init__(
-        self, base_url: str, token: SecretStr, report_path: str, *, timeout: float = 30.0,
-        session: requests.Session | None = None, max_response_bytes: int = MAX_RESPONSE_BYTES,
+        self,
+        base_url: str,
+        token: SecretStr,
+        report_path: str,
+        *,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         deadline: float = DEADLINE,
     ) -> None:
         self.url = base_url.rstrip("/") + "/" + report_path.lstrip("/")
@@ -185,8 +195,12 @@ class CertainlyClient:
 
     @staticmethod
     def _params(bot_id: str, from_date: date, to_date: date, report_id: int) -> dict[str, Any]:
-        return {"fromDate": from_date.isoformat(), "toDate": to_date.isoformat(),
-                "reportId": report_id, "botId": bot_id}
+        return {
+            "fromDate": from_date.isoformat(),
+            "toDate": to_date.isoformat(),
+            "reportId": report_id,
+            "botId": bot_id,
+        }
 
     def _send(self, method: str, **kwargs: Any) -> _Reply:
         """One request, bounded: no read waits longer than the time-out or past the
@@ -197,12 +211,20 @@ class CertainlyClient:
         def wait() -> float:
             left = ends - time.monotonic()
             if left <= 0:
-                raise _Unbounded(f"no complete answer within {self._deadline:g} s "
-                                 "(INGEST_CERTAINLY__DEADLINE)")
+                raise _Unbounded(
+                    f"no complete answer within {self._deadline:g} s (INGEST_CERTAINLY__DEADLINE)"
+                )
             return min(self._timeout, left)
 
-        response = self._session.request(method, self.url, headers=self._headers(), stream=True,
-                                          timeout=(wait(), wait()), allow_redirects=False, **kwargs)
+        response = self._session.request(
+            method,
+            self.url,
+            headers=self._headers(),
+            stream=True,
+            timeout=(wait(), wait()),
+            allow_redirects=False,
+            **kwargs,
+        )
         try:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self._max_bytes:
@@ -228,8 +250,10 @@ class CertainlyClient:
             response.close()
 
     def _too_large(self, size: int) -> str:
-        return (f"answer of more than {self._max_bytes} bytes ({size} or more) not read "
-                "(INGEST_CERTAINLY__MAX_RESPONSE_BYTES)")
+        return (
+            f"answer of more than {self._max_bytes} bytes ({size} or more) not read "
+            "(INGEST_CERTAINLY__MAX_RESPONSE_BYTES)"
+        )
 
     def request_export(
         self, bot_id: str, from_date: date, to_date: date, report_id: int = MESSAGE_REPORT_ID
@@ -254,7 +278,9 @@ class CertainlyClient:
             raise ApiUnavailable(f"Certainly API: {_network_message(err)}") from None
         answer = classify_answer(response.status_code, response.text, response.headers)
         if answer.outcome is Outcome.TOKEN_REJECTED:
-            raise TokenRejected(f"Certainly API rejected the token ({response.status_code}: {answer.message})")
+            raise TokenRejected(
+                f"Certainly API rejected the token ({response.status_code}: {answer.message})"
+            )
         if answer.outcome is Outcome.TRANSIENT or response.status_code >= 300:
             cls = ApiUnavailable if answer.outcome is Outcome.TRANSIENT else ApiRefused
             raise cls(f"Certainly API answered {response.status_code} to GET: {answer.message}")
@@ -266,7 +292,9 @@ class CertainlyClient:
             raise ApiUnavailable("Certainly API answered GET with something other than a list of rows")
         return rows, response.content
 
-    def probe(self, bot_id: str, from_date: date, to_date: date, report_id: int = MESSAGE_REPORT_ID) -> tuple[int, str]:
+    def probe(
+        self, bot_id: str, from_date: date, to_date: date, report_id: int = MESSAGE_REPORT_ID
+    ) -> tuple[int, str]:
         """A GET whose only purpose is to see how the API answers (for `ingest doctor`).
 
         Returns (status, body text), or (0, reason) when no HTTP answer came back.

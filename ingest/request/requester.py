@@ -62,7 +62,13 @@ def split_range(start: date, end: date, window_days: int) -> list[tuple[date, da
 
 
 def plan_backfill(
-    store: Store, bot_ids: list[str], start: date, end: date, *, window_days: int, report_id: int = MESSAGE_REPORT_ID
+    store: Store,
+    bot_ids: list[str],
+    start: date,
+    end: date,
+    *,
+    window_days: int,
+    report_id: int = MESSAGE_REPORT_ID,
 ) -> list[tuple[str, date, date]]:
     """Plan windows for the days of start..end that no window (but a failed one) covers yet.
 
@@ -88,8 +94,14 @@ def plan_backfill(
     return planned
 
 
-def plan_schedule(store: Store, bot_ids: list[str], settings: RequesterSettings, *,
-                  today: date, report_id: int = MESSAGE_REPORT_ID) -> list[tuple[str, date, date]]:
+def plan_schedule(
+    store: Store,
+    bot_ids: list[str],
+    settings: RequesterSettings,
+    *,
+    today: date,
+    report_id: int = MESSAGE_REPORT_ID,
+) -> list[tuple[str, date, date]]:
     """Keep each bot planned up to yesterday (UTC): plan the days after its last window.
 
     A bot seen for the first time starts at ``schedule_from`` (default: yesterday).
@@ -97,12 +109,16 @@ def plan_schedule(store: Store, bot_ids: list[str], settings: RequesterSettings,
     yesterday = today - timedelta(days=1)
     planned = []
     for bot_id in bot_ids:
-        known = [w.to_date for w in store.windows(bot_id=bot_id)
-                 if w.report_id == report_id and w.state is not S.FAILED]
+        known = [
+            w.to_date
+            for w in store.windows(bot_id=bot_id)
+            if w.report_id == report_id and w.state is not S.FAILED
+        ]
         start = max(known) + timedelta(days=1) if known else (settings.schedule_from or yesterday)
         if start <= yesterday:
-            planned += plan_backfill(store, [bot_id], start, yesterday,
-                                     window_days=settings.window_days, report_id=report_id)
+            planned += plan_backfill(
+                store, [bot_id], start, yesterday, window_days=settings.window_days, report_id=report_id
+            )
     return planned
 
 
@@ -140,15 +156,22 @@ def expire_lost(store: Store, settings: RequesterSettings, now: float) -> list[i
         if window.accepted_at is None or now - window.accepted_at <= settings.delivery_timeout:
             continue
         losses = window.losses + 1
-        log.warning("window %s (%s %s..%s) lost (%d time(s)): no email in time", window.id,
-                    window.bot_id, window.from_date, window.to_date, losses,
-                    extra={"window_id": window.id, "bot_id": window.bot_id})
+        log.warning(
+            "window %s (%s %s..%s) lost (%d time(s)): no email in time",
+            window.id,
+            window.bot_id,
+            window.from_date,
+            window.to_date,
+            losses,
+            extra={"window_id": window.id, "bot_id": window.bot_id},
+        )
         if losses >= settings.split_after_losses and window.days() > 1:
             middle = window.from_date + timedelta(days=window.days() // 2 - 1)
             store.split_window(window.id, middle, losses=losses)
         else:
-            store.transition(window.id, S.LOST, losses=losses,
-                             last_error="no report email within the delivery time-out")
+            store.transition(
+                window.id, S.LOST, losses=losses, last_error="no report email within the delivery time-out"
+            )
         lost.append(window.id)
     return lost
 
@@ -156,7 +179,8 @@ def expire_lost(store: Store, settings: RequesterSettings, now: float) -> list[i
 def next_due(store: Store, now: float) -> Window | None:
     """The window to submit next: oldest range first, then the bot least recently served."""
     due = [
-        w for w in store.windows(states=SUBMITTABLE)
+        w
+        for w in store.windows(states=SUBMITTABLE)
         if w.state is not S.DEFERRED or (w.next_attempt_at or 0) <= now
     ]
     if not due:
@@ -167,8 +191,9 @@ def next_due(store: Store, now: float) -> Window | None:
     return min(due, key=lambda w: (w.from_date, last_served.get(w.bot_id, 0.0), w.id))
 
 
-def submit(store: Store, client: CertainlyClient, window: Window, settings: RequesterSettings,
-           now: float) -> WindowState:
+def submit(
+    store: Store, client: CertainlyClient, window: Window, settings: RequesterSettings, now: float
+) -> WindowState:
     """Submit one window and record the classified answer. Returns the window's new state."""
     previous = window.state
     # Written before the HTTP call: a crash mid-call leaves a visible 'submitting' window.
@@ -178,10 +203,21 @@ def submit(store: Store, client: CertainlyClient, window: Window, settings: Requ
     crash_point("after_post")
     # No HTTP answer (time-out, refused): keep the reason, so the audit trail says why.
     store.record_api_answer(window.id, "POST", answer.status, answer.outcome, answer.body or answer.message)
-    log.info("window %s (%s %s..%s): %s %s", window.id, window.bot_id, window.from_date,
-             window.to_date, answer.status, answer.outcome,
-             extra={"window_id": window.id, "bot_id": window.bot_id, "status": answer.status,
-                    "outcome": str(answer.outcome)})
+    log.info(
+        "window %s (%s %s..%s): %s %s",
+        window.id,
+        window.bot_id,
+        window.from_date,
+        window.to_date,
+        answer.status,
+        answer.outcome,
+        extra={
+            "window_id": window.id,
+            "bot_id": window.bot_id,
+            "status": answer.status,
+            "outcome": str(answer.outcome),
+        },
+    )
     if answer.outcome is Outcome.ACCEPTED:
         state = store.transition(window.id, S.ACCEPTED, accepted_at=time.time(), last_error=None).state
         crash_point("after_accept")
@@ -194,24 +230,37 @@ def submit(store: Store, client: CertainlyClient, window: Window, settings: Requ
         # We were killed mid-POST last time: the export in progress is most likely our own.
         # Wait for its email as if accepted; if it was not ours, the delivery time-out
         # marks the window lost and it is submitted again.
-        return store.transition(window.id, S.ACCEPTED, accepted_at=time.time(),
-                                last_error="in progress after an interrupted submission: possibly ours").state
+        return store.transition(
+            window.id,
+            S.ACCEPTED,
+            accepted_at=time.time(),
+            last_error="in progress after an interrupted submission: possibly ours",
+        ).state
     if answer.outcome is Outcome.REJECTED:
-        return store.transition(window.id, S.FAILED,
-                                last_error=f"API refused ({answer.status}): {answer.message}").state
+        return store.transition(
+            window.id, S.FAILED, last_error=f"API refused ({answer.status}): {answer.message}"
+        ).state
     attempts = window.attempts + 1
     if answer.outcome is Outcome.TRANSIENT and attempts >= settings.max_attempts:
-        return store.transition(window.id, S.FAILED, attempts=attempts,
-                                last_error=f"gave up after {attempts} attempts: {answer.message}").state
+        return store.transition(
+            window.id,
+            S.FAILED,
+            attempts=attempts,
+            last_error=f"gave up after {attempts} attempts: {answer.message}",
+        ).state
     delay = backoff_delay(attempts, settings, answer.retry_after)
     return store.transition(
-        window.id, S.DEFERRED, attempts=attempts, next_attempt_at=now + delay,
+        window.id,
+        S.DEFERRED,
+        attempts=attempts,
+        next_attempt_at=now + delay,
         last_error=f"{answer.outcome} ({answer.status}): {answer.message}",
     ).state
 
 
-def advance(store: Store, client: CertainlyClient, settings: RequesterSettings,
-            now: float | None = None) -> TickReport:
+def advance(
+    store: Store, client: CertainlyClient, settings: RequesterSettings, now: float | None = None
+) -> TickReport:
     """One requester tick: expire lost windows, then submit while fewer than max_in_flight."""
     now = time.time() if now is None else now
     report = TickReport(lost=expire_lost(store, settings, now))
@@ -221,8 +270,9 @@ def advance(store: Store, client: CertainlyClient, settings: RequesterSettings,
             break
         report.submitted.append(window.id)
         state = submit(store, client, window, settings, now)
-        {S.ACCEPTED: report.accepted, S.DEFERRED: report.deferred,
-         S.FAILED: report.failed}.get(state, []).append(window.id)
+        {S.ACCEPTED: report.accepted, S.DEFERRED: report.deferred, S.FAILED: report.failed}.get(
+            state, []
+        ).append(window.id)
         if state is S.DEFERRED:
             break  # the account is busy or the API is failing: ask again next tick
     return report

@@ -56,8 +56,9 @@ class SimulatorConfig:
 
     def __post_init__(self) -> None:
         if self.in_progress_style not in ("409", "400", "200"):
-            raise ValueError(f"in_progress_style must be '409', '400' or '200', "
-                             f"not {self.in_progress_style!r}")
+            raise ValueError(
+                f"in_progress_style must be '409', '400' or '200', not {self.in_progress_style!r}"
+            )
         if min(self.lose_every, self.in_progress_every, self.delivery_delay) < 0:
             raise ValueError("lose_every, in_progress_every and delivery_delay must not be negative")
 
@@ -96,8 +97,9 @@ class CertainlySimulator:
     :class:`~ingest.simulator.faults.Fault` answers; :attr:`faults` logs arrivals.
     """
 
-    def __init__(self, config: SimulatorConfig | None = None,
-                 deliver: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self, config: SimulatorConfig | None = None, deliver: Callable[[bytes], None] | None = None
+    ) -> None:
         self.config = config or SimulatorConfig()
         self._deliver = deliver
         self._cond = threading.Condition()  # guards everything below
@@ -132,10 +134,8 @@ class CertainlySimulator:
         """Synchronous report: range and row caps as documented."""
         days = (params.to_date - params.from_date).days + 1
         if days > self.config.max_get_days:
-            return 400, {"detail": f"The maximum time range supported is "
-                                   f"{self.config.max_get_days} days."}
-        rows = self.expected_report_rows(params.report_id, params.bot_id, params.from_date,
-                                         params.to_date)
+            return 400, {"detail": f"The maximum time range supported is {self.config.max_get_days} days."}
+        rows = self.expected_report_rows(params.report_id, params.bot_id, params.from_date, params.to_date)
         return 200, rows_to_json(rows[: self.config.max_get_rows])
 
     def handle_post(self, params: ReportParams) -> Reply:
@@ -145,8 +145,7 @@ class CertainlySimulator:
             every = self.config.in_progress_every
             if self._active is not None or self._stopping or (every and self._posts % every == 0):
                 return int(self.config.in_progress_style), {"detail": IN_PROGRESS_DETAIL}
-            export = ExportRecord(params.bot_id, params.from_date, params.to_date,
-                                  params.report_id)
+            export = ExportRecord(params.bot_id, params.from_date, params.to_date, params.report_id)
             self._exports.append(export)
             every = self.config.lose_every
             export.lost = every > 0 and len(self._exports) % every == 0
@@ -172,25 +171,39 @@ class CertainlySimulator:
         error: str | None = None
         rows = 0
         try:
-            data = self.expected_report_rows(export.report_id, export.bot_id,
-                                             export.from_date, export.to_date)
+            data = self.expected_report_rows(
+                export.report_id, export.bot_id, export.from_date, export.to_date
+            )
             rows = len(data)
             if export.report_id == 1:
                 message = build_report_email(
-                    csv_bytes=rows_to_csv(data), bot_id=export.bot_id,
-                    from_date=export.from_date, to_date=export.to_date,
-                    sender=self.config.sender, recipient=self.config.recipient,
-                    hints=self.config.email_hints)
+                    csv_bytes=rows_to_csv(data),
+                    bot_id=export.bot_id,
+                    from_date=export.from_date,
+                    to_date=export.to_date,
+                    sender=self.config.sender,
+                    recipient=self.config.recipient,
+                    hints=self.config.email_hints,
+                )
             else:
                 message = build_typed_report_email(
-                    export.report_id, csv_bytes=report_to_csv(export.report_id, data),
-                    bot_id=export.bot_id, from_date=export.from_date, to_date=export.to_date,
-                    sender=self.config.sender, recipient=self.config.recipient,
-                    hints=self.config.email_hints)
+                    export.report_id,
+                    csv_bytes=report_to_csv(export.report_id, data),
+                    bot_id=export.bot_id,
+                    from_date=export.from_date,
+                    to_date=export.to_date,
+                    sender=self.config.sender,
+                    recipient=self.config.recipient,
+                    hints=self.config.email_hints,
+                )
             message_id = BytesParser().parsebytes(message, headersonly=True)["Message-ID"]
             if export.lost:
-                log.info("simulator: losing the report email for %s %s..%s on purpose",
-                         export.bot_id, export.from_date, export.to_date)
+                log.info(
+                    "simulator: losing the report email for %s %s..%s on purpose",
+                    export.bot_id,
+                    export.from_date,
+                    export.to_date,
+                )
             elif self._deliver is not None:
                 self._deliver(message)
                 delivered = True
@@ -231,12 +244,18 @@ class CertainlySimulator:
 
     def expected_rows(self, bot_id: str, from_date: date, to_date: date) -> list[dict[str, Any]]:
         """Ground truth: every row of the bot in the range, as this simulator generates them."""
-        return generate_messages(bot_id, from_date, to_date, seed=self.config.seed,
-                                 min_per_day=self.config.min_per_day,
-                                 max_per_day=self.config.max_per_day)
+        return generate_messages(
+            bot_id,
+            from_date,
+            to_date,
+            seed=self.config.seed,
+            min_per_day=self.config.min_per_day,
+            max_per_day=self.config.max_per_day,
+        )
 
-    def expected_report_rows(self, report_id: int, bot_id: str, from_date: date,
-                             to_date: date) -> list[dict[str, Any]]:
+    def expected_report_rows(
+        self, report_id: int, bot_id: str, from_date: date, to_date: date
+    ) -> list[dict[str, Any]]:
         """Ground truth for any report type: :meth:`expected_rows` for type 1, else the
         Standard (2), Advanced (3) or Content Management (4) rows for the range."""
         if report_id == 1:
@@ -255,9 +274,12 @@ class CertainlySimulator:
             raise RuntimeError("simulator already started (or stopped: make a new one)")
         self._server = SimulatorHTTPServer(("127.0.0.1", 0), self)
         # A short poll interval keeps stop() fast; the server is otherwise idle.
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="certainly-simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="certainly-simulator",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

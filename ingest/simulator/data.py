@@ -17,10 +17,27 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 MESSAGE_DATA_COLUMNS: tuple[str, ...] = (
-    "id", "timestamp", "message", "response", "text", "type", "wait", "conversation_id",
-    "through_bot_modules", "bot_module_id", "is_test", "external_agent",
-    "through_connection_id", "is_global_module_match", "is_deleted", "id_message_evaluate",
-    "data", "user_message_empty", "bot_response_empty", "bot_module", "botuser",
+    "id",
+    "timestamp",
+    "message",
+    "response",
+    "text",
+    "type",
+    "wait",
+    "conversation_id",
+    "through_bot_modules",
+    "bot_module_id",
+    "is_test",
+    "external_agent",
+    "through_connection_id",
+    "is_global_module_match",
+    "is_deleted",
+    "id_message_evaluate",
+    "data",
+    "user_message_empty",
+    "bot_response_empty",
+    "bot_module",
+    "botuser",
     "botuser_meta",
 )
 
@@ -36,21 +53,39 @@ _TRICKY_MESSAGES: tuple[str, ...] = (
     "line one\nline two\nline three, with comma",
 )
 _MESSAGES: tuple[str, ...] = _TRICKY_MESSAGES + (
-    "", "", "Where is my order?", "I want to talk to a human", "Yes", "No, thanks",
-    "Hvad koster det?", "Can I return an item, please?", "Ça marche très bien",
-    "  leading and trailing spaces  ", "Suggested Replies: Track parcel",
+    "",
+    "",
+    "Where is my order?",
+    "I want to talk to a human",
+    "Yes",
+    "No, thanks",
+    "Hvad koster det?",
+    "Can I return an item, please?",
+    "Ça marche très bien",
+    "  leading and trailing spaces  ",
+    "Suggested Replies: Track parcel",
 )
 _BOT_TEXTS: tuple[str, ...] = (
-    "Hi! How can I help you today?", "Let me check that for you…",
-    "Please choose one of the options below:", 'You can reply "yes" or "no".',
-    "Thanks, Grüße from the bot 🤖", "One moment, please.",
+    "Hi! How can I help you today?",
+    "Let me check that for you…",
+    "Please choose one of the options below:",
+    'You can reply "yes" or "no".',
+    "Thanks, Grüße from the bot 🤖",
+    "One moment, please.",
 )
 _MODULE_NAMES: tuple[str, ...] = (
-    "Welcome", "Order status", "Returns, refunds", "Handover to agent", "FAQ", "Goodbye",
+    "Welcome",
+    "Order status",
+    "Returns, refunds",
+    "Handover to agent",
+    "FAQ",
+    "Goodbye",
 )
 _MODULE_TYPES: tuple[str, ...] = ("statement", "multiple_choice", "input", "webhook")
 _KPI_LABELS: tuple[tuple[str, str], ...] = (
-    ("Resolved", "#2ECC71"), ("Handover", "#E67E22"), ("Lead", "#3498DB"),
+    ("Resolved", "#2ECC71"),
+    ("Handover", "#E67E22"),
+    ("Lead", "#3498DB"),
 )
 _PAGES: tuple[str, ...] = ("/", "/shop", "/help/returns?lang=da", "/contact")
 
@@ -91,21 +126,23 @@ def _bot_modules(bot_id: str, seed: int) -> list[dict[str, Any]]:
             {"label": label, "colour": colour, "id": rng.randrange(1, 50)}
             for label, colour in rng.sample(_KPI_LABELS, rng.randrange(0, 3))
         ]
-        modules.append({
-            "id": module_id,
-            "name": name,
-            "type": rng.choice(_MODULE_TYPES),
-            "instruction": rng.choice(_BOT_TEXTS),
-            "error_instruction": rng.choice(("", "Sorry, I did not get that.")),
-            "is_global": i == 4,
-            "priority": i,
-            "is_starting": i == 0,
-            "fallback_module_id": base + 4 if i != 4 else None,
-            "skip_user_input": rng.random() < 0.2,
-            "skip_global_connection_evaluation": rng.random() < 0.1,
-            "group": rng.choice((None, "Support", "Sales")),
-            "kpis": kpis,
-        })
+        modules.append(
+            {
+                "id": module_id,
+                "name": name,
+                "type": rng.choice(_MODULE_TYPES),
+                "instruction": rng.choice(_BOT_TEXTS),
+                "error_instruction": rng.choice(("", "Sorry, I did not get that.")),
+                "is_global": i == 4,
+                "priority": i,
+                "is_starting": i == 0,
+                "fallback_module_id": base + 4 if i != 4 else None,
+                "skip_user_input": rng.random() < 0.2,
+                "skip_global_connection_evaluation": rng.random() < 0.1,
+                "group": rng.choice((None, "Support", "Sales")),
+                "kpis": kpis,
+            }
+        )
     return modules
 
 
@@ -129,11 +166,13 @@ def _day_rows(
                 "id": rng.randrange(1, 10_000_000),
                 "created_date": _iso_z(midnight - timedelta(seconds=rng.randrange(86_400 * 30))),
             },
-            "meta": {"web": {
-                "host": "www.example.com",
-                "current_ip": f"192.0.2.{rng.randrange(1, 255)}",
-                "hostPageUrl": "https://www.example.com" + rng.choice(_PAGES),
-            }},
+            "meta": {
+                "web": {
+                    "host": "www.example.com",
+                    "current_ip": f"192.0.2.{rng.randrange(1, 255)}",
+                    "hostPageUrl": "https://www.example.com" + rng.choice(_PAGES),
+                }
+            },
         }
         for _ in range(max(1, count // 4))
     ]
@@ -141,40 +180,43 @@ def _day_rows(
     for index, offset in enumerate(offsets):
         conv = rng.choice(conversations)
         module = rng.choice(modules)
-        message = _TRICKY_MESSAGES[day.toordinal() % len(_TRICKY_MESSAGES)] if index == 0 \
-            else rng.choice(_MESSAGES)
+        message = (
+            _TRICKY_MESSAGES[day.toordinal() % len(_TRICKY_MESSAGES)] if index == 0 else rng.choice(_MESSAGES)
+        )
         kind = rng.choice(("Text", "Text", "Wait", "Choice"))
         bot_empty = rng.random() < 0.1
         text = "" if bot_empty else rng.choice(_BOT_TEXTS)
         is_global = bool(module["is_global"])
-        rows.append({
-            "id": day.toordinal() * ID_STRIDE + index,
-            "timestamp": _iso_z(midnight + timedelta(microseconds=offset)),
-            "message": message,
-            "response": text,
-            "text": text,
-            "type": kind,
-            "wait": rng.randint(1, 5) if kind == "Wait" else 0,
-            "conversation_id": conv["id"],
-            "through_bot_modules": rng.sample([m["id"] for m in modules], rng.randrange(0, 3)),
-            "bot_module_id": module["id"],
-            "is_test": rng.random() < 0.05,
-            "external_agent": f"agent-{rng.randrange(1, 9)}" if rng.random() < 0.1 else None,
-            "through_connection_id": rng.randrange(1, 5000) if rng.random() < 0.7 else None,
-            "is_global_module_match": is_global,
-            "is_deleted": rng.random() < 0.02,
-            "id_message_evaluate": rng.randrange(1, 5000) if rng.random() < 0.6 else None,
-            "data": {
-                "type": "global" if is_global else "local",
-                "fallback": rng.random() < 0.2,
-                "position": rng.randrange(0, 4),
-            },
-            "user_message_empty": message == "",
-            "bot_response_empty": bot_empty,
-            "bot_module": dict(module, kpis=[dict(k) for k in module["kpis"]]),
-            "botuser": dict(conv["user"]),
-            "botuser_meta": {"web": dict(conv["meta"]["web"])},
-        })
+        rows.append(
+            {
+                "id": day.toordinal() * ID_STRIDE + index,
+                "timestamp": _iso_z(midnight + timedelta(microseconds=offset)),
+                "message": message,
+                "response": text,
+                "text": text,
+                "type": kind,
+                "wait": rng.randint(1, 5) if kind == "Wait" else 0,
+                "conversation_id": conv["id"],
+                "through_bot_modules": rng.sample([m["id"] for m in modules], rng.randrange(0, 3)),
+                "bot_module_id": module["id"],
+                "is_test": rng.random() < 0.05,
+                "external_agent": f"agent-{rng.randrange(1, 9)}" if rng.random() < 0.1 else None,
+                "through_connection_id": rng.randrange(1, 5000) if rng.random() < 0.7 else None,
+                "is_global_module_match": is_global,
+                "is_deleted": rng.random() < 0.02,
+                "id_message_evaluate": rng.randrange(1, 5000) if rng.random() < 0.6 else None,
+                "data": {
+                    "type": "global" if is_global else "local",
+                    "fallback": rng.random() < 0.2,
+                    "position": rng.randrange(0, 4),
+                },
+                "user_message_empty": message == "",
+                "bot_response_empty": bot_empty,
+                "bot_module": dict(module, kpis=[dict(k) for k in module["kpis"]]),
+                "botuser": dict(conv["user"]),
+                "botuser_meta": {"web": dict(conv["meta"]["web"])},
+            }
+        )
     return rows
 
 
@@ -189,8 +231,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def rows_to_csv(rows: list[dict[str, Any]], *, bom: bool = False,
-                columns: tuple[str, ...] = MESSAGE_DATA_COLUMNS) -> bytes:
+def rows_to_csv(
+    rows: list[dict[str, Any]], *, bom: bool = False, columns: tuple[str, ...] = MESSAGE_DATA_COLUMNS
+) -> bytes:
     """Render rows as the emailed CSV: UTF-8, header row, minimal quoting, CRLF line ends.
 
     ``bom=True`` prefixes a UTF-8 byte-order mark, as Excel-oriented exports often do.

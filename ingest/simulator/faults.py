@@ -139,7 +139,8 @@ class FaultScript:
         method = method.upper()
         with self._cond:
             return self._cond.wait_for(
-                lambda: sum(1 for a in self._arrivals if a.method == method) >= count, timeout)
+                lambda: sum(1 for a in self._arrivals if a.method == method) >= count, timeout
+            )
 
     def pause(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless the simulator stops first; True when it is stopping."""

@@ -82,8 +82,7 @@ def parse_report_params(raw: Mapping[str, Any]) -> ReportParams:
         raise BadRequestError("botId: not a valid bot id.")
     if to_date < from_date:
         raise BadRequestError("toDate: must not be before fromDate.")
-    return ReportParams(bot_id=bot_id, from_date=from_date, to_date=to_date,
-                        report_id=int(report))
+    return ReportParams(bot_id=bot_id, from_date=from_date, to_date=to_date, report_id=int(report))
 
 
 class ReportBackend(Protocol):
@@ -124,16 +123,16 @@ class SimulatorHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self._handle("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self._handle("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self._handle("PUT")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self._handle("PATCH")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:  # noqa: N802 - the name http.server dispatches to
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
@@ -157,8 +156,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             # The client gave up (time-out) or was killed while we waited: nothing to tell.
             log.debug("simulator: client of %s %s went away before the answer", method, url.path)
 
-    def _dispatch(self, method: str, path: str,
-                  query: str) -> tuple[int, Any, Any, Mapping[str, str]]:
+    def _dispatch(self, method: str, path: str, query: str) -> tuple[int, Any, Any, Mapping[str, str]]:
         backend = self.server.backend
         if path.strip("/") != backend.report_path.strip("/"):
             return 404, {"detail": "Not found."}, None, {}
@@ -188,8 +186,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             params = parse_report_params(raw)
         except BadRequestError as exc:
             return 400, {"detail": exc.detail}, raw, {}
-        status, body = backend.handle_get(params) if method == "GET" \
-            else backend.handle_post(params)
+        status, body = backend.handle_get(params) if method == "GET" else backend.handle_post(params)
         return status, body, raw, {}
 
     def _apply_fault(self, fault: Fault, raw: Any) -> tuple[int, Any, Any, Mapping[str, str]] | None:
@@ -221,8 +218,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         """Answer; ``body`` bytes are sent as they are, anything else as JSON."""
         headers = dict(headers or {})
         payload = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode("utf-8")
-        content_type = next((v for k, v in headers.items() if k.lower() == "content-type"),
-                            "application/json")
+        content_type = next(
+            (v for k, v in headers.items() if k.lower() == "content-type"), "application/json"
+        )
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))

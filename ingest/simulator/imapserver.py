@@ -44,8 +44,14 @@ def _greets(host: str, port: int) -> bool:
 class EmbeddedImap:
     """pymap on a free loopback port, with one user; a context manager."""
 
-    def __init__(self, username: str = "demo@example.test", password: str = "demo-password",
-                 *, host: str = "127.0.0.1", startup_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        username: str = "demo@example.test",
+        password: str = "demo-password",
+        *,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 15.0,
+    ) -> None:
         self.host = host
         self.username = username
         self.password = password
@@ -80,16 +86,27 @@ class EmbeddedImap:
     def _launch(self) -> bool:
         assert self._tmpdir is not None and self.log_path is not None
         cmd = [
-            sys.executable, "-c", _PYMAP_MAIN,
+            sys.executable,
+            "-c",
+            _PYMAP_MAIN,
             # A per-port pid file name in case the optional ``pid`` package is installed.
-            "--pid-file", f"ingest-pymap-{self.port}.pid",
-            "--host", self.host, "--port", str(self.port), "--no-tls",
-            "dict", "--demo-user", self.username, "--demo-password", self.password,
+            "--pid-file",
+            f"ingest-pymap-{self.port}.pid",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--no-tls",
+            "dict",
+            "--demo-user",
+            self.username,
+            "--demo-password",
+            self.password,
         ]
         with open(self.log_path, "ab") as log_file:  # the child keeps its own descriptor
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                cwd=self._tmpdir)
+                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, cwd=self._tmpdir
+            )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -126,8 +143,9 @@ class EmbeddedImap:
 
     def delivery(self, folder: str = "INBOX", timeout: float = 10.0) -> ImapDelivery:
         """An :class:`ImapDelivery` appending to ``folder`` of this server's user."""
-        return ImapDelivery(self.host, self.port, self.username, self.password,
-                            folder=folder, timeout=timeout)
+        return ImapDelivery(
+            self.host, self.port, self.username, self.password, folder=folder, timeout=timeout
+        )
 
     def __enter__(self) -> EmbeddedImap:
         return self.start()

@@ -46,15 +46,14 @@ def build_report_email(
     msg["To"] = recipient
     msg["Subject"] = (
         f"Certainly message report {bot_id} {from_date.isoformat()} - {to_date.isoformat()}"
-        if hints else "Your Certainly message report"
+        if hints
+        else "Your Certainly message report"
     )
     msg["Date"] = format_datetime(sent_at or datetime.now(UTC))
     msg["Message-ID"] = make_msgid(idstring="report", domain=message_id_domain)
-    scope = (f" for bot {bot_id} from {from_date.isoformat()} to {to_date.isoformat()}"
-             if hints else "")
+    scope = f" for bot {bot_id} from {from_date.isoformat()} to {to_date.isoformat()}" if hints else ""
     msg.set_content(
-        f"Hello,\n\nYour message report{scope} is attached as a CSV file.\n\n"
-        "The Certainly team (simulated)\n"
+        f"Hello,\n\nYour message report{scope} is attached as a CSV file.\n\nThe Certainly team (simulated)\n"
     )
     msg.add_attachment(
         csv_bytes,
@@ -90,22 +89,28 @@ class ImapDelivery:
         self.timeout = timeout
 
     def __repr__(self) -> str:
-        return (f"ImapDelivery(host={self.host!r}, port={self.port}, "
-                f"username={self.username!r}, folder={self.folder!r}, ssl={self.ssl})")
+        return (
+            f"ImapDelivery(host={self.host!r}, port={self.port}, "
+            f"username={self.username!r}, folder={self.folder!r}, ssl={self.ssl})"
+        )
 
     def deliver(self, message_bytes: bytes) -> None:
         """APPEND ``message_bytes`` to the folder (created if missing), unflagged."""
         client = IMAPClient(
-            self.host, port=self.port, ssl=self.ssl,
-            ssl_context=self.ssl_context, timeout=self.timeout,
+            self.host,
+            port=self.port,
+            ssl=self.ssl,
+            ssl_context=self.ssl_context,
+            timeout=self.timeout,
         )
         try:
             client.login(self.username, self._password)
             if not client.folder_exists(self.folder):
                 client.create_folder(self.folder)
             client.append(self.folder, message_bytes, flags=())
-            log.debug("appended %d bytes to %s on %s:%s",
-                      len(message_bytes), self.folder, self.host, self.port)
+            log.debug(
+                "appended %d bytes to %s on %s:%s", len(message_bytes), self.folder, self.host, self.port
+            )
         finally:
             try:
                 client.logout()

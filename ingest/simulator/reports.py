@@ -24,21 +24,50 @@ from .mailer import build_report_email
 REPORT_NAMES: dict[int, str] = {2: "standard", 3: "advanced", 4: "content_management"}
 
 STANDARD_COLUMNS: tuple[str, ...] = (
-    "date", "conversations", "messages", "users", "new_users", "returning_users", "handovers",
-    "fallbacks", "avg_messages_per_conversation", "avg_conversation_duration_s",
+    "date",
+    "conversations",
+    "messages",
+    "users",
+    "new_users",
+    "returning_users",
+    "handovers",
+    "fallbacks",
+    "avg_messages_per_conversation",
+    "avg_conversation_duration_s",
     "goal_completion_rate",
 )
 ADVANCED_COLUMNS: tuple[str, ...] = (
-    "date", "channel", "conversations", "messages", "users", "goal_completions",
-    "goal_completion_rate", "avg_response_time_ms", "bounce_rate", "handover_rate", "avg_rating",
+    "date",
+    "channel",
+    "conversations",
+    "messages",
+    "users",
+    "goal_completions",
+    "goal_completion_rate",
+    "avg_response_time_ms",
+    "bounce_rate",
+    "handover_rate",
+    "avg_rating",
 )
 CONTENT_MANAGEMENT_COLUMNS: tuple[str, ...] = (
-    "date", "bot_module_id", "module_code", "bot_module_name", "module_type", "group",
-    "times_triggered", "unique_users", "fallbacks", "exits", "is_active", "is_global",
+    "date",
+    "bot_module_id",
+    "module_code",
+    "bot_module_name",
+    "module_type",
+    "group",
+    "times_triggered",
+    "unique_users",
+    "fallbacks",
+    "exits",
+    "is_active",
+    "is_global",
     "last_edited",
 )
 REPORT_COLUMNS: dict[int, tuple[str, ...]] = {
-    2: STANDARD_COLUMNS, 3: ADVANCED_COLUMNS, 4: CONTENT_MANAGEMENT_COLUMNS,
+    2: STANDARD_COLUMNS,
+    3: ADVANCED_COLUMNS,
+    4: CONTENT_MANAGEMENT_COLUMNS,
 }
 
 _CHANNELS: tuple[str, ...] = ("web", "facebook_messenger", "whatsapp", "api")
@@ -46,8 +75,16 @@ _CHANNELS: tuple[str, ...] = ("web", "facebook_messenger", "whatsapp", "api")
 # (comma, doubled quotes) and non-ASCII text.
 _TRICKY_MODULE_NAMES: tuple[str, ...] = ('Returns, refunds "express"', "Grüße & 你好 🤖")
 _MODULE_NAMES: tuple[str, ...] = (
-    "Welcome", "Order status", "FAQ", "Handover to agent", "Goodbye", "Tilbud på æbler",
-    "Opening hours", "Track parcel", 'Say "hi"', "Ça marche, merci",
+    "Welcome",
+    "Order status",
+    "FAQ",
+    "Handover to agent",
+    "Goodbye",
+    "Tilbud på æbler",
+    "Opening hours",
+    "Track parcel",
+    'Say "hi"',
+    "Ça marche, merci",
 )
 _MODULE_TYPES: tuple[str, ...] = ("statement", "multiple_choice", "input", "webhook")
 
@@ -93,16 +130,25 @@ def report_type_filename(report_id: int, bot_id: str, from_date: date, to_date: 
     return f"{REPORT_NAMES[report_id]}_report_{bot_id}_{from_date.isoformat()}_{to_date.isoformat()}.csv"
 
 
-def build_typed_report_email(report_id: int, *, csv_bytes: bytes, bot_id: str, from_date: date,
-                             to_date: date, hints: bool = True, **kwargs: Any) -> bytes:
+def build_typed_report_email(
+    report_id: int,
+    *,
+    csv_bytes: bytes,
+    bot_id: str,
+    from_date: date,
+    to_date: date,
+    hints: bool = True,
+    **kwargs: Any,
+) -> bytes:
     """The report email of a type 2-4 export: type 1's email, renamed for the type.
 
     Built by :func:`~ingest.simulator.mailer.build_report_email` (so headers, body and
     base64 attachment stay one implementation), then only the Subject and the file name
     are changed. ``kwargs`` are passed on (sender, recipient, sent_at ...).
     """
-    raw = build_report_email(csv_bytes=csv_bytes, bot_id=bot_id, from_date=from_date,
-                             to_date=to_date, hints=hints, **kwargs)
+    raw = build_report_email(
+        csv_bytes=csv_bytes, bot_id=bot_id, from_date=from_date, to_date=to_date, hints=hints, **kwargs
+    )
     message = email.message_from_bytes(raw, policy=email.policy.SMTP)
     assert isinstance(message, EmailMessage)
     label = REPORT_NAMES[report_id].replace("_", " ")
@@ -111,8 +157,11 @@ def build_typed_report_email(report_id: int, *, csv_bytes: bytes, bot_id: str, f
     body = message.get_body(("plain",))
     if isinstance(body, EmailMessage):
         body.set_content(body.get_content().replace("message report", f"{label} report"))
-    name = (report_type_filename(report_id, bot_id, from_date, to_date) if hints
-            else f"{REPORT_NAMES[report_id]}_report.csv")
+    name = (
+        report_type_filename(report_id, bot_id, from_date, to_date)
+        if hints
+        else f"{REPORT_NAMES[report_id]}_report.csv"
+    )
     for part in message.iter_attachments():
         part.set_param("filename", name, header="Content-Disposition")
     return message.as_bytes()
@@ -146,20 +195,22 @@ def _advanced(rng: random.Random, day: date) -> list[dict[str, Any]]:
             continue
         conversations = rng.randint(1, 150)
         goals = rng.randint(0, conversations)
-        rows.append({
-            "date": day.isoformat(),
-            "channel": channel,
-            "conversations": conversations,
-            "messages": int(conversations * rng.uniform(2.0, 10.0)),
-            "users": rng.randint(1, conversations),
-            "goal_completions": goals,
-            "goal_completion_rate": round(goals / conversations, 4),
-            "avg_response_time_ms": rng.randint(80, 4000),
-            "bounce_rate": round(rng.random() * 0.6, 4),
-            "handover_rate": round(rng.random() * 0.2, 4),
-            # No ratings on that channel that day: an empty cell, as vendors export it.
-            "avg_rating": round(rng.uniform(1.0, 5.0), 2) if rng.random() < 0.85 else None,
-        })
+        rows.append(
+            {
+                "date": day.isoformat(),
+                "channel": channel,
+                "conversations": conversations,
+                "messages": int(conversations * rng.uniform(2.0, 10.0)),
+                "users": rng.randint(1, conversations),
+                "goal_completions": goals,
+                "goal_completion_rate": round(goals / conversations, 4),
+                "avg_response_time_ms": rng.randint(80, 4000),
+                "bounce_rate": round(rng.random() * 0.6, 4),
+                "handover_rate": round(rng.random() * 0.2, 4),
+                # No ratings on that channel that day: an empty cell, as vendors export it.
+                "avg_rating": round(rng.uniform(1.0, 5.0), 2) if rng.random() < 0.85 else None,
+            }
+        )
     return rows
 
 
@@ -168,19 +219,21 @@ def _catalogue(bot_id: str, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(f"{seed}:{bot_id}:content-modules")
     base = rng.randrange(100_000, 900_000)
     names = list(_TRICKY_MODULE_NAMES) + rng.sample(_MODULE_NAMES, rng.randint(3, 6))
-    return [{
-        "bot_module_id": base + index,
-        # Zero-padded codes: a reader that infers integers would lose the zeros.
-        "module_code": f"{rng.randrange(1, 10_000):05d}",
-        "bot_module_name": name,
-        "module_type": rng.choice(_MODULE_TYPES),
-        "group": rng.choice((None, "Support", "Sales")),
-        "is_global": index == 2,
-    } for index, name in enumerate(names)]
+    return [
+        {
+            "bot_module_id": base + index,
+            # Zero-padded codes: a reader that infers integers would lose the zeros.
+            "module_code": f"{rng.randrange(1, 10_000):05d}",
+            "bot_module_name": name,
+            "module_type": rng.choice(_MODULE_TYPES),
+            "group": rng.choice((None, "Support", "Sales")),
+            "is_global": index == 2,
+        }
+        for index, name in enumerate(names)
+    ]
 
 
-def _content_management(rng: random.Random, day: date,
-                        modules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _content_management(rng: random.Random, day: date, modules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     midnight = datetime.combine(day, time(0), tzinfo=UTC)
     rows: list[dict[str, Any]] = []
     for module in modules:

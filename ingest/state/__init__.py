@@ -1,1 +1,1 @@
-"""Where the archiver remembers: the SQLite state store, its migrations, the run lock, and the window states and transitions."""
+"""Where the job remembers: the SQLite state store, its migrations, the run lock, the window states."""

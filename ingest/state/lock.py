@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fcntl
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from ingest.errors import LockHeld, StateError
 
@@ -22,8 +22,9 @@ def exclusive_lock(state_path: Path) -> Iterator[None]:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = lock_path.open("a+")
     except OSError as err:
-        raise StateError(f"cannot create lock file {lock_path}: {err.strerror}",
-                         hint="INGEST_STATE__PATH") from None
+        raise StateError(
+            f"cannot create lock file {lock_path}: {err.strerror}", hint="INGEST_STATE__PATH"
+        ) from None
     with handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ingest.errors import StateError
 from ingest.state.migrations import MIGRATIONS, SCHEMA_VERSION
@@ -81,8 +82,6 @@ class Window:
         return (self.to_date - self.from_date).days + 1
 
 
-
-
 def _window(row: sqlite3.Row) -> Window:
     return Window(
         id=row["id"],
@@ -110,7 +109,7 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path) -> "Store":
+    def open(cls, path: Path) -> Store:
         """Open (creating and migrating if needed) the store at ``path``."""
         path = Path(path)
         conn: sqlite3.Connection | None = None
@@ -130,17 +129,16 @@ class Store:
             if isinstance(err, StateError):
                 raise
             if isinstance(err, OSError):
-                raise StateError(f"state store {path} cannot be created: {err.strerror}",
-                                 hint="INGEST_STATE__PATH") from None
-            raise StateError(
-                f"state store {path} cannot be used: {err}", hint="INGEST_STATE__PATH"
-            ) from None
+                raise StateError(
+                    f"state store {path} cannot be created: {err.strerror}", hint="INGEST_STATE__PATH"
+                ) from None
+            raise StateError(f"state store {path} cannot be used: {err}", hint="INGEST_STATE__PATH") from None
         return store
 
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -160,7 +158,7 @@ class Store:
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version = {number + 1}")
 
-    def _tx(self) -> "_Transaction":
+    def _tx(self) -> _Transaction:
         return _Transaction(self._conn)
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -183,8 +181,7 @@ class Store:
                     "UPDATE windows SET state = ?, attempts = 0, next_attempt_at = NULL,"
                     " updated_at = ? WHERE bot_id = ? AND report_id = ? AND from_date = ?"
                     " AND to_date = ? AND state = ?",
-                    (S.PLANNED, now, bot_id, report_id, from_date.isoformat(),
-                     to_date.isoformat(), S.FAILED),
+                    (S.PLANNED, now, bot_id, report_id, from_date.isoformat(), to_date.isoformat(), S.FAILED),
                 )
         return cur.rowcount == 1
 
@@ -210,16 +207,21 @@ class Store:
 
     def transition(self, window_id: int, new: WindowState, **fields: Any) -> Window:
         """Move a window to ``new``, checking the lifecycle, and set other columns."""
-        allowed = {"attempts", "losses", "next_attempt_at", "submitted_at", "accepted_at",
-                   "rows_archived", "last_error"}
+        allowed = {
+            "attempts",
+            "losses",
+            "next_attempt_at",
+            "submitted_at",
+            "accepted_at",
+            "rows_archived",
+            "last_error",
+        }
         if set(fields) - allowed:
             raise ValueError(f"unknown window fields: {sorted(set(fields) - allowed)}")
         with self._tx():
             current = self.window(window_id)
             if new != current.state and new not in TRANSITIONS[current.state]:
-                raise StateError(
-                    f"window {window_id} cannot go from {current.state} to {new}"
-                )
+                raise StateError(f"window {window_id} cannot go from {current.state} to {new}")
             assignments = ", ".join(f"{name} = ?" for name in ["state", "updated_at", *fields])
             self._conn.execute(
                 f"UPDATE windows SET {assignments} WHERE id = ?",
@@ -231,11 +233,16 @@ class Store:
         """Replace a window by two halves (one transaction): first..mid and mid+1..last."""
         with self._tx():
             window = self.window(window_id)
-            self.transition(window_id, S.SPLIT, losses=losses,
-                            last_error=f"lost {losses} times: split in two")
+            self.transition(
+                window_id, S.SPLIT, losses=losses, last_error=f"lost {losses} times: split in two"
+            )
             self.plan_window(window.bot_id, window.report_id, window.from_date, last_of_first_half)
-            self.plan_window(window.bot_id, window.report_id,
-                             date.fromordinal(last_of_first_half.toordinal() + 1), window.to_date)
+            self.plan_window(
+                window.bot_id,
+                window.report_id,
+                date.fromordinal(last_of_first_half.toordinal() + 1),
+                window.to_date,
+            )
 
     def record_api_answer(
         self, window_id: int | None, method: str, status: int, outcome: str, body: str
@@ -254,6 +261,10 @@ class Store:
 
     # -- mailbox ---------------------------------------------------------------------
 
+    def quick_check(self) -> str:
+        """SQLite's ``PRAGMA quick_check``: ``"ok"``, or what is damaged."""
+        return str(self._conn.execute("PRAGMA quick_check").fetchone()[0])
+
     def mailbox_position(self, folder: str) -> tuple[int, int] | None:
         """(UIDVALIDITY, last UID handled) for a folder, or None before the first run."""
         rows = self._query("SELECT uidvalidity, last_uid FROM mailbox_position WHERE folder = ?", (folder,))
@@ -271,8 +282,16 @@ class Store:
         )
 
     def record_email(
-        self, folder: str, uidvalidity: int, uid: int, *, message_id: str | None,
-        sender: str | None, subject: str | None, outcome: str, reason: str | None = None,
+        self,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        *,
+        message_id: str | None,
+        sender: str | None,
+        subject: str | None,
+        outcome: str,
+        reason: str | None = None,
     ) -> None:
         """Record what was done with one email and advance the folder position past it."""
         with self._tx():
@@ -283,8 +302,9 @@ class Store:
             )
             self._advance_position(folder, uidvalidity, uid)
 
-    def record_ignored(self, folder: str, uidvalidity: int,
-                       emails: list[tuple[int, str | None, str]]) -> None:
+    def record_ignored(
+        self, folder: str, uidvalidity: int, emails: list[tuple[int, str | None, str]]
+    ) -> None:
         """Record many screened-out emails, (UID, sender, reason) each, in one transaction
         and advance the folder position past them: a flood of other people's mail costs one
         commit (one fsync) per batch, not one per email."""
@@ -300,8 +320,14 @@ class Store:
             self._advance_position(folder, uidvalidity, max(uid for uid, _, _ in emails))
 
     def record_failed_message(
-        self, folder: str, uidvalidity: int, uid: int, *, message_id: str | None,
-        sha256: str | None, reason: str,
+        self,
+        folder: str,
+        uidvalidity: int,
+        uid: int,
+        *,
+        message_id: str | None,
+        sha256: str | None,
+        reason: str,
     ) -> None:
         """Remember an email that needs a person (it goes to the failed folder), with its
         reason; recorded before it is moved, so a crash in between still leaves a trace
@@ -324,19 +350,24 @@ class Store:
         with self._tx():
             self._conn.execute(
                 "UPDATE failed_messages SET place = ?, updated_at = ? WHERE folder = ? AND"
-                " uidvalidity = ? AND uid = ?", (place, time.time(), folder, uidvalidity, uid))
+                " uidvalidity = ? AND uid = ?",
+                (place, time.time(), folder, uidvalidity, uid),
+            )
 
     def resolve_failed_message(self, folder: str, uidvalidity: int, uid: int, outcome: str) -> None:
         """A failed email was retried and handled (``outcome``): no longer needs a person."""
         with self._tx():
             self._conn.execute(
                 "UPDATE failed_messages SET state = ?, updated_at = ? WHERE folder = ? AND"
-                " uidvalidity = ? AND uid = ?", (outcome, time.time(), folder, uidvalidity, uid))
+                " uidvalidity = ? AND uid = ?",
+                (outcome, time.time(), folder, uidvalidity, uid),
+            )
 
     def failed_messages(self) -> list[dict[str, Any]]:
         """Emails still waiting for a person, oldest first."""
-        rows = self._query("SELECT * FROM failed_messages WHERE state = 'failed'"
-                           " ORDER BY failed_at, folder, uid")
+        rows = self._query(
+            "SELECT * FROM failed_messages WHERE state = 'failed' ORDER BY failed_at, folder, uid"
+        )
         return [dict(row) for row in rows]
 
     def email_counts(self) -> dict[str, int]:
@@ -350,17 +381,39 @@ class Store:
         return dict(rows[0]) if rows else None
 
     def record_attachment(
-        self, sha256: str, *, filename: str | None, size: int, window_id: int | None,
-        bot_id: str | None, outcome: str, rows_read: int = 0, rows_written: int = 0,
-        rows_duplicate: int = 0, rows_rejected: int = 0, reason: str | None = None,
+        self,
+        sha256: str,
+        *,
+        filename: str | None,
+        size: int,
+        window_id: int | None,
+        bot_id: str | None,
+        outcome: str,
+        rows_read: int = 0,
+        rows_written: int = 0,
+        rows_duplicate: int = 0,
+        rows_rejected: int = 0,
+        reason: str | None = None,
     ) -> None:
         with self._tx():
             self._conn.execute(
                 "INSERT OR REPLACE INTO attachments (sha256, filename, size, window_id, bot_id,"
                 " outcome, rows_read, rows_written, rows_duplicate, rows_rejected, reason, at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (sha256, filename, size, window_id, bot_id, outcome, rows_read, rows_written,
-                 rows_duplicate, rows_rejected, reason, time.time()),
+                (
+                    sha256,
+                    filename,
+                    size,
+                    window_id,
+                    bot_id,
+                    outcome,
+                    rows_read,
+                    rows_written,
+                    rows_duplicate,
+                    rows_rejected,
+                    reason,
+                    time.time(),
+                ),
             )
 
     def window_attachments(self, window_id: int) -> list[dict[str, Any]]:
@@ -373,9 +426,13 @@ class Store:
             "SELECT count(*), coalesce(sum(rows_read),0), coalesce(sum(rows_written),0),"
             " coalesce(sum(rows_duplicate),0), coalesce(sum(rows_rejected),0) FROM attachments"
         )[0]
-        return dict(zip(["attachments", "rows_read", "rows_written", "rows_duplicate",
-                         "rows_rejected"], row))
-
+        return dict(
+            zip(
+                ["attachments", "rows_read", "rows_written", "rows_duplicate", "rows_rejected"],
+                row,
+                strict=True,
+            )
+        )
 
     # -- conflicts (ingest.archive.conflicts) -----------------------------------------------------
     def record_conflicts(self, conflicts: list[dict[str, Any]]) -> None:
@@ -387,31 +444,46 @@ class Store:
                 "INSERT INTO conflicts (bot_id, row_id, row, existing_hash, new_hash, existing_source,"
                 " new_source, existing_file, reason, at) VALUES (:bot_id, :row_id, :row, :existing_hash,"
                 " :new_hash, :existing_source, :new_source, :existing_file, :reason, :at)",
-                [{**c, "at": time.time()} for c in conflicts])
+                [{**c, "at": time.time()} for c in conflicts],
+            )
 
     def conflicts(self, limit: int = 20) -> tuple[int, list[dict[str, Any]]]:
         """How many conflicts are recorded, and the latest ``limit`` of them."""
         total = self._query("SELECT count(*) FROM conflicts")[0][0]
-        rows = self._query("SELECT bot_id, row_id, row, existing_hash, new_hash, existing_source,"
-                           " new_source, existing_file, reason, at FROM conflicts ORDER BY id DESC LIMIT ?",
-                           (limit,))
+        rows = self._query(
+            "SELECT bot_id, row_id, row, existing_hash, new_hash, existing_source,"
+            " new_source, existing_file, reason, at FROM conflicts ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
         return int(total), [dict(r) for r in rows]
 
     # -- verify runs (ingest verify; the evidence report shows the last) ---------------------------
-    def record_verify(self, *, version: str, root: str, ok: bool, problems: list[str], files: int,
-                      rows: int) -> None:
+    def record_verify(
+        self, *, version: str, root: str, ok: bool, problems: list[str], files: int, rows: int
+    ) -> None:
         """Keep one `ingest verify` outcome (the first 50 problems in full)."""
         with self._tx():
             self._conn.execute(
                 "INSERT INTO verify_runs (at, version, root, ok, problems, files, rows, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), version, root, int(ok), len(problems), files, rows,
-                 json.dumps({"problems": problems[:50]})))
+                (
+                    time.time(),
+                    version,
+                    root,
+                    int(ok),
+                    len(problems),
+                    files,
+                    rows,
+                    json.dumps({"problems": problems[:50]}),
+                ),
+            )
 
     def last_verify(self) -> dict[str, Any] | None:
         """The latest recorded `ingest verify` outcome, or None when verify never ran."""
-        rows = self._query("SELECT at, version, root, ok, problems, files, rows, detail FROM verify_runs"
-                           " ORDER BY id DESC LIMIT 1")
+        rows = self._query(
+            "SELECT at, version, root, ok, problems, files, rows, detail FROM verify_runs"
+            " ORDER BY id DESC LIMIT 1"
+        )
         if not rows:
             return None
         found = dict(rows[0])

@@ -44,16 +44,24 @@ class Account:
 def folder_counts(account: Account) -> dict[str, int]:
     with IMAPClient(account.host, port=account.port, ssl=False, timeout=10) as client:
         client.login(account.username, account.password)
-        return {name: client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
-                for flags, _, name in client.list_folders() if b"\\Noselect" not in flags}
+        return {
+            name: client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
+            for flags, _, name in client.list_folders()
+            if b"\\Noselect" not in flags
+        }
 
 
 def backfill_crash_and_complete(env: dict[str, str], cwd: Path, point: str) -> None:
     """Backfill, a run SIGKILLed at ``point``, then a run to completion and a clean verify."""
-    assert run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
-                  env=env, cwd=cwd).returncode == 0
-    crashed = run_ingest("run", "--until-done", "--timeout", "60", cwd=cwd,
-                     env={**env, "INGEST_CRASH_AT": point})
+    assert (
+        run_ingest(
+            "backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=cwd
+        ).returncode
+        == 0
+    )
+    crashed = run_ingest(
+        "run", "--until-done", "--timeout", "60", cwd=cwd, env={**env, "INGEST_CRASH_AT": point}
+    )
     assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
 
     again = run_ingest("run", "--until-done", "--timeout", "90", env=env, cwd=cwd)
@@ -87,15 +95,20 @@ def test_killed_at_any_step_the_next_run_completes_exactly_once(
 def test_killed_while_writing_to_s3_the_next_run_completes_exactly_once(tmp_path: Path, point: str) -> None:
     """The same, with the archive in an S3 bucket (moto): objects already up when the job
     died are adopted (same names, written once), never duplicated or orphaned."""
-    with moto_s3() as s3, EmbeddedImap() as imap, CertainlySimulator(
-        SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
-    ) as sim:
-        env = job_env(sim, imap, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="10",
-                      **s3.env("crash", tmp_path / "staging"))
+    with (
+        moto_s3() as s3,
+        EmbeddedImap() as imap,
+        CertainlySimulator(
+            SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
+        ) as sim,
+    ):
+        env = job_env(
+            sim, imap, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="10", **s3.env("crash", tmp_path / "staging")
+        )
         backfill_crash_and_complete(env, tmp_path, point)
         frame = s3.messages("crash")
     truth = expected_rows([BOT], FIRST, LAST)
-    assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
+    assert sorted(zip(frame["bot_id"], frame["id"], strict=True)) == sorted(truth)
     assert not list((tmp_path / "staging").glob(".tmp-*"))
     with Store.open(tmp_path / "state.sqlite") as store:
         assert {w.state for w in store.windows()} == {WindowState.ARCHIVED}

@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
-    done = run_ingest("demo", "--bots", "2", "--days", "60", "--out", str(tmp_path), cwd=tmp_path, timeout=180)
+    done = run_ingest(
+        "demo", "--bots", "2", "--days", "60", "--out", str(tmp_path), cwd=tmp_path, timeout=180
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     first, last = re.search(r"\((\d{4}-\d\d-\d\d)\.\.(\d{4}-\d\d-\d\d)\)", done.stdout).groups()  # type: ignore[union-attr]
@@ -25,7 +27,13 @@ def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
     assert f"archive holds {frame.height}" in done.stdout
     assert "1 ignored (sender not allowed)" in done.stdout
     assert "pl.scan_parquet(" in done.stdout  # the one-line query is printed
-    verified = run_ingest("verify", env={"INGEST_OUTPUT__ROOT": str(tmp_path / "archive"),
-                                         "INGEST_STATE__PATH": str(tmp_path / "state.sqlite")}, cwd=tmp_path)
+    verified = run_ingest(
+        "verify",
+        env={
+            "INGEST_OUTPUT__ROOT": str(tmp_path / "archive"),
+            "INGEST_STATE__PATH": str(tmp_path / "state.sqlite"),
+        },
+        cwd=tmp_path,
+    )
     assert verified.returncode == 0, verified.stdout
     assert f"{frame.height} rows" in verified.stdout

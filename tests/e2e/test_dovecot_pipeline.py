@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -41,11 +41,22 @@ def simulator(delivery: ImapDelivery) -> Iterator[CertainlySimulator]:
 
 def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Settings:
     return explicit_settings(
-        certainly={"base_url": sim.base_url, "token": sim.config.token,
-                   "report_path": sim.config.report_path, "timeout": 10},
+        certainly={
+            "base_url": sim.base_url,
+            "token": sim.config.token,
+            "report_path": sim.config.report_path,
+            "timeout": 10,
+        },
         requester={"window_days": 15, "poll_interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2},
-        imap={"host": dovecot.host, "port": dovecot.port, "security": "none", "username": USER,
-              "password": PASSWORD, "timeout": 10, "allowed_senders": ["@certainly.example"]},
+        imap={
+            "host": dovecot.host,
+            "port": dovecot.port,
+            "security": "none",
+            "username": USER,
+            "password": PASSWORD,
+            "timeout": 10,
+            "allowed_senders": ["@certainly.example"],
+        },
         output={"root": str(workdir / "archive")},
         state={"path": workdir / "state.sqlite"},
     )
@@ -56,8 +67,12 @@ def stranger_email() -> bytes:
     msg["From"] = "Certainly Reports <reports@certainly.example.evil.test>"
     msg["Subject"] = f"Certainly message report {BOTS[0]} {START} - {END}"
     msg.set_content("A look-alike that must be left alone.")
-    msg.add_attachment(b"id,timestamp\n1,2024-01-01T00:00:00Z\n", maintype="text", subtype="csv",
-                       filename="message_report.csv")
+    msg.add_attachment(
+        b"id,timestamp\n1,2024-01-01T00:00:00Z\n",
+        maintype="text",
+        subtype="csv",
+        filename="message_report.csv",
+    )
     return msg.as_bytes()
 
 

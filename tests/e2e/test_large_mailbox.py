@@ -69,9 +69,11 @@ def dovecot() -> Iterator[Dovecot]:
 def unrelated(i: int) -> bytes:
     """A small everyday message from a sender not on the allow-list."""
     senders = ("news@shop.example.org", "billing@vendor.example.net", "Certainly <reports@evil.test>")
-    return (f"From: {senders[i % len(senders)]}\r\nTo: {USER}\r\nSubject: Unrelated message {i}\r\n"
-            f"Message-ID: <unrelated-{i}@fill.test>\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
-            f"\r\nHello, this is message {i}.\r\n").encode()
+    return (
+        f"From: {senders[i % len(senders)]}\r\nTo: {USER}\r\nSubject: Unrelated message {i}\r\n"
+        f"Message-ID: <unrelated-{i}@fill.test>\r\nDate: Mon, 01 Jan 2024 00:00:00 +0000\r\n"
+        f"\r\nHello, this is message {i}.\r\n"
+    ).encode()
 
 
 def fill_maildir(server: object, messages: list[bytes]) -> None:
@@ -84,8 +86,9 @@ def fill_maildir(server: object, messages: list[bytes]) -> None:
     cur = str(home / "cur")
     for i, raw in enumerate(messages):
         # <time>.M<n>P<pid>.<host>,S=<size>:2,<flags>: the size in the name spares a stat.
-        fd = os.open(f"{cur}/{stamp}.M{i:06d}P1.fill,S={len(raw)}:2,",
-                     os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(
+            f"{cur}/{stamp}.M{i:06d}P1.fill,S={len(raw)}:2,", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+        )
         try:
             os.write(fd, raw)
         finally:
@@ -95,12 +98,15 @@ def fill_maildir(server: object, messages: list[bytes]) -> None:
 
 def folder_sizes(server: object) -> dict[str, int]:
     with imap(server, USER, PASSWORD) as client:
-        return {folder: int(client.select_folder(client_name, readonly=True)[b"EXISTS"])
-                for folder, client_name in (("INBOX", "INBOX"), (PROCESSED, PROCESSED.replace("/", ".")))}
+        return {
+            folder: int(client.select_folder(client_name, readonly=True)[b"EXISTS"])
+            for folder, client_name in (("INBOX", "INBOX"), (PROCESSED, PROCESSED.replace("/", ".")))
+        }
 
 
 def test_a_first_pass_over_fifty_thousand_messages_archives_the_report(
-        dovecot, workdir, capsys, record_property) -> None:
+    dovecot, workdir, capsys, record_property
+) -> None:
     rep = report(BOT, date(2024, 3, 1), date(2024, 3, 3))
     messages = [unrelated(i) for i in range(MESSAGES)]
     messages.insert(REPORT_AT, report_email(rep))
@@ -119,8 +125,10 @@ def test_a_first_pass_over_fifty_thousand_messages_archives_the_report(
         second_s = time.monotonic() - started
 
     with capsys.disabled():
-        print(f"\n[measured] {MESSAGES:,} messages + 1 report: maildir filled in {filled:.1f} s, "
-              f"first pass {first_s:.1f} s (Dovecot indexing included), second pass {second_s:.2f} s")
+        print(
+            f"\n[measured] {MESSAGES:,} messages + 1 report: maildir filled in {filled:.1f} s, "
+            f"first pass {first_s:.1f} s (Dovecot indexing included), second pass {second_s:.2f} s"
+        )
     record_property("large_mailbox_first_pass_s", round(first_s, 1))
     record_property("large_mailbox_second_pass_s", round(second_s, 2))
     assert (first.emails_seen, first.emails_ignored, first.emails_archived) == (MESSAGES + 1, MESSAGES, 1)

@@ -53,15 +53,37 @@ def test_twenty_bots_for_a_year_among_a_thousand_unrelated_emails(dovecot: Dovec
     account = Account(dovecot.host, dovecot.port, USER, PASSWORD)
     config = SimulatorConfig(delivery_delay=0.02, recipient=USER)
     with CertainlySimulator(config, deliver=ImapDelivery(dovecot.host, dovecot.port, USER, PASSWORD)) as sim:
-        env = job_env(sim, account, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="92",
-                      INGEST_REQUESTER__POLL_INTERVAL="0.02", INGEST_LOG_FORMAT="text")
-        args = ["backfill", *[a for bot in BOTS for a in ("--bot", bot)], "--from", str(FIRST), "--to", str(LAST)]
+        env = job_env(
+            sim,
+            account,
+            tmp_path,
+            INGEST_REQUESTER__WINDOW_DAYS="92",
+            INGEST_REQUESTER__POLL_INTERVAL="0.02",
+            INGEST_LOG_FORMAT="text",
+        )
+        args = [
+            "backfill",
+            *[a for bot in BOTS for a in ("--bot", bot)],
+            "--from",
+            str(FIRST),
+            "--to",
+            str(LAST),
+        ]
         assert run_ingest(*args, env=env, cwd=tmp_path).returncode == 0
         started = time.monotonic()
         log = tmp_path / "job.log"
         with log.open("wb") as sink:
-            job = start_ingest("run", "--until-done", "--timeout", "600", env=env, cwd=tmp_path,
-                               stdout=sink, stderr=subprocess.STDOUT, text=False)
+            job = start_ingest(
+                "run",
+                "--until-done",
+                "--timeout",
+                "600",
+                env=env,
+                cwd=tmp_path,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=False,
+            )
             _, status, usage = os.wait4(job.pid, 0)  # wait4: the child's own peak RSS
             job.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - started
@@ -74,8 +96,10 @@ def test_twenty_bots_for_a_year_among_a_thousand_unrelated_emails(dovecot: Dovec
     truth = expected_rows(BOTS, FIRST, LAST)
     assert_archive_matches(tmp_path / "archive", truth)
     assert emails.get("ignored") == UNRELATED
-    figures = (f"load: {len(BOTS)} bots x {(LAST - FIRST).days + 1} days, {len(windows)} windows, "
-               f"{UNRELATED} unrelated emails, {len(truth)} rows: wall {wall:.1f} s, "
-               f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB, state store {state_bytes / 1024:.0f} KiB")
+    figures = (
+        f"load: {len(BOTS)} bots x {(LAST - FIRST).days + 1} days, {len(windows)} windows, "
+        f"{UNRELATED} unrelated emails, {len(truth)} rows: wall {wall:.1f} s, "
+        f"peak RSS {usage.ru_maxrss / 1024:.0f} MiB, state store {state_bytes / 1024:.0f} KiB"
+    )
     print(figures)
     (tmp_path.parent / "load-figures.txt").write_text(figures + "\n")

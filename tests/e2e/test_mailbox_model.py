@@ -36,8 +36,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 BOT = "9e0d7c6b-0000-4000-8000-0000000000e1"
 SENDER = "reports@certainly.example"
-WINDOWS = [(date(2024, 7, 1) + timedelta(days=3 * i), date(2024, 7, 3) + timedelta(days=3 * i))
-           for i in range(4)]
+WINDOWS = [
+    (date(2024, 7, 1) + timedelta(days=3 * i), date(2024, 7, 3) + timedelta(days=3 * i)) for i in range(4)
+]
 MAIL_POINTS = ("after_screening", "after_fetch", "after_state", "after_move")
 _counter = itertools.count()
 
@@ -48,8 +49,13 @@ class SimulatedCrash(BaseException):
 
 def report_email(index: int) -> bytes:
     first, last = WINDOWS[index]
-    return build_report_email(csv_bytes=rows_to_csv(generate_messages(BOT, first, last)),
-                              bot_id=BOT, from_date=first, to_date=last, sender=SENDER)
+    return build_report_email(
+        csv_bytes=rows_to_csv(generate_messages(BOT, first, last)),
+        bot_id=BOT,
+        from_date=first,
+        to_date=last,
+        sender=SENDER,
+    )
 
 
 def stranger_email(n: int) -> bytes:
@@ -66,8 +72,9 @@ def imap_server() -> Any:
         yield server
 
 
-def test_watcher_state_machine(imap_server: EmbeddedImap, tmp_path_factory: pytest.TempPathFactory,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_watcher_state_machine(
+    imap_server: EmbeddedImap, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def die() -> None:
         raise SimulatedCrash
 
@@ -81,10 +88,18 @@ def test_watcher_state_machine(imap_server: EmbeddedImap, tmp_path_factory: pyte
             self.folder, self.processed = f"In{n}", f"Done{n}"
             self.workdir = tmp_path_factory.mktemp(f"model{n}")
             self.settings = explicit_settings(
-                imap={"host": imap_server.host, "port": imap_server.port, "security": "none",
-                      "username": imap_server.username, "password": imap_server.password,
-                      "folder": self.folder, "processed_folder": self.processed,
-                      "allowed_senders": [SENDER], "timeout": 10, "reconnect_attempts": 1},
+                imap={
+                    "host": imap_server.host,
+                    "port": imap_server.port,
+                    "security": "none",
+                    "username": imap_server.username,
+                    "password": imap_server.password,
+                    "folder": self.folder,
+                    "processed_folder": self.processed,
+                    "allowed_senders": [SENDER],
+                    "timeout": 10,
+                    "reconnect_attempts": 1,
+                },
                 output={"root": str(self.workdir / "archive")},
                 state={"path": self.workdir / "state.sqlite"},
             )
@@ -157,7 +172,8 @@ def test_watcher_state_machine(imap_server: EmbeddedImap, tmp_path_factory: pyte
             archived = {w.from_date for w in self.store.windows(states=(WindowState.ARCHIVED,))}
             assert archived == {WINDOWS[i][0] for i in self.reached}
             assert set(self.archive_keys()) == {
-                row["id"] for i in self.reached for row in generate_messages(BOT, *WINDOWS[i])}
+                row["id"] for i in self.reached for row in generate_messages(BOT, *WINDOWS[i])
+            }
             # Only unrelated mail is left in the watched folder.
             assert all(b"someone@example.net" in raw for raw in self.inbox().values())
 
@@ -176,7 +192,9 @@ def test_watcher_state_machine(imap_server: EmbeddedImap, tmp_path_factory: pyte
                 assert len(keys) == len(set(keys))
 
     Mailbox.TestCase.settings = hsettings(
-        max_examples=12, stateful_step_count=12, deadline=None,
+        max_examples=12,
+        stateful_step_count=12,
+        deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     Mailbox.TestCase().runTest()

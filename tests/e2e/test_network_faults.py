@@ -5,9 +5,9 @@ and Dovecot are in tests/integration/test_watcher_faults.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -35,13 +35,29 @@ def servers() -> Iterator[tuple[CertainlySimulator, EmbeddedImap]]:
 
 def settings_via(proxy: TcpProxy, sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path) -> Settings:
     return explicit_settings(
-        certainly={"base_url": f"http://127.0.0.1:{proxy.port}/", "token": sim.config.token,
-                   "report_path": sim.config.report_path, "timeout": 1.0},
-        requester={"window_days": 10, "poll_interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2,
-                   "max_attempts": 8},
-        imap={"host": imap.host, "port": imap.port, "security": "none", "username": imap.username,
-              "password": imap.password, "allowed_senders": [sim.config.sender]},
-        output={"root": str(workdir / "archive")}, state={"path": workdir / "state.sqlite"},
+        certainly={
+            "base_url": f"http://127.0.0.1:{proxy.port}/",
+            "token": sim.config.token,
+            "report_path": sim.config.report_path,
+            "timeout": 1.0,
+        },
+        requester={
+            "window_days": 10,
+            "poll_interval": 0.05,
+            "retry_initial": 0.05,
+            "retry_max": 0.2,
+            "max_attempts": 8,
+        },
+        imap={
+            "host": imap.host,
+            "port": imap.port,
+            "security": "none",
+            "username": imap.username,
+            "password": imap.password,
+            "allowed_senders": [sim.config.sender],
+        },
+        output={"root": str(workdir / "archive")},
+        state={"path": workdir / "state.sqlite"},
     )
 
 
@@ -52,8 +68,9 @@ def test_the_job_rides_out_api_network_faults(
     sim, imap = servers
     # The first three connections to the API fail; the job must retry past them.
     options = {"cut_after": 5} if fault == "reset mid-answer" else {"cut_after": 0, "stall": True}
-    with TcpProxy(int(sim.base_url.rsplit(":", 1)[1].strip("/")), cut_connections={0, 1, 2},
-                  **options) as proxy:  # type: ignore[arg-type]
+    with TcpProxy(
+        int(sim.base_url.rsplit(":", 1)[1].strip("/")), cut_connections={0, 1, 2}, **options
+    ) as proxy:  # type: ignore[arg-type]
         settings = settings_via(proxy, sim, imap, workdir)
         with Store.open(settings.state.path) as store:
             plan_backfill(store, [BOT], FIRST, LAST, window_days=10)

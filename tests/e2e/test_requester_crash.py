@@ -79,8 +79,9 @@ class Rig:
     def start_job(self, *args: str, name: str, **env: str) -> subprocess.Popen[bytes]:
         """``python -m ingest <args>`` in the workdir (so no stray .env is read)."""
         with open(self.workdir / f"{name}.out", "wb") as out, open(self.workdir / f"{name}.err", "wb") as err:
-            return start_ingest(*args, env={**self.env(), **env}, cwd=self.workdir, stdout=out, stderr=err,
-                                text=False)
+            return start_ingest(
+                *args, env={**self.env(), **env}, cwd=self.workdir, stdout=out, stderr=err, text=False
+            )
 
     def finish(self, proc: subprocess.Popen[bytes], name: str) -> int:
         try:
@@ -92,8 +93,11 @@ class Rig:
         return code
 
     def output(self, name: str) -> str:
-        return "\n".join((self.workdir / f"{name}.{kind}").read_text(errors="replace")
-                         for kind in ("out", "err") if (self.workdir / f"{name}.{kind}").exists())
+        return "\n".join(
+            (self.workdir / f"{name}.{kind}").read_text(errors="replace")
+            for kind in ("out", "err")
+            if (self.workdir / f"{name}.{kind}").exists()
+        )
 
 
 @pytest.fixture
@@ -108,8 +112,9 @@ def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
                 raise RuntimeError("report email held back for too long")
             delivery.deliver(message)
 
-        config = SimulatorConfig(token=TOKEN, delivery_delay=0.2, recipient=imap.username,
-                                 **getattr(request, "param", {}))
+        config = SimulatorConfig(
+            token=TOKEN, delivery_delay=0.2, recipient=imap.username, **getattr(request, "param", {})
+        )
         sim = CertainlySimulator(config, deliver=deliver).start()
         try:
             yield Rig(sim, imap, tmp_path, gate)
@@ -161,9 +166,11 @@ def final_checks(rig: Rig) -> None:
     assert len(list((rig.archive / "manifests").glob("*.json"))) == 1
 
 
-@pytest.mark.parametrize("rig", [pytest.param({}, id="named-report"),
-                                 pytest.param({"email_hints": False}, id="anonymous-report")],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "rig",
+    [pytest.param({}, id="named-report"), pytest.param({"email_hints": False}, id="anonymous-report")],
+    indirect=True,
+)
 def test_resubmission_after_crash_meets_our_own_export_in_progress(rig: Rig) -> None:
     """With an anonymous report (no bot id or dates in subject or file name) only the
     requester's knowledge can match it: "in progress" after a crash in ``submitting`` must
@@ -174,11 +181,20 @@ def test_resubmission_after_crash_meets_our_own_export_in_progress(rig: Rig) -> 
 
     # A production-like back-off (the default is 60 s): the report arrives while the window
     # waits for its retry, so it is matched on what the requester knows, not on a re-submission.
-    job = rig.start_job("run", "--until-done", "--timeout", "60", name="second",
-                        INGEST_REQUESTER__RETRY_INITIAL="30", INGEST_REQUESTER__RETRY_MAX="30")
+    job = rig.start_job(
+        "run",
+        "--until-done",
+        "--timeout",
+        "60",
+        name="second",
+        INGEST_REQUESTER__RETRY_INITIAL="30",
+        INGEST_REQUESTER__RETRY_MAX="30",
+    )
     try:
-        wait_until(lambda: len([r for r in rig.sim.requests if r.method == "POST"]) >= 2,
-                   "the second run re-submitted the window")
+        wait_until(
+            lambda: len([r for r in rig.sim.requests if r.method == "POST"]) >= 2,
+            "the second run re-submitted the window",
+        )
     finally:
         rig.gate.set()  # now let the report email of the first request arrive
     code = rig.finish(job, "second")

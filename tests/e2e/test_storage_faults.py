@@ -1,4 +1,5 @@
-"""A full or read-only archive disk, or an S3 endpoint failing mid-upload: the job stops with a one-line error and a non-zero
+"""A full or read-only archive disk, or an S3 endpoint failing mid-upload: the job stops
+with a one-line error and a non-zero
 exit, leaves no temporary file and no half-recorded state, and the next run (with space
 back) completes exactly once. The disk is a real tmpfs mounted by the test (we are root)."""
 
@@ -6,9 +7,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from imapclient import IMAPClient
@@ -29,8 +30,12 @@ FIRST, LAST = date(2024, 9, 1), date(2024, 9, 10)
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mountpoint = tmp_path / "disk"
     mountpoint.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mountpoint)],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if done.returncode != 0:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"cannot mount a tmpfs for the storage-fault test: {done.stderr}")
@@ -51,11 +56,15 @@ def test_output_disk_fault_stops_cleanly_and_the_next_run_completes(
 ) -> None:
     if fault == "read-only":
         remount(small_disk, "ro,size=64m")
-    with EmbeddedImap() as imap, CertainlySimulator(
-        SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
-    ) as sim:
-        env = job_env(sim, imap, tmp_path, INGEST_OUTPUT__ROOT=str(small_disk / "archive"),
-                      INGEST_LOG_FORMAT="text")
+    with (
+        EmbeddedImap() as imap,
+        CertainlySimulator(
+            SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
+        ) as sim,
+    ):
+        env = job_env(
+            sim, imap, tmp_path, INGEST_OUTPUT__ROOT=str(small_disk / "archive"), INGEST_LOG_FORMAT="text"
+        )
         run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=tmp_path)
         failed = run_ingest("run", "--until-done", "--timeout", "30", env=env, cwd=tmp_path)
         assert failed.returncode == 1, failed.stdout + failed.stderr
@@ -78,12 +87,22 @@ def test_s3_endpoint_failing_mid_upload_stops_cleanly_and_the_next_run_completes
     are up, the rest and the manifest are not): exit 3, nothing left in staging, no
     manifest, the window still waits and the email is not moved; once the store is back
     the next run archives every row exactly once and verify is clean."""
-    with moto_s3() as s3, S3FaultProxy(s3.port) as proxy, EmbeddedImap() as imap, CertainlySimulator(
-        SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
-    ) as sim:
+    with (
+        moto_s3() as s3,
+        S3FaultProxy(s3.port) as proxy,
+        EmbeddedImap() as imap,
+        CertainlySimulator(
+            SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
+        ) as sim,
+    ):
         staging = tmp_path / "staging"
-        env = job_env(sim, imap, tmp_path, INGEST_LOG_FORMAT="text",
-                      **s3.env("faults", staging, endpoint=proxy.endpoint))
+        env = job_env(
+            sim,
+            imap,
+            tmp_path,
+            INGEST_LOG_FORMAT="text",
+            **s3.env("faults", staging, endpoint=proxy.endpoint),
+        )
         run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST), env=env, cwd=tmp_path)
         proxy.fail_writes_after = 2
         failed = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
@@ -107,7 +126,7 @@ def test_s3_endpoint_failing_mid_upload_stops_cleanly_and_the_next_run_completes
         assert checked.returncode == 0, checked.stdout + checked.stderr
         truth = expected_rows([BOT], FIRST, LAST)
         frame = s3.messages("faults")
-        assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
+        assert sorted(zip(frame["bot_id"], frame["id"], strict=True)) == sorted(truth)
 
 
 def inbox_count(imap: EmbeddedImap) -> int:

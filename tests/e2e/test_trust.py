@@ -66,7 +66,7 @@ class Rig:
     workdir: Path
     env: dict[str, str]
 
-    def cli(self, *args: str) -> "tuple[int, str]":
+    def cli(self, *args: str) -> tuple[int, str]:
         done = run_ingest(*args, env=self.env, cwd=self.workdir, timeout=120)
         assert "Traceback" not in done.stderr, done.stderr
         return done.returncode, done.stdout + done.stderr
@@ -86,8 +86,12 @@ class Rig:
 
     def windows(self) -> dict[str, str]:
         with closing(sqlite3.connect(self.workdir / "state.sqlite")) as conn:
-            return {f"{bot} {start}": state for bot, start, state in
-                    conn.execute("SELECT bot_id, from_date, state FROM windows ORDER BY id")}
+            return {
+                f"{bot} {start}": state
+                for bot, start, state in conn.execute(
+                    "SELECT bot_id, from_date, state FROM windows ORDER BY id"
+                )
+            }
 
     def attachments(self, outcome: str) -> list[dict[str, object]]:
         with closing(sqlite3.connect(self.workdir / "state.sqlite")) as conn:
@@ -104,8 +108,14 @@ def rig(dovecot: Dovecot, tmp_path: Path) -> Iterator[Rig]:
     account = Account(dovecot.host, dovecot.port, next(_free_users))
     config = SimulatorConfig(sender=VENDOR, recipient=account.username, delivery_delay=0.0)
     with CertainlySimulator(config) as sim:  # no deliver: emails wait in sim.outbox
-        env = job_env(sim, account, tmp_path, INGEST_LOG_FORMAT="text",
-                      INGEST_SECRETS_DIR=str(tmp_path / "no-secrets"), COLUMNS="400")
+        env = job_env(
+            sim,
+            account,
+            tmp_path,
+            INGEST_LOG_FORMAT="text",
+            INGEST_SECRETS_DIR=str(tmp_path / "no-secrets"),
+            COLUMNS="400",
+        )
         yield Rig(sim, account, tmp_path, env)
 
 
@@ -117,13 +127,18 @@ def authenticate(rig: Rig) -> None:
 def as_received_by_our_mx(raw: bytes, *, genuine: bool) -> bytes:
     """The message as our MX stores it: its Authentication-Results on top (a pass only for
     mail the vendor signed), above whatever the sender wrote."""
-    verdict = ("dkim=pass header.d=certainly.example; dmarc=pass header.from=certainly.example" if genuine
-               else "dkim=none; spf=softfail smtp.mailfrom=certainly.example; dmarc=fail header.from=certainly.example")
+    verdict = (
+        "dkim=pass header.d=certainly.example; dmarc=pass header.from=certainly.example"
+        if genuine
+        else "dkim=none; spf=softfail smtp.mailfrom=certainly.example; "
+        "dmarc=fail header.from=certainly.example"
+    )
     return f"Authentication-Results: {MX}; {verdict}\r\n".encode() + raw
 
 
-def forgery(*, filename: str = "export.csv", subject: str = "Your Certainly message report",
-            csv: bytes | None = None) -> bytes:
+def forgery(
+    *, filename: str = "export.csv", subject: str = "Your Certainly message report", csv: bytes | None = None
+) -> bytes:
     """A look-alike from the vendor's address: one row (id 1, "FORGED") inside the window,
     an Authentication-Results pass written by the sender itself (below our MX's)."""
     msg = EmailMessage(policy=SMTP)
@@ -132,7 +147,9 @@ def forgery(*, filename: str = "export.csv", subject: str = "Your Certainly mess
     msg["Subject"] = subject
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(idstring="forged", domain="evil.test")
-    msg["Authentication-Results"] = f"{MX}; dkim=pass header.d=certainly.example; dmarc=pass header.from=certainly.example"
+    msg["Authentication-Results"] = (
+        f"{MX}; dkim=pass header.d=certainly.example; dmarc=pass header.from=certainly.example"
+    )
     msg.set_content("Your message report is attached.\n")
     if csv is None:
         csv = f"id,timestamp,message\r\n1,{START.isoformat()}T10:00:00Z,FORGED\r\n".encode()
@@ -143,8 +160,9 @@ def forgery(*, filename: str = "export.csv", subject: str = "Your Certainly mess
 def attackers_own_export(bot: str = ATTACKER) -> bytes:
     """A genuine vendor email of the attacker's own export (same dates as the victim's)."""
     rows = generate_messages(bot, START, END)
-    return build_report_email(csv_bytes=rows_to_csv(rows), bot_id=bot, from_date=START, to_date=END,
-                              sender=VENDOR)
+    return build_report_email(
+        csv_bytes=rows_to_csv(rows), bot_id=bot, from_date=START, to_date=END, sender=VENDOR
+    )
 
 
 def archived_bots(rig: Rig) -> set[str]:
@@ -213,7 +231,9 @@ def test_a_broken_csv_named_for_another_bot_leaves_the_victims_window_alone(rig:
     assert_archive_matches(rig.archive, expected_rows([VICTIM], START, END))
 
 
-@pytest.mark.parametrize("forged_at", ["waiting before any request", "after the first bot's export was accepted"])
+@pytest.mark.parametrize(
+    "forged_at", ["waiting before any request", "after the first bot's export was accepted"]
+)
 def test_two_bots_with_a_forgery_waiting_no_rows_land_under_the_wrong_bot(rig: Rig, forged_at: str) -> None:
     """The issue's cascade: two bots, the same dates, one export at a time."""
     if forged_at.startswith("waiting"):
@@ -271,7 +291,9 @@ def test_with_authentication_on_the_forgery_is_never_archived(rig: Rig) -> None:
     assert outcomes == ["archived", "ignored"]
 
 
-def test_a_replayed_genuine_email_of_another_bots_export_is_quarantined_not_matched_to_the_victim(rig: Rig) -> None:
+def test_a_replayed_genuine_email_of_another_bots_export_is_quarantined_not_matched_to_the_victim(
+    rig: Rig,
+) -> None:
     """DKIM-signed by the vendor, so it passes authentication; it names the attacker's bot."""
     authenticate(rig)
     rig.cli("backfill", "--bot", VICTIM, "--from", str(START), "--to", str(END))

@@ -54,8 +54,11 @@ def zipped(*reps: Report) -> bytes:
 
 
 def import_env(root: Path) -> dict[str, str]:
-    return {"INGEST_OUTPUT__ROOT": str(root / "archive"),
-            "INGEST_STATE__PATH": str(root / "state.sqlite"), "COLUMNS": "200"}
+    return {
+        "INGEST_OUTPUT__ROOT": str(root / "archive"),
+        "INGEST_STATE__PATH": str(root / "state.sqlite"),
+        "COLUMNS": "200",
+    }
 
 
 def sorted_rows(root: Path) -> pl.DataFrame:
@@ -74,11 +77,15 @@ def test_import_archives_the_same_rows_as_the_email_path_and_dedups(dovecot, wor
     paths = [str(files / name) for name in ("a.csv", "b.csv.gz", "cd.zip", "e.eml")]
 
     # The email path: the same reports as the vendor would mail them.
-    mails = [report_email(a), report_email(b, filename=b.filename + ".gz", mime="application/gzip",
-                                           data=gzip.compress(b.csv)),
-             email_with(subject="Your Certainly message reports",
-                        attachments=[("reports.zip", zipped(c, d), "application/zip")]),
-             report_email(e)]
+    mails = [
+        report_email(a),
+        report_email(b, filename=b.filename + ".gz", mime="application/gzip", data=gzip.compress(b.csv)),
+        email_with(
+            subject="Your Certainly message reports",
+            attachments=[("reports.zip", zipped(c, d), "application/zip")],
+        ),
+        report_email(e),
+    ]
     deliver(dovecot, USER, PASSWORD, mails)
     before = snapshot(dovecot, USER, PASSWORD)
     mailed = workdir / "mailed"

@@ -96,15 +96,20 @@ def test_a_50_mb_attachment_is_archived(dovecot, user, workdir, capsys, record_p
         summary = run_once(settings, store)
         elapsed = time.monotonic() - started
 
-    say(capsys, f"{len(big.csv) / MB:.1f} MB attachment ({len(raw) / MB:.1f} MB message, "
-                f"{len(big.rows)} rows): pass {elapsed:.1f} s")
+    say(
+        capsys,
+        f"{len(big.csv) / MB:.1f} MB attachment ({len(raw) / MB:.1f} MB message, "
+        f"{len(big.rows)} rows): pass {elapsed:.1f} s",
+    )
     record_property("attachment_50mb_pass_s", round(elapsed, 1))
     assert (summary.reports_archived, summary.rows_written, summary.rows_rejected) == (1, len(big.rows), 0)
     assert_archive_matches(Path(settings.output.root), truth_of(big))
     assert snapshot(dovecot, user, PASSWORD) == moved(before, {message_id(raw): PROCESSED})
 
 
-def test_fetch_throughput_of_a_25_mb_attachment(dovecot, user, workdir, capsys, record_property, monkeypatch) -> None:
+def test_fetch_throughput_of_a_25_mb_attachment(
+    dovecot, user, workdir, capsys, record_property, monkeypatch
+) -> None:
     rep = report(BOT, date(2024, 2, 1), date(2024, 2, 29), per_day=1080)
     assert 25 * MB <= len(rep.csv) < 27 * MB
     raw = report_email(rep)
@@ -143,11 +148,14 @@ def test_fetch_throughput_of_a_25_mb_attachment(dovecot, user, workdir, capsys, 
 
     assert summary.rows_written == len(rep.rows) and len(fetches) == 1
     size_mb, attachment_mb = len(body) / MB, len(rep.csv) / MB
-    say(capsys, f"25 MB attachment ({attachment_mb:.1f} MB CSV, {size_mb:.1f} MB message base64): "
-                f"raw FETCH {raw_fetch:.2f} s = {size_mb / raw_fetch:.0f} MB/s of message "
-                f"({attachment_mb / raw_fetch:.0f} MB/s of attachment); pipeline fetch "
-                f"{fetches[0]:.2f} s = {size_mb / fetches[0]:.0f} MB/s; whole pass {whole_pass:.1f} s "
-                f"= {attachment_mb / whole_pass:.1f} MB/s of attachment archived")
+    say(
+        capsys,
+        f"25 MB attachment ({attachment_mb:.1f} MB CSV, {size_mb:.1f} MB message base64): "
+        f"raw FETCH {raw_fetch:.2f} s = {size_mb / raw_fetch:.0f} MB/s of message "
+        f"({attachment_mb / raw_fetch:.0f} MB/s of attachment); pipeline fetch "
+        f"{fetches[0]:.2f} s = {size_mb / fetches[0]:.0f} MB/s; whole pass {whole_pass:.1f} s "
+        f"= {attachment_mb / whole_pass:.1f} MB/s of attachment archived",
+    )
     record_property("fetch_25mb_raw_mb_s", round(size_mb / raw_fetch))
     record_property("fetch_25mb_pipeline_mb_s", round(size_mb / fetches[0]))
     assert_archive_matches(Path(settings.output.root), truth_of(rep))

@@ -62,7 +62,10 @@ def archived(settings: Settings, mid: str) -> Callable[[], bool]:
     def check() -> bool:
         if not Path(settings.state.path).exists():
             return False
-        return any(r["message_id"] == mid and r["outcome"] == "archived" for r in email_rows(settings.state.path))
+        return any(
+            r["message_id"] == mid and r["outcome"] == "archived" for r in email_rows(settings.state.path)
+        )
+
     return check
 
 
@@ -100,7 +103,7 @@ class WatchThread:
         except BaseException as err:  # noqa: BLE001 - reported by the test
             self.result["error"] = err
 
-    def __enter__(self) -> "WatchThread":
+    def __enter__(self) -> WatchThread:
         self.thread.start()
         return self
 
@@ -116,7 +119,9 @@ class WatchThread:
         return time.monotonic() - started
 
 
-def test_watch_archives_a_report_delivered_during_idle_and_stops_within_5s(dovecot, user, workdir, monkeypatch) -> None:
+def test_watch_archives_a_report_delivered_during_idle_and_stops_within_5s(
+    dovecot, user, workdir, monkeypatch
+) -> None:
     rep = report(BOT, date(2024, 9, 1), date(2024, 9, 3))
     stranger = stranger_email("attacker@evil.test")
     deliver(dovecot, user, PASSWORD, [stranger], flags=[b"\\Flagged"])
@@ -134,8 +139,9 @@ def test_watch_archives_a_report_delivered_during_idle_and_stops_within_5s(dovec
         try:
             pickup = wait_for(archived(settings, message_id(raw)), PICKUP_S, "report archived from IDLE")
         except AssertionError as err:
-            raise AssertionError(f"{err}; IDLE entered {watcher.idles} time(s); "
-                                 f"{dovecot_notes(dovecot)}") from None
+            raise AssertionError(
+                f"{err}; IDLE entered {watcher.idles} time(s); {dovecot_notes(dovecot)}"
+            ) from None
         stopping = watcher.stop_and_time()
 
     assert "error" not in watcher.result, repr(watcher.result.get("error"))
@@ -163,8 +169,11 @@ def test_watch_reconnects_when_the_connection_drops_during_idle(dovecot, user, w
             assert proxy.cut_all() == 1  # the NAT box forgets us while we idle
             raw = report_email(rep)
             deliver(dovecot, user, PASSWORD, [raw])
-            wait_for(lambda: "error" in watcher.result or archived(settings, message_id(raw))(), 20,
-                     "report archived after the reconnect")
+            wait_for(
+                lambda: "error" in watcher.result or archived(settings, message_id(raw))(),
+                20,
+                "report archived after the reconnect",
+            )
             assert "error" not in watcher.result, f"watch died: {watcher.result['error']!r}"
             stopping = watcher.stop_and_time()
         assert proxy.connections >= 2
@@ -180,27 +189,39 @@ def test_ingest_watch_process_picks_up_mail_and_exits_on_sigterm_within_5s(dovec
     with Store.open(settings.state.path) as store:
         accept_windows(store, rep)
     env = {
-        "INGEST_CERTAINLY__BASE_URL": "http://127.0.0.1:9/", "INGEST_CERTAINLY__TOKEN": "unused",
-        "INGEST_CERTAINLY__REPORT_PATH": "unused", "INGEST_REQUESTER__MAX_IN_FLIGHT": "1000",
+        "INGEST_CERTAINLY__BASE_URL": "http://127.0.0.1:9/",
+        "INGEST_CERTAINLY__TOKEN": "unused",
+        "INGEST_CERTAINLY__REPORT_PATH": "unused",
+        "INGEST_REQUESTER__MAX_IN_FLIGHT": "1000",
         "INGEST_REQUESTER__POLL_INTERVAL": "30",
-        "INGEST_IMAP__HOST": dovecot.host, "INGEST_IMAP__PORT": str(dovecot.port),
-        "INGEST_IMAP__SECURITY": "none", "INGEST_IMAP__USERNAME": user,
-        "INGEST_IMAP__PASSWORD": PASSWORD, "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
-        "INGEST_IMAP__TIMEOUT": "10", "INGEST_OUTPUT__ROOT": settings.output.root,
-        "INGEST_STATE__PATH": str(settings.state.path), "COLUMNS": "200",
+        "INGEST_IMAP__HOST": dovecot.host,
+        "INGEST_IMAP__PORT": str(dovecot.port),
+        "INGEST_IMAP__SECURITY": "none",
+        "INGEST_IMAP__USERNAME": user,
+        "INGEST_IMAP__PASSWORD": PASSWORD,
+        "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
+        "INGEST_IMAP__TIMEOUT": "10",
+        "INGEST_OUTPUT__ROOT": settings.output.root,
+        "INGEST_STATE__PATH": str(settings.state.path),
+        "COLUMNS": "200",
     }
     process = start_ingest("watch", env=env, cwd=workdir)
     try:
         # The stranger recorded = the first pass is done and the process is about to IDLE.
-        wait_for(lambda: process.poll() is not None or bool(email_rows(settings.state.path)), 30,
-                 "first pass of ingest watch")
+        wait_for(
+            lambda: process.poll() is not None or bool(email_rows(settings.state.path)),
+            30,
+            "first pass of ingest watch",
+        )
         assert process.poll() is None, process.communicate(timeout=5)
         time.sleep(1.0)
         raw = report_email(rep)
         before = snapshot(dovecot, user, PASSWORD)
         deliver(dovecot, user, PASSWORD, [raw])
         try:
-            pickup = wait_for(archived(settings, message_id(raw)), PICKUP_S, "report archived by ingest watch")
+            pickup = wait_for(
+                archived(settings, message_id(raw)), PICKUP_S, "report archived by ingest watch"
+            )
         except AssertionError as err:
             raise AssertionError(f"{err}; {dovecot_notes(dovecot)}") from None
         started = time.monotonic()
@@ -227,8 +248,9 @@ def test_watch_polls_on_a_server_without_idle(dovecot, user, workdir, monkeypatc
     with Store.open(settings.state.path) as store:
         accept_windows(store, rep)
     real_capabilities = pipeline.Mailbox.capabilities
-    monkeypatch.setattr(pipeline.Mailbox, "capabilities",
-                        lambda self: real_capabilities(self) - {"IDLE"})  # an old server
+    monkeypatch.setattr(
+        pipeline.Mailbox, "capabilities", lambda self: real_capabilities(self) - {"IDLE"}
+    )  # an old server
     with WatchThread(settings, monkeypatch) as watcher:
         wait_for(lambda: watcher.idles >= 1, 20, "watch waiting for mail")
         raw = report_email(rep)

@@ -27,8 +27,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration]
 S = WindowState
 USER, PASSWORD = "owner@example.test", "year-secret"
 USERS = {USER: PASSWORD}
-BOTS = ["7d1e0c55-aaaa-4b1a-9d4e-000000000001", "7d1e0c55-bbbb-4b1a-9d4e-000000000002",
-        "7d1e0c55-cccc-4b1a-9d4e-000000000003"]
+BOTS = [
+    "7d1e0c55-aaaa-4b1a-9d4e-000000000001",
+    "7d1e0c55-bbbb-4b1a-9d4e-000000000002",
+    "7d1e0c55-cccc-4b1a-9d4e-000000000003",
+]
 START, END = date(2023, 1, 1), date(2023, 12, 31)
 RUN_TIMEOUT = 150.0  # seconds for run_until_done; the whole test must stay under 3 minutes
 
@@ -36,20 +39,39 @@ RUN_TIMEOUT = 150.0  # seconds for run_until_done; the whole test must stay unde
 @pytest.fixture
 def simulator(dovecot: Dovecot) -> Iterator[CertainlySimulator]:
     delivery = ImapDelivery(dovecot.host, dovecot.port, USER, PASSWORD, folder="INBOX", timeout=10)
-    config = SimulatorConfig(token="year-token", delivery_delay=0.05, recipient=USER,
-                             lose_every=10, in_progress_every=3)
+    config = SimulatorConfig(
+        token="year-token", delivery_delay=0.05, recipient=USER, lose_every=10, in_progress_every=3
+    )
     with CertainlySimulator(config, deliver=delivery) as sim:
         yield sim
 
 
 def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Settings:
     return explicit_settings(
-        certainly={"base_url": sim.base_url, "token": sim.config.token,
-                   "report_path": sim.config.report_path, "timeout": 10},
-        requester={"window_days": 30, "poll_interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2,
-                   "delivery_timeout": 1.5, "split_after_losses": 2, "max_attempts": 8},
-        imap={"host": dovecot.host, "port": dovecot.port, "security": "none", "username": USER,
-              "password": PASSWORD, "timeout": 10, "allowed_senders": ["@certainly.example"]},
+        certainly={
+            "base_url": sim.base_url,
+            "token": sim.config.token,
+            "report_path": sim.config.report_path,
+            "timeout": 10,
+        },
+        requester={
+            "window_days": 30,
+            "poll_interval": 0.05,
+            "retry_initial": 0.05,
+            "retry_max": 0.2,
+            "delivery_timeout": 1.5,
+            "split_after_losses": 2,
+            "max_attempts": 8,
+        },
+        imap={
+            "host": dovecot.host,
+            "port": dovecot.port,
+            "security": "none",
+            "username": USER,
+            "password": PASSWORD,
+            "timeout": 10,
+            "allowed_senders": ["@certainly.example"],
+        },
         output={"root": str(workdir / "archive")},
         state={"path": workdir / "state.sqlite"},
     )
@@ -71,11 +93,16 @@ def test_a_year_for_three_bots_ends_complete_despite_losses_and_busy_answers(
         states = Counter(w.state.value for w in windows)
         status = collect_status(store)
         outcome = {
-            "planned": len(planned), "windows": len(windows), "states": dict(states),
-            "posts": sum(answers.values()), "answers": dict(answers),
+            "planned": len(planned),
+            "windows": len(windows),
+            "states": dict(states),
+            "posts": sum(answers.values()),
+            "answers": dict(answers),
             "retries": answers["in_progress"] + answers["transient"],
-            "lost": sum(w.losses for w in windows), "split": states["split"],
-            "emails": store.email_counts().get("archived", 0), "rows": summary.rows_written,
+            "lost": sum(w.losses for w in windows),
+            "split": states["split"],
+            "emails": store.email_counts().get("archived", 0),
+            "rows": summary.rows_written,
             "wall_s": round(wall, 1),
         }
         print(f"\nyear backfill outcome: {outcome}")
@@ -84,15 +111,21 @@ def test_a_year_for_three_bots_ends_complete_despite_losses_and_busy_answers(
         # covered by exactly one archived window.
         assert set(states) <= {"archived", "split"}, outcome
         for bot in BOTS:
-            days = Counter(day for w in windows if w.bot_id == bot and w.state is S.ARCHIVED
-                           for day in iter_days(w.from_date, w.to_date))
+            days = Counter(
+                day
+                for w in windows
+                if w.bot_id == bot and w.state is S.ARCHIVED
+                for day in iter_days(w.from_date, w.to_date)
+            )
             assert sorted(days) == list(iter_days(START, END)) and set(days.values()) == {1}, (bot, outcome)
         assert not summary.needs_attention, (summary.problems, outcome)
 
         # The faults really happened, and each was absorbed.
         lost_by_sim = sum(1 for e in simulator.exports if e.lost)
         assert lost_by_sim >= 3 and outcome["lost"] == lost_by_sim == summary.lost, outcome
-        assert answers["in_progress"] >= outcome["posts"] // 3 - 1 and answers["in_progress"] == summary.deferred, outcome
+        assert (
+            answers["in_progress"] >= outcome["posts"] // 3 - 1 and answers["in_progress"] == summary.deferred
+        ), outcome
         assert answers["accepted"] == len(simulator.exports) == outcome["emails"] + lost_by_sim, outcome
         assert answers.keys() <= {"accepted", "in_progress"}, outcome
 

@@ -20,6 +20,7 @@ def imap(request: pytest.FixtureRequest) -> Iterator[EmbeddedImap]:
 @pytest.fixture
 def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
     """The simulated Certainly API, delivering its reports to :func:`imap` after 0.05 s."""
-    with CertainlySimulator(SimulatorConfig(recipient=imap.username, delivery_delay=0.05),
-                            deliver=imap.delivery()) as server:
+    with CertainlySimulator(
+        SimulatorConfig(recipient=imap.username, delivery_delay=0.05), deliver=imap.delivery()
+    ) as server:
         yield server

@@ -52,9 +52,26 @@ def test_main_help_lists_commands_and_an_example(main_help: str) -> None:
     assert "Example" in main_help
 
 
-@pytest.mark.parametrize("command", ["demo", "backfill", "run", "watch", "import", "fetch", "status",
-                                     "verify", "compact", "doctor", "retry", "keygen", "export",
-                                     "verify-export", "report"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "demo",
+        "backfill",
+        "run",
+        "watch",
+        "import",
+        "fetch",
+        "status",
+        "verify",
+        "compact",
+        "doctor",
+        "retry",
+        "keygen",
+        "export",
+        "verify-export",
+        "report",
+    ],
+)
 def test_command_help_has_an_example(command: str, tmp_path: Path) -> None:
     result = run_ingest(command, "--help", env=TERMINAL, cwd=tmp_path)
 
@@ -93,7 +110,9 @@ def test_bad_setting_is_one_line_naming_the_variable(tmp_path: Path) -> None:
 
 
 def test_missing_config_file_exits_2(tmp_path: Path) -> None:
-    result = run_ingest("status", env={**TERMINAL, "INGEST_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path)
+    result = run_ingest(
+        "status", env={**TERMINAL, "INGEST_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path
+    )
 
     assert result.returncode == 2
     assert result.stderr.startswith("error:")
@@ -102,8 +121,9 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 
 
 def test_backfill_then_status_json_shows_planned_windows(tmp_path: Path) -> None:
-    backfill = run_ingest("backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-03-31",
-                          env=TERMINAL, cwd=tmp_path)
+    backfill = run_ingest(
+        "backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-03-31", env=TERMINAL, cwd=tmp_path
+    )
     assert backfill.returncode == 0, backfill.stderr
     expected = len(split_range(date(2024, 1, 1), date(2024, 3, 31), 30))  # default window_days
     assert f"planned {expected} new window(s)" in backfill.stdout
@@ -130,8 +150,9 @@ def test_backfill_again_plans_nothing_new(tmp_path: Path) -> None:
 
 
 def test_backfill_with_reversed_dates_exits_2(tmp_path: Path) -> None:
-    result = run_ingest("backfill", "--bot", BOT, "--from", "2024-02-01", "--to", "2024-01-01",
-                        env=TERMINAL, cwd=tmp_path)
+    result = run_ingest(
+        "backfill", "--bot", BOT, "--from", "2024-02-01", "--to", "2024-01-01", env=TERMINAL, cwd=tmp_path
+    )
 
     assert result.returncode == 2
     assert result.stderr.startswith("error:")
@@ -147,11 +168,22 @@ def test_backfill_without_bot_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_run_without_a_token_exits_2_naming_the_variable(tmp_path: Path) -> None:
-    assert run_ingest("backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-01-31",
-                      env=TERMINAL, cwd=tmp_path).returncode == 0
+    assert (
+        run_ingest(
+            "backfill", "--bot", BOT, "--from", "2024-01-01", "--to", "2024-01-31", env=TERMINAL, cwd=tmp_path
+        ).returncode
+        == 0
+    )
 
-    result = run_ingest("run", env={**TERMINAL, "INGEST_CERTAINLY__REPORT_PATH": "api/v1/message-report/",
-                                    "INGEST_IMAP__ALLOWED_SENDERS": "reports@certainly.example"}, cwd=tmp_path)
+    result = run_ingest(
+        "run",
+        env={
+            **TERMINAL,
+            "INGEST_CERTAINLY__REPORT_PATH": "api/v1/message-report/",
+            "INGEST_IMAP__ALLOWED_SENDERS": "reports@certainly.example",
+        },
+        cwd=tmp_path,
+    )
 
     assert result.returncode == 2
     assert result.stderr.startswith("error:")

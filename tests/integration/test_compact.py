@@ -91,7 +91,8 @@ def test_a_crash_after_the_record_is_reported_then_finished(workdir: Path) -> No
 
 
 def test_a_crash_before_the_record_is_adopted_by_the_next_run(
-        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     deliver_in_pieces(workdir / "archive", workdir)
     out = LocalStorage(workdir / "archive")
     before = table(out)
@@ -111,9 +112,14 @@ def test_a_crash_before_the_record_is_adopted_by_the_next_run(
 
 def test_compaction_on_s3(workdir: Path) -> None:
     with moto_s3() as s3:
-        out = S3Storage(s3.bucket, "compact", staging=workdir / "staging", endpoint_url=s3.endpoint,
-                        access_key_id=CREDENTIALS["aws_access_key_id"],
-                        secret_access_key=CREDENTIALS["aws_secret_access_key"])
+        out = S3Storage(
+            s3.bucket,
+            "compact",
+            staging=workdir / "staging",
+            endpoint_url=s3.endpoint,
+            access_key_id=CREDENTIALS["aws_access_key_id"],
+            secret_access_key=CREDENTIALS["aws_secret_access_key"],
+        )
         deliver_in_pieces(out, workdir)
         before = table(out)
         done = compact_archive(out)
@@ -125,8 +131,10 @@ def test_compaction_on_s3(workdir: Path) -> None:
 
 def test_cli_compact(workdir: Path) -> None:
     deliver_in_pieces(workdir / "archive", workdir, pieces=2)
-    env = {"INGEST_OUTPUT__ROOT": str(workdir / "archive"),
-            "INGEST_STATE__PATH": str(workdir / "state.sqlite")}
+    env = {
+        "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
+        "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
+    }
     done = run_ingest("compact", "--bot", BOT, env=env, cwd=workdir)
     assert done.returncode == 0, done.stderr
     assert "compacted 4 partition(s): 8 files -> 4" in done.stdout

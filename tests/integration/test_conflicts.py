@@ -27,8 +27,12 @@ BOT = "3f2b8c1e-0000-4000-8000-0000000000c1"
 
 def job_vars(root: Path) -> dict[str, str]:
     """The job's archive and state store under ``root``, on a wide terminal without colours."""
-    return {"COLUMNS": "200", "NO_COLOR": "1", "INGEST_OUTPUT__ROOT": str(root / "archive"),
-            "INGEST_STATE__PATH": str(root / "state.sqlite")}
+    return {
+        "COLUMNS": "200",
+        "NO_COLOR": "1",
+        "INGEST_OUTPUT__ROOT": str(root / "archive"),
+        "INGEST_STATE__PATH": str(root / "state.sqlite"),
+    }
 
 
 def write(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -39,8 +43,10 @@ def write(path: Path, rows: list[dict[str, Any]]) -> Path:
 def archived(root: Path) -> pl.DataFrame:
     """Every archived row of the bot, with its date partition, by DuckDB."""
     glob = str(root / "archive" / "messages" / "**" / "*.parquet")
-    return duckdb.sql(f"SELECT id, CAST(date AS VARCHAR) AS date, message, source_sha256 "
-                      f"FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY id").pl()
+    return duckdb.sql(
+        f"SELECT id, CAST(date AS VARCHAR) AS date, message, source_sha256 "
+        f"FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY id"
+    ).pl()
 
 
 def day_rows(day: date, count: int = 5) -> list[dict[str, Any]]:
@@ -53,7 +59,9 @@ def test_the_same_id_on_another_day_is_a_conflict_never_a_second_row(workdir: Pa
     first = run_ingest("import", str(write(workdir / "first.csv", rows)), "--bot", BOT, env=env, cwd=workdir)
     assert first.returncode == 0, first.stderr
     moved = dict(rows[2], timestamp=rows[2]["timestamp"].replace("2024-03-01", "2024-03-02"))
-    second = run_ingest("import", str(write(workdir / "moved.csv", [moved])), "--bot", BOT, env=env, cwd=workdir)
+    second = run_ingest(
+        "import", str(write(workdir / "moved.csv", [moved])), "--bot", BOT, env=env, cwd=workdir
+    )
     assert second.returncode == 1, second.stdout + second.stderr
     assert f"id {moved['id']} is archived with different content" in second.stderr
     table = archived(workdir)
@@ -66,9 +74,15 @@ def test_a_forged_report_then_the_genuine_one_is_a_recorded_conflict(workdir: Pa
     env = job_vars(workdir)
     genuine = day_rows(date(2024, 4, 1))
     forged = [dict(row, message="FORGED") for row in genuine[:2]]
-    assert run_ingest("import", str(write(workdir / "export.csv", forged)), "--bot", BOT,
-                      env=env, cwd=workdir).returncode == 0
-    result = run_ingest("import", str(write(workdir / "genuine.csv", genuine)), "--bot", BOT, env=env, cwd=workdir)
+    assert (
+        run_ingest(
+            "import", str(write(workdir / "export.csv", forged)), "--bot", BOT, env=env, cwd=workdir
+        ).returncode
+        == 0
+    )
+    result = run_ingest(
+        "import", str(write(workdir / "genuine.csv", genuine)), "--bot", BOT, env=env, cwd=workdir
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "2 row(s) in conflict with archived rows" in result.stderr
     # The archive keeps one row per id (the forged ones stay until a person decides); the
@@ -81,8 +95,11 @@ def test_a_forged_report_then_the_genuine_one_is_a_recorded_conflict(workdir: Pa
     assert status.returncode == 0, status.stderr
     conflicts = json.loads(status.stdout)["conflicts"]
     assert conflicts["count"] == 2
-    genuine_sha = next(p.stem for p in (workdir / "archive" / "raw" / f"bot_id={BOT}").iterdir()
-                       if p.stem not in set(table.get_column("source_sha256").head(1).to_list()))
+    genuine_sha = next(
+        p.stem
+        for p in (workdir / "archive" / "raw" / f"bot_id={BOT}").iterdir()
+        if p.stem not in set(table.get_column("source_sha256").head(1).to_list())
+    )
     for conflict in conflicts["latest"]:
         assert conflict["bot_id"] == BOT and conflict["row_id"] in {r["id"] for r in forged}
         assert conflict["existing_hash"] != conflict["new_hash"]
@@ -103,10 +120,17 @@ def test_a_forged_report_then_the_genuine_one_is_a_recorded_conflict(workdir: Pa
 def test_an_identical_redelivery_is_duplicates_and_exit_0(workdir: Path) -> None:
     env = job_vars(workdir)
     rows = day_rows(date(2024, 5, 1)) + day_rows(date(2024, 5, 2))
-    assert run_ingest("import", str(write(workdir / "a.csv", rows)), "--bot", BOT, env=env, cwd=workdir).returncode == 0
+    assert (
+        run_ingest(
+            "import", str(write(workdir / "a.csv", rows)), "--bot", BOT, env=env, cwd=workdir
+        ).returncode
+        == 0
+    )
     # Not the same bytes (other order, one more row): only the new row is written.
     more = day_rows(date(2024, 5, 3), count=1)
-    again = run_ingest("import", str(write(workdir / "b.csv", more + rows[::-1])), "--bot", BOT, env=env, cwd=workdir)
+    again = run_ingest(
+        "import", str(write(workdir / "b.csv", more + rows[::-1])), "--bot", BOT, env=env, cwd=workdir
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"{len(rows) + 1} read = 1 written + {len(rows)} duplicates + 0 rejected" in again.stdout
     assert archived(workdir).height == len(rows) + 1
@@ -119,7 +143,9 @@ def test_an_id_twice_in_one_report_with_other_content_is_a_conflict(workdir: Pat
     env = job_vars(workdir)
     rows = day_rows(date(2024, 6, 1))
     twice = rows + [dict(rows[0], message="changed"), dict(rows[1])]
-    result = run_ingest("import", str(write(workdir / "twice.csv", twice)), "--bot", BOT, env=env, cwd=workdir)
+    result = run_ingest(
+        "import", str(write(workdir / "twice.csv", twice)), "--bot", BOT, env=env, cwd=workdir
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{len(twice)} read = {len(rows)} written + 1 duplicates + 1 rejected" in result.stdout
     assert f"id {rows[0]['id']} appears earlier in this report with different content" in result.stderr

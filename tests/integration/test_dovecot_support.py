@@ -163,9 +163,7 @@ def test_implicit_tls_without_the_ca_is_refused(tls_dovecot: Dovecot) -> None:
 
 def test_starttls_with_the_ca(tls_dovecot: Dovecot, certs: TestCerts) -> None:
     context = ssl.create_default_context(cafile=str(certs.cert_path))
-    with IMAPClient(
-        tls_dovecot.host, port=tls_dovecot.port, ssl=False, timeout=IMAP_TIMEOUT_S
-    ) as client:
+    with IMAPClient(tls_dovecot.host, port=tls_dovecot.port, ssl=False, timeout=IMAP_TIMEOUT_S) as client:
         # Dovecot counts loopback connections as "secured" (client IP == local IP), so
         # `ssl = required` does not refuse a plaintext LOGIN here; check the socket.
         assert not isinstance(client.socket(), ssl.SSLSocket)

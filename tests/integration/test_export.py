@@ -310,3 +310,42 @@ def test_the_signing_key_may_come_from_a_secret_file_and_is_never_shown(
     body = pem.splitlines()[1]
     assert body not in done.stdout + done.stderr
     assert _verify(archive, bundle).returncode == 0
+
+
+def test_a_conversation_and_a_date_range_export_exactly_those_rows(
+    archive: dict[str, Path | dict[str, str]],
+) -> None:
+    work = archive["work"]
+    assert isinstance(work, Path)
+    source = f"read_parquet('{work}/archive/messages/**/*.parquet', hive_partitioning=true)"
+    with duckdb.connect() as con:
+        (conversation,) = con.execute(
+            f"SELECT conversation_id FROM {source} WHERE bot_id = '{BOT_B}' GROUP BY 1 "
+            "ORDER BY count(*) DESC, 1 LIMIT 1"
+        ).fetchone() or ("",)
+        want = con.execute(
+            f"SELECT id FROM {source} WHERE bot_id = '{BOT_B}' AND conversation_id = ? "
+            "AND date BETWEEN '2024-01-05' AND '2024-01-10'",
+            [conversation],
+        ).fetchall()
+
+    done, bundle = _export(
+        archive,
+        "conversation",
+        "--bot",
+        BOT_B,
+        "--conversation",
+        conversation,
+        "--from",
+        "2024-01-05",
+        "--to",
+        "2024-01-10",
+        "--format",
+        "jsonl",
+    )
+
+    assert done.returncode == 0, done.stderr
+    lines = (bundle / "data" / "messages" / f"{BOT_B}.jsonl").read_text().splitlines() if want else []
+    assert sorted(json.loads(line)["id"] for line in lines) == sorted(i for (i,) in want)
+    assert want, "the chosen conversation has rows in the range"
+    assert _verify(archive, bundle).returncode == 0

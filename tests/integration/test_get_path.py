@@ -53,8 +53,12 @@ def make_sim() -> Iterator[Callable[..., CertainlySimulator]]:
 
 def make_settings(sim: CertainlySimulator, workdir: Path) -> Settings:
     return explicit_settings(
-        certainly={"base_url": sim.base_url, "token": TOKEN, "report_path": sim.config.report_path,
-                   "timeout": 10},
+        certainly={
+            "base_url": sim.base_url,
+            "token": TOKEN,
+            "report_path": sim.config.report_path,
+            "timeout": 10,
+        },
         requester={"retry_initial": 0.05, "retry_max": 0.2, "delivery_timeout": 3600},
         output={"root": str(workdir / "archive")},
         state={"path": workdir / "state.sqlite"},
@@ -94,15 +98,20 @@ def test_forty_days_are_fetched_in_fifteen_day_windows(
     with Store.open(settings.state.path) as store:
         summary = fetch_range(storage_for(settings), store, client_from(settings.certainly), BOT, start, end)
 
-        assert gets(sim) == [("2024-03-01", "2024-03-15"), ("2024-03-16", "2024-03-30"),
-                             ("2024-03-31", "2024-04-09")]
+        assert gets(sim) == [
+            ("2024-03-01", "2024-03-15"),
+            ("2024-03-16", "2024-03-30"),
+            ("2024-03-31", "2024-04-09"),
+        ]
         assert (summary.requests, summary.windows_archived, summary.bisected) == (3, 3, 0)
         assert summary.fallback_days == []
         assert summary.rows_written == summary.rows_read == len(expected)
         windows = store.windows(bot_id=BOT)
         assert [(w.from_date, w.to_date, w.state) for w in windows] == [
-            (date(2024, 3, 1), date(2024, 3, 15), S.ARCHIVED), (date(2024, 3, 16), date(2024, 3, 30), S.ARCHIVED),
-            (date(2024, 3, 31), date(2024, 4, 9), S.ARCHIVED)]
+            (date(2024, 3, 1), date(2024, 3, 15), S.ARCHIVED),
+            (date(2024, 3, 16), date(2024, 3, 30), S.ARCHIVED),
+            (date(2024, 3, 31), date(2024, 4, 9), S.ARCHIVED),
+        ]
         assert sum(w.rows_archived for w in windows) == len(expected)
 
         # Fetching again adds nothing: every row is recognised as already archived.
@@ -122,13 +131,18 @@ def test_truncated_answer_is_bisected(make_sim: Callable[..., CertainlySimulator
     with Store.open(settings.state.path) as store:
         summary = fetch_range(storage_for(settings), store, client_from(settings.certainly), BOT, start, end)
 
-        assert gets(sim) == [("2024-05-01", "2024-05-15"), ("2024-05-01", "2024-05-08"),
-                             ("2024-05-09", "2024-05-15")]
+        assert gets(sim) == [
+            ("2024-05-01", "2024-05-15"),
+            ("2024-05-01", "2024-05-08"),
+            ("2024-05-09", "2024-05-15"),
+        ]
         assert (summary.requests, summary.bisected, summary.windows_archived) == (3, 1, 2)
         assert summary.rows_written == len(expected)
         # Only the halves that were archived are windows; the truncated answer wrote nothing.
         assert [(w.from_date, w.to_date, w.state) for w in store.windows()] == [
-            (date(2024, 5, 1), date(2024, 5, 8), S.ARCHIVED), (date(2024, 5, 9), date(2024, 5, 15), S.ARCHIVED)]
+            (date(2024, 5, 1), date(2024, 5, 8), S.ARCHIVED),
+            (date(2024, 5, 9), date(2024, 5, 15), S.ARCHIVED),
+        ]
 
     assert_archive_matches(tmp_path / "archive", expected)
 
@@ -144,13 +158,18 @@ def test_single_day_over_the_cap_falls_back_to_an_emailed_export(
     with Store.open(settings.state.path) as store:
         summary = fetch_range(storage_for(settings), store, client_from(settings.certainly), BOT, start, end)
 
-        assert gets(sim) == [("2024-06-01", "2024-06-02"), ("2024-06-01", "2024-06-01"),
-                             ("2024-06-02", "2024-06-02")]
+        assert gets(sim) == [
+            ("2024-06-01", "2024-06-02"),
+            ("2024-06-01", "2024-06-01"),
+            ("2024-06-02", "2024-06-02"),
+        ]
         assert summary.fallback_days == [start, end]
         assert (summary.windows_archived, summary.rows_written) == (0, 0)
         assert not (tmp_path / "archive" / "messages").exists()  # no truncated day half-archived
         assert [(w.from_date, w.to_date, w.state) for w in store.windows()] == [
-            (start, start, S.PLANNED), (end, end, S.PLANNED)]
+            (start, start, S.PLANNED),
+            (end, end, S.PLANNED),
+        ]
 
         # The planned POST exports bring every row of those days, well over 500 each.
         emailed = archive_by_email(sim, settings, store)

@@ -49,10 +49,11 @@ class Http:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
-    def __enter__(self) -> "Http":
+    def __enter__(self) -> Http:
         self.thread.start()
         return self
 
@@ -69,7 +70,8 @@ def _free_port() -> int:
 
 
 def test_files_are_0640_and_folders_0750_and_metrics_replace_a_planted_link(
-        sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path) -> None:
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
+) -> None:
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     victim = tmp_path / "victim.txt"
@@ -78,8 +80,9 @@ def test_files_are_0640_and_folders_0750_and_metrics_replace_a_planted_link(
     env = job_env(sim, imap, tmp_path, INGEST_METRICS__TEXTFILE=str(metrics / "ingest.prom"))
     old_umask = os.umask(0o022)  # the caller's usual umask: the job sets its own
     try:
-        planned = run_ingest("backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-03",
-                         env=env, cwd=tmp_path)
+        planned = run_ingest(
+            "backfill", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-03", env=env, cwd=tmp_path
+        )
         done = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=tmp_path)
     finally:
         os.umask(old_umask)
@@ -99,8 +102,15 @@ def test_files_are_0640_and_folders_0750_and_metrics_replace_a_planted_link(
 
 
 def test_the_oauth2_token_post_never_follows_a_redirect(tmp_path: Path) -> None:
-    with Http(lambda h: (h.send_response(200), h.send_header("Content-Length", "2"),
-                         h.end_headers(), h.wfile.write(b"{}"))) as thief:
+    with Http(
+        lambda h: (
+            h.send_response(200),
+            h.send_header("Content-Length", "2"),
+            h.end_headers(),
+            h.wfile.write(b"{}"),
+        )
+    ) as thief:
+
         def redirect(handler: BaseHTTPRequestHandler) -> None:
             handler.send_response(307)
             handler.send_header("Location", thief.url + "steal")
@@ -108,15 +118,19 @@ def test_the_oauth2_token_post_never_follows_a_redirect(tmp_path: Path) -> None:
             handler.end_headers()
 
         with Http(redirect) as token_endpoint:
-            env = dict(INGEST_IMAP__HOST="127.0.0.1", INGEST_IMAP__PORT=str(_free_port()),
-                       INGEST_IMAP__SECURITY="none", INGEST_IMAP__AUTH="xoauth2",
-                       INGEST_IMAP__USERNAME="owner@example.test",
-                       INGEST_IMAP__OAUTH2_REFRESH_TOKEN="refresh-SECRET-1",
-                       INGEST_IMAP__OAUTH2_CLIENT_SECRET="client-SECRET-2",
-                       INGEST_IMAP__OAUTH2_TOKEN_URL=token_endpoint.url + "token",
-                       INGEST_IMAP__ALLOWED_SENDERS="@certainly.io",
-                       INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
-                       INGEST_OUTPUT__ROOT=str(tmp_path / "archive"))
+            env = dict(
+                INGEST_IMAP__HOST="127.0.0.1",
+                INGEST_IMAP__PORT=str(_free_port()),
+                INGEST_IMAP__SECURITY="none",
+                INGEST_IMAP__AUTH="xoauth2",
+                INGEST_IMAP__USERNAME="owner@example.test",
+                INGEST_IMAP__OAUTH2_REFRESH_TOKEN="refresh-SECRET-1",
+                INGEST_IMAP__OAUTH2_CLIENT_SECRET="client-SECRET-2",
+                INGEST_IMAP__OAUTH2_TOKEN_URL=token_endpoint.url + "token",
+                INGEST_IMAP__ALLOWED_SENDERS="@certainly.io",
+                INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
+                INGEST_OUTPUT__ROOT=str(tmp_path / "archive"),
+            )
             result = run_ingest("run", env=env, cwd=tmp_path)
 
     assert result.returncode == 2, result.stderr
@@ -127,13 +141,22 @@ def test_the_oauth2_token_post_never_follows_a_redirect(tmp_path: Path) -> None:
 
 def test_clear_text_transport_is_a_warning_and_a_doctor_row(tmp_path: Path) -> None:
     # 0.0.0.0 is not loopback by name but refuses at once here: nothing slow to wait for.
-    env = dict(INGEST_CERTAINLY__BASE_URL=f"http://0.0.0.0:{_free_port()}/api/",
-               INGEST_CERTAINLY__TOKEN="tok", INGEST_CERTAINLY__REPORT_PATH="report/",
-               INGEST_IMAP__HOST="0.0.0.0", INGEST_IMAP__PORT=str(_free_port()),
-               INGEST_IMAP__SECURITY="none", INGEST_IMAP__USERNAME="u", INGEST_IMAP__PASSWORD="p",
-               INGEST_IMAP__ALLOWED_SENDERS="@certainly.io", INGEST_LOG_FORMAT="text",
-               INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
-               INGEST_OUTPUT__ROOT=str(tmp_path / "archive"), COLUMNS="300", NO_COLOR="1")
+    env = dict(
+        INGEST_CERTAINLY__BASE_URL=f"http://0.0.0.0:{_free_port()}/api/",
+        INGEST_CERTAINLY__TOKEN="tok",
+        INGEST_CERTAINLY__REPORT_PATH="report/",
+        INGEST_IMAP__HOST="0.0.0.0",
+        INGEST_IMAP__PORT=str(_free_port()),
+        INGEST_IMAP__SECURITY="none",
+        INGEST_IMAP__USERNAME="u",
+        INGEST_IMAP__PASSWORD="p",
+        INGEST_IMAP__ALLOWED_SENDERS="@certainly.io",
+        INGEST_LOG_FORMAT="text",
+        INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
+        INGEST_OUTPUT__ROOT=str(tmp_path / "archive"),
+        COLUMNS="300",
+        NO_COLOR="1",
+    )
 
     result = run_ingest("doctor", env=env, cwd=tmp_path)
 
@@ -145,16 +168,22 @@ def test_clear_text_transport_is_a_warning_and_a_doctor_row(tmp_path: Path) -> N
 
 
 def test_an_api_answer_over_the_size_cap_is_not_read(
-        sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path) -> None:
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
+) -> None:
     huge = b"[" + b",".join([b'{"id": 1, "text": "' + b"x" * 1000 + b'"}'] * 5000) + b"]"  # ~5 MB
     sim.script_get(Fault(status=200, body=huge))
     env = job_env(sim, imap, tmp_path, INGEST_CERTAINLY__MAX_RESPONSE_BYTES=str(1 << 20))
 
-    result = run_ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02", env=env, cwd=tmp_path)
+    result = run_ingest(
+        "fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02", env=env, cwd=tmp_path
+    )
 
     assert result.returncode == 3, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: Certainly API: answer of more than "
-                                                             "1048576 bytes")
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: Certainly API: answer of more than 1048576 bytes")
+    )
     assert "INGEST_CERTAINLY__MAX_RESPONSE_BYTES" in result.stderr
     assert not (tmp_path / "archive" / "messages").exists()
 
@@ -177,14 +206,29 @@ def test_an_api_answer_dripping_past_the_deadline_is_cut_off(tmp_path: Path) -> 
                 return
 
     with Http(drip) as api:
-        env = dict(INGEST_CERTAINLY__BASE_URL=api.url, INGEST_CERTAINLY__TOKEN="tok",
-                   INGEST_CERTAINLY__REPORT_PATH="report/", INGEST_CERTAINLY__TIMEOUT="2",
-                   INGEST_CERTAINLY__DEADLINE="3", INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
-                   INGEST_OUTPUT__ROOT=str(tmp_path / "archive"))
+        env = dict(
+            INGEST_CERTAINLY__BASE_URL=api.url,
+            INGEST_CERTAINLY__TOKEN="tok",
+            INGEST_CERTAINLY__REPORT_PATH="report/",
+            INGEST_CERTAINLY__TIMEOUT="2",
+            INGEST_CERTAINLY__DEADLINE="3",
+            INGEST_STATE__PATH=str(tmp_path / "state.sqlite"),
+            INGEST_OUTPUT__ROOT=str(tmp_path / "archive"),
+        )
         started = time.monotonic()
         try:
-            result = run_ingest("fetch", "--bot", BOT, "--from", "2024-03-01", "--to", "2024-03-02",
-                            env=env, cwd=tmp_path, timeout=90)
+            result = run_ingest(
+                "fetch",
+                "--bot",
+                BOT,
+                "--from",
+                "2024-03-01",
+                "--to",
+                "2024-03-02",
+                env=env,
+                cwd=tmp_path,
+                timeout=90,
+            )
         finally:
             stop.set()
         took = time.monotonic() - started

@@ -25,8 +25,10 @@ BOT = "5e2a7c1d-0000-4000-8000-0000000000d2"
 ESC = "\x1b"
 #: An API message as an attacker would write it: a closing tag, a hyperlink, a screen clear
 #: and an OSC 8 terminal hyperlink.
-HOSTILE = (f"[/bold] refused [link=https://evil.example/]click here[/link] {ESC}[2J"
-           f"{ESC}]8;;https://evil.example/{ESC}\\x{ESC}]8;;{ESC}\\ [red]done")
+HOSTILE = (
+    f"[/bold] refused [link=https://evil.example/]click here[/link] {ESC}[2J"
+    f"{ESC}]8;;https://evil.example/{ESC}\\x{ESC}]8;;{ESC}\\ [red]done"
+)
 
 
 #: rich's own colours (SGR, ``ESC [ ... m``); nothing the tests inject is one of these.
@@ -36,12 +38,16 @@ _SGR = re.compile("\x1b\\[[0-9;]*m")
 def run(*args: str, env: dict[str, str], cwd: Path, rich: bool = True) -> subprocess.CompletedProcess[str]:
     """`ingest ARGS` with colours forced, as on a terminal; rich's own colour codes are
     taken out of stdout and stderr afterwards, so that the text can be compared."""
-    done = run_ingest(*args, env={**env, "FORCE_COLOR": "1", "COLUMNS": "400", "INGEST_LOG_FORMAT": "text",
-                                  "NO_COLOR": None}, cwd=cwd)
+    done = run_ingest(
+        *args,
+        env={**env, "FORCE_COLOR": "1", "COLUMNS": "400", "INGEST_LOG_FORMAT": "text", "NO_COLOR": None},
+        cwd=cwd,
+    )
     if rich:  # a rich table: colours were on, so rich renders whatever markup it parses
         assert "\x1b[" in done.stdout + done.stderr
-    return subprocess.CompletedProcess(done.args, done.returncode, _SGR.sub("", done.stdout),
-                                       _SGR.sub("", done.stderr))
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, _SGR.sub("", done.stdout), _SGR.sub("", done.stderr)
+    )
 
 
 def assert_inert(output: str) -> None:
@@ -53,15 +59,24 @@ def assert_inert(output: str) -> None:
 
 
 def test_status_shows_markup_and_escape_in_stored_text_literally(
-        sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path) -> None:
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
+) -> None:
     env = job_env(sim, imap, tmp_path)
     with Store.open(tmp_path / "state.sqlite") as store:
         store.plan_window(BOT, 1, date(2024, 3, 1), date(2024, 3, 5))
         window = store.windows()[0]
         store.transition(window.id, WindowState.SUBMITTING)
         store.transition(window.id, WindowState.FAILED, last_error=HOSTILE)
-        store.record_email("INBOX", 1, 7, message_id=None, sender=None, subject=HOSTILE,
-                           outcome=f"[/red]{ESC}[2J", reason=HOSTILE)
+        store.record_email(
+            "INBOX",
+            1,
+            7,
+            message_id=None,
+            sender=None,
+            subject=HOSTILE,
+            outcome=f"[/red]{ESC}[2J",
+            reason=HOSTILE,
+        )
 
     shown = run("status", env=env, cwd=tmp_path)
     as_json = run("status", "--json", env=env, cwd=tmp_path, rich=False)
@@ -74,7 +89,8 @@ def test_status_shows_markup_and_escape_in_stored_text_literally(
 
 
 def test_doctor_shows_a_hostile_folder_name_literally(
-        sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path) -> None:
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
+) -> None:
     env = job_env(sim, imap, tmp_path, INGEST_IMAP__FOLDER=HOSTILE)
 
     shown = run("doctor", env=env, cwd=tmp_path)
@@ -98,8 +114,9 @@ def test_verify_shows_hostile_file_names_literally(tmp_path: Path) -> None:
     assert "bot_id=[bold][link=https:evil.example]x\\x1b[2J/date=2024-03-01/part-0.parquet" in shown.stdout
 
 
-def test_text_logs_carry_no_control_characters(capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_text_logs_carry_no_control_characters(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INGEST_LOG_FORMAT", "text")
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)

@@ -28,8 +28,11 @@ pytestmark = pytest.mark.integration
 USER, PASSWORD = "big@example.test", "secret"
 USERS = {USER: PASSWORD}
 BOT = "b16b16b1-0000-4000-8000-000000000001"
-WINDOWS = [(date(2024, 8, 1), date(2024, 8, 10)), (date(2024, 8, 11), date(2024, 8, 20)),
-           (date(2024, 8, 21), date(2024, 8, 30))]
+WINDOWS = [
+    (date(2024, 8, 1), date(2024, 8, 10)),
+    (date(2024, 8, 11), date(2024, 8, 20)),
+    (date(2024, 8, 21), date(2024, 8, 30)),
+]
 
 
 def report_email(first: date, last: date, how: str) -> bytes:
@@ -56,13 +59,20 @@ def test_large_messages_are_fetched_part_by_part_with_the_same_result(
 ) -> None:
     monkeypatch.setattr(partfetch, "CHUNK", 64 * 1024)  # several ranges per attachment
     delivery = ImapDelivery(fresh_dovecot.host, fresh_dovecot.port, USER, PASSWORD)
-    for (first, last), how in zip(WINDOWS, ["base64", "base64", "zip"]):
+    for (first, last), how in zip(WINDOWS, ["base64", "base64", "zip"], strict=True):
         delivery.deliver(report_email(first, last, how))
     settings = explicit_settings(
-        imap={"host": fresh_dovecot.host, "port": fresh_dovecot.port, "security": "none", "username": USER,
-              "password": PASSWORD, "allowed_senders": ["reports@certainly.example"],
-              "part_fetch_bytes": 1024},  # every one of these messages counts as large
-        output={"root": str(tmp_path / "archive")}, state={"path": tmp_path / "state.sqlite"},
+        imap={
+            "host": fresh_dovecot.host,
+            "port": fresh_dovecot.port,
+            "security": "none",
+            "username": USER,
+            "password": PASSWORD,
+            "allowed_senders": ["reports@certainly.example"],
+            "part_fetch_bytes": 1024,
+        },  # every one of these messages counts as large
+        output={"root": str(tmp_path / "archive")},
+        state={"path": tmp_path / "state.sqlite"},
     )
     with Store.open(settings.state.path) as store:
         for first, last in WINDOWS:
@@ -83,8 +93,15 @@ def test_a_quoted_printable_part_decodes_to_the_same_bytes_as_a_whole_fetch(
     monkeypatch.setattr(partfetch, "CHUNK", 16 * 1024)
     raw = report_email(*WINDOWS[0], "quoted-printable")
     ImapDelivery(fresh_dovecot.host, fresh_dovecot.port, USER, PASSWORD).deliver(raw)
-    settings = explicit_settings(imap={"host": fresh_dovecot.host, "port": fresh_dovecot.port, "security": "none",
-                                       "username": USER, "password": PASSWORD})
+    settings = explicit_settings(
+        imap={
+            "host": fresh_dovecot.host,
+            "port": fresh_dovecot.port,
+            "security": "none",
+            "username": USER,
+            "password": PASSWORD,
+        }
+    )
     with Mailbox(settings.imap) as box:
         box.select()
         header, parts = partfetch.fetch_parts_to_disk(box, box.new_uids(0)[0], tmp_path)

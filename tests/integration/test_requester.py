@@ -25,8 +25,7 @@ S = WindowState
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"
 OTHER_BOT = "3f2b8c1e-0000-4000-8000-000000000002"
 HTTP_TIMEOUT = 5.0
-SETTINGS = RequesterSettings(retry_initial=60.0, retry_max=600.0, max_attempts=3,
-                             delivery_timeout=3600.0)
+SETTINGS = RequesterSettings(retry_initial=60.0, retry_max=600.0, max_attempts=3, delivery_timeout=3600.0)
 
 
 @pytest.fixture
@@ -52,8 +51,9 @@ def make_sim() -> Iterator[Callable[..., CertainlySimulator]]:
 
 
 def _client(sim: CertainlySimulator, token: str | None = None) -> CertainlyClient:
-    return CertainlyClient(sim.base_url, SecretStr(token or sim.config.token),
-                           sim.config.report_path, timeout=HTTP_TIMEOUT)
+    return CertainlyClient(
+        sim.base_url, SecretStr(token or sim.config.token), sim.config.report_path, timeout=HTTP_TIMEOUT
+    )
 
 
 def _plan_one(store: Store) -> int:
@@ -65,7 +65,9 @@ def _plan_one(store: Store) -> int:
 def _make_busy(sim: CertainlySimulator) -> None:
     """Start an export directly, as another client of the same account would."""
     response = requests.post(
-        sim.report_url, timeout=HTTP_TIMEOUT, headers={"Authorization": f"JWT {sim.config.token}"},
+        sim.report_url,
+        timeout=HTTP_TIMEOUT,
+        headers={"Authorization": f"JWT {sim.config.token}"},
         json={"fromDate": "2023-01-01", "toDate": "2023-01-02", "reportId": 1, "botId": OTHER_BOT},
     )
     assert response.status_code == sim.config.accepted_status
@@ -81,8 +83,11 @@ def _ranges(store: Store, bot: str = BOT) -> list[tuple[date, date]]:
 def test_plan_backfill_splits_the_range(store: Store) -> None:
     planned = plan_backfill(store, [BOT, OTHER_BOT], date(2024, 1, 1), date(2024, 3, 1), window_days=30)
 
-    expected = [(date(2024, 1, 1), date(2024, 1, 30)), (date(2024, 1, 31), date(2024, 2, 29)),
-                (date(2024, 3, 1), date(2024, 3, 1))]
+    expected = [
+        (date(2024, 1, 1), date(2024, 1, 30)),
+        (date(2024, 1, 31), date(2024, 2, 29)),
+        (date(2024, 3, 1), date(2024, 3, 1)),
+    ]
     assert _ranges(store) == expected
     assert _ranges(store, OTHER_BOT) == expected
     assert len(planned) == 6
@@ -126,7 +131,9 @@ def test_failed_window_can_be_planned_again(store: Store) -> None:
 # -- advancing against the simulator -------------------------------------------------------
 
 
-def test_accepted_window_and_raw_answer_kept(store: Store, make_sim: Callable[..., CertainlySimulator]) -> None:
+def test_accepted_window_and_raw_answer_kept(
+    store: Store, make_sim: Callable[..., CertainlySimulator]
+) -> None:
     sim = make_sim()
     window_id = _plan_one(store)
 

@@ -40,8 +40,12 @@ BUSY_JSON = json.dumps({"detail": IN_PROGRESS_DETAIL})
 
 def make_settings(base_url: str, tmp_path: Path) -> Settings:
     return explicit_settings(
-        certainly={"base_url": base_url, "token": TOKEN, "report_path": "api/v1/message-report/",
-                   "timeout": CLIENT_TIMEOUT},
+        certainly={
+            "base_url": base_url,
+            "token": TOKEN,
+            "report_path": "api/v1/message-report/",
+            "timeout": CLIENT_TIMEOUT,
+        },
         requester=REQUESTER,
         output={"root": str(tmp_path / "archive")},
         state={"path": tmp_path / "state.sqlite"},
@@ -75,8 +79,13 @@ def env(sim: CertainlySimulator, tmp_path: Path) -> Iterator[Env]:
 
 def plan(store: Store, windows: int = 1) -> list[int]:
     """Plan ``windows`` windows of 30 days for BOT from 2024-01-01; their ids, oldest first."""
-    plan_backfill(store, [BOT], date(2024, 1, 1), date.fromordinal(date(2024, 1, 1).toordinal() + 30 * windows - 1),
-                  window_days=30)
+    plan_backfill(
+        store,
+        [BOT],
+        date(2024, 1, 1),
+        date.fromordinal(date(2024, 1, 1).toordinal() + 30 * windows - 1),
+        window_days=30,
+    )
     return [w.id for w in store.windows()]
 
 
@@ -107,7 +116,11 @@ def test_in_progress_as_409_defers_then_the_retry_is_accepted(env: Env) -> None:
     assert window.last_error == f"in_progress (409): {IN_PROGRESS_DETAIL}"
     answer = last_answer(env.store, window_id)
     assert (answer["method"], answer["status"], answer["outcome"], answer["body"]) == (
-        "POST", 409, "in_progress", BUSY_JSON)
+        "POST",
+        409,
+        "in_progress",
+        BUSY_JSON,
+    )
     assert env.sim.exports == []
 
     assert env.advance(window.next_attempt_at - 0.01).submitted == []  # not before its time
@@ -120,11 +133,14 @@ def test_in_progress_as_409_defers_then_the_retry_is_accepted(env: Env) -> None:
     assert len(env.sim.exports) == 1
 
 
-@pytest.mark.parametrize(("retry_after", "low", "high"), [
-    ("5", 5.0, 10.0),       # honoured: at least Retry-After, at most retry_max
-    ("3600", 10.0, 10.0),   # capped by retry_max
-    ("0.05", 0.1, 0.2),     # shorter than our own back-off: ours wins
-])
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        ("5", 5.0, 10.0),  # honoured: at least Retry-After, at most retry_max
+        ("3600", 10.0, 10.0),  # capped by retry_max
+        ("0.05", 0.1, 0.2),  # shorter than our own back-off: ours wins
+    ],
+)
 def test_in_progress_as_429_honours_retry_after(env: Env, retry_after: str, low: float, high: float) -> None:
     [window_id] = plan(env.store)
     env.sim.script_post(Fault(status=429, body=BUSY_JSON, headers={"Retry-After": retry_after}))
@@ -165,17 +181,22 @@ def test_in_progress_as_200_whose_body_says_so(env: Env) -> None:
     assert_deferred(window, now, attempts=1, low=0.1, high=0.2)
     assert window.last_error == f"in_progress (200): {IN_PROGRESS_DETAIL}"
     assert (last_answer(env.store, window_id)["status"], last_answer(env.store, window_id)["outcome"]) == (
-        200, "in_progress")
+        200,
+        "in_progress",
+    )
     assert env.sim.exports == []
 
 
 @pytest.mark.parametrize("status", [200, 400])
-@pytest.mark.parametrize("detail", [
-    "Export already running for this account.",
-    "An export is already being generated for this account.",
-    "A report is already being processed. Please try again later.",
-    "Another export is currently running.",
-])
+@pytest.mark.parametrize(
+    "detail",
+    [
+        "Export already running for this account.",
+        "An export is already being generated for this account.",
+        "A report is already being processed. Please try again later.",
+        "Another export is currently running.",
+    ],
+)
 def test_busy_wordings_defer_whatever_the_status(env: Env, status: int, detail: str) -> None:
     """Issue 4: "a 400 (or a 200) whose message says an export is already running or being
     generated means 'already in progress', not a failure" (and not an accept)."""
@@ -186,7 +207,8 @@ def test_busy_wordings_defer_whatever_the_status(env: Env, status: int, detail: 
 
     window = env.store.window(window_id)
     assert (window.state, last_answer(env.store, window_id)["outcome"]) == (S.DEFERRED, "in_progress"), (
-        f"{status} {detail!r} was taken as {window.state}")
+        f"{status} {detail!r} was taken as {window.state}"
+    )
 
 
 def test_in_progress_is_never_a_failure_however_often(env: Env) -> None:
@@ -219,8 +241,19 @@ def test_token_rejected_stops_and_leaves_windows_untouched(env: Env, status: int
     assert due is not None
 
     def snapshot() -> list[tuple[Any, ...]]:
-        return [(w.id, w.state, w.attempts, w.losses, w.next_attempt_at, w.accepted_at, w.last_error,
-                 w.rows_archived) for w in env.store.windows()]
+        return [
+            (
+                w.id,
+                w.state,
+                w.attempts,
+                w.losses,
+                w.next_attempt_at,
+                w.accepted_at,
+                w.last_error,
+                w.rows_archived,
+            )
+            for w in env.store.windows()
+        ]
 
     before = snapshot()
     body = {"detail": "Given token not valid for any token type"}
@@ -236,7 +269,11 @@ def test_token_rejected_stops_and_leaves_windows_untouched(env: Env, status: int
     assert env.store.window(second).state is S.PLANNED
     assert len(env.sim.requests) == posts + 1  # stopped at the first refusal
     answer = last_answer(env.store, first)
-    assert (answer["status"], answer["outcome"], answer["body"]) == (status, "token_rejected", json.dumps(body))
+    assert (answer["status"], answer["outcome"], answer["body"]) == (
+        status,
+        "token_rejected",
+        json.dumps(body),
+    )
 
 
 # -- a refusal of the request itself: that window fails, the others go on --------------------
@@ -253,7 +290,9 @@ def test_refused_request_fails_that_window_with_the_api_message(env: Env, status
     window = env.store.window(first)
     assert (tick.failed, tick.accepted) == ([first], [second])
     assert window.state is S.FAILED
-    assert window.last_error == f"API refused ({status}): botId: this bot does not belong to your organisation."
+    assert (
+        window.last_error == f"API refused ({status}): botId: this bot does not belong to your organisation."
+    )
     assert window.attempts == 0 and window.next_attempt_at is None
     answer = last_answer(env.store, first)
     assert (answer["status"], answer["outcome"], answer["body"]) == (status, "rejected", json.dumps(body))
@@ -281,7 +320,9 @@ def test_server_error_is_retried_and_fails_only_after_max_attempts(env: Env) -> 
     window = env.store.window(window_id)
     assert window.state is S.FAILED
     assert window.attempts == REQUESTER["max_attempts"]
-    assert window.last_error == f"gave up after {REQUESTER['max_attempts']} attempts: A server error occurred."
+    assert (
+        window.last_error == f"gave up after {REQUESTER['max_attempts']} attempts: A server error occurred."
+    )
     answers = env.store.api_answers(window_id)
     assert [(a["status"], a["outcome"], a["body"]) for a in answers] == [(500, "transient", body)] * 3
     assert env.sim.exports == []
@@ -296,7 +337,10 @@ def test_bad_gateway_html_page_is_transient(env: Env) -> None:
 
     window = env.store.window(window_id)
     assert (window.state, window.attempts) == (S.DEFERRED, 1)
-    assert (last_answer(env.store, window_id)["status"], last_answer(env.store, window_id)["body"]) == (502, page)
+    assert (last_answer(env.store, window_id)["status"], last_answer(env.store, window_id)["body"]) == (
+        502,
+        page,
+    )
 
 
 def test_timeout_defers(env: Env) -> None:
@@ -340,7 +384,9 @@ def test_connection_refused_defers(tmp_path: Path) -> None:
             window = store.window(window_id)
             assert tick.deferred == [window_id]
             assert_deferred(window, now, attempts=1, low=0.1, high=0.2)
-            assert window.last_error is not None and window.last_error.startswith("transient (0): cannot connect")
+            assert window.last_error is not None and window.last_error.startswith(
+                "transient (0): cannot connect"
+            )
             answer = last_answer(store, window_id)
             assert (answer["status"], answer["outcome"]) == (0, "transient")
 
@@ -356,7 +402,9 @@ def test_dropped_connection_defers(env: Env) -> None:
     assert_deferred(window, now, attempts=1, low=0.1, high=0.2)
     assert window.last_error is not None and window.last_error.startswith("transient (0): cannot connect")
     assert (last_answer(env.store, window_id)["status"], last_answer(env.store, window_id)["outcome"]) == (
-        0, "transient")
+        0,
+        "transient",
+    )
     assert env.sim.requests[-1].status == 0 and env.sim.exports == []
 
 

@@ -47,9 +47,15 @@ def short_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def storage(s3: MotoS3, prefix: str, staging: Path, endpoint: str) -> S3Storage:
-    return S3Storage(s3.bucket, prefix, staging=staging, endpoint_url=endpoint,
-                     access_key_id=CREDENTIALS["aws_access_key_id"],
-                     secret_access_key=CREDENTIALS["aws_secret_access_key"], max_attempts=2)
+    return S3Storage(
+        s3.bucket,
+        prefix,
+        staging=staging,
+        endpoint_url=endpoint,
+        access_key_id=CREDENTIALS["aws_access_key_id"],
+        secret_access_key=CREDENTIALS["aws_secret_access_key"],
+        max_attempts=2,
+    )
 
 
 def local_file(workdir: Path, data: bytes, name: str = "object.bin") -> Path:
@@ -69,7 +75,8 @@ def test_a_409_is_retried_and_the_write_then_lands(s3: MotoS3, proxy: S3FaultPro
 
 
 def test_a_409_although_the_write_landed_is_settled_by_reading_it_back(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+    s3: MotoS3, proxy: S3FaultProxy, workdir: Path
+) -> None:
     out = storage(s3, "landed", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS  # every attempt answered 409
     proxy.conflict_after_write = True
@@ -81,7 +88,8 @@ def test_a_409_although_the_write_landed_is_settled_by_reading_it_back(
 
 
 def test_a_409_with_nothing_written_is_transient_never_assumed_written(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+    s3: MotoS3, proxy: S3FaultProxy, workdir: Path
+) -> None:
     out = storage(s3, "absent", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS
 
@@ -92,7 +100,8 @@ def test_a_409_with_nothing_written_is_transient_never_assumed_written(
 
 
 def test_a_409_over_other_bytes_is_an_error_and_they_are_left_alone(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+    s3: MotoS3, proxy: S3FaultProxy, workdir: Path
+) -> None:
     out = storage(s3, "other", workdir / "staging", proxy.endpoint)
     s3.client().put_object(Bucket=s3.bucket, Key=f"other/{KEY}", Body=b"another writer's bytes")
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS
@@ -104,11 +113,16 @@ def test_a_409_over_other_bytes_is_an_error_and_they_are_left_alone(
 
 
 def test_cli_import_through_endless_409s_is_exit_3_and_the_next_run_completes(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
-    csv = local_file(workdir, rows_to_csv(generate_messages(BOT, date(2024, 3, 1), date(2024, 3, 3))),
-                     "report.csv")
-    env = dict(s3.env("cli409", workdir / "staging", proxy.endpoint),
-               INGEST_STATE__PATH=str(workdir / "state.sqlite"), INGEST_LOG_FORMAT="json")
+    s3: MotoS3, proxy: S3FaultProxy, workdir: Path
+) -> None:
+    csv = local_file(
+        workdir, rows_to_csv(generate_messages(BOT, date(2024, 3, 1), date(2024, 3, 3))), "report.csv"
+    )
+    env = dict(
+        s3.env("cli409", workdir / "staging", proxy.endpoint),
+        INGEST_STATE__PATH=str(workdir / "state.sqlite"),
+        INGEST_LOG_FORMAT="json",
+    )
     proxy.conflicts_to_answer = 10**6
 
     refused = run_ingest("import", str(csv), "--bot", BOT, env=env, cwd=workdir)
@@ -125,20 +139,31 @@ def test_cli_import_through_endless_409s_is_exit_3_and_the_next_run_completes(
 
 
 def test_the_sweep_aborts_only_this_jobs_own_multipart_uploads(
-        s3: MotoS3, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3: MotoS3, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(s3_module, "PART_BYTES", 5 << 20)  # S3's smallest part size
     client = s3.client()
     part = os.urandom(5 << 20)
     # Another writer, uploading under the same prefix right now.
     foreign = client.create_multipart_upload(Bucket=s3.bucket, Key="shared/raw/bot_id=y/theirs.bin")
-    client.upload_part(Bucket=s3.bucket, Key="shared/raw/bot_id=y/theirs.bin",
-                       UploadId=foreign["UploadId"], PartNumber=1, Body=part)
+    client.upload_part(
+        Bucket=s3.bucket,
+        Key="shared/raw/bot_id=y/theirs.bin",
+        UploadId=foreign["UploadId"],
+        PartNumber=1,
+        Body=part,
+    )
     # This job, killed between two parts of a big file: what _multipart leaves behind.
     killed = storage(s3, "shared", workdir / "staging", s3.endpoint)
     ours = client.create_multipart_upload(Bucket=s3.bucket, Key="shared/raw/bot_id=x/ours.bin")
     record = killed._record_upload("raw/bot_id=x/ours.bin", ours["UploadId"])  # noqa: SLF001
-    client.upload_part(Bucket=s3.bucket, Key="shared/raw/bot_id=x/ours.bin",
-                       UploadId=ours["UploadId"], PartNumber=1, Body=part)
+    client.upload_part(
+        Bucket=s3.bucket,
+        Key="shared/raw/bot_id=x/ours.bin",
+        UploadId=ours["UploadId"],
+        PartNumber=1,
+        Body=part,
+    )
     # And a big file of this job that went up whole: no record is left for it.
     killed.publish(local_file(workdir, os.urandom(12 << 20), "big.bin"), "raw/bot_id=x/big.bin")
 
@@ -147,8 +172,10 @@ def test_the_sweep_aborts_only_this_jobs_own_multipart_uploads(
 
     open_uploads = client.list_multipart_uploads(Bucket=s3.bucket, Prefix="shared/").get("Uploads", [])
     assert [(u["Key"], u["UploadId"]) for u in open_uploads] == [
-        ("shared/raw/bot_id=y/theirs.bin", foreign["UploadId"])]
+        ("shared/raw/bot_id=y/theirs.bin", foreign["UploadId"])
+    ]
     assert not record.exists()
     assert next_job.sweep_staging() == 0
-    client.abort_multipart_upload(Bucket=s3.bucket, Key="shared/raw/bot_id=y/theirs.bin",
-                                  UploadId=foreign["UploadId"])
+    client.abort_multipart_upload(
+        Bucket=s3.bucket, Key="shared/raw/bot_id=y/theirs.bin", UploadId=foreign["UploadId"]
+    )

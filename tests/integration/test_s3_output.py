@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Iterator
 
 import polars as pl
 import pyarrow.dataset as ds
@@ -39,9 +39,15 @@ def s3() -> Iterator[MotoS3]:
 
 
 def storage(s3: MotoS3, prefix: str, staging: Path, endpoint: str | None = None) -> S3Storage:
-    return S3Storage(s3.bucket, prefix, staging=staging, endpoint_url=endpoint or s3.endpoint,
-                     access_key_id=CREDENTIALS["aws_access_key_id"],
-                     secret_access_key=CREDENTIALS["aws_secret_access_key"], max_attempts=2)
+    return S3Storage(
+        s3.bucket,
+        prefix,
+        staging=staging,
+        endpoint_url=endpoint or s3.endpoint,
+        access_key_id=CREDENTIALS["aws_access_key_id"],
+        secret_access_key=CREDENTIALS["aws_secret_access_key"],
+        max_attempts=2,
+    )
 
 
 def report(workdir: Path, first: date, last: date, name: str = "report.csv") -> Path:
@@ -52,23 +58,34 @@ def report(workdir: Path, first: date, last: date, name: str = "report.csv") -> 
 
 def pyarrow_rows(s3: MotoS3, prefix: str) -> int:
     """A second, independent reader: pyarrow's own S3 file system and dataset."""
-    fs = pafs.S3FileSystem(endpoint_override=s3.endpoint, scheme="http", region="us-east-1",
-                           access_key=CREDENTIALS["aws_access_key_id"],
-                           secret_key=CREDENTIALS["aws_secret_access_key"])
-    dataset = ds.dataset(f"{s3.bucket}/{prefix}/messages", filesystem=fs, format="parquet",
-                         partitioning="hive")
+    fs = pafs.S3FileSystem(
+        endpoint_override=s3.endpoint,
+        scheme="http",
+        region="us-east-1",
+        access_key=CREDENTIALS["aws_access_key_id"],
+        secret_key=CREDENTIALS["aws_secret_access_key"],
+    )
+    dataset = ds.dataset(
+        f"{s3.bucket}/{prefix}/messages", filesystem=fs, format="parquet", partitioning="hive"
+    )
     return dataset.count_rows()
 
 
 def test_a_report_archived_to_s3_reads_back_exactly(s3: MotoS3, workdir: Path) -> None:
     out = storage(s3, "exact", workdir / "staging")
-    result = archive_csv_file(out, report(workdir, FIRST, LAST), bot_id=BOT, raw_name="report.csv",
-                              provenance={"import": {"path": "report.csv"}}, window=(FIRST, LAST))
+    result = archive_csv_file(
+        out,
+        report(workdir, FIRST, LAST),
+        bot_id=BOT,
+        raw_name="report.csv",
+        provenance={"import": {"path": "report.csv"}},
+        window=(FIRST, LAST),
+    )
     truth = expected_rows([BOT], FIRST, LAST)
     assert result.rows_read == result.rows_written == len(truth)
 
     frame = s3.messages("exact")
-    assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
+    assert sorted(zip(frame["bot_id"], frame["id"], strict=True)) == sorted(truth)
     assert frame.filter(pl.col("timestamp").dt.date() != pl.col("date")).height == 0
     for row_id, message in frame.select("id", "message").iter_rows():
         assert message == (truth[(BOT, row_id)]["message"] or None)
@@ -79,8 +96,9 @@ def test_a_report_archived_to_s3_reads_back_exactly(s3: MotoS3, workdir: Path) -
     assert f"exact/raw/bot_id={BOT}/{sha}.csv" in keys
     manifest = json.loads(out.read_bytes(result.manifest))
     assert manifest["counts"]["rows_written"] == len(truth)
-    assert {f["path"] for f in manifest["files"]} == {k.removeprefix("exact/") for k in keys
-                                                     if k.endswith(".parquet")}
+    assert {f["path"] for f in manifest["files"]} == {
+        k.removeprefix("exact/") for k in keys if k.endswith(".parquet")
+    }
     assert verify_archive(out).ok, verify_archive(out).problems
     assert not list((workdir / "staging").iterdir()), "temporary files left behind"
 
@@ -95,8 +113,9 @@ def test_redelivery_and_overlap_add_only_new_rows_and_rewrite_nothing(s3: MotoS3
     again = archive_csv_file(out, first, bot_id=BOT, raw_name="a.csv", provenance={})
     assert again.rows_written == 0 and again.rows_duplicate == again.rows_read
     later = date(2024, 3, 6), date(2024, 3, 15)
-    overlap = archive_csv_file(out, report(workdir, *later, "b.csv"), bot_id=BOT, raw_name="b.csv",
-                               provenance={})
+    overlap = archive_csv_file(
+        out, report(workdir, *later, "b.csv"), bot_id=BOT, raw_name="b.csv", provenance={}
+    )
     new_days = len(generate_messages(BOT, date(2024, 3, 11), later[1]))
     assert overlap.rows_written == new_days
     assert overlap.rows_duplicate == overlap.rows_read - new_days
@@ -119,7 +138,8 @@ def test_an_object_is_written_once_even_when_asked_twice(s3: MotoS3, workdir: Pa
 
 
 def test_big_files_go_up_in_parts_and_are_still_written_once(
-        s3: MotoS3, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s3: MotoS3, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(s3_module, "PART_BYTES", 5 << 20)  # S3's smallest part size
     out = storage(s3, "multipart", workdir / "staging")
     big = workdir / "big.bin"
@@ -132,8 +152,14 @@ def test_big_files_go_up_in_parts_and_are_still_written_once(
 
 
 def test_refused_credentials_and_a_missing_bucket_name_the_setting(s3: MotoS3, workdir: Path) -> None:
-    wrong = S3Storage("no-such-bucket", "p", staging=workdir / "staging", endpoint_url=s3.endpoint,
-                      access_key_id="k", secret_access_key="s")
+    wrong = S3Storage(
+        "no-such-bucket",
+        "p",
+        staging=workdir / "staging",
+        endpoint_url=s3.endpoint,
+        access_key_id="k",
+        secret_access_key="s",
+    )
     with pytest.raises(OutputError) as caught:
         wrong.check_bucket()
     assert "NoSuchBucket" in str(caught.value) and "INGEST_OUTPUT__ROOT" in str(caught.value.hint)
@@ -141,15 +167,27 @@ def test_refused_credentials_and_a_missing_bucket_name_the_setting(s3: MotoS3, w
 
 
 def test_an_unreachable_endpoint_is_transient(workdir: Path) -> None:
-    dead = S3Storage("b", "p", staging=workdir / "staging", endpoint_url="http://127.0.0.1:9",
-                     access_key_id="k", secret_access_key="s", max_attempts=1, timeout=2)
+    dead = S3Storage(
+        "b",
+        "p",
+        staging=workdir / "staging",
+        endpoint_url="http://127.0.0.1:9",
+        access_key_id="k",
+        secret_access_key="s",
+        max_attempts=1,
+        timeout=2,
+    )
     with pytest.raises(StorageUnavailable, match="cannot reach the object store"):
         dead.exists("manifests/x.json")
 
 
 def _env(s3: MotoS3, workdir: Path, prefix: str, **extra: str) -> dict[str, str]:
-    env = {"INGEST_STATE__PATH": str(workdir / "state.sqlite"), "INGEST_LOG_FORMAT": "text",
-            **s3.env(prefix, workdir / "staging"), **extra}
+    env = {
+        "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
+        "INGEST_LOG_FORMAT": "text",
+        **s3.env(prefix, workdir / "staging"),
+        **extra,
+    }
     return env
 
 
@@ -175,21 +213,39 @@ def test_cli_import_and_verify_against_s3_and_tampering_is_named(s3: MotoS3, wor
 
 def test_cli_errors_are_one_line_with_the_setting(s3: MotoS3, workdir: Path) -> None:
     csv = report(workdir, FIRST, LAST)
-    refused = run_ingest("import", str(csv), "--bot", BOT, cwd=workdir,
-                     env=_env(s3, workdir, "refused", INGEST_OUTPUT__ROOT="s3://no-such-bucket/x"))
+    refused = run_ingest(
+        "import",
+        str(csv),
+        "--bot",
+        BOT,
+        cwd=workdir,
+        env=_env(s3, workdir, "refused", INGEST_OUTPUT__ROOT="s3://no-such-bucket/x"),
+    )
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1].startswith("error: s3://no-such-bucket/x")
     assert "INGEST_OUTPUT__ROOT" in refused.stderr and "Traceback" not in refused.stderr
     assert CREDENTIALS["aws_secret_access_key"] not in refused.stderr + refused.stdout
 
-    unreachable = run_ingest("import", str(csv), "--bot", BOT, cwd=workdir, env=_env(
-        s3, workdir, "down", INGEST_OUTPUT__S3_ENDPOINT_URL="http://127.0.0.1:9"))
+    unreachable = run_ingest(
+        "import",
+        str(csv),
+        "--bot",
+        BOT,
+        cwd=workdir,
+        env=_env(s3, workdir, "down", INGEST_OUTPUT__S3_ENDPOINT_URL="http://127.0.0.1:9"),
+    )
     assert unreachable.returncode == 3, unreachable.stderr
     assert "cannot reach the object store" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
     with Store.open(workdir / "state.sqlite") as store:
         assert store.attachment_totals()["attachments"] == 0
 
-    no_secret = run_ingest("import", str(csv), "--bot", BOT, cwd=workdir, env=_env(
-        s3, workdir, "half", INGEST_OUTPUT__S3_SECRET_ACCESS_KEY=""))
+    no_secret = run_ingest(
+        "import",
+        str(csv),
+        "--bot",
+        BOT,
+        cwd=workdir,
+        env=_env(s3, workdir, "half", INGEST_OUTPUT__S3_SECRET_ACCESS_KEY=""),
+    )
     assert no_secret.returncode == 2 and "INGEST_OUTPUT__S3_SECRET_ACCESS_KEY" in no_secret.stderr

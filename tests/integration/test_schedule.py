@@ -3,9 +3,9 @@ current up to yesterday (UTC) with no arguments, by email or, when configured, b
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -31,12 +31,23 @@ def servers() -> Iterator[tuple[CertainlySimulator, EmbeddedImap]]:
 
 def scheduled(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path, **requester: object) -> Settings:
     return explicit_settings(
-        certainly={"base_url": sim.base_url, "token": sim.config.token,
-                   "report_path": sim.config.report_path, "bots": BOTS},
+        certainly={
+            "base_url": sim.base_url,
+            "token": sim.config.token,
+            "report_path": sim.config.report_path,
+            "bots": BOTS,
+        },
         requester={"poll_interval": 0.05, "schedule_from": "2024-06-01", **requester},
-        imap={"host": imap.host, "port": imap.port, "security": "none", "username": imap.username,
-              "password": imap.password, "allowed_senders": [sim.config.sender]},
-        output={"root": str(workdir / "archive")}, state={"path": workdir / "state.sqlite"},
+        imap={
+            "host": imap.host,
+            "port": imap.port,
+            "security": "none",
+            "username": imap.username,
+            "password": imap.password,
+            "allowed_senders": [sim.config.sender],
+        },
+        output={"root": str(workdir / "archive")},
+        state={"path": workdir / "state.sqlite"},
     )
 
 
@@ -48,7 +59,8 @@ def test_each_run_plans_up_to_yesterday_and_archives_by_email(
     with Store.open(settings.state.path) as store:
         run_once(settings, store, today=TODAY)
         assert {(w.bot_id, w.from_date, w.to_date) for w in store.windows()} == {
-            (bot, date(2024, 6, 1), TODAY - timedelta(days=1)) for bot in BOTS}
+            (bot, date(2024, 6, 1), TODAY - timedelta(days=1)) for bot in BOTS
+        }
         run_until_done(settings, store, timeout=60, today=TODAY)
         # The next day's run plans exactly the one new day per bot.
         run_once(settings, store, today=TODAY + timedelta(days=1))
@@ -69,4 +81,6 @@ def test_use_get_fetches_recent_days_without_any_email(
         assert {w.state for w in store.windows()} == {WindowState.ARCHIVED}
     assert summary.rows_written == len(expected_rows(BOTS, date(2024, 6, 1), TODAY - timedelta(days=1)))
     assert sim.exports == []  # not a single emailed export was needed
-    assert_archive_matches(tmp_path / "archive", expected_rows(BOTS, date(2024, 6, 1), TODAY - timedelta(days=1)))
+    assert_archive_matches(
+        tmp_path / "archive", expected_rows(BOTS, date(2024, 6, 1), TODAY - timedelta(days=1))
+    )

@@ -25,8 +25,7 @@ AUTH = {"Authorization": "JWT demo-token"}
 
 
 def _params(start: date, end: date, bot: str = BOT, report: Any = 1) -> dict[str, Any]:
-    return {"fromDate": start.isoformat(), "toDate": end.isoformat(),
-            "reportId": report, "botId": bot}
+    return {"fromDate": start.isoformat(), "toDate": end.isoformat(), "reportId": report, "botId": bot}
 
 
 @pytest.fixture
@@ -58,9 +57,15 @@ def _post(sim: CertainlySimulator, body: Any, headers: Any = AUTH) -> Any:
     return requests.post(sim.report_url, json=body, headers=headers, timeout=TIMEOUT)
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "JWT wrong"},
-                                     {"Authorization": "Bearer demo-token"},
-                                     {"Authorization": "jwt demo-token"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "JWT wrong"},
+        {"Authorization": "Bearer demo-token"},
+        {"Authorization": "jwt demo-token"},
+    ],
+)
 def test_bad_or_missing_token_is_401(sim: CertainlySimulator, headers: dict[str, str]) -> None:
     day = date(2024, 1, 1)
     for response in (_get(sim, _params(day, day), headers), _post(sim, _params(day, day), headers)):
@@ -86,8 +91,7 @@ def test_get_returns_generated_rows(sim: CertainlySimulator) -> None:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     assert response.json() == sim.expected_rows(BOT, start, end)
-    assert sim.requests[-1] == ("GET", "/api/v1/message-report/", _params(start, end, report="1"),
-                                200)
+    assert sim.requests[-1] == ("GET", "/api/v1/message-report/", _params(start, end, report="1"), 200)
 
 
 def test_get_15_day_limit(sim: CertainlySimulator) -> None:
@@ -108,16 +112,19 @@ def test_get_500_row_cap(make_sim: Any) -> None:
     assert body == expected[:500]
 
 
-@pytest.mark.parametrize(("params", "field"), [
-    ({"toDate": "2024-01-01", "reportId": "1", "botId": BOT}, "fromDate"),
-    ({"fromDate": "2024-01-01", "reportId": "1", "botId": BOT}, "toDate"),
-    ({"fromDate": "2024-01-01", "toDate": "2024-01-02", "botId": BOT}, "reportId"),
-    ({"fromDate": "2024-01-01", "toDate": "2024-01-02", "reportId": "1"}, "botId"),
-    ({"fromDate": "01/01/2024", "toDate": "2024-01-02", "reportId": "1", "botId": BOT}, "fromDate"),
-    ({"fromDate": "2024-01-01", "toDate": "2024-02-30", "reportId": "1", "botId": BOT}, "toDate"),
-    ({"fromDate": "2024-01-01", "toDate": "2024-01-02", "reportId": "9", "botId": BOT}, "reportId"),
-    ({"fromDate": "2024-01-05", "toDate": "2024-01-02", "reportId": "1", "botId": BOT}, "toDate"),
-])
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"toDate": "2024-01-01", "reportId": "1", "botId": BOT}, "fromDate"),
+        ({"fromDate": "2024-01-01", "reportId": "1", "botId": BOT}, "toDate"),
+        ({"fromDate": "2024-01-01", "toDate": "2024-01-02", "botId": BOT}, "reportId"),
+        ({"fromDate": "2024-01-01", "toDate": "2024-01-02", "reportId": "1"}, "botId"),
+        ({"fromDate": "01/01/2024", "toDate": "2024-01-02", "reportId": "1", "botId": BOT}, "fromDate"),
+        ({"fromDate": "2024-01-01", "toDate": "2024-02-30", "reportId": "1", "botId": BOT}, "toDate"),
+        ({"fromDate": "2024-01-01", "toDate": "2024-01-02", "reportId": "9", "botId": BOT}, "reportId"),
+        ({"fromDate": "2024-01-05", "toDate": "2024-01-02", "reportId": "1", "botId": BOT}, "toDate"),
+    ],
+)
 def test_get_validation(sim: CertainlySimulator, params: dict[str, str], field: str) -> None:
     response = _get(sim, params)
     assert response.status_code == 400
@@ -140,14 +147,19 @@ def test_post_accepted_in_progress_then_accepted_again(make_sim: Any) -> None:
 
     exports = sim.exports
     assert [(e.from_date, e.to_date, e.delivered, e.lost, e.finished) for e in exports] == [
-        (start, end, True, False, True), (end, end, True, False, True)]
+        (start, end, True, False, True),
+        (end, end, True, False, True),
+    ]
     msg = email.message_from_bytes(sim.outbox[0], policy=email.policy.default)
     (attachment,) = list(msg.iter_attachments())
     expected = sim.expected_rows(BOT, start, end)
     assert len(expected) > 500
     assert attachment.get_payload(decode=True) == rows_to_csv(expected)
-    assert len(list(csv.DictReader(io.StringIO(rows_to_csv(expected).decode(), newline="")))) \
-        == len(expected) == exports[0].rows
+    assert (
+        len(list(csv.DictReader(io.StringIO(rows_to_csv(expected).decode(), newline=""))))
+        == len(expected)
+        == exports[0].rows
+    )
     assert exports[0].message_id == msg["Message-ID"]
 
 
@@ -159,7 +171,8 @@ def test_in_progress_style(make_sim: Any, style: str) -> None:
     busy = _post(sim, day)
     assert busy.status_code == int(style)
     assert busy.json() == {
-        "detail": "A previous request is already in progress. Please wait until it finishes."}
+        "detail": "A previous request is already in progress. Please wait until it finishes."
+    }
     assert len(sim.exports) == 1
 
 
@@ -172,10 +185,11 @@ def test_concurrent_posts_accept_exactly_one(make_sim: Any) -> None:
     assert len(sim.exports) == 1
 
 
-@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b"", "{\"fromDate\": \"\u00e9\"}"])
+@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b"", '{"fromDate": "\u00e9"}'])
 def test_post_rejects_non_json_and_bad_bodies(sim: CertainlySimulator, payload: Any) -> None:
-    response = requests.post(sim.report_url, data=payload, timeout=TIMEOUT,
-                             headers={**AUTH, "Content-Type": "application/json"})
+    response = requests.post(
+        sim.report_url, data=payload, timeout=TIMEOUT, headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["detail"]
     assert sim.exports == []
@@ -198,8 +212,7 @@ def test_lose_every_drops_emails_but_frees_the_slot(make_sim: Any) -> None:
     assert len(sim.outbox) == 2
 
 
-def test_failing_delivery_still_clears_in_progress(make_sim: Any,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_failing_delivery_still_clears_in_progress(make_sim: Any, caplog: pytest.LogCaptureFixture) -> None:
     def broken(_: bytes) -> None:
         raise ConnectionRefusedError("mailbox down")
 

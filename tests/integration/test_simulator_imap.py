@@ -62,10 +62,12 @@ def test_export_arrives_with_its_attachment(imap: EmbeddedImap) -> None:
     config = SimulatorConfig(delivery_delay=0.1, recipient=imap.username)
     with CertainlySimulator(config, deliver=imap.delivery(folder)) as sim:
         start, end = date(2024, 5, 1), date(2024, 5, 20)
-        response = requests.post(sim.report_url, timeout=TIMEOUT,
-                                 headers={"Authorization": "JWT demo-token"},
-                                 json={"fromDate": start.isoformat(), "toDate": end.isoformat(),
-                                       "reportId": 1, "botId": BOT})
+        response = requests.post(
+            sim.report_url,
+            timeout=TIMEOUT,
+            headers={"Authorization": "JWT demo-token"},
+            json={"fromDate": start.isoformat(), "toDate": end.isoformat(), "reportId": 1, "botId": BOT},
+        )
         assert response.status_code == 200
         assert sim.wait_idle(timeout=15.0)
         (export,) = sim.exports

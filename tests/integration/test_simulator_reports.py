@@ -31,8 +31,7 @@ def sim() -> Iterator[CertainlySimulator]:
 
 
 def _client(sim: CertainlySimulator) -> CertainlyClient:
-    return CertainlyClient(sim.base_url, SecretStr(sim.config.token), sim.config.report_path,
-                           timeout=10.0)
+    return CertainlyClient(sim.base_url, SecretStr(sim.config.token), sim.config.report_path, timeout=10.0)
 
 
 @pytest.mark.parametrize("report_id", [2, 3, 4])
@@ -53,7 +52,8 @@ def test_get_type_1_is_still_message_data(sim: CertainlySimulator) -> None:
 
 
 def test_post_export_of_type_3_emails_a_csv_that_reads_back_to_the_ground_truth(
-        sim: CertainlySimulator) -> None:
+    sim: CertainlySimulator,
+) -> None:
     answer = _client(sim).request_export(BOT, START, END, 3)
     assert answer.outcome is Outcome.ACCEPTED
     assert sim.wait_idle(timeout=10.0), "the simulator did not deliver in time"

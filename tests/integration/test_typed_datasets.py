@@ -35,8 +35,10 @@ def write_report(workdir: Path, report_id: int, first: date, last: date, name: s
 
 def duckdb_rows(root: Path, dataset: str) -> int:
     with duckdb.connect() as con:
-        return con.execute(f"SELECT count(*) FROM read_parquet('{root}/{dataset}/**/*.parquet', "
-                           "hive_partitioning = true, union_by_name = true)").fetchone()[0]  # type: ignore[index]
+        return con.execute(
+            f"SELECT count(*) FROM read_parquet('{root}/{dataset}/**/*.parquet', "
+            "hive_partitioning = true, union_by_name = true)"
+        ).fetchone()[0]  # type: ignore[index]
 
 
 @pytest.mark.parametrize("report_id", [2, 3, 4])
@@ -45,8 +47,14 @@ def test_each_type_is_archived_typed_and_deduplicated(workdir: Path, report_id: 
     truth = generate_report_rows(report_id, BOT, FIRST, LAST)
     with Store.open(workdir / "state.sqlite") as store:
         summary = RunSummary()
-        import_files(root, store, [write_report(workdir, report_id, FIRST, LAST, "a.csv")], BOT,
-                     summary, report_id=report_id)
+        import_files(
+            root,
+            store,
+            [write_report(workdir, report_id, FIRST, LAST, "a.csv")],
+            BOT,
+            summary,
+            report_id=report_id,
+        )
         assert summary.reports_archived == 1 and summary.rows_written == len(truth)
 
         frame = pl.scan_parquet(f"{root}/{dataset}/**/*.parquet", hive_partitioning=True).collect()
@@ -74,10 +82,13 @@ def test_schema_drift_is_quarantined_with_its_reason(workdir: Path) -> None:
     root = workdir / "archive"
     rows = generate_report_rows(2, BOT, FIRST, LAST)
     with Store.open(workdir / "state.sqlite") as store:
-        import_files(root, store, [write_report(workdir, 2, FIRST, LAST, "a.csv")], BOT, RunSummary(),
-                     report_id=2)
-        drifted = [dict(r, conversations="many") for r in generate_report_rows(2, BOT, date(2024, 6, 1),
-                                                                               date(2024, 6, 3))]
+        import_files(
+            root, store, [write_report(workdir, 2, FIRST, LAST, "a.csv")], BOT, RunSummary(), report_id=2
+        )
+        drifted = [
+            dict(r, conversations="many")
+            for r in generate_report_rows(2, BOT, date(2024, 6, 1), date(2024, 6, 3))
+        ]
         path = workdir / "drift.csv"
         path.write_bytes(report_to_csv(2, drifted))
         summary = RunSummary()
@@ -89,27 +100,55 @@ def test_schema_drift_is_quarantined_with_its_reason(workdir: Path) -> None:
 
 
 def test_an_emailed_advanced_report_is_archived_end_to_end(workdir: Path) -> None:
-    with EmbeddedImap() as imap, CertainlySimulator(
-        SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
-    ) as sim:
+    with (
+        EmbeddedImap() as imap,
+        CertainlySimulator(
+            SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
+        ) as sim,
+    ):
         env = job_env(sim, imap, workdir, INGEST_LOG_FORMAT="text")
-        planned = run_ingest("backfill", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
-                         "--report-type", "3", env=env, cwd=workdir)
+        planned = run_ingest(
+            "backfill",
+            "--bot",
+            BOT,
+            "--from",
+            str(FIRST),
+            "--to",
+            str(LAST),
+            "--report-type",
+            "3",
+            env=env,
+            cwd=workdir,
+        )
         assert planned.returncode == 0, planned.stderr
         done = run_ingest("run", "--until-done", "--timeout", "60", env=env, cwd=workdir)
         assert done.returncode == 0, done.stdout + done.stderr
         truth = sim.expected_report_rows(3, BOT, FIRST, LAST)
         status = json.loads(run_ingest("status", "--json", env=env, cwd=workdir).stdout)
         assert [(b["dataset"], b["states"]) for b in status["bots"]] == [("advanced", {"archived": 1})]
-        fetched = run_ingest("fetch", "--bot", BOT, "--from", str(FIRST), "--to", str(LAST),
-                         "--report-type", "4", env=env, cwd=workdir)
+        fetched = run_ingest(
+            "fetch",
+            "--bot",
+            BOT,
+            "--from",
+            str(FIRST),
+            "--to",
+            str(LAST),
+            "--report-type",
+            "4",
+            env=env,
+            cwd=workdir,
+        )
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
         cm_truth = sim.expected_report_rows(4, BOT, FIRST, LAST)
     root = workdir / "archive"
     assert duckdb_rows(root, "advanced") == len(truth)
     assert duckdb_rows(root, "content_management") == len(cm_truth)
     manifest = json.loads(next((root / "manifests").glob("*.json")).read_text())
-    assert manifest["window"]["report_id"] in (3, 4) and manifest["dataset"] in ("advanced", "content_management")
+    assert manifest["window"]["report_id"] in (3, 4) and manifest["dataset"] in (
+        "advanced",
+        "content_management",
+    )
     checked = run_ingest("verify", env=env, cwd=workdir)
     assert checked.returncode == 0, checked.stdout
 
@@ -117,8 +156,9 @@ def test_an_emailed_advanced_report_is_archived_end_to_end(workdir: Path) -> Non
 def test_verify_finds_a_copied_file_in_a_typed_dataset(workdir: Path) -> None:
     root = workdir / "archive"
     with Store.open(workdir / "state.sqlite") as store:
-        import_files(root, store, [write_report(workdir, 4, FIRST, LAST, "a.csv")], BOT, RunSummary(),
-                     report_id=4)
+        import_files(
+            root, store, [write_report(workdir, 4, FIRST, LAST, "a.csv")], BOT, RunSummary(), report_id=4
+        )
     original = next((root / "content_management").rglob("*.parquet"))
     (original.parent / "part-copy.parquet").write_bytes(original.read_bytes())
     problems = verify_archive(root).problems

@@ -59,7 +59,9 @@ def reports() -> tuple[Report, Report, Report]:
     return small, big, last
 
 
-def mailbox_with(dovecot, user: str, reports: tuple[Report, ...], folder: str = "INBOX") -> tuple[list[bytes], bytes]:  # type: ignore[no-untyped-def]
+def mailbox_with(
+    dovecot, user: str, reports: tuple[Report, ...], folder: str = "INBOX"
+) -> tuple[list[bytes], bytes]:  # type: ignore[no-untyped-def]
     raws = [report_email(r) for r in reports]
     stranger = stranger_email("attacker@evil.test")
     deliver(dovecot, user, PASSWORD, [raws[0], stranger, *raws[1:]], folder=folder)
@@ -69,7 +71,9 @@ def mailbox_with(dovecot, user: str, reports: tuple[Report, ...], folder: str = 
 def assert_exactly_once(settings: Settings, *reps: Report) -> None:
     assert_archive_matches(Path(settings.output.root), truth_of(*reps))
     archived = [a for a in attachment_rows(settings.state.path) if a["outcome"] == "archived"]
-    assert len(archived) == len(reps) and sum(a["rows_written"] for a in archived) == sum(len(r.rows) for r in reps)
+    assert len(archived) == len(reps) and sum(a["rows_written"] for a in archived) == sum(
+        len(r.rows) for r in reps
+    )
     manifests = list((Path(settings.output.root) / "manifests").iterdir())
     assert len(manifests) == len(reps)
     with Store.open(settings.state.path) as store:
@@ -94,12 +98,13 @@ def test_a_cut_mid_fetch_reconnects_and_the_same_run_completes(dovecot, user, wo
     assert len(outcomes) == len({uid for uid, _ in outcomes}) == 4
 
 
-def test_cuts_on_every_attempt_fail_the_run_and_the_next_run_completes(dovecot, user, workdir, reports) -> None:
+def test_cuts_on_every_attempt_fail_the_run_and_the_next_run_completes(
+    dovecot, user, workdir, reports
+) -> None:
     raws, _ = mailbox_with(dovecot, user, reports)
     before = snapshot(dovecot, user, PASSWORD)
     with TcpProxy(dovecot.port, cut_after=CUT_AT) as proxy:
-        settings = watcher_settings(dovecot, user, PASSWORD, workdir, port=proxy.port,
-                                    reconnect_attempts=2)
+        settings = watcher_settings(dovecot, user, PASSWORD, workdir, port=proxy.port, reconnect_attempts=2)
         with Store.open(settings.state.path) as store:
             accept_windows(store, *reports)
             with pytest.raises(MailboxUnavailable):
@@ -116,7 +121,9 @@ def test_cuts_on_every_attempt_fail_the_run_and_the_next_run_completes(dovecot, 
     assert snapshot(dovecot, user, PASSWORD) == moved(before, {message_id(r): PROCESSED for r in raws})
 
 
-def test_a_server_gone_silent_mid_fetch_times_out_and_the_run_completes(dovecot, user, workdir, reports) -> None:
+def test_a_server_gone_silent_mid_fetch_times_out_and_the_run_completes(
+    dovecot, user, workdir, reports
+) -> None:
     raws, _ = mailbox_with(dovecot, user, reports)
     before = snapshot(dovecot, user, PASSWORD)
     with TcpProxy(dovecot.port, cut_after=CUT_AT, cut_connections={0}, stall=True) as proxy:
@@ -147,7 +154,10 @@ def test_a_server_that_never_greets_fails_within_the_timeout(workdir) -> None:
 
 
 def test_a_new_uidvalidity_rescans_without_losing_or_repeating(dovecot, user, workdir, reports) -> None:
-    first, second = report(BOT, date(2024, 7, 1), date(2024, 7, 3)), report(BOT, date(2024, 7, 4), date(2024, 7, 6))
+    first, second = (
+        report(BOT, date(2024, 7, 1), date(2024, 7, 3)),
+        report(BOT, date(2024, 7, 4), date(2024, 7, 6)),
+    )
     late = report(BOT, date(2024, 7, 7), date(2024, 7, 9))
     raws, stranger = mailbox_with(dovecot, user, (first, second), folder="Reports")
     settings = watcher_settings(dovecot, user, PASSWORD, workdir, folder="Reports")
@@ -178,16 +188,22 @@ def test_a_new_uidvalidity_rescans_without_losing_or_repeating(dovecot, user, wo
     assert_exactly_once(settings, first, second, late)
     # The re-appended copies are recognised and moved like the originals; the stranger stays.
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(late_raw): PROCESSED, **{message_id(r): PROCESSED for r in raws}}, source="Reports")
+        before,
+        {message_id(late_raw): PROCESSED, **{message_id(r): PROCESSED for r in raws}},
+        source="Reports",
+    )
 
 
 @pytest.mark.parametrize("server_saw_it", [False, True], ids=["move lost", "move done, answer lost"])
-def test_a_cut_during_the_move_after_archiving_never_repeats_the_report(dovecot, user, workdir, server_saw_it) -> None:
+def test_a_cut_during_the_move_after_archiving_never_repeats_the_report(
+    dovecot, user, workdir, server_saw_it
+) -> None:
     rep = report(BOT, date(2024, 8, 1), date(2024, 8, 3))
     raws, _ = mailbox_with(dovecot, user, (rep,))
     before = snapshot(dovecot, user, PASSWORD)
-    with TcpProxy(dovecot.port, cut_on_command=b"UID MOVE", cut_connections={0},
-                  deliver_command=server_saw_it) as proxy:
+    with TcpProxy(
+        dovecot.port, cut_on_command=b"UID MOVE", cut_connections={0}, deliver_command=server_saw_it
+    ) as proxy:
         settings = watcher_settings(dovecot, user, PASSWORD, workdir, port=proxy.port)
         with Store.open(settings.state.path) as store:
             accept_windows(store, rep)

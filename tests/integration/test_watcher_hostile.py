@@ -103,7 +103,11 @@ def test_spoofed_senders_are_ignored_left_unread_and_counted(dovecot, user, work
 
     summary = run(settings, genuine)
 
-    assert (summary.emails_seen, summary.emails_ignored, summary.emails_archived) == (len(SPOOFS) + 1, len(SPOOFS), 1)
+    assert (summary.emails_seen, summary.emails_ignored, summary.emails_archived) == (
+        len(SPOOFS) + 1,
+        len(SPOOFS),
+        1,
+    )
     # Spoofs stay in INBOX with their flags (no \Seen added); only the report moved.
     assert snapshot(dovecot, user, PASSWORD) == moved(before, {message_id(genuine_raw): PROCESSED})
     assert [r["outcome"] for r in email_rows(settings.state.path)].count("ignored") == len(SPOOFS)
@@ -112,7 +116,10 @@ def test_spoofed_senders_are_ignored_left_unread_and_counted(dovecot, user, work
 
 def test_rejected_folder_receives_strangers_and_nothing_else(dovecot, user, workdir) -> None:
     genuine = window(4)
-    strangers = [stranger_email("attacker@evil.test"), stranger_email("news@shop.example.org", with_csv=False)]
+    strangers = [
+        stranger_email("attacker@evil.test"),
+        stranger_email("news@shop.example.org", with_csv=False),
+    ]
     report_raw = report_email(genuine)
     deliver(dovecot, user, PASSWORD, strangers, flags=[b"\\Seen"])
     deliver(dovecot, user, PASSWORD, [report_raw])
@@ -122,9 +129,14 @@ def test_rejected_folder_receives_strangers_and_nothing_else(dovecot, user, work
     summary = run(settings, genuine)
 
     assert summary.emails_ignored == 2
-    expected = moved(before, {message_id(strangers[0]): "certainly-ingest/rejected",
-                              message_id(strangers[1]): "certainly-ingest/rejected",
-                              message_id(report_raw): PROCESSED})
+    expected = moved(
+        before,
+        {
+            message_id(strangers[0]): "certainly-ingest/rejected",
+            message_id(strangers[1]): "certainly-ingest/rejected",
+            message_id(report_raw): PROCESSED,
+        },
+    )
     assert snapshot(dovecot, user, PASSWORD) == expected
 
 
@@ -140,7 +152,7 @@ AMBIGUOUS_FROM = [
 
 @pytest.mark.parametrize("sender", AMBIGUOUS_FROM)
 def test_ambiguous_from_header_is_refused_not_guessed(dovecot, user, workdir, sender) -> None:
-    """"Parse From strictly": a From header the parser has to repair is not trusted."""
+    """ "Parse From strictly": a From header the parser has to repair is not trusted."""
     rep = window(7)
     raw = report_email(rep, sender=sender)
     deliver(dovecot, user, PASSWORD, [raw])
@@ -149,16 +161,23 @@ def test_ambiguous_from_header_is_refused_not_guessed(dovecot, user, workdir, se
 
     summary = run(settings, rep)
 
-    assert (summary.emails_ignored, summary.emails_archived) == (1, 0), \
+    assert (summary.emails_ignored, summary.emails_archived) == (1, 0), (
         f"From: {sender} was taken for {SENDER}"
+    )
     assert snapshot(dovecot, user, PASSWORD) == before
     assert no_archive(settings)
 
 
 # -- Authentication-Results -------------------------------------------------------------------
 
-PASS = f"{AUTHSERV_ID}; spf=pass smtp.mailfrom=certainly.example; dkim=pass header.d=certainly.example; dmarc=pass header.from=certainly.example"
-FAIL = f"{AUTHSERV_ID}; spf=fail smtp.mailfrom=certainly.example; dkim=fail header.d=certainly.example; dmarc=fail header.from=certainly.example"
+PASS = (
+    f"{AUTHSERV_ID}; spf=pass smtp.mailfrom=certainly.example; dkim=pass header.d=certainly.example; "
+    "dmarc=pass header.from=certainly.example"
+)
+FAIL = (
+    f"{AUTHSERV_ID}; spf=fail smtp.mailfrom=certainly.example; dkim=fail header.d=certainly.example; "
+    "dmarc=fail header.from=certainly.example"
+)
 
 
 def test_authentication_results_only_the_topmost_from_our_server_counts(dovecot, user, workdir) -> None:
@@ -167,17 +186,24 @@ def test_authentication_results_only_the_topmost_from_our_server_counts(dovecot,
         "failing": (window(4), [FAIL]),
         "forged pass below a failing top": (window(7), [FAIL, PASS]),
         "pass from another authserv-id": (window(10), [PASS.replace(AUTHSERV_ID, "mx.evil.test")]),
-        "dkim pass for another domain": (window(13), [f"{AUTHSERV_ID}; dkim=pass header.d=evil.test; dmarc=fail header.from=certainly.example"]),
+        "dkim pass for another domain": (
+            window(13),
+            [f"{AUTHSERV_ID}; dkim=pass header.d=evil.test; dmarc=fail header.from=certainly.example"],
+        ),
     }
     good = window(16)
-    raws = {name: with_headers_on_top(report_email(rep), [("Authentication-Results", h) for h in ars])
-            for name, (rep, ars) in cases.items()}
-    good_raw = with_headers_on_top(report_email(good), [("Authentication-Results", PASS),
-                                                         ("Authentication-Results", FAIL)])
+    raws = {
+        name: with_headers_on_top(report_email(rep), [("Authentication-Results", h) for h in ars])
+        for name, (rep, ars) in cases.items()
+    }
+    good_raw = with_headers_on_top(
+        report_email(good), [("Authentication-Results", PASS), ("Authentication-Results", FAIL)]
+    )
     deliver(dovecot, user, PASSWORD, [*raws.values(), good_raw])
     before = snapshot(dovecot, user, PASSWORD)
-    settings = watcher_settings(dovecot, user, PASSWORD, workdir, require_authentication=True,
-                                authserv_id=AUTHSERV_ID)
+    settings = watcher_settings(
+        dovecot, user, PASSWORD, workdir, require_authentication=True, authserv_id=AUTHSERV_ID
+    )
 
     summary = run(settings, good, *[rep for rep, _ in cases.values()])
 
@@ -199,12 +225,19 @@ def test_dmarc_pass_for_the_attackers_domain_is_not_trusted(dovecot, user, workd
     rep = window(19)
     raw = with_headers_on_top(
         report_email(rep, sender="reports@certainly.example <attacker@evil.test>"),
-        [("Authentication-Results", f"{AUTHSERV_ID}; spf=pass smtp.mailfrom=evil.test; "
-                                    "dkim=pass header.d=evil.test; dmarc=pass header.from=evil.test")])
+        [
+            (
+                "Authentication-Results",
+                f"{AUTHSERV_ID}; spf=pass smtp.mailfrom=evil.test; "
+                "dkim=pass header.d=evil.test; dmarc=pass header.from=evil.test",
+            )
+        ],
+    )
     deliver(dovecot, user, PASSWORD, [raw])
     before = snapshot(dovecot, user, PASSWORD)
-    settings = watcher_settings(dovecot, user, PASSWORD, workdir, require_authentication=True,
-                                authserv_id=AUTHSERV_ID)
+    settings = watcher_settings(
+        dovecot, user, PASSWORD, workdir, require_authentication=True, authserv_id=AUTHSERV_ID
+    )
 
     summary = run(settings, rep)
 
@@ -218,10 +251,15 @@ def test_dmarc_pass_for_the_attackers_domain_is_not_trusted(dovecot, user, workd
 
 def test_zip_and_gzip_bombs_go_to_failed_and_the_job_keeps_going(dovecot, user, workdir) -> None:
     zipped, gzipped, good = window(1), window(4), window(7)
-    zip_raw = report_email(zipped, filename=zipped.filename[:-4] + ".zip", mime="application/zip",
-                           data=zip_bomb(zipped.filename, 16 * 1024 * 1024))
-    gz_raw = report_email(gzipped, filename=gzipped.filename + ".gz", mime="application/gzip",
-                          data=gzip_bomb(16 * 1024 * 1024))
+    zip_raw = report_email(
+        zipped,
+        filename=zipped.filename[:-4] + ".zip",
+        mime="application/zip",
+        data=zip_bomb(zipped.filename, 16 * 1024 * 1024),
+    )
+    gz_raw = report_email(
+        gzipped, filename=gzipped.filename + ".gz", mime="application/gzip", data=gzip_bomb(16 * 1024 * 1024)
+    )
     assert len(zip_raw) < 200_000 and len(gz_raw) < 200_000
     good_raw = report_email(good)
     deliver(dovecot, user, PASSWORD, [zip_raw, gz_raw, good_raw])
@@ -233,7 +271,8 @@ def test_zip_and_gzip_bombs_go_to_failed_and_the_job_keeps_going(dovecot, user, 
 
     assert summary.emails_archived == 1
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(zip_raw): FAILED, message_id(gz_raw): FAILED, message_id(good_raw): PROCESSED})
+        before, {message_id(zip_raw): FAILED, message_id(gz_raw): FAILED, message_id(good_raw): PROCESSED}
+    )
     rows = {r["message_id"]: r for r in email_rows(settings.state.path)}
     for raw in (zip_raw, gz_raw):
         assert rows[message_id(raw)]["outcome"] == "quarantined"
@@ -242,7 +281,9 @@ def test_zip_and_gzip_bombs_go_to_failed_and_the_job_keeps_going(dovecot, user, 
     assert_archive_matches(Path(settings.output.root), truth_of(good))
 
 
-def test_message_over_the_size_limit_goes_to_failed_without_being_fetched(dovecot, user, workdir, monkeypatch) -> None:
+def test_message_over_the_size_limit_goes_to_failed_without_being_fetched(
+    dovecot, user, workdir, monkeypatch
+) -> None:
     big = report(BOT, date(2024, 4, 1), date(2024, 4, 10), per_day=100)  # ~0.9 MB CSV
     small = window(1)
     big_raw, small_raw = report_email(big), report_email(small)
@@ -267,7 +308,8 @@ def test_message_over_the_size_limit_goes_to_failed_without_being_fetched(doveco
     assert fetched == [rows[message_id(small_raw)]["uid"]], "the big message was fetched"
     assert summary.emails_archived == 1
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(big_raw): FAILED, message_id(small_raw): PROCESSED})
+        before, {message_id(big_raw): FAILED, message_id(small_raw): PROCESSED}
+    )
     assert_archive_matches(Path(settings.output.root), truth_of(small))
     assert window_states(settings)[(BOT, big.start)] is WindowState.ACCEPTED
 
@@ -283,7 +325,7 @@ TRAVERSAL_NAMES = [
 
 def test_path_traversal_filenames_write_nothing_outside_the_archive(dovecot, user, workdir) -> None:
     reports = [window(1 + 3 * i) for i in range(len(TRAVERSAL_NAMES))]
-    raws = [report_email(rep, filename=name) for rep, name in zip(reports, TRAVERSAL_NAMES)]
+    raws = [report_email(rep, filename=name) for rep, name in zip(reports, TRAVERSAL_NAMES, strict=True)]
     # One more that is quarantined: its original bytes are kept under a name made from the attachment's.
     bad = window(1, BOT2)
     bad_raw = report_email(bad, filename="../../../ingest-escape-quarantine.csv", data=non_utf8_csv(bad))
@@ -293,27 +335,39 @@ def test_path_traversal_filenames_write_nothing_outside_the_archive(dovecot, use
     settings = watcher_settings(dovecot, user, PASSWORD, workdir)
     settings.output.root = str(root)
     outside_before = {p for p in workdir.rglob("*") if root not in p.parents and p != root}
-    escapes = [Path("/etc/passwd.csv"), Path("/tmp/ingest-escape.csv"),
-               Path("/tmp/ingest-escape-absolute.csv"), Path("/ingest-escape-backslash.csv")]
+    escapes = [
+        Path("/etc/passwd.csv"),
+        Path("/tmp/ingest-escape.csv"),
+        Path("/tmp/ingest-escape-absolute.csv"),
+        Path("/ingest-escape-backslash.csv"),
+    ]
     assert not any(p.exists() for p in escapes)
 
     summary = run(settings, *reports, bad)
 
     assert summary.emails_archived == len(reports)
     outside_after = {p for p in workdir.rglob("*") if root not in p.parents and p != root}
-    assert outside_after - outside_before <= {workdir / "state.sqlite", workdir / "state.sqlite-wal",
-                                              workdir / "state.sqlite-shm", workdir / "a",
-                                              workdir / "a" / "b", workdir / "a" / "b" / "c"}
+    assert outside_after - outside_before <= {
+        workdir / "state.sqlite",
+        workdir / "state.sqlite-wal",
+        workdir / "state.sqlite-shm",
+        workdir / "a",
+        workdir / "a" / "b",
+        workdir / "a" / "b" / "c",
+    }
     assert not any(p.exists() for p in escapes)
     for path in root.rglob("*"):
         assert ".." not in path.relative_to(root).parts and "\\" not in str(path)
         assert path.resolve().is_relative_to(root.resolve())
     assert_archive_matches(root, truth_of(*reports))
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {**{message_id(r): PROCESSED for r in raws}, message_id(bad_raw): FAILED})
+        before, {**{message_id(r): PROCESSED for r in raws}, message_id(bad_raw): FAILED}
+    )
 
 
-def test_non_utf8_csv_is_quarantined_with_its_reason_and_the_email_goes_to_failed(dovecot, user, workdir) -> None:
+def test_non_utf8_csv_is_quarantined_with_its_reason_and_the_email_goes_to_failed(
+    dovecot, user, workdir
+) -> None:
     bad, good = window(1), window(4)
     bad_raw, good_raw = report_email(bad, data=non_utf8_csv(bad)), report_email(good)
     deliver(dovecot, user, PASSWORD, [bad_raw, good_raw])
@@ -324,21 +378,28 @@ def test_non_utf8_csv_is_quarantined_with_its_reason_and_the_email_goes_to_faile
 
     assert summary.reports_quarantined == 1 and summary.emails_archived == 1
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED})
+        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED}
+    )
     quarantined = [a for a in attachment_rows(settings.state.path) if a["outcome"] == "quarantined"]
     assert len(quarantined) == 1 and "UTF-8" in quarantined[0]["reason"]
     reason_file = Path(settings.output.root) / "quarantine" / quarantined[0]["sha256"] / "reason.json"
     assert "UTF-8" in reason_file.read_text(encoding="utf-8")
-    assert {r["message_id"]: r["outcome"] for r in email_rows(settings.state.path)}[message_id(bad_raw)] == "quarantined"
+    assert {r["message_id"]: r["outcome"] for r in email_rows(settings.state.path)}[
+        message_id(bad_raw)
+    ] == "quarantined"
     assert_archive_matches(Path(settings.output.root), truth_of(good))
 
 
 @pytest.mark.parametrize("subject", ["generic", "names both windows"])
 def test_an_email_with_two_reports_archives_both(dovecot, user, workdir, subject) -> None:
     first, second = window(1), window(1, BOT2, length=5)
-    raw = two_reports_email(first, second,
-                            subject="Your Certainly message reports" if subject == "generic"
-                            else f"{first.subject}; {second.subject}")
+    raw = two_reports_email(
+        first,
+        second,
+        subject="Your Certainly message reports"
+        if subject == "generic"
+        else f"{first.subject}; {second.subject}",
+    )
     deliver(dovecot, user, PASSWORD, [raw])
     before = snapshot(dovecot, user, PASSWORD)
     settings = watcher_settings(dovecot, user, PASSWORD, workdir)
@@ -363,15 +424,19 @@ def test_a_subject_naming_one_bot_does_not_vouch_for_another_bots_attachment(dov
 
     assert (summary.reports_archived, summary.reports_unmatched) == (1, 1)
     assert summary.needs_attention
-    assert window_states(settings) == {(BOT, first.start): WindowState.ARCHIVED,
-                                       (BOT2, second.start): WindowState.ACCEPTED}
+    assert window_states(settings) == {
+        (BOT, first.start): WindowState.ARCHIVED,
+        (BOT2, second.start): WindowState.ACCEPTED,
+    }
     assert_archive_matches(Path(settings.output.root), truth_of(first))
     unmatched = [a for a in attachment_rows(settings.state.path) if a["outcome"] == "unmatched"]
     assert [a["filename"] for a in unmatched] == [second.filename]
     assert BOT in unmatched[0]["reason"]
 
 
-def test_the_same_report_delivered_twice_is_a_duplicate_and_both_emails_are_processed(dovecot, user, workdir) -> None:
+def test_the_same_report_delivered_twice_is_a_duplicate_and_both_emails_are_processed(
+    dovecot, user, workdir
+) -> None:
     rep = window(1)
     first, second = report_email(rep), report_email(rep)  # same CSV bytes, two emails
     deliver(dovecot, user, PASSWORD, [first, second])
@@ -402,7 +467,8 @@ def test_odd_but_valid_encodings_are_all_archived(dovecot, user, workdir) -> Non
     reps = [window(1 + 3 * i) for i in range(7)]
     encoded_word = report_email(reps[3], filename="PLACEHOLDER.csv").replace(
         b'filename="PLACEHOLDER.csv"',
-        b'filename="=?utf-8?q?' + reps[3].filename.replace("_", "=5F").encode() + b'?="')
+        b'filename="=?utf-8?q?' + reps[3].filename.replace("_", "=5F").encode() + b'?="',
+    )
     raws = [
         report_email(reps[0], mime="application/octet-stream"),  # generic type, .csv name
         report_email(reps[1], cte="quoted-printable"),
@@ -418,6 +484,8 @@ def test_odd_but_valid_encodings_are_all_archived(dovecot, user, workdir) -> Non
 
     summary = run(settings, *reps)
 
-    assert (summary.reports_archived, summary.emails_archived, summary.rows_rejected) == (7, 7, 0), summary.problems
+    assert (summary.reports_archived, summary.emails_archived, summary.rows_rejected) == (7, 7, 0), (
+        summary.problems
+    )
     assert_archive_matches(Path(settings.output.root), truth_of(*reps))
     assert snapshot(dovecot, user, PASSWORD) == moved(before, {message_id(r): PROCESSED for r in raws})

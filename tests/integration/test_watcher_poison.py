@@ -80,24 +80,40 @@ def failed_in_status(settings: Settings) -> dict[str, dict[str, object]]:
 #: imap settings the class needs)
 POISONS: dict[str, tuple[Callable[[Report], bytes], str, dict[str, object]]] = {
     "corrupt gzip stream": (
-        lambda rep: report_email(rep, filename=rep.filename + ".gz", mime="application/gzip",
-                                 data=corrupt_gzip(rep.csv)),
-        ".csv.gz: corrupt gzip stream", {}),
+        lambda rep: report_email(
+            rep, filename=rep.filename + ".gz", mime="application/gzip", data=corrupt_gzip(rep.csv)
+        ),
+        ".csv.gz: corrupt gzip stream",
+        {},
+    ),
     "encrypted zip member": (
-        lambda rep: report_email(rep, filename=rep.filename[:-4] + ".zip", mime="application/zip",
-                                 data=encrypted_zip(rep.filename, rep.csv)),
-        "is encrypted", {}),
+        lambda rep: report_email(
+            rep,
+            filename=rep.filename[:-4] + ".zip",
+            mime="application/zip",
+            data=encrypted_zip(rep.filename, rep.csv),
+        ),
+        "is encrypted",
+        {},
+    ),
     "MIME nested 1000 levels": (lambda rep: deeply_nested_email(rep, 1000), "nested deeper than 50", {}),
     "120 CJK characters in the name": (
-        lambda rep: report_email(rep, filename=CJK_NAME, data=non_utf8_csv(rep)), "not UTF-8", {}),
+        lambda rep: report_email(rep, filename=CJK_NAME, data=non_utf8_csv(rep)),
+        "not UTF-8",
+        {},
+    ),
     "bad base64 line, part by part": (
-        lambda rep: damaged_base64_email(rep), "attachment message_report_", {"part_fetch_bytes": 1024}),
+        lambda rep: damaged_base64_email(rep),
+        "attachment message_report_",
+        {"part_fetch_bytes": 1024},
+    ),
 }
 
 
 @pytest.mark.parametrize("poison", list(POISONS))
 def test_a_poisoned_email_is_set_aside_and_the_report_after_it_is_archived(
-        dovecot, user, workdir, poison: str) -> None:
+    dovecot, user, workdir, poison: str
+) -> None:
     build, reason_words, imap_fields = POISONS[poison]
     bad, good = window(1), window(4)
     bad_raw, good_raw = build(bad), report_email(good)
@@ -110,7 +126,8 @@ def test_a_poisoned_email_is_set_aside_and_the_report_after_it_is_archived(
     assert summary.emails_archived == 1 and summary.needs_attention  # exit 1
     assert_archive_matches(Path(settings.output.root), truth_of(good))
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED})
+        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED}
+    )
     failed = failed_in_status(settings)
     assert list(failed) == [message_id(bad_raw)]
     record = failed[message_id(bad_raw)]
@@ -125,7 +142,8 @@ def test_a_poisoned_email_is_set_aside_and_the_report_after_it_is_archived(
     assert (again.emails_seen, again.emails_failed, again.problems) == (0, 0, [])
     assert archive_files(Path(settings.output.root)) == files
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED})
+        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED}
+    )
     assert failed_in_status(settings)[message_id(bad_raw)]["attempts"] == 1  # not tried again
 
 
@@ -136,14 +154,18 @@ def test_a_long_cjk_name_is_quarantined_under_a_name_the_file_system_takes(dovec
 
     summary = run(settings, bad)
 
-    assert summary.reports_quarantined == 1 and summary.emails_failed == 0  # its own reason, not the catch-all
+    assert (
+        summary.reports_quarantined == 1 and summary.emails_failed == 0
+    )  # its own reason, not the catch-all
     [kept] = list((Path(settings.output.root) / "quarantine").glob("*/original-*"))
     assert len(kept.name.encode()) <= 255 and kept.name.endswith(".csv")
     assert kept.read_bytes() == non_utf8_csv(bad)
     assert "UTF-8" in json.loads((kept.parent / "reason.json").read_text())["reason"]
 
 
-def test_the_part_path_decodes_a_damaged_base64_line_as_the_in_memory_path_does(dovecot, user, workdir) -> None:
+def test_the_part_path_decodes_a_damaged_base64_line_as_the_in_memory_path_does(
+    dovecot, user, workdir
+) -> None:
     """The same damaged message, fetched whole and fetched part by part: neither raises,
     and both set it aside for the same reason."""
     reasons = []
@@ -151,8 +173,9 @@ def test_the_part_path_decodes_a_damaged_base64_line_as_the_in_memory_path_does(
         user = ACCOUNTS.take()
         bad = window(10)
         deliver(dovecot, user, PASSWORD, [damaged_base64_email(bad)])
-        settings = watcher_settings(dovecot, user, PASSWORD, workdir / str(part_fetch_bytes),
-                                    part_fetch_bytes=part_fetch_bytes)
+        settings = watcher_settings(
+            dovecot, user, PASSWORD, workdir / str(part_fetch_bytes), part_fetch_bytes=part_fetch_bytes
+        )
         summary = run(settings, bad)
         assert summary.emails_failed == 0 and summary.reports_quarantined == 1
         reasons.append([r["reason"] for r in email_rows(settings.state.path)])
@@ -174,7 +197,8 @@ def test_anything_unexpected_is_caught_at_the_message_boundary(dovecot, user, wo
     assert (summary.emails_failed, summary.emails_archived) == (1, 1)
     assert any("RecursionError" in p and message_id(bad_raw) in p for p in summary.problems)
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED})
+        before, {message_id(bad_raw): FAILED, message_id(good_raw): PROCESSED}
+    )
     record = failed_in_status(settings)[message_id(bad_raw)]
     assert "RecursionError" in str(record["reason"])
     assert record["sha256"] and record["uid"] == 1
@@ -189,8 +213,9 @@ def test_retry_failed_archives_what_a_fix_made_readable(dovecot, user, workdir) 
     import gzip
 
     big, hopeless = report(BOT, date(2024, 6, 1), date(2024, 6, 10), per_day=60), window(19)
-    big_raw = report_email(big, filename=big.filename + ".gz", mime="application/gzip",
-                           data=gzip.compress(big.csv))
+    big_raw = report_email(
+        big, filename=big.filename + ".gz", mime="application/gzip", data=gzip.compress(big.csv)
+    )
     hopeless_raw = POISONS["encrypted zip member"][0](hopeless)
     deliver(dovecot, user, PASSWORD, [big_raw, hopeless_raw])
     before = snapshot(dovecot, user, PASSWORD)
@@ -205,13 +230,17 @@ def test_retry_failed_archives_what_a_fix_made_readable(dovecot, user, workdir) 
     settings.output.max_inflated_bytes = 512 * 1024**2  # the fix
     with Store.open(settings.state.path) as store:
         summary = RunSummary()
-        retried = {r.record["message_id"]: r.outcome for r in retry_failed(settings, store, storage_for(settings), summary)}
+        retried = {
+            r.record["message_id"]: r.outcome
+            for r in retry_failed(settings, store, storage_for(settings), summary)
+        }
 
     assert retried == {message_id(big_raw): "archived", message_id(hopeless_raw): "quarantined"}
     assert summary.emails_archived == 1 and summary.needs_attention
     assert_archive_matches(Path(settings.output.root), truth_of(big))
     assert snapshot(dovecot, user, PASSWORD) == moved(
-        before, {message_id(big_raw): PROCESSED, message_id(hopeless_raw): FAILED})
+        before, {message_id(big_raw): PROCESSED, message_id(hopeless_raw): FAILED}
+    )
     still = failed_in_status(settings)
     assert list(still) == [message_id(hopeless_raw)] and still[message_id(hopeless_raw)]["attempts"] == 2
     with Store.open(settings.state.path) as store:
@@ -236,7 +265,9 @@ def test_retry_finds_a_failed_email_without_message_id_by_its_bytes(dovecot, use
         assert store.failed_messages()[0]["attempts"] == 2
 
 
-def test_when_the_server_will_not_take_the_failed_folder_the_email_is_left_flagged(dovecot, user, workdir) -> None:
+def test_when_the_server_will_not_take_the_failed_folder_the_email_is_left_flagged(
+    dovecot, user, workdir
+) -> None:
     """Dovecot refuses to create "~failed" ("Invalid mailbox name: Begins with '~'"): the
     bad email stays in INBOX, flagged, recorded where it is; the pass goes on, and
     `retry --failed` finds it there by its UID."""
@@ -250,8 +281,12 @@ def test_when_the_server_will_not_take_the_failed_folder_the_email_is_left_flagg
 
     assert summary.emails_archived == 1
     flagged = moved(before, {message_id(good_raw): PROCESSED})
-    flagged["INBOX"] = Counter({(mid, flags | {"\\Flagged"} if mid == message_id(bad_raw) else flags): n
-                                for (mid, flags), n in flagged["INBOX"].items()})
+    flagged["INBOX"] = Counter(
+        {
+            (mid, flags | {"\\Flagged"} if mid == message_id(bad_raw) else flags): n
+            for (mid, flags), n in flagged["INBOX"].items()
+        }
+    )
     assert snapshot(dovecot, user, PASSWORD) == flagged
     record = failed_in_status(settings)[message_id(bad_raw)]
     assert record["now_in"] == "INBOX (flagged)" and "is encrypted" in str(record["reason"])

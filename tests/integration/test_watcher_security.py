@@ -91,13 +91,18 @@ def _handler(state: OAuthServer) -> type[BaseHTTPRequestHandler]:
                 elif self.path == "/token":
                     state.token_requests.append(form)
                     user = state.refresh_tokens.get(form.get("refresh_token", ""))
-                    if (form.get("grant_type") == "refresh_token" and user
-                            and form.get("client_id") == CLIENT_ID
-                            and form.get("client_secret") == CLIENT_SECRET):
+                    if (
+                        form.get("grant_type") == "refresh_token"
+                        and user
+                        and form.get("client_id") == CLIENT_ID
+                        and form.get("client_secret") == CLIENT_SECRET
+                    ):
                         token = f"issued-{len(state.token_requests)}-{user}"
                         state.access_tokens[token] = user
-                        status, body = 200, {"access_token": token, "token_type": "Bearer",
-                                             "expires_in": 3599}
+                        status, body = (
+                            200,
+                            {"access_token": token, "token_type": "Bearer", "expires_in": 3599},
+                        )
                     else:
                         status, body = 400, {"error": "invalid_grant"}
             payload = json.dumps(body).encode()
@@ -153,12 +158,19 @@ def dovecot_options(certs: TestCerts, oauth: OAuthServer) -> dict[str, object]:
     return {"tls": certs, "oauth2_introspection_url": oauth.introspection_url}
 
 
-def secure_settings(dovecot, user: str, workdir: Path, security: str, ca: Path | None,  # type: ignore[no-untyped-def]
-                    **imap: object) -> Settings:
+def secure_settings(
+    dovecot,
+    user: str,
+    workdir: Path,
+    security: str,
+    ca: Path | None,  # type: ignore[no-untyped-def]
+    **imap: object,
+) -> Settings:
     port = dovecot.imaps_port if security == "tls" else dovecot.port
     password = imap.pop("password", PASSWORD)
-    return watcher_settings(dovecot, user, password, workdir, security=security, port=port,
-                            ca_file=ca, **imap)
+    return watcher_settings(
+        dovecot, user, password, workdir, security=security, port=port, ca_file=ca, **imap
+    )
 
 
 def one_report(dovecot, user: str, day: int):  # type: ignore[no-untyped-def]
@@ -196,7 +208,9 @@ def test_tls_with_the_test_ca_archives_a_report(dovecot, certs, user, workdir, s
 
 @pytest.mark.parametrize("ca", ["none", "another CA"])
 @pytest.mark.parametrize("security", ["tls", "starttls"])
-def test_an_untrusted_certificate_fails_with_one_clear_line(dovecot, other_ca, user, workdir, security, ca) -> None:
+def test_an_untrusted_certificate_fails_with_one_clear_line(
+    dovecot, other_ca, user, workdir, security, ca
+) -> None:
     rep, _, before = one_report(dovecot, user, 4)
     settings = secure_settings(dovecot, user, workdir, security, other_ca.cert_path if ca != "none" else None)
 
@@ -212,7 +226,9 @@ def test_an_untrusted_certificate_fails_with_one_clear_line(dovecot, other_ca, u
     gc.collect()  # a socket leaked by the failed handshake would warn (an error here) now
 
 
-def test_the_ca_file_is_an_extra_ca_not_a_replacement_of_the_system_store(dovecot, certs, other_ca, user, workdir, monkeypatch) -> None:
+def test_the_ca_file_is_an_extra_ca_not_a_replacement_of_the_system_store(
+    dovecot, certs, other_ca, user, workdir, monkeypatch
+) -> None:
     """INGEST_IMAP__CA_FILE is documented as an *extra* CA bundle: setting it must not stop
     the system store (here: SSL_CERT_FILE naming the server's CA) from being trusted."""
     monkeypatch.setenv("SSL_CERT_FILE", str(certs.cert_path))
@@ -226,11 +242,16 @@ def test_the_ca_file_is_an_extra_ca_not_a_replacement_of_the_system_store(doveco
 
 def test_the_cli_prints_the_certificate_error_on_one_line_and_exits_3(dovecot, user, workdir) -> None:
     env = {
-        "INGEST_IMAP__HOST": dovecot.host, "INGEST_IMAP__PORT": str(dovecot.imaps_port),
-        "INGEST_IMAP__SECURITY": "tls", "INGEST_IMAP__USERNAME": user,
-        "INGEST_IMAP__PASSWORD": PASSWORD, "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
-        "INGEST_IMAP__TIMEOUT": "10", "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
-        "INGEST_STATE__PATH": str(workdir / "state.sqlite"), "COLUMNS": "300",
+        "INGEST_IMAP__HOST": dovecot.host,
+        "INGEST_IMAP__PORT": str(dovecot.imaps_port),
+        "INGEST_IMAP__SECURITY": "tls",
+        "INGEST_IMAP__USERNAME": user,
+        "INGEST_IMAP__PASSWORD": PASSWORD,
+        "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
+        "INGEST_IMAP__TIMEOUT": "10",
+        "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
+        "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
+        "COLUMNS": "300",
     }
     done = run_ingest("run", env=env, cwd=workdir, timeout=60)
     assert done.returncode == 3, done.stderr
@@ -248,8 +269,16 @@ def test_oauth2_access_token_logs_in_and_archives(dovecot, certs, oauth, user, w
     token = f"access-{mechanism}-{user}"
     oauth.access_tokens[token] = user
     rep, raw, before = one_report(dovecot, user, 7)
-    settings = secure_settings(dovecot, user, workdir, "tls", certs.cert_path, auth=mechanism,
-                               password=None, oauth2_access_token=token)
+    settings = secure_settings(
+        dovecot,
+        user,
+        workdir,
+        "tls",
+        certs.cert_path,
+        auth=mechanism,
+        password=None,
+        oauth2_access_token=token,
+    )
 
     archive_one(settings, rep)
 
@@ -266,13 +295,21 @@ def test_oauth2_access_token_logs_in_and_archives(dovecot, certs, oauth, user, w
 def refused_xoauth2(oauth: OAuthServer) -> Iterator[tuple[BaseException, dict, dict]]:
     """One refused XOAUTH2 login on a fresh Dovecot: the error, and the mailbox before/after."""
     users = {"refused@example.test": PASSWORD}
-    with running_dovecot(users, oauth2_introspection_url=oauth.introspection_url) as server, \
-            tempfile.TemporaryDirectory(prefix="ingest-watcher-") as tmp:
+    with (
+        running_dovecot(users, oauth2_introspection_url=oauth.introspection_url) as server,
+        tempfile.TemporaryDirectory(prefix="ingest-watcher-") as tmp,
+    ):
         rep = report(BOT, date(2024, 5, 10), date(2024, 5, 12))
         deliver(server, "refused@example.test", PASSWORD, [report_email(rep)])
         before = snapshot(server, "refused@example.test", PASSWORD)
-        settings = watcher_settings(server, "refused@example.test", None, Path(tmp), auth="xoauth2",
-                                    oauth2_access_token="expired-or-forged")
+        settings = watcher_settings(
+            server,
+            "refused@example.test",
+            None,
+            Path(tmp),
+            auth="xoauth2",
+            oauth2_access_token="expired-or-forged",
+        )
         with Store.open(settings.state.path) as store:
             accept_windows(store, rep)
             try:
@@ -300,8 +337,10 @@ def test_a_bad_oauth2_token_error_points_at_the_token_setting(refused_xoauth2) -
 
 
 def test_a_wrong_password_is_an_auth_error() -> None:
-    with running_dovecot({"pw@example.test": PASSWORD}) as server, \
-            tempfile.TemporaryDirectory(prefix="ingest-watcher-") as tmp:
+    with (
+        running_dovecot({"pw@example.test": PASSWORD}) as server,
+        tempfile.TemporaryDirectory(prefix="ingest-watcher-") as tmp,
+    ):
         settings = watcher_settings(server, "pw@example.test", "wrong", Path(tmp))
         with pytest.raises(MailboxAuthError) as caught:
             Mailbox(settings.imap).connect()
@@ -313,17 +352,32 @@ def test_the_refresh_token_is_exchanged_at_the_token_endpoint(dovecot, certs, oa
     refresh = f"refresh-{user}"
     oauth.refresh_tokens[refresh] = user
     rep, raw, before = one_report(dovecot, user, 13)
-    settings = secure_settings(dovecot, user, workdir, "tls", certs.cert_path, auth="xoauth2",
-                               password=None, oauth2_refresh_token=refresh,
-                               oauth2_token_url=oauth.token_url, oauth2_client_id=CLIENT_ID,
-                               oauth2_client_secret=CLIENT_SECRET)
+    settings = secure_settings(
+        dovecot,
+        user,
+        workdir,
+        "tls",
+        certs.cert_path,
+        auth="xoauth2",
+        password=None,
+        oauth2_refresh_token=refresh,
+        oauth2_token_url=oauth.token_url,
+        oauth2_client_id=CLIENT_ID,
+        oauth2_client_secret=CLIENT_SECRET,
+    )
     seen = len(oauth.token_requests)
 
     archive_one(settings, rep)
 
     requests_made = oauth.token_requests[seen:]
-    assert requests_made == [{"grant_type": "refresh_token", "refresh_token": refresh,
-                              "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}]
+    assert requests_made == [
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+        }
+    ]
     issued = [t for t, u in oauth.access_tokens.items() if u == user and t.startswith("issued-")]
     assert len(issued) == 1 and issued[0] in oauth.introspected
     assert_archive_matches(Path(settings.output.root), truth_of(rep))
@@ -331,10 +385,19 @@ def test_the_refresh_token_is_exchanged_at_the_token_endpoint(dovecot, certs, oa
 
 
 def test_a_refused_refresh_token_is_an_auth_error(dovecot, certs, oauth, user, workdir) -> None:
-    settings = secure_settings(dovecot, user, workdir, "tls", certs.cert_path, auth="xoauth2",
-                               password=None, oauth2_refresh_token="revoked",
-                               oauth2_token_url=oauth.token_url, oauth2_client_id=CLIENT_ID,
-                               oauth2_client_secret=CLIENT_SECRET)
+    settings = secure_settings(
+        dovecot,
+        user,
+        workdir,
+        "tls",
+        certs.cert_path,
+        auth="xoauth2",
+        password=None,
+        oauth2_refresh_token="revoked",
+        oauth2_token_url=oauth.token_url,
+        oauth2_client_id=CLIENT_ID,
+        oauth2_client_secret=CLIENT_SECRET,
+    )
     with pytest.raises(MailboxAuthError) as caught:
         Mailbox(settings.imap).connect()
     assert "400" in str(caught.value) and "revoked" not in str(caught.value)

@@ -16,8 +16,9 @@ from ingest.simulator import generate_messages
 
 def read_archive(root: Path) -> pl.DataFrame:
     """Every archived message row, with the hive keys bot_id and date."""
-    return pl.scan_parquet(str(Path(root) / "messages" / "**" / "*.parquet"),
-                           hive_partitioning=True).collect()
+    return pl.scan_parquet(
+        str(Path(root) / "messages" / "**" / "*.parquet"), hive_partitioning=True
+    ).collect()
 
 
 def expected_rows(bot_ids: list[str], start: date, end: date) -> dict[tuple[str, int], dict[str, Any]]:
@@ -28,15 +29,15 @@ def expected_rows(bot_ids: list[str], start: date, end: date) -> dict[tuple[str,
 def assert_archive_matches(root: Path, truth: dict[tuple[str, int], dict[str, Any]]) -> pl.DataFrame:
     """The archive holds exactly the truth's rows, once each, in the right partitions."""
     frame = read_archive(root)
-    keys = list(zip(frame["bot_id"].to_list(), frame["id"].to_list()))
+    keys = list(zip(frame["bot_id"].to_list(), frame["id"].to_list(), strict=True))
     assert len(keys) == len(set(keys)), "duplicate (bot_id, id) in the archive"
     assert set(keys) == set(truth), (
-        f"missing {len(set(truth) - set(keys))}, unexpected {len(set(keys) - set(truth))}")
+        f"missing {len(set(truth) - set(keys))}, unexpected {len(set(keys) - set(truth))}"
+    )
     # Every row sits in the partition of its UTC date.
     assert frame.filter(pl.col("timestamp").dt.date() != pl.col("date")).height == 0
     # Content survives: text with commas, quotes, newlines and non-ASCII; JSON cells.
-    for bot, row_id, message, bot_module in frame.select(
-            "bot_id", "id", "message", "bot_module").iter_rows():
+    for bot, row_id, message, bot_module in frame.select("bot_id", "id", "message", "bot_module").iter_rows():
         want = truth[(bot, row_id)]
         assert message == (want["message"] or None)
         assert json.loads(bot_module) == want["bot_module"]
@@ -52,17 +53,20 @@ def assert_archive_matches(root: Path, truth: dict[tuple[str, int], dict[str, An
 
 def archive_files(root: Path) -> dict[str, float]:
     """Data files and their modification times (to prove nothing was rewritten)."""
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns
-            for p in (Path(root) / "messages").rglob("*.parquet")}
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns for p in (Path(root) / "messages").rglob("*.parquet")
+    }
 
 
 def typed_truth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Generated report rows (types 2-4) as the reader should type them: ISO text to
     date / datetime, everything else as generated."""
+
     def typed(value: Any) -> Any:
         if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             return date.fromisoformat(value)
         if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}T[\d:.]+Z", value):
             return datetime.fromisoformat(value.replace("Z", "+00:00"))
         return value
+
     return [{k: typed(v) for k, v in row.items()} for row in rows]

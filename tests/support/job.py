@@ -65,23 +65,36 @@ def job_env(sim: CertainlySimulator, imap: ImapAccount, workdir: Path, **extra: 
     return env
 
 
-def run_ingest(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path,
-               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_ingest(
+    *args: str, env: Mapping[str, str | None] | None = None, cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """`python -m ingest ARGS` in ``cwd`` with :func:`ingest_env` (``env`` on top of a clean
     environment) and a time-out; output captured as text, no stdin."""
-    return subprocess.run([sys.executable, "-m", "ingest", *args], env=ingest_env(env), cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                          check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ingest", *args],
+        env=ingest_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
-def start_ingest(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path,
-                 **popen: Any) -> subprocess.Popen[Any]:
+def start_ingest(
+    *args: str, env: Mapping[str, str | None] | None = None, cwd: Path, **popen: Any
+) -> subprocess.Popen[Any]:
     """Start `python -m ingest ARGS` in the background, as :func:`run_ingest` would run it;
     stdout and stderr are text pipes unless ``popen`` says otherwise."""
-    options: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True,
-                               "stdin": subprocess.DEVNULL, **popen}
-    return subprocess.Popen([sys.executable, "-m", "ingest", *args], env=ingest_env(env), cwd=cwd,
-                            **options)
+    options: dict[str, Any] = {
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "text": True,
+        "stdin": subprocess.DEVNULL,
+        **popen,
+    }
+    return subprocess.Popen([sys.executable, "-m", "ingest", *args], env=ingest_env(env), cwd=cwd, **options)
 
 
 #: Runs ``argv[2:]`` as its child and writes the child's peak RSS (KiB, from wait4) to
@@ -98,12 +111,19 @@ _MEASURE = (
 )
 
 
-def ingest_peak_rss(*args: str, env: Mapping[str, str | None] | None = None, cwd: Path,
-                    timeout: float = 600) -> tuple[subprocess.CompletedProcess[str], float]:
+def ingest_peak_rss(
+    *args: str, env: Mapping[str, str | None] | None = None, cwd: Path, timeout: float = 600
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """`python -m ingest ARGS` and the whole process's peak RSS in MiB, measured by the
     kernel (the child's ``ru_maxrss``), not sampled."""
     report = cwd / ".peak-rss"
-    done = subprocess.run([sys.executable, "-c", _MEASURE, str(report), sys.executable, "-m", "ingest", *args],
-                          env=ingest_env(env), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(report), sys.executable, "-m", "ingest", *args],
+        env=ingest_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     return done, int(report.read_text()) / 1024

@@ -40,12 +40,37 @@ from ingest.simulator import generate_messages, report_filename, rows_to_csv
 from ingest.state.store import Store, WindowState
 
 __all__ = [
-    "AUTHSERV_ID", "FAILED", "PROCESSED", "RECIPIENT", "SENDER", "Report", "accept_windows",
-    "attachment_rows", "corrupt_gzip", "damaged_base64_email", "deeply_nested_email", "deliver",
-    "email_rows", "email_with", "encrypted_zip", "gzip_bomb", "imap", "message_id",
-    "moved", "non_utf8_csv", "report", "report_email", "running_dovecot", "snapshot",
-    "stranger_email", "truth_of", "two_reports_email", "unrelated_emails", "watcher_settings",
-    "with_headers_on_top", "zip_bomb",
+    "AUTHSERV_ID",
+    "FAILED",
+    "PROCESSED",
+    "RECIPIENT",
+    "SENDER",
+    "Report",
+    "accept_windows",
+    "attachment_rows",
+    "corrupt_gzip",
+    "damaged_base64_email",
+    "deeply_nested_email",
+    "deliver",
+    "email_rows",
+    "email_with",
+    "encrypted_zip",
+    "gzip_bomb",
+    "imap",
+    "message_id",
+    "moved",
+    "non_utf8_csv",
+    "report",
+    "report_email",
+    "running_dovecot",
+    "snapshot",
+    "stranger_email",
+    "truth_of",
+    "two_reports_email",
+    "unrelated_emails",
+    "watcher_settings",
+    "with_headers_on_top",
+    "zip_bomb",
 ]
 
 SENDER = "reports@certainly.example"
@@ -96,8 +121,9 @@ def accept_windows(store: Store, *reports: Report) -> list[int]:
     ids = []
     for r in reports:
         store.plan_window(r.bot_id, 1, r.start, r.end)
-        window = next(w for w in store.windows(bot_id=r.bot_id)
-                      if (w.from_date, w.to_date) == (r.start, r.end))
+        window = next(
+            w for w in store.windows(bot_id=r.bot_id) if (w.from_date, w.to_date) == (r.start, r.end)
+        )
         store.transition(window.id, WindowState.SUBMITTING, submitted_at=time.time())
         store.transition(window.id, WindowState.ACCEPTED, accepted_at=time.time())
         ids.append(window.id)
@@ -140,23 +166,34 @@ def email_with(
     return b"From: " + sender.encode("utf-8") + b"\r\n" + raw
 
 
-def report_email(rep: Report, *, sender: str | None = SENDER, subject: str | None = None,
-                 filename: Any = None, data: bytes | None = None,
-                 mime: str = "text/csv", cte: str = "base64") -> bytes:
+def report_email(
+    rep: Report,
+    *,
+    sender: str | None = SENDER,
+    subject: str | None = None,
+    filename: Any = None,
+    data: bytes | None = None,
+    mime: str = "text/csv",
+    cte: str = "base64",
+) -> bytes:
     """The vendor's report email for ``rep`` (its CSV, or ``data``, attached)."""
-    return email_with(sender=sender, subject=rep.subject if subject is None else subject, cte=cte,
-                      attachments=[(filename or rep.filename, rep.csv if data is None else data, mime)])
+    return email_with(
+        sender=sender,
+        subject=rep.subject if subject is None else subject,
+        cte=cte,
+        attachments=[(filename or rep.filename, rep.csv if data is None else data, mime)],
+    )
 
 
 def two_reports_email(first: Report, second: Report, *, subject: str | None = None) -> bytes:
     """One email carrying two reports, each named after its own window."""
-    return email_with(subject=first.subject if subject is None else subject,
-                      attachments=[(first.filename, first.csv, "text/csv"),
-                                   (second.filename, second.csv, "text/csv")])
+    return email_with(
+        subject=first.subject if subject is None else subject,
+        attachments=[(first.filename, first.csv, "text/csv"), (second.filename, second.csv, "text/csv")],
+    )
 
 
-def stranger_email(sender: str, *, subject: str = "Certainly message report",
-                   with_csv: bool = True) -> bytes:
+def stranger_email(sender: str, *, subject: str = "Certainly message report", with_csv: bool = True) -> bytes:
     """A look-alike from someone not on the allow-list (optionally with a CSV)."""
     attachments = [("message_report.csv", b"id,timestamp\r\n1,2024-01-01T00:00:00Z\r\n", "text/csv")]
     return email_with(sender=sender, subject=subject, attachments=attachments if with_csv else ())
@@ -164,7 +201,7 @@ def stranger_email(sender: str, *, subject: str = "Certainly message report",
 
 def with_headers_on_top(raw: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
     """Prepend header fields, first given = topmost, as receiving servers do (trace order)."""
-    top = b"".join(f"{name}: {value}\r\n".encode("utf-8") for name, value in headers)
+    top = b"".join(f"{name}: {value}\r\n".encode() for name, value in headers)
     return top + raw
 
 
@@ -210,8 +247,13 @@ def encrypted_zip(member: str, data: bytes, password: bytes = b"secret") -> byte
     # version needed 2.0, flags: bit 0 encrypted, bit 11 UTF-8 name; method 0 (stored)
     fields = struct.pack("<HHHHHIII", 20, 0x0801, 0, 0, 0x21, crc, len(secret), len(data))
     local = b"PK\x03\x04" + fields + struct.pack("<HH", len(name), 0) + name + secret
-    central = (b"PK\x01\x02" + struct.pack("<H", 20) + fields
-               + struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0o100644 << 16, 0) + name)
+    central = (
+        b"PK\x01\x02"
+        + struct.pack("<H", 20)
+        + fields
+        + struct.pack("<HHHHHII", len(name), 0, 0, 0, 0, 0o100644 << 16, 0)
+        + name
+    )
     end = b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, 1, 1, len(central), len(local), 0)
     return local + central + end
 
@@ -242,14 +284,19 @@ def deeply_nested_email(rep: Report, depth: int) -> bytes:
     """The report's CSV at the bottom of ``depth`` nested multipart levels (a message
     that makes a recursive MIME parser overflow Python's stack at about 300)."""
     top = email_with(subject=rep.subject, body="nested\n")
-    head = top[:top.index(b"\r\n\r\n") + 2]
-    head = b"".join(line + b"\r\n" for line in head.split(b"\r\n")
-                    if line and not line.lower().startswith((b"content-", b"mime-version")))
+    head = top[: top.index(b"\r\n\r\n") + 2]
+    head = b"".join(
+        line + b"\r\n"
+        for line in head.split(b"\r\n")
+        if line and not line.lower().startswith((b"content-", b"mime-version"))
+    )
     body = b"MIME-Version: 1.0\r\n"
     for level in range(depth):
-        body += (b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level))
-    body += (b"Content-Type: text/csv\r\nContent-Disposition: attachment; filename=\"%s\"\r\n"
-             b"\r\n" % rep.filename.encode()) + rep.csv.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        body += b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (level, level)
+    body += (
+        b'Content-Type: text/csv\r\nContent-Disposition: attachment; filename="%s"\r\n'
+        b"\r\n" % rep.filename.encode()
+    ) + rep.csv.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     for level in reversed(range(depth)):
         body += b"\r\n--b%d--\r\n" % level
     return head + body
@@ -277,9 +324,14 @@ def non_utf8_csv(rep: Report) -> bytes:
 
 def unrelated_emails(count: int) -> list[bytes]:
     """Everyday mail that is not a report: newsletters, invoices, look-alikes, replies."""
-    senders = ["news@shop.example.org", "billing@vendor.example.net", "colleague@example.test",
-               "noreply@calendar.example.com", "reports@certainly.example.evil.test",
-               "Certainly Reports <reports@evil.test>"]
+    senders = [
+        "news@shop.example.org",
+        "billing@vendor.example.net",
+        "colleague@example.test",
+        "noreply@calendar.example.com",
+        "reports@certainly.example.evil.test",
+        "Certainly Reports <reports@evil.test>",
+    ]
     messages = []
     for i in range(count):
         sender = senders[i % len(senders)]
@@ -288,8 +340,14 @@ def unrelated_emails(count: int) -> list[bytes]:
             attachments.append((f"invoice-{i}.pdf", b"%PDF-1.4\n% not a report\n", "application/pdf"))
         if i % 11 == 0:
             attachments.append((f"export-{i}.csv", b"a,b\r\n1,2\r\n", "text/csv"))
-        messages.append(email_with(sender=sender, subject=f"Unrelated message {i}",
-                                   body=f"Hello, this is message {i}.\n" * 5, attachments=attachments))
+        messages.append(
+            email_with(
+                sender=sender,
+                subject=f"Unrelated message {i}",
+                body=f"Hello, this is message {i}.\n" * 5,
+                attachments=attachments,
+            )
+        )
     return messages
 
 
@@ -322,8 +380,15 @@ def imap(server: Any, user: str, password: str, *, port: int | None = None) -> I
                 client.shutdown()
 
 
-def deliver(server: Any, user: str, password: str, messages: Iterable[bytes], *,
-            folder: str = "INBOX", flags: Sequence[bytes] = ()) -> None:
+def deliver(
+    server: Any,
+    user: str,
+    password: str,
+    messages: Iterable[bytes],
+    *,
+    folder: str = "INBOX",
+    flags: Sequence[bytes] = (),
+) -> None:
     """APPEND ``messages`` (MULTIAPPEND in batches) with ``flags``; creates ``folder``."""
     with imap(server, user, password) as client:
         if not client.folder_exists(folder):
@@ -361,8 +426,9 @@ def snapshot(server: Any, user: str, password: str) -> Snapshot:
             for fields in data.values():
                 header = next(v for k, v in fields.items() if k.startswith(b"BODY[HEADER"))
                 mid = str(BytesHeaderParser().parsebytes(header)["Message-ID"] or "").strip()
-                flags = frozenset(f.decode() if isinstance(f, bytes) else str(f)
-                                  for f in fields[b"FLAGS"]) - {"\\Recent"}
+                flags = frozenset(
+                    f.decode() if isinstance(f, bytes) else str(f) for f in fields[b"FLAGS"]
+                ) - {"\\Recent"}
                 items[(mid, flags)] += 1
             result[folder.replace(sep, "/")] = items
             client.unselect_folder()
@@ -404,12 +470,24 @@ def watcher_settings(server: Any, user: str, password: str, workdir: Any, **imap
 
     from ingest.settings import explicit_settings
 
-    imap_settings = {"host": server.host, "port": server.port, "security": "none",
-                     "username": user, "password": password, "timeout": 10,
-                     "allowed_senders": [SENDER], "reconnect_attempts": 3, **imap_fields}
+    imap_settings = {
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "username": user,
+        "password": password,
+        "timeout": 10,
+        "allowed_senders": [SENDER],
+        "reconnect_attempts": 3,
+        **imap_fields,
+    }
     return explicit_settings(
-        certainly={"base_url": "http://127.0.0.1:9/", "token": "unused", "report_path": "unused",
-                   "timeout": 5},
+        certainly={
+            "base_url": "http://127.0.0.1:9/",
+            "token": "unused",
+            "report_path": "unused",
+            "timeout": 5,
+        },
         requester={"max_in_flight": 1000, "poll_interval": 30},
         imap=imap_settings,
         output={"root": str(Path(workdir) / "archive")},

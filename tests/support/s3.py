@@ -46,19 +46,27 @@ class MotoS3:
         return f"http://{HOST}:{self.port}"
 
     def client(self, endpoint: str | None = None) -> Any:
-        return boto3.client("s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1",
-                            **CREDENTIALS)
+        return boto3.client(
+            "s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1", **CREDENTIALS
+        )
 
     def storage_options(self) -> dict[str, str]:
         """What polars needs to read the bucket (testing.md's recipe)."""
-        return {"aws_endpoint_url": self.endpoint, "aws_allow_http": "true",
-                "aws_region": "us-east-1", "aws_access_key_id": CREDENTIALS["aws_access_key_id"],
-                "aws_secret_access_key": CREDENTIALS["aws_secret_access_key"]}
+        return {
+            "aws_endpoint_url": self.endpoint,
+            "aws_allow_http": "true",
+            "aws_region": "us-east-1",
+            "aws_access_key_id": CREDENTIALS["aws_access_key_id"],
+            "aws_secret_access_key": CREDENTIALS["aws_secret_access_key"],
+        }
 
     def messages(self, prefix: str) -> pl.DataFrame:
         """The ``messages/`` dataset under s3://bucket/prefix, as an analyst's polars reads it."""
-        return pl.scan_parquet(f"s3://{self.bucket}/{prefix}/messages/**/*.parquet",
-                               hive_partitioning=True, storage_options=self.storage_options()).collect()
+        return pl.scan_parquet(
+            f"s3://{self.bucket}/{prefix}/messages/**/*.parquet",
+            hive_partitioning=True,
+            storage_options=self.storage_options(),
+        ).collect()
 
     def keys(self, prefix: str = "") -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
@@ -66,11 +74,13 @@ class MotoS3:
 
     def env(self, prefix: str, staging: Path, endpoint: str | None = None) -> dict[str, str]:
         """The job's settings for an archive under s3://bucket/prefix."""
-        return {"INGEST_OUTPUT__ROOT": f"s3://{self.bucket}/{prefix}",
-                "INGEST_OUTPUT__STAGING_DIR": str(staging),
-                "INGEST_OUTPUT__S3_ENDPOINT_URL": endpoint or self.endpoint,
-                "INGEST_OUTPUT__S3_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
-                "INGEST_OUTPUT__S3_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"]}
+        return {
+            "INGEST_OUTPUT__ROOT": f"s3://{self.bucket}/{prefix}",
+            "INGEST_OUTPUT__STAGING_DIR": str(staging),
+            "INGEST_OUTPUT__S3_ENDPOINT_URL": endpoint or self.endpoint,
+            "INGEST_OUTPUT__S3_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
+            "INGEST_OUTPUT__S3_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
+        }
 
 
 @contextmanager
@@ -87,11 +97,15 @@ def moto_s3() -> Iterator[MotoS3]:
         server.stop()
 
 
-_ERROR = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
-          b"<Message>We encountered an internal error. Please try again.</Message></Error>")
-_CONFLICT = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ConditionalRequestConflict</Code>'
-             b"<Message>A conflicting operation occurred. If using PutObject you can retry the "
-             b"request.</Message></Error>")
+_ERROR = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
+_CONFLICT = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ConditionalRequestConflict</Code>'
+    b"<Message>A conflicting operation occurred. If using PutObject you can retry the "
+    b"request.</Message></Error>"
+)
 
 
 class S3FaultProxy:
@@ -126,8 +140,11 @@ class S3FaultProxy:
                 if self.command in ("PUT", "POST") and proxy._should_fail():
                     self._error(500, _ERROR)
                     return
-                if self.command in ("PUT", "POST") and self.headers.get("If-None-Match") \
-                        and proxy._should_conflict():
+                if (
+                    self.command in ("PUT", "POST")
+                    and self.headers.get("If-None-Match")
+                    and proxy._should_conflict()
+                ):
                     if proxy.conflict_after_write:
                         self._upstream(body)  # it lands; the answer says otherwise
                     self._error(409, _CONFLICT)
@@ -138,8 +155,11 @@ class S3FaultProxy:
                     if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(key, value)
                 # HEAD answers carry the object's length, not the (empty) body's.
-                length = dict((k.lower(), v) for k, v in headers).get("content-length") \
-                    if self.command == "HEAD" else None
+                length = (
+                    dict((k.lower(), v) for k, v in headers).get("content-length")
+                    if self.command == "HEAD"
+                    else None
+                )
                 self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
@@ -148,8 +168,11 @@ class S3FaultProxy:
             def _upstream(self, body: bytes | None) -> tuple[int, list[tuple[str, str]], bytes]:
                 upstream = http.client.HTTPConnection(HOST, proxy.upstream_port, timeout=30)
                 try:
-                    headers = {k: v for k, v in self.headers.items()
-                               if k.lower() not in ("transfer-encoding", "expect", "connection")}
+                    headers = {
+                        k: v
+                        for k, v in self.headers.items()
+                        if k.lower() not in ("transfer-encoding", "expect", "connection")
+                    }
                     if body is not None:
                         headers["Content-Length"] = str(len(body))
                     upstream.request(self.command, self.path, body=body, headers=headers)
@@ -161,22 +184,25 @@ class S3FaultProxy:
             def _body(self) -> bytes | None:
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     chunks = []
-                    while (size := int(self.rfile.readline().split(b";")[0], 16)):
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
                         chunks.append(self.rfile.read(size))
                         self.rfile.readline()
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(chunks)
                 length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else (b"" if self.command in ("PUT", "POST") else None)
+                return (
+                    self.rfile.read(length) if length else (b"" if self.command in ("PUT", "POST") else None)
+                )
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
         self._server = ThreadingHTTPServer((HOST, 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
 
     @property
     def endpoint(self) -> str:

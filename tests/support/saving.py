@@ -22,11 +22,19 @@ def parse_csv(data: bytes, **kwargs: Any) -> ParsedReport:
     return parse_frame(read_csv_text(data), source_kind="csv", **kwargs)
 
 
-def archive_csv_file(root: Storage | Path, source: Source, *, bot_id: str, raw_name: str,
-                     provenance: dict[str, Any], source_sha256: str | None = None,
-                     window: tuple[date, date] | None = None,
-                     memory_budget: int = MEMORY_BUDGET) -> SaveResult:
+def archive_csv_file(
+    root: Storage | Path,
+    source: Source,
+    *,
+    bot_id: str,
+    raw_name: str,
+    provenance: dict[str, Any],
+    source_sha256: str | None = None,
+    window: tuple[date, date] | None = None,
+    memory_budget: int = MEMORY_BUDGET,
+) -> SaveResult:
     """Stage and commit a report CSV in one go; see :func:`ingest.archive.stream.stage_csv`."""
-    staged = stage_csv(root, source, bot_id=bot_id, source_sha256=source_sha256, window=window,
-                       memory_budget=memory_budget)
+    staged = stage_csv(
+        root, source, bot_id=bot_id, source_sha256=source_sha256, window=window, memory_budget=memory_budget
+    )
     return staged.commit(raw_name=raw_name, provenance=provenance)

@@ -76,9 +76,16 @@ class _Link:
 class TcpProxy:
     """Forward 127.0.0.1:<port> to 127.0.0.1:<target_port>; see the module docstring."""
 
-    def __init__(self, target_port: int, *, cut_after: int | None = None,
-                 cut_connections: Container[int] = ALWAYS, stall: bool = False,
-                 cut_on_command: bytes | None = None, deliver_command: bool = False) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        cut_after: int | None = None,
+        cut_connections: Container[int] = ALWAYS,
+        stall: bool = False,
+        cut_on_command: bytes | None = None,
+        deliver_command: bool = False,
+    ) -> None:
         self.target_port = target_port
         self.cut_on_command = cut_on_command
         self.deliver_command = deliver_command
@@ -132,12 +139,13 @@ class TcpProxy:
         self.cut_after = None
         self.cut_on_command = None
 
-    def __enter__(self) -> "TcpProxy":
+    def __enter__(self) -> TcpProxy:
         self._acceptor.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -171,8 +179,9 @@ class TcpProxy:
             with self._lock:
                 link = _Link(len(self._links), client, upstream)
                 self._links.append(link)
-                thread = threading.Thread(target=self._pump, args=(link,),
-                                          name=f"tcpproxy-{link.index}", daemon=True)
+                thread = threading.Thread(
+                    target=self._pump, args=(link,), name=f"tcpproxy-{link.index}", daemon=True
+                )
                 self._threads.append(thread)
             thread.start()
 
@@ -202,8 +211,11 @@ class TcpProxy:
                         return
                     if source is link.upstream:
                         limit = self.cut_after
-                        if (limit is not None and link.index in self.cut_connections
-                                and link.down_bytes + len(data) > limit):
+                        if (
+                            limit is not None
+                            and link.index in self.cut_connections
+                            and link.down_bytes + len(data) > limit
+                        ):
                             # Forward up to the limit, then reset both ends mid-stream.
                             keep = max(0, limit - link.down_bytes)
                             if keep:
@@ -218,8 +230,7 @@ class TcpProxy:
                     else:
                         link.up_bytes += len(data)
                         pattern = self.cut_on_command
-                        if (pattern is not None and link.index in self.cut_connections
-                                and pattern in data):
+                        if pattern is not None and link.index in self.cut_connections and pattern in data:
                             if self.deliver_command:
                                 link.upstream.sendall(data)
                                 time.sleep(_POLL_S)  # let the server act on it

@@ -49,9 +49,7 @@ def make_test_ca(directory: Path) -> TestCerts:
         # Mark it a CA so it can sit in a client's trust store as its own issuer.
         "-addext", "basicConstraints=critical,CA:TRUE",
     ]  # fmt: skip
-    result = subprocess.run(
-        command, capture_output=True, text=True, timeout=_OPENSSL_TIMEOUT_S, check=False
-    )
+    result = subprocess.run(command, capture_output=True, text=True, timeout=_OPENSSL_TIMEOUT_S, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"openssl failed ({result.returncode}): {result.stderr.strip()}")
     # Dovecot reads the key as root before dropping privileges, so 0600 root is fine.

@@ -68,8 +68,7 @@ def test_octet_stream_with_csv_name() -> None:
 
 def test_gzipped_csv() -> None:
     msg = _email()
-    msg.add_attachment(gzip.compress(CSV), maintype="application", subtype="gzip",
-                       filename="report.csv.gz")
+    msg.add_attachment(gzip.compress(CSV), maintype="application", subtype="gzip", filename="report.csv.gz")
 
     parsed = parse_email(_raw(msg))
 
@@ -118,13 +117,16 @@ def test_quoted_printable_csv_decodes_to_the_same_bytes() -> None:
     assert [(r.filename, r.data) for r in parsed.reports] == [("qp.csv", data)]
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("../../etc/passwd.csv", "passwd.csv"),
-    ("..\\..\\windows\\system32\\x.csv", "x.csv"),
-    ("/abs/path/report.csv", "report.csv"),
-    ("..csv", "csv"),
-    ("rep\x00ort\r\n.csv", "report.csv"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("../../etc/passwd.csv", "passwd.csv"),
+        ("..\\..\\windows\\system32\\x.csv", "x.csv"),
+        ("/abs/path/report.csv", "report.csv"),
+        ("..csv", "csv"),
+        ("rep\x00ort\r\n.csv", "report.csv"),
+    ],
+)
 def test_attachment_names_are_labels_not_paths(name: str, expected: str) -> None:
     assert safe_name(name) == expected
 
@@ -140,8 +142,9 @@ def test_traversal_filename_comes_back_safe() -> None:
 
 def test_zip_member_with_traversal_name_comes_back_safe() -> None:
     msg = _email()
-    msg.add_attachment(_zip({"../../../tmp/evil.csv": CSV}), maintype="application",
-                       subtype="zip", filename="r.zip")
+    msg.add_attachment(
+        _zip({"../../../tmp/evil.csv": CSV}), maintype="application", subtype="zip", filename="r.zip"
+    )
 
     parsed = parse_email(_raw(msg))
 
@@ -151,8 +154,9 @@ def test_zip_member_with_traversal_name_comes_back_safe() -> None:
 def test_zip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest.mail.attachments, "MAX_INFLATED_BYTES", 10_000)
     msg = _email()
-    msg.add_attachment(_zip({"bomb.csv": b"0" * 200_000}), maintype="application",
-                       subtype="zip", filename="bomb.zip")
+    msg.add_attachment(
+        _zip({"bomb.csv": b"0" * 200_000}), maintype="application", subtype="zip", filename="bomb.zip"
+    )
     msg.add_attachment(CSV2, maintype="text", subtype="csv", filename="fine.csv")
 
     parsed = parse_email(_raw(msg))
@@ -166,8 +170,9 @@ def test_zip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch)
 def test_gzip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ingest.mail.attachments, "MAX_INFLATED_BYTES", 10_000)
     msg = _email()
-    msg.add_attachment(gzip.compress(b"0" * 200_000), maintype="application", subtype="gzip",
-                       filename="bomb.csv.gz")
+    msg.add_attachment(
+        gzip.compress(b"0" * 200_000), maintype="application", subtype="gzip", filename="bomb.csv.gz"
+    )
 
     parsed = parse_email(_raw(msg))
 
@@ -176,10 +181,13 @@ def test_gzip_bomb_is_a_problem_not_an_exception(monkeypatch: pytest.MonkeyPatch
     assert "bomb.csv.gz" in parsed.problems[0]
 
 
-@pytest.mark.parametrize(("subtype", "filename", "payload"), [
-    ("zip", "broken.zip", b"PK\x03\x04 definitely not a zip"),
-    ("gzip", "broken.csv.gz", b"\x1f\x8b not gzip either"),
-])
+@pytest.mark.parametrize(
+    ("subtype", "filename", "payload"),
+    [
+        ("zip", "broken.zip", b"PK\x03\x04 definitely not a zip"),
+        ("gzip", "broken.csv.gz", b"\x1f\x8b not gzip either"),
+    ],
+)
 def test_corrupt_archive_is_a_problem(subtype: str, filename: str, payload: bytes) -> None:
     msg = _email()
     msg.add_attachment(payload, maintype="application", subtype=subtype, filename=filename)
@@ -212,33 +220,39 @@ def test_body_is_skipped_next_to_a_real_attachment_and_a_logo() -> None:
     assert [(r.filename, r.data) for r in parsed.reports] == [("report.csv", CSV)]
 
 
-@pytest.mark.parametrize(("address", "allowed", "expected"), [
-    ("reports@certainly.io", ["reports@certainly.io"], True),
-    ("reports@certainly.io", ["Reports@Certainly.IO"], True),
-    ("other@certainly.io", ["reports@certainly.io"], False),
-    ("xreports@certainly.io", ["reports@certainly.io"], False),
-    ("reports@certainly.io", ["@certainly.io"], True),
-    ("anyone@certainly.io", ["certainly.io"], True),
-    ("x@evil-certainly.io", ["certainly.io"], False),
-    ("x@evil-certainly.io", ["@certainly.io"], False),
-    ("x@certainly.io.evil.com", ["@certainly.io"], False),
-    ("x@sub.certainly.io", ["@certainly.io"], False),
-    ("reports@certainly.io", [], False),
-    (None, ["@certainly.io"], False),
-])
+@pytest.mark.parametrize(
+    ("address", "allowed", "expected"),
+    [
+        ("reports@certainly.io", ["reports@certainly.io"], True),
+        ("reports@certainly.io", ["Reports@Certainly.IO"], True),
+        ("other@certainly.io", ["reports@certainly.io"], False),
+        ("xreports@certainly.io", ["reports@certainly.io"], False),
+        ("reports@certainly.io", ["@certainly.io"], True),
+        ("anyone@certainly.io", ["certainly.io"], True),
+        ("x@evil-certainly.io", ["certainly.io"], False),
+        ("x@evil-certainly.io", ["@certainly.io"], False),
+        ("x@certainly.io.evil.com", ["@certainly.io"], False),
+        ("x@sub.certainly.io", ["@certainly.io"], False),
+        ("reports@certainly.io", [], False),
+        (None, ["@certainly.io"], False),
+    ],
+)
 def test_sender_allowed(address: str | None, allowed: list[str], expected: bool) -> None:
     assert sender_allowed(address, allowed) is expected
 
 
-@pytest.mark.parametrize(("header", "expected"), [
-    ("Certainly <Reports@Certainly.IO>", "reports@certainly.io"),
-    ("reports@certainly.io", "reports@certainly.io"),
-    ("a@certainly.io, b@evil.example", None),
-    ("Certainly <reports@certainly.io>, Evil <x@evil.example>", None),
-    ("reports@certainly.io <attacker@evil.example>", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("Certainly <Reports@Certainly.IO>", "reports@certainly.io"),
+        ("reports@certainly.io", "reports@certainly.io"),
+        ("a@certainly.io, b@evil.example", None),
+        ("Certainly <reports@certainly.io>, Evil <x@evil.example>", None),
+        ("reports@certainly.io <attacker@evil.example>", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_sender_address(header: str | None, expected: str | None) -> None:
     assert sender_address(header) == expected
 

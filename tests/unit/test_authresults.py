@@ -29,44 +29,81 @@ SENDER = "reports@certainly.example"
 # -- RFC 8601, appendix B ---------------------------------------------------------------------
 
 RFC_EXAMPLES = {
-    "B.2 service provided, no authentication done": (
-        "example.org 1; none", ("example.org", 1, [])),
+    "B.2 service provided, no authentication done": ("example.org 1; none", ("example.org", 1, [])),
     "B.3 service provided, authentication done": (
         "example.com;\r\n                  spf=pass smtp.mailfrom=example.net",
-        ("example.com", None, [("spf", "pass", None, [("smtp", "mailfrom", "example.net")])])),
+        ("example.com", None, [("spf", "pass", None, [("smtp", "mailfrom", "example.net")])]),
+    ),
     "B.4 several authentications, single MTA (1)": (
         "example.com;\r\n                  auth=pass (cram-md5) smtp.auth=sender@example.net;\r\n"
         "                  spf=pass smtp.mailfrom=example.net",
-        ("example.com", None, [("auth", "pass", None, [("smtp", "auth", "sender@example.net")]),
-                               ("spf", "pass", None, [("smtp", "mailfrom", "example.net")])])),
+        (
+            "example.com",
+            None,
+            [
+                ("auth", "pass", None, [("smtp", "auth", "sender@example.net")]),
+                ("spf", "pass", None, [("smtp", "mailfrom", "example.net")]),
+            ],
+        ),
+    ),
     "B.4 several authentications, single MTA (2)": (
         "example.com; iprev=pass\r\n                  policy.iprev=192.0.2.200",
-        ("example.com", None, [("iprev", "pass", None, [("policy", "iprev", "192.0.2.200")])])),
+        ("example.com", None, [("iprev", "pass", None, [("policy", "iprev", "192.0.2.200")])]),
+    ),
     "B.5 several authentications, different MTAs (1)": (
         "example.com;\r\n                  sender-id=fail header.from=example.com;\r\n"
         "                  dkim=pass (good signature) header.d=example.com",
-        ("example.com", None, [("sender-id", "fail", None, [("header", "from", "example.com")]),
-                               ("dkim", "pass", None, [("header", "d", "example.com")])])),
+        (
+            "example.com",
+            None,
+            [
+                ("sender-id", "fail", None, [("header", "from", "example.com")]),
+                ("dkim", "pass", None, [("header", "d", "example.com")]),
+            ],
+        ),
+    ),
     "B.5 several authentications, different MTAs (2)": (
         "example.net;\r\n                  sender-id=pass header.from=example.com",
-        ("example.net", None, [("sender-id", "pass", None, [("header", "from", "example.com")])])),
+        ("example.net", None, [("sender-id", "pass", None, [("header", "from", "example.com")])]),
+    ),
     "B.6 multi-tiered authentication (1)": (
-        'example.com;\r\n      dkim=pass reason="good signature"\r\n        header.i=@mail-router.example.net;\r\n'
+        'example.com;\r\n      dkim=pass reason="good signature"\r\n'
+        "        header.i=@mail-router.example.net;\r\n"
         '      dkim=fail reason="bad signature"\r\n        header.i=@newyork.example.com',
-        ("example.com", None, [("dkim", "pass", "good signature", [("header", "i", "@mail-router.example.net")]),
-                               ("dkim", "fail", "bad signature", [("header", "i", "@newyork.example.com")])])),
+        (
+            "example.com",
+            None,
+            [
+                ("dkim", "pass", "good signature", [("header", "i", "@mail-router.example.net")]),
+                ("dkim", "fail", "bad signature", [("header", "i", "@newyork.example.com")]),
+            ],
+        ),
+    ),
     "B.6 multi-tiered authentication (2)": (
         "mail-router.example.net;\r\n      dkim=pass (good signature) header.d=newyork.example.com\r\n"
         "        header.b=oINEO8hg;\r\n      dkim=fail (bad signature) header.d=mail-router.example.net\r\n"
         "        header.b=EToRSuvU",
-        ("mail-router.example.net", None,
-         [("dkim", "pass", None, [("header", "d", "newyork.example.com"), ("header", "b", "oINEO8hg")]),
-          ("dkim", "fail", None, [("header", "d", "mail-router.example.net"), ("header", "b", "EToRSuvU")])])),
+        (
+            "mail-router.example.net",
+            None,
+            [
+                ("dkim", "pass", None, [("header", "d", "newyork.example.com"), ("header", "b", "oINEO8hg")]),
+                (
+                    "dkim",
+                    "fail",
+                    None,
+                    [("header", "d", "mail-router.example.net"), ("header", "b", "EToRSuvU")],
+                ),
+            ],
+        ),
+    ),
     "B.7 comment-heavy": (
-        "foo.example.net (foobar) 1 (baz);\r\n    dkim (Because I like it) / 1 (One yay) = (wait for it) fail\r\n"
+        "foo.example.net (foobar) 1 (baz);\r\n"
+        "    dkim (Because I like it) / 1 (One yay) = (wait for it) fail\r\n"
         "      policy (A dot can go here) . (like that) expired\r\n"
         "      (this surprised me) = (as I wasn't expecting it) 1362471462",
-        ("foo.example.net", 1, [("dkim", "fail", None, [("policy", "expired", "1362471462")])])),
+        ("foo.example.net", 1, [("dkim", "fail", None, [("policy", "expired", "1362471462")])]),
+    ),
 }
 
 
@@ -81,7 +118,9 @@ def test_rfc_8601_appendix_b_examples_parse_as_the_rfc_reads_them(text: str, exp
 # -- the variants of the issue ------------------------------------------------------------------
 
 HOSTILE = {
-    "pass inside a quoted string": f'{OURS}; spf=pass smtp.mailfrom="a;dkim=pass header.d=certainly.example"@evil.test',
+    "pass inside a quoted string": (
+        f'{OURS}; spf=pass smtp.mailfrom="a;dkim=pass header.d=certainly.example"@evil.test'
+    ),
     "pass inside a comment": f"{OURS}; dkim=fail (dkim=pass header.d=certainly.example) header.d=evil.test",
     "a method that only ends in dkim": f"{OURS}; x-dkim=pass header.d=certainly.example",
     "a method that only starts with dkim": f"{OURS}; dkim2=pass header.d=certainly.example",
@@ -109,7 +148,9 @@ GOOD = {
     "dkim pass for a subdomain of the organization": f"{OURS}; dkim=pass header.d=mail.certainly.example",
     "dkim pass by header.i": f"{OURS}; dkim=pass header.i=@certainly.example",
     "keywords are case-insensitive": f"{OURS.upper()}; DKIM=Pass Header.D=Certainly.Example",
-    "a method version and comments everywhere": f"(x) {OURS} (y) 1 (z); dkim/1 (a) = (b) pass (c) header (d) . (e) d (f) = (g) certainly.example (h)",
+    "a method version and comments everywhere": (
+        f"(x) {OURS} (y) 1 (z); dkim/1 (a) = (b) pass (c) header (d) . (e) d (f) = (g) certainly.example (h)"
+    ),
 }
 
 
@@ -122,7 +163,9 @@ def test_the_organizational_domain_comes_from_the_bundled_public_suffix_list() -
     assert organizational_domain("a.b.certainly.co.uk") == "certainly.co.uk"
     assert organizational_domain("co.uk") is None
     assert organizational_domain("alice.github.io") != organizational_domain("mallory.github.io")
-    assert not authentication_passed([f"{OURS}; dkim=pass header.d=mallory.github.io"], OURS, "r@alice.github.io")
+    assert not authentication_passed(
+        [f"{OURS}; dkim=pass header.d=mallory.github.io"], OURS, "r@alice.github.io"
+    )
 
 
 def test_only_the_topmost_header_of_our_server_counts() -> None:
@@ -137,26 +180,31 @@ def test_only_the_topmost_header_of_our_server_counts() -> None:
     assert topmost_of_ours(["; garbage", ours_pass], OURS) is None
 
 
-@pytest.mark.parametrize("from_lines", [
-    [b"From: reports@certainly.example", b"From: attacker@evil.test"],
-    [b"From: attacker@evil.test", b"From: reports@certainly.example"],
-    [b"From: reports@certainly.example", b"From: reports@certainly.example"],
-])
+@pytest.mark.parametrize(
+    "from_lines",
+    [
+        [b"From: reports@certainly.example", b"From: attacker@evil.test"],
+        [b"From: attacker@evil.test", b"From: reports@certainly.example"],
+        [b"From: reports@certainly.example", b"From: reports@certainly.example"],
+    ],
+)
 def test_more_than_one_from_header_is_refused(from_lines: list[bytes]) -> None:
     """DKIM verifiers check the last From, mail programs show the first: refuse both."""
-    imap = ImapSettings(allowed_senders=["@certainly.example"], require_authentication=True,
-                        authserv_id=OURS)
+    imap = ImapSettings(allowed_senders=["@certainly.example"], require_authentication=True, authserv_id=OURS)
     passing = f"Authentication-Results: {OURS}; dmarc=pass header.from=certainly.example".encode()
     assert screen(imap, b"\r\n".join([passing, *from_lines]) + b"\r\n\r\n") == (None, "sender not allowed")
-    assert screen(imap, b"\r\n".join([passing, b"From: reports@certainly.example"]) + b"\r\n\r\n") \
-        == ("reports@certainly.example", None)
+    assert screen(imap, b"\r\n".join([passing, b"From: reports@certainly.example"]) + b"\r\n\r\n") == (
+        "reports@certainly.example",
+        None,
+    )
 
 
 def test_a_folded_header_is_read_as_the_server_wrote_it() -> None:
-    imap = ImapSettings(allowed_senders=["@certainly.example"], require_authentication=True,
-                        authserv_id=OURS)
-    header = (f"Authentication-Results: {OURS};\r\n\tdkim=pass (good\r\n signature)\r\n"
-              f" header.d=certainly.example\r\nFrom: {SENDER}\r\n\r\n").encode()
+    imap = ImapSettings(allowed_senders=["@certainly.example"], require_authentication=True, authserv_id=OURS)
+    header = (
+        f"Authentication-Results: {OURS};\r\n\tdkim=pass (good\r\n signature)\r\n"
+        f" header.d=certainly.example\r\nFrom: {SENDER}\r\n\r\n"
+    ).encode()
     assert screen(imap, header) == (SENDER, None)
 
 
@@ -180,14 +228,19 @@ def _comment(text: str) -> str:
 @given(payload=_PRINTABLE)
 def test_anything_inside_a_quoted_string_or_comment_proves_nothing(payload: str) -> None:
     smuggled = f"dkim=pass header.d=certainly.example; dmarc=pass header.from=certainly.example {payload}"
-    for header in (f"{OURS}; spf=pass smtp.mailfrom={_quote(smuggled)}@evil.test",
-                   f"{OURS}; dkim=fail {_comment(smuggled)} header.d=evil.test",
-                   f"{OURS} {_comment(smuggled)}; dmarc=fail header.from=certainly.example"):
+    for header in (
+        f"{OURS}; spf=pass smtp.mailfrom={_quote(smuggled)}@evil.test",
+        f"{OURS}; dkim=fail {_comment(smuggled)} header.d=evil.test",
+        f"{OURS} {_comment(smuggled)}; dmarc=fail header.from=certainly.example",
+    ):
         assert not authentication_passed([header], OURS, SENDER)
 
 
 @settings(max_examples=300, deadline=None)
-@given(method=_KEYWORD.filter(lambda m: m not in {"dkim", "dmarc"}), prop=_KEYWORD.filter(lambda p: p not in {"d", "i", "from"}))
+@given(
+    method=_KEYWORD.filter(lambda m: m not in {"dkim", "dmarc"}),
+    prop=_KEYWORD.filter(lambda p: p not in {"d", "i", "from"}),
+)
 def test_only_the_exact_method_and_property_names_count(method: str, prop: str) -> None:
     assert not authentication_passed([f"{OURS}; {method}=pass header.d=certainly.example"], OURS, SENDER)
     assert not authentication_passed([f"{OURS}; dkim=pass header.{prop}=certainly.example"], OURS, SENDER)
@@ -197,9 +250,16 @@ _RESULT = st.tuples(_KEYWORD, _KEYWORD, st.lists(st.tuples(_KEYWORD, _KEYWORD, _
 
 
 @settings(max_examples=150, deadline=None)
-@given(authserv=_DOMAIN, results=st.lists(_RESULT, min_size=1, max_size=4),
-       noise=st.lists(st.sampled_from([" ", "\r\n\t", " (c) ", " (a (nested) \\) one) "]), min_size=64, max_size=64))
-def test_structure_survives_any_legal_whitespace_and_comments(authserv: str, results: list, noise: list[str]) -> None:
+@given(
+    authserv=_DOMAIN,
+    results=st.lists(_RESULT, min_size=1, max_size=4),
+    noise=st.lists(
+        st.sampled_from([" ", "\r\n\t", " (c) ", " (a (nested) \\) one) "]), min_size=64, max_size=64
+    ),
+)
+def test_structure_survives_any_legal_whitespace_and_comments(
+    authserv: str, results: list, noise: list[str]
+) -> None:
     """Written with comments and folding wherever CFWS may go, read back the same."""
     gaps = iter(noise * 50)
     parts = [authserv]
@@ -210,8 +270,9 @@ def test_structure_survives_any_legal_whitespace_and_comments(authserv: str, res
         parts.append(text)
     header = parse_authentication_results("".join(parts) + next(gaps))
     assert header.authserv_id == authserv
-    assert [(r.method, r.result, r.properties) for r in header.results] == \
-        [(m, r, tuple(p)) for m, r, p in results]
+    assert [(r.method, r.result, r.properties) for r in header.results] == [
+        (m, r, tuple(p)) for m, r, p in results
+    ]
 
 
 @settings(max_examples=500, deadline=None)
@@ -235,28 +296,51 @@ _PTYPE = st.sampled_from(["smtp", "header", "body", "policy"])  # RFC 7601's pty
 
 
 @settings(max_examples=60, deadline=None)
-@given(authserv=_DOMAIN, version=st.sampled_from(["", " 1"]),
-       results=st.lists(st.tuples(_KEYWORD.filter(lambda m: m != "none"), _KEYWORD,
-                                  # authres differs on empty reasons and tabs in them; RFC 8601
-                                  # allows both, ingest.mail.authresults reads them verbatim
-                                  st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ]{0,15}",
-                                                                     fullmatch=True).map(_quote)),
-                                  st.lists(st.tuples(_PTYPE, _KEYWORD, _DOMAIN), max_size=3)),
-                        min_size=1, max_size=4),
-       comment=_PRINTABLE.map(_comment))
-def test_the_same_reading_as_the_authres_package_on_valid_headers(authserv: str, version: str, results: list,
-                                                                  comment: str) -> None:
+@given(
+    authserv=_DOMAIN,
+    version=st.sampled_from(["", " 1"]),
+    results=st.lists(
+        st.tuples(
+            _KEYWORD.filter(lambda m: m != "none"),
+            _KEYWORD,
+            # authres differs on empty reasons and tabs in them; RFC 8601
+            # allows both, ingest.mail.authresults reads them verbatim
+            st.one_of(st.none(), st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ]{0,15}", fullmatch=True).map(_quote)),
+            st.lists(st.tuples(_PTYPE, _KEYWORD, _DOMAIN), max_size=3),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    comment=_PRINTABLE.map(_comment),
+)
+def test_the_same_reading_as_the_authres_package_on_valid_headers(
+    authserv: str, version: str, results: list, comment: str
+) -> None:
     """A second, independent reading of RFC 8601 (dkimpy's maintainer's ``authres``, which
     is not used at run time: see ingest.mail.authresults) agrees on every valid header."""
     import authres
 
-    text = authserv + version + "".join(
-        f"; {m}={r} {comment}" + (f" reason={reason}" if reason else "")
-        + "".join(f" {t}.{p}={v}" for t, p, v in props)
-        for m, r, reason, props in results)
+    text = (
+        authserv
+        + version
+        + "".join(
+            f"; {m}={r} {comment}"
+            + (f" reason={reason}" if reason else "")
+            + "".join(f" {t}.{p}={v}" for t, p, v in props)
+            for m, r, reason, props in results
+        )
+    )
     ours = parse_authentication_results(text)
     theirs = authres.FeatureContext().parse_value(text)
     assert ours.authserv_id == theirs.authserv_id
-    assert [(r.method, r.result, r.reason, [(t, p, v) for t, p, v in r.properties]) for r in ours.results] == \
-        [(r.method.lower(), r.result.lower(), r.reason,
-          [(p.type.lower(), p.name.lower(), p.value) for p in r.properties]) for r in theirs.results]
+    assert [
+        (r.method, r.result, r.reason, [(t, p, v) for t, p, v in r.properties]) for r in ours.results
+    ] == [
+        (
+            r.method.lower(),
+            r.result.lower(),
+            r.reason,
+            [(p.type.lower(), p.name.lower(), p.value) for p in r.properties],
+        )
+        for r in theirs.results
+    ]

@@ -51,8 +51,13 @@ CASES: list[tuple[str, int, str, Any, Outcome]] = [
     ("408-timeout", 408, "", None, TRANSIENT),
     ("200-html-page", 200, MAINTENANCE_PAGE, HTML, TRANSIENT),
     ("200-html-page-no-content-type", 200, MAINTENANCE_PAGE, None, TRANSIENT),
-    ("200-html-maintenance-in-progress", 200,
-     "<html><body><h1>Scheduled maintenance in progress</h1></body></html>", HTML, TRANSIENT),
+    (
+        "200-html-maintenance-in-progress",
+        200,
+        "<html><body><h1>Scheduled maintenance in progress</h1></body></html>",
+        HTML,
+        TRANSIENT,
+    ),
     ("drf-list-busy", 400, json.dumps([BUSY]), JSON, IN_PROGRESS),
     ("drf-list-error", 400, json.dumps(["toDate must not be before fromDate."]), JSON, REJECTED),
     ("drf-non-field-errors", 400, json.dumps({"non_field_errors": ["Range too long."]}), JSON, REJECTED),
@@ -61,8 +66,9 @@ CASES: list[tuple[str, int, str, Any, Outcome]] = [
 ]
 
 
-@pytest.mark.parametrize(("status", "body", "headers", "expected"),
-                         [case[1:] for case in CASES], ids=[case[0] for case in CASES])
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "expected"), [case[1:] for case in CASES], ids=[case[0] for case in CASES]
+)
 def test_classify_answer(status: int, body: str, headers: Any, expected: Outcome) -> None:
     answer = classify_answer(status, body, headers)
 
@@ -71,14 +77,20 @@ def test_classify_answer(status: int, body: str, headers: Any, expected: Outcome
     assert answer.body == body
 
 
-@pytest.mark.parametrize(("status", "body", "message"), [
-    (400, detail("fromDate: date has wrong format. Use YYYY-MM-DD."),
-     "fromDate: date has wrong format. Use YYYY-MM-DD."),
-    (422, json.dumps({"message": "Report type 7 does not exist"}), "Report type 7 does not exist"),
-    (400, json.dumps(["toDate must not be before fromDate."]), "toDate must not be before fromDate."),
-    (400, json.dumps({"error": ["first", "second"]}), "first second"),
-    (400, "  Bad Request:\n  botId is required  ", "Bad Request: botId is required"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (
+            400,
+            detail("fromDate: date has wrong format. Use YYYY-MM-DD."),
+            "fromDate: date has wrong format. Use YYYY-MM-DD.",
+        ),
+        (422, json.dumps({"message": "Report type 7 does not exist"}), "Report type 7 does not exist"),
+        (400, json.dumps(["toDate must not be before fromDate."]), "toDate must not be before fromDate."),
+        (400, json.dumps({"error": ["first", "second"]}), "first second"),
+        (400, "  Bad Request:\n  botId is required  ", "Bad Request: botId is required"),
+    ],
+)
 def test_rejected_message_is_the_human_detail(status: int, body: str, message: str) -> None:
     answer = classify_answer(status, body)
 
@@ -127,9 +139,11 @@ def test_huge_body_is_truncated_for_audit() -> None:
             lambda children: st.lists(children) | st.dictionaries(st.text(), children),
             max_leaves=10,
         ).map(json.dumps),
-        st.builds(lambda key, value: json.dumps({key: value}),
-                  st.sampled_from(["detail", "message", "error", "non_field_errors", "status"]),
-                  st.one_of(st.text(), st.lists(st.text()), st.integers(), st.none())),
+        st.builds(
+            lambda key, value: json.dumps({key: value}),
+            st.sampled_from(["detail", "message", "error", "non_field_errors", "status"]),
+            st.one_of(st.text(), st.lists(st.text()), st.integers(), st.none()),
+        ),
     ),
     retry_after=st.none() | st.text(),
 )

@@ -25,13 +25,20 @@ DAY = date(2024, 2, 2)
 
 def test_formula_looking_cells_are_stored_as_plain_text(tmp_path: Path) -> None:
     rows = generate_messages(BOT, DAY, DAY)[:3]
-    formulas = ['=cmd|" /C calc"!A0', "+SUM(1,2)", "-2+3", "@HYPERLINK(\"http://x\")"]
-    for row, formula in zip(rows, formulas):
+    formulas = ['=cmd|" /C calc"!A0', "+SUM(1,2)", "-2+3", '@HYPERLINK("http://x")']
+    for row, formula in zip(rows, formulas, strict=False):
         row["message"] = formula
     data = rows_to_csv(rows)
     parsed = parse_csv(data, bot_id=BOT, source_sha256=sha256_bytes(data))
-    save_report(tmp_path, parsed, bot_id=BOT, source_sha256=sha256_bytes(data), raw=data,
-                raw_name="r.csv", provenance={})
+    save_report(
+        tmp_path,
+        parsed,
+        bot_id=BOT,
+        source_sha256=sha256_bytes(data),
+        raw=data,
+        raw_name="r.csv",
+        provenance={},
+    )
     stored = pl.read_parquet(next((tmp_path / "messages").rglob("*.parquet")))["message"].to_list()
     assert sorted(stored) == sorted(formulas[:3])
 

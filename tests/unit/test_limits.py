@@ -53,23 +53,32 @@ def test_the_cronjob_has_room_for_one_email_at_the_default_limits() -> None:
     one_email = (ImapSettings().max_message_bytes + OutputSettings().max_inflated_bytes) / 2**20
 
     assert temp >= one_email * 1.25  # headroom: the emptyDir is the process's whole /tmp
-    assert not re.search(r"^\s*medium: Memory", manifest, re.M)  # a RAM-backed /tmp would count against the memory limit
+    assert not re.search(
+        r"^\s*medium: Memory", manifest, re.M
+    )  # a RAM-backed /tmp would count against the memory limit
     from tests.e2e.test_watcher_poison_cli import MEMORY_BUDGET_MIB
+
     assert memory >= MEMORY_BUDGET_MIB + 128
 
 
 def test_inflating_streams_to_disk_under_one_total_per_email(tmp_path: Path) -> None:
     first, second = b"id,timestamp\r\n" + b"1" * 600_000, b"id,timestamp\r\n" + b"2" * 600_000
-    raw = email_with(attachments=[("a.csv.gz", gzip.compress(first), "application/gzip"),
-                                  ("b.csv.gz", gzip.compress(second), "application/gzip")])
+    raw = email_with(
+        attachments=[
+            ("a.csv.gz", gzip.compress(first), "application/gzip"),
+            ("b.csv.gz", gzip.compress(second), "application/gzip"),
+        ]
+    )
 
     parsed = parse_email(raw, Inflater(1_000_000, tmp_path))
 
     [kept] = parsed.reports
     assert kept.path is not None and kept.path.parent == tmp_path and kept.data == b""
     assert kept.path.read_bytes() == first
-    assert parsed.problems == ["attachment b.csv.gz: gzip inflates beyond 1000000 bytes (with the other "
-                               "attachments of the email), the limit INGEST_OUTPUT__MAX_INFLATED_BYTES"]
+    assert parsed.problems == [
+        "attachment b.csv.gz: gzip inflates beyond 1000000 bytes (with the other "
+        "attachments of the email), the limit INGEST_OUTPUT__MAX_INFLATED_BYTES"
+    ]
     assert len(list(tmp_path.iterdir())) == 1  # the refused one left nothing behind
 
 
@@ -79,11 +88,13 @@ def test_a_zip_whose_sizes_add_up_past_the_budget_is_refused_before_inflating() 
         archive.writestr("a.csv", CSV + b"0" * 5000)
     with pytest.raises(ReportRejected, match="inflates beyond 1024 bytes"):
         from ingest.mail.attachments import reports_in_file
+
         reports_in_file("r.zip", buffer.getvalue(), Inflater(1024))
 
 
-@pytest.mark.parametrize("name", ["月次メッセージ報告書" * 12 + ".csv", "é" * 300 + ".csv.gz", "a" * 400,
-                                  "\udce9t\udcc3.csv"])
+@pytest.mark.parametrize(
+    "name", ["月次メッセージ報告書" * 12 + ".csv", "é" * 300 + ".csv.gz", "a" * 400, "\udce9t\udcc3.csv"]
+)
 def test_names_fit_a_file_system_in_bytes_and_keep_their_extension(name: str) -> None:
     safe = safe_name(name)
     assert len(safe.encode("utf-8")) <= 200
@@ -100,11 +111,20 @@ def test_a_big_type_2_report_is_quarantined_unread(tmp_path: Path, monkeypatch: 
     path.write_bytes(b"date,channel,sessions\r\n" + b"2024-01-01,web,3\r\n" * 100)
     summary = RunSummary()
     with Store.open(tmp_path / "state.sqlite") as store:
-        outcome = archive_report(tmp_path / "archive", store, ReportFile("standard.csv", b"", path=path),
-                                 ParsedEmail(None, None, None, None, []), summary, bot_id=BOT, report_id=2)
+        outcome = archive_report(
+            tmp_path / "archive",
+            store,
+            ReportFile("standard.csv", b"", path=path),
+            ParsedEmail(None, None, None, None, []),
+            summary,
+            bot_id=BOT,
+            report_id=2,
+        )
     assert outcome == "quarantined"
-    assert summary.set_aside == [f"attachment standard.csv: a type 2 report of {path.stat().st_size} bytes "
-                                 "is over the 1000 bytes such reports may have (they are read whole)"]
+    assert summary.set_aside == [
+        f"attachment standard.csv: a type 2 report of {path.stat().st_size} bytes "
+        "is over the 1000 bytes such reports may have (they are read whole)"
+    ]
 
 
 def test_import_gives_each_bad_file_one_line_and_goes_on(tmp_path: Path) -> None:
@@ -112,8 +132,14 @@ def test_import_gives_each_bad_file_one_line_and_goes_on(tmp_path: Path) -> None
     (tmp_path / "good.csv").write_bytes(CSV)
     summary = RunSummary()
     with Store.open(tmp_path / "state.sqlite") as store:
-        import_files(tmp_path / "archive", store, [tmp_path / "enc.zip", tmp_path / "good.csv"], BOT, summary,
-                     temp_dir=tmp_path / "scratch")
+        import_files(
+            tmp_path / "archive",
+            store,
+            [tmp_path / "enc.zip", tmp_path / "good.csv"],
+            BOT,
+            summary,
+            temp_dir=tmp_path / "scratch",
+        )
     assert summary.rows_written == 1
     assert len(summary.problems) == 1 and summary.problems[0].startswith("enc.zip: corrupt zip")
     assert list((tmp_path / "scratch").iterdir()) == []
@@ -129,18 +155,21 @@ def _output_error(code: int) -> OutputError:
         return wrapped
 
 
-@pytest.mark.parametrize(("error", "run_level"), [
-    (MailboxUnavailable("dropped"), True),
-    (StorageUnavailable("503"), True),
-    (_output_error(errno.ENOSPC), True),
-    (_output_error(errno.EROFS), True),
-    (_output_error(errno.ENAMETOOLONG), False),
-    (OSError(errno.ENOSPC, "No space left on device"), True),
-    (OSError(errno.ENAMETOOLONG, "File name too long"), False),
-    (ReportRejected("bad"), False),
-    (RecursionError("maximum recursion depth exceeded"), False),
-    (RuntimeError("File 'x' is encrypted"), False),
-])
+@pytest.mark.parametrize(
+    ("error", "run_level"),
+    [
+        (MailboxUnavailable("dropped"), True),
+        (StorageUnavailable("503"), True),
+        (_output_error(errno.ENOSPC), True),
+        (_output_error(errno.EROFS), True),
+        (_output_error(errno.ENAMETOOLONG), False),
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (OSError(errno.ENAMETOOLONG, "File name too long"), False),
+        (ReportRejected("bad"), False),
+        (RecursionError("maximum recursion depth exceeded"), False),
+        (RuntimeError("File 'x' is encrypted"), False),
+    ],
+)
 def test_what_stops_a_run_and_what_stops_one_message(error: BaseException, run_level: bool) -> None:
     assert stops_the_run(error) is run_level
     assert "\n" not in one_line(error) and len(one_line(error)) <= 400

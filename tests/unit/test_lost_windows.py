@@ -35,8 +35,10 @@ def test_lost_twice_a_window_is_split_in_half(tmp_path: Path) -> None:
         split = store.window(window.id)
         assert (split.state, split.losses) == (S.SPLIT, 2)
         halves = [(w.from_date, w.to_date, w.state) for w in store.windows(states=(S.PLANNED,))]
-        assert halves == [(date(2024, 3, 1), date(2024, 3, 5), S.PLANNED),
-                          (date(2024, 3, 6), date(2024, 3, 10), S.PLANNED)]
+        assert halves == [
+            (date(2024, 3, 1), date(2024, 3, 5), S.PLANNED),
+            (date(2024, 3, 6), date(2024, 3, 10), S.PLANNED),
+        ]
 
 
 def test_a_single_day_is_never_split_only_tried_again(tmp_path: Path) -> None:

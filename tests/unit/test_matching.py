@@ -30,18 +30,21 @@ def store(tmp_path: Path) -> Store:
     return Store.open(tmp_path / "state.sqlite")
 
 
-def accept(store: Store, bot: str, span: tuple[date, date], report_id: int = 1,
-           at: float | None = None) -> Window:
+def accept(
+    store: Store, bot: str, span: tuple[date, date], report_id: int = 1, at: float | None = None
+) -> Window:
     store.plan_window(bot, report_id, *span)
-    window = next(w for w in store.windows(bot_id=bot) if (w.from_date, w.to_date) == span
-                  and w.report_id == report_id)
+    window = next(
+        w for w in store.windows(bot_id=bot) if (w.from_date, w.to_date) == span and w.report_id == report_id
+    )
     store.transition(window.id, S.SUBMITTING, submitted_at=at or time.time())
     return store.transition(window.id, S.ACCEPTED, accepted_at=at or time.time())
 
 
 def email(subject: str = "", body: str = "", files: int = 1, received: float | None = None) -> ParsedEmail:
-    parsed = ParsedEmail("<m@x>", "reports@certainly.example", None, subject, [],
-                         body_text=body, received_at=received)
+    parsed = ParsedEmail(
+        "<m@x>", "reports@certainly.example", None, subject, [], body_text=body, received_at=received
+    )
     parsed.reports = [ReportFile(f"f{i}.csv", b"") for i in range(files)]
     return parsed
 
@@ -53,8 +56,14 @@ def match(store: Store, filename: str, parsed: ParsedEmail):  # type: ignore[no-
 def test_the_simulators_names_match_their_window_and_no_other(store: Store) -> None:
     a, b = accept(store, A, JAN), accept(store, B, JAN)
     for window, bot in ((a, A), (b, B)):
-        found = match(store, report_filename(bot, *JAN), email(f"Certainly message report {bot} {JAN[0]} - {JAN[1]}",
-                                                               f"Your message report for bot {bot} from {JAN[0]} to {JAN[1]} is attached."))
+        found = match(
+            store,
+            report_filename(bot, *JAN),
+            email(
+                f"Certainly message report {bot} {JAN[0]} - {JAN[1]}",
+                f"Your message report for bot {bot} from {JAN[0]} to {JAN[1]} is attached.",
+            ),
+        )
         assert found.window == window and found.named
 
 

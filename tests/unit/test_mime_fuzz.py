@@ -31,10 +31,26 @@ from tests.support.mail import corrupt_gzip, encrypted_zip, gzip_bomb
 BOT = "f0f0f0f0-0000-4000-8000-000000000001"
 GOOD_CSV = rows_to_csv(generate_messages(BOT, *[__import__("datetime").date(2024, 1, 1)] * 2))
 
-names = st.one_of(st.none(), st.text(max_size=40).map(lambda s: " ".join(s.splitlines())), st.sampled_from(
-    ["report.csv", "../../etc/passwd.csv", "r.csv.gz", "bundle.zip", "logo.png", "=?utf-8?q?x?=.csv",
-     "Bericht Grüße.csv", "a/b\\c.csv", ".hidden.csv",
-     "月次メッセージ報告書" * 12 + ".csv", "é" * 200 + ".csv.gz", "\U0001f4ca" * 80 + ".zip"]))
+names = st.one_of(
+    st.none(),
+    st.text(max_size=40).map(lambda s: " ".join(s.splitlines())),
+    st.sampled_from(
+        [
+            "report.csv",
+            "../../etc/passwd.csv",
+            "r.csv.gz",
+            "bundle.zip",
+            "logo.png",
+            "=?utf-8?q?x?=.csv",
+            "Bericht Grüße.csv",
+            "a/b\\c.csv",
+            ".hidden.csv",
+            "月次メッセージ報告書" * 12 + ".csv",
+            "é" * 200 + ".csv.gz",
+            "\U0001f4ca" * 80 + ".zip",
+        ]
+    ),
+)
 payloads = st.one_of(
     st.binary(max_size=300),
     st.just(GOOD_CSV),
@@ -53,8 +69,9 @@ def zips(draw: st.DrawFn) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for n in range(draw(st.integers(0, 3))):
-            archive.writestr(draw(st.sampled_from([f"r{n}.csv", f"../x{n}.csv", f"d/{n}.txt"])),
-                             draw(payloads))
+            archive.writestr(
+                draw(st.sampled_from([f"r{n}.csv", f"../x{n}.csv", f"d/{n}.txt"])), draw(payloads)
+            )
     return buffer.getvalue()
 
 
@@ -71,20 +88,32 @@ def emails(draw: st.DrawFn) -> EmailMessage:
         if kind == "zip":
             msg.add_attachment(draw(zips()), maintype="application", subtype="zip", filename=filename)
         elif kind == "encrypted":
-            msg.add_attachment(encrypted_zip(draw(st.sampled_from(["r.csv", "x/../r.csv"])), draw(payloads)),
-                               maintype="application", subtype="zip", filename=filename)
+            msg.add_attachment(
+                encrypted_zip(draw(st.sampled_from(["r.csv", "x/../r.csv"])), draw(payloads)),
+                maintype="application",
+                subtype="zip",
+                filename=filename,
+            )
         elif kind == "nested":
             inner = EmailMessage()
             inner["Subject"] = "forwarded"
             inner.add_attachment(draw(payloads), maintype="text", subtype="csv", filename="inner.csv")
             msg.add_attachment(inner)
         else:
-            maintype, subtype = {"csv": ("text", "csv"), "octet": ("application", "octet-stream"),
-                                 "gzip": ("application", "gzip"), "text": ("text", "plain")}[kind]
+            maintype, subtype = {
+                "csv": ("text", "csv"),
+                "octet": ("application", "octet-stream"),
+                "gzip": ("application", "gzip"),
+                "text": ("text", "plain"),
+            }[kind]
             data = draw(payloads)
             if maintype == "text":
-                msg.add_attachment(data.decode("utf-8", "replace"), subtype=subtype, filename=filename,
-                                   cte=draw(st.sampled_from(["base64", "quoted-printable"])))
+                msg.add_attachment(
+                    data.decode("utf-8", "replace"),
+                    subtype=subtype,
+                    filename=filename,
+                    cte=draw(st.sampled_from(["base64", "quoted-printable"])),
+                )
             else:
                 msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
     return msg
@@ -99,7 +128,9 @@ def test_arbitrary_bytes_never_raise(raw: bytes) -> None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(message=emails())
-def test_every_report_is_archived_or_quarantined_with_a_reason(message: EmailMessage, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
+def test_every_report_is_archived_or_quarantined_with_a_reason(
+    message: EmailMessage, tmp_path_factory
+) -> None:  # type: ignore[no-untyped-def]
     raw = message.as_bytes()
     workdir = tmp_path_factory.mktemp("fuzz")
     root = workdir / "archive"
@@ -117,8 +148,12 @@ def test_every_report_is_archived_or_quarantined_with_a_reason(message: EmailMes
                 assert docs and all(d.get("reason") or d.get("reasons") for d in docs)
         assert summary.balanced
     # Nothing is ever written outside the archive root.
-    assert {p.name for p in workdir.iterdir()} <= {"archive", "state.sqlite", "state.sqlite-wal",
-                                                   "state.sqlite-shm"}
+    assert {p.name for p in workdir.iterdir()} <= {
+        "archive",
+        "state.sqlite",
+        "state.sqlite-wal",
+        "state.sqlite-shm",
+    }
     assert all(Path(p).resolve().is_relative_to(root.resolve()) for p in root.rglob("*"))
 
 
@@ -139,8 +174,9 @@ def nested(depth: int, leaf: bytes, *, rfc822_every: int = 0) -> bytes:
 
 @settings(max_examples=60, deadline=None)
 @given(depth=st.integers(0, 1200), rfc822_every=st.sampled_from([0, 2, 3]), leaf=payloads)
-def test_deep_mime_never_raises_and_too_deep_is_refused_with_a_reason(depth: int, rfc822_every: int,
-                                                                       leaf: bytes) -> None:
+def test_deep_mime_never_raises_and_too_deep_is_refused_with_a_reason(
+    depth: int, rfc822_every: int, leaf: bytes
+) -> None:
     parsed = parse_email(nested(depth, leaf, rfc822_every=rfc822_every))
     refused = [p for p in parsed.problems if "nested deeper than" in p]
     if depth > MAX_MIME_DEPTH:
@@ -152,21 +188,29 @@ def test_deep_mime_never_raises_and_too_deep_is_refused_with_a_reason(depth: int
 base64_bodies = st.one_of(
     st.binary(max_size=3000).map(lambda b: base64.encodebytes(b).replace(b"\n", b"\r\n")),
     st.binary(max_size=400),  # anything at all
-    st.builds(lambda b, junk, at: b[:at] + junk + b[at:],  # one damaged line
-              st.binary(min_size=1, max_size=2000).map(lambda b: base64.encodebytes(b)),
-              st.binary(min_size=1, max_size=8), st.integers(0, 2000)),
+    st.builds(
+        lambda b, junk, at: b[:at] + junk + b[at:],  # one damaged line
+        st.binary(min_size=1, max_size=2000).map(lambda b: base64.encodebytes(b)),
+        st.binary(min_size=1, max_size=8),
+        st.integers(0, 2000),
+    ),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(body=base64_bodies, cuts=st.lists(st.integers(1, 997), min_size=1, max_size=6),
-       encoding=st.sampled_from(["base64", "quoted-printable", "7bit"]), text=st.booleans())
-def test_part_path_decoding_never_raises_and_ignores_where_chunks_end(body: bytes, cuts: list[int],
-                                                                      encoding: str, text: bool) -> None:
+@given(
+    body=base64_bodies,
+    cuts=st.lists(st.integers(1, 997), min_size=1, max_size=6),
+    encoding=st.sampled_from(["base64", "quoted-printable", "7bit"]),
+    text=st.booleans(),
+)
+def test_part_path_decoding_never_raises_and_ignores_where_chunks_end(
+    body: bytes, cuts: list[int], encoding: str, text: bool
+) -> None:
     def decode(sizes: list[int]) -> bytes:
         decoder, out, at = Decoder(encoding, text=text), io.BytesIO(), 0
         for size in sizes * (len(body) // max(1, sum(sizes)) + 1):
-            decoder.feed(body[at:at + size], out)
+            decoder.feed(body[at : at + size], out)
             at += size
         decoder.feed(body[at:], out)
         decoder.finish(out)
@@ -174,8 +218,11 @@ def test_part_path_decoding_never_raises_and_ignores_where_chunks_end(body: byte
 
     whole = decode([len(body) or 1])
     assert decode(cuts) == whole
-    if encoding == "base64" and body and all(c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                             b"0123456789+/=\r\n" for c in body):
+    if (
+        encoding == "base64"
+        and body
+        and all(c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n" for c in body)
+    ):
         try:
             expected = base64.b64decode(body.replace(b"\r\n", b""), validate=False)
         except ValueError:

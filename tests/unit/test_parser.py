@@ -84,7 +84,9 @@ def test_simulator_rows_parse_to_exactly_those_rows() -> None:
 
 def test_tricky_text_survives_exactly() -> None:
     rows = _rows(DAY1, date(2024, 1, 8))
-    tricky = [r["message"] for r in rows if any(c in r["message"] for c in ',"\n') or not r["message"].isascii()]
+    tricky = [
+        r["message"] for r in rows if any(c in r["message"] for c in ',"\n') or not r["message"].isascii()
+    ]
     assert len(tricky) >= 4  # the generator puts quotes, commas, newlines and emoji in
 
     report = _parse(rows_to_csv(rows))
@@ -96,12 +98,14 @@ def test_get_rows_parse_like_the_csv() -> None:
     rows = _rows()
 
     from_csv = _parse(rows_to_csv(rows))
-    from_get = parse_frame(frame_from_json_rows(rows_to_json(rows)), bot_id=BOT,
-                           source_sha256="b" * 64, source_kind="get")
+    from_get = parse_frame(
+        frame_from_json_rows(rows_to_json(rows)), bot_id=BOT, source_sha256="b" * 64, source_kind="get"
+    )
 
     assert from_get.rows["source_kind"].unique().to_list() == ["get"]
-    assert_frame_equal(from_get.rows.drop("source_kind", "source_sha256"),
-                       from_csv.rows.drop("source_kind", "source_sha256"))
+    assert_frame_equal(
+        from_get.rows.drop("source_kind", "source_sha256"), from_csv.rows.drop("source_kind", "source_sha256")
+    )
     assert (from_get.rows_read, from_get.duplicates_in_file) == (from_csv.rows_read, 0)
 
 
@@ -121,18 +125,23 @@ def test_counts_add_up_with_duplicates_and_rejects() -> None:
 
 def test_rejected_rows_keep_their_raw_text_and_a_reason() -> None:
     header = ["id", "timestamp", "message", "wait", "is_test"]
-    data = _csv(header, [
-        ["1", "2024-01-01T10:00:00Z", "fine", "0", "true"],
-        ["2", "2024-01-01T10:00:01Z", "bad wait", "three", "true"],
-        ["3", "yesterday", "bad timestamp", "0", "false"],
-        ["4", "2024-01-01T10:00:03Z", "bad bool", "0", "maybe"],
-        ["", "2024-01-01T10:00:04Z", "no id", "0", "false"],
-    ])
+    data = _csv(
+        header,
+        [
+            ["1", "2024-01-01T10:00:00Z", "fine", "0", "true"],
+            ["2", "2024-01-01T10:00:01Z", "bad wait", "three", "true"],
+            ["3", "yesterday", "bad timestamp", "0", "false"],
+            ["4", "2024-01-01T10:00:03Z", "bad bool", "0", "maybe"],
+            ["", "2024-01-01T10:00:04Z", "no id", "0", "false"],
+        ],
+    )
 
     report = _parse(data)
 
     assert report.rows["id"].to_list() == [1]
-    reasons = dict(zip(report.rejected["message"].to_list(), report.rejected["reason"].to_list()))
+    reasons = dict(
+        zip(report.rejected["message"].to_list(), report.rejected["reason"].to_list(), strict=True)
+    )
     assert reasons == {
         "bad wait": "wait is not a valid int",
         "bad timestamp": "timestamp is not a valid timestamp",
@@ -143,16 +152,19 @@ def test_rejected_rows_keep_their_raw_text_and_a_reason() -> None:
 
 
 def test_timestamps_with_offsets_are_stored_as_utc() -> None:
-    data = _csv(["id", "timestamp"], [
-        ["1", "2024-01-01T23:30:00+02:00"],
-        ["2", "2024-01-02T00:30:00+02:00"],
-        ["3", "2024-01-01 10:00:00"],
-        ["4", "2024-01-01T10:00:00.123456Z"],
-    ])
+    data = _csv(
+        ["id", "timestamp"],
+        [
+            ["1", "2024-01-01T23:30:00+02:00"],
+            ["2", "2024-01-02T00:30:00+02:00"],
+            ["3", "2024-01-01 10:00:00"],
+            ["4", "2024-01-01T10:00:00.123456Z"],
+        ],
+    )
 
     report = _parse(data)
 
-    assert dict(zip(report.rows["id"], report.rows["timestamp"])) == {
+    assert dict(zip(report.rows["id"], report.rows["timestamp"], strict=True)) == {
         1: datetime(2024, 1, 1, 21, 30, tzinfo=UTC),
         2: datetime(2024, 1, 1, 22, 30, tzinfo=UTC),
         3: datetime(2024, 1, 1, 10, 0, tzinfo=UTC),
@@ -164,16 +176,19 @@ def test_timestamps_with_offsets_are_stored_as_utc() -> None:
 def test_database_forms_of_a_timestamp_with_an_hour_only_offset_are_read() -> None:
     """PostgreSQL writes a timestamptz as `2024-01-01 23:30:00.5+02` (and DuckDB's CSV
     export the same): an export that went through a database must not lose every row."""
-    data = _csv(["id", "timestamp"], [
-        ["1", "2024-01-01 23:30:00.5+02"],
-        ["2", "2024-01-02 00:30:00-05"],
-        ["3", "2024-01-01T10:00:00+00"],
-        ["4", "2024-01-01+02"],
-    ])
+    data = _csv(
+        ["id", "timestamp"],
+        [
+            ["1", "2024-01-01 23:30:00.5+02"],
+            ["2", "2024-01-02 00:30:00-05"],
+            ["3", "2024-01-01T10:00:00+00"],
+            ["4", "2024-01-01+02"],
+        ],
+    )
 
     report = _parse(data)
 
-    assert dict(zip(report.rows["id"], report.rows["timestamp"])) == {
+    assert dict(zip(report.rows["id"], report.rows["timestamp"], strict=True)) == {
         1: datetime(2024, 1, 1, 21, 30, 0, 500000, tzinfo=UTC),
         2: datetime(2024, 1, 2, 5, 30, tzinfo=UTC),
         3: datetime(2024, 1, 1, 10, 0, tzinfo=UTC),
@@ -195,13 +210,19 @@ def test_invalid_utf8_is_rejected() -> None:
         _parse(data)
 
 
-@pytest.mark.parametrize("line", [
-    b"2,2024-01-01T00:00:01Z,one,too many",
-    b"2,2024-01-01T00:00:01Z",
-    b"2",
-], ids=["too-many-fields", "too-few-fields", "cut-after-first-field"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"2,2024-01-01T00:00:01Z,one,too many",
+        b"2,2024-01-01T00:00:01Z",
+        b"2",
+    ],
+    ids=["too-many-fields", "too-few-fields", "cut-after-first-field"],
+)
 def test_ragged_line_rejects_the_file(line: bytes) -> None:
-    data = b"id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n" + line + b"\r\n3,2024-01-01T00:00:02Z,x\r\n"
+    data = (
+        b"id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n" + line + b"\r\n3,2024-01-01T00:00:02Z,x\r\n"
+    )
 
     with pytest.raises(ReportRejected):
         _parse(data)
@@ -248,10 +269,13 @@ def test_column_order_does_not_matter() -> None:
 
 
 def test_unknown_column_is_kept_in_extra() -> None:
-    data = _csv(["id", "timestamp", "message", "language", "channel"], [
-        ["1", "2024-01-01T00:00:00Z", "hej", "da", "web"],
-        ["2", "2024-01-01T00:00:01Z", "hi", "", "sms"],
-    ])
+    data = _csv(
+        ["id", "timestamp", "message", "language", "channel"],
+        [
+            ["1", "2024-01-01T00:00:00Z", "hej", "da", "web"],
+            ["2", "2024-01-01T00:00:01Z", "hi", "", "sms"],
+        ],
+    )
 
     report = _parse(data)
 
@@ -263,9 +287,12 @@ def test_unknown_column_is_kept_in_extra() -> None:
 
 
 def test_flattened_bot_module_is_folded_into_json() -> None:
-    data = _csv(["id", "timestamp", "bot_module.name", "bot_module.id"], [
-        ["1", "2024-01-01T00:00:00Z", "Returns, refunds", "123456"],
-    ])
+    data = _csv(
+        ["id", "timestamp", "bot_module.name", "bot_module.id"],
+        [
+            ["1", "2024-01-01T00:00:00Z", "Returns, refunds", "123456"],
+        ],
+    )
 
     report = _parse(data)
 
@@ -300,17 +327,20 @@ def _cell(valid: st.SearchStrategy[str], invalid: list[str]) -> st.SearchStrateg
     return st.one_of(valid, st.sampled_from(invalid))
 
 
-RANDOM_ROW = st.fixed_dictionaries({
-    "id": _cell(st.integers(1, 15).map(str), ["", "x", "1.5", "9" * 30, "0x10"]),
-    "timestamp": _cell(
-        st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1))
-        .map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
-        ["", "yesterday", "2024-13-01T00:00:00Z", "2024-01-01T25:00:00Z"],
-    ),
-    "message": CELL_TEXT,
-    "wait": _cell(st.integers(-5, 10**12).map(str), ["", "three", "1e3", "NaN"]),
-    "is_test": st.sampled_from(["true", "false", "True", "0", "1", "", "maybe", "yes!"]),
-})
+RANDOM_ROW = st.fixed_dictionaries(
+    {
+        "id": _cell(st.integers(1, 15).map(str), ["", "x", "1.5", "9" * 30, "0x10"]),
+        "timestamp": _cell(
+            st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1)).map(
+                lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            ),
+            ["", "yesterday", "2024-13-01T00:00:00Z", "2024-01-01T25:00:00Z"],
+        ),
+        "message": CELL_TEXT,
+        "wait": _cell(st.integers(-5, 10**12).map(str), ["", "three", "1e3", "NaN"]),
+        "is_test": st.sampled_from(["true", "false", "True", "0", "1", "", "maybe", "yes!"]),
+    }
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -12,10 +12,11 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 def test_settings_reference_is_generated_from_the_model() -> None:
     start = README.index("<!-- settings-reference:start")
-    body = README[README.index("\n", start) + 1:README.index("<!-- settings-reference:end -->")]
+    body = README[README.index("\n", start) + 1 : README.index("<!-- settings-reference:end -->")]
     assert body.strip() == reference_markdown(), (
         "README settings table is stale: regenerate with "
-        "python -c \"from ingest.settings import reference_markdown as r; print(r())\"")
+        'python -c "from ingest.settings import reference_markdown as r; print(r())"'
+    )
 
 
 def test_container_instructions_are_what_ci_runs() -> None:
@@ -27,12 +28,15 @@ def test_container_instructions_are_what_ci_runs() -> None:
 def test_package_map_matches_the_folders() -> None:
     """Every stage package and module of ``ingest/`` is in the README's map, and nothing else."""
     start = README.index("<!-- package-map:start -->")
-    block = README[start:README.index("<!-- package-map:end -->")]
+    block = README[start : README.index("<!-- package-map:end -->")]
     root = Path(__file__).resolve().parents[2] / "ingest"
     named = set(re.findall(r"\b([a-z_0-9]+)(?:\.py|/)", block)) - {"ingest"}
     packages = {p.name for p in root.iterdir() if (p / "__init__.py").is_file()}
-    modules = {p.stem for p in root.rglob("*.py")
-               if p.stem not in ("__init__", "__main__") and "simulator" not in p.parts}
+    modules = {
+        p.stem
+        for p in root.rglob("*.py")
+        if p.stem not in ("__init__", "__main__") and "simulator" not in p.parts
+    }
     assert packages <= named, f"packages missing from the README map: {sorted(packages - named)}"
     assert modules <= named, f"modules missing from the README map: {sorted(modules - named)}"
     assert named <= packages | modules, f"README map names what is gone: {sorted(named - packages - modules)}"

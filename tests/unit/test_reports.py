@@ -37,18 +37,47 @@ WINDOW = (date(2024, 1, 1), date(2024, 1, 10))
 
 #: The kinds the reader must find in the simulator's reports (a window of several days).
 SIMULATED_KINDS: dict[int, dict[str, str]] = {
-    2: {"date": "date", "conversations": "int", "messages": "int", "users": "int",
-        "new_users": "int", "returning_users": "int", "handovers": "int", "fallbacks": "int",
-        "avg_messages_per_conversation": "float", "avg_conversation_duration_s": "float",
-        "goal_completion_rate": "float"},
-    3: {"date": "date", "channel": "text", "conversations": "int", "messages": "int",
-        "users": "int", "goal_completions": "int", "goal_completion_rate": "float",
-        "avg_response_time_ms": "int", "bounce_rate": "float", "handover_rate": "float",
-        "avg_rating": "float"},
-    4: {"date": "date", "bot_module_id": "int", "module_code": "text", "bot_module_name": "text",
-        "module_type": "text", "group": "text", "times_triggered": "int", "unique_users": "int",
-        "fallbacks": "int", "exits": "int", "is_active": "bool", "is_global": "bool",
-        "last_edited": "timestamp"},
+    2: {
+        "date": "date",
+        "conversations": "int",
+        "messages": "int",
+        "users": "int",
+        "new_users": "int",
+        "returning_users": "int",
+        "handovers": "int",
+        "fallbacks": "int",
+        "avg_messages_per_conversation": "float",
+        "avg_conversation_duration_s": "float",
+        "goal_completion_rate": "float",
+    },
+    3: {
+        "date": "date",
+        "channel": "text",
+        "conversations": "int",
+        "messages": "int",
+        "users": "int",
+        "goal_completions": "int",
+        "goal_completion_rate": "float",
+        "avg_response_time_ms": "int",
+        "bounce_rate": "float",
+        "handover_rate": "float",
+        "avg_rating": "float",
+    },
+    4: {
+        "date": "date",
+        "bot_module_id": "int",
+        "module_code": "text",
+        "bot_module_name": "text",
+        "module_type": "text",
+        "group": "text",
+        "times_triggered": "int",
+        "unique_users": "int",
+        "fallbacks": "int",
+        "exits": "int",
+        "is_active": "bool",
+        "is_global": "bool",
+        "last_edited": "timestamp",
+    },
 }
 
 
@@ -66,42 +95,72 @@ def test_each_kind_is_typed_when_every_value_matches() -> None:
         ["date", "n", "x", "flag", "seen", "at", "label"],
         ["2024-01-01", "0", "2.5", "true", "2023-12-31", "2024-01-01T10:00:00Z", "a"],
         ["2024-01-02", "-12", "3", "FALSE", "", "2024-01-02T01:30:00.5+02:00", ""],
-        ["2024-01-02", "9223372036854775807", "-0.125", "False", "2024-02-29",
-         "2024-01-02T00:00:00-0100", "c, \"d\""],
+        [
+            "2024-01-02",
+            "9223372036854775807",
+            "-0.125",
+            "False",
+            "2024-02-29",
+            "2024-01-02T00:00:00-0100",
+            'c, "d"',
+        ],
     )
     report = read_report(data, 2, window=WINDOW)
-    assert report.columns == {"date": "date", "n": "int", "x": "float", "flag": "bool",
-                              "seen": "date", "at": "timestamp", "label": "text"}
-    expected = pl.DataFrame({
-        "date": [date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 2)],
-        "n": [0, -12, 9223372036854775807],
-        "x": [2.5, 3.0, -0.125],
-        "flag": [True, False, False],
-        "seen": [date(2023, 12, 31), None, date(2024, 2, 29)],
-        "at": [datetime(2024, 1, 1, 10, tzinfo=UTC), datetime(2024, 1, 1, 23, 30, 0, 500_000, tzinfo=UTC),
-               datetime(2024, 1, 2, 1, tzinfo=UTC)],
-        "label": ["a", None, 'c, "d"'],
-    }, schema={"date": pl.Date, "n": pl.Int64, "x": pl.Float64, "flag": pl.Boolean,
-               "seen": pl.Date, "at": pl.Datetime("us", "UTC"), "label": pl.String})
+    assert report.columns == {
+        "date": "date",
+        "n": "int",
+        "x": "float",
+        "flag": "bool",
+        "seen": "date",
+        "at": "timestamp",
+        "label": "text",
+    }
+    expected = pl.DataFrame(
+        {
+            "date": [date(2024, 1, 1), date(2024, 1, 2), date(2024, 1, 2)],
+            "n": [0, -12, 9223372036854775807],
+            "x": [2.5, 3.0, -0.125],
+            "flag": [True, False, False],
+            "seen": [date(2023, 12, 31), None, date(2024, 2, 29)],
+            "at": [
+                datetime(2024, 1, 1, 10, tzinfo=UTC),
+                datetime(2024, 1, 1, 23, 30, 0, 500_000, tzinfo=UTC),
+                datetime(2024, 1, 2, 1, tzinfo=UTC),
+            ],
+            "label": ["a", None, 'c, "d"'],
+        },
+        schema={
+            "date": pl.Date,
+            "n": pl.Int64,
+            "x": pl.Float64,
+            "flag": pl.Boolean,
+            "seen": pl.Date,
+            "at": pl.Datetime("us", "UTC"),
+            "label": pl.String,
+        },
+    )
     assert_frame_equal(report.rows.drop("row_key"), expected)
     assert report.rows.columns[-1] == "row_key" and report.rows_read == 3
     assert report.rejected.height == 0 and report.dataset == "standard"
 
 
-@pytest.mark.parametrize(("values", "why"), [
-    (["1", "2", "x"], "one word among integers"),
-    (["007", "12"], "leading zeros"),
-    (["00", "1"], "a double zero"),
-    (["1.5", "1e5"], "an exponent"),
-    ([" 1", "2"], "a space"),
-    (["9223372036854775808", "1"], "beyond Int64"),
-    (["2024-02-30", "2024-01-01"], "no 30 February"),
-    (["2024-01-01", "2024-01-01T00:00:00Z"], "dates and timestamps mixed"),
-    (["2024-01-01T10:00:00", "2024-01-01T11:00:00"], "timestamps without an offset"),
-    (["yes", "no"], "yes/no is not true/false"),
-    (["1", "true"], "numbers and booleans mixed"),
-    (["١٢", "3"], "non-ASCII digits"),
-])
+@pytest.mark.parametrize(
+    ("values", "why"),
+    [
+        (["1", "2", "x"], "one word among integers"),
+        (["007", "12"], "leading zeros"),
+        (["00", "1"], "a double zero"),
+        (["1.5", "1e5"], "an exponent"),
+        ([" 1", "2"], "a space"),
+        (["9223372036854775808", "1"], "beyond Int64"),
+        (["2024-02-30", "2024-01-01"], "no 30 February"),
+        (["2024-01-01", "2024-01-01T00:00:00Z"], "dates and timestamps mixed"),
+        (["2024-01-01T10:00:00", "2024-01-01T11:00:00"], "timestamps without an offset"),
+        (["yes", "no"], "yes/no is not true/false"),
+        (["1", "true"], "numbers and booleans mixed"),
+        (["١٢", "3"], "non-ASCII digits"),
+    ],
+)
 def test_a_column_with_one_non_matching_value_stays_text(values: list[str], why: str) -> None:
     data = _csv(["date", "v"], *[["2024-01-01", v] for v in values])
     report = read_report(data, 3)
@@ -110,8 +169,7 @@ def test_a_column_with_one_non_matching_value_stays_text(values: list[str], why:
 
 
 def test_empty_cells_are_null_and_an_all_empty_column_is_text() -> None:
-    report = read_report(_csv(["date", "n", "blank"], ["2024-01-01", "", ""],
-                              ["2024-01-01", "4", '']), 2)
+    report = read_report(_csv(["date", "n", "blank"], ["2024-01-01", "", ""], ["2024-01-01", "4", ""]), 2)
     assert report.columns["n"] == "int" and report.columns["blank"] == "text"
     assert report.rows["n"].to_list() == [None, 4]
     assert report.rows["blank"].to_list() == [None, None]
@@ -119,7 +177,7 @@ def test_empty_cells_are_null_and_an_all_empty_column_is_text() -> None:
 
 # -- reading the file ------------------------------------------------------------------------
 def test_bom_crlf_and_quoted_newlines() -> None:
-    rows = [["2024-01-01", "line one\nline two", "7"], ["2024-01-02", "a\r\nb, \"c\"", "8"]]
+    rows = [["2024-01-01", "line one\nline two", "7"], ["2024-01-02", 'a\r\nb, "c"', "8"]]
     plain = read_report(_csv(["date", "text", "n"], *rows), 4)
     with_bom = read_report(_csv(["date", "text", "n"], *rows, bom=True), 4)
     assert_frame_equal(plain.rows, with_bom.rows)
@@ -134,20 +192,23 @@ def test_lf_only_and_a_path_read_the_same(tmp_path: Path) -> None:
     assert_frame_equal(read_report(path, 2).rows, read_report(crlf, 2).rows)
 
 
-@pytest.mark.parametrize(("data", "reason"), [
-    (b"date,n\r\n2024-01-01,1\r\n2024-01-02,2,3\r\n", "fields"),
-    (b"date,n\r\n2024-01-01\r\n", "fields"),
-    (b"date,n\r\n2024-01-01,\xff\xfe\r\n", "not UTF-8"),
-    (b"date,name\r\n2024-01-01,Gr\xfc\xdfe\r\n", "not UTF-8"),
-    (b"", "empty file"),
-    (b"\r\n2024-01-01,1\r\n", "empty header"),
-    (b",\r\n1,2\r\n", "empty header"),
-    (b"date,,n\r\n2024-01-01,1,2\r\n", "column 2 of the header has no name"),
-    (b"date,n,n\r\n2024-01-01,1,2\r\n", "duplicate column name"),
-    (b"date,n, n \r\n2024-01-01,1,2\r\n", "duplicate column name"),
-    (b"date,row_key\r\n2024-01-01,1\r\n", "reserved"),
-    (b"n,label\r\n1,a\r\n", "no date column"),
-])
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"date,n\r\n2024-01-01,1\r\n2024-01-02,2,3\r\n", "fields"),
+        (b"date,n\r\n2024-01-01\r\n", "fields"),
+        (b"date,n\r\n2024-01-01,\xff\xfe\r\n", "not UTF-8"),
+        (b"date,name\r\n2024-01-01,Gr\xfc\xdfe\r\n", "not UTF-8"),
+        (b"", "empty file"),
+        (b"\r\n2024-01-01,1\r\n", "empty header"),
+        (b",\r\n1,2\r\n", "empty header"),
+        (b"date,,n\r\n2024-01-01,1,2\r\n", "column 2 of the header has no name"),
+        (b"date,n,n\r\n2024-01-01,1,2\r\n", "duplicate column name"),
+        (b"date,n, n \r\n2024-01-01,1,2\r\n", "duplicate column name"),
+        (b"date,row_key\r\n2024-01-01,1\r\n", "reserved"),
+        (b"n,label\r\n1,a\r\n", "no date column"),
+    ],
+)
 def test_files_that_cannot_be_read_whole_are_rejected(data: bytes, reason: str) -> None:
     with pytest.raises(ReportRejected, match=reason):
         read_report(data, 2)
@@ -167,8 +228,16 @@ def test_unknown_report_type_is_a_programming_error() -> None:
 
 # -- placing rows on a day -----------------------------------------------------------------------
 def test_rows_outside_the_window_or_undated_are_rejected_and_counts_add_up() -> None:
-    data = _csv(["date", "n"], ["2024-01-01", "1"], ["2024-01-03", "2"], ["2023-12-31", "3"],
-                ["", "4"], ["n/a", "5"], ["2024-01-02", "6"], ["2024-01-02T23:30:00-02:00", "7"])
+    data = _csv(
+        ["date", "n"],
+        ["2024-01-01", "1"],
+        ["2024-01-03", "2"],
+        ["2023-12-31", "3"],
+        ["", "4"],
+        ["n/a", "5"],
+        ["2024-01-02", "6"],
+        ["2024-01-02T23:30:00-02:00", "7"],
+    )
     report = read_report(data, 2, window=(date(2024, 1, 1), date(2024, 1, 2)))
     assert report.rows_read == 7 == report.rows.height + report.rejected.height
     assert report.rows["n"].to_list() == [1, 6]  # typed on the placed rows: "n/a" is gone
@@ -179,8 +248,12 @@ def test_rows_outside_the_window_or_undated_are_rejected_and_counts_add_up() -> 
         (3, "date 2023-12-31 is outside the requested window 2024-01-01..2024-01-02", "2023-12-31", "3"),
         (4, "date is empty: no day for the row", None, "4"),
         (5, "date is not a date or ISO timestamp: n/a", "n/a", "5"),
-        (7, "date 2024-01-03 is outside the requested window 2024-01-01..2024-01-02",
-         "2024-01-02T23:30:00-02:00", "7"),
+        (
+            7,
+            "date 2024-01-03 is outside the requested window 2024-01-01..2024-01-02",
+            "2024-01-02T23:30:00-02:00",
+            "7",
+        ),
     ]
 
 
@@ -191,8 +264,9 @@ def test_a_day_column_is_used_and_kept() -> None:
 
 
 def test_else_the_first_date_or_timestamp_column_gives_the_utc_day() -> None:
-    data = _csv(["label", "edited", "seen"], ["a", "2024-01-01T23:30:00-02:00", "2020-01-01"],
-                ["b", "", "2020-01-01"])
+    data = _csv(
+        ["label", "edited", "seen"], ["a", "2024-01-01T23:30:00-02:00", "2020-01-01"], ["b", "", "2020-01-01"]
+    )
     report = read_report(data, 4)
     assert report.rows["date"].to_list() == [date(2024, 1, 2)]
     assert report.rejected.rows() == [(2, "edited is empty: no day for the row", "b", None, "2020-01-01")]
@@ -308,14 +382,18 @@ def test_simulated_csv_dialect() -> None:
 @pytest.mark.parametrize("hints", [True, False])
 def test_typed_report_email_names_the_type_and_keeps_the_hints(hints: bool) -> None:
     data = report_to_csv(3, generate_report_rows(3, BOT, DAY, DAY))
-    raw = build_typed_report_email(3, csv_bytes=data, bot_id=BOT, from_date=DAY,
-                                   to_date=DAY + timedelta(1), hints=hints)
+    raw = build_typed_report_email(
+        3, csv_bytes=data, bot_id=BOT, from_date=DAY, to_date=DAY + timedelta(1), hints=hints
+    )
     parsed = parse_email(raw)
     assert [r.data for r in parsed.reports] == [data]
     name = parsed.reports[0].filename
     if hints:
-        assert name == report_type_filename(3, BOT, DAY, DAY + timedelta(1)) \
+        assert (
+            name
+            == report_type_filename(3, BOT, DAY, DAY + timedelta(1))
             == f"advanced_report_{BOT}_2024-01-01_2024-01-02.csv"
+        )
         assert parsed.subject == f"Certainly advanced report {BOT} 2024-01-01 - 2024-01-02"
     else:
         assert name == "advanced_report.csv" and BOT not in (parsed.subject or "")

@@ -79,9 +79,7 @@ def test_environment_beats_dotenv(clean_env: Path, monkeypatch: pytest.MonkeyPat
     assert load_settings().imap.host == "env.example"
 
 
-def test_secrets_dir_file_and_secret_never_shown(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_secrets_dir_file_and_secret_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     # Kubernetes and Docker secret files often end with a newline.
@@ -99,7 +97,9 @@ def test_secrets_dir_file_and_secret_never_shown(
 
 
 def test_toml_file_named_by_ingest_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = _toml(tmp_path, """
+    config = _toml(
+        tmp_path,
+        """
 [imap]
 host = "toml.example"
 port = 1143
@@ -107,7 +107,8 @@ allowed_senders = ["reports@certainly.io", "@example.com"]
 
 [certainly]
 report_path = "toml/report/"
-""")
+""",
+    )
     monkeypatch.setenv("INGEST_CONFIG", str(config))
 
     settings = load_settings()

@@ -75,7 +75,8 @@ def test_every_list_setting_is_covered_here() -> None:
 @pytest.mark.parametrize("form", ["json", "comma"])
 @pytest.mark.parametrize("loc", sorted(GOOD), ids=lambda loc: env_name(*loc))
 def test_a_list_setting_takes_both_forms_from_every_source(
-        loc: tuple[str, str], form: str, source: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loc: tuple[str, str], form: str, source: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     values = GOOD[loc]
     text = json.dumps(values) if form == "json" else " , ".join(values) + ","
     put(source, loc, text, clean_env, monkeypatch)
@@ -87,7 +88,8 @@ def test_a_list_setting_takes_both_forms_from_every_source(
 @pytest.mark.parametrize("form", ["json", "comma"])
 @pytest.mark.parametrize("loc", sorted(BAD), ids=lambda loc: env_name(*loc))
 def test_a_bad_entry_is_a_config_error_naming_the_variable(
-        loc: tuple[str, str], form: str, source: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loc: tuple[str, str], form: str, source: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     values = [GOOD[loc][0], BAD[loc]]
     put(source, loc, json.dumps(values) if form == "json" else ",".join(values), clean_env, monkeypatch)
 
@@ -112,9 +114,13 @@ def test_broken_json_is_refused_not_split(text: str, monkeypatch: pytest.MonkeyP
 
 
 def test_secret_files_outrank_dotenv_and_the_environment_outranks_both(
-        clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (clean_env / ".env").write_text("INGEST_IMAP__USERNAME=from-dotenv\nINGEST_IMAP__HOST=dotenv.example\n"
-                                    "INGEST_IMAP__FOLDER=DotenvFolder\n", encoding="utf-8")
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (clean_env / ".env").write_text(
+        "INGEST_IMAP__USERNAME=from-dotenv\nINGEST_IMAP__HOST=dotenv.example\n"
+        "INGEST_IMAP__FOLDER=DotenvFolder\n",
+        encoding="utf-8",
+    )
     secrets = clean_env.parent / "secrets"
     secrets.mkdir()
     (secrets / "ingest_imap__username").write_text("from-secret-file\n", encoding="utf-8")

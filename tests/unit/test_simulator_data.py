@@ -45,7 +45,8 @@ def test_split_ranges_concatenate(start: date, length: int, split: int, seed: in
     cut = start + timedelta(days=min(split, length - 1))
     whole = generate_messages(BOT, start, end, seed=seed)
     parts = generate_messages(BOT, start, cut, seed=seed) + generate_messages(
-        BOT, cut + timedelta(days=1), end, seed=seed)
+        BOT, cut + timedelta(days=1), end, seed=seed
+    )
     assert whole == parts
 
 
@@ -117,8 +118,7 @@ def test_csv_round_trips_through_csv_module() -> None:
 
 def test_csv_nested_json_is_compact_and_not_escaped() -> None:
     row = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 1))[0]
-    row = dict(row, data={"type": "local", "fallback": True, "position": 2},
-               message="Grüße, 你好")
+    row = dict(row, data={"type": "local", "fallback": True, "position": 2}, message="Grüße, 你好")
     cells = _parse_csv(rows_to_csv([row]))[0]
     assert cells["data"] == '{"type":"local","fallback":true,"position":2}'
     assert cells["message"] == "Grüße, 你好"

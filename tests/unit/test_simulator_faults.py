@@ -52,21 +52,32 @@ def _get(sim: CertainlySimulator) -> requests.Response:
 # -- Fault -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fault", "payload"), [
-    (Fault(status=500), b'{"detail": "Internal Server Error"}'),
-    (Fault(status=499), b'{"detail": "Status 499."}'),
-    (Fault(status=409, body={"detail": "busy"}), b'{"detail": "busy"}'),
-    (Fault(status=502, body="<html>Bad gateway</html>"), b"<html>Bad gateway</html>"),
-    (Fault(status=200, body=b"\xff raw"), b"\xff raw"),
-])
+@pytest.mark.parametrize(
+    ("fault", "payload"),
+    [
+        (Fault(status=500), b'{"detail": "Internal Server Error"}'),
+        (Fault(status=499), b'{"detail": "Status 499."}'),
+        (Fault(status=409, body={"detail": "busy"}), b'{"detail": "busy"}'),
+        (Fault(status=502, body="<html>Bad gateway</html>"), b"<html>Bad gateway</html>"),
+        (Fault(status=200, body=b"\xff raw"), b"\xff raw"),
+    ],
+)
 def test_fault_payload(fault: Fault, payload: bytes) -> None:
     assert fault.payload() == payload
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"delay": -1}, {"status": 99}, {"status": 600}, {"drop": True, "status": 500},
-    {"drop": True, "headers": {"X": "y"}}, {"body": "x"}, {"headers": {"Retry-After": "1"}},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"delay": -1},
+        {"status": 99},
+        {"status": 600},
+        {"drop": True, "status": 500},
+        {"drop": True, "headers": {"X": "y"}},
+        {"body": "x"},
+        {"headers": {"Retry-After": "1"}},
+    ],
+)
 def test_fault_refuses_contradictions(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Fault(**kwargs)
@@ -126,7 +137,10 @@ def test_scripted_answers_come_first_then_normal_behaviour(make_sim: Any) -> Non
     first, second, third, fourth = _post(sim), _post(sim), _post(sim), _post(sim)
 
     assert (first.status_code, first.json(), first.headers["Retry-After"]) == (
-        429, {"detail": "Request was throttled."}, "2")
+        429,
+        {"detail": "Request was throttled."},
+        "2",
+    )
     assert first.headers["Content-Type"] == "application/json"
     assert (second.status_code, second.text, second.headers["Content-Type"]) == (503, "down", "text/plain")
     assert (third.status_code, third.json()) == (200, {"detail": ACCEPTED_DETAIL})
@@ -193,8 +207,12 @@ def test_stop_cuts_a_delay_short_and_drops(make_sim: Any) -> None:
     host, port = sim.base_url.split("//")[1].rstrip("/").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     try:
-        conn.request("POST", "/" + sim.config.report_path, body=json.dumps(BODY),
-                     headers={**AUTH, "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/" + sim.config.report_path,
+            body=json.dumps(BODY),
+            headers={**AUTH, "Content-Type": "application/json"},
+        )
         assert sim.faults.wait_for_arrivals("POST", 1, timeout=5)
         started = time.monotonic()
         sim.stop(timeout=5)

@@ -15,8 +15,9 @@ BOT = "3f2b8c1e-0000-4000-8000-000000000001"
 
 
 def _build(csv_bytes: bytes, **extra: object) -> EmailMessage:
-    raw = build_report_email(csv_bytes=csv_bytes, bot_id=BOT, from_date=date(2024, 1, 1),
-                             to_date=date(2024, 1, 15), **extra)  # type: ignore[arg-type]
+    raw = build_report_email(
+        csv_bytes=csv_bytes, bot_id=BOT, from_date=date(2024, 1, 1), to_date=date(2024, 1, 15), **extra
+    )  # type: ignore[arg-type]
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(msg, EmailMessage)
@@ -49,8 +50,7 @@ def test_attachment_bytes_come_back_exactly() -> None:
 
 
 def test_custom_addresses_and_distinct_message_ids() -> None:
-    first = _build(b"x", sender="a@example.com", recipient="b@example.org",
-                   message_id_domain="example.net")
+    first = _build(b"x", sender="a@example.com", recipient="b@example.org", message_id_domain="example.net")
     second = _build(b"x")
     assert first["From"] == "a@example.com" and first["To"] == "b@example.org"
     assert first["Message-ID"].endswith("@example.net>")

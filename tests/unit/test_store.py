@@ -47,7 +47,12 @@ def test_reopen_keeps_data(tmp_path: Path) -> None:
         store.record_email("INBOX", 7, 42, message_id=None, sender=None, subject=None, outcome="ignored")
     with Store.open(path) as store:
         [window] = store.windows()
-        assert (window.bot_id, window.from_date, window.to_date, window.state) == (BOT, JAN1, JAN30, S.PLANNED)
+        assert (window.bot_id, window.from_date, window.to_date, window.state) == (
+            BOT,
+            JAN1,
+            JAN30,
+            S.PLANNED,
+        )
         assert store.mailbox_position("INBOX") == (7, 42)
 
 
@@ -146,8 +151,15 @@ def test_windows_filter_by_state(store: Store) -> None:
 
 
 def _email(store: Store, uidvalidity: int, uid: int) -> None:
-    store.record_email("INBOX", uidvalidity, uid, message_id=f"<{uid}@x>", sender="r@c.io",
-                       subject="report", outcome="archived")
+    store.record_email(
+        "INBOX",
+        uidvalidity,
+        uid,
+        message_id=f"<{uid}@x>",
+        sender="r@c.io",
+        subject="report",
+        outcome="archived",
+    )
 
 
 def test_record_email_advances_position_monotonically(store: Store) -> None:

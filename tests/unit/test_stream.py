@@ -15,7 +15,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -39,31 +39,42 @@ BOT = "3f2b8c1e-0000-4000-8000-0000000000s1"
 PROVENANCE = {"import": {"path": "/somewhere/report.csv"}}
 WINDOW = (date(2024, 1, 2), date(2024, 1, 3))
 # Cell text: anything but NUL (not representable in CSV text) and lone surrogates (not UTF-8).
-CELL_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                    max_size=40)
+CELL_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 
 
 @contextmanager
-def small_pieces(block: int = 4096, chunk: int = 8192, budget: int = 1,
-                 open_writers: int = 2) -> Iterator[int]:
+def small_pieces(
+    block: int = 4096, chunk: int = 8192, budget: int = 1, open_writers: int = 2
+) -> Iterator[int]:
     """Tiny reader blocks and batches, a budget that flushes every batch, few open files."""
-    with mock.patch.object(ingest.parse.csvstream, "BLOCK_BYTES", block), \
-            mock.patch.object(ingest.parse.csvstream, "CHUNK_BYTES", chunk), \
-            mock.patch.object(ingest.archive.staging, "MAX_OPEN_WRITERS", open_writers):
+    with (
+        mock.patch.object(ingest.parse.csvstream, "BLOCK_BYTES", block),
+        mock.patch.object(ingest.parse.csvstream, "CHUNK_BYTES", chunk),
+        mock.patch.object(ingest.archive.staging, "MAX_OPEN_WRITERS", open_writers),
+    ):
         yield budget
 
 
 def in_memory(root: Path, data: bytes, window: tuple[date, date] | None = None) -> SaveResult:
     sha = hashlib.sha256(data).hexdigest()
     parsed = parse_csv(data, bot_id=BOT, source_sha256=sha, window=window)
-    return save_report(root, parsed, bot_id=BOT, source_sha256=sha, raw=data,
-                       raw_name="report.csv", provenance=PROVENANCE)
+    return save_report(
+        root, parsed, bot_id=BOT, source_sha256=sha, raw=data, raw_name="report.csv", provenance=PROVENANCE
+    )
 
 
-def streamed(root: Path, source: Any, window: tuple[date, date] | None = None,
-             budget: int = 32 << 20) -> SaveResult:
-    return archive_csv_file(root, source, bot_id=BOT, raw_name="report.csv",
-                            provenance=PROVENANCE, window=window, memory_budget=budget)
+def streamed(
+    root: Path, source: Any, window: tuple[date, date] | None = None, budget: int = 32 << 20
+) -> SaveResult:
+    return archive_csv_file(
+        root,
+        source,
+        bot_id=BOT,
+        raw_name="report.csv",
+        provenance=PROVENANCE,
+        window=window,
+        memory_budget=budget,
+    )
 
 
 def files_under(root: Path) -> list[str]:
@@ -114,8 +125,9 @@ def compare(data: bytes, window: tuple[date, date] | None = None, **pieces: int)
         return b
 
 
-def to_csv(header: list[str], records: list[list[str]], *, bom: bool = False,
-           terminator: str = "\r\n") -> bytes:
+def to_csv(
+    header: list[str], records: list[list[str]], *, bom: bool = False, terminator: str = "\r\n"
+) -> bytes:
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator=terminator)
     writer.writerow(header)
@@ -131,8 +143,16 @@ TIMESTAMP = st.one_of(
     st.sampled_from(MOMENTS).map(lambda m: m.strftime("%Y-%m-%d %H:%M:%S")),
     st.sampled_from(MOMENTS).map(lambda m: m.strftime("%Y-%m-%dT%H:%M:%S+02:00")),
     st.sampled_from(MOMENTS).map(lambda m: m.strftime("%Y-%m-%d %H:%M:%S.%f-05")),  # PostgreSQL's form
-    st.sampled_from(["", "yesterday", "2024-13-01T00:00:00.000000Z", "2024-01-01T25:00:00Z",
-                     "2024-01-02T00:00:60.000000Z", " 2024-01-02T00:00:00.000000Z"]),
+    st.sampled_from(
+        [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00.000000Z",
+            "2024-01-01T25:00:00Z",
+            "2024-01-02T00:00:60.000000Z",
+            " 2024-01-02T00:00:00.000000Z",
+        ]
+    ),
 )
 CELLS: dict[str, st.SearchStrategy[str]] = {
     "id": st.one_of(st.integers(1, 12).map(str), st.sampled_from(["", "x", " 7", "1.5", "9" * 30])),
@@ -149,21 +169,26 @@ CELLS: dict[str, st.SearchStrategy[str]] = {
 def reports(draw: st.DrawFn) -> bytes:
     """A report with random cells, column order, extra column, BOM and line ends."""
     columns = draw(st.permutations(list(CELLS) + draw(st.sampled_from([[], ["language"]]))))
-    rows = draw(st.lists(st.fixed_dictionaries({c: CELLS.get(c, CELL_TEXT) for c in columns}),
-                         min_size=0, max_size=30))
+    rows = draw(
+        st.lists(
+            st.fixed_dictionaries({c: CELLS.get(c, CELL_TEXT) for c in columns}), min_size=0, max_size=30
+        )
+    )
     terminator = draw(st.sampled_from(["\r\n", "\n"]))
     if terminator == "\n":
         # csv.writer leaves a lone CR unquoted then; the readers disagree on it (see
         # ingest.parse.csvstream), and the export writes CRLF.
         rows = [{c: v.replace("\r", "") for c, v in row.items()} for row in rows]
-    return to_csv(columns, [[row[c] for c in columns] for row in rows], bom=draw(st.booleans()),
-                  terminator=terminator)
+    return to_csv(
+        columns, [[row[c] for c in columns] for row in rows], bom=draw(st.booleans()), terminator=terminator
+    )
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reports(), st.sampled_from([None, WINDOW]), st.sampled_from([(256, 512), (4096, 1 << 20)]))
-def test_stream_and_in_memory_archive_the_same(data: bytes, window: tuple[date, date] | None,
-                                               sizes: tuple[int, int]) -> None:
+def test_stream_and_in_memory_archive_the_same(
+    data: bytes, window: tuple[date, date] | None, sizes: tuple[int, int]
+) -> None:
     block, chunk = sizes
     try:
         result = compare(data, window, block=block, chunk=chunk)
@@ -176,8 +201,7 @@ def test_stream_and_in_memory_archive_the_same(data: bytes, window: tuple[date, 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(CELL_TEXT, min_size=1, max_size=6))
 def test_any_text_round_trips_through_the_stream(texts: list[str]) -> None:
-    template = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 1), min_per_day=1,
-                                 max_per_day=1)[0]
+    template = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 1), min_per_day=1, max_per_day=1)[0]
     rows = [dict(template, id=template["id"] + i, message=text) for i, text in enumerate(texts)]
     with tempfile.TemporaryDirectory() as tmp:
         with small_pieces(block=512, chunk=1024):
@@ -188,6 +212,7 @@ def test_any_text_round_trips_through_the_stream(texts: list[str]) -> None:
 
 
 # --------------------------------------------------------------------- examples
+
 
 def test_simulator_report_with_records_spanning_blocks() -> None:
     rows = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 6))
@@ -211,7 +236,9 @@ def test_rows_out_of_time_order_end_sorted_in_their_files() -> None:
 
 
 @pytest.mark.parametrize("budget", [1, 64 << 10, 32 << 20], ids=["round-per-batch", "spilled", "in-memory"])
-def test_a_shuffled_offset_bom_crlf_export_archives_exactly_the_generated_rows(budget: int, workdir: Path) -> None:
+def test_a_shuffled_offset_bom_crlf_export_archives_exactly_the_generated_rows(
+    budget: int, workdir: Path
+) -> None:
     """Rows in no order, +02:00 offsets (a row just after local midnight belongs to the UTC
     day before), a BOM, CRLF, quoted newlines and tied timestamps: the archive holds exactly
     the generated rows, each under its UTC date, each file sorted by timestamp with ties in
@@ -228,25 +255,33 @@ def test_a_shuffled_offset_bom_crlf_export_archives_exactly_the_generated_rows(b
         row["timestamp"] = moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+02:00"
     random.Random(7).shuffle(rows)
     data = rows_to_csv(rows, bom=True)
-    assert data.startswith(b"\xef\xbb\xbf") and b"\r\n" in data and sum('\n' in str(r["message"]) for r in rows)
+    assert (
+        data.startswith(b"\xef\xbb\xbf") and b"\r\n" in data and sum("\n" in str(r["message"]) for r in rows)
+    )
 
     result = compare(data, block=4096, chunk=8192, budget=budget)  # and the in-memory path agrees
-    expected = (pl.read_csv(data, infer_schema=False)
-                .with_row_index("order")
-                .select(pl.col("id").cast(pl.Int64),
-                        pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us",
-                                                            time_zone="UTC"),
-                        "message", "order")
-                .with_columns(pl.col("timestamp").dt.date().alias("date")))
+    expected = (
+        pl.read_csv(data, infer_schema=False)
+        .with_row_index("order")
+        .select(
+            pl.col("id").cast(pl.Int64),
+            pl.col("timestamp").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC"),
+            "message",
+            "order",
+        )
+        .with_columns(pl.col("timestamp").dt.date().alias("date"))
+    )
     assert expected.height == len(rows) and expected["id"].n_unique() == len(rows)
     assert len(result.files) == expected["date"].n_unique()
 
     with tempfile.TemporaryDirectory() as tmp:
         streamed(Path(tmp), data, budget=budget)
         glob = str(Path(tmp) / "messages" / "**" / "*.parquet")
-        archive = duckdb.sql(f"SELECT id, timestamp, message, date, filename, file_row_number FROM "
-                             f"read_parquet('{glob}', hive_partitioning = true, filename = true, "
-                             "file_row_number = true) ORDER BY filename, file_row_number").pl()
+        archive = duckdb.sql(
+            f"SELECT id, timestamp, message, date, filename, file_row_number FROM "
+            f"read_parquet('{glob}', hive_partitioning = true, filename = true, "
+            "file_row_number = true) ORDER BY filename, file_row_number"
+        ).pl()
     got = archive.select("id", pl.col("timestamp").dt.convert_time_zone("UTC"), "message", "date")
     assert_frame_equal(got.sort("id"), expected.drop("order").sort("id"), check_dtypes=False)
     # Within each file: by timestamp, ties in file order; one file per UTC date.
@@ -260,7 +295,9 @@ def test_window_rejects_rows_outside_it() -> None:
     rows = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 5))
     result = compare(rows_to_csv(rows), window=WINDOW)
 
-    assert result.rows_rejected == sum(1 for r in rows if not "2024-01-02" <= r["timestamp"][:10] <= "2024-01-03")
+    assert result.rows_rejected == sum(
+        1 for r in rows if not "2024-01-02" <= r["timestamp"][:10] <= "2024-01-03"
+    )
 
 
 def test_header_only_and_blank_lines() -> None:
@@ -268,22 +305,45 @@ def test_header_only_and_blank_lines() -> None:
     assert compare(header + b"\r\n").rows_read == 0
     assert compare(header).rows_read == 0  # not even a line end
     line = b"1,2024-01-01T00:00:00.000000Z" + b"," * 20
-    assert compare(header + b"\r\n" + line + b"\r\n\r\n" + line.replace(b"1,", b"2,", 1) + b"\r\n\r\n").rows_read == 2
+    assert (
+        compare(header + b"\r\n" + line + b"\r\n\r\n" + line.replace(b"1,", b"2,", 1) + b"\r\n\r\n").rows_read
+        == 2
+    )
 
 
-@pytest.mark.parametrize("data", [
-    b"id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n2,2024-01-01T00:00:01Z\r\n",
-    b"id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n2,2024-01-01T00:00:01Z,a,b\r\n",
-    b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,"cut in the middle\r\n',
-    b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,"',
-    b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,"a ""quoted"" word\r\nand more',
-    b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n2,"2024-01-01\r\n3,x,y\r\n',
-    b"id,timestamp,message\r\n" + b"1,2024-01-01T00:00:00Z,fine\r\n" * 500 + b"2,2024-01-01T00:00:00Z,caf\xe9\r\n",
-    b"timestamp,message\r\n2024-01-01T00:00:00Z,hi\r\n",
-    b"", b"\xef\xbb\xbf", b"\r\n\r\n", b"\r\nid,timestamp\r\n1,2024-01-01T00:00:00Z\r\n",
-], ids=["short-record", "long-record", "open-quote", "open-quote-at-end", "open-quote-escaped",
-        "open-quote-mid-record", "not-utf8-far-in", "missing-id", "empty", "bom-only", "blank",
-        "blank-first-line"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n2,2024-01-01T00:00:01Z\r\n",
+        b"id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n2,2024-01-01T00:00:01Z,a,b\r\n",
+        b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,"cut in the middle\r\n',
+        b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,"',
+        b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,"a ""quoted"" word\r\nand more',
+        b'id,timestamp,message\r\n1,2024-01-01T00:00:00Z,hi\r\n2,"2024-01-01\r\n3,x,y\r\n',
+        b"id,timestamp,message\r\n"
+        + b"1,2024-01-01T00:00:00Z,fine\r\n" * 500
+        + b"2,2024-01-01T00:00:00Z,caf\xe9\r\n",
+        b"timestamp,message\r\n2024-01-01T00:00:00Z,hi\r\n",
+        b"",
+        b"\xef\xbb\xbf",
+        b"\r\n\r\n",
+        b"\r\nid,timestamp\r\n1,2024-01-01T00:00:00Z\r\n",
+    ],
+    ids=[
+        "short-record",
+        "long-record",
+        "open-quote",
+        "open-quote-at-end",
+        "open-quote-escaped",
+        "open-quote-mid-record",
+        "not-utf8-far-in",
+        "missing-id",
+        "empty",
+        "bom-only",
+        "blank",
+        "blank-first-line",
+    ],
+)
 def test_files_refused_whole_by_both_paths(data: bytes) -> None:
     with pytest.raises(ReportRejected):
         compare(data, block=256, chunk=512)
@@ -304,15 +364,23 @@ def test_record_longer_than_the_block_is_read_again_with_a_bigger_one() -> None:
 
 ISO_Z = st.builds(
     lambda y, mo, d, h, mi, s, f: f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}.{f:06d}Z",
-    st.integers(1, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
-    st.integers(0, 61), st.integers(0, 61), st.integers(0, 999_999))
+    st.integers(1, 9999),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.integers(0, 999_999),
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.one_of(ISO_Z, ISO_Z.map(lambda t: t.replace("T", " ")), CELL_TEXT,
-                          st.none()), max_size=20))
+@given(
+    st.lists(st.one_of(ISO_Z, ISO_Z.map(lambda t: t.replace("T", " ")), CELL_TEXT, st.none()), max_size=20)
+)
 def test_fast_timestamp_path_parses_like_the_full_rules(texts: list[str | None]) -> None:
     from ingest.parse.validate import _timestamp_any, _timestamps
+
     series = pl.Series("timestamp", texts, dtype=pl.String)
     full = series.to_frame().select(_timestamp_any(pl.col("timestamp"))).to_series()
     assert _timestamps(series).to_list() == full.to_list()
@@ -322,22 +390,31 @@ CELL_FORMS = {
     "id": ["7", "007", "-0", "0x1F", "0X1f", " 7", "7 ", "+7", "7.0", "", "9223372036854775808"],
     "wait": ["3", "0x10", "3e2", "-3", ""],
     "is_test": ["true", "false", "TRUE", "False", "1", "0", "t", "yes", "No", " true", ""],
-    "timestamp": ["2024-01-02T03:04:05.123456Z", "2024-01-02T03:04:05Z", "2024-01-02 03:04:05",
-                  "2024-01-02T03:04:05.123456+00:00", "2024-13-02T03:04:05.123456Z",
-                  "2024-01-04T00:00:00.000000Z", "2024-01-01T23:59:59.999999Z", ""],
+    "timestamp": [
+        "2024-01-02T03:04:05.123456Z",
+        "2024-01-02T03:04:05Z",
+        "2024-01-02 03:04:05",
+        "2024-01-02T03:04:05.123456+00:00",
+        "2024-13-02T03:04:05.123456Z",
+        "2024-01-04T00:00:00.000000Z",
+        "2024-01-01T23:59:59.999999Z",
+        "",
+    ],
 }
 
 
 @pytest.mark.parametrize("column,value", [(c, v) for c, vs in CELL_FORMS.items() for v in vs])
 @pytest.mark.parametrize("window", [None, WINDOW])
-def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
-                                                       window: tuple[date, date] | None) -> None:
+def test_arrow_judge_agrees_with_the_rules_or_declines(
+    column: str, value: str, window: tuple[date, date] | None
+) -> None:
     # The Arrow fast path either gives judge()'s very verdict, or none (judge decides).
     import pyarrow as pa
 
     from ingest.parse.csvstream import CsvBatches
     from ingest.parse.header import read_header
     from ingest.parse.validate import judge, judge_arrow, needed_columns, plan_columns
+
     rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:50]
     text = rows_to_csv(rows)
     header = read_header(text)
@@ -352,10 +429,30 @@ def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
     assert isinstance(frame, pl.DataFrame)
     rules = judge(frame, plan, first_row=1, window=window)
     if fast is None:
-        assert value in {"0x1F", "0X1f", " 7", "7 ", "+7", "7.0", "", "9223372036854775808", "0x10",
-                         "3e2", "t", "yes", "No", " true", "2024-01-02T03:04:05Z",
-                         "2024-01-02 03:04:05", "2024-01-02T03:04:05.123456+00:00",
-                         "2024-13-02T03:04:05.123456Z"} or window is not None
+        assert (
+            value
+            in {
+                "0x1F",
+                "0X1f",
+                " 7",
+                "7 ",
+                "+7",
+                "7.0",
+                "",
+                "9223372036854775808",
+                "0x10",
+                "3e2",
+                "t",
+                "yes",
+                "No",
+                " true",
+                "2024-01-02T03:04:05Z",
+                "2024-01-02 03:04:05",
+                "2024-01-02T03:04:05.123456+00:00",
+                "2024-13-02T03:04:05.123456Z",
+            }
+            or window is not None
+        )
         return
     assert rules.all_good and fast.all_good
     for name in fast.arrow:
@@ -364,9 +461,17 @@ def test_arrow_judge_agrees_with_the_rules_or_declines(column: str, value: str,
     assert fast.rows.to_list() == rules.rows.to_list()
 
 
-@pytest.mark.parametrize("form", ["%Y-%m-%dT%H:%M:%S.%f+00:00", "%Y-%m-%dT%H:%M:%S.%f+02:00",
-                                  "%Y-%m-%dT%H:%M:%S.%f-05:30", "%Y-%m-%dT%H:%M:%SZ",
-                                  "%Y-%m-%dT%H:%M:%S+02:00", "%Y-%m-%dT%H:%M:%S.%f+0200"])
+@pytest.mark.parametrize(
+    "form",
+    [
+        "%Y-%m-%dT%H:%M:%S.%f+00:00",
+        "%Y-%m-%dT%H:%M:%S.%f+02:00",
+        "%Y-%m-%dT%H:%M:%S.%f-05:30",
+        "%Y-%m-%dT%H:%M:%SZ",
+        "%Y-%m-%dT%H:%M:%S+02:00",
+        "%Y-%m-%dT%H:%M:%S.%f+0200",
+    ],
+)
 def test_arrow_judge_reads_every_plain_timestamp_form_like_the_rules(form: str) -> None:
     # A whole column in one form with an offset (what some exports write): the Arrow
     # fast path gives the same instants and UTC dates as judge(), or declines.
@@ -375,12 +480,15 @@ def test_arrow_judge_reads_every_plain_timestamp_form_like_the_rules(form: str) 
     from ingest.parse.csvstream import CsvBatches
     from ingest.parse.header import read_header
     from ingest.parse.validate import judge, judge_arrow, needed_columns, plan_columns
+
     rows = generate_messages(BOT, date(2024, 1, 2), date(2024, 1, 3))[:80]
     for row in rows:
         moment = datetime.fromisoformat(row["timestamp"].replace("Z", "+00:00"))
-        offset = {"+02:00": timedelta(hours=2), "-05:30": -timedelta(hours=5, minutes=30),
-                  "+0200": timedelta(hours=2)}.get(next((o for o in ("+02:00", "-05:30", "+0200")
-                                                          if form.endswith(o)), ""), timedelta(0))
+        offset = {
+            "+02:00": timedelta(hours=2),
+            "-05:30": -timedelta(hours=5, minutes=30),
+            "+0200": timedelta(hours=2),
+        }.get(next((o for o in ("+02:00", "-05:30", "+0200") if form.endswith(o)), ""), timedelta(0))
         row["timestamp"] = (moment + offset).strftime(form)
     text = rows_to_csv(rows)
     with CsvBatches(text, read_header(text)) as batches:
@@ -397,21 +505,21 @@ def test_arrow_judge_reads_every_plain_timestamp_form_like_the_rules(form: str) 
     assert fast is not None and fast.all_good
     assert fast.typed_column("timestamp").to_list() == rules.typed_column("timestamp").to_list()
     assert fast.date.to_list() == rules.date.to_list()
-    expected = [datetime.fromisoformat(r["timestamp"]).astimezone(timezone.utc).date() for r in rows]
+    expected = [datetime.fromisoformat(r["timestamp"]).astimezone(UTC).date() for r in rows]
     assert fast.date.to_list() == expected
 
 
 @pytest.mark.parametrize("cell", ['"q\r\nz"', '"\r\n"', '"x\r\n\r\ny"', '"a\rb\r\n"'])
 @pytest.mark.parametrize("candidates", [1, 16], ids=["held-back-CR", "safe-block-size"])
 def test_a_quoted_crlf_on_any_block_edge_is_kept(
-        cell: str, candidates: int, monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
+    cell: str, candidates: int, monkeypatch: pytest.MonkeyPatch, workdir: Path
+) -> None:
     """pyarrow drops the LF of a quoted CRLF that its block boundary splits; every split
     position, from bytes and from a file, must read back exactly as Python's csv reads it,
     whether a safe block size is found or the trailing CR is held back."""
     monkeypatch.setattr(ingest.parse.csvstream, "BLOCK_CANDIDATES", candidates)
     for pad in range(32):  # blocks are longer than any record: no "record too long"
-        data = (b"a,b\r\n" + b"y" * 40 + b",1\r\n" + b"x" * pad + b"," + cell.encode()
-                + b'\r\n1,"2\r\n"\r\n')
+        data = b"a,b\r\n" + b"y" * 40 + b",1\r\n" + b"x" * pad + b"," + cell.encode() + b'\r\n1,"2\r\n"\r\n'
         truth = [row[1] for row in csv.reader(io.StringIO(data.decode(), newline=""))][1:]
         path = workdir / "report.csv"
         path.write_bytes(data)

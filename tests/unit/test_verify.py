@@ -39,8 +39,9 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def _save(root: Path, bot: str, first: date, last: date, window: tuple[date, date] | None,
-          shift_partition: int = 0) -> str:
+def _save(
+    root: Path, bot: str, first: date, last: date, window: tuple[date, date] | None, shift_partition: int = 0
+) -> str:
     """Archive the simulator's rows of bot for first..last; returns the attachment sha256."""
     data = rows_to_csv(generate_messages(bot, first, last))
     sha = _sha(data)
@@ -48,8 +49,9 @@ def _save(root: Path, bot: str, first: date, last: date, window: tuple[date, dat
     if shift_partition:  # a writer bug: rows filed under the wrong date
         parsed.rows = parsed.rows.with_columns(pl.col("date") + timedelta(days=shift_partition))
     provenance = {"window": {"from": window[0].isoformat(), "to": window[1].isoformat()}} if window else {}
-    save_report(root, parsed, bot_id=bot, source_sha256=sha, raw=data, raw_name=f"{bot}.csv",
-                provenance=provenance)
+    save_report(
+        root, parsed, bot_id=bot, source_sha256=sha, raw=data, raw_name=f"{bot}.csv", provenance=provenance
+    )
     return sha
 
 
@@ -88,9 +90,11 @@ def test_clean_archive_verifies_with_totals_and_coverage(archive: Path) -> None:
 
     assert report.ok, report.problems
     truth_a = generate_messages(BOT_A, D("2024-01-01"), D("2024-01-08")) + generate_messages(
-        BOT_A, D("2024-01-20"), D("2024-01-22"))
+        BOT_A, D("2024-01-20"), D("2024-01-22")
+    )
     truth_b = generate_messages(BOT_B, D("2024-01-01"), D("2024-01-03")) + generate_messages(
-        BOT_B, D("2024-02-01"), D("2024-02-02"))
+        BOT_B, D("2024-02-01"), D("2024-02-02")
+    )
     assert report.rows == len(truth_a) + len(truth_b)
     assert report.files == len(_data_files(archive))
     assert (report.raw_files, report.manifests) == (len(REPORTS), len(REPORTS))
@@ -100,12 +104,20 @@ def test_clean_archive_verifies_with_totals_and_coverage(archive: Path) -> None:
     assert a.days == _days(D("2024-01-01"), D("2024-01-08")) + _days(D("2024-01-20"), D("2024-01-22"))
     assert a.days_without_rows == [D("2024-01-23"), D("2024-01-24")]  # inside a window, no rows
     assert (b.first_day, b.last_day, len(b.days), b.days_without_rows) == (
-        D("2024-01-01"), D("2024-02-02"), 5, [])
+        D("2024-01-01"),
+        D("2024-02-02"),
+        5,
+        [],
+    )
 
     document = json.loads(to_json(report))
     assert document["ok"] is True
-    assert document["totals"] == {"files": report.files, "rows": report.rows,
-                                  "raw_files": len(REPORTS), "manifests": len(REPORTS)}
+    assert document["totals"] == {
+        "files": report.files,
+        "rows": report.rows,
+        "raw_files": len(REPORTS),
+        "manifests": len(REPORTS),
+    }
     assert document["bots"][0]["days_without_rows"] == ["2024-01-23", "2024-01-24"]
     text = render_text(report)
     assert "OK" in text and BOT_A in text and "2024-01-23..2024-01-24" in text
@@ -150,11 +162,12 @@ def test_changed_byte_in_data_file_is_named(archive: Path, where: str) -> None:
 def test_data_file_with_unreadable_pages_is_named_and_the_rest_still_checked(archive: Path) -> None:
     target = _data_files(archive)[3]
     data = bytearray(target.read_bytes())
-    data[4:len(data) // 2] = b"\xff" * (len(data) // 2 - 4)  # footer intact, pages garbage
+    data[4 : len(data) // 2] = b"\xff" * (len(data) // 2 - 4)  # footer intact, pages garbage
     target.write_bytes(bytes(data))
     other = _data_files(archive)[0]
     pl.read_parquet(other, hive_partitioning=False).head(1).write_parquet(
-        other.with_name("part-extra.parquet"))
+        other.with_name("part-extra.parquet")
+    )
 
     report = verify_archive(archive)
 

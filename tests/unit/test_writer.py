@@ -19,8 +19,10 @@ from ingest.simulator import generate_messages, rows_to_csv
 from tests.support.saving import parse_csv
 
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"
-PROVENANCE = {"email": {"message_id": "<m1@certainly.example>", "from": "reports@certainly.example"},
-              "window": {"from": "2024-01-01", "to": "2024-01-03"}}
+PROVENANCE = {
+    "email": {"message_id": "<m1@certainly.example>", "from": "reports@certainly.example"},
+    "window": {"from": "2024-01-01", "to": "2024-01-03"},
+}
 
 
 def _sha(data: bytes) -> str:
@@ -33,14 +35,18 @@ def _report(start: date, end: date, *, extra_lines: bytes = b"") -> tuple[bytes,
 
 
 def _save(root: Path, data: bytes, parsed: ParsedReport, name: str = "report.csv") -> SaveResult:
-    return save_report(root, parsed, bot_id=BOT, source_sha256=_sha(data), raw=data,
-                       raw_name=name, provenance=PROVENANCE)
+    return save_report(
+        root, parsed, bot_id=BOT, source_sha256=_sha(data), raw=data, raw_name=name, provenance=PROVENANCE
+    )
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, str]]:
     """Every file under root: its mtime (ns) and sha256."""
-    return {p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, _sha(p.read_bytes()))
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_mtime_ns, _sha(p.read_bytes()))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _archive(root: Path) -> pl.DataFrame:
@@ -68,8 +74,12 @@ def test_layout_raw_bytes_and_manifest(tmp_path: Path) -> None:
     assert manifest["window"] == PROVENANCE["window"]
     assert manifest["bot_id"] == BOT
     assert manifest["attachment"] == {"name": "report.csv", "size": len(data), "sha256": sha}
-    assert manifest["counts"] == {"rows_read": parsed.rows_read, "rows_written": parsed.rows.height,
-                                  "rows_duplicate": 0, "rows_rejected": 0}
+    assert manifest["counts"] == {
+        "rows_read": parsed.rows_read,
+        "rows_written": parsed.rows.height,
+        "rows_duplicate": 0,
+        "rows_rejected": 0,
+    }
     assert sum(f["rows"] for f in manifest["files"]) == parsed.rows.height
     for entry in manifest["files"]:
         on_disk = tmp_path / entry["path"]
@@ -116,8 +126,7 @@ def test_overlapping_report_adds_only_new_ids_in_new_files(tmp_path: Path) -> No
 
 
 def test_rejected_rows_go_to_quarantine_with_reasons(tmp_path: Path) -> None:
-    bad = (b"999,not-a-time,,,,,,,,,,,,,,,,,,,,\r\n"
-           b"abc,2024-01-01T10:00:00Z,,,,,,,,,,,,,,,,,,,,\r\n")
+    bad = b"999,not-a-time,,,,,,,,,,,,,,,,,,,,\r\nabc,2024-01-01T10:00:00Z,,,,,,,,,,,,,,,,,,,,\r\n"
     data, parsed = _report(date(2024, 1, 1), date(2024, 1, 1), extra_lines=bad)
     sha = _sha(data)
 
@@ -127,8 +136,10 @@ def test_rejected_rows_go_to_quarantine_with_reasons(tmp_path: Path) -> None:
     assert result.rows_read == result.rows_written + result.rows_duplicate + result.rows_rejected
     rejected = pl.read_parquet(tmp_path / "quarantine" / sha / "rejected_rows.parquet")
     assert sorted(rejected["id"].to_list()) == ["999", "abc"]
-    assert sorted(rejected["reason"].to_list()) == ["id is not a valid int",
-                                                    "timestamp is not a valid timestamp"]
+    assert sorted(rejected["reason"].to_list()) == [
+        "id is not a valid int",
+        "timestamp is not a valid timestamp",
+    ]
     reasons = json.loads((tmp_path / "quarantine" / sha / "reason.json").read_text(encoding="utf-8"))
     assert reasons == {"reasons": {"id is not a valid int": 1, "timestamp is not a valid timestamp": 1}}
     manifest = json.loads((tmp_path / "manifests" / f"{sha}.json").read_text(encoding="utf-8"))
@@ -150,24 +161,31 @@ def test_archive_reads_back_with_polars_and_duckdb(tmp_path: Path) -> None:
     try:
         rows = conn.execute(
             "SELECT id, bot_id, CAST(date AS VARCHAR), epoch_us(timestamp), message, bot_module "
-            "FROM read_parquet(?, hive_partitioning = true) ORDER BY id", [glob]
+            "FROM read_parquet(?, hive_partitioning = true) ORDER BY id",
+            [glob],
         ).fetchall()
     finally:
         conn.close()
     expected_rows = expected.select(
-        "id", "bot_id", pl.col("date").cast(pl.String), pl.col("timestamp").dt.epoch("us"),
-        "message", "bot_module",
+        "id",
+        "bot_id",
+        pl.col("date").cast(pl.String),
+        pl.col("timestamp").dt.epoch("us"),
+        "message",
+        "bot_module",
     ).rows()
     assert rows == expected_rows
 
 
 def test_every_row_is_in_the_partition_of_its_utc_date(tmp_path: Path) -> None:
     header = b"id,timestamp,message\r\n"
-    data = header + (b"1,2024-01-01T23:30:00+02:00,late evening in Copenhagen\r\n"
-                     b"2,2024-01-02T00:30:00+02:00,after local midnight\r\n"
-                     b"3,2024-01-01T23:59:59.999999Z,last microsecond\r\n"
-                     b"4,2024-01-02T00:00:00Z,first instant\r\n"
-                     b"5,2024-01-01T20:00:00-05:00,evening in New York\r\n")
+    data = header + (
+        b"1,2024-01-01T23:30:00+02:00,late evening in Copenhagen\r\n"
+        b"2,2024-01-02T00:30:00+02:00,after local midnight\r\n"
+        b"3,2024-01-01T23:59:59.999999Z,last microsecond\r\n"
+        b"4,2024-01-02T00:00:00Z,first instant\r\n"
+        b"5,2024-01-01T20:00:00-05:00,evening in New York\r\n"
+    )
     parsed = parse_csv(data, bot_id=BOT, source_sha256=_sha(data))
 
     _save(tmp_path, data, parsed)
@@ -178,8 +196,13 @@ def test_every_row_is_in_the_partition_of_its_utc_date(tmp_path: Path) -> None:
         frame = pl.read_parquet(path)
         assert frame["timestamp"].dt.date().unique().to_list() == [day]
         partitions.update(dict.fromkeys(frame["id"].to_list(), day))
-    assert partitions == {1: date(2024, 1, 1), 2: date(2024, 1, 1), 3: date(2024, 1, 1),
-                          4: date(2024, 1, 2), 5: date(2024, 1, 2)}
+    assert partitions == {
+        1: date(2024, 1, 1),
+        2: date(2024, 1, 1),
+        3: date(2024, 1, 1),
+        4: date(2024, 1, 2),
+        5: date(2024, 1, 2),
+    }
 
 
 def test_unwritable_root_is_an_output_error(tmp_path: Path) -> None:
