@@ -222,9 +222,8 @@ def run(
 
 
 @contextmanager
-def row_counter(verb: str = "reading") -> Iterator[Callable[[str, int], None] | None]:
-    """A live count of rows per file on a terminal (``verb`` names what is done to them);
-    nothing in JSON-log mode or when piped."""
+def row_counter() -> Iterator[Callable[[str, int], None] | None]:
+    """A live count of rows read per file on a terminal; nothing in JSON-log mode."""
     if json_wanted() or not out.is_terminal:
         yield None
         return
@@ -238,10 +237,34 @@ def row_counter(verb: str = "reading") -> Iterator[Callable[[str, int], None] | 
 
         def count(name: str, rows: int) -> None:
             if name not in tasks:
-                tasks[name] = bar.add_task(f"{verb} {name}", total=None)
+                tasks[name] = bar.add_task(f"reading {name}", total=None)
             bar.advance(tasks[name], rows)
 
         yield count
+
+
+@contextmanager
+def export_progress() -> Iterator[Callable[[str, int, int | None], None] | None]:
+    """A bar per bundle file on a terminal (rows written of those expected, when known);
+    nothing in JSON-log mode or when piped."""
+    if json_wanted() or not out.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("exporting {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=out,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(name: str, rows: int, expected: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=expected)
+            bar.advance(tasks[name], rows)
+
+        yield advance
 
 
 @contextmanager
@@ -640,7 +663,7 @@ def export(
         datasets=list(dataset or []),
         fmt=fmt,
     )
-    with row_counter("exporting") as on_rows:
+    with export_progress() as on_rows:
         cut = cut_bundle(
             storage_for(settings),
             query,

@@ -18,6 +18,9 @@ Subject access (``botusers``): every row whose ``botuser`` JSON has that ``id`` 
 Data); report types 2-4 are searched in a ``botuser`` JSON column or a ``botuser_id`` /
 ``user_id`` column when they have one, and otherwise said to hold no per-person rows.
 
+``on_rows(file, rows, expected)`` is told of each batch written (``expected``: the rows the
+archive's records list for that file when no row filter applies, else None).
+
 Example::
 
     cut_bundle(storage, Query(bots=["b1"], fmt="csv"), Path("out.zip"), key=private_key)
@@ -125,7 +128,7 @@ def cut_bundle(
     *,
     key: Ed25519PrivateKey,
     tool: str,
-    on_rows: Callable[[str, int], None] | None = None,
+    on_rows: Callable[[str, int, int | None], None] | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Cut:
     """Write the bundle for ``query`` to ``out`` (a folder, or a ``.zip`` file), signed
@@ -220,7 +223,7 @@ def _export_one(
     work: Path,
     cut: Cut,
     source_rows: Counter[str],
-    on_rows: Callable[[str, int], None] | None,
+    on_rows: Callable[[str, int, int | None], None] | None,
     batch_rows: int,
 ) -> None:
     """Stream one bot's rows of one dataset into ``data/<dataset>/<bot>.<fmt>``."""
@@ -234,6 +237,11 @@ def _export_one(
     if frame is None:
         return
     name = f"{DATA}/{dataset}/{bot}.{query.fmt}"
+    # Without row filters the records say how many rows will come: a bar with an end.
+    filtered = query.conversations or query.botusers
+    expected = None if filtered else snap.listed_rows(dataset, bot, query.first, query.last)
+    if on_rows is not None:
+        on_rows(f"{dataset}/{bot}", 0, expected)
     path = work / name
     days: Counter[str] = Counter()
     rows = 0
@@ -253,7 +261,7 @@ def _export_one(
                 for sha, n in batch.group_by("source_sha256").len().iter_rows():
                     source_rows[str(sha)] += n
             if on_rows is not None:
-                on_rows(f"{dataset}/{bot}", batch.height)
+                on_rows(f"{dataset}/{bot}", batch.height, expected)
     finally:
         if writer is not None:
             writer.close()

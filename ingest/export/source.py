@@ -23,6 +23,7 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import polars as pl
@@ -59,6 +60,8 @@ class Snapshot:
     storage: Storage
     #: dataset -> bot -> listed data file keys (sorted)
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: listed data file key -> its rows, as its record says
+    rows: dict[str, int] = field(default_factory=dict)
     #: source sha256 -> its commit record's provenance
     sources: dict[str, SourceRecord] = field(default_factory=dict)
     version: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +71,16 @@ class Snapshot:
     def bots(self, dataset: str) -> list[str]:
         """Bots with listed files in ``dataset``."""
         return sorted(self.files.get(dataset, {}))
+
+    def listed_rows(self, dataset: str, bot: str, first: date | None = None, last: date | None = None) -> int:
+        """Rows the records list for one bot's partitions of ``dataset`` between two days
+        (inclusive, either open): what an export without row filters will write."""
+        total = 0
+        for key in self.files.get(dataset, {}).get(bot, []):
+            day = date.fromisoformat(key.split("/date=", 1)[1][:10]) if "/date=" in key else None
+            if day is None or ((first is None or day >= first) and (last is None or day <= last)):
+                total += self.rows.get(key, 0)
+        return total
 
     def scan(self, dataset: str, bots: list[str] | None = None) -> pl.LazyFrame | None:
         """A lazy scan of the listed files of ``dataset`` (for ``bots``, else all), with the
@@ -102,6 +115,7 @@ def open_snapshot(storage: Storage) -> Snapshot:
         if dataset in NOT_DATASETS or not rest.startswith("bot_id="):
             continue
         files[dataset][bot].append(path)
+        snap.rows[path] = int(entry.get("rows") or 0)
         digest.update(json.dumps([path, entry.get("sha256"), entry.get("rows")]).encode() + b"\n")
     snap.files = {
         d: {b: sorted(keys) for b, keys in sorted(bots.items())} for d, bots in sorted(files.items())
