@@ -102,6 +102,9 @@ def _check_sums(folder: Path) -> list[str]:
             continue
         want, name = match.groups()
         listed.add(name)
+        if not _inside(name):
+            problems.append(f"{SUMS} line {number}: {name!r} is outside the bundle")
+            continue
         path = folder / name
         if not path.is_file():
             problems.append(f"{name}: missing (listed in {SUMS})")
@@ -117,6 +120,9 @@ def _check_listed(folder: Path, manifest: dict[str, Any]) -> list[str]:
     counts = manifest.get("counts") or {}
     for entry in manifest.get("files", []):
         name = str(entry.get("path"))
+        if not _inside(name):
+            problems.append(f"{MANIFEST}: file {name!r} is outside the bundle")
+            continue
         path = folder / name
         if not path.is_file():
             problems.append(f"{name}: missing (listed in {MANIFEST})")
@@ -143,6 +149,12 @@ def _check_listed(folder: Path, manifest: dict[str, Any]) -> list[str]:
                 f"{want.get(differ[0], 0)} listed"
             )
     return problems
+
+
+def _inside(name: str) -> bool:
+    """A relative name that stays inside the bundle (no absolute path, no ``..``)."""
+    pure = PurePosixPath(name)
+    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in name
 
 
 def rows_per_day(path: Path) -> dict[str, int]:
