@@ -37,6 +37,7 @@ from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from ingest.archive.storage import Storage
+    from ingest.ops.verify import VerifyReport
     from ingest.pipeline.summary import RunSummary
     from ingest.state.store import Store
 
@@ -476,16 +477,28 @@ def verify(
     with Store.open(state) if state.exists() else nullcontext() as store:
         report = verify_archive(storage_for(settings), store)
         if store is not None:  # the evidence report (`ingest report`) shows the last outcome
-            store.record_verify(
-                version=__version__,
-                root=report.root,
-                ok=report.ok,
-                problems=report.problems,
-                files=report.files,
-                rows=report.rows,
-            )
+            _keep_verify(store, report)
     typer.echo(to_json(report) if as_json else render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
+
+
+def _keep_verify(store: Store, report: VerifyReport) -> None:
+    """Keep a verify outcome in the state store; a store that cannot be written (mounted
+    read-only, say) costs the record, never the verification."""
+    import logging
+    import sqlite3
+
+    try:
+        store.record_verify(
+            version=__version__,
+            root=report.root,
+            ok=report.ok,
+            problems=report.problems,
+            files=report.files,
+            rows=report.rows,
+        )
+    except sqlite3.Error as err:
+        logging.getLogger(__name__).warning("verify outcome not kept in the state store: %s", err)
 
 
 @app.command()
@@ -570,14 +583,7 @@ def report(
         if run_verify:
             checked = verify_archive(storage, store)
             if store is not None:
-                store.record_verify(
-                    version=__version__,
-                    root=checked.root,
-                    ok=checked.ok,
-                    problems=checked.problems,
-                    files=checked.files,
-                    rows=checked.rows,
-                )
+                _keep_verify(store, checked)
         evidence = collect_evidence(storage, store, version=__version__)
     html_out.write_text(render_html(evidence), encoding="utf-8")
     rows = sum(b.rows for b in evidence.bots.values())
