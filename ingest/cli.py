@@ -37,6 +37,7 @@ from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from ingest.archive.storage import Storage
+    from ingest.ops.verify import VerifyReport
     from ingest.pipeline.summary import RunSummary
     from ingest.state.store import Store
 
@@ -244,6 +245,30 @@ def row_counter() -> Iterator[Callable[[str, int], None] | None]:
 
 
 @contextmanager
+def export_progress() -> Iterator[Callable[[str, int, int | None], None] | None]:
+    """A bar per bundle file on a terminal (rows written of those expected, when known);
+    nothing in JSON-log mode or when piped."""
+    if json_wanted() or not out.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("exporting {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=out,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(name: str, rows: int, expected: int | None) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=expected)
+            bar.advance(tasks[name], rows)
+
+        yield advance
+
+
+@contextmanager
 def progress_bar(store: Store) -> Iterator[Callable[[RunSummary], None]]:
     """A bar of windows done on a terminal; nothing in JSON-log mode or when piped."""
     from ingest.state.store import FINAL
@@ -437,7 +462,8 @@ def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Re-hash the archive against its manifests; check (bot_id, id) uniqueness, partitions
-    and counts; list per bot the days covered and the gaps. Exit 1 on any problem.
+    and counts; list per bot the days covered and the gaps. Exit 1 on any problem. The
+    outcome is kept in the state store (when there is one) for `ingest report`.
 
     Example: ingest verify --json > verify.json
     """
@@ -450,8 +476,29 @@ def verify(
     # Only read a state store that exists: opening one would create it.
     with Store.open(state) if state.exists() else nullcontext() as store:
         report = verify_archive(storage_for(settings), store)
+        if store is not None:  # the evidence report (`ingest report`) shows the last outcome
+            _keep_verify(store, report)
     typer.echo(to_json(report) if as_json else render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
+
+
+def _keep_verify(store: Store, report: VerifyReport) -> None:
+    """Keep a verify outcome in the state store; a store that cannot be written (mounted
+    read-only, say) costs the record, never the verification."""
+    import logging
+    import sqlite3
+
+    try:
+        store.record_verify(
+            version=__version__,
+            root=report.root,
+            ok=report.ok,
+            problems=report.problems,
+            files=report.files,
+            rows=report.rows,
+        )
+    except sqlite3.Error as err:
+        logging.getLogger(__name__).warning("verify outcome not kept in the state store: %s", err)
 
 
 @app.command()
@@ -504,6 +551,190 @@ def doctor() -> None:
         table.add_row(inert(check.name), verdict, inert(check.detail))  # detail: shown inert
     out.print(table)
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
+
+
+@app.command()
+def report(
+    html_out: Annotated[Path, typer.Option("--html", help="Where the HTML page goes.")],
+    run_verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Run `ingest verify` first (and keep its outcome), rather than show the last one.",
+        ),
+    ] = False,
+) -> None:
+    """Write a self-contained HTML evidence report a person can read without running a
+    command: per bot a calendar of rows per day with the gaps marked, export windows by
+    state, the last `ingest verify` (outcome, version, time), conflicts, quarantined
+    reports, failed emails, totals and how to check it. No script, no network.
+
+    Example: ingest report --html evidence.html
+    """
+    from ingest.archive.storage import storage_for
+    from ingest.ops.evidence import collect_evidence, render_html
+    from ingest.ops.verify import verify_archive
+    from ingest.state.store import Store
+
+    settings = load_settings()
+    state = Path(settings.state.path)
+    storage = storage_for(settings)
+    with Store.open(state) if state.exists() else nullcontext() as store:
+        if run_verify:
+            checked = verify_archive(storage, store)
+            if store is not None:
+                _keep_verify(store, checked)
+        evidence = collect_evidence(storage, store, version=__version__)
+    html_out.write_text(render_html(evidence), encoding="utf-8")
+    rows = sum(b.rows for b in evidence.bots.values())
+    gaps = sum(len(b.gaps) for b in evidence.bots.values())
+    out.print(inert(f"wrote {html_out}: {len(evidence.bots)} bot(s), {rows} message rows, {gaps} gap day(s)"))
+
+
+@app.command()
+def keygen(
+    out_path: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Where the private key goes (mode 0600); the public key is written beside it as PATH.pub.",
+        ),
+    ],
+) -> None:
+    """Make an Ed25519 key pair for signing export bundles. Give PATH.pub to recipients;
+    name PATH in INGEST_EXPORT__SIGNING_KEY_FILE (or a secret file). Never overwrites.
+
+    Example: ingest keygen --out /run/secrets/export.key
+    """
+    from ingest.export.signing import write_keypair
+
+    public = write_keypair(out_path)
+    out.print(inert(f"private key {out_path} (mode 0600, keep it secret); public key {public}"))
+
+
+@app.command()
+def export(
+    out_path: Annotated[Path, typer.Option("--out", help="BUNDLE.zip, or a new (or empty) folder.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
+    bot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bot", help="Bot id (repeatable); default with --botuser: every bot.", callback=_bot_ids
+        ),
+    ] = None,
+    from_: Annotated[
+        datetime | None, typer.Option("--from", formats=["%Y-%m-%d"], help="First day (UTC), YYYY-MM-DD.")
+    ] = None,
+    to: Annotated[
+        datetime | None, typer.Option("--to", formats=["%Y-%m-%d"], help="Last day (UTC), YYYY-MM-DD.")
+    ] = None,
+    conversation: Annotated[
+        list[str] | None, typer.Option("--conversation", help="Only these conversation ids (repeatable).")
+    ] = None,
+    botuser: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--botuser",
+            help="Subject access: every row of this bot user (repeatable), across bots and datasets.",
+        ),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset",
+            help="messages, standard, advanced or content_management (repeatable; default "
+            "messages, or every dataset with --botuser).",
+        ),
+    ] = None,
+) -> None:
+    """Cut a signed bundle of archived rows: one file per bot and dataset, manifest.json
+    (query, archive version, counts per bot and day, sha256 of each file, provenance),
+    its Ed25519 signature (INGEST_EXPORT__SIGNING_KEY_FILE), SHA256SUMS and SUMMARY.txt.
+    Streams: memory stays bounded whatever the size. See docs/COMPLIANCE.md.
+
+    Example: ingest export --bot 0f9c...-uuid --from 2024-01-01 --to 2024-03-31 --format csv --out q1.zip
+    """
+    from ingest.archive.storage import storage_for
+    from ingest.export.bundle import Query, cut_bundle
+    from ingest.export.signing import load_private_key
+
+    settings = load_settings()
+    key = load_private_key(_signing_key_pem(settings))
+    query = Query(
+        bots=list(bot or []),
+        first=from_.date() if from_ else None,
+        last=to.date() if to else None,
+        conversations=list(conversation or []),
+        botusers=list(botuser or []),
+        datasets=list(dataset or []),
+        fmt=fmt,
+    )
+    with export_progress() as on_rows:
+        cut = cut_bundle(
+            storage_for(settings),
+            query,
+            out_path,
+            key=key,
+            tool=f"certainly-ingest {__version__}",
+            on_rows=on_rows,
+        )
+    out.print(
+        inert(
+            f"exported {cut.rows} row(s) in {sum(1 for f in cut.files if f.rows)} file(s) to "
+            f"{cut.out}; signed by key sha256 "
+            f"{cut.manifest['signature']['public_key_sha256'][:16]}..."
+        )
+    )
+    for note in cut.notes:
+        out.print(inert(f"  note: {note}"))
+
+
+def _signing_key_pem(settings: Settings) -> bytes:
+    """The export signing key's PEM (a file, or a secret's text); never printed."""
+    conf = settings.export
+    if conf.signing_key_file is not None:
+        try:
+            return Path(conf.signing_key_file).read_bytes()
+        except OSError as err:
+            raise ConfigError(
+                f"INGEST_EXPORT__SIGNING_KEY_FILE: cannot read it ({err.strerror or err})"
+            ) from None
+    if conf.signing_key is not None:
+        return conf.signing_key.get_secret_value().encode()
+    raise ConfigError(
+        "INGEST_EXPORT__SIGNING_KEY_FILE is not set: exports are signed",
+        hint="make a key with `ingest keygen --out PATH`",
+    )
+
+
+@app.command("verify-export")
+def verify_export(
+    bundle: Annotated[Path, typer.Argument(help="The bundle: a .zip or its folder.")],
+    public_key: Annotated[
+        Path,
+        typer.Option(
+            "--public-key",
+            help="The signer's public key (PEM), as received from them.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+) -> None:
+    """Check an export bundle: the manifest's signature under PUBLIC_KEY, every file's
+    sha256 (SHA256SUMS and the manifest), and the rows per bot and day. Exit 1 naming
+    each difference.
+
+    Example: ingest verify-export q1.zip --public-key export.key.pub
+    """
+    from ingest.export.check import check_bundle
+
+    problems = check_bundle(bundle, public_key.read_bytes())
+    for problem in problems:
+        out.print(inert(f"  - {problem}", markup=False), markup=False, highlight=False)
+    if problems:
+        out.print(f"verify-export: {len(problems)} problem(s)")
+        raise typer.Exit(EXIT_ATTENTION)
+    out.print("verify-export: OK, signature, checksums and counts match")
 
 
 @contextmanager

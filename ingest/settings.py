@@ -291,6 +291,19 @@ class MetricsSettings(BaseModel):
     textfile: Path | None = Field(None, description="Write Prometheus metrics here after each run.")
 
 
+class ExportSettings(BaseModel):
+    """Compliance exports (`ingest export`)."""
+
+    signing_key_file: Path | None = Field(
+        None, description="Ed25519 private key (PEM, from `ingest keygen`) that signs export bundles."
+    )
+    signing_key: SecretStr | None = Field(
+        None,
+        description="The same key's PEM text, e.g. a secret file ingest_export__signing_key; "
+        "signing_key_file wins when both are set.",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of certainly-ingest; see the README's configuration reference."""
 
@@ -309,6 +322,7 @@ class Settings(BaseSettings):
     output: OutputSettings = OutputSettings()
     state: StateSettings = StateSettings()
     metrics: MetricsSettings = MetricsSettings()
+    export: ExportSettings = ExportSettings()
 
     @classmethod
     def settings_customise_sources(

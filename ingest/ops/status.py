@@ -85,40 +85,31 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def render_status(report: dict[str, Any], console: Console, errors: Console) -> None:
-    """``ingest status`` on a terminal: a table per bot and dataset, the row totals, the
+    """``ingest status`` on a terminal: a block per bot and dataset, the row totals, the
     failed emails; conflicts go to ``errors`` (stderr). Stored text (API messages above
-    all) is shown inert: never markup, never a control character."""
-    table = Table(
-        "bot",
-        "windows",
-        "states",
-        "covered until",
-        "in flight (since)",
-        "next retry",
-        "rows archived",
-        "last error",
-    )
+    all) is shown inert: never markup, never a control character.
+
+    Each bot is a heading and one labelled line per fact, values folded (never cut) at
+    the terminal's width: whole ids, dates and state names stay readable at 80 columns."""
     for bot in report["bots"]:
+        console.print(inert(f"bot {bot['bot_id']} ({bot['dataset']})"), style="bold", overflow="fold")
         states = ", ".join(f"{k} {v}" for k, v in sorted(bot["states"].items()))
         flight = bot["in_flight"]
-        label = bot["bot_id"] if bot["dataset"] == "messages" else f"{bot['bot_id']} ({bot['dataset']})"
-        # Stored text (API messages above all) is shown inert: never markup, never a control.
-        table.add_row(
-            *(
-                inert(cell)
-                for cell in (
-                    label,
-                    bot["windows"],
-                    states,
-                    bot["covered_until"] or "",
-                    f"{flight['window']} ({flight['since']})" if flight else "",
-                    bot["next_retry_at"] or "",
-                    bot["rows_archived"],
-                    bot["last_error"] or "",
-                )
-            )
-        )
-    console.print(table)
+        facts = [
+            ("windows", f"{bot['windows']}: {states}"),
+            ("rows archived", f"{bot['rows_archived']:,}"),
+            ("covered until", bot["covered_until"] or "nothing archived yet"),
+            ("in flight", f"{flight['window']} (accepted {flight['since']})" if flight else ""),
+            ("next retry", bot["next_retry_at"] or ""),
+            ("last error", bot["last_error"] or ""),
+        ]
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for label, value in facts:
+            if value:
+                grid.add_row(f"  {label}", inert(value))
+        console.print(grid)
     totals = report["attachments"]
     emails = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["emails"].items())) or "none"
     console.print(

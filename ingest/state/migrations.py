@@ -104,5 +104,19 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX conflicts_bot ON conflicts (bot_id, row_id);
     """,
+    # 4: each `ingest verify` run's outcome (issue 17): the evidence report shows the last one
+    """
+    CREATE TABLE verify_runs (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        version TEXT NOT NULL,
+        root TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        problems INTEGER NOT NULL,
+        files INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

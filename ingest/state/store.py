@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -455,6 +456,40 @@ class Store:
             (limit,),
         )
         return int(total), [dict(r) for r in rows]
+
+    # -- verify runs (ingest verify; the evidence report shows the last) ---------------------------
+    def record_verify(
+        self, *, version: str, root: str, ok: bool, problems: list[str], files: int, rows: int
+    ) -> None:
+        """Keep one `ingest verify` outcome (the first 50 problems in full)."""
+        with self._tx():
+            self._conn.execute(
+                "INSERT INTO verify_runs (at, version, root, ok, problems, files, rows, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    time.time(),
+                    version,
+                    root,
+                    int(ok),
+                    len(problems),
+                    files,
+                    rows,
+                    json.dumps({"problems": problems[:50]}),
+                ),
+            )
+
+    def last_verify(self) -> dict[str, Any] | None:
+        """The latest recorded `ingest verify` outcome, or None when verify never ran."""
+        rows = self._query(
+            "SELECT at, version, root, ok, problems, files, rows, detail FROM verify_runs"
+            " ORDER BY id DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        found = dict(rows[0])
+        found["ok"] = bool(found["ok"])
+        found["problem_list"] = json.loads(found.pop("detail")).get("problems", [])
+        return found
 
 
 class _Transaction:

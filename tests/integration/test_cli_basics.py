@@ -54,7 +54,23 @@ def test_main_help_lists_commands_and_an_example(main_help: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["demo", "backfill", "run", "watch", "import", "fetch", "status", "verify", "compact", "doctor", "retry"],
+    [
+        "demo",
+        "backfill",
+        "run",
+        "watch",
+        "import",
+        "fetch",
+        "status",
+        "verify",
+        "compact",
+        "doctor",
+        "retry",
+        "keygen",
+        "export",
+        "verify-export",
+        "report",
+    ],
 )
 def test_command_help_has_an_example(command: str, tmp_path: Path) -> None:
     result = run_ingest(command, "--help", env=TERMINAL, cwd=tmp_path)
