@@ -7,6 +7,7 @@ person (failed window, quarantined or unmatched report, token or login refused);
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -19,15 +20,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 
 from ingest import __version__
 from ingest.errors import ConfigError, IngestError, LockHeld, TransientError
@@ -56,6 +48,8 @@ EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG, EXIT_TRANSIENT = 0, 1, 2, 3
 #: The job's umask: files 0640, folders 0750.
 JOB_UMASK = 0o027
 _VERBOSE = False  # set once by the --verbose option
+#: main() turns the cyclic garbage collector off while the libraries are imported.
+_GC_HELD = False
 
 
 def exit_code_for(error: IngestError) -> int:
@@ -69,6 +63,18 @@ def exit_code_for(error: IngestError) -> int:
     return EXIT_ATTENTION
 
 
+def _settle_gc() -> None:
+    """After the imports: keep what they made out of every later collection, and collect
+    again. Importing polars, pyarrow, pydantic and the package leaves about 120,000
+    objects for the collector to track, and its collections walked them again and again,
+    during the imports and during the run (bench/README.md: 0.1 s and more of CPU)."""
+    global _GC_HELD
+    if _GC_HELD:
+        _GC_HELD = False
+        gc.freeze()
+        gc.enable()
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"certainly-ingest {__version__}")
@@ -77,6 +83,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -88,6 +95,8 @@ def _main(
     # nobody outside the job's user and group should read them (see the README).
     os.umask(JOB_UMASK)
     setup_logging(verbose)
+    if ctx.invoked_subcommand != "import":  # import settles it after its own imports
+        _settle_gc()
 
 
 @app.command()
@@ -228,6 +237,8 @@ def row_counter() -> Iterator[Callable[[str, int], None] | None]:
     if json_wanted() or not out.is_terminal:
         yield None
         return
+    from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("{task.description}"),
         TextColumn("{task.completed:,} rows"),
@@ -251,6 +262,8 @@ def export_progress() -> Iterator[Callable[[str, int, int | None], None] | None]
     if json_wanted() or not out.is_terminal:
         yield None
         return
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("exporting {task.description}"),
         BarColumn(),
@@ -276,6 +289,8 @@ def progress_bar(store: Store) -> Iterator[Callable[[RunSummary], None]]:
     if json_wanted() or not out.is_terminal:
         yield lambda summary: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with Progress(
         TextColumn("archiving"),
         BarColumn(),
@@ -335,9 +350,11 @@ def import_(
 
     Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
     """
+    import ingest.archive.stream  # noqa: F401  (imported by import_files anyway: before settling)
     from ingest.pipeline.intake import import_files
     from ingest.pipeline.summary import RunSummary
 
+    _settle_gc()
     settings = load_settings()
     summary = RunSummary()
     with job(settings) as (store, storage), row_counter() as on_rows:
@@ -543,6 +560,8 @@ def doctor() -> None:
     from ingest.ops.doctor import run_checks
 
     checks = run_checks(load_settings())
+    from rich.table import Table
+
     table = Table("check", "", "detail")
     for check in checks:
         verdict = (
@@ -783,6 +802,9 @@ def main() -> None:
     Usage errors are click's own (exit 2); everything this package raises on purpose is
     an :class:`IngestError` and ends here as ``error: <message> (<hint>)``.
     """
+    global _GC_HELD
+    gc.disable()  # off until the command's imports are done (see _settle_gc)
+    _GC_HELD = True
     try:
         app()
     except IngestError as error:
