@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from ingest.arrowrows import FILE_SCHEMA, parquet_writer, stamp, text_scalar
+from ingest.arrowrows import FILE_SCHEMA, indices_array, int64_numpy, parquet_writer, stamp, text_scalar
 from ingest.validate import ROW_NUMBER
 from ingest.storage import Storage, as_storage
 from ingest.writer import WrittenFile, partition_key, sha256_file
@@ -314,8 +314,8 @@ class DateFiles:
         batches = table.to_batches()
         for batch in batches:
             self._spill.write_batch(batch)
-        # ChunkedArray.to_numpy: a microsecond; converting chunk by chunk took 1.6 ms.
-        state.runs.append(_Run(self._spill_batches, len(batches), table.num_rows, micros.to_numpy()))
+        # The timestamps as numpy, read from the buffers (to_numpy would import pandas).
+        state.runs.append(_Run(self._spill_batches, len(batches), table.num_rows, int64_numpy(micros)))
         state.spilled_bytes += table.num_rows * self._row_bytes
         self._spill_batches += len(batches)
 
@@ -334,8 +334,9 @@ class DateFiles:
         stamps: list[np.ndarray] = []
         if state.direct is not None:
             sources.append(_ParquetPart(state.direct))
-            stamps.append(pq.read_table(state.direct, columns=["timestamp"]).column(0)
-                          .cast(pa.int64()).to_numpy())
+            # ParquetFile, not pq.read_table: that one imports pyarrow.dataset, and pandas.
+            stamps.append(int64_numpy(pq.ParquetFile(state.direct).read(columns=["timestamp"]).column(0)
+                                      .cast(pa.int64())))
         spill = pa.OSFile(str(self._spill_path))
         reader = ipc.open_file(spill)  # one per merge: reads (pread) into memory, a batch at a time
         for run in state.runs:
@@ -352,9 +353,9 @@ class DateFiles:
                 counts = np.bincount(where[start:start + group], minlength=len(sources))
                 pieces = [source.take(int(n)) for source, n in zip(sources, counts) if n]
                 table = pa.concat_tables(pieces)
-                keys = table.column("timestamp").cast(pa.int64()).to_numpy()
+                keys = int64_numpy(table.column("timestamp").cast(pa.int64()))
                 if not (keys[1:] >= keys[:-1]).all():
-                    table = table.take(pa.array(np.argsort(keys, kind="stable")))
+                    table = table.take(indices_array(np.argsort(keys, kind="stable")))
                 out.write_table(table)
         spill.close()
         if state.direct is not None:

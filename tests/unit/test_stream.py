@@ -419,3 +419,33 @@ def test_a_quoted_crlf_on_any_block_edge_is_kept(
                 with CsvBatches(source, ["a", "b"], block_bytes=block) as batches:
                     got = [cell for table in batches for cell in table.column("b").to_pylist()]
                 assert got == truth, (pad, block, type(source).__name__)
+
+
+def test_the_streaming_path_never_imports_pandas(tmp_path: Path) -> None:
+    """pyarrow's ``to_numpy()`` and ``pa.array(ndarray)`` import pandas the first time
+    (0.3 to 0.6 s of CPU in ``ingest import``); shuffled rows (sorted runs spilled, then
+    merged with the date's in-order part) get through without it."""
+    import random
+    import subprocess
+    import sys
+
+    rows = generate_messages(BOT, date(2024, 1, 1), date(2024, 1, 6), min_per_day=40, max_per_day=60)
+    shuffled = rows[:60] + random.Random(3).sample(rows[60:], len(rows) - 60)  # in order, then not
+    source = tmp_path / "shuffled.csv"
+    source.write_bytes(rows_to_csv(shuffled))
+    program = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from unittest import mock\n"
+        "import ingest.csvstream\n"
+        "from ingest.stream import archive_csv_file\n"
+        "with mock.patch.object(ingest.csvstream, 'BLOCK_BYTES', 4096), "
+        "mock.patch.object(ingest.csvstream, 'CHUNK_BYTES', 8192):\n"
+        f"    result = archive_csv_file(Path(sys.argv[1]), Path(sys.argv[2]), bot_id={BOT!r},\n"
+        "                              raw_name='r.csv', provenance={}, memory_budget=64 << 10)\n"
+        "assert result.rows_written == int(sys.argv[3]), result\n"
+        "print('pandas' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", program, str(tmp_path / "archive"), str(source), str(len(rows))],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
