@@ -309,7 +309,10 @@ def mime_depth(raw: bytes, limit: int = MAX_MIME_DEPTH) -> int:
     return deepest
 
 
-_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="
+#: Every byte outside the alphabet and ``=``: line ends and damage, deleted by
+#: ``bytes.translate`` (about ten times faster than a regular expression's ``sub``).
+_NOT_BASE64 = bytes(byte for byte in range(256) if byte not in _BASE64_ALPHABET)
 
 
 class Decoder:
@@ -333,7 +336,7 @@ class Decoder:
         if self.encoding == "base64":
             if self._ended:
                 return
-            data = self._left + _NOT_BASE64.sub(b"", chunk)
+            data = self._left + chunk.translate(None, _NOT_BASE64)
             whole = len(data) - len(data) % 4
             pad = data.find(b"=", 0, whole)
             if pad >= 0:  # padding ends the data, as for the email package's decoder

@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import email
 import email.policy
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from ingest.attachments import ARCHIVE_TYPES, CSV_TYPES, GENERIC_TYPES, MAX_MIME_DEPTH, Decoder, safe_name
 from ingest.errors import ReportRejected
 from ingest.mailbox import Mailbox
 
+#: Bytes asked for per range: one range is decoded while the next is fetched, so about
+#: two are in memory at once.
 CHUNK = 8 * 1024 * 1024
 
 
@@ -99,15 +102,41 @@ def fetch_parts_to_disk(box: Mailbox, uid: int, workdir: Path,
         decoder = Decoder(str(headers.get("Content-Transfer-Encoding", "7bit")).strip().lower(),
                           text=headers.get_content_maintype() == "text")
         with decoded.open("wb") as sink:
+            _fetch_ranges(box, uid, number, decoder, sink, digest)
+        parts.append(PartOnDisk(safe_name(filename, fallback="report.csv"), content_type, decoded))
+    return header, parts
+
+
+def _fetch_ranges(box: Mailbox, uid: int, number: str, decoder: Decoder, sink: IO[bytes],
+                  digest: Digest | None) -> None:
+    """Fetch part ``number`` range by range into ``decoder`` and ``sink``.
+
+    One range is hashed, decoded and written in a helper thread while this thread fetches
+    the next (the IMAP session stays on this thread): the server sends, and this process
+    waits on the socket, while the last range is decoded. Ranges are handed over in order
+    and at most one waits, so the digest sees the bytes in order and memory stays at
+    about two ranges.
+    """
+    def absorb(chunk: bytes) -> None:
+        if digest is not None:
+            digest.update(chunk)
+        decoder.feed(chunk, sink)
+
+    pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="partfetch") as helper:
+        try:
             offset = 0
             while True:
                 chunk = box.fetch_section(uid, number, partial=(offset, CHUNK)) or b""
-                if digest is not None:
-                    digest.update(chunk)
-                decoder.feed(chunk, sink)
+                if pending is not None:
+                    pending.result()  # the previous range is in: raise what it met
+                pending = helper.submit(absorb, chunk)
                 offset += len(chunk)
                 if len(chunk) < CHUNK:
                     break
-            decoder.finish(sink)
-        parts.append(PartOnDisk(safe_name(filename, fallback="report.csv"), content_type, decoded))
-    return header, parts
+            pending.result()
+            pending = None
+        finally:
+            if pending is not None:
+                pending.cancel()
+    decoder.finish(sink)
