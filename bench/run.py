@@ -480,6 +480,14 @@ def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str
             "ratios": ratios}
 
 
+TABLE_HEADER = (
+    "| shape | size | **ingest import** wall (CPU), peak RSS | DuckDB COPY wall (CPU), peak RSS "
+    "| polars read_csv wall (CPU), peak RSS | **DuckDB / ingest** wall, fastest (rounds) "
+    "| ingest / polars wall, fastest (rounds) | CPU s: DuckDB / ingest, median (rounds) "
+    "| in-process `stage_csv` + commit |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
 def markdown_row(result: dict[str, Any], label: str) -> str:
     """One table row for bench/README.md: the whole commands, then the in-process figure."""
     by_name = {r["name"]: r for r in result["best"]}
@@ -496,7 +504,21 @@ def markdown_row(result: dict[str, Any], label: str) -> str:
                        if key in ratio else "-")
     return (f"| {label} | {result['bytes'] / 1e6:.0f} MB | **{cell('ingest_cli')}** | {cell('duckdb_cli')} "
             f"| {cell('polars_cli')} | **{fmt('DuckDB / ingest')}** | {fmt('ingest / polars')} "
-            f"| {cell('project', rss=False)} |")
+            f"| {cpu_ratio(result['runs'], 'duckdb_cli', 'ingest_cli')} | {cell('project', rss=False)} |")
+
+
+def cpu_ratio(runs: list[dict[str, Any]], top: str, bottom: str) -> str:
+    """CPU seconds of ``top`` over ``bottom``, round by round: median (min-max). Steadier
+    than wall times on a shared machine (a waiting process spends no CPU)."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if "cpu" in r:
+            by_round.setdefault(r.get("attempt", 0), {})[r["name"]] = r["cpu"]
+    ratios = sorted(got[top] / got[bottom] for got in by_round.values() if top in got and got.get(bottom))
+    if not ratios:
+        return "-"
+    middle = ratios[len(ratios) // 2] if len(ratios) % 2 else (ratios[len(ratios) // 2 - 1] + ratios[len(ratios) // 2]) / 2
+    return f"{middle:.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 def shape_label(meta: dict[str, Any]) -> str:
@@ -537,6 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown contender(s) {', '.join(unknown)}; known: {', '.join([*COMMANDS, *CONTENDERS])}")
     if args.render:  # table rows again from saved --json files (the csv arguments are those files)
+        print(TABLE_HEADER)
         for saved in args.csv:
             for result in json.loads(saved.read_text())["files"]:
                 print(markdown_row(result, shape_label(result["meta"])))
