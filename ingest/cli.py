@@ -63,9 +63,9 @@ def exit_code_for(error: IngestError) -> int:
 
 def _settle_gc() -> None:
     """After the imports: keep what they made out of every later collection, and collect
-    again. Importing polars, pyarrow, pydantic and the package makes about a million
-    objects, and a full collection walks them all: during the imports, and on the
-    shuffled path's spill, those collections cost 0.1 to 0.2 s of CPU."""
+    again. Importing polars, pyarrow, pydantic and the package leaves about 120,000
+    objects for the collector to track, and its collections walked them again and again,
+    during the imports and during the run (bench/README.md: 0.1 s and more of CPU)."""
     global _GC_HELD
     if _GC_HELD:
         _GC_HELD = False
