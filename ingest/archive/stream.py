@@ -53,7 +53,7 @@ from ingest.archive.rejects import RejectedRows
 from ingest.archive.staging import DateFiles
 from ingest.archive.storage import Storage, as_storage
 from ingest.errors import OutputError, ReportRejected
-from ingest.parse.arrowrows import good_table
+from ingest.parse.arrowrows import FILE_SCHEMA, good_table
 from ingest.parse.csvstream import MAX_RECORD_BYTES, CsvBatches, RecordTooLong
 from ingest.parse.header import HEADER_BYTES, read_header
 from ingest.parse.identity import CONTENT_COLUMNS, content_hashes
@@ -126,6 +126,7 @@ class StagedReport:
             data=data,
             extra_columns=self.extra_columns,
             provenance=provenance,
+            schema=FILE_SCHEMA,
             discard=self.discard,
         )
 

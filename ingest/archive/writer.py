@@ -31,25 +31,32 @@ from ingest.archive.commit import (
     write_once,
     write_reasons,
 )
+from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import (
+    bot_prefix,
     data_key,
     partition_key,
     raw_key,
     rejected_rows_key,
 )
 from ingest.archive.storage import Storage, as_storage, sha256_file
+from ingest.parse.arrowrows import FILE_SCHEMA
 from ingest.parse.parser import ParsedReport
 from ingest.parse.schema import DATASET, file_schema
 
 
-def existing_ids(out: Storage, partition: str, key: str = "id") -> pl.Series:
-    """The ids (or other ``key`` values) already archived in a partition."""
-    # A leftover temporary file of a killed run is not archived data: its ids must not
-    # make this run skip rows.
+def existing_ids(
+    out: Storage, partition: str, key: str = "id", snapshot: list[str] | None = None
+) -> pl.Series:
+    """The ids (or other ``key`` values) already archived in a partition: in the files of
+    its Delta table's snapshot (a file a killed run published but never committed is not
+    archived data: its ids must not make this run skip rows). ``snapshot``: the table's
+    file keys when already listed."""
+    dataset = partition.split("/", 1)[0]
     keys = [
-        o.key
-        for o in out.objects(partition + "/")
-        if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")
+        k
+        for k in (snapshot_keys(out, dataset) if snapshot is None else snapshot)
+        if k.startswith(partition + "/")
     ]
     if not keys:
         return pl.Series(key, [], dtype=pl.Int64 if key == "id" else pl.String)
@@ -95,6 +102,7 @@ def save_report(
         data=data,
         extra_columns=parsed.extra_columns,
         provenance=provenance,
+        schema=FILE_SCHEMA,
     )
 
 
@@ -112,8 +120,9 @@ def write_partitions(
     """Write ``rows`` (with a ``date`` column) as one new file per date partition of
     ``<dataset>/bot_id=<bot>/``, without the ``key`` values the partition already holds
     (counted as duplicates in ``result``)."""
+    snapshot = snapshot_keys(out, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
     for (day,), part in rows.partition_by("date", as_dict=True, maintain_order=True).items():
-        have = existing_ids(out, partition_key(bot_id, day, dataset), key)
+        have = existing_ids(out, partition_key(bot_id, day, dataset), key, snapshot)
         new = part.filter(~pl.col(key).is_in(have.implode())) if have.len() else part
         new = new.select(columns)
         result.rows_duplicate += part.height - new.height

@@ -61,11 +61,9 @@ class MotoS3:
         }
 
     def messages(self, prefix: str) -> pl.DataFrame:
-        """The ``messages/`` dataset under s3://bucket/prefix, as an analyst's polars reads it."""
-        return pl.scan_parquet(
-            f"s3://{self.bucket}/{prefix}/messages/**/*.parquet",
-            hive_partitioning=True,
-            storage_options=self.storage_options(),
+        """The ``messages/`` table under s3://bucket/prefix, as an analyst's polars reads it."""
+        return pl.scan_delta(
+            f"s3://{self.bucket}/{prefix}/messages", storage_options=self.storage_options()
         ).collect()
 
     def keys(self, prefix: str = "") -> list[str]:
