@@ -321,16 +321,28 @@ def status(
 
     Example: ingest status --json | jq .
     """
+    from ingest.archive.compact import ALL_DATASETS
+    from ingest.archive.delta import table_versions
+    from ingest.archive.storage import storage_for
     from ingest.ops.status import collect_status, render_status
     from ingest.state.store import Store
 
     settings = load_settings()
     with Store.open(settings.state.path) as store:
         report = collect_status(store)
+    try:  # the state store is what status is about: an unreachable archive is one line
+        report["tables"] = table_versions(storage_for(settings), ALL_DATASETS)
+    except IngestError as error:
+        report["tables"], report["tables_error"] = {}, str(error)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
     render_status(report, out, err_console)
+    for name, table in report["tables"].items():
+        out.print(inert(f"Delta table {name}: version {table['version']}, {table['files']} files, "
+                        f"last commit {table['last_commit']}"))
+    if report.get("tables_error"):
+        err_console.print(inert(f"Delta tables: {report['tables_error']}"))
 
 
 @app.command()
@@ -368,11 +380,14 @@ def retry(
 @app.command()
 def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Check the tables' snapshot at this version (a number) or time (RFC 3339).")] = None,
 ) -> None:
-    """Re-hash the archive against its manifests; check (bot_id, id) uniqueness, partitions
-    and counts; list per bot the days covered and the gaps. Exit 1 on any problem.
+    """Re-hash the archive against its manifests; check each Delta table's snapshot against
+    them, (bot_id, id) uniqueness, partitions and counts; list per bot the days covered and
+    the gaps. Exit 1 on any problem.
 
-    Example: ingest verify --json > verify.json
+    Example: ingest verify --json > verify.json; ingest verify --as-of 12
     """
     from ingest.archive.storage import storage_for
     from ingest.ops.verify import render_text, to_json, verify_archive
@@ -382,7 +397,7 @@ def verify(
     state = Path(settings.state.path)
     # Only read a state store that exists: opening one would create it.
     with Store.open(state) if state.exists() else nullcontext() as store:
-        report = verify_archive(storage_for(settings), store)
+        report = verify_archive(storage_for(settings), store, as_of=as_of)
     typer.echo(to_json(report) if as_json else render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
 
@@ -408,6 +423,33 @@ def compact(
     out.print(f"compacted {done.partitions} partition(s): {done.files_before} files -> "
               f"{done.files_after}, {done.rows} rows"
               + (f"; finished {done.finished} interrupted compaction(s)" if done.finished else ""))
+
+
+@app.command()
+def vacuum(
+    retention_hours: Annotated[int, typer.Option(
+        min=0, help="Keep files older versions within this many hours still read (Delta's default: 7 days).")
+    ] = 7 * 24,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed.")] = False,
+) -> None:
+    """Remove data files no table version within the retention reads (replaced by `ingest
+    compact`) and files never committed (a crash before a Delta commit); then list what is
+    still on disk outside the current snapshots. Time travel (`verify --as-of`) reaches back
+    only as far as the retention.
+
+    Example: ingest vacuum --retention-hours 168
+    """
+    from ingest.archive.compact import vacuum_archive
+
+    settings = load_settings()
+    with job(settings) as (_, storage):
+        done = vacuum_archive(storage, retention_hours=retention_hours, dry_run=dry_run)
+    for dataset, removed in done.removed.items():
+        left = done.left.get(dataset, [])
+        out.print(f"{dataset}: {'would remove' if dry_run else 'removed'} {len(removed)} file(s); "
+                  f"{len(left)} data file(s) outside the current snapshot left")
+        for key in left:
+            out.print(inert(f"  left: {key}"))
 
 
 @app.command()

@@ -18,7 +18,8 @@ POINTS: tuple[str, ...] = (
     "after_screening",      # new UIDs screened, message not fetched
     "after_fetch",          # message fetched, nothing written
     "after_raw",            # raw attachment bytes written
-    "after_data",           # data files written, manifest not
+    "after_data",           # data files written, not committed to the Delta table
+    "after_commit",         # Delta commit made, manifest not written
     "after_manifest",       # manifest written, state not updated
     "after_state",          # attachment and window recorded, email not moved
     "after_move",           # email moved, position not advanced

@@ -7,11 +7,15 @@ Every save (the streaming CSV path, the in-memory GET path, typed reports) goes 
     data files -> <dataset>/.../part-<sha16>.parquet
     quarantine -> quarantine/<sha256>/...                      crash point "after_data"
     adopt      -> this source's files a killed attempt published count as its own
-    manifest   -> manifests/<sha256>.json (the commit record)  crash point "after_manifest"
+    Delta      -> one commit adding the files to <dataset>/    crash point "after_commit"
+    manifest   -> manifests/<sha256>.json (the evidence)       crash point "after_manifest"
 
-Until the manifest exists the source is not archived: a run killed anywhere before it
-replays the source and names every file once (data files are named after the source's
-hash and never rewritten; a published key is never replaced, :func:`write_once`).
+Readers see the rows once the Delta commit (:func:`ingest.archive.delta.commit_report`) is
+made; the manifest is written after it, the record ``verify`` checks the table against.
+A run killed anywhere replays the source and names every file once (data files are named
+after the source's hash and never rewritten; a published key is never replaced,
+:func:`write_once`); a report already committed is recognised by its Delta application
+transaction and never committed twice.
 
 Example::
 
@@ -29,6 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
+from ingest.archive.delta import commit_report
 from ingest.archive.layout import bot_prefix, manifest_key, part_name, reasons_key
 from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
@@ -59,6 +66,8 @@ class SaveResult:
     #: content. The manifest counts them; ``conflicts`` details them for the state store.
     rows_conflict: int = 0
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    #: The Delta table version of this report's commit (made now or by a killed run).
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +83,10 @@ class Attachment:
 
 def commit(out: Storage, result: SaveResult, source: Attachment, *, raw: Callable[[], object],
            data: Callable[[], object], extra_columns: list[str], provenance: dict[str, Any],
-           discard: Callable[[], object] = lambda: None) -> SaveResult:
+           schema: pa.Schema, discard: Callable[[], object] = lambda: None) -> SaveResult:
     """Publish a source: ``raw()`` (its bytes), ``data()`` (its data files, recorded in
-    ``result``, and its quarantine), then adopt its own earlier files, then the manifest.
+    ``result``, and its quarantine), then adopt its own earlier files, then one Delta commit
+    of the files (``schema``: theirs, without the partition columns), then the manifest.
     On an error before the data is in place, ``discard()`` removes what is temporary."""
     try:
         raw()
@@ -91,10 +101,30 @@ def commit(out: Storage, result: SaveResult, source: Attachment, *, raw: Callabl
         raise
     crash_point("after_data")
     adopt_own_files(out, source, result)
+    result.version = commit_report(out, source.dataset, source.bot_id,
+                                   [(f.path, f.rows) for f in result.files], source.sha256, schema,
+                                   commit_provenance(result, source, provenance))
+    crash_point("after_commit")
     result.manifest = write_manifest(out, result, source, extra_columns=extra_columns,
                                      provenance=provenance)
     crash_point("after_manifest")
     return result
+
+
+def commit_provenance(result: SaveResult, source: Attachment, provenance: dict[str, Any]) -> dict[str, Any]:
+    """What a Delta commit's info says of its report (``ingest.*`` keys): the source's hash,
+    bot, file name, window, email Message-ID and counts; the manifest has the rest."""
+    window = provenance.get("window")
+    email = provenance.get("email")
+    return {
+        "source_sha256": source.sha256,
+        "bot_id": source.bot_id,
+        "attachment": source.raw_name,
+        "source": provenance.get("source", "email" if isinstance(email, dict) else ""),
+        "window_id": window.get("id") if isinstance(window, dict) else None,
+        "message_id": email.get("message_id") if isinstance(email, dict) else None,
+        "counts": {k: v for k, v in asdict(result).items() if k.startswith("rows_")},
+    }
 
 
 def write_once(out: Storage, key: str, write: Callable[[Path], object]) -> bool:
@@ -158,6 +188,8 @@ def write_manifest(out: Storage, result: SaveResult, source: Attachment, *,
         "counts": {k: v for k, v in asdict(result).items()
                    if k.startswith("rows_") and (v or k != "rows_conflict")},
         "files": [asdict(f) for f in result.files],
+        # The Delta commit that made the files visible (verify --as-of checks older snapshots).
+        "delta": {"table": source.dataset, "version": result.version},
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     key = manifest_key(source.sha256)

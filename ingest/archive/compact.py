@@ -1,43 +1,60 @@
-"""``ingest compact``: merge a partition's many small files into one, and record it.
+"""``ingest compact`` and ``ingest vacuum``: Delta's OPTIMIZE and VACUUM, recorded.
 
 Repeated small deliveries (daily schedules, overlapping windows) leave several files in a
-partition. Compaction rewrites such a partition as one file, sorted by timestamp, in this
-order, each step durable before the next:
+partition. Compaction is Delta's ``OPTIMIZE``: for each partition holding at least
+``min_files`` files, one commit replaces them with new files (``messages``: Z-ordered by
+``timestamp``, i.e. sorted by it, one column; typed datasets: bin-packed, ``compact()``).
+Then a compaction record ``manifests/compaction-<dataset>-v<version>.json`` lists, for each
+OPTIMIZE commit, the files it added (path, rows, sha256) and every file it replaced: the
+manifests stay the evidence ``ingest verify`` checks the table against.
 
-1. the merged file is published under a name derived from the replaced files' hashes
-   (``compact-<sha16>.parquet``: the same inputs always give the same name, so a re-run
-   after a crash adopts a merged file it finds instead of writing another);
-2. a compaction manifest ``manifests/compaction-<sha16>.json`` records the merged file
-   and every file it replaces (path, rows, sha256): the commit record;
-3. the replaced files are deleted.
+A crash between the OPTIMIZE commit and its record leaves a commit without a record:
+``verify`` reports the new files as listed by no manifest, and the next ``compact`` writes
+the record from the commit's own log entry (:func:`finish_records`). Readers never see rows
+twice: the commit swaps the files at once. The replaced files stay on disk (older versions
+still read them) until ``ingest vacuum`` removes them after the retention period.
 
-A crash before 2 leaves an unlisted merged file (``ingest verify`` reports it; the next
-``ingest compact`` adopts it); a crash between 2 and 3 leaves replaced files that
-``verify`` reports as an unfinished compaction and the next ``compact`` deletes. Between
-steps 1 and 3 (milliseconds on a local disk) a reader may see the partition's rows twice:
-neither a folder nor a bucket can swap several files at once.
-
-Only files some manifest lists are merged; anything else in a partition is left alone.
+Vacuum is ``DeltaTable.vacuum(full=True)``: files no version within the retention references,
+and files never committed (a crash between data and commit whose report never came back).
+delta-rs has left files behind in some cases (#3911, #3644), so what remains is listed
+afterwards (:class:`VacuumSummary`).
 
 Example::
 
     done = compact_archive(storage, dataset="messages", bots=["b1"])
     print(done.partitions, done.files_before, done.files_after)
+    swept = vacuum_archive(storage, retention_hours=168)
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.archive.commit import as_json, write_bytes_once, write_once
-from ingest.archive.layout import compact_key, compaction_key
+from deltalake import CommitProperties, DeltaTable
+
+from ingest.archive.commit import as_json, write_bytes_once
+from ingest.archive.delta import (
+    META,
+    PARTITIONS,
+    guarded,
+    open_table,
+    snapshot_files,
+)
+from ingest.archive.layout import DELTA_LOG, MANIFESTS, compaction_key, is_data_file
 from ingest.archive.manifests import listed_files, read_manifests
-from ingest.archive.storage import Storage, as_storage, sha256_file
+from ingest.archive.storage import Storage, as_storage
+from ingest.parse.schema import DATASET
+from ingest.report_types import DATASETS
+
+#: Vacuum's default retention: Delta's own default (``delta.deletedFileRetentionDuration``).
+DEFAULT_RETENTION_HOURS = 7 * 24
+#: Every dataset that may have a table.
+ALL_DATASETS = (DATASET, *DATASETS.values())
 
 
 @dataclass
@@ -48,61 +65,132 @@ class CompactSummary:
     files_before: int = 0
     files_after: int = 0
     rows: int = 0
-    finished: int = 0  # unfinished compactions of a killed run, completed
+    finished: int = 0  # OPTIMIZE commits of a killed run whose record was written now
+    versions: list[int] = field(default_factory=list)
 
 
-def compact_archive(root: Storage | Path, *, dataset: str = "messages", bots: list[str] | None = None,
+def record_name(dataset: str, version: int) -> str:
+    """``<dataset>-v<version>``: a compaction record's name (after ``compaction-``)."""
+    return f"{dataset}-v{version}"
+
+
+def compact_archive(root: Storage | Path, *, dataset: str = DATASET, bots: list[str] | None = None,
                     min_files: int = 2) -> CompactSummary:
-    """Merge every partition of ``dataset`` holding at least ``min_files`` listed files."""
+    """OPTIMIZE every partition of ``dataset`` holding at least ``min_files`` files."""
     out = as_storage(root)
     summary = CompactSummary()
-    existing = {o.key for o in out.objects(f"{dataset}/")}
-    listing = listed_files(read_manifests(out))
-    listed = {path: entry for path, (_, entry) in listing.files.items()}
-    for _, record in listing.compactions:  # finish what a killed run left between steps 2 and 3
-        leftovers = [old["path"] for old in record["replaces"] if old["path"] in existing]
-        for key in leftovers:
-            out.delete(key)
-        existing -= set(leftovers)
-        summary.finished += bool(leftovers)
-    partitions: dict[str, list[str]] = defaultdict(list)
-    for key in sorted(existing):
-        folder = key.rsplit("/", 1)[0]
-        bot = folder.split("/")[1].removeprefix("bot_id=") if folder.count("/") >= 2 else ""
-        if key in listed and key.endswith(".parquet") and (not bots or bot in bots):
-            partitions[folder].append(key)
-    for folder, keys in sorted(partitions.items()):
-        if len(keys) < min_files:
+    table = open_table(out, dataset)
+    if table is None:
+        return summary
+    summary.finished = len(finish_records(out, dataset, table))
+    counts = Counter((f.bot_id, f.day) for f in snapshot_files(table, dataset))
+    for (bot, day), files in sorted(counts.items()):
+        if files < min_files or (bots and bot not in bots):
             continue
-        summary.rows += compact_partition(out, folder, [listed[k] for k in keys])
-        summary.partitions += 1
-        summary.files_before += len(keys)
-        summary.files_after += 1
+        before = table.version()
+        where = [("bot_id", "=", bot), ("date", "=", day)]
+        properties = CommitProperties(custom_metadata={f"{META}.compaction": True})
+        if dataset == DATASET:  # one column: Z-order is a sort by timestamp
+            guarded(out, dataset, lambda t=table, w=where, p=properties: t.optimize.z_order(
+                ["timestamp"], partition_filters=w, commit_properties=p))  # type: ignore[misc]
+        else:
+            guarded(out, dataset, lambda t=table, w=where, p=properties: t.optimize.compact(
+                partition_filters=w, commit_properties=p))  # type: ignore[misc]
+        table.update_incremental()
+        for version in range(before + 1, table.version() + 1):
+            record = write_record(out, dataset, version)
+            if record is None:
+                continue
+            summary.versions.append(version)
+            summary.partitions += 1
+            summary.files_before += len(record["replaces"])
+            summary.files_after += len(record["files"])
+            summary.rows += sum(f["rows"] for f in record["files"])
     return summary
 
 
-def compact_partition(out: Storage, folder: str, files: list[dict[str, Any]]) -> int:
-    """Merge ``files`` (manifest entries) of one partition folder; returns the rows."""
-    files = sorted(files, key=lambda f: f["path"])
-    name = hashlib.sha256("\n".join(f["sha256"] for f in files).encode()).hexdigest()[:16]
-    target = compact_key(folder, name)
-    merged = out.scan([f["path"] for f in files], hive_partitioning=False).collect()
-    if "timestamp" in merged.columns:  # stable: equal timestamps keep their order
-        merged = merged.sort("timestamp", maintain_order=True)
-    digest: list[str] = []
+def finish_records(out: Storage, dataset: str, table: DeltaTable) -> list[int]:
+    """Write the record of every OPTIMIZE commit that has none (a run killed in between)."""
+    have = {o.key for o in out.objects(f"{MANIFESTS}/")}
+    done = []
+    for info in table.history():
+        version = info.get("version")
+        if info.get("operation") != "OPTIMIZE" or not isinstance(version, int):
+            continue
+        if compaction_key(record_name(dataset, version)) not in have and write_record(out, dataset, version):
+            done.append(version)
+    return sorted(done)
 
-    def write(tmp: Path) -> None:
-        merged.write_parquet(tmp, compression="zstd", statistics=True)
-        digest.append(sha256_file(tmp))
 
-    if not write_once(out, target, write):  # merged by a killed run before its record
-        digest = [out.sha256(target) or ""]
-    record = {"compaction": {
-        "partition": folder,
-        "file": {"path": target, "rows": merged.height, "sha256": digest[-1]},
-        "replaces": [{k: f[k] for k in ("path", "rows", "sha256")} for f in files],
-    }, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_bytes_once(out, compaction_key(name), as_json(record))
-    for entry in files:
-        out.delete(entry["path"])
-    return merged.height
+def commit_actions(out: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
+    """The actions of one commit, from its log entry ``<dataset>/_delta_log/<version>.json``."""
+    text = out.read_bytes(f"{dataset}/{DELTA_LOG}/{version:020d}.json").decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | None:
+    """The compaction record of OPTIMIZE commit ``version``: files added (rows from their
+    footers, hashed) and files replaced (as their manifests list them). None for another
+    kind of commit."""
+    actions = commit_actions(out, dataset, version)
+    info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+    if info.get("operation") != "OPTIMIZE":
+        return None
+    listed = listed_files(read_manifests(out)).files
+    added = [f"{dataset}/{a['add']['path']}" for a in actions if "add" in a]
+    removed = [f"{dataset}/{a['remove']['path']}" for a in actions if "remove" in a]
+    body = {
+        "dataset": dataset,
+        "version": version,
+        "partitions": sorted({"/".join(key.split("/")[:3]) for key in added + removed}),
+        "files": [{"path": key, "rows": out.parquet_rows(key), "sha256": out.sha256(key) or ""}
+                  for key in sorted(added)],
+        "replaces": [_entry(key, listed) for key in sorted(removed)],
+    }
+    record = {"compaction": body, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_bytes_once(out, compaction_key(record_name(dataset, version)), as_json(record))
+    return body
+
+
+def _entry(key: str, listed: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """A replaced file as its manifest lists it (path, rows, sha256)."""
+    found = listed.get(key)
+    if found is None:
+        return {"path": key, "rows": None, "sha256": None}
+    return {k: found[1].get(k) for k in ("path", "rows", "sha256")}
+
+
+@dataclass
+class VacuumSummary:
+    """What :func:`vacuum_archive` removed, and what it left (delta-rs #3911, #3644)."""
+
+    removed: dict[str, list[str]] = field(default_factory=dict)  # dataset -> keys
+    #: Data files on disk that no current snapshot has, still there after vacuum: files a
+    #: version inside the retention period reads, or left by delta-rs.
+    left: dict[str, list[str]] = field(default_factory=dict)
+
+
+def vacuum_archive(root: Storage | Path, *, retention_hours: int = DEFAULT_RETENTION_HOURS,
+                   datasets: tuple[str, ...] = ALL_DATASETS, dry_run: bool = False) -> VacuumSummary:
+    """``VACUUM`` (full) each table: remove files older than the retention that no version
+    in it reads, and files never committed; then list the data files still outside the
+    current snapshot. A retention under the table's own (7 days unless set) is allowed:
+    this job is the tables' only writer, and holds the job lock."""
+    out = as_storage(root)
+    summary = VacuumSummary()
+    for dataset in datasets:
+        table = open_table(out, dataset)
+        if table is None:
+            continue
+        removed = guarded(out, dataset, lambda t=table: t.vacuum(  # type: ignore[misc]
+            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False,
+            full=True))
+        summary.removed[dataset] = sorted(f"{dataset}/{path}" for path in removed)
+        table.update_incremental()
+        current = {f.key for f in snapshot_files(table, dataset)}
+        summary.left[dataset] = [o.key for o in out.objects(f"{dataset}/")
+                                 if is_data_file(o.key) and o.key not in current]
+    return summary
+
+
+__all__ = ["PARTITIONS", "CompactSummary", "VacuumSummary", "compact_archive", "vacuum_archive"]

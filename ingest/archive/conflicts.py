@@ -39,9 +39,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import bot_prefix
 from ingest.archive.storage import Storage
 from ingest.parse.identity import CONTENT_COLUMNS, IN_FILE_REASON, content_hashes
+from ingest.parse.schema import DATASET
 
 
 @dataclass
@@ -54,11 +56,10 @@ class ArchivedIds:
 
     @classmethod
     def load(cls, out: Storage, bot_id: str) -> "ArchivedIds":
-        """Read the ``id`` column of every published data file of the bot, once."""
+        """Read the ``id`` column of every data file of the bot in the table's snapshot, once
+        (a file a killed run published but never committed is not archived data)."""
         prefix = bot_prefix(bot_id)
-        # A leftover temporary file of a killed run is not archived data.
-        files = [o.key for o in out.objects(prefix)
-                 if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]
+        files = snapshot_keys(out, DATASET, prefix)
         if not files:
             return cls()
         frame = out.scan(files, include_file_paths="_file").select("id", "_file").collect()

@@ -32,6 +32,7 @@ from typing import Any
 import polars as pl
 
 from ingest.archive.commit import Attachment, SaveResult, commit, write_bytes_once
+from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import raw_key
 from ingest.archive.storage import Storage, as_storage
 from ingest.archive.writer import save_rejected, write_partitions
@@ -41,7 +42,7 @@ from ingest.parse.reports import PARTITION, ROW_KEY, TypedReport
 
 def established_schema(out: Storage, dataset: str) -> pl.Schema | None:
     """The column types the dataset already has (its first data file), or None."""
-    first = next((o.key for o in out.objects(f"{dataset}/") if o.key.endswith(".parquet")), None)
+    first = next(iter(snapshot_keys(out, dataset)), None)
     return out.scan([first]).collect_schema() if first else None
 
 
@@ -91,5 +92,5 @@ def save_typed_report(root: Storage | Path, typed: TypedReport, *, bot_id: str, 
     new_columns = [c for c in columns if schema is not None and c not in schema]
     return commit(out, result, Attachment(bot_id, source_sha256, raw_name, len(raw), typed.dataset),
                   raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
-                  data=data, extra_columns=new_columns,
+                  data=data, extra_columns=new_columns, schema=unique.select(columns).to_arrow().schema,
                   provenance={**provenance, "dataset": typed.dataset, "columns": typed.columns})

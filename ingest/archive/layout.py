@@ -29,6 +29,8 @@ RAW = "raw"
 MANIFESTS = "manifests"
 QUARANTINE = "quarantine"
 STAGING = ".staging"
+#: A dataset's Delta log folder (``<dataset>/_delta_log/``).
+DELTA_LOG = "_delta_log"
 #: Top-level folders that are not datasets.
 NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING})
 #: A compaction record's name starts with this, after ``manifests/``.
@@ -114,5 +116,7 @@ def is_reasons(key: str) -> bool:
 
 
 def is_data_file(key: str) -> bool:
-    """A Parquet file of some dataset (not raw, manifests, quarantine or staging)."""
-    return key.split("/", 1)[0] not in NOT_DATASETS and key.endswith(".parquet")
+    """A Parquet file of some dataset (not raw, manifests, quarantine, staging, or a Delta
+    log's checkpoint): on disk, whether or not its table's snapshot has it."""
+    return (key.split("/", 1)[0] not in NOT_DATASETS and key.endswith(".parquet")
+            and f"/{DELTA_LOG}/" not in key)

@@ -43,7 +43,7 @@ class Listing:
     """Data files the records list (path -> (record key, file entry)), after compactions."""
 
     files: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    #: Compaction records: (key, its "compaction" body), in key order.
+    #: Compaction records: (key, its "compaction" body), in table version order.
     compactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     #: Files listed twice: (path, first record, second record).
     listed_twice: list[tuple[str, str, str]] = field(default_factory=list)
@@ -85,12 +85,21 @@ def listed_files(records: Iterable[Record]) -> Listing:
                 if path in listing.files:
                     listing.listed_twice.append((path, listing.files[path][0], record.key))
                 listing.files[path] = (record.key, entry)
-    for key, body in listing.compactions:  # a compacted file replaces what it merged
+    # Applied in the order they were committed (a compaction may replace a compacted file).
+    listing.compactions.sort(key=lambda item: (str(item[1].get("dataset", "")), _version(item[1]), item[0]))
+    for key, body in listing.compactions:  # compacted files replace what they merged
         try:
-            replaced, merged = body["replaces"], body["file"]
+            # Delta OPTIMIZE records list "files"; records of the pre-Delta compaction one "file".
+            replaced, merged = body["replaces"], body["files"] if "files" in body else [body["file"]]
             for old in replaced:
                 listing.files.pop(old["path"], None)
-            listing.files[merged["path"]] = (key, merged)
+            for new in merged:
+                listing.files[new["path"]] = (key, new)
         except (KeyError, TypeError) as err:
             listing.unreadable.append((key, f"{type(err).__name__}: {err}"))
     return listing
+
+
+def _version(body: dict[str, Any]) -> int:
+    version = body.get("version")
+    return version if isinstance(version, int) else -1

@@ -223,13 +223,17 @@ class S3Storage(Storage):
 
     def parquet_rows(self, key: str) -> int:
         """Rows from the footer, fetched with two ranged GETs (not the whole file)."""
+        return int(self.parquet_metadata(key).num_rows)
+
+    def parquet_metadata(self, key: str) -> pq.FileMetaData:
+        """The footer, fetched with two ranged GETs (not the whole file)."""
         with self._errors(key):
             end = self._range(key, "bytes=-8")
             if len(end) != 8 or end[4:] != b"PAR1":
                 raise OutputError(f"{self.describe(key)}: not a Parquet file (no footer)")
             tail = self._range(key, f"bytes=-{8 + int.from_bytes(end[:4], 'little')}")
             # The footer alone, behind the magic bytes, is a file pyarrow can read metadata from.
-            return int(pq.read_metadata(pa.BufferReader(b"PAR1" + tail)).num_rows)
+            return pq.read_metadata(pa.BufferReader(b"PAR1" + tail))
 
     def _range(self, key: str, byte_range: str) -> bytes:
         body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key),

@@ -94,6 +94,10 @@ class Storage(ABC):
         """Row count from a Parquet file's footer."""
 
     @abstractmethod
+    def parquet_metadata(self, key: str) -> pq.FileMetaData:
+        """A Parquet file's footer (row groups, column statistics)."""
+
+    @abstractmethod
     def source(self, key: str) -> str:
         """What polars' ``scan_parquet`` is given for ``key`` (with :attr:`storage_options`)."""
 
@@ -183,6 +187,9 @@ class LocalStorage(Storage):
 
     def parquet_rows(self, key: str) -> int:
         return int(pq.ParquetFile(self.root / key).metadata.num_rows)
+
+    def parquet_metadata(self, key: str) -> pq.FileMetaData:
+        return pq.read_metadata(self.root / key)
 
     def source(self, key: str) -> str:
         return str(self.root / key)

@@ -52,7 +52,7 @@ from ingest.archive.rejects import RejectedRows
 from ingest.archive.staging import DateFiles
 from ingest.archive.storage import Storage, as_storage
 from ingest.errors import OutputError, ReportRejected
-from ingest.parse.arrowrows import good_table
+from ingest.parse.arrowrows import FILE_SCHEMA, good_table
 from ingest.parse.csvstream import MAX_RECORD_BYTES, CsvBatches, RecordTooLong
 from ingest.parse.header import HEADER_BYTES, read_header
 from ingest.parse.identity import CONTENT_COLUMNS, content_hashes
@@ -116,7 +116,7 @@ class StagedReport:
         return commit(self.out, result, Attachment(self.bot_id, sha, raw_name, self.raw.size),
                       raw=lambda: self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name)),
                       data=data, extra_columns=self.extra_columns, provenance=provenance,
-                      discard=self.discard)
+                      schema=FILE_SCHEMA, discard=self.discard)
 
     def discard(self) -> None:
         """Remove every temporary file; the archive is left as it was."""

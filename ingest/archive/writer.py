@@ -31,6 +31,7 @@ from ingest.archive.commit import (
     write_once,
     write_reasons,
 )
+from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import (
     data_key,
     partition_key,
@@ -38,16 +39,16 @@ from ingest.archive.layout import (
     rejected_rows_key,
 )
 from ingest.archive.storage import Storage, as_storage, sha256_file
+from ingest.parse.arrowrows import FILE_SCHEMA
 from ingest.parse.parser import ParsedReport
 from ingest.parse.schema import DATASET, file_schema
 
 
 def existing_ids(out: Storage, partition: str, key: str = "id") -> pl.Series:
-    """The ids (or other ``key`` values) already archived in a partition."""
-    # A leftover temporary file of a killed run is not archived data: its ids must not
-    # make this run skip rows.
-    keys = [o.key for o in out.objects(partition + "/")
-            if o.key.endswith(".parquet") and not o.key.rsplit("/", 1)[-1].startswith(".")]
+    """The ids (or other ``key`` values) already archived in a partition: in the files of
+    its Delta table's snapshot (a file a killed run published but never committed is not
+    archived data: its ids must not make this run skip rows)."""
+    keys = snapshot_keys(out, partition.split("/", 1)[0], partition + "/")
     if not keys:
         return pl.Series(key, [], dtype=pl.Int64 if key == "id" else pl.String)
     return out.scan(keys).select(key).collect().get_column(key)
@@ -72,7 +73,8 @@ def save_report(
 
     return commit(out, result, Attachment(bot_id, source_sha256, raw_name, len(raw)),
                   raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
-                  data=data, extra_columns=parsed.extra_columns, provenance=provenance)
+                  data=data, extra_columns=parsed.extra_columns, provenance=provenance,
+                  schema=FILE_SCHEMA)
 
 
 def write_partitions(out: Storage, rows: pl.DataFrame, result: SaveResult, *, dataset: str,

@@ -25,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from deltalake.exceptions import DeltaError
 
+from ingest.archive.compact import ALL_DATASETS
+from ingest.archive.delta import open_table, snapshot_files
 from ingest.archive.layout import RAW, is_data_file, is_reasons
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
+from ingest.errors import IngestError, one_line
 from ingest.inert import inert
 from ingest.parse.reports import ROW_KEY
 from ingest.parse.schema import DATASET, file_schema
@@ -59,10 +63,12 @@ class VerifyReport:
     root: str  # a folder or an s3:// URL
     problems: list[str] = field(default_factory=list)
     bots: dict[str, BotCoverage] = field(default_factory=dict)
-    files: int = 0  # data files on disk, under every dataset folder
+    files: int = 0  # data files of the tables' snapshots
     rows: int = 0  # rows in those files (Parquet footers)
     raw_files: int = 0
     manifests: int = 0
+    #: Each dataset's Delta table version verified (dataset -> version).
+    tables: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -70,23 +76,31 @@ class VerifyReport:
         return not self.problems
 
 
-def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyReport:
+def verify_archive(root: Storage | Path, store: Store | None = None,
+                   as_of: int | str | None = None) -> VerifyReport:
     """Re-hash and cross-check the archive (a local folder or an S3 prefix) against its
     manifests. With a ``store``, its archived windows count as requested; windows not
-    archived are listed."""
+    archived are listed. The data files checked are those of each dataset's Delta table:
+    its current snapshot, or the one at ``as_of`` (a table version, or an ISO timestamp)."""
     out = as_storage(root)
     if isinstance(out, LocalStorage) and not out.root.is_dir():
         return VerifyReport(out.describe(), [f"{out.describe()}: archive root does not exist"])
     report = VerifyReport(out.describe())
     objects = out.objects("")
-    data = [o.key for o in objects if is_data_file(o.key)]
+    on_disk = [o.key for o in objects if is_data_file(o.key)]
+    snapshot = _snapshots(out, report, on_disk, as_of)
+    present = set(on_disk)
+    data = sorted(k for k in snapshot if k in present)  # the table reads these; the others are missing
     raw = {o.key: o.size for o in objects if o.key.startswith(f"{RAW}/")}
     report.files, report.raw_files = len(data), len(raw)
     footer_rows = _footer_rows(out, data, report.problems)
     report.rows = sum(footer_rows.values())
+    report.problems.extend(f"{key}: {footer_rows[key]} rows, the Delta log says {rows}"
+                           for key, rows in sorted(snapshot.items())
+                           if rows is not None and key in footer_rows and footer_rows[key] != rows)
     attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
-    records = read_manifests(out, objects)
+    records = [r for r in read_manifests(out, objects) if _as_of(r.doc, report.tables, as_of)]
     report.manifests = len(records)
     for record in records:
         if record.doc is not None and not record.compaction:
@@ -95,17 +109,84 @@ def verify_archive(root: Storage | Path, store: Store | None = None) -> VerifyRe
     report.problems.extend(f"{key}: unreadable manifest ({why})" for key, why in listing.unreadable)
     report.problems.extend(f"{path}: listed by both {first} and {second}"
                            for path, first, second in listing.listed_twice)
-    unfinished = _check_compactions(listing.compactions, set(data), report.problems)
+    replaced = _check_compactions(listing.compactions, set(snapshot), report.problems)
+    orphans = _uncommitted(on_disk, snapshot, replaced, set(listing.files))
+    report.problems.extend(problem for _, problem in orphans)
+    report.problems.extend(f"{key}: missing data file (the Delta table reads it"
+                           + (f"; listed in {listing.files[key][0]})" if key in listing.files else ")")
+                           for key in sorted(set(snapshot) - present))
     report.problems.extend(_conflicts(out, objects))
     listed = listing.files
     todo = [k for k in data if k in listed] + list(raw)  # a few threads: hashing releases the GIL
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         hashes = dict(zip(todo, pool.map(out.sha256, todo), strict=True))
-    report.problems.extend(_check_data_files(data, listed, hashes, footer_rows, unfinished))
-    report.problems.extend(_check_raw_files(raw, attachments, hashes))
-    _check_partitions(out, report, data, footer_rows)
+    report.problems.extend(_check_data_files(data, listed, hashes, footer_rows, present, set(snapshot)))
+    report.problems.extend(_check_raw_files(raw, attachments, hashes) if as_of is None else [])
+    # Rows are checked in what the table reads, and in the orphans a reader globbing
+    # *.parquet would see too (a duplicate there is named as such).
+    orphan_keys = [key for key, _ in orphans]
+    _check_partitions(out, report, data + orphan_keys,
+                      {**footer_rows, **_footer_rows(out, orphan_keys, report.problems)}, count=set(data))
     _coverage(report, windows, store)
     return report
+
+
+def _snapshots(out: Storage, report: VerifyReport, on_disk: list[str],
+               as_of: int | str | None) -> dict[str, int | None]:
+    """The data files of every dataset's table (key -> rows in the log), at ``as_of``;
+    records each table's version in ``report.tables``."""
+    datasets = sorted({*ALL_DATASETS, *(key.split("/", 1)[0] for key in on_disk)})
+    files: dict[str, int | None] = {}
+    for dataset in datasets:
+        try:
+            table = open_table(out, dataset, _version_arg(as_of))
+        except (IngestError, ValueError, OSError, DeltaError) as err:
+            report.problems.append(f"{dataset}/: cannot read its Delta table ({one_line(err)})")
+            continue
+        if table is None:
+            if any(key.startswith(f"{dataset}/") for key in on_disk):
+                report.problems.append(f"{dataset}/: data files but no Delta table ({dataset}/_delta_log)")
+            continue
+        report.tables[dataset] = table.version()
+        files.update((f.key, f.rows) for f in snapshot_files(table, dataset))
+    return files
+
+
+def _version_arg(as_of: int | str | None) -> int | str | None:
+    """``--as-of``: a version number, or a timestamp (RFC 3339)."""
+    if isinstance(as_of, str) and as_of.isdigit():
+        return int(as_of)
+    return as_of
+
+
+def _as_of(doc: dict[str, Any] | None, tables: dict[str, int], as_of: int | str | None) -> bool:
+    """Whether a record belongs to the snapshot verified: every record for the current one;
+    at an older version, the records of the commits up to it (an unreadable one is kept)."""
+    if as_of is None or doc is None:
+        return True
+    body = doc.get("compaction") if isinstance(doc.get("compaction"), dict) else doc.get("delta")
+    if not isinstance(body, dict):
+        return True  # a manifest from before the tables: its files were in the first commit
+    table = body.get("dataset", body.get("table"))
+    version = body.get("version")
+    if not isinstance(version, int) or table not in tables:
+        return not isinstance(version, int)
+    return version <= tables[table]
+
+
+def _uncommitted(on_disk: list[str], snapshot: dict[str, int | None], replaced: set[str],
+                 listed: set[str]) -> list[tuple[str, str]]:
+    """Data files on disk that the table does not read and no compaction replaced: a crash
+    between a file and its Delta commit (the report's next run adopts it; ``ingest vacuum``
+    removes one whose report never comes back)."""
+    problems = []
+    for key in on_disk:
+        if key in snapshot or key in replaced or key in listed:
+            continue
+        hint = "; a leftover temporary file" if key.rsplit("/", 1)[-1].startswith(".tmp-") else ""
+        problems.append((key, f"{key}: orphan data file, not in the Delta table and no manifest lists "
+                               f"it{hint} (readers globbing *.parquet see it; `ingest vacuum` removes it)"))
+    return problems
 
 
 def _footer_rows(out: Storage, data: list[str], problems: list[str]) -> dict[str, int]:
@@ -121,16 +202,17 @@ def _footer_rows(out: Storage, data: list[str], problems: list[str]) -> dict[str
 
 def _check_data_files(data: list[str], listed: dict[str, tuple[str, dict[str, Any]]],
                       hashes: dict[str, str | None], footer_rows: dict[str, int],
-                      unfinished: set[str]) -> list[str]:
-    """Each listed file present and as listed (sha256, rows); each present file listed."""
-    problems = [f"{name}: missing data file (listed in {listed[name][0]})"
-                for name in sorted(set(listed) - set(data))]
+                      on_disk: set[str], snapshot: set[str]) -> list[str]:
+    """Each listed file in the table's snapshot and as listed (sha256, rows); each file of
+    the snapshot listed by a manifest (``data``: the snapshot's files that are on disk)."""
+    problems = [f"{name}: missing data file (listed in {listed[name][0]})" if name not in on_disk
+                else f"{name}: not in the Delta table (listed in {listed[name][0]}): its commit is missing"
+                for name in sorted(set(listed) - snapshot)]
     for name in data:
-        if name in unfinished:
-            continue
         if name not in listed:
-            hint = "; a leftover temporary file" if name.rsplit("/", 1)[-1].startswith(".tmp-") else ""
-            problems.append(f"{name}: orphan data file, no manifest lists it{hint}")
+            problems.append(f"{name}: orphan data file: in the Delta table, but no manifest lists it "
+                            "(an OPTIMIZE without its record: run `ingest compact`; or a file committed "
+                            "by another writer)")
             continue
         manifest, entry = listed[name]
         if hashes[name] != entry.get("sha256"):
@@ -163,9 +245,10 @@ def _check_raw_files(raw: dict[str, int], attachments: dict[tuple[str, str], tup
 
 
 def _check_partitions(out: Storage, report: VerifyReport, data: list[str],
-                      footer_rows: dict[str, int]) -> None:
+                      footer_rows: dict[str, int], count: set[str] | None = None) -> None:
     """Each file inside a bot/date partition; per bot, rows once and on their UTC date
-    (messages) or each row key once (typed datasets); the days each bot covers."""
+    (messages) or each row key once (typed datasets); the days each bot covers (from the
+    files in ``count``: all of ``data`` unless given)."""
     by_bot: dict[str, list[str]] = defaultdict(list)
     others: dict[tuple[str, str], list[str]] = defaultdict(list)  # (dataset, bot) -> files
     for name in data:
@@ -179,7 +262,7 @@ def _check_partitions(out: Storage, report: VerifyReport, data: list[str],
                 others[(dataset, match[1])].append(name)
             continue
         bot = report.bots.setdefault(match[1], BotCoverage(match[1]))
-        if footer_rows.get(name):
+        if footer_rows.get(name) and (count is None or name in count):
             bot.rows += footer_rows[name]
             bot.days.append(date.fromisoformat(match[2]))
         if name in footer_rows:
@@ -237,26 +320,27 @@ def _check_manifest(name: str, doc: dict[str, Any], problems: list[str],
     attachments[(bot, sha)] = (name, size)
 
 
-def _check_compactions(compactions: list[tuple[str, dict[str, Any]]], present: set[str],
+def _check_compactions(compactions: list[tuple[str, dict[str, Any]]], snapshot: set[str],
                        problems: list[str]) -> set[str]:
-    """Row counts of each compaction record; the replaced files still present (an
-    unfinished compaction) are returned."""
-    unfinished = set()
+    """Row counts of each compaction record; a replaced file the table still reads is a
+    problem. Returns every replaced file (on disk until ``ingest vacuum``: not orphans)."""
+    replaced_all = set()
     for name, record in compactions:
         try:
-            merged, replaced = record["file"], record["replaces"]
-            replaced_rows = sum(old["rows"] for old in replaced)
+            merged = record["files"] if "files" in record else [record["file"]]
+            replaced = record["replaces"]
+            merged_rows = sum(new["rows"] for new in merged)
+            replaced_rows = sum(old["rows"] or 0 for old in replaced)
         except (KeyError, TypeError):
             continue  # listed_files reported it
-        if replaced_rows != merged["rows"]:
-            problems.append(f"{name}: the merged file holds {merged['rows']} rows, the files it "
+        if replaced_rows != merged_rows:
+            problems.append(f"{name}: the merged files hold {merged_rows} rows, the files they "
                             f"replaced {replaced_rows}")
         for old in replaced:
-            if old["path"] in present:
-                unfinished.add(old["path"])
-                problems.append(f"{old['path']}: replaced by {merged['path']} ({name}) but still "
-                                "present: an unfinished compaction, run `ingest compact`")
-    return unfinished
+            replaced_all.add(old["path"])
+            if old["path"] in snapshot:
+                problems.append(f"{old['path']}: replaced by {name} but still in the Delta table")
+    return replaced_all
 
 
 def _check_row_keys(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> list[str]:
@@ -359,7 +443,9 @@ def to_json(report: VerifyReport) -> str:
             for b in report.bots.values()]
     totals = {"files": report.files, "rows": report.rows, "raw_files": report.raw_files,
               "manifests": report.manifests}
-    return json.dumps({"root": str(report.root), "ok": report.ok, "totals": totals, "bots": bots,
+    tables = {name: {"version": version} for name, version in report.tables.items()}
+    return json.dumps({"root": str(report.root), "ok": report.ok, "totals": totals, "tables": tables,
+                       "bots": bots,
                        "problems": report.problems}, indent=2, default=str)
 
 
@@ -367,6 +453,9 @@ def render_text(report: VerifyReport) -> str:
     """A few lines per bot, then the problems, for a person."""
     lines = [f"archive {report.root}: {report.files} data files, {report.rows} rows, "
              f"{report.raw_files} raw files, {report.manifests} manifests"]
+    if report.tables:
+        lines.append("Delta tables: " + ", ".join(f"{name} v{version}"
+                                                  for name, version in report.tables.items()))
     for bot in report.bots.values():
         span = f"{bot.first_day}..{bot.last_day}" if bot.days else "no rows"
         lines.append(f"bot {bot.bot_id}: {span}, {len(bot.days)} days with rows, {bot.rows} rows")

@@ -1,6 +1,7 @@
-"""``ingest compact``: many small files per partition become one, the rows stay exactly
-the same, the manifests record it, verify stays clean, and a crash at either step is
-finished by the next run. Locally and on S3 (moto)."""
+"""``ingest compact``: Delta OPTIMIZE makes many small files per partition one, the rows stay
+exactly the same, the manifests record it, verify stays clean, and a crash between the
+OPTIMIZE commit and its record is finished by the next run; ``ingest vacuum`` then removes
+the replaced files. Locally and on S3 (moto)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import ingest.archive.compact as compact_module
-from ingest.archive.compact import compact_archive
+from ingest.archive.compact import compact_archive, vacuum_archive
+from ingest.archive.delta import open_table, snapshot_files, table_uri
+from ingest.archive.layout import is_data_file
 from ingest.archive.s3 import S3Storage
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.ops.verify import verify_archive
@@ -39,12 +42,19 @@ def deliver_in_pieces(out: Storage | Path, workdir: Path, pieces: int = 3) -> li
 
 
 def table(out: Storage) -> pl.DataFrame:
-    keys = [o.key for o in out.objects("messages/") if o.key.endswith(".parquet")]
-    return out.scan(keys, hive_partitioning=True).collect().drop("bot_id").sort("id")
+    """The messages table as polars reads it (its current snapshot)."""
+    frame = pl.scan_delta(table_uri(out, "messages"), storage_options=out.storage_options).collect()
+    return frame.drop("bot_id").sort("id")
 
 
 def data_files(out: Storage) -> list[str]:
-    return [o.key for o in out.objects("messages/")]
+    """The data files of the table's current snapshot."""
+    return [f.key for f in snapshot_files(open_table(out, "messages"), "messages")]
+
+
+def on_disk(out: Storage) -> list[str]:
+    """Every data file in the dataset's folder, committed or not (not the Delta log)."""
+    return [o.key for o in out.objects("messages/") if is_data_file(o.key)]
 
 
 def test_compaction_merges_partitions_and_keeps_every_row(workdir: Path) -> None:
@@ -63,34 +73,36 @@ def test_compaction_merges_partitions_and_keeps_every_row(workdir: Path) -> None
         assert out.scan([key]).collect()["timestamp"].is_sorted()
 
     assert compact_archive(out).partitions == 0  # nothing left to do
+    assert len(on_disk(out)) == 12 + 4  # the replaced files stay until vacuum: older versions read them
+    swept = vacuum_archive(out, retention_hours=0)
+    assert len(swept.removed["messages"]) == 12 and swept.left["messages"] == []
+    assert sorted(on_disk(out)) == sorted(data_files(out))
+    assert verify_archive(out).ok, verify_archive(out).problems
     again = workdir / "again.csv"
     again.write_bytes(rows_to_csv(rows))
     redelivered = archive_csv_file(out, again, bot_id=BOT, raw_name="again.csv", provenance={})
     assert redelivered.rows_written == 0 and redelivered.rows_duplicate == len(rows)
 
 
-class FailingDelete(LocalStorage):
-    """Dies at the first delete: a crash between the compaction record and the clean-up."""
-
-    def delete(self, key: str) -> None:
-        raise RuntimeError("killed")
-
-
-def test_a_crash_after_the_record_is_reported_then_finished(workdir: Path) -> None:
+def test_a_file_never_committed_is_reported_then_vacuumed(workdir: Path) -> None:
+    """A data file published but never committed (a crash before the Delta commit, its
+    report never delivered again): readers do not see it, verify names it, vacuum removes it."""
     deliver_in_pieces(workdir / "archive", workdir)
     out = LocalStorage(workdir / "archive")
     before = table(out)
-    with pytest.raises(RuntimeError):
-        compact_archive(FailingDelete(workdir / "archive"))
-    report = verify_archive(out)
-    assert any("unfinished compaction" in p for p in report.problems)
-    done = compact_archive(out)
-    assert done.finished == 1
-    assert verify_archive(out).ok, verify_archive(out).problems
+    partition = workdir / "archive" / "messages" / f"bot_id={BOT}" / "date=2024-07-02"
+    stray = partition / "part-0123456789abcdef.parquet"
+    before.head(3).write_parquet(stray)
     assert_frame_equal(table(out), before)
+    report = verify_archive(out)
+    assert any("orphan data file, not in the Delta table" in p for p in report.problems), report.problems
+    swept = vacuum_archive(out, retention_hours=0)
+    assert swept.removed["messages"] == [stray.relative_to(workdir / "archive").as_posix()]
+    assert not stray.exists()
+    assert verify_archive(out).ok, verify_archive(out).problems
 
 
-def test_a_crash_before_the_record_is_adopted_by_the_next_run(
+def test_a_crash_between_the_optimize_commit_and_its_record_is_finished_by_the_next_run(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     deliver_in_pieces(workdir / "archive", workdir)
     out = LocalStorage(workdir / "archive")
@@ -103,8 +115,10 @@ def test_a_crash_before_the_record_is_adopted_by_the_next_run(
     with pytest.raises(RuntimeError):
         compact_archive(out)
     monkeypatch.undo()
-    assert any("orphan data file" in p for p in verify_archive(out).problems)
-    compact_archive(out)
+    assert any("no manifest lists it" in p for p in verify_archive(out).problems)
+    assert_frame_equal(table(out), before)  # committed: readers see the compacted files
+    done = compact_archive(out)
+    assert done.finished == 1 and done.partitions == 3  # one record written, then the rest compacted
     assert verify_archive(out).ok, verify_archive(out).problems
     assert_frame_equal(table(out), before)
 
@@ -118,8 +132,11 @@ def test_compaction_on_s3(workdir: Path) -> None:
         before = table(out)
         done = compact_archive(out)
         assert (done.files_before, done.files_after) == (12, 4)
-        assert len(s3.keys("compact/messages/")) == 4
+        assert len(data_files(out)) == 4
         assert_frame_equal(table(out), before)
+        assert verify_archive(out).ok, verify_archive(out).problems
+        vacuum_archive(out, retention_hours=0)
+        assert len([k for k in s3.keys("compact/messages/") if "/_delta_log/" not in k]) == 4
         assert verify_archive(out).ok, verify_archive(out).problems
 
 

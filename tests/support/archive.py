@@ -10,14 +10,28 @@ from typing import Any
 
 import duckdb
 import polars as pl
+from deltalake import DeltaTable
 
 from ingest.simulator import generate_messages
 
 
-def read_archive(root: Path) -> pl.DataFrame:
-    """Every archived message row, with the hive keys bot_id and date."""
-    return pl.scan_parquet(str(Path(root) / "messages" / "**" / "*.parquet"),
-                           hive_partitioning=True).collect()
+def read_archive(root: Path, dataset: str = "messages") -> pl.DataFrame:
+    """Every archived row of a dataset, with its partition columns bot_id and date: the
+    Delta table's current snapshot, as an analyst's polars reads it (``scan_delta``)."""
+    return pl.scan_delta(str(Path(root) / dataset)).collect()
+
+
+def snapshot_uris(root: Path | str, dataset: str = "messages",
+                  storage_options: dict[str, str] | None = None) -> list[str]:
+    """The files of a dataset's current snapshot: what a Parquet-only reader (DuckDB without
+    its delta extension, Spark without the Delta connector) must be given instead of a glob."""
+    return DeltaTable(f"{root}/{dataset}", storage_options=storage_options).file_uris()
+
+
+def duckdb_snapshot(root: Path | str, dataset: str = "messages") -> str:
+    """A DuckDB ``read_parquet`` over a table's snapshot files, with the hive partition columns."""
+    files = ", ".join(f"'{uri}'" for uri in snapshot_uris(root, dataset))
+    return f"read_parquet([{files}], hive_partitioning = true, union_by_name = true)"
 
 
 def expected_rows(bot_ids: list[str], start: date, end: date) -> dict[tuple[str, int], dict[str, Any]]:
@@ -40,11 +54,10 @@ def assert_archive_matches(root: Path, truth: dict[tuple[str, int], dict[str, An
         want = truth[(bot, row_id)]
         assert message == (want["message"] or None)
         assert json.loads(bot_module) == want["bot_module"]
-    # A second, independent reader sees the same table.
+    # A second, independent reader sees the same table (the snapshot's files, as Parquet).
     with duckdb.connect() as con:
         count = con.execute(
-            f"SELECT count(*), count(DISTINCT (bot_id, id)) FROM "
-            f"read_parquet('{root}/messages/**/*.parquet', hive_partitioning=true)"
+            f"SELECT count(*), count(DISTINCT (bot_id, id)) FROM {duckdb_snapshot(root)}"
         ).fetchall()
     assert count == [(len(truth), len(truth))]
     return frame
@@ -53,7 +66,7 @@ def assert_archive_matches(root: Path, truth: dict[tuple[str, int], dict[str, An
 def archive_files(root: Path) -> dict[str, float]:
     """Data files and their modification times (to prove nothing was rewritten)."""
     return {str(p.relative_to(root)): p.stat().st_mtime_ns
-            for p in (Path(root) / "messages").rglob("*.parquet")}
+            for p in (Path(root) / "messages").rglob("*.parquet") if "_delta_log" not in p.parts}
 
 
 def typed_truth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -56,9 +56,9 @@ class MotoS3:
                 "aws_secret_access_key": CREDENTIALS["aws_secret_access_key"]}
 
     def messages(self, prefix: str) -> pl.DataFrame:
-        """The ``messages/`` dataset under s3://bucket/prefix, as an analyst's polars reads it."""
-        return pl.scan_parquet(f"s3://{self.bucket}/{prefix}/messages/**/*.parquet",
-                               hive_partitioning=True, storage_options=self.storage_options()).collect()
+        """The ``messages/`` table under s3://bucket/prefix, as an analyst's polars reads it."""
+        return pl.scan_delta(f"s3://{self.bucket}/{prefix}/messages",
+                             storage_options=self.storage_options()).collect()
 
     def keys(self, prefix: str = "") -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)

@@ -1,0 +1,364 @@
+"""Each dataset of the archive is a Delta Lake table, and this job its only writer.
+
+::
+
+    <root>/<dataset>/_delta_log/<version>.json                         the table's log
+    <root>/<dataset>/bot_id=<bot>/date=<YYYY-MM-DD>/part-<sha16>.parquet  data, one file per source and date
+
+The data files are written by our own bounded-memory writers (:mod:`ingest.archive.staging`,
+:mod:`ingest.archive.writer`), published under their key once, and then committed to the table
+as *add actions*, one Delta commit per report (:func:`commit_report`). The commit carries the
+report's provenance in its commit info (``ingest.*`` keys) and an *application transaction*
+``(app_id = "certainly-ingest:<sha256>", version = 1)``: a report already committed is
+recognised by :func:`committed` and never committed twice, whatever crashed in between.
+
+Readers see a file only once a commit adds it; a file published but never committed (a
+crash between data and commit) is invisible, adopted by the next run (same name) or removed
+by ``ingest vacuum``. Globbing ``**/*.parquet`` is unsafe: it sees such files, and the files a
+compaction replaced until vacuum removes them.
+
+Deletion vectors are never enabled (delta-rs cannot write them); a table that has them is
+refused (:class:`ingest.errors.OutputError`).
+
+Example::
+
+    version = commit_report(storage, "messages", "bot-1", files, sha, schema, {"window": ...})
+    files = snapshot_files(storage, "messages")        # key -> rows, what readers see
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
+from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.transaction import AddAction, RemoveAction
+
+from ingest.archive.layout import DELTA_LOG
+from ingest.archive.storage import LocalStorage, Storage
+from ingest.errors import OutputError
+
+T = TypeVar("T")
+
+#: The partition columns of every table, in this order.
+PARTITIONS = ("bot_id", "date")
+PARTITION_TYPES: dict[str, pa.DataType] = {"bot_id": pa.string(), "date": pa.date32()}
+#: Our application's prefix for Delta application transactions.
+APP = "certainly-ingest"
+#: Table properties set when a table is created: no deletion vectors, ever.
+CONFIGURATION = {"delta.enableDeletionVectors": "false"}
+#: Commit info keys carrying the report's provenance.
+META = "ingest"
+
+
+def app_id(source_sha256: str) -> str:
+    """The application transaction id of a report: one per source, version 1 once committed."""
+    return f"{APP}:{source_sha256}"
+
+
+def table_uri(out: Storage, dataset: str) -> str:
+    """Where the dataset's table is, as deltalake and polars ``scan_delta`` take it."""
+    if isinstance(out, LocalStorage):
+        return str(out.root.resolve() / dataset)
+    return out.describe(dataset)
+
+
+def storage_options(out: Storage) -> dict[str, str] | None:
+    """deltalake's storage options (S3 endpoint, credentials), None for a local folder."""
+    if out.storage_options is None:
+        return None
+    options = dict(out.storage_options)
+    if options.get("aws_allow_http") == "true":
+        options["allow_http"] = "true"
+    return options
+
+
+def open_table(out: Storage, dataset: str, version: int | str | datetime | None = None) -> DeltaTable | None:
+    """The dataset's table (at ``version``, a number or a timestamp), or None when it has none.
+
+    Raises :class:`OutputError` for a table with deletion vectors: this job cannot keep its
+    guarantees on one (delta-rs does not write them, and counts would disagree)."""
+    try:
+        table = guarded(
+            out, dataset, lambda: DeltaTable(table_uri(out, dataset), storage_options=storage_options(out))
+        )
+    except TableNotFoundError:
+        return None
+    if version is not None:
+        table.load_as_version(version)
+    refuse_deletion_vectors(table, out.describe(dataset))
+    return table
+
+
+def guarded(out: Storage, dataset: str, call: Callable[[], T]) -> T:
+    """``call()``, a deltalake operation on the dataset's table, with its failures as our
+    errors (:func:`storage_error`)."""
+    try:
+        return call()
+    except TableNotFoundError:
+        raise
+    except (DeltaError, OSError) as err:
+        failure = storage_error(out, dataset, err)
+    raise failure  # outside the handler: delta-rs's error is no context of it
+
+
+def storage_error(out: Storage, dataset: str, err: Exception) -> Exception:
+    """The error to raise for a deltalake failure: the storage's own (a missing bucket, an
+    unreachable endpoint: classified and worded as for every other write), else an
+    :class:`OutputError` naming the table."""
+    check = getattr(out, "check_bucket", None)  # S3: a missing bucket, an unreachable endpoint
+    try:
+        if callable(check):
+            check()
+        out.exists(f"{dataset}/{DELTA_LOG}/_last_checkpoint")
+    except Exception as classified:  # noqa: BLE001 - the storage's classified error
+        classified.__context__ = None  # the store's error, not delta-rs's, decides (errors.stops_the_run)
+        return classified
+    # delta-rs chains its causes with coloured arrows: one plain line is enough here.
+    text = re.sub(r"\x1b\[[0-9;]*m|\\x1b\[[0-9;]*m", "", str(err)).replace("↳", "<-")
+    error = OutputError(
+        f"cannot use the Delta table {out.describe(dataset)}: {' '.join(text.split())}",
+        hint="INGEST_OUTPUT__ROOT",
+    )
+    error.__suppress_context__ = True
+    return error
+
+
+def refuse_deletion_vectors(table: DeltaTable, where: str) -> None:
+    """Raise OutputError when the table has (or may have) deletion vectors."""
+    protocol = table.protocol()
+    features = {*(protocol.reader_features or []), *(protocol.writer_features or [])}
+    enabled = table.metadata().configuration.get("delta.enableDeletionVectors", "false").lower() == "true"
+    if "deletionVectors" in features or enabled:
+        raise OutputError(
+            f"the Delta table {where} has deletion vectors enabled; certainly-ingest cannot write "
+            f"such a table (delta-rs does not write deletion vectors) and refuses to touch it",
+            hint="rewrite the table without deletion vectors (e.g. Spark: REORG TABLE ... APPLY (PURGE), "
+            "then ALTER TABLE ... SET TBLPROPERTIES ('delta.enableDeletionVectors' = false))",
+        )
+
+
+def committed(table: DeltaTable | None, source_sha256: str) -> bool:
+    """True when the table holds a commit of this report (its application transaction)."""
+    return table is not None and table.transaction_version(app_id(source_sha256)) is not None
+
+
+@dataclass(frozen=True)
+class SnapshotFile:
+    """A data file of a table's snapshot: its key (relative to the archive root), size, rows."""
+
+    key: str
+    size: int
+    rows: int | None
+    bot_id: str
+    day: str
+
+
+def snapshot_files(table: DeltaTable | None, dataset: str) -> list[SnapshotFile]:
+    """Every file of the table's loaded snapshot, sorted by key."""
+    if table is None:
+        return []
+    actions = pa.table(table.get_add_actions(flatten=True))
+    columns = actions.column_names
+    paths = actions.column("path").to_pylist()
+    sizes = actions.column("size_bytes").to_pylist()
+    rows = actions.column("num_records").to_pylist() if "num_records" in columns else [None] * len(paths)
+    bots = actions.column("partition.bot_id").to_pylist()
+    days = actions.column("partition.date").to_pylist()
+    found = [
+        SnapshotFile(f"{dataset}/{unquote(path)}", size, count, bot, str(day))
+        for path, size, count, bot, day in zip(paths, sizes, rows, bots, days, strict=True)
+    ]
+    return sorted(found, key=lambda f: f.key)
+
+
+def snapshot_keys(out: Storage, dataset: str, prefix: str = "") -> list[str]:
+    """Keys of the dataset's current files (relative to the root) starting with ``prefix``."""
+    return [f.key for f in snapshot_files(open_table(out, dataset), dataset) if f.key.startswith(prefix)]
+
+
+def table_schema(files: pa.Schema) -> pa.Schema:
+    """A table's schema: its data files' columns, then the partition columns."""
+    fields = [f for f in files if f.name not in PARTITIONS]
+    return pa.schema([*fields, *[pa.field(n, PARTITION_TYPES[n]) for n in PARTITIONS]])
+
+
+def _delta_schema(schema: pa.Schema) -> Schema:
+    # Delta has one string type: large / view strings are written as plain strings.
+    plain = pa.schema([pa.field(f.name, _plain(f.type), True) for f in schema])
+    return Schema.from_arrow(plain)
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return pa.binary()
+    return kind
+
+
+def ensure_table(out: Storage, dataset: str, schema: pa.Schema) -> DeltaTable:
+    """The dataset's table, created (empty, partitioned by bot_id and date) when missing,
+    with any column of ``schema`` it lacks added (typed reports bring new columns)."""
+    table = open_table(out, dataset)
+    wanted = _delta_schema(table_schema(schema))
+    if table is None:
+        table = guarded(
+            out,
+            dataset,
+            lambda: DeltaTable.create(
+                table_uri(out, dataset),
+                wanted,
+                mode="ignore",
+                partition_by=list(PARTITIONS),
+                configuration=CONFIGURATION,
+                storage_options=storage_options(out),
+            ),
+        )
+        refuse_deletion_vectors(table, out.describe(dataset))
+        return table
+    have = {f.name for f in table.schema().fields}
+    new = [f for f in wanted.fields if f.name not in have]
+    if new:
+        table.alter.add_columns([Field(f.name, f.type, nullable=True) for f in new])
+    return table
+
+
+def add_action(out: Storage, dataset: str, key: str, rows: int, *, bot_id: str, day: str) -> AddAction:
+    """The add action of a published data file, with statistics from its footer."""
+    relative = key.removeprefix(f"{dataset}/")
+    size = next((o.size for o in out.objects(key) if o.key == key), None)
+    if size is None:
+        raise OutputError(f"cannot commit {out.describe(key)}: the data file is not there")
+    return AddAction(
+        path=quote(relative, safe="/="),
+        size=size,
+        partition_values={"bot_id": bot_id, "date": day},
+        modification_time=int(time.time() * 1000),
+        data_change=True,
+        stats=json.dumps(file_stats(out, key, rows)),
+    )
+
+
+def file_stats(out: Storage, key: str, rows: int) -> dict[str, Any]:
+    """Delta statistics of a Parquet file: row count, null counts, min/max of integer columns.
+
+    Only integers get min/max: their footer values are exact, where timestamps would be
+    truncated to milliseconds and strings to a prefix (a reader could skip a file wrongly)."""
+    stats: dict[str, Any] = {"numRecords": rows, "nullCount": {}, "minValues": {}, "maxValues": {}}
+    try:
+        meta = out.parquet_metadata(key)
+    except Exception:  # noqa: BLE001 - statistics are optional; the row count is known
+        return {"numRecords": rows}
+    schema = meta.schema.to_arrow_schema()
+    for index, field in enumerate(schema):
+        nulls: int | None = 0
+        low: Any = None
+        high: Any = None
+        for group in range(meta.num_row_groups):
+            column = meta.row_group(group).column(index)
+            if column.path_in_schema != field.name:
+                nulls = None  # a nested column: leave it to readers
+                break
+            chunk = column.statistics
+            if chunk is None or not chunk.has_null_count:
+                nulls = None
+                break
+            nulls += chunk.null_count
+            if pa.types.is_integer(field.type) and chunk.has_min_max:
+                low = chunk.min if low is None else min(low, chunk.min)
+                high = chunk.max if high is None else max(high, chunk.max)
+            else:
+                low = high = None
+        if nulls is None:
+            continue
+        stats["nullCount"][field.name] = nulls
+        if low is not None and high is not None and nulls < rows:
+            stats["minValues"][field.name] = low
+            stats["maxValues"][field.name] = high
+    return stats
+
+
+def commit_report(
+    out: Storage,
+    dataset: str,
+    bot_id: str,
+    files: Iterable[tuple[str, int]],
+    source_sha256: str,
+    schema: pa.Schema,
+    provenance: dict[str, Any],
+) -> int | None:
+    """One Delta commit adding a report's published data files ``(key, rows)``, with its
+    provenance and application transaction; returns the table version it made. A report
+    committed before (a run killed after its commit) is not committed again: the version
+    of its commit is returned (None if the log no longer has it)."""
+    table = ensure_table(out, dataset, schema)
+    if committed(table, source_sha256):
+        return commit_version(table, source_sha256)
+    have = {f.key for f in snapshot_files(table, dataset)}
+    actions: list[AddAction | RemoveAction] = []
+    for key, rows in files:
+        if key in have:
+            continue
+        day = key.removeprefix(f"{dataset}/").split("/")[1].removeprefix("date=")
+        actions.append(add_action(out, dataset, key, rows, bot_id=bot_id, day=day))
+    metadata = {f"{META}.{k}": _json_value(v) for k, v in provenance.items()}
+    properties = CommitProperties(
+        custom_metadata=metadata,
+        max_commit_retries=10,
+        app_transactions=[Transaction(app_id(source_sha256), 1, int(time.time() * 1000))],
+    )
+    guarded(
+        out,
+        dataset,
+        lambda: table.create_write_transaction(
+            actions, "append", table.schema(), list(PARTITIONS), commit_properties=properties
+        ),
+    )
+    table.update_incremental()
+    return int(table.version())
+
+
+def _json_value(value: Any) -> Any:
+    """A provenance value as commit info takes it: JSON, no NaN."""
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return json.loads(json.dumps(value, default=str))
+
+
+def table_versions(out: Storage, datasets: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Each existing table's version, file count and last commit time (``ingest status``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for dataset in datasets:
+        table = open_table(out, dataset)
+        if table is None:
+            continue
+        last = table.history(1)
+        stamp = last[0].get("timestamp") if last else None
+        found[dataset] = {
+            "version": table.version(),
+            "files": len(snapshot_files(table, dataset)),
+            "last_commit": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp / 1000)) if stamp else None,
+        }
+    return found
+
+
+def commit_version(table: DeltaTable, source_sha256: str) -> int | None:
+    """The version of the commit that added a report (from its provenance), or None."""
+    for info in table.history():
+        if info.get(f"{META}.source_sha256") == source_sha256 and isinstance(info.get("version"), int):
+            return int(info["version"])
+    return None
+
+
+def commit_infos(table: DeltaTable, limit: int | None = None) -> list[dict[str, Any]]:
+    """The table's commit infos, newest first (``ingest.*`` keys: the provenance)."""
+    return table.history(limit)
