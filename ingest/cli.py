@@ -426,6 +426,29 @@ def compact(
 
 
 @app.command()
+def migrate() -> None:
+    """Turn an archive of plain hive-partitioned Parquet (with manifests) into Delta tables, in
+    place: every file the manifests list is committed as it is (no data file rewritten), one
+    commit per report. Safe to re-run, and after a crash; verify runs afterwards (exit 1 on
+    any problem).
+
+    Example: ingest migrate
+    """
+    from ingest.archive.migrate import migrate_archive
+    from ingest.ops.verify import render_text, verify_archive
+
+    settings = load_settings()
+    with job(settings) as (_, storage):
+        done = migrate_archive(storage)
+        report = verify_archive(storage)
+    out.print(f"migrated: {done.commits} commit(s), {done.files} file(s), {done.rows} rows"
+              + (f"; {done.already} committed by an earlier run" if done.already else "")
+              + "".join(f"; {name} at version {version}" for name, version in done.tables.items()))
+    typer.echo(render_text(report))
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
+
+
+@app.command()
 def vacuum(
     retention_hours: Annotated[int, typer.Option(
         min=0, help="Keep files older versions within this many hours still read (Delta's default: 7 days).")

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.dovecot import Dovecot, private_dovecot
 from tests.support.mail import Mailboxes
+from tests.support.seaweed import SeaweedS3, seaweed_s3
 
 
 @pytest.fixture
@@ -56,3 +57,15 @@ def user(request: pytest.FixtureRequest) -> str:
     """A Dovecot account no other test of the module has used (from the module's ``ACCOUNTS``)."""
     accounts: Mailboxes = request.module.ACCOUNTS
     return accounts.take()
+
+
+@pytest.fixture(scope="module")
+def seaweed() -> Iterator[SeaweedS3]:
+    """A real S3-compatible server (SeaweedFS ``weed mini``) for the test module, on loopback
+    and free ports, with a fresh bucket; give each test its own prefix."""
+    folder = Path(tempfile.mkdtemp(prefix="ingest-seaweed-"))
+    try:
+        with seaweed_s3(folder) as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -211,24 +211,46 @@ def ensure_table(out: Storage, dataset: str, schema: pa.Schema) -> DeltaTable:
     table = open_table(out, dataset)
     wanted = _delta_schema(table_schema(schema))
     if table is None:
-        table = guarded(
-            out,
-            dataset,
-            lambda: DeltaTable.create(
+        try:
+            created = DeltaTable.create(
                 table_uri(out, dataset),
                 wanted,
                 mode="ignore",
                 partition_by=list(PARTITIONS),
                 configuration=CONFIGURATION,
                 storage_options=storage_options(out),
-            ),
-        )
+            )
+        except (DeltaError, OSError):
+            created = None  # another writer created it first (put-if-absent), or a real failure:
+        table = created or open_table(out, dataset)  # the table is there now, or its error says why
+        if table is None:
+            table = guarded(
+                out,
+                dataset,
+                lambda: DeltaTable.create(
+                    table_uri(out, dataset),
+                    wanted,
+                    mode="ignore",
+                    partition_by=list(PARTITIONS),
+                    configuration=CONFIGURATION,
+                    storage_options=storage_options(out),
+                ),
+            )
         refuse_deletion_vectors(table, out.describe(dataset))
-        return table
     have = {f.name for f in table.schema().fields}
     new = [f for f in wanted.fields if f.name not in have]
-    if new:
-        table.alter.add_columns([Field(f.name, f.type, nullable=True) for f in new])
+    if new:  # a metadata commit of its own: delta-rs appends cannot change the schema
+        guarded(
+            out,
+            dataset,
+            lambda: table.alter.add_columns(
+                [Field(f.name, f.type, nullable=True) for f in new],
+                commit_properties=CommitProperties(
+                    custom_metadata={f"{META}.new_columns": [f.name for f in new]}
+                ),
+            ),
+        )
+        table.update_incremental()
     return table
 
 

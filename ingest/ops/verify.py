@@ -100,7 +100,8 @@ def verify_archive(root: Storage | Path, store: Store | None = None,
                            if rows is not None and key in footer_rows and footer_rows[key] != rows)
     attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
-    records = [r for r in read_manifests(out, objects) if _as_of(r.doc, report.tables, as_of)]
+    every_record = read_manifests(out, objects)
+    records = [r for r in every_record if _as_of(r.doc, report.tables, as_of)]
     report.manifests = len(records)
     for record in records:
         if record.doc is not None and not record.compaction:
@@ -110,7 +111,9 @@ def verify_archive(root: Storage | Path, store: Store | None = None,
     report.problems.extend(f"{path}: listed by both {first} and {second}"
                            for path, first, second in listing.listed_twice)
     replaced = _check_compactions(listing.compactions, set(snapshot), report.problems)
-    orphans = _uncommitted(on_disk, snapshot, replaced, set(listing.files))
+    # At an older version, files committed later are on disk too: listed by a later record.
+    later = set() if as_of is None else {p for r in every_record if r.doc for p in _paths(r.doc)}
+    orphans = _uncommitted(on_disk, snapshot, replaced, set(listing.files) | later)
     report.problems.extend(problem for _, problem in orphans)
     report.problems.extend(f"{key}: missing data file (the Delta table reads it"
                            + (f"; listed in {listing.files[key][0]})" if key in listing.files else ")")
@@ -172,6 +175,14 @@ def _as_of(doc: dict[str, Any] | None, tables: dict[str, int], as_of: int | str 
     if not isinstance(version, int) or table not in tables:
         return not isinstance(version, int)
     return version <= tables[table]
+
+
+def _paths(doc: dict[str, Any]) -> list[str]:
+    """Every data file a record names (a manifest's files; a compaction's files and replaced)."""
+    nested = doc.get("compaction")
+    body: dict[str, Any] = nested if isinstance(nested, dict) else doc
+    entries = [*(body.get("files") or []), *(body.get("replaces") or []), body.get("file")]
+    return [str(e.get("path")) for e in entries if isinstance(e, dict)]
 
 
 def _uncommitted(on_disk: list[str], snapshot: dict[str, int | None], replaced: set[str],

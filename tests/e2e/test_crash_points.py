@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
+from ingest.archive.delta import open_table
 from ingest.crashpoints import POINTS
 from ingest.simulator import (
     CertainlySimulator,
@@ -23,7 +24,7 @@ from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot
 from tests.support.job import job_env, run_ingest
-from tests.support.s3 import moto_s3
+from tests.support.seaweed import SeaweedS3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -83,17 +84,26 @@ def test_killed_at_any_step_the_next_run_completes_exactly_once(
     assert 2 <= counts.get("certainly-ingest.processed", 0) <= 3, counts
 
 
-@pytest.mark.parametrize("point", ["after_raw", "after_data", "after_manifest", "after_state"])
-def test_killed_while_writing_to_s3_the_next_run_completes_exactly_once(tmp_path: Path, point: str) -> None:
-    """The same, with the archive in an S3 bucket (moto): objects already up when the job
-    died are adopted (same names, written once), never duplicated or orphaned."""
-    with moto_s3() as s3, EmbeddedImap() as imap, CertainlySimulator(
+@pytest.mark.parametrize("point", ["after_raw", "after_data", "after_commit", "after_manifest",
+                                   "after_state"])
+def test_killed_while_writing_to_s3_the_next_run_completes_exactly_once(
+    seaweed: SeaweedS3, tmp_path: Path, point: str
+) -> None:
+    """The same, with the archive's tables in an S3 bucket on a real server (SeaweedFS):
+    objects already up when the job died are adopted (same names, written once), a commit
+    already made is recognised by its application transaction, never made twice."""
+    prefix = f"crash-{point}"
+    with EmbeddedImap() as imap, CertainlySimulator(
         SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
     ) as sim:
         env = job_env(sim, imap, tmp_path, INGEST_REQUESTER__WINDOW_DAYS="10",
-                      **s3.env("crash", tmp_path / "staging"))
+                      **seaweed.env(prefix, tmp_path / "staging"))
         backfill_crash_and_complete(env, tmp_path, point)
-        frame = s3.messages("crash")
+        frame = seaweed.table(prefix)
+        table = open_table(seaweed.storage(prefix, tmp_path / "staging"), "messages")
+        assert table is not None
+        commits = [c for c in table.history() if c["operation"] == "WRITE"]
+    assert len({c["ingest.source_sha256"] for c in commits}) == len(commits)  # one commit per report
     truth = expected_rows([BOT], FIRST, LAST)
     assert sorted(zip(frame["bot_id"], frame["id"])) == sorted(truth)
     assert not list((tmp_path / "staging").glob(".tmp-*"))
