@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 from rich.console import Console
 
+from ingest.archive.layout import DELTA_LOG
 from ingest.pipeline.passes import RunSummary, run_until_done
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
@@ -86,9 +87,8 @@ def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) ->
                 archived = len(store.windows(states=(WindowState.ARCHIVED,)))
             expected = sum(len(sim.expected_rows(b, start, end)) for b in bot_ids)
     root = Path(settings.output.root).resolve()
-    rows = pl.scan_parquet(str(root / "messages" / "**" / "*.parquet"),
-                           hive_partitioning=True).select(pl.len()).collect().item() \
-        if any((root / "messages").rglob("*.parquet")) else 0
+    rows = pl.scan_delta(str(root / "messages")).select(pl.len()).collect().item() \
+        if (root / "messages" / DELTA_LOG).is_dir() else 0
     console.print(
         f"windows: {len(planned)} planned, {archived} archived, {summary.deferred} deferred "
         f"('already in progress'), {summary.failed} failed\n"
@@ -100,8 +100,8 @@ def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) ->
         f"archive: {root}\n"
         f"state:   {settings.state.path.resolve()}\n"
         "query it:\n"
-        f"  {sys.executable} -c \"import polars as pl; print(pl.scan_parquet('{root}/messages/**/*.parquet', "
-        f"hive_partitioning=True).group_by('bot_id').len().collect())\"",
+        f"  {sys.executable} -c \"import polars as pl; print(pl.scan_delta('{root}/messages')"
+        f".group_by('bot_id').len().collect())\"",
         highlight=False, soft_wrap=True,
     )
     if rows != expected:

@@ -24,7 +24,7 @@ def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
     frame = assert_archive_matches(tmp_path / "archive", truth)
     assert f"archive holds {frame.height}" in done.stdout
     assert "1 ignored (sender not allowed)" in done.stdout
-    assert "pl.scan_parquet(" in done.stdout  # the one-line query is printed
+    assert "pl.scan_delta(" in done.stdout  # the one-line query (of the Delta table) is printed
     verified = run_ingest("verify", env={"INGEST_OUTPUT__ROOT": str(tmp_path / "archive"),
                                          "INGEST_STATE__PATH": str(tmp_path / "state.sqlite")}, cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout
