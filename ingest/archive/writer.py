@@ -33,6 +33,7 @@ from ingest.archive.commit import (
 )
 from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import (
+    bot_prefix,
     data_key,
     partition_key,
     raw_key,
@@ -44,11 +45,15 @@ from ingest.parse.parser import ParsedReport
 from ingest.parse.schema import DATASET, file_schema
 
 
-def existing_ids(out: Storage, partition: str, key: str = "id") -> pl.Series:
+def existing_ids(out: Storage, partition: str, key: str = "id",
+                 snapshot: list[str] | None = None) -> pl.Series:
     """The ids (or other ``key`` values) already archived in a partition: in the files of
     its Delta table's snapshot (a file a killed run published but never committed is not
-    archived data: its ids must not make this run skip rows)."""
-    keys = snapshot_keys(out, partition.split("/", 1)[0], partition + "/")
+    archived data: its ids must not make this run skip rows). ``snapshot``: the table's
+    file keys when already listed."""
+    dataset = partition.split("/", 1)[0]
+    keys = [k for k in (snapshot_keys(out, dataset) if snapshot is None else snapshot)
+            if k.startswith(partition + "/")]
     if not keys:
         return pl.Series(key, [], dtype=pl.Int64 if key == "id" else pl.String)
     return out.scan(keys).select(key).collect().get_column(key)
@@ -82,8 +87,9 @@ def write_partitions(out: Storage, rows: pl.DataFrame, result: SaveResult, *, da
     """Write ``rows`` (with a ``date`` column) as one new file per date partition of
     ``<dataset>/bot_id=<bot>/``, without the ``key`` values the partition already holds
     (counted as duplicates in ``result``)."""
+    snapshot = snapshot_keys(out, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
     for (day,), part in rows.partition_by("date", as_dict=True, maintain_order=True).items():
-        have = existing_ids(out, partition_key(bot_id, day, dataset), key)
+        have = existing_ids(out, partition_key(bot_id, day, dataset), key, snapshot)
         new = part.filter(~pl.col(key).is_in(have.implode())) if have.len() else part
         new = new.select(columns)
         result.rows_duplicate += part.height - new.height

@@ -1,13 +1,18 @@
 """``ingest verify``: prove the archive is what its manifests say, and show what it covers.
 
-Problems (failures, each naming the file): a raw file not hashing to its name or differing
-from its manifest, or with no manifest, or missing; a listed data file missing or differing
-(sha256, Parquet row count); an orphan data file no manifest lists (a crash between data file
-and manifest, or a leftover temporary file: readers globbing ``*.parquet`` see it too); a
-duplicate ``(bot_id, id)``; a row outside its UTC date partition; an unreadable file;
-manifest counts that do not add up; rows quarantined as conflicts (an id archived with
-other content, see :mod:`ingest.archive.conflicts`). Coverage (days with rows, days without rows inside the
-requested windows, windows not archived) is informational: a day may have no messages.
+The data checked is what readers see: each dataset's Delta table snapshot (current, or at
+``--as-of`` a version or a timestamp). Problems (failures, each naming the file): a file of
+the snapshot no manifest lists, or differing from its manifest (sha256, Parquet row count,
+the Delta log's row count), or missing on disk; a listed file not in the snapshot and not
+replaced by a recorded compaction; a replaced file the table still reads; an orphan data
+file on disk that no commit added (a crash between data file and commit, or a leftover
+temporary file: readers globbing ``*.parquet`` see it; ``ingest vacuum`` removes it); a raw
+file not hashing to its name or differing from its manifest, or with no manifest, or
+missing; a duplicate ``(bot_id, id)``; a row outside its UTC date partition; an unreadable
+file or table; manifest counts that do not add up; rows quarantined as conflicts (an id
+archived with other content, see :mod:`ingest.archive.conflicts`). Files a compaction
+replaced stay on disk until vacuum: not a problem. Coverage (days with rows, days without
+rows inside the requested windows, windows not archived) is informational.
 Bounded memory: 1 MiB hash blocks; row checks are lazy polars queries, streaming engine.
 Example: ``report = verify_archive(Path("/data"), store); print(render_text(report))``
 """
