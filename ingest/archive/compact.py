@@ -34,6 +34,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from deltalake import CommitProperties, DeltaTable
 
@@ -137,8 +138,8 @@ def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | N
     if info.get("operation") != "OPTIMIZE":
         return None
     listed = listed_files(read_manifests(out)).files
-    added = [f"{dataset}/{a['add']['path']}" for a in actions if "add" in a]
-    removed = [f"{dataset}/{a['remove']['path']}" for a in actions if "remove" in a]
+    added = [f"{dataset}/{unquote(a['add']['path'])}" for a in actions if "add" in a]
+    removed = [f"{dataset}/{unquote(a['remove']['path'])}" for a in actions if "remove" in a]
     body = {
         "dataset": dataset,
         "version": version,
