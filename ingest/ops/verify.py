@@ -106,7 +106,8 @@ def verify_archive(root: Storage | Path, store: Store | None = None,
     attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
     every_record = read_manifests(out, objects)
-    records = [r for r in every_record if _as_of(r.doc, report.tables, as_of)]
+    committed_at = _commit_versions(out, report.tables) if as_of is not None else {}
+    records = [r for r in every_record if _as_of(r.doc, report.tables, as_of, committed_at)]
     report.manifests = len(records)
     for record in records:
         if record.doc is not None and not record.compaction:
@@ -167,19 +168,35 @@ def _version_arg(as_of: int | str | None) -> int | str | None:
     return as_of
 
 
-def _as_of(doc: dict[str, Any] | None, tables: dict[str, int], as_of: int | str | None) -> bool:
+def _commit_versions(out: Storage, tables: dict[str, int]) -> dict[str, tuple[str, int]]:
+    """Report sha256 -> (dataset, version of its commit), from each table's history (the
+    commits' provenance): for manifests that do not say their version (migrated ones)."""
+    found: dict[str, tuple[str, int]] = {}
+    for dataset in tables:
+        table = open_table(out, dataset)
+        for info in table.history() if table is not None else []:
+            sha, version = info.get("ingest.source_sha256"), info.get("version")
+            if isinstance(sha, str) and isinstance(version, int):
+                found.setdefault(sha, (dataset, version))
+    return found
+
+
+def _as_of(doc: dict[str, Any] | None, tables: dict[str, int], as_of: int | str | None,
+           committed_at: dict[str, tuple[str, int]]) -> bool:
     """Whether a record belongs to the snapshot verified: every record for the current one;
     at an older version, the records of the commits up to it (an unreadable one is kept)."""
     if as_of is None or doc is None:
         return True
     body = doc.get("compaction") if isinstance(doc.get("compaction"), dict) else doc.get("delta")
-    if not isinstance(body, dict):
-        return True  # a manifest from before the tables: its files were in the first commit
+    if not isinstance(body, dict) or not isinstance(body.get("version"), int):
+        attachment = doc.get("attachment")
+        sha = attachment.get("sha256") if isinstance(attachment, dict) else None
+        if isinstance(sha, str) and sha in committed_at:  # a migrated manifest: its commit says
+            dataset, at = committed_at[sha]
+            return dataset in tables and at <= tables[dataset]
+        return True  # a record no commit names (an old compaction's): kept
     table = body.get("dataset", body.get("table"))
-    version = body.get("version")
-    if not isinstance(version, int) or table not in tables:
-        return not isinstance(version, int)
-    return version <= tables[table]
+    return table in tables and int(body["version"]) <= tables[table]
 
 
 def _paths(doc: dict[str, Any]) -> list[str]:

@@ -120,3 +120,8 @@ def test_cli_migrate(workdir: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "migrated: 2 commit(s)" in done.stdout and "verify: OK" in done.stdout
     assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+    assert run_ingest("verify", "--as-of", "1", env=env, cwd=workdir).returncode == 0  # one report then
+    status = run_ingest("status", "--json", env=env, cwd=workdir)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["tables"]["messages"]["version"] == 2
+    assert "Delta table messages: version 2" in run_ingest("status", env=env, cwd=workdir).stdout
