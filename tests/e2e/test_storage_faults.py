@@ -17,7 +17,8 @@ from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.state.store import Store, WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.job import job_env, run_ingest
-from tests.support.s3 import S3FaultProxy, moto_s3
+from tests.support.s3 import S3FaultProxy
+from tests.support.seaweed import SeaweedS3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -73,12 +74,14 @@ def test_output_disk_fault_stops_cleanly_and_the_next_run_completes(
     assert_archive_matches(small_disk / "archive", expected_rows([BOT], FIRST, LAST))
 
 
-def test_s3_endpoint_failing_mid_upload_stops_cleanly_and_the_next_run_completes(tmp_path: Path) -> None:
+def test_s3_endpoint_failing_mid_upload_stops_cleanly_and_the_next_run_completes(
+        seaweed: SeaweedS3, tmp_path: Path) -> None:
     """The object store answers 500 from the third write on (the raw copy and a data file
     are up, the rest and the manifest are not): exit 3, nothing left in staging, no
     manifest, the window still waits and the email is not moved; once the store is back
     the next run archives every row exactly once and verify is clean."""
-    with moto_s3() as s3, S3FaultProxy(s3.port) as proxy, EmbeddedImap() as imap, CertainlySimulator(
+    s3 = seaweed  # a real S3 server: deltalake's own client goes through the proxy too
+    with S3FaultProxy(s3.port) as proxy, EmbeddedImap() as imap, CertainlySimulator(
         SimulatorConfig(delivery_delay=0.05, recipient=imap.username), deliver=imap.delivery()
     ) as sim:
         staging = tmp_path / "staging"

@@ -1,6 +1,6 @@
-"""S3 conditional-write conflicts and multipart clean-up, against moto's server behind a
+"""S3 conditional-write conflicts and multipart clean-up, against SeaweedFS behind a
 loopback proxy that answers ``409 ConditionalRequestConflict`` as S3 does when two
-conditional writes to one key race (moto itself never does).
+conditional writes to one key race (the server itself seldom does).
 
 A 409 is retried, then settled by reading the object back, never taken as "written"; and
 the staging sweep aborts only the multipart uploads this job recorded, never another
@@ -21,7 +21,8 @@ from ingest.archive.s3 import S3Storage
 from ingest.errors import OutputError, StorageUnavailable
 from ingest.simulator import generate_messages, rows_to_csv
 from tests.support.job import run_ingest
-from tests.support.s3 import CREDENTIALS, MotoS3, S3FaultProxy, moto_s3
+from tests.support.s3 import CREDENTIALS, S3FaultProxy
+from tests.support.seaweed import SeaweedS3
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +31,14 @@ KEY = "raw/bot_id=x/object.bin"
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[MotoS3]:
-    with moto_s3() as server:
-        yield server
+def s3(seaweed: SeaweedS3) -> SeaweedS3:
+    """A real S3 server (SeaweedFS): the job's Delta commits go through the proxy too, and
+    moto's server stalled on delta-rs's log listings."""
+    return seaweed
 
 
 @pytest.fixture
-def proxy(s3: MotoS3) -> Iterator[S3FaultProxy]:
+def proxy(s3: SeaweedS3) -> Iterator[S3FaultProxy]:
     with S3FaultProxy(s3.port) as running:
         yield running
 
@@ -46,7 +48,7 @@ def short_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3_module, "CONFLICT_PAUSE", 0.01)
 
 
-def storage(s3: MotoS3, prefix: str, staging: Path, endpoint: str) -> S3Storage:
+def storage(s3: SeaweedS3, prefix: str, staging: Path, endpoint: str) -> S3Storage:
     return S3Storage(s3.bucket, prefix, staging=staging, endpoint_url=endpoint,
                      access_key_id=CREDENTIALS["aws_access_key_id"],
                      secret_access_key=CREDENTIALS["aws_secret_access_key"], max_attempts=2)
@@ -58,7 +60,7 @@ def local_file(workdir: Path, data: bytes, name: str = "object.bin") -> Path:
     return path
 
 
-def test_a_409_is_retried_and_the_write_then_lands(s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+def test_a_409_is_retried_and_the_write_then_lands(s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path) -> None:
     out = storage(s3, "retried", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = 2
 
@@ -69,7 +71,7 @@ def test_a_409_is_retried_and_the_write_then_lands(s3: MotoS3, proxy: S3FaultPro
 
 
 def test_a_409_although_the_write_landed_is_settled_by_reading_it_back(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+        s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path) -> None:
     out = storage(s3, "landed", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS  # every attempt answered 409
     proxy.conflict_after_write = True
@@ -81,7 +83,7 @@ def test_a_409_although_the_write_landed_is_settled_by_reading_it_back(
 
 
 def test_a_409_with_nothing_written_is_transient_never_assumed_written(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+        s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path) -> None:
     out = storage(s3, "absent", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS
 
@@ -92,7 +94,7 @@ def test_a_409_with_nothing_written_is_transient_never_assumed_written(
 
 
 def test_a_409_over_other_bytes_is_an_error_and_they_are_left_alone(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+        s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path) -> None:
     out = storage(s3, "other", workdir / "staging", proxy.endpoint)
     s3.client().put_object(Bucket=s3.bucket, Key=f"other/{KEY}", Body=b"another writer's bytes")
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS
@@ -104,7 +106,7 @@ def test_a_409_over_other_bytes_is_an_error_and_they_are_left_alone(
 
 
 def test_cli_import_through_endless_409s_is_exit_3_and_the_next_run_completes(
-        s3: MotoS3, proxy: S3FaultProxy, workdir: Path) -> None:
+        s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path) -> None:
     csv = local_file(workdir, rows_to_csv(generate_messages(BOT, date(2024, 3, 1), date(2024, 3, 3))),
                      "report.csv")
     env = dict(s3.env("cli409", workdir / "staging", proxy.endpoint),
@@ -125,7 +127,7 @@ def test_cli_import_through_endless_409s_is_exit_3_and_the_next_run_completes(
 
 
 def test_the_sweep_aborts_only_this_jobs_own_multipart_uploads(
-        s3: MotoS3, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        s3: SeaweedS3, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3_module, "PART_BYTES", 5 << 20)  # S3's smallest part size
     client = s3.client()
     part = os.urandom(5 << 20)

@@ -32,9 +32,11 @@ import boto3
 import polars as pl
 
 from ingest.archive.s3 import S3Storage
+from tests.support.s3 import CREDENTIALS as MOTO_CREDENTIALS
 
 HOST = "127.0.0.1"
-CREDENTIALS = {"aws_access_key_id": "seaweed-test-key", "aws_secret_access_key": "seaweed-test-secret"}
+# The same test credentials as moto's server (tests.support.s3): a module may use either.
+CREDENTIALS = MOTO_CREDENTIALS
 #: Seconds to wait for the S3 port (about 1.5 s here; a loaded CI machine is slower).
 START_TIMEOUT = 60.0
 #: Port flags of ``weed mini`` that are given a free port each (no default port is used,
@@ -88,8 +90,10 @@ class SeaweedS3:
     def endpoint(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def client(self) -> Any:
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", **CREDENTIALS)
+    def client(self, endpoint: str | None = None) -> Any:
+        return boto3.client(
+            "s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1", **CREDENTIALS
+        )
 
     def storage_options(self) -> dict[str, str]:
         """What deltalake and polars need to read the bucket."""
@@ -117,16 +121,21 @@ class SeaweedS3:
             f"s3://{self.bucket}/{prefix}/{dataset}", storage_options=self.storage_options()
         ).collect()
 
+    def messages(self, prefix: str) -> pl.DataFrame:
+        """The ``messages`` table under s3://bucket/prefix (the interface of moto's helper)."""
+        return self.table(prefix)
+
     def keys(self, prefix: str = "") -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
-    def env(self, prefix: str, staging: Path) -> dict[str, str]:
-        """The job's settings for an archive under s3://bucket/prefix."""
+    def env(self, prefix: str, staging: Path, endpoint: str | None = None) -> dict[str, str]:
+        """The job's settings for an archive under s3://bucket/prefix (through ``endpoint``,
+        a proxy, when given)."""
         return {
             "INGEST_OUTPUT__ROOT": f"s3://{self.bucket}/{prefix}",
             "INGEST_OUTPUT__STAGING_DIR": str(staging),
-            "INGEST_OUTPUT__S3_ENDPOINT_URL": self.endpoint,
+            "INGEST_OUTPUT__S3_ENDPOINT_URL": endpoint or self.endpoint,
             "INGEST_OUTPUT__S3_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
             "INGEST_OUTPUT__S3_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
         }
