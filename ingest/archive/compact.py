@@ -32,6 +32,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -75,8 +76,9 @@ def record_name(dataset: str, version: int) -> str:
     return f"{dataset}-v{version}"
 
 
-def compact_archive(root: Storage | Path, *, dataset: str = DATASET, bots: list[str] | None = None,
-                    min_files: int = 2) -> CompactSummary:
+def compact_archive(
+    root: Storage | Path, *, dataset: str = DATASET, bots: list[str] | None = None, min_files: int = 2
+) -> CompactSummary:
     """OPTIMIZE every partition of ``dataset`` holding at least ``min_files`` files."""
     out = as_storage(root)
     summary = CompactSummary()
@@ -91,12 +93,7 @@ def compact_archive(root: Storage | Path, *, dataset: str = DATASET, bots: list[
         before = table.version()
         where = [("bot_id", "=", bot), ("date", "=", day)]
         properties = CommitProperties(custom_metadata={f"{META}.compaction": True})
-        if dataset == DATASET:  # one column: Z-order is a sort by timestamp
-            guarded(out, dataset, lambda t=table, w=where, p=properties: t.optimize.z_order(
-                ["timestamp"], partition_filters=w, commit_properties=p))  # type: ignore[misc]
-        else:
-            guarded(out, dataset, lambda t=table, w=where, p=properties: t.optimize.compact(
-                partition_filters=w, commit_properties=p))  # type: ignore[misc]
+        guarded(out, dataset, partial(_optimize, table, dataset, where, properties))
         table.update_incremental()
         for version in range(before + 1, table.version() + 1):
             record = write_record(out, dataset, version)
@@ -108,6 +105,16 @@ def compact_archive(root: Storage | Path, *, dataset: str = DATASET, bots: list[
             summary.files_after += len(record["files"])
             summary.rows += sum(f["rows"] for f in record["files"])
     return summary
+
+
+def _optimize(
+    table: DeltaTable, dataset: str, where: list[tuple[str, str, Any]], properties: CommitProperties
+) -> dict[str, Any]:
+    """One partition's OPTIMIZE: messages Z-ordered by timestamp (one column: a sort by it),
+    typed datasets bin-packed."""
+    if dataset == DATASET:
+        return table.optimize.z_order(["timestamp"], partition_filters=where, commit_properties=properties)
+    return table.optimize.compact(partition_filters=where, commit_properties=properties)
 
 
 def finish_records(out: Storage, dataset: str, table: DeltaTable) -> list[int]:
@@ -144,8 +151,10 @@ def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | N
         "dataset": dataset,
         "version": version,
         "partitions": sorted({"/".join(key.split("/")[:3]) for key in added + removed}),
-        "files": [{"path": key, "rows": out.parquet_rows(key), "sha256": out.sha256(key) or ""}
-                  for key in sorted(added)],
+        "files": [
+            {"path": key, "rows": out.parquet_rows(key), "sha256": out.sha256(key) or ""}
+            for key in sorted(added)
+        ],
         "replaces": [_entry(key, listed) for key in sorted(removed)],
     }
     record = {"compaction": body, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -171,8 +180,13 @@ class VacuumSummary:
     left: dict[str, list[str]] = field(default_factory=dict)
 
 
-def vacuum_archive(root: Storage | Path, *, retention_hours: int = DEFAULT_RETENTION_HOURS,
-                   datasets: tuple[str, ...] = ALL_DATASETS, dry_run: bool = False) -> VacuumSummary:
+def vacuum_archive(
+    root: Storage | Path,
+    *,
+    retention_hours: int = DEFAULT_RETENTION_HOURS,
+    datasets: tuple[str, ...] = ALL_DATASETS,
+    dry_run: bool = False,
+) -> VacuumSummary:
     """``VACUUM`` (full) each table: remove files older than the retention that no version
     in it reads, and files never committed; then list the data files still outside the
     current snapshot. A retention under the table's own (7 days unless set) is allowed:
@@ -183,14 +197,23 @@ def vacuum_archive(root: Storage | Path, *, retention_hours: int = DEFAULT_RETEN
         table = open_table(out, dataset)
         if table is None:
             continue
-        removed = guarded(out, dataset, lambda t=table: t.vacuum(  # type: ignore[misc]
-            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False,
-            full=True))
+        removed = guarded(
+            out,
+            dataset,
+            partial(
+                table.vacuum,
+                retention_hours=retention_hours,
+                dry_run=dry_run,
+                enforce_retention_duration=False,
+                full=True,
+            ),
+        )
         summary.removed[dataset] = sorted(f"{dataset}/{path}" for path in removed)
         table.update_incremental()
         current = {f.key for f in snapshot_files(table, dataset)}
-        summary.left[dataset] = [o.key for o in out.objects(f"{dataset}/")
-                                 if is_data_file(o.key) and o.key not in current]
+        summary.left[dataset] = [
+            o.key for o in out.objects(f"{dataset}/") if is_data_file(o.key) and o.key not in current
+        ]
     return summary
 
 
