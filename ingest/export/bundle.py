@@ -446,8 +446,10 @@ def summary_text(query: Query, cut: Cut, snap: Snapshot) -> str:
         "`openssl pkeyutl -verify -pubin -inkey KEY.pub -rawin -in manifest.json "
         "-sigfile manifest.json.sig`.",
         "",
-        f"Archive: {snap.version.get('root')}, {snap.version.get('files')} data file(s) listed by "
-        f"{snap.version.get('records')} record(s), listing sha256 {snap.version.get('listing_sha256')}.",
+        f"Archive: {snap.version.get('root')}, cut from Delta table version(s) "
+        f"{snap.version.get('tables')}: {snap.version.get('files')} data file(s), "
+        f"{snap.version.get('records')} source record(s), "
+        f"listing sha256 {snap.version.get('listing_sha256')}.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -1,20 +1,17 @@
 """The one seam through which exports and reports read the archive.
 
-Today the archive is hive-partitioned Parquet whose commit records (``manifests/``) list
-every data file; :func:`open_snapshot` reads those records once and
-:meth:`Snapshot.scan` scans exactly the files they list (through
-:func:`ingest.archive.manifests.listed_files`, so a compacted partition or a file listed
-twice is never counted twice). :attr:`Snapshot.version` is "the archive table versions a
-cut was made from": today the count of records and listed files and a sha256 over the
-sorted listing (path, sha256, rows of each file). When the archive becomes Delta tables,
-only this module changes: ``scan`` reads a Delta snapshot and ``version`` records the
-table versions.
+An export is cut from one version of each dataset's Delta table: :func:`open_snapshot`
+opens every table once, pinned at its current version, and :meth:`Snapshot.scan` reads
+exactly the files of that snapshot (a compacted partition's old files are gone from it, so
+nothing is counted twice). The commit records (``manifests/``) give each source report's
+provenance. :attr:`Snapshot.version` names the cut: the table versions, and a sha256 over
+the files read (path, rows), so a recipient can tell two cuts apart.
 
 Example::
 
     snap = open_snapshot(storage)
     snap.scan("messages", bots=["bot-1"]).filter(pl.col("date") >= date(2024, 3, 1))
-    snap.version   # {"kind": "parquet-manifests", "records": 12, "files": 40, "listing_sha256": "..."}
+    snap.version   # {"kind": "delta", "tables": {"messages": 12}, "files": 40, "listing_sha256": "..."}
 """
 
 from __future__ import annotations
@@ -28,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from ingest.archive.layout import NOT_DATASETS
+from ingest.archive.delta import open_table, snapshot_files
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import Storage
 from ingest.report_types import DATASETS, MESSAGES
@@ -103,20 +100,28 @@ class Snapshot:
 
 
 def open_snapshot(storage: Storage) -> Snapshot:
-    """Read the archive's records once: the files they list and the sources' provenance."""
+    """Pin each dataset's table at its current version; read the records' provenance once."""
     records = read_manifests(storage)
     listing = listed_files(records)
     snap = Snapshot(storage)
     files: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     digest = hashlib.sha256()
-    for path, (_, entry) in sorted(listing.files.items()):
-        dataset, _, rest = path.partition("/")
-        bot = rest.split("/", 1)[0].removeprefix("bot_id=")
-        if dataset in NOT_DATASETS or not rest.startswith("bot_id="):
+    tables: dict[str, int] = {}
+    in_tables: set[str] = set()
+    for dataset in ALL_DATASETS:
+        table = open_table(storage, dataset)
+        if table is None:
             continue
-        files[dataset][bot].append(path)
-        snap.rows[path] = int(entry.get("rows") or 0)
-        digest.update(json.dumps([path, entry.get("sha256"), entry.get("rows")]).encode() + b"\n")
+        tables[dataset] = table.version()
+        for found in snapshot_files(table, dataset):
+            files[dataset][found.bot_id].append(found.key)
+            listed = listing.files.get(found.key)
+            rows = (
+                found.rows if found.rows is not None else int((listed[1] if listed else {}).get("rows") or 0)
+            )
+            snap.rows[found.key] = rows
+            in_tables.add(found.key)
+            digest.update(json.dumps([found.key, rows]).encode() + b"\n")
     snap.files = {
         d: {b: sorted(keys) for b, keys in sorted(bots.items())} for d, bots in sorted(files.items())
     }
@@ -140,11 +145,16 @@ def open_snapshot(storage: Storage) -> Snapshot:
         )
     snap.problems = [f"{key}: unreadable ({why})" for key, why in listing.unreadable]
     snap.problems += [f"{path}: listed by both {a} and {b}" for path, a, b in listing.listed_twice]
+    snap.problems += [
+        f"{key}: in the table but in no record (run ingest verify)"
+        for key in sorted(in_tables - set(listing.files))
+    ]
     snap.version = {
-        "kind": "parquet-manifests",
+        "kind": "delta",
+        "tables": tables,
         "records": len(records),
         "compactions": len(listing.compactions),
-        "files": len(listing.files),
+        "files": len(in_tables),
         "listing_sha256": digest.hexdigest(),
         "root": storage.describe(),
     }
