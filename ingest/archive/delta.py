@@ -166,7 +166,9 @@ def snapshot_files(table: DeltaTable | None, dataset: str) -> list[SnapshotFile]
     """Every file of the table's loaded snapshot, sorted by key."""
     if table is None:
         return []
-    actions = pa.table(table.get_add_actions(flatten=True))
+    # Through the Arrow stream: pa.table() asks pandas whether this is a DataFrame, importing
+    # it (0.3-0.6 CPU s of every `ingest import`).
+    actions = pa.RecordBatchReader.from_stream(table.get_add_actions(flatten=True)).read_all()
     columns = actions.column_names
     paths = actions.column("path").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
