@@ -59,6 +59,10 @@ CONFIGURATION = {"delta.enableDeletionVectors": "false"}
 META = "ingest"
 
 
+#: Commits looked at first for one's own after committing (writers racing land close together).
+_RECENT = 50
+
+
 def app_id(source_sha256: str) -> str:
     """The application transaction id of a report: one per source, version 1 once committed."""
     return f"{APP}:{source_sha256}"
@@ -348,7 +352,12 @@ def commit_report(
         ),
     )
     table.update_incremental()
-    return int(table.version())
+    # Not table.version(): another writer may have committed after us by now. Our commit is
+    # the one carrying this source's provenance, among the newest few.
+    for info in table.history(_RECENT):
+        if info.get(f"{META}.source_sha256") == source_sha256 and isinstance(info.get("version"), int):
+            return int(info["version"])
+    return commit_version(table, source_sha256)
 
 
 def _json_value(value: Any) -> Any:
