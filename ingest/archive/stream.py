@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -157,31 +158,21 @@ def stage_csv(
     out = as_storage(root)
     raw = RawCopy(out, bot_id, source, source_sha256)
     try:
-        readable = raw.start()
+        stage = functools.partial(
+            _stage,
+            out,
+            raw.start(),
+            raw,
+            bot_id=bot_id,
+            window=window,
+            source_kind=source_kind,
+            budget=memory_budget,
+            on_rows=on_rows,
+        )
         try:
-            return _stage(
-                out,
-                readable,
-                raw,
-                bot_id=bot_id,
-                window=window,
-                source_kind=source_kind,
-                budget=memory_budget,
-                block=None,
-                on_rows=on_rows,
-            )
+            return stage(block=None)
         except RecordTooLong:  # rare: read again, with room for the longest record
-            return _stage(
-                out,
-                readable,
-                raw,
-                bot_id=bot_id,
-                window=window,
-                source_kind=source_kind,
-                budget=memory_budget,
-                block=MAX_RECORD_BYTES,
-                on_rows=on_rows,
-            )
+            return stage(block=MAX_RECORD_BYTES)
     except BaseException:
         raw.discard()
         raise

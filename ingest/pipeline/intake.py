@@ -248,7 +248,7 @@ def archive_report(
             provenance,
             summary,
             "unmatched",
-            f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})",
+            _outside(window),
         )
     result = staged.commit(raw_name=report.filename, provenance=provenance)
     return _record(
@@ -262,6 +262,11 @@ def archive_report(
         message_id=parsed.message_id,
         named=named,
     )
+
+
+def _outside(window: Window) -> str:
+    """Why a report every row of which lies outside its matched window is set aside."""
+    return f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})"
 
 
 def _known(store: Store, sha: str) -> bool:
@@ -310,7 +315,7 @@ def _archive_typed(
                 provenance,
                 summary,
                 "unmatched",
-                f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})",
+                _outside(window),
             )
         result = save_typed_report(
             root,
