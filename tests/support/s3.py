@@ -1,16 +1,16 @@
-"""S3 on loopback for tests: moto's server, and an HTTP proxy that can make it fail.
+"""An HTTP proxy in front of the tests' S3 server (SeaweedFS, tests.support.seaweed) that can
+make it fail, and the test credentials.
 
-``moto_s3()`` starts ``moto.server.ThreadedMotoServer`` on 127.0.0.1 (a free port) with a
-fresh bucket; ``S3FaultProxy`` forwards HTTP to it and, once told, answers write requests
+``S3FaultProxy`` forwards HTTP to the server and, once told, answers write requests
 (PUT, POST) with ``500 InternalError`` as a failing S3 endpoint does in the middle of an
 upload, or answers conditional writes (``If-None-Match``) with ``409
-ConditionalRequestConflict`` as S3 does when two such writes to one key race (moto never
-does), either instead of the write or after letting it through. Every wait is bounded;
-nothing listens beyond 127.0.0.1.
+ConditionalRequestConflict`` as S3 does when two such writes to one key race, either
+instead of the write or after letting it through. Every wait is bounded; nothing listens
+beyond 127.0.0.1.
 
 Example::
 
-    with moto_s3() as s3, S3FaultProxy(s3.port) as proxy:
+    with seaweed_s3(folder) as s3, S3FaultProxy(s3.port) as proxy:
         proxy.fail_writes_after = 3       # the 4th write and later get 500
 """
 
@@ -18,82 +18,11 @@ from __future__ import annotations
 
 import http.client
 import threading
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
-
-import boto3
-import polars as pl
-from moto.server import ThreadedMotoServer
 
 HOST = "127.0.0.1"
 CREDENTIALS = {"aws_access_key_id": "testing-key-id", "aws_secret_access_key": "testing-secret-key"}
-
-
-@dataclass
-class MotoS3:
-    """A running moto S3 server with one bucket."""
-
-    port: int
-    bucket: str
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def client(self, endpoint: str | None = None) -> Any:
-        return boto3.client(
-            "s3", endpoint_url=endpoint or self.endpoint, region_name="us-east-1", **CREDENTIALS
-        )
-
-    def storage_options(self) -> dict[str, str]:
-        """What polars needs to read the bucket (testing.md's recipe)."""
-        return {
-            "aws_endpoint_url": self.endpoint,
-            "aws_allow_http": "true",
-            "aws_region": "us-east-1",
-            "aws_access_key_id": CREDENTIALS["aws_access_key_id"],
-            "aws_secret_access_key": CREDENTIALS["aws_secret_access_key"],
-        }
-
-    def messages(self, prefix: str) -> pl.DataFrame:
-        """The ``messages/`` table under s3://bucket/prefix, as an analyst's polars reads it."""
-        return pl.scan_delta(
-            f"s3://{self.bucket}/{prefix}/messages", storage_options=self.storage_options()
-        ).collect()
-
-    def keys(self, prefix: str = "") -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
-
-    def env(self, prefix: str, staging: Path, endpoint: str | None = None) -> dict[str, str]:
-        """The job's settings for an archive under s3://bucket/prefix."""
-        return {
-            "INGEST_OUTPUT__ROOT": f"s3://{self.bucket}/{prefix}",
-            "INGEST_OUTPUT__STAGING_DIR": str(staging),
-            "INGEST_OUTPUT__S3_ENDPOINT_URL": endpoint or self.endpoint,
-            "INGEST_OUTPUT__S3_ACCESS_KEY_ID": CREDENTIALS["aws_access_key_id"],
-            "INGEST_OUTPUT__S3_SECRET_ACCESS_KEY": CREDENTIALS["aws_secret_access_key"],
-        }
-
-
-@contextmanager
-def moto_s3() -> Iterator[MotoS3]:
-    """moto's S3 server on a free loopback port, with a new bucket; stopped afterwards."""
-    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
-    server.start()
-    try:
-        _, port = server.get_host_and_port()
-        s3 = MotoS3(port, f"archive-{uuid.uuid4().hex[:8]}")
-        s3.client().create_bucket(Bucket=s3.bucket)
-        yield s3
-    finally:
-        server.stop()
-
 
 _ERROR = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
@@ -107,7 +36,7 @@ _CONFLICT = (
 
 
 class S3FaultProxy:
-    """An HTTP forwarder to moto that fails writes on demand (500 InternalError)."""
+    """An HTTP forwarder to the S3 server that fails writes on demand (500 InternalError)."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
@@ -115,7 +44,7 @@ class S3FaultProxy:
         self.writes = 0  # PUT/POST requests seen
         self.failed = 0  # of which answered 500
         self.conflicts_to_answer = 0  # conditional writes still to answer 409
-        self.conflict_after_write = False  # True: the write reaches moto, the answer is 409
+        self.conflict_after_write = False  # True: the write reaches the server, the answer is 409
         self.conflicts = 0  # 409s answered
         self._lock = threading.Lock()
         proxy = self

@@ -35,7 +35,7 @@ from ingest.archive.s3 import S3Storage
 from tests.support.s3 import CREDENTIALS as MOTO_CREDENTIALS
 
 HOST = "127.0.0.1"
-# The same test credentials as moto's server (tests.support.s3): a module may use either.
+# The tests' S3 credentials, one definition (tests.support.s3).
 CREDENTIALS = MOTO_CREDENTIALS
 #: Seconds to wait for the S3 port (about 1.5 s here; a loaded CI machine is slower).
 START_TIMEOUT = 60.0
@@ -122,7 +122,7 @@ class SeaweedS3:
         ).collect()
 
     def messages(self, prefix: str) -> pl.DataFrame:
-        """The ``messages`` table under s3://bucket/prefix (the interface of moto's helper)."""
+        """The ``messages`` table under s3://bucket/prefix ."""
         return self.table(prefix)
 
     def keys(self, prefix: str = "") -> list[str]:
