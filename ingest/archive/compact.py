@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,11 +42,12 @@ from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.delta import (
     META,
     PARTITIONS,
+    commit_actions,
     guarded,
     open_table,
     snapshot_files,
 )
-from ingest.archive.layout import DELTA_LOG, MANIFESTS, compaction_key, is_data_file
+from ingest.archive.layout import MANIFESTS, compaction_key, is_data_file
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import Storage, as_storage
 from ingest.parse.schema import DATASET
@@ -128,12 +128,6 @@ def finish_records(out: Storage, dataset: str, table: DeltaTable) -> list[int]:
         if compaction_key(record_name(dataset, version)) not in have and write_record(out, dataset, version):
             done.append(version)
     return sorted(done)
-
-
-def commit_actions(out: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
-    """The actions of one commit, from its log entry ``<dataset>/_delta_log/<version>.json``."""
-    text = out.read_bytes(f"{dataset}/{DELTA_LOG}/{version:020d}.json").decode()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | None:

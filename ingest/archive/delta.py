@@ -59,10 +59,6 @@ CONFIGURATION = {"delta.enableDeletionVectors": "false"}
 META = "ingest"
 
 
-#: Commits looked at first for one's own after committing (writers racing land close together).
-_RECENT = 50
-
-
 def app_id(source_sha256: str) -> str:
     """The application transaction id of a report: one per source, version 1 once committed."""
     return f"{APP}:{source_sha256}"
@@ -330,7 +326,7 @@ def commit_report(
     of its commit is returned (None if the log no longer has it)."""
     table = ensure_table(out, dataset, schema)
     if committed(table, source_sha256):
-        return commit_version(table, source_sha256)
+        return commit_version(out, dataset, source_sha256, table.version())
     have = {f.key for f in snapshot_files(table, dataset)}
     actions: list[AddAction | RemoveAction] = []
     for key, rows in files:
@@ -352,12 +348,10 @@ def commit_report(
         ),
     )
     table.update_incremental()
-    # Not table.version(): another writer may have committed after us by now. Our commit is
-    # the one carrying this source's provenance, among the newest few.
-    for info in table.history(_RECENT):
-        if info.get(f"{META}.source_sha256") == source_sha256 and isinstance(info.get("version"), int):
-            return int(info["version"])
-    return commit_version(table, source_sha256)
+    # Not table.version(), nor history(): another writer may have committed after us, and
+    # delta-rs labelled racing writers' history entries with the wrong versions (seen on
+    # SeaweedFS). The log entry carrying our application transaction is exact.
+    return commit_version(out, dataset, source_sha256, table.version())
 
 
 def _json_value(value: Any) -> Any:
@@ -384,12 +378,32 @@ def table_versions(out: Storage, datasets: Iterable[str]) -> dict[str, dict[str,
     return found
 
 
-def commit_version(table: DeltaTable, source_sha256: str) -> int | None:
-    """The version of the commit that added a report (from its provenance), or None."""
-    for info in table.history():
-        if info.get(f"{META}.source_sha256") == source_sha256 and isinstance(info.get("version"), int):
-            return int(info["version"])
+def commit_version(out: Storage, dataset: str, source_sha256: str, latest: int) -> int | None:
+    """The version of the commit that added a report: the log entry carrying its application
+    transaction, looked for from ``latest`` (and any newer entry) down; None if the log no
+    longer has it (a checkpoint and log clean-up after it)."""
+    wanted = app_id(source_sha256)
+    newer = latest + 1
+    while out.exists(log_key(dataset, newer)):  # a stale ``latest``: our commit may be above it
+        newer += 1
+    for version in range(newer - 1, -1, -1):
+        if not out.exists(log_key(dataset, version)):
+            return None
+        actions = commit_actions(out, dataset, version)
+        if any(a.get("txn", {}).get("appId") == wanted for a in actions):
+            return version
     return None
+
+
+def log_key(dataset: str, version: int) -> str:
+    """``<dataset>/_delta_log/<version, 20 digits>.json``: one commit's log entry."""
+    return f"{dataset}/{DELTA_LOG}/{version:020d}.json"
+
+
+def commit_actions(out: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
+    """The actions of one commit, from its log entry (:func:`log_key`)."""
+    text = out.read_bytes(log_key(dataset, version)).decode()
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def commit_infos(table: DeltaTable, limit: int | None = None) -> list[dict[str, Any]]:

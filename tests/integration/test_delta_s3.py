@@ -160,14 +160,14 @@ def _writer(args: tuple[dict[str, str], str, str, int, Any]) -> str:
     return f"landed v{result.version}"
 
 
-def test_concurrent_writers_on_s3_lose_nothing_once_each_runs_again(
+def test_concurrent_writers_on_s3_each_land_once_at_their_own_version(
     seaweed: SeaweedS3, workdir: Path
 ) -> None:
     """Four processes (four bots, no shared lock) commit to one table at once. Each either
-    lands or is refused cleanly; a commit overwritten by a racing one (seen on SeaweedFS:
-    two writers told they made the same version) is not recorded as its report's. The
-    next run of each writer (as the next scheduled job would) commits exactly what is
-    missing: then every row is there once, each report has one commit, verify is clean."""
+    lands at the version its commit really has (put-if-absent: a loser retries at the next
+    version) or is refused cleanly; nothing is lost. Run again (as the next scheduled job
+    would), each that landed is recognised and reports the same version; any refused one
+    lands now: every row is there once, each report has one commit, verify is clean."""
     bots = [f"c0ca0000-0000-4000-8000-00000000000{n}" for n in range(4)]
     context = multiprocessing.get_context("spawn")
     barrier = context.Manager().Barrier(len(bots))
@@ -175,11 +175,23 @@ def test_concurrent_writers_on_s3_lose_nothing_once_each_runs_again(
     with context.Pool(len(bots)) as pool:
         first = pool.map(_writer, [(options, str(workdir), bot, n, barrier) for n, bot in enumerate(bots)])
     assert all(o.startswith(("landed v", "refused: ")) for o in first), first
-    again = [_writer((options, str(workdir), bot, n, None)) for n, bot in enumerate(bots)]
-    assert all(o.startswith("landed v") for o in again), again
     out = seaweed.storage("concurrent", workdir / "staging")
     table = open_table(out, "messages")
     assert table is not None
+    version_of = {
+        c["ingest.source"]: f"landed v{c['version']}" for c in table.history() if "ingest.source" in c
+    }
+    landed = {f"writer-{n}": o for n, o in enumerate(first) if o.startswith("landed")}
+    # Each writer was told the version its own commit has: distinct versions, none lost.
+    assert landed == {source: version_of[source] for source in landed}, (first, version_of)
+    again = [_writer((options, str(workdir), bot, n, None)) for n, bot in enumerate(bots)]
+    table = open_table(out, "messages")
+    assert table is not None
+    version_of = {
+        c["ingest.source"]: f"landed v{c['version']}" for c in table.history() if "ingest.source" in c
+    }
+    assert again == [version_of[f"writer-{n}"] for n in range(len(bots))], (first, again, version_of)
+    assert all(again[n] == o for n, o in enumerate(first) if o.startswith("landed")), (first, again)
     reports = [c.get("ingest.source") for c in table.history() if c.get("ingest.source")]
     assert sorted(reports) == sorted(f"writer-{n}" for n in range(len(bots))), (first, reports)
     frame = read(out)
