@@ -10,6 +10,10 @@ parent, with its peak RSS and CPU from ``wait4``:
   zstd, PARTITION_BY (date))`` in a fresh ``python -c``
 * ``polars_cli``  - ``pl.read_csv(FILE, infer_schema=False)`` in a fresh ``python -c``:
   the parse floor, nothing written
+* ``sink_cli``    - the least work that makes DuckDB's output, in the fastest engine here:
+  polars ``scan_csv -> UTC date -> sink_parquet(PartitionBy("date"))``, streaming, in a
+  fresh ``python -c``; no validation, no hashing, no raw copy, no commit. ``DuckDB / sink``
+  bounds what any pipeline doing more can reach on this machine (``--only`` adds it)
 * ``project``     - the old in-process figure (``stage_csv`` + commit, timed after the
   imports), kept as a second column, labelled "(in)"
 
@@ -62,13 +66,15 @@ EXTRA = (
 )
 #: Contenders timed as whole commands (cold: interpreter start and imports included),
 #: as a user runs them; the others are timed inside a child, after its imports.
-COMMANDS = ("ingest_cli", "duckdb_cli", "polars_cli")
+COMMANDS = ("ingest_cli", "duckdb_cli", "polars_cli", "sink_cli")
 DESCRIPTIONS = {
     "ingest_cli": "`ingest import FILE --bot bench-bot` as a subprocess: fresh archive and state, cold",
     "duckdb_cli": "COPY (SELECT *, CAST(CAST(timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE) AS date"
     " FROM read_csv(FILE)) TO DIR (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))"
     " in a fresh python process (import duckdb included)",
     "polars_cli": "pl.read_csv(FILE, infer_schema=False) in a fresh python process: the parse floor",
+    "sink_cli": "pl.scan_csv(FILE) -> UTC date -> sink_parquet(pl.PartitionBy('date')) in a fresh python"
+    " process: the least work that makes DuckDB's output (no validation, hash, raw copy or commit)",
     "floor": "read the file in 8 MiB blocks, discard",
     "polars_read": "pl.read_csv, every column as text; nothing written",
     "project": "ingest.archive.stream.stage_csv + commit: streaming parse, validate, write by date",
@@ -365,6 +371,11 @@ DUCKDB_COPY = (
     ' + sys.argv[2] + "\' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (date))")'
 )
 POLARS_READ = "import polars as pl, sys; print(pl.read_csv(sys.argv[1], infer_schema=False).height)"
+POLARS_SINK = (
+    "import polars as pl, sys; stamp = pl.col('timestamp').str.to_datetime(time_zone='UTC', time_unit='us');"
+    " pl.scan_csv(sys.argv[1], infer_schema=False).with_columns(stamp.dt.date().alias('date'))"
+    ".sink_parquet(pl.PartitionBy(sys.argv[2], key='date'), compression='zstd', mkdir=True)"
+)
 
 
 def command_for(name: str, path: Path, out: Path) -> tuple[list[str], dict[str, str]]:
@@ -376,6 +387,8 @@ def command_for(name: str, path: Path, out: Path) -> tuple[list[str], dict[str, 
         return [sys.executable, "-c", DUCKDB_COPY, str(path), str(out / "messages")], {}
     if name == "polars_cli":
         return [sys.executable, "-c", POLARS_READ, str(path)], {}
+    if name == "sink_cli":
+        return [sys.executable, "-c", POLARS_SINK, str(path), str(out / "messages")], {}
     raise ValueError(name)
 
 
@@ -587,6 +600,7 @@ def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str
     for top, bottom, label in (
         ("duckdb_cli", "ingest_cli", "DuckDB / ingest"),
         ("ingest_cli", "polars_cli", "ingest / polars"),
+        ("duckdb_cli", "sink_cli", "DuckDB / sink"),
     ):
         paired = paired_ratios(runs, top, bottom)
         if paired and _wall(best, top) and _wall(best, bottom):
@@ -613,8 +627,9 @@ TABLE_HEADER = (
     "| shape | size | **ingest import** wall (CPU), peak RSS | DuckDB COPY wall (CPU), peak RSS "
     "| polars read_csv wall (CPU), peak RSS | **DuckDB / ingest** wall, fastest (rounds) "
     "| ingest / polars wall, fastest (rounds) | CPU s: DuckDB / ingest, median (rounds) "
+    "| polars sink (the bound) wall (CPU), peak RSS | DuckDB / sink wall, fastest (rounds) "
     "| in-process `stage_csv` + commit |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
@@ -638,7 +653,8 @@ def markdown_row(result: dict[str, Any], label: str) -> str:
     return (
         f"| {label} | {result['bytes'] / 1e6:.0f} MB | **{cell('ingest_cli')}** | {cell('duckdb_cli')} "
         f"| {cell('polars_cli')} | **{fmt('DuckDB / ingest')}** | {fmt('ingest / polars')} "
-        f"| {cpu_ratio(result['runs'], 'duckdb_cli', 'ingest_cli')} | {cell('project', rss=False)} |"
+        f"| {cpu_ratio(result['runs'], 'duckdb_cli', 'ingest_cli')} | {cell('sink_cli')} "
+        f"| {fmt('DuckDB / sink')} | {cell('project', rss=False)} |"
     )
 
 
