@@ -266,6 +266,18 @@ class OutputSettings(BaseModel):
         None, description="S3 access key; unset: the AWS default chain (env, IRSA ...)."
     )
     s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key.")
+    object_lock_days: int | None = Field(
+        None,
+        ge=1,
+        le=36500,
+        description="s3:// only: write raw copies, manifests and the audit log with an S3 Object "
+        "Lock retention (GOVERNANCE mode) of this many days; the bucket must have Object Lock on.",
+    )
+    object_lock_bypass: bool = Field(
+        False,
+        description="s3:// only: let erasure and pruning remove objects still under a governance "
+        "retention (needs s3:BypassGovernanceRetention); off, such an object stops them (exit 1).",
+    )
     temp_dir: Path | None = Field(
         None,
         description="Local folder for one email's or imported file's temporary files (parts "

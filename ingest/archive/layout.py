@@ -33,6 +33,8 @@ STAGING = ".staging"
 DELTA_LOG = "_delta_log"
 #: Top-level folders that are not datasets.
 NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING})
+#: Folders written under an S3 Object Lock retention when one is configured: the evidence.
+LOCKED = (RAW, MANIFESTS)
 #: A compaction record's name starts with this, after ``manifests/``.
 COMPACTION = "compaction-"
 REJECTED_ROWS = "rejected_rows.parquet"

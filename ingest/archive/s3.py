@@ -13,6 +13,14 @@ A ``409 ConditionalRequestConflict`` (another conditional write to the same key 
 flight) says nothing about what the bucket holds: it is retried, then settled by reading
 the object back (size and sha256 against the local file), never assumed written.
 
+With ``object_lock_days`` set, the evidence (:data:`ingest.archive.layout.LOCKED`: raw
+copies, manifests) is written under an S3 Object Lock retention in GOVERNANCE mode: nobody
+without ``s3:BypassGovernanceRetention`` can delete or overwrite it before the date. An
+erasure must still remove a subject's bytes: :meth:`S3Storage.delete` removes every version
+of a key, bypassing the retention only when ``bypass_allowed`` (the setting
+``INGEST_OUTPUT__OBJECT_LOCK_BYPASS``); else it stops with an error naming that setting.
+COMPLIANCE mode is never used: it cannot be bypassed, so it would make erasure impossible.
+
 Errors: a store that cannot be reached or answers 5xx after botocore's retries raises
 :class:`ingest.errors.StorageUnavailable` (transient, exit 3); refused credentials or a
 missing bucket raise :class:`ingest.errors.OutputError` naming the setting.
@@ -26,7 +34,9 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pyarrow as pa
@@ -34,6 +44,7 @@ import pyarrow.parquet as pq
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ingest.archive.layout import LOCKED
 from ingest.archive.storage import Storage, StoredObject, sha256_stream
 from ingest.errors import OutputError, StorageUnavailable
 
@@ -43,6 +54,10 @@ _NOT_FOUND = {"404", "NoSuchKey", "NotFound"}
 _EXISTS = {"412", "PreconditionFailed"}
 #: Another conditional write to the key was in flight: what the bucket holds is unknown.
 _CONFLICT = {"409", "ConditionalRequestConflict"}
+#: No retention on the object, or no Object Lock on the bucket.
+_NO_RETENTION = {"NoSuchObjectLockConfiguration", "ObjectLockConfigurationNotFoundError", "InvalidRequest"}
+#: The one mode used: a governance retention can be bypassed by erasure, when allowed.
+LOCK_MODE = "GOVERNANCE"
 #: Writes tried on 409 before settling by reading back, and the first pause (doubling).
 CONFLICT_ATTEMPTS = 4
 CONFLICT_PAUSE = 0.2
@@ -74,8 +89,11 @@ class S3Storage(Storage):
         secret_access_key: str | None = None,
         max_attempts: int = 4,
         timeout: float = 30.0,
+        object_lock_days: int | None = None,
+        bypass_allowed: bool = False,
     ) -> None:
         self.bucket, self.prefix, self.staging = bucket, prefix.strip("/"), Path(staging)
+        self.object_lock_days, self.bypass_allowed = object_lock_days, bypass_allowed
         self.client = boto3.client(
             "s3",
             endpoint_url=endpoint_url,
@@ -140,11 +158,29 @@ class S3Storage(Storage):
 
     def _put(self, tmp: Path, key: str, size: int) -> None:
         """One conditional write (``If-None-Match: *``), whole or in parts."""
-        if size <= PART_BYTES:
-            with tmp.open("rb") as body:
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*")
-        else:
-            self._multipart(tmp, key)
+        try:
+            if size <= PART_BYTES:
+                with tmp.open("rb") as body:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=self._key(key), Body=body, IfNoneMatch="*", **self._lock(key)
+                    )
+            else:
+                self._multipart(tmp, key)
+        except ClientError as err:
+            if self._lock(key) and _code(err) in _NO_RETENTION:
+                raise OutputError(
+                    f"{self.describe(key)}: the bucket refused an Object Lock retention "
+                    f"({_code(err)}): is Object Lock enabled on it?",
+                    hint="INGEST_OUTPUT__OBJECT_LOCK_DAYS",
+                ) from None
+            raise
+
+    def _lock(self, key: str) -> dict[str, Any]:
+        """The Object Lock arguments of a write: a governance retention for the evidence."""
+        if not self.object_lock_days or not key.startswith(tuple(f"{folder}/" for folder in LOCKED)):
+            return {}
+        until = datetime.now(UTC) + timedelta(days=self.object_lock_days)
+        return {"ObjectLockMode": LOCK_MODE, "ObjectLockRetainUntilDate": until}
 
     def _settle_conflict(self, tmp: Path, key: str, size: int) -> None:
         """After repeated 409s: the write counts only if the object is there with our exact
@@ -173,7 +209,9 @@ class S3Storage(Storage):
         )
 
     def _multipart(self, tmp: Path, key: str) -> None:
-        upload = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._key(key))
+        upload = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self._key(key), **self._lock(key)
+        )
         upload_id = upload["UploadId"]
         record = self._record_upload(key, upload_id)  # from now on, the sweep may abort it
         try:
@@ -249,7 +287,60 @@ class S3Storage(Storage):
 
     def delete(self, key: str) -> None:
         with self._errors(key):
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            versions = [v for v in self._versions(key) if v[0] == self._key(key)]
+            if not versions:
+                self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            for full, version_id, _ in sorted(versions, key=lambda v: v[2] == "marker"):  # markers last
+                self._delete_version(full, version_id)
+
+    def purge_old_versions(self, prefix: str) -> int:
+        with self._errors(prefix):
+            old = [v for v in self._versions(prefix) if v[2] != "latest"]
+            # Older versions first, then delete markers: removing a marker first would make
+            # the version under it current again.
+            for full, version_id, _ in sorted(old, key=lambda v: v[2] == "marker"):
+                self._delete_version(full, version_id)
+        return len(old)
+
+    def _versions(self, prefix: str) -> list[tuple[str, str, str]]:
+        """``(full key, version id, "latest" | "old" | "marker")`` under ``prefix``: every
+        version a versioned bucket keeps (an unversioned one answers version ``null``)."""
+        found: list[tuple[str, str, str]] = []
+        pages = self.client.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        for page in pages:
+            for item in page.get("Versions", []):
+                found.append((item["Key"], item["VersionId"], "latest" if item.get("IsLatest") else "old"))
+            for item in page.get("DeleteMarkers", []):
+                found.append((item["Key"], item["VersionId"], "marker"))
+        return found
+
+    def _delete_version(self, full: str, version_id: str) -> None:
+        """Remove one version; one under a retention only when bypass is allowed."""
+        bypass = {"BypassGovernanceRetention": True} if self.bypass_allowed else {}
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=full, VersionId=version_id, **bypass)
+        except ClientError as err:
+            key = full[len(self._key("")) :]
+            until = self.retained_until(key) if _code(err) in _REFUSED else None
+            if until is None:
+                raise
+            raise OutputError(
+                f"{self.describe(key)} is under an S3 Object Lock retention until "
+                f"{until:%Y-%m-%d %H:%M} UTC and bypassing it is not allowed",
+                hint="INGEST_OUTPUT__OBJECT_LOCK_BYPASS",
+            ) from None
+
+    def retained_until(self, key: str) -> datetime | None:
+        try:
+            answer = self.client.get_object_retention(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as err:
+            if _code(err) in _NO_RETENTION | _NOT_FOUND:
+                return None
+            raise
+        until = answer.get("Retention", {}).get("RetainUntilDate")
+        return until if isinstance(until, datetime) and until > datetime.now(UTC) else None
 
     def read_bytes(self, key: str) -> bytes:
         with self._errors(key):

@@ -29,6 +29,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,23 @@ class Storage(ABC):
 
     @abstractmethod
     def delete(self, key: str) -> None:
-        """Remove a published file (only ``ingest compact`` does, after recording it)."""
+        """Remove a published file for good: on a versioned S3 bucket every version of it
+        (an erasure leaves no older version behind). A file under an S3 Object Lock
+        retention is removed only when :attr:`bypass_allowed`; else :class:`OutputError`."""
+
+    #: Erasure may remove objects under an S3 Object Lock governance retention.
+    bypass_allowed: bool = False
+
+    def retained_until(self, key: str) -> datetime | None:
+        """When an S3 Object Lock retention on ``key`` ends, if it has not yet; None for a
+        local folder, an unlocked object or a lapsed retention."""
+        return None
+
+    def purge_old_versions(self, prefix: str) -> int:
+        """Remove what a versioned bucket keeps of files no longer there (older versions and
+        delete markers under ``prefix``: what a Delta vacuum's plain deletes leave behind).
+        Returns how many; 0 for a local folder."""
+        return 0
 
     @abstractmethod
     def read_bytes(self, key: str) -> bytes:
@@ -248,7 +265,8 @@ def open_storage(root: str | Path, *, staging_dir: Path | None = None, **s3: Any
     same file system, so that publishing is an atomic link.
 
     ``s3`` takes ``endpoint_url``, ``region``, ``access_key_id``, ``secret_access_key``
-    (plain strings) for :class:`ingest.archive.s3.S3Storage`.
+    (plain strings), ``object_lock_days`` and ``bypass_allowed`` for
+    :class:`ingest.archive.s3.S3Storage`.
     """
     text = str(root)
     if text.startswith("s3://"):
@@ -271,6 +289,11 @@ def open_storage(root: str | Path, *, staging_dir: Path | None = None, **s3: Any
                 hint="INGEST_OUTPUT__S3_SECRET_ACCESS_KEY",
             )
         return S3Storage(bucket, prefix.strip("/"), staging=staging_dir, **s3)
+    if s3.get("object_lock_days"):
+        raise ConfigError(
+            "S3 Object Lock needs an s3:// output root (a local folder has no retention)",
+            hint="INGEST_OUTPUT__OBJECT_LOCK_DAYS",
+        )
     if "://" in text:
         raise ConfigError(
             f"output root {text!r}: only local folders and s3:// are supported", hint="INGEST_OUTPUT__ROOT"
@@ -289,6 +312,8 @@ def storage_for(settings: Settings) -> Storage:
         region=output.s3_region,
         access_key_id=_reveal(output.s3_access_key_id),
         secret_access_key=_reveal(output.s3_secret_access_key),
+        object_lock_days=output.object_lock_days,
+        bypass_allowed=output.object_lock_bypass,
     )
 
 
