@@ -23,6 +23,10 @@ POINTS: tuple[str, ...] = (
     "after_manifest",  # manifest written, state not updated
     "after_state",  # attachment and window recorded, email not moved
     "after_move",  # email moved, position not advanced
+    "forget_after_plan",  # erasure/prune planned (pending record), replacement files not all written
+    "forget_after_delta",  # rows deleted from the Delta tables, raw copies not rewritten
+    "forget_after_raw",  # raw copies and quarantine rewritten, superseded files not vacuumed
+    "forget_before_audit",  # vacuumed and erasure record written, audit record not appended
 )
 
 
