@@ -603,7 +603,7 @@ def _coverage(
                 windows[window.bot_id].add((window.from_date, window.to_date))
             elif window.state is not WindowState.SPLIT:  # a split window lives on as its halves
                 bot.windows_not_archived.append(f"{window.from_date}..{window.to_date}: {window.state.value}")
-    for bot_id in {*report.bots, *windows}:
+    for bot_id in {*report.bots, *windows, *(forgotten or {})}:
         bot = report.bots.setdefault(bot_id, BotCoverage(bot_id))
         bot.days = sorted(set(bot.days))
         bot.first_day, bot.last_day = (bot.days[0], bot.days[-1]) if bot.days else (None, None)

@@ -1,0 +1,199 @@
+"""`ingest erase`, `ingest prune` and `ingest hold` on archives built by `ingest import` of
+simulator CSVs: the subject's rows gone from every table, raw copy and quarantined file, other
+rows untouched, nothing of them found in any byte of the archive or the state store, time
+travel cannot bring them back, verify clean and listing the erasure, the audit record
+without the id; holds refuse an erasure and keep rows a prune would remove."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from tests.support.archive import read_archive
+from tests.support.forget import (
+    BOT_A,
+    BOT_B,
+    OTHER,
+    SUBJECT,
+    SUBJECT_IP,
+    SUBJECT_TEXT,
+    build_archive,
+    files_holding,
+)
+from tests.support.job import run_ingest
+
+pytestmark = pytest.mark.integration
+
+
+def _env(work: Path, **extra: str) -> dict[str, str]:
+    return {
+        "INGEST_OUTPUT__ROOT": str(work / "archive"),
+        "INGEST_STATE__PATH": str(work / "state.sqlite"),
+        "INGEST_AUDIT__ACTOR": "dpo@example.com",
+        **extra,
+    }
+
+
+def _subject_rows(frame: pl.DataFrame, who: str = SUBJECT) -> pl.DataFrame:
+    return frame.filter(pl.col("botuser").str.json_path_match("$.id") == who)
+
+
+def _hashes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_erase_removes_the_subject_everywhere_and_proves_it(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    before = read_archive(archive)
+    assert _subject_rows(before).height == 6  # 3 to A, 3 to B (the 4th was refused)
+    assert files_holding([archive], [SUBJECT])  # the search does find them before
+    version_before = DeltaTable(str(archive / "messages")).version()
+
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    assert "messages: would remove 6 row(s)" in dry.stdout and "dry run" in dry.stdout
+    assert files_holding([archive], [SUBJECT])  # nothing changed
+
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "messages: removed 6 row(s)" in done.stdout
+
+    after = read_archive(archive)
+    assert _subject_rows(after).height == 0
+    assert after.height == before.height - 6
+    others = _subject_rows(before).select("bot_id", "id")
+    kept = before.join(others, on=["bot_id", "id"], how="anti").sort("bot_id", "id")
+    assert after.sort("bot_id", "id").select(kept.columns).equals(kept)  # others untouched
+    assert _subject_rows(after, OTHER).height == 2
+
+    # No byte of theirs anywhere: data, Delta logs and checkpoints, raw copies, quarantine,
+    # manifests, the audit log, the state store.
+    state = [p for p in workdir.glob("state.sqlite*")]
+    assert files_holding([archive, *state], [SUBJECT, SUBJECT_TEXT, SUBJECT_IP]) == []
+    # Time travel to before the erasure cannot return them: the old files are vacuumed.
+    old = DeltaTable(str(archive / "messages"), version=version_before)
+    with pytest.raises(Exception):  # noqa: B017 - deltalake's or arrow's "not found"
+        subject = _subject_rows(pl.from_arrow(old.to_pyarrow_table()))  # type: ignore[arg-type]
+        assert subject.height == 0
+        raise FileNotFoundError("read back without the subject")
+
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert (
+        "erasure: erase" in verify.stdout
+        and "6 row(s)" in verify.stdout
+        and "dpo@example.com" in verify.stdout
+    )
+
+    records = [json.loads(p.read_bytes()) for p in sorted((archive / "audit").glob("*.json"))]
+    assert [r["kind"] for r in records] == ["erase"]
+    assert records[0]["reason"] == "DSR-17" and records[0]["actor"] == "dpo@example.com"
+    assert len(records[0]["subject_sha256"][0]) == 64
+    assert records[0]["tables"][0]["rows"] == 6
+    # The raw copies keep their keys (named after the original sha256: a re-delivery is known).
+    raw = sorted(p.name for p in (archive / "raw").rglob("*.csv"))
+    assert len(raw) == 2
+    erasure = json.loads(next((archive / "manifests").glob("erasure-*.json")).read_bytes())["erasure"]
+    assert {c["key"].rsplit("/", 1)[-1] for c in erasure["copies"] if c["key"].startswith("raw/")} == set(raw)
+    assert all(c["original_sha256"] != c["new_sha256"] for c in erasure["copies"])
+
+    again = run_ingest("import", "b.csv", "--bot", BOT_B, env=env, cwd=workdir)
+    assert "1 already had" in again.stdout or "0 archived" in again.stdout
+    assert _subject_rows(read_archive(archive)).height == 0  # a re-delivery never resurrects them
+
+
+def test_verify_catches_a_rewritten_raw_copy_changed_and_a_removed_audit_record(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    assert (
+        run_ingest(
+            "hold", "add", "--bot", BOT_B, "--from", "2024-01-11", "--reason", "x", env=env, cwd=workdir
+        ).returncode
+        == 0
+    )
+    done = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    raw = next((workdir / "archive" / "raw" / f"bot_id={BOT_A}").glob("*.csv"))
+    raw.write_bytes(raw.read_bytes() + b"\r\n")
+    first = sorted((workdir / "archive" / "audit").glob("*.json"))[0]
+    first.unlink()
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 1
+    assert "raw file changed, its sha256 is not the one manifests/erasure-" in verify.stdout
+    assert "audit chain broken" in verify.stdout
+
+
+def test_erase_under_a_legal_hold_is_refused_with_its_reason(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    placed = run_ingest(
+        "hold", "add", "--bot", BOT_B, "--from", "2024-01-01", "--to", "2024-01-31",
+        "--reason", "litigation 2026-17", env=env, cwd=workdir,
+    )  # fmt: skip
+    assert placed.returncode == 0, placed.stderr
+    listed = run_ingest("hold", "list", env=env, cwd=workdir)
+    assert "litigation 2026-17" in listed.stdout and BOT_B in listed.stdout
+    before = _hashes(workdir / "archive")
+
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert refused.returncode == 1
+    assert "legal hold" in refused.stderr and "litigation 2026-17" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert _hashes(workdir / "archive") == before
+
+    hold_id = listed.stdout.split()[0]
+    lifted = run_ingest("hold", "remove", hold_id, "--reason", "case closed", env=env, cwd=workdir)
+    assert lifted.returncode == 0, lifted.stderr
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    kinds = [
+        json.loads(p.read_bytes())["kind"] for p in sorted((workdir / "archive" / "audit").glob("*.json"))
+    ]
+    assert kinds == ["hold-add", "hold-remove", "erase"]
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_retention_prunes_expired_rows_except_held_ones(workdir: Path) -> None:
+    env = _env(workdir, INGEST_RETENTION__DAYS="30")
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    before = read_archive(archive)
+    placed = run_ingest("hold", "add", "--bot", BOT_B, "--reason", "audit 2026", env=env, cwd=workdir)
+    assert placed.returncode == 0, placed.stderr
+
+    dry = run_ingest("prune", env=env, cwd=workdir)
+    assert dry.returncode == 0 and "would remove" in dry.stdout
+    done = run_ingest("prune", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    after = read_archive(archive)
+    assert after.filter(pl.col("bot_id") == BOT_A).height == 0  # all of 2024: long expired
+    assert after.filter(pl.col("bot_id") == BOT_B).height == before.filter(pl.col("bot_id") == BOT_B).height
+    raw_a = next((archive / "raw" / f"bot_id={BOT_A}").glob("*.csv")).read_bytes()
+    assert raw_a.count(b"\n") == 1  # the header alone is left
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert "erasure: prune" in verify.stdout and "days emptied by an erasure or prune" in verify.stdout
+    # Run again: nothing more expired; no empty record.
+    again = run_ingest("prune", "--apply", env=env, cwd=workdir)
+    assert again.returncode == 0 and "no rows to prune" in again.stdout
+    kinds = [json.loads(p.read_bytes())["kind"] for p in sorted((archive / "audit").glob("*.json"))]
+    assert kinds == ["hold-add", "prune"]
+
+
+def test_bad_arguments_exit_2(workdir: Path) -> None:
+    env = _env(workdir)
+    assert run_ingest("erase", "--reason", "x", env=env, cwd=workdir).returncode == 2
+    assert (
+        run_ingest("erase", "--botuser", "x", "--reason", " ", "--apply", env=env, cwd=workdir).returncode
+        == 2
+    )
+    assert run_ingest("prune", env=env, cwd=workdir).returncode == 2
+    assert run_ingest("hold", "add", "--bot", "../x", "--reason", "r", env=env, cwd=workdir).returncode == 2
