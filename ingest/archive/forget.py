@@ -669,7 +669,7 @@ def _commit(out: Storage, dataset: str, changes: list[FileChange], forget_id: st
         actions: list[AddAction | RemoveAction] = []
         for change in changes:
             relative = change.key.removeprefix(f"{dataset}/")
-            partition = {"bot_id": change.bot_id, "date": change.day}
+            partition: dict[str, str | None] = {"bot_id": change.bot_id, "date": change.day}
             actions.append(RemoveAction(quote(relative, safe="/="), True, now, None, partition))
             if change.new_key:
                 size = next(o.size for o in out.objects(change.new_key) if o.key == change.new_key)
@@ -717,6 +717,7 @@ def _swap(out: Storage, copy: CopyChange, staged: str) -> None:
     try:
         shutil.copyfile(source, tmp)
         out.delete(copy.key)  # the original goes; the rewritten copy waits at `staged` until published
+        crash_point("forget_in_swap")
         out.publish(tmp, copy.key)
     finally:
         tmp.unlink(missing_ok=True)
