@@ -339,10 +339,27 @@ def commit_report(
         day = key.removeprefix(f"{dataset}/").split("/")[1].removeprefix("date=")
         actions.append(add_action(out, dataset, key, rows, bot_id=bot_id, day=day))
     metadata = {f"{META}.{k}": _json_value(v) for k, v in provenance.items()}
+    commit_actions(out, dataset, table, actions, app=app_id(source_sha256), metadata=metadata)
+    # Not table.version(): another writer may have committed after us by now. Our commit is
+    # the one carrying this source's provenance, among the newest few.
+    return recent_commit(table, "source_sha256", source_sha256) or commit_version(table, source_sha256)
+
+
+def commit_actions(
+    out: Storage,
+    dataset: str,
+    table: DeltaTable,
+    actions: list[AddAction | RemoveAction],
+    *,
+    app: str,
+    metadata: dict[str, Any],
+) -> None:
+    """One Delta commit of ``actions``, ``metadata`` in its commit info, with the application
+    transaction ``(app, 1)``: whoever asks :meth:`DeltaTable.transaction_version` knows it is made."""
     properties = CommitProperties(
         custom_metadata=metadata,
         max_commit_retries=10,
-        app_transactions=[Transaction(app_id(source_sha256), 1, int(time.time() * 1000))],
+        app_transactions=[Transaction(app, 1, int(time.time() * 1000))],
     )
     guarded(
         out,
@@ -352,12 +369,14 @@ def commit_report(
         ),
     )
     table.update_incremental()
-    # Not table.version(): another writer may have committed after us by now. Our commit is
-    # the one carrying this source's provenance, among the newest few.
+
+
+def recent_commit(table: DeltaTable, key: str, value: str) -> int | None:
+    """The version of the newest few commits whose info says ``ingest.<key> = value``."""
     for info in table.history(_RECENT):
-        if info.get(f"{META}.source_sha256") == source_sha256 and isinstance(info.get("version"), int):
+        if info.get(f"{META}.{key}") == value and isinstance(info.get("version"), int):
             return int(info["version"])
-    return commit_version(table, source_sha256)
+    return None
 
 
 def _json_value(value: Any) -> Any:

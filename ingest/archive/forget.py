@@ -52,13 +52,21 @@ from urllib.parse import quote
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, Transaction
 from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.archive import audit
 from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.compact import ALL_DATASETS, vacuum_archive
-from ingest.archive.delta import APP, META, PARTITIONS, file_stats, guarded, open_table, snapshot_files
+from ingest.archive.delta import (
+    APP,
+    META,
+    add_action,
+    commit_actions,
+    guarded,
+    open_table,
+    recent_commit,
+    snapshot_files,
+)
 from ingest.archive.layout import (
     DELTA_LOG,
     FORGETTING,
@@ -672,34 +680,13 @@ def _commit(out: Storage, dataset: str, changes: list[FileChange], forget_id: st
             partition: dict[str, str | None] = {"bot_id": change.bot_id, "date": change.day}
             actions.append(RemoveAction(quote(relative, safe="/="), True, now, None, partition))
             if change.new_key:
-                size = next(o.size for o in out.objects(change.new_key) if o.key == change.new_key)
                 actions.append(
-                    AddAction(
-                        quote(change.new_key.removeprefix(f"{dataset}/"), safe="/="),
-                        size,
-                        partition,
-                        now,
-                        True,
-                        json.dumps(file_stats(out, change.new_key, change.new_rows)),
+                    add_action(
+                        out, dataset, change.new_key, change.new_rows, bot_id=change.bot_id, day=change.day
                     )
                 )
-        properties = CommitProperties(
-            custom_metadata={f"{META}.forget": forget_id},
-            max_commit_retries=10,
-            app_transactions=[Transaction(app, 1, now)],
-        )
-        guarded(
-            out,
-            dataset,
-            lambda: table.create_write_transaction(
-                actions, "append", table.schema(), list(PARTITIONS), commit_properties=properties
-            ),
-        )
-        table.update_incremental()
-    for info in table.history(50):
-        if info.get(f"{META}.forget") == forget_id and isinstance(info.get("version"), int):
-            return int(info["version"])
-    return table.version()
+        commit_actions(out, dataset, table, actions, app=app, metadata={f"{META}.forget": forget_id})
+    return recent_commit(table, "forget", forget_id) or table.version()
 
 
 def _swap(out: Storage, copy: CopyChange, staged: str) -> None:
