@@ -7,12 +7,15 @@ without the id; holds refuse an erasure and keep rows a prune would remove."""
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from ingest.simulator import generate_messages
+from ingest.simulator.data import rows_to_csv
 from tests.support.archive import read_archive
 from tests.support.forget import (
     BOT_A,
@@ -23,8 +26,10 @@ from tests.support.forget import (
     SUBJECT_TEXT,
     build_archive,
     files_holding,
+    subject_row,
 )
 from tests.support.job import run_ingest
+from tests.support.seaweed import SeaweedS3
 
 pytestmark = pytest.mark.integration
 
@@ -197,3 +202,49 @@ def test_bad_arguments_exit_2(workdir: Path) -> None:
     )
     assert run_ingest("prune", env=env, cwd=workdir).returncode == 2
     assert run_ingest("hold", "add", "--bot", "../x", "--reason", "r", env=env, cwd=workdir).returncode == 2
+
+
+def test_a_delta_log_holding_the_id_after_compaction_is_cut_back(workdir: Path) -> None:
+    """delta-rs OPTIMIZE (`ingest compact`) writes string statistics into the log: a prefix of
+    `botuser`. The erasure finds the id there, checkpoints and removes the older entries."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    rows = generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 8), seed=99)
+    for row in rows:
+        row["id"] += 10**9
+    for row in rows[5:7]:
+        subject_row(row)
+    (workdir / "a2.csv").write_bytes(rows_to_csv(rows))
+    assert run_ingest("import", "a2.csv", "--bot", BOT_A, env=env, cwd=workdir).returncode == 0
+    assert run_ingest("compact", "--bot", BOT_A, env=env, cwd=workdir).returncode == 0
+    log = workdir / "archive" / "messages" / "_delta_log"
+    assert files_holding([log], [SUBJECT])  # the compaction's statistics hold it
+
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "messages: removed 8 row(s)" in done.stdout
+    assert files_holding([workdir / "archive", *workdir.glob("state.sqlite*")], [SUBJECT, SUBJECT_TEXT]) == []
+    assert _subject_rows(read_archive(workdir / "archive")).height == 0
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_erase_on_s3(seaweed: SeaweedS3, workdir: Path) -> None:
+    env = {**_env(workdir), **seaweed.env("erase", workdir / "staging")}
+    build_archive(workdir, env)
+    before = seaweed.table("erase")
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-S3", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    after = seaweed.table("erase")
+    assert _subject_rows(after).height == 0 and after.height == before.height - 6
+    copy = workdir / "bucket"
+    client = seaweed.client()
+    for key in seaweed.keys("erase/"):
+        target = copy / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(client.get_object(Bucket=seaweed.bucket, Key=key)["Body"].read())
+    assert files_holding([copy, *workdir.glob("state.sqlite*")], [SUBJECT, SUBJECT_TEXT, SUBJECT_IP]) == []
+    assert not list((workdir / "staging").glob(".tmp-*"))
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert "erasure: erase" in verify.stdout
