@@ -15,13 +15,16 @@ Example::
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from ingest.archive.layout import MANIFESTS, is_compaction, is_erasure, is_manifest
 from ingest.archive.storage import Storage, StoredObject
 from ingest.errors import IngestError
+from ingest.report_types import MESSAGES
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,23 @@ def listed_files(records: Iterable[Record]) -> Listing:
         except (KeyError, TypeError) as err:
             listing.unreadable.append((key, f"{type(err).__name__}: {err}"))
     return listing
+
+
+def forgotten_days(erasures: list[tuple[str, dict[str, Any]]]) -> dict[str, set[date]]:
+    """Per bot, the Message Data days an erasure or prune touched (``bot/day`` in its record):
+    a day it emptied is no gap in the archive's coverage."""
+    days: dict[str, set[date]] = defaultdict(set)
+    for _, body in erasures:
+        for table in body.get("tables") or []:
+            if not isinstance(table, dict) or table.get("dataset") != MESSAGES:
+                continue
+            for entry in table.get("days") or []:
+                bot, _, day = str(entry).rpartition("/")
+                try:
+                    days[bot].add(date.fromisoformat(day))
+                except ValueError:
+                    continue
+    return days
 
 
 def _version(body: dict[str, Any]) -> int:

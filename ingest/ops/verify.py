@@ -37,7 +37,7 @@ from ingest.archive.compact import ALL_DATASETS
 from ingest.archive.delta import open_table, snapshot_files
 from ingest.archive.forget import pending
 from ingest.archive.layout import FORGETTING, RAW, is_data_file, is_reasons
-from ingest.archive.manifests import listed_files, read_manifests
+from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.errors import IngestError, one_line
 from ingest.inert import inert
@@ -155,7 +155,7 @@ def verify_archive(
         {**footer_rows, **_footer_rows(out, orphan_keys, report.problems)},
         count=set(data),
     )
-    _coverage(report, windows, store, _forgotten_days(listing.erasures))
+    _coverage(report, windows, store, forgotten_days(listing.erasures))
     return report
 
 
@@ -181,22 +181,6 @@ def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, dict
             f"{FORGETTING}/{forget_id}: an erasure or prune was interrupted; any writing command "
             "(ingest run, prune, erase) finishes it"
         )
-
-
-def _forgotten_days(erasures: list[tuple[str, dict[str, Any]]]) -> dict[str, set[date]]:
-    """Per bot, the Message Data days an erasure or prune touched (``bot/day`` in its record)."""
-    days: dict[str, set[date]] = defaultdict(set)
-    for _, body in erasures:
-        for table in body.get("tables") or []:
-            if not isinstance(table, dict) or table.get("dataset") != DATASET:
-                continue
-            for entry in table.get("days") or []:
-                bot, _, day = str(entry).rpartition("/")
-                try:
-                    days[bot].add(date.fromisoformat(day))
-                except ValueError:
-                    continue
-    return days
 
 
 def _snapshots(

@@ -186,6 +186,11 @@ def test_retention_prunes_expired_rows_except_held_ones(workdir: Path) -> None:
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout
     assert "erasure: prune" in verify.stdout and "days emptied by an erasure or prune" in verify.stdout
+    page = run_ingest("report", "--html", "evidence.html", env=env, cwd=workdir)
+    assert page.returncode == 0, page.stderr
+    html = (workdir / "evidence.html").read_text()
+    assert "Days emptied by an erasure or prune" in html and "2024-01-01 to 2024-01-08" in html
+    assert "0 gap day(s)" in page.stdout
     # Run again: nothing more expired; no empty record.
     again = run_ingest("prune", "--apply", env=env, cwd=workdir)
     assert again.returncode == 0 and "no rows to prune" in again.stdout
