@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from ingest.simulator import generate_messages
+from ingest.simulator import CertainlySimulator, EmbeddedImap, generate_messages
 from ingest.simulator.data import rows_to_csv
 from tests.support.archive import read_archive
 from tests.support.forget import (
@@ -28,7 +28,7 @@ from tests.support.forget import (
     files_holding,
     subject_row,
 )
-from tests.support.job import run_ingest
+from tests.support.job import job_env, run_ingest
 from tests.support.seaweed import SeaweedS3
 
 pytestmark = pytest.mark.integration
@@ -253,3 +253,17 @@ def test_erase_on_s3(seaweed: SeaweedS3, workdir: Path) -> None:
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout
     assert "erasure: erase" in verify.stdout
+
+
+def test_run_applies_the_retention_when_set(
+    sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path
+) -> None:
+    env = job_env(sim, imap, workdir, INGEST_RETENTION__DAYS="30", INGEST_AUDIT__ACTOR="cron")
+    build_archive(workdir, env)  # rows of 2024: expired
+    done = run_ingest("run", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "retention: pruned" in done.stdout
+    assert read_archive(workdir / "archive").height == 0
+    records = [json.loads(p.read_bytes()) for p in sorted((workdir / "archive" / "audit").glob("*.json"))]
+    assert [(r["kind"], r["actor"]) for r in records] == [("prune", "cron")]
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
