@@ -2,7 +2,7 @@
 
 ::
 
-    audit/<YYYYMMDDTHHMMSSZ>-<id>.json   one immutable JSON object per event, written once
+    audit/<seq>-<YYYYMMDDTHHMMSSZ>-<id>.json   one immutable JSON object per event, written once
     audit/salt                           the random salt of subject hashes (unless a setting)
 
 Each record carries ``previous``, the sha256 of the record before it (None for the first),
@@ -69,7 +69,7 @@ def subject_hash(out: Storage, subject_id: str, setting: str | None = None) -> s
 
 
 def records(out: Storage) -> list[AuditRecord]:
-    """Every audit record, in the order written (their keys sort by time, then id)."""
+    """Every audit record, in the order written (their keys sort by sequence number)."""
     found = []
     for obj in out.objects(f"{AUDIT}/"):
         if not obj.key.endswith(".json"):
@@ -101,7 +101,7 @@ def append(
         "reason": reason,
         "previous": existing[-1].sha256 if existing else None,
     }
-    key = audit_key(time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), record_id)
+    key = audit_key(len(existing) + 1, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), record_id)
     if not write_bytes_once(out, key, as_json(doc)):
         raise OutputError(f"cannot append to the audit log: {out.describe(key)} exists")
     return key

@@ -10,7 +10,7 @@
     manifests/<sha256>.json                                               a source's commit record
     manifests/compaction-<sha16>.json                                     a compaction's record
     manifests/erasure-<id>.json                                           an erasure's or prune's record
-    audit/<YYYYMMDDTHHMMSSZ>-<id>.json                                    the append-only audit log
+    audit/<seq:06d>-<YYYYMMDDTHHMMSSZ>-<id>.json                          the append-only audit log
     audit/salt                                                            the subject hashes' salt
     holds/<id>.json                                                       a legal hold in force
     forgetting/<id>/plan.json, ready.json, raw/...                        an erasure in progress
@@ -101,9 +101,10 @@ def is_erasure(key: str) -> bool:
     return key.startswith(f"{MANIFESTS}/{ERASURE}")
 
 
-def audit_key(stamp: str, record_id: str) -> str:
-    """``audit/<stamp>-<id>.json``: one audit record (keys sort in the order written)."""
-    return f"{AUDIT}/{stamp}-{record_id}.json"
+def audit_key(sequence: int, stamp: str, record_id: str) -> str:
+    """``audit/<seq>-<stamp>-<id>.json``: one audit record; keys sort in the order written
+    (the sequence number: two records of one second keep their order)."""
+    return f"{AUDIT}/{sequence:06d}-{stamp}-{record_id}.json"
 
 
 def salt_key() -> str:

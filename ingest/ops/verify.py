@@ -79,6 +79,9 @@ class VerifyReport:
     tables: dict[str, int] = field(default_factory=dict)
     #: Erasures and prunes, one line each (from their records and the audit log).
     erasures: list[str] = field(default_factory=list)
+    #: The audit log: its record count and the newest record's sha256 (keep it elsewhere: it
+    #: shows the newest record removed or edited later).
+    audit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +167,8 @@ def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, dict
     audit record, and that none is left half done."""
     log = audit.records(out)
     report.problems.extend(audit.check_chain(log))
+    if log:
+        report.audit = {"records": len(log), "newest": log[-1].key, "newest_sha256": log[-1].sha256}
     audited = {str(r.doc.get("id")): r for r in log}
     for key, body in erasures:
         rows = sum(int(t.get("rows") or 0) for t in body.get("tables") or [] if isinstance(t, dict))
@@ -644,6 +649,7 @@ def to_json(report: VerifyReport) -> str:
             "tables": tables,
             "bots": bots,
             "erasures": report.erasures,
+            "audit": report.audit,
             "problems": report.problems,
         },
         indent=2,
@@ -677,6 +683,11 @@ def render_text(report: VerifyReport) -> str:
         if bot.windows_not_archived:
             lines.append("  windows not archived: " + ", ".join(bot.windows_not_archived))
     lines.extend(f"erasure: {line}" for line in report.erasures)
+    if report.audit:
+        lines.append(
+            f"audit log: {report.audit['records']} record(s), newest {report.audit['newest']} "
+            f"sha256 {report.audit['newest_sha256']}"
+        )
     lines.append(
         f"verify: {len(report.problems)} problem(s)"
         if report.problems

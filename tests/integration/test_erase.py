@@ -95,6 +95,7 @@ def test_erase_removes_the_subject_everywhere_and_proves_it(workdir: Path) -> No
         and "6 row(s)" in verify.stdout
         and "dpo@example.com" in verify.stdout
     )
+    assert "audit log: 1 record(s), newest audit/000001-" in verify.stdout
 
     records = [json.loads(p.read_bytes()) for p in sorted((archive / "audit").glob("*.json"))]
     assert [r["kind"] for r in records] == ["erase"]
