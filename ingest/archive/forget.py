@@ -40,7 +40,6 @@ import csv
 import io
 import json
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -77,6 +76,7 @@ from ingest.archive.layout import (
     forgetting_dir,
     is_manifest,
 )
+from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, sha256_file
 from ingest.crashpoints import crash_point
 from ingest.errors import OutputError
@@ -424,12 +424,16 @@ def _log_holds(out: Storage, dataset: str, needles: list[bytes]) -> bool:
 def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
     """Raw copies and quarantined files that may hold rows to forget (rewritten later)."""
     days = _raw_days(out)
+    # What each raw copy hashes to now: its name, or an earlier erasure's new sha256 (saves
+    # hashing a copy of a GB again; verify checks both).
+    rewritten = listed_files(read_manifests(out)).rewritten
     found = []
     for obj in out.objects(f"{RAW}/"):
         bot_id = obj.key.split("/")[1].removeprefix("bot_id=")
         sha = obj.key.rsplit("/", 1)[-1].split(".")[0]
         if selection.raw_wanted(bot_id, days.get(sha, [])):
-            found.append(CopyChange(obj.key))
+            now = rewritten[obj.key][1].get("new_sha256") if obj.key in rewritten else sha
+            found.append(CopyChange(obj.key, original_sha256=str(now or "")))
     if selection.needles():  # quarantine: only an erasure looks (a prune keeps refused rows)
         found += [CopyChange(o.key) for o in out.objects(f"{QUARANTINE}/") if not o.key.endswith(".json")]
     return found
@@ -533,7 +537,7 @@ def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: 
     source, temporary = _local_copy(out, copy.key)
     tmp = out.temp("forget-copy")
     try:
-        copy.original_sha256 = sha256_file(source)
+        copy.original_sha256 = copy.original_sha256 or sha256_file(source)
         needles = selection.needles()
         if needles and not _file_holds(source, needles):
             return False
@@ -734,24 +738,21 @@ def _commit(out: Storage, dataset: str, changes: list[FileChange], forget_id: st
 
 
 def _swap(out: Storage, copy: CopyChange, staged: str) -> None:
-    """Put the rewritten copy in place of the original (same key), or remove the original."""
+    """Put the rewritten copy in place of the original (same key), or remove the original.
+    The staged copy is removed only once it is in place: while it is there, this is to do."""
     if copy.removed:
         out.delete(copy.key)
         return
-    if out.sha256(copy.key) == copy.new_sha256:
-        out.delete(staged)
-        return
     if not out.exists(staged):
-        raise OutputError(f"cannot finish the erasure: {out.describe(staged)} is missing")
-    source, temporary = _local_copy(out, staged)
-    tmp = out.temp(copy.key.rsplit("/", 1)[-1])
+        if out.sha256(copy.key) != copy.new_sha256:
+            raise OutputError(f"cannot finish the erasure: {out.describe(staged)} is missing")
+        return  # swapped by an earlier, killed run
+    source, temporary = _local_copy(out, staged)  # a local archive's own file: linked, not copied
     try:
-        shutil.copyfile(source, tmp)
         out.delete(copy.key)  # the original goes; the rewritten copy waits at `staged` until published
         crash_point("forget_in_swap")
-        out.publish(tmp, copy.key)
+        out.publish(source, copy.key)
     finally:
-        tmp.unlink(missing_ok=True)
         if temporary:
             source.unlink(missing_ok=True)
     out.delete(staged)

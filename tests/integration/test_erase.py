@@ -268,3 +268,23 @@ def test_run_applies_the_retention_when_set(
     records = [json.loads(p.read_bytes()) for p in sorted((workdir / "archive" / "audit").glob("*.json"))]
     assert [(r["kind"], r["actor"]) for r in records] == [("prune", "cron")]
     assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_second_erasure_of_a_rewritten_raw_copy_chains_its_hashes(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    for who in (SUBJECT, OTHER):
+        done = run_ingest("erase", "--botuser", who, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+        assert done.returncode == 0, done.stderr
+    first, second = (
+        {c["key"]: c for c in json.loads(p.read_bytes())["erasure"]["copies"]}
+        for p in sorted(
+            (workdir / "archive" / "manifests").glob("erasure-*.json"), key=lambda p: p.stat().st_mtime_ns
+        )
+    )
+    raw_b = next(k for k in second if k.startswith(f"raw/bot_id={BOT_B}/"))
+    assert second[raw_b]["original_sha256"] == first[raw_b]["new_sha256"]
+    assert _subject_rows(read_archive(workdir / "archive"), OTHER).height == 0
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert verify.stdout.count("erasure: erase") == 2
