@@ -914,7 +914,12 @@ def erase(
         )
     if isinstance(done, Outcome):
         _print_plan(done.plan, applied=True)
-        out.print(inert(f"erasure {done.plan.id}: record {done.record}, audit {done.audit}"))
+        if done.record:
+            out.print(inert(f"erasure {done.plan.id}: record {done.record}, audit {done.audit}"))
+        else:
+            out.print(
+                inert(f"nothing of this subject in the archive; the request is on record: {done.audit}")
+            )
     else:
         _print_plan(done, applied=False)
 

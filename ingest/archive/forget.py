@@ -492,7 +492,16 @@ def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reaso
     if not found.files and not kept:  # nothing held such rows after all (a prune run again)
         for obj in out.objects(f"{folder}/"):
             out.delete(obj.key)
-        return Outcome(found)
+        done = Outcome(found)
+        if found.kind == "erase":  # a request answered with nothing found is still on record
+            body = {
+                "kind": found.kind,
+                **{k: v for k, v in found.meta.items() if k not in ("actor", "reason")},
+            }
+            done.audit = audit.append(
+                out, {**body, "tables": [], "copies": [], "found": "nothing"}, actor=actor, reason=reason
+            )
+        return done
     write_bytes_once(out, f"{folder}/ready.json", as_json(found.as_json()))
     return finish(out, found)
 

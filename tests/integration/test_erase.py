@@ -285,6 +285,12 @@ def test_a_second_erasure_of_a_rewritten_raw_copy_chains_its_hashes(workdir: Pat
     raw_b = next(k for k in second if k.startswith(f"raw/bot_id={BOT_B}/"))
     assert second[raw_b]["original_sha256"] == first[raw_b]["new_sha256"]
     assert _subject_rows(read_archive(workdir / "archive"), OTHER).height == 0
+    # Asked again: nothing found, and the request is on record all the same.
+    again = run_ingest("erase", "--botuser", OTHER, "--reason", "DSR again", "--apply", env=env, cwd=workdir)
+    assert again.returncode == 0 and "nothing of this subject in the archive" in again.stdout
+    records = [json.loads(p.read_bytes()) for p in sorted((workdir / "archive" / "audit").glob("*.json"))]
+    assert [r.get("found") for r in records] == [None, None, "nothing"]
+    assert records[1]["subject_sha256"] == records[2]["subject_sha256"]  # the same person, provably
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout
     assert verify.stdout.count("erasure: erase") == 2
