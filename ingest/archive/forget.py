@@ -423,7 +423,7 @@ def _log_holds(out: Storage, dataset: str, needles: list[bytes]) -> bool:
 
 def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
     """Raw copies and quarantined files that may hold rows to forget (rewritten later)."""
-    days = _raw_days(out)
+    days = raw_days(out)
     # What each raw copy hashes to now: its name, or an earlier erasure's new sha256 (saves
     # hashing a copy of a GB again; verify checks both).
     rewritten = listed_files(read_manifests(out)).rewritten
@@ -439,7 +439,7 @@ def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
     return found
 
 
-def _raw_days(out: Storage) -> dict[str, list[date]]:
+def raw_days(out: Storage) -> dict[str, list[date]]:
     """Each source's days (its data files' partitions and its window), from the manifests."""
     days: dict[str, list[date]] = {}
     for obj in out.objects("manifests/"):
@@ -579,6 +579,16 @@ def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: 
         return True
     finally:
         tmp.unlink(missing_ok=True)
+        if temporary:
+            source.unlink(missing_ok=True)
+
+
+def copy_holds(out: Storage, key: str, needles: list[bytes]) -> bool:
+    """Whether a stored file holds a needle."""
+    source, temporary = _local_copy(out, key)
+    try:
+        return _file_holds(source, needles)
+    finally:
         if temporary:
             source.unlink(missing_ok=True)
 

@@ -16,7 +16,16 @@ import getpass
 from datetime import date, timedelta
 
 from ingest.archive import audit, holds
-from ingest.archive.forget import ExpiredSelection, Outcome, Plan, SubjectSelection, forget, plan
+from ingest.archive.forget import (
+    ExpiredSelection,
+    Outcome,
+    Plan,
+    SubjectSelection,
+    copy_holds,
+    forget,
+    plan,
+    raw_days,
+)
 from ingest.archive.storage import Storage
 from ingest.errors import ConfigError, UnderLegalHold
 from ingest.report_types import DATASETS, MESSAGES
@@ -66,11 +75,39 @@ def erase(
                 f"{hold.id} ({hold.span()}): {hold.reason}",
                 hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
             )
+    _raw_under_hold(out, found, selection, in_force)
     if not apply:
         return found
     found.meta["subject_sha256"] = [audit.subject_hash(out, s, salt) for s in subjects]
     found.meta["bots"] = list(bots)
     return forget(out, selection, found, actor=actor, reason=reason)
+
+
+def _raw_under_hold(
+    out: Storage, found: Plan, selection: SubjectSelection, in_force: list[holds.Hold]
+) -> None:
+    """Refuse when a raw copy holding the subject covers a held day (its report's days, from
+    its manifest; unknown days count as held): a record of theirs may be only there (a row
+    that was a duplicate at intake), and held data is never erased."""
+    if not in_force:
+        return
+    days = raw_days(out)
+    for copy in found.copies:
+        if not copy.key.startswith("raw/"):
+            continue
+        bot_id = copy.key.split("/")[1].removeprefix("bot_id=")
+        covered: list[date | None] = [*days.get(copy.key.rsplit("/", 1)[-1].split(".")[0], [])] or [None]
+        held = [
+            h
+            for h in in_force
+            if h.bot_id == bot_id and any(d is None or h.covers(bot_id, d) for d in covered)
+        ]
+        if held and copy_holds(out, copy.key, selection.needles()):
+            raise UnderLegalHold(
+                f"refused: the subject is in {copy.key}, a report of days under legal hold {held[0].id} "
+                f"({held[0].span()}): {held[0].reason}",
+                hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
+            )
 
 
 def first_kept_days(retention: RetentionSettings, today: date) -> dict[str, date]:

@@ -294,3 +294,24 @@ def test_a_second_erasure_of_a_rewritten_raw_copy_chains_its_hashes(workdir: Pat
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout
     assert verify.stdout.count("erasure: erase") == 2
+
+
+def test_a_raw_copy_of_held_days_holding_the_subject_refuses_the_erasure(workdir: Path) -> None:
+    """The subject's rows are archived on days no hold covers, but a second report (whose
+    rows of theirs were duplicates at intake) spans held days: its raw copy is held data."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    rows = generate_messages(BOT_A, date(2024, 2, 1), date(2024, 2, 3), seed=5)
+    again = [r for r in generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 8))[10:13]]
+    for row in again:
+        subject_row(row)
+    (workdir / "a3.csv").write_bytes(rows_to_csv(again + rows))
+    imported = run_ingest("import", "a3.csv", "--bot", BOT_A, env=env, cwd=workdir)
+    assert imported.returncode == 0 and "3 duplicates" in imported.stdout, imported.stdout
+    placed = run_ingest(
+        "hold", "add", "--bot", BOT_A, "--from", "2024-02-01", "--reason", "tax audit", env=env, cwd=workdir
+    )
+    assert placed.returncode == 0, placed.stderr
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    assert refused.returncode == 1
+    assert "a report of days under legal hold" in refused.stderr and "tax audit" in refused.stderr
