@@ -28,6 +28,7 @@ from ingest.logs import json_wanted, setup_logging
 from ingest.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from ingest.archive.forget import Plan
     from ingest.archive.storage import Storage
     from ingest.ops.verify import VerifyReport
     from ingest.pipeline.summary import RunSummary
@@ -216,6 +217,7 @@ def run(
                 summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass, out=storage)
         else:
             summary = run_once(settings, store, out=storage)
+        _apply_retention(settings, storage)
         if settings.metrics.textfile:
             write_textfile(
                 settings.metrics.textfile,
@@ -229,6 +231,19 @@ def run(
             )
     print_summary(summary)
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+
+
+def _apply_retention(settings: Settings, storage: Storage) -> None:
+    """`ingest run` prunes what the retention (INGEST_RETENTION__*) lets go, when one is set."""
+    from ingest.archive.forget import Outcome
+    from ingest.ops.erasure import actor_of, prune
+
+    done = prune(storage, settings.retention, actor=actor_of(settings), apply=True)
+    if isinstance(done, Outcome) and done.record:
+        rows = sum(done.plan.rows_by_table().values())
+        out.print(
+            f"retention: pruned {rows} row(s), {len(done.plan.copies)} raw file(s) rewritten ({done.record})"
+        )
 
 
 @contextmanager
@@ -837,11 +852,191 @@ def verify_export(
     out.print("verify-export: OK, signature, checksums and counts match")
 
 
+def _print_plan(found: Plan, *, applied: bool) -> None:
+    """What an erasure or prune touches (or touched): per table rows and files, raw copies."""
+    verb = "removed" if applied else "would remove"
+    tables = found.rows_by_table()
+    for dataset, rows in sorted(tables.items()):
+        files = [f for f in found.files if f.dataset == dataset]
+        rewritten = sum(1 for f in files if f.forgotten < f.rows)
+        out.print(
+            f"{dataset}: {verb} {rows} row(s) in {len(files)} file(s) ({rewritten} rewritten without them)"
+        )
+    for dataset in found.skipped:
+        out.print(f"{dataset}: no bot user column, nothing of a subject in it (0 rows)")
+    if not tables:
+        out.print(f"no rows to {found.kind}")
+    if applied:
+        out.print(
+            f"raw and quarantined files rewritten: {len(found.copies)}"
+            + "".join(
+                f"\n  {c.key}: {c.rows_removed} record(s)" + (" (file removed)" if c.removed else "")
+                for c in found.copies
+            )
+        )
+    else:
+        out.print(f"raw and quarantined files to search and rewrite: {len(found.copies)}")
+        out.print("dry run: nothing changed; add --apply to act")
+
+
+@app.command()
+def erase(
+    botuser: Annotated[list[str], typer.Option("--botuser", help="The bot user's id (repeatable).")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why (kept in the audit log), e.g. the request's reference.")
+    ],
+    bot: Annotated[
+        list[str] | None,
+        typer.Option("--bot", help="Only this bot (repeatable; default every bot).", callback=_bot_ids),
+    ] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Act; without it, only show what would go.")] = False,
+) -> None:
+    """Erase a bot user (GDPR Art. 17): their rows from every table, raw copy and quarantined
+    file, superseded files vacuumed at once, and an audit record with a salted hash of the id
+    (never the id). Dry run unless --apply; refused (exit 1) when a legal hold covers their data.
+
+    Example: ingest erase --botuser 4242 --reason "DSR-2026-017" --apply
+    """
+    from ingest.archive.forget import Outcome
+    from ingest.ops.erasure import actor_of, salt_setting
+    from ingest.ops.erasure import erase as erase_subject
+
+    settings = load_settings()
+    with job(settings) as (_, storage):
+        done = erase_subject(
+            storage,
+            list(botuser),
+            list(bot or []),
+            reason=reason,
+            actor=actor_of(settings),
+            apply=apply,
+            salt=salt_setting(settings),
+        )
+    if isinstance(done, Outcome):
+        _print_plan(done.plan, applied=True)
+        if done.record:
+            out.print(inert(f"erasure {done.plan.id}: record {done.record}, audit {done.audit}"))
+        else:
+            out.print(
+                inert(f"nothing of this subject in the archive; the request is on record: {done.audit}")
+            )
+    else:
+        _print_plan(done, applied=False)
+
+
+@app.command()
+def prune(
+    apply: Annotated[bool, typer.Option("--apply", help="Act; without it, only show what would go.")] = False,
+) -> None:
+    """Remove rows older than the retention (INGEST_RETENTION__DAYS, per dataset
+    INGEST_RETENTION__DATASETS) from the tables and raw copies, except what a legal hold
+    keeps; recorded like an erasure. Dry run unless --apply. `ingest run` applies it when set.
+
+    Example: INGEST_RETENTION__DAYS=730 ingest prune --apply
+    """
+    from ingest.archive.forget import Outcome
+    from ingest.ops.erasure import actor_of
+    from ingest.ops.erasure import prune as prune_expired
+
+    settings = load_settings()
+    with job(settings) as (_, storage):
+        done = prune_expired(storage, settings.retention, actor=actor_of(settings), apply=apply)
+    if done is None:
+        raise ConfigError("no retention is set", hint="INGEST_RETENTION__DAYS or INGEST_RETENTION__DATASETS")
+    if isinstance(done, Outcome):
+        _print_plan(done.plan, applied=True)
+        if done.record:
+            out.print(inert(f"prune {done.plan.id}: record {done.record}, audit {done.audit}"))
+    else:
+        _print_plan(done, applied=False)
+
+
+hold_app = typer.Typer(
+    help="Legal holds: a bot's data (between two days, or all of it) never pruned or erased.\n\n"
+    'Example: ingest hold add --bot 0f9c...-uuid --from 2024-01-01 --reason "case 2026-17"',
+    no_args_is_help=True,
+)
+app.add_typer(hold_app, name="hold")
+
+
+@hold_app.command("add")
+def hold_add(
+    bot: Annotated[str, typer.Option("--bot", help="The bot held.", callback=_bot_ids)],
+    reason: Annotated[str, typer.Option("--reason", help="Why (shown when an erasure is refused).")],
+    from_: Annotated[
+        datetime | None,
+        typer.Option("--from", formats=["%Y-%m-%d"], help="First day held (default: all before)."),
+    ] = None,
+    to: Annotated[
+        datetime | None,
+        typer.Option("--to", formats=["%Y-%m-%d"], help="Last day held (default: all after)."),
+    ] = None,
+) -> None:
+    """Place a legal hold, kept in the archive and recorded in its audit log.
+
+    Example: ingest hold add --bot 0f9c...-uuid --from 2024-01-01 --to 2024-06-30 --reason "case 2026-17"
+    """
+    from ingest.archive.holds import place
+    from ingest.ops.erasure import actor_of
+
+    settings = load_settings()
+    with job(settings) as (_, storage):
+        hold = place(
+            storage,
+            bot,
+            from_.date() if from_ else None,
+            to.date() if to else None,
+            reason=reason,
+            actor=actor_of(settings),
+        )
+    out.print(inert(f"hold {hold.id} placed on bot {hold.bot_id}, {hold.span()}: {hold.reason}"))
+
+
+@hold_app.command("list")
+def hold_list() -> None:
+    """List the legal holds in force.
+
+    Example: ingest hold list
+    """
+    from ingest.archive.holds import active
+    from ingest.archive.storage import storage_for
+
+    found = active(storage_for(load_settings()))
+    for hold in found:
+        out.print(
+            inert(
+                f"{hold.id}  bot {hold.bot_id}  {hold.span()}  placed {hold.placed_at} "
+                f"by {hold.actor}: {hold.reason}"
+            )
+        )
+    if not found:
+        out.print("no legal holds in force")
+
+
+@hold_app.command("remove")
+def hold_remove(
+    hold_id: Annotated[str, typer.Argument(help="The hold's id (see `ingest hold list`).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is lifted (kept in the audit log).")],
+) -> None:
+    """Lift a legal hold; the audit log keeps that it was there, and who lifted it, why.
+
+    Example: ingest hold remove 3f2a9c0d1e4b5a69 --reason "case closed"
+    """
+    from ingest.archive.holds import lift
+    from ingest.ops.erasure import actor_of
+
+    settings = load_settings()
+    with job(settings) as (_, storage):
+        hold = lift(storage, hold_id, reason=reason, actor=actor_of(settings))
+    out.print(inert(f"hold {hold.id} on bot {hold.bot_id} lifted"))
+
+
 @contextmanager
 def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     """What every command that writes does first: hold the job lock, open the state store,
     build the archive's storage once, and remove a killed job's temporary files (safe only
     while holding the lock). Yields the store and the storage."""
+    from ingest.archive.forget import resume
     from ingest.archive.storage import storage_for
     from ingest.state.lock import exclusive_lock
     from ingest.state.store import Store
@@ -849,6 +1044,8 @@ def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
         storage = storage_for(settings)
         storage.sweep_staging()
+        for forget_id, outcome in resume(storage):  # an erasure or prune a killed run left
+            err_console.print(f"erasure {forget_id} interrupted before: {outcome}")
         yield store, storage
 
 

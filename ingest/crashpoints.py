@@ -2,8 +2,9 @@
 
 ``INGEST_CRASH_AT=<name>`` makes the process SIGKILL itself on reaching that point (no
 clean-up, no flush, exactly like a power cut or an OOM kill). Unset, a point costs one
-dictionary lookup. The names are listed in :data:`POINTS`; docs/RELIABILITY.md and
-tests/e2e/test_crash_points.py go through all of them.
+dictionary lookup. The names are listed in :data:`POINTS` (the pipeline's: docs/RELIABILITY.md
+and tests/e2e/test_crash_points.py go through all of them) and :data:`FORGET_POINTS` (an
+erasure's or prune's: tests/e2e/test_erase_crash.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ POINTS: tuple[str, ...] = (
     "after_manifest",  # manifest written, state not updated
     "after_state",  # attachment and window recorded, email not moved
     "after_move",  # email moved, position not advanced
+)
+#: Points inside an erasure or prune (ingest.archive.forget); tests/e2e/test_erase_crash.py.
+FORGET_POINTS: tuple[str, ...] = (
+    "forget_after_plan",  # erasure/prune planned (pending record), replacement files not all written
+    "forget_after_delta",  # rows deleted from the Delta tables, raw copies not rewritten
+    "forget_in_swap",  # an original raw copy deleted, its rewritten copy not yet in its place
+    "forget_after_raw",  # raw copies and quarantine rewritten, superseded files not vacuumed
+    "forget_before_audit",  # vacuumed and erasure record written, audit record not appended
 )
 
 

@@ -17,6 +17,7 @@ the tree to exit codes and one-line messages in one place (``ingest.cli``)::
         +-- StateError               the state store is corrupt, locked or too new
         +-- OutputError              the archive root cannot be written
         +-- ReportRejected           a report file cannot be archived (goes to quarantine)
+        +-- UnderLegalHold           an erasure would touch data a legal hold keeps (exit 1)
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class OutputError(TerminalError):
 
 class ReportRejected(TerminalError):
     """A report file cannot be archived as a whole (it is quarantined with this reason)."""
+
+
+class UnderLegalHold(TerminalError):
+    """An erasure would delete data a legal hold keeps: a person decides (the hold's reason)."""
 
 
 #: errno values of an OutputError that say the archive itself cannot be written (full,

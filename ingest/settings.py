@@ -316,6 +316,70 @@ class ExportSettings(BaseModel):
     )
 
 
+#: Datasets a retention period can name (ingest.report_types; kept here: settings import no stage).
+RETENTION_DATASETS = ("messages", "standard", "advanced", "content_management")
+
+
+def _dataset_days(value: Any) -> Any:
+    """Per-dataset retention from any source: a table (TOML), JSON (``'{"messages": 365}'``) or
+    the comma form (``messages=365, standard=730``; ``:`` also separates)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError(
+                    "starts with '{' but is not a JSON object; use {\"messages\": 365} or messages=365"
+                ) from None
+        else:
+            pairs = {}
+            for item in filter(None, (part.strip() for part in text.split(","))):
+                name, sep, days = item.replace(":", "=").partition("=")
+                if not sep:
+                    raise ValueError(f"entry {_shown(item)} is not dataset=days (e.g. messages=365)")
+                pairs[name.strip()] = days.strip()
+            value = pairs
+    if isinstance(value, dict):
+        for name in value:
+            if name not in RETENTION_DATASETS:
+                raise ValueError(
+                    f"unknown dataset {_shown(str(name))}: one of {', '.join(RETENTION_DATASETS)}"
+                )
+    return value
+
+
+class RetentionSettings(BaseModel):
+    """How long rows are kept (`ingest prune`; `ingest run` applies it when set)."""
+
+    days: int | None = Field(
+        None, ge=1, description="Keep rows this many days after their UTC date; unset: keep forever."
+    )
+    datasets: Annotated[dict[str, Annotated[int, Field(ge=1)]], NoDecode] = Field(
+        default_factory=dict,
+        description='Days per dataset, overriding days: {"messages": 365} or messages=365,standard=730.',
+    )
+
+    _parse = field_validator("datasets", mode="before")(_dataset_days)
+
+    def days_for(self, dataset: str) -> int | None:
+        """The retention of a dataset in days, None to keep it forever."""
+        return self.datasets.get(dataset, self.days)
+
+
+class AuditSettings(BaseModel):
+    """The archive's audit log of erasures, prunes and legal holds."""
+
+    actor: str | None = Field(
+        None, description="Who acts, as the audit log records it (default: the OS user)."
+    )
+    salt: SecretStr | None = Field(
+        None,
+        description="Secret salt of the subject hashes in the audit log (default: a random one "
+        "made once and kept in the archive at audit/salt).",
+    )
+
+
 class Settings(BaseSettings):
     """Every setting of certainly-ingest; see the README's configuration reference."""
 
@@ -335,6 +399,8 @@ class Settings(BaseSettings):
     state: StateSettings = StateSettings()
     metrics: MetricsSettings = MetricsSettings()
     export: ExportSettings = ExportSettings()
+    retention: RetentionSettings = RetentionSettings()
+    audit: AuditSettings = AuditSettings()
 
     @classmethod
     def settings_customise_sources(

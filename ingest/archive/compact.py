@@ -42,8 +42,8 @@ from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.delta import (
     META,
     PARTITIONS,
-    commit_actions,
     guarded,
+    log_actions,
     open_table,
     snapshot_files,
 )
@@ -134,7 +134,7 @@ def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | N
     """The compaction record of OPTIMIZE commit ``version``: files added (rows from their
     footers, hashed) and files replaced (as their manifests list them). None for another
     kind of commit."""
-    actions = commit_actions(out, dataset, version)
+    actions = log_actions(out, dataset, version)
     info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
     if info.get("operation") != "OPTIMIZE":
         return None

@@ -326,7 +326,7 @@ def commit_report(
     of its commit is returned (None if the log no longer has it)."""
     table = ensure_table(out, dataset, schema)
     if committed(table, source_sha256):
-        return commit_version(out, dataset, source_sha256, table.version())
+        return transaction_version(out, dataset, app_id(source_sha256), table.version())
     have = {f.key for f in snapshot_files(table, dataset)}
     actions: list[AddAction | RemoveAction] = []
     for key, rows in files:
@@ -335,10 +335,25 @@ def commit_report(
         day = key.removeprefix(f"{dataset}/").split("/")[1].removeprefix("date=")
         actions.append(add_action(out, dataset, key, rows, bot_id=bot_id, day=day))
     metadata = {f"{META}.{k}": _json_value(v) for k, v in provenance.items()}
+    return commit_actions(out, dataset, table, actions, app=app_id(source_sha256), metadata=metadata)
+
+
+def commit_actions(
+    out: Storage,
+    dataset: str,
+    table: DeltaTable,
+    actions: list[AddAction | RemoveAction],
+    *,
+    app: str,
+    metadata: dict[str, Any],
+) -> int | None:
+    """One Delta commit of ``actions``, ``metadata`` in its commit info, with the application
+    transaction ``(app, 1)``: whoever asks :meth:`DeltaTable.transaction_version` knows it is made.
+    Returns the version the commit made (:func:`transaction_version`)."""
     properties = CommitProperties(
         custom_metadata=metadata,
         max_commit_retries=10,
-        app_transactions=[Transaction(app_id(source_sha256), 1, int(time.time() * 1000))],
+        app_transactions=[Transaction(app, 1, int(time.time() * 1000))],
     )
     guarded(
         out,
@@ -351,7 +366,7 @@ def commit_report(
     # Not table.version(), nor history(): another writer may have committed after us, and
     # delta-rs labelled racing writers' history entries with the wrong versions (seen on
     # SeaweedFS). The log entry carrying our application transaction is exact.
-    return commit_version(out, dataset, source_sha256, table.version())
+    return transaction_version(out, dataset, app, table.version())
 
 
 def _json_value(value: Any) -> Any:
@@ -378,19 +393,17 @@ def table_versions(out: Storage, datasets: Iterable[str]) -> dict[str, dict[str,
     return found
 
 
-def commit_version(out: Storage, dataset: str, source_sha256: str, latest: int) -> int | None:
-    """The version of the commit that added a report: the log entry carrying its application
-    transaction, looked for from ``latest`` (and any newer entry) down; None if the log no
-    longer has it (a checkpoint and log clean-up after it)."""
-    wanted = app_id(source_sha256)
+def transaction_version(out: Storage, dataset: str, app: str, latest: int) -> int | None:
+    """The version of the commit carrying application transaction ``app`` (a report's
+    :func:`app_id`, an erasure's): its log entry, looked for from ``latest`` (and any newer
+    entry) down; None if the log no longer has it (a checkpoint and log clean-up after it)."""
     newer = latest + 1
-    while out.exists(log_key(dataset, newer)):  # a stale ``latest``: our commit may be above it
+    while out.exists(log_key(dataset, newer)):  # a stale ``latest``: the commit may be above it
         newer += 1
     for version in range(newer - 1, -1, -1):
         if not out.exists(log_key(dataset, version)):
             return None
-        actions = commit_actions(out, dataset, version)
-        if any(a.get("txn", {}).get("appId") == wanted for a in actions):
+        if any(a.get("txn", {}).get("appId") == app for a in log_actions(out, dataset, version)):
             return version
     return None
 
@@ -400,7 +413,7 @@ def log_key(dataset: str, version: int) -> str:
     return f"{dataset}/{DELTA_LOG}/{version:020d}.json"
 
 
-def commit_actions(out: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
+def log_actions(out: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
     """The actions of one commit, from its log entry (:func:`log_key`)."""
     text = out.read_bytes(log_key(dataset, version)).decode()
     return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -9,6 +9,11 @@
     quarantine/<sha256>/original-<name>, reason.json                      a whole file refused
     manifests/<sha256>.json                                               a source's commit record
     manifests/compaction-<sha16>.json                                     a compaction's record
+    manifests/erasure-<id>.json                                           an erasure's or prune's record
+    audit/<seq:06d>-<YYYYMMDDTHHMMSSZ>-<id>.json                          the append-only audit log
+    audit/salt                                                            the subject hashes' salt
+    holds/<id>.json                                                       a legal hold in force
+    forgetting/<id>/plan.json, ready.json, raw/...                        an erasure in progress
 
 ``<dataset>`` is ``messages`` (Message Data) or a typed report's dataset
 (:data:`ingest.parse.reports.DATASETS`). Keys are relative to the archive root (a folder or
@@ -29,12 +34,18 @@ RAW = "raw"
 MANIFESTS = "manifests"
 QUARANTINE = "quarantine"
 STAGING = ".staging"
+AUDIT = "audit"
+HOLDS = "holds"
+#: An erasure or prune in progress: its plan, and rewritten copies waiting to replace originals.
+FORGETTING = "forgetting"
+#: An erasure's (or prune's) record's name starts with this, after ``manifests/``.
+ERASURE = "erasure-"
 #: A dataset's Delta log folder (``<dataset>/_delta_log/``).
 DELTA_LOG = "_delta_log"
 #: Top-level folders that are not datasets.
-NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING})
+NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING, AUDIT, HOLDS, FORGETTING})
 #: Folders written under an S3 Object Lock retention when one is configured: the evidence.
-LOCKED = (RAW, MANIFESTS)
+LOCKED = (RAW, MANIFESTS, AUDIT)
 #: A compaction record's name starts with this, after ``manifests/``.
 COMPACTION = "compaction-"
 REJECTED_ROWS = "rejected_rows.parquet"
@@ -80,6 +91,37 @@ def manifest_key(source_sha256: str) -> str:
 def compaction_key(name: str) -> str:
     """``manifests/compaction-<sha16>.json``: a compaction's record."""
     return f"{MANIFESTS}/{COMPACTION}{name}.json"
+
+
+def erasure_key(erasure_id: str) -> str:
+    """``manifests/erasure-<id>.json``: what an erasure or prune removed and rewrote."""
+    return f"{MANIFESTS}/{ERASURE}{erasure_id}.json"
+
+
+def is_erasure(key: str) -> bool:
+    """An erasure's or prune's record."""
+    return key.startswith(f"{MANIFESTS}/{ERASURE}")
+
+
+def audit_key(sequence: int, stamp: str, record_id: str) -> str:
+    """``audit/<seq>-<stamp>-<id>.json``: one audit record; keys sort in the order written
+    (the sequence number: two records of one second keep their order)."""
+    return f"{AUDIT}/{sequence:06d}-{stamp}-{record_id}.json"
+
+
+def salt_key() -> str:
+    """``audit/salt``: the archive's random salt for subject hashes."""
+    return f"{AUDIT}/salt"
+
+
+def hold_key(hold_id: str) -> str:
+    """``holds/<id>.json``: a legal hold in force."""
+    return f"{HOLDS}/{hold_id}.json"
+
+
+def forgetting_dir(erasure_id: str) -> str:
+    """``forgetting/<id>``: an erasure in progress."""
+    return f"{FORGETTING}/{erasure_id}"
 
 
 def is_manifest(key: str) -> bool:

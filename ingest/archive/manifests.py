@@ -15,13 +15,16 @@ Example::
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
-from ingest.archive.layout import MANIFESTS, is_compaction, is_manifest
+from ingest.archive.layout import MANIFESTS, is_compaction, is_erasure, is_manifest
 from ingest.archive.storage import Storage, StoredObject
 from ingest.errors import IngestError
+from ingest.report_types import MESSAGES
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class Record:
         """A compaction record, not a source's commit record."""
         return is_compaction(self.key)
 
+    @property
+    def erasure(self) -> bool:
+        """An erasure's or prune's record (``manifests/erasure-<id>.json``)."""
+        return is_erasure(self.key)
+
 
 @dataclass
 class Listing:
@@ -45,6 +53,11 @@ class Listing:
     files: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     #: Compaction records: (key, its "compaction" body), in table version order.
     compactions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: Erasure and prune records: (key, their "erasure" body), oldest first.
+    erasures: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: Raw copies and quarantined files an erasure rewrote: key -> (record key, its entry),
+    #: the latest rewrite's (``new_sha256`` None: the file was removed).
+    rewritten: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     #: Files listed twice: (path, first record, second record).
     listed_twice: list[tuple[str, str, str]] = field(default_factory=list)
     #: Records that could not be read: (key, reason).
@@ -80,15 +93,31 @@ def listed_files(records: Iterable[Record]) -> Listing:
                 listing.unreadable.append((record.key, "KeyError: 'compaction'"))
                 continue
             listing.compactions.append((record.key, body))
+        elif record.erasure:
+            body = record.doc.get("erasure")
+            if not isinstance(body, dict):
+                listing.unreadable.append((record.key, "KeyError: 'erasure'"))
+                continue
+            listing.erasures.append((record.key, body))
         else:
             for entry in record.doc.get("files", []) or []:
                 path = str(entry.get("path"))
                 if path in listing.files:
                     listing.listed_twice.append((path, listing.files[path][0], record.key))
                 listing.files[path] = (record.key, entry)
-    # Applied in the order they were committed (a compaction may replace a compacted file).
+    # Applied in the order they were committed (a compaction may replace a compacted file,
+    # an erasure a compacted file, a compaction an erasure's rewrite).
     listing.compactions.sort(key=lambda item: (str(item[1].get("dataset", "")), _version(item[1]), item[0]))
-    for key, body in listing.compactions:  # compacted files replace what they merged
+    listing.erasures.sort(key=lambda item: (str(item[1].get("at", "")), item[0]))
+    steps = [(str(body.get("dataset", "")), _version(body), key, body) for key, body in listing.compactions]
+    for key, body in listing.erasures:
+        for table in body.get("tables") or []:
+            if isinstance(table, dict):
+                steps.append((str(table.get("dataset", "")), _version(table), key, table))
+        for entry in body.get("copies") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                listing.rewritten[entry["key"]] = (key, entry)
+    for _, _, key, body in sorted(steps, key=lambda step: step[:3]):  # new files replace old ones
         try:
             # Delta OPTIMIZE records list "files"; records of the pre-Delta compaction one "file".
             replaced, merged = body["replaces"], body["files"] if "files" in body else [body["file"]]
@@ -99,6 +128,23 @@ def listed_files(records: Iterable[Record]) -> Listing:
         except (KeyError, TypeError) as err:
             listing.unreadable.append((key, f"{type(err).__name__}: {err}"))
     return listing
+
+
+def forgotten_days(erasures: list[tuple[str, dict[str, Any]]]) -> dict[str, set[date]]:
+    """Per bot, the Message Data days an erasure or prune touched (``bot/day`` in its record):
+    a day it emptied is no gap in the archive's coverage."""
+    days: dict[str, set[date]] = defaultdict(set)
+    for _, body in erasures:
+        for table in body.get("tables") or []:
+            if not isinstance(table, dict) or table.get("dataset") != MESSAGES:
+                continue
+            for entry in table.get("days") or []:
+                bot, _, day = str(entry).rpartition("/")
+                try:
+                    days[bot].add(date.fromisoformat(day))
+                except ValueError:
+                    continue
+    return days
 
 
 def _version(body: dict[str, Any]) -> int:

@@ -44,6 +44,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ingest.archive.forget import subject_expr
 from ingest.archive.storage import BLOCK, Storage
 from ingest.errors import ConfigError
 from ingest.export.csvsafe import FORMULA_STARTS, PREFIX, neutralised
@@ -61,9 +62,6 @@ SUMMARY = "SUMMARY.txt"
 DATA = "data"
 #: Rows per batch read from the archive and written to the bundle.
 BATCH_ROWS = 50_000
-#: Columns that name a bot user, by dataset kind: a JSON object with ``id``, or the id itself.
-SUBJECT_JSON = ("botuser",)
-SUBJECT_ID = ("botuser_id", "user_id")
 CONVERSATION = "conversation_id"
 BUNDLE_VERSION = 1
 
@@ -196,17 +194,15 @@ def _filtered(frame: pl.LazyFrame, query: Query, dataset: str, cut: Cut) -> pl.L
             return None
         frame = frame.filter(pl.col(CONVERSATION).is_in(query.conversations))
     if query.botusers:
-        ids = [str(b) for b in query.botusers]
-        tests = [pl.col(c).str.json_path_match("$.id").is_in(ids) for c in SUBJECT_JSON if c in columns]
-        tests += [pl.col(c).cast(pl.String).is_in(ids) for c in SUBJECT_ID if c in columns]
-        if not tests:
+        subject = subject_expr(columns.names(), [str(b) for b in query.botusers])
+        if subject is None:
             _note(
                 cut,
                 f"{dataset}: no bot user column (botuser, botuser_id, user_id): it holds "
                 "aggregate counts, not rows about one person, so nothing of the subject is in it",
             )
             return None
-        frame = frame.filter(pl.any_horizontal(tests).fill_null(False))
+        frame = frame.filter(subject)
     return frame
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from ingest.archive.delta import open_table, snapshot_files
-from ingest.archive.manifests import listed_files, read_manifests
+from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import Storage
 from ingest.report_types import DATASETS, MESSAGES
 
@@ -64,6 +64,8 @@ class Snapshot:
     version: dict[str, Any] = field(default_factory=dict)
     #: Records that could not be read or files listed twice: the cut says so.
     problems: list[str] = field(default_factory=list)
+    #: bot -> Message Data days an erasure or prune touched (ingest.archive.manifests.forgotten_days)
+    forgotten: dict[str, set[date]] = field(default_factory=dict)
 
     def bots(self, dataset: str) -> list[str]:
         """Bots with listed files in ``dataset``."""
@@ -143,6 +145,7 @@ def open_snapshot(storage: Storage) -> Snapshot:
             window=doc.get("window") if isinstance(doc.get("window"), dict) else None,
             kind=kind,
         )
+    snap.forgotten = forgotten_days(listing.erasures)
     snap.problems = [f"{key}: unreadable ({why})" for key, why in listing.unreadable]
     snap.problems += [f"{path}: listed by both {a} and {b}" for path, a, b in listing.listed_twice]
     snap.problems += [

@@ -47,6 +47,8 @@ class BotEvidence:
     windows: Counter[str] = field(default_factory=Counter)  # "<dataset> <state>" -> count
     open_windows: list[str] = field(default_factory=list)
     datasets: dict[str, tuple[int, int]] = field(default_factory=dict)  # dataset -> (rows, days)
+    #: Days an erasure or prune emptied: shown as such, never as gaps.
+    forgotten: list[date] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -89,6 +91,8 @@ def collect_evidence(storage: Storage, store: Store | None, *, version: str) -> 
         ):
             bot(bot_id).datasets[dataset] = (int(rows), int(days))
     _windows(snap, store, bot)
+    for bot_id, days in snap.forgotten.items():
+        bot(bot_id).forgotten = sorted(days - set(bot(bot_id).days))
     for evidence in bots.values():
         _gaps(evidence)
     return Evidence(
@@ -131,10 +135,11 @@ def _span(first: date, last: date) -> list[date]:
 
 
 def _gaps(evidence: BotEvidence) -> None:
-    """Days without rows between the first and last day with rows, or inside requested windows."""
+    """Days without rows between the first and last day with rows, or inside requested windows,
+    that no erasure or prune emptied."""
     covered = set(evidence.days)
     inside = set(_span(min(covered), max(covered))) if covered else set()
-    evidence.gaps = sorted((inside | evidence.requested) - covered)
+    evidence.gaps = sorted((inside | evidence.requested) - covered - set(evidence.forgotten))
 
 
 def _quarantined(storage: Storage, snap: Snapshot) -> list[dict[str, Any]]:
@@ -273,7 +278,7 @@ def _bot(bot: BotEvidence) -> str:
         )
     else:
         out.append("<p>No message rows archived.</p>")
-    if bot.days or bot.gaps:
+    if bot.days or bot.gaps or bot.forgotten:
         out.append(f"<div class=cal>{calendar_svg(bot)}</div>")
         out.append(
             f"<p class=legend><span style='background:{NO_ROWS}'></span>no rows"
@@ -284,6 +289,11 @@ def _bot(bot: BotEvidence) -> str:
         )
     if bot.gaps:
         out.append("<p>Gap days: <span class=gaps>" + ", ".join(_ranges(bot.gaps)) + "</span></p>")
+    if bot.forgotten:
+        out.append(
+            "<p>Days emptied by an erasure or prune (recorded in the audit log; not gaps): "
+            "<span class=forgotten>" + ", ".join(_ranges(bot.forgotten)) + "</span></p>"
+        )
     if bot.windows:
         rows = "".join(
             f"<tr><td>{escape(k)}</td><td class=n>{v}</td></tr>" for k, v in sorted(bot.windows.items())
@@ -309,7 +319,7 @@ def _bot(bot: BotEvidence) -> str:
 
 def calendar_svg(bot: BotEvidence) -> str:
     """A week-column calendar (Monday on top) from the first to the last day shown."""
-    shown = set(bot.days) | set(bot.gaps)
+    shown = set(bot.days) | set(bot.gaps) | set(bot.forgotten)
     first, last = min(shown), max(shown)
     start = first - timedelta(days=first.weekday())
     weeks = (last - start).days // 7 + 1
@@ -338,7 +348,11 @@ def calendar_svg(bot: BotEvidence) -> str:
                 GAP if is_gap else NO_ROWS if not rows else SHADES[min(3, (rows * 4 - 1) // max(most, 1))]
             )
             outline = " stroke='#b42318' stroke-width='2'" if is_gap else ""
-            label = f"{day}: {rows:,} rows" + (" (gap)" if is_gap else "")
+            label = (
+                f"{day}: {rows:,} rows"
+                + (" (gap)" if is_gap else "")
+                + (" (erased or pruned)" if day in bot.forgotten else "")
+            )
             out.append(
                 f"<rect class=day data-date='{day}' data-rows='{rows}' data-gap='{int(is_gap)}' "
                 f"x='{left + week * cell}' y='{top + weekday * cell}' width='{cell - 3}' height='{cell - 3}' "

@@ -32,10 +32,12 @@ from typing import Any
 import polars as pl
 from deltalake.exceptions import DeltaError
 
+from ingest.archive import audit
 from ingest.archive.compact import ALL_DATASETS
 from ingest.archive.delta import open_table, snapshot_files
-from ingest.archive.layout import RAW, is_data_file, is_reasons
-from ingest.archive.manifests import listed_files, read_manifests
+from ingest.archive.forget import pending
+from ingest.archive.layout import FORGETTING, RAW, is_data_file, is_reasons
+from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.errors import IngestError, one_line
 from ingest.inert import inert
@@ -58,6 +60,7 @@ class BotCoverage:
     last_day: date | None = None
     days: list[date] = field(default_factory=list)  # days with at least one row, sorted
     days_without_rows: list[date] = field(default_factory=list)  # inside requested windows
+    days_forgotten: list[date] = field(default_factory=list)  # emptied by an erasure or prune: no gap
     windows_not_archived: list[str] = field(default_factory=list)  # from the state store
 
 
@@ -74,6 +77,11 @@ class VerifyReport:
     manifests: int = 0
     #: Each dataset's Delta table version verified (dataset -> version).
     tables: dict[str, int] = field(default_factory=dict)
+    #: Erasures and prunes, one line each (from their records and the audit log).
+    erasures: list[str] = field(default_factory=list)
+    #: The audit log: its record count and the newest record's sha256 (keep it elsewhere: it
+    #: shows the newest record removed or edited later).
+    audit: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -113,7 +121,7 @@ def verify_archive(
     records = [r for r in every_record if _as_of(r.doc, report.tables, as_of, committed_at)]
     report.manifests = len(records)
     for record in records:
-        if record.doc is not None and not record.compaction:
+        if record.doc is not None and not record.compaction and not record.erasure:
             _check_manifest(record.key, record.doc, report.problems, attachments, windows)
     listing = listed_files(records)
     report.problems.extend(f"{key}: unreadable manifest ({why})" for key, why in listing.unreadable)
@@ -136,7 +144,10 @@ def verify_archive(
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         hashes = dict(zip(todo, pool.map(out.sha256, todo), strict=True))
     report.problems.extend(_check_data_files(data, listed, hashes, footer_rows, present, set(snapshot)))
-    report.problems.extend(_check_raw_files(raw, attachments, hashes) if as_of is None else [])
+    report.problems.extend(
+        _check_raw_files(raw, attachments, hashes, listing.rewritten) if as_of is None else []
+    )
+    _erasures(out, report, listing.erasures)
     # Rows are checked in what the table reads, and in the orphans a reader globbing
     # *.parquet would see too (a duplicate there is named as such).
     orphan_keys = [key for key, _ in orphans]
@@ -147,8 +158,34 @@ def verify_archive(
         {**footer_rows, **_footer_rows(out, orphan_keys, report.problems)},
         count=set(data),
     )
-    _coverage(report, windows, store)
+    _coverage(report, windows, store, forgotten_days(listing.erasures))
     return report
+
+
+def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, dict[str, Any]]]) -> None:
+    """List each erasure and prune; check the audit log's chain, that each record has its
+    audit record, and that none is left half done."""
+    log = audit.records(out)
+    report.problems.extend(audit.check_chain(log))
+    if log:
+        report.audit = {"records": len(log), "newest": log[-1].key, "newest_sha256": log[-1].sha256}
+    audited = {str(r.doc.get("id")): r for r in log}
+    for key, body in erasures:
+        rows = sum(int(t.get("rows") or 0) for t in body.get("tables") or [] if isinstance(t, dict))
+        copies = len(body.get("copies") or [])
+        record = audited.get(str(body.get("id")))
+        who = f"by {record.doc.get('actor')}: {record.doc.get('reason')}" if record else "NO AUDIT RECORD"
+        report.erasures.append(
+            f"{body.get('kind', 'erase')} {body.get('id')} at {body.get('at')}: {rows} row(s), "
+            f"{copies} raw/quarantined file(s) rewritten ({who})"
+        )
+        if record is None:
+            report.problems.append(f"{key}: no audit record for this {body.get('kind', 'erasure')}")
+    for forget_id in pending(out):
+        report.problems.append(
+            f"{FORGETTING}/{forget_id}: an erasure or prune was interrupted; any writing command "
+            "(ingest run, prune, erase) finishes it"
+        )
 
 
 def _snapshots(
@@ -288,9 +325,13 @@ def _check_data_files(
 
 
 def _check_raw_files(
-    raw: dict[str, int], attachments: dict[tuple[str, str], tuple[str, int]], hashes: dict[str, str | None]
+    raw: dict[str, int],
+    attachments: dict[tuple[str, str], tuple[str, int]],
+    hashes: dict[str, str | None],
+    rewritten: dict[str, tuple[str, dict[str, Any]]],
 ) -> list[str]:
-    """Each raw file hashing to its name, of the size its manifest says; none missing."""
+    """Each raw file hashing to its name (or, rewritten by an erasure, to the sha256 its
+    record gives), of the size its manifest (or that record) says; none missing."""
     problems = []
     seen: set[tuple[str, str]] = set()
     for name, size in raw.items():
@@ -298,14 +339,28 @@ def _check_raw_files(
         sha = file.split(".")[0]
         source = (folder.rsplit("/", 1)[-1].removeprefix("bot_id="), sha)
         seen.add(source)
+        if name in rewritten:
+            record, entry = rewritten[name]
+            if hashes[name] != entry.get("new_sha256"):
+                problems.append(f"{name}: raw file changed, its sha256 is not the one {record} gives")
+            elif entry.get("size") != size:
+                problems.append(f"{name}: size {size}, {record} says {entry.get('size')}")
+            if source not in attachments:
+                problems.append(f"{name}: raw file without a manifest")
+            continue
         if hashes[name] != sha:
             problems.append(f"{name}: raw file changed, its sha256 is not its name")
         if source not in attachments:
             problems.append(f"{name}: raw file without a manifest")
         elif attachments[source][1] != size:
             problems.append(f"{name}: size {size}, {attachments[source][0]} says {attachments[source][1]}")
+    removed = {
+        tuple(k.split("/")[1:3])
+        for k, (_, e) in rewritten.items()
+        if e.get("removed") and k.startswith(f"{RAW}/")
+    }
     for (bot_id, sha), (manifest, _) in sorted(attachments.items()):
-        if (bot_id, sha) not in seen:
+        if (bot_id, sha) not in seen and (f"bot_id={bot_id}", sha) not in removed:
             problems.append(f"{RAW}/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")
     return problems
 
@@ -520,8 +575,14 @@ def _check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
     return problems
 
 
-def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]], store: Store | None) -> None:
-    """Fill each bot's days with rows, days without rows inside windows, open windows."""
+def _coverage(
+    report: VerifyReport,
+    windows: dict[str, set[tuple[date, date]]],
+    store: Store | None,
+    forgotten: dict[str, set[date]] | None = None,
+) -> None:
+    """Fill each bot's days with rows, days without rows inside windows (a day an erasure or
+    prune emptied is listed as such, not as a gap), open windows."""
     if store is not None:
         for window in store.windows():
             if window.report_id != MESSAGE_REPORT_ID:
@@ -531,7 +592,7 @@ def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]], 
                 windows[window.bot_id].add((window.from_date, window.to_date))
             elif window.state is not WindowState.SPLIT:  # a split window lives on as its halves
                 bot.windows_not_archived.append(f"{window.from_date}..{window.to_date}: {window.state.value}")
-    for bot_id in {*report.bots, *windows}:
+    for bot_id in {*report.bots, *windows, *(forgotten or {})}:
         bot = report.bots.setdefault(bot_id, BotCoverage(bot_id))
         bot.days = sorted(set(bot.days))
         bot.first_day, bot.last_day = (bot.days[0], bot.days[-1]) if bot.days else (None, None)
@@ -540,7 +601,9 @@ def _coverage(report: VerifyReport, windows: dict[str, set[tuple[date, date]]], 
             for first, last in windows.get(bot_id, ())
             for n in range((last - first).days + 1)
         }
-        bot.days_without_rows = sorted(requested - set(bot.days))
+        emptied = (forgotten or {}).get(bot_id, set()) - set(bot.days)
+        bot.days_forgotten = sorted(emptied)
+        bot.days_without_rows = sorted(requested - set(bot.days) - emptied)
     report.bots = dict(sorted(report.bots.items()))
 
 
@@ -566,6 +629,7 @@ def to_json(report: VerifyReport) -> str:
             "days_with_rows": len(b.days),
             "covered": _ranges(b.days),
             "days_without_rows": b.days_without_rows,
+            "days_erased_or_pruned": _ranges(b.days_forgotten),
             "windows_not_archived": b.windows_not_archived,
         }
         for b in report.bots.values()
@@ -584,6 +648,8 @@ def to_json(report: VerifyReport) -> str:
             "totals": totals,
             "tables": tables,
             "bots": bots,
+            "erasures": report.erasures,
+            "audit": report.audit,
             "problems": report.problems,
         },
         indent=2,
@@ -609,8 +675,19 @@ def render_text(report: VerifyReport) -> str:
                 f"  days without rows inside archived windows ({len(bot.days_without_rows)}): "
                 + ", ".join(_ranges(bot.days_without_rows))
             )
+        if bot.days_forgotten:
+            lines.append(
+                f"  days emptied by an erasure or prune ({len(bot.days_forgotten)}): "
+                + ", ".join(_ranges(bot.days_forgotten))
+            )
         if bot.windows_not_archived:
             lines.append("  windows not archived: " + ", ".join(bot.windows_not_archived))
+    lines.extend(f"erasure: {line}" for line in report.erasures)
+    if report.audit:
+        lines.append(
+            f"audit log: {report.audit['records']} record(s), newest {report.audit['newest']} "
+            f"sha256 {report.audit['newest_sha256']}"
+        )
     lines.append(
         f"verify: {len(report.problems)} problem(s)"
         if report.problems

@@ -15,6 +15,7 @@ from ingest.archive.layout import MANIFESTS, RAW
 from ingest.archive.s3 import S3Storage
 from ingest.errors import OutputError
 from ingest.simulator import generate_messages, rows_to_csv
+from tests.support.forget import SUBJECT, SUBJECT_IP, SUBJECT_TEXT, build_archive, files_holding
 from tests.support.job import run_ingest
 from tests.support.seaweed import CREDENTIALS, SeaweedS3
 
@@ -158,3 +159,46 @@ def test_a_bad_lock_setting_or_a_local_root_is_exit_2(workdir: Path, value: str)
     )
     assert local.returncode == 2 and "INGEST_OUTPUT__OBJECT_LOCK_DAYS" in local.stderr, local.stderr
     assert "s3://" in local.stderr
+
+
+def all_versions(s3: SeaweedS3, prefix: str, into: Path) -> Path:
+    """Every version the bucket keeps under ``prefix`` (older ones too), as local files."""
+    client = s3.client()
+    pages = client.get_paginator("list_object_versions").paginate(Bucket=s3.bucket, Prefix=prefix)
+    for page in pages:
+        for item in page.get("Versions", []):
+            body = client.get_object(Bucket=s3.bucket, Key=item["Key"], VersionId=item["VersionId"])
+            target = into / item["Key"] / item["VersionId"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body["Body"].read())
+    return into
+
+
+def test_erasure_on_a_locked_bucket_asks_for_bypass_then_leaves_no_version(
+    locked: SeaweedS3, workdir: Path
+) -> None:
+    """Evidence under a governance retention: without bypass the erasure changes nothing and
+    names the setting (exit 1); with it, the subject is gone from every version of every
+    object the versioned bucket keeps, and the rewritten raw copies are locked again."""
+    env = {
+        **locked.env("a", workdir / "staging"),
+        "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
+        "INGEST_OUTPUT__OBJECT_LOCK_DAYS": "2",
+    }
+    build_archive(workdir, env)
+    keys_before = locked.keys("a/")
+    erase = ("erase", "--botuser", SUBJECT, "--reason", "DSR-locked", "--apply")
+    refused = run_ingest(*erase, env=env, cwd=workdir)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "INGEST_OUTPUT__OBJECT_LOCK_BYPASS" in refused.stderr and "Traceback" not in refused.stderr
+    after = locked.keys("a/")
+    # Nothing changed; only the archive's audit salt may have been made, on first use.
+    assert set(keys_before) <= set(after) and set(after) - set(keys_before) <= {"a/audit/salt"}, after
+    done = run_ingest(*erase, env={**env, "INGEST_OUTPUT__OBJECT_LOCK_BYPASS": "true"}, cwd=workdir)
+    assert done.returncode == 0, done.stdout + done.stderr
+    copies = all_versions(locked, "a/", workdir / "versions")
+    assert files_holding([copies, *workdir.glob("state.sqlite*")], [SUBJECT, SUBJECT_TEXT, SUBJECT_IP]) == []
+    out = storage(locked, workdir / "staging")
+    assert all(out.retained_until(o.key) is not None for o in out.objects(f"{RAW}/"))
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -1,0 +1,125 @@
+"""The archive's append-only audit log: erasures, prunes and legal holds, one record each.
+
+::
+
+    audit/<seq>-<YYYYMMDDTHHMMSSZ>-<id>.json   one immutable JSON object per event, written once
+    audit/salt                           the random salt of subject hashes (unless a setting)
+
+Each record carries ``previous``, the sha256 of the record before it (None for the first),
+so a record removed or edited in the middle breaks the chain and ``ingest verify`` names it
+(:func:`check_chain`). A subject is never named: records carry :func:`subject_hash`, an
+HMAC-SHA256 of the id under a salt, so the log proves *that* a subject was erased, and a
+person holding the id can check *which*, without the log keeping the id.
+
+The salt is ``INGEST_AUDIT__SALT`` when set (kept out of the archive: someone reading the
+archive cannot test guesses of ids against the hashes), else a random 32 bytes made once and
+kept at ``audit/salt`` (a per-archive secret: hashes of one archive cannot be linked to
+another's, and precomputed tables are useless).
+
+Example::
+
+    append(storage, {"kind": "hold-add", "hold": {...}}, actor="dpo", reason="case 12")
+    check_chain(storage)     # [] when intact
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.archive.commit import as_json, write_bytes_once
+from ingest.archive.layout import AUDIT, audit_key, salt_key
+from ingest.archive.storage import Storage, sha256_bytes
+from ingest.errors import OutputError
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One record of the log: its key, bytes' sha256 and document."""
+
+    key: str
+    sha256: str
+    doc: dict[str, Any]
+
+
+def new_id() -> str:
+    """A fresh record (or erasure, or hold) id: 16 hex digits."""
+    return uuid.uuid4().hex[:16]
+
+
+def salt(out: Storage, setting: str | None = None) -> bytes:
+    """The salt of subject hashes: the setting's, else the archive's own (made once)."""
+    if setting:
+        return setting.encode()
+    key = salt_key()
+    if not out.exists(key):
+        write_bytes_once(out, key, secrets.token_hex(32).encode())
+    return out.read_bytes(key).strip()
+
+
+def subject_hash(out: Storage, subject_id: str, setting: str | None = None) -> str:
+    """HMAC-SHA256 of a bot user id under the salt: what the log says instead of the id."""
+    return hmac.new(salt(out, setting), subject_id.encode(), hashlib.sha256).hexdigest()
+
+
+def records(out: Storage) -> list[AuditRecord]:
+    """Every audit record, in the order written (their keys sort by sequence number)."""
+    found = []
+    for obj in out.objects(f"{AUDIT}/"):
+        if not obj.key.endswith(".json"):
+            continue
+        data = out.read_bytes(obj.key)
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = {"unreadable": True}
+        found.append(AuditRecord(obj.key, sha256_bytes(data), doc if isinstance(doc, dict) else {}))
+    return found
+
+
+def append(
+    out: Storage, body: dict[str, Any], *, actor: str, reason: str, record_id: str | None = None
+) -> str:
+    """Append a record (``body`` plus when, who, why and the previous record's sha256);
+    returns its key. A record of ``record_id`` already there is not written again."""
+    record_id = record_id or new_id()
+    existing = records(out)
+    for record in existing:
+        if record.doc.get("id") == record_id:
+            return record.key
+    doc = {
+        "id": record_id,
+        **body,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "actor": actor,
+        "reason": reason,
+        "previous": existing[-1].sha256 if existing else None,
+    }
+    key = audit_key(len(existing) + 1, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), record_id)
+    if not write_bytes_once(out, key, as_json(doc)):
+        raise OutputError(f"cannot append to the audit log: {out.describe(key)} exists")
+    return key
+
+
+def check_chain(found: list[AuditRecord]) -> list[str]:
+    """Problems of the log: a record whose ``previous`` is not the sha256 of the one before
+    (one removed, edited or inserted), or unreadable."""
+    problems = []
+    before: AuditRecord | None = None
+    for record in found:
+        if record.doc.get("unreadable"):
+            problems.append(f"{record.key}: unreadable audit record")
+        expected = before.sha256 if before else None
+        if record.doc.get("previous") != expected:
+            problems.append(
+                f"{record.key}: audit chain broken (previous record "
+                + (f"{before.key} changed or a record removed)" if before else "missing: records removed)")
+            )
+        before = record
+    return problems

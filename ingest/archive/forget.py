@@ -1,0 +1,839 @@
+"""Forget rows: the one engine under ``ingest erase`` (a subject) and ``ingest prune`` (expired days).
+
+A :class:`Selection` says which rows go. :func:`plan` finds them (read only: the dry run);
+:func:`forget` removes them in steps, each durable before the next, so that a run killed
+anywhere is finished (or, before anything was changed, undone) by :func:`resume`::
+
+    forgetting/<id>/plan.json     what will be replaced, and the new names  crash point "forget_after_plan"
+    new data files, rewritten raw and quarantine copies under forgetting/<id>/...
+    forgetting/<id>/ready.json    every replacement written (from here no subject id is needed)
+    Delta      one commit per table: remove the old files, add the rewritten ones
+               (application transaction "certainly-ingest:forget-<id>": never twice)
+                                                                         crash point "forget_after_delta"
+    raw/...    each rewritten raw copy (and quarantined file) replaces its original, same key
+                                                                         crash point "forget_after_raw"
+    vacuum     at once (retention 0): no older version's file is left to time-travel to
+    manifests/erasure-<id>.json   what was removed and rewritten: verify's evidence
+                                                                         crash point "forget_before_audit"
+    audit/<stamp>-<id>.json       the audit record (ingest.archive.audit); forgetting/<id>/ removed
+
+Rows leave a table by a file-level rewrite (remove and add actions), not a Delta ``DELETE``:
+delta-rs writes a delete's predicate into the commit info, which would keep the subject's id
+in ``_delta_log`` for ever. Our commits' file statistics hold only integers
+(:func:`ingest.archive.delta.file_stats`); a log that holds the id anyway (a file statistic
+written by another tool) is checkpointed and its older entries removed.
+
+Raw copies keep their key (named after the *original* sha256: a re-delivered report is still
+recognised and never archived again); the erasure record gives their new sha256. A CSV is
+rewritten record by record (:func:`csv_records`): every other record's bytes stay exactly as
+they were.
+
+Example::
+
+    found = plan(storage, SubjectSelection(("4242",)))       # the dry run
+    done = forget(storage, SubjectSelection(("4242",)), kind="erase", subject="<hash>", ...)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+from urllib.parse import quote
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake.transaction import AddAction, RemoveAction
+
+from ingest.archive import audit
+from ingest.archive.commit import as_json, write_bytes_once
+from ingest.archive.compact import ALL_DATASETS, vacuum_archive
+from ingest.archive.delta import (
+    APP,
+    META,
+    add_action,
+    commit_actions,
+    guarded,
+    open_table,
+    snapshot_files,
+    transaction_version,
+)
+from ingest.archive.layout import (
+    DELTA_LOG,
+    FORGETTING,
+    QUARANTINE,
+    RAW,
+    REJECTED_ROWS,
+    erasure_key,
+    forgetting_dir,
+    is_manifest,
+)
+from ingest.archive.manifests import listed_files, read_manifests
+from ingest.archive.storage import LocalStorage, Storage, sha256_file
+from ingest.crashpoints import crash_point
+from ingest.errors import OutputError
+from ingest.parse.arrowrows import parquet_writer
+from ingest.parse.header import BOM
+
+#: Columns that name a bot user: a JSON object with ``id`` (Message Data), or the id itself.
+SUBJECT_JSON = ("botuser",)
+SUBJECT_ID = ("botuser_id", "user_id")
+_FILE = "_forget_file"
+_TERMINATOR = re.compile(rb"\r\n|\r|\n")
+_BLOCK = 4 << 20
+
+
+class Selection(Protocol):
+    """Which rows to forget."""
+
+    def partition(self, dataset: str, bot_id: str, day: date) -> bool:
+        """Whether the partition may hold rows to forget."""
+
+    def rows(self, columns: pl.Schema) -> pl.Expr | None:
+        """The rows to forget in a file of these columns (None: no such row can be in it)."""
+
+    def record(self, bot_id: str, header: list[str], cells: list[str]) -> bool:
+        """Whether a raw CSV record (its header's names and its cells) is to be forgotten."""
+
+    def candidate(self, record: bytes) -> bool:
+        """A cheap test before parsing a record: False when it cannot be one to forget."""
+
+    def raw_wanted(self, bot_id: str, days: list[date]) -> bool:
+        """Whether a raw copy of this bot whose rows span these days may hold rows to forget."""
+
+    def needles(self) -> list[bytes]:
+        """Bytes that must be found nowhere afterwards (an erasure's subject id)."""
+
+
+def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
+    """Rows of these bot users: ``botuser`` JSON with that ``id``, or a ``botuser_id`` /
+    ``user_id`` column equal to it; None when no such column is there."""
+    names = set(columns)
+    tests = [pl.col(c).str.json_path_match("$.id").is_in(ids) for c in SUBJECT_JSON if c in names]
+    tests += [pl.col(c).cast(pl.String).is_in(ids) for c in SUBJECT_ID if c in names]
+    return pl.any_horizontal(tests).fill_null(False) if tests else None
+
+
+@dataclass(frozen=True)
+class SubjectSelection:
+    """An erasure: every row of these bot users (of these bots; none given: every bot)."""
+
+    ids: tuple[str, ...]
+    bots: tuple[str, ...] = ()
+
+    def partition(self, dataset: str, bot_id: str, day: date) -> bool:
+        return not self.bots or bot_id in self.bots
+
+    def rows(self, columns: pl.Schema) -> pl.Expr | None:
+        return subject_expr(columns.names(), list(self.ids))
+
+    def record(self, bot_id: str, header: list[str], cells: list[str]) -> bool:
+        for name, cell in zip(header, cells, strict=False):
+            if name in SUBJECT_ID and cell in self.ids:
+                return True
+            if name in SUBJECT_JSON and cell:
+                try:
+                    value = json.loads(cell)
+                except ValueError:
+                    continue
+                if isinstance(value, dict) and str(value.get("id")) in self.ids:
+                    return True
+        return False
+
+    def candidate(self, record: bytes) -> bool:
+        return any(i.encode() in record for i in self.ids)
+
+    def raw_wanted(self, bot_id: str, days: list[date]) -> bool:
+        return not self.bots or bot_id in self.bots
+
+    def needles(self) -> list[bytes]:
+        return [i.encode() for i in self.ids]
+
+
+@dataclass(frozen=True)
+class ExpiredSelection:
+    """A prune: rows whose UTC day is before the dataset's first kept day, unless held."""
+
+    first_kept: dict[str, date]  # dataset -> first day kept
+    held: Callable[[str, date], bool]  # (bot, day) -> under a legal hold
+
+    def partition(self, dataset: str, bot_id: str, day: date) -> bool:
+        first = self.first_kept.get(dataset)
+        return first is not None and day < first and not self.held(bot_id, day)
+
+    def rows(self, columns: pl.Schema) -> pl.Expr | None:
+        return pl.lit(True)  # the partition decides: a partition is one bot and day
+
+    def record(self, bot_id: str, header: list[str], cells: list[str]) -> bool:
+        first = self.first_kept.get("messages")
+        if first is None or "timestamp" not in header:
+            return False
+        text = cells[header.index("timestamp")] if len(cells) > header.index("timestamp") else ""
+        try:
+            stamp = datetime.fromisoformat(text.strip().replace(" ", "T"))
+        except ValueError:
+            return False  # unreadable: it was rejected, and it is kept rather than guessed
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(UTC)
+        day = stamp.date()
+        return day < first and not self.held(bot_id, day)
+
+    def candidate(self, record: bytes) -> bool:
+        return True
+
+    def raw_wanted(self, bot_id: str, days: list[date]) -> bool:
+        first = self.first_kept.get("messages")
+        return first is not None and (not days or min(days) < first)
+
+    def needles(self) -> list[bytes]:
+        return []
+
+
+# ---------------------------------------------------------------- CSV records, byte-exact
+def csv_records(stream: BinaryIO, block: int = _BLOCK) -> Iterator[bytes]:
+    """Each CSV record's bytes exactly as in the file, its line end included (a BOM stays
+    with the first). A record ends at CRLF, LF or a lone CR outside quotes, as Python's
+    ``csv`` reads it; quoted line ends stay inside. Memory: a block and one record."""
+    buf = b""
+    for chunk in iter(lambda: stream.read(block), b""):
+        buf += chunk
+        start = 0
+        for match in _TERMINATOR.finditer(buf, start):
+            if match.end() == len(buf) and buf.endswith(b"\r"):
+                break  # a CR at the block's end may be the first half of a CRLF
+            if buf.count(b'"', start, match.start()) % 2:
+                continue  # inside a quoted field
+            yield buf[start : match.end()]
+            start = match.end()
+        buf = buf[start:]
+    if buf:
+        yield buf
+
+
+def _cells(record: bytes) -> list[str]:
+    text = record.removeprefix(BOM).decode("utf-8", errors="replace")
+    return next(csv.reader(io.StringIO(text, newline="")), [])
+
+
+def rewrite_csv(
+    source: BinaryIO,
+    target: BinaryIO,
+    drop: Callable[[list[str], list[str]], bool],
+    candidate: Callable[[bytes], bool],
+    *,
+    needles: list[bytes] | tuple[bytes, ...] = (),
+    block: int = _BLOCK,
+) -> int:
+    """Copy a CSV without the records ``drop(header, cells)`` names; returns how many.
+    Every other byte is copied as it is; ``candidate(record)`` False skips parsing it. With
+    ``needles`` (an erasure's id), a run of whole records holding none is copied at once:
+    only the records around a needle are split and parsed (20 s -> a few s per GB)."""
+    records = _record_runs(source, needles, block) if needles else csv_records(source, block)
+    first = next(records, None)
+    if first is None:
+        return 0
+    target.write(first)
+    header = [name.strip() for name in _cells(first)]
+    removed = 0
+    for record in records:
+        if candidate(record):
+            cells = _cells(record)
+            if cells and drop(header, cells):
+                removed += 1
+                continue
+        target.write(record)
+    return removed
+
+
+def _record_runs(source: BinaryIO, needles: list[bytes] | tuple[bytes, ...], block: int) -> Iterator[bytes]:
+    """The header record, then runs of whole records: a run holding no needle as one piece,
+    one holding a needle record by record (:func:`csv_records`)."""
+    buf = b""
+    header = True
+    for chunk in iter(lambda: source.read(block), b""):
+        buf += chunk
+        cut = _last_boundary(buf)
+        if cut <= 0:
+            continue  # one record longer than what is read so far
+        run, buf = buf[:cut], buf[cut:]
+        if header or any(n in run for n in needles):
+            yield from csv_records(io.BytesIO(run), block)
+            header = False
+        else:
+            yield run
+    if buf:
+        yield from csv_records(io.BytesIO(buf), block)
+
+
+def _last_boundary(buf: bytes) -> int:
+    """Where the last whole record of ``buf`` (which starts with a record) ends: after its
+    last line end outside quotes; 0 when there is none."""
+    end = len(buf)
+    while end > 0:
+        at = max(buf.rfind(b"\n", 0, end), buf.rfind(b"\r", 0, end))
+        if at < 0:
+            return 0
+        if buf[at : at + 1] == b"\r" and at == len(buf) - 1:
+            end = at  # a CR at the very end may be the first half of a CRLF
+            continue
+        start = at - 1 if buf[at : at + 1] == b"\n" and at > 0 and buf[at - 1 : at] == b"\r" else at
+        if buf.count(b'"', 0, start) % 2 == 0:
+            return at + 1
+        end = start
+    return 0
+
+
+# ---------------------------------------------------------------- the plan
+@dataclass
+class FileChange:
+    """A data file holding rows to forget: removed, and rewritten without them unless all go."""
+
+    dataset: str
+    key: str
+    bot_id: str
+    day: str
+    rows: int
+    forgotten: int
+    new_key: str | None = None
+    new_rows: int = 0
+    new_sha256: str = ""
+
+
+@dataclass
+class CopyChange:
+    """A raw copy or quarantined file rewritten without the rows (same key), or removed."""
+
+    key: str
+    original_sha256: str = ""
+    new_sha256: str = ""
+    size: int = 0
+    rows_removed: int = 0
+    removed: bool = False  # a quarantined file that cannot be read but holds the subject
+
+
+@dataclass
+class Plan:
+    """What an erasure or prune does (the dry run prints it)."""
+
+    id: str
+    kind: str
+    files: list[FileChange] = field(default_factory=list)
+    copies: list[CopyChange] = field(default_factory=list)
+    #: Tables whose older log entries hold a needle: checkpointed and the entries removed.
+    logs: list[str] = field(default_factory=list)
+    #: Datasets without a bot user column: nothing of a subject is in them.
+    skipped: list[str] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def rows_by_table(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for change in self.files:
+            found[change.dataset] = found.get(change.dataset, 0) + change.forgotten
+        return found
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "files": [asdict(f) for f in self.files],
+            "copies": [asdict(c) for c in self.copies],
+            "logs": self.logs,
+            "skipped": self.skipped,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Plan:
+        return cls(
+            doc["id"],
+            doc["kind"],
+            [FileChange(**f) for f in doc.get("files", [])],
+            [CopyChange(**c) for c in doc.get("copies", [])],
+            list(doc.get("logs", [])),
+            list(doc.get("skipped", [])),
+            dict(doc.get("meta", {})),
+        )
+
+
+def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "erase") -> Plan:
+    """Find what ``selection`` would forget: data files and rows, raw copies and quarantined
+    files that may hold its rows (their rows are counted when rewritten), logs holding a needle."""
+    found = Plan(plan_id or audit.new_id(), kind)
+    for dataset in ALL_DATASETS:
+        table = open_table(out, dataset)
+        if table is None:
+            continue
+        files = [
+            f
+            for f in snapshot_files(table, dataset)
+            if selection.partition(dataset, f.bot_id, date.fromisoformat(f.day))
+        ]
+        if not files:
+            continue
+        columns = out.scan([files[0].key], hive_partitioning=False).collect_schema()
+        expr = selection.rows(columns)
+        if expr is None:
+            found.skipped.append(dataset)
+            continue
+        counts = _matching_rows(out, [f.key for f in files], expr)
+        for f in files:
+            if counts.get(f.key):
+                total = f.rows if f.rows is not None else out.parquet_rows(f.key)
+                found.files.append(FileChange(dataset, f.key, f.bot_id, f.day, total, counts[f.key]))
+        needles = selection.needles()
+        if needles and _log_holds(out, dataset, needles):
+            found.logs.append(dataset)
+    found.copies = _copies(out, selection)
+    return found
+
+
+def _matching_rows(out: Storage, keys: list[str], expr: pl.Expr) -> dict[str, int]:
+    """Rows ``expr`` matches in each file (key -> count), one streaming query."""
+    if not keys:
+        return {}
+    key_of = {out.source(k): k for k in keys}
+    frame = (
+        out.scan(keys, hive_partitioning=False, include_file_paths=_FILE, extra_columns="ignore")
+        .filter(expr)
+        .group_by(_FILE)
+        .len()
+        .collect(engine="streaming")
+    )
+    return {key_of.get(path, path): int(n) for path, n in frame.iter_rows()}
+
+
+def _log_holds(out: Storage, dataset: str, needles: list[bytes]) -> bool:
+    """Whether any file of the table's log holds a needle (checkpoints decoded)."""
+    for obj in out.objects(f"{dataset}/{DELTA_LOG}/"):
+        data = out.read_bytes(obj.key)
+        if obj.key.endswith(".parquet"):
+            data = json.dumps(pq.read_table(pa.BufferReader(data)).to_pylist(), default=str).encode()
+        if any(n in data for n in needles):
+            return True
+    return False
+
+
+def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
+    """Raw copies and quarantined files that may hold rows to forget (rewritten later)."""
+    days = raw_days(out)
+    # What each raw copy hashes to now: its name, or an earlier erasure's new sha256 (saves
+    # hashing a copy of a GB again; verify checks both).
+    rewritten = listed_files(read_manifests(out)).rewritten
+    found = []
+    for obj in out.objects(f"{RAW}/"):
+        bot_id = obj.key.split("/")[1].removeprefix("bot_id=")
+        sha = obj.key.rsplit("/", 1)[-1].split(".")[0]
+        if selection.raw_wanted(bot_id, days.get(sha, [])):
+            now = rewritten[obj.key][1].get("new_sha256") if obj.key in rewritten else sha
+            found.append(CopyChange(obj.key, original_sha256=str(now or "")))
+    if selection.needles():  # quarantine: only an erasure looks (a prune keeps refused rows)
+        found += [CopyChange(o.key) for o in out.objects(f"{QUARANTINE}/") if not o.key.endswith(".json")]
+    return found
+
+
+def raw_days(out: Storage) -> dict[str, list[date]]:
+    """Each source's days (its data files' partitions and its window), from the manifests."""
+    days: dict[str, list[date]] = {}
+    for obj in out.objects("manifests/"):
+        if not is_manifest(obj.key):
+            continue
+        try:
+            doc = json.loads(out.read_bytes(obj.key))
+            sha = doc["attachment"]["sha256"]
+            found = [date.fromisoformat(p.split("/date=")[1][:10]) for p in (f["path"] for f in doc["files"])]
+            window = doc.get("window") or {}
+            if window.get("from"):
+                found.append(date.fromisoformat(window["from"]))
+            days[sha] = found
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+    return days
+
+
+# ---------------------------------------------------------------- doing it
+@dataclass
+class Outcome:
+    """What :func:`forget` did: the record written, the audit record, the tables' versions."""
+
+    plan: Plan
+    versions: dict[str, int] = field(default_factory=dict)
+    record: str = ""
+    audit: str = ""
+    vacuumed: int = 0
+
+
+def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reason: str) -> Outcome:
+    """Forget what ``found`` (from :func:`plan`) lists: write the plan, the replacements, then
+    finish (:func:`finish`). The caller holds the job lock."""
+    folder = forgetting_dir(found.id)
+    refuse_locked_copies(out, found)
+    found.meta.update({"actor": actor, "reason": reason})
+    for change in found.files:
+        if change.forgotten < change.rows:
+            stem = change.key.rsplit("/", 1)[-1].removesuffix(".parquet")
+            change.new_key = f"{change.key.rsplit('/', 1)[0]}/{stem.split('.')[0]}.f{found.id[:8]}.parquet"
+    write_bytes_once(out, f"{folder}/plan.json", as_json(found.as_json()))
+    crash_point("forget_after_plan")
+    for change in found.files:
+        if change.new_key is not None:
+            _rewrite_data(out, change, selection)
+    kept = []
+    for copy in found.copies:
+        if _rewrite_copy(out, copy, selection, f"{folder}/{copy.key}"):
+            kept.append(copy)
+    found.copies = kept
+    if not found.files and not kept:  # nothing held such rows after all (a prune run again)
+        for obj in out.objects(f"{folder}/"):
+            out.delete(obj.key)
+        done = Outcome(found)
+        if found.kind == "erase":  # a request answered with nothing found is still on record
+            body = {
+                "kind": found.kind,
+                **{k: v for k, v in found.meta.items() if k not in ("actor", "reason")},
+            }
+            done.audit = audit.append(
+                out, {**body, "tables": [], "copies": [], "found": "nothing"}, actor=actor, reason=reason
+            )
+        return done
+    write_bytes_once(out, f"{folder}/ready.json", as_json(found.as_json()))
+    return finish(out, found)
+
+
+def refuse_locked_copies(out: Storage, found: Plan) -> None:
+    """Raise OutputError, before anything changes, when a file to rewrite is under an S3
+    Object Lock retention and bypassing it is not allowed: a person decides."""
+    if out.bypass_allowed:
+        return
+    locked = [c.key for c in found.copies if out.retained_until(c.key) is not None]
+    if locked:
+        raise OutputError(
+            f"{len(locked)} file(s) holding these rows are under an S3 Object Lock retention "
+            f"(first: {out.describe(locked[0])}); nothing was changed",
+            hint="INGEST_OUTPUT__OBJECT_LOCK_BYPASS",
+        )
+
+
+def _rewrite_data(out: Storage, change: FileChange, selection: Selection) -> None:
+    """Publish the file's rows less the forgotten ones under ``change.new_key``."""
+    assert change.new_key is not None
+    frame = out.scan([change.key], hive_partitioning=False)
+    expr = selection.rows(frame.collect_schema())
+    assert expr is not None
+    schema = out.parquet_metadata(change.key).schema.to_arrow_schema()
+    tmp = out.temp("forget.parquet")
+    try:
+        writer = (
+            parquet_writer(tmp, schema)
+            if "timestamp" in schema.names
+            else pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=False)
+        )
+        with writer:
+            for batch in frame.filter(~expr).collect_batches(chunk_size=50_000):
+                writer.write_table(batch.to_arrow().cast(schema))
+        change.new_rows = pq.ParquetFile(tmp).metadata.num_rows
+        change.new_sha256 = sha256_file(tmp)
+        if not out.publish(tmp, change.new_key) and out.sha256(change.new_key) != change.new_sha256:
+            raise OutputError(f"cannot write {out.describe(change.new_key)}: another file is there")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _local_copy(out: Storage, key: str) -> tuple[Path, bool]:
+    """A local path of a stored file (its own, for a local archive; else a temporary copy)."""
+    if isinstance(out, LocalStorage):
+        return out.path(key), False
+    tmp = out.temp(key.rsplit("/", 1)[-1])
+    tmp.write_bytes(out.read_bytes(key))
+    return tmp, True
+
+
+def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: str) -> bool:
+    """Rewrite a raw copy or quarantined file without the rows into ``staged``; False when
+    it holds none (nothing to do)."""
+    source, temporary = _local_copy(out, copy.key)
+    tmp = out.temp("forget-copy")
+    try:
+        copy.original_sha256 = copy.original_sha256 or sha256_file(source)
+        needles = selection.needles()
+        if needles and not _file_holds(source, needles):
+            return False
+        bot_id = copy.key.split("/")[1].removeprefix("bot_id=") if copy.key.startswith(RAW) else ""
+        name = copy.key.rsplit("/", 1)[-1]
+        try:
+            if name == REJECTED_ROWS:
+                copy.rows_removed = _rewrite_parquet(source, tmp, selection)
+            elif name.lower().endswith(".json"):
+                copy.rows_removed = _rewrite_json(source, tmp, selection, bot_id)
+            else:
+                with source.open("rb") as src, tmp.open("wb") as dst:
+                    copy.rows_removed = rewrite_csv(
+                        src,
+                        dst,
+                        lambda header, cells: selection.record(bot_id, header, cells),
+                        selection.candidate,
+                        needles=needles,
+                    )
+        except (ValueError, UnicodeDecodeError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException):
+            copy.rows_removed = 0
+        if needles and _file_holds(tmp, needles):
+            copy.removed = True  # unreadable, or the id is elsewhere in it: the whole file goes
+            return True
+        if copy.rows_removed == 0:
+            return False
+        copy.new_sha256, copy.size = sha256_file(tmp), tmp.stat().st_size
+        if not out.publish(tmp, staged) and out.sha256(staged) != copy.new_sha256:
+            raise OutputError(f"cannot write {out.describe(staged)}: another file is there")
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+        if temporary:
+            source.unlink(missing_ok=True)
+
+
+def copy_holds(out: Storage, key: str, needles: list[bytes]) -> bool:
+    """Whether a stored file holds a needle."""
+    source, temporary = _local_copy(out, key)
+    try:
+        return _file_holds(source, needles)
+    finally:
+        if temporary:
+            source.unlink(missing_ok=True)
+
+
+def _file_holds(path: Path, needles: list[bytes]) -> bool:
+    """Whether a file holds a needle (read in blocks overlapping by the longest needle)."""
+    overlap = max(len(n) for n in needles)
+    tail = b""
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(_BLOCK), b""):
+            data = tail + block
+            if any(n in data for n in needles):
+                return True
+            tail = data[-overlap:]
+    return False
+
+
+def _rewrite_parquet(source: Path, target: Path, selection: Selection) -> int:
+    frame = pl.read_parquet(source)
+    expr = selection.rows(frame.schema)
+    if expr is None:
+        return 0
+    kept = frame.filter(~expr)
+    kept.write_parquet(target, compression="zstd", statistics=False)
+    return frame.height - kept.height
+
+
+def _rewrite_json(source: Path, target: Path, selection: Selection, bot_id: str) -> int:
+    """A GET answer's raw copy (a JSON list of rows, or an object with one): rows dropped;
+    the rest re-serialised (JSON has no record bytes to keep)."""
+    doc = json.loads(source.read_bytes())
+    rows = doc if isinstance(doc, list) else next((v for v in doc.values() if isinstance(v, list)), [])
+    kept = []
+    for row in rows:
+        names = list(row) if isinstance(row, dict) else []
+        cells = [
+            json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else str(v)
+            for v in (row.values() if isinstance(row, dict) else [])
+        ]
+        if not selection.record(bot_id, names, cells):
+            kept.append(row)
+    removed = len(rows) - len(kept)
+    rows[:] = kept
+    target.write_bytes(json.dumps(doc, ensure_ascii=False).encode())
+    return removed
+
+
+def finish(out: Storage, found: Plan) -> Outcome:
+    """From ``ready.json`` on: commit, swap the copies, vacuum, record, audit. Needs no
+    subject id, and is safe to run again from anywhere in it."""
+    done = Outcome(found)
+    folder = forgetting_dir(found.id)
+    for dataset in sorted({f.dataset for f in found.files}):
+        done.versions[dataset] = _commit(
+            out, dataset, [f for f in found.files if f.dataset == dataset], found.id
+        )
+    crash_point("forget_after_delta")
+    for copy in found.copies:
+        _swap(out, copy, f"{folder}/{copy.key}")
+    crash_point("forget_after_raw")
+    datasets = tuple(sorted({f.dataset for f in found.files} | set(found.logs)))
+    for change in found.files:  # superseded at once: no older version can be read back
+        out.delete(change.key)
+    done.vacuumed = sum(
+        len(v) for v in vacuum_archive(out, retention_hours=0, datasets=datasets).removed.values()
+    )
+    for dataset in found.logs:
+        _drop_old_log(out, dataset)
+    # A versioned bucket (S3 Object Lock) keeps what plain deletes removed as older versions.
+    for prefix in (*{f"{d}/" for d in datasets}, f"{RAW}/", f"{QUARANTINE}/"):
+        out.purge_old_versions(prefix)
+    record = erasure_record(found, done.versions)
+    done.record = erasure_key(found.id)
+    write_bytes_once(out, done.record, as_json(record))
+    crash_point("forget_before_audit")
+    body = {
+        "kind": found.kind,
+        **{k: v for k, v in found.meta.items() if k not in ("actor", "reason")},
+        "record": done.record,
+        "record_sha256": out.sha256(done.record),
+        "tables": [
+            {
+                "dataset": d,
+                "version": done.versions.get(d),
+                "rows": n,
+                "files": sum(1 for f in found.files if f.dataset == d),
+            }
+            for d, n in sorted(found.rows_by_table().items())
+        ]
+        + [
+            {"dataset": d, "version": None, "rows": 0, "files": 0, "note": "no bot user column"}
+            for d in found.skipped
+        ],
+        "copies": [{"key": c.key, "rows": c.rows_removed, "removed": c.removed} for c in found.copies],
+    }
+    done.audit = audit.append(
+        out,
+        body,
+        actor=str(found.meta.get("actor", "")),
+        reason=str(found.meta.get("reason", "")),
+        record_id=found.id,
+    )
+    for obj in out.objects(f"{folder}/"):
+        out.delete(obj.key)
+    return done
+
+
+def erasure_record(found: Plan, versions: dict[str, int]) -> dict[str, Any]:
+    """``manifests/erasure-<id>.json``: per table the files removed and their replacements
+    (the manifest walker applies them), and each rewritten copy's original and new sha256."""
+    tables = []
+    for dataset in sorted({f.dataset for f in found.files}):
+        changes = [f for f in found.files if f.dataset == dataset]
+        tables.append(
+            {
+                "dataset": dataset,
+                "version": versions.get(dataset),
+                "rows": sum(f.forgotten for f in changes),
+                "replaces": [{"path": f.key, "rows": f.rows} for f in changes],
+                "files": [
+                    {"path": f.new_key, "rows": f.new_rows, "sha256": f.new_sha256}
+                    for f in changes
+                    if f.new_key
+                ],
+                "days": sorted({f"{f.bot_id}/{f.day}" for f in changes}),
+            }
+        )
+    return {
+        "erasure": {
+            "id": found.id,
+            "kind": found.kind,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "tables": tables,
+            "copies": [
+                {
+                    "key": c.key,
+                    "original_sha256": c.original_sha256,
+                    "new_sha256": None if c.removed else c.new_sha256,
+                    "size": None if c.removed else c.size,
+                    "rows_removed": c.rows_removed,
+                    "removed": c.removed,
+                }
+                for c in found.copies
+            ],
+        }
+    }
+
+
+def _commit(out: Storage, dataset: str, changes: list[FileChange], forget_id: str) -> int:
+    """One commit removing the files and adding their rewrites (once: app transaction)."""
+    table = open_table(out, dataset)
+    assert table is not None
+    app = f"{APP}:forget-{forget_id}"
+    if table.transaction_version(app) is None:
+        now = int(time.time() * 1000)
+        actions: list[AddAction | RemoveAction] = []
+        for change in changes:
+            relative = change.key.removeprefix(f"{dataset}/")
+            partition: dict[str, str | None] = {"bot_id": change.bot_id, "date": change.day}
+            actions.append(RemoveAction(quote(relative, safe="/="), True, now, None, partition))
+            if change.new_key:
+                actions.append(
+                    add_action(
+                        out, dataset, change.new_key, change.new_rows, bot_id=change.bot_id, day=change.day
+                    )
+                )
+        commit_actions(out, dataset, table, actions, app=app, metadata={f"{META}.forget": forget_id})
+    made = transaction_version(out, dataset, app, table.version())
+    return table.version() if made is None else made  # its log entry cut back since: the latest
+
+
+def _swap(out: Storage, copy: CopyChange, staged: str) -> None:
+    """Put the rewritten copy in place of the original (same key), or remove the original.
+    The staged copy is removed only once it is in place: while it is there, this is to do."""
+    if copy.removed:
+        out.delete(copy.key)
+        return
+    if not out.exists(staged):
+        if out.sha256(copy.key) != copy.new_sha256:
+            raise OutputError(f"cannot finish the erasure: {out.describe(staged)} is missing")
+        return  # swapped by an earlier, killed run
+    source, temporary = _local_copy(out, staged)  # a local archive's own file: linked, not copied
+    try:
+        out.delete(copy.key)  # the original goes; the rewritten copy waits at `staged` until published
+        crash_point("forget_in_swap")
+        out.publish(source, copy.key)
+    finally:
+        if temporary:
+            source.unlink(missing_ok=True)
+    out.delete(staged)
+
+
+def _drop_old_log(out: Storage, dataset: str) -> None:
+    """Checkpoint the table and remove the log entries (and checkpoints) before it: they
+    hold what was forgotten. Time travel before the checkpoint ends."""
+    table = open_table(out, dataset)
+    assert table is not None
+    guarded(out, dataset, table.create_checkpoint)
+    version = table.version()
+    for obj in out.objects(f"{dataset}/{DELTA_LOG}/"):
+        name = obj.key.rsplit("/", 1)[-1]
+        number = name.split(".")[0]
+        if number.isdigit() and int(number) < version and (name.endswith(".json") or ".checkpoint." in name):
+            out.delete(obj.key)
+        elif name.endswith(".crc") and number.isdigit() and int(number) < version:
+            out.delete(obj.key)
+
+
+def pending(out: Storage) -> list[str]:
+    """Ids of erasures or prunes in progress (a run was killed in the middle)."""
+    return sorted({o.key.split("/")[1] for o in out.objects(f"{FORGETTING}/")})
+
+
+def resume(out: Storage) -> list[tuple[str, str]]:
+    """Finish every erasure or prune in progress whose replacements were all written; undo
+    one killed before (nothing had been changed yet: its new files are removed, and it is
+    to be run again). Returns (id, "finished" | "undone")."""
+    done = []
+    for forget_id in pending(out):
+        folder = forgetting_dir(forget_id)
+        if out.exists(f"{folder}/ready.json"):
+            finish(out, Plan.from_json(json.loads(out.read_bytes(f"{folder}/ready.json"))))
+            done.append((forget_id, "finished"))
+            continue
+        if out.exists(f"{folder}/plan.json"):
+            planned = Plan.from_json(json.loads(out.read_bytes(f"{folder}/plan.json")))
+            for change in planned.files:
+                if change.new_key:
+                    out.delete(change.new_key)
+        for obj in out.objects(f"{folder}/"):
+            out.delete(obj.key)
+        done.append((forget_id, "undone"))
+    return done

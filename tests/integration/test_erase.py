@@ -1,0 +1,317 @@
+"""`ingest erase`, `ingest prune` and `ingest hold` on archives built by `ingest import` of
+simulator CSVs: the subject's rows gone from every table, raw copy and quarantined file, other
+rows untouched, nothing of them found in any byte of the archive or the state store, time
+travel cannot bring them back, verify clean and listing the erasure, the audit record
+without the id; holds refuse an erasure and keep rows a prune would remove."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from ingest.simulator import CertainlySimulator, EmbeddedImap, generate_messages
+from ingest.simulator.data import rows_to_csv
+from tests.support.archive import read_archive
+from tests.support.forget import (
+    BOT_A,
+    BOT_B,
+    OTHER,
+    SUBJECT,
+    SUBJECT_IP,
+    SUBJECT_TEXT,
+    build_archive,
+    files_holding,
+    subject_row,
+)
+from tests.support.job import job_env, run_ingest
+from tests.support.seaweed import SeaweedS3
+
+pytestmark = pytest.mark.integration
+
+
+def _env(work: Path, **extra: str) -> dict[str, str]:
+    return {
+        "INGEST_OUTPUT__ROOT": str(work / "archive"),
+        "INGEST_STATE__PATH": str(work / "state.sqlite"),
+        "INGEST_AUDIT__ACTOR": "dpo@example.com",
+        **extra,
+    }
+
+
+def _subject_rows(frame: pl.DataFrame, who: str = SUBJECT) -> pl.DataFrame:
+    return frame.filter(pl.col("botuser").str.json_path_match("$.id") == who)
+
+
+def _hashes(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_erase_removes_the_subject_everywhere_and_proves_it(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    before = read_archive(archive)
+    assert _subject_rows(before).height == 6  # 3 to A, 3 to B (the 4th was refused)
+    assert files_holding([archive], [SUBJECT])  # the search does find them before
+    version_before = DeltaTable(str(archive / "messages")).version()
+
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    assert "messages: would remove 6 row(s)" in dry.stdout and "dry run" in dry.stdout
+    assert files_holding([archive], [SUBJECT])  # nothing changed
+
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "messages: removed 6 row(s)" in done.stdout
+
+    after = read_archive(archive)
+    assert _subject_rows(after).height == 0
+    assert after.height == before.height - 6
+    others = _subject_rows(before).select("bot_id", "id")
+    kept = before.join(others, on=["bot_id", "id"], how="anti").sort("bot_id", "id")
+    assert after.sort("bot_id", "id").select(kept.columns).equals(kept)  # others untouched
+    assert _subject_rows(after, OTHER).height == 2
+
+    # No byte of theirs anywhere: data, Delta logs and checkpoints, raw copies, quarantine,
+    # manifests, the audit log, the state store.
+    state = [p for p in workdir.glob("state.sqlite*")]
+    assert files_holding([archive, *state], [SUBJECT, SUBJECT_TEXT, SUBJECT_IP]) == []
+    # Time travel to before the erasure cannot return them: the old files are vacuumed.
+    old = DeltaTable(str(archive / "messages"), version=version_before)
+    with pytest.raises(Exception):  # noqa: B017 - deltalake's or arrow's "not found"
+        subject = _subject_rows(pl.from_arrow(old.to_pyarrow_table()))  # type: ignore[arg-type]
+        assert subject.height == 0
+        raise FileNotFoundError("read back without the subject")
+
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert (
+        "erasure: erase" in verify.stdout
+        and "6 row(s)" in verify.stdout
+        and "dpo@example.com" in verify.stdout
+    )
+    assert "audit log: 1 record(s), newest audit/000001-" in verify.stdout
+
+    records = [json.loads(p.read_bytes()) for p in sorted((archive / "audit").glob("*.json"))]
+    assert [r["kind"] for r in records] == ["erase"]
+    assert records[0]["reason"] == "DSR-17" and records[0]["actor"] == "dpo@example.com"
+    assert len(records[0]["subject_sha256"][0]) == 64
+    assert records[0]["tables"][0]["rows"] == 6
+    # The raw copies keep their keys (named after the original sha256: a re-delivery is known).
+    raw = sorted(p.name for p in (archive / "raw").rglob("*.csv"))
+    assert len(raw) == 2
+    erasure = json.loads(next((archive / "manifests").glob("erasure-*.json")).read_bytes())["erasure"]
+    assert {c["key"].rsplit("/", 1)[-1] for c in erasure["copies"] if c["key"].startswith("raw/")} == set(raw)
+    assert all(c["original_sha256"] != c["new_sha256"] for c in erasure["copies"])
+
+    again = run_ingest("import", "b.csv", "--bot", BOT_B, env=env, cwd=workdir)
+    assert "1 already had" in again.stdout or "0 archived" in again.stdout
+    assert _subject_rows(read_archive(archive)).height == 0  # a re-delivery never resurrects them
+
+
+def test_verify_catches_a_rewritten_raw_copy_changed_and_a_removed_audit_record(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    assert (
+        run_ingest(
+            "hold", "add", "--bot", BOT_B, "--from", "2024-01-11", "--reason", "x", env=env, cwd=workdir
+        ).returncode
+        == 0
+    )
+    done = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    raw = next((workdir / "archive" / "raw" / f"bot_id={BOT_A}").glob("*.csv"))
+    raw.write_bytes(raw.read_bytes() + b"\r\n")
+    first = sorted((workdir / "archive" / "audit").glob("*.json"))[0]
+    first.unlink()
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 1
+    assert "raw file changed, its sha256 is not the one manifests/erasure-" in verify.stdout
+    assert "audit chain broken" in verify.stdout
+
+
+def test_erase_under_a_legal_hold_is_refused_with_its_reason(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    placed = run_ingest(
+        "hold", "add", "--bot", BOT_B, "--from", "2024-01-01", "--to", "2024-01-31",
+        "--reason", "litigation 2026-17", env=env, cwd=workdir,
+    )  # fmt: skip
+    assert placed.returncode == 0, placed.stderr
+    listed = run_ingest("hold", "list", env=env, cwd=workdir)
+    assert "litigation 2026-17" in listed.stdout and BOT_B in listed.stdout
+    before = _hashes(workdir / "archive")
+
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert refused.returncode == 1
+    assert "legal hold" in refused.stderr and "litigation 2026-17" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert _hashes(workdir / "archive") == before
+
+    hold_id = listed.stdout.split()[0]
+    lifted = run_ingest("hold", "remove", hold_id, "--reason", "case closed", env=env, cwd=workdir)
+    assert lifted.returncode == 0, lifted.stderr
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    kinds = [
+        json.loads(p.read_bytes())["kind"] for p in sorted((workdir / "archive" / "audit").glob("*.json"))
+    ]
+    assert kinds == ["hold-add", "hold-remove", "erase"]
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_retention_prunes_expired_rows_except_held_ones(workdir: Path) -> None:
+    env = _env(workdir, INGEST_RETENTION__DAYS="30")
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    before = read_archive(archive)
+    placed = run_ingest("hold", "add", "--bot", BOT_B, "--reason", "audit 2026", env=env, cwd=workdir)
+    assert placed.returncode == 0, placed.stderr
+
+    dry = run_ingest("prune", env=env, cwd=workdir)
+    assert dry.returncode == 0 and "would remove" in dry.stdout
+    done = run_ingest("prune", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    after = read_archive(archive)
+    assert after.filter(pl.col("bot_id") == BOT_A).height == 0  # all of 2024: long expired
+    assert after.filter(pl.col("bot_id") == BOT_B).height == before.filter(pl.col("bot_id") == BOT_B).height
+    raw_a = next((archive / "raw" / f"bot_id={BOT_A}").glob("*.csv")).read_bytes()
+    assert raw_a.count(b"\n") == 1  # the header alone is left
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert "erasure: prune" in verify.stdout and "days emptied by an erasure or prune" in verify.stdout
+    page = run_ingest("report", "--html", "evidence.html", env=env, cwd=workdir)
+    assert page.returncode == 0, page.stderr
+    html = (workdir / "evidence.html").read_text()
+    assert "Days emptied by an erasure or prune" in html and "2024-01-01 to 2024-01-08" in html
+    assert "0 gap day(s)" in page.stdout
+    # Run again: nothing more expired; no empty record.
+    again = run_ingest("prune", "--apply", env=env, cwd=workdir)
+    assert again.returncode == 0 and "no rows to prune" in again.stdout
+    kinds = [json.loads(p.read_bytes())["kind"] for p in sorted((archive / "audit").glob("*.json"))]
+    assert kinds == ["hold-add", "prune"]
+
+
+def test_bad_arguments_exit_2(workdir: Path) -> None:
+    env = _env(workdir)
+    assert run_ingest("erase", "--reason", "x", env=env, cwd=workdir).returncode == 2
+    assert (
+        run_ingest("erase", "--botuser", "x", "--reason", " ", "--apply", env=env, cwd=workdir).returncode
+        == 2
+    )
+    assert run_ingest("prune", env=env, cwd=workdir).returncode == 2
+    assert run_ingest("hold", "add", "--bot", "../x", "--reason", "r", env=env, cwd=workdir).returncode == 2
+
+
+def test_a_delta_log_holding_the_id_after_compaction_is_cut_back(workdir: Path) -> None:
+    """delta-rs OPTIMIZE (`ingest compact`) writes string statistics into the log: a prefix of
+    `botuser`. The erasure finds the id there, checkpoints and removes the older entries."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    rows = generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 8), seed=99)
+    for row in rows:
+        row["id"] += 10**9
+    for row in rows[5:7]:
+        subject_row(row)
+    (workdir / "a2.csv").write_bytes(rows_to_csv(rows))
+    assert run_ingest("import", "a2.csv", "--bot", BOT_A, env=env, cwd=workdir).returncode == 0
+    assert run_ingest("compact", "--bot", BOT_A, env=env, cwd=workdir).returncode == 0
+    log = workdir / "archive" / "messages" / "_delta_log"
+    assert files_holding([log], [SUBJECT])  # the compaction's statistics hold it
+
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "messages: removed 8 row(s)" in done.stdout
+    assert files_holding([workdir / "archive", *workdir.glob("state.sqlite*")], [SUBJECT, SUBJECT_TEXT]) == []
+    assert _subject_rows(read_archive(workdir / "archive")).height == 0
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+
+
+def test_erase_on_s3(seaweed: SeaweedS3, workdir: Path) -> None:
+    env = {**_env(workdir), **seaweed.env("erase", workdir / "staging")}
+    build_archive(workdir, env)
+    before = seaweed.table("erase")
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-S3", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    after = seaweed.table("erase")
+    assert _subject_rows(after).height == 0 and after.height == before.height - 6
+    copy = workdir / "bucket"
+    client = seaweed.client()
+    for key in seaweed.keys("erase/"):
+        target = copy / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(client.get_object(Bucket=seaweed.bucket, Key=key)["Body"].read())
+    assert files_holding([copy, *workdir.glob("state.sqlite*")], [SUBJECT, SUBJECT_TEXT, SUBJECT_IP]) == []
+    assert not list((workdir / "staging").glob(".tmp-*"))
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert "erasure: erase" in verify.stdout
+
+
+def test_run_applies_the_retention_when_set(
+    sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path
+) -> None:
+    env = job_env(sim, imap, workdir, INGEST_RETENTION__DAYS="30", INGEST_AUDIT__ACTOR="cron")
+    build_archive(workdir, env)  # rows of 2024: expired
+    done = run_ingest("run", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "retention: pruned" in done.stdout
+    assert read_archive(workdir / "archive").height == 0
+    records = [json.loads(p.read_bytes()) for p in sorted((workdir / "archive" / "audit").glob("*.json"))]
+    assert [(r["kind"], r["actor"]) for r in records] == [("prune", "cron")]
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_second_erasure_of_a_rewritten_raw_copy_chains_its_hashes(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    for who in (SUBJECT, OTHER):
+        done = run_ingest("erase", "--botuser", who, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+        assert done.returncode == 0, done.stderr
+    first, second = (
+        {c["key"]: c for c in json.loads(p.read_bytes())["erasure"]["copies"]}
+        for p in sorted(
+            (workdir / "archive" / "manifests").glob("erasure-*.json"), key=lambda p: p.stat().st_mtime_ns
+        )
+    )
+    raw_b = next(k for k in second if k.startswith(f"raw/bot_id={BOT_B}/"))
+    assert second[raw_b]["original_sha256"] == first[raw_b]["new_sha256"]
+    assert _subject_rows(read_archive(workdir / "archive"), OTHER).height == 0
+    # Asked again: nothing found, and the request is on record all the same.
+    again = run_ingest("erase", "--botuser", OTHER, "--reason", "DSR again", "--apply", env=env, cwd=workdir)
+    assert again.returncode == 0 and "nothing of this subject in the archive" in again.stdout
+    records = [json.loads(p.read_bytes()) for p in sorted((workdir / "archive" / "audit").glob("*.json"))]
+    assert [r.get("found") for r in records] == [None, None, "nothing"]
+    assert records[1]["subject_sha256"] == records[2]["subject_sha256"]  # the same person, provably
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout
+    assert verify.stdout.count("erasure: erase") == 2
+
+
+def test_a_raw_copy_of_held_days_holding_the_subject_refuses_the_erasure(workdir: Path) -> None:
+    """The subject's rows are archived on days no hold covers, but a second report (whose
+    rows of theirs were duplicates at intake) spans held days: its raw copy is held data."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    rows = generate_messages(BOT_A, date(2024, 2, 1), date(2024, 2, 3), seed=5)
+    again = [r for r in generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 8))[10:13]]
+    for row in again:
+        subject_row(row)
+    (workdir / "a3.csv").write_bytes(rows_to_csv(again + rows))
+    imported = run_ingest("import", "a3.csv", "--bot", BOT_A, env=env, cwd=workdir)
+    assert imported.returncode == 0 and "3 duplicates" in imported.stdout, imported.stdout
+    placed = run_ingest(
+        "hold", "add", "--bot", BOT_A, "--from", "2024-02-01", "--reason", "tax audit", env=env, cwd=workdir
+    )
+    assert placed.returncode == 0, placed.stderr
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    assert refused.returncode == 1
+    assert "a report of days under legal hold" in refused.stderr and "tax audit" in refused.stderr
