@@ -18,6 +18,9 @@ report (the ``id`` column only, 8 bytes an id in memory) and each batch is looke
 them (a sorted search); only colliding rows are hashed, kept aside (:class:`Collisions`,
 a temporary Parquet file) and resolved once the whole report is read.
 
+A report held in memory (the GET path, :func:`ingest.archive.writer.save_report`) goes
+through the same classes in one call, :func:`against_archive`.
+
 Example::
 
     archived = ArchivedIds.load(storage, "bot-1")
@@ -29,7 +32,7 @@ Example::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +237,43 @@ class Collisions:
             self._writer = None
         with suppress(OSError):
             self._path.unlink(missing_ok=True)
+
+
+def against_archive(
+    out: Storage,
+    bot_id: str,
+    rows: pl.DataFrame,
+    row_numbers: pl.Series,
+    text_of: Callable[[pl.Series], pl.DataFrame],
+) -> tuple[pl.Series, pl.DataFrame | None, Resolution]:
+    """A report held in memory (typed ``rows``, one per id, ``row_numbers`` their numbers
+    in the report) against every id the bot's archive holds, on any day.
+
+    Rows whose id is archived are compared as the stream compares them (:class:`Collisions`):
+    same content, a duplicate; other content, a conflict. ``text_of(numbers)`` gives those
+    rows' rejected-row form. Returns the rows to write (a mask over ``rows``), the
+    conflicting rows in rejected-row form with their reason (None when there are none),
+    and the duplicates and conflicts found."""
+    archived = ArchivedIds.load(out, bot_id)
+    hit = archived.contains(rows.get_column("id").to_numpy())
+    found = Resolution()
+    if not hit.any():
+        return pl.Series(~hit), None, found
+    colliding = rows.with_columns(row_numbers.alias("_row")).filter(pl.Series(hit))
+    raw = text_of(colliding.get_column("_row"))
+    colliding = raw.select("_row").join(colliding, on="_row", how="left", maintain_order="left")
+    collisions = Collisions(out, bot_id)
+    refused: list[pl.DataFrame] = []
+    try:
+        collisions.add(raw, colliding.get_column("id"), content_hashes(colliding), np.zeros(raw.height, bool))
+        for conflicting, resolution in collisions.resolve(archived, []):
+            found.duplicates += resolution.duplicates
+            found.conflicts.extend(resolution.conflicts)
+            refused.append(conflicting)
+    finally:
+        collisions.discard()
+    rejected = pl.concat(refused) if refused else None
+    return pl.Series(~hit), rejected if rejected is not None and rejected.height else None, found
 
 
 def conflict_record(conflict: Conflict, new_source: str) -> dict[str, Any]:

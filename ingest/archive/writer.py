@@ -31,6 +31,7 @@ from ingest.archive.commit import (
     write_once,
     write_reasons,
 )
+from ingest.archive.conflicts import against_archive, conflict_record
 from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import (
     bot_prefix,
@@ -74,16 +75,33 @@ def save_report(
     provenance: dict[str, Any],
 ) -> SaveResult:
     """Archive one parsed report held in memory (the GET path): raw bytes, new rows,
-    rejects, through the commit protocol (:func:`ingest.archive.commit.commit`)."""
+    rejects, through the commit protocol (:func:`ingest.archive.commit.commit`).
+
+    Exactly once over the whole bot, as the stream does: a row whose id is archived on any
+    day is a duplicate (same content) or a conflict (other content: quarantined, counted
+    in rows_rejected and detailed in ``conflicts``), :func:`ingest.archive.conflicts.against_archive`."""
     out = as_storage(root)
-    result = SaveResult(parsed.rows_read, 0, parsed.duplicates_in_file, parsed.rejected.height)
-    if parsed.rejected.height:  # in-file conflicts (ingest.parse.identity), counted like the stream does
-        result.rows_conflict = parsed.rejected.filter(pl.col("reason").str.starts_with("conflict:")).height
+    keep, clashing, found = against_archive(out, bot_id, parsed.rows, parsed.row_numbers, parsed.text_of)
+    rows = parsed.rows.filter(keep) if clashing is not None or found.duplicates else parsed.rows
+    rejected = (
+        parsed.rejected
+        if clashing is None
+        else pl.concat([parsed.rejected, clashing], how="vertical_relaxed")
+    )
+    result = SaveResult(
+        parsed.rows_read,
+        0,
+        parsed.duplicates_in_file + found.duplicates,
+        rejected.height,
+        conflicts=[conflict_record(c, source_sha256) for c in found.conflicts],
+    )
+    if rejected.height:  # in-file conflicts (ingest.parse.identity) and archived ones, as the stream counts
+        result.rows_conflict = rejected.filter(pl.col("reason").str.starts_with("conflict:")).height
 
     def data() -> None:
         write_partitions(
             out,
-            parsed.rows,
+            rows,
             result,
             dataset=DATASET,
             bot_id=bot_id,
@@ -91,8 +109,8 @@ def save_report(
             key="id",
             columns=list(file_schema()),
         )
-        if parsed.rejected.height:
-            save_rejected(out, source_sha256, parsed.rejected)
+        if rejected.height:
+            save_rejected(out, source_sha256, rejected)
 
     return commit(
         out,
