@@ -276,6 +276,19 @@ def against_archive(
     return pl.Series(~hit), rejected if rejected is not None and rejected.height else None, found
 
 
+def in_report_conflicts(bot_id: str, clashes: pl.DataFrame) -> list[Conflict]:
+    """The conflicts inside one report held in memory (found by
+    :func:`ingest.parse.identity.in_file_conflicts`), as the stream records them."""
+    if clashes.height == 0:
+        return []
+    return [
+        Conflict(bot_id, value, row, first, digest, "this report", "", reason)
+        for row, reason, value, digest, first in clashes.select(
+            "_row", "reason", "id", "_hash", "_first"
+        ).iter_rows()
+    ]
+
+
 def conflict_record(conflict: Conflict, new_source: str) -> dict[str, Any]:
     """The state store's row for a conflict (the new source's sha256 known at commit)."""
     return {

@@ -11,8 +11,9 @@ Layout (the contract users query)::
 The root is a :class:`ingest.archive.storage.Storage` (a local folder or an S3 prefix); a plain
 path means a local folder. Keys: :mod:`ingest.archive.layout`; commit order:
 :mod:`ingest.archive.commit`. A data file is
-named after the source's hash and never rewritten, and rows whose (bot_id, id) a
-partition already holds are skipped, so replaying a report after a crash adds nothing.
+named after the source's hash and never rewritten, and rows whose (bot_id, id) the bot's
+archive already holds (any day: :mod:`ingest.archive.conflicts`) are duplicates or
+conflicts, never a second row, so replaying a report after a crash adds nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ingest.archive.commit import (
     write_once,
     write_reasons,
 )
-from ingest.archive.conflicts import against_archive, conflict_record
+from ingest.archive.conflicts import against_archive, conflict_record, in_report_conflicts
 from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import (
     bot_prefix,
@@ -93,10 +94,12 @@ def save_report(
         0,
         parsed.duplicates_in_file + found.duplicates,
         rejected.height,
-        conflicts=[conflict_record(c, source_sha256) for c in found.conflicts],
+        conflicts=[
+            conflict_record(c, source_sha256)
+            for c in in_report_conflicts(bot_id, parsed.in_file_conflicts) + found.conflicts
+        ],
     )
-    if rejected.height:  # in-file conflicts (ingest.parse.identity) and archived ones, as the stream counts
-        result.rows_conflict = rejected.filter(pl.col("reason").str.starts_with("conflict:")).height
+    result.rows_conflict = len(result.conflicts)  # in the report and with the archive, as the stream counts
 
     def data() -> None:
         write_partitions(

@@ -53,6 +53,9 @@ class ParsedReport:
     rows_read: int
     duplicates_in_file: int
     extra_columns: list[str] = field(default_factory=list)
+    #: Rows refused because an earlier row had their id with other content (also in
+    #: ``rejected``): ``_row``, ``reason``, ``id``, ``_hash`` and the first row's ``_first``.
+    in_file_conflicts: pl.DataFrame = field(default_factory=pl.DataFrame)
     #: The row number in the report (from 1) of each of ``rows``, in their order.
     row_numbers: pl.Series = field(default_factory=lambda: pl.Series(ROW_NUMBER, [], pl.UInt32))
     #: Rows by number -> their rejected-row form (``_row`` and the text of every column,
@@ -152,7 +155,11 @@ def parse_frame(
     # ingest.archive.stream; with the same content, a plain duplicate.
     conflicts = in_file_conflicts(good, ROW_NUMBER)
     if conflicts.height:
-        reason = verdict.rows.to_frame().join(conflicts, on=ROW_NUMBER, how="left").get_column("reason")
+        reason = (
+            verdict.rows.to_frame()
+            .join(conflicts.select(ROW_NUMBER, "reason"), on=ROW_NUMBER, how="left")
+            .get_column("reason")
+        )
         rejected = pl.concat([rejected, rejected_rows(text, plan, replace(verdict, reason=reason))])
     unique = unique.sort("timestamp", ROW_NUMBER)
     rows = unique.select(
@@ -170,6 +177,7 @@ def parse_frame(
         duplicates_in_file=good.height - unique.height - conflicts.height,
         extra_columns=list(plan.extra),
         row_numbers=unique.get_column(ROW_NUMBER),
+        in_file_conflicts=conflicts,
         text_of=functools.partial(_text_of, text, plan, verdict),
     )
 

@@ -181,3 +181,27 @@ def test_an_id_fetched_by_get_then_on_another_day_by_get_is_a_conflict(
         DAY1.isoformat()
     ]
     assert json.loads(run_ingest("status", "--json", env=env, cwd=tmp_path).stdout)["conflicts"]["count"] == 1
+
+
+def test_an_id_twice_in_one_get_answer_with_other_content_is_a_recorded_conflict(
+    sim: CertainlySimulator, tmp_path: Path
+) -> None:
+    env = job_vars(sim, tmp_path)
+    rows = sim.expected_rows(BOT, DAY1, DAY1)
+    sim.script_get(Fault(status=200, body=rows_to_json([*rows, dict(rows[0], message="changed"), rows[1]])))
+
+    result = fetch(env, tmp_path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"rows {len(rows) + 2} read = {len(rows)} written + 1 duplicates + 1 rejected" in result.stdout
+    shown = " ".join(result.stderr.split())  # the console wraps long lines
+    assert f"id {rows[0]['id']} appears earlier in this report with different content" in shown
+    conflicts = json.loads(run_ingest("status", "--json", env=env, cwd=tmp_path).stdout)["conflicts"]
+    assert conflicts["count"] == 1
+    (conflict,) = conflicts["latest"]
+    assert (conflict["row_id"], conflict["row"], conflict["existing_source"]) == (
+        rows[0]["id"],
+        len(rows) + 1,
+        "this report",
+    )
+    assert by_polars(tmp_path).height == len(rows)
