@@ -32,7 +32,7 @@ from ingest.archive.commit import (
     write_once,
     write_reasons,
 )
-from ingest.archive.conflicts import against_archive, conflict_record, in_report_conflicts
+from ingest.archive.conflicts import ArchivedIds, against_archive, conflict_record, in_report_conflicts
 from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import (
     bot_prefix,
@@ -82,7 +82,10 @@ def save_report(
     day is a duplicate (same content) or a conflict (other content: quarantined, counted
     in rows_rejected and detailed in ``conflicts``), :func:`ingest.archive.conflicts.against_archive`."""
     out = as_storage(root)
-    keep, clashing, found = against_archive(out, bot_id, parsed.rows, parsed.row_numbers, parsed.text_of)
+    archived = ArchivedIds.load(out, bot_id)  # the table's log read once for the whole report
+    keep, clashing, found = against_archive(
+        out, bot_id, archived, parsed.rows, parsed.row_numbers, parsed.text_of
+    )
     rows = parsed.rows.filter(keep) if clashing is not None or found.duplicates else parsed.rows
     rejected = (
         parsed.rejected
@@ -111,6 +114,7 @@ def save_report(
             source_sha256=source_sha256,
             key="id",
             columns=list(file_schema()),
+            snapshot=archived.files,
         )
         if rejected.height:
             save_rejected(out, source_sha256, rejected)
@@ -124,6 +128,7 @@ def save_report(
         extra_columns=parsed.extra_columns,
         provenance=provenance,
         schema=FILE_SCHEMA,
+        opened=archived.table,
     )
 
 
@@ -137,11 +142,14 @@ def write_partitions(
     source_sha256: str,
     key: str,
     columns: list[str],
+    snapshot: list[str] | None = None,
 ) -> None:
     """Write ``rows`` (with a ``date`` column) as one new file per date partition of
     ``<dataset>/bot_id=<bot>/``, without the ``key`` values the partition already holds
-    (counted as duplicates in ``result``)."""
-    snapshot = snapshot_keys(out, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
+    (counted as duplicates in ``result``). ``snapshot``: the bot's files in the table's
+    snapshot, when already listed."""
+    if snapshot is None:
+        snapshot = snapshot_keys(out, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
     for (day,), part in rows.partition_by("date", as_dict=True, maintain_order=True).items():
         have = existing_ids(out, partition_key(bot_id, day, dataset), key, snapshot)
         new = part.filter(~pl.col(key).is_in(have.implode())) if have.len() else part
