@@ -408,6 +408,7 @@ def fetch(
     first, last = _date_range(from_, to)
     settings = load_settings()
     client = client_from(settings.certainly)
+    problems: list[str] = []
     with job(settings) as (store, storage):
         for bot_id in bot:
             done = fetch_range(
@@ -431,6 +432,9 @@ def fetch(
                     )
                 )
             )
+            problems.extend(done.problems)
+    print_problems(problems)  # conflicts, as `ingest import` shows them: exit 1
+    raise typer.Exit(EXIT_ATTENTION if problems else EXIT_OK)
 
 
 @app.command()
@@ -1070,7 +1074,12 @@ def print_summary(summary: RunSummary) -> None:
         f"{summary.rows_duplicate} duplicates + {summary.rows_rejected} rejected; "
         f"{summary.files_written} files"
     )
-    for problem in summary.problems:
+    print_problems(summary.problems)
+
+
+def print_problems(problems: list[str]) -> None:
+    """One ``attention:`` line on stderr per problem a person should look at."""
+    for problem in problems:
         err_console.print(f"attention: {inert(problem, markup=False)}", markup=False, highlight=False)
 
 

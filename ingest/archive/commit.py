@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from ingest.archive.delta import commit_report
 from ingest.archive.layout import bot_prefix, manifest_key, part_name, reasons_key
@@ -92,11 +93,13 @@ def commit(
     provenance: dict[str, Any],
     schema: pa.Schema,
     discard: Callable[[], object] = lambda: None,
+    opened: DeltaTable | None = None,
 ) -> SaveResult:
     """Publish a source: ``raw()`` (its bytes), ``data()`` (its data files, recorded in
     ``result``, and its quarantine), then adopt its own earlier files, then one Delta commit
     of the files (``schema``: theirs, without the partition columns), then the manifest.
-    On an error before the data is in place, ``discard()`` removes what is temporary."""
+    On an error before the data is in place, ``discard()`` removes what is temporary.
+    ``opened``: the dataset's table as this report read it before (updated, not reopened)."""
     try:
         raw()
         crash_point("after_raw")
@@ -119,6 +122,7 @@ def commit(
         source.sha256,
         schema,
         commit_provenance(result, source, provenance),
+        opened,
     )
     crash_point("after_commit")
     result.manifest = write_manifest(out, result, source, extra_columns=extra_columns, provenance=provenance)

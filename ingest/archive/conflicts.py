@@ -18,6 +18,9 @@ report (the ``id`` column only, 8 bytes an id in memory) and each batch is looke
 them (a sorted search); only colliding rows are hashed, kept aside (:class:`Collisions`,
 a temporary Parquet file) and resolved once the whole report is read.
 
+A report held in memory (the GET path, :func:`ingest.archive.writer.save_report`) goes
+through the same classes in one call, :func:`against_archive`.
+
 Example::
 
     archived = ArchivedIds.load(storage, "bot-1")
@@ -29,7 +32,7 @@ Example::
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +42,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
-from ingest.archive.delta import snapshot_keys
+from ingest.archive.delta import open_table, snapshot_keys
 from ingest.archive.layout import bot_prefix
 from ingest.archive.storage import Storage
 from ingest.parse.identity import CONTENT_COLUMNS, IN_FILE_REASON, content_hashes
@@ -54,15 +58,19 @@ class ArchivedIds:
     ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
     where: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # index in files
     files: list[str] = field(default_factory=list)
+    #: The messages table as read (None when there is none yet): the report's commit brings
+    #: it up to date instead of opening it again (:func:`ingest.archive.delta.ensure_table`).
+    table: DeltaTable | None = None
 
     @classmethod
     def load(cls, out: Storage, bot_id: str) -> ArchivedIds:
         """Read the ``id`` column of every data file of the bot in the table's snapshot, once
         (a file a killed run published but never committed is not archived data)."""
         prefix = bot_prefix(bot_id)
-        files = snapshot_keys(out, DATASET, prefix)
+        table = open_table(out, DATASET)
+        files = snapshot_keys(out, DATASET, prefix, table) if table is not None else []
         if not files:
-            return cls()
+            return cls(table=table)
         frame = out.scan(files, include_file_paths="_file").select("id", "_file").collect()
         index = {out.source(key): n for n, key in enumerate(files)}
         ids = frame.get_column("id").to_numpy()
@@ -75,7 +83,7 @@ class ArchivedIds:
         }
         where = paths.replace_strict(number, return_dtype=pl.Int32).to_numpy()
         order = np.argsort(ids, kind="stable")
-        return cls(ids[order], where[order], files)
+        return cls(ids[order], where[order], files, table)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -234,6 +242,56 @@ class Collisions:
             self._writer = None
         with suppress(OSError):
             self._path.unlink(missing_ok=True)
+
+
+def against_archive(
+    out: Storage,
+    bot_id: str,
+    archived: ArchivedIds,
+    rows: pl.DataFrame,
+    row_numbers: pl.Series,
+    text_of: Callable[[pl.Series], pl.DataFrame],
+) -> tuple[pl.Series, pl.DataFrame | None, Resolution]:
+    """A report held in memory (typed ``rows``, one per id, ``row_numbers`` their numbers
+    in the report) against every id the bot's archive holds, on any day (``archived``).
+
+    Rows whose id is archived are compared as the stream compares them (:class:`Collisions`):
+    same content, a duplicate; other content, a conflict. ``text_of(numbers)`` gives those
+    rows' rejected-row form. Returns the rows to write (a mask over ``rows``), the
+    conflicting rows in rejected-row form with their reason (None when there are none),
+    and the duplicates and conflicts found."""
+    hit = archived.contains(rows.get_column("id").to_numpy())
+    found = Resolution()
+    if not hit.any():
+        return pl.Series(~hit), None, found
+    colliding = rows.with_columns(row_numbers.alias("_row")).filter(pl.Series(hit))
+    raw = text_of(colliding.get_column("_row"))
+    colliding = raw.select("_row").join(colliding, on="_row", how="left", maintain_order="left")
+    collisions = Collisions(out, bot_id)
+    refused: list[pl.DataFrame] = []
+    try:
+        collisions.add(raw, colliding.get_column("id"), content_hashes(colliding), np.zeros(raw.height, bool))
+        for conflicting, resolution in collisions.resolve(archived, []):
+            found.duplicates += resolution.duplicates
+            found.conflicts.extend(resolution.conflicts)
+            refused.append(conflicting)
+    finally:
+        collisions.discard()
+    rejected = pl.concat(refused) if refused else None
+    return pl.Series(~hit), rejected if rejected is not None and rejected.height else None, found
+
+
+def in_report_conflicts(bot_id: str, clashes: pl.DataFrame) -> list[Conflict]:
+    """The conflicts inside one report held in memory (found by
+    :func:`ingest.parse.identity.in_file_conflicts`), as the stream records them."""
+    if clashes.height == 0:
+        return []
+    return [
+        Conflict(bot_id, value, row, first, digest, "this report", "", reason)
+        for row, reason, value, digest, first in clashes.select(
+            "_row", "reason", "id", "_hash", "_first"
+        ).iter_rows()
+    ]
 
 
 def conflict_record(conflict: Conflict, new_source: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from deltalake import DeltaTable
 
 from ingest.archive.commit import Attachment, SaveResult, commit
 from ingest.archive.conflicts import ArchivedIds, Collisions, Conflict, conflict_record
@@ -91,6 +92,8 @@ class StagedReport:
     #: Rows refused because their id is archived (or earlier in the report) with other
     #: content: quarantined (counted in rows_rejected), recorded by the caller.
     conflicts: list[Conflict] = field(default_factory=list)
+    #: The messages table as staging read it: the commit updates it rather than open it again.
+    table: DeltaTable | None = None
 
     @property
     def sha256(self) -> str:
@@ -129,6 +132,7 @@ class StagedReport:
             provenance=provenance,
             schema=FILE_SCHEMA,
             discard=self.discard,
+            opened=self.table,
         )
 
     def discard(self) -> None:
@@ -245,7 +249,17 @@ def _stage(
             ) from None
         raise
     return StagedReport(
-        out, bot_id, read, rejected.rows, duplicates, list(plan.extra), files, rejected, raw, conflicts
+        out,
+        bot_id,
+        read,
+        rejected.rows,
+        duplicates,
+        list(plan.extra),
+        files,
+        rejected,
+        raw,
+        conflicts,
+        archived.table,
     )
 
 

@@ -11,8 +11,9 @@ Layout (the contract users query)::
 The root is a :class:`ingest.archive.storage.Storage` (a local folder or an S3 prefix); a plain
 path means a local folder. Keys: :mod:`ingest.archive.layout`; commit order:
 :mod:`ingest.archive.commit`. A data file is
-named after the source's hash and never rewritten, and rows whose (bot_id, id) a
-partition already holds are skipped, so replaying a report after a crash adds nothing.
+named after the source's hash and never rewritten, and rows whose (bot_id, id) the bot's
+archive already holds (any day: :mod:`ingest.archive.conflicts`) are duplicates or
+conflicts, never a second row, so replaying a report after a crash adds nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ingest.archive.commit import (
     write_once,
     write_reasons,
 )
+from ingest.archive.conflicts import ArchivedIds, against_archive, conflict_record, in_report_conflicts
 from ingest.archive.delta import snapshot_keys
 from ingest.archive.layout import (
     bot_prefix,
@@ -74,25 +76,48 @@ def save_report(
     provenance: dict[str, Any],
 ) -> SaveResult:
     """Archive one parsed report held in memory (the GET path): raw bytes, new rows,
-    rejects, through the commit protocol (:func:`ingest.archive.commit.commit`)."""
+    rejects, through the commit protocol (:func:`ingest.archive.commit.commit`).
+
+    Exactly once over the whole bot, as the stream does: a row whose id is archived on any
+    day is a duplicate (same content) or a conflict (other content: quarantined, counted
+    in rows_rejected and detailed in ``conflicts``), :func:`ingest.archive.conflicts.against_archive`."""
     out = as_storage(root)
-    result = SaveResult(parsed.rows_read, 0, parsed.duplicates_in_file, parsed.rejected.height)
-    if parsed.rejected.height:  # in-file conflicts (ingest.parse.identity), counted like the stream does
-        result.rows_conflict = parsed.rejected.filter(pl.col("reason").str.starts_with("conflict:")).height
+    archived = ArchivedIds.load(out, bot_id)  # the table's log read once for the whole report
+    keep, clashing, found = against_archive(
+        out, bot_id, archived, parsed.rows, parsed.row_numbers, parsed.text_of
+    )
+    rows = parsed.rows.filter(keep) if clashing is not None or found.duplicates else parsed.rows
+    rejected = (
+        parsed.rejected
+        if clashing is None
+        else pl.concat([parsed.rejected, clashing], how="vertical_relaxed")
+    )
+    result = SaveResult(
+        parsed.rows_read,
+        0,
+        parsed.duplicates_in_file + found.duplicates,
+        rejected.height,
+        conflicts=[
+            conflict_record(c, source_sha256)
+            for c in in_report_conflicts(bot_id, parsed.in_file_conflicts) + found.conflicts
+        ],
+    )
+    result.rows_conflict = len(result.conflicts)  # in the report and with the archive, as the stream counts
 
     def data() -> None:
         write_partitions(
             out,
-            parsed.rows,
+            rows,
             result,
             dataset=DATASET,
             bot_id=bot_id,
             source_sha256=source_sha256,
             key="id",
             columns=list(file_schema()),
+            snapshot=archived.files,
         )
-        if parsed.rejected.height:
-            save_rejected(out, source_sha256, parsed.rejected)
+        if rejected.height:
+            save_rejected(out, source_sha256, rejected)
 
     return commit(
         out,
@@ -103,6 +128,7 @@ def save_report(
         extra_columns=parsed.extra_columns,
         provenance=provenance,
         schema=FILE_SCHEMA,
+        opened=archived.table,
     )
 
 
@@ -116,11 +142,14 @@ def write_partitions(
     source_sha256: str,
     key: str,
     columns: list[str],
+    snapshot: list[str] | None = None,
 ) -> None:
     """Write ``rows`` (with a ``date`` column) as one new file per date partition of
     ``<dataset>/bot_id=<bot>/``, without the ``key`` values the partition already holds
-    (counted as duplicates in ``result``)."""
-    snapshot = snapshot_keys(out, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
+    (counted as duplicates in ``result``). ``snapshot``: the bot's files in the table's
+    snapshot, when already listed."""
+    if snapshot is None:
+        snapshot = snapshot_keys(out, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
     for (day,), part in rows.partition_by("date", as_dict=True, maintain_order=True).items():
         have = existing_ids(out, partition_key(bot_id, day, dataset), key, snapshot)
         new = part.filter(~pl.col(key).is_in(have.implode())) if have.len() else part

@@ -38,16 +38,25 @@ def content_hashes(frame: pl.DataFrame) -> list[str]:
 
 def in_file_conflicts(good: pl.DataFrame, row_number: str = "_row") -> pl.DataFrame:
     """Rows of one report (typed, in file order) whose id an earlier row had with other
-    content: ``_row`` and ``reason``. Rows with the same content are plain duplicates."""
+    content: ``_row`` and ``reason``, then ``id``, ``_hash`` (the row's content hash) and
+    ``_first`` (the first row's). Rows with the same content are plain duplicates."""
     dup = good.filter(pl.col("id").is_duplicated())
     if dup.height == 0:
-        return pl.DataFrame(schema={row_number: pl.UInt32, "reason": pl.String})
+        return pl.DataFrame(
+            schema={
+                row_number: pl.UInt32,
+                "reason": pl.String,
+                "id": pl.Int64,
+                "_hash": pl.String,
+                "_first": pl.String,
+            }
+        )
     keyed = dup.select(row_number, "id").with_columns(pl.Series("_hash", content_hashes(dup), pl.String))
     first = keyed.group_by("id", maintain_order=True).agg(pl.col("_hash").first().alias("_first"))
     return (
         keyed.join(first, on="id")
         .filter(pl.col("_hash") != pl.col("_first"))
-        .select(row_number, pl.format(IN_FILE_REASON, pl.col("id")).alias("reason"))
+        .select(row_number, pl.format(IN_FILE_REASON, pl.col("id")).alias("reason"), "id", "_hash", "_first")
     )
 
 

@@ -18,8 +18,10 @@ Example::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
@@ -32,6 +34,8 @@ from ingest.parse.identity import in_file_conflicts
 from ingest.parse.schema import SOURCE_COLUMNS
 from ingest.parse.validate import (
     ROW_NUMBER,
+    ColumnPlan,
+    Verdict,
     blank_to_null,
     good_rows,
     judge,
@@ -49,6 +53,15 @@ class ParsedReport:
     rows_read: int
     duplicates_in_file: int
     extra_columns: list[str] = field(default_factory=list)
+    #: Rows refused because an earlier row had their id with other content (also in
+    #: ``rejected``): ``_row``, ``reason``, ``id``, ``_hash`` and the first row's ``_first``.
+    in_file_conflicts: pl.DataFrame = field(default_factory=pl.DataFrame)
+    #: The row number in the report (from 1) of each of ``rows``, in their order.
+    row_numbers: pl.Series = field(default_factory=lambda: pl.Series(ROW_NUMBER, [], pl.UInt32))
+    #: Rows by number -> their rejected-row form (``_row`` and the text of every column,
+    #: in file order): what the quarantine keeps of a row refused after parsing (a conflict
+    #: with the archive, :mod:`ingest.archive.conflicts`).
+    text_of: Callable[[pl.Series], pl.DataFrame] = lambda numbers: pl.DataFrame()
 
 
 def read_csv_text(data: bytes) -> pl.DataFrame:
@@ -142,9 +155,14 @@ def parse_frame(
     # ingest.archive.stream; with the same content, a plain duplicate.
     conflicts = in_file_conflicts(good, ROW_NUMBER)
     if conflicts.height:
-        reason = verdict.rows.to_frame().join(conflicts, on=ROW_NUMBER, how="left").get_column("reason")
+        reason = (
+            verdict.rows.to_frame()
+            .join(conflicts.select(ROW_NUMBER, "reason"), on=ROW_NUMBER, how="left")
+            .get_column("reason")
+        )
         rejected = pl.concat([rejected, rejected_rows(text, plan, replace(verdict, reason=reason))])
-    rows = unique.sort("timestamp", ROW_NUMBER).select(
+    unique = unique.sort("timestamp", ROW_NUMBER)
+    rows = unique.select(
         *SOURCE_COLUMNS,
         "extra",
         pl.lit(source_sha256).alias("source_sha256"),
@@ -158,4 +176,14 @@ def parse_frame(
         rows_read=raw.height,
         duplicates_in_file=good.height - unique.height - conflicts.height,
         extra_columns=list(plan.extra),
+        row_numbers=unique.get_column(ROW_NUMBER),
+        in_file_conflicts=conflicts,
+        text_of=functools.partial(_text_of, text, plan, verdict),
     )
+
+
+def _text_of(text: pl.DataFrame, plan: ColumnPlan, verdict: Verdict, numbers: pl.Series) -> pl.DataFrame:
+    """The rejected-row form of the rows numbered ``numbers`` (without a reason)."""
+    chosen = verdict.rows.is_in(numbers.implode())
+    mark = pl.select(pl.when(chosen).then(pl.lit("", pl.String)).alias("reason")).to_series()
+    return rejected_rows(text, plan, replace(verdict, reason=mark)).drop("reason")

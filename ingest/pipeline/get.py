@@ -20,7 +20,7 @@ from ingest.archive.storage import Storage, sha256_bytes
 from ingest.archive.writer import save_report
 from ingest.parse.parser import frame_from_json_rows, parse_frame
 from ingest.parse.reports import read_report_rows
-from ingest.pipeline.summary import FetchSummary
+from ingest.pipeline.summary import FetchSummary, record_conflicts
 from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.request.client import CertainlyClient
 from ingest.request.requester import split_range
@@ -128,6 +128,8 @@ def fetch_window(
         rows_duplicate=result.rows_duplicate,
         rows_rejected=result.rows_rejected,
     )
+    # Exactly once over the whole bot: an archived id with other content is a conflict.
+    record_conflicts(store, f"GET {bot_id} {first}..{last}", result, summary.problems)
     summary.windows_archived += 1
     summary.add_saved(result)
 

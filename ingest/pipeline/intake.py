@@ -34,7 +34,7 @@ from ingest.mail.attachments import (
 )
 from ingest.parse.reports import MAX_WHOLE_REPORT_BYTES, read_report
 from ingest.pipeline.matching import UNNAMED, Evidence, match_window
-from ingest.pipeline.summary import RunSummary
+from ingest.pipeline.summary import RunSummary, record_conflicts
 from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.settings import check_bot_id
 from ingest.state.store import TRANSITIONS, Store, Window, WindowState
@@ -391,13 +391,7 @@ def _record(
         rows_rejected=result.rows_rejected,
         reason=None if named or window is None else UNNAMED,
     )
-    if result.conflicts:  # loud: recorded, shown by status, and the run needs a person
-        store.record_conflicts(result.conflicts)
-        first = result.conflicts[0]
-        summary.problems.append(
-            f"{report.filename}: {result.rows_conflict} row(s) in conflict with "
-            f"archived rows, quarantined ({first['reason']})"
-        )
+    record_conflicts(store, report.filename, result, summary.problems)  # loud: status shows them, exit 1
     if window is not None and window.state is not S.ARCHIVED:
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)

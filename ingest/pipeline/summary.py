@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from ingest.archive.commit import SaveResult
+from ingest.state.store import Store
 
 
 @dataclass
@@ -52,6 +53,7 @@ class FetchSummary(RowCounts):
     windows_archived: int = 0
     bisected: int = 0
     fallback_days: list[date] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # conflicts: the run needs a person
 
 
 @dataclass
@@ -88,6 +90,7 @@ class RunSummary(RowCounts):
         """Count what the GET fast path archived."""
         self.reports_archived += fetched.windows_archived
         self.add_counts(fetched)
+        self.problems.extend(fetched.problems)
 
     @property
     def needs_attention(self) -> bool:
@@ -99,3 +102,15 @@ class RunSummary(RowCounts):
             or self.problems
             or self.emails_failed
         )
+
+
+def record_conflicts(store: Store, name: str, result: SaveResult, problems: list[str]) -> None:
+    """Conflicts are loud, whichever path found them: recorded in the state store (shown by
+    ``ingest status``) and a problem of the run (exit 1)."""
+    if not result.conflicts:
+        return
+    store.record_conflicts(result.conflicts)
+    problems.append(
+        f"{name}: {result.rows_conflict} row(s) in conflict with archived rows, "
+        f"quarantined ({result.conflicts[0]['reason']})"
+    )
