@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -53,6 +53,15 @@ class WrittenFile:
     sha256: str
 
 
+class RowCounts(TypedDict):
+    """A report's four row counts, by the names the state store and manifests use."""
+
+    rows_read: int
+    rows_written: int
+    rows_duplicate: int
+    rows_rejected: int
+
+
 @dataclass
 class SaveResult:
     """What a commit did; it is also the body of the manifest's counts."""
@@ -69,6 +78,15 @@ class SaveResult:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     #: The Delta table version of this report's commit (made now or by a killed run).
     version: int | None = None
+
+    def counts(self) -> RowCounts:
+        """The four row counts, by name (``rows_read`` = the other three added up)."""
+        return {
+            "rows_read": self.rows_read,
+            "rows_written": self.rows_written,
+            "rows_duplicate": self.rows_duplicate,
+            "rows_rejected": self.rows_rejected,
+        }
 
 
 @dataclass(frozen=True)

@@ -74,9 +74,10 @@ from ingest.archive.layout import (
     REJECTED_ROWS,
     erasure_key,
     forgetting_dir,
-    is_manifest,
+    is_raw,
+    raw_source,
 )
-from ingest.archive.manifests import listed_files, read_manifests
+from ingest.archive.manifests import Record, listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, sha256_file
 from ingest.crashpoints import crash_point
 from ingest.errors import OutputError
@@ -423,14 +424,14 @@ def _log_holds(out: Storage, dataset: str, needles: list[bytes]) -> bool:
 
 def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
     """Raw copies and quarantined files that may hold rows to forget (rewritten later)."""
-    days = raw_days(out)
+    records = read_manifests(out)
+    days = raw_days(records)
     # What each raw copy hashes to now: its name, or an earlier erasure's new sha256 (saves
     # hashing a copy of a GB again; verify checks both).
-    rewritten = listed_files(read_manifests(out)).rewritten
+    rewritten = listed_files(records).rewritten
     found = []
     for obj in out.objects(f"{RAW}/"):
-        bot_id = obj.key.split("/")[1].removeprefix("bot_id=")
-        sha = obj.key.rsplit("/", 1)[-1].split(".")[0]
+        bot_id, sha = raw_source(obj.key)
         if selection.raw_wanted(bot_id, days.get(sha, [])):
             now = rewritten[obj.key][1].get("new_sha256") if obj.key in rewritten else sha
             found.append(CopyChange(obj.key, original_sha256=str(now or "")))
@@ -439,21 +440,21 @@ def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
     return found
 
 
-def raw_days(out: Storage) -> dict[str, list[date]]:
-    """Each source's days (its data files' partitions and its window), from the manifests."""
+def raw_days(records: Iterable[Record]) -> dict[str, list[date]]:
+    """Each source's days (its data files' partitions and its window), from its commit
+    record (:func:`ingest.archive.manifests.read_manifests`)."""
     days: dict[str, list[date]] = {}
-    for obj in out.objects("manifests/"):
-        if not is_manifest(obj.key):
+    for record in records:
+        if record.doc is None or record.compaction or record.erasure:
             continue
         try:
-            doc = json.loads(out.read_bytes(obj.key))
-            sha = doc["attachment"]["sha256"]
-            found = [date.fromisoformat(p.split("/date=")[1][:10]) for p in (f["path"] for f in doc["files"])]
+            doc = record.doc
+            found = [date.fromisoformat(f["path"].split("/date=")[1][:10]) for f in doc["files"]]
             window = doc.get("window") or {}
             if window.get("from"):
                 found.append(date.fromisoformat(window["from"]))
-            days[sha] = found
-        except (KeyError, TypeError, ValueError, IndexError):
+            days[doc["attachment"]["sha256"]] = found
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
             continue
     return days
 
@@ -565,7 +566,7 @@ def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: 
         needles = selection.needles()
         if needles and not _file_holds(source, needles):
             return False
-        bot_id = copy.key.split("/")[1].removeprefix("bot_id=") if copy.key.startswith(RAW) else ""
+        bot_id = raw_source(copy.key)[0] if is_raw(copy.key) else ""
         name = copy.key.rsplit("/", 1)[-1]
         try:
             if name == REJECTED_ROWS:

@@ -83,6 +83,18 @@ def raw_key(bot_id: str, source_sha256: str, raw_name: str) -> str:
     return f"{RAW}/bot_id={bot_id}/{source_sha256}.{ext}"
 
 
+def raw_source(key: str) -> tuple[str, str]:
+    """``(bot_id, sha256)`` of a raw copy's key (:func:`raw_key` read back). The sha256 is the
+    original bytes' (an erasure rewrites a copy under the same key)."""
+    folder, _, name = key.rpartition("/")
+    return folder.rsplit("/", 1)[-1].removeprefix("bot_id="), name.split(".")[0]
+
+
+def is_raw(key: str) -> bool:
+    """A raw copy's key (``raw/bot_id=<bot>/<sha256>.<ext>``)."""
+    return key.startswith(f"{RAW}/")
+
+
 def manifest_key(source_sha256: str) -> str:
     """``manifests/<sha256>.json``: a source's commit record."""
     return f"{MANIFESTS}/{source_sha256}.json"

@@ -26,6 +26,8 @@ from ingest.archive.forget import (
     plan,
     raw_days,
 )
+from ingest.archive.layout import is_raw, raw_source
+from ingest.archive.manifests import read_manifests
 from ingest.archive.storage import Storage
 from ingest.errors import ConfigError, UnderLegalHold
 from ingest.report_types import DATASETS, MESSAGES
@@ -91,12 +93,12 @@ def _raw_under_hold(
     that was a duplicate at intake), and held data is never erased."""
     if not in_force:
         return
-    days = raw_days(out)
+    days = raw_days(read_manifests(out))
     for copy in found.copies:
-        if not copy.key.startswith("raw/"):
+        if not is_raw(copy.key):
             continue
-        bot_id = copy.key.split("/")[1].removeprefix("bot_id=")
-        covered: list[date | None] = [*days.get(copy.key.rsplit("/", 1)[-1].split(".")[0], [])] or [None]
+        bot_id, sha = raw_source(copy.key)
+        covered: list[date | None] = [*days.get(sha, [])] or [None]
         held = [
             h
             for h in in_force

@@ -36,7 +36,7 @@ from ingest.archive import audit
 from ingest.archive.compact import ALL_DATASETS
 from ingest.archive.delta import open_table, snapshot_files
 from ingest.archive.forget import pending
-from ingest.archive.layout import FORGETTING, RAW, is_data_file, is_reasons
+from ingest.archive.layout import FORGETTING, RAW, is_data_file, is_raw, is_reasons, raw_source
 from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.errors import IngestError, one_line
@@ -105,7 +105,7 @@ def verify_archive(
     snapshot = _snapshots(out, report, on_disk, as_of)
     present = set(on_disk)
     data = sorted(k for k in snapshot if k in present)  # the table reads these; the others are missing
-    raw = {o.key: o.size for o in objects if o.key.startswith(f"{RAW}/")}
+    raw = {o.key: o.size for o in objects if is_raw(o.key)}
     report.files, report.raw_files = len(data), len(raw)
     footer_rows = _footer_rows(out, data, report.problems)
     report.rows = sum(footer_rows.values())
@@ -335,9 +335,8 @@ def _check_raw_files(
     problems = []
     seen: set[tuple[str, str]] = set()
     for name, size in raw.items():
-        folder, _, file = name.rpartition("/")
-        sha = file.split(".")[0]
-        source = (folder.rsplit("/", 1)[-1].removeprefix("bot_id="), sha)
+        source = raw_source(name)
+        sha = source[1]
         seen.add(source)
         if name in rewritten:
             record, entry = rewritten[name]
@@ -354,11 +353,7 @@ def _check_raw_files(
             problems.append(f"{name}: raw file without a manifest")
         elif attachments[source][1] != size:
             problems.append(f"{name}: size {size}, {attachments[source][0]} says {attachments[source][1]}")
-    removed = {
-        tuple(k.split("/")[1:3])
-        for k, (_, e) in rewritten.items()
-        if e.get("removed") and k.startswith(f"{RAW}/")
-    }
+    removed = {tuple(k.split("/")[1:3]) for k, (_, e) in rewritten.items() if e.get("removed") and is_raw(k)}
     for (bot_id, sha), (manifest, _) in sorted(attachments.items()):
         if (bot_id, sha) not in seen and (f"bot_id={bot_id}", sha) not in removed:
             problems.append(f"{RAW}/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")

@@ -123,10 +123,7 @@ def fetch_window(
         window_id=window_id,
         bot_id=bot_id,
         outcome="archived",
-        rows_read=result.rows_read,
-        rows_written=result.rows_written,
-        rows_duplicate=result.rows_duplicate,
-        rows_rejected=result.rows_rejected,
+        **result.counts(),
     )
     # Exactly once over the whole bot: an archived id with other content is a conflict.
     record_conflicts(store, f"GET {bot_id} {first}..{last}", result, summary.problems)

@@ -385,10 +385,7 @@ def _record(
         window_id=window.id if window else None,
         bot_id=bot_id,
         outcome="archived",
-        rows_read=result.rows_read,
-        rows_written=result.rows_written,
-        rows_duplicate=result.rows_duplicate,
-        rows_rejected=result.rows_rejected,
+        **result.counts(),
         reason=None if named or window is None else UNNAMED,
     )
     record_conflicts(store, report.filename, result, summary.problems)  # loud: status shows them, exit 1
