@@ -235,6 +235,8 @@ def run(
 
 def _apply_retention(settings: Settings, storage: Storage) -> None:
     """`ingest run` prunes what the retention (INGEST_RETENTION__*) lets go, when one is set."""
+    if settings.retention.days is None and not settings.retention.datasets:
+        return  # none set: nothing to import or read
     from ingest.archive.forget import Outcome
     from ingest.ops.erasure import actor_of, prune
 
@@ -1040,7 +1042,7 @@ def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     """What every command that writes does first: hold the job lock, open the state store,
     build the archive's storage once, and remove a killed job's temporary files (safe only
     while holding the lock). Yields the store and the storage."""
-    from ingest.archive.forget import resume
+    from ingest.archive.layout import FORGETTING
     from ingest.archive.storage import storage_for
     from ingest.state.lock import exclusive_lock
     from ingest.state.store import Store
@@ -1048,8 +1050,11 @@ def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
         storage = storage_for(settings)
         storage.sweep_staging()
-        for forget_id, outcome in resume(storage):  # an erasure or prune a killed run left
-            err_console.print(f"erasure {forget_id} interrupted before: {outcome}")
+        if storage.objects(f"{FORGETTING}/"):  # an erasure or prune a killed run left
+            from ingest.archive.forget import resume  # only then: it is no import's start-up cost
+
+            for forget_id, outcome in resume(storage):
+                err_console.print(f"erasure {forget_id} interrupted before: {outcome}")
         yield store, storage
 
 
