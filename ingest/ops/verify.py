@@ -353,9 +353,9 @@ def _check_raw_files(
             problems.append(f"{name}: raw file without a manifest")
         elif attachments[source][1] != size:
             problems.append(f"{name}: size {size}, {attachments[source][0]} says {attachments[source][1]}")
-    removed = {tuple(k.split("/")[1:3]) for k, (_, e) in rewritten.items() if e.get("removed") and is_raw(k)}
+    removed = {raw_source(k) for k, (_, e) in rewritten.items() if e.get("removed") and is_raw(k)}
     for (bot_id, sha), (manifest, _) in sorted(attachments.items()):
-        if (bot_id, sha) not in seen and (f"bot_id={bot_id}", sha) not in removed:
+        if (bot_id, sha) not in seen and (bot_id, sha) not in removed:
             problems.append(f"{RAW}/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")
     return problems
 

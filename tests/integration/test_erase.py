@@ -315,3 +315,25 @@ def test_a_raw_copy_of_held_days_holding_the_subject_refuses_the_erasure(workdir
     refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
     assert refused.returncode == 1
     assert "a report of days under legal hold" in refused.stderr and "tax audit" in refused.stderr
+
+
+def test_a_raw_copy_holding_the_id_outside_their_records_is_removed_and_verify_stays_clean(
+    workdir: Path,
+) -> None:
+    """Another user quoted the subject's id in a message: the raw copy cannot be rewritten
+    without it, so the whole copy goes. verify names no missing raw file: the erasure
+    record says it was removed."""
+    env = _env(workdir)
+    rows = generate_messages(BOT_A, date(2024, 2, 1), date(2024, 2, 3))
+    subject_row(rows[3])
+    rows[5]["message"] = f"please forget user {SUBJECT}"  # someone else's row naming them
+    (workdir / "quoted.csv").write_bytes(rows_to_csv(rows))
+    imported = run_ingest("import", "quoted.csv", "--bot", BOT_A, env=env, cwd=workdir)
+    assert imported.returncode == 0, imported.stderr
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-q", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "(file removed)" in done.stdout
+    assert not list((workdir / "archive" / "raw").rglob("*.csv"))
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "missing raw file" not in verify.stdout
