@@ -18,8 +18,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperOption
 
 from ingest import __version__
 from ingest.errors import ConfigError, IngestError, LockHeld, TransientError
@@ -44,6 +46,19 @@ app = typer.Typer(
 )
 err_console = Console(stderr=True)
 out = Console()
+
+
+def _flag_shows_no_type(display_type_rich: Callable[..., str | None]) -> Callable[..., str | None]:
+    """typer 0.2x prints ``<bool>`` beside every flag in --help, as if it took a value; a
+    flag takes none, so it gets no type column (other options keep theirs)."""
+
+    def shown(self: TyperOption, ctx: click.Context) -> str | None:
+        return None if self.is_flag else display_type_rich(self, ctx)
+
+    return shown
+
+
+TyperOption.display_type_rich = _flag_shows_no_type(TyperOption.display_type_rich)  # type: ignore[method-assign]
 
 EXIT_OK, EXIT_ATTENTION, EXIT_CONFIG, EXIT_TRANSIENT = 0, 1, 2, 3
 #: The job's umask: files 0640, folders 0750.
@@ -100,7 +115,7 @@ def _main(
         _settle_gc()
 
 
-@app.command()
+@app.command(short_help="Try the whole pipeline offline, on a simulator.")
 def demo(
     bots: Annotated[int, typer.Option(min=1, max=20, help="How many simulated bots.")] = 2,
     days: Annotated[int, typer.Option(min=1, max=730, help="Days of history per bot.")] = 60,
@@ -161,7 +176,7 @@ ReportType = Annotated[
 ]
 
 
-@app.command()
+@app.command(short_help="Plan export windows for a date range.")
 def backfill(
     bot: Bots,
     from_: FirstDay,
@@ -191,7 +206,7 @@ def backfill(
     out.print(f"planned {len(planned)} new window(s) for {len(bot)} bot(s); run `ingest run` to submit them")
 
 
-@app.command()
+@app.command(short_help="One pass: submit an export, read mail, archive reports.")
 def run(
     until_done: Annotated[
         bool, typer.Option("--until-done", help="Repeat passes until every window is archived or failed.")
@@ -331,7 +346,7 @@ def progress_bar(store: Store) -> Iterator[Callable[[RunSummary], None]]:
         yield update
 
 
-@app.command()
+@app.command(short_help="Long-running: wait for report emails with IMAP IDLE.")
 def watch() -> None:
     """Long-running: wait for report emails with IMAP IDLE, with requester ticks between.
 
@@ -354,7 +369,7 @@ def watch() -> None:
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
 
-@app.command("import")
+@app.command("import", short_help="Archive report files that arrived some other way.")
 def import_(
     paths: Annotated[
         list[Path],
@@ -390,7 +405,7 @@ def import_(
     raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
 
 
-@app.command()
+@app.command(short_help="Fetch a date range by the synchronous GET API.")
 def fetch(
     bot: Bots,
     from_: FirstDay,
@@ -439,7 +454,7 @@ def fetch(
     raise typer.Exit(EXIT_ATTENTION if problems else EXIT_OK)
 
 
-@app.command()
+@app.command(short_help="Windows per bot, rows archived and the last error.")
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -475,7 +490,7 @@ def status(
         err_console.print(inert(f"Delta tables: {report['tables_error']}"))
 
 
-@app.command()
+@app.command(short_help="Re-attempt emails set aside as failed, after a fix.")
 def retry(
     failed: Annotated[
         bool, typer.Option("--failed", help="Re-attempt every email `ingest status` lists as failed.")
@@ -511,7 +526,7 @@ def retry(
     )
 
 
-@app.command()
+@app.command(short_help="Prove the archive against its manifests.")
 def verify(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     as_of: Annotated[
@@ -562,7 +577,7 @@ def _keep_verify(store: Store, report: VerifyReport) -> None:
         logging.getLogger(__name__).warning("verify outcome not kept in the state store: %s", err)
 
 
-@app.command()
+@app.command(short_help="Merge each partition's small files into one.")
 def compact(
     bot: Annotated[
         list[str] | None, typer.Option("--bot", help="Only this bot (repeatable).", callback=_bot_ids)
@@ -592,7 +607,7 @@ def compact(
     )
 
 
-@app.command()
+@app.command(short_help="Turn a plain Parquet archive into Delta tables.")
 def migrate() -> None:
     """Turn an archive of plain hive-partitioned Parquet (with manifests) into Delta tables, in
     place: every file the manifests list is committed as it is (no data file rewritten), one
@@ -617,7 +632,7 @@ def migrate() -> None:
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
 
 
-@app.command()
+@app.command(short_help="Remove data files no table version reads any more.")
 def vacuum(
     retention_hours: Annotated[
         int,
@@ -650,7 +665,7 @@ def vacuum(
             out.print(inert(f"  left: {key}"))
 
 
-@app.command()
+@app.command(short_help="Check settings, API token, mailbox, output and state.")
 def doctor() -> None:
     """Check settings, API token, IMAP login and folders, output and state store.
 
@@ -674,7 +689,7 @@ def doctor() -> None:
     raise typer.Exit(EXIT_OK if all(c.ok for c in checks) else EXIT_ATTENTION)
 
 
-@app.command()
+@app.command(short_help="Write an HTML evidence report a person can read.")
 def report(
     html_out: Annotated[Path, typer.Option("--html", help="Where the HTML page goes.")],
     run_verify: Annotated[
@@ -712,7 +727,7 @@ def report(
     out.print(inert(f"wrote {html_out}: {len(evidence.bots)} bot(s), {rows} message rows, {gaps} gap day(s)"))
 
 
-@app.command()
+@app.command(short_help="Make an Ed25519 key pair for signing export bundles.")
 def keygen(
     out_path: Annotated[
         Path,
@@ -733,7 +748,7 @@ def keygen(
     out.print(inert(f"private key {out_path} (mode 0600, keep it secret); public key {public}"))
 
 
-@app.command()
+@app.command(short_help="Cut a signed bundle of archived rows.")
 def export(
     out_path: Annotated[Path, typer.Option("--out", help="BUNDLE.zip, or a new (or empty) folder.")],
     fmt: Annotated[str, typer.Option("--format", help="csv, parquet or jsonl.")] = "csv",
@@ -828,7 +843,7 @@ def _signing_key_pem(settings: Settings) -> bytes:
     )
 
 
-@app.command("verify-export")
+@app.command("verify-export", short_help="Check an export bundle's signature, files and counts.")
 def verify_export(
     bundle: Annotated[Path, typer.Argument(help="The bundle: a .zip or its folder.")],
     public_key: Annotated[
@@ -885,7 +900,7 @@ def _print_plan(found: Plan, *, applied: bool) -> None:
         out.print("dry run: nothing changed; add --apply to act")
 
 
-@app.command()
+@app.command(short_help="Erase a bot user's data everywhere (GDPR Art. 17).")
 def erase(
     botuser: Annotated[list[str], typer.Option("--botuser", help="The bot user's id (repeatable).")],
     reason: Annotated[
@@ -930,7 +945,7 @@ def erase(
         _print_plan(done, applied=False)
 
 
-@app.command()
+@app.command(short_help="Remove rows older than the retention period.")
 def prune(
     apply: Annotated[bool, typer.Option("--apply", help="Act; without it, only show what would go.")] = False,
 ) -> None:
@@ -962,7 +977,7 @@ hold_app = typer.Typer(
     'Example: ingest hold add --bot 0f9c...-uuid --from 2024-01-01 --reason "case 2026-17"',
     no_args_is_help=True,
 )
-app.add_typer(hold_app, name="hold")
+app.add_typer(hold_app, name="hold", short_help="Legal holds: data never pruned or erased.")
 
 
 @hold_app.command("add")

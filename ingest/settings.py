@@ -29,12 +29,14 @@ import json
 import logging
 import os
 import re
+import tomllib
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -46,6 +48,7 @@ from pydantic_settings import (
 from pydantic_settings.sources import NestedSecretsSettingsSource
 
 from ingest.errors import ConfigError
+from ingest.unknown_settings import unknown_setting
 
 log = logging.getLogger(__name__)
 
@@ -438,11 +441,43 @@ def env_name(*loc: str | int) -> str:
     return ENV_PREFIX + "__".join(str(part).upper() for part in loc if not isinstance(part, int))
 
 
+def section_fields() -> dict[str, list[str]]:
+    """Each settings section and its fields: ``{"imap": ["host", "port", ...], ...}``."""
+    fields: dict[str, list[str]] = {}
+    for section, info in Settings.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        fields[section] = list(model.model_fields)
+    return fields
+
+
+def _refuse_unknown_names(toml_file: str | None) -> None:
+    """A ConfigError (exit 2) for the first name in any source meant as a setting but naming
+    none (a typo such as ``INGEST_IMAP__REQUIRE_AUTHENTICATON`` would leave a check off)."""
+    toml: dict[str, Any] = {}
+    try:
+        if toml_file:
+            with open(toml_file, "rb") as stream:
+                toml = tomllib.load(stream)
+        dotenv = dotenv_values(".env") if Path(".env").is_file() else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ConfigError(f"cannot read settings: {err}") from None
+    secrets_dir = os.environ.get(ENV_PREFIX + "SECRETS_DIR") or "/run/secrets"
+    secret_files = [p.name for p in Path(secrets_dir).glob("[iI][nN][gG][eE][sS][tT]_*")]
+    problem = unknown_setting(os.environ, dotenv, secret_files, toml, sections=section_fields())
+    if problem:
+        raise ConfigError(problem)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings once, turning validation errors into a one-line :class:`ConfigError`."""
+    """Build the settings once, turning validation errors into a one-line :class:`ConfigError`.
+
+    Unknown ``INGEST_`` names and TOML keys are refused too (:mod:`ingest.unknown_settings`).
+    """
     toml_file = os.environ.get(ENV_PREFIX + "CONFIG")
     if toml_file and not Path(toml_file).is_file():
         raise ConfigError(f"INGEST_CONFIG names {toml_file!r}, which is not a readable file")
+    _refuse_unknown_names(toml_file)
     try:
         settings = Settings(**overrides)
     except ValidationError as err:
@@ -558,6 +593,10 @@ def _type_name(annotation: Any) -> str:
         "list": "list (a,b or JSON)",
     }
     args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is Annotated:
+        return _type_name(args[0])
+    if get_origin(annotation) is dict:
+        return "dataset=days list (a=1,b=2 or JSON)"
     if get_origin(annotation) is Literal:
         return " / ".join(map(str, get_args(annotation)))
     if get_origin(annotation) is not None and args and get_origin(annotation) is not list:
