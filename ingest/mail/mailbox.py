@@ -1,8 +1,9 @@
 """The IMAP side: connect securely, list new mail by UID, fetch it without touching
 flags (BODY.PEEK), and move handled mail to the processed folder.
 
-Progress is by UID within a UIDVALIDITY, never by \\Seen or by date (see the watcher
-traps in the README). Every socket operation has a time-out.
+Progress is by UID within a UIDVALIDITY, never by \\Seen (another client may read the
+mail) or by date (servers disagree on INTERNALDATE); docs/RELIABILITY.md lists each such
+case with its test. Every socket operation has a time-out.
 
 Mailboxes of any size: new mail is listed and screened one bounded UID range at a time
 (``UID SEARCH UID lo:hi``, then ``UID FETCH lo:hi``), never as one comma list of every new
