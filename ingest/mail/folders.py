@@ -1,0 +1,168 @@
+"""Where the job's folders sit on the server: inside the personal namespace (RFC 2342),
+spelled with the server's hierarchy separator, and never on a special-use folder by
+accident.
+
+Settings name folders with ``/`` between levels (``certainly-ingest/processed``). On a
+server whose personal namespace has a prefix (cPanel's Dovecot, Courier, Cyrus with
+``altnamespace: no``: ``INBOX.`` with ``.``) a folder outside that prefix does not exist
+and cannot be created ("nonexistent namespace"), so the name is placed inside it:
+``INBOX.certainly-ingest.processed``. A name that already carries the prefix, or names
+another namespace (shared folders, other users), is only re-spelled. A server without
+NAMESPACE keeps the old behaviour: ``/`` becomes the separator ``LIST "" ""`` reports.
+
+Example::
+
+    layout = Layout(prefix="INBOX.", separator=".")
+    layout.server_name("certainly-ingest/processed")  # 'INBOX.certainly-ingest.processed'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ingest.errors import ConfigError
+from ingest.settings import ImapSettings
+
+#: RFC 6154 special-use attributes (and Gmail's \Important): mail a person keeps or
+#: throws away; the job must not move reports into them, nor take them for its own.
+SPECIAL_USE_FLAGS = frozenset(
+    {"\\ALL", "\\ARCHIVE", "\\DRAFTS", "\\FLAGGED", "\\JUNK", "\\SENT", "\\TRASH", "\\IMPORTANT"}
+)
+#: Names mail programs and providers give those folders, for servers that do not flag
+#: them (compared case-insensitively with the folder's last level).
+SPECIAL_NAMES = frozenset(
+    {
+        "trash", "deleted", "deleted items", "deleted messages", "bin",
+        "junk", "junk e-mail", "junk email", "spam", "bulk mail",
+        "sent", "sent items", "sent messages", "sent mail", "outbox",
+        "drafts", "draft", "archive", "archives", "all mail", "starred", "important", "flagged",
+    }
+)  # fmt: skip
+#: Top levels that hold only a provider's special folders (Gmail's, in two spellings).
+PROVIDER_LEVELS = ("[gmail]", "[google mail]")
+#: The setting names of the folders the job moves mail into.
+MOVE_TARGETS = ("processed_folder", "failed_folder", "rejected_folder")
+# LIST wildcards and control characters have no place in a folder name the job creates.
+_UNFIT = re.compile(r"[*%\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the server names folders: the personal namespace's prefix and separator, and
+    the prefixes of the other namespaces (left alone when a setting names them)."""
+
+    prefix: str = ""
+    separator: str = "/"
+    others: tuple[str, ...] = ()
+    announced: bool = False  # the server answered NAMESPACE (else: the LIST separator only)
+
+    def server_name(self, name: str) -> str:
+        """The server's name for a configured folder (``/`` between levels)."""
+        spelled = name.replace("/", self.separator) if self.separator else name
+        if spelled.upper() == "INBOX":
+            return "INBOX"  # never prefixed: the inbox is the inbox on every server
+        if self.prefix and _starts_with(spelled, self.prefix):
+            return self.prefix + spelled[len(self.prefix) :]
+        if any(other and spelled.startswith(other) for other in self.others):
+            return spelled
+        return self.prefix + spelled
+
+    def describe(self) -> str:
+        """One line for ``doctor``: the namespace, the separator and where they came from."""
+        source = "NAMESPACE" if self.announced else 'no NAMESPACE; separator from LIST "" ""'
+        return f"personal namespace {self.prefix!r}, separator {self.separator!r} ({source})"
+
+
+def _starts_with(name: str, prefix: str) -> bool:
+    """Whether ``name`` starts with ``prefix``; an ``INBOX`` at the start is compared
+    without regard to case, as servers treat the inbox's name (RFC 3501 5.1)."""
+    if prefix.upper().startswith("INBOX"):
+        return name.upper().startswith(prefix.upper())
+    return name.startswith(prefix)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def layout_of(client: Any) -> Layout:
+    """The server's :class:`Layout`: its first personal namespace when it answers
+    NAMESPACE, else no prefix and the separator of ``LIST "" ""``."""
+    separator = _list_separator(client)
+    if not client.has_capability("NAMESPACE"):
+        return Layout(separator=separator)
+    spaces = client.namespace()
+    personal = list(spaces.personal or ())
+    others = tuple(_text(prefix) for group in (spaces.other, spaces.shared) for prefix, _ in group or ())
+    if not personal:  # no personal namespace announced: nothing to place folders in
+        return Layout(separator=separator, others=others, announced=True)
+    prefix, own_separator = personal[0]  # the first one is the default (RFC 2342 5)
+    return Layout(_text(prefix), _text(own_separator) or separator, others, announced=True)
+
+
+def _list_separator(client: Any) -> str:
+    listed = client.list_folders("", "")  # LIST "" "" answers with the separator only
+    return _text(listed[0][1]) if listed and listed[0][1] else "/"
+
+
+def check_folder_settings(imap: ImapSettings) -> None:
+    """Refuse, before any connection, a processed/failed/rejected folder that is unfit
+    (empty level, wildcard, control character), is the watched folder, or is named like
+    a special-use folder (unless ``allow_special_use_folder``)."""
+    for setting, name in configured_targets(imap):
+        variable = f"INGEST_IMAP__{setting.upper()}"
+        levels = name.split("/")
+        if _UNFIT.search(name) or not all(level.strip() for level in levels):
+            raise ConfigError(
+                f"{variable}={name!r} is not a folder name: levels are separated by a single '/', "
+                "none empty, without '*', '%' or control characters"
+            )
+        if name.upper() == "INBOX" or name == imap.folder:
+            raise ConfigError(
+                f"{variable}={name!r} is the watched folder: handled mail would be examined again"
+            )
+        if not imap.allow_special_use_folder and (why := special_by_name(name)):
+            raise ConfigError(_special_use_refusal(variable, name, why))
+
+
+def configured_targets(imap: ImapSettings) -> list[tuple[str, str]]:
+    """(setting name, configured folder) of each folder the job moves mail into."""
+    return [(setting, value) for setting in MOVE_TARGETS if (value := getattr(imap, setting))]
+
+
+def special_by_name(name: str) -> str | None:
+    """Why a configured name looks like a special-use folder, or None."""
+    levels = [level.strip().lower() for level in re.split(r"[/.]", name)]
+    if levels and levels[0] in PROVIDER_LEVELS:
+        return f"{name.split('/')[0]} holds the provider's special folders"
+    if levels and levels[-1] in SPECIAL_NAMES:
+        return "that is the usual name of a special-use folder"
+    return None
+
+
+def refuse_special_use_on_server(
+    imap: ImapSettings, layout: Layout, flags_of: Callable[[str], Iterable[Any]]
+) -> None:
+    """Refuse a processed/failed/rejected folder that the server flags as special-use
+    (``\\Trash``, ``\\Junk``, ``\\All`` ...), unless ``allow_special_use_folder``.
+    ``flags_of(server name)`` lists a folder's attributes (none when it does not exist)."""
+    if imap.allow_special_use_folder:
+        return
+    for setting, name in configured_targets(imap):
+        server_name = layout.server_name(name)
+        special = sorted(
+            flag for flag in (_text(f).upper() for f in flags_of(server_name)) if flag in SPECIAL_USE_FLAGS
+        )
+        if special:
+            why = f"the server marks {server_name!r} as {', '.join(special)}"
+            raise ConfigError(_special_use_refusal(f"INGEST_IMAP__{setting.upper()}", name, why))
+
+
+def _special_use_refusal(variable: str, name: str, why: str) -> str:
+    return (
+        f"{variable}={name!r} is a special-use folder ({why}); choose a folder of the job's own, "
+        "or set INGEST_IMAP__ALLOW_SPECIAL_USE_FOLDER=true if this is really meant"
+    )
