@@ -76,10 +76,16 @@ def require_cyrus() -> None:
 
 
 class Cyrus:
-    """A private Cyrus rooted in ``workdir``; use as a context manager."""
+    """A private Cyrus rooted in ``workdir``; use as a context manager. ``owner_rights``
+    replaces the rights a user always has on their own folders (Cyrus: ``lkxan``), so a
+    test can take the create right away with an ACL."""
 
     def __init__(
-        self, workdir: Path, users: Mapping[str, str] = DEFAULT_USERS, altnamespace: bool = True
+        self,
+        workdir: Path,
+        users: Mapping[str, str] = DEFAULT_USERS,
+        altnamespace: bool = True,
+        owner_rights: str | None = None,
     ) -> None:
         for user in users:
             local = user.partition("@")[0]
@@ -89,6 +95,7 @@ class Cyrus:
         self._workdir = workdir.resolve()
         self._users = dict(users)
         self._altnamespace = altnamespace
+        self._owner_rights = owner_rights
         self._admin_password = secrets.token_hex(12)
         self._port: int | None = None
         self._master_pid: int | None = None
@@ -157,6 +164,8 @@ class Cyrus:
         for sub in ("conf", "part", "sieve"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         namespace = "" if self._altnamespace else "altnamespace: no\nunixhierarchysep: no\n"
+        if self._owner_rights is not None:  # what an owner may always do (default "lkxan")
+            namespace += f"implicit_owner_rights: {self._owner_rights}\n"
         (d / "imapd.conf").write_text(
             f"configdirectory: {d}/conf\npartition-default: {d}/part\ndefaultpartition: default\n"
             f"sievedir: {d}/sieve\nadmins: cyrus\nservername: {_SERVERNAME}\n"
@@ -241,12 +250,22 @@ class Cyrus:
             time.sleep(0.1)
         raise RuntimeError(f"no IMAP greeting on port {self.port} within {_START_TIMEOUT_S:.0f}s ({last})")
 
+    @contextlib.contextmanager
+    def admin(self) -> Iterator[IMAPClient]:
+        """A session logged in as the admin ``cyrus`` (to create mailboxes, set ACLs)."""
+        with IMAPClient(_HOST, port=self.port, ssl=False, timeout=10) as client:
+            client.login("cyrus", self._admin_password)
+            yield client
+
+    def user_mailbox(self, user: str) -> str:
+        """The admin's name for a user's INBOX: ``user/NAME`` (``user.NAME`` with ``.``)."""
+        return f"user{self.separator}{user}"
+
     def _create_mailboxes(self) -> None:
-        """The admin creates ``user/NAME`` (``user.NAME`` with ``.`` as separator)."""
-        with IMAPClient(_HOST, port=self.port, ssl=False, timeout=10) as admin:
-            admin.login("cyrus", self._admin_password)
+        """The admin creates each user's mailbox, which does not exist before."""
+        with self.admin() as admin:
             for user in self._users:
-                admin.create_folder(f"user{self.separator}{user}")
+                admin.create_folder(self.user_mailbox(user))
 
 
 @contextlib.contextmanager

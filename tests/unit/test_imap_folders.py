@@ -1,0 +1,121 @@
+"""Where the job's folders go on a server, worked out from its NAMESPACE and separator, and
+which configured folders are refused (special-use, unfit names). Real servers: see
+tests/integration/test_imap_folders.py."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ingest.errors import ConfigError
+from ingest.mail.folders import Layout, check_folder_settings, refuse_special_use_on_server, special_by_name
+from ingest.settings import ImapSettings
+
+PREFIXED = Layout(prefix="INBOX.", separator=".", others=("user.",), announced=True)
+CYRUS = Layout(prefix="", separator="/", others=("Other Users/", "Shared Folders/"), announced=True)
+DOVECOT = Layout(prefix="", separator=".", announced=True)
+
+
+@pytest.mark.parametrize(
+    ("layout", "configured", "expected"),
+    [
+        (PREFIXED, "certainly-ingest/processed", "INBOX.certainly-ingest.processed"),
+        (PREFIXED, "INBOX/certainly-ingest/processed", "INBOX.certainly-ingest.processed"),
+        (PREFIXED, "INBOX.certainly-ingest.processed", "INBOX.certainly-ingest.processed"),
+        (PREFIXED, "inbox/archived", "INBOX.archived"),  # the inbox's name has no case
+        (PREFIXED, "INBOX", "INBOX"),
+        (PREFIXED, "inbox", "INBOX"),
+        (PREFIXED, "user/ops/reports", "user.ops.reports"),  # another user's namespace: left there
+        (CYRUS, "certainly-ingest/processed", "certainly-ingest/processed"),
+        (CYRUS, "Shared Folders/reports", "Shared Folders/reports"),
+        (DOVECOT, "certainly-ingest/processed", "certainly-ingest.processed"),  # as before namespaces
+        (Layout(), "certainly-ingest/failed", "certainly-ingest/failed"),  # no NAMESPACE, "/" separator
+    ],
+)
+def test_a_configured_folder_gets_the_servers_name(layout: Layout, configured: str, expected: str) -> None:
+    assert layout.server_name(configured) == expected
+
+
+LEVEL = st.text(st.characters(codec="utf-8", exclude_characters="/.\x00"), min_size=1, max_size=8).filter(
+    lambda level: level.upper() != "INBOX"
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    levels=st.lists(LEVEL, min_size=1, max_size=4),
+    prefix=st.sampled_from(["", "INBOX{sep}", "~"]),
+    separator=st.sampled_from([".", "/"]),
+)
+def test_every_folder_lands_in_the_personal_namespace_with_its_levels_kept(
+    levels: list[str], prefix: str, separator: str
+) -> None:
+    prefix = prefix.format(sep=separator)  # a prefix ends in its own namespace's separator
+    layout = Layout(prefix=prefix, separator=separator, announced=True)
+    placed = layout.server_name("/".join(levels))
+    assert placed.upper().startswith(prefix.upper())
+    assert placed[len(prefix) :].split(separator) == levels
+    assert layout.server_name(placed) == placed  # a name the server gave is taken as it is
+
+
+def imap(**folders: object) -> ImapSettings:
+    return ImapSettings.model_validate({"allowed_senders": ["@certainly.example"], **folders})
+
+
+@pytest.mark.parametrize(
+    ("setting", "name"),
+    [
+        ("processed_folder", "Trash"),
+        ("processed_folder", "INBOX.Trash"),
+        ("failed_folder", "[Gmail]/Spam"),
+        ("failed_folder", "[Google Mail]/certainly"),
+        ("processed_folder", "Archive"),
+        ("rejected_folder", "Junk E-mail"),
+        ("processed_folder", "sent items"),
+        ("failed_folder", "Deleted Items"),
+    ],
+)
+def test_a_special_use_name_is_refused_naming_the_setting_unless_allowed(setting: str, name: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        check_folder_settings(imap(**{setting: name}))
+    message = str(refused.value)
+    assert message.startswith(f"INGEST_IMAP__{setting.upper()}={name!r} is a special-use folder")
+    assert "INGEST_IMAP__ALLOW_SPECIAL_USE_FOLDER=true" in message and "\n" not in message
+    check_folder_settings(imap(**{setting: name, "allow_special_use_folder": True}))
+
+
+@pytest.mark.parametrize(
+    "name", ["a//b", "/processed", "processed/", " /x", "proc*", "proc%", "bad\nname", "x/\t/y"]
+)
+def test_a_name_that_is_no_folder_name_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"^INGEST_IMAP__PROCESSED_FOLDER=.* is not a folder name"):
+        check_folder_settings(imap(processed_folder=name))
+
+
+@pytest.mark.parametrize("name", ["INBOX", "inbox", "Reports"])
+def test_the_watched_folder_is_never_a_target(name: str) -> None:
+    with pytest.raises(ConfigError, match="is the watched folder"):
+        check_folder_settings(imap(folder="Reports", failed_folder=name))
+
+
+def test_the_defaults_and_ordinary_names_pass() -> None:
+    check_folder_settings(imap())
+    check_folder_settings(imap(processed_folder="reports/done", failed_folder="INBOX.reports.bad"))
+    assert special_by_name("certainly-ingest/processed") is None
+    assert special_by_name("Sentinel/reports") is None  # a word that only starts like one
+
+
+def test_a_folder_the_server_flags_special_use_is_refused_by_its_server_name() -> None:
+    flags = {
+        "INBOX.Kept": [b"\\HasNoChildren", b"\\Archive"],
+        "INBOX.certainly-ingest.failed": [b"\\HasNoChildren"],
+    }
+    settings_ = imap(processed_folder="Kept")
+    with pytest.raises(
+        ConfigError, match=r"INGEST_IMAP__PROCESSED_FOLDER='Kept'.*marks 'INBOX.Kept' as \\ARCHIVE"
+    ):
+        refuse_special_use_on_server(settings_, PREFIXED, lambda name: flags.get(name, []))
+    allowed = imap(processed_folder="Kept", allow_special_use_folder=True)
+    refuse_special_use_on_server(allowed, PREFIXED, lambda name: flags.get(name, []))
+    refuse_special_use_on_server(imap(), PREFIXED, lambda name: flags.get(name, []))
