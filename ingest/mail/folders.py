@@ -143,22 +143,28 @@ def special_by_name(name: str) -> str | None:
     return None
 
 
-def refuse_special_use_on_server(
+def check_folders_on_server(
     imap: ImapSettings, layout: Layout, flags_of: Callable[[str], Iterable[Any]]
 ) -> None:
-    """Refuse a processed/failed/rejected folder that the server flags as special-use
-    (``\\Trash``, ``\\Junk``, ``\\All`` ...), unless ``allow_special_use_folder``.
-    ``flags_of(server name)`` lists a folder's attributes (none when it does not exist)."""
-    if imap.allow_special_use_folder:
-        return
+    """Refuse a processed/failed/rejected folder that is, by the server's names, the
+    watched folder (``Reports`` and ``INBOX.Reports`` on an ``INBOX.`` server) or one the
+    server flags as special-use (``\\Trash``, ``\\Junk``, ``\\All`` ...; unless
+    ``allow_special_use_folder``). ``flags_of(server name)`` lists a folder's attributes
+    (none when it does not exist)."""
+    watched = layout.server_name(imap.folder)
     for setting, name in configured_targets(imap):
-        server_name = layout.server_name(name)
-        special = sorted(
-            flag for flag in (_text(f).upper() for f in flags_of(server_name)) if flag in SPECIAL_USE_FLAGS
-        )
-        if special:
-            why = f"the server marks {server_name!r} as {', '.join(special)}"
-            raise ConfigError(_special_use_refusal(f"INGEST_IMAP__{setting.upper()}", name, why))
+        variable, server_name = f"INGEST_IMAP__{setting.upper()}", layout.server_name(name)
+        if server_name.upper() in (watched.upper(), "INBOX", layout.prefix.upper()):
+            raise ConfigError(
+                f"{variable}={name!r} is {server_name!r} on this server, the watched folder "
+                "(or the namespace itself): handled mail would be examined again"
+            )
+        if imap.allow_special_use_folder:
+            continue
+        flags = sorted({_text(flag).upper() for flag in flags_of(server_name)} & SPECIAL_USE_FLAGS)
+        if flags:
+            why = f"the server marks {server_name!r} as {', '.join(flags)}"
+            raise ConfigError(_special_use_refusal(variable, name, why))
 
 
 def _special_use_refusal(variable: str, name: str, why: str) -> str:

@@ -34,7 +34,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable, described
-from ingest.mail.folders import Layout, layout_of, refuse_special_use_on_server
+from ingest.mail.folders import Layout, check_folders_on_server, layout_of
 from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
@@ -298,7 +298,7 @@ class Mailbox:
         """Refuse (ConfigError, exit 2) a processed/failed/rejected folder the server flags
         as special-use, before any mail is moved; once per connection."""
         if not self._folders_checked:
-            refuse_special_use_on_server(self.settings, self.layout(), self.folder_flags)
+            check_folders_on_server(self.settings, self.layout(), self.folder_flags)
             self._folders_checked = True
 
     def folder_flags(self, server_name: str) -> list[bytes]:

@@ -6,22 +6,36 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
 
 from ingest.simulator import CertainlySimulator, SimulatorConfig
+from ingest.state.store import Store
+from tests.support.archive import assert_archive_matches
 from tests.support.cyrus import private_cyrus
 from tests.support.dovecot import private_dovecot
 from tests.support.imapservers import SERVER_KINDS, ImapServer, server_name
 from tests.support.job import job_env, run_ingest
+from tests.support.mail import (
+    SENDER,
+    accept_windows,
+    corrupt_gzip,
+    deliver,
+    message_id,
+    report,
+    report_email,
+    truth_of,
+)
 
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "owner@example.test", "secret"
 USERS = {USER: PASSWORD}
 PROCESSED, FAILED = "certainly-ingest/processed", "certainly-ingest/failed"
+BOT = "3f0c2a9e-5555-4c1a-9d4e-00000000000f"
 
 
 @dataclass(frozen=True)
@@ -143,3 +157,47 @@ def test_an_unfit_folder_setting_stops_the_job_with_exit_2_naming_it(
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {variable}={value!r}")
     assert "Traceback" not in result.stderr
+
+
+def count_in(server: ImapServer, folder: str) -> int:
+    """Messages in a folder named as the server names it (0 when it does not exist)."""
+    with IMAPClient(server.host, port=server.port, ssl=False, timeout=10) as client:
+        client.login(USER, PASSWORD)
+        if not client.folder_exists(folder):
+            return 0
+        return int(client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"])
+
+
+@pytest.mark.parametrize("imap_server", ["dovecot-inbox-prefix", "cyrus-inbox-prefix"], indirect=True)
+def test_on_an_inbox_prefixed_server_a_bad_report_goes_to_its_failed_folder_and_retry_finds_it(
+    imap_server: ImapServer, sim: CertainlySimulator, workdir: Path
+) -> None:
+    """The failed folder is placed as the processed one is, and `retry --failed` looks
+    for the email there, by the same server name."""
+    good, bad = (
+        report(BOT, date(2024, 7, 1), date(2024, 7, 3)),
+        report(BOT, date(2024, 7, 4), date(2024, 7, 6)),
+    )
+    with Store.open(workdir / "state.sqlite") as store:
+        accept_windows(store, good, bad)
+    poisoned = report_email(
+        bad, filename=bad.filename + ".gz", mime="application/gzip", data=corrupt_gzip(bad.csv)
+    )
+    deliver(imap_server, USER, PASSWORD, [poisoned, report_email(good)])
+    env = {
+        **env_for(sim, imap_server.host, imap_server.port, workdir),
+        "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
+        "INGEST_REQUESTER__MAX_IN_FLIGHT": "1000",
+    }
+
+    ran = run_ingest("run", env=env, cwd=workdir)
+    retried = run_ingest("retry", "--failed", env=env, cwd=workdir)
+
+    assert ran.returncode == 1, ran.stderr  # one email set aside
+    assert_archive_matches(workdir / "archive", truth_of(good))
+    assert count_in(imap_server, server_name(imap_server, PROCESSED)) == 1
+    assert count_in(imap_server, server_name(imap_server, FAILED)) == 1
+    assert count_in(imap_server, "INBOX") == 0
+    assert retried.returncode == 1  # still corrupt: found, tried, still failing
+    assert f"{message_id(poisoned)}: " in retried.stdout and "not found" not in retried.stdout
+    assert count_in(imap_server, server_name(imap_server, FAILED)) == 1

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.errors import ConfigError
-from ingest.mail.folders import Layout, check_folder_settings, refuse_special_use_on_server, special_by_name
+from ingest.mail.folders import Layout, check_folder_settings, check_folders_on_server, special_by_name
 from ingest.settings import ImapSettings
 
 PREFIXED = Layout(prefix="INBOX.", separator=".", others=("user.",), announced=True)
@@ -115,7 +115,19 @@ def test_a_folder_the_server_flags_special_use_is_refused_by_its_server_name() -
     with pytest.raises(
         ConfigError, match=r"INGEST_IMAP__PROCESSED_FOLDER='Kept'.*marks 'INBOX.Kept' as \\ARCHIVE"
     ):
-        refuse_special_use_on_server(settings_, PREFIXED, lambda name: flags.get(name, []))
+        check_folders_on_server(settings_, PREFIXED, lambda name: flags.get(name, []))
     allowed = imap(processed_folder="Kept", allow_special_use_folder=True)
-    refuse_special_use_on_server(allowed, PREFIXED, lambda name: flags.get(name, []))
-    refuse_special_use_on_server(imap(), PREFIXED, lambda name: flags.get(name, []))
+    check_folders_on_server(allowed, PREFIXED, lambda name: flags.get(name, []))
+    check_folders_on_server(imap(), PREFIXED, lambda name: flags.get(name, []))
+
+
+@pytest.mark.parametrize(
+    ("watched", "target"), [("INBOX.Reports", "Reports"), ("Reports", "INBOX/Reports"), ("INBOX", "INBOX.")]
+)
+def test_a_target_that_is_the_watched_folder_by_the_servers_names_is_refused(
+    watched: str, target: str
+) -> None:
+    """Different in the settings, one folder on an INBOX. server: mail would go round."""
+    with pytest.raises(ConfigError, match=r"^INGEST_IMAP__PROCESSED_FOLDER=.* the watched folder"):
+        check_folders_on_server(imap(folder=watched, processed_folder=target), PREFIXED, lambda name: [])
+    check_folders_on_server(imap(folder=watched), PREFIXED, lambda name: [])  # the defaults are not
