@@ -112,7 +112,10 @@ def check_folder_settings(imap: ImapSettings) -> None:
     """Refuse, before any connection, a processed/failed/rejected folder that is unfit
     (empty level, wildcard, control character), is the watched folder, or is named like
     a special-use folder (unless ``allow_special_use_folder``)."""
-    for setting, name in configured_targets(imap):
+    for setting in MOVE_TARGETS:
+        name = getattr(imap, setting)
+        if not name and setting == "rejected_folder":
+            continue  # none (unset or empty): such mail is left where it is, as always
         variable = f"INGEST_IMAP__{setting.upper()}"
         levels = name.split("/")
         if _UNFIT.search(name) or not all(level.strip() for level in levels):
@@ -134,12 +137,19 @@ def configured_targets(imap: ImapSettings) -> list[tuple[str, str]]:
 
 
 def special_by_name(name: str) -> str | None:
-    """Why a configured name looks like a special-use folder, or None."""
+    """Why a configured name looks like a special-use folder or one inside it (emptying
+    the Trash takes its sub-folders too), or None. The name's first level counts, after
+    an ``INBOX`` one: ``Trash``, ``INBOX.Trash`` and ``Trash/reports`` do, ``reports/archive``
+    does not."""
     levels = [level.strip().lower() for level in re.split(r"[/.]", name)]
-    if levels and levels[0] in PROVIDER_LEVELS:
+    if len(levels) > 1 and levels[0] == "inbox":
+        levels = levels[1:]
+    if levels[0] in PROVIDER_LEVELS:
         return f"{name.split('/')[0]} holds the provider's special folders"
-    if levels and levels[-1] in SPECIAL_NAMES:
-        return "that is the usual name of a special-use folder"
+    if levels[0] in SPECIAL_NAMES:
+        return "that is the usual name of a special-use folder" + (
+            " or one inside it" if len(levels) > 1 else ""
+        )
     return None
 
 
@@ -148,9 +158,9 @@ def check_folders_on_server(
 ) -> None:
     """Refuse a processed/failed/rejected folder that is, by the server's names, the
     watched folder (``Reports`` and ``INBOX.Reports`` on an ``INBOX.`` server) or one the
-    server flags as special-use (``\\Trash``, ``\\Junk``, ``\\All`` ...; unless
-    ``allow_special_use_folder``). ``flags_of(server name)`` lists a folder's attributes
-    (none when it does not exist)."""
+    server flags as special-use (``\\Trash``, ``\\Junk``, ``\\All`` ...) or lies inside
+    one (unless ``allow_special_use_folder``). ``flags_of(server name)`` lists a folder's
+    attributes (none when it does not exist)."""
     watched = layout.server_name(imap.folder)
     for setting, name in configured_targets(imap):
         variable, server_name = f"INGEST_IMAP__{setting.upper()}", layout.server_name(name)
@@ -161,10 +171,23 @@ def check_folders_on_server(
             )
         if imap.allow_special_use_folder:
             continue
-        flags = sorted({_text(flag).upper() for flag in flags_of(server_name)} & SPECIAL_USE_FLAGS)
-        if flags:
-            why = f"the server marks {server_name!r} as {', '.join(flags)}"
-            raise ConfigError(_special_use_refusal(variable, name, why))
+        for folder in _self_and_parents(server_name, layout):
+            flags = sorted({_text(flag).upper() for flag in flags_of(folder)} & SPECIAL_USE_FLAGS)
+            if flags:
+                inside = "" if folder == server_name else f", and {server_name!r} is inside it"
+                why = f"the server marks {folder!r} as {', '.join(flags)}{inside}"
+                raise ConfigError(_special_use_refusal(variable, name, why))
+
+
+def _self_and_parents(server_name: str, layout: Layout) -> list[str]:
+    """A folder and each folder above it inside the personal namespace (``INBOX.a.b``:
+    itself, ``INBOX.a``); never the namespace prefix or the inbox itself."""
+    if not layout.separator:
+        return [server_name]
+    levels = server_name.split(layout.separator)
+    found = [layout.separator.join(levels[:depth]) for depth in range(len(levels), 0, -1)]
+    bare = {layout.prefix.upper(), layout.prefix.rstrip(layout.separator).upper(), "INBOX", ""}
+    return [folder for folder in found if folder.upper() not in bare]
 
 
 def _special_use_refusal(variable: str, name: str, why: str) -> str:

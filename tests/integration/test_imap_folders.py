@@ -115,7 +115,7 @@ def test_a_folder_the_server_flags_special_use_is_refused_with_exit_2(
     kind: str, sim: CertainlySimulator, workdir: Path
 ) -> None:
     """Named 'Kept' (no usual special-use name), flagged \\Archive on the server: `run`
-    refuses it before moving anything; allowed explicitly, it runs."""
+    refuses it, and a folder inside it, before moving anything; allowed explicitly, it runs."""
     server_cm = (
         private_cyrus(users=USERS)
         if kind == "cyrus"
@@ -126,6 +126,7 @@ def test_a_folder_the_server_flags_special_use_is_refused_with_exit_2(
             _create_special_use(server, "Kept", "\\Archive")
         env = env_for(sim, server.host, server.port, workdir, INGEST_IMAP__PROCESSED_FOLDER="Kept")
         refused = run_ingest("run", env=env, cwd=workdir)
+        inside = run_ingest("run", env={**env, "INGEST_IMAP__PROCESSED_FOLDER": "Kept/reports"}, cwd=workdir)
         doctor = run_ingest("doctor", env=env, cwd=workdir)
         allowed = run_ingest("run", env={**env, "INGEST_IMAP__ALLOW_SPECIAL_USE_FOLDER": "true"}, cwd=workdir)
     kept = server_name(server, "Kept")
@@ -135,6 +136,7 @@ def test_a_folder_the_server_flags_special_use_is_refused_with_exit_2(
         f"(the server marks {kept!r} as \\ARCHIVE)"
     )
     assert "Traceback" not in refused.stderr and len(refused.stderr.strip().splitlines()) <= 2
+    assert inside.returncode == 2 and f"{server_name(server, 'Kept/reports')!r} is inside it" in inside.stderr
     assert doctor.returncode == 1 and doctor_row(doctor.stdout, "imap folders")[0] == "FAIL"
     assert allowed.returncode == 0, allowed.stderr
 

@@ -74,6 +74,8 @@ def imap(**folders: object) -> ImapSettings:
         ("rejected_folder", "Junk E-mail"),
         ("processed_folder", "sent items"),
         ("failed_folder", "Deleted Items"),
+        ("processed_folder", "Trash/certainly"),  # emptying the Trash takes it too
+        ("processed_folder", "INBOX/Junk/reports"),
     ],
 )
 def test_a_special_use_name_is_refused_naming_the_setting_unless_allowed(setting: str, name: str) -> None:
@@ -86,7 +88,7 @@ def test_a_special_use_name_is_refused_naming_the_setting_unless_allowed(setting
 
 
 @pytest.mark.parametrize(
-    "name", ["a//b", "/processed", "processed/", " /x", "proc*", "proc%", "bad\nname", "x/\t/y"]
+    "name", ["", " ", "a//b", "/processed", "processed/", " /x", "proc*", "proc%", "bad\nname", "x/\t/y"]
 )
 def test_a_name_that_is_no_folder_name_is_refused(name: str) -> None:
     with pytest.raises(ConfigError, match=r"^INGEST_IMAP__PROCESSED_FOLDER=.* is not a folder name"):
@@ -104,6 +106,8 @@ def test_the_defaults_and_ordinary_names_pass() -> None:
     check_folder_settings(imap(processed_folder="reports/done", failed_folder="INBOX.reports.bad"))
     assert special_by_name("certainly-ingest/processed") is None
     assert special_by_name("Sentinel/reports") is None  # a word that only starts like one
+    assert special_by_name("certainly-ingest/archive") is None  # a folder of its own, named so
+    assert special_by_name("INBOX") is None
 
 
 def test_a_folder_the_server_flags_special_use_is_refused_by_its_server_name() -> None:
