@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from ingest.simulator import CertainlySimulator, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
 from tests.support.cyrus import private_cyrus
@@ -203,3 +203,22 @@ def test_on_an_inbox_prefixed_server_a_bad_report_goes_to_its_failed_folder_and_
     assert retried.returncode == 1  # still corrupt: found, tried, still failing
     assert f"{message_id(poisoned)}: " in retried.stdout and "not found" not in retried.stdout
     assert count_in(imap_server, server_name(imap_server, FAILED)) == 1
+
+
+def test_a_server_without_namespace_keeps_the_configured_names(
+    sim: CertainlySimulator, workdir: Path
+) -> None:
+    """pymap answers no NAMESPACE: the names stay as before (``/`` is its separator)."""
+    with EmbeddedImap(USER, PASSWORD) as pymap:
+        result = run_ingest("doctor", env=env_for(sim, pymap.host, pymap.port, workdir), cwd=workdir)
+    status, detail = doctor_row(result.stdout, "imap namespace")
+    assert (status, detail) == (
+        "pass",
+        "personal namespace '', separator '/' (no NAMESPACE; separator from LIST \"\" \"\")",
+    )
+    status, folders = doctor_row(result.stdout, "imap folders")
+    assert status == "pass"
+    assert (
+        f"processed {PROCESSED!r} (will be created" in folders
+        and f"failed {FAILED!r} (will be created" in folders
+    )
