@@ -389,7 +389,7 @@ def _list_special_use(client: IMAPClient, server_name: str) -> list[tuple[Any, A
         "LIST",
         client._normalise_folder(""),
         client._normalise_folder(server_name),
-        "RETURN (SPECIAL-USE)",  # noqa: SLF001
+        "RETURN (SPECIAL-USE)",
     )
     client._checkok("LIST", typ, data)  # noqa: SLF001
     typ, data = imap._untagged_response(typ, data, "LIST")  # noqa: SLF001

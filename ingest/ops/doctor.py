@@ -322,9 +322,10 @@ def _creatable(box: Mailbox, server_name: str) -> tuple[str, bool]:
     """Whether the job may create a missing folder (doctor creates nothing): on a server
     with ACL (RFC 4314) the nearest existing parent must grant 'k' (create; 'c' in RFC
     2086); elsewhere a folder inside the personal namespace is the user's to create."""
-    parent = _existing_parent(box, server_name, box.layout().separator)
-    if parent is None or not box.capabilities() & {"ACL"}:
+    if "ACL" not in box.capabilities():
         return "will be created", True
+    # A top-level folder is created beside INBOX: Cyrus asks for the right on INBOX then.
+    parent = _existing_parent(box, server_name, box.layout().separator) or "INBOX"
     rights = box.my_rights(parent)
     if "k" in rights or "c" in rights:
         return f"will be created (rights {rights!r} on {parent!r})", True

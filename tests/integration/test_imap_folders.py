@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.state.store import Store
@@ -87,19 +88,26 @@ def test_doctor_shows_the_namespace_and_the_exact_folder_names_and_creates_nothi
     assert folders_of(imap_server) == before  # the doctor creates nothing
 
 
+@pytest.mark.parametrize("altnamespace", [False, True], ids=["inbox-prefix", "default"])
 def test_doctor_fails_when_the_login_may_not_create_the_folders(
-    sim: CertainlySimulator, workdir: Path
+    altnamespace: bool, sim: CertainlySimulator, workdir: Path
 ) -> None:
-    """Cyrus has ACLs: without the create right ('k') on INBOX nothing can go under INBOX
-    (the rights an owner always has are narrowed to 'l' for this, as an admin may)."""
-    with private_cyrus(users=USERS, altnamespace=False, owner_rights="l") as cyrus:
+    """Cyrus has ACLs: without the create right ('k') on INBOX nothing can go under INBOX,
+    nor beside it at the top level (the rights an owner always has are narrowed to 'l'
+    for this, as an admin may). The job's own attempt is refused the same way."""
+    with private_cyrus(users=USERS, altnamespace=altnamespace, owner_rights="l") as cyrus:
         with cyrus.admin() as admin:
             admin.setacl(cyrus.user_mailbox(USER), USER, "lrswite")
         result = run_ingest("doctor", env=env_for(sim, cyrus.host, cyrus.port, workdir), cwd=workdir)
+        with IMAPClient(cyrus.host, port=cyrus.port, ssl=False, timeout=10) as client:
+            client.login(USER, PASSWORD)
+            with pytest.raises(IMAPClientError):
+                client.create_folder(server_name(cyrus, PROCESSED))
     status, folders = doctor_row(result.stdout, "imap folders")
     assert result.returncode == 1
     assert status == "FAIL", result.stdout
-    assert "'INBOX.certainly-ingest.processed' (cannot be created: no create right on 'INBOX'" in folders
+    processed = server_name(cyrus, PROCESSED)
+    assert f"{processed!r} (cannot be created: no create right on 'INBOX'" in folders
 
 
 def _create_special_use(server: ImapServer, name: str, flag: str) -> None:
