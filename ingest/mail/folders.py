@@ -18,13 +18,20 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from imapclient.exceptions import IMAPClientError
+from imapclient.imap_utf7 import decode as decode_utf7
+from imapclient.response_parser import parse_response
+
 from ingest.errors import ConfigError
 from ingest.settings import ImapSettings
+
+log = logging.getLogger(__name__)
 
 #: RFC 6154 special-use attributes (and Gmail's \Important): mail a person keeps or
 #: throws away; the job must not move reports into them, nor take them for its own.
@@ -90,17 +97,51 @@ def _text(value: Any) -> str:
 
 def layout_of(client: Any) -> Layout:
     """The server's :class:`Layout`: its first personal namespace when it answers
-    NAMESPACE, else no prefix and the separator of ``LIST "" ""``."""
+    NAMESPACE, else (or when the answer cannot be read) no prefix and the separator of
+    ``LIST "" ""``, as before namespaces were read."""
     separator = _list_separator(client)
     if not client.has_capability("NAMESPACE"):
         return Layout(separator=separator)
-    spaces = client.namespace()
-    personal = list(spaces.personal or ())
-    others = tuple(_text(prefix) for group in (spaces.other, spaces.shared) for prefix, _ in group or ())
+    raw = client._command_and_check("namespace")  # noqa: SLF001 - read here, see parse_namespace
+    spaces = parse_namespace(raw, decode=decode_utf7 if client.folder_encode else _text)
+    if spaces is None:
+        log.warning(
+            "the server's NAMESPACE answer cannot be read (%r): folder names are used unprefixed", raw
+        )
+        return Layout(separator=separator)
+    personal, other, shared = spaces
+    others = tuple(prefix for prefix, _ in other + shared)
     if not personal:  # no personal namespace announced: nothing to place folders in
         return Layout(separator=separator, others=others, announced=True)
     prefix, own_separator = personal[0]  # the first one is the default (RFC 2342 5)
-    return Layout(_text(prefix), _text(own_separator) or separator, others, announced=True)
+    return Layout(prefix, own_separator or separator, others, announced=True)
+
+
+Descriptor = tuple[str, str]  # (prefix, separator; "" when the namespace is flat)
+
+
+def parse_namespace(
+    raw: Any, decode: Callable[[Any], str] = _text
+) -> tuple[list[Descriptor], list[Descriptor], list[Descriptor]] | None:
+    """(personal, other users', shared) namespaces of a ``* NAMESPACE`` answer's data,
+    or None when it is not one. Each descriptor's extensions (RFC 2342 5:
+    ``("" "/" "X-PARAM" ("x"))``) are skipped; imapclient's own ``namespace()`` raises on
+    them, and on an answer of other than three groups."""
+    try:
+        groups = list(parse_response(raw if isinstance(raw, list) else [raw]))
+    except (IMAPClientError, ValueError, TypeError):
+        return None
+    if len(groups) != 3 or not all(group is None or isinstance(group, tuple) for group in groups):
+        return None
+    spaces: list[list[Descriptor]] = []
+    for group in groups:
+        descriptors = []
+        for entry in group or ():
+            if not isinstance(entry, tuple) or len(entry) < 2 or not isinstance(entry[0], (bytes, str)):
+                return None
+            descriptors.append((decode(entry[0]), _text(entry[1])))
+        spaces.append(descriptors)
+    return spaces[0], spaces[1], spaces[2]
 
 
 def _list_separator(client: Any) -> str:

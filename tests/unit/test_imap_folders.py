@@ -7,9 +7,16 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imapclient.imap_utf7 import decode as decode_utf7
 
 from ingest.errors import ConfigError
-from ingest.mail.folders import Layout, check_folder_settings, check_folders_on_server, special_by_name
+from ingest.mail.folders import (
+    Layout,
+    check_folder_settings,
+    check_folders_on_server,
+    parse_namespace,
+    special_by_name,
+)
 from ingest.settings import ImapSettings
 
 PREFIXED = Layout(prefix="INBOX.", separator=".", others=("user.",), announced=True)
@@ -135,3 +142,43 @@ def test_a_target_that_is_the_watched_folder_by_the_servers_names_is_refused(
     with pytest.raises(ConfigError, match=r"^INGEST_IMAP__PROCESSED_FOLDER=.* the watched folder"):
         check_folders_on_server(imap(folder=watched, processed_folder=target), PREFIXED, lambda name: [])
     check_folders_on_server(imap(folder=watched), PREFIXED, lambda name: [])  # the defaults are not
+
+
+@pytest.mark.parametrize(
+    ("answer", "personal", "others"),
+    [
+        (b'(("" ".")) NIL NIL', [("", ".")], []),  # Dovecot
+        (b'(("INBOX." ".")) NIL NIL', [("INBOX.", ".")], []),  # cPanel's Dovecot, Courier
+        (
+            b'(("" "/")) (("Other Users/" "/")) (("Shared Folders/" "/"))',
+            [("", "/")],
+            ["Other Users/", "Shared Folders/"],
+        ),
+        (
+            b'(("INBOX." ".")) (("user." ".")) (("" "."))',
+            [("INBOX.", ".")],
+            ["user.", ""],
+        ),  # Cyrus, no altnamespace
+        (b'(("" "/" "X-PARAM" ("FLAG1" "FLAG2"))) NIL NIL', [("", "/")], []),  # RFC 2342 extensions
+        (b'(("" NIL)) NIL NIL', [("", "")], []),  # a flat namespace
+        (b"NIL NIL NIL", [], []),
+        (b'(("&AMQ-rchiv/" "/")) NIL NIL', [("\u00c4rchiv/", "/")], []),  # modified UTF-7
+    ],
+)
+def test_namespace_answers_as_servers_send_them_are_read(
+    answer: bytes, personal: list[tuple[str, str]], others: list[str]
+) -> None:
+    spaces = parse_namespace([answer], decode=decode_utf7)
+    assert spaces is not None
+    assert spaces[0] == personal
+    assert [prefix for prefix, _ in spaces[1] + spaces[2]] == others
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(max_size=80) | st.sampled_from([b"((", b'(("" "/")) NIL', b'("x") NIL NIL', b"((1 2)) NIL NIL"])
+)
+def test_any_namespace_answer_is_read_or_refused_never_raises(answer: bytes) -> None:
+    """A server's odd answer falls back to unprefixed names (None), never a traceback."""
+    spaces = parse_namespace([answer])
+    assert spaces is None or (len(spaces) == 3 and all(isinstance(p, str) for g in spaces for p, _ in g))
