@@ -210,6 +210,11 @@ class ImapSettings(BaseModel):
     rejected_folder: str | None = Field(
         None, description="Where mail from other senders goes (default: left alone)."
     )
+    allow_special_use_folder: bool = Field(
+        False,
+        description="Let the processed/failed/rejected folder be a special-use one "
+        "(Trash, Junk, Archive, [Gmail]/...), refused otherwise.",
+    )
     allowed_senders: CommaList = Field(
         default_factory=list,
         description="Addresses, @domains or domains whose mail is ingested; nothing else is.",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.support.dovecot import Dovecot, private_dovecot
+from tests.support.imapservers import ImapServer, private_imap_server
 from tests.support.mail import Mailboxes
 from tests.support.seaweed import SeaweedS3, seaweed_s3
 
@@ -50,6 +51,16 @@ def fresh_dovecot(request: pytest.FixtureRequest) -> Iterator[Dovecot]:
     users = getattr(request.module, "USERS", None)
     assert users, f"{request.module.__name__} uses the fresh_dovecot fixture but sets no USERS"
     with private_dovecot(users=users) as server:
+        yield server
+
+
+@pytest.fixture
+def imap_server(request: pytest.FixtureRequest) -> Iterator[ImapServer]:
+    """A fresh server of the kind the test is parametrized with (``indirect=True``, one of
+    :data:`SERVER_KINDS`; Dovecot when not parametrized), with the module's ``USERS``."""
+    users = getattr(request.module, "USERS", None)
+    assert users, f"{request.module.__name__} uses the imap_server fixture but sets no USERS"
+    with private_imap_server(getattr(request, "param", "dovecot"), users) as server:
         yield server
 
 

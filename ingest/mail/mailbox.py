@@ -35,6 +35,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable, described
+from ingest.mail.folders import Layout, check_folders_on_server, layout_of
 from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class Mailbox:
         self.folder = settings.folder
         self._client: IMAPClient | None = None
         self._uidnext: int | None = None  # from the last SELECT, when the server says
+        self._layout: Layout | None = None  # the server's folder naming, once asked
+        self._folders_checked = False  # check_folders ran on this connection
 
     @property
     def client(self) -> IMAPClient:
@@ -280,16 +283,46 @@ class Mailbox:
         data = self._call(self.client.fetch, [uid], ["BODYSTRUCTURE"])
         return data[uid].get(b"BODYSTRUCTURE") if uid in data else None
 
+    def layout(self) -> Layout:
+        """How this server names folders (namespace prefix, separator), asked once per
+        connection."""
+        if self._layout is None:
+            self._layout = self._call(layout_of, self.client)
+        return self._layout
+
     def server_folder(self, name: str) -> str:
-        """A configured folder name with ``/`` turned into the server's hierarchy separator
-        (Dovecot's maildir uses ``.`` and refuses ``/``)."""
-        if "/" not in name:
-            return name
-        listed = self._call(self.client.list_folders, "", "")  # LIST "" "" gives the separator
-        separator = listed[0][1] if listed and listed[0][1] else b"/"
-        if isinstance(separator, bytes):
-            separator = separator.decode()
-        return name.replace("/", separator)
+        """A configured folder name (``/`` between levels) as this server names it: inside
+        the personal namespace, with the server's separator (see :mod:`ingest.mail.folders`)."""
+        return self.layout().server_name(name)
+
+    def check_folders(self) -> None:
+        """Refuse (ConfigError, exit 2) a processed/failed/rejected folder the server flags
+        as special-use, before any mail is moved; once per connection."""
+        if not self._folders_checked:
+            check_folders_on_server(self.settings, self.layout(), self.folder_flags)
+            self._folders_checked = True
+
+    def folder_flags(self, server_name: str) -> list[bytes]:
+        """The LIST attributes of one folder (server spelling), special-use ones included;
+        none when it does not exist."""
+        client = self.client
+        extended = client.has_capability("SPECIAL-USE") and client.has_capability("LIST-EXTENDED")
+        # RETURN (SPECIAL-USE): a server need not show \\Trash etc. in a plain LIST.
+        lister = _list_special_use if extended else _list_plain
+        folders = self._call(lister, client, server_name)
+        return [flag for flags, _, name in folders if name == server_name for flag in flags]
+
+    def my_rights(self, server_name: str) -> str:
+        """This login's ACL rights on a folder (``MYRIGHTS``, RFC 4314), e.g. ``lrswipkxtea``."""
+        return self._call(self._myrights, server_name)
+
+    def _myrights(self, server_name: str) -> str:
+        client = self.client
+        typ, data = client._imap._simple_command("MYRIGHTS", client._normalise_folder(server_name))  # noqa: SLF001
+        client._checkok("MYRIGHTS", typ, data)  # noqa: SLF001
+        typ, data = client._imap._untagged_response(typ, data, "MYRIGHTS")  # noqa: SLF001
+        answer = data[0] if data and data[0] else b""
+        return _text_of(answer).rsplit(" ", 1)[-1]
 
     def capabilities(self) -> set[str]:
         """The server's capabilities after login, as upper-case strings."""
@@ -338,6 +371,31 @@ class Mailbox:
             raise MailboxUnavailable(
                 f"IMAP {getattr(method, '__name__', 'command')} failed: {described(err)}"
             ) from None
+
+
+def _text_of(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _list_plain(client: IMAPClient, server_name: str) -> list[tuple[Any, Any, str]]:
+    listed: list[tuple[Any, Any, str]] = client.list_folders("", server_name)
+    return listed
+
+
+def _list_special_use(client: IMAPClient, server_name: str) -> list[tuple[Any, Any, str]]:
+    """``LIST "" name RETURN (SPECIAL-USE)`` (RFC 6154), which imapclient cannot send:
+    sent and parsed the way imapclient's own ``list_folders`` does."""
+    imap = client._imap  # noqa: SLF001 - imapclient's connection, as its list_folders uses it
+    typ, data = imap._simple_command(  # noqa: SLF001
+        "LIST",
+        client._normalise_folder(""),
+        client._normalise_folder(server_name),
+        "RETURN (SPECIAL-USE)",
+    )
+    client._checkok("LIST", typ, data)  # noqa: SLF001
+    typ, data = imap._untagged_response(typ, data, "LIST")  # noqa: SLF001
+    listed: list[tuple[Any, Any, str]] = client._proc_folder_list(data)  # noqa: SLF001
+    return listed
 
 
 def _item(fields: dict[bytes, Any], prefix: bytes) -> bytes | None:

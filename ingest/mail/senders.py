@@ -20,6 +20,7 @@ from email.message import Message
 
 from ingest.errors import ConfigError
 from ingest.mail.authresults import authenticated
+from ingest.mail.folders import check_folder_settings
 from ingest.settings import ImapSettings, require
 
 
@@ -32,6 +33,7 @@ def check_watch_settings(imap: ImapSettings) -> None:
         )
     if imap.require_authentication:
         require(imap.authserv_id, "imap", "authserv_id")
+    check_folder_settings(imap)
 
 
 def screen(imap: ImapSettings, header_bytes: bytes) -> tuple[str | None, str | None]:

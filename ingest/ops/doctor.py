@@ -23,6 +23,7 @@ from ingest.archive.s3 import S3Storage
 from ingest.archive.storage import storage_for
 from ingest.errors import IngestError
 from ingest.mail.authresults import topmost_of_ours
+from ingest.mail.folders import check_folder_settings, configured_targets
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.senders import raw_header_values
 from ingest.request.client import Outcome, classify_answer, client_from
@@ -290,16 +291,54 @@ def check_imap(settings: Settings) -> list[Check]:
                 + (f"; missing {', '.join(missing)}" if missing else ""),
             )
         )
-        processed = box.server_folder(imap.processed_folder)
-        exists = box.client.folder_exists(processed)
         checks.append(
-            Check(
-                "processed folder", True, f"{processed} exists" if exists else f"{processed} will be created"
-            )
+            _guard("imap namespace", lambda: Check("imap namespace", True, box.layout().describe()))
         )
+        checks.append(_guard("imap folders", lambda: _target_folders_check(box)))
     finally:
         box.close()
     return checks
+
+
+def _target_folders_check(box: Mailbox) -> Check:
+    """The exact server names of the processed/failed/rejected folders, whether each
+    exists or may be created there, and that none is a special-use folder."""
+    check_folder_settings(box.settings)  # unfit or special-use names: ConfigError, shown as failing
+    box.check_folders()
+    layout = box.layout()
+    lines, fine = [], True
+    for setting, name in configured_targets(box.settings):
+        server_name = layout.server_name(name)
+        if box.folder_exists(server_name):
+            state = "exists"
+        else:
+            state, ok = _creatable(box, server_name)
+            fine = fine and ok
+        lines.append(f"{setting.removesuffix('_folder')} {server_name!r} ({state})")
+    return Check("imap folders", fine, "; ".join(lines))
+
+
+def _creatable(box: Mailbox, server_name: str) -> tuple[str, bool]:
+    """Whether the job may create a missing folder (doctor creates nothing): on a server
+    with ACL (RFC 4314) the nearest existing parent must grant 'k' (create; 'c' in RFC
+    2086); elsewhere a folder inside the personal namespace is the user's to create."""
+    if "ACL" not in box.capabilities():
+        return "will be created", True
+    # A top-level folder is created beside INBOX: Cyrus asks for the right on INBOX then.
+    parent = _existing_parent(box, server_name, box.layout().separator) or "INBOX"
+    rights = box.my_rights(parent)
+    if "k" in rights or "c" in rights:
+        return f"will be created (rights {rights!r} on {parent!r})", True
+    return f"cannot be created: no create right on {parent!r} (rights {rights!r})", False
+
+
+def _existing_parent(box: Mailbox, server_name: str, separator: str) -> str | None:
+    levels = server_name.split(separator) if separator else [server_name]
+    for depth in range(len(levels) - 1, 0, -1):
+        parent = separator.join(levels[:depth])
+        if parent and box.folder_exists(parent):
+            return parent
+    return None
 
 
 def _folder_check(box: Mailbox) -> Check:

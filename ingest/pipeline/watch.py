@@ -243,6 +243,7 @@ def poll_folder(
 ) -> None:
     """One scan of the watched folder over an open connection."""
     imap = settings.imap
+    box.check_folders()  # before anything moves: never into a special-use folder
     uidvalidity = box.select()
     position = store.mailbox_position(imap.folder)
     # A new UIDVALIDITY invalidates every UID we knew: re-scan; sha256 dedup prevents repeats.
@@ -417,6 +418,7 @@ def retry_failed(settings: Settings, store: Store, out: Storage, summary: RunSum
     done: list[Retried] = []
     claimed: set[tuple[str, int]] = set()
     with Mailbox(imap) as box:
+        box.check_folders()
         for record in records:
             key = (record["folder"], record["uidvalidity"], record["uid"])
             found = _locate(box, imap.failed_folder, record, claimed)

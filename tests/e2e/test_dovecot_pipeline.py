@@ -1,4 +1,9 @@
-"""The whole pipeline against a real Dovecot: the simulator mails reports into it."""
+"""The whole pipeline against real IMAP servers: the simulator mails reports into them.
+
+Each server of :data:`SERVER_KINDS` in turn: Dovecot, Dovecot and Cyrus with the personal
+namespace under ``INBOX.`` (cPanel, Courier, older Cyrus), and Cyrus in its default
+namespace. The processed folder must hold the emails under the name that server gives it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.state.store import Store, WindowState
 from tests.support.archive import archive_files, assert_archive_matches, expected_rows
-from tests.support.dovecot import Dovecot
+from tests.support.imapservers import SERVER_KINDS, ImapServer, server_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -28,8 +33,8 @@ PROCESSED = "certainly-ingest/processed"
 
 
 @pytest.fixture
-def delivery(fresh_dovecot: Dovecot) -> ImapDelivery:
-    return ImapDelivery(fresh_dovecot.host, fresh_dovecot.port, USER, PASSWORD, folder="INBOX")
+def delivery(imap_server: ImapServer) -> ImapDelivery:
+    return ImapDelivery(imap_server.host, imap_server.port, USER, PASSWORD, folder="INBOX")
 
 
 @pytest.fixture
@@ -39,7 +44,7 @@ def simulator(delivery: ImapDelivery) -> Iterator[CertainlySimulator]:
         yield sim
 
 
-def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Settings:
+def settings_for(sim: CertainlySimulator, server: ImapServer, workdir: Path) -> Settings:
     return explicit_settings(
         certainly={
             "base_url": sim.base_url,
@@ -49,8 +54,8 @@ def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Se
         },
         requester={"window_days": 15, "poll_interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2},
         imap={
-            "host": dovecot.host,
-            "port": dovecot.port,
+            "host": server.host,
+            "port": server.port,
             "security": "none",
             "username": USER,
             "password": PASSWORD,
@@ -76,23 +81,23 @@ def stranger_email() -> bytes:
     return msg.as_bytes()
 
 
-def folder_counts(dovecot: Dovecot) -> dict[str, int]:
-    with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+def folder_counts(server: ImapServer) -> dict[str, int]:
+    """Messages per folder, by the name this server gives each (see :func:`server_name`)."""
+    with IMAPClient(server.host, port=server.port, ssl=False, timeout=10) as client:
         client.login(USER, PASSWORD)
-        separator = client.list_folders("", "")[0][1].decode()  # Dovecot maildir: "."
         counts = {}
-        for folder in ("INBOX", PROCESSED):
-            if client.folder_exists(folder.replace("/", separator)):
-                status = client.folder_status(folder.replace("/", separator), [b"MESSAGES"])
-                counts[folder] = status[b"MESSAGES"]
+        for folder in ("INBOX", server_name(server, PROCESSED)):
+            if client.folder_exists(folder):
+                counts[folder] = client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"]
         return counts
 
 
+@pytest.mark.parametrize("imap_server", SERVER_KINDS, indirect=True)
 def test_backfill_through_dovecot_archives_everything_once(
-    simulator: CertainlySimulator, fresh_dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
+    simulator: CertainlySimulator, imap_server: ImapServer, delivery: ImapDelivery, tmp_path: Path
 ) -> None:
     delivery.deliver(stranger_email())
-    settings = settings_for(simulator, fresh_dovecot, tmp_path)
+    settings = settings_for(simulator, imap_server, tmp_path)
     with Store.open(settings.state.path) as store:
         planned = plan_backfill(store, BOTS, START, END, window_days=15)
         summary = run_until_done(settings, store, timeout=120)
@@ -103,14 +108,16 @@ def test_backfill_through_dovecot_archives_everything_once(
     assert summary.rows_written == len(truth)
     assert summary.rows_read == summary.rows_written + summary.rows_duplicate + summary.rows_rejected
     assert summary.emails_ignored == 1 and not summary.needs_attention
-    # The look-alike stays where it was; every report email moved to the processed folder.
-    assert folder_counts(fresh_dovecot) == {"INBOX": 1, PROCESSED: len(planned)}
+    # The look-alike stays where it was; every report email moved to the processed folder,
+    # inside the server's personal namespace (INBOX.certainly-ingest.processed when prefixed).
+    assert folder_counts(imap_server) == {"INBOX": 1, server_name(imap_server, PROCESSED): len(planned)}
 
 
+@pytest.mark.parametrize("imap_server", ["dovecot", "cyrus-inbox-prefix"], indirect=True)
 def test_second_run_writes_nothing_and_redelivery_is_skipped(
-    simulator: CertainlySimulator, fresh_dovecot: Dovecot, delivery: ImapDelivery, tmp_path: Path
+    simulator: CertainlySimulator, imap_server: ImapServer, delivery: ImapDelivery, tmp_path: Path
 ) -> None:
-    settings = settings_for(simulator, fresh_dovecot, tmp_path)
+    settings = settings_for(simulator, imap_server, tmp_path)
     with Store.open(settings.state.path) as store:
         plan_backfill(store, BOTS[:1], START, date(2024, 1, 20), window_days=15)
         run_until_done(settings, store, timeout=120)
@@ -120,9 +127,9 @@ def test_second_run_writes_nothing_and_redelivery_is_skipped(
         assert (again.emails_seen, again.rows_written, again.files_written) == (0, 0, 0)
 
         # The vendor sends the same report twice: the copy is recognised by its bytes.
-        with IMAPClient(fresh_dovecot.host, port=fresh_dovecot.port, ssl=False, timeout=10) as client:
+        with IMAPClient(imap_server.host, port=imap_server.port, ssl=False, timeout=10) as client:
             client.login(USER, PASSWORD)
-            client.select_folder(PROCESSED.replace("/", client.list_folders("", "")[0][1].decode()))
+            client.select_folder(server_name(imap_server, PROCESSED))
             uid = client.search("ALL")[0]
             raw = client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"]
         delivery.deliver(raw)
@@ -131,4 +138,4 @@ def test_second_run_writes_nothing_and_redelivery_is_skipped(
 
     assert archive_files(tmp_path / "archive") == files_before
     assert_archive_matches(tmp_path / "archive", expected_rows(BOTS[:1], START, date(2024, 1, 20)))
-    assert folder_counts(fresh_dovecot)["INBOX"] == 0
+    assert folder_counts(imap_server)["INBOX"] == 0

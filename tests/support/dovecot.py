@@ -38,7 +38,16 @@ import pytest
 
 from tests.support.tls import TestCerts
 
-__all__ = ["DEFAULT_USERS", "Dovecot", "dovecot_available", "free_port", "private_dovecot", "require_dovecot"]
+__all__ = [
+    "DEFAULT_USERS",
+    "Dovecot",
+    "add_mode_bits",
+    "dovecot_available",
+    "free_port",
+    "private_dovecot",
+    "reap_session",
+    "require_dovecot",
+]
 
 DEFAULT_USERS: Mapping[str, str] = MappingProxyType({"owner@example.test": "secret"})
 
@@ -92,6 +101,9 @@ class Dovecot:
     ``users`` maps login names to plain-text passwords. With ``tls`` the plain port
     requires STARTTLS (``ssl = required``) and an implicit-TLS port is opened too. With
     ``oauth2_introspection_url`` XOAUTH2 and OAUTHBEARER are checked against that URL.
+    With ``personal_prefix`` (``"INBOX."``) the personal namespace has that prefix and
+    ``.`` as separator, as cPanel's Dovecot and Courier have; ``special_use`` maps folder
+    names (within that namespace) to a special-use flag, each created at login.
     """
 
     def __init__(
@@ -100,6 +112,8 @@ class Dovecot:
         users: Mapping[str, str] = DEFAULT_USERS,
         tls: TestCerts | None = None,
         oauth2_introspection_url: str | None = None,
+        personal_prefix: str | None = None,
+        special_use: Mapping[str, str] | None = None,
     ) -> None:
         for user, password in users.items():
             # passwd-file is colon- and line-separated; anything else would corrupt it.
@@ -109,6 +123,8 @@ class Dovecot:
         self._users = dict(users)
         self._tls = tls
         self._oauth2_url = oauth2_introspection_url
+        self._personal_prefix = personal_prefix
+        self._special_use = dict(special_use or {})
         self._conf = self._workdir / "dovecot.conf"
         self._log = self._workdir / "dovecot.log"
         self._base_dir: Path | None = None
@@ -201,10 +217,10 @@ class Dovecot:
                     check=False,
                 )
             except subprocess.TimeoutExpired:
-                pass  # _reap_session below kills whatever is left
+                pass  # reap_session below kills whatever is left
         pid = self._master_pid or self._read_master_pid_or_none()
         if pid is not None:
-            self._reap_session(pid)
+            reap_session(pid, _STOP_TIMEOUT_S)
         if self._own_base_dir:
             shutil.rmtree(self._base_dir, ignore_errors=True)
         self._base_dir = None
@@ -287,6 +303,7 @@ class Dovecot:
             f"    port = {self._imaps_port}\n"
             "  }\n"
             "}\n"
+            f"{self._namespace_block()}"
             f"{oauth2_passdb}"
             "passdb {\n"
             "  driver = passwd-file\n"
@@ -300,19 +317,47 @@ class Dovecot:
             encoding="utf-8",
         )
 
+    @property
+    def personal_prefix(self) -> str:
+        """The personal namespace's prefix ("" unless started with ``personal_prefix``)."""
+        return self._personal_prefix or ""
+
+    @property
+    def separator(self) -> str:
+        """The hierarchy separator: ``.`` (maildir's default, and the prefixed namespace's)."""
+        return "."
+
+    def _namespace_block(self) -> str:
+        """A personal namespace with a prefix and special-use folders, when asked for;
+        else none (Dovecot's default: no prefix, maildir's ``.``)."""
+        if self._personal_prefix is None and not self._special_use:
+            return ""
+        mailboxes = "".join(
+            f'  mailbox "{name}" {{\n    auto = create\n    special_use = {flag}\n  }}\n'
+            for name, flag in self._special_use.items()
+        )
+        return (
+            "namespace inbox {\n"
+            "  inbox = yes\n"
+            "  separator = .\n"
+            f"  prefix = {self.personal_prefix}\n"
+            f"{mailboxes}"
+            "}\n"
+        )
+
     def _fix_permissions(self) -> None:
         """Let user ``dovecot`` reach the workdir and own the mail (see module docstring)."""
         assert self._base_dir is not None
         shutil.chown(self._workdir / "mail", user="dovecot", group="dovecot")
         for directory in (self._base_dir, *self._base_dir.parents):
             if directory.exists():
-                _add_mode_bits(directory, 0o755)
+                add_mode_bits(directory, 0o755)
         for directory in (self._workdir, *self._workdir.parents):
-            _add_mode_bits(directory, 0o755)
+            add_mode_bits(directory, 0o755)
         # Read by the auth process, which runs as dovecot.
         for name in ("users", "oauth2.conf.ext"):
             if (self._workdir / name).exists():
-                _add_mode_bits(self._workdir / name, 0o644)
+                add_mode_bits(self._workdir / name, 0o644)
 
     def _launch(self) -> None:
         """Run ``dovecot -c <conf>``, which forks the master into the background.
@@ -388,27 +433,28 @@ class Dovecot:
             return "(no log file)"
         return "\n".join(lines[-_LOG_TAIL_LINES:])
 
-    def _reap_session(self, master_pid: int) -> None:
-        """Wait for the master and its children to exit; SIGKILL stragglers.
 
-        The daemonized master calls setsid(), so every Dovecot child shares the master's
-        pid as session id; that finds them even after the master is gone.
-        """
-        deadline = time.monotonic() + _STOP_TIMEOUT_S
-        while (pids := _session_pids(master_pid)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not pids:
-            return
-        if _alive(master_pid) and master_pid not in pids:
-            pids.append(master_pid)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+def reap_session(master_pid: int, timeout: float) -> None:
+    """Wait for a daemon's master and its children to exit; SIGKILL stragglers.
+
+    A daemonized master (Dovecot's, Cyrus's) calls setsid(), so every child shares the
+    master's pid as session id; that finds them even after the master is gone.
+    """
+    deadline = time.monotonic() + timeout
+    while (pids := _session_pids(master_pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not pids:
+        return
+    if _alive(master_pid) and master_pid not in pids:
+        pids.append(master_pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
-def _add_mode_bits(path: Path, bits: int) -> None:
+def add_mode_bits(path: Path, bits: int) -> None:
     """OR ``bits`` into ``path``'s mode; never removes bits (``/tmp`` keeps 1777)."""
     mode = path.stat().st_mode & 0o7777
     if mode | bits != mode:
