@@ -132,13 +132,23 @@ def _import_file(
         )
 
 
-def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
-    """Archive each report file of an email. Returns the email's outcome."""
+def archive_email(
+    root: Storage | Path,
+    store: Store,
+    parsed: ParsedEmail,
+    summary: RunSummary,
+    account: tuple[str, ...] = (),
+) -> str:
+    """Archive each report file of an email sent to ``account`` (its normalised addresses,
+    :func:`ingest.mail.recipients.account_addresses`; empty: not checked). Returns the
+    email's outcome."""
     for problem in parsed.problems:
         summary.problems.append(f"email {parsed.message_id}: {problem}")
     if not parsed.reports:
         return "no_report" if not parsed.problems else "quarantined"
-    outcomes = {archive_report(root, store, report, parsed, summary) for report in parsed.reports}
+    outcomes = {
+        archive_report(root, store, report, parsed, summary, account=account) for report in parsed.reports
+    }
     if outcomes <= {"archived", "duplicate"} and not parsed.problems:
         return "archived"
     return "unmatched" if "unmatched" in outcomes else "quarantined"
@@ -169,6 +179,7 @@ def archive_report(
     provenance: dict[str, object] | None = None,
     on_rows: Callable[[int], None] | None = None,
     report_id: int = MESSAGE_REPORT_ID,
+    account: tuple[str, ...] = (),
 ) -> str:
     """Match one report file to its window (or take ``bot_id`` for an import), then read,
     check and write it in bounded memory (ingest.archive.stream), and record it.
@@ -187,7 +198,7 @@ def archive_report(
     named = True  # an import names its bot by hand
     if bot_id is None:
         bots = {w.bot_id for w in store.windows()}
-        found = match_window(store, Evidence.of(report.filename, parsed, bots))
+        found = match_window(store, Evidence.of(report.filename, parsed, bots, account))
         window, named = found.window, found.named
         if window is None:
             return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)

@@ -9,8 +9,11 @@ not its own. So a report matches a window only when nothing it says contradicts 
 * dates stated in the file name must be the window's first and last day; dates stated in
   the subject or body must include both;
 * a report type named (``standard_report_...``) must be the window's;
-* the server must have received the email (IMAP INTERNALDATE) no earlier than the window's
-  export was first requested, less :data:`CLOCK_SKEW` seconds;
+* its To or Cc must name one of the account's addresses (:mod:`ingest.mail.recipients`):
+  another account's genuine report, forwarded here, is nobody's window;
+* the server must have received the email (IMAP INTERNALDATE), and the email must say it
+  was sent (its Date header, signed by the vendor), no earlier than the window's export
+  was first requested, less :data:`CLOCK_SKEW` seconds;
 * a report that names no bot matches only when exactly one accepted window could have
   produced it.
 
@@ -117,15 +120,24 @@ class Evidence:
     email: Claims  # subject and body: speak for every report of the email
     several: bool  # the email carries several reports (its text may name each of them)
     received_at: float | None  # IMAP INTERNALDATE, epoch seconds
+    sent_at: float | None = None  # its Date header, epoch seconds
+    elsewhere: str | None = None  # why it was not sent to this account (None: it was, or unknown)
 
     @classmethod
-    def of(cls, filename: str, parsed: ParsedEmail, known_bots: set[str]) -> Evidence:
+    def of(
+        cls, filename: str, parsed: ParsedEmail, known_bots: set[str], account: tuple[str, ...] = ()
+    ) -> Evidence:
         subject = Claims.of([parsed.subject or ""], known_bots)
         # Free prose: a short bot id ("a") may be a word of it, so only the vendor's forms
         # and UUIDs count there, not every id this job knows.
         body = Claims.of([parsed.body_text], set())
         return cls(
-            Claims.of([filename], known_bots), subject | body, len(parsed.reports) > 1, parsed.received_at
+            Claims.of([filename], known_bots),
+            subject | body,
+            len(parsed.reports) > 1,
+            parsed.received_at,
+            parsed.addressing.sent_at,
+            parsed.addressing.refusal(account),
         )
 
     @property
@@ -179,6 +191,8 @@ def disagreement(window: Window, evidence: Evidence) -> str | None:
 def match_window(store: Store, evidence: Evidence) -> Match:
     """The one window ``evidence`` agrees with (see the module's rules), or why none."""
     named = evidence.named
+    if evidence.elsewhere:  # another account's report: no window of ours, whatever it names
+        return Match(None, evidence.elsewhere, named)
     states = WAITING if named and evidence.dated else (S.ACCEPTED,)
     windows = store.windows(states=states)
     refusals: list[str] = []
@@ -200,6 +214,9 @@ def match_window(store: Store, evidence: Evidence) -> Match:
             and evidence.received_at < asked - CLOCK_SKEW
         ):
             refusals.append(f"the server received it before window {window.id}'s export was requested")
+            continue
+        if evidence.sent_at is not None and asked is not None and evidence.sent_at < asked - CLOCK_SKEW:
+            refusals.append(f"its Date header is before window {window.id}'s export was requested")
             continue
         candidates.append(window)
     if len(candidates) == 1:
