@@ -188,6 +188,47 @@ def disagreement(window: Window, evidence: Evidence) -> str | None:
     return None
 
 
+def too_early(store: Store, window: Window, evidence: Evidence) -> str | None:
+    """Why the email cannot answer ``window``'s export for being older than its request
+    (received, or sent by its own Date header), or None."""
+    asked = requested_at(store, window)
+    if asked is None:
+        return None
+    if evidence.received_at is not None and evidence.received_at < asked - CLOCK_SKEW:
+        return f"the server received it before window {window.id}'s export was requested"
+    if evidence.sent_at is not None and evidence.sent_at < asked - CLOCK_SKEW:
+        return f"its Date header is before window {window.id}'s export was requested"
+    return None
+
+
+def closed_without_a_name(store: Store, evidence: Evidence) -> Window | None:
+    """The one archived window this report (naming no bot, sent to this account) would
+    have answered, had a report naming no bot not closed it first: the two are in
+    conflict, and a person decides (``ingest resolve``). None when no such window, or more."""
+    if evidence.named or evidence.elsewhere:
+        return None
+    found = [
+        window
+        for window in store.windows(states=(S.ARCHIVED,))
+        if disagreement(window, evidence) is None
+        and too_early(store, window, evidence) is None
+        and unnamed_closure(store, window) is not None
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def unnamed_closure(store: Store, window: Window, other_than: str = "") -> dict[str, object] | None:
+    """The archived report that closed ``window`` without naming a bot, if one did."""
+    for earlier in store.window_attachments(window.id):
+        if (
+            earlier["sha256"] != other_than
+            and earlier["outcome"] == "archived"
+            and earlier["reason"] == UNNAMED
+        ):
+            return earlier
+    return None
+
+
 def match_window(store: Store, evidence: Evidence) -> Match:
     """The one window ``evidence`` agrees with (see the module's rules), or why none."""
     named = evidence.named
@@ -207,16 +248,9 @@ def match_window(store: Store, evidence: Evidence) -> Match:
                     f"does not fit: {differs}"
                 )
             continue
-        asked = requested_at(store, window)
-        if (
-            evidence.received_at is not None
-            and asked is not None
-            and evidence.received_at < asked - CLOCK_SKEW
-        ):
-            refusals.append(f"the server received it before window {window.id}'s export was requested")
-            continue
-        if evidence.sent_at is not None and asked is not None and evidence.sent_at < asked - CLOCK_SKEW:
-            refusals.append(f"its Date header is before window {window.id}'s export was requested")
+        early = too_early(store, window, evidence)
+        if early:
+            refusals.append(early)
             continue
         candidates.append(window)
     if len(candidates) == 1:
