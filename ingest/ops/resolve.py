@@ -27,7 +27,7 @@ from typing import Any
 
 from ingest.archive import audit
 from ingest.archive.forget import forget, plan
-from ingest.archive.layout import original_key, reasons_key
+from ingest.archive.layout import original_key, reasons_key, rejected_rows_key
 from ingest.archive.sourcerows import SourceSelection
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.errors import ConfigError, IngestError
@@ -137,7 +137,8 @@ def _archive_kept(
     out: Storage, store: Store, window: Window, kept: dict[str, Any], summary: RunSummary
 ) -> None:
     """Archive a report kept aside in conflict for ``window``, from its quarantined
-    original; then the original goes (its bytes are the raw copy now)."""
+    original; then the original and the conflict's reason go (its bytes are the raw copy
+    now). Killed before, the next ``ingest resolve`` archives it (it is still in conflict)."""
     sha, name = str(kept["sha256"]), str(kept["filename"])
     key = original_key(sha, name)
     provenance = _provenance(out, sha)
@@ -161,6 +162,9 @@ def _archive_kept(
             "the others were rejected: see ingest status"
         )
     out.delete(key)
+    # The conflict's reason goes too, unless the report's rejected rows are kept there now.
+    if not out.exists(rejected_rows_key(sha)):
+        out.delete(reasons_key(sha))
 
 
 def _provenance(out: Storage, sha: str) -> dict[str, Any]:

@@ -177,6 +177,8 @@ def test_a_second_report_for_a_window_an_unnamed_report_closed_is_a_conflict_the
     assert resolved[0]["kept"] == second["sha256"] and resolved[0]["window"] == 1
     assert [r["sha256"] for r in resolved[0]["rejected"]] == [first["sha256"]]
     assert list((rig.archive / "manifests").glob("erasure-*.json")), "the removal is recorded like an erasure"
+    aside = rig.archive / "quarantine" / str(second["sha256"])
+    assert not list(aside.glob("*")) if aside.exists() else True, "the kept report is archived, not aside"
     code, out = rig.cli("verify")
     assert code == 0, out
     code, status = rig.cli("status")

@@ -62,6 +62,9 @@ def test_a_report_naming_the_account_in_to_or_cc_is_ours(headers: str) -> None:
         ("To: =?utf-8?q?owner=40example.com?=", "malformed"),  # an encoded word is no address
         ("To: owner@example.com <ops@other.test>", "malformed"),  # read two ways
         ("To: owner@example.com\nTo: ops@other.test", "2 To headers"),  # which did DKIM sign?
+        ("TO: owner@example.com\nto: ops@other.test", "2 To headers"),  # names compare without case
+        ('To: "owner@example.com": ops@other.test;', "addressed to ops@other.test"),  # a group's name
+        ("To: owner@[192.0.2.1]", "malformed"),  # a domain literal is no account address
         ("To: ops@other.test\nTo: owner@example.com", "2 To headers"),
         ("To: owner@example.com\nCc: a@x.test\nCc: b@x.test", "2 Cc headers"),
         (
