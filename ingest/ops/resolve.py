@@ -14,7 +14,9 @@ archived leaves the tables through the erasure engine (:mod:`ingest.archive.forg
 files vacuumed at once, an erasure record, an audit record); one that was kept aside stays
 in ``quarantine/`` as the evidence of what arrived. A kept report that was aside is then
 archived for the window from its quarantined original. Every resolution leaves one audit
-record naming the window, the report kept and those rejected. Dry run unless ``apply``.
+record naming the window, the report kept and those rejected. Rows under a legal hold are
+never removed: the resolution is refused (exit 1) until a person lifts the hold. Dry run
+unless ``apply``.
 Run again after a crash, it finishes what is left (each step is idempotent).
 """
 
@@ -22,15 +24,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ingest.archive import audit
-from ingest.archive.forget import forget, plan
+from ingest.archive import audit, holds
+from ingest.archive.forget import Plan, forget, plan
 from ingest.archive.layout import original_key, reasons_key, rejected_rows_key
 from ingest.archive.sourcerows import SourceSelection
 from ingest.archive.storage import LocalStorage, Storage
-from ingest.errors import ConfigError, IngestError
+from ingest.errors import ConfigError, IngestError, UnderLegalHold
 from ingest.mail.attachments import ParsedEmail, ReportFile
 from ingest.pipeline.intake import archive_report
 from ingest.pipeline.summary import RunSummary
@@ -100,6 +103,7 @@ def resolve(
             continue
         selection = SourceSelection(str(other["sha256"]), window.bot_id)
         found = plan(out, selection, kind="resolve")
+        _refuse_held(out, found, str(other["sha256"]))
         done.rows_removed += sum(found.rows_by_table().values())
         if not apply:
             continue
@@ -131,6 +135,19 @@ def resolve(
     done.audit = audit.append(out, body, actor=actor, reason=reason)
     done.applied = True
     return done
+
+
+def _refuse_held(out: Storage, found: Plan, sha: str) -> None:
+    """Held data is never removed, whoever's it may be: a person lifts the hold first."""
+    in_force = holds.active(out)
+    for change in found.files:
+        covering = holds.covering(in_force, change.bot_id, date.fromisoformat(change.day))
+        if covering:
+            raise UnderLegalHold(
+                f"refused: rows of report {sha[:16]} on {change.bot_id} {change.day} are under legal hold "
+                f"{covering[0].id} ({covering[0].span()}): {covering[0].reason}",
+                hint="a person decides: lift it with `ingest hold remove` first, or keep that report",
+            )
 
 
 def _archive_kept(
