@@ -216,6 +216,10 @@ def archive_report(
             closed = closed_without_a_name(store, evidence)
             if closed is not None:
                 return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, closed)
+            if evidence.elsewhere:  # another account's mail: say which email, whatever the log format
+                summary.problems.append(
+                    f"email {parsed.message_id or '?'} ({report.filename}): {evidence.elsewhere}"
+                )
             return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
         if named and window.state is S.ARCHIVED and unnamed_closure(store, window, sha) is not None:
             return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, window)

@@ -111,12 +111,14 @@ def test_another_accounts_genuine_reports_are_never_archived_and_every_window_ge
         assert sim.wait_idle(WAIT) and len(sim.outbox) == sent + 1, out
         ours = sim.outbox[-1]
         window = accepted_window(tmp_path)
-        append(their_report(*window))  # right after the POST, before our own report
+        theirs = their_report(*window)
+        append(theirs)  # right after the POST, before our own report
         append(received_by_our_mx(ours))
         code, out = cli("run")
         outputs.append(out)
         assert code == 1, out  # the foreign report needs a person
         assert f"addressed to {STRANGER}, not to this account" in out, out
+        assert f"attention: email {message_id_of(theirs)}" in out, out  # the email named
 
     # Every window archived its own report; not one row of the other account's: the archive
     # is exactly the simulator's rows of our bots (ids, contents, bots, days).
@@ -145,6 +147,13 @@ class _Account:
 
 def dovecot_account(dovecot: Dovecot) -> _Account:
     return _Account(dovecot)
+
+
+def message_id_of(raw: bytes) -> str:
+    head = raw.split(b"\r\n\r\n", 1)[0].decode()
+    return next(
+        line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.lower().startswith("message-id:")
+    )
 
 
 def accepted_window(workdir: Path) -> tuple[date, date]:
