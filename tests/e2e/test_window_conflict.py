@@ -148,12 +148,12 @@ def test_a_second_report_for_a_window_an_unnamed_report_closed_is_a_conflict_the
     assert str(first["sha256"]) in page and str(second["sha256"]) in page
     assert first_id.strip("<>") in page and message_id_of(genuine).strip("<>") in page
 
-    # A dry run changes nothing; a too-short or unknown --keep is refused (exit 2).
+    # A dry run changes nothing; a --keep naming no report is refused (exit 2).
     code, out = rig.cli("resolve", "--window", "1", "--keep", str(second["sha256"])[:12])
     assert code == 0 and "dry run" in out and "rows to remove: 1" in out, out
-    assert rig.cli("resolve", "--window", "1", "--keep", "abc")[0] == 2
-    assert rig.cli("resolve", "--window", "1", "--keep", "f" * 64, "--reason", "x", "--apply")[0] == 2
-    assert rig.cli("resolve", "--window", "9", "--keep", str(second["sha256"]), "--apply")[0] == 2
+    assert (
+        rig.cli("resolve", "--window", "1", "--keep", "abc")[0] == 2
+    )  # the rest: tests/integration/test_resolve.py
     assert "ANONYMOUS" in read_archive(rig.archive)["message"].to_list()
 
     code, out = rig.cli(
