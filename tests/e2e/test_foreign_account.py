@@ -125,6 +125,12 @@ def test_another_accounts_genuine_reports_are_never_archived_and_every_window_ge
     assert window_states(tmp_path) == {"archived"}
     assert_archive_matches(tmp_path / "archive", expected_rows(BOTS, START, END))
     assert read_archive(tmp_path / "archive").height == len(expected_rows(BOTS, START, END))
+    # The foreign emails are left where they arrived; ours moved on to the processed folder.
+    with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+        client.login(MAILBOX, PASSWORD)
+        client.select_folder("INBOX", readonly=True)
+        assert len(client.search(["ALL"])) == 4
+        assert len(client.search(["TO", STRANGER])) == 4
     # Each foreign email is kept aside as unmatched with its reason (the two bots' windows
     # share dates, so the other account's two exports of those dates have the same bytes).
     with closing(sqlite3.connect(tmp_path / "state.sqlite")) as conn:
