@@ -37,6 +37,11 @@ from ingest.settings import Settings, address_problem
 RECIPIENT_HEADERS = ("To", "Cc")
 #: Addresses named in a refusal (a list of hundreds is cut short).
 SHOWN = 3
+#: Longest To or Cc value read (the vendor's names one address; the stdlib's address parsers
+#: take seconds on a few hundred KB, and recurse once per nested comment).
+MAX_CHARS = 8192
+#: Deepest comment nesting read, ``((...))``.
+MAX_NESTING = 8
 
 
 def account_addresses(settings: Settings) -> tuple[str, ...]:
@@ -123,10 +128,12 @@ def _raw_values(message: Message, name: str) -> list[str]:
 def _addresses(name: str, value: str) -> tuple[list[str], str | None]:
     """The addr-specs of one To or Cc value, or why it is refused: read by the stdlib's
     ``getaddresses`` and by the standard header parser, which must agree."""
+    if len(value) > MAX_CHARS or _nesting(value) > MAX_NESTING:
+        return [], f"its {name} header is too long or too deeply nested to read"
     try:
         listed = [addr for _, addr in email.utils.getaddresses([value]) if addr]
         header = email.policy.default.header_factory(name, value)
-    except (ValueError, IndexError, TypeError):
+    except (ValueError, IndexError, TypeError, RecursionError):
         return [], f"its {name} header cannot be read"
     parsed = [a.addr_spec for a in getattr(header, "addresses", ()) if a.username or a.domain]
     found = [normalised(a) for a in listed]
@@ -139,14 +146,26 @@ def _addresses(name: str, value: str) -> tuple[list[str], str | None]:
     return [a for a in found if a], None
 
 
+def _nesting(value: str) -> int:
+    """The deepest parenthesis nesting in ``value`` (quoting ignored: an upper bound)."""
+    depth = deepest = 0
+    for char in value:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(0, depth - 1)
+    return deepest
+
+
 def _sent_at(values: list[str]) -> float | None:
     """The Date header's moment (epoch seconds), None when absent or unreadable."""
     if not values:
         return None
     try:
         moment = email.utils.parsedate_to_datetime(values[0])
-    except (TypeError, ValueError, IndexError):
+        if moment.tzinfo is None:  # "-0000" (RFC 5322): the time is UTC, the sender's zone unknown
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):  # year 0, offset +9999 ...
         return None
-    if moment.tzinfo is None:  # "-0000" (RFC 5322): the time is UTC, the sender's zone unknown
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()

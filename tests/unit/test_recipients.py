@@ -65,6 +65,8 @@ def test_a_report_naming_the_account_in_to_or_cc_is_ours(headers: str) -> None:
         ("TO: owner@example.com\nto: ops@other.test", "2 To headers"),  # names compare without case
         ('To: "owner@example.com": ops@other.test;', "addressed to ops@other.test"),  # a group's name
         ("To: owner@[192.0.2.1]", "malformed"),  # a domain literal is no account address
+        ("To: " + "(" * 5000 + "owner@example.com" + ")" * 5000, "too deeply nested"),  # no recursion
+        ("To: " + ", ".join(f"u{i}@x.test" for i in range(20000)) + ", owner@example.com", "too long"),
         ("To: ops@other.test\nTo: owner@example.com", "2 To headers"),
         ("To: owner@example.com\nCc: a@x.test\nCc: b@x.test", "2 Cc headers"),
         (
