@@ -123,6 +123,11 @@ def resolve(
         _archive_kept(out, store, window, kept, done.summary)
     else:  # a person vouched for it: no longer a report that named nothing
         store.settle_attachment(str(kept["sha256"]), "archived", None)
+    # The window's row count is its archived reports' from now on (status sums them).
+    kept_rows = sum(
+        a["rows_written"] for a in store.window_attachments(window.id) if a["outcome"] == "archived"
+    )
+    store.transition(window.id, window.state, rows_archived=kept_rows)
     body = {
         "kind": "resolve",
         **meta,

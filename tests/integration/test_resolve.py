@@ -65,6 +65,7 @@ def test_held_rows_are_never_removed_until_the_hold_is_lifted(
     assert done.applied and done.rows_removed == 1
     assert_archive_matches(out.root, truth_of(report(BOT, START, END)))
     assert verify_archive(out).ok
+    assert store.window(1).rows_archived == len(report(BOT, START, END).rows)  # not the anonymous 1
 
 
 def test_a_resolution_killed_after_the_removal_is_finished_by_running_it_again(
