@@ -1052,6 +1052,50 @@ def hold_remove(
     out.print(inert(f"hold {hold.id} on bot {hold.bot_id} lifted"))
 
 
+@app.command()
+def resolve(
+    window: Annotated[int, typer.Option("--window", help="The window in conflict (see `ingest status`).")],
+    keep: Annotated[
+        str, typer.Option("--keep", help="The right report: its sha256, or 8+ characters of it.")
+    ],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why it is the right one (kept in the audit log).")
+    ] = "",
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Act; without it, only show what would happen.")
+    ] = False,
+) -> None:
+    """Settle a window whose reports are in conflict (a report naming no bot closed it, and
+    another came for it): keep one; every other one's rows leave the tables, recorded like an
+    erasure, with an audit record. Dry run unless --apply.
+
+    Example: ingest resolve --window 7 --keep 3fa2c1d0 --reason "vendor ticket 881" --apply
+    """
+    from ingest.ops.erasure import actor_of
+    from ingest.ops.resolve import resolve as settle
+
+    settings = load_settings()
+    with job(settings) as (store, storage):
+        done = settle(storage, store, window, keep, reason=reason, actor=actor_of(settings), apply=apply)
+    w = done.window
+    verb = "keeps" if done.applied else "would keep"
+    out.print(
+        inert(
+            f"window {w.id} ({w.bot_id} {w.from_date}..{w.to_date}) {verb} "
+            f"{done.kept['filename']} (sha256 {str(done.kept['sha256'])[:16]})"
+        )
+    )
+    for other in done.rejected:
+        gone = "its rows leave the tables" if other["outcome"] == "archived" else "it stays in quarantine"
+        out.print(inert(f"  rejected: {other['filename']} (sha256 {str(other['sha256'])[:16]}): {gone}"))
+    out.print(f"rows {'removed' if done.applied else 'to remove'}: {done.rows_removed}")
+    if done.applied:
+        out.print(inert(f"audit: {done.audit}" + "".join(f"; erasure record {e}" for e in done.erasures)))
+        print_problems(done.summary.problems)
+    else:
+        out.print("dry run: nothing changed; add --reason TEXT --apply to act")
+
+
 @contextmanager
 def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     """What every command that writes does first: hold the job lock, open the state store,

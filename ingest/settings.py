@@ -94,6 +94,14 @@ def sender_problem(entry: str) -> str | None:
     return None
 
 
+def address_problem(entry: str) -> str | None:
+    """Why ``entry`` is not one email address (``local@domain``); None if it is."""
+    local, at, domain = entry.rpartition("@")
+    if not at or not _LOCAL_PART.fullmatch(local) or not _DOMAIN.fullmatch(domain):
+        return f"{_shown(entry)} is not an email address"
+    return None
+
+
 def _shown(value: str) -> str:
     """A non-secret input, quoted and cut short, for an error message."""
     return repr(value if len(value) <= 80 else value[:77] + "...")
@@ -157,8 +165,15 @@ class CertainlySettings(BaseModel):
         default_factory=list, description="Bot ids kept current by `ingest run` (letters, digits, '-', '_')."
     )
 
-    _split = field_validator("bots", mode="before")(_split_list)
+    account_email: CommaList = Field(
+        default_factory=list,
+        description="The token owner's address(es) reports are sent to (aliases too); "
+        "default: INGEST_IMAP__USERNAME when it is an address. Mail addressed elsewhere is never matched.",
+    )
+
+    _split = field_validator("bots", "account_email", mode="before")(_split_list)
     _check = field_validator("bots", mode="after")(_entries_checked_by(bot_id_problem))
+    _check_account = field_validator("account_email", mode="after")(_entries_checked_by(address_problem))
 
 
 class RequesterSettings(BaseModel):

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from ingest.errors import OutputError, ReportRejected, described
+from ingest.mail.recipients import Addressing
 
 CSV_TYPES = {"text/csv", "application/csv", "text/comma-separated-values", "application/vnd.ms-excel"}
 GENERIC_TYPES = {"application/octet-stream", "text/plain", "application/x-csv"}
@@ -92,6 +93,8 @@ class ParsedEmail:
     body_text: str = ""
     #: When the mail server received it (IMAP INTERNALDATE, epoch seconds), if known.
     received_at: float | None = None
+    #: Its To, Cc and Date headers, read strictly: whose report it is, and when it was sent.
+    addressing: Addressing = field(default_factory=Addressing)
 
 
 def safe_name(name: str | None, fallback: str = "attachment") -> str:
@@ -380,6 +383,7 @@ def _parsed(message: EmailMessage) -> ParsedEmail:
         date=_header(message, "Date"),
         subject=_header(message, "Subject"),
         authentication_results=[str(v) for v in message.get_all("Authentication-Results", [])],
+        addressing=Addressing.of(message),
     )
 
 

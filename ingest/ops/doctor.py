@@ -25,6 +25,7 @@ from ingest.errors import IngestError
 from ingest.mail.authresults import topmost_of_ours
 from ingest.mail.folders import check_folder_settings, configured_targets
 from ingest.mail.mailbox import Mailbox
+from ingest.mail.recipients import account_addresses
 from ingest.mail.senders import raw_header_values
 from ingest.request.client import Outcome, classify_answer, client_from
 from ingest.settings import Settings, transport_warnings
@@ -52,6 +53,7 @@ def run_checks(settings: Settings) -> list[Check]:
         check_temp(settings),
         check_transport(settings),
         check_api(settings),
+        check_account(settings),
         *check_imap(settings),
         check_sender_authentication(settings),
     ]
@@ -347,3 +349,26 @@ def _folder_check(box: Mailbox) -> Check:
     for sender in box.settings.allowed_senders:
         count += box.count(["FROM", sender.lstrip("@")])  # bounded UID ranges: any folder size
     return Check("imap folder", True, f"{box.folder}: {count} message(s) from allowed senders")
+
+
+def check_account(settings: Settings) -> Check:
+    """The token owner's address(es) a report must be sent to (To or Cc), and where they
+    come from; a warning when they cannot be known: another account's genuine report,
+    forwarded here, could then not be told from ours."""
+    name = "account address"
+    found = account_addresses(settings)
+    if not found:
+        return Check(
+            name,
+            True,
+            "UNKNOWN: INGEST_CERTAINLY__ACCOUNT_EMAIL is not set and INGEST_IMAP__USERNAME is not an "
+            "address, so a report's To is not checked: set it to the address your Certainly "
+            "account (the token's owner) receives exports at",
+            warning=True,
+        )
+    source = (
+        "INGEST_CERTAINLY__ACCOUNT_EMAIL"
+        if settings.certainly.account_email
+        else "INGEST_IMAP__USERNAME; set INGEST_CERTAINLY__ACCOUNT_EMAIL if the token's owner is another"
+    )
+    return Check(name, True, f"{', '.join(found)} (from {source}); reports sent elsewhere are set aside")

@@ -31,7 +31,7 @@ import polars as pl
 from ingest.archive.layout import QUARANTINE, is_reasons
 from ingest.archive.storage import Storage
 from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
-from ingest.ops.status import failed_messages
+from ingest.ops.status import failed_messages, window_conflicts
 from ingest.report_types import MESSAGE_REPORT_ID, MESSAGES, dataset_of
 from ingest.state.store import Store, WindowState
 
@@ -68,6 +68,7 @@ class Evidence:
     quarantined: list[dict[str, Any]]
     failed: list[dict[str, Any]]
     archive_problems: list[str]
+    window_conflicts: list[dict[str, Any]] = field(default_factory=list)
 
 
 def collect_evidence(storage: Storage, store: Store | None, *, version: str) -> Evidence:
@@ -105,6 +106,7 @@ def collect_evidence(storage: Storage, store: Store | None, *, version: str) -> 
         quarantined=_quarantined(storage, snap),
         failed=failed_messages(store) if store else [],
         archive_problems=snap.problems,
+        window_conflicts=window_conflicts(store) if store else [],
     )
 
 
@@ -207,6 +209,7 @@ def render_html(evidence: Evidence) -> str:
     for bot in evidence.bots.values():
         parts.append(_bot(bot))
     parts += [
+        _window_conflicts(evidence),
         _conflicts(evidence),
         _quarantine(evidence),
         _failed(evidence),
@@ -386,6 +389,26 @@ def _conflicts(evidence: Evidence) -> str:
         f"<h2>Conflicts</h2><p class=bad>{count} row(s) refused: their id is archived with other "
         "content. A person decides which is right (the archived row was kept).</p><table><tr><th>bot</th>"
         f"<th>row id</th><th>new source</th><th>kept in</th><th>reason</th></tr>{rows}</table>"
+    )
+
+
+def _window_conflicts(evidence: Evidence) -> str:
+    if not evidence.window_conflicts:
+        return "<h2>Reports in conflict</h2><p class=ok>None: no window has two reports to choose from.</p>"
+    rows = "".join(
+        f"<tr><td class=n>{c['window']}</td><td>{escape(c['bot_id'])}</td>"
+        f"<td>{escape(c['from'])} to {escape(c['to'])}</td><td>{escape(r['outcome'])}</td>"
+        f"<td>{escape(str(r['filename']))}</td><td><code>{escape(str(r['sha256']))}</code></td>"
+        f"<td>{escape(str(r['reason'] or 'named no bot'))}</td></tr>"
+        for c in evidence.window_conflicts
+        for r in c["reports"]
+    )
+    return (
+        f"<h2>Reports in conflict</h2><p class=bad>{len(evidence.window_conflicts)} window(s) closed by a "
+        "report that named no bot have another report: a person decides which is right with "
+        "<code>ingest resolve --window N --keep SHA256 --reason TEXT --apply</code>.</p><table><tr>"
+        "<th>window</th><th>bot</th><th>days</th><th>state</th><th>report</th><th>sha256</th>"
+        f"<th>why</th></tr>{rows}</table>"
     )
 
 

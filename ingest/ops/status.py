@@ -58,7 +58,38 @@ def collect_status(store: Store) -> dict[str, Any]:
         "attachments": store.attachment_totals(),
         "failed_messages": failed_messages(store),
         "conflicts": {"count": count, "latest": [{**c, "at": _iso(c["at"])} for c in latest]},
+        "window_conflicts": window_conflicts(store),
     }
+
+
+def window_conflicts(store: Store) -> list[dict[str, Any]]:
+    """Windows with more than one report, the first of which named no bot: each report
+    (archived, or kept aside in conflict) with its reason; ``ingest resolve`` settles them."""
+    found = []
+    for window_id in store.conflicting_windows():
+        window = store.window(window_id)
+        reports = [
+            {
+                "sha256": a["sha256"],
+                "filename": a["filename"],
+                "outcome": a["outcome"],
+                "reason": a["reason"],
+                "at": _iso(a["at"]),
+            }
+            for a in store.window_attachments(window_id)
+            if a["outcome"] in ("archived", "conflict")
+        ]
+        found.append(
+            {
+                "window": window.id,
+                "bot_id": window.bot_id,
+                "from": window.from_date.isoformat(),
+                "to": window.to_date.isoformat(),
+                "reports": reports,
+                "resolve": f"ingest resolve --window {window.id} --keep <sha256> --reason TEXT --apply",
+            }
+        )
+    return found
 
 
 def failed_messages(store: Store) -> list[dict[str, Any]]:
@@ -129,6 +160,22 @@ def render_status(report: dict[str, Any], console: Console, errors: Console) -> 
                     f"  {m['folder']} uid {m['uid']} {m['message_id'] or '(no Message-ID)'}, now in "
                     f"{m['now_in'] or m['folder']}: {m['reason']}"
                 )
+            )
+    for conflict in report.get("window_conflicts", []):
+        errors.print(
+            inert(
+                f"window {conflict['window']} ({conflict['bot_id']} {conflict['from']}..{conflict['to']}): "
+                f"{len(conflict['reports'])} reports in conflict; keep the right one with "
+                f"{conflict['resolve']}"
+            ),
+            overflow="fold",
+        )
+        for r in conflict["reports"]:
+            errors.print(
+                inert(
+                    f"  {r['outcome']}: {r['filename']} sha256 {r['sha256']}: {r['reason'] or 'named no bot'}"
+                ),
+                overflow="fold",
             )
     conflicts = report["conflicts"]
     if conflicts["count"]:

@@ -13,16 +13,18 @@ Example::
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from ingest.archive.commit import SaveResult
 from ingest.archive.datasets import save_typed_report
+from ingest.archive.layout import manifest_key
 from ingest.archive.rejects import quarantine_file
-from ingest.archive.storage import Storage, sha256_bytes, sha256_file
+from ingest.archive.storage import Storage, as_storage, sha256_bytes, sha256_file
 from ingest.archive.stream import stage_csv
-from ingest.errors import ReportRejected, one_line, stops_the_run
+from ingest.errors import IngestError, ReportRejected, one_line, stops_the_run
 from ingest.mail.attachments import (
     Inflater,
     ParsedEmail,
@@ -33,7 +35,13 @@ from ingest.mail.attachments import (
     scratch,
 )
 from ingest.parse.reports import MAX_WHOLE_REPORT_BYTES, read_report
-from ingest.pipeline.matching import UNNAMED, Evidence, match_window
+from ingest.pipeline.matching import (
+    UNNAMED,
+    Evidence,
+    closed_without_a_name,
+    match_window,
+    unnamed_closure,
+)
 from ingest.pipeline.summary import RunSummary, record_conflicts
 from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.settings import check_bot_id
@@ -132,16 +140,27 @@ def _import_file(
         )
 
 
-def archive_email(root: Storage | Path, store: Store, parsed: ParsedEmail, summary: RunSummary) -> str:
-    """Archive each report file of an email. Returns the email's outcome."""
+def archive_email(
+    root: Storage | Path,
+    store: Store,
+    parsed: ParsedEmail,
+    summary: RunSummary,
+    account: tuple[str, ...] = (),
+) -> str:
+    """Archive each report file of an email sent to ``account`` (its normalised addresses,
+    :func:`ingest.mail.recipients.account_addresses`; empty: not checked). Returns the
+    email's outcome."""
     for problem in parsed.problems:
         summary.problems.append(f"email {parsed.message_id}: {problem}")
     if not parsed.reports:
         return "no_report" if not parsed.problems else "quarantined"
-    outcomes = {archive_report(root, store, report, parsed, summary) for report in parsed.reports}
+    outcomes = {
+        archive_report(root, store, report, parsed, summary, account=account) for report in parsed.reports
+    }
     if outcomes <= {"archived", "duplicate"} and not parsed.problems:
         return "archived"
-    return "unmatched" if "unmatched" in outcomes else "quarantined"
+    # A report in conflict waits like an unmatched one: the email stays where it is.
+    return "unmatched" if outcomes & {"unmatched", "conflict"} else "quarantined"
 
 
 def email_provenance(parsed: ParsedEmail) -> dict[str, object]:
@@ -169,10 +188,13 @@ def archive_report(
     provenance: dict[str, object] | None = None,
     on_rows: Callable[[int], None] | None = None,
     report_id: int = MESSAGE_REPORT_ID,
+    account: tuple[str, ...] = (),
+    for_window: Window | None = None,
 ) -> str:
-    """Match one report file to its window (or take ``bot_id`` for an import), then read,
+    """Match one report file to its window (or take ``bot_id`` for an import, or the window
+    a person named: ``for_window``, see :mod:`ingest.ops.resolve`), then read,
     check and write it in bounded memory (ingest.archive.stream), and record it.
-    Returns "archived", "duplicate", "unmatched" or "quarantined"."""
+    Returns "archived", "duplicate", "unmatched", "conflict" or "quarantined"."""
     # `ingest import FILE.csv`: the file is hashed while it is staged (the raw copy's single
     # pass, in its own thread), not in a pass of its own first; a known file is discarded after.
     deferred = report.path is not None and bot_id is not None and report_id == MESSAGE_REPORT_ID
@@ -183,14 +205,25 @@ def archive_report(
         summary.reports_duplicate += 1
         return "duplicate"
     provenance = dict(provenance or email_provenance(parsed))
-    window: Window | None = None
-    named = True  # an import names its bot by hand
-    if bot_id is None:
+    window: Window | None = for_window
+    named = True  # an import names its bot by hand; ingest resolve names the window
+    if window is None and bot_id is None:
         bots = {w.bot_id for w in store.windows()}
-        found = match_window(store, Evidence.of(report.filename, parsed, bots))
+        evidence = Evidence.of(report.filename, parsed, bots, account)
+        found = match_window(store, evidence)
         window, named = found.window, found.named
         if window is None:
+            closed = closed_without_a_name(store, evidence)
+            if closed is not None:
+                return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, closed)
+            if evidence.elsewhere:  # another account's mail: say which email, whatever the log format
+                summary.problems.append(
+                    f"email {parsed.message_id or '?'} ({report.filename}): {evidence.elsewhere}"
+                )
             return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
+        if named and window.state is S.ARCHIVED and unnamed_closure(store, window, sha) is not None:
+            return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, window)
+    if window is not None:
         bot_id, report_id = window.bot_id, window.report_id
         provenance["window"] = {
             "id": window.id,
@@ -198,10 +231,9 @@ def archive_report(
             "report_id": window.report_id,
             "from": window.from_date.isoformat(),
             "to": window.to_date.isoformat(),
-            "matched_by": "named" if named else "only_candidate",
+            "matched_by": "person" if for_window else "named" if named else "only_candidate",
         }
-        if named and window.state is S.ARCHIVED:
-            _check_unnamed_closure(store, window, sha, report, summary)
+    assert bot_id is not None
     if report_id != MESSAGE_REPORT_ID:
         return _archive_typed(
             root,
@@ -351,18 +383,53 @@ def _fail_window(store: Store, window: Window | None, named: bool, err: ReportRe
         store.transition(window.id, S.FAILED, last_error=f"report rejected: {err}")
 
 
-def _check_unnamed_closure(
-    store: Store, window: Window, sha: str, report: ReportFile, summary: RunSummary
-) -> None:
-    """A report naming this window arrives after the window was closed by a report that
-    named no bot: the earlier one may have been anybody's. Say so (exit 1), with both."""
-    for earlier in store.window_attachments(window.id):
-        if earlier["sha256"] != sha and earlier["outcome"] == "archived" and earlier["reason"] == UNNAMED:
-            summary.problems.append(
-                f"window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) was closed by "
-                f"{earlier['filename']} (sha256 {earlier['sha256'][:16]}), which named no bot; "
-                f"{report.filename} (sha256 {sha[:16]}) names it: check which one is genuine"
-            )
+def _set_aside_conflict(
+    root: Storage | Path,
+    store: Store,
+    sha: str,
+    report: ReportFile,
+    parsed: ParsedEmail,
+    provenance: dict[str, object],
+    summary: RunSummary,
+    window: Window,
+) -> str:
+    """A second report for a window a report naming no bot closed: the earlier one may have
+    been anybody's. Never dropped, never silently added: kept aside (quarantine, recorded
+    with the window), both named, exit 1, until ``ingest resolve`` says which is right."""
+    earlier = unnamed_closure(store, window, sha)
+    assert earlier is not None
+    first, second = str(earlier["sha256"]), sha
+    reason = (
+        f"conflict: window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) was closed by "
+        f"{earlier['filename']} (sha256 {first[:16]}, email {_archived_message_id(root, first) or '?'}), "
+        f"which named no bot; {report.filename} (sha256 {second[:16]}, email {parsed.message_id or '?'}) "
+        f"answers it too: check which one is genuine, then `ingest resolve --window {window.id} "
+        f"--keep <sha256> --reason ...`"
+    )
+    quarantine_file(root, sha, report.source, report.filename, reason, provenance)
+    store.record_attachment(
+        sha,
+        filename=report.filename,
+        size=report.size,
+        window_id=window.id,
+        bot_id=window.bot_id,
+        outcome="conflict",
+        reason=reason,
+    )
+    summary.problems.append(reason)
+    summary.set_aside.append(f"attachment {report.filename}: {reason}")
+    log.warning("%s", reason, extra={"sha256": sha, "message_id": parsed.message_id, "window_id": window.id})
+    return "conflict"
+
+
+def _archived_message_id(root: Storage | Path, sha: str) -> str | None:
+    """The Message-ID an archived report came in, from its manifest (None if unknown)."""
+    try:
+        doc = json.loads(as_storage(root).read_bytes(manifest_key(sha)))
+        value = doc.get("email", {}).get("message_id")
+    except (OSError, ValueError, AttributeError, IngestError):
+        return None
+    return str(value) if value else None
 
 
 def _record(

@@ -9,8 +9,11 @@ not its own. So a report matches a window only when nothing it says contradicts 
 * dates stated in the file name must be the window's first and last day; dates stated in
   the subject or body must include both;
 * a report type named (``standard_report_...``) must be the window's;
-* the server must have received the email (IMAP INTERNALDATE) no earlier than the window's
-  export was first requested, less :data:`CLOCK_SKEW` seconds;
+* its To or Cc must name one of the account's addresses (:mod:`ingest.mail.recipients`):
+  another account's genuine report, forwarded here, is nobody's window;
+* the server must have received the email (IMAP INTERNALDATE), and the email must say it
+  was sent (its Date header, signed by the vendor), no earlier than the window's export
+  was first requested, less :data:`CLOCK_SKEW` seconds;
 * a report that names no bot matches only when exactly one accepted window could have
   produced it.
 
@@ -117,15 +120,24 @@ class Evidence:
     email: Claims  # subject and body: speak for every report of the email
     several: bool  # the email carries several reports (its text may name each of them)
     received_at: float | None  # IMAP INTERNALDATE, epoch seconds
+    sent_at: float | None = None  # its Date header, epoch seconds
+    elsewhere: str | None = None  # why it was not sent to this account (None: it was, or unknown)
 
     @classmethod
-    def of(cls, filename: str, parsed: ParsedEmail, known_bots: set[str]) -> Evidence:
+    def of(
+        cls, filename: str, parsed: ParsedEmail, known_bots: set[str], account: tuple[str, ...] = ()
+    ) -> Evidence:
         subject = Claims.of([parsed.subject or ""], known_bots)
         # Free prose: a short bot id ("a") may be a word of it, so only the vendor's forms
         # and UUIDs count there, not every id this job knows.
         body = Claims.of([parsed.body_text], set())
         return cls(
-            Claims.of([filename], known_bots), subject | body, len(parsed.reports) > 1, parsed.received_at
+            Claims.of([filename], known_bots),
+            subject | body,
+            len(parsed.reports) > 1,
+            parsed.received_at,
+            parsed.addressing.sent_at,
+            parsed.addressing.refusal(account),
         )
 
     @property
@@ -176,9 +188,52 @@ def disagreement(window: Window, evidence: Evidence) -> str | None:
     return None
 
 
+def too_early(store: Store, window: Window, evidence: Evidence) -> str | None:
+    """Why the email cannot answer ``window``'s export for being older than its request
+    (received, or sent by its own Date header), or None."""
+    asked = requested_at(store, window)
+    if asked is None:
+        return None
+    if evidence.received_at is not None and evidence.received_at < asked - CLOCK_SKEW:
+        return f"the server received it before window {window.id}'s export was requested"
+    if evidence.sent_at is not None and evidence.sent_at < asked - CLOCK_SKEW:
+        return f"its Date header is before window {window.id}'s export was requested"
+    return None
+
+
+def closed_without_a_name(store: Store, evidence: Evidence) -> Window | None:
+    """The one archived window this report (naming no bot, sent to this account) would
+    have answered, had a report naming no bot not closed it first: the two are in
+    conflict, and a person decides (``ingest resolve``). None when no such window, or more."""
+    if evidence.named or evidence.elsewhere:
+        return None
+    found = [
+        window
+        for window in store.windows(states=(S.ARCHIVED,))
+        if disagreement(window, evidence) is None
+        and too_early(store, window, evidence) is None
+        and unnamed_closure(store, window) is not None
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+def unnamed_closure(store: Store, window: Window, other_than: str = "") -> dict[str, object] | None:
+    """The archived report that closed ``window`` without naming a bot, if one did."""
+    for earlier in store.window_attachments(window.id):
+        if (
+            earlier["sha256"] != other_than
+            and earlier["outcome"] == "archived"
+            and earlier["reason"] == UNNAMED
+        ):
+            return earlier
+    return None
+
+
 def match_window(store: Store, evidence: Evidence) -> Match:
     """The one window ``evidence`` agrees with (see the module's rules), or why none."""
     named = evidence.named
+    if evidence.elsewhere:  # another account's report: no window of ours, whatever it names
+        return Match(None, evidence.elsewhere, named)
     states = WAITING if named and evidence.dated else (S.ACCEPTED,)
     windows = store.windows(states=states)
     refusals: list[str] = []
@@ -193,13 +248,9 @@ def match_window(store: Store, evidence: Evidence) -> Match:
                     f"does not fit: {differs}"
                 )
             continue
-        asked = requested_at(store, window)
-        if (
-            evidence.received_at is not None
-            and asked is not None
-            and evidence.received_at < asked - CLOCK_SKEW
-        ):
-            refusals.append(f"the server received it before window {window.id}'s export was requested")
+        early = too_early(store, window, evidence)
+        if early:
+            refusals.append(early)
             continue
         candidates.append(window)
     if len(candidates) == 1:

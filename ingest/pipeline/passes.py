@@ -26,7 +26,7 @@ from ingest.mail.mailbox import Mailbox
 from ingest.mail.senders import check_watch_settings
 from ingest.pipeline.get import GET_MAX_DAYS, fetch_range
 from ingest.pipeline.summary import RunSummary
-from ingest.pipeline.watch import poll_mailbox
+from ingest.pipeline.watch import poll_mailbox, warn_if_account_unknown
 from ingest.request.client import CertainlyClient, client_from
 from ingest.request.requester import advance, plan_schedule
 from ingest.settings import Settings
@@ -141,6 +141,7 @@ def watch(
     ``poll_interval``. Returns within about a second of ``stop`` being set, never in the
     middle of an email."""
     check_watch_settings(settings.imap)
+    warn_if_account_unknown(settings)
     out = out or storage_for(settings)
     total = RunSummary()
     next_tick = 0.0

@@ -53,6 +53,7 @@ from ingest.mail.attachments import (
 )
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.partfetch import fetch_parts_to_disk
+from ingest.mail.recipients import account_addresses
 from ingest.mail.senders import check_watch_settings, screen
 from ingest.pipeline.intake import archive_email
 from ingest.pipeline.summary import RunSummary
@@ -75,6 +76,8 @@ def poll_mailbox(
 ) -> None:
     """Handle every new email; reconnect (with back-off) if the server drops us."""
     check_watch_settings(settings.imap)
+    if box is None:  # once per pass; `ingest watch` (which hands its box) says it once at its start
+        warn_if_account_unknown(settings)
     connected = box is not None
     # Only a connection that drops mid-run is retried: a server refusing us from the start
     # is reported at once (exit 3), and the next scheduled run tries again.
@@ -98,6 +101,16 @@ def poll_mailbox(
                     poll_folder(own, settings, store, out, summary, stop)
                 finally:
                     own.close()
+
+
+def warn_if_account_unknown(settings: Settings) -> None:
+    """Log that a report's To cannot be checked, when the account's address is not known."""
+    if not account_addresses(settings):
+        log.warning(
+            "the account's address is not known (INGEST_CERTAINLY__ACCOUNT_EMAIL unset and "
+            "INGEST_IMAP__USERNAME not an address): another account's report forwarded here "
+            "cannot be told from ours"
+        )
 
 
 class FetchedHash:
@@ -210,7 +223,7 @@ def examine(
             parsed.received_at = received_at  # matching: no report of an export asked for later
             crash_point("after_fetch")
             before = len(summary.set_aside)
-            outcome = archive_email(root, store, parsed, summary)
+            outcome = archive_email(root, store, parsed, summary, account_addresses(settings))
             reasons = [*parsed.problems, *summary.set_aside[before:]]
         return Handled(
             outcome,

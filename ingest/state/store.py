@@ -421,6 +421,20 @@ class Store:
         rows = self._query("SELECT * FROM attachments WHERE window_id = ? ORDER BY at", (window_id,))
         return [dict(row) for row in rows]
 
+    def conflicting_windows(self) -> list[int]:
+        """Windows with a report set aside in conflict (``ingest resolve`` settles them)."""
+        rows = self._query(
+            "SELECT DISTINCT window_id FROM attachments WHERE outcome = 'conflict' ORDER BY window_id"
+        )
+        return [int(row[0]) for row in rows]
+
+    def settle_attachment(self, sha256: str, outcome: str, reason: str | None) -> None:
+        """Give a recorded report a new outcome (``ingest resolve``: kept, or removed)."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE attachments SET outcome = ?, reason = ? WHERE sha256 = ?", (outcome, reason, sha256)
+            )
+
     def attachment_totals(self) -> dict[str, int]:
         row = self._query(
             "SELECT count(*), coalesce(sum(rows_read),0), coalesce(sum(rows_written),0),"

@@ -31,6 +31,7 @@ from ingest.simulator import (
 )
 from ingest.state.store import Store, WindowState
 from tests.support.archive import read_archive
+from tests.support.mail import RECIPIENT
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -88,6 +89,7 @@ def test_watcher_state_machine(
             self.folder, self.processed = f"In{n}", f"Done{n}"
             self.workdir = tmp_path_factory.mktemp(f"model{n}")
             self.settings = explicit_settings(
+                certainly={"account_email": [RECIPIENT]},  # build_report_email's default To
                 imap={
                     "host": imap_server.host,
                     "port": imap_server.port,

@@ -19,6 +19,7 @@ from tests.support.job import ingest_peak_rss, run_ingest
 from tests.support.mail import (
     FAILED,
     PROCESSED,
+    RECIPIENT,
     SENDER,
     Mailboxes,
     Report,
@@ -66,6 +67,7 @@ def job_env(dovecot, user: str, workdir: Path, **extra: str) -> dict[str, str]: 
         "INGEST_IMAP__USERNAME": user,
         "INGEST_IMAP__PASSWORD": PASSWORD,
         "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
+        "INGEST_CERTAINLY__ACCOUNT_EMAIL": RECIPIENT,  # the owner, redirected to this mailbox
         "INGEST_IMAP__TIMEOUT": "60",
         "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
         "INGEST_STATE__PATH": str(workdir / "state.sqlite"),

@@ -22,6 +22,7 @@ from tests.support.archive import assert_archive_matches
 from tests.support.job import start_ingest
 from tests.support.mail import (
     PROCESSED,
+    RECIPIENT,
     SENDER,
     Mailboxes,
     accept_windows,
@@ -200,6 +201,7 @@ def test_ingest_watch_process_picks_up_mail_and_exits_on_sigterm_within_5s(dovec
         "INGEST_IMAP__USERNAME": user,
         "INGEST_IMAP__PASSWORD": PASSWORD,
         "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
+        "INGEST_CERTAINLY__ACCOUNT_EMAIL": RECIPIENT,  # the owner, redirected to this mailbox
         "INGEST_IMAP__TIMEOUT": "10",
         "INGEST_OUTPUT__ROOT": settings.output.root,
         "INGEST_STATE__PATH": str(settings.state.path),

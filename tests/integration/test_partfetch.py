@@ -40,6 +40,7 @@ def report_email(first: date, last: date, how: str) -> bytes:
     name = f"message_report_{BOT}_{first}_{last}"
     msg = EmailMessage()
     msg["From"] = "reports@certainly.example"
+    msg["To"] = USER  # the vendor mails the token owner: the mailbox's own address here
     msg["Subject"] = f"Certainly message report {BOT} {first} - {last}"
     msg.set_content("Your report is attached.")
     if how == "zip":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ingest.simulator import CertainlySimulator
+from tests.support.mail import RECIPIENT
 
 #: Variables of the outer environment a test's job never inherits.
 _NOT_INHERITED = ("INGEST_", "AWS_")
@@ -54,6 +55,9 @@ def job_env(sim: CertainlySimulator, imap: ImapAccount, workdir: Path, **extra: 
         "INGEST_IMAP__USERNAME": imap.username,
         "INGEST_IMAP__PASSWORD": imap.password,
         "INGEST_IMAP__ALLOWED_SENDERS": sim.config.sender,
+        # The token owner: the simulator mails its reports to config.recipient, and the
+        # vendor mail built by tests.support.mail is addressed to RECIPIENT (an alias).
+        "INGEST_CERTAINLY__ACCOUNT_EMAIL": ",".join(dict.fromkeys([sim.config.recipient, RECIPIENT])),
         "INGEST_IMAP__TIMEOUT": "10",
         "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
         "INGEST_STATE__PATH": str(workdir / "state.sqlite"),

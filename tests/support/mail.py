@@ -487,6 +487,9 @@ def watcher_settings(server: Any, user: str, password: str, workdir: Any, **imap
             "token": "unused",
             "report_path": "unused",
             "timeout": 5,
+            # The token owner the builders here address reports to; the owner's mail reaches
+            # the test's mailbox as by a redirect (the original To kept).
+            "account_email": [RECIPIENT],
         },
         requester={"max_in_flight": 1000, "poll_interval": 30},
         imap=imap_settings,

@@ -21,11 +21,13 @@ from ingest.settings import Settings, env_name, load_settings
 GOOD: dict[tuple[str, str], list[str]] = {
     ("imap", "allowed_senders"): ["reports@certainly.io", "@certainly.io", "mail.certainly.io"],
     ("certainly", "bots"): ["0f9c2a1e-6b7d-4c1a-9d4e-1234567890ab", "bot_2", "B-3"],
+    ("certainly", "account_email"): ["owner@example.com", "Reports.Alias+certainly@Example.com"],
 }
 #: An entry each list setting must refuse.
 BAD: dict[tuple[str, str], str] = {
     ("imap", "allowed_senders"): "reports at certainly.io",
     ("certainly", "bots"): "x/../../../escaped",
+    ("certainly", "account_email"): "@example.com",
 }
 SOURCES = ("env", "dotenv", "secret_file", "toml")
 

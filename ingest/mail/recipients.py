@@ -1,0 +1,171 @@
+"""Whose report is it: the account's addresses against the email's To and Cc, and when it
+says it was sent (its Date header).
+
+The vendor mails a POST export "to the email account linked to the authentication token".
+Anyone with an account of their own can have a genuine report mailed to themselves and
+forward it here unchanged: its DKIM signature (which covers From, To, Cc, Date and Subject)
+still passes, so sender authentication cannot tell it from ours. Its To can: a report is
+ours only when its To or Cc names one of the account's addresses
+(``INGEST_CERTAINLY__ACCOUNT_EMAIL``, else the IMAP login when that is an address).
+
+Read as strictly as the From header (:mod:`ingest.mail.senders`): a second To, Cc or Date
+header is refused, never resolved (a DKIM verifier checks the bottom one, a mail program
+shows the top one), and so is a To or Cc the standard parser and the stdlib's
+``getaddresses`` read differently. Addresses are compared on their addr-spec alone (a
+display name, a comment or an RFC 2047 encoded word never counts), without regard to case
+(no mail provider tells ``Owner@`` from ``owner@``), the domain in its IDNA (``xn--``) form.
+
+Example::
+
+    addressing = Addressing.of(message)
+    addressing.refusal(("owner@example.com",))   # None: addressed to us
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from email.message import Message
+
+from ingest.settings import Settings, address_problem
+
+#: Headers whose addresses say who a report was sent to (both signed by the vendor's DKIM).
+RECIPIENT_HEADERS = ("To", "Cc")
+#: Addresses named in a refusal (a list of hundreds is cut short).
+SHOWN = 3
+#: Longest To or Cc value read (the vendor's names one address; the stdlib's address parsers
+#: take seconds on a few hundred KB, and recurse once per nested comment).
+MAX_CHARS = 8192
+#: Deepest comment nesting read, ``((...))``.
+MAX_NESTING = 8
+
+
+def account_addresses(settings: Settings) -> tuple[str, ...]:
+    """The account's addresses, normalised: ``INGEST_CERTAINLY__ACCOUNT_EMAIL``, else the
+    IMAP login name when it is an address; empty when neither says (the check is off)."""
+    configured = settings.certainly.account_email
+    if not configured and settings.imap.username and address_problem(settings.imap.username) is None:
+        configured = [settings.imap.username]
+    found = [normalised(a) for a in configured]
+    return tuple(dict.fromkeys(a for a in found if a))
+
+
+def normalised(address: str) -> str | None:
+    """``local@domain`` lower-cased with the domain in IDNA form; None if not an address.
+
+    >>> normalised("Owner@Example.COM")
+    'owner@example.com'
+    >>> normalised("owner@bücher.example")
+    'owner@xn--bcher-kva.example'
+    >>> normalised("=?utf-8?q?owner=40example.com?=") is None
+    True
+    """
+    local, at, domain = address.strip().rpartition("@")
+    if not at or not local or not domain:
+        return None
+    try:
+        domain = domain.rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    found = f"{local}@{domain}".lower()
+    return found if address_problem(found) is None else None
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """Who an email says it was sent to and when, or why that cannot be read."""
+
+    recipients: tuple[str, ...] = ()  # normalised addr-specs of To and Cc
+    sent_at: float | None = None  # the Date header, epoch seconds (None: absent or unreadable)
+    problem: str | None = None  # To, Cc or Date present more than once, or read two ways
+
+    @classmethod
+    def of(cls, message: Message) -> Addressing:
+        """Read the To, Cc and Date headers as received (no RFC 2047 decoding first)."""
+        values = {name: _raw_values(message, name) for name in (*RECIPIENT_HEADERS, "Date")}
+        twice = [f"{len(v)} {name} headers" for name, v in values.items() if len(v) > 1]
+        if twice:
+            return cls(
+                problem=f"it carries {', '.join(twice)}: which one its signature covers is not certain"
+            )
+        found: list[str] = []
+        for name in RECIPIENT_HEADERS:
+            for value in values[name]:
+                addresses, problem = _addresses(name, value)
+                if problem:
+                    return cls(problem=problem)
+                found += addresses
+        return cls(tuple(dict.fromkeys(found)), _sent_at(values["Date"]))
+
+    def refusal(self, account: Sequence[str]) -> str | None:
+        """Why this is not a report sent to ``account`` (normalised addresses); None when
+        its To or Cc names one of them, or when the account is not known (check off)."""
+        if not account:
+            return None
+        if self.problem:
+            return f"{self.problem}; not taken as addressed to this account"
+        if set(self.recipients) & set(account):
+            return None
+        if not self.recipients:
+            return "it names no address in To or Cc, so not this account"
+        shown = ", ".join(self.recipients[:SHOWN]) + (" ..." if len(self.recipients) > SHOWN else "")
+        return f"addressed to {shown}, not to this account ({', '.join(account)})"
+
+
+def _raw_values(message: Message, name: str) -> list[str]:
+    """Every value of header ``name`` as received, unfolded."""
+    return [
+        re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+        for key, value in message.raw_items()
+        if key.lower() == name.lower()
+    ]
+
+
+def _addresses(name: str, value: str) -> tuple[list[str], str | None]:
+    """The addr-specs of one To or Cc value, or why it is refused: read by the stdlib's
+    ``getaddresses`` and by the standard header parser, which must agree."""
+    if len(value) > MAX_CHARS or _nesting(value) > MAX_NESTING:
+        return [], f"its {name} header is too long or too deeply nested to read"
+    try:
+        listed = [addr for _, addr in email.utils.getaddresses([value]) if addr]
+        header = email.policy.default.header_factory(name, value)
+    except (ValueError, IndexError, TypeError, RecursionError):
+        return [], f"its {name} header cannot be read"
+    parsed = [a.addr_spec for a in getattr(header, "addresses", ()) if a.username or a.domain]
+    found = [normalised(a) for a in listed]
+    if (
+        getattr(header, "defects", None)
+        or sorted(a.lower() for a in listed) != sorted(a.lower() for a in parsed)
+        or None in found
+    ):
+        return [], f"its {name} header is malformed or reads two ways"
+    return [a for a in found if a], None
+
+
+def _nesting(value: str) -> int:
+    """The deepest parenthesis nesting in ``value`` (quoting ignored: an upper bound)."""
+    depth = deepest = 0
+    for char in value:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _sent_at(values: list[str]) -> float | None:
+    """The Date header's moment (epoch seconds), None when absent or unreadable."""
+    if not values:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(values[0])
+        if moment.tzinfo is None:  # "-0000" (RFC 5322): the time is UTC, the sender's zone unknown
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):  # year 0, offset +9999 ...
+        return None

@@ -1,0 +1,207 @@
+"""``ingest resolve``: a person says which of a window's reports in conflict is right.
+
+A window closed by a report that named no bot may have been closed by anybody's report (a
+vendor that names nothing leaves no other evidence). When a second report for the same
+window arrives it is kept aside as a *conflict* (:mod:`ingest.pipeline.intake`), both are
+named by ``ingest status`` and the evidence report, and the run exits 1 until a person
+decides::
+
+    ingest resolve --window 7 --keep 3fa2c1d0 --reason "vendor confirmed ticket 881" --apply
+
+The kept report is the window's from then on. Every other one is rejected: one that was
+archived leaves the tables through the erasure engine (:mod:`ingest.archive.forget` with
+:class:`~ingest.archive.sourcerows.SourceSelection`: one Delta commit per table, superseded
+files vacuumed at once, an erasure record, an audit record); one that was kept aside stays
+in ``quarantine/`` as the evidence of what arrived. A kept report that was aside is then
+archived for the window from its quarantined original. Every resolution leaves one audit
+record naming the window, the report kept and those rejected. Rows under a legal hold are
+never removed: the resolution is refused (exit 1) until a person lifts the hold. Dry run
+unless ``apply``.
+Run again after a crash, it finishes what is left (each step is idempotent).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from ingest.archive import audit, holds
+from ingest.archive.forget import Plan, forget, plan
+from ingest.archive.layout import original_key, reasons_key, rejected_rows_key
+from ingest.archive.sourcerows import SourceSelection
+from ingest.archive.storage import LocalStorage, Storage
+from ingest.errors import ConfigError, IngestError, UnderLegalHold
+from ingest.mail.attachments import ParsedEmail, ReportFile
+from ingest.pipeline.intake import archive_report
+from ingest.pipeline.summary import RunSummary
+from ingest.state.store import Store, Window
+
+#: Outcomes of a window's reports that take part in a conflict.
+IN_CONFLICT = ("archived", "conflict")
+#: The shortest sha256 prefix ``--keep`` accepts (a typo must not pick a report).
+MIN_PREFIX = 8
+
+
+@dataclass
+class Resolution:
+    """What ``ingest resolve`` did (or, in a dry run, would do)."""
+
+    window: Window
+    kept: dict[str, Any]
+    rejected: list[dict[str, Any]]
+    rows_removed: int = 0
+    applied: bool = False
+    erasures: list[str] = field(default_factory=list)
+    audit: str = ""
+    summary: RunSummary = field(default_factory=RunSummary)
+
+
+def reports_of(store: Store, window_id: int) -> tuple[Window, list[dict[str, Any]]]:
+    """The window and its reports in conflict (the archived ones and those kept aside);
+    a ConfigError (exit 2) when it has no conflict to resolve."""
+    try:
+        window = store.window(window_id)
+    except IngestError:
+        raise ConfigError(f"--window {window_id}: no such export window (ingest status lists them)") from None
+    reports = [a for a in store.window_attachments(window_id) if a["outcome"] in IN_CONFLICT]
+    if not any(a["outcome"] == "conflict" for a in reports):
+        raise ConfigError(
+            f"--window {window_id}: no reports in conflict for this window (ingest status lists them)"
+        )
+    return window, reports
+
+
+def chosen(reports: list[dict[str, Any]], keep: str, window_id: int) -> dict[str, Any]:
+    """The report ``keep`` (a sha256 or a prefix of at least :data:`MIN_PREFIX`) names."""
+    prefix = keep.strip().lower()
+    named = [a for a in reports if len(prefix) >= MIN_PREFIX and str(a["sha256"]).startswith(prefix)]
+    if len(named) != 1:
+        listed = ", ".join(f"{str(a['sha256'])[:16]} ({a['filename']})" for a in reports)
+        raise ConfigError(
+            f"--keep {keep!r} names {'none' if not named else 'several'} of window {window_id}'s reports "
+            f"({listed}); give at least {MIN_PREFIX} characters of one's sha256"
+        )
+    return named[0]
+
+
+def resolve(
+    out: Storage, store: Store, window_id: int, keep: str, *, reason: str, actor: str, apply: bool
+) -> Resolution:
+    """Keep one of the window's reports in conflict and reject the others (module docstring)."""
+    window, reports = reports_of(store, window_id)
+    kept = chosen(reports, keep, window_id)
+    rejected = [a for a in reports if a is not kept]
+    done = Resolution(window, kept, rejected)
+    if apply and not reason.strip():
+        raise ConfigError("a resolution needs a --reason (it is kept in the audit log)")
+    meta = {"window": window.id, "bot_id": window.bot_id, "kept": kept["sha256"]}
+    for other in rejected:
+        if other["outcome"] != "archived":
+            continue
+        selection = SourceSelection(str(other["sha256"]), window.bot_id)
+        found = plan(out, selection, kind="resolve")
+        _refuse_held(out, found, str(other["sha256"]))
+        done.rows_removed += sum(found.rows_by_table().values())
+        if not apply:
+            continue
+        found.meta.update({**meta, "removed": other["sha256"]})
+        outcome = forget(out, selection, found, actor=actor, reason=reason)
+        if outcome.record:
+            done.erasures.append(outcome.record)
+            done.audit = outcome.audit
+    if not apply:
+        return done
+    note = f"ingest resolve: window {window.id} keeps {str(kept['sha256'])[:16]}: {reason}"
+    for other in rejected:
+        store.settle_attachment(
+            str(other["sha256"]), "removed" if other["outcome"] == "archived" else "rejected", note
+        )
+    if kept["outcome"] == "conflict":
+        _archive_kept(out, store, window, kept, done.summary)
+    else:  # a person vouched for it: no longer a report that named nothing
+        store.settle_attachment(str(kept["sha256"]), "archived", None)
+    # The window's row count is its archived reports' from now on (status sums them).
+    kept_rows = sum(
+        a["rows_written"] for a in store.window_attachments(window.id) if a["outcome"] == "archived"
+    )
+    store.transition(window.id, window.state, rows_archived=kept_rows)
+    body = {
+        "kind": "resolve",
+        **meta,
+        "rejected": [
+            {"sha256": a["sha256"], "filename": a["filename"], "was": a["outcome"]} for a in rejected
+        ],
+        "erasures": done.erasures,
+        "rows_removed": done.rows_removed,
+    }
+    done.audit = audit.append(out, body, actor=actor, reason=reason)
+    done.applied = True
+    return done
+
+
+def _refuse_held(out: Storage, found: Plan, sha: str) -> None:
+    """Held data is never removed, whoever's it may be: a person lifts the hold first."""
+    in_force = holds.active(out)
+    for change in found.files:
+        covering = holds.covering(in_force, change.bot_id, date.fromisoformat(change.day))
+        if covering:
+            raise UnderLegalHold(
+                f"refused: rows of report {sha[:16]} on {change.bot_id} {change.day} are under legal hold "
+                f"{covering[0].id} ({covering[0].span()}): {covering[0].reason}",
+                hint="a person decides: lift it with `ingest hold remove` first, or keep that report",
+            )
+
+
+def _archive_kept(
+    out: Storage, store: Store, window: Window, kept: dict[str, Any], summary: RunSummary
+) -> None:
+    """Archive a report kept aside in conflict for ``window``, from its quarantined
+    original; then the original and the conflict's reason go (its bytes are the raw copy
+    now). Killed before, the next ``ingest resolve`` archives it (it is still in conflict)."""
+    sha, name = str(kept["sha256"]), str(kept["filename"])
+    key = original_key(sha, name)
+    provenance = _provenance(out, sha)
+    local, temporary = _local(out, key)
+    try:
+        outcome = archive_report(
+            out,
+            store,
+            ReportFile(name, b"", path=local),
+            ParsedEmail(None, None, None, None, []),
+            summary,
+            provenance=provenance,
+            for_window=window,
+        )
+    finally:
+        if temporary:
+            local.unlink(missing_ok=True)
+    if outcome != "archived":
+        raise ConfigError(
+            f"the kept report {sha[:16]} could not be archived ({'; '.join(summary.set_aside) or outcome}); "
+            "the others were rejected: see ingest status"
+        )
+    out.delete(key)
+    # The conflict's reason goes too, unless the report's rejected rows are kept there now.
+    if not out.exists(rejected_rows_key(sha)):
+        out.delete(reasons_key(sha))
+
+
+def _provenance(out: Storage, sha: str) -> dict[str, Any]:
+    """The email facts kept with a report set aside (its ``reason.json``), minus the reason."""
+    try:
+        doc = json.loads(out.read_bytes(reasons_key(sha)))
+    except (OSError, ValueError, IngestError):
+        return {}
+    return {k: v for k, v in doc.items() if k != "reason"} if isinstance(doc, dict) else {}
+
+
+def _local(out: Storage, key: str) -> tuple[Path, bool]:
+    """A local path of a stored file: its own (a local archive), else a temporary copy."""
+    if isinstance(out, LocalStorage):
+        return out.path(key), False
+    tmp = out.temp(key.rsplit("/", 1)[-1])
+    tmp.write_bytes(out.read_bytes(key))
+    return tmp, True
