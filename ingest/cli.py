@@ -1052,7 +1052,7 @@ def hold_remove(
     out.print(inert(f"hold {hold.id} on bot {hold.bot_id} lifted"))
 
 
-@app.command()
+@app.command(short_help="Settle a window two reports claim: keep the right one.")
 def resolve(
     window: Annotated[int, typer.Option("--window", help="The window in conflict (see `ingest status`).")],
     keep: Annotated[
