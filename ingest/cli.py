@@ -850,8 +850,8 @@ def verify_export(
     from ingest.export.check import check_bundle
 
     problems = check_bundle(bundle, public_key.read_bytes())
-    for problem in problems:
-        out.print(inert(f"  - {problem}", markup=False), markup=False, highlight=False)
+    for problem in problems:  # one line each, never wrapped: a name stays greppable
+        out.print(inert(f"  - {problem}", markup=False), markup=False, highlight=False, soft_wrap=True)
     if problems:
         out.print(f"verify-export: {len(problems)} problem(s)")
         raise typer.Exit(EXIT_ATTENTION)
