@@ -12,7 +12,7 @@
     manifests/erasure-<id>.json                                           an erasure's or prune's record
     audit/<seq:06d>-<YYYYMMDDTHHMMSSZ>-<id>.json                          the append-only audit log
     audit/salt                                                            the subject hashes' salt
-    holds/<id>.json                                                       a legal hold in force
+    holds/<id>.json, holds/<id>.lifted.json                               a legal hold, its lifting
     forgetting/<id>/plan.json, ready.json, raw/...                        an erasure in progress
 
 ``<dataset>`` is ``messages`` (Message Data) or a typed report's dataset
@@ -45,7 +45,7 @@ DELTA_LOG = "_delta_log"
 #: Top-level folders that are not datasets.
 NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING, AUDIT, HOLDS, FORGETTING})
 #: Folders written under an S3 Object Lock retention when one is configured: the evidence.
-LOCKED = (RAW, MANIFESTS, AUDIT)
+LOCKED = (RAW, MANIFESTS, AUDIT, HOLDS)
 #: A compaction record's name starts with this, after ``manifests/``.
 COMPACTION = "compaction-"
 REJECTED_ROWS = "rejected_rows.parquet"
@@ -127,7 +127,7 @@ def salt_key() -> str:
 
 
 def hold_key(hold_id: str) -> str:
-    """``holds/<id>.json``: a legal hold in force."""
+    """``holds/<id>.json``: a legal hold (in force until ``holds/<id>.lifted.json``)."""
     return f"{HOLDS}/{hold_id}.json"
 
 
