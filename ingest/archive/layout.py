@@ -11,7 +11,7 @@
     manifests/compaction-<sha16>.json                                     a compaction's record
     manifests/erasure-<id>.json                                           an erasure's or prune's record
     audit/<seq:06d>-<YYYYMMDDTHHMMSSZ>-<id>.json                          the append-only audit log
-    audit/salt                                                            the subject hashes' salt
+    audit/salt                                 an old archive's subject-hash salt, moved out by migrate
     holds/<id>.json, holds/<id>.lifted.json                               a legal hold, its lifting
     forgetting/<id>/plan.json, ready.json, raw/...                        an erasure in progress
 
@@ -122,7 +122,8 @@ def audit_key(sequence: int, stamp: str, record_id: str) -> str:
 
 
 def salt_key() -> str:
-    """``audit/salt``: the archive's random salt for subject hashes."""
+    """``audit/salt``: where archives made before kept the subject hashes' salt (beside the
+    hashes: :mod:`ingest.ops.auditkey` moves it out)."""
     return f"{AUDIT}/salt"
 
 
