@@ -233,19 +233,25 @@ def copy_hold(
     as held: held data is never destroyed on a guess."""
     if not in_force:
         return None
-    bot: str | None
-    if is_raw(key):
-        named, sha = raw_source(key)  # the key names the bot; the record, the days
-        bot, days = named, spans.get(sha, (None, [(None, None)]))[1]
-    elif key.startswith(f"{QUARANTINE}/"):
-        sha = key.split("/")[1] if key.count("/") >= 2 else ""
-        bot, days = spans.get(sha) or _quarantine_window(out, sha)
-    else:
-        return None
+    bot, days = copy_source(out, key, spans)
     for hold in in_force:
         if any(hold.overlaps(bot, first, last) for first, last in days):
             return hold
     return None
+
+
+def copy_source(
+    out: Storage, key: str, spans: dict[str, tuple[str | None, list[Span]]]
+) -> tuple[str | None, list[Span]]:
+    """The bot and the spans of days of a raw copy or quarantined file (None, or a span of
+    None bounds: unknown)."""
+    if is_raw(key):
+        named, sha = raw_source(key)  # the key names the bot; the record, the days
+        return named, spans.get(sha, (None, [(None, None)]))[1]
+    if key.startswith(f"{QUARANTINE}/"):
+        sha = key.split("/")[1] if key.count("/") >= 2 else ""
+        return spans.get(sha) or _quarantine_window(out, sha)
+    return None, [(None, None)]
 
 
 def _quarantine_window(out: Storage, sha: str) -> tuple[str | None, list[Span]]:

@@ -9,11 +9,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.integration.test_object_lock import locked, retention
 from tests.support.archive import read_archive
 from tests.support.forget import BOT_A, BOT_B, SUBJECT, build_archive, files_holding
 from tests.support.job import run_ingest
+from tests.support.seaweed import SeaweedS3
 
 pytestmark = pytest.mark.integration
+__all__ = ["locked"]  # the Object Lock bucket fixture, shared with test_object_lock
 
 
 def _env(work: Path, **extra: str) -> dict[str, str]:
@@ -110,3 +113,24 @@ def test_lifting_keeps_the_hold_file_and_verify_stays_clean(workdir: Path) -> No
     assert (workdir / "archive" / "holds" / f"{hold_id}.lifted.json").exists()
     assert "no legal holds in force" in run_ingest("hold", "list", env=env, cwd=workdir).stdout
     assert verify.returncode == 0, verify.stdout
+
+
+def test_on_a_locked_bucket_a_hold_and_its_lifting_are_locked_and_lifting_needs_no_bypass(
+    locked: SeaweedS3, workdir: Path
+) -> None:
+    """Holds are evidence: written under the Object Lock retention, never deleted (lifting
+    writes a second locked file), so `hold remove` works without any bypass permission."""
+    env = {
+        **locked.env("a", workdir / "staging"),
+        "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
+        "INGEST_OUTPUT__OBJECT_LOCK_DAYS": "2",
+    }
+    hold_id = _hold(workdir, env, "--bot", BOT_A, "--reason", "case 9")
+
+    lifted = run_ingest("hold", "remove", hold_id, "--reason", "case closed", env=env, cwd=workdir)
+
+    assert lifted.returncode == 0, lifted.stderr
+    for key in (f"holds/{hold_id}.json", f"holds/{hold_id}.lifted.json"):
+        held = retention(locked, key)
+        assert held is not None and held[0] == "GOVERNANCE", key
+    assert "no legal holds in force" in run_ingest("hold", "list", env=env, cwd=workdir).stdout
