@@ -123,12 +123,28 @@ def _placed(out: Storage) -> tuple[list[Hold], set[str]]:
     found: dict[str, Hold] = {}
     for key in keys:
         if key.endswith(".json") and not key.endswith(LIFTED):
-            hold = _from_json(json.loads(out.read_bytes(key)))
+            hold = _readable(key, out.read_bytes(key))
             found[hold.id] = hold
     for hold_id, doc in placed.items():
-        found.setdefault(hold_id, _from_json(doc))
+        if hold_id not in found:
+            found[hold_id] = _readable(f"the audit log's hold {hold_id}", doc)
     unlifted = [h for h in found.values() if lifted_key(h.id) not in keys]
     return sorted(unlifted, key=lambda h: (h.placed_at, h.id)), lifted
+
+
+def _readable(where: str, content: bytes | dict[str, Any]) -> Hold:
+    """A hold read from a file or a record; one that cannot be read stops whatever asked
+    (an erasure, a prune): held data is never destroyed on a guess."""
+    try:
+        doc = json.loads(content) if isinstance(content, bytes) else content
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
+        return _from_json(doc)
+    except (ValueError, KeyError, TypeError) as err:
+        raise OutputError(
+            f"{where}: unreadable legal hold ({type(err).__name__}: {str(err)[:120]}); nothing "
+            "is pruned or erased until it is restored (`ingest verify` compares holds with the audit log)"
+        ) from None
 
 
 def _audited(log: list[AuditRecord]) -> tuple[dict[str, dict[str, Any]], set[str]]:

@@ -88,7 +88,10 @@ def check_bundle(bundle: Path, public_key: bytes) -> list[str]:
     if not bundle.exists():
         raise ConfigError(f"{bundle}: no such bundle")
     if bundle.is_dir():
-        return check_folder(bundle, public_key)
+        try:
+            return check_folder(bundle, public_key)
+        except OSError as err:  # a file it cannot read (permissions): one line, not a traceback
+            return [f"{err.filename or bundle}: cannot read it ({err.strerror or err})"]
     with tempfile.TemporaryDirectory(prefix="verify-export-") as tmp:
         try:
             entries, problems = unzip_bounded(bundle, Path(tmp))
@@ -235,7 +238,8 @@ def check_unpacked(folder: Path, entries: list[Entry], public_key: bytes) -> lis
     kinds = {e.name: e.kind for e in entries}
     manifest_path, signature_path = folder / MANIFEST, folder / SIGNATURE
     if kinds.get(MANIFEST) != FILE:
-        return [f"{MANIFEST}: missing"]
+        found = kinds.get(MANIFEST)
+        return [f"{MANIFEST}: " + (f"a {found}, not a file" if found else "missing")]
     data = manifest_path.read_bytes()
     try:
         manifest = parse_manifest(data)

@@ -69,6 +69,11 @@ def audit_key(settings: Settings, out: Storage) -> str:
     first use). An archive's old salt is moved out of the archive first."""
     move_archive_salt(settings, out)
     if settings.audit.salt is not None:
+        if not settings.audit.salt.get_secret_value().strip():
+            raise ConfigError(
+                "INGEST_AUDIT__SALT is set but empty",
+                hint="unset it (a key file is made beside the state store) or give 32+ random bytes",
+            )
         return settings.audit.salt.get_secret_value()
     return _current(_read_or_make(key_path(settings)))
 
@@ -146,11 +151,21 @@ def _archive_salt(out: Storage) -> str | None:
 def _read_or_make(path: Path) -> list[tuple[str, str]]:
     """The key file's lines, the file made first (0600, never overwritten) when absent."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(
+                f"{path.parent}: cannot make the audit key's folder ({err.strerror or err})"
+            ) from None
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return _lines(path)  # another process made it first
+        except OSError as err:
+            raise ConfigError(
+                f"{path}: cannot make the audit key there ({err.strerror or err})",
+                hint="it lives beside INGEST_STATE__PATH: a writable volume, or set INGEST_AUDIT__SALT",
+            ) from None
         with os.fdopen(fd, "w", encoding="utf-8") as keys:
             keys.write(f"{_HEADER}key {secrets.token_hex(32)}\n")
             keys.flush()

@@ -149,3 +149,14 @@ def test_a_damaged_key_file_is_one_line_that_never_shows_it(workdir: Path) -> No
     assert refused.returncode == 2
     assert "not an audit key file" in refused.stderr and "00112233" not in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_an_empty_key_setting_is_exit_2_naming_it(workdir: Path) -> None:
+    env = _env(workdir, INGEST_AUDIT__SALT="  ")
+    (workdir / "state").mkdir()
+    build_archive(workdir, env)
+
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+
+    assert refused.returncode == 2
+    assert "INGEST_AUDIT__SALT is set but empty" in refused.stderr and "Traceback" not in refused.stderr

@@ -408,3 +408,12 @@ def test_the_manifest_lists_what_the_recipient_gets(made: dict[str, Path]) -> No
     listed = {f["path"] for f in manifest["files"]}
     on_disk = {p.relative_to(made["bundle"]).as_posix() for p in made["bundle"].rglob("*") if p.is_file()}
     assert on_disk == listed | {"manifest.json", "manifest.json.sig", "SHA256SUMS"}
+
+
+def test_a_manifest_that_is_a_link_is_named(made: dict[str, Path], tmp_path: Path) -> None:
+    folder = _copy(made, tmp_path)
+    real = tmp_path / "elsewhere.json"
+    (folder / "manifest.json").rename(real)
+    (folder / "manifest.json").symlink_to(real)
+
+    assert check_bundle(folder, made["public"].read_bytes()) == ["manifest.json: a symbolic link, not a file"]

@@ -28,7 +28,7 @@ from ingest.archive.holds import (
 from ingest.archive.layout import hold_key, manifest_key, reasons_key
 from ingest.archive.manifests import read_manifests
 from ingest.archive.storage import LocalStorage
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, OutputError
 
 BOT = "bot-a"
 SHA = "ab" * 32
@@ -179,3 +179,18 @@ def test_lifting_a_hold_needs_a_reason(tmp_path: Path, reason: str) -> None:
         lift(out, hold.id, reason=reason, actor="dpo")
 
     assert [h.id for h in active(out)] == [hold.id]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"id": "x"}'])
+def test_an_unreadable_hold_file_stops_an_erasure_or_prune_in_one_line(
+    tmp_path: Path, content: bytes
+) -> None:
+    out = LocalStorage(tmp_path / "archive")
+    broken = out.path(hold_key("b0rken"))
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(content)
+
+    with pytest.raises(
+        OutputError, match=r"holds/b0rken.json: unreadable legal hold .* nothing is pruned or erased"
+    ):
+        active(out)
