@@ -239,7 +239,9 @@ def check_unpacked(folder: Path, entries: list[Entry], public_key: bytes) -> lis
     manifest_path, signature_path = folder / MANIFEST, folder / SIGNATURE
     if kinds.get(MANIFEST) != FILE:
         found = kinds.get(MANIFEST)
-        return [f"{MANIFEST}: " + (f"a {found}, not a file" if found else "missing")]
+        nested = sorted(e.name.removesuffix(MANIFEST) for e in entries if e.name.endswith(f"/{MANIFEST}"))
+        hint = f" (one is in {nested[0]}: give that folder, or zip its contents)" if nested else ""
+        return [f"{MANIFEST}: " + (f"a {found}, not a file" if found else "missing") + hint]
     data = manifest_path.read_bytes()
     try:
         manifest = parse_manifest(data)

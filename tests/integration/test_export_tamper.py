@@ -417,3 +417,16 @@ def test_a_manifest_that_is_a_link_is_named(made: dict[str, Path], tmp_path: Pat
     (folder / "manifest.json").symlink_to(real)
 
     assert check_bundle(folder, made["public"].read_bytes()) == ["manifest.json: a symbolic link, not a file"]
+
+
+def test_a_bundle_zipped_inside_its_folder_says_where_the_manifest_is(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    zipped = tmp_path / "nested.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for path in sorted(p for p in made["bundle"].rglob("*") if p.is_file()):
+            archive.write(path, "bundle/" + path.relative_to(made["bundle"]).as_posix())
+
+    assert check_bundle(zipped, made["public"].read_bytes()) == [
+        "manifest.json: missing (one is in bundle/: give that folder, or zip its contents)"
+    ]
