@@ -129,10 +129,15 @@ def move_archive_salt(settings: Settings, out: Storage) -> bool:
     path = key_path(settings)
     _read_or_make(path)
     if all(secret != legacy for _, secret in _lines(path)):
-        with path.open("a", encoding="utf-8") as keys:
-            keys.write(f"legacy {legacy}\n")
-            keys.flush()
-            os.fsync(keys.fileno())
+        try:
+            with path.open("a", encoding="utf-8") as keys:
+                keys.write(f"legacy {legacy}\n")
+                keys.flush()
+                os.fsync(keys.fileno())
+        except OSError as err:  # the salt stays in the archive: nothing is lost
+            raise ConfigError(
+                f"{path}: cannot add the archive's old salt to it ({err.strerror or err})"
+            ) from None
     try:
         out.delete(salt_key())
     except OutputError as err:
