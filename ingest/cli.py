@@ -843,9 +843,10 @@ def verify_export(
         ),
     ],
 ) -> None:
-    """Check an export bundle: the manifest's signature under PUBLIC_KEY, every file's
-    sha256 (SHA256SUMS and the manifest), and the rows per bot and day. Exit 1 naming
-    each difference.
+    """Check an export bundle: the manifest's signature under PUBLIC_KEY, that it holds
+    exactly the files the manifest signs (plus manifest.json, its .sig and SHA256SUMS),
+    every file's sha256 (SHA256SUMS and the manifest), and the rows per bot and day. A zip
+    is bounded (members, sizes, ratio). Exit 1 naming each difference.
 
     Example: ingest verify-export q1.zip --public-key export.key.pub
     """
@@ -857,7 +858,7 @@ def verify_export(
     if problems:
         out.print(f"verify-export: {len(problems)} problem(s)")
         raise typer.Exit(EXIT_ATTENTION)
-    out.print("verify-export: OK, signature, checksums and counts match")
+    out.print("verify-export: OK, signature, files (exactly those signed), checksums and counts match")
 
 
 def _print_plan(found: Plan, *, applied: bool) -> None:
