@@ -24,12 +24,14 @@ Example::
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -59,8 +61,11 @@ RATIO_FLOOR_BYTES = 1 << 20
 FILE, FOLDER, LINK, OTHER = "file", "folder", "symbolic link", "special file"
 
 
-#: What zipfile raises on a damaged, encrypted or unsupported member.
+#: What zipfile raises on a damaged, encrypted or unsupported member (zlib, bz2 and lzma
+#: raise their own errors on a damaged compressed stream).
 _UNREADABLE = (
+    zlib.error,
+    lzma.LZMAError,
     zipfile.BadZipFile,
     zipfile.LargeZipFile,
     OSError,
@@ -138,7 +143,7 @@ def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, into: Path) -> bo
         sink = target.open("xb")
     except (FileExistsError, NotADirectoryError):
         return False
-    with archive.open(member) as source, sink:
+    with sink, archive.open(member) as source:  # sink first: closed if the member cannot open
         shutil.copyfileobj(source, sink, 1 << 20)
     return True
 

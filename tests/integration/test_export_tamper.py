@@ -7,6 +7,7 @@ are swept by the next export."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -430,3 +431,31 @@ def test_a_bundle_zipped_inside_its_folder_says_where_the_manifest_is(
     assert check_bundle(zipped, made["public"].read_bytes()) == [
         "manifest.json: missing (one is in bundle/: give that folder, or zip its contents)"
     ]
+
+
+def _members(raw: bytes) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        return sorted((info.filename, archive.read(info)) for info in archive.infolist())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    changes=st.lists(st.tuples(st.integers(0), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.one_of(st.none(), st.integers(0)),
+)
+def test_any_damage_to_a_zip_is_named_or_changes_no_file_and_never_a_traceback(
+    made: dict[str, Path], changes: list[tuple[int, int]], cut: int | None
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        pristine = _zip_of(made["bundle"], Path(tmp) / "b.zip").read_bytes()
+        damaged = bytearray(pristine)
+        for where, value in changes:
+            damaged[where % len(damaged)] = value
+        if cut is not None:
+            damaged = damaged[: cut % len(damaged)]
+        (Path(tmp) / "d.zip").write_bytes(bytes(damaged))
+
+        problems = check_bundle(Path(tmp) / "d.zip", made["public"].read_bytes())
+
+    if not problems:  # only the container changed (a date, an attribute): the files are the signed ones
+        assert _members(bytes(damaged)) == _members(pristine)
