@@ -34,8 +34,13 @@ def _env(work: Path, **extra: str) -> dict[str, str]:
 
 
 def _erase(work: Path, env: dict[str, str], who: str) -> None:
-    done = run_ingest("erase", "--botuser", who, "--reason", f"DSR {who}", "--apply", env=env, cwd=work)
+    done = run_ingest("erase", "--botuser", who, "--reason", _reason(who), "--apply", env=env, cwd=work)
     assert done.returncode == 0, done.stderr
+
+
+def _reason(who: str) -> str:
+    """The request's reference, as a DPO writes it: never the id itself."""
+    return "DSR-17" if who == SUBJECT else "DSR-18"
 
 
 def _secrets(key_file: Path) -> list[str]:
@@ -66,10 +71,12 @@ def test_erase_with_no_setting_keeps_its_key_beside_the_state_store_only(workdir
         hmac.new(secret.encode(), SUBJECT.encode(), hashlib.sha256).hexdigest()
     ]
     assert hashlib.sha256(SUBJECT.encode()).hexdigest() not in json.dumps(record.doc)
+    # Nor anywhere else in the archive (the erasure's record, manifests): no unkeyed hash to test guesses on.
+    assert files_holding([archive], [hashlib.sha256(SUBJECT.encode()).hexdigest(), SUBJECT]) == []
 
     proved = run_ingest("audit", "prove", "--botuser", SUBJECT, env=env, cwd=workdir)
     assert proved.returncode == 0, proved.stderr
-    assert record.key in proved.stdout and "erase" in proved.stdout and f"DSR {SUBJECT}" in proved.stdout
+    assert record.key in proved.stdout and "erase" in proved.stdout and _reason(SUBJECT) in proved.stdout
     other = run_ingest("audit", "prove", "--botuser", OTHER, env=env, cwd=workdir)
     assert other.returncode == 1 and "no audit record names this bot user" in other.stdout
     before = key_file.read_bytes()
@@ -118,7 +125,7 @@ def test_an_old_archives_salt_moves_out_and_its_records_stay_provable(workdir: P
     old_proof = run_ingest("audit", "prove", "--botuser", OTHER, env=env, cwd=workdir)
     new_proof = run_ingest("audit", "prove", "--botuser", SUBJECT, env=env, cwd=workdir)
     assert old_proof.returncode == 0 and "DSR old" in old_proof.stdout and "(legacy)" in old_proof.stdout
-    assert new_proof.returncode == 0 and f"DSR {SUBJECT}" in new_proof.stdout and "(key)" in new_proof.stdout
+    assert new_proof.returncode == 0 and _reason(SUBJECT) in new_proof.stdout and "(key)" in new_proof.stdout
     logged = json.dumps([r.doc for r in audit.records(archive)])
     assert hmac.new(OLD_SALT.encode(), SUBJECT.encode(), hashlib.sha256).hexdigest() not in logged
 
