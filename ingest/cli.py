@@ -611,17 +611,19 @@ def compact(
 def migrate() -> None:
     """Turn an archive of plain hive-partitioned Parquet (with manifests) into Delta tables, in
     place: every file the manifests list is committed as it is (no data file rewritten), one
-    commit per report. Safe to re-run, and after a crash; verify runs afterwards (exit 1 on
-    any problem).
+    commit per report. An archive's old audit salt moves out of it, beside the state store.
+    Safe to re-run, and after a crash; verify runs afterwards (exit 1 on any problem).
 
     Example: ingest migrate
     """
     from ingest.archive.migrate import migrate_archive
+    from ingest.ops.auditkey import move_archive_salt
     from ingest.ops.verify import render_text, verify_archive
 
     settings = load_settings()
     with job(settings) as (_, storage):
         done = migrate_archive(storage)
+        move_archive_salt(settings, storage)  # the audit salt out of the archive, kept beside the state
         report = verify_archive(storage)
     out.print(
         f"migrated: {done.commits} commit(s), {done.files} file(s), {done.rows} rows"
@@ -856,21 +858,22 @@ def verify_export(
         ),
     ],
 ) -> None:
-    """Check an export bundle: the manifest's signature under PUBLIC_KEY, every file's
-    sha256 (SHA256SUMS and the manifest), and the rows per bot and day. Exit 1 naming
-    each difference.
+    """Check an export bundle: the manifest's signature under PUBLIC_KEY, that it holds
+    exactly the files the manifest signs (plus manifest.json, its .sig and SHA256SUMS),
+    every file's sha256 (SHA256SUMS and the manifest), and the rows per bot and day. A zip
+    is bounded (members, sizes, ratio). Exit 1 naming each difference.
 
     Example: ingest verify-export q1.zip --public-key export.key.pub
     """
     from ingest.export.check import check_bundle
 
     problems = check_bundle(bundle, public_key.read_bytes())
-    for problem in problems:
-        out.print(inert(f"  - {problem}", markup=False), markup=False, highlight=False)
+    for problem in problems:  # one line each, never wrapped: a name stays greppable
+        out.print(inert(f"  - {problem}", markup=False), markup=False, highlight=False, soft_wrap=True)
     if problems:
         out.print(f"verify-export: {len(problems)} problem(s)")
         raise typer.Exit(EXIT_ATTENTION)
-    out.print("verify-export: OK, signature, checksums and counts match")
+    out.print("verify-export: OK, signature, files (exactly those signed), checksums and counts match")
 
 
 def _print_plan(found: Plan, *, applied: bool) -> None:
@@ -919,7 +922,8 @@ def erase(
     Example: ingest erase --botuser 4242 --reason "DSR-2026-017" --apply
     """
     from ingest.archive.forget import Outcome
-    from ingest.ops.erasure import actor_of, salt_setting
+    from ingest.ops.auditkey import audit_key
+    from ingest.ops.erasure import actor_of
     from ingest.ops.erasure import erase as erase_subject
 
     settings = load_settings()
@@ -931,7 +935,7 @@ def erase(
             reason=reason,
             actor=actor_of(settings),
             apply=apply,
-            salt=salt_setting(settings),
+            salt=audit_key(settings, storage) if apply else None,  # a dry run hashes nothing
         )
     if isinstance(done, Outcome):
         _print_plan(done.plan, applied=True)
@@ -1094,6 +1098,42 @@ def resolve(
         print_problems(done.summary.problems)
     else:
         out.print("dry run: nothing changed; add --reason TEXT --apply to act")
+
+
+audit_app = typer.Typer(
+    help="The audit log of erasures, prunes and holds.\n\nExample: ingest audit prove --botuser 4242",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit", short_help="The audit log: prove a person's erasure.")
+
+
+@audit_app.command("prove")
+def audit_prove(
+    botuser: Annotated[str, typer.Option("--botuser", help="The bot user's id.")],
+) -> None:
+    """Show the audit records of this bot user's erasure: their hash in the log is the id's
+    HMAC under the audit key this operator holds (the setting, or the key file beside the
+    state store); the archive alone cannot tell. Exit 1 when no record names them.
+
+    Example: ingest audit prove --botuser 4242
+    """
+    from ingest.archive.storage import storage_for
+    from ingest.ops.auditkey import prove
+
+    settings = load_settings()
+    found = prove(settings, storage_for(settings), botuser)
+    for record, key in found:
+        doc = record.doc
+        out.print(
+            inert(
+                f"{record.key}: {doc.get('kind')} at {doc.get('at')} by {doc.get('actor')}: "
+                f"{doc.get('reason')} (hash under {key.label})"
+            ),
+            soft_wrap=True,
+        )
+    if not found:
+        out.print("no audit record names this bot user under the keys held")
+        raise typer.Exit(EXIT_ATTENTION)
 
 
 @contextmanager

@@ -34,6 +34,12 @@ FORGET_POINTS: tuple[str, ...] = (
     "forget_before_audit",  # vacuumed and erasure record written, audit record not appended
 )
 
+#: Points inside an export (ingest.export.bundle); tests/integration/test_export_tamper.py.
+EXPORT_POINTS: tuple[str, ...] = (
+    "export_before_publish",  # the bundle's temporary folder complete, not yet renamed or zipped
+    "export_in_zip",  # the temporary zip half-written
+)
+
 
 def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)

@@ -398,8 +398,8 @@ class AuditSettings(BaseModel):
     )
     salt: SecretStr | None = Field(
         None,
-        description="Secret salt of the subject hashes in the audit log (default: a random one "
-        "made once and kept in the archive at audit/salt).",
+        description="Secret key of the subject hashes in the audit log (default: a random one "
+        "made once beside the state store, <state path>.audit-key, mode 0600; never in the archive).",
     )
 
 

@@ -3,18 +3,18 @@
 ::
 
     audit/<seq>-<YYYYMMDDTHHMMSSZ>-<id>.json   one immutable JSON object per event, written once
-    audit/salt                           the random salt of subject hashes (unless a setting)
 
 Each record carries ``previous``, the sha256 of the record before it (None for the first),
 so a record removed or edited in the middle breaks the chain and ``ingest verify`` names it
 (:func:`check_chain`). A subject is never named: records carry :func:`subject_hash`, an
-HMAC-SHA256 of the id under a salt, so the log proves *that* a subject was erased, and a
-person holding the id can check *which*, without the log keeping the id.
+HMAC-SHA256 of the id under a secret key, so the log proves *that* a subject was erased,
+and the key's holder can check *which* (``ingest audit prove``), without the log keeping
+the id.
 
-The salt is ``INGEST_AUDIT__SALT`` when set (kept out of the archive: someone reading the
-archive cannot test guesses of ids against the hashes), else a random 32 bytes made once and
-kept at ``audit/salt`` (a per-archive secret: hashes of one archive cannot be linked to
-another's, and precomputed tables are useless).
+The key never lives under the archive root (someone reading the archive could test guesses
+of ids against the hashes): :mod:`ingest.ops.auditkey` gives it (the setting
+``INGEST_AUDIT__SALT``, else a key file beside the state store). Archives made before kept
+a salt at ``audit/salt``; it is moved out (``ingest migrate``, or the next erasure).
 
 Example::
 
@@ -27,16 +27,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from ingest.archive.commit import as_json, write_bytes_once
-from ingest.archive.layout import AUDIT, audit_key, salt_key
+from ingest.archive.layout import AUDIT, audit_key
 from ingest.archive.storage import Storage, sha256_bytes
-from ingest.errors import OutputError
+from ingest.errors import ConfigError, OutputError
 
 
 @dataclass(frozen=True)
@@ -54,17 +53,18 @@ def new_id() -> str:
 
 
 def salt(out: Storage, setting: str | None = None) -> bytes:
-    """The salt of subject hashes: the setting's, else the archive's own (made once)."""
-    if setting:
-        return setting.encode()
-    key = salt_key()
-    if not out.exists(key):
-        write_bytes_once(out, key, secrets.token_hex(32).encode())
-    return out.read_bytes(key).strip()
+    """The key of subject hashes, as given (:func:`ingest.ops.auditkey.audit_key`): never
+    read from, nor made in, the archive."""
+    if not setting:
+        raise ConfigError(
+            "no audit key given: subject hashes need one kept outside the archive",
+            hint="ingest.ops.auditkey.audit_key(settings, storage) gives it",
+        )
+    return setting.encode()
 
 
 def subject_hash(out: Storage, subject_id: str, setting: str | None = None) -> str:
-    """HMAC-SHA256 of a bot user id under the salt: what the log says instead of the id."""
+    """HMAC-SHA256 of a bot user id under the audit key: what the log says instead of the id."""
     return hmac.new(salt(out, setting), subject_id.encode(), hashlib.sha256).hexdigest()
 
 

@@ -66,6 +66,7 @@ from ingest.archive.delta import (
     snapshot_files,
     transaction_version,
 )
+from ingest.archive.holds import copy_source, source_spans
 from ingest.archive.layout import (
     DELTA_LOG,
     FORGETTING,
@@ -436,7 +437,11 @@ def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
             now = rewritten[obj.key][1].get("new_sha256") if obj.key in rewritten else sha
             found.append(CopyChange(obj.key, original_sha256=str(now or "")))
     if selection.needles():  # quarantine: only an erasure looks (a prune keeps refused rows)
-        found += [CopyChange(o.key) for o in out.objects(f"{QUARANTINE}/") if not o.key.endswith(".json")]
+        spans = source_spans(records)  # whose each quarantined file is: --bot limits it too
+        for obj in out.objects(f"{QUARANTINE}/"):
+            bot = copy_source(out, obj.key, spans)[0]  # unknown (a file refused whole): searched
+            if not obj.key.endswith(".json") and (bot is None or selection.raw_wanted(bot, [])):
+                found.append(CopyChange(obj.key))
     return found
 
 

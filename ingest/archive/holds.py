@@ -2,11 +2,21 @@
 
 ::
 
-    holds/<id>.json    a hold in force: {"id", "bot_id", "from", "to", "reason", "placed_at", "actor"}
+    holds/<id>.json           a hold: {"id", "bot_id", "from", "to", "reason", "placed_at", "actor"}
+    holds/<id>.lifted.json    its lifting: {"id", "lifted_at", "actor", "reason"}
 
 A hold lives in the archive (not only in the state store: whoever reads the archive sees
-it), and placing or lifting one is an audit record (:mod:`ingest.archive.audit`). Lifting
-removes its object; the audit log keeps that it was there.
+it), and placing or lifting one is an audit record (:mod:`ingest.archive.audit`). Both
+files are written once and never changed or removed (under an S3 Object Lock retention
+when one is configured: ``holds/`` is evidence, :data:`ingest.archive.layout.LOCKED`): a
+hold is in force while it has no lifting. ``ingest verify`` checks every hold file
+against the audit log's hold records (:func:`check_against_audit`), so a hold removed or
+changed by anything but ``ingest hold remove`` is named.
+
+A hold keeps every day of the data it covers, wherever it is: a table's rows, a raw copy
+(each day of its report: its data files' days and every day of its window), a quarantined
+file (its source's days, or its window; a file whose bot or days are unknown counts as
+held by any hold: :func:`copy_hold`).
 
 Example::
 
@@ -18,15 +28,22 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date
 from typing import Any
 
-from ingest.archive.audit import append, new_id
+from ingest.archive.audit import AuditRecord, append, new_id
+from ingest.archive.audit import records as audit_records
 from ingest.archive.commit import as_json, write_bytes_once
-from ingest.archive.layout import HOLDS, hold_key
-from ingest.archive.storage import Storage
-from ingest.errors import ConfigError
+from ingest.archive.layout import HOLDS, QUARANTINE, hold_key, is_raw, raw_source
+from ingest.archive.manifests import Record
+from ingest.archive.storage import Storage, sha256_bytes
+from ingest.errors import ConfigError, OutputError
+
+#: A span of days (inclusive; None: unbounded on that side).
+Span = tuple[date | None, date | None]
+LIFTED = ".lifted.json"
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,15 @@ class Hold:
             bot_id == self.bot_id
             and (self.first is None or day >= self.first)
             and (self.last is None or day <= self.last)
+        )
+
+    def overlaps(self, bot_id: str | None, first: date | None, last: date | None) -> bool:
+        """Whether this hold keeps any day from ``first`` to ``last`` of the bot (None: a
+        bot or a bound unknown, so it may be this one)."""
+        return (
+            (bot_id is None or bot_id == self.bot_id)
+            and (self.first is None or last is None or last >= self.first)
+            and (self.last is None or first is None or first <= self.last)
         )
 
     def span(self) -> str:
@@ -76,13 +102,64 @@ def _from_json(doc: dict[str, Any]) -> Hold:
     )
 
 
+def lifted_key(hold_id: str) -> str:
+    """``holds/<id>.lifted.json``: that the hold was lifted, by whom and why."""
+    return f"{HOLDS}/{hold_id}{LIFTED}"
+
+
 def active(out: Storage) -> list[Hold]:
-    """Every hold in force, oldest first."""
-    found = []
-    for obj in out.objects(f"{HOLDS}/"):
-        if obj.key.endswith(".json"):
-            found.append(_from_json(json.loads(out.read_bytes(obj.key))))
-    return sorted(found, key=lambda h: (h.placed_at, h.id))
+    """Every hold in force, oldest first: placed (a hold file, or a hold-add audit record)
+    and not lifted (no lifting file, no hold-remove record). A hold file deleted by hand
+    still holds: the audit log says it was placed and never lifted."""
+    found, lifted = _placed(out)
+    return [h for h in found if h.id not in lifted]
+
+
+def _placed(out: Storage) -> tuple[list[Hold], set[str]]:
+    """Every hold ever placed and not lifted by a lifting file (oldest first), and the ids
+    the audit log lifts."""
+    keys = {obj.key for obj in out.objects(f"{HOLDS}/")}
+    placed, lifted = _audited(audit_records(out))
+    found: dict[str, Hold] = {}
+    for key in keys:
+        if key.endswith(".json") and not key.endswith(LIFTED):
+            hold = _readable(key, out.read_bytes(key))
+            found[hold.id] = hold
+    for hold_id, doc in placed.items():
+        if hold_id not in found:
+            found[hold_id] = _readable(f"the audit log's hold {hold_id}", doc)
+    unlifted = [h for h in found.values() if lifted_key(h.id) not in keys]
+    return sorted(unlifted, key=lambda h: (h.placed_at, h.id)), lifted
+
+
+def _readable(where: str, content: bytes | dict[str, Any]) -> Hold:
+    """A hold read from a file or a record; one that cannot be read stops whatever asked
+    (an erasure, a prune): held data is never destroyed on a guess."""
+    try:
+        doc = json.loads(content) if isinstance(content, bytes) else content
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
+        return _from_json(doc)
+    except (ValueError, KeyError, TypeError) as err:
+        raise OutputError(
+            f"{where}: unreadable legal hold ({type(err).__name__}: {str(err)[:120]}); nothing "
+            "is pruned or erased until it is restored (`ingest verify` compares holds with the audit log)"
+        ) from None
+
+
+def _audited(log: list[AuditRecord]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The holds the audit log places (id -> the hold's document) and the ids it lifts."""
+    placed: dict[str, dict[str, Any]] = {}
+    lifted: set[str] = set()
+    for record in log:
+        hold = record.doc.get("hold")
+        if not isinstance(hold, dict) or not hold.get("id"):
+            continue
+        if record.doc.get("kind") == "hold-add":
+            placed[str(hold["id"])] = hold
+        elif record.doc.get("kind") == "hold-remove":
+            lifted.add(str(hold["id"]))
+    return placed, lifted
 
 
 def covering(holds: list[Hold], bot_id: str, day: date) -> list[Hold]:
@@ -96,8 +173,7 @@ def place(
     """Place a hold (an object under ``holds/`` and an audit record)."""
     if first and last and last < first:
         raise ConfigError(f"--to {last} is before --from {first}")
-    if not reason.strip():
-        raise ConfigError("a legal hold needs a --reason")
+    _need_reason(reason, "a legal hold needs a --reason")
     hold = Hold(
         new_id(), bot_id, first, last, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), actor
     )
@@ -107,14 +183,138 @@ def place(
 
 
 def lift(out: Storage, hold_id: str, *, reason: str, actor: str) -> Hold:
-    """Lift a hold: the audit record first (what was lifted, by whom, why), then its object."""
-    found = {h.id: h for h in active(out)}
+    """Lift a hold: the audit record first (what was lifted, by whom, why), then its
+    lifting file beside it (the hold's own file stays, write-once). Killed between the two,
+    lifting it again finishes: the audit record is not written twice."""
+    _need_reason(reason, "lifting a legal hold needs a --reason (it is kept in the audit log)")
+    found = {h.id: h for h in _placed(out)[0]}  # with one whose lifting was killed halfway
     if hold_id not in found:
         raise ConfigError(f"no legal hold {hold_id!r} in force (see `ingest hold list`)")
     hold = found[hold_id]
-    append(out, {"kind": "hold-remove", "hold": hold.as_json()}, actor=actor, reason=reason)
-    out.delete(hold_key(hold_id))
+    append(
+        out,
+        {"kind": "hold-remove", "hold": hold.as_json()},
+        actor=actor,
+        reason=reason,
+        record_id=f"lift-{hold_id}",
+    )
+    lifting = {
+        "id": hold_id,
+        "lifted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "actor": actor,
+        "reason": reason,
+    }
+    if not write_bytes_once(out, lifted_key(hold_id), as_json(lifting)):
+        raise OutputError(f"cannot lift hold {hold_id}: {out.describe(lifted_key(hold_id))} exists")
     return hold
 
 
-__all__ = ["HOLDS", "Hold", "active", "covering", "lift", "place"]
+def _need_reason(reason: str, message: str) -> None:
+    if not reason.strip():
+        raise ConfigError(message, hint='e.g. --reason "case 2026-17 closed"')
+
+
+# ---------------------------------------------------------------- what a hold keeps
+def source_spans(records: Iterable[Record]) -> dict[str, tuple[str | None, list[Span]]]:
+    """Each source's bot and the spans of days its report holds (each data file's day and
+    its whole window), from the commit records (:func:`ingest.archive.manifests.read_manifests`)."""
+    found: dict[str, tuple[str | None, list[Span]]] = {}
+    for record in records:
+        if record.doc is None or record.compaction or record.erasure:
+            continue
+        doc = record.doc
+        attachment = doc.get("attachment")
+        if not isinstance(attachment, dict) or not isinstance(attachment.get("sha256"), str):
+            continue
+        spans: list[Span] = []
+        for entry in doc.get("files") or []:
+            day = (
+                _day(str(entry.get("path", "")).split("/date=")[-1][:10]) if isinstance(entry, dict) else None
+            )
+            spans.append((day, day))
+        window = doc.get("window")
+        if isinstance(window, dict):
+            spans.append((_day(window.get("from")), _day(window.get("to"))))
+        bot = doc.get("bot_id")
+        found[attachment["sha256"]] = (str(bot) if bot else None, spans or [(None, None)])
+    return found
+
+
+def copy_hold(
+    out: Storage, key: str, in_force: list[Hold], spans: dict[str, tuple[str | None, list[Span]]]
+) -> Hold | None:
+    """The hold that keeps a raw copy or quarantined file (``key``), or None. Its days are
+    its report's, every one of them (:func:`source_spans`); a quarantined file without a
+    commit record has its ``reason.json``'s window; what is unknown (a bot, a day) counts
+    as held: held data is never destroyed on a guess."""
+    if not in_force:
+        return None
+    bot, days = copy_source(out, key, spans)
+    for hold in in_force:
+        if any(hold.overlaps(bot, first, last) for first, last in days):
+            return hold
+    return None
+
+
+def copy_source(
+    out: Storage, key: str, spans: dict[str, tuple[str | None, list[Span]]]
+) -> tuple[str | None, list[Span]]:
+    """The bot and the spans of days of a raw copy or quarantined file (None, or a span of
+    None bounds: unknown)."""
+    if is_raw(key):
+        named, sha = raw_source(key)  # the key names the bot; the record, the days
+        return named, spans.get(sha, (None, [(None, None)]))[1]
+    if key.startswith(f"{QUARANTINE}/"):
+        sha = key.split("/")[1] if key.count("/") >= 2 else ""
+        return spans.get(sha) or _quarantine_window(out, sha)
+    return None, [(None, None)]
+
+
+def _quarantine_window(out: Storage, sha: str) -> tuple[str | None, list[Span]]:
+    """A whole refused file's bot and window from its ``reason.json`` (unknown: None)."""
+    try:
+        doc = json.loads(out.read_bytes(f"{QUARANTINE}/{sha}/reason.json"))
+        window = doc["window"]
+        return str(window["bot_id"]), [(_day(window.get("from")), _day(window.get("to")))]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, [(None, None)]
+
+
+def _day(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+# ---------------------------------------------------------------- holds and the audit log
+def check_against_audit(out: Storage, log: list[AuditRecord]) -> list[str]:
+    """Every hold file matches the audit log: a hold placed has its file, byte for byte the
+    record's hold; a hold lifted has its lifting; no hold file or lifting the log does not
+    record. A hold removed or changed by anything but ``ingest hold remove`` is named."""
+    placed, lifted = _audited(log)
+    keys = {obj.key for obj in out.objects(f"{HOLDS}/")}
+    problems = []
+    for hold_id, hold in sorted(placed.items()):
+        key = hold_key(hold_id)
+        if key not in keys:
+            if hold_id not in lifted:
+                problems.append(f"{key}: missing, but the audit log places this hold and never lifts it")
+            continue  # lifted before holds were write-once: the file went with it
+        if sha256_bytes(out.read_bytes(key)) != sha256_bytes(as_json(hold)):
+            problems.append(f"{key}: differs from the audit log's record of this hold (changed)")
+        if hold_id in lifted and lifted_key(hold_id) not in keys:
+            problems.append(
+                f"{key}: the audit log lifts this hold but {lifted_key(hold_id)} is missing "
+                f"(run `ingest hold remove {hold_id}` again to finish)"
+            )
+    for key in sorted(keys):
+        hold_id = key.removeprefix(f"{HOLDS}/").removesuffix(".json").removesuffix(".lifted")
+        if key.endswith(LIFTED) and hold_id not in lifted:
+            problems.append(f"{key}: a lifting the audit log does not record (not by `ingest hold remove`)")
+        elif not key.endswith(LIFTED) and hold_id not in placed:
+            problems.append(f"{key}: a hold the audit log does not record (not by `ingest hold add`)")
+    return problems
+
+
+__all__ = ["HOLDS", "Hold", "active", "check_against_audit", "copy_hold", "covering", "lift", "place"]

@@ -11,8 +11,8 @@
     manifests/compaction-<sha16>.json                                     a compaction's record
     manifests/erasure-<id>.json                                           an erasure's or prune's record
     audit/<seq:06d>-<YYYYMMDDTHHMMSSZ>-<id>.json                          the append-only audit log
-    audit/salt                                                            the subject hashes' salt
-    holds/<id>.json                                                       a legal hold in force
+    audit/salt                                 an old archive's subject-hash salt, moved out by migrate
+    holds/<id>.json, holds/<id>.lifted.json                               a legal hold, its lifting
     forgetting/<id>/plan.json, ready.json, raw/...                        an erasure in progress
 
 ``<dataset>`` is ``messages`` (Message Data) or a typed report's dataset
@@ -45,7 +45,7 @@ DELTA_LOG = "_delta_log"
 #: Top-level folders that are not datasets.
 NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING, AUDIT, HOLDS, FORGETTING})
 #: Folders written under an S3 Object Lock retention when one is configured: the evidence.
-LOCKED = (RAW, MANIFESTS, AUDIT)
+LOCKED = (RAW, MANIFESTS, AUDIT, HOLDS)
 #: A compaction record's name starts with this, after ``manifests/``.
 COMPACTION = "compaction-"
 REJECTED_ROWS = "rejected_rows.parquet"
@@ -122,12 +122,13 @@ def audit_key(sequence: int, stamp: str, record_id: str) -> str:
 
 
 def salt_key() -> str:
-    """``audit/salt``: the archive's random salt for subject hashes."""
+    """``audit/salt``: where archives made before kept the subject hashes' salt (beside the
+    hashes: :mod:`ingest.ops.auditkey` moves it out)."""
     return f"{AUDIT}/salt"
 
 
 def hold_key(hold_id: str) -> str:
-    """``holds/<id>.json``: a legal hold in force."""
+    """``holds/<id>.json``: a legal hold (in force until ``holds/<id>.lifted.json``)."""
     return f"{HOLDS}/{hold_id}.json"
 
 

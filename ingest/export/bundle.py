@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import zipfile
@@ -46,8 +47,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ingest.archive.forget import subject_expr
 from ingest.archive.storage import BLOCK, Storage
+from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError
-from ingest.export.csvsafe import FORMULA_STARTS, PREFIX, neutralised
+from ingest.export.csvsafe import FORMULA_STARTS, PREFIX, header_line, neutralised
 from ingest.export.signing import fingerprint, sign
 from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
 from ingest.report_types import MESSAGES
@@ -136,7 +138,8 @@ def cut_bundle(
     if out.exists() and (zipped or not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists: an export never overwrites (name a new file or an empty folder)")
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    sweep_killed_exports(out.parent)
+    work = out.parent / f".{out.name}{WORK_TAG}{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(mode=0o700)
     try:
@@ -156,6 +159,7 @@ def cut_bundle(
         listed = [*(f.path for f in cut.files), MANIFEST, SIGNATURE]
         sums = "".join(f"{sha256_path(work / name)}  {name}\n" for name in sorted(listed))
         (work / SUMS).write_text(sums, encoding="utf-8")
+        crash_point("export_before_publish")
         if zipped:
             _zip(work, out)
         else:
@@ -165,6 +169,54 @@ def cut_bundle(
         return cut
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+#: What an export's temporary folder and zip are called after the bundle's name: the
+#: exporting process's id follows, so a later export knows a killed one's leftovers.
+WORK_TAG, PART_TAG = ".tmp-", ".part-"
+_LEFTOVER = re.compile(r"^\..+(?:\.tmp-|\.part-)(\d+)$")
+
+
+def sweep_killed_exports(folder: Path) -> int:
+    """Remove what a killed export left in ``folder`` (its temporary bundle folder, its
+    half-written zip): only those whose process is gone, so a running export (exports take
+    no job lock) keeps its own. Returns how many went. The next export there sweeps them,
+    as the next writing job sweeps the archive's staging area."""
+    removed = 0
+    for leftover in folder.glob(".*"):
+        match = _LEFTOVER.match(leftover.name)
+        if not match or _alive(int(match.group(1))) or not _looks_like_a_bundle(leftover):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _looks_like_a_bundle(path: Path) -> bool:
+    """Whether a leftover is a bundle being made (a folder of bundle files, or a zip or
+    empty file), so that a stranger's file of a similar name is never removed."""
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        return {p.name for p in path.iterdir()} <= {DATA, SUMMARY, MANIFEST, SIGNATURE, SUMS}
+    with path.open("rb") as head:
+        return head.read(2) in (b"", b"PK")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of that id runs (another user's counts: never ours to sweep)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _check_query(query: Query) -> None:
@@ -291,9 +343,11 @@ class _Writer:
             self.parquet.write_table(table)
         elif self.fmt == "csv":
             assert self.handle is not None
+            if self.header:  # written here: column names are cells too, neutralised the same
+                self.handle.write(header_line(batch.columns).encode())
             neutralised(batch).write_csv(
                 self.handle,
-                include_header=self.header,
+                include_header=False,
                 quote_style="always",
                 datetime_format="%Y-%m-%dT%H:%M:%S%.6fZ",
                 line_terminator="\r\n",
@@ -452,11 +506,12 @@ def summary_text(query: Query, cut: Cut, snap: Snapshot) -> str:
 
 def _zip(work: Path, out: Path) -> None:
     """The bundle folder as a zip (deflated, zip64 when large), published by rename."""
-    tmp = out.with_name(f".{out.name}.part-{os.getpid()}")
+    tmp = out.with_name(f".{out.name}{PART_TAG}{os.getpid()}")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
             for path in sorted(p for p in work.rglob("*") if p.is_file()):
                 archive.write(path, path.relative_to(work).as_posix())
+                crash_point("export_in_zip")
         tmp.rename(out)
     finally:
         tmp.unlink(missing_ok=True)

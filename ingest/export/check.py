@@ -4,12 +4,17 @@ Checks, each failure naming what differs:
 
 1. ``manifest.json.sig`` is the Ed25519 signature of ``manifest.json`` under the given
    public key (a changed manifest, or one signed by another key, fails here);
-2. every file ``SHA256SUMS`` lists is present with that sha256, and no file is unlisted;
-3. every file ``manifest.json`` lists is present with its sha256 and size;
-4. the rows of each data file, counted again per day, are the manifest's counts.
+2. the bundle holds exactly the signed manifest's files plus ``manifest.json``,
+   ``manifest.json.sig`` and ``SHA256SUMS``: an added, renamed or duplicated file, a
+   symbolic link, a folder where a file should be, a name that would leave the bundle, is
+   named (``SHA256SUMS`` is not signed, so it never decides what belongs);
+3. every file ``SHA256SUMS`` lists is present with that sha256, and no file is unlisted;
+4. every file ``manifest.json`` lists is present with its sha256 and size;
+5. the rows of each data file, counted again per day, are the manifest's counts.
 
-A ``.zip`` bundle is read member by member into a private temporary folder first (names
-that would leave it are refused).
+A ``.zip`` bundle is judged from its directory first (member names, kinds, duplicates,
+and bounds: members, sizes, compression ratio, so a zip bomb is refused before a byte is
+inflated), then its regular files are unpacked into a private temporary folder.
 
 Example::
 
@@ -19,11 +24,16 @@ Example::
 from __future__ import annotations
 
 import json
+import lzma
+import os
 import re
 import shutil
+import stat
 import tempfile
 import zipfile
+import zlib
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,6 +44,48 @@ from ingest.export.bundle import MANIFEST, SIGNATURE, SUMS, sha256_path
 from ingest.export.signing import BadSignature, verify_signature
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
+#: The files every bundle holds besides those its manifest lists.
+FRAME = (MANIFEST, SIGNATURE, SUMS)
+
+#: Bounds on a zip before anything is inflated. A bundle has one file per bot and dataset
+#: (four datasets) plus four; a data file is CSV, JSON Lines or Parquet of archived rows.
+MAX_MEMBERS = 50_000
+MAX_MEMBER_BYTES = 64 << 30
+MAX_TOTAL_BYTES = 256 << 30
+#: Deflate reaches about 1032:1 at most; real CSV of chat rows compresses 5-20:1, a
+#: repetitive column more, a zip bomb hundreds to a thousand to one.
+MAX_RATIO = 200
+#: Below this a member's ratio is not judged (a tiny file of one repeated byte is harmless).
+RATIO_FLOOR_BYTES = 1 << 20
+
+FILE, FOLDER, LINK, OTHER = "file", "folder", "symbolic link", "special file"
+
+
+#: What zipfile raises on a damaged, encrypted or unsupported member (zlib, bz2 and lzma
+#: raise their own errors on a damaged compressed stream).
+_UNREADABLE = (
+    zlib.error,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    ValueError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
+class BundleRefused(Exception):
+    """The bundle cannot be judged file by file (a zip over its bounds, unreadable)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One name in the bundle, relative, with forward slashes, and what it is."""
+
+    name: str
+    kind: str
 
 
 def check_bundle(bundle: Path, public_key: bytes) -> list[str]:
@@ -41,37 +93,166 @@ def check_bundle(bundle: Path, public_key: bytes) -> list[str]:
     if not bundle.exists():
         raise ConfigError(f"{bundle}: no such bundle")
     if bundle.is_dir():
-        return check_folder(bundle, public_key)
+        try:
+            return check_folder(bundle, public_key)
+        except OSError as err:  # a file it cannot read (permissions): one line, not a traceback
+            return [f"{err.filename or bundle}: cannot read it ({err.strerror or err})"]
     with tempfile.TemporaryDirectory(prefix="verify-export-") as tmp:
         try:
-            _unzip(bundle, Path(tmp))
-        except (zipfile.BadZipFile, OSError, ValueError) as err:
-            return [f"{bundle.name}: not a readable zip ({err})"]
-        return check_folder(Path(tmp), public_key)
+            entries, problems = unzip_bounded(bundle, Path(tmp))
+        except BundleRefused as err:
+            return [f"{bundle.name}: {err}"]
+        except _UNREADABLE as err:
+            return [f"{bundle.name}: not a readable zip ({type(err).__name__}: {str(err)[:200]})"]
+        return problems + check_unpacked(Path(tmp), entries, public_key)
 
 
-def _unzip(bundle: Path, into: Path) -> None:
+def unzip_bounded(bundle: Path, into: Path) -> tuple[list[Entry], list[str]]:
+    """The zip's entries and the problems of their names, its regular files unpacked into
+    ``into``. Raises :class:`BundleRefused` over a bound, before inflating anything."""
     with zipfile.ZipFile(bundle) as archive:
-        for member in archive.infolist():
-            name = PurePosixPath(member.filename)
-            if member.is_dir():
-                continue
-            if name.is_absolute() or ".." in name.parts or "\\" in member.filename:
-                raise ValueError(f"member {member.filename!r} would leave the bundle")
-            target = into.joinpath(*name.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(member) as source, target.open("wb") as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
+        members = archive.infolist()
+        _check_bounds(members, bundle.stat().st_size)
+        entries: list[Entry] = []
+        problems: list[str] = []
+        counted = Counter(m.filename for m in members)
+        for name, times in sorted(counted.items()):
+            if times > 1:
+                problems.append(f"{name}: in the zip {times} times (a duplicate member)")
+        for member in members:
+            kind = _zip_kind(member)
+            name = member.filename.rstrip("/") if kind == FOLDER else member.filename
+            unsafe = _name_problem(name)
+            if unsafe:
+                problems.append(f"{member.filename!r}: {unsafe}")
+            elif kind != FILE:
+                entries.append(Entry(name, kind))
+            elif counted[member.filename] == 1:
+                if _unpack(archive, member, into):
+                    entries.append(Entry(name, FILE))
+                else:
+                    problems.append(f"{name}: clashes with another member (a file and a folder of one name)")
+    return entries, problems
+
+
+def _unpack(archive: zipfile.ZipFile, member: zipfile.ZipInfo, into: Path) -> bool:
+    """One regular member into ``into``; False when its name clashes with one unpacked."""
+    target = into.joinpath(*PurePosixPath(member.filename).parts)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        sink = target.open("xb")
+    except (FileExistsError, NotADirectoryError):
+        return False
+    with sink, archive.open(member) as source:  # sink first: closed if the member cannot open
+        shutil.copyfileobj(source, sink, 1 << 20)
+    return True
+
+
+def _check_bounds(members: list[zipfile.ZipInfo], archive_bytes: int) -> None:
+    """Refuse a zip whose directory promises more than a bundle can be (a zip bomb)."""
+    if len(members) > MAX_MEMBERS:
+        raise BundleRefused(f"refused: {len(members)} members, more than a bundle has ({MAX_MEMBERS})")
+    total = 0
+    for member in members:
+        if member.file_size > MAX_MEMBER_BYTES:
+            raise BundleRefused(
+                f"refused: member {member.filename!r} inflates to {member.file_size} bytes "
+                f"(at most {MAX_MEMBER_BYTES})"
+            )
+        ratio = member.file_size // max(member.compress_size, 1)
+        if member.file_size > RATIO_FLOOR_BYTES and ratio > MAX_RATIO:
+            raise BundleRefused(
+                f"refused: member {member.filename!r} inflates {ratio} times "
+                f"(at most {MAX_RATIO}): a zip bomb, not a bundle"
+            )
+        total += member.file_size
+    if total > MAX_TOTAL_BYTES:
+        raise BundleRefused(f"refused: members inflate to {total} bytes in all (at most {MAX_TOTAL_BYTES})")
+    if total > RATIO_FLOOR_BYTES and total > MAX_RATIO * max(archive_bytes, 1):
+        # Members that share their compressed bytes (an overlapping zip bomb) pass each
+        # member's ratio but not the whole archive's.
+        raise BundleRefused(
+            f"refused: {archive_bytes} bytes inflate to {total} (more than {MAX_RATIO} times): "
+            "a zip bomb, not a bundle"
+        )
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if total > free:
+        raise BundleRefused(
+            f"refused: members inflate to {total} bytes, the temporary folder has {free} free"
+        )
+
+
+def _zip_kind(member: zipfile.ZipInfo) -> str:
+    """What a zip member is: a Unix mode in its external attributes says links and devices."""
+    mode = member.external_attr >> 16
+    if member.create_system == 3 and stat.S_IFMT(mode):  # made on Unix, with a file type
+        if stat.S_ISLNK(mode):
+            return LINK
+        if stat.S_ISDIR(mode):
+            return FOLDER
+        if not stat.S_ISREG(mode):
+            return OTHER
+    return FOLDER if member.is_dir() else FILE
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a member name cannot be a bundle's, or None: only plain relative names with
+    forward slashes (what the export writes) are, so a name means one file everywhere."""
+    pure = PurePosixPath(name)
+    if not name:
+        return "an empty name"
+    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return "an absolute name, outside the bundle"
+    if "\\" in name or "\x00" in name:
+        return "a name with a backslash or NUL (not a plain relative name)"
+    if ".." in pure.parts:
+        return "a name with '..', outside the bundle"
+    if pure.as_posix() != name or "." in pure.parts:
+        return "a name with '.' or empty parts (not a plain relative name)"
+    return None
+
+
+def folder_entries(folder: Path) -> list[Entry]:
+    """Every name under ``folder``, what it is, links never followed."""
+    found = []
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        for name in [*dirs, *files]:
+            path = Path(top) / name
+            mode = path.lstat().st_mode
+            kind = (
+                LINK
+                if stat.S_ISLNK(mode)
+                else FOLDER
+                if stat.S_ISDIR(mode)
+                else FILE
+                if stat.S_ISREG(mode)
+                else OTHER
+            )
+            found.append(Entry(path.relative_to(folder).as_posix(), kind))
+    return found
 
 
 def check_folder(folder: Path, public_key: bytes) -> list[str]:
-    """The checks on an unpacked bundle."""
+    """The checks on a bundle folder."""
+    return check_unpacked(folder, folder_entries(folder), public_key)
+
+
+def check_unpacked(folder: Path, entries: list[Entry], public_key: bytes) -> list[str]:
+    """The checks on an unpacked bundle whose names and kinds are ``entries``."""
     problems: list[str] = []
+    kinds = {e.name: e.kind for e in entries}
     manifest_path, signature_path = folder / MANIFEST, folder / SIGNATURE
-    if not manifest_path.is_file():
-        return [f"{MANIFEST}: missing"]
+    if kinds.get(MANIFEST) != FILE:
+        found = kinds.get(MANIFEST)
+        nested = sorted(e.name.removesuffix(MANIFEST) for e in entries if e.name.endswith(f"/{MANIFEST}"))
+        hint = f" (one is in {nested[0]}: give that folder, or zip its contents)" if nested else ""
+        return [f"{MANIFEST}: " + (f"a {found}, not a file" if found else "missing") + hint]
     data = manifest_path.read_bytes()
-    if not signature_path.is_file():
+    try:
+        manifest = parse_manifest(data)
+    except ValueError as err:
+        return [f"{MANIFEST}: not a bundle manifest ({err})"]
+    if kinds.get(SIGNATURE) != FILE:
         problems.append(f"{SIGNATURE}: missing, the manifest is unsigned")
     else:
         try:
@@ -81,50 +262,115 @@ def check_folder(folder: Path, public_key: bytes) -> list[str]:
                 f"{SIGNATURE}: not a signature of {MANIFEST} by this public key "
                 "(the manifest was changed, or another key signed it)"
             )
-    problems += _check_sums(folder)
-    try:
-        manifest = json.loads(data)
-    except ValueError as err:
-        return [*problems, f"{MANIFEST}: not JSON ({err})"]
-    problems += _check_listed(folder, manifest)
+    signed = [str(f["path"]) for f in manifest["files"]]
+    problems += exactness(entries, signed)
+    files = {e.name for e in entries if e.kind == FILE}
+    problems += _check_sums(folder, files, set(signed))
+    problems += _check_listed(folder, files, manifest)
     return problems
 
 
-def _check_sums(folder: Path) -> list[str]:
-    sums = folder / SUMS
-    if not sums.is_file():
+def exactness(entries: list[Entry], signed: list[str]) -> list[str]:
+    """What the bundle holds besides the signed files and its frame, each named: the
+    bundle is exactly what was signed, or it is not the bundle that was signed."""
+    expected = set(signed) | set(FRAME)
+    parents = {p.as_posix() for name in expected for p in PurePosixPath(name).parents} - {"."}
+    problems = []
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.kind == FILE and entry.name not in expected:
+            problems.append(f"{entry.name}: not in the signed {MANIFEST} (file added)")
+        elif entry.kind == LINK:
+            problems.append(f"{entry.name}: a symbolic link (a bundle holds only files)")
+        elif entry.kind == OTHER:
+            problems.append(f"{entry.name}: not a regular file (a bundle holds only files)")
+        elif entry.kind == FOLDER and entry.name in expected:
+            problems.append(f"{entry.name}: a folder where {MANIFEST} lists a file")
+        elif entry.kind == FOLDER and entry.name not in parents:
+            problems.append(f"{entry.name}/: a folder not in the signed {MANIFEST} (added)")
+    return problems
+
+
+def parse_manifest(data: bytes) -> dict[str, Any]:
+    """The manifest, its shape checked where the checks read it; ValueError naming what is
+    wrong otherwise (a recipient gets one line, never a traceback)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"not JSON: {str(err)[:120]}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise ValueError("'files' is not a list")
+    seen: set[str] = set()
+    for number, entry in enumerate(files):
+        where = f"files[{number}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} is not an object")
+        path = entry.get("path")
+        if not isinstance(path, str) or _name_problem(path):
+            raise ValueError(f"{where}.path {str(path)[:80]!r} is not a plain relative name")
+        if path in FRAME or path in seen:
+            raise ValueError(f"{where}.path {path!r} is listed twice or names the bundle's own files")
+        seen.add(path)
+        for name in ("sha256", "dataset", "bot_id"):
+            if not isinstance(entry.get(name), str | None) or entry.get("sha256") is None:
+                raise ValueError(f"{where}.{name} is not a string")
+        for name in ("size", "rows"):
+            value = entry.get(name)
+            if (value is not None or name == "size") and (type(value) is not int or value < 0):
+                raise ValueError(f"{where}.{name} is not a count")
+    counts = doc.get("counts") or {}
+    if not isinstance(counts, dict) or not all(
+        isinstance(bots, dict)
+        and all(
+            isinstance(days, dict) and all(type(n) is int for n in days.values()) for days in bots.values()
+        )
+        for bots in counts.values()
+    ):
+        raise ValueError("'counts' is not dataset -> bot -> day -> rows")
+    return doc
+
+
+def _check_sums(folder: Path, present: set[str], signed: set[str]) -> list[str]:
+    if SUMS not in present:
         return [f"{SUMS}: missing"]
     problems, listed = [], set()
-    for number, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = (folder / SUMS).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return [f"{SUMS}: not UTF-8 text"]
+    for number, line in enumerate(text.splitlines(), 1):
         match = _SUM_LINE.match(line)
         if not match:
             problems.append(f"{SUMS} line {number}: not '<sha256>  <file>'")
             continue
         want, name = match.groups()
+        if name in listed:
+            problems.append(f"{SUMS} line {number}: {name!r} listed twice")
         listed.add(name)
-        if not _inside(name):
-            problems.append(f"{SUMS} line {number}: {name!r} is outside the bundle")
+        if name not in signed and name not in FRAME:
+            problems.append(f"{SUMS} line {number}: {name!r} is not in the signed {MANIFEST}")
             continue
-        path = folder / name
-        if not path.is_file():
+        if name not in present:
+            if name in signed:
+                continue  # named as missing by the manifest's check
             problems.append(f"{name}: missing (listed in {SUMS})")
-        elif sha256_path(path) != want:
+        elif sha256_path(folder / name) != want:
             problems.append(f"{name}: sha256 differs from {SUMS} (file changed)")
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
-    problems += [f"{name}: not listed in {SUMS} (file added)" for name in sorted(present - listed - {SUMS})]
+    problems += [
+        f"{name}: not listed in {SUMS}" for name in sorted(present & (signed | set(FRAME)) - listed - {SUMS})
+    ]
     return problems
 
 
-def _check_listed(folder: Path, manifest: dict[str, Any]) -> list[str]:
+def _check_listed(folder: Path, present: set[str], manifest: dict[str, Any]) -> list[str]:
     problems = []
     counts = manifest.get("counts") or {}
-    for entry in manifest.get("files", []):
-        name = str(entry.get("path"))
-        if not _inside(name):
-            problems.append(f"{MANIFEST}: file {name!r} is outside the bundle")
-            continue
+    for entry in manifest["files"]:
+        name = entry["path"]
         path = folder / name
-        if not path.is_file():
+        if name not in present:
             problems.append(f"{name}: missing (listed in {MANIFEST})")
             continue
         if path.stat().st_size != entry.get("size"):
@@ -136,7 +382,7 @@ def _check_listed(folder: Path, manifest: dict[str, Any]) -> list[str]:
         try:
             days = rows_per_day(path)
         except (pl.exceptions.PolarsError, OSError, ValueError) as err:
-            problems.append(f"{name}: unreadable ({type(err).__name__}: {err})")
+            problems.append(f"{name}: unreadable ({type(err).__name__}: {str(err)[:200]})")
             continue
         if sum(days.values()) != entry["rows"]:
             problems.append(f"{name}: {sum(days.values())} rows, {MANIFEST} says {entry['rows']}")
@@ -149,12 +395,6 @@ def _check_listed(folder: Path, manifest: dict[str, Any]) -> list[str]:
                 f"{want.get(differ[0], 0)} listed"
             )
     return problems
-
-
-def _inside(name: str) -> bool:
-    """A relative name that stays inside the bundle (no absolute path, no ``..``)."""
-    pure = PurePosixPath(name)
-    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in name
 
 
 def rows_per_day(path: Path) -> dict[str, int]:

@@ -24,9 +24,7 @@ from ingest.archive.forget import (
     copy_holds,
     forget,
     plan,
-    raw_days,
 )
-from ingest.archive.layout import is_raw, raw_source
 from ingest.archive.manifests import read_manifests
 from ingest.archive.storage import Storage
 from ingest.errors import ConfigError, UnderLegalHold
@@ -88,26 +86,19 @@ def erase(
 def _raw_under_hold(
     out: Storage, found: Plan, selection: SubjectSelection, in_force: list[holds.Hold]
 ) -> None:
-    """Refuse when a raw copy holding the subject covers a held day (its report's days, from
-    its manifest; unknown days count as held): a record of theirs may be only there (a row
-    that was a duplicate at intake), and held data is never erased."""
+    """Refuse when a raw copy or quarantined file holding the subject covers a held day
+    (every day of its report: :func:`ingest.archive.holds.copy_hold`; unknown days count
+    as held): a record of theirs may be only there (a row that was a duplicate at intake,
+    or refused), and held data is never erased."""
     if not in_force:
         return
-    days = raw_days(read_manifests(out))
+    spans = holds.source_spans(read_manifests(out))
     for copy in found.copies:
-        if not is_raw(copy.key):
-            continue
-        bot_id, sha = raw_source(copy.key)
-        covered: list[date | None] = [*days.get(sha, [])] or [None]
-        held = [
-            h
-            for h in in_force
-            if h.bot_id == bot_id and any(d is None or h.covers(bot_id, d) for d in covered)
-        ]
-        if held and copy_holds(out, copy.key, selection.needles()):
+        hold = holds.copy_hold(out, copy.key, in_force, spans)
+        if hold and copy_holds(out, copy.key, selection.needles()):
             raise UnderLegalHold(
-                f"refused: the subject is in {copy.key}, a report of days under legal hold {held[0].id} "
-                f"({held[0].span()}): {held[0].reason}",
+                f"refused: the subject is in {copy.key}, a report of days under legal hold {hold.id} "
+                f"({hold.span()}): {hold.reason}",
                 hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
             )
 

@@ -32,11 +32,11 @@ from typing import Any
 import polars as pl
 from deltalake.exceptions import DeltaError
 
-from ingest.archive import audit
+from ingest.archive import audit, holds
 from ingest.archive.compact import ALL_DATASETS
 from ingest.archive.delta import open_table, snapshot_files
 from ingest.archive.forget import pending
-from ingest.archive.layout import FORGETTING, RAW, is_data_file, is_raw, is_reasons, raw_source
+from ingest.archive.layout import FORGETTING, RAW, is_data_file, is_raw, is_reasons, raw_source, salt_key
 from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.errors import IngestError, one_line
@@ -164,9 +164,14 @@ def verify_archive(
 
 def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, dict[str, Any]]]) -> None:
     """List each erasure and prune; check the audit log's chain, that each record has its
-    audit record, and that none is left half done."""
+    audit record, that every hold file is the audit log's, and that none is left half done."""
     log = audit.records(out)
     report.problems.extend(audit.check_chain(log))
+    report.problems.extend(holds.check_against_audit(out, log))
+    if out.exists(salt_key()):  # beside the hashes it lets any reader re-identify a subject
+        report.problems.append(
+            f"{salt_key()}: the audit key sits in the archive; `ingest migrate` moves it out"
+        )
     if log:
         report.audit = {"records": len(log), "newest": log[-1].key, "newest_sha256": log[-1].sha256}
     audited = {str(r.doc.get("id")): r for r in log}

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
+from pathlib import Path
 
 import polars as pl
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.export.bundle import _Writer
 from ingest.export.csvsafe import FORMULA_STARTS, neutralise, neutralised
 
 #: Text biased towards the characters that matter: formula starts, quotes, separators, newlines.
@@ -58,3 +61,22 @@ def test_numbers_and_dates_are_left_alone() -> None:
 
     assert done["n"].to_list() == [-5, 3] and done["x"].to_list() == [-1.5, 2.0]
     assert done["t"].to_list() == ["'-5", "'=1"]
+
+
+@settings(deadline=None)  # a file per example: the machine's load, not the code, sets the pace
+@given(st.lists(cells, min_size=1, max_size=8, unique=True))
+def test_header_cells_are_neutralised_like_text_cells(names: list[str]) -> None:
+    frame = pl.DataFrame({name: [f"v{i}"] for i, name in enumerate(names)})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "out.csv"
+        writer = _Writer(path, "csv")
+        writer.write(frame)
+        writer.write(frame)  # a second batch adds rows, never a second header
+        writer.close()
+        text = path.read_bytes().decode("utf-8-sig")
+
+    header, *rows = list(csv.reader(io.StringIO(text, newline="")))
+
+    assert header == [neutralise(name) for name in names]
+    assert not any(cell.startswith(FORMULA_STARTS) for cell in header)
+    assert rows == [[f"v{i}" for i in range(len(names))]] * 2
