@@ -18,10 +18,11 @@ import polars as pl
 from rich.console import Console
 
 from ingest.archive.layout import DELTA_LOG
+from ingest.errors import ConfigError
 from ingest.pipeline.passes import RunSummary, run_until_done
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig, pymap_installed
 from ingest.state.store import Store, WindowState
 
 DEMO_NAMESPACE = uuid.UUID("6f1c1e0a-7b0e-4c53-9a43-3c1f5b1d2e10")
@@ -75,8 +76,19 @@ def _stranger_email() -> bytes:
     return msg.as_bytes()
 
 
+def require_demo_extra() -> None:
+    """Refuse the demo, before it creates anything, where its embedded IMAP server is not
+    installed (a production install, the container image): exit 2 saying what to install."""
+    if not pymap_installed():
+        raise ConfigError(
+            "ingest demo needs its embedded IMAP server (pymap), which is not installed",
+            hint="install the demo extra: pip install 'certainly-ingest[demo]', or '.[demo]' from a clone",
+        )
+
+
 def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) -> RunSummary:
     """Backfill ``bots`` x ``days`` through the real path and print where the archive is."""
+    require_demo_extra()
     workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="ingest-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -1,0 +1,80 @@
+"""Packaging: the embedded IMAP server only in the ``demo`` extra, one source for the
+version, and ``ingest demo`` refusing plainly where the extra is not installed."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import ingest
+from ingest.simulator import EmbeddedImap
+from tests.support.job import run_ingest
+
+REPO = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+README = (REPO / "README.md").read_text()
+
+
+def _names(requirements: list[str]) -> set[str]:
+    """Distribution names (with their extras) of requirement strings."""
+    return {re.split(r"[<>=!~;\s]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_pymap_is_only_in_the_demo_extra_which_the_tests_install() -> None:
+    project = PYPROJECT["project"]
+    assert not any(n.startswith("pymap") for n in _names(project["dependencies"]))
+    extras = project["optional-dependencies"]
+    assert "pymap" in _names(extras["demo"])
+    assert "certainly-ingest[demo]" in _names(extras["test"])
+
+
+def test_readme_quick_start_installs_the_demo_extra() -> None:
+    assert "python3 -m venv .venv && .venv/bin/pip install '.[demo]' && .venv/bin/ingest demo" in README
+
+
+def test_the_version_is_written_once_in_the_package() -> None:
+    project = PYPROJECT["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "ingest.__version__"}
+    assert importlib.metadata.version("certainly-ingest") == ingest.__version__  # the install's metadata
+    done = run_ingest("--version", cwd=REPO, timeout=60)
+    assert done.stdout.strip() == f"certainly-ingest {ingest.__version__}"
+
+
+def _without_pymap(tmp_path: Path) -> dict[str, str]:
+    """Variables making pymap unimportable in a child Python, as in a production install:
+    a sitecustomize on PYTHONPATH marks it absent before anything else is imported."""
+    blocker = tmp_path / "no-pymap"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['pymap'] = None\n")
+    return {"PYTHONPATH": f"{blocker}:{REPO}"}
+
+
+def test_demo_without_pymap_exits_2_saying_what_to_install(tmp_path: Path) -> None:
+    env = _without_pymap(tmp_path)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import pymap"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert probe.returncode != 0, "the blocker did not hide pymap"
+
+    out = tmp_path / "demo-out"
+    done = run_ingest("demo", "--out", str(out), env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: ingest demo needs its embedded IMAP server (pymap), which is not installed "
+        "(install the demo extra: pip install 'certainly-ingest[demo]', or '.[demo]' from a clone)"
+    ]
+    assert done.stdout == ""
+    assert not out.exists(), "the demo created its folder before refusing"
+
+
+def test_embedded_imap_without_pymap_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymap", None)
+    with pytest.raises(RuntimeError, match=r"pymap is not installed: pip install 'certainly-ingest\[demo\]'"):
+        EmbeddedImap().start()
