@@ -3,6 +3,7 @@ version, and ``ingest demo`` refusing plainly where the extra is not installed."
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import re
 import subprocess
@@ -11,6 +12,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 import ingest
 from ingest.simulator import EmbeddedImap
@@ -32,6 +34,47 @@ def test_pymap_is_only_in_the_demo_extra_which_the_tests_install() -> None:
     extras = project["optional-dependencies"]
     assert "pymap" in _names(extras["demo"])
     assert "certainly-ingest[demo]" in _names(extras["test"])
+
+
+def _installed_closure(requirements: list[str]) -> set[str]:
+    """The distributions a plain ``pip install`` of ``requirements`` brings, by their
+    installed metadata (requirements of an extra not followed), normalised names."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        if name in seen or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(name)
+        todo.extend(Requirement(r) for r in importlib.metadata.requires(req.name) or [])
+    return seen
+
+
+def _imported_top_modules() -> set[str]:
+    """Top-level modules imported anywhere in ingest/ (at module level or in a function)."""
+    found: set[str] = set()
+    for path in (REPO / "ingest").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.partition(".")[0])
+    return found - set(sys.stdlib_module_names) - {"ingest"}
+
+
+def test_every_module_the_code_imports_comes_with_a_plain_install() -> None:
+    """What ``pip install certainly-ingest`` (and the image) holds is enough for every import:
+    a library present here only through the test tools (click via mkdocs once) would break
+    the production install with a ModuleNotFoundError."""
+    closure = _installed_closure(PYPROJECT["project"]["dependencies"])
+    providers = importlib.metadata.packages_distributions()
+    missing = {
+        module: providers.get(module)
+        for module in _imported_top_modules()
+        if not {re.sub(r"[-_.]+", "-", d).lower() for d in providers.get(module, [])} & closure
+    }
+    assert not missing, f"imported but not installed by the base dependencies: {missing}"
 
 
 def test_readme_quick_start_installs_the_demo_extra() -> None:
