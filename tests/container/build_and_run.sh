@@ -209,8 +209,12 @@ tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.py[co]' -c ingest | tar -
 old_id="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 podman build --isolation chroot --network host \
     "${volumes[@]}" "${build_args[@]}" \
-    -t "$IMAGE" "$context"
-new_id="$(podman image inspect --format '{{.Id}}' "$IMAGE")"
+    --iidfile "$SCRATCH/image-id" -t "$IMAGE" "$context"
+# Everything below uses the id this build made, not the tag: another run on the machine (a
+# second work tree, say) may move the tag meanwhile.
+new_id="$(cat "$SCRATCH/image-id")"
+new_id="${new_id#sha256:}"  # the bare form {{.Id}} gives, as old_id is
+[[ "$new_id" =~ ^[0-9a-f]{64}$ ]] || die "podman build wrote no image id ('$new_id')"
 if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
     podman rmi "$old_id" >/dev/null 2>&1 || true  # the previous build, now untagged
 fi
@@ -223,14 +227,14 @@ done
 image_mb() { podman image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f", $1 / 1e6 }'; }
 # The figures the README's "Running in a container" quotes (tests/container/test_image.py
 # checks them against these).
-log "image size: $(image_mb "$IMAGE") MB ($IMAGE), base image size: $(image_mb "$BASE_IMAGE") MB ($BASE_IMAGE)"
+log "image size: $(image_mb "$new_id") MB ($IMAGE), base image size: $(image_mb "$BASE_IMAGE") MB ($BASE_IMAGE)"
 
 # ---------------------------------------------------------------------------------- checks
 phase inspect
-entrypoint="$(podman image inspect --format '{{json .Config.Entrypoint}}' "$IMAGE")"
-cmd="$(podman image inspect --format '{{json .Config.Cmd}}' "$IMAGE")"
-user="$(podman image inspect --format '{{.Config.User}}' "$IMAGE")"
-env="$(podman image inspect --format '{{json .Config.Env}}' "$IMAGE")"
+entrypoint="$(podman image inspect --format '{{json .Config.Entrypoint}}' "$new_id")"
+cmd="$(podman image inspect --format '{{json .Config.Cmd}}' "$new_id")"
+user="$(podman image inspect --format '{{.Config.User}}' "$new_id")"
+env="$(podman image inspect --format '{{json .Config.Env}}' "$new_id")"
 log "Entrypoint=$entrypoint Cmd=$cmd User=$user"
 [[ "$entrypoint" == '["ingest"]' ]] || die "ENTRYPOINT is $entrypoint, expected [\"ingest\"]"
 [[ "$cmd" == '["run"]' ]] || die "CMD is $cmd, expected [\"run\"]"
@@ -241,13 +245,13 @@ done
 if grep -E -i '(token|password|secret)[^"]*=[^"]' <<<"$env" >/dev/null; then
     die "image env carries something that looks like a secret: $env"
 fi
-podman image inspect --format '{{json .Config.Labels}}' "$IMAGE" | grep -q 'org.opencontainers.image.title' \
+podman image inspect --format '{{json .Config.Labels}}' "$new_id" | grep -q 'org.opencontainers.image.title' \
     || die "OCI labels missing"
-podman image inspect --format '{{json .Config.Volumes}}' "$IMAGE" | grep -q '"/data"' \
+podman image inspect --format '{{json .Config.Volumes}}' "$new_id" | grep -q '"/data"' \
     || die "the image declares no VOLUME /data"
 
 phase run
-WORK_CONTAINER="$(buildah from --pull-never "$IMAGE")"
+WORK_CONTAINER="$(buildah from --pull-never "$new_id")"
 in_image() { buildah run --isolation chroot --network host "$WORK_CONTAINER" -- "$@"; }
 
 uid="$(in_image id -u)"
