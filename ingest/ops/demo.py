@@ -6,10 +6,12 @@ Real HTTP on 127.0.0.1, a real IMAP server (pymap, a child process), real POST -
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -86,6 +88,25 @@ def require_demo_extra() -> None:
         )
 
 
+@contextlib.contextmanager
+def _embedded_imap() -> Iterator[EmbeddedImap]:
+    """The demo's IMAP server, started; a pymap that is installed but cannot start (a broken
+    or incompatible install) is exit 2 with the last line it printed, not a traceback."""
+    server = EmbeddedImap()
+    try:
+        server.start()
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise ConfigError(
+            f"the demo's embedded IMAP server (pymap) did not start: {lines[-1] if lines else err}",
+            hint="reinstall the demo extra: pip install --force-reinstall 'certainly-ingest[demo]'",
+        ) from None
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) -> RunSummary:
     """Backfill ``bots`` x ``days`` through the real path and print where the archive is."""
     require_demo_extra()
@@ -95,7 +116,7 @@ def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) ->
     end = datetime.now(UTC).date() - timedelta(days=1)
     start = end - timedelta(days=days - 1)
     bot_ids = demo_bot_ids(bots)
-    with EmbeddedImap() as imap:
+    with _embedded_imap() as imap:
         config = SimulatorConfig(delivery_delay=0.1, recipient=imap.username)
         with CertainlySimulator(config, deliver=imap.delivery()) as sim:
             imap.delivery().deliver(_stranger_email())

@@ -117,6 +117,27 @@ def test_demo_without_pymap_exits_2_saying_what_to_install(tmp_path: Path) -> No
     assert not out.exists(), "the demo created its folder before refusing"
 
 
+def test_demo_with_a_pymap_that_cannot_start_exits_2_in_one_line(tmp_path: Path) -> None:
+    """A broken or incompatible pymap (here: one whose entry point fails) is named in one
+    line with its last words, not a traceback."""
+    fake = tmp_path / "broken" / "pymap"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "main.py").write_text(
+        "import sys\n\ndef main():\n"
+        "    print('Traceback (most recent call last):', file=sys.stderr)\n"
+        "    print(\"ImportError: cannot import name 'backend'\", file=sys.stderr)\n"
+        "    sys.exit(1)\n"
+    )
+    env = {"PYTHONPATH": f"{fake.parent}:{REPO}"}  # the demo's pymap child inherits it
+    done = run_ingest("demo", "--out", str(tmp_path / "out"), env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: the demo's embedded IMAP server (pymap) did not start: ImportError: cannot import "
+        "name 'backend' (reinstall the demo extra: pip install --force-reinstall 'certainly-ingest[demo]')"
+    ]
+
+
 def test_embedded_imap_without_pymap_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pymap", None)
     with pytest.raises(RuntimeError, match=r"pymap is not installed: pip install 'certainly-ingest\[demo\]'"):
