@@ -12,8 +12,8 @@
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# ---------------------------------------------------------------------------- build stage
-FROM ${BASE_IMAGE} AS build
+# ----------------------------------------------------------------- dependencies, then build
+FROM ${BASE_IMAGE} AS deps
 
 # Lets tests/container/build_and_run.sh find and prune stale build-stage images.
 LABEL certainly-ingest.stage="build"
@@ -30,15 +30,32 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python3 -m venv /opt/venv
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY ingest/ ./ingest/
-
+# The dependencies first, in a layer of their own: a change to the code alone then reinstalls
+# only the package (seconds), not polars, pyarrow and deltalake. Only the base dependencies:
+# no extras, so no IMAP server (pymap is in the demo extra).
+COPY pyproject.toml ./
 # An empty PIP_* variable would override pip's defaults with "", so drop the unset ones.
 RUN for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT; do \
         eval "value=\${$var:-}"; [ -n "$value" ] || unset "$var"; \
     done; \
-    /opt/venv/bin/pip install --no-cache-dir /src \
-    && /opt/venv/bin/ingest --help >/dev/null
+    python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+        >/tmp/requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
+
+FROM deps AS build
+COPY README.md ./
+COPY ingest/ ./ingest/
+# The package's own files (its folder, metadata and the `ingest` script) gathered under /app
+# at their final paths: the runtime stage copies them on top of the dependencies' layer.
+RUN for var in PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_CERT; do \
+        eval "value=\${$var:-}"; [ -n "$value" ] || unset "$var"; \
+    done; \
+    /opt/venv/bin/pip install --no-cache-dir --no-deps /src \
+    && /opt/venv/bin/pip check \
+    && /opt/venv/bin/ingest --help >/dev/null \
+    && site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+    && mkdir /app && cd / \
+    && tar -cf - "${site#/}/ingest" "${site#/}"/certainly_ingest-*.dist-info opt/venv/bin/ingest | tar -xf - -C /app
 
 # -------------------------------------------------------------------------- runtime stage
 FROM ${BASE_IMAGE}
@@ -54,7 +71,9 @@ LABEL org.opencontainers.image.title="certainly-ingest" \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.licenses="MIT"
 
-COPY --from=build /opt/venv /opt/venv
+# Two layers: the dependencies (hundreds of MB, unchanged while pyproject.toml is), then the
+# package (a few hundred KB, near the end), so that a new version pulls and pushes little.
+COPY --from=deps /opt/venv /opt/venv
 
 # A non-root user owning /data (state and archive). useradd comes with Debian's passwd
 # package (in every minbase); the fallback covers bases without it.
@@ -74,6 +93,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     INGEST_STATE__PATH=/data/state.sqlite \
     INGEST_OUTPUT__ROOT=/data/archive
+
+COPY --from=build /app/ /
 
 USER ${APP_UID}:${APP_UID}
 WORKDIR /data

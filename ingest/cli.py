@@ -18,7 +18,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperOption
@@ -52,7 +51,7 @@ def _flag_shows_no_type(display_type_rich: Callable[..., str | None]) -> Callabl
     """typer 0.2x prints ``<bool>`` beside every flag in --help, as if it took a value; a
     flag takes none, so it gets no type column (other options keep theirs)."""
 
-    def shown(self: TyperOption, ctx: click.Context) -> str | None:
+    def shown(self: TyperOption, ctx: typer.Context) -> str | None:
         return None if self.is_flag else display_type_rich(self, ctx)
 
     return shown
@@ -126,7 +125,8 @@ def demo(
 ) -> None:
     """Run the whole pipeline against the built-in simulator and an embedded IMAP server.
 
-    No credentials and no network beyond 127.0.0.1.
+    No credentials and no network beyond 127.0.0.1. Needs the demo extra (the embedded
+    IMAP server): pip install 'certainly-ingest[demo]'.
 
     Example: ingest demo --bots 2 --days 60
     """

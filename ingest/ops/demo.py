@@ -6,10 +6,12 @@ Real HTTP on 127.0.0.1, a real IMAP server (pymap, a child process), real POST -
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -18,10 +20,11 @@ import polars as pl
 from rich.console import Console
 
 from ingest.archive.layout import DELTA_LOG
+from ingest.errors import ConfigError
 from ingest.pipeline.passes import RunSummary, run_until_done
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig, pymap_installed
 from ingest.state.store import Store, WindowState
 
 DEMO_NAMESPACE = uuid.UUID("6f1c1e0a-7b0e-4c53-9a43-3c1f5b1d2e10")
@@ -75,15 +78,45 @@ def _stranger_email() -> bytes:
     return msg.as_bytes()
 
 
+def require_demo_extra() -> None:
+    """Refuse the demo, before it creates anything, where its embedded IMAP server is not
+    installed (a production install, the container image): exit 2 saying what to install."""
+    if not pymap_installed():
+        raise ConfigError(
+            "ingest demo needs its embedded IMAP server (pymap), which is not installed",
+            hint="install the demo extra: pip install 'certainly-ingest[demo]', or '.[demo]' from a clone",
+        )
+
+
+@contextlib.contextmanager
+def _embedded_imap() -> Iterator[EmbeddedImap]:
+    """The demo's IMAP server, started; a pymap that is installed but cannot start (a broken
+    or incompatible install) is exit 2 with the last line it printed, not a traceback."""
+    server = EmbeddedImap()
+    try:
+        server.start()
+    except RuntimeError as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise ConfigError(
+            f"the demo's embedded IMAP server (pymap) did not start: {lines[-1] if lines else err}",
+            hint="reinstall the demo extra: pip install --force-reinstall 'certainly-ingest[demo]'",
+        ) from None
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def run_demo(*, bots: int, days: int, out_dir: Path | None, console: Console) -> RunSummary:
     """Backfill ``bots`` x ``days`` through the real path and print where the archive is."""
+    require_demo_extra()
     workdir = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="ingest-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     end = datetime.now(UTC).date() - timedelta(days=1)
     start = end - timedelta(days=days - 1)
     bot_ids = demo_bot_ids(bots)
-    with EmbeddedImap() as imap:
+    with _embedded_imap() as imap:
         config = SimulatorConfig(delivery_delay=0.1, recipient=imap.username)
         with CertainlySimulator(config, deliver=imap.delivery()) as sim:
             imap.delivery().deliver(_stranger_email())

@@ -6,7 +6,7 @@ Used by ``ingest demo`` and by the tests; nothing here talks to anything but 127
 from .api import CertainlySimulator, ExportRecord, RequestRecord, SimulatorConfig
 from .data import MESSAGE_DATA_COLUMNS, generate_messages, rows_to_csv, rows_to_json
 from .faults import Arrival, Fault, FaultScript
-from .imapserver import EmbeddedImap
+from .imapserver import EmbeddedImap, pymap_installed
 from .mailer import ImapDelivery, build_report_email, report_filename
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "SimulatorConfig",
     "build_report_email",
     "generate_messages",
+    "pymap_installed",
     "report_filename",
     "rows_to_csv",
     "rows_to_json",

@@ -8,6 +8,7 @@ single INBOX. Mail is lost when the process stops.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,12 @@ from .mailer import ImapDelivery
 # not be on PATH: call its entry point through the running interpreter instead.
 _PYMAP_MAIN = "from pymap.main import main; main()"
 _PORT_ATTEMPTS = 3  # the free port we picked can be taken before pymap binds it
+
+
+def pymap_installed() -> bool:
+    """Whether pymap can be imported: it comes with the ``demo`` extra only, so that the
+    production install (and its container image) carries no IMAP server."""
+    return importlib.util.find_spec("pymap") is not None
 
 
 def _free_port(host: str) -> int:
@@ -72,6 +79,8 @@ class EmbeddedImap:
         """Start pymap and wait (bounded) until it greets; raises RuntimeError otherwise."""
         if self._proc is not None:
             raise RuntimeError("embedded IMAP server already started")
+        if not pymap_installed():
+            raise RuntimeError("pymap is not installed: pip install 'certainly-ingest[demo]'")
         self._tmpdir = tempfile.mkdtemp(prefix="ingest-pymap-")
         last_error = ""
         for _ in range(_PORT_ATTEMPTS):

@@ -10,9 +10,15 @@
 #      to build on another base instead; INGEST_REBUILD_BASE=1 rebuilds the cached one);
 #   3. `podman build --isolation chroot` of the repository's Dockerfile, from a scratch copy of
 #      the files the image needs, with the host's pip index settings passed in;
-#   4. runs `ingest --help` and `ingest demo` in the image with `buildah run` (`podman run`
-#      cannot set rlimits in some sandboxes), checks the non-root user, ENTRYPOINT and CMD,
-#      and removes its working container whatever happens.
+#   4. logs the image's size and its base's; checks the non-root user, ENTRYPOINT, CMD, env
+#      and labels; runs `ingest --help` in the image with `buildah run` (`podman run` cannot
+#      set rlimits in some sandboxes), checks that no IMAP server (pymap) is installed and
+#      that `ingest demo` refuses in one line (exit 2);
+#   5. with INGEST_CONTAINER_DATA=<host folder owned by uid 10001> (tests/container/test_image.py
+#      sets it, with a .env there pointing the job at a Dovecot and the simulator it started on
+#      loopback), runs the real job in the image with that folder as /data:
+#      `ingest backfill $INGEST_CONTAINER_BACKFILL`, `ingest run --until-done`, `ingest verify`;
+#   and removes its working container whatever happens.
 # Idempotent: a second run reuses the base image and podman's layer cache.
 set -euo pipefail
 
@@ -203,8 +209,12 @@ tar -C "$REPO_ROOT" --exclude=__pycache__ --exclude='*.py[co]' -c ingest | tar -
 old_id="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 podman build --isolation chroot --network host \
     "${volumes[@]}" "${build_args[@]}" \
-    -t "$IMAGE" "$context"
-new_id="$(podman image inspect --format '{{.Id}}' "$IMAGE")"
+    --iidfile "$SCRATCH/image-id" -t "$IMAGE" "$context"
+# Everything below uses the id this build made, not the tag: another run on the machine (a
+# second work tree, say) may move the tag meanwhile.
+new_id="$(cat "$SCRATCH/image-id")"
+new_id="${new_id#sha256:}"  # the bare form {{.Id}} gives, as old_id is
+[[ "$new_id" =~ ^[0-9a-f]{64}$ ]] || die "podman build wrote no image id ('$new_id')"
 if [[ -n "$old_id" && "$old_id" != "$new_id" ]]; then
     podman rmi "$old_id" >/dev/null 2>&1 || true  # the previous build, now untagged
 fi
@@ -214,14 +224,17 @@ podman images --sort created --filter dangling=true --filter label=certainly-ing
         --format '{{.ID}}' | tail -n +2 | while read -r stale; do
     podman rmi "$stale" >/dev/null 2>&1 || true
 done
-log "built $IMAGE ($(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{ printf "%.0f MB", $1 / 1e6 }'))"
+image_mb() { podman image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f", $1 / 1e6 }'; }
+# The figures the README's "Running in a container" quotes (tests/container/test_image.py
+# checks them against these).
+log "image size: $(image_mb "$new_id") MB ($IMAGE), base image size: $(image_mb "$BASE_IMAGE") MB ($BASE_IMAGE)"
 
 # ---------------------------------------------------------------------------------- checks
 phase inspect
-entrypoint="$(podman image inspect --format '{{json .Config.Entrypoint}}' "$IMAGE")"
-cmd="$(podman image inspect --format '{{json .Config.Cmd}}' "$IMAGE")"
-user="$(podman image inspect --format '{{.Config.User}}' "$IMAGE")"
-env="$(podman image inspect --format '{{json .Config.Env}}' "$IMAGE")"
+entrypoint="$(podman image inspect --format '{{json .Config.Entrypoint}}' "$new_id")"
+cmd="$(podman image inspect --format '{{json .Config.Cmd}}' "$new_id")"
+user="$(podman image inspect --format '{{.Config.User}}' "$new_id")"
+env="$(podman image inspect --format '{{json .Config.Env}}' "$new_id")"
 log "Entrypoint=$entrypoint Cmd=$cmd User=$user"
 [[ "$entrypoint" == '["ingest"]' ]] || die "ENTRYPOINT is $entrypoint, expected [\"ingest\"]"
 [[ "$cmd" == '["run"]' ]] || die "CMD is $cmd, expected [\"run\"]"
@@ -232,11 +245,13 @@ done
 if grep -E -i '(token|password|secret)[^"]*=[^"]' <<<"$env" >/dev/null; then
     die "image env carries something that looks like a secret: $env"
 fi
-podman image inspect --format '{{json .Config.Labels}}' "$IMAGE" | grep -q 'org.opencontainers.image.title' \
+podman image inspect --format '{{json .Config.Labels}}' "$new_id" | grep -q 'org.opencontainers.image.title' \
     || die "OCI labels missing"
+podman image inspect --format '{{json .Config.Volumes}}' "$new_id" | grep -q '"/data"' \
+    || die "the image declares no VOLUME /data"
 
 phase run
-WORK_CONTAINER="$(buildah from --pull-never "$IMAGE")"
+WORK_CONTAINER="$(buildah from --pull-never "$new_id")"
 in_image() { buildah run --isolation chroot --network host "$WORK_CONTAINER" -- "$@"; }
 
 uid="$(in_image id -u)"
@@ -250,13 +265,50 @@ in_image ingest --help >"$SCRATCH/help.txt" 2>&1 || { cat "$SCRATCH/help.txt"; d
 grep -q demo "$SCRATCH/help.txt" || { cat "$SCRATCH/help.txt"; die "ingest --help does not list demo"; }
 log "ingest --help: ok"
 
+# The production image ships no IMAP server: pymap comes with the demo extra only.
+if in_image python -c 'import pymap' >"$SCRATCH/pymap.txt" 2>&1; then
+    die "pymap is installed in the image"
+fi
+grep -q "No module named 'pymap'" "$SCRATCH/pymap.txt" || { cat "$SCRATCH/pymap.txt"; die "python -c 'import pymap' failed oddly"; }
+log "python -c 'import pymap': No module named 'pymap' (as it should)"
+
 phase demo
-set +e
-in_image ingest demo 2>&1 | tee "$SCRATCH/demo.txt"
-demo_rc=${PIPESTATUS[0]}
-set -e
-[[ $demo_rc -eq 0 ]] || die "ingest demo exited $demo_rc"
-grep -q 'archive holds' "$SCRATCH/demo.txt" || die "ingest demo printed no 'archive holds' line"
+# Through a shell in the image, so that the output checked is the command's alone (buildah
+# adds lines of its own when a command fails) and its exit status comes last.
+# shellcheck disable=SC2016  # expanded by the shell in the image
+in_image sh -c 'ingest demo 2>&1; echo "exit status $?"' >"$SCRATCH/demo.txt"
+cat "$SCRATCH/demo.txt" >&2
+[[ "$(tail -n 1 "$SCRATCH/demo.txt")" == "exit status 2" ]] \
+    || die "ingest demo did not exit 2 (no pymap in the image)"
+[[ $(wc -l <"$SCRATCH/demo.txt") -eq 2 ]] || die "ingest demo did not refuse in one line"
+grep -qF "pip install 'certainly-ingest[demo]'" "$SCRATCH/demo.txt" \
+    || die "ingest demo does not say to install the demo extra"
+log "ingest demo: exit 2, one line naming the demo extra"
+
+if [[ -n "${INGEST_CONTAINER_DATA:-}" ]]; then
+    phase job
+    [[ -d "$INGEST_CONTAINER_DATA" ]] || die "INGEST_CONTAINER_DATA=$INGEST_CONTAINER_DATA is not a folder"
+    [[ -n "${INGEST_CONTAINER_BACKFILL:-}" ]] || die "INGEST_CONTAINER_BACKFILL (the backfill's arguments) is unset"
+    read -r -a backfill_args <<<"$INGEST_CONTAINER_BACKFILL"
+    # buildah run mounts the image's own VOLUME /data over a bind mount at the same path (the
+    # folder would look empty); docker, podman and Kubernetes mount the user's volume there.
+    # So the working container (not the image) forgets that declaration.
+    buildah config --volume /data- "$WORK_CONTAINER"
+    # The job as a user runs it: the host folder as the volume /data, settings from the .env
+    # in it (the working directory), the image's own env placing state and archive.
+    in_job() {
+        local rc=0
+        log "\$ ingest $*"
+        buildah run --isolation chroot --network host --volume "$INGEST_CONTAINER_DATA:/data" \
+            "$WORK_CONTAINER" -- ingest "$@" || rc=$?
+        [[ $rc -eq 0 ]] || die "ingest $1 exited $rc in the image"
+    }
+    in_job backfill "${backfill_args[@]}"
+    in_job run --until-done --timeout 120
+    in_job verify
+else
+    log "INGEST_CONTAINER_DATA unset: the job itself is not run (tests/container/test_image.py runs it)"
+fi
 
 phase_end
 buildah rm "$WORK_CONTAINER" >/dev/null

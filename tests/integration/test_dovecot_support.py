@@ -52,7 +52,7 @@ def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
 
 @pytest.fixture
 def certs(tmp_path: Path) -> TestCerts:
-    require_dovecot()  # openssl alone is no use without the server
+    require_dovecot()  # the certificates alone are no use without the server
     return make_test_ca(tmp_path / "tls")
 
 
@@ -137,7 +137,7 @@ def test_two_instances_run_side_by_side(tmp_path: Path, dovecot: Dovecot) -> Non
 
 
 def test_implicit_tls_verifies_against_the_test_ca(tls_dovecot: Dovecot, certs: TestCerts) -> None:
-    context = ssl.create_default_context(cafile=str(certs.cert_path))
+    context = ssl.create_default_context(cafile=str(certs.ca_path))
     with IMAPClient(
         tls_dovecot.host,
         port=tls_dovecot.imaps_port,
@@ -162,7 +162,7 @@ def test_implicit_tls_without_the_ca_is_refused(tls_dovecot: Dovecot) -> None:
 
 
 def test_starttls_with_the_ca(tls_dovecot: Dovecot, certs: TestCerts) -> None:
-    context = ssl.create_default_context(cafile=str(certs.cert_path))
+    context = ssl.create_default_context(cafile=str(certs.ca_path))
     with IMAPClient(tls_dovecot.host, port=tls_dovecot.port, ssl=False, timeout=IMAP_TIMEOUT_S) as client:
         # Dovecot counts loopback connections as "secured" (client IP == local IP), so
         # `ssl = required` does not refuse a plaintext LOGIN here; check the socket.
@@ -201,7 +201,9 @@ def test_oauth2_login_via_introspection(
 
 def test_start_failure_reports_dovecot_error(tmp_path: Path) -> None:
     require_dovecot()
-    missing = TestCerts(cert_path=tmp_path / "nope.pem", key_path=tmp_path / "nope.key")
+    missing = TestCerts(
+        cert_path=tmp_path / "nope.pem", key_path=tmp_path / "nope.key", ca_path=tmp_path / "nope-ca.pem"
+    )
     server = Dovecot(tmp_path / "dovecot", tls=missing)
     with pytest.raises(RuntimeError, match="Dovecot failed to start.*nope.pem"):
         server.start()

@@ -194,7 +194,7 @@ def archive_one(settings: Settings, rep) -> None:  # type: ignore[no-untyped-def
 @pytest.mark.parametrize("security", ["tls", "starttls"])
 def test_tls_with_the_test_ca_archives_a_report(dovecot, certs, user, workdir, security) -> None:
     rep, raw, before = one_report(dovecot, user, 1)
-    settings = secure_settings(dovecot, user, workdir, security, certs.cert_path)
+    settings = secure_settings(dovecot, user, workdir, security, certs.ca_path)
 
     with Mailbox(settings.imap) as box:  # the session really is encrypted and verified
         sock = box.client.socket()
@@ -212,7 +212,7 @@ def test_an_untrusted_certificate_fails_with_one_clear_line(
     dovecot, other_ca, user, workdir, security, ca
 ) -> None:
     rep, _, before = one_report(dovecot, user, 4)
-    settings = secure_settings(dovecot, user, workdir, security, other_ca.cert_path if ca != "none" else None)
+    settings = secure_settings(dovecot, user, workdir, security, other_ca.ca_path if ca != "none" else None)
 
     with Store.open(settings.state.path) as store:
         accept_windows(store, rep)
@@ -231,12 +231,12 @@ def test_the_ca_file_is_an_extra_ca_not_a_replacement_of_the_system_store(
 ) -> None:
     """INGEST_IMAP__CA_FILE is documented as an *extra* CA bundle: setting it must not stop
     the system store (here: SSL_CERT_FILE naming the server's CA) from being trusted."""
-    monkeypatch.setenv("SSL_CERT_FILE", str(certs.cert_path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca_path))
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     trusting_system = secure_settings(dovecot, user, workdir, "tls", None)
     Mailbox(trusting_system.imap).connect().close()  # the system store alone is enough
 
-    with_extra = secure_settings(dovecot, user, workdir, "tls", other_ca.cert_path)
+    with_extra = secure_settings(dovecot, user, workdir, "tls", other_ca.ca_path)
     Mailbox(with_extra.imap).connect().close()
 
 
@@ -274,7 +274,7 @@ def test_oauth2_access_token_logs_in_and_archives(dovecot, certs, oauth, user, w
         user,
         workdir,
         "tls",
-        certs.cert_path,
+        certs.ca_path,
         auth=mechanism,
         password=None,
         oauth2_access_token=token,
@@ -357,7 +357,7 @@ def test_the_refresh_token_is_exchanged_at_the_token_endpoint(dovecot, certs, oa
         user,
         workdir,
         "tls",
-        certs.cert_path,
+        certs.ca_path,
         auth="xoauth2",
         password=None,
         oauth2_refresh_token=refresh,
@@ -390,7 +390,7 @@ def test_a_refused_refresh_token_is_an_auth_error(dovecot, certs, oauth, user, w
         user,
         workdir,
         "tls",
-        certs.cert_path,
+        certs.ca_path,
         auth="xoauth2",
         password=None,
         oauth2_refresh_token="revoked",
