@@ -69,15 +69,17 @@ from ingest.archive.delta import (
 from ingest.archive.layout import (
     DELTA_LOG,
     FORGETTING,
+    MANIFESTS,
     QUARANTINE,
     RAW,
     REJECTED_ROWS,
     erasure_key,
     forgetting_dir,
+    is_erasure,
     is_raw,
     raw_source,
 )
-from ingest.archive.manifests import Record, listed_files, read_manifests
+from ingest.archive.manifests import Record, listed_files, next_erasure_seq, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, sha256_file
 from ingest.crashpoints import crash_point
 from ingest.errors import OutputError
@@ -676,8 +678,8 @@ def finish(out: Storage, found: Plan) -> Outcome:
     # A versioned bucket (S3 Object Lock) keeps what plain deletes removed as older versions.
     for prefix in (*{f"{d}/" for d in datasets}, f"{RAW}/", f"{QUARANTINE}/"):
         out.purge_old_versions(prefix)
-    record = erasure_record(found, done.versions)
     done.record = erasure_key(found.id)
+    record = erasure_record(found, done.versions, _next_seq(out, done.record))
     write_bytes_once(out, done.record, as_json(record))
     crash_point("forget_before_audit")
     body = {
@@ -712,9 +714,19 @@ def finish(out: Storage, found: Plan) -> Outcome:
     return done
 
 
-def erasure_record(found: Plan, versions: dict[str, int]) -> dict[str, Any]:
+def _next_seq(out: Storage, key: str) -> int:
+    """This erasure record's ``seq``: after every erasure record already there (read at the
+    moment it is written, under the job lock; a resumed run's record, already written, keeps
+    its own)."""
+    objects = [o for o in out.objects(f"{MANIFESTS}/") if is_erasure(o.key) and o.key != key]
+    records = read_manifests(out, objects)
+    return next_erasure_seq([(r.key, r.doc.get("erasure") or {}) for r in records if r.doc is not None])
+
+
+def erasure_record(found: Plan, versions: dict[str, int], seq: int) -> dict[str, Any]:
     """``manifests/erasure-<id>.json``: per table the files removed and their replacements
-    (the manifest walker applies them), and each rewritten copy's original and new sha256."""
+    (the manifest walker applies them), and each rewritten copy's original and new sha256;
+    ``seq`` orders the records as they were made (``at`` is whole seconds)."""
     tables = []
     for dataset in sorted({f.dataset for f in found.files}):
         changes = [f for f in found.files if f.dataset == dataset]
@@ -735,6 +747,7 @@ def erasure_record(found: Plan, versions: dict[str, int]) -> dict[str, Any]:
     return {
         "erasure": {
             "id": found.id,
+            "seq": seq,
             "kind": found.kind,
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "tables": tables,

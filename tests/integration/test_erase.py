@@ -7,6 +7,7 @@ without the id; holds refuse an erasure and keep rows a prune would remove."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from ingest.archive import audit
+from ingest.archive.storage import as_storage
+from ingest.ops.erasure import erase
 from ingest.simulator import CertainlySimulator, EmbeddedImap, generate_messages
 from ingest.simulator.data import rows_to_csv
 from tests.support.archive import read_archive
@@ -294,6 +298,30 @@ def test_a_second_erasure_of_a_rewritten_raw_copy_chains_its_hashes(workdir: Pat
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout
     assert verify.stdout.count("erasure: erase") == 2
+
+
+def test_erasures_within_one_second_replay_in_the_order_they_were_made(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three erasures stamped with the same second, their random ids sorting against the
+    order they were made (the CI flake, made certain): each rewrites raw copy B from the one
+    before, and verify replays them by their sequence, clean after every one."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    ids = iter(f"{n:016x}" for n in range(2**40, 0, -1))  # each sorts before the one before
+    monkeypatch.setattr(audit, "new_id", lambda: next(ids))
+    second = time.gmtime()
+    monkeypatch.setattr(time, "gmtime", lambda *_: second)
+    storage = as_storage(workdir / "archive")
+    for who in (SUBJECT, OTHER, "never-there"):
+        erase(storage, [who], [], reason="batch", actor="dpo", apply=True)
+        verify = run_ingest("verify", env=env, cwd=workdir)
+        assert verify.returncode == 0, verify.stdout
+    records = [
+        json.loads(p.read_bytes())["erasure"] for p in (workdir / "archive" / "manifests").glob("erasure-*")
+    ]
+    assert [r["seq"] for r in sorted(records, key=lambda r: r["id"], reverse=True)] == [1, 2]
+    assert len({r["at"] for r in records}) == 1
 
 
 def test_a_raw_copy_of_held_days_holding_the_subject_refuses_the_erasure(workdir: Path) -> None:

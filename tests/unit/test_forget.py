@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.archive.forget import SubjectSelection, csv_records, rewrite_csv
+from ingest.archive.manifests import erasures_in_order, next_erasure_seq
 from ingest.errors import ConfigError
 from ingest.settings import load_settings
 
@@ -104,3 +106,31 @@ def test_a_bad_retention_names_the_setting(value: str, named: str, monkeypatch: 
     monkeypatch.setenv("INGEST_RETENTION__DATASETS", value)
     with pytest.raises(ConfigError, match=named):
         load_settings()
+
+
+def _erasure(
+    record_id: str, at: str, original: str, new: str, seq: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {
+        "id": record_id,
+        "at": at,
+        "copies": [{"key": "raw/x.csv", "original_sha256": original, "new_sha256": new}],
+    }
+    if seq is not None:
+        body["seq"] = seq
+    return f"manifests/erasure-{record_id}.json", body
+
+
+def test_erasure_records_replay_by_sequence_and_old_ones_of_one_second_by_their_hash_chain() -> None:
+    second = "2026-01-01T00:00:00Z"
+    made = [
+        _erasure("ffff", second, "a", "b"),  # no seq: written before records had one
+        _erasure("eeee", second, "b", "c"),
+        _erasure("dddd", second, "c", "d"),
+        _erasure("9999", "2026-01-01T00:00:05Z", "d", "e", seq=4),
+        _erasure("cccc", second, "e", "f", seq=5),  # a clock set back: the sequence still rules
+    ]
+    for shuffled in (made, made[::-1], [made[2], made[0], made[4], made[1], made[3]]):
+        assert [key for key, _ in erasures_in_order(shuffled)] == [key for key, _ in made]
+    assert next_erasure_seq(made) == 6
+    assert next_erasure_seq(made[:3]) == 4
