@@ -21,7 +21,6 @@ from ingest.archive.forget import (
     Outcome,
     Plan,
     SubjectSelection,
-    copy_holds,
     forget,
     plan,
     raw_days,
@@ -77,7 +76,7 @@ def erase(
                 f"{hold.id} ({hold.span()}): {hold.reason}",
                 hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
             )
-    _raw_under_hold(out, found, selection, in_force)
+    _raw_under_hold(out, found, in_force)
     if not apply:
         return found
     found.meta["subject_sha256"] = [audit.subject_hash(out, s, salt) for s in subjects]
@@ -85,9 +84,7 @@ def erase(
     return forget(out, selection, found, actor=actor, reason=reason)
 
 
-def _raw_under_hold(
-    out: Storage, found: Plan, selection: SubjectSelection, in_force: list[holds.Hold]
-) -> None:
+def _raw_under_hold(out: Storage, found: Plan, in_force: list[holds.Hold]) -> None:
     """Refuse when a raw copy holding the subject covers a held day (its report's days, from
     its manifest; unknown days count as held): a record of theirs may be only there (a row
     that was a duplicate at intake), and held data is never erased."""
@@ -104,7 +101,7 @@ def _raw_under_hold(
             for h in in_force
             if h.bot_id == bot_id and any(d is None or h.covers(bot_id, d) for d in covered)
         ]
-        if held and copy_holds(out, copy.key, selection.needles()):
+        if held:  # the plan holds only copies with a record of theirs, found by value
             raise UnderLegalHold(
                 f"refused: the subject is in {copy.key}, a report of days under legal hold {held[0].id} "
                 f"({held[0].span()}): {held[0].reason}",

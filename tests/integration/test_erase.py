@@ -186,8 +186,8 @@ def test_retention_prunes_expired_rows_except_held_ones(workdir: Path) -> None:
     after = read_archive(archive)
     assert after.filter(pl.col("bot_id") == BOT_A).height == 0  # all of 2024: long expired
     assert after.filter(pl.col("bot_id") == BOT_B).height == before.filter(pl.col("bot_id") == BOT_B).height
-    raw_a = next((archive / "raw" / f"bot_id={BOT_A}").glob("*.csv")).read_bytes()
-    assert raw_a.count(b"\n") == 1  # the header alone is left
+    assert not list((archive / "raw" / f"bot_id={BOT_A}").glob("*.csv"))  # every record expired: gone whole
+    assert len(list((archive / "raw" / f"bot_id={BOT_B}").glob("*.csv"))) == 1  # held: kept
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout
     assert "erasure: prune" in verify.stdout and "days emptied by an erasure or prune" in verify.stdout
@@ -345,12 +345,9 @@ def test_a_raw_copy_of_held_days_holding_the_subject_refuses_the_erasure(workdir
     assert "a report of days under legal hold" in refused.stderr and "tax audit" in refused.stderr
 
 
-def test_a_raw_copy_holding_the_id_outside_their_records_is_removed_and_verify_stays_clean(
-    workdir: Path,
-) -> None:
-    """Another user quoted the subject's id in a message: the raw copy cannot be rewritten
-    without it, so the whole copy goes. verify names no missing raw file: the erasure
-    record says it was removed."""
+def test_a_raw_copy_holding_the_id_outside_their_records_loses_only_their_record(workdir: Path) -> None:
+    """Another user quoted the subject's id in a message: that record is someone else's and
+    stays, byte for byte; only the subject's own record (matched by value) goes."""
     env = _env(workdir)
     rows = generate_messages(BOT_A, date(2024, 2, 1), date(2024, 2, 3))
     subject_row(rows[3])
@@ -360,8 +357,8 @@ def test_a_raw_copy_holding_the_id_outside_their_records_is_removed_and_verify_s
     assert imported.returncode == 0, imported.stderr
     done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-q", "--apply", env=env, cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert "(file removed)" in done.stdout
-    assert not list((workdir / "archive" / "raw").rglob("*.csv"))
+    assert "(file removed)" not in done.stdout and f"1 record(s): id {rows[3]['id']}" in done.stdout
+    raw = next((workdir / "archive" / "raw").rglob("*.csv")).read_bytes()
+    assert raw == rows_to_csv([r for n, r in enumerate(rows) if n != 3])  # every other byte as it was
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "missing raw file" not in verify.stdout

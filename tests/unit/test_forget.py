@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.archive.forget import SubjectSelection, csv_records, rewrite_csv
+from ingest.archive.copies import csv_records, rewrite_csv
+from ingest.archive.forget import SubjectSelection
 from ingest.archive.manifests import erasures_in_order, next_erasure_seq
 from ingest.errors import ConfigError
 from ingest.settings import load_settings
@@ -60,7 +61,7 @@ def test_dropping_a_subject_keeps_every_other_record_byte_for_byte(
             selection.candidate,
             needles=needles,
             block=block,
-        )
+        ).removed
         assert target.getvalue() == expected
         assert removed == sum(1 for _, _, who in rows if who == SUBJECT)
 
