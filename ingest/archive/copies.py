@@ -76,10 +76,12 @@ class Found:
 
 
 def shape(name: str, head: bytes) -> str:
-    """``parquet``, ``json`` or ``csv``: how a stored file named ``name`` is read."""
+    """``parquet``, ``json`` or ``csv``: how a stored file is read, by its first bytes more
+    than its name (a quarantined original keeps whatever name it came with). A ``json`` file
+    that does not parse as JSON is read as CSV."""
     if name == REJECTED_ROWS or head.startswith(b"PAR1"):
         return "parquet"
-    if name.lower().endswith(".json"):
+    if name.lower().endswith(".json") or head.removeprefix(BOM).lstrip()[:1] in (b"[", b"{"):
         return "json"
     return "csv"
 
@@ -97,13 +99,16 @@ def scan_file(
     """Find (and, with ``target``, write the file without) the records ``match`` names.
     Raises :class:`Unreadable` naming ``name`` when the file cannot be read as its shape."""
     with source.open("rb") as stream:
-        head = stream.read(4)
+        head = stream.read(64)
     kind = shape(name.rsplit("/", 1)[-1], head)
     try:
         if kind == "parquet":
             return _parquet(source, match, target, collect)
         if kind == "json":
-            return _json(source, match, target, collect)
+            try:
+                return _json(source, match, target, collect)
+            except ValueError:  # not JSON after all (UnicodeDecodeError is one): its records as CSV
+                kind = "csv"
         with source.open("rb") as src, _sink(target) as dst:
             return rewrite_csv(src, dst, match, candidate, needles=needles, collect=collect)
     except (ValueError, UnicodeDecodeError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException) as err:
