@@ -883,11 +883,11 @@ def _print_copies(found: Plan, *, applied: bool) -> None:
     for copy in found.copies:
         shown = ", ".join(copy.records[:20]) + (", ..." if len(copy.records) > 20 else "")
         whole = " (file removed)" if applied else " (the whole file: every record in it is theirs)"
-        out.print(
-            inert(f"  {copy.key}: {copy.rows_removed} record(s){whole if copy.removed else ''}: {shown}")
-        )
+        line = f"  {copy.key}: {copy.rows_removed} record(s){whole if copy.removed else ''}: {shown}"
+        out.print(inert(line), soft_wrap=True)  # one line a file: a script can read it
     for key in found.unsearched:
-        out.print(inert(f"  not searched (its bot is unknown, and --bot limits the search): {key}"))
+        line = f"  not searched (its bot is unknown, and --bot limits the search): {key}"
+        out.print(inert(line), soft_wrap=True)
     if not applied:
         out.print("dry run: nothing changed; add --apply to act")
 

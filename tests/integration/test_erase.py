@@ -16,7 +16,9 @@ import pytest
 from deltalake import DeltaTable
 
 from ingest.archive import audit
+from ingest.archive.forget import Plan, SubjectSelection, forget
 from ingest.archive.storage import as_storage
+from ingest.errors import OutputError
 from ingest.ops.erasure import erase
 from ingest.simulator import CertainlySimulator, EmbeddedImap, generate_messages
 from ingest.simulator.data import rows_to_csv
@@ -362,3 +364,92 @@ def test_a_raw_copy_holding_the_id_outside_their_records_loses_only_their_record
     assert raw == rows_to_csv([r for n, r in enumerate(rows) if n != 3])  # every other byte as it was
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def _changed(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
+    """Files changed or removed, and files added outside the audit log."""
+    changed = [k for k, v in before.items() if after.get(k) != v]
+    return changed + [k for k in after if k not in before and not k.startswith("audit/")]
+
+
+@pytest.mark.parametrize("needle", ["4242", "2024", "00"])
+def test_an_id_found_only_as_a_substring_changes_no_byte_of_the_archive(workdir: Path, needle: str) -> None:
+    """ "4242" is inside the subject's id, "2024" in every timestamp, "00" in ids, times and
+    text: none is a bot user's id. The request is on record; nothing else moves."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    assert files_holding([archive], [needle])
+    before = _hashes(archive)
+    dry = run_ingest("erase", "--botuser", needle, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0 and "raw and quarantined files to rewrite: 0" in dry.stdout, dry.stdout
+    done = run_ingest("erase", "--botuser", needle, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "nothing of this subject in the archive" in done.stdout
+    after = _hashes(archive)
+    assert _changed(before, after) == []
+    records = [json.loads(p.read_bytes()) for p in sorted((archive / "audit").glob("*.json"))]
+    assert [(r["kind"], r["found"]) for r in records] == [("erase", "nothing")]
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_the_dry_run_names_each_files_records_and_bot_limits_the_quarantine_too(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    # B's raw copy (4 records of theirs, one refused) and its rejected rows; A's raw copy.
+    said = " ".join(dry.stdout.split())  # the console wraps long lines
+    assert "raw and quarantined files to rewrite: 3" in said, said
+    assert "rejected_rows.parquet: 1 record(s) (the whole file: every record in it is theirs): row 24" in said
+    assert f"raw/bot_id={BOT_B}/" in said and ": 4 record(s): id " in said
+
+    only_a = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert only_a.returncode == 0, only_a.stderr
+    assert "quarantine/" not in only_a.stdout and f"raw/bot_id={BOT_B}" not in only_a.stdout
+    assert files_holding([archive / "raw" / f"bot_id={BOT_A}"], [SUBJECT_TEXT]) == []
+    assert files_holding([archive / "quarantine"], [SUBJECT])  # bot B's: not asked for
+    assert files_holding([archive / "raw" / f"bot_id={BOT_B}"], [SUBJECT])
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_copy_that_cannot_be_read_fails_the_erasure_naming_it_and_nothing_changes(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    rejected = next(archive.glob("quarantine/*/rejected_rows.parquet"))
+    rejected.write_bytes(rejected.read_bytes()[: len(rejected.read_bytes()) // 2])  # truncated
+    before = _hashes(archive)
+    failed = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert str(rejected.relative_to(archive)) in failed.stderr and "Traceback" not in failed.stderr
+    assert _changed(before, _hashes(archive)) == []
+    assert not list((archive / "audit").glob("*.json"))  # no record of an erasure that did not happen
+
+
+def test_a_copy_reading_otherwise_than_planned_is_undone_without_a_record(workdir: Path) -> None:
+    """The rewrite finds other than the plan said (the file changed, or a plan removing a
+    file whole that holds someone else's record): what was written is undone, nothing else
+    moved, no erasure or audit record."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    storage = as_storage(archive)
+    before = _hashes(archive)
+    for spoil in ("count", "whole"):
+        found = erase(storage, [SUBJECT], [], reason="DSR", actor="dpo", apply=False)
+        assert isinstance(found, Plan) and found.files and found.copies
+        copy = next(c for c in found.copies if c.key.startswith("raw/"))
+        if spoil == "count":
+            copy.rows_removed += 1
+        else:
+            copy.removed = True
+        with pytest.raises(OutputError, match=copy.key):
+            forget(storage, SubjectSelection((SUBJECT,)), found, actor="dpo", reason="DSR")
+        assert _changed(before, _hashes(archive)) == []
+        assert not (archive / "forgetting").exists() or not list((archive / "forgetting").rglob("*.*"))
+        assert not list((archive / "audit").glob("*.json"))
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
