@@ -90,7 +90,7 @@ report_plans = st.lists(
 )
 
 
-def _build(root: Path, plans: list[list[tuple[str, bool, str]]], first_day: date) -> Built:
+def _build(root: Path, plans: list[list[tuple[str, bool, str]]], first_day: date, step: int = 1) -> Built:
     built = Built(markers={who: f"words-of-{who}-only-xq" for who in IDS})
     out = as_storage(root)
     for n, plan in enumerate(plans):
@@ -102,7 +102,9 @@ def _build(root: Path, plans: list[list[tuple[str, bool, str]]], first_day: date
         for k, (owner, escaped, kind) in enumerate(plan):
             data = dict(base[k % len(base)])
             data["id"] = 10**9 * (n + 1) + k
-            data["timestamp"] = (first_day + timedelta(days=k)).isoformat() + f"T04:{20 + k:02d}:42.2024Z"
+            data["timestamp"] = (
+                first_day + timedelta(days=k * step)
+            ).isoformat() + f"T04:{20 + k:02d}:42.2024Z"
             data["botuser"] = _owner_cell(owner, escaped)
             # Other people's ids in the text: a substring search would take this row too.
             data["message"] = f"{built.markers[owner]} ask 4242 and 42 about 2024"
@@ -233,6 +235,46 @@ def test_erase_leaves_nothing_of_the_subject_and_every_other_record_as_it_was(
             k: v for k, v in before.items() if k.startswith("manifests/")
         }
 
+        verify = run_ingest("verify", env=env, cwd=work)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plans=report_plans)
+def test_prune_removes_every_expired_record_and_keeps_every_other_as_it_was(
+    plans: list[list[tuple[str, bool, str]]],
+) -> None:
+    """Rows 5 days apart from 45 days ago, a retention of 30 days: each raw copy keeps
+    exactly its unexpired (and unreadable-timestamp) records, a long field anywhere or not."""
+    work = Path(tempfile.mkdtemp(prefix="ingest-prop-"))
+    try:
+        root = work / "archive"
+        today = date.today()
+        first_kept = today - timedelta(days=30)
+        plans[0][0] = (plans[0][0][0], plans[0][0][1], "long")  # always a field over csv's limit
+        built = _build(root, plans, today - timedelta(days=45), step=5)
+        env = {
+            "INGEST_OUTPUT__ROOT": str(root),
+            "INGEST_STATE__PATH": str(work / "state.sqlite"),
+            "INGEST_RETENTION__DAYS": "30",
+        }
+        before, table_before = _archive_bytes(root), _table(root)
+
+        done = run_ingest("prune", "--apply", env=env, cwd=work)
+        assert done.returncode == 0, done.stderr
+        after = _archive_bytes(root)
+
+        def kept(row: Row) -> bool:
+            return row.refused or date.fromisoformat(row.data["timestamp"][:10]) >= first_kept
+
+        for key, rows in built.reports.items():
+            records = [_record(r.data) for r in rows if kept(r)]
+            assert after.get(key) == (rows_to_csv([]) + b"".join(records) if records else None), key
+        assert _table(root).sort("id").equals(table_before.filter(pl.col("date") >= first_kept).sort("id"))
+        quarantine = {k: v for k, v in before.items() if k.startswith("quarantine/")}
+        assert {k: v for k, v in after.items() if k.startswith("quarantine/")} == quarantine
         verify = run_ingest("verify", env=env, cwd=work)
         assert verify.returncode == 0, verify.stdout + verify.stderr
     finally:
