@@ -453,3 +453,46 @@ def test_a_copy_reading_otherwise_than_planned_is_undone_without_a_record(workdi
         assert not (archive / "forgetting").exists() or not list((archive / "forgetting").rglob("*.*"))
         assert not list((archive / "audit").glob("*.json"))
     assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_subject_access_finds_in_raw_copies_and_quarantine_what_erasure_removes(workdir: Path) -> None:
+    env = _env(workdir, INGEST_EXPORT__SIGNING_KEY_FILE=str(workdir / "signer.key"))
+    build_archive(workdir, env)
+    assert run_ingest("keygen", "--out", "signer.key", env=env, cwd=workdir).returncode == 0
+    done = run_ingest(
+        "export", "--botuser", SUBJECT, "--format", "jsonl", "--out", "dsr", env=env, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    bundle = workdir / "dsr"
+    checked = run_ingest("verify-export", str(bundle), "--public-key", "signer.key.pub", env=env, cwd=workdir)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = {
+        store: [json.loads(line) for line in (bundle / "copies" / f"{store}.jsonl").read_text().splitlines()]
+        for store in ("raw", "quarantine")
+    }
+    assert all(json.loads(r["record"]["botuser"])["id"] == SUBJECT for v in lines.values() for r in v)
+    told = sorted((r["key"], r["record"]["id"]) for r in lines["raw"])
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    assert {c["path"]: c["records"] for c in manifest["copies"]} == {
+        "copies/raw.jsonl": 7,
+        "copies/quarantine.jsonl": 1,
+    }
+    assert "copies/raw.jsonl: 7 record(s)" in (bundle / "SUMMARY.txt").read_text()
+
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    to_erase = sorted(
+        (line.split(":")[0].strip(), record.strip().removeprefix("id "))
+        for line in dry.stdout.splitlines()
+        if line.startswith("  raw/")
+        for record in line.split(": ", 2)[2].split(",")
+    )
+    assert told == [(k, str(i)) for k, i in to_erase]  # what they are told is what goes
+
+    erased = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert erased.returncode == 0, erased.stderr
+    again = run_ingest(
+        "export", "--botuser", SUBJECT, "--format", "jsonl", "--out", "dsr2", env=env, cwd=workdir
+    )
+    assert again.returncode == 0, again.stderr
+    assert not (workdir / "dsr2" / "copies").exists()
+    assert "- none found." in (workdir / "dsr2" / "SUMMARY.txt").read_text()
