@@ -138,6 +138,19 @@ def subject_of(header: list[str], cells: list[str]) -> str | None:
     return None
 
 
+#: JSON's two-character escapes of characters an id may hold.
+_SHORT_ESCAPES = {'"': b'\\"', "\\": b"\\\\", "/": b"\\/"}
+
+
+def escapes(ids: Iterable[str]) -> list[bytes]:
+    """What a JSON-escaped id holds where its own bytes may be absent (``"\\u0034242"``):
+    any ``\\u`` escape, and the short escape of a character an id has (``\\/``). Not any
+    backslash: chat text in JSON columns is full of ``\\"``, and each hit is parsed."""
+    ids = list(ids)
+    quoted = {i.replace('"', '""').encode() for i in ids if '"' in i}  # a CSV cell doubles quotes
+    return [b"\\u", *sorted({_SHORT_ESCAPES[c] for i in ids for c in i if c in _SHORT_ESCAPES} | quoted)]
+
+
 @dataclass(frozen=True)
 class SubjectSelection:
     """An erasure: every row of these bot users (of these bots; none given: every bot)."""
@@ -155,8 +168,7 @@ class SubjectSelection:
         return subject_of(header, cells) in self.ids
 
     def candidate(self, record: bytes) -> bool:
-        # A JSON-escaped id ("\u0034242") has not its own bytes: any backslash is a candidate.
-        return b"\\" in record or any(i.encode() in record for i in self.ids)
+        return any(n in record for n in (*self.needles(), *escapes(self.ids)))
 
     def raw_wanted(self, bot_id: str, days: list[date]) -> bool:
         return not self.bots or bot_id in self.bots
@@ -427,7 +439,7 @@ def scan_copy(
             key,
             lambda header, cells: selection.record(bot_id, header, cells),
             selection.candidate,
-            [*needles, b"\\"] if needles else [],
+            [*needles, *escapes(n.decode() for n in needles)] if needles else [],
             target=target,
             collect=collect,
         )

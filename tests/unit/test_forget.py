@@ -6,13 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.archive.copies import csv_records, rewrite_csv
+from ingest.archive.copies import csv_records, rewrite_csv, scan_file
 from ingest.archive.forget import SubjectSelection
 from ingest.archive.manifests import erasures_in_order, next_erasure_seq
 from ingest.errors import ConfigError
@@ -135,3 +137,87 @@ def test_erasure_records_replay_by_sequence_and_old_ones_of_one_second_by_their_
         assert [key for key, _ in erasures_in_order(shuffled)] == [key for key, _ in made]
     assert next_erasure_seq(made) == 6
     assert next_erasure_seq(made[:3]) == 4
+
+
+json_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["4242", "42", "x"]), st.sampled_from(["", " ", "\n  ", "\r\n"]), st.booleans()
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=json_rows, wrapped=st.booleans(), tail=st.sampled_from(["", "\n", "  \n"]))
+def test_a_json_copy_loses_the_subjects_rows_and_keeps_every_other_rows_bytes(
+    rows: list[tuple[str, str, bool]], wrapped: bool, tail: str
+) -> None:
+    def element(n: int, who: str, escaped: bool) -> str:
+        shown = "".join(f"\\u{ord(c):04x}" for c in who) if escaped else who
+        return f'{{"id": {n}, "botuser": {{"id": "{shown}"}}, "message": "ask 4242 \\"now\\""}}'
+
+    elements = [(space + element(n, who, esc), who) for n, (who, space, esc) in enumerate(rows)]
+    body = "[" + ",".join(e for e, _ in elements) + "]"
+    text = ('{"count": 3, "rows": ' + body + ', "more": [1]}' if wrapped else body) + tail
+    folder = Path(tempfile.mkdtemp())
+    source, target = folder / "get.json", folder / "out.json"
+    source.write_text(text)
+    selection = SubjectSelection(("4242",))
+    found = scan_file(
+        source,
+        "raw/bot_id=b/x.json",
+        lambda h, c: selection.record("b", h, c),
+        selection.candidate,
+        [],
+        target=target,
+    )
+    kept = [e for e, who in elements if who != "4242"]
+    assert found.removed == len(elements) - len(kept) and found.kept == bool(kept)
+    out = target.read_text()
+    assert [json.loads(e) for e in kept] == (json.loads(out)["rows"] if wrapped else json.loads(out))
+    at = 0
+    for e in kept:  # each kept row's bytes, in order, as written
+        at = out.index(e.strip(), at) + len(e.strip())
+    assert out.endswith(tail) and '4242"}' not in out.replace("ask 4242", "")
+
+
+@pytest.mark.parametrize(
+    ("cell", "column"),
+    [
+        ('{"id":"\\u0034\\u0032\\u0034\\u0032"}', "botuser"),  # escaped digits
+        ('{"id":4242}', "botuser"),  # a number
+        ('{"created":"2024","id":"4242"}', "botuser"),
+        ("4242", "user_id"),
+        ("4242", "botuser_id"),
+    ],
+)
+def test_the_subject_is_found_by_value_in_every_form_an_id_is_written(cell: str, column: str) -> None:
+    record = _record(["1", "x" * 200_000, cell], "\r\n")  # a field over csv's default limit too
+    header = _record(["id", "message", column], "\r\n")
+    target = io.BytesIO()
+    selection = SubjectSelection(("4242",))
+    found = rewrite_csv(
+        io.BytesIO(header + record),
+        target,
+        lambda names, row: selection.record("b", names, row),
+        selection.candidate,
+        needles=selection.needles(),
+    )
+    assert found.removed == 1 and target.getvalue() == header
+    names, cells = ["id", "message", column], ["1", "x", cell]
+    for other in ("424", "42", "4242 ", "04242", "2024"):  # substrings and near misses: not them
+        assert not SubjectSelection((other,)).record("b", names, cells)
+
+
+def test_an_id_with_a_slash_or_a_quote_is_found_escaped_or_doubled() -> None:
+    for who, cell in (("a/b", '{"id":"a\\/b"}'), ('say "hi"', '{"id":"say \\"hi\\""}')):
+        header, record = _record(["botuser"], "\n"), _record([cell], "\n")
+        selection = SubjectSelection((who,))
+        found = rewrite_csv(
+            io.BytesIO(header + record),
+            None,
+            lambda n, r, s=selection: s.record("b", n, r),
+            selection.candidate,
+            needles=selection.needles(),
+        )
+        assert found.removed == 1, who
