@@ -160,6 +160,22 @@ def cells(record: bytes) -> list[str]:
         csv.field_size_limit(previous)
 
 
+def _one_record(record: bytes, offset: int) -> list[str]:
+    """The cells of one record; ValueError when the CSV reader reads more than one record
+    in it (an unpaired quote inside an unquoted field: where one record ends is then not
+    certain, and guessing could drop another person's record or keep the subject's)."""
+    text = record.removeprefix(BOM).decode("utf-8", errors="replace")
+    previous = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    finally:
+        csv.field_size_limit(previous)
+    if len(rows) > 1:
+        raise ValueError(f"the record at byte {offset} reads as {len(rows)} records (an unpaired quote?)")
+    return rows[0] if rows else []
+
+
 def rewrite_csv(
     source: BinaryIO,
     target: BinaryIO | None,
@@ -186,7 +202,7 @@ def rewrite_csv(
     id_at = header.index("id") if "id" in header else -1
     for record, whole in records:
         if not whole and candidate(record):
-            row = cells(record)
+            row = _one_record(record, offset)
             if row and match(header, row):
                 label = f"id {row[id_at]}" if 0 <= id_at < len(row) else f"the record at byte {offset}"
                 found.add(label, header, row, collect)

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.archive.copies import csv_records, rewrite_csv, scan_file
+from ingest.archive.copies import Unreadable, csv_records, rewrite_csv, scan_file
 from ingest.archive.forget import SubjectSelection
 from ingest.archive.manifests import erasures_in_order, next_erasure_seq
 from ingest.errors import ConfigError
@@ -221,3 +221,19 @@ def test_an_id_with_a_slash_or_a_quote_is_found_escaped_or_doubled() -> None:
             needles=selection.needles(),
         )
         assert found.removed == 1, who
+
+
+def test_a_record_whose_end_is_uncertain_fails_the_scan_naming_the_file(tmp_path: Path) -> None:
+    """An unpaired quote in an unquoted field: the byte split and the CSV reader disagree on
+    where records end. Near the subject's id that is refused, not guessed."""
+    path = tmp_path / "odd.csv"
+    path.write_bytes(b'id,message,botuser\r\n1,he said "hi,{}\r\n2,x,"{""id"":4242}"\r\n3,"ok",{}\r\n')
+    selection = SubjectSelection(("4242",))
+    with pytest.raises(Unreadable, match="raw/bot_id=b/odd.csv"):
+        scan_file(
+            path,
+            "raw/bot_id=b/odd.csv",
+            lambda h, c: selection.record("b", h, c),
+            selection.candidate,
+            [b"4242"],
+        )
