@@ -53,6 +53,10 @@ MAX_LABELS = 1000
 Match = Callable[[list[str], list[str]], bool]
 
 
+class Elsewhere(Exception):
+    """A JSON document holding a matching record outside the list of rows it rewrites."""
+
+
 class Unreadable(OutputError):
     """A copy that cannot be read as the shape its name says: nothing can be decided about it."""
 
@@ -108,10 +112,11 @@ def scan_file(
             try:
                 return _json(source, match, target, collect)
             except ValueError:  # not JSON after all (UnicodeDecodeError is one): its records as CSV
+                # (Elsewhere is no ValueError: a JSON document with their record out of place fails)
                 kind = "csv"
         with source.open("rb") as src, _sink(target) as dst:
             return rewrite_csv(src, dst, match, candidate, needles=needles, collect=collect)
-    except (ValueError, UnicodeDecodeError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException) as err:
+    except (Elsewhere, ValueError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException) as err:
         raise Unreadable(
             f"cannot read {name} as {kind} ({type(err).__name__}: {str(err)[:200]}): nothing was changed",
             hint="a person decides: repair or remove the file by hand, then run the command again",
@@ -277,6 +282,9 @@ def _json(source: Path, match: Match, target: Path | None, collect: bool) -> Fou
         else:
             kept.append((lead, first, last))
     found.kept = bool(kept)
+    outside = _rows_outside(json.loads(text), text[start:end] if spans else None)
+    if any(match(*_json_cells(row)) for row in outside):
+        raise Elsewhere("a record of theirs is outside the list of rows")
     if target is not None:
         pieces = [text[:start]]
         for n, (lead, first, last) in enumerate(kept):
@@ -289,6 +297,25 @@ def _json(source: Path, match: Match, target: Path | None, collect: bool) -> Fou
         pieces.append(text[spans[-1][2] : end] if spans else text[start:end])
         pieces.append(text[end:])
         target.write_bytes("".join(pieces).encode("utf-8"))
+    return found
+
+
+def _rows_outside(doc: Any, rows_text: str | None) -> list[dict[str, Any]]:
+    """Every JSON object in ``doc`` but the rows of the list :func:`json_rows` found (an
+    object holding its rows under another key, or nested, is searched too)."""
+    handled = json.loads(f"[{rows_text}]") if rows_text is not None else []
+    found: list[dict[str, Any]] = []
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            if handled and value == handled:
+                handled = []  # that list once: its rows are the ones rewritten
+                continue
+            stack.extend(value)
+        elif isinstance(value, dict):
+            found.append(value)
+            stack.extend(value.values())
     return found
 
 

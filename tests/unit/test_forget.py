@@ -237,3 +237,17 @@ def test_a_record_whose_end_is_uncertain_fails_the_scan_naming_the_file(tmp_path
             selection.candidate,
             [b"4242"],
         )
+
+
+def test_a_json_document_with_their_record_outside_its_rows_fails_rather_than_misses(tmp_path: Path) -> None:
+    path = tmp_path / "original-odd.json"
+    path.write_text('{"errors": [], "rows": [{"id": 1, "botuser": {"id": "4242"}}]}')
+    selection = SubjectSelection(("4242",))
+    with pytest.raises(Unreadable, match="outside the list of rows"):
+        scan_file(
+            path,
+            "quarantine/x/original-odd.json",
+            lambda h, c: selection.record("b", h, c),
+            selection.candidate,
+            [],
+        )
