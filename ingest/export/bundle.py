@@ -431,6 +431,8 @@ def summary_text(query: Query, cut: Cut, snap: Snapshot) -> str:
             "what the archive refused at intake (quarantine), in copies/, one JSON line a record:",
         ]
         lines += [f"- {c['path']}: {c['records']} record(s)" for c in cut.copies] or ["- none found."]
+        if query.first or query.last:
+            lines.append("(These are searched whole, whatever the period asked.)")
     if cut.notes:
         lines += ["", "Not searched, and why:"] + [f"- {note}" for note in cut.notes]
     lines += [
