@@ -41,8 +41,8 @@ import polars as pl
 import pyarrow as pa
 
 from ingest.archive.layout import REJECTED_ROWS
-from ingest.errors import OutputError
-from ingest.parse.header import BOM
+from ingest.errors import OutputError, ReportRejected
+from ingest.parse.header import BOM, column_names
 
 _TERMINATOR = re.compile(rb"\r\n|\r|\n")
 _BLOCK = 4 << 20
@@ -203,7 +203,7 @@ def rewrite_csv(
     offset = len(first[0])
     if target is not None:
         target.write(first[0])
-    header = [name.strip() for name in cells(first[0])]
+    header = _names(cells(first[0]))
     id_at = header.index("id") if "id" in header else -1
     for record, whole in records:
         if not whole and candidate(record):
@@ -218,6 +218,15 @@ def rewrite_csv(
         if target is not None:
             target.write(record)
     return found
+
+
+def _names(raw: list[str]) -> list[str]:
+    """The header's names as the intake's reader calls them (a duplicate suffixed: its value
+    is not the column's), else stripped."""
+    try:
+        return column_names(raw)
+    except ReportRejected:
+        return [name.strip() for name in raw]
 
 
 def _single(records: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:

@@ -168,7 +168,7 @@ def _rejected(root: Path) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame()
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans=report_plans, subject=st.sampled_from(IDS))
 def test_erase_leaves_nothing_of_the_subject_and_every_other_record_as_it_was(
     plans: list[list[tuple[str, bool, str]]], subject: str
