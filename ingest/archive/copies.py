@@ -49,6 +49,10 @@ _BLOCK = 4 << 20
 #: Records named in a plan (the dry run shows them): enough to check, never the whole file.
 MAX_LABELS = 1000
 
+#: A JSON document is read whole: one larger (a quarantined original, never a GET answer)
+#: is read only when it may hold the subject, and then refused rather than risk the memory.
+MAX_JSON_BYTES = 64 << 20
+
 #: ``match(header names, cells)``: whether a record is one to drop.
 Match = Callable[[list[str], list[str]], bool]
 
@@ -108,6 +112,10 @@ def scan_file(
     try:
         if kind == "parquet":
             return _parquet(source, match, target, collect)
+        if kind == "json" and source.stat().st_size > MAX_JSON_BYTES:
+            if needles and not _holds(source, needles):
+                return Found()  # not a byte of the id or its escapes: nothing of theirs in it
+            raise Elsewhere(f"{source.stat().st_size >> 20} MiB is too large to read as JSON in memory")
         if kind == "json":
             try:
                 return _json(source, match, target, collect)
@@ -121,6 +129,19 @@ def scan_file(
             f"cannot read {name} as {kind} ({type(err).__name__}: {str(err)[:200]}): nothing was changed",
             hint="a person decides: repair or remove the file by hand, then run the command again",
         ) from err
+
+
+def _holds(path: Path, needles: list[bytes]) -> bool:
+    """Whether a file holds one of ``needles`` (blocks overlapping by the longest)."""
+    overlap = max(len(n) for n in needles)
+    tail = b""
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(_BLOCK), b""):
+            data = tail + block
+            if any(n in data for n in needles):
+                return True
+            tail = data[-overlap:]
+    return False
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.archive import copies
 from ingest.archive.copies import Unreadable, csv_records, rewrite_csv, scan_file
 from ingest.archive.forget import SubjectSelection
 from ingest.archive.manifests import erasures_in_order, next_erasure_seq
@@ -251,3 +252,21 @@ def test_a_json_document_with_their_record_outside_its_rows_fails_rather_than_mi
             selection.candidate,
             [],
         )
+
+
+def test_a_json_original_too_large_to_read_is_refused_only_when_it_may_hold_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copies, "MAX_JSON_BYTES", 100)
+    path = tmp_path / "original-big.json"
+    path.write_text(json.dumps([{"id": n, "botuser": {"id": "77"}} for n in range(20)]))
+    for who, refused in (("4242", False), ("77", True)):
+        selection = SubjectSelection((who,))
+        scan = lambda s=selection: scan_file(  # noqa: E731
+            path, "quarantine/x/original-big.json", lambda h, c: s.record("b", h, c), s.candidate, s.needles()
+        )
+        if refused:
+            with pytest.raises(Unreadable, match="too large to read as JSON"):
+                scan()
+        else:
+            assert scan().removed == 0
