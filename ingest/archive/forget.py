@@ -25,8 +25,8 @@ written by another tool) is checkpointed and its older entries removed.
 
 Raw copies keep their key (named after the *original* sha256: a re-delivered report is still
 recognised and never archived again); the erasure record gives their new sha256. A CSV is
-rewritten record by record (:func:`csv_records`): every other record's bytes stay exactly as
-they were.
+read by value and rewritten record by record (:mod:`ingest.archive.copies`): every other
+record's bytes stay exactly as they were.
 
 Example::
 
@@ -120,22 +120,23 @@ def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
     return pl.any_horizontal(tests).fill_null(False) if tests else None
 
 
-def subject_of(header: list[str], cells: list[str]) -> str | None:
-    """The bot user id a record holds, by value: a ``botuser`` JSON object's ``id`` (decoded:
-    escapes undone, a number as its text, as ``json_path_match`` reads it), or a
-    ``botuser_id`` / ``user_id`` cell; None when it holds none."""
+def subject_ids(header: list[str], cells: list[str]) -> set[str]:
+    """The bot user ids a record holds, by value: a ``botuser`` JSON object's ``id``
+    (decoded: escapes undone, a number as its text, as ``json_path_match`` reads it), and
+    any ``botuser_id`` / ``user_id`` cell. Every such column counts, as in the tables."""
+    found = set()
     for name, cell in zip(header, cells, strict=False):
         if name in SUBJECT_ID and cell:
-            return cell
-        if name in SUBJECT_JSON and cell:
+            found.add(cell)
+        elif name in SUBJECT_JSON and cell:
             try:
                 value = json.loads(cell)
             except ValueError:
                 continue
-            found = value.get("id") if isinstance(value, dict) else None
-            if isinstance(found, str) or (isinstance(found, int | float) and not isinstance(found, bool)):
-                return str(found)
-    return None
+            named = value.get("id") if isinstance(value, dict) else None
+            if isinstance(named, str) or (isinstance(named, int | float) and not isinstance(named, bool)):
+                found.add(str(named))
+    return found
 
 
 #: JSON's two-character escapes of characters an id may hold.
@@ -165,7 +166,7 @@ class SubjectSelection:
         return subject_expr(columns.names(), list(self.ids))
 
     def record(self, bot_id: str, header: list[str], cells: list[str]) -> bool:
-        return subject_of(header, cells) in self.ids
+        return not subject_ids(header, cells).isdisjoint(self.ids)
 
     def candidate(self, record: bytes) -> bool:
         return any(n in record for n in (*self.needles(), *escapes(self.ids)))
