@@ -130,13 +130,22 @@ def subject_ids(header: list[str], cells: list[str]) -> set[str]:
             found.add(cell)
         elif name in SUBJECT_JSON and cell:
             try:
-                value = json.loads(cell)
+                value = json.loads(cell, object_pairs_hook=_Pairs)
             except ValueError:
                 continue
-            named = value.get("id") if isinstance(value, dict) else None
-            if isinstance(named, str) or (isinstance(named, int | float) and not isinstance(named, bool)):
-                found.add(str(named))
+            # Every "id" of the object: one written twice is theirs whichever a reader keeps.
+            for key, named in value if isinstance(value, _Pairs) else []:
+                if key == "id" and (isinstance(named, str) or _is_number(named)):
+                    found.add(str(named))
     return found
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its (key, value) pairs, duplicates kept."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 #: JSON's two-character escapes of characters an id may hold.

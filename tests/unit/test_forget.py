@@ -188,6 +188,7 @@ def test_a_json_copy_loses_the_subjects_rows_and_keeps_every_other_rows_bytes(
         ('{"id":"\\u0034\\u0032\\u0034\\u0032"}', "botuser"),  # escaped digits
         ('{"id":4242}', "botuser"),  # a number
         ('{"created":"2024","id":"4242"}', "botuser"),
+        ('{"id":"1","id":"4242"}', "botuser"),  # an id written twice: theirs whichever a reader keeps
         ("4242", "user_id"),
         ("4242", "botuser_id"),
     ],
