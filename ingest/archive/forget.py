@@ -381,7 +381,13 @@ def _copies(out: Storage, selection: Selection) -> tuple[list[CopyChange], list[
                 scanned.labels,
             )
             found.append(change)
-    return found, [key for key in _quarantined(out, selection, wanted=False)]
+    return found, unsearched_quarantine(out, selection)
+
+
+def unsearched_quarantine(out: Storage, selection: Selection) -> list[str]:
+    """Quarantined files ``selection`` does not search because their bot is unknown and
+    ``--bot`` limits the search: said, never skipped in silence."""
+    return list(_quarantined(out, selection, wanted=False))
 
 
 def candidate_copies(out: Storage, selection: Selection) -> Iterator[tuple[str, str]]:

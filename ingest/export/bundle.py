@@ -151,7 +151,7 @@ def cut_bundle(
             for bot in bots:
                 _export_one(snap, query, dataset, bot, work, cut, source_rows, on_rows, batch_rows)
         if query.botusers:  # the stores an erasure searches, searched the same way
-            for path, store, records in subject_copies(storage, query.botusers, query.bots, work):
+            for path, store, records in subject_copies(storage, query.botusers, query.bots, work, cut.notes):
                 cut.files.append(_described(work, path))
                 cut.copies.append({"path": path, "store": store, "records": records})
         summary = work / SUMMARY

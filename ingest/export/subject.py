@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ingest.archive.forget import SubjectSelection, candidate_copies, scan_copy
+from ingest.archive.forget import SubjectSelection, candidate_copies, scan_copy, unsearched_quarantine
 from ingest.archive.layout import QUARANTINE, RAW
 from ingest.archive.storage import Storage
 
@@ -31,9 +31,12 @@ from ingest.archive.storage import Storage
 COPIES = "copies"
 
 
-def subject_copies(out: Storage, ids: list[str], bots: list[str], work: Path) -> list[tuple[str, str, int]]:
+def subject_copies(
+    out: Storage, ids: list[str], bots: list[str], work: Path, notes: list[str]
+) -> list[tuple[str, str, int]]:
     """Write the subject's records found in raw copies and quarantined files under
-    ``work/copies/``; returns (bundle path, store, records) for each file written."""
+    ``work/copies/``; returns (bundle path, store, records) for each file written. What was
+    not searched is added to ``notes``."""
     selection = SubjectSelection(tuple(ids), tuple(bots))
     lines: dict[str, list[str]] = {RAW: [], QUARANTINE: []}
     for key, _ in candidate_copies(out, selection):
@@ -44,6 +47,10 @@ def subject_copies(out: Storage, ids: list[str], bots: list[str], work: Path) ->
             for record in found.records
         ]
     written = []
+    for key in unsearched_quarantine(out, selection):
+        notes.append(
+            f"{key}: not searched (refused at intake for an unknown bot, and --bot limits the search)"
+        )
     for store, found_lines in lines.items():
         if not found_lines:
             continue

@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 
 from ingest.archive import audit
 from ingest.archive.forget import Plan, SubjectSelection, forget
+from ingest.archive.rejects import quarantine_file
 from ingest.archive.storage import as_storage
 from ingest.errors import OutputError
 from ingest.ops.erasure import erase
@@ -496,3 +497,46 @@ def test_subject_access_finds_in_raw_copies_and_quarantine_what_erasure_removes(
     assert again.returncode == 0, again.stderr
     assert not (workdir / "dsr2" / "copies").exists()
     assert "- none found." in (workdir / "dsr2" / "SUMMARY.txt").read_text()
+
+
+def test_a_quarantined_file_of_an_unknown_bot_is_said_unsearched_under_bot_and_erased_without(
+    workdir: Path,
+) -> None:
+    env = _env(workdir, INGEST_EXPORT__SIGNING_KEY_FILE=str(workdir / "signer.key"))
+    build_archive(workdir, env)
+    rows = generate_messages(BOT_A, date(2024, 3, 1), date(2024, 3, 1))
+    subject_row(rows[0])
+    sha = "ab" * 32  # a report matched to no window: no raw copy, no commit record, no bot
+    quarantine_file(workdir / "archive", sha, rows_to_csv(rows), "mystery.csv", "unmatched: no window", {})
+    key = f"quarantine/{sha}/original-mystery.csv"
+    assert run_ingest("keygen", "--out", "signer.key", env=env, cwd=workdir).returncode == 0
+
+    exported = run_ingest(
+        "export",
+        "--botuser",
+        SUBJECT,
+        "--bot",
+        BOT_A,
+        "--format",
+        "jsonl",
+        "--out",
+        "dsr",
+        env=env,
+        cwd=workdir,
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert f"{key}: not searched" in (workdir / "dsr" / "SUMMARY.txt").read_text()
+    limited = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert limited.returncode == 0, limited.stderr
+    assert f"not searched (its bot is unknown, and --bot limits the search): {key}" in limited.stdout
+    assert files_holding([workdir / "archive" / key], [SUBJECT_TEXT])
+
+    everywhere = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert everywhere.returncode == 0, everywhere.stderr
+    assert (workdir / "archive" / key).read_bytes() == rows_to_csv(
+        rows[1:]
+    )  # theirs gone, others as they were
+    assert files_holding([workdir / "archive", *workdir.glob("state.sqlite*")], [SUBJECT_TEXT]) == []
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
