@@ -890,16 +890,23 @@ def _print_plan(found: Plan, *, applied: bool) -> None:
         out.print(f"{dataset}: no bot user column, nothing of a subject in it (0 rows)")
     if not tables:
         out.print(f"no rows to {found.kind}")
-    if applied:
-        out.print(
-            f"raw and quarantined files rewritten: {len(found.copies)}"
-            + "".join(
-                f"\n  {c.key}: {c.rows_removed} record(s)" + (" (file removed)" if c.removed else "")
-                for c in found.copies
-            )
-        )
-    else:
-        out.print(f"raw and quarantined files to search and rewrite: {len(found.copies)}")
+    _print_copies(found, applied=applied)
+
+
+def _print_copies(found: Plan, *, applied: bool) -> None:
+    """Per raw or quarantined file, the records that go (ids or positions, never their
+    content) and whether the file goes whole (every record in it is one to forget)."""
+    verb = "rewritten" if applied else "to rewrite"
+    out.print(f"raw and quarantined files {verb}: {len(found.copies)}")
+    for copy in found.copies:
+        shown = ", ".join(copy.records[:20]) + (", ..." if len(copy.records) > 20 else "")
+        whole = " (file removed)" if applied else " (the whole file: every record in it is theirs)"
+        line = f"  {copy.key}: {copy.rows_removed} record(s){whole if copy.removed else ''}: {shown}"
+        out.print(inert(line), soft_wrap=True)  # one line a file: a script can read it
+    for key in found.unsearched:
+        line = f"  not searched (its bot is unknown, and --bot limits the search): {key}"
+        out.print(inert(line), soft_wrap=True)
+    if not applied:
         out.print("dry run: nothing changed; add --apply to act")
 
 

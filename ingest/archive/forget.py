@@ -25,8 +25,8 @@ written by another tool) is checkpointed and its older entries removed.
 
 Raw copies keep their key (named after the *original* sha256: a re-delivered report is still
 recognised and never archived again); the erasure record gives their new sha256. A CSV is
-rewritten record by record (:func:`csv_records`): every other record's bytes stay exactly as
-they were.
+read by value and rewritten record by record (:mod:`ingest.archive.copies`): every other
+record's bytes stay exactly as they were.
 
 Example::
 
@@ -36,16 +36,13 @@ Example::
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import polars as pl
@@ -56,6 +53,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from ingest.archive import audit
 from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.compact import ALL_DATASETS, vacuum_archive
+from ingest.archive.copies import Found, scan_file
 from ingest.archive.delta import (
     APP,
     META,
@@ -66,31 +64,29 @@ from ingest.archive.delta import (
     snapshot_files,
     transaction_version,
 )
-from ingest.archive.holds import copy_source, source_spans
 from ingest.archive.layout import (
     DELTA_LOG,
     FORGETTING,
+    MANIFESTS,
     QUARANTINE,
     RAW,
-    REJECTED_ROWS,
+    REASONS,
     erasure_key,
     forgetting_dir,
+    is_erasure,
     is_raw,
     raw_source,
 )
-from ingest.archive.manifests import Record, listed_files, read_manifests
+from ingest.archive.manifests import Record, listed_files, next_erasure_seq, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, sha256_file
 from ingest.crashpoints import crash_point
-from ingest.errors import OutputError
+from ingest.errors import IngestError, OutputError
 from ingest.parse.arrowrows import parquet_writer
-from ingest.parse.header import BOM
 
 #: Columns that name a bot user: a JSON object with ``id`` (Message Data), or the id itself.
 SUBJECT_JSON = ("botuser",)
 SUBJECT_ID = ("botuser_id", "user_id")
 _FILE = "_forget_file"
-_TERMINATOR = re.compile(rb"\r\n|\r|\n")
-_BLOCK = 4 << 20
 
 
 class Selection(Protocol):
@@ -124,6 +120,47 @@ def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
     return pl.any_horizontal(tests).fill_null(False) if tests else None
 
 
+def subject_ids(header: list[str], cells: list[str]) -> set[str]:
+    """The bot user ids a record holds, by value: a ``botuser`` JSON object's ``id``
+    (decoded: escapes undone, a number as its text, as ``json_path_match`` reads it), and
+    any ``botuser_id`` / ``user_id`` cell. Every such column counts, as in the tables."""
+    found = set()
+    for name, cell in zip(header, cells, strict=False):
+        if name in SUBJECT_ID and cell:
+            found.add(cell)
+        elif name in SUBJECT_JSON and cell:
+            try:
+                value = json.loads(cell, object_pairs_hook=_Pairs)
+            except ValueError:
+                continue
+            # Every "id" of the object: one written twice is theirs whichever a reader keeps.
+            for key, named in value if isinstance(value, _Pairs) else []:
+                if key == "id" and (isinstance(named, str) or _is_number(named)):
+                    found.add(str(named))
+    return found
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as its (key, value) pairs, duplicates kept."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+#: JSON's two-character escapes of characters an id may hold.
+_SHORT_ESCAPES = {'"': b'\\"', "\\": b"\\\\", "/": b"\\/"}
+
+
+def escapes(ids: Iterable[str]) -> list[bytes]:
+    """What a JSON-escaped id holds where its own bytes may be absent (``"\\u0034242"``):
+    any ``\\u`` escape, and the short escape of a character an id has (``\\/``). Not any
+    backslash: chat text in JSON columns is full of ``\\"``, and each hit is parsed."""
+    ids = list(ids)
+    quoted = {i.replace('"', '""').encode() for i in ids if '"' in i}  # a CSV cell doubles quotes
+    return [b"\\u", *sorted({_SHORT_ESCAPES[c] for i in ids for c in i if c in _SHORT_ESCAPES} | quoted)]
+
+
 @dataclass(frozen=True)
 class SubjectSelection:
     """An erasure: every row of these bot users (of these bots; none given: every bot)."""
@@ -138,20 +175,10 @@ class SubjectSelection:
         return subject_expr(columns.names(), list(self.ids))
 
     def record(self, bot_id: str, header: list[str], cells: list[str]) -> bool:
-        for name, cell in zip(header, cells, strict=False):
-            if name in SUBJECT_ID and cell in self.ids:
-                return True
-            if name in SUBJECT_JSON and cell:
-                try:
-                    value = json.loads(cell)
-                except ValueError:
-                    continue
-                if isinstance(value, dict) and str(value.get("id")) in self.ids:
-                    return True
-        return False
+        return not subject_ids(header, cells).isdisjoint(self.ids)
 
     def candidate(self, record: bytes) -> bool:
-        return any(i.encode() in record for i in self.ids)
+        return any(n in record for n in (*self.needles(), *escapes(self.ids)))
 
     def raw_wanted(self, bot_id: str, days: list[date]) -> bool:
         return not self.bots or bot_id in self.bots
@@ -199,100 +226,6 @@ class ExpiredSelection:
         return []
 
 
-# ---------------------------------------------------------------- CSV records, byte-exact
-def csv_records(stream: BinaryIO, block: int = _BLOCK) -> Iterator[bytes]:
-    """Each CSV record's bytes exactly as in the file, its line end included (a BOM stays
-    with the first). A record ends at CRLF, LF or a lone CR outside quotes, as Python's
-    ``csv`` reads it; quoted line ends stay inside. Memory: a block and one record."""
-    buf = b""
-    for chunk in iter(lambda: stream.read(block), b""):
-        buf += chunk
-        start = 0
-        for match in _TERMINATOR.finditer(buf, start):
-            if match.end() == len(buf) and buf.endswith(b"\r"):
-                break  # a CR at the block's end may be the first half of a CRLF
-            if buf.count(b'"', start, match.start()) % 2:
-                continue  # inside a quoted field
-            yield buf[start : match.end()]
-            start = match.end()
-        buf = buf[start:]
-    if buf:
-        yield buf
-
-
-def _cells(record: bytes) -> list[str]:
-    text = record.removeprefix(BOM).decode("utf-8", errors="replace")
-    return next(csv.reader(io.StringIO(text, newline="")), [])
-
-
-def rewrite_csv(
-    source: BinaryIO,
-    target: BinaryIO,
-    drop: Callable[[list[str], list[str]], bool],
-    candidate: Callable[[bytes], bool],
-    *,
-    needles: list[bytes] | tuple[bytes, ...] = (),
-    block: int = _BLOCK,
-) -> int:
-    """Copy a CSV without the records ``drop(header, cells)`` names; returns how many.
-    Every other byte is copied as it is; ``candidate(record)`` False skips parsing it. With
-    ``needles`` (an erasure's id), a run of whole records holding none is copied at once:
-    only the records around a needle are split and parsed (20 s -> a few s per GB)."""
-    records = _record_runs(source, needles, block) if needles else csv_records(source, block)
-    first = next(records, None)
-    if first is None:
-        return 0
-    target.write(first)
-    header = [name.strip() for name in _cells(first)]
-    removed = 0
-    for record in records:
-        if candidate(record):
-            cells = _cells(record)
-            if cells and drop(header, cells):
-                removed += 1
-                continue
-        target.write(record)
-    return removed
-
-
-def _record_runs(source: BinaryIO, needles: list[bytes] | tuple[bytes, ...], block: int) -> Iterator[bytes]:
-    """The header record, then runs of whole records: a run holding no needle as one piece,
-    one holding a needle record by record (:func:`csv_records`)."""
-    buf = b""
-    header = True
-    for chunk in iter(lambda: source.read(block), b""):
-        buf += chunk
-        cut = _last_boundary(buf)
-        if cut <= 0:
-            continue  # one record longer than what is read so far
-        run, buf = buf[:cut], buf[cut:]
-        if header or any(n in run for n in needles):
-            yield from csv_records(io.BytesIO(run), block)
-            header = False
-        else:
-            yield run
-    if buf:
-        yield from csv_records(io.BytesIO(buf), block)
-
-
-def _last_boundary(buf: bytes) -> int:
-    """Where the last whole record of ``buf`` (which starts with a record) ends: after its
-    last line end outside quotes; 0 when there is none."""
-    end = len(buf)
-    while end > 0:
-        at = max(buf.rfind(b"\n", 0, end), buf.rfind(b"\r", 0, end))
-        if at < 0:
-            return 0
-        if buf[at : at + 1] == b"\r" and at == len(buf) - 1:
-            end = at  # a CR at the very end may be the first half of a CRLF
-            continue
-        start = at - 1 if buf[at : at + 1] == b"\n" and at > 0 and buf[at - 1 : at] == b"\r" else at
-        if buf.count(b'"', 0, start) % 2 == 0:
-            return at + 1
-        end = start
-    return 0
-
-
 # ---------------------------------------------------------------- the plan
 @dataclass
 class FileChange:
@@ -311,14 +244,17 @@ class FileChange:
 
 @dataclass
 class CopyChange:
-    """A raw copy or quarantined file rewritten without the rows (same key), or removed."""
+    """A raw copy or quarantined file holding records to forget: rewritten without them
+    (same key), or removed whole when every record in it is one to forget."""
 
     key: str
     original_sha256: str = ""
     new_sha256: str = ""
     size: int = 0
     rows_removed: int = 0
-    removed: bool = False  # a quarantined file that cannot be read but holds the subject
+    removed: bool = False  # every record in it went: the file is removed whole
+    #: Which records go (ids, row numbers or byte offsets; at most copies.MAX_LABELS).
+    records: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -334,6 +270,8 @@ class Plan:
     #: Datasets without a bot user column: nothing of a subject is in them.
     skipped: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Quarantined files not searched: their bot is unknown and ``--bot`` limits the search.
+    unsearched: list[str] = field(default_factory=list)
 
     def rows_by_table(self) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -350,6 +288,7 @@ class Plan:
             "logs": self.logs,
             "skipped": self.skipped,
             "meta": self.meta,
+            "unsearched": self.unsearched,
         }
 
     @classmethod
@@ -362,6 +301,7 @@ class Plan:
             list(doc.get("logs", [])),
             list(doc.get("skipped", [])),
             dict(doc.get("meta", {})),
+            list(doc.get("unsearched", [])),
         )
 
 
@@ -391,9 +331,12 @@ def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "
                 total = f.rows if f.rows is not None else out.parquet_rows(f.key)
                 found.files.append(FileChange(dataset, f.key, f.bot_id, f.day, total, counts[f.key]))
         needles = selection.needles()
-        if needles and _log_holds(out, dataset, needles):
+        # Only a table losing rows can hold the subject in its log (a statistic of their
+        # file): a byte search alone would cut the history of every table for "1".
+        touched = any(f.dataset == dataset for f in found.files)
+        if needles and touched and _log_holds(out, dataset, needles):
             found.logs.append(dataset)
-    found.copies = _copies(out, selection)
+    found.copies, found.unsearched = _copies(out, selection)
     return found
 
 
@@ -423,26 +366,102 @@ def _log_holds(out: Storage, dataset: str, needles: list[bytes]) -> bool:
     return False
 
 
-def _copies(out: Storage, selection: Selection) -> list[CopyChange]:
-    """Raw copies and quarantined files that may hold rows to forget (rewritten later)."""
+def _copies(out: Storage, selection: Selection) -> tuple[list[CopyChange], list[str]]:
+    """Raw copies and quarantined files holding records to forget, each read by value (the
+    dry run names them and their records); and quarantined files ``--bot`` left unsearched.
+    Raises :class:`~ingest.archive.copies.Unreadable` naming a file it cannot read."""
+    found = []
+    for key, original in candidate_copies(out, selection):
+        change = CopyChange(key, original_sha256=original)
+        scanned = scan_copy(out, key, selection)
+        if scanned.removed:
+            change.rows_removed, change.removed, change.records = (
+                scanned.removed,
+                not scanned.kept,
+                scanned.labels,
+            )
+            found.append(change)
+    return found, unsearched_quarantine(out, selection)
+
+
+def unsearched_quarantine(out: Storage, selection: Selection) -> list[str]:
+    """Quarantined files ``selection`` does not search because their bot is unknown and
+    ``--bot`` limits the search: said, never skipped in silence."""
+    return list(_quarantined(out, selection, wanted=False))
+
+
+def candidate_copies(out: Storage, selection: Selection) -> Iterator[tuple[str, str]]:
+    """The raw copies and quarantined files ``selection`` searches: (key, its sha256 now,
+    when known without hashing it: its name, or an earlier erasure's new sha256)."""
     records = read_manifests(out)
     days = raw_days(records)
-    # What each raw copy hashes to now: its name, or an earlier erasure's new sha256 (saves
-    # hashing a copy of a GB again; verify checks both).
     rewritten = listed_files(records).rewritten
-    found = []
     for obj in out.objects(f"{RAW}/"):
         bot_id, sha = raw_source(obj.key)
         if selection.raw_wanted(bot_id, days.get(sha, [])):
             now = rewritten[obj.key][1].get("new_sha256") if obj.key in rewritten else sha
-            found.append(CopyChange(obj.key, original_sha256=str(now or "")))
-    if selection.needles():  # quarantine: only an erasure looks (a prune keeps refused rows)
-        spans = source_spans(records)  # whose each quarantined file is: --bot limits it too
-        for obj in out.objects(f"{QUARANTINE}/"):
-            bot = copy_source(out, obj.key, spans)[0]  # unknown (a file refused whole): searched
-            if not obj.key.endswith(".json") and (bot is None or selection.raw_wanted(bot, [])):
-                found.append(CopyChange(obj.key))
-    return found
+            yield obj.key, str(now or "")
+    for key in _quarantined(out, selection, wanted=True):
+        yield key, ""
+
+
+def _quarantined(out: Storage, selection: Selection, *, wanted: bool) -> Iterator[str]:
+    """Quarantined files (every name but ``reason.json``) an erasure searches (``wanted``),
+    or those it does not because their bot is unknown under ``--bot``. A prune keeps
+    refused rows: it searches none."""
+    if not selection.needles():
+        return
+    bots = _quarantine_bots(out)
+    for obj in out.objects(f"{QUARANTINE}/"):
+        if obj.key.rsplit("/", 1)[-1] == REASONS:
+            continue
+        bot_id = bots.get(obj.key.split("/")[1])
+        searched = selection.raw_wanted(bot_id or "", [])
+        if searched == wanted and (wanted or bot_id is None):
+            yield obj.key
+
+
+def _quarantine_bots(out: Storage) -> dict[str, str]:
+    """The bot of each quarantined source (sha256 -> bot): its raw copy's folder, its
+    commit record, or the window its reason.json names."""
+    bots = {raw_source(o.key)[1]: raw_source(o.key)[0] for o in out.objects(f"{RAW}/")}
+    for record in read_manifests(out):
+        attachment = (record.doc or {}).get("attachment")
+        if isinstance(attachment, dict) and attachment.get("sha256") and attachment.get("bot_id"):
+            bots.setdefault(str(attachment["sha256"]), str(attachment["bot_id"]))
+    for obj in out.objects(f"{QUARANTINE}/"):
+        sha = obj.key.split("/")[1]
+        if obj.key.endswith(f"/{REASONS}") and sha not in bots:
+            try:
+                window = json.loads(out.read_bytes(obj.key)).get("window") or {}
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(window, dict) and window.get("bot_id"):
+                bots[sha] = str(window["bot_id"])
+    return bots
+
+
+def scan_copy(
+    out: Storage, key: str, selection: Selection, *, target: Path | None = None, collect: bool = False
+) -> Found:
+    """Read one stored copy by value: its records to forget (written without them to
+    ``target`` when given). Raises Unreadable naming it."""
+    source, temporary = _local_copy(out, key)
+    try:
+        bot_id = raw_source(key)[0] if is_raw(key) else ""
+        needles = selection.needles()
+        return scan_file(
+            source,
+            key,
+            lambda header, cells: selection.record(bot_id, header, cells),
+            selection.candidate,
+            [*needles, *escapes(n.decode() for n in needles)] if needles else [],
+            target=target,
+            collect=collect,
+        )
+    finally:
+        if temporary:
+            source.unlink(missing_ok=True)
 
 
 def raw_days(records: Iterable[Record]) -> dict[str, list[date]]:
@@ -478,27 +497,13 @@ class Outcome:
 
 def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reason: str) -> Outcome:
     """Forget what ``found`` (from :func:`plan`) lists: write the plan, the replacements, then
-    finish (:func:`finish`). The caller holds the job lock."""
-    folder = forgetting_dir(found.id)
+    finish (:func:`finish`). The caller holds the job lock. A replacement that cannot be
+    written (a copy that reads otherwise than planned) undoes what was written and raises:
+    nothing half-done, no record."""
     refuse_locked_copies(out, found)
+    refuse_whole_removals(found)
     found.meta.update({"actor": actor, "reason": reason})
-    for change in found.files:
-        if change.forgotten < change.rows:
-            stem = change.key.rsplit("/", 1)[-1].removesuffix(".parquet")
-            change.new_key = f"{change.key.rsplit('/', 1)[0]}/{stem.split('.')[0]}.f{found.id[:8]}.parquet"
-    write_bytes_once(out, f"{folder}/plan.json", as_json(found.as_json()))
-    crash_point("forget_after_plan")
-    for change in found.files:
-        if change.new_key is not None:
-            _rewrite_data(out, change, selection)
-    kept = []
-    for copy in found.copies:
-        if _rewrite_copy(out, copy, selection, f"{folder}/{copy.key}"):
-            kept.append(copy)
-    found.copies = kept
-    if not found.files and not kept:  # nothing held such rows after all (a prune run again)
-        for obj in out.objects(f"{folder}/"):
-            out.delete(obj.key)
+    if not found.files and not found.copies:  # nothing of theirs: nothing is touched
         done = Outcome(found)
         if found.kind == "erase":  # a request answered with nothing found is still on record
             body = {
@@ -509,8 +514,32 @@ def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reaso
                 out, {**body, "tables": [], "copies": [], "found": "nothing"}, actor=actor, reason=reason
             )
         return done
+    folder = forgetting_dir(found.id)
+    for change in found.files:
+        if change.forgotten < change.rows:
+            stem = change.key.rsplit("/", 1)[-1].removesuffix(".parquet")
+            change.new_key = f"{change.key.rsplit('/', 1)[0]}/{stem.split('.')[0]}.f{found.id[:8]}.parquet"
+    write_bytes_once(out, f"{folder}/plan.json", as_json(found.as_json()))
+    crash_point("forget_after_plan")
+    try:
+        for change in found.files:
+            if change.new_key is not None:
+                _rewrite_data(out, change, selection)
+        for copy in found.copies:
+            _rewrite_copy(out, copy, selection, f"{folder}/{copy.key}")
+    except IngestError:
+        undo(out, found.id)
+        raise
     write_bytes_once(out, f"{folder}/ready.json", as_json(found.as_json()))
     return finish(out, found)
+
+
+def refuse_whole_removals(found: Plan) -> None:
+    """A file is removed whole only when every record in it is one to forget: refuse a
+    plan that says otherwise (one written by hand, or by an older version)."""
+    for copy in found.copies:
+        if copy.removed and copy.rows_removed == 0:
+            raise OutputError(f"refused: the plan removes {copy.key} whole, but none of its records is to go")
 
 
 def refuse_locked_copies(out: Storage, found: Plan) -> None:
@@ -561,100 +590,35 @@ def _local_copy(out: Storage, key: str) -> tuple[Path, bool]:
     return tmp, True
 
 
-def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: str) -> bool:
-    """Rewrite a raw copy or quarantined file without the rows into ``staged``; False when
-    it holds none (nothing to do)."""
-    source, temporary = _local_copy(out, copy.key)
+def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: str) -> None:
+    """Rewrite a raw copy or quarantined file without the records into ``staged`` (nothing
+    to write when it goes whole). Raises OutputError when it reads otherwise than planned:
+    another record of someone else would go with a file removed whole, or the count changed."""
     tmp = out.temp("forget-copy")
     try:
-        copy.original_sha256 = copy.original_sha256 or sha256_file(source)
-        needles = selection.needles()
-        if needles and not _file_holds(source, needles):
-            return False
-        bot_id = raw_source(copy.key)[0] if is_raw(copy.key) else ""
-        name = copy.key.rsplit("/", 1)[-1]
-        try:
-            if name == REJECTED_ROWS:
-                copy.rows_removed = _rewrite_parquet(source, tmp, selection)
-            elif name.lower().endswith(".json"):
-                copy.rows_removed = _rewrite_json(source, tmp, selection, bot_id)
-            else:
-                with source.open("rb") as src, tmp.open("wb") as dst:
-                    copy.rows_removed = rewrite_csv(
-                        src,
-                        dst,
-                        lambda header, cells: selection.record(bot_id, header, cells),
-                        selection.candidate,
-                        needles=needles,
-                    )
-        except (ValueError, UnicodeDecodeError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException):
-            copy.rows_removed = 0
-        if needles and _file_holds(tmp, needles):
-            copy.removed = True  # unreadable, or the id is elsewhere in it: the whole file goes
-            return True
-        if copy.rows_removed == 0:
-            return False
+        if not copy.original_sha256:
+            source, temporary = _local_copy(out, copy.key)
+            copy.original_sha256 = sha256_file(source)
+            if temporary:
+                source.unlink(missing_ok=True)
+        found = scan_copy(out, copy.key, selection, target=tmp)
+        if found.kept and copy.removed:
+            raise OutputError(
+                f"refused: {copy.key} would be removed whole but holds another person's record; "
+                "nothing was changed"
+            )
+        if found.removed != copy.rows_removed or (not found.kept and not copy.removed):
+            raise OutputError(
+                f"{copy.key} changed since the plan ({found.removed} record(s) to go, "
+                f"{copy.rows_removed} planned); nothing was changed: run the command again"
+            )
+        if copy.removed:
+            return
         copy.new_sha256, copy.size = sha256_file(tmp), tmp.stat().st_size
         if not out.publish(tmp, staged) and out.sha256(staged) != copy.new_sha256:
             raise OutputError(f"cannot write {out.describe(staged)}: another file is there")
-        return True
     finally:
         tmp.unlink(missing_ok=True)
-        if temporary:
-            source.unlink(missing_ok=True)
-
-
-def copy_holds(out: Storage, key: str, needles: list[bytes]) -> bool:
-    """Whether a stored file holds a needle."""
-    source, temporary = _local_copy(out, key)
-    try:
-        return _file_holds(source, needles)
-    finally:
-        if temporary:
-            source.unlink(missing_ok=True)
-
-
-def _file_holds(path: Path, needles: list[bytes]) -> bool:
-    """Whether a file holds a needle (read in blocks overlapping by the longest needle)."""
-    overlap = max(len(n) for n in needles)
-    tail = b""
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(_BLOCK), b""):
-            data = tail + block
-            if any(n in data for n in needles):
-                return True
-            tail = data[-overlap:]
-    return False
-
-
-def _rewrite_parquet(source: Path, target: Path, selection: Selection) -> int:
-    frame = pl.read_parquet(source)
-    expr = selection.rows(frame.schema)
-    if expr is None:
-        return 0
-    kept = frame.filter(~expr)
-    kept.write_parquet(target, compression="zstd", statistics=False)
-    return frame.height - kept.height
-
-
-def _rewrite_json(source: Path, target: Path, selection: Selection, bot_id: str) -> int:
-    """A GET answer's raw copy (a JSON list of rows, or an object with one): rows dropped;
-    the rest re-serialised (JSON has no record bytes to keep)."""
-    doc = json.loads(source.read_bytes())
-    rows = doc if isinstance(doc, list) else next((v for v in doc.values() if isinstance(v, list)), [])
-    kept = []
-    for row in rows:
-        names = list(row) if isinstance(row, dict) else []
-        cells = [
-            json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else str(v)
-            for v in (row.values() if isinstance(row, dict) else [])
-        ]
-        if not selection.record(bot_id, names, cells):
-            kept.append(row)
-    removed = len(rows) - len(kept)
-    rows[:] = kept
-    target.write_bytes(json.dumps(doc, ensure_ascii=False).encode())
-    return removed
 
 
 def finish(out: Storage, found: Plan) -> Outcome:
@@ -681,8 +645,8 @@ def finish(out: Storage, found: Plan) -> Outcome:
     # A versioned bucket (S3 Object Lock) keeps what plain deletes removed as older versions.
     for prefix in (*{f"{d}/" for d in datasets}, f"{RAW}/", f"{QUARANTINE}/"):
         out.purge_old_versions(prefix)
-    record = erasure_record(found, done.versions)
     done.record = erasure_key(found.id)
+    record = erasure_record(found, done.versions, _next_seq(out, done.record))
     write_bytes_once(out, done.record, as_json(record))
     crash_point("forget_before_audit")
     body = {
@@ -717,9 +681,19 @@ def finish(out: Storage, found: Plan) -> Outcome:
     return done
 
 
-def erasure_record(found: Plan, versions: dict[str, int]) -> dict[str, Any]:
+def _next_seq(out: Storage, key: str) -> int:
+    """This erasure record's ``seq``: after every erasure record already there (read at the
+    moment it is written, under the job lock; a resumed run's record, already written, keeps
+    its own)."""
+    objects = [o for o in out.objects(f"{MANIFESTS}/") if is_erasure(o.key) and o.key != key]
+    records = read_manifests(out, objects)
+    return next_erasure_seq([(r.key, r.doc.get("erasure") or {}) for r in records if r.doc is not None])
+
+
+def erasure_record(found: Plan, versions: dict[str, int], seq: int) -> dict[str, Any]:
     """``manifests/erasure-<id>.json``: per table the files removed and their replacements
-    (the manifest walker applies them), and each rewritten copy's original and new sha256."""
+    (the manifest walker applies them), and each rewritten copy's original and new sha256;
+    ``seq`` orders the records as they were made (``at`` is whole seconds)."""
     tables = []
     for dataset in sorted({f.dataset for f in found.files}):
         changes = [f for f in found.files if f.dataset == dataset]
@@ -740,6 +714,7 @@ def erasure_record(found: Plan, versions: dict[str, int]) -> dict[str, Any]:
     return {
         "erasure": {
             "id": found.id,
+            "seq": seq,
             "kind": found.kind,
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "tables": tables,
@@ -834,12 +809,19 @@ def resume(out: Storage) -> list[tuple[str, str]]:
             finish(out, Plan.from_json(json.loads(out.read_bytes(f"{folder}/ready.json"))))
             done.append((forget_id, "finished"))
             continue
-        if out.exists(f"{folder}/plan.json"):
-            planned = Plan.from_json(json.loads(out.read_bytes(f"{folder}/plan.json")))
-            for change in planned.files:
-                if change.new_key:
-                    out.delete(change.new_key)
-        for obj in out.objects(f"{folder}/"):
-            out.delete(obj.key)
+        undo(out, forget_id)
         done.append((forget_id, "undone"))
     return done
+
+
+def undo(out: Storage, forget_id: str) -> None:
+    """Remove what an erasure or prune wrote before ``ready.json`` (new data files, staged
+    copies): nothing had been changed yet, so nothing is left of it."""
+    folder = forgetting_dir(forget_id)
+    if out.exists(f"{folder}/plan.json"):
+        planned = Plan.from_json(json.loads(out.read_bytes(f"{folder}/plan.json")))
+        for change in planned.files:
+            if change.new_key:
+                out.delete(change.new_key)
+    for obj in out.objects(f"{folder}/"):
+        out.delete(obj.key)

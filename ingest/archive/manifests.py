@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import groupby
 from typing import Any
 
 from ingest.archive.layout import MANIFESTS, is_compaction, is_erasure, is_manifest
@@ -108,7 +109,7 @@ def listed_files(records: Iterable[Record]) -> Listing:
     # Applied in the order they were committed (a compaction may replace a compacted file,
     # an erasure a compacted file, a compaction an erasure's rewrite).
     listing.compactions.sort(key=lambda item: (str(item[1].get("dataset", "")), _version(item[1]), item[0]))
-    listing.erasures.sort(key=lambda item: (str(item[1].get("at", "")), item[0]))
+    listing.erasures = erasures_in_order(listing.erasures)
     steps = [(str(body.get("dataset", "")), _version(body), key, body) for key, body in listing.compactions]
     for key, body in listing.erasures:
         for table in body.get("tables") or []:
@@ -128,6 +129,49 @@ def listed_files(records: Iterable[Record]) -> Listing:
         except (KeyError, TypeError) as err:
             listing.unreadable.append((key, f"{type(err).__name__}: {err}"))
     return listing
+
+
+def erasures_in_order(erasures: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Erasure records in the order they were made: by their ``seq``. Records written before
+    ``seq`` existed (all older than any with one) come first, by ``at`` (whole seconds); two
+    of one second are put in the order their copies' hashes chain (one's ``new_sha256`` is
+    the other's ``original_sha256``), not left to their random ids."""
+    legacy = sorted(
+        (e for e in erasures if not isinstance(e[1].get("seq"), int)),
+        key=lambda e: (str(e[1].get("at", "")), e[0]),
+    )
+    numbered = sorted(
+        (e for e in erasures if isinstance(e[1].get("seq"), int)), key=lambda e: (e[1]["seq"], e[0])
+    )
+    return _chained(legacy) + numbered
+
+
+def next_erasure_seq(erasures: list[tuple[str, dict[str, Any]]]) -> int:
+    """The ``seq`` of the next erasure record: after every record there (numbered or not)."""
+    seqs: list[int] = [e[1]["seq"] for e in erasures if isinstance(e[1].get("seq"), int)]
+    return max([len(erasures), *seqs]) + 1
+
+
+def _chained(erasures: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Within each second, a record goes after the one whose rewritten copy it started from."""
+    ordered: list[tuple[str, dict[str, Any]]] = []
+    for _, group in groupby(erasures, key=lambda e: str(e[1].get("at", ""))):
+        pending = list(group)
+        while pending:
+            made = {h for e in pending for h in _copy_hashes(e[1], "new_sha256")}
+            first = next((e for e in pending if not _copy_hashes(e[1], "original_sha256") & made), pending[0])
+            ordered.append(first)
+            pending.remove(first)
+    return ordered
+
+
+def _copy_hashes(body: dict[str, Any], field_name: str) -> set[str]:
+    copies = body.get("copies")
+    return {
+        str(c[field_name])
+        for c in (copies if isinstance(copies, list) else [])
+        if isinstance(c, dict) and c.get(field_name)
+    }
 
 
 def forgotten_days(erasures: list[tuple[str, dict[str, Any]]]) -> dict[str, set[date]]:

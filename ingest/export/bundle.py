@@ -52,6 +52,7 @@ from ingest.errors import ConfigError
 from ingest.export.csvsafe import FORMULA_STARTS, PREFIX, header_line, neutralised
 from ingest.export.signing import fingerprint, sign
 from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
+from ingest.export.subject import subject_copies
 from ingest.report_types import MESSAGES
 from ingest.settings import bot_id_problem
 
@@ -119,6 +120,8 @@ class Cut:
     #: What was not searched and why (e.g. a dataset without a bot user column).
     notes: list[str] = field(default_factory=list)
     manifest: dict[str, Any] = field(default_factory=dict)
+    #: Subject access: their records in raw copies and quarantine (ingest.export.subject).
+    copies: list[dict[str, Any]] = field(default_factory=list)
 
 
 def cut_bundle(
@@ -150,6 +153,10 @@ def cut_bundle(
             bots = query.bots or snap.bots(dataset)
             for bot in bots:
                 _export_one(snap, query, dataset, bot, work, cut, source_rows, on_rows, batch_rows)
+        if query.botusers:  # the stores an erasure searches, searched the same way
+            for path, store, records in subject_copies(storage, query.botusers, query.bots, work, cut.notes):
+                cut.files.append(_described(work, path))
+                cut.copies.append({"path": path, "store": store, "records": records})
         summary = work / SUMMARY
         summary.write_text(summary_text(query, cut, snap), encoding="utf-8")
         cut.files.append(_described(work, SUMMARY))
@@ -422,6 +429,7 @@ def _manifest(
         "files": [{k: v for k, v in asdict(f).items() if v is not None} for f in cut.files],
         "sources": sources,
         "notes": cut.notes,
+        **({"copies": cut.copies} if query.botusers else {}),
         "csv": {
             "encoding": "UTF-8 with BOM",
             "quoting": "every field",
@@ -470,6 +478,15 @@ def summary_text(query: Query, cut: Cut, snap: Snapshot) -> str:
                 f"- {dataset}, bot {bot}: {sum(days.values())} row(s) on {len(days)} day(s), "
                 f"{ordered[0]} to {ordered[-1]}, in {DATA}/{dataset}/{bot}.{query.fmt}"
             )
+    if subject:
+        lines += [
+            "",
+            "Also searched: the reports as delivered (raw copies, which repeat the rows above) and",
+            "what the archive refused at intake (quarantine), in copies/, one JSON line a record:",
+        ]
+        lines += [f"- {c['path']}: {c['records']} record(s)" for c in cut.copies] or ["- none found."]
+        if query.first or query.last:
+            lines.append("(These are searched whole, whatever the period asked.)")
     if cut.notes:
         lines += ["", "Not searched, and why:"] + [f"- {note}" for note in cut.notes]
     lines += [

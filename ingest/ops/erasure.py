@@ -21,7 +21,6 @@ from ingest.archive.forget import (
     Outcome,
     Plan,
     SubjectSelection,
-    copy_holds,
     forget,
     plan,
 )
@@ -75,7 +74,7 @@ def erase(
                 f"{hold.id} ({hold.span()}): {hold.reason}",
                 hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
             )
-    _raw_under_hold(out, found, selection, in_force)
+    _raw_under_hold(out, found, in_force)
     if not apply:
         return found
     found.meta["subject_sha256"] = [audit.subject_hash(out, s, salt) for s in subjects]
@@ -83,9 +82,7 @@ def erase(
     return forget(out, selection, found, actor=actor, reason=reason)
 
 
-def _raw_under_hold(
-    out: Storage, found: Plan, selection: SubjectSelection, in_force: list[holds.Hold]
-) -> None:
+def _raw_under_hold(out: Storage, found: Plan, in_force: list[holds.Hold]) -> None:
     """Refuse when a raw copy or quarantined file holding the subject covers a held day
     (every day of its report: :func:`ingest.archive.holds.copy_hold`; unknown days count
     as held): a record of theirs may be only there (a row that was a duplicate at intake,
@@ -95,7 +92,7 @@ def _raw_under_hold(
     spans = holds.source_spans(read_manifests(out))
     for copy in found.copies:
         hold = holds.copy_hold(out, copy.key, in_force, spans)
-        if hold and copy_holds(out, copy.key, selection.needles()):
+        if hold:  # the plan holds only copies with a record of theirs, found by value
             raise UnderLegalHold(
                 f"refused: the subject is in {copy.key}, a report of days under legal hold {hold.id} "
                 f"({hold.span()}): {hold.reason}",

@@ -7,6 +7,7 @@ without the id; holds refuse an erasure and keep rows a prune would remove."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import date
 from pathlib import Path
 
@@ -14,6 +15,12 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from ingest.archive import audit
+from ingest.archive.forget import Plan, SubjectSelection, forget
+from ingest.archive.rejects import quarantine_file
+from ingest.archive.storage import as_storage
+from ingest.errors import OutputError
+from ingest.ops.erasure import erase
 from ingest.simulator import CertainlySimulator, EmbeddedImap, generate_messages
 from ingest.simulator.data import rows_to_csv
 from tests.support.archive import read_archive
@@ -182,8 +189,8 @@ def test_retention_prunes_expired_rows_except_held_ones(workdir: Path) -> None:
     after = read_archive(archive)
     assert after.filter(pl.col("bot_id") == BOT_A).height == 0  # all of 2024: long expired
     assert after.filter(pl.col("bot_id") == BOT_B).height == before.filter(pl.col("bot_id") == BOT_B).height
-    raw_a = next((archive / "raw" / f"bot_id={BOT_A}").glob("*.csv")).read_bytes()
-    assert raw_a.count(b"\n") == 1  # the header alone is left
+    assert not list((archive / "raw" / f"bot_id={BOT_A}").glob("*.csv"))  # every record expired: gone whole
+    assert len(list((archive / "raw" / f"bot_id={BOT_B}").glob("*.csv"))) == 1  # held: kept
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout
     assert "erasure: prune" in verify.stdout and "days emptied by an erasure or prune" in verify.stdout
@@ -296,6 +303,30 @@ def test_a_second_erasure_of_a_rewritten_raw_copy_chains_its_hashes(workdir: Pat
     assert verify.stdout.count("erasure: erase") == 2
 
 
+def test_erasures_within_one_second_replay_in_the_order_they_were_made(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three erasures stamped with the same second, their random ids sorting against the
+    order they were made (the CI flake, made certain): each rewrites raw copy B from the one
+    before, and verify replays them by their sequence, clean after every one."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    ids = iter(f"{n:016x}" for n in range(2**40, 0, -1))  # each sorts before the one before
+    monkeypatch.setattr(audit, "new_id", lambda: next(ids))
+    second = time.gmtime()
+    monkeypatch.setattr(time, "gmtime", lambda *_: second)
+    storage = as_storage(workdir / "archive")
+    for who in (SUBJECT, OTHER, "never-there"):
+        erase(storage, [who], [], reason="batch", actor="dpo", apply=True)
+        verify = run_ingest("verify", env=env, cwd=workdir)
+        assert verify.returncode == 0, verify.stdout
+    records = [
+        json.loads(p.read_bytes())["erasure"] for p in (workdir / "archive" / "manifests").glob("erasure-*")
+    ]
+    assert [r["seq"] for r in sorted(records, key=lambda r: r["id"], reverse=True)] == [1, 2]
+    assert len({r["at"] for r in records}) == 1
+
+
 def test_a_raw_copy_of_held_days_holding_the_subject_refuses_the_erasure(workdir: Path) -> None:
     """The subject's rows are archived on days no hold covers, but a second report (whose
     rows of theirs were duplicates at intake) spans held days: its raw copy is held data."""
@@ -317,12 +348,9 @@ def test_a_raw_copy_of_held_days_holding_the_subject_refuses_the_erasure(workdir
     assert "a report of days under legal hold" in refused.stderr and "tax audit" in refused.stderr
 
 
-def test_a_raw_copy_holding_the_id_outside_their_records_is_removed_and_verify_stays_clean(
-    workdir: Path,
-) -> None:
-    """Another user quoted the subject's id in a message: the raw copy cannot be rewritten
-    without it, so the whole copy goes. verify names no missing raw file: the erasure
-    record says it was removed."""
+def test_a_raw_copy_holding_the_id_outside_their_records_loses_only_their_record(workdir: Path) -> None:
+    """Another user quoted the subject's id in a message: that record is someone else's and
+    stays, byte for byte; only the subject's own record (matched by value) goes."""
     env = _env(workdir)
     rows = generate_messages(BOT_A, date(2024, 2, 1), date(2024, 2, 3))
     subject_row(rows[3])
@@ -332,8 +360,183 @@ def test_a_raw_copy_holding_the_id_outside_their_records_is_removed_and_verify_s
     assert imported.returncode == 0, imported.stderr
     done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-q", "--apply", env=env, cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert "(file removed)" in done.stdout
-    assert not list((workdir / "archive" / "raw").rglob("*.csv"))
+    assert "(file removed)" not in done.stdout and f"1 record(s): id {rows[3]['id']}" in done.stdout
+    raw = next((workdir / "archive" / "raw").rglob("*.csv")).read_bytes()
+    assert raw == rows_to_csv([r for n, r in enumerate(rows) if n != 3])  # every other byte as it was
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert "missing raw file" not in verify.stdout
+
+
+def _changed(before: dict[str, bytes], after: dict[str, bytes]) -> list[str]:
+    """Files changed or removed, and files added outside the audit log."""
+    changed = [k for k, v in before.items() if after.get(k) != v]
+    return changed + [k for k in after if k not in before and not k.startswith("audit/")]
+
+
+@pytest.mark.parametrize("needle", ["4242", "2024", "00"])
+def test_an_id_found_only_as_a_substring_changes_no_byte_of_the_archive(workdir: Path, needle: str) -> None:
+    """ "4242" is inside the subject's id, "2024" in every timestamp, "00" in ids, times and
+    text: none is a bot user's id. The request is on record; nothing else moves."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    assert files_holding([archive], [needle])
+    before = _hashes(archive)
+    dry = run_ingest("erase", "--botuser", needle, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0 and "raw and quarantined files to rewrite: 0" in dry.stdout, dry.stdout
+    done = run_ingest("erase", "--botuser", needle, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "nothing of this subject in the archive" in done.stdout
+    after = _hashes(archive)
+    assert _changed(before, after) == []
+    records = [json.loads(p.read_bytes()) for p in sorted((archive / "audit").glob("*.json"))]
+    assert [(r["kind"], r["found"]) for r in records] == [("erase", "nothing")]
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_the_dry_run_names_each_files_records_and_bot_limits_the_quarantine_too(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    # B's raw copy (4 records of theirs, one refused) and its rejected rows; A's raw copy.
+    said = " ".join(dry.stdout.split())  # the console wraps long lines
+    assert "raw and quarantined files to rewrite: 3" in said, said
+    assert "rejected_rows.parquet: 1 record(s) (the whole file: every record in it is theirs): row 24" in said
+    assert f"raw/bot_id={BOT_B}/" in said and ": 4 record(s): id " in said
+
+    only_a = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert only_a.returncode == 0, only_a.stderr
+    assert "quarantine/" not in only_a.stdout and f"raw/bot_id={BOT_B}" not in only_a.stdout
+    assert files_holding([archive / "raw" / f"bot_id={BOT_A}"], [SUBJECT_TEXT]) == []
+    assert files_holding([archive / "quarantine"], [SUBJECT])  # bot B's: not asked for
+    assert files_holding([archive / "raw" / f"bot_id={BOT_B}"], [SUBJECT])
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_copy_that_cannot_be_read_fails_the_erasure_naming_it_and_nothing_changes(workdir: Path) -> None:
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    rejected = next(archive.glob("quarantine/*/rejected_rows.parquet"))
+    rejected.write_bytes(rejected.read_bytes()[: len(rejected.read_bytes()) // 2])  # truncated
+    before = _hashes(archive)
+    failed = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert str(rejected.relative_to(archive)) in failed.stderr and "Traceback" not in failed.stderr
+    assert _changed(before, _hashes(archive)) == []
+    assert not list((archive / "audit").glob("*.json"))  # no record of an erasure that did not happen
+
+
+def test_a_copy_reading_otherwise_than_planned_is_undone_without_a_record(workdir: Path) -> None:
+    """The rewrite finds other than the plan said (the file changed, or a plan removing a
+    file whole that holds someone else's record): what was written is undone, nothing else
+    moved, no erasure or audit record."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    storage = as_storage(archive)
+    before = _hashes(archive)
+    for spoil in ("count", "whole"):
+        found = erase(storage, [SUBJECT], [], reason="DSR", actor="dpo", apply=False)
+        assert isinstance(found, Plan) and found.files and found.copies
+        copy = next(c for c in found.copies if c.key.startswith("raw/"))
+        if spoil == "count":
+            copy.rows_removed += 1
+        else:
+            copy.removed = True
+        with pytest.raises(OutputError, match=copy.key):
+            forget(storage, SubjectSelection((SUBJECT,)), found, actor="dpo", reason="DSR")
+        assert _changed(before, _hashes(archive)) == []
+        assert not (archive / "forgetting").exists() or not list((archive / "forgetting").rglob("*.*"))
+        assert not list((archive / "audit").glob("*.json"))
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_subject_access_finds_in_raw_copies_and_quarantine_what_erasure_removes(workdir: Path) -> None:
+    env = _env(workdir, INGEST_EXPORT__SIGNING_KEY_FILE=str(workdir / "signer.key"))
+    build_archive(workdir, env)
+    assert run_ingest("keygen", "--out", "signer.key", env=env, cwd=workdir).returncode == 0
+    done = run_ingest(
+        "export", "--botuser", SUBJECT, "--format", "jsonl", "--out", "dsr", env=env, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    bundle = workdir / "dsr"
+    checked = run_ingest("verify-export", str(bundle), "--public-key", "signer.key.pub", env=env, cwd=workdir)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = {
+        store: [json.loads(line) for line in (bundle / "copies" / f"{store}.jsonl").read_text().splitlines()]
+        for store in ("raw", "quarantine")
+    }
+    assert all(json.loads(r["record"]["botuser"])["id"] == SUBJECT for v in lines.values() for r in v)
+    told = sorted((r["key"], r["record"]["id"]) for r in lines["raw"])
+    manifest = json.loads((bundle / "manifest.json").read_bytes())
+    assert {c["path"]: c["records"] for c in manifest["copies"]} == {
+        "copies/raw.jsonl": 7,
+        "copies/quarantine.jsonl": 1,
+    }
+    assert "copies/raw.jsonl: 7 record(s)" in (bundle / "SUMMARY.txt").read_text()
+
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    to_erase = sorted(
+        (line.split(":")[0].strip(), record.strip().removeprefix("id "))
+        for line in dry.stdout.splitlines()
+        if line.startswith("  raw/")
+        for record in line.split(": ", 2)[2].split(",")
+    )
+    assert told == [(k, str(i)) for k, i in to_erase]  # what they are told is what goes
+
+    erased = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert erased.returncode == 0, erased.stderr
+    again = run_ingest(
+        "export", "--botuser", SUBJECT, "--format", "jsonl", "--out", "dsr2", env=env, cwd=workdir
+    )
+    assert again.returncode == 0, again.stderr
+    assert not (workdir / "dsr2" / "copies").exists()
+    assert "- none found." in (workdir / "dsr2" / "SUMMARY.txt").read_text()
+
+
+def test_a_quarantined_file_of_an_unknown_bot_is_said_unsearched_under_bot_and_erased_without(
+    workdir: Path,
+) -> None:
+    env = _env(workdir, INGEST_EXPORT__SIGNING_KEY_FILE=str(workdir / "signer.key"))
+    build_archive(workdir, env)
+    rows = generate_messages(BOT_A, date(2024, 3, 1), date(2024, 3, 1))
+    subject_row(rows[0])
+    sha = "ab" * 32  # a report matched to no window: no raw copy, no commit record, no bot
+    quarantine_file(workdir / "archive", sha, rows_to_csv(rows), "mystery.csv", "unmatched: no window", {})
+    key = f"quarantine/{sha}/original-mystery.csv"
+    assert run_ingest("keygen", "--out", "signer.key", env=env, cwd=workdir).returncode == 0
+
+    exported = run_ingest(
+        "export",
+        "--botuser",
+        SUBJECT,
+        "--bot",
+        BOT_A,
+        "--format",
+        "jsonl",
+        "--out",
+        "dsr",
+        env=env,
+        cwd=workdir,
+    )
+    assert exported.returncode == 0, exported.stderr
+    assert f"{key}: not searched" in (workdir / "dsr" / "SUMMARY.txt").read_text()
+    limited = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert limited.returncode == 0, limited.stderr
+    assert f"not searched (its bot is unknown, and --bot limits the search): {key}" in limited.stdout
+    assert files_holding([workdir / "archive" / key], [SUBJECT_TEXT])
+
+    everywhere = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert everywhere.returncode == 0, everywhere.stderr
+    assert (workdir / "archive" / key).read_bytes() == rows_to_csv(
+        rows[1:]
+    )  # theirs gone, others as they were
+    assert files_holding([workdir / "archive", *workdir.glob("state.sqlite*")], [SUBJECT_TEXT]) == []
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0

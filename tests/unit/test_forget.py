@@ -6,12 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.archive.forget import SubjectSelection, csv_records, rewrite_csv
+from ingest.archive import copies
+from ingest.archive.copies import Unreadable, csv_records, rewrite_csv, scan_file
+from ingest.archive.forget import SubjectSelection
+from ingest.archive.manifests import erasures_in_order, next_erasure_seq
 from ingest.errors import ConfigError
 from ingest.settings import load_settings
 
@@ -58,7 +64,7 @@ def test_dropping_a_subject_keeps_every_other_record_byte_for_byte(
             selection.candidate,
             needles=needles,
             block=block,
-        )
+        ).removed
         assert target.getvalue() == expected
         assert removed == sum(1 for _, _, who in rows if who == SUBJECT)
 
@@ -104,3 +110,164 @@ def test_a_bad_retention_names_the_setting(value: str, named: str, monkeypatch: 
     monkeypatch.setenv("INGEST_RETENTION__DATASETS", value)
     with pytest.raises(ConfigError, match=named):
         load_settings()
+
+
+def _erasure(
+    record_id: str, at: str, original: str, new: str, seq: int | None = None
+) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {
+        "id": record_id,
+        "at": at,
+        "copies": [{"key": "raw/x.csv", "original_sha256": original, "new_sha256": new}],
+    }
+    if seq is not None:
+        body["seq"] = seq
+    return f"manifests/erasure-{record_id}.json", body
+
+
+def test_erasure_records_replay_by_sequence_and_old_ones_of_one_second_by_their_hash_chain() -> None:
+    second = "2026-01-01T00:00:00Z"
+    made = [
+        _erasure("ffff", second, "a", "b"),  # no seq: written before records had one
+        _erasure("eeee", second, "b", "c"),
+        _erasure("dddd", second, "c", "d"),
+        _erasure("9999", "2026-01-01T00:00:05Z", "d", "e", seq=4),
+        _erasure("cccc", second, "e", "f", seq=5),  # a clock set back: the sequence still rules
+    ]
+    for shuffled in (made, made[::-1], [made[2], made[0], made[4], made[1], made[3]]):
+        assert [key for key, _ in erasures_in_order(shuffled)] == [key for key, _ in made]
+    assert next_erasure_seq(made) == 6
+    assert next_erasure_seq(made[:3]) == 4
+
+
+json_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["4242", "42", "x"]), st.sampled_from(["", " ", "\n  ", "\r\n"]), st.booleans()
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=json_rows, wrapped=st.booleans(), tail=st.sampled_from(["", "\n", "  \n"]))
+def test_a_json_copy_loses_the_subjects_rows_and_keeps_every_other_rows_bytes(
+    rows: list[tuple[str, str, bool]], wrapped: bool, tail: str
+) -> None:
+    def element(n: int, who: str, escaped: bool) -> str:
+        shown = "".join(f"\\u{ord(c):04x}" for c in who) if escaped else who
+        return f'{{"id": {n}, "botuser": {{"id": "{shown}"}}, "message": "ask 4242 \\"now\\""}}'
+
+    elements = [(space + element(n, who, esc), who) for n, (who, space, esc) in enumerate(rows)]
+    body = "[" + ",".join(e for e, _ in elements) + "]"
+    text = ('{"count": 3, "rows": ' + body + ', "more": [1]}' if wrapped else body) + tail
+    folder = Path(tempfile.mkdtemp())
+    source, target = folder / "get.json", folder / "out.json"
+    source.write_text(text)
+    selection = SubjectSelection(("4242",))
+    found = scan_file(
+        source,
+        "raw/bot_id=b/x.json",
+        lambda h, c: selection.record("b", h, c),
+        selection.candidate,
+        [],
+        target=target,
+    )
+    kept = [e for e, who in elements if who != "4242"]
+    assert found.removed == len(elements) - len(kept) and found.kept == bool(kept)
+    out = target.read_text()
+    assert [json.loads(e) for e in kept] == (json.loads(out)["rows"] if wrapped else json.loads(out))
+    at = 0
+    for e in kept:  # each kept row's bytes, in order, as written
+        at = out.index(e.strip(), at) + len(e.strip())
+    assert out.endswith(tail) and '4242"}' not in out.replace("ask 4242", "")
+
+
+@pytest.mark.parametrize(
+    ("cell", "column"),
+    [
+        ('{"id":"\\u0034\\u0032\\u0034\\u0032"}', "botuser"),  # escaped digits
+        ('{"id":4242}', "botuser"),  # a number
+        ('{"created":"2024","id":"4242"}', "botuser"),
+        ('{"id":"1","id":"4242"}', "botuser"),  # an id written twice: theirs whichever a reader keeps
+        ("4242", "user_id"),
+        ("4242", "botuser_id"),
+    ],
+)
+def test_the_subject_is_found_by_value_in_every_form_an_id_is_written(cell: str, column: str) -> None:
+    record = _record(["1", "x" * 200_000, cell], "\r\n")  # a field over csv's default limit too
+    header = _record(["id", "message", column], "\r\n")
+    target = io.BytesIO()
+    selection = SubjectSelection(("4242",))
+    found = rewrite_csv(
+        io.BytesIO(header + record),
+        target,
+        lambda names, row: selection.record("b", names, row),
+        selection.candidate,
+        needles=selection.needles(),
+    )
+    assert found.removed == 1 and target.getvalue() == header
+    names, cells = ["id", "message", column], ["1", "x", cell]
+    for other in ("424", "42", "4242 ", "04242", "2024"):  # substrings and near misses: not them
+        assert not SubjectSelection((other,)).record("b", names, cells)
+
+
+def test_an_id_with_a_slash_or_a_quote_is_found_escaped_or_doubled() -> None:
+    for who, cell in (("a/b", '{"id":"a\\/b"}'), ('say "hi"', '{"id":"say \\"hi\\""}')):
+        header, record = _record(["botuser"], "\n"), _record([cell], "\n")
+        selection = SubjectSelection((who,))
+        found = rewrite_csv(
+            io.BytesIO(header + record),
+            None,
+            lambda n, r, s=selection: s.record("b", n, r),
+            selection.candidate,
+            needles=selection.needles(),
+        )
+        assert found.removed == 1, who
+
+
+def test_a_record_whose_end_is_uncertain_fails_the_scan_naming_the_file(tmp_path: Path) -> None:
+    """An unpaired quote in an unquoted field: the byte split and the CSV reader disagree on
+    where records end. Near the subject's id that is refused, not guessed."""
+    path = tmp_path / "odd.csv"
+    path.write_bytes(b'id,message,botuser\r\n1,he said "hi,{}\r\n2,x,"{""id"":4242}"\r\n3,"ok",{}\r\n')
+    selection = SubjectSelection(("4242",))
+    with pytest.raises(Unreadable, match="raw/bot_id=b/odd.csv"):
+        scan_file(
+            path,
+            "raw/bot_id=b/odd.csv",
+            lambda h, c: selection.record("b", h, c),
+            selection.candidate,
+            [b"4242"],
+        )
+
+
+def test_a_json_document_with_their_record_outside_its_rows_fails_rather_than_misses(tmp_path: Path) -> None:
+    path = tmp_path / "original-odd.json"
+    path.write_text('{"errors": [], "rows": [{"id": 1, "botuser": {"id": "4242"}}]}')
+    selection = SubjectSelection(("4242",))
+    with pytest.raises(Unreadable, match="outside the list of rows"):
+        scan_file(
+            path,
+            "quarantine/x/original-odd.json",
+            lambda h, c: selection.record("b", h, c),
+            selection.candidate,
+            [],
+        )
+
+
+def test_a_json_original_too_large_to_read_is_refused_only_when_it_may_hold_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copies, "MAX_JSON_BYTES", 100)
+    path = tmp_path / "original-big.json"
+    path.write_text(json.dumps([{"id": n, "botuser": {"id": "77"}} for n in range(20)]))
+    for who, refused in (("4242", False), ("77", True)):
+        selection = SubjectSelection((who,))
+        scan = lambda s=selection: scan_file(  # noqa: E731
+            path, "quarantine/x/original-big.json", lambda h, c: s.record("b", h, c), s.candidate, s.needles()
+        )
+        if refused:
+            with pytest.raises(Unreadable, match="too large to read as JSON"):
+                scan()
+        else:
+            assert scan().removed == 0

@@ -1,0 +1,436 @@
+"""The records of a raw copy or a quarantined file, read by value: the one search under
+``ingest erase``, ``ingest prune`` and subject access (``ingest export --botuser``).
+
+A stored copy is one of three shapes, told by its name and first bytes:
+
+* a CSV (the emailed report; a quarantined original of any name that is not the others):
+  split into records byte-exactly (:func:`csv_records`: quoted line ends stay inside, CRLF,
+  LF or a lone CR end one, a BOM stays with the header) and each record's cells read by
+  Python's ``csv`` with no field size limit (the intake reads fields of any size);
+* a JSON document (a GET answer, ``.json``): a list of row objects, or an object holding
+  one; each row's bytes are found by the JSON decoder itself, so the others stay as written;
+* Parquet (``rejected_rows.parquet``, or any file starting ``PAR1``): rows decoded (a byte
+  search of compressed pages finds nothing), the kept ones written again.
+
+``match(header, cells)`` decides, by value, which records go; nothing is decided by a byte
+search. ``candidate(record)`` may skip parsing a record that cannot match (an erasure's id,
+or a backslash that may escape it, absent); with ``needles``, runs of records holding none are
+copied in one piece. A file that cannot be read in its shape raises :class:`Unreadable`
+(naming it): the caller fails loudly rather than keep or destroy what it cannot read.
+
+Example::
+
+    found = scan_file(path, "raw/bot_id=b/abc.csv", match, candidate, needles, target=None)
+    found.removed, found.kept, found.labels     # what a rewrite would drop, and whether any stays
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import polars as pl
+import pyarrow as pa
+
+from ingest.archive.layout import REJECTED_ROWS
+from ingest.errors import OutputError, ReportRejected
+from ingest.parse.header import BOM, column_names
+
+_TERMINATOR = re.compile(rb"\r\n|\r|\n")
+_BLOCK = 4 << 20
+#: Records named in a plan (the dry run shows them): enough to check, never the whole file.
+MAX_LABELS = 1000
+
+#: A JSON document is read whole: one larger (a quarantined original, never a GET answer)
+#: is read only when it may hold the subject, and then refused rather than risk the memory.
+MAX_JSON_BYTES = 64 << 20
+
+#: ``match(header names, cells)``: whether a record is one to drop.
+Match = Callable[[list[str], list[str]], bool]
+
+
+class Elsewhere(Exception):
+    """A JSON document holding a matching record outside the list of rows it rewrites."""
+
+
+class Unreadable(OutputError):
+    """A copy that cannot be read as the shape its name says: nothing can be decided about it."""
+
+
+@dataclass
+class Found:
+    """What a scan found: records to drop (how many, and which: ids or positions), whether
+    any other record is in the file, and (when collected) the dropped records' values."""
+
+    removed: int = 0
+    kept: bool = False
+    labels: list[str] = field(default_factory=list)
+    records: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, label: str, header: list[str], cells: list[str], collect: bool) -> None:
+        self.removed += 1
+        if len(self.labels) < MAX_LABELS:
+            self.labels.append(label)
+        if collect:
+            self.records.append(dict(zip(header, cells, strict=False)))
+
+
+def shape(name: str, head: bytes) -> str:
+    """``parquet``, ``json`` or ``csv``: how a stored file is read, by its first bytes more
+    than its name (a quarantined original keeps whatever name it came with). A ``json`` file
+    that does not parse as JSON is read as CSV."""
+    if name == REJECTED_ROWS or head.startswith(b"PAR1"):
+        return "parquet"
+    if name.lower().endswith(".json") or head.removeprefix(BOM).lstrip()[:1] in (b"[", b"{"):
+        return "json"
+    return "csv"
+
+
+def scan_file(
+    source: Path,
+    name: str,
+    match: Match,
+    candidate: Callable[[bytes], bool],
+    needles: list[bytes],
+    *,
+    target: Path | None = None,
+    collect: bool = False,
+) -> Found:
+    """Find (and, with ``target``, write the file without) the records ``match`` names.
+    Raises :class:`Unreadable` naming ``name`` when the file cannot be read as its shape."""
+    with source.open("rb") as stream:
+        head = stream.read(64)
+    kind = shape(name.rsplit("/", 1)[-1], head)
+    try:
+        if kind == "parquet":
+            return _parquet(source, match, target, collect)
+        if kind == "json" and source.stat().st_size > MAX_JSON_BYTES:
+            if needles and not _holds(source, needles):
+                return Found()  # not a byte of the id or its escapes: nothing of theirs in it
+            raise Elsewhere(f"{source.stat().st_size >> 20} MiB is too large to read as JSON in memory")
+        if kind == "json":
+            try:
+                return _json(source, match, target, collect)
+            except ValueError:  # not JSON after all (UnicodeDecodeError is one): its records as CSV
+                # (Elsewhere is no ValueError: a JSON document with their record out of place fails)
+                kind = "csv"
+        with source.open("rb") as src, _sink(target) as dst:
+            return rewrite_csv(src, dst, match, candidate, needles=needles, collect=collect)
+    except (Elsewhere, ValueError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException) as err:
+        raise Unreadable(
+            f"cannot read {name} as {kind} ({type(err).__name__}: {str(err)[:200]}): nothing was changed",
+            hint="a person decides: repair or remove the file by hand, then run the command again",
+        ) from err
+
+
+def _holds(path: Path, needles: list[bytes]) -> bool:
+    """Whether a file holds one of ``needles`` (blocks overlapping by the longest)."""
+    overlap = max(len(n) for n in needles)
+    tail = b""
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(_BLOCK), b""):
+            data = tail + block
+            if any(n in data for n in needles):
+                return True
+            tail = data[-overlap:]
+    return False
+
+
+@contextmanager
+def _sink(target: Path | None) -> Iterator[BinaryIO | None]:
+    if target is None:
+        yield None
+        return
+    with target.open("wb") as stream:
+        yield stream
+
+
+# ---------------------------------------------------------------- CSV records, byte-exact
+def csv_records(stream: BinaryIO, block: int = _BLOCK) -> Iterator[bytes]:
+    """Each CSV record's bytes exactly as in the file, its line end included (a BOM stays
+    with the first). A record ends at CRLF, LF or a lone CR outside quotes, as Python's
+    ``csv`` reads it; quoted line ends stay inside. Memory: a block and one record."""
+    buf = b""
+    for chunk in iter(lambda: stream.read(block), b""):
+        buf += chunk
+        start = 0
+        for found in _TERMINATOR.finditer(buf, start):
+            if found.end() == len(buf) and buf.endswith(b"\r"):
+                break  # a CR at the block's end may be the first half of a CRLF
+            if buf.count(b'"', start, found.start()) % 2:
+                continue  # inside a quoted field
+            yield buf[start : found.end()]
+            start = found.end()
+        buf = buf[start:]
+    if buf:
+        yield buf
+
+
+def cells(record: bytes) -> list[str]:
+    """A CSV record's cells, whatever their size (``csv`` refuses fields over 131,072
+    characters unless told otherwise: the intake reads them)."""
+    text = record.removeprefix(BOM).decode("utf-8", errors="replace")
+    previous = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
+    try:
+        return next(csv.reader(io.StringIO(text, newline="")), [])
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _one_record(record: bytes, offset: int) -> list[str]:
+    """The cells of one record; ValueError when the CSV reader reads more than one record
+    in it (an unpaired quote inside an unquoted field: where one record ends is then not
+    certain, and guessing could drop another person's record or keep the subject's)."""
+    text = record.removeprefix(BOM).decode("utf-8", errors="replace")
+    previous = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    finally:
+        csv.field_size_limit(previous)
+    if len(rows) > 1:
+        raise ValueError(f"the record at byte {offset} reads as {len(rows)} records (an unpaired quote?)")
+    return rows[0] if rows else []
+
+
+def rewrite_csv(
+    source: BinaryIO,
+    target: BinaryIO | None,
+    match: Match,
+    candidate: Callable[[bytes], bool],
+    *,
+    needles: list[bytes] | tuple[bytes, ...] = (),
+    block: int = _BLOCK,
+    collect: bool = False,
+) -> Found:
+    """Copy a CSV (to ``target``, when given) without the records ``match(header, cells)``
+    names. Every other byte is copied as it is; ``candidate(record)`` False skips parsing
+    it. With ``needles``, a run of whole records holding none is copied at once: only the
+    records around a needle are split and parsed (20 s -> a few s per GB)."""
+    found = Found()
+    records = _record_runs(source, needles, block) if needles else _single(csv_records(source, block))
+    first = next(records, None)
+    if first is None:
+        return found
+    offset = len(first[0])
+    if target is not None:
+        target.write(first[0])
+    header = _names(cells(first[0]))
+    id_at = header.index("id") if "id" in header else -1
+    for record, whole in records:
+        if not whole and candidate(record):
+            row = _one_record(record, offset)
+            if row and match(header, row):
+                label = f"id {row[id_at]}" if 0 <= id_at < len(row) else f"the record at byte {offset}"
+                found.add(label, header, row, collect)
+                offset += len(record)
+                continue
+        found.kept = found.kept or bool(record.strip(b"\r\n"))
+        offset += len(record)
+        if target is not None:
+            target.write(record)
+    return found
+
+
+def _names(raw: list[str]) -> list[str]:
+    """The header's names as the intake's reader calls them (a duplicate suffixed: its value
+    is not the column's), else stripped."""
+    try:
+        return column_names(raw)
+    except ReportRejected:
+        return [name.strip() for name in raw]
+
+
+def _single(records: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
+    for record in records:
+        yield record, False
+
+
+def _record_runs(
+    source: BinaryIO, needles: list[bytes] | tuple[bytes, ...], block: int
+) -> Iterator[tuple[bytes, bool]]:
+    """The header record, then runs of whole records: a run holding no needle as one piece
+    (``True``: not to be parsed), one holding a needle record by record."""
+    buf = b""
+    header = True
+    for chunk in iter(lambda: source.read(block), b""):
+        buf += chunk
+        cut = _last_boundary(buf)
+        if cut <= 0:
+            continue  # one record longer than what is read so far
+        run, buf = buf[:cut], buf[cut:]
+        if header or any(n in run for n in needles):
+            yield from _single(csv_records(io.BytesIO(run), block))
+            header = False
+        else:
+            yield run, True
+    if buf:
+        yield from _single(csv_records(io.BytesIO(buf), block))
+
+
+def _last_boundary(buf: bytes) -> int:
+    """Where the last whole record of ``buf`` (which starts with a record) ends: after its
+    last line end outside quotes; 0 when there is none."""
+    end = len(buf)
+    while end > 0:
+        at = max(buf.rfind(b"\n", 0, end), buf.rfind(b"\r", 0, end))
+        if at < 0:
+            return 0
+        if buf[at : at + 1] == b"\r" and at == len(buf) - 1:
+            end = at  # a CR at the very end may be the first half of a CRLF
+            continue
+        start = at - 1 if buf[at : at + 1] == b"\n" and at > 0 and buf[at - 1 : at] == b"\r" else at
+        if buf.count(b'"', 0, start) % 2 == 0:
+            return at + 1
+        end = start
+    return 0
+
+
+# ---------------------------------------------------------------- JSON rows, byte-exact
+def _json(source: Path, match: Match, target: Path | None, collect: bool) -> Found:
+    """A GET answer's copy: a list of row objects (or an object holding one). Rows to drop
+    are cut out with their separator; every other byte stays."""
+    text = source.read_bytes().decode("utf-8")
+    start, spans, end = json_rows(text)
+    found = Found()
+    kept: list[tuple[int, int, int]] = []
+    for number, (lead, first, last) in enumerate(spans, start=1):
+        row = json.loads(text[first:last])
+        header, row_cells = _json_cells(row)
+        if match(header, row_cells):
+            row_id = row.get("id") if isinstance(row, dict) else None
+            found.add(f"id {row_id}" if row_id is not None else f"row {number}", header, row_cells, collect)
+        else:
+            kept.append((lead, first, last))
+    found.kept = bool(kept)
+    outside = _rows_outside(json.loads(text), text[start:end] if spans else None)
+    if any(match(*_json_cells(row)) for row in outside):
+        raise Elsewhere("a record of theirs is outside the list of rows")
+    if target is not None:
+        pieces = [text[:start]]
+        for n, (lead, first, last) in enumerate(kept):
+            # Separators are not records: the first kept row gets the space after "[", each
+            # other a comma and its own leading space; each row's own bytes are kept as written.
+            pieces.append(
+                text[start : spans[0][1]] if n == 0 else "," + text[_after_comma(text, lead) : first]
+            )
+            pieces.append(text[first:last])
+        pieces.append(text[spans[-1][2] : end] if spans else text[start:end])
+        pieces.append(text[end:])
+        target.write_bytes("".join(pieces).encode("utf-8"))
+    return found
+
+
+def _rows_outside(doc: Any, rows_text: str | None) -> list[dict[str, Any]]:
+    """Every JSON object in ``doc`` but the rows of the list :func:`json_rows` found (an
+    object holding its rows under another key, or nested, is searched too)."""
+    handled = json.loads(f"[{rows_text}]") if rows_text is not None else []
+    found: list[dict[str, Any]] = []
+    stack = [doc]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, list):
+            if handled and value == handled:
+                handled = []  # that list once: its rows are the ones rewritten
+                continue
+            stack.extend(value)
+        elif isinstance(value, dict):
+            found.append(value)
+            stack.extend(value.values())
+    return found
+
+
+def _after_comma(text: str, lead: int) -> int:
+    """Where a row's own leading whitespace starts (``lead`` is at its separating comma)."""
+    return lead + 1 if text[lead : lead + 1] == "," else lead
+
+
+def _json_cells(row: Any) -> tuple[list[str], list[str]]:
+    """A JSON row's names and cells as the CSV export writes them (nested values as JSON)."""
+    if not isinstance(row, dict):
+        return [], []
+    values = [
+        json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else "" if v is None else str(v)
+        for v in row.values()
+    ]
+    return list(row), values
+
+
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def json_rows(text: str) -> tuple[int, list[tuple[int, int, int]], int]:
+    """The rows of a GET answer's JSON: ``(inside, rows, closing)`` where ``inside`` is just
+    after the list's ``[``, ``closing`` at its ``]``, and each row is ``(lead, start, end)``:
+    ``lead`` at the comma before it (or ``inside`` for the first), ``start:end`` its bytes."""
+    decoder = json.JSONDecoder()
+    doc = json.loads(text)  # the whole must be JSON: a truncated file is refused here
+    at = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if isinstance(doc, dict):
+        key = next((k for k, v in doc.items() if isinstance(v, list)), None)
+        if key is None:
+            return 0, [], 0
+        at = _value_of(text, at, key, decoder)
+    if text[at : at + 1] != "[":
+        return 0, [], 0
+    inside = at + 1
+    rows: list[tuple[int, int, int]] = []
+    at = inside
+    while True:
+        lead = at
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text[at : at + 1] == "]":
+            return inside, rows, at
+        if rows:
+            if text[at : at + 1] != ",":
+                raise ValueError(f"expected ',' at {at}")
+            lead = at
+            at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]
+        _, end = decoder.raw_decode(text, at)
+        rows.append((lead, at, end))
+        at = end
+
+
+def _value_of(text: str, at: int, key: str, decoder: json.JSONDecoder) -> int:
+    """Where the value of the top-level ``key`` starts in an object starting at ``at``."""
+    at += 1  # past "{"
+    while True:
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        name, at = decoder.raw_decode(text, at)
+        at = _SPACE.match(text, at).end()  # type: ignore[union-attr]
+        at = _SPACE.match(text, at + 1).end()  # type: ignore[union-attr]  # past ":"
+        if name == key:
+            return at
+        _, at = decoder.raw_decode(text, at)
+        at = _SPACE.match(text, at).end() + 1  # type: ignore[union-attr]  # past ","
+
+
+# ---------------------------------------------------------------- Parquet rows, decoded
+def _parquet(source: Path, match: Match, target: Path | None, collect: bool) -> Found:
+    """Rejected rows (all text, with their row number): each row's cells read by value."""
+    frame = pl.read_parquet(source)
+    header = frame.columns
+    drop = []
+    found = Found()
+    for number, row in enumerate(frame.iter_rows(), start=1):
+        row_cells = ["" if v is None else str(v) for v in row]
+        hit = match(header, row_cells)
+        drop.append(hit)
+        if hit:
+            at = row_cells[header.index("_row")] if "_row" in header else str(number)
+            found.add(f"row {at}", header, row_cells, collect)
+    found.kept = found.removed < frame.height
+    if target is not None:
+        frame.filter(~pl.Series(drop, dtype=pl.Boolean)).write_parquet(
+            target, compression="zstd", statistics=False
+        )
+    return found
