@@ -307,9 +307,22 @@ class Mailbox:
         client = self.client
         extended = client.has_capability("SPECIAL-USE") and client.has_capability("LIST-EXTENDED")
         # RETURN (SPECIAL-USE): a server need not show \\Trash etc. in a plain LIST.
-        lister = _list_special_use if extended else _list_plain
-        folders = self._call(lister, client, server_name)
-        return [flag for flags, _, name in folders if name == server_name for flag in flags]
+        return self._listed(server_name, _list_special_use if extended else _list_plain) or []
+
+    def folder_attributes(self, server_name: str) -> list[bytes] | None:
+        """The plain LIST attributes of one folder (server spelling), or None when LIST
+        does not name it."""
+        return self._listed(server_name, _list_plain)
+
+    def _listed(
+        self, server_name: str, lister: Callable[..., list[tuple[Any, Any, str]]]
+    ) -> list[bytes] | None:
+        # The answer is matched as the server matches names: INBOX in any case.
+        layout = self.layout()
+        for flags, _, name in self._call(lister, self.client, server_name):
+            if layout.same_folder(_text_of(name), server_name):
+                return list(flags)
+        return None
 
     def my_rights(self, server_name: str) -> str:
         """This login's ACL rights on a folder (``MYRIGHTS``, RFC 4314), e.g. ``lrswipkxtea``."""
@@ -334,7 +347,9 @@ class Mailbox:
         """Move one message to ``folder`` (created when missing; ``/`` separates levels)."""
         client = self.client
         folder = self.server_folder(folder)
-        if not self._call(client.folder_exists, folder):
+        if not selectable(self.folder_attributes(folder)):
+            # Missing, or only a parent (\\Noselect: maildir Dovecot shows 'Reports' so once
+            # 'Reports/failed' exists): CREATE makes it a folder mail can be moved into.
             self._call(client.create_folder, folder)
         if client.has_capability("MOVE"):
             self._call(client.move, [uid], folder)
@@ -352,8 +367,9 @@ class Mailbox:
         self._call(self.client.add_flags, [uid], [flag])
 
     def folder_exists(self, name: str) -> bool:
-        """Whether a folder (server spelling, see :meth:`server_folder`) exists."""
-        return bool(self._call(self.client.folder_exists, name))
+        """Whether a folder (server spelling, see :meth:`server_folder`) exists and can
+        hold mail (not a mere \\Noselect parent)."""
+        return selectable(self.folder_attributes(name))
 
     def search_message_id(self, message_id: str) -> list[int]:
         """UIDs in the selected folder whose Message-ID header is ``message_id``, ascending."""
@@ -370,6 +386,17 @@ class Mailbox:
             raise MailboxUnavailable(
                 f"IMAP {getattr(method, '__name__', 'command')} failed: {described(err)}"
             ) from None
+
+
+#: LIST attributes of a name that cannot hold mail (RFC 3501 \\Noselect, RFC 5258 \\NonExistent).
+UNSELECTABLE = frozenset({b"\\NOSELECT", b"\\NONEXISTENT"})
+
+
+def selectable(attributes: list[bytes] | None) -> bool:
+    """Whether a folder LIST answered with ``attributes`` (None: not listed) holds mail."""
+    if attributes is None:
+        return False
+    return not any(_text_of(flag).upper().encode() in UNSELECTABLE for flag in attributes)
 
 
 def _text_of(value: Any) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imapclient.exceptions import IMAPClientError
 from imapclient.imap_utf7 import decode as decode_utf7
 
 from ingest.errors import ConfigError
@@ -14,6 +15,7 @@ from ingest.mail.folders import (
     Layout,
     check_folder_settings,
     check_folders_on_server,
+    layout_of,
     parse_namespace,
     special_by_name,
 )
@@ -36,6 +38,8 @@ DOVECOT = Layout(prefix="", separator=".", announced=True)
         (PREFIXED, "user/ops/reports", "user.ops.reports"),  # another user's namespace: left there
         (CYRUS, "certainly-ingest/processed", "certainly-ingest/processed"),
         (CYRUS, "Shared Folders/reports", "Shared Folders/reports"),
+        (CYRUS, "inbox/reports", "INBOX/reports"),  # Cyrus creates it so, and LISTs only that
+        (DOVECOT, "inbox/Kept", "INBOX.Kept"),
         (DOVECOT, "certainly-ingest/processed", "certainly-ingest.processed"),  # as before namespaces
         (Layout(), "certainly-ingest/failed", "certainly-ingest/failed"),  # no NAMESPACE, "/" separator
     ],
@@ -182,3 +186,66 @@ def test_any_namespace_answer_is_read_or_refused_never_raises(answer: bytes) -> 
     """A server's odd answer falls back to unprefixed names (None), never a traceback."""
     spaces = parse_namespace([answer])
     assert spaces is None or (len(spaces) == 3 and all(isinstance(p, str) for g in spaces for p, _ in g))
+
+
+@pytest.mark.parametrize("name", [".Reports", "Reports.", "a..b", "INBOX..Reports", "a/.b", "a. /b"])
+@pytest.mark.parametrize("layout", [PREFIXED, DOVECOT], ids=["inbox-prefix", "dovecot"])
+def test_an_empty_level_in_the_servers_separator_is_refused_naming_the_setting(
+    name: str, layout: Layout
+) -> None:
+    """Fine by '/', empty by '.': CREATE fails or makes a name LIST never finds again."""
+    with pytest.raises(
+        ConfigError, match=rf"^INGEST_IMAP__FAILED_FOLDER={name!r} has an empty level on this server"
+    ):
+        check_folders_on_server(imap(failed_folder=name), layout, lambda folder: [])
+
+
+def test_a_dot_is_an_ordinary_character_where_the_separator_is_a_slash() -> None:
+    check_folders_on_server(imap(failed_folder=".Reports", processed_folder="a..b"), CYRUS, lambda folder: [])
+
+
+def test_a_special_use_folder_spelled_with_a_lower_case_inbox_is_refused() -> None:
+    """The server answers LIST with its own spelling, INBOX.Kept; 'inbox/Kept' is it."""
+    flags = {"INBOX.Kept": [b"\\Archive"]}
+    with pytest.raises(ConfigError, match=r"marks 'INBOX.Kept' as \\ARCHIVE"):
+        check_folders_on_server(
+            imap(processed_folder="inbox/Kept"), DOVECOT, lambda name: flags.get(name, [])
+        )
+
+
+class _NamespaceServer:
+    """Just what layout_of asks of a connection: a server that announces NAMESPACE and
+    then refuses it, or answers it unreadably."""
+
+    folder_encode = True
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def has_capability(self, capability: str) -> bool:
+        return capability == "NAMESPACE"
+
+    def list_folders(self, directory: str, pattern: str) -> list[tuple[tuple[bytes, ...], bytes, str]]:
+        return [((b"\\Noselect",), b".", "")]
+
+    def _command_and_check(self, command: str) -> object:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (IMAPClientError("NAMESPACE command error: NO ['not today']"), "NAMESPACE refused"),
+        ([b"(("], "NAMESPACE answer unreadable"),
+    ],
+)
+def test_a_refused_or_unreadable_namespace_falls_back_to_unprefixed_names_and_says_so(
+    answer: object, said: str
+) -> None:
+    layout = layout_of(_NamespaceServer(answer))
+    assert layout.server_name("certainly-ingest/failed") == "certainly-ingest.failed"
+    assert (
+        layout.describe() == f"personal namespace '', separator '.' ({said}; separator from LIST \"\" \"\")"
+    )
