@@ -249,3 +249,19 @@ def test_a_refused_or_unreadable_namespace_falls_back_to_unprefixed_names_and_sa
     assert (
         layout.describe() == f"personal namespace '', separator '.' ({said}; separator from LIST \"\" \"\")"
     )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    inbox=st.sampled_from(["inbox", "Inbox", "INBOX", "iNbOx"]),
+    levels=st.lists(LEVEL, min_size=1, max_size=3),
+    layout=st.sampled_from([PREFIXED, CYRUS, DOVECOT, Layout()]),
+)
+def test_an_inbox_level_in_any_case_gets_one_server_name(
+    inbox: str, levels: list[str], layout: Layout
+) -> None:
+    """RFC 3501 5.1: the inbox's name has no case; the server's name is spelled INBOX."""
+    placed = layout.server_name("/".join([inbox, *levels]))
+    assert placed == layout.server_name("/".join(["INBOX", *levels]))
+    assert placed.startswith("INBOX") and layout.server_name(placed) == placed
+    assert layout.same_folder(placed.replace("INBOX", inbox, 1), placed)
