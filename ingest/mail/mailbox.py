@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -319,9 +320,14 @@ class Mailbox:
     ) -> list[bytes] | None:
         # The answer is matched as the server matches names: INBOX in any case.
         layout = self.layout()
-        for flags, _, name in self._call(lister, self.client, server_name):
+        listed = self._call(lister, self.client, server_name)
+        for flags, _, name in listed:
             if layout.same_folder(_text_of(name), server_name):
                 return list(flags)
+        if len(listed) == 1 and not _WILDCARDS.search(server_name):
+            # A pattern without wildcards names one folder: the server's one answer is it, by
+            # the server's own rules (Exchange ignores the case of every name).
+            return list(listed[0][0])
         return None
 
     def my_rights(self, server_name: str) -> str:
@@ -388,6 +394,7 @@ class Mailbox:
             ) from None
 
 
+_WILDCARDS = re.compile(r"[*%]")
 #: LIST attributes of a name that cannot hold mail (RFC 3501 \\Noselect, RFC 5258 \\NonExistent).
 UNSELECTABLE = frozenset({b"\\NOSELECT", b"\\NONEXISTENT"})
 

@@ -19,6 +19,7 @@ from ingest.mail.folders import (
     parse_namespace,
     special_by_name,
 )
+from ingest.mail.mailbox import Mailbox
 from ingest.settings import ImapSettings
 
 PREFIXED = Layout(prefix="INBOX.", separator=".", others=("user.",), announced=True)
@@ -265,3 +266,39 @@ def test_an_inbox_level_in_any_case_gets_one_server_name(
     assert placed == layout.server_name("/".join(["INBOX", *levels]))
     assert placed.startswith("INBOX") and layout.server_name(placed) == placed
     assert layout.same_folder(placed.replace("INBOX", inbox, 1), placed)
+
+
+class _ListingServer:
+    """Just what Mailbox's existence check asks of a connection: one LIST answer."""
+
+    def __init__(self, *answers: tuple[tuple[bytes, ...], str]) -> None:
+        self.answers = [(flags, b".", name) for flags, name in answers]
+
+    def has_capability(self, capability: str) -> bool:
+        return False
+
+    def list_folders(self, directory: str, pattern: str) -> list[tuple[tuple[bytes, ...], bytes, str]]:
+        return self.answers
+
+
+def _mailbox_on(server: _ListingServer) -> Mailbox:
+    box = Mailbox(imap())
+    box._client = server  # type: ignore[assignment]  # noqa: SLF001 - a stand-in connection
+    box._layout = DOVECOT  # noqa: SLF001
+    return box
+
+
+@pytest.mark.parametrize(
+    ("answers", "exists"),
+    [
+        ([], False),
+        ([((b"\\HasNoChildren",), "INBOX.reports")], True),  # the server's spelling of inbox.reports
+        ([((b"\\HasNoChildren",), "Inbox.Reports")], True),  # Exchange: no name has a case
+        ([((b"\\Noselect", b"\\HasChildren"), "inbox.reports")], False),  # a parent only
+        ([((b"\\NonExistent",), "inbox.reports")], False),
+    ],
+)
+def test_a_folder_exists_when_the_server_lists_it_selectable(
+    answers: list[tuple[tuple[bytes, ...], str]], exists: bool
+) -> None:
+    assert _mailbox_on(_ListingServer(*answers)).folder_exists("inbox.reports") is exists
