@@ -35,7 +35,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable, described
-from ingest.mail.folders import Layout, check_folders_on_server, layout_of
+from ingest.mail.folders import Layout, check_folders_on_server, configured_targets, layout_of
 from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
@@ -353,10 +353,11 @@ class Mailbox:
         """Move one message to ``folder`` (created when missing; ``/`` separates levels)."""
         client = self.client
         folder = self.server_folder(folder)
-        if not selectable(self.folder_attributes(folder)):
-            # Missing, or only a parent (\\Noselect: maildir Dovecot shows 'Reports' so once
-            # 'Reports/failed' exists): CREATE makes it a folder mail can be moved into.
+        attributes = self.folder_attributes(folder)
+        if attributes is None:
             self._call(client.create_folder, folder)
+        elif not selectable(attributes):
+            self._make_parent_a_folder(folder)
         if client.has_capability("MOVE"):
             self._call(client.move, [uid], folder)
             return
@@ -366,6 +367,29 @@ class Mailbox:
             self._call(client.uid_expunge, [uid])  # only this message, not others' \Deleted mail
         # Without UIDPLUS a bare EXPUNGE would also delete other clients' \Deleted mail:
         # leave our copy flagged; the processed copy is safe and the UID is recorded.
+
+    def _make_parent_a_folder(self, folder: str) -> None:
+        """CREATE a folder LIST shows only as a parent (\\Noselect: maildir Dovecot shows
+        'Reports' so once 'Reports.failed' exists), which makes it one mail can enter. A
+        server that will not (mbox: a folder holds mail or folders, never both) is a
+        setting to change: ConfigError naming it, not an outage to retry forever."""
+        try:
+            self.client.create_folder(folder)
+        except IMAPClientAbortError as err:
+            raise MailboxUnavailable(f"IMAP create_folder failed: {described(err)}") from None
+        except IMAPClientError as err:
+            settings = [
+                f"INGEST_IMAP__{setting.upper()}={name!r}"
+                for setting, name in configured_targets(self.settings)
+                if self.server_folder(name) == folder
+            ]
+            raise ConfigError(
+                f"{' and '.join(settings) or repr(folder)} is {folder!r} on this server, only a parent of "
+                f"other folders (\\Noselect), and the server will not make it a folder ({described(err)}): "
+                "choose another folder"
+            ) from None
+        except (TimeoutError, OSError) as err:
+            raise MailboxUnavailable(f"IMAP create_folder failed: {described(err)}") from None
 
     def flag(self, uid: int, flag: bytes = b"\\Flagged") -> None:
         """Add a flag to one message of the selected folder (a failed email the server

@@ -315,7 +315,7 @@ def _target_folders_check(box: Mailbox) -> Check:
         else:
             state, ok = _creatable(box, server_name)
             if attributes is not None:  # listed, \\Noselect: a parent only; the job CREATEs it
-                state = f"a parent only (\\Noselect), {state}"
+                state = f"a parent only (\\Noselect), {state} if the server allows (mbox does not)"
         fine = fine and ok
         lines.append(f"{setting.removesuffix('_folder')} {server_name!r} ({state})")
     return Check("imap folders", fine, "; ".join(lines))

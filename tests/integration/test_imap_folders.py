@@ -325,7 +325,46 @@ def test_a_folder_that_is_only_a_parent_is_made_a_folder_and_mail_goes_into_it(
         assert count_in(dovecot, "Reports") == 1 and count_in(dovecot, "INBOX") == 0
     assert_archive_matches(workdir / "archive", truth_of(good))
     status, folders = doctor_row(doctor.stdout, "imap folders")
-    assert status == "pass" and "processed 'Reports' (a parent only (\\Noselect), will be created" in folders
+    assert (
+        status == "pass" and "processed 'Reports' (a parent only (\\Noselect), will be created if" in folders
+    )
+
+
+def test_a_parent_only_folder_the_server_will_not_make_a_folder_stops_the_run_naming_the_setting(
+    sim: CertainlySimulator, workdir: Path
+) -> None:
+    """mbox Dovecot: a folder holds mail or folders, never both, so CREATE 'Reports' beside
+    'Reports/failed' is refused. Exit 2 naming the setting, not exit 3 run after run; once
+    the setting is changed the email is moved and its rows are archived once."""
+    good = report(BOT, date(2024, 11, 1), date(2024, 11, 3))
+    with Store.open(workdir / "state.sqlite") as store:
+        accept_windows(store, good)
+    with private_dovecot(users=USERS, mail_format="mbox") as dovecot:
+        with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+            client.login(USER, PASSWORD)
+            client.create_folder("Reports/failed")
+        deliver(dovecot, USER, PASSWORD, [report_email(good)])
+        env = _archive_run(
+            dovecot,
+            sim,
+            workdir,
+            INGEST_IMAP__PROCESSED_FOLDER="Reports",
+            INGEST_IMAP__FAILED_FOLDER="Reports/failed",
+        )
+        refused = run_ingest("run", env=env, cwd=workdir)
+        assert refused.returncode == 2, refused.stderr
+        assert (
+            refused.stderr.strip()
+            .splitlines()[-1]
+            .startswith(  # after the run's log lines
+                "error: INGEST_IMAP__PROCESSED_FOLDER='Reports' is 'Reports' on this server, only a parent"
+            )
+        )
+        assert "Traceback" not in refused.stderr and count_in(dovecot, "INBOX") == 1
+        fixed = run_ingest("run", env={**env, "INGEST_IMAP__PROCESSED_FOLDER": "Archived"}, cwd=workdir)
+        assert fixed.returncode == 0, fixed.stderr
+        assert count_in(dovecot, "Archived") == 1 and count_in(dovecot, "INBOX") == 0
+    assert_archive_matches(workdir / "archive", truth_of(good))
 
 
 def test_doctor_fails_an_existing_folder_the_login_may_not_move_mail_into(
