@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from imapclient.exceptions import IMAPClientError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from imapclient.imap_utf7 import decode as decode_utf7
 from imapclient.response_parser import parse_response
 
@@ -65,11 +65,12 @@ class Layout:
     separator: str = "/"
     others: tuple[str, ...] = ()
     announced: bool = False  # the server answered NAMESPACE (else: the LIST separator only)
+    fallback: str = ""  # why NAMESPACE was not used although announced (refused, unreadable)
 
     def server_name(self, name: str) -> str:
         """The server's name for a configured folder (``/`` between levels)."""
-        spelled = name.replace("/", self.separator) if self.separator else name
-        if spelled.upper() == "INBOX":
+        spelled = self.canonical(name.replace("/", self.separator) if self.separator else name)
+        if spelled == "INBOX":
             return "INBOX"  # never prefixed: the inbox is the inbox on every server
         if self.prefix and _starts_with(spelled, self.prefix):
             return self.prefix + spelled[len(self.prefix) :]
@@ -77,9 +78,26 @@ class Layout:
             return spelled
         return self.prefix + spelled
 
+    def canonical(self, server_name: str) -> str:
+        """A server name with its first level spelled ``INBOX`` when it is the inbox in
+        any case: RFC 3501 5.1 makes INBOX case-insensitive, yet Cyrus creates ``INBOX/x``
+        for ``inbox/x`` and then finds nothing by ``LIST "" "inbox/x"``."""
+        first, sep, rest = server_name.partition(self.separator) if self.separator else (server_name, "", "")
+        return "INBOX" + sep + rest if first.upper() == "INBOX" else server_name
+
+    def same_folder(self, listed: str, server_name: str) -> bool:
+        """Whether a name LIST answered is the folder ``server_name`` (INBOX in any case)."""
+        return self.canonical(listed) == self.canonical(server_name)
+
+    def empty_level(self, name: str) -> bool:
+        """Whether a configured name has an empty level once spelled with the server's
+        separator (``.Reports``, ``a..b`` where it is ``.``): no folder LIST finds again."""
+        spelled = name.replace("/", self.separator) if self.separator else name
+        return bool(self.separator) and not all(level.strip() for level in spelled.split(self.separator))
+
     def describe(self) -> str:
         """One line for ``doctor``: the namespace, the separator and where they came from."""
-        source = "NAMESPACE" if self.announced else 'no NAMESPACE; separator from LIST "" ""'
+        source = "NAMESPACE" if self.announced else self.fallback or 'no NAMESPACE; separator from LIST "" ""'
         return f"personal namespace {self.prefix!r}, separator {self.separator!r} ({source})"
 
 
@@ -102,13 +120,19 @@ def layout_of(client: Any) -> Layout:
     separator = _list_separator(client)
     if not client.has_capability("NAMESPACE"):
         return Layout(separator=separator)
-    raw = client._command_and_check("namespace")  # noqa: SLF001 - read here, see parse_namespace
+    try:
+        raw = client._command_and_check("namespace")  # noqa: SLF001 - read here, see parse_namespace
+    except IMAPClientAbortError:
+        raise  # the connection broke: not an answer
+    except IMAPClientError as err:  # NO or BAD: the documented fallback, as when unreadable
+        log.warning("the server refuses NAMESPACE (%s): folder names are used unprefixed", err)
+        return Layout(separator=separator, fallback='NAMESPACE refused; separator from LIST "" ""')
     spaces = parse_namespace(raw, decode=decode_utf7 if client.folder_encode else _text)
     if spaces is None:
         log.warning(
             "the server's NAMESPACE answer cannot be read (%r): folder names are used unprefixed", raw
         )
-        return Layout(separator=separator)
+        return Layout(separator=separator, fallback='NAMESPACE answer unreadable; separator from LIST "" ""')
     personal, other, shared = spaces
     others = tuple(prefix for prefix, _ in other + shared)
     if not personal:  # no personal namespace announced: nothing to place folders in
@@ -200,7 +224,8 @@ def check_folders_on_server(
     """Refuse a processed/failed/rejected folder that is, by the server's names, the
     watched folder (``Reports`` and ``INBOX.Reports`` on an ``INBOX.`` server) or one the
     server flags as special-use (``\\Trash``, ``\\Junk``, ``\\All`` ...) or lies inside
-    one (unless ``allow_special_use_folder``). ``flags_of(server name)`` lists a folder's
+    one (unless ``allow_special_use_folder``), or has an empty level by the server's
+    separator (``.Reports`` where it is ``.``). ``flags_of(server name)`` lists a folder's
     attributes (none when it does not exist)."""
     watched = layout.server_name(imap.folder)
     for setting, name in configured_targets(imap):
@@ -209,6 +234,12 @@ def check_folders_on_server(
             raise ConfigError(
                 f"{variable}={name!r} is {server_name!r} on this server, the watched folder "
                 "(or the namespace itself): handled mail would be examined again"
+            )
+        if layout.empty_level(name):
+            raise ConfigError(
+                f"{variable}={name!r} has an empty level on this server, whose separator is "
+                f"{layout.separator!r}: name the folder without a leading, trailing or doubled "
+                f"{layout.separator!r}"
             )
         if imap.allow_special_use_folder:
             continue

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -35,7 +36,7 @@ from imapclient.response_parser import parse_fetch_response
 
 from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError, MailboxAuthError, MailboxUnavailable, described
-from ingest.mail.folders import Layout, check_folders_on_server, layout_of
+from ingest.mail.folders import Layout, check_folders_on_server, configured_targets, layout_of
 from ingest.settings import ImapSettings, require
 
 log = logging.getLogger(__name__)
@@ -308,9 +309,27 @@ class Mailbox:
         client = self.client
         extended = client.has_capability("SPECIAL-USE") and client.has_capability("LIST-EXTENDED")
         # RETURN (SPECIAL-USE): a server need not show \\Trash etc. in a plain LIST.
-        lister = _list_special_use if extended else _list_plain
-        folders = self._call(lister, client, server_name)
-        return [flag for flags, _, name in folders if name == server_name for flag in flags]
+        return self._listed(server_name, _list_special_use if extended else _list_plain) or []
+
+    def folder_attributes(self, server_name: str) -> list[bytes] | None:
+        """The plain LIST attributes of one folder (server spelling), or None when LIST
+        does not name it."""
+        return self._listed(server_name, _list_plain)
+
+    def _listed(
+        self, server_name: str, lister: Callable[..., list[tuple[Any, Any, str]]]
+    ) -> list[bytes] | None:
+        # The answer is matched as the server matches names: INBOX in any case.
+        layout = self.layout()
+        listed = self._call(lister, self.client, server_name)
+        for flags, _, name in listed:
+            if layout.same_folder(_text_of(name), server_name):
+                return list(flags)
+        if len(listed) == 1 and not _WILDCARDS.search(server_name):
+            # A pattern without wildcards names one folder: the server's one answer is it, by
+            # the server's own rules (Exchange ignores the case of every name).
+            return list(listed[0][0])
+        return None
 
     def my_rights(self, server_name: str) -> str:
         """This login's ACL rights on a folder (``MYRIGHTS``, RFC 4314), e.g. ``lrswipkxtea``."""
@@ -335,8 +354,11 @@ class Mailbox:
         """Move one message to ``folder`` (created when missing; ``/`` separates levels)."""
         client = self.client
         folder = self.server_folder(folder)
-        if not self._call(client.folder_exists, folder):
+        attributes = self.folder_attributes(folder)
+        if attributes is None:
             self._call(client.create_folder, folder)
+        elif not selectable(attributes):
+            self._make_parent_a_folder(folder)
         if client.has_capability("MOVE"):
             self._call(client.move, [uid], folder)
             return
@@ -347,14 +369,38 @@ class Mailbox:
         # Without UIDPLUS a bare EXPUNGE would also delete other clients' \Deleted mail:
         # leave our copy flagged; the processed copy is safe and the UID is recorded.
 
+    def _make_parent_a_folder(self, folder: str) -> None:
+        """CREATE a folder LIST shows only as a parent (\\Noselect: maildir Dovecot shows
+        'Reports' so once 'Reports.failed' exists), which makes it one mail can enter. A
+        server that will not (mbox: a folder holds mail or folders, never both) is a
+        setting to change: ConfigError naming it, not an outage to retry forever."""
+        try:
+            self.client.create_folder(folder)
+        except IMAPClientAbortError as err:
+            raise MailboxUnavailable(f"IMAP create_folder failed: {described(err)}") from None
+        except IMAPClientError as err:
+            settings = [
+                f"INGEST_IMAP__{setting.upper()}={name!r}"
+                for setting, name in configured_targets(self.settings)
+                if self.server_folder(name) == folder
+            ]
+            raise ConfigError(
+                f"{' and '.join(settings) or repr(folder)} is {folder!r} on this server, only a parent of "
+                f"other folders (\\Noselect), and the server will not make it a folder ({described(err)}): "
+                "choose another folder"
+            ) from None
+        except (TimeoutError, OSError) as err:
+            raise MailboxUnavailable(f"IMAP create_folder failed: {described(err)}") from None
+
     def flag(self, uid: int, flag: bytes = b"\\Flagged") -> None:
         """Add a flag to one message of the selected folder (a failed email the server
         would not move is left where it is, flagged for a person)."""
         self._call(self.client.add_flags, [uid], [flag])
 
     def folder_exists(self, name: str) -> bool:
-        """Whether a folder (server spelling, see :meth:`server_folder`) exists."""
-        return bool(self._call(self.client.folder_exists, name))
+        """Whether a folder (server spelling, see :meth:`server_folder`) exists and can
+        hold mail (not a mere \\Noselect parent)."""
+        return selectable(self.folder_attributes(name))
 
     def search_message_id(self, message_id: str) -> list[int]:
         """UIDs in the selected folder whose Message-ID header is ``message_id``, ascending."""
@@ -371,6 +417,18 @@ class Mailbox:
             raise MailboxUnavailable(
                 f"IMAP {getattr(method, '__name__', 'command')} failed: {described(err)}"
             ) from None
+
+
+_WILDCARDS = re.compile(r"[*%]")
+#: LIST attributes of a name that cannot hold mail (RFC 3501 \\Noselect, RFC 5258 \\NonExistent).
+UNSELECTABLE = frozenset({b"\\NOSELECT", b"\\NONEXISTENT"})
+
+
+def selectable(attributes: list[bytes] | None) -> bool:
+    """Whether a folder LIST answered with ``attributes`` (None: not listed) holds mail."""
+    if attributes is None:
+        return False
+    return not any(_text_of(flag).upper().encode() in UNSELECTABLE for flag in attributes)
 
 
 def _text_of(value: Any) -> str:

@@ -24,7 +24,7 @@ from ingest.archive.storage import storage_for
 from ingest.errors import IngestError
 from ingest.mail.authresults import topmost_of_ours
 from ingest.mail.folders import check_folder_settings, configured_targets
-from ingest.mail.mailbox import Mailbox
+from ingest.mail.mailbox import Mailbox, selectable
 from ingest.mail.recipients import account_addresses
 from ingest.mail.senders import raw_header_values
 from ingest.request.client import Outcome, classify_answer, client_from
@@ -311,13 +311,27 @@ def _target_folders_check(box: Mailbox) -> Check:
     lines, fine = [], True
     for setting, name in configured_targets(box.settings):
         server_name = layout.server_name(name)
-        if box.folder_exists(server_name):
-            state = "exists"
+        attributes = box.folder_attributes(server_name)
+        if selectable(attributes):
+            state, ok = _insertable(box, server_name)
         else:
             state, ok = _creatable(box, server_name)
-            fine = fine and ok
+            if attributes is not None:  # listed, \\Noselect: a parent only; the job CREATEs it
+                state = f"a parent only (\\Noselect), {state} if the server allows (mbox does not)"
+        fine = fine and ok
         lines.append(f"{setting.removesuffix('_folder')} {server_name!r} ({state})")
     return Check("imap folders", fine, "; ".join(lines))
+
+
+def _insertable(box: Mailbox, server_name: str) -> tuple[str, bool]:
+    """Whether mail may be moved into an existing folder: on a server with ACL (RFC 4314)
+    MOVE and COPY need the insert right ('i') on it."""
+    if "ACL" not in box.capabilities():
+        return "exists", True
+    rights = box.my_rights(server_name)
+    if "i" in rights:
+        return f"exists, rights {rights!r}", True
+    return f"exists, but no insert right ('i'): mail cannot be moved into it (rights {rights!r})", False
 
 
 def _creatable(box: Mailbox, server_name: str) -> tuple[str, bool]:

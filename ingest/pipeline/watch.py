@@ -365,7 +365,7 @@ def _park(box: Mailbox, store: Store, key: tuple[str, int, int], uid: int, faile
     create it, quota ...), leave it where it is, flagged. A lost connection is raised."""
     try:
         box.move(uid, failed_folder)
-        store.set_failed_place(*key, failed_folder)
+        store.set_failed_place(*key, box.server_folder(failed_folder))  # as `status` shows it
     except MailboxUnavailable as err:
         try:
             box.flag(uid)

@@ -211,6 +211,8 @@ def test_on_an_inbox_prefixed_server_a_bad_report_goes_to_its_failed_folder_and_
     assert retried.returncode == 1  # still corrupt: found, tried, still failing
     assert f"{message_id(poisoned)}: " in retried.stdout and "not found" not in retried.stdout
     assert count_in(imap_server, server_name(imap_server, FAILED)) == 1
+    status = run_ingest("status", env=env, cwd=workdir)
+    assert server_name(imap_server, FAILED) in status.stdout, status.stdout  # where it really is
 
 
 def test_a_server_without_namespace_keeps_the_configured_names(
@@ -230,3 +232,155 @@ def test_a_server_without_namespace_keeps_the_configured_names(
         f"processed {PROCESSED!r} (will be created" in folders
         and f"failed {FAILED!r} (will be created" in folders
     )
+
+
+def _archive_run(server: ImapServer, sim: CertainlySimulator, workdir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a run that archives what is delivered to ``server``."""
+    return {
+        **env_for(sim, server.host, server.port, workdir, **extra),
+        "INGEST_IMAP__ALLOWED_SENDERS": SENDER,
+        "INGEST_REQUESTER__MAX_IN_FLIGHT": "1000",
+    }
+
+
+def test_a_lower_case_inbox_level_is_the_servers_inbox_run_after_run(
+    sim: CertainlySimulator, workdir: Path
+) -> None:
+    """Cyrus (default namespace) creates 'INBOX/reports' for 'inbox/reports' and LISTs only
+    that spelling: the second run must find the folder the first one created."""
+    first, second = (
+        report(BOT, date(2024, 8, 1), date(2024, 8, 3)),
+        report(BOT, date(2024, 8, 4), date(2024, 8, 6)),
+    )
+    with Store.open(workdir / "state.sqlite") as store:
+        accept_windows(store, first, second)
+    with private_cyrus(users=USERS, altnamespace=True) as cyrus:
+        env = _archive_run(cyrus, sim, workdir, INGEST_IMAP__PROCESSED_FOLDER="inbox/reports")
+        deliver(cyrus, USER, PASSWORD, [report_email(first)])
+        once = run_ingest("run", env=env, cwd=workdir)
+        deliver(cyrus, USER, PASSWORD, [report_email(second)])
+        again = run_ingest("run", env=env, cwd=workdir)
+        doctor = run_ingest("doctor", env=env, cwd=workdir)
+        assert (once.returncode, again.returncode) == (0, 0), again.stderr
+        assert count_in(cyrus, "INBOX/reports") == 2 and count_in(cyrus, "INBOX") == 0
+    assert_archive_matches(workdir / "archive", truth_of(first, second))
+    assert "processed 'INBOX/reports' (exists" in doctor_row(doctor.stdout, "imap folders")[1]
+
+
+def test_a_special_use_folder_spelled_with_a_lower_case_inbox_is_refused(
+    sim: CertainlySimulator, workdir: Path
+) -> None:
+    """Dovecot flags 'INBOX.Kept' \\Archive; 'inbox/Kept' is that folder, refused alike."""
+    with private_dovecot(users=USERS, special_use={"INBOX.Kept": "\\Archive"}) as dovecot:
+        env = env_for(sim, dovecot.host, dovecot.port, workdir, INGEST_IMAP__PROCESSED_FOLDER="inbox/Kept")
+        refused = run_ingest("run", env=env, cwd=workdir)
+    assert refused.returncode == 2, refused.stderr
+    assert "(the server marks 'INBOX.Kept' as \\ARCHIVE)" in refused.stderr
+
+
+@pytest.mark.parametrize("imap_server", ["dovecot-inbox-prefix"], indirect=True)
+def test_an_empty_level_by_the_servers_separator_is_refused_before_anything_moves(
+    imap_server: ImapServer, sim: CertainlySimulator, workdir: Path
+) -> None:
+    """Fine by '/', empty by the server's '.': refused with exit 2, nothing created or moved."""
+    good = report(BOT, date(2024, 9, 1), date(2024, 9, 3))
+    with Store.open(workdir / "state.sqlite") as store:
+        accept_windows(store, good)
+    deliver(imap_server, USER, PASSWORD, [report_email(good)])
+    before = folders_of(imap_server)
+    for name in (".Reports", "Reports.", "INBOX..Reports"):
+        env = _archive_run(imap_server, sim, workdir, INGEST_IMAP__PROCESSED_FOLDER=name)
+        refused = run_ingest("run", env=env, cwd=workdir)
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.startswith(f"error: INGEST_IMAP__PROCESSED_FOLDER={name!r} has an empty level")
+    doctor = run_ingest("doctor", env=env, cwd=workdir)
+    assert folders_of(imap_server) == before and count_in(imap_server, "INBOX") == 1
+    assert doctor.returncode == 1 and doctor_row(doctor.stdout, "imap folders")[0] == "FAIL"
+
+
+def test_a_folder_that_is_only_a_parent_is_made_a_folder_and_mail_goes_into_it(
+    sim: CertainlySimulator, workdir: Path
+) -> None:
+    """On maildir Dovecot 'Reports.failed' makes 'Reports' a \\Noselect parent, which LIST
+    names but no mail can enter: the job CREATEs it before moving, run after run."""
+    good = report(BOT, date(2024, 10, 1), date(2024, 10, 3))
+    with Store.open(workdir / "state.sqlite") as store:
+        accept_windows(store, good)
+    with private_dovecot(users=USERS) as dovecot:
+        with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+            client.login(USER, PASSWORD)
+            client.create_folder("Reports.failed")
+            assert b"\\Noselect" in client.list_folders("", "Reports")[0][0]
+        deliver(dovecot, USER, PASSWORD, [report_email(good)])
+        env = _archive_run(
+            dovecot,
+            sim,
+            workdir,
+            INGEST_IMAP__PROCESSED_FOLDER="Reports",
+            INGEST_IMAP__FAILED_FOLDER="Reports/failed",
+        )
+        doctor = run_ingest("doctor", env=env, cwd=workdir)
+        ran = run_ingest("run", env=env, cwd=workdir)
+        assert ran.returncode == 0, ran.stderr
+        assert count_in(dovecot, "Reports") == 1 and count_in(dovecot, "INBOX") == 0
+    assert_archive_matches(workdir / "archive", truth_of(good))
+    status, folders = doctor_row(doctor.stdout, "imap folders")
+    assert (
+        status == "pass" and "processed 'Reports' (a parent only (\\Noselect), will be created if" in folders
+    )
+
+
+def test_a_parent_only_folder_the_server_will_not_make_a_folder_stops_the_run_naming_the_setting(
+    sim: CertainlySimulator, workdir: Path
+) -> None:
+    """mbox Dovecot: a folder holds mail or folders, never both, so CREATE 'Reports' beside
+    'Reports/failed' is refused. Exit 2 naming the setting, not exit 3 run after run; once
+    the setting is changed the email is moved and its rows are archived once."""
+    good = report(BOT, date(2024, 11, 1), date(2024, 11, 3))
+    with Store.open(workdir / "state.sqlite") as store:
+        accept_windows(store, good)
+    with private_dovecot(users=USERS, mail_format="mbox") as dovecot:
+        with IMAPClient(dovecot.host, port=dovecot.port, ssl=False, timeout=10) as client:
+            client.login(USER, PASSWORD)
+            client.create_folder("Reports/failed")
+        deliver(dovecot, USER, PASSWORD, [report_email(good)])
+        env = _archive_run(
+            dovecot,
+            sim,
+            workdir,
+            INGEST_IMAP__PROCESSED_FOLDER="Reports",
+            INGEST_IMAP__FAILED_FOLDER="Reports/failed",
+        )
+        refused = run_ingest("run", env=env, cwd=workdir)
+        assert refused.returncode == 2, refused.stderr
+        assert (
+            refused.stderr.strip()
+            .splitlines()[-1]
+            .startswith(  # after the run's log lines
+                "error: INGEST_IMAP__PROCESSED_FOLDER='Reports' is 'Reports' on this server, only a parent"
+            )
+        )
+        assert "Traceback" not in refused.stderr and count_in(dovecot, "INBOX") == 1
+        fixed = run_ingest("run", env={**env, "INGEST_IMAP__PROCESSED_FOLDER": "Archived"}, cwd=workdir)
+        assert fixed.returncode == 0, fixed.stderr
+        assert count_in(dovecot, "Archived") == 1 and count_in(dovecot, "INBOX") == 0
+    assert_archive_matches(workdir / "archive", truth_of(good))
+
+
+def test_doctor_fails_an_existing_folder_the_login_may_not_move_mail_into(
+    sim: CertainlySimulator, workdir: Path
+) -> None:
+    """Cyrus: the processed folder exists but grants only 'lr' (no 'i'); the job's MOVE
+    would be refused, so the doctor fails it, naming the folder."""
+    with private_cyrus(users=USERS, altnamespace=True) as cyrus:
+        processed = server_name(cyrus, PROCESSED)
+        with IMAPClient(cyrus.host, port=cyrus.port, ssl=False, timeout=10) as client:
+            client.login(USER, PASSWORD)
+            client.create_folder(processed)
+        local, domain = USER.split("@")
+        with cyrus.admin() as admin:  # the admin's name (virtual domains): user/NAME/FOLDER@DOMAIN
+            admin.setacl(f"user/{local}/{processed}@{domain}", USER, "lr")
+        result = run_ingest("doctor", env=env_for(sim, cyrus.host, cyrus.port, workdir), cwd=workdir)
+    status, folders = doctor_row(result.stdout, "imap folders")
+    assert result.returncode == 1 and status == "FAIL", result.stdout
+    assert f"processed {processed!r} (exists, but no insert right ('i')" in folders

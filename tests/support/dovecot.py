@@ -114,6 +114,7 @@ class Dovecot:
         oauth2_introspection_url: str | None = None,
         personal_prefix: str | None = None,
         special_use: Mapping[str, str] | None = None,
+        mail_format: str = "maildir",
     ) -> None:
         for user, password in users.items():
             # passwd-file is colon- and line-separated; anything else would corrupt it.
@@ -125,6 +126,7 @@ class Dovecot:
         self._oauth2_url = oauth2_introspection_url
         self._personal_prefix = personal_prefix
         self._special_use = dict(special_use or {})
+        self._mail_format = mail_format  # "mbox": a folder holds mail or folders, never both
         self._conf = self._workdir / "dovecot.conf"
         self._log = self._workdir / "dovecot.log"
         self._base_dir: Path | None = None
@@ -292,7 +294,7 @@ class Dovecot:
             f"{ssl}"
             "disable_plaintext_auth = no\n"
             f"auth_mechanisms = {mechanisms}\n"
-            f"mail_location = maildir:{mail_dir}/%u\n"
+            f"mail_location = {self._mail_format}:{mail_dir}/%u\n"
             "default_login_user = dovenull\n"
             "default_internal_user = dovecot\n"
             "service imap-login {\n"

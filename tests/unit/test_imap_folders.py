@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imapclient.exceptions import IMAPClientError
 from imapclient.imap_utf7 import decode as decode_utf7
 
 from ingest.errors import ConfigError
@@ -14,9 +15,11 @@ from ingest.mail.folders import (
     Layout,
     check_folder_settings,
     check_folders_on_server,
+    layout_of,
     parse_namespace,
     special_by_name,
 )
+from ingest.mail.mailbox import Mailbox
 from ingest.settings import ImapSettings
 
 PREFIXED = Layout(prefix="INBOX.", separator=".", others=("user.",), announced=True)
@@ -36,6 +39,8 @@ DOVECOT = Layout(prefix="", separator=".", announced=True)
         (PREFIXED, "user/ops/reports", "user.ops.reports"),  # another user's namespace: left there
         (CYRUS, "certainly-ingest/processed", "certainly-ingest/processed"),
         (CYRUS, "Shared Folders/reports", "Shared Folders/reports"),
+        (CYRUS, "inbox/reports", "INBOX/reports"),  # Cyrus creates it so, and LISTs only that
+        (DOVECOT, "inbox/Kept", "INBOX.Kept"),
         (DOVECOT, "certainly-ingest/processed", "certainly-ingest.processed"),  # as before namespaces
         (Layout(), "certainly-ingest/failed", "certainly-ingest/failed"),  # no NAMESPACE, "/" separator
     ],
@@ -182,3 +187,118 @@ def test_any_namespace_answer_is_read_or_refused_never_raises(answer: bytes) -> 
     """A server's odd answer falls back to unprefixed names (None), never a traceback."""
     spaces = parse_namespace([answer])
     assert spaces is None or (len(spaces) == 3 and all(isinstance(p, str) for g in spaces for p, _ in g))
+
+
+@pytest.mark.parametrize("name", [".Reports", "Reports.", "a..b", "INBOX..Reports", "a/.b", "a. /b"])
+@pytest.mark.parametrize("layout", [PREFIXED, DOVECOT], ids=["inbox-prefix", "dovecot"])
+def test_an_empty_level_in_the_servers_separator_is_refused_naming_the_setting(
+    name: str, layout: Layout
+) -> None:
+    """Fine by '/', empty by '.': CREATE fails or makes a name LIST never finds again."""
+    with pytest.raises(
+        ConfigError, match=rf"^INGEST_IMAP__FAILED_FOLDER={name!r} has an empty level on this server"
+    ):
+        check_folders_on_server(imap(failed_folder=name), layout, lambda folder: [])
+
+
+def test_a_dot_is_an_ordinary_character_where_the_separator_is_a_slash() -> None:
+    check_folders_on_server(imap(failed_folder=".Reports", processed_folder="a..b"), CYRUS, lambda folder: [])
+
+
+def test_a_special_use_folder_spelled_with_a_lower_case_inbox_is_refused() -> None:
+    """The server answers LIST with its own spelling, INBOX.Kept; 'inbox/Kept' is it."""
+    flags = {"INBOX.Kept": [b"\\Archive"]}
+    with pytest.raises(ConfigError, match=r"marks 'INBOX.Kept' as \\ARCHIVE"):
+        check_folders_on_server(
+            imap(processed_folder="inbox/Kept"), DOVECOT, lambda name: flags.get(name, [])
+        )
+
+
+class _NamespaceServer:
+    """Just what layout_of asks of a connection: a server that announces NAMESPACE and
+    then refuses it, or answers it unreadably."""
+
+    folder_encode = True
+
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def has_capability(self, capability: str) -> bool:
+        return capability == "NAMESPACE"
+
+    def list_folders(self, directory: str, pattern: str) -> list[tuple[tuple[bytes, ...], bytes, str]]:
+        return [((b"\\Noselect",), b".", "")]
+
+    def _command_and_check(self, command: str) -> object:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (IMAPClientError("NAMESPACE command error: NO ['not today']"), "NAMESPACE refused"),
+        ([b"(("], "NAMESPACE answer unreadable"),
+    ],
+)
+def test_a_refused_or_unreadable_namespace_falls_back_to_unprefixed_names_and_says_so(
+    answer: object, said: str
+) -> None:
+    layout = layout_of(_NamespaceServer(answer))
+    assert layout.server_name("certainly-ingest/failed") == "certainly-ingest.failed"
+    assert (
+        layout.describe() == f"personal namespace '', separator '.' ({said}; separator from LIST \"\" \"\")"
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    inbox=st.sampled_from(["inbox", "Inbox", "INBOX", "iNbOx"]),
+    levels=st.lists(LEVEL, min_size=1, max_size=3),
+    layout=st.sampled_from([PREFIXED, CYRUS, DOVECOT, Layout()]),
+)
+def test_an_inbox_level_in_any_case_gets_one_server_name(
+    inbox: str, levels: list[str], layout: Layout
+) -> None:
+    """RFC 3501 5.1: the inbox's name has no case; the server's name is spelled INBOX."""
+    placed = layout.server_name("/".join([inbox, *levels]))
+    assert placed == layout.server_name("/".join(["INBOX", *levels]))
+    assert placed.startswith("INBOX") and layout.server_name(placed) == placed
+    assert layout.same_folder(placed.replace("INBOX", inbox, 1), placed)
+
+
+class _ListingServer:
+    """Just what Mailbox's existence check asks of a connection: one LIST answer."""
+
+    def __init__(self, *answers: tuple[tuple[bytes, ...], str]) -> None:
+        self.answers = [(flags, b".", name) for flags, name in answers]
+
+    def has_capability(self, capability: str) -> bool:
+        return False
+
+    def list_folders(self, directory: str, pattern: str) -> list[tuple[tuple[bytes, ...], bytes, str]]:
+        return self.answers
+
+
+def _mailbox_on(server: _ListingServer) -> Mailbox:
+    box = Mailbox(imap())
+    box._client = server  # type: ignore[assignment]  # noqa: SLF001 - a stand-in connection
+    box._layout = DOVECOT  # noqa: SLF001
+    return box
+
+
+@pytest.mark.parametrize(
+    ("answers", "exists"),
+    [
+        ([], False),
+        ([((b"\\HasNoChildren",), "INBOX.reports")], True),  # the server's spelling of inbox.reports
+        ([((b"\\HasNoChildren",), "Inbox.Reports")], True),  # Exchange: no name has a case
+        ([((b"\\Noselect", b"\\HasChildren"), "inbox.reports")], False),  # a parent only
+        ([((b"\\NonExistent",), "inbox.reports")], False),
+    ],
+)
+def test_a_folder_exists_when_the_server_lists_it_selectable(
+    answers: list[tuple[tuple[bytes, ...], str]], exists: bool
+) -> None:
+    assert _mailbox_on(_ListingServer(*answers)).folder_exists("inbox.reports") is exists
