@@ -322,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(args.render.read_text())
         print(summarise_one(saved) if args.which == "one" else summarise_daily(saved))
         return 0
+    for code in args.baseline:
+        if not (code / "ingest" / "__init__.py").is_file():
+            parser.error(f"--baseline {code}: no copy of the project there (no ingest/__init__.py)")
     args.report_rows = args.report_rows or (2000 if args.which == "one" else 400)
     tmp = Path(tempfile.mkdtemp(prefix=f"scale-{args.which}-", dir=args.tmp))
     try:
