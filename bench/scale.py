@@ -200,6 +200,7 @@ def make_daily_reports(
     """One CSV per bot and day, ``rows`` simulator rows each."""
     from ingest.simulator import generate_messages, rows_to_csv
 
+    folder.mkdir(parents=True, exist_ok=True)
     made: dict[str, list[Path]] = {}
     for n, bot in enumerate(bots):
         for k in range(days):

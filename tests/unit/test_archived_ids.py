@@ -110,3 +110,25 @@ def test_lookups_batch_by_batch_read_each_file_once(archive: tuple[Path, dict[st
         assert archived.contains(np.array([value], dtype=np.int64)).tolist() == [True]
     assert read_files(archived) == set(files)
     assert len(archived.ids) == len(everything)  # each file's ids loaded once
+
+
+def test_a_file_without_id_statistics_is_always_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file committed without statistics (its footer unreadable then, or another writer's)
+    has no known range: every lookup reads it, so its ids are still found."""
+    import ingest.archive.delta as delta
+
+    day = date(2022, 2, 2)
+    rows = [
+        dict(row, id=value)
+        for row, value in zip(
+            generate_messages(BOT, day, day, seed=5, min_per_day=3, max_per_day=3), [7, 70, 700], strict=True
+        )
+    ]
+    with monkeypatch.context() as patched:
+        patched.setattr(delta, "file_stats", lambda out, key, rows: {"numRecords": rows})
+        archive_csv_file(tmp_path, rows_to_csv(rows), bot_id=BOT, raw_name="nostats.csv", provenance={})
+    archived = ArchivedIds.load(LocalStorage(tmp_path), BOT)
+    assert archived.ranged.tolist() == [False]
+
+    assert archived.contains(np.array([70, 71, 10**15], dtype=np.int64)).tolist() == [True, False, False]
+    assert archived.read.tolist() == [True]
