@@ -251,18 +251,20 @@ def count_rows(table: Path) -> int:
     return sum(f["num_records"] for f in DeltaTable(str(table)).get_add_actions(flatten=True).to_pylist())
 
 
-def per_report(runs: list[dict[str, Any]], who: str, window: int) -> tuple[float, float, list[float]]:
-    """Seconds per report over the first and the last ``window`` reports, and each
-    command's per-report figure (in order)."""
+def per_report(
+    runs: list[dict[str, Any]], who: str, window: int, measure: str = "wall"
+) -> tuple[float, float, list[float]]:
+    """Seconds (``wall`` or ``cpu``) per report over the first and the last ``window``
+    reports, and each command's per-report figure (in order)."""
     mine = [r for r in runs if r["who"] == who]
-    each = [r["wall"] / r["reports"] for r in mine if "wall" in r]
+    each = [r[measure] / r["reports"] for r in mine if measure in r]
 
     def over(chosen: list[dict[str, Any]]) -> float:
         taken, seconds = 0, 0.0
         for r in chosen:
             if taken >= window:
                 break
-            seconds += r["wall"]
+            seconds += r[measure]
             taken += r["reports"]
         return seconds / taken
 
@@ -277,17 +279,89 @@ def summarise_daily(result: dict[str, Any], window: int = 60) -> str:
         f"last {window} | **last / first** | peak RSS |",
         "|---|---:|---:|---:|---:|",
     ]
-    for who, label in (("ingest", "`ingest import`"), ("plain", "plain `write_deltalake` append per report")):
-        first, last, _ = per_report(runs, who, window)
-        peak = max(r["peak_rss_mib"] for r in runs if r["who"] == who)
-        lines.append(f"| {label} | {first:.3f} | {last:.3f} | **{last / first:.2f}** | {peak:.0f} MiB |")
-    first_i, last_i, _ = per_report(runs, "ingest", window)
-    first_p, last_p, _ = per_report(runs, "plain", window)
-    lines.append(
-        f"| ingest / plain, per report | {first_i / first_p:.2f} | {last_i / last_p:.2f} | | |"
-        f"\n\nRows: {result['rows']}"
-    )
+    for measure in ("wall", "cpu"):
+        for who, label in (
+            ("ingest", "`ingest import`"),
+            ("plain", "plain `write_deltalake` append per report"),
+        ):
+            first, last, _ = per_report(runs, who, window, measure)
+            peak = max(r["peak_rss_mib"] for r in runs if r["who"] == who)
+            lines.append(
+                f"| {label}, {measure} | {first:.3f} | {last:.3f} | **{last / first:.2f}** | {peak:.0f} MiB |"
+            )
+        first_i, last_i, _ = per_report(runs, "ingest", window, measure)
+        first_p, last_p, _ = per_report(runs, "plain", window, measure)
+        lines.append(
+            f"| ingest / plain, {measure} per report | {first_i / first_p:.2f} | {last_i / last_p:.2f} | | |"
+        )
+    lines.append(f"\nRows in each table at the end: {result['rows']}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- start-up
+
+
+def import_seconds(stderr: str) -> float:
+    """Total import time from ``python -X importtime``: the top-level imports' cumulative
+    microseconds added up (nested ones are inside them)."""
+    total = 0
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            _, cumulative, name = line.split("|")
+            if not name.startswith("  ") and cumulative.strip().isdigit():
+                total += int(cumulative)
+    return total / 1e6
+
+
+def bench_startup(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """``ingest import`` of a five-row file into a fresh archive, cold, alternating codes:
+    whole command (wall, CPU, RSS), and its imports alone (``-X importtime``)."""
+    tiny = make_day_report(date(2024, 5, 1), 5, tmp / "tiny.csv")
+    codes = [ROOT, *args.baseline]
+    runs: list[dict[str, Any]] = []
+    floor = tmp / "floor"
+    floor.mkdir()
+    for n in range(args.repeat):
+        runs.append({"code": "python -c pass", **time_command([sys.executable, "-c", "pass"], {}, floor)})
+        for code in codes:
+            where = tmp / f"{n}-{code.name}"
+            where.mkdir()
+            command, env = import_command(where / "archive", where / "state.sqlite", [tiny], BOT)
+            facts = {"code": code.name if code != ROOT else "this", **time_command(command, env, where, code)}
+            again = tmp / f"{n}-{code.name}-importtime"
+            again.mkdir()
+            command, env = import_command(again / "archive", again / "state.sqlite", [tiny], BOT)
+            time_command([command[0], "-X", "importtime", *command[1:]], env, again, code)
+            facts["imports"] = import_seconds((again / "stderr.txt").read_text())
+            runs.append(facts)
+            print(json.dumps(facts), flush=True)
+    return {"runs": runs}
+
+
+def summarise_startup(result: dict[str, Any]) -> str:
+    runs = result["runs"]
+    lines = [
+        "| code | `ingest import` of a 5-row file: wall, CPU, peak RSS (medians) "
+        "| of which imports (`-X importtime`) |",
+        "|---|---:|---:|",
+    ]
+    for code in dict.fromkeys(r["code"] for r in runs):
+        mine = [r for r in runs if r["code"] == code and "wall" in r]
+        imports = [r["imports"] for r in mine if "imports" in r]
+        lines.append(
+            f"| {code} | {statistics.median(r['wall'] for r in mine):.2f} s, "
+            f"{statistics.median(r['cpu'] for r in mine):.2f} CPU s, "
+            f"{statistics.median(r['peak_rss_mib'] for r in mine):.0f} MiB | "
+            + (f"{statistics.median(imports):.2f} s |" if imports else "- |")
+        )
+    return "\n".join(lines)
+
+
+SUMMARIES = {
+    "one": lambda r: summarise_one(r),
+    "daily": lambda r: summarise_daily(r),
+    "startup": lambda r: summarise_startup(r),
+}
 
 
 # --------------------------------------------------------------------------- main
@@ -301,10 +375,10 @@ def fmt_ratios(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", choices=["one", "daily"])
+    parser.add_argument("which", choices=["one", "daily", "startup"])
     parser.add_argument("--rows", type=int, default=10_000_000, help="one: rows the big archive holds")
     parser.add_argument("--report-rows", type=int, help="rows per report (one: 2000, daily: 400)")
-    parser.add_argument("--repeat", type=int, default=3, help="one: rounds")
+    parser.add_argument("--repeat", type=int, default=3, help="one, startup: rounds")
     parser.add_argument("--bots", type=int, default=2, help="daily: bots")
     parser.add_argument("--days", type=int, default=360, help="daily: days per bot")
     parser.add_argument("--per-command", type=int, default=10, help="daily: days a command imports")
@@ -313,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         action="append",
         default=[],
-        help="one: also run this copy of the project's code (e.g. a `git archive` of an older commit)",
+        help="one, startup: also run this copy of the project (e.g. a `git archive` of an older commit)",
     )
     parser.add_argument("--tmp", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument("--json", type=Path, help="save every run")
@@ -321,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         saved = json.loads(args.render.read_text())
-        print(summarise_one(saved) if args.which == "one" else summarise_daily(saved))
+        print(SUMMARIES[args.which](saved))
         return 0
     for code in args.baseline:
         if not (code / "ingest" / "__init__.py").is_file():
@@ -329,12 +403,13 @@ def main(argv: list[str] | None = None) -> int:
     args.report_rows = args.report_rows or (2000 if args.which == "one" else 400)
     tmp = Path(tempfile.mkdtemp(prefix=f"scale-{args.which}-", dir=args.tmp))
     try:
-        result = bench_one(args, tmp) if args.which == "one" else bench_daily(args, tmp)
+        bench = {"one": bench_one, "daily": bench_daily, "startup": bench_startup}[args.which]
+        result = bench(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
-    print(summarise_one(result) if args.which == "one" else summarise_daily(result))
+    print(SUMMARIES[args.which](result))
     return 0
 
 
