@@ -246,9 +246,13 @@ def bench_daily(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
 
 def count_rows(table: Path) -> int:
+    import pyarrow as pa
     from deltalake import DeltaTable
 
-    return sum(f["num_records"] for f in DeltaTable(str(table)).get_add_actions(flatten=True).to_pylist())
+    actions = pa.RecordBatchReader.from_stream(
+        DeltaTable(str(table)).get_add_actions(flatten=True)
+    ).read_all()
+    return int(sum(actions.column("num_records").to_pylist()))
 
 
 def per_report(

@@ -211,7 +211,7 @@ def adopt_own_files(
         return
     listed = {f.path for f in result.files}
     prefix, name = bot_prefix(source.bot_id, source.dataset) + "date=", "/" + part_name(source.sha256)
-    for found in snapshot_files(table, source.dataset):
+    for found in snapshot_files(table, source.dataset, source.bot_id):
         if not found.key.startswith(prefix) or not found.key.endswith(name) or found.key in listed:
             continue
         rows = out.parquet_rows(found.key)

@@ -81,7 +81,7 @@ class ArchivedIds:
         (a file a killed run published but never committed is not archived data)."""
         table = current_table(out, DATASET)
         prefix = bot_prefix(bot_id)
-        files = [f for f in snapshot_files(table, DATASET) if f.key.startswith(prefix)]
+        files = [f for f in snapshot_files(table, DATASET, bot_id) if f.key.startswith(prefix)]
         ranged = np.array([f.id_low is not None and f.id_high is not None for f in files], dtype=bool)
         return cls(
             files=[f.key for f in files],

@@ -1,4 +1,4 @@
-"""The table stays cheap to open: a checkpoint every 10 commits, one snapshot per command.
+"""The table stays cheap to open: a checkpoint every 5 commits, one snapshot per command.
 
 `ingest import` of many daily reports in one command, as a user runs it: the table's log
 gets a checkpoint every 10 commits and keeps every commit (time travel reaches the first
