@@ -120,3 +120,30 @@ def test_one_process_keeps_its_snapshot_and_sees_other_writers_commits(tmp_path:
     assert len(again.file_uris()) == 2
     archive_csv_file(mine, third, bot_id=BOT, raw_name=third.name, provenance={})  # through the kept table
     assert len(pl.read_delta(str(root / "messages"))) == 9
+
+
+def test_a_kept_snapshot_survives_the_log_cut_back_under_it(tmp_path: Path) -> None:
+    """An erasure (another process) checkpoints the table and removes the older log entries
+    while a `watch` holds its snapshot: the next report still sees the table as it is."""
+    root = tmp_path / "archive"
+    mine, other = LocalStorage(root), LocalStorage(root)
+    reports = daily_reports(tmp_path, 5)
+    archive_csv_file(mine, reports[0], bot_id=BOT, raw_name=reports[0].name, provenance={})
+    kept = current_table(mine, "messages")
+    assert kept is not None
+    for report in reports[1:4]:
+        archive_csv_file(other, report, bot_id=BOT, raw_name=report.name, provenance={})
+    latest = DeltaTable(table_uri(other, "messages"))
+    latest.create_checkpoint()
+    log = root / "messages" / "_delta_log"
+    for entry in log.iterdir():  # what an erasure does to a log that held the subject
+        number = entry.name.split(".")[0]
+        if number.isdigit() and int(number) < latest.version():
+            entry.unlink()
+
+    now = current_table(mine, "messages")
+
+    assert now is not None and now.version() == latest.version()
+    assert len(now.file_uris()) == 4
+    archive_csv_file(mine, reports[4], bot_id=BOT, raw_name=reports[4].name, provenance={})
+    assert pl.read_delta(str(root / "messages")).height == 15
