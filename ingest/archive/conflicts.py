@@ -13,10 +13,16 @@ and the partition keys (``bot_id``, ``date``): :data:`CONTENT_COLUMNS`, compared
 :func:`content_hashes` (sha256 of a canonical text form, stable across versions: it is
 stored).
 
-Cost on the usual path (no id seen before): the bot's archived ids are read once per
-report (the ``id`` column only, 8 bytes an id in memory) and each batch is looked up in
-them (a sorted search); only colliding rows are hashed, kept aside (:class:`Collisions`,
-a temporary Parquet file) and resolved once the whole report is read.
+Cost on the usual path (no id seen before): flat, whatever the archive's size. The bot's
+files are listed from the table's snapshot with their ``id`` range (Delta statistics), and
+only the files whose range can hold one of a batch's ids are read (the ``id`` column, once
+each, 8 bytes an id); vendor ids grow with time, so a new day's report reads none. An id
+archived on any day is still found: its file's range holds it. A report whose ids span the
+archive's whole range reads every file of the bot, as every report did before, in 12 bytes
+an id (it was 1.1 GiB at 10 million rows, with a path per row; a new day's report now stays
+near 235 MiB there, bench/README.md). Each batch is
+looked up in the ids read (a sorted search); only colliding rows are hashed, kept aside
+(:class:`Collisions`, a temporary Parquet file) and resolved once the whole report is read.
 
 A report held in memory (the GET path, :func:`ingest.archive.writer.save_report`) goes
 through the same classes in one call, :func:`against_archive`.
@@ -121,24 +127,20 @@ class ArchivedIds:
         return np.flatnonzero(~self.read & (inside | ~self.ranged))
 
     def _read(self, chosen: np.ndarray) -> None:
-        """Load the ``id`` column of the files at ``chosen`` into the sorted ids."""
+        """Load the ``id`` column of the files at ``chosen`` into the sorted ids (each file's
+        index alongside, 4 bytes a row: no path string per row, so even a report whose ids
+        span the whole archive holds 12 bytes per archived id)."""
         if not len(chosen) or self.out is None:
             return
         out = self.out
-        keys = [self.files[i] for i in chosen]
-        frame = out.scan(keys, include_file_paths="_file").select("id", "_file").collect()
-        index = {out.source(key): int(n) for key, n in zip(keys, chosen, strict=True)}
-        paths = frame.get_column("_file")
-        # Resolved once per file, not once per row: a reader that spells paths its own way
-        # is matched by key suffix.
-        number = {
-            path: index.get(
-                path, next((int(n) for key, n in zip(keys, chosen, strict=True) if path.endswith(key)), 0)
-            )
-            for path in paths.unique().to_list()
-        }
+        frame = pl.concat(
+            [
+                out.scan([self.files[n]]).select(pl.col("id"), pl.lit(int(n), pl.Int32).alias("_where"))
+                for n in chosen
+            ]
+        ).collect()
         ids = np.concatenate([self.ids, frame.get_column("id").to_numpy()])
-        where = np.concatenate([self.where, paths.replace_strict(number, return_dtype=pl.Int32).to_numpy()])
+        where = np.concatenate([self.where, frame.get_column("_where").to_numpy()])
         order = np.argsort(ids, kind="stable")
         self.ids, self.where = ids[order], where[order]
         self.read[chosen] = True

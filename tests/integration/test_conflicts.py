@@ -42,7 +42,7 @@ def write(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def archived(root: Path) -> pl.DataFrame:
     """Every archived row of the bot, with its date partition, by DuckDB."""
-    glob = str(root / "archive" / "messages" / "**" / "*.parquet")
+    glob = str(root / "archive" / "messages" / "bot_id=*" / "*" / "*.parquet")  # not _delta_log's checkpoints
     return duckdb.sql(
         f"SELECT id, CAST(date AS VARCHAR) AS date, message, source_sha256 "
         f"FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY id"
