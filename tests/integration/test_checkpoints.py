@@ -147,3 +147,22 @@ def test_a_kept_snapshot_survives_the_log_cut_back_under_it(tmp_path: Path) -> N
     assert len(now.file_uris()) == 4
     archive_csv_file(mine, reports[4], bot_id=BOT, raw_name=reports[4].name, provenance={})
     assert pl.read_delta(str(root / "messages")).height == 15
+
+
+def test_an_interval_the_tables_owner_chose_is_left_as_it_is(tmp_path: Path) -> None:
+    messages = tmp_path / "archive" / "messages"
+    DeltaTable.create(
+        str(messages),
+        _delta_schema(table_schema(FILE_SCHEMA)),
+        partition_by=list(PARTITIONS),
+        configuration={"delta.enableDeletionVectors": "false", "delta.checkpointInterval": "50"},
+    )
+    env = job_vars(tmp_path)
+
+    result = run_ingest("import", *map(str, daily_reports(tmp_path, 6)), "--bot", BOT, env=env, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = DeltaTable(str(messages))
+    assert table.metadata().configuration["delta.checkpointInterval"] == "50"
+    assert table.version() == 6  # created, then one commit per report: no property commit
+    assert not any(n.endswith(".checkpoint.parquet") for n in log_names(tmp_path))

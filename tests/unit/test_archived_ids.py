@@ -75,7 +75,7 @@ def test_every_archived_id_is_found_and_only_files_that_can_hold_one_are_read(
     everything = sorted(set().union(*files.values()))
     asked = data.draw(
         st.lists(
-            st.one_of(st.sampled_from(everything), st.integers(0, 2**62)),
+            st.one_of(st.sampled_from(everything), st.integers(-(2**63), 2**63 - 1)),
             max_size=30,
         )
     )
