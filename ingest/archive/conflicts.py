@@ -16,13 +16,13 @@ stored).
 Cost on the usual path (no id seen before): flat, whatever the archive's size. The bot's
 files are listed from the table's snapshot with their ``id`` range (Delta statistics), and
 only the files whose range can hold one of a batch's ids are read (the ``id`` column, once
-each, 8 bytes an id); vendor ids grow with time, so a new day's report reads none. An id
-archived on any day is still found: its file's range holds it. A report whose ids span the
-archive's whole range reads every file of the bot, as every report did before, in 12 bytes
-an id (it was 1.1 GiB at 10 million rows, with a path per row; a new day's report now stays
-near 235 MiB there, bench/README.md). Each batch is
-looked up in the ids read (a sorted search); only colliding rows are hashed, kept aside
-(:class:`Collisions`, a temporary Parquet file) and resolved once the whole report is read.
+each, 12 bytes an id with its file's index); vendor ids grow with time, so a new day's
+report reads none. An id archived on any day is still found: its file's range holds it. A
+report whose ids span the archive's whole range reads every file of the bot, as every
+report did before (then 1.1 GiB at 10 million rows, with a path string per row; a new day's
+report there now peaks near 240 MiB, bench/README.md). Each batch is looked up in the ids
+read (a sorted search); only colliding rows are hashed, kept aside (:class:`Collisions`, a
+temporary Parquet file) and resolved once the whole report is read.
 
 A report held in memory (the GET path, :func:`ingest.archive.writer.save_report`) goes
 through the same classes in one call, :func:`against_archive`.
