@@ -392,8 +392,22 @@ def command_for(name: str, path: Path, out: Path) -> tuple[list[str], dict[str, 
 def spawn_command(name: str, path: Path, out: Path) -> dict[str, Any]:
     """Run a whole command, cold; wall from fork to exit, CPU and peak RSS from wait4."""
     command, extra = command_for(name, path, out)
+    facts: dict[str, Any] = {
+        "name": name,
+        **time_command(command, extra, out),
+        "dataset": "archive/messages" if name == "ingest_cli" else "messages",
+    }
+    if name == "polars_cli":
+        del facts["dataset"]
+    return facts
+
+
+def time_command(command: list[str], extra: dict[str, str], out: Path, code: Path = ROOT) -> dict[str, Any]:
+    """Run ``command`` cold in ``out`` (no INGEST_* variable but ``extra``, the project's
+    ``code`` first on PYTHONPATH): ``wall`` from fork to exit, ``cpu`` (user + sys) and
+    ``peak_rss_mib`` from wait4; ``error`` (and no wall) when it failed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
-    env.update(extra, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(extra, PYTHONPATH=str(code) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     log = out / "stderr.txt"
     with log.open("wb") as errors:
         started = time.perf_counter()
@@ -403,14 +417,10 @@ def spawn_command(name: str, path: Path, out: Path) -> dict[str, Any]:
     stderr = log.read_bytes()
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     facts: dict[str, Any] = {
-        "name": name,
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
         "peak_rss_mib": usage.ru_maxrss / 1024,
-        "dataset": "archive/messages" if name == "ingest_cli" else "messages",
     }
-    if name == "polars_cli":
-        del facts["dataset"]
     if proc.returncode != 0:
         facts["error"] = f"exit {proc.returncode}: {stderr.decode(errors='replace').strip()[-300:]}"
         del facts["wall"]

@@ -36,7 +36,7 @@ from typing import Any, TypedDict
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from ingest.archive.delta import commit_report
+from ingest.archive.delta import commit_report, current_table, snapshot_files
 from ingest.archive.layout import bot_prefix, manifest_key, part_name, reasons_key
 from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
@@ -131,7 +131,7 @@ def commit(
         discard()
         raise
     crash_point("after_data")
-    adopt_own_files(out, source, result)
+    adopt_own_files(out, source, result, opened)
     result.version = commit_report(
         out,
         source.dataset,
@@ -192,17 +192,27 @@ def write_bytes_once(out: Storage, key: str, data: bytes) -> bool:
     return write_once(out, key, lambda tmp: tmp.write_bytes(data))
 
 
-def adopt_own_files(out: Storage, source: Attachment, result: SaveResult) -> None:
-    """List this source's data files that an earlier, killed attempt published before its
-    manifest: their rows were just counted as duplicates (they are in the partition), but
+def adopt_own_files(
+    out: Storage, source: Attachment, result: SaveResult, opened: DeltaTable | None = None
+) -> None:
+    """List this source's data files that an earlier, killed attempt committed before its
+    manifest: their rows were just counted as duplicates (they are in the table), but
     they are this report's rows, so they count as written by it, and the manifest names
-    the files. Without this, a crash between data files and manifest leaves orphans."""
+    the files. Without this, a crash between commit and manifest leaves files no manifest names.
+
+    Looked for in the table's snapshot (``opened``, the table this report read), not by
+    listing every partition of the bot: that listing grew with the archive. A file a killed
+    attempt published but never committed holds rows no reader saw, so this attempt found
+    them new and wrote them under the same key (kept as it was, :func:`write_once`)."""
     if out.exists(manifest_key(source.sha256)):
         return  # committed before: this is a re-delivery, and its rows are duplicates
+    table = current_table(out, source.dataset) if opened is None else opened
+    if table is None:
+        return
     listed = {f.path for f in result.files}
-    name = "/" + part_name(source.sha256)
-    for found in out.objects(bot_prefix(source.bot_id, source.dataset) + "date="):
-        if not found.key.endswith(name) or found.key in listed:
+    prefix, name = bot_prefix(source.bot_id, source.dataset) + "date=", "/" + part_name(source.sha256)
+    for found in snapshot_files(table, source.dataset, source.bot_id):
+        if not found.key.startswith(prefix) or not found.key.endswith(name) or found.key in listed:
             continue
         rows = out.parquet_rows(found.key)
         result.files.append(WrittenFile(found.key, rows, out.sha256(found.key) or ""))

@@ -13,10 +13,16 @@ and the partition keys (``bot_id``, ``date``): :data:`CONTENT_COLUMNS`, compared
 :func:`content_hashes` (sha256 of a canonical text form, stable across versions: it is
 stored).
 
-Cost on the usual path (no id seen before): the bot's archived ids are read once per
-report (the ``id`` column only, 8 bytes an id in memory) and each batch is looked up in
-them (a sorted search); only colliding rows are hashed, kept aside (:class:`Collisions`,
-a temporary Parquet file) and resolved once the whole report is read.
+Cost on the usual path (no id seen before): flat, whatever the archive's size. The bot's
+files are listed from the table's snapshot with their ``id`` range (Delta statistics), and
+only the files whose range can hold one of a batch's ids are read (the ``id`` column, once
+each, 12 bytes an id with its file's index); vendor ids grow with time, so a new day's
+report reads none. An id archived on any day is still found: its file's range holds it. A
+report whose ids span the archive's whole range reads every file of the bot, as every
+report did before (then 1.1 GiB at 10 million rows, with a path string per row; a new day's
+report there now peaks near 240 MiB, bench/README.md). Each batch is looked up in the ids
+read (a sorted search); only colliding rows are hashed, kept aside (:class:`Collisions`, a
+temporary Parquet file) and resolved once the whole report is read.
 
 A report held in memory (the GET path, :func:`ingest.archive.writer.save_report`) goes
 through the same classes in one call, :func:`against_archive`.
@@ -44,7 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from ingest.archive.delta import open_table, snapshot_keys
+from ingest.archive.delta import current_table, snapshot_files
 from ingest.archive.layout import bot_prefix
 from ingest.archive.storage import Storage
 from ingest.parse.identity import CONTENT_COLUMNS, IN_FILE_REASON, content_hashes
@@ -53,53 +59,91 @@ from ingest.parse.schema import DATASET
 
 @dataclass
 class ArchivedIds:
-    """The ids a bot's messages dataset holds (every date), sorted, with the file of each."""
+    """The ids a bot's messages dataset holds (every date), read only where they can be.
 
-    ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    where: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # index in files
+    The table's snapshot gives each of the bot's data files with its ``id`` range (Delta
+    statistics, exact for integers: :func:`ingest.archive.delta.file_stats`). A lookup reads
+    the ``id`` column of the files whose range can hold one of the ids asked about (and of
+    any file without statistics), once each, and keeps them sorted. Vendor ids grow with
+    time, so a new day's report overlaps no archived file and reads none: the cost of a
+    report follows the report, not the archive. An id archived on any day is still found,
+    out of time order too: the file holding it has it inside its range, so it is read."""
+
     files: list[str] = field(default_factory=list)
+    low: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # per file; unknown: any
+    high: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    ranged: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # per file: has an id range
+    read: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # per file: its ids are loaded
+    ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # loaded ids, sorted
+    where: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # index in files
     #: The messages table as read (None when there is none yet): the report's commit brings
     #: it up to date instead of opening it again (:func:`ingest.archive.delta.ensure_table`).
     table: DeltaTable | None = None
+    out: Storage | None = None
 
     @classmethod
     def load(cls, out: Storage, bot_id: str) -> ArchivedIds:
-        """Read the ``id`` column of every data file of the bot in the table's snapshot, once
+        """The bot's files in the table's snapshot with their id ranges; no data read yet
         (a file a killed run published but never committed is not archived data)."""
+        table = current_table(out, DATASET)
         prefix = bot_prefix(bot_id)
-        table = open_table(out, DATASET)
-        files = snapshot_keys(out, DATASET, prefix, table) if table is not None else []
-        if not files:
-            return cls(table=table)
-        frame = out.scan(files, include_file_paths="_file").select("id", "_file").collect()
-        index = {out.source(key): n for n, key in enumerate(files)}
-        ids = frame.get_column("id").to_numpy()
-        paths = frame.get_column("_file")
-        # Resolved once per file, not once per row: a reader that spells paths its own way
-        # is matched by key suffix.
-        number = {
-            path: index.get(path, next((i for i, key in enumerate(files) if path.endswith(key)), 0))
-            for path in paths.unique().to_list()
-        }
-        where = paths.replace_strict(number, return_dtype=pl.Int32).to_numpy()
-        order = np.argsort(ids, kind="stable")
-        return cls(ids[order], where[order], files, table)
+        files = [f for f in snapshot_files(table, DATASET, bot_id) if f.key.startswith(prefix)]
+        ranged = np.array([f.id_low is not None and f.id_high is not None for f in files], dtype=bool)
+        return cls(
+            files=[f.key for f in files],
+            low=np.array([f.id_low if f.id_low is not None else 0 for f in files], dtype=np.int64),
+            high=np.array([f.id_high if f.id_high is not None else 0 for f in files], dtype=np.int64),
+            ranged=ranged,
+            read=np.zeros(len(files), dtype=bool),
+            table=table,
+            out=out,
+        )
 
-    def __len__(self) -> int:
-        return len(self.ids)
+    def __bool__(self) -> bool:
+        """True when the bot has archived files (an id may be archived)."""
+        return bool(self.files)
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
-        """True where an id is archived already."""
-        if not len(self.ids) or not len(ids):
+        """True where an id is archived already (reading the files that can hold one)."""
+        if not self.files or not len(ids):
+            return np.zeros(len(ids), dtype=bool)
+        self._read(self._candidates(ids))
+        if not len(self.ids):
             return np.zeros(len(ids), dtype=bool)
         at = np.searchsorted(self.ids, ids)
         found: np.ndarray = self.ids[np.minimum(at, len(self.ids) - 1)] == ids
         return found
 
     def file_of(self, ids: np.ndarray) -> list[str]:
-        """The archived file holding each id (all of them must be archived)."""
+        """The archived file holding each id (all of them found by :meth:`contains`)."""
         at = np.searchsorted(self.ids, ids)
         return [self.files[i] for i in self.where[at]]
+
+    def _candidates(self, ids: np.ndarray) -> np.ndarray:
+        """Indices of the files not read yet that can hold one of ``ids``: an id inside their
+        range, or no range known."""
+        wanted = np.unique(ids)
+        inside = np.searchsorted(wanted, self.high, "right") > np.searchsorted(wanted, self.low, "left")
+        return np.flatnonzero(~self.read & (inside | ~self.ranged))
+
+    def _read(self, chosen: np.ndarray) -> None:
+        """Load the ``id`` column of the files at ``chosen`` into the sorted ids (each file's
+        index alongside, 4 bytes a row: no path string per row, so even a report whose ids
+        span the whole archive holds 12 bytes per archived id)."""
+        if not len(chosen) or self.out is None:
+            return
+        out = self.out
+        frame = pl.concat(
+            [
+                out.scan([self.files[n]]).select(pl.col("id"), pl.lit(int(n), pl.Int32).alias("_where"))
+                for n in chosen
+            ]
+        ).collect()
+        ids = np.concatenate([self.ids, frame.get_column("id").to_numpy()])
+        where = np.concatenate([self.where, frame.get_column("_where").to_numpy()])
+        order = np.argsort(ids, kind="stable")
+        self.ids, self.where = ids[order], where[order]
+        self.read[chosen] = True
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ def _stage(
                 id_column = verdict.typed_column("id")
                 good_ids = id_column if ok is None else id_column.filter(ok)
                 first = ids.first_seen(good_ids)
-                hit = archived.contains(good_ids.to_numpy()) if len(archived) else None
+                hit = archived.contains(good_ids.to_numpy()) if archived else None
                 if hit is not None and hit.any():
                     first = first & pl.Series(~hit)
                 unique = int(first.sum())

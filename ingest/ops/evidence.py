@@ -453,7 +453,7 @@ def _how_to_check(evidence: Evidence) -> str:
         "<li><code>ingest verify</code> re-hashes every file against those records and checks every row is "
         "once in its day; its last outcome is shown above.</li>"
         "<li>Count the rows per day yourself, e.g. with DuckDB: <code>SELECT bot_id, date, count(*) FROM "
-        "read_parquet('ARCHIVE/messages/**/*.parquet', hive_partitioning=true) GROUP BY ALL</code> "
+        "read_parquet('ARCHIVE/messages/bot_id=*/*/*.parquet', hive_partitioning=true) GROUP BY ALL</code> "
         "(after <code>ingest compact</code> the records, not a glob, say which files count).</li>"
         "<li>A gap is a day without rows between a bot's first and last day, or inside an export window "
         "archived as requested. A quiet day can be a real gap or no conversations: the export windows say "

@@ -42,7 +42,7 @@ def write(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def archived(root: Path) -> pl.DataFrame:
     """Every archived row of the bot, with its date partition, by DuckDB."""
-    glob = str(root / "archive" / "messages" / "**" / "*.parquet")
+    glob = str(root / "archive" / "messages" / "bot_id=*" / "*" / "*.parquet")  # not _delta_log's checkpoints
     return duckdb.sql(
         f"SELECT id, CAST(date AS VARCHAR) AS date, message, source_sha256 "
         f"FROM read_parquet('{glob}', hive_partitioning = true) ORDER BY id"
@@ -152,3 +152,57 @@ def test_an_id_twice_in_one_report_with_other_content_is_a_conflict(workdir: Pat
     table = archived(workdir)
     assert table.height == len(rows)
     assert table.filter(pl.col("id") == rows[0]["id"])["message"].to_list() == [rows[0]["message"]]
+
+
+def with_ids(rows: list[dict[str, Any]], ids: list[int]) -> list[dict[str, Any]]:
+    """The rows carrying the given ids (the vendor's ids need not follow time)."""
+    return [dict(row, id=value) for row, value in zip(rows, ids, strict=True)]
+
+
+def test_ids_scattered_across_years_and_out_of_time_order_are_found_every_time(workdir: Path) -> None:
+    """The check reads only the files whose id range can hold a report's id: an id archived
+    years ago, or a small id archived lately (out of time order), is found all the same."""
+    env = job_vars(workdir)
+    years = {
+        2021: day_rows(date(2021, 6, 1)),  # the simulator's ids: they grow with time
+        2022: day_rows(date(2022, 6, 1)),
+        # Out of time order: 2023's ids below 2021's, one far above everything (a wide range).
+        2023: with_ids(day_rows(date(2023, 6, 1)), [101, 102, 103, 104, 9_000_000_000_000]),
+        2024: day_rows(date(2024, 6, 1)),
+    }
+    for year, rows in years.items():
+        done = run_ingest(
+            "import", str(write(workdir / f"{year}.csv", rows)), "--bot", BOT, env=env, cwd=workdir
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    archived_before = archived(workdir)
+    day = "2025-09-01"
+    new = day_rows(date(2025, 9, 1), count=3)
+    same = years[2021][0]  # years later, the same row again: a plain duplicate
+    changed = dict(years[2022][1], message="rewritten three years on")  # a conflict across years
+    low = dict(years[2023][2], timestamp=new[0]["timestamp"])  # a small id, years apart, other day
+    high = dict(years[2023][4], message="other")  # the id far above every other
+    repeated = dict(years[2024][3], timestamp=new[1]["timestamp"])  # repeated a year apart
+    report = [new[0], same, changed, new[1], low, high, repeated, new[2]]
+
+    result = run_ingest(
+        "import", str(write(workdir / "2025.csv", report)), "--bot", BOT, env=env, cwd=workdir
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{len(report)} read = 3 written + 1 duplicates + 4 rejected" in result.stdout
+    assert "4 row(s) in conflict with archived rows" in " ".join(result.stderr.split())
+    table = archived(workdir)
+    assert table.height == archived_before.height + 3 == table.get_column("id").n_unique()
+    kept = table.filter(~pl.col("date").eq(day))
+    assert kept.equals(archived_before)  # every earlier row as it was, on its first day
+    assert sorted(table.filter(pl.col("date") == day).get_column("id").to_list()) == sorted(
+        r["id"] for r in new
+    )
+    status = json.loads(run_ingest("status", "--json", env=env, cwd=workdir).stdout)
+    assert status["conflicts"]["count"] == 4
+    latest = status["conflicts"]["latest"]
+    assert {c["row_id"] for c in latest} == {r["id"] for r in (changed, low, high, repeated)}
+    assert all(
+        c["reason"].startswith(f"conflict: id {c['row_id']} is archived with different") for c in latest
+    )

@@ -205,3 +205,50 @@ def test_an_id_twice_in_one_get_answer_with_other_content_is_a_recorded_conflict
         "this report",
     )
     assert by_polars(tmp_path).height == len(rows)
+
+
+def test_get_finds_ids_archived_years_before_and_out_of_time_order(
+    sim: CertainlySimulator, tmp_path: Path
+) -> None:
+    """The GET path looks ids up as the emailed path does (only the files whose id range can
+    hold one): an id from years before, or a small id archived later, is still a conflict."""
+    env = job_vars(sim, tmp_path)
+    old = sim.expected_rows(BOT, date(2021, 3, 1), date(2021, 3, 1))
+    odd = [
+        dict(row, id=value)  # 2023's ids below 2021's, one far above everything
+        for row, value in zip(
+            sim.expected_rows(BOT, date(2023, 3, 1), date(2023, 3, 1)),
+            [11, 12, 13, 14, 9_000_000_000_000],
+            strict=True,
+        )
+    ]
+    import_csv(env, tmp_path, old)
+    import_csv(env, tmp_path, odd)
+    later = sim.expected_rows(BOT, DAY2, DAY2)
+    stamp1 = sim.expected_rows(BOT, DAY1, DAY1)[0]["timestamp"]
+    repeated = dict(old[0], timestamp=stamp1)  # three years apart
+    low = dict(odd[1], timestamp=later[0]["timestamp"])
+    high = dict(odd[4], timestamp=later[1]["timestamp"])
+    sim.script_get(Fault(status=200, body=rows_to_json([repeated, low, high, *later])))
+
+    result = fetch(env, tmp_path)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"rows {3 + len(later)} read = {len(later)} written + 0 duplicates + 3 rejected" in result.stdout
+    for table in (by_polars(tmp_path), by_duckdb(tmp_path)):
+        assert table.height == len(old) + len(odd) + len(later) == table.get_column("id").n_unique()
+        dates = dict(
+            zip(
+                table.get_column("id").to_list(),
+                table.get_column("date").cast(pl.String).to_list(),
+                strict=True,
+            )
+        )
+        assert (dates[repeated["id"]], dates[low["id"]], dates[high["id"]]) == (
+            "2021-03-01",
+            "2023-03-01",
+            "2023-03-01",
+        )
+    conflicts = json.loads(run_ingest("status", "--json", env=env, cwd=tmp_path).stdout)["conflicts"]
+    assert conflicts["count"] == 3
+    assert {c["row_id"] for c in conflicts["latest"]} == {repeated["id"], low["id"], high["id"]}

@@ -64,7 +64,8 @@ def archive(tmp_path: Path) -> Path:
 
 
 def _data_files(root: Path) -> list[Path]:
-    return sorted((root / "messages").rglob("*.parquet"))
+    """The data files (not the table log's checkpoints, which are Parquet too)."""
+    return sorted(p for p in (root / "messages").rglob("*.parquet") if "_delta_log" not in p.parts)
 
 
 def _rel(root: Path, path: Path) -> str:
