@@ -180,7 +180,8 @@ def match_window(store: Store, evidence: Evidence) -> Match:
     """The one window ``evidence`` agrees with (see the module's rules), or why none."""
     named = evidence.named
     states = WAITING if named and evidence.dated else (S.ACCEPTED,)
-    windows = store.windows(states=states)
+    # A window archived by GET asked for no email: no report can be its answer.
+    windows = [w for w in store.windows(states=states) if w.via != "get"]
     refusals: list[str] = []
     candidates: list[Window] = []
     near: list[str] = []  # why windows of a bot it names do not fit

@@ -47,7 +47,13 @@ def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Se
             "report_path": sim.config.report_path,
             "timeout": 10,
         },
-        requester={"window_days": 15, "poll_interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2},
+        requester={
+            "window_days": 15,
+            "poll_interval": 0.05,
+            "retry_initial": 0.05,
+            "retry_max": 0.2,
+            "via": "email",  # the emailed path, as before routing (issue 27)
+        },
         imap={
             "host": dovecot.host,
             "port": dovecot.port,

@@ -488,7 +488,7 @@ def watcher_settings(server: Any, user: str, password: str, workdir: Any, **imap
             "report_path": "unused",
             "timeout": 5,
         },
-        requester={"max_in_flight": 1000, "poll_interval": 30},
+        requester={"max_in_flight": 1000, "poll_interval": 30, "via": "email"},
         imap=imap_settings,
         output={"root": str(Path(workdir) / "archive")},
         state={"path": Path(workdir) / "state.sqlite"},
