@@ -120,6 +120,11 @@ def test_a_backfill_under_auto_emails_only_the_heavy_days(dovecot: Dovecot, tmp_
     assert report["routing"]["windows_by_path"] == {"email": 2, "get": 4}
     text = run_ingest("status", env={**env, "COLUMNS": "200"}, cwd=tmp_path).stdout
     assert "Routing (INGEST_REQUESTER__VIA)" in text and "GET paced at 50 request(s)/s" in text
+    page = tmp_path / "evidence.html"
+    assert run_ingest("report", "--html", str(page), env=env, cwd=tmp_path).returncode == 0
+    html = page.read_text()
+    assert "<p id=routing>Routing (INGEST_REQUESTER__VIA)" in html
+    assert "Reports archived by path: GET " in html and ", email 2" in html
 
 
 @pytest.mark.parametrize("point", [*POINTS, *GET_POINTS])
