@@ -102,6 +102,9 @@ def _retry_after(headers: Any) -> float | None:
         return None  # an HTTP date: ignore, our own back-off applies
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+
+
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
     """A ``Retry-After`` header as seconds to wait: delta-seconds or an HTTP date (RFC 9110).
 
@@ -115,10 +118,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if value is None:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        pass
+    if _DELTA_SECONDS.fullmatch(value):  # digits only: never "inf", "nan" or "-1"
+        return float(value)
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -21,6 +21,7 @@ from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.simulator.faults import Fault
 from ingest.state.store import SpanState, Store, WindowState
 from tests.support.archive import assert_archive_matches
+from tests.support.job import run_ingest
 
 pytestmark = pytest.mark.integration
 
@@ -215,3 +216,44 @@ def test_429_retry_after_as_seconds_and_as_a_date_is_honoured(
     assert took >= 3.0, took
     assert pacing is not None and pacing["throttled"] == 2
     assert len(gets(sim)) == 3
+
+
+def test_switching_auto_to_email_mid_window_finishes_by_email_without_conflicts(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A careless operator: a GET window half done, then INGEST_REQUESTER__VIA=email. The
+    window goes by POST whole; the days GET brought are duplicates, never conflicts."""
+    sim, imap = servers
+
+    def die() -> None:
+        raise Killed
+
+    monkeypatch.setattr(crashpoints, "_die", die)
+    monkeypatch.setenv("INGEST_CRASH_AT", "after_get_span")
+    with Store.open(tmp_path / "state.sqlite") as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 30), window_days=30)
+        with pytest.raises(Killed):
+            run_until_done(settings_for(sim, imap, tmp_path, via="auto"), store, timeout=30)
+        monkeypatch.delenv("INGEST_CRASH_AT")
+        summary = run_until_done(settings_for(sim, imap, tmp_path, via="email"), store, timeout=30)
+        (window,) = store.windows()
+        conflicts, _ = store.conflicts()
+
+    assert (window.state, window.via) == (S.ARCHIVED, "email")
+    assert len(sim.exports) == 1 and summary.rows_duplicate == len(
+        sim.expected_rows(LIGHT, START, date(2024, 3, 15))
+    )
+    assert conflicts == 0
+    assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], START, date(2024, 3, 30)))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("INGEST_REQUESTER__VIA", "fastest"), ("INGEST_REQUESTER__GET_RATE", "0")]
+)
+def test_a_bad_routing_setting_is_exit_2_in_one_line(tmp_path: Path, name: str, value: str) -> None:
+    done = run_ingest(
+        "run", env={name: value, "INGEST_STATE__PATH": str(tmp_path / "s.sqlite")}, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error:") and name in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
