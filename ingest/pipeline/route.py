@@ -28,7 +28,7 @@ from datetime import date, timedelta
 
 from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
-from ingest.errors import ApiRefused, ApiUnavailable
+from ingest.errors import ApiRefused, ApiUnavailable, ReportRejected
 from ingest.pipeline.get import GET_MAX_DAYS, GET_MAX_ROWS, record_get_report, save_get_answer
 from ingest.pipeline.summary import FetchSummary
 from ingest.request.client import CertainlyClient
@@ -148,9 +148,14 @@ class Router:
                 summary.bisected += 1
                 self._store.halve_span(span, span.from_date + timedelta(days=span.days() // 2 - 1))
             return True
-        result, sha = save_get_answer(
-            self._out, window.bot_id, span.from_date, span.to_date, window.report_id, rows, body
-        )
+        try:
+            result, sha = save_get_answer(
+                self._out, window.bot_id, span.from_date, span.to_date, window.report_id, rows, body
+            )
+        except ReportRejected as err:  # a GET answer the parser refuses: the CSV may do
+            self._store.record_api_answer(window.id, "GET", 200, "rejected", str(err))
+            self._give_up(window, f"GET answer for {span.from_date}..{span.to_date} refused: {err}")
+            return False
         self._store.record_api_answer(
             window.id,
             "GET",
@@ -175,8 +180,7 @@ class Router:
 
     def _fail(self, window: Window, reason: str) -> None:
         self.failed += 1
-        self._store.transition(window.id, S.DELIVERED)
-        self._store.transition(window.id, S.FAILED, last_error=reason)
+        self._store.close_window(window.id, S.FAILED, last_error=reason)
 
     def _finish(self, window: Window) -> None:
         """Every span done or heavy: heavy days go by email (auto) or fail the window (get),
@@ -198,5 +202,4 @@ class Router:
         for first, last in runs:
             self._store.plan_window(window.bot_id, window.report_id, first, last, via="email")
             log.info("%s %s..%s: 500 rows or more a day, planned for email", window.bot_id, first, last)
-        self._store.transition(window.id, S.DELIVERED)
-        self._store.transition(window.id, S.ARCHIVED, rows_archived=rows)
+        self._store.close_window(window.id, S.ARCHIVED, rows_archived=rows)

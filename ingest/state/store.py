@@ -276,6 +276,13 @@ class Store:
             )
         return self.window(window_id)
 
+    def close_window(self, window_id: int, final: WindowState, **fields: Any) -> Window:
+        """A planned window done without an email (GET): delivered and then ``final``
+        (archived or failed) in one transaction, so a crash never leaves it half-way."""
+        with self._tx():
+            self.transition(window_id, S.DELIVERED)
+            return self.transition(window_id, final, **fields)
+
     def split_window(self, window_id: int, last_of_first_half: date, *, losses: int) -> None:
         """Replace a window by two halves (one transaction): first..mid and mid+1..last."""
         with self._tx():

@@ -257,3 +257,26 @@ def test_a_bad_routing_setting_is_exit_2_in_one_line(tmp_path: Path, name: str, 
     assert done.returncode == 2
     assert done.stderr.startswith("error:") and name in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("via", ["auto", "get"])
+def test_a_get_answer_that_is_no_report_goes_by_email_or_fails_the_window(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, via: str
+) -> None:
+    """A hostile or broken GET answer (rows of no report) never reaches the archive: auto
+    asks for the window by email instead, get fails it saying why."""
+    sim, imap = servers
+    sim.script_get(Fault(status=200, body=[{"nonsense": 1, "id": "x"}]))
+    settings = settings_for(sim, imap, tmp_path, via=via)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        run_until_done(settings, store, timeout=30)
+        (window,) = store.windows()
+
+    if via == "auto":
+        assert (window.state, window.via) == (S.ARCHIVED, "email")
+        assert len(sim.exports) == 1
+        assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], START, date(2024, 3, 10)))
+    else:
+        assert window.state is S.FAILED and sim.exports == []
+        assert window.last_error is not None and "refused" in window.last_error
