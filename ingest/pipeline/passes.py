@@ -39,8 +39,10 @@ __all__ = ["RunSummary", "run_once", "run_until_done", "tick_requester", "watch"
 log = logging.getLogger(__name__)
 S = WindowState
 OPEN = (S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)
-#: Seconds of GET work a pass does at least before it reads the mailbox again.
-GET_BUDGET_MIN = 1.0
+#: Seconds of GET work a pass does at least before it reads the mailbox again: a mailbox
+#: read costs about as much as a GET span (a connection, a search), and an email waits
+#: minutes for the vendor anyway, so a few seconds more between reads cost nothing.
+GET_BUDGET_MIN = 5.0
 
 
 def tick_requester(
