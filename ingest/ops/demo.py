@@ -69,10 +69,14 @@ def demo_settings(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path) ->
 def pin_first_windows_to_email(store: Store, bot_ids: list[str]) -> None:
     """Each bot's first window goes the emailed way (POST -> email -> IMAP -> archive), the
     rest the way routing picks (auto: GET, as the demo's bots are light), so the demo walks
-    both paths side by side."""
-    for bot_id in bot_ids:
-        first = min(store.windows(bot_id=bot_id), key=lambda w: w.from_date, default=None)
-        if first is not None and first.state is WindowState.PLANNED and first.via is None:
+    both paths side by side. A bot with one window only: every other one by GET (the first
+    bot always by email: the whole emailed path is always walked)."""
+    for index, bot_id in enumerate(bot_ids):
+        windows = sorted(store.windows(bot_id=bot_id), key=lambda w: w.from_date)
+        if not windows or (len(windows) == 1 and index % 2 == 1):
+            continue
+        first = windows[0]
+        if first.state is WindowState.PLANNED and first.via is None:
             store.transition(first.id, WindowState.PLANNED, via="email")
 
 
