@@ -126,7 +126,10 @@ class Router:
         try:
             rows, body = self.pacer.fetch(window.bot_id, span.from_date, span.to_date, window.report_id)
         except ApiUnavailable as err:
-            self._store.record_api_answer(window.id, "GET", getattr(err, "status", 0), "transient", str(err))
+            status = getattr(err, "status", 0)
+            self._store.record_api_answer(window.id, "GET", status, "transient", str(err))
+            if status == 429:
+                return True  # "slow down", not "cannot": the pacer waits, the span stays GET's
             if self._store.count_span_attempt(span.id) < self._settings.requester.max_attempts:
                 return True
             self._give_up(window, f"GET failed {self._settings.requester.max_attempts} times: {err}")

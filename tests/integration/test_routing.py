@@ -280,3 +280,32 @@ def test_a_get_answer_that_is_no_report_goes_by_email_or_fails_the_window(
     else:
         assert window.state is S.FAILED and sim.exports == []
         assert window.last_error is not None and "refused" in window.last_error
+
+
+def test_5xx_backs_off_then_hands_the_window_to_email_but_429s_only_slow_it_down(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    sim, imap = servers
+    throttled = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "0"})
+    sim.script_get(throttled, throttled, throttled)  # more 429s than max_attempts: still GET's
+    settings = settings_for(sim, imap, tmp_path, via="auto", max_attempts=2)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        run_until_done(settings, store, timeout=30)
+        assert [(w.state, w.via) for w in store.windows()] == [(S.ARCHIVED, "get")]
+        sim.script_get(Fault(status=503), Fault(status=502))  # two failures: max_attempts
+        plan_backfill(store, [LIGHT], date(2024, 3, 11), date(2024, 3, 20), window_days=30)
+        started = time.monotonic()
+        run_until_done(settings, store, timeout=30)
+        took = time.monotonic() - started
+        handed = store.windows()[-1]
+        pacing = store.note(PACING_NOTE)
+        answers = [(a["method"], a["status"], a["outcome"]) for a in store.api_answers(handed.id)]
+
+    assert (handed.state, handed.via) == (S.ARCHIVED, "email")
+    # The ledger keeps why: two failed GETs, then the POST that took the window over.
+    assert answers == [("GET", 503, "transient"), ("GET", 502, "transient"), ("POST", 200, "accepted")]
+    assert [(e.from_date, e.to_date) for e in sim.exports] == [(date(2024, 3, 11), date(2024, 3, 20))]
+    assert took >= 0.05  # backed off (retry_initial 0.05 s) between the two failures
+    assert pacing is not None and (pacing["throttled"], pacing["failed"]) == (3, 2)
+    assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], START, date(2024, 3, 20)))
