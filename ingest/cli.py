@@ -228,7 +228,7 @@ def run(
     started = time.monotonic()
     with job(settings) as (store, storage):
         if until_done:
-            with progress_bar(store) as on_pass:
+            with progress_bar(store, settings) as on_pass:
                 summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass, out=storage)
         else:
             summary = run_once(settings, store, out=storage)
@@ -313,9 +313,24 @@ def export_progress() -> Iterator[Callable[[str, int, int | None], None] | None]
         yield advance
 
 
+def _pace(store: Store, settings: Settings | None) -> str:
+    """The GET pacing for the progress bar: rate, GETs sent, 429s honoured, a wait."""
+    from ingest.request.pacing import PACING_NOTE
+
+    if settings is None or settings.requester.via == "email":
+        return ""
+    note = store.note(PACING_NOTE) or {}
+    wait = max(0.0, float(note.get("not_before", 0.0)) - time.time())
+    return (
+        f"GET <= {settings.requester.get_rate:g}/s: {note.get('requests', 0)} sent, "
+        f"{note.get('throttled', 0)} x 429" + (f", waiting {wait:.0f} s" if wait >= 1 else "")
+    )
+
+
 @contextmanager
-def progress_bar(store: Store) -> Iterator[Callable[[RunSummary], None]]:
-    """A bar of windows done on a terminal; nothing in JSON-log mode or when piped."""
+def progress_bar(store: Store, settings: Settings | None = None) -> Iterator[Callable[[RunSummary], None]]:
+    """A bar of windows done on a terminal, with the GET pacing (routing auto or get);
+    nothing in JSON-log mode or when piped."""
     from ingest.state.store import FINAL
 
     if json_wanted() or not out.is_terminal:
@@ -329,10 +344,11 @@ def progress_bar(store: Store) -> Iterator[Callable[[RunSummary], None]]:
         MofNCompleteColumn(),
         TextColumn("windows"),
         TextColumn("{task.fields[rows]} rows"),
+        TextColumn("{task.fields[pace]}"),
         TimeElapsedColumn(),
         console=out,
     ) as bar:
-        task = bar.add_task("windows", total=len(store.windows()), rows=0)
+        task = bar.add_task("windows", total=len(store.windows()), rows=0, pace=_pace(store, settings))
 
         def update(summary: RunSummary) -> None:
             windows = store.windows()
@@ -341,6 +357,7 @@ def progress_bar(store: Store) -> Iterator[Callable[[RunSummary], None]]:
                 total=len(windows),
                 rows=summary.rows_written,
                 completed=sum(w.state in FINAL for w in windows),
+                pace=_pace(store, settings),
             )
 
         yield update
@@ -470,7 +487,7 @@ def status(
 
     settings = load_settings()
     with Store.open(settings.state.path) as store:
-        report = collect_status(store)
+        report = collect_status(store, settings.requester)
     try:  # the state store is what status is about: an unreachable archive is one line
         report["tables"] = table_versions(storage_for(settings), ALL_DATASETS)
     except IngestError as error:

@@ -3,8 +3,9 @@
 ``INGEST_CRASH_AT=<name>`` makes the process SIGKILL itself on reaching that point (no
 clean-up, no flush, exactly like a power cut or an OOM kill). Unset, a point costs one
 dictionary lookup. The names are listed in :data:`POINTS` (the pipeline's: docs/RELIABILITY.md
-and tests/e2e/test_crash_points.py go through all of them) and :data:`FORGET_POINTS` (an
-erasure's or prune's: tests/e2e/test_erase_crash.py).
+and tests/e2e/test_crash_points.py go through all of them), :data:`GET_POINTS` (routing's GET
+path: tests/e2e/test_routing_crash.py) and :data:`FORGET_POINTS` (an erasure's or prune's:
+tests/e2e/test_erase_crash.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ POINTS: tuple[str, ...] = (
     "after_manifest",  # manifest written, state not updated
     "after_state",  # attachment and window recorded, email not moved
     "after_move",  # email moved, position not advanced
+)
+#: Points of the GET path of routing (ingest.pipeline.route): tests/e2e/test_routing_crash.py
+#: kills there and at every point of :data:`POINTS` under INGEST_REQUESTER__VIA=auto.
+GET_POINTS: tuple[str, ...] = (
+    "after_get",  # a GET span answered, nothing written
+    "after_get_span",  # a span's rows archived and the span marked done
 )
 #: Points inside an erasure or prune (ingest.archive.forget); tests/e2e/test_erase_crash.py.
 FORGET_POINTS: tuple[str, ...] = (

@@ -195,8 +195,24 @@ class RequesterSettings(BaseModel):
         None, description="First day kept current for INGEST_CERTAINLY__BOTS (default: yesterday)."
     )
     use_get: bool = Field(
-        False, description="Fetch scheduled windows of <= 15 days with GET instead of email."
+        False,
+        description="Superseded by via (kept as it was): with via=email, fetch scheduled "
+        "windows of <= 15 days with GET instead of email.",
     )
+    via: Literal["auto", "email", "get"] = Field(
+        "auto",
+        description="How windows are archived: auto (GET in spans of <= 15 days, only days of "
+        "500+ rows by email), email (POST only) or get (GET only; a day of 500+ rows fails).",
+    )
+    get_rate: float = Field(
+        2.0, gt=0, le=100, description="GET requests per second at most (via=auto or get)."
+    )
+
+    @field_validator("via", mode="before")
+    @classmethod
+    def _via_word(cls, value: Any) -> Any:
+        """``Auto``, `` EMAIL `` and the like are the words they spell."""
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class ImapSettings(BaseModel):

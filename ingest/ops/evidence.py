@@ -32,6 +32,7 @@ from ingest.archive.layout import QUARANTINE, is_reasons
 from ingest.archive.storage import Storage
 from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
 from ingest.ops.status import failed_messages, window_conflicts
+from ingest.pipeline.route import ROUTING_EXPLAINED
 from ingest.report_types import MESSAGE_REPORT_ID, MESSAGES, dataset_of
 from ingest.state.store import Store, WindowState
 
@@ -49,6 +50,8 @@ class BotEvidence:
     datasets: dict[str, tuple[int, int]] = field(default_factory=dict)  # dataset -> (rows, days)
     #: Days an erasure or prune emptied: shown as such, never as gaps.
     forgotten: list[date] = field(default_factory=list)
+    #: Reports archived per path ("GET", "email", "import"), from their manifests.
+    paths: Counter[str] = field(default_factory=Counter)
 
     @property
     def rows(self) -> int:
@@ -113,6 +116,7 @@ def collect_evidence(storage: Storage, store: Store | None, *, version: str) -> 
 def _windows(snap: Snapshot, store: Store | None, bot: Callable[[str], BotEvidence]) -> None:
     """Requested days (archived windows: the store's, and those the manifests name)."""
     for source in snap.sources.values():
+        bot(source.bot_id).paths[source.kind] += 1
         asked = source.window or {}
         if source.dataset == MESSAGES and asked.get("from") and asked.get("to"):
             bot(source.bot_id).requested.update(
@@ -204,6 +208,9 @@ def render_html(evidence: Evidence) -> str:
         "from the archive at "
         f"<code>{escape(str(evidence.archive.get('root')))}</code>.</p>",
         _totals(evidence),
+        f"<h2>Routing</h2><p id=routing>{escape(ROUTING_EXPLAINED)} Each report's manifest names "
+        "its path, its request (the window asked for; for a GET the query sent) and the sha256 "
+        "of the answer or attachment it came from; <code>ingest verify</code> re-hashes them.</p>",
         _verify(evidence),
     ]
     for bot in evidence.bots.values():
@@ -303,6 +310,12 @@ def _bot(bot: BotEvidence) -> str:
         )
         out.append(
             f"<h3>Export windows</h3><table><tr><th>dataset and state</th><th>windows</th></tr>{rows}</table>"
+        )
+    if bot.paths:
+        out.append(
+            "<p class=paths>Reports archived by path: "
+            + escape(", ".join(f"{path} {n}" for path, n in sorted(bot.paths.items())))
+            + "</p>"
         )
     if bot.open_windows:
         out.append(

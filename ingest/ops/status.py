@@ -10,12 +10,16 @@ from rich.console import Console
 from rich.table import Table
 
 from ingest.inert import inert
+from ingest.pipeline.route import ROUTING_EXPLAINED
 from ingest.report_types import dataset_of
+from ingest.request.pacing import GET_AT_ONCE, PACING_NOTE
+from ingest.settings import RequesterSettings
 from ingest.state.store import Store, WindowState
 
 
-def collect_status(store: Store) -> dict[str, Any]:
-    """A JSON-ready summary of the state store.
+def collect_status(store: Store, requester: RequesterSettings | None = None) -> dict[str, Any]:
+    """A JSON-ready summary of the state store (and of the routing, when the requester's
+    settings are given).
 
     Example: ``collect_status(store)["bots"][0]["states"]`` -> ``{"archived": 4}``
     """
@@ -33,9 +37,12 @@ def collect_status(store: Store) -> dict[str, Any]:
                 "next_retry_at": None,
                 "last_error": None,
                 "covered_until": None,
+                "via": Counter(),
             },
         )
         bot["windows"] += 1
+        if window.via:
+            bot["via"][window.via] += 1
         bot["states"][window.state.value] += 1
         bot["rows_archived"] += window.rows_archived
         if window.state is WindowState.ACCEPTED:
@@ -51,9 +58,11 @@ def collect_status(store: Store) -> dict[str, Any]:
             bot["covered_until"] = max(filter(None, [bot["covered_until"], window.to_date.isoformat()]))
     for bot in bots.values():
         bot["states"] = dict(bot["states"])
+        bot["via"] = dict(bot["via"])
     count, latest = store.conflicts()
     return {
         "bots": list(bots.values()),
+        "routing": routing(store, requester),
         "emails": store.email_counts(),
         "attachments": store.attachment_totals(),
         "failed_messages": failed_messages(store),
@@ -90,6 +99,45 @@ def window_conflicts(store: Store) -> list[dict[str, Any]]:
             }
         )
     return found
+
+
+def routing(store: Store, requester: RequesterSettings | None) -> dict[str, Any]:
+    """How windows are routed and were archived, and the GET pacing (INGEST_REQUESTER__VIA)."""
+    paths = Counter(w.via for w in store.windows() if w.via)
+    pacing = store.note(PACING_NOTE) or {}
+    return {
+        "via": requester.via if requester else None,
+        "windows_by_path": dict(sorted(paths.items())),
+        "get_spans": store.span_counts(),
+        "pacing": {
+            "rate": requester.get_rate if requester else pacing.get("rate"),
+            "at_once": GET_AT_ONCE,
+            "requests": pacing.get("requests", 0),
+            "throttled": pacing.get("throttled", 0),
+            "failed": pacing.get("failed", 0),
+            "next_get_not_before": _iso(pacing.get("not_before")),
+            "last_wait": pacing.get("last_wait"),
+        },
+        "explained": ROUTING_EXPLAINED,
+    }
+
+
+def routing_line(report: dict[str, Any]) -> str:
+    """One line: the routing, windows by path, and the GET pacing."""
+    paths = report["windows_by_path"]
+    pacing = report["pacing"]
+    spans = ", ".join(f"{n} {state}" for state, n in sorted(report["get_spans"].items())) or "none"
+    line = (
+        f"routing: via={report['via'] or '?'}; windows archived or being archived by GET "
+        f"{paths.get('get', 0)}, by email {paths.get('email', 0)}; GET spans: {spans}; "
+        f"GET paced at {pacing['rate']:g} request(s)/s, {pacing['at_once']} at a time: "
+        f"{pacing['requests']} sent, {pacing['throttled']} answered 429 (Retry-After honoured), "
+        f"{pacing['failed']} failed (backed off)"
+    )
+    wait = pacing.get("last_wait")
+    if wait:
+        line += f"; last wait {wait['seconds']:g} s after a {wait['status'] or 'failed'} answer"
+    return line
 
 
 def failed_messages(store: Store) -> list[dict[str, Any]]:
@@ -130,6 +178,7 @@ def render_status(report: dict[str, Any], console: Console, errors: Console) -> 
             ("windows", f"{bot['windows']}: {states}"),
             ("rows archived", f"{bot['rows_archived']:,}"),
             ("covered until", bot["covered_until"] or "nothing archived yet"),
+            ("archived by", ", ".join(f"{path} {n}" for path, n in sorted(bot["via"].items()))),
             ("in flight", f"{flight['window']} (accepted {flight['since']})" if flight else ""),
             ("next retry", bot["next_retry_at"] or ""),
             ("last error", bot["last_error"] or ""),
@@ -141,6 +190,9 @@ def render_status(report: dict[str, Any], console: Console, errors: Console) -> 
             if value:
                 grid.add_row(f"  {label}", inert(value))
         console.print(grid)
+    if report["routing"]["via"]:
+        console.print(inert(routing_line(report["routing"])), overflow="fold")
+        console.print(report["routing"]["explained"], overflow="fold", highlight=False)
     totals = report["attachments"]
     emails = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["emails"].items())) or "none"
     console.print(

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 from datetime import date, timedelta
+from typing import Any
 
+from ingest.archive.commit import SaveResult
 from ingest.archive.datasets import save_typed_report
 from ingest.archive.storage import Storage, sha256_bytes
 from ingest.archive.writer import save_report
@@ -67,7 +69,7 @@ def fetch_window(
     if len(rows) >= GET_MAX_ROWS:
         if first == last:
             # Even one day hits the cap: only the emailed export has it all.
-            store.plan_window(bot_id, report_id, first, last)
+            store.plan_window(bot_id, report_id, first, last, via="email")
             summary.fallback_days.append(first)
             log.info("GET %s %s hit %d rows: planned a POST export instead", bot_id, first, len(rows))
             return
@@ -76,9 +78,37 @@ def fetch_window(
         fetch_window(out, store, client, bot_id, first, middle, report_id, summary)
         fetch_window(out, store, client, bot_id, middle + timedelta(days=1), last, report_id, summary)
         return
+    result, sha = save_get_answer(out, bot_id, first, last, report_id, rows, body)
+    window_id = record_get_window(store, bot_id, report_id, first, last, result.rows_written)
+    record_get_report(store, summary, bot_id, first, last, body, sha, result, window_id)
+
+
+def get_params(bot_id: str, first: date, last: date, report_id: int) -> dict[str, object]:
+    """The GET request's query, as sent (the provenance of what it answered)."""
+    return {
+        "fromDate": first.isoformat(),
+        "toDate": last.isoformat(),
+        "reportId": report_id,
+        "botId": bot_id,
+    }
+
+
+def save_get_answer(
+    out: Storage,
+    bot_id: str,
+    first: date,
+    last: date,
+    report_id: int,
+    rows: list[dict[str, Any]],
+    body: bytes,
+) -> tuple[SaveResult, str]:
+    """Archive one GET answer through the same parser and writer as an emailed CSV: same
+    tables, canonical values and exactly-once rules; the request and the answer's sha256
+    go into the manifest. Returns the result and that sha256."""
     sha = sha256_bytes(body)
     provenance = {
         "source": "GET",
+        "request": {"method": "GET", "params": get_params(bot_id, first, last, report_id)},
         "window": {
             "bot_id": bot_id,
             "report_id": report_id,
@@ -115,7 +145,21 @@ def fetch_window(
             source_kind="get",
             provenance=provenance,
         )
-    window_id = record_get_window(store, bot_id, report_id, first, last, result.rows_written)
+    return result, sha
+
+
+def record_get_report(
+    store: Store,
+    summary: FetchSummary,
+    bot_id: str,
+    first: date,
+    last: date,
+    body: bytes,
+    sha: str,
+    result: SaveResult,
+    window_id: int,
+) -> None:
+    """Record an archived GET answer as a report of its window, and count it."""
     store.record_attachment(
         sha,
         filename=f"get-{first}-{last}.json",
@@ -142,6 +186,6 @@ def record_get_window(store: Store, bot_id: str, report_id: int, first: date, la
     if window.state is S.ARCHIVED:
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + rows)
     elif S.DELIVERED in TRANSITIONS[window.state]:
-        store.transition(window.id, S.DELIVERED)
+        store.transition(window.id, S.DELIVERED, via="get")
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + rows)
     return window.id

@@ -235,7 +235,8 @@ def match_window(store: Store, evidence: Evidence) -> Match:
     if evidence.elsewhere:  # another account's report: no window of ours, whatever it names
         return Match(None, evidence.elsewhere, named)
     states = WAITING if named and evidence.dated else (S.ACCEPTED,)
-    windows = store.windows(states=states)
+    # A window archived by GET asked for no email: no report can be its answer.
+    windows = [w for w in store.windows(states=states) if w.via != "get"]
     refusals: list[str] = []
     candidates: list[Window] = []
     near: list[str] = []  # why windows of a bot it names do not fit

@@ -25,9 +25,11 @@ from ingest.errors import MailboxUnavailable
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.senders import check_watch_settings
 from ingest.pipeline.get import GET_MAX_DAYS, fetch_range
-from ingest.pipeline.summary import RunSummary
+from ingest.pipeline.route import Router
+from ingest.pipeline.summary import FetchSummary, RunSummary
 from ingest.pipeline.watch import poll_mailbox, warn_if_account_unknown
 from ingest.request.client import CertainlyClient, client_from
+from ingest.request.pacing import PACING_NOTE
 from ingest.request.requester import advance, plan_schedule
 from ingest.settings import Settings
 from ingest.state.store import FINAL, Store, WindowState
@@ -37,6 +39,10 @@ __all__ = ["RunSummary", "run_once", "run_until_done", "tick_requester", "watch"
 log = logging.getLogger(__name__)
 S = WindowState
 OPEN = (S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)
+#: Seconds of GET work a pass does at least before it reads the mailbox again: a mailbox
+#: read costs about as much as a GET span (a connection, a search), and an email waits
+#: minutes for the vendor anyway, so a few seconds more between reads cost nothing.
+GET_BUDGET_MIN = 5.0
 
 
 def tick_requester(
@@ -76,12 +82,21 @@ def tick_requester(
                         )
                     )
     if store.windows(states=OPEN):
-        tick = advance(store, client or client_from(settings.certainly), settings.requester)
+        client = client or client_from(settings.certainly)
+        router = Router(settings, store, out, client)
+        router.claim()  # before the requester looks: planned windows go to GET first
+        tick = advance(store, client, settings.requester)
         summary.submitted += len(tick.submitted)
         summary.accepted += len(tick.accepted)
         summary.deferred += len(tick.deferred)
         summary.failed += len(tick.failed)
         summary.lost += len(tick.lost)
+        # GET works through its windows while the email (if any) is on its way; the pass
+        # then reads the mailbox, so an email never waits longer than one budget.
+        fetched = FetchSummary()
+        router.work(fetched, budget=max(GET_BUDGET_MIN, settings.requester.poll_interval))
+        summary.add_fetch(fetched)
+        summary.failed += router.failed
 
 
 def run_once(
@@ -126,7 +141,21 @@ def run_until_done(
         if deadline is not None and time.monotonic() >= deadline:
             total.problems.append(f"stopped after {timeout:g} s with windows still open")
             return total
-        time.sleep(settings.requester.poll_interval)
+        time.sleep(_pause(settings, store))
+
+
+def _pause(settings: Settings, store: Store) -> float:
+    """The wait before the next pass: none while GET has windows to work through and may
+    send now (the pacer spaces the requests), else the poll interval (a Retry-After or a
+    back-off is honoured by the pacer, while the mailbox is still read every interval)."""
+    pacing = store.note(PACING_NOTE) or {}
+    if (
+        settings.requester.via != "email"
+        and float(pacing.get("not_before", 0.0)) - time.time() <= GET_BUDGET_MIN
+        and any(w.via == "get" for w in store.windows(states=(S.PLANNED,)))
+    ):
+        return 0.0
+    return settings.requester.poll_interval
 
 
 def watch(

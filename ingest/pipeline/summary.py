@@ -73,6 +73,8 @@ class RunSummary(RowCounts):
     reports_duplicate: int = 0
     reports_unmatched: int = 0
     reports_quarantined: int = 0
+    get_requests: int = 0  # GETs answered (routing auto or get, `ingest fetch`)
+    heavy_days: int = 0  # days of 500+ rows GET handed to email
     problems: list[str] = field(default_factory=list)
     #: "attachment <name>: <reason>" for each report quarantined or unmatched as a whole:
     #: the watcher gives an email's reasons to the failed-message record.
@@ -89,6 +91,8 @@ class RunSummary(RowCounts):
     def add_fetch(self, fetched: FetchSummary) -> None:
         """Count what the GET fast path archived."""
         self.reports_archived += fetched.windows_archived
+        self.get_requests += fetched.requests
+        self.heavy_days += len(fetched.fallback_days)
         self.add_counts(fetched)
         self.problems.extend(fetched.problems)
 

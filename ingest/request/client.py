@@ -24,7 +24,8 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
@@ -99,6 +100,43 @@ def _retry_after(headers: Any) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None  # an HTTP date: ignore, our own back-off applies
+
+
+_DELTA_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds to wait: delta-seconds or an HTTP date (RFC 9110).
+
+    >>> retry_after_seconds("7")
+    7.0
+    >>> retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0)
+    10.0
+    >>> retry_after_seconds("soon") is None
+    True
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):  # digits only: never "inf", "nan" or "-1"
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # an HTTP date is GMT even when it fails to say so
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+class GetUnavailable(ApiUnavailable):
+    """A GET answered 429 or 5xx (or not at all): try again, no sooner than ``retry_after``
+    seconds when the server said so (``Retry-After``, seconds or an HTTP date)."""
+
+    def __init__(self, message: str, *, status: int, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 def classify_answer(status: int, body: str, headers: Any = None) -> ApiAnswer:
@@ -275,15 +313,24 @@ class CertainlyClient:
         try:
             response = self._send("GET", params=self._params(bot_id, from_date, to_date, report_id))
         except requests.RequestException as err:
-            raise ApiUnavailable(f"Certainly API: {_network_message(err)}") from None
+            raise GetUnavailable(
+                f"Certainly API: {_network_message(err)}", status=0, retry_after=None
+            ) from None
         answer = classify_answer(response.status_code, response.text, response.headers)
         if answer.outcome is Outcome.TOKEN_REJECTED:
             raise TokenRejected(
                 f"Certainly API rejected the token ({response.status_code}: {answer.message})"
             )
-        if answer.outcome is Outcome.TRANSIENT or response.status_code >= 300:
-            cls = ApiUnavailable if answer.outcome is Outcome.TRANSIENT else ApiRefused
-            raise cls(f"Certainly API answered {response.status_code} to GET: {answer.message}")
+        if answer.outcome is Outcome.TRANSIENT or (
+            response.status_code == 429 and answer.outcome is Outcome.IN_PROGRESS
+        ):
+            raise GetUnavailable(
+                f"Certainly API answered {response.status_code} to GET: {answer.message}",
+                status=response.status_code,
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if response.status_code >= 300:
+            raise ApiRefused(f"Certainly API answered {response.status_code} to GET: {answer.message}")
         try:
             rows = json.loads(response.content)
         except ValueError:

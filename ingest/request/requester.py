@@ -176,12 +176,15 @@ def expire_lost(store: Store, settings: RequesterSettings, now: float) -> list[i
     return lost
 
 
-def next_due(store: Store, now: float) -> Window | None:
-    """The window to submit next: oldest range first, then the bot least recently served."""
+def next_due(store: Store, now: float, *, skip_get: bool = False) -> Window | None:
+    """The window to submit next: oldest range first, then the bot least recently served.
+    With ``skip_get`` (routing auto or get) planned windows routed to GET are not the
+    requester's (the pass routes planned windows before the requester's tick)."""
     due = [
         w
         for w in store.windows(states=SUBMITTABLE)
-        if w.state is not S.DEFERRED or (w.next_attempt_at or 0) <= now
+        if (w.state is not S.DEFERRED or (w.next_attempt_at or 0) <= now)
+        and not (skip_get and w.state is S.PLANNED and w.via == "get")
     ]
     if not due:
         return None
@@ -197,7 +200,7 @@ def submit(
     """Submit one window and record the classified answer. Returns the window's new state."""
     previous = window.state
     # Written before the HTTP call: a crash mid-call leaves a visible 'submitting' window.
-    store.transition(window.id, S.SUBMITTING, submitted_at=now)
+    store.transition(window.id, S.SUBMITTING, submitted_at=now, via="email")
     crash_point("before_post")
     answer = client.request_export(window.bot_id, window.from_date, window.to_date, window.report_id)
     crash_point("after_post")
@@ -265,7 +268,7 @@ def advance(
     now = time.time() if now is None else now
     report = TickReport(lost=expire_lost(store, settings, now))
     while len(store.windows(states=(S.ACCEPTED,))) < settings.max_in_flight:
-        window = next_due(store, now)
+        window = next_due(store, now, skip_get=settings.via != "email")
         if window is None:
             break
         report.submitted.append(window.id)

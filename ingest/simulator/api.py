@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from email.parser import BytesParser
@@ -53,6 +53,9 @@ class SimulatorConfig:
     email_hints: bool = True  # bot id and dates in the email's subject and file name
     max_get_days: int = 15
     max_get_rows: int = 500
+    # Days with heavy_per_day rows, per bot id: a GET answer cannot hold them (over 500).
+    heavy_days: Mapping[str, Collection[date]] = field(default_factory=dict)
+    heavy_per_day: int = 600
 
     def __post_init__(self) -> None:
         if self.in_progress_style not in ("409", "400", "200"):
@@ -251,6 +254,8 @@ class CertainlySimulator:
             seed=self.config.seed,
             min_per_day=self.config.min_per_day,
             max_per_day=self.config.max_per_day,
+            heavy_days=self.config.heavy_days.get(bot_id, ()),
+            heavy_per_day=self.config.heavy_per_day,
         )
 
     def expected_report_rows(

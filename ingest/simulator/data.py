@@ -13,6 +13,7 @@ import io
 import json
 import random
 import uuid
+from collections.abc import Collection
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -98,19 +99,23 @@ def generate_messages(
     seed: int = 0,
     min_per_day: int = 5,
     max_per_day: int = 40,
+    heavy_days: Collection[date] = (),
+    heavy_per_day: int = 600,
 ) -> list[dict[str, Any]]:
     """Return the Message Data rows of ``bot_id`` from ``start`` to ``end`` inclusive.
 
     Rows are sorted by timestamp; ``end < start`` gives an empty list. The result for a
-    given day never depends on the rest of the range.
+    given day never depends on the rest of the range. A day in ``heavy_days`` has
+    ``heavy_per_day`` rows (more than one GET answer holds, when over 500).
     """
-    if not 0 <= min_per_day <= max_per_day < ID_STRIDE:
-        raise ValueError(f"need 0 <= min_per_day <= max_per_day < {ID_STRIDE}")
+    if not 0 <= min_per_day <= max_per_day < ID_STRIDE or not 0 <= heavy_per_day < ID_STRIDE:
+        raise ValueError(f"need 0 <= min_per_day <= max_per_day < {ID_STRIDE}, heavy_per_day too")
     modules = _bot_modules(bot_id, seed)
     rows: list[dict[str, Any]] = []
     day = start
     while day <= end:
-        rows.extend(_day_rows(bot_id, day, seed, min_per_day, max_per_day, modules))
+        lo, hi = (heavy_per_day, heavy_per_day) if day in heavy_days else (min_per_day, max_per_day)
+        rows.extend(_day_rows(bot_id, day, seed, lo, hi, modules))
         day += timedelta(days=1)
     return rows
 

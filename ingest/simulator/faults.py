@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,10 +74,12 @@ class Fault:
 
 
 class Arrival(NamedTuple):
-    """A request as it arrived, before any scripted delay: method and raw parameters."""
+    """A request as it arrived, before any scripted delay: method, raw parameters and the
+    moment (``time.monotonic()``), so a test can see how a client spaced its requests."""
 
     method: str
     params: Any
+    at: float = 0.0
 
 
 class DropConnection(Exception):
@@ -125,7 +128,7 @@ class FaultScript:
     def arrived(self, method: str, params: Any) -> None:
         """Log a request on arrival and wake anyone waiting for it."""
         with self._cond:
-            self._arrivals.append(Arrival(method.upper(), params))
+            self._arrivals.append(Arrival(method.upper(), params, time.monotonic()))
             self._cond.notify_all()
 
     @property

@@ -118,5 +118,27 @@ MIGRATIONS: list[str] = [
         detail TEXT NOT NULL
     );
     """,
+    # 5: routing (issue 27): how each window is archived (via: 'get' or 'email'; NULL until
+    # routed), the GET spans of a window being fetched (so a killed run resumes without
+    # refetching the done ones), and the GET pacing the job honours (key/value notes).
+    """
+    ALTER TABLE windows ADD COLUMN via TEXT;
+    CREATE TABLE get_spans (
+        id INTEGER PRIMARY KEY,
+        window_id INTEGER NOT NULL REFERENCES windows (id),
+        from_date TEXT NOT NULL,
+        to_date TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        rows INTEGER NOT NULL DEFAULT 0,
+        sha256 TEXT,
+        updated_at REAL NOT NULL,
+        UNIQUE (window_id, from_date, to_date)
+    );
+    CREATE TABLE notes (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

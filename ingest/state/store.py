@@ -76,6 +76,7 @@ class Window:
     rows_archived: int
     last_error: str | None
     updated_at: float
+    via: str | None = None  # 'get' or 'email' once routed (ingest.pipeline.route); None before
 
     def days(self) -> int:
         """Number of calendar days covered, both ends included."""
@@ -98,7 +99,34 @@ def _window(row: sqlite3.Row) -> Window:
         rows_archived=row["rows_archived"],
         last_error=row["last_error"],
         updated_at=row["updated_at"],
+        via=row["via"],
     )
+
+
+class SpanState(StrEnum):
+    """A GET span of a window: pending, done (archived) or heavy (a day of 500+ rows)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    HEAVY = "heavy"
+
+
+@dataclass(frozen=True)
+class Span:
+    """One GET request's range inside a window routed to GET."""
+
+    id: int
+    window_id: int
+    from_date: date
+    to_date: date
+    state: SpanState
+    attempts: int
+    rows: int
+    sha256: str | None
+
+    def days(self) -> int:
+        """Number of calendar days covered, both ends included."""
+        return (self.to_date - self.from_date).days + 1
 
 
 class Store:
@@ -166,23 +194,41 @@ class Store:
 
     # -- windows ---------------------------------------------------------------------
 
-    def plan_window(self, bot_id: str, report_id: int, from_date: date, to_date: date) -> bool:
+    def plan_window(
+        self, bot_id: str, report_id: int, from_date: date, to_date: date, *, via: str | None = None
+    ) -> bool:
         """Insert a planned window; a failed one with that range is planned again (a person
-        asked for it). False when that window exists already in any other state."""
+        asked for it). False when that window exists already in any other state. ``via``
+        pins how it is archived ('email', 'get'); None leaves it to the routing setting."""
         now = time.time()
         with self._tx():
             cur = self._conn.execute(
                 "INSERT OR IGNORE INTO windows (bot_id, report_id, from_date, to_date, state,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (bot_id, report_id, from_date.isoformat(), to_date.isoformat(), S.PLANNED, now, now),
+                " created_at, updated_at, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (bot_id, report_id, from_date.isoformat(), to_date.isoformat(), S.PLANNED, now, now, via),
             )
             if cur.rowcount == 0:
                 cur = self._conn.execute(
                     "UPDATE windows SET state = ?, attempts = 0, next_attempt_at = NULL,"
-                    " updated_at = ? WHERE bot_id = ? AND report_id = ? AND from_date = ?"
+                    " updated_at = ?, via = ? WHERE bot_id = ? AND report_id = ? AND from_date = ?"
                     " AND to_date = ? AND state = ?",
-                    (S.PLANNED, now, bot_id, report_id, from_date.isoformat(), to_date.isoformat(), S.FAILED),
+                    (
+                        S.PLANNED,
+                        now,
+                        via,
+                        bot_id,
+                        report_id,
+                        from_date.isoformat(),
+                        to_date.isoformat(),
+                        S.FAILED,
+                    ),
                 )
+                if cur.rowcount == 1:  # planned again: its old GET spans no longer count
+                    self._conn.execute(
+                        "DELETE FROM get_spans WHERE window_id = (SELECT id FROM windows WHERE"
+                        " bot_id = ? AND report_id = ? AND from_date = ? AND to_date = ?)",
+                        (bot_id, report_id, from_date.isoformat(), to_date.isoformat()),
+                    )
         return cur.rowcount == 1
 
     def windows(
@@ -215,6 +261,7 @@ class Store:
             "accepted_at",
             "rows_archived",
             "last_error",
+            "via",
         }
         if set(fields) - allowed:
             raise ValueError(f"unknown window fields: {sorted(set(fields) - allowed)}")
@@ -229,6 +276,13 @@ class Store:
             )
         return self.window(window_id)
 
+    def close_window(self, window_id: int, final: WindowState, **fields: Any) -> Window:
+        """A planned window done without an email (GET): delivered and then ``final``
+        (archived or failed) in one transaction, so a crash never leaves it half-way."""
+        with self._tx():
+            self.transition(window_id, S.DELIVERED)
+            return self.transition(window_id, final, **fields)
+
     def split_window(self, window_id: int, last_of_first_half: date, *, losses: int) -> None:
         """Replace a window by two halves (one transaction): first..mid and mid+1..last."""
         with self._tx():
@@ -236,13 +290,90 @@ class Store:
             self.transition(
                 window_id, S.SPLIT, losses=losses, last_error=f"lost {losses} times: split in two"
             )
-            self.plan_window(window.bot_id, window.report_id, window.from_date, last_of_first_half)
+            # The halves keep the path: a heavy day sent by email stays with email.
+            self.plan_window(
+                window.bot_id, window.report_id, window.from_date, last_of_first_half, via=window.via
+            )
             self.plan_window(
                 window.bot_id,
                 window.report_id,
                 date.fromordinal(last_of_first_half.toordinal() + 1),
                 window.to_date,
+                via=window.via,
             )
+
+    # -- GET spans (ingest.pipeline.route) ------------------------------------------------
+
+    def spans(self, window_id: int) -> list[Span]:
+        """A window's GET spans, oldest range first (none before it is first fetched)."""
+        rows = self._query(
+            "SELECT * FROM get_spans WHERE window_id = ? ORDER BY from_date, to_date", (window_id,)
+        )
+        return [
+            Span(
+                id=r["id"],
+                window_id=r["window_id"],
+                from_date=date.fromisoformat(r["from_date"]),
+                to_date=date.fromisoformat(r["to_date"]),
+                state=SpanState(r["state"]),
+                attempts=r["attempts"],
+                rows=r["rows"],
+                sha256=r["sha256"],
+            )
+            for r in rows
+        ]
+
+    def add_spans(self, window_id: int, ranges: list[tuple[date, date]]) -> None:
+        """Plan pending GET spans for a window (one transaction; existing ones are kept)."""
+        now = time.time()
+        with self._tx():
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO get_spans (window_id, from_date, to_date, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(window_id, a.isoformat(), b.isoformat(), SpanState.PENDING, now) for a, b in ranges],
+            )
+
+    def finish_span(
+        self, span_id: int, state: SpanState, *, rows: int = 0, sha256: str | None = None
+    ) -> None:
+        """A span archived (done) or found to be a heavy day."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE get_spans SET state = ?, rows = ?, sha256 = ?, updated_at = ? WHERE id = ?",
+                (state, rows, sha256, time.time(), span_id),
+            )
+
+    def halve_span(self, span: Span, last_of_first_half: date) -> None:
+        """Replace a span whose answer was full (500 rows) by its two halves."""
+        second = date.fromordinal(last_of_first_half.toordinal() + 1)
+        with self._tx():
+            self._conn.execute("DELETE FROM get_spans WHERE id = ?", (span.id,))
+            self.add_spans(span.window_id, [(span.from_date, last_of_first_half), (second, span.to_date)])
+
+    def count_span_attempt(self, span_id: int) -> int:
+        """One more failed attempt at a span; returns the count."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE get_spans SET attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                (time.time(), span_id),
+            )
+            return int(self._query("SELECT attempts FROM get_spans WHERE id = ?", (span_id,))[0][0])
+
+    def span_counts(self) -> dict[str, int]:
+        """GET spans by state, over every window."""
+        return {r[0]: r[1] for r in self._query("SELECT state, count(*) FROM get_spans GROUP BY state")}
+
+    # -- notes: small facts shown by status (the GET pacing) ---------------------------------
+
+    def set_note(self, key: str, value: dict[str, Any]) -> None:
+        with self._tx():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO notes (key, value) VALUES (?, ?)", (key, json.dumps(value))
+            )
+
+    def note(self, key: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT value FROM notes WHERE key = ?", (key,))
+        return dict(json.loads(rows[0][0])) if rows else None
 
     def record_api_answer(
         self, window_id: int | None, method: str, status: int, outcome: str, body: str

@@ -37,3 +37,20 @@ def test_demo_archives_every_generated_row_once(tmp_path: Path) -> None:
     )
     assert verified.returncode == 0, verified.stdout
     assert f"{frame.height} rows" in verified.stdout
+
+
+def test_demo_walks_the_emailed_path_and_shows_the_get_path_beside_it(tmp_path: Path) -> None:
+    done = run_ingest(
+        "demo", "--bots", "2", "--days", "10", "--out", str(tmp_path), cwd=tmp_path, timeout=180
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    first, second = demo_bot_ids(2)
+    lines = done.stdout.splitlines()
+    assert any(
+        line.strip().startswith(first) and line.endswith("archived: POST -> email -> IMAP") for line in lines
+    )
+    assert any(
+        line.strip().startswith(second) and line.endswith("archived: GET (synchronous)") for line in lines
+    )
+    assert "paths: 1 GET request(s) beside 1 emailed report(s)" in done.stdout
+    assert "emails: 2 seen, 1 archived, 1 ignored (sender not allowed)" in done.stdout

@@ -52,7 +52,13 @@ def settings_for(sim: CertainlySimulator, server: ImapServer, workdir: Path) -> 
             "report_path": sim.config.report_path,
             "timeout": 10,
         },
-        requester={"window_days": 15, "poll_interval": 0.05, "retry_initial": 0.05, "retry_max": 0.2},
+        requester={
+            "window_days": 15,
+            "poll_interval": 0.05,
+            "retry_initial": 0.05,
+            "retry_max": 0.2,
+            "via": "email",  # the emailed path, as before routing (issue 27)
+        },
         imap={
             "host": server.host,
             "port": server.port,

@@ -42,6 +42,7 @@ def settings_via(proxy: TcpProxy, sim: CertainlySimulator, imap: EmbeddedImap, w
             "timeout": 1.0,
         },
         requester={
+            "via": "email",  # the emailed path, as before routing (issue 27)
             "window_days": 10,
             "poll_interval": 0.05,
             "retry_initial": 0.05,

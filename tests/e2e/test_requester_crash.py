@@ -61,6 +61,7 @@ class Rig:
             "INGEST_CERTAINLY__BASE_URL": self.sim.base_url,
             "INGEST_CERTAINLY__TOKEN": TOKEN,
             "INGEST_CERTAINLY__REPORT_PATH": self.sim.config.report_path,
+            "INGEST_REQUESTER__VIA": "email",  # the emailed path, as before routing
             "INGEST_IMAP__HOST": self.imap.host,
             "INGEST_IMAP__PORT": str(self.imap.port),
             "INGEST_IMAP__SECURITY": "none",

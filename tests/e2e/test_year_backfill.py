@@ -55,6 +55,7 @@ def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Se
             "timeout": 10,
         },
         requester={
+            "via": "email",  # the emailed path, as before routing (issue 27)
             "window_days": 30,
             "poll_interval": 0.05,
             "retry_initial": 0.05,

@@ -59,7 +59,7 @@ def make_settings(sim: CertainlySimulator, workdir: Path) -> Settings:
             "report_path": sim.config.report_path,
             "timeout": 10,
         },
-        requester={"retry_initial": 0.05, "retry_max": 0.2, "delivery_timeout": 3600},
+        requester={"retry_initial": 0.05, "retry_max": 0.2, "delivery_timeout": 3600, "via": "email"},
         output={"root": str(workdir / "archive")},
         state={"path": workdir / "state.sqlite"},
     )

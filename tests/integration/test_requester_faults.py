@@ -34,7 +34,13 @@ S = WindowState
 BOT = "3f2b8c1e-0000-4000-8000-0000000000a1"
 TOKEN = "fault-token"
 CLIENT_TIMEOUT = 0.5  # seconds: a scripted delay longer than this is a client time-out
-REQUESTER = {"retry_initial": 0.2, "retry_max": 10.0, "max_attempts": 3, "delivery_timeout": 3600.0}
+REQUESTER = {
+    "retry_initial": 0.2,
+    "retry_max": 10.0,
+    "max_attempts": 3,
+    "delivery_timeout": 3600.0,
+    "via": "email",  # the POST path's faults
+}
 BUSY_JSON = json.dumps({"detail": IN_PROGRESS_DETAIL})
 
 

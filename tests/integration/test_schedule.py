@@ -37,7 +37,7 @@ def scheduled(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path, **requ
             "report_path": sim.config.report_path,
             "bots": BOTS,
         },
-        requester={"poll_interval": 0.05, "schedule_from": "2024-06-01", **requester},
+        requester={"poll_interval": 0.05, "schedule_from": "2024-06-01", "via": "email", **requester},
         imap={
             "host": imap.host,
             "port": imap.port,

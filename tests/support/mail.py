@@ -491,7 +491,7 @@ def watcher_settings(server: Any, user: str, password: str, workdir: Any, **imap
             # the test's mailbox as by a redirect (the original To kept).
             "account_email": [RECIPIENT],
         },
-        requester={"max_in_flight": 1000, "poll_interval": 30},
+        requester={"max_in_flight": 1000, "poll_interval": 30, "via": "email"},
         imap=imap_settings,
         output={"root": str(Path(workdir) / "archive")},
         state={"path": Path(workdir) / "state.sqlite"},
