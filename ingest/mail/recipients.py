@@ -1,16 +1,22 @@
-"""Whose report is it: the account's addresses against the email's To and Cc, and when it
+"""Whose report is it: the account's addresses against the email's To, and when it
 says it was sent (its Date header).
 
 The vendor mails a POST export "to the email account linked to the authentication token".
 Anyone with an account of their own can have a genuine report mailed to themselves and
-forward it here unchanged: its DKIM signature (which covers From, To, Cc, Date and Subject)
+forward it here unchanged: its DKIM signature (which covers From, To, Date and Subject)
 still passes, so sender authentication cannot tell it from ours. Its To can: a report is
-ours only when its To or Cc names one of the account's addresses
+ours only when its To names one of the account's addresses
 (``INGEST_CERTAINLY__ACCOUNT_EMAIL``, else the IMAP login when that is an address).
+Cc never counts: signers commonly sign only the headers present, so a Cc added on the way
+(the vendor mails none) is covered by nothing, and would make anybody's report ours.
 
-Read as strictly as the From header (:mod:`ingest.mail.senders`): a second To, Cc or Date
+A header block with a bare CR, or with bare LF line ends among CRLF ones, is refused: the
+mail parser starts a new header there, a DKIM verifier does not (a header smuggled inside
+another one's value, unsigned).
+
+Read as strictly as the From header (:mod:`ingest.mail.senders`): a second To or Date
 header is refused, never resolved (a DKIM verifier checks the bottom one, a mail program
-shows the top one), and so is a To or Cc the standard parser and the stdlib's
+shows the top one), and so is a To the standard parser and the stdlib's
 ``getaddresses`` read differently. Addresses are compared on their addr-spec alone (a
 display name, a comment or an RFC 2047 encoded word never counts), without regard to case
 (no mail provider tells ``Owner@`` from ``owner@``), the domain in its IDNA (``xn--``) form.
@@ -33,11 +39,14 @@ from email.message import Message
 
 from ingest.settings import Settings, address_problem
 
-#: Headers whose addresses say who a report was sent to (both signed by the vendor's DKIM).
-RECIPIENT_HEADERS = ("To", "Cc")
+#: Headers whose addresses say who a report was sent to: To only, the one header every DKIM
+#: signer covers (an added Cc is unsigned).
+RECIPIENT_HEADERS = ("To",)
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_BARE_LF = re.compile(rb"(?<!\r)\n")
 #: Addresses named in a refusal (a list of hundreds is cut short).
 SHOWN = 3
-#: Longest To or Cc value read (the vendor's names one address; the stdlib's address parsers
+#: Longest To value read (the vendor's names one address; the stdlib's address parsers
 #: take seconds on a few hundred KB, and recurse once per nested comment).
 MAX_CHARS = 8192
 #: Deepest comment nesting read, ``((...))``.
@@ -79,13 +88,19 @@ def normalised(address: str) -> str | None:
 class Addressing:
     """Who an email says it was sent to and when, or why that cannot be read."""
 
-    recipients: tuple[str, ...] = ()  # normalised addr-specs of To and Cc
+    recipients: tuple[str, ...] = ()  # normalised addr-specs of To
     sent_at: float | None = None  # the Date header, epoch seconds (None: absent or unreadable)
-    problem: str | None = None  # To, Cc or Date present more than once, or read two ways
+    problem: str | None = None  # To or Date present more than once, or read two ways
 
     @classmethod
-    def of(cls, message: Message) -> Addressing:
-        """Read the To, Cc and Date headers as received (no RFC 2047 decoding first)."""
+    def of(cls, message: Message, header_block: bytes = b"") -> Addressing:
+        """Read the To and Date headers as received (no RFC 2047 decoding first);
+        ``header_block``: the raw header bytes, checked for line ends that hide a header."""
+        if _BARE_CR.search(header_block) or (b"\r\n" in header_block and _BARE_LF.search(header_block)):
+            return cls(
+                problem="its header block has a bare CR or LF line end: a header may be hidden inside "
+                "another one, unsigned"
+            )
         values = {name: _raw_values(message, name) for name in (*RECIPIENT_HEADERS, "Date")}
         twice = [f"{len(v)} {name} headers" for name, v in values.items() if len(v) > 1]
         if twice:
@@ -103,7 +118,7 @@ class Addressing:
 
     def refusal(self, account: Sequence[str]) -> str | None:
         """Why this is not a report sent to ``account`` (normalised addresses); None when
-        its To or Cc names one of them, or when the account is not known (check off)."""
+        its To names one of them, or when the account is not known (check off)."""
         if not account:
             return None
         if self.problem:
@@ -111,7 +126,7 @@ class Addressing:
         if set(self.recipients) & set(account):
             return None
         if not self.recipients:
-            return "it names no address in To or Cc, so not this account"
+            return "it names no address in To, so not this account"
         shown = ", ".join(self.recipients[:SHOWN]) + (" ..." if len(self.recipients) > SHOWN else "")
         return f"addressed to {shown}, not to this account ({', '.join(account)})"
 
@@ -126,7 +141,7 @@ def _raw_values(message: Message, name: str) -> list[str]:
 
 
 def _addresses(name: str, value: str) -> tuple[list[str], str | None]:
-    """The addr-specs of one To or Cc value, or why it is refused: read by the stdlib's
+    """The addr-specs of one To value, or why it is refused: read by the stdlib's
     ``getaddresses`` and by the standard header parser, which must agree."""
     if len(value) > MAX_CHARS or _nesting(value) > MAX_NESTING:
         return [], f"its {name} header is too long or too deeply nested to read"

@@ -215,7 +215,10 @@ def archive_report(
         if window is None:
             closed = closed_without_a_name(store, evidence)
             if closed is not None:
-                return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, closed)
+                also = found.reason if found.reason.startswith("it could answer any of") else ""
+                return _set_aside_conflict(
+                    root, store, sha, report, parsed, provenance, summary, closed, also
+                )
             if evidence.elsewhere:  # another account's mail: say which email, whatever the log format
                 summary.problems.append(
                     f"email {parsed.message_id or '?'} ({report.filename}): {evidence.elsewhere}"
@@ -392,6 +395,7 @@ def _set_aside_conflict(
     provenance: dict[str, object],
     summary: RunSummary,
     window: Window,
+    also: str = "",
 ) -> str:
     """A second report for a window a report naming no bot closed: the earlier one may have
     been anybody's. Never dropped, never silently added: kept aside (quarantine, recorded
@@ -403,7 +407,8 @@ def _set_aside_conflict(
         f"conflict: window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) was closed by "
         f"{earlier['filename']} (sha256 {first[:16]}, email {_archived_message_id(root, first) or '?'}), "
         f"which named no bot; {report.filename} (sha256 {second[:16]}, email {parsed.message_id or '?'}) "
-        f"answers it too: check which one is genuine, then `ingest resolve --window {window.id} "
+        f"answers it too{f' ({also})' if also else ''}: check which one is genuine, "
+        f"then `ingest resolve --window {window.id} "
         f"--keep <sha256> --reason ...`"
     )
     quarantine_file(root, sha, report.source, report.filename, reason, provenance)

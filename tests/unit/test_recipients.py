@@ -1,4 +1,4 @@
-"""Whose report it is: the To/Cc headers against the account's addresses, and the Date
+"""Whose report it is: the To header against the account's addresses, and the Date
 header against the window's first request (ingest.mail.recipients, ingest.pipeline.matching).
 
 The end-to-end scenario (another account's genuine report forwarded into the mailbox,
@@ -42,14 +42,13 @@ def addressing(headers: str) -> Addressing:
         "To: owner@example.com",
         "To: Owner <OWNER@Example.COM>",
         "To: =?utf-8?q?Own=C3=A9r_of_the_account?= <owner@example.com>",
-        "To: ops@other.test\nCc: owner@example.com",
         "To: team: ops@other.test, owner@example.com;",
         'To: "Ops, the team" <ops@other.test>, owner@example.com',
         "To: owner@example.com (the owner)",
         "To:\n owner@example.com",  # folded
     ],
 )
-def test_a_report_naming_the_account_in_to_or_cc_is_ours(headers: str) -> None:
+def test_a_report_naming_the_account_in_to_is_ours(headers: str) -> None:
     assert addressing(headers).refusal(OURS) is None
 
 
@@ -68,14 +67,14 @@ def test_a_report_naming_the_account_in_to_or_cc_is_ours(headers: str) -> None:
         ("To: " + "(" * 5000 + "owner@example.com" + ")" * 5000, "too deeply nested"),  # no recursion
         ("To: " + ", ".join(f"u{i}@x.test" for i in range(20000)) + ", owner@example.com", "too long"),
         ("To: ops@other.test\nTo: owner@example.com", "2 To headers"),
-        ("To: owner@example.com\nCc: a@x.test\nCc: b@x.test", "2 Cc headers"),
+        ("To: ops@other.test\nCc: owner@example.com", "addressed to ops@other.test"),  # Cc: unsigned
         (
             "To: owner@example.com\nDate: Mon, 1 Jan 2024 00:00:00 +0000\n"
             "Date: Tue, 2 Jan 2024 00:00:00 +0000",
             "2 Date",
         ),
-        ("To: undisclosed-recipients:;", "names no address in To or Cc"),
-        ("Subject: no recipients at all", "names no address in To or Cc"),
+        ("To: undisclosed-recipients:;", "names no address in To"),
+        ("Subject: no recipients at all", "names no address in To"),
         ("To: owner@example.com.evil.test", "addressed to owner@example.com.evil.test"),
         ("To: owner@example.co", "addressed to owner@example.co"),
         ("To: xowner@example.com", "addressed to xowner@example.com"),
@@ -84,6 +83,24 @@ def test_a_report_naming_the_account_in_to_or_cc_is_ours(headers: str) -> None:
 def test_a_report_not_naming_the_account_is_refused_with_the_reason(headers: str, said: str) -> None:
     refusal = addressing(headers).refusal(OURS)
     assert refusal is not None and said in refusal
+
+
+@pytest.mark.parametrize(
+    "smuggled",
+    [
+        b"X-Fwd: a\rCc: owner@example.com\r\nTo: owner@example.com\r\n",  # a bare CR
+        b"X-Fwd: a\nTo: owner@example.com\r\n",  # a bare LF among CRLF line ends
+    ],
+)
+def test_a_header_hidden_by_a_bare_line_end_refuses_the_email(smuggled: bytes) -> None:
+    raw = b"From: reports@certainly.example\r\n" + smuggled + b"Subject: s\r\n\r\nbody\r\n"
+    refusal = parse_email(raw).addressing.refusal(OURS)
+    assert refusal is not None and "bare CR or LF" in refusal
+
+
+def test_a_plain_lf_email_is_read_as_usual() -> None:
+    raw = b"From: reports@certainly.example\nTo: owner@example.com\nSubject: s\n\nbody\n"
+    assert parse_email(raw).addressing.refusal(OURS) is None
 
 
 def test_an_unknown_account_checks_nothing() -> None:
