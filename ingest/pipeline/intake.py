@@ -204,6 +204,9 @@ def archive_report(
     if not deferred and _known(store, sha):
         summary.reports_duplicate += 1
         return "duplicate"
+    if for_window is None and bot_id is None and _rejected(store, sha, report.filename):
+        summary.reports_duplicate += 1  # settled by a person: handled, never archived again
+        return "duplicate"
     provenance = dict(provenance or email_provenance(parsed))
     window: Window | None = for_window
     named = True  # an import names its bot by hand; ingest resolve names the window
@@ -308,6 +311,24 @@ def _known(store: Store, sha: str) -> bool:
     """Whether a report with these bytes was archived already."""
     known = store.attachment(sha)
     return known is not None and known["outcome"] == "archived"
+
+
+def _rejected(store: Store, sha: str, filename: str) -> bool:
+    """Whether a person rejected a report with these bytes (``ingest resolve``): the same
+    bytes arriving again, in any email, are never archived again without a person (one who
+    decides otherwise imports the file by hand, ``ingest import --bot``)."""
+    known = store.attachment(sha)
+    if known is None or known["outcome"] not in ("rejected", "removed"):
+        return False
+    log.warning(
+        "%s (sha256 %s) arrived again: it was %s by ingest resolve (%s); not archived again",
+        filename,
+        sha[:16],
+        known["outcome"],
+        known["reason"] or "",
+        extra={"sha256": sha},
+    )
+    return True
 
 
 def _archive_typed(
