@@ -132,12 +132,22 @@ class Addressing:
 
 
 def _raw_values(message: Message, name: str) -> list[str]:
-    """Every value of header ``name`` as received, unfolded."""
+    """Every value of header ``name`` as received, unfolded; raw UTF-8 (RFC 6532, which the
+    parser keeps as surrogate escapes) decoded, bytes that are not UTF-8 left escaped (the
+    address parsers then refuse them)."""
     return [
-        re.sub(r"\r?\n(?=[ \t])", "", str(value)).strip()
+        re.sub(r"\r?\n(?=[ \t])", "", _utf8(str(value))).strip()
         for key, value in message.raw_items()
         if key.lower() == name.lower()
     ]
+
+
+def _utf8(value: str) -> str:
+    """``value`` with the raw bytes the parser escaped read as UTF-8, when they are."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return value
 
 
 def _addresses(name: str, value: str) -> tuple[list[str], str | None]:
@@ -148,15 +158,13 @@ def _addresses(name: str, value: str) -> tuple[list[str], str | None]:
     try:
         listed = [addr for _, addr in email.utils.getaddresses([value]) if addr]
         header = email.policy.default.header_factory(name, value)
-    except (ValueError, IndexError, TypeError, RecursionError):
-        return [], f"its {name} header cannot be read"
-    parsed = [a.addr_spec for a in getattr(header, "addresses", ()) if a.username or a.domain]
+        parsed = [a.addr_spec for a in getattr(header, "addresses", ()) if a.username or a.domain]
+        defects = getattr(header, "defects", None)
+    except Exception:  # noqa: BLE001 - the stdlib's parsers fail in many ways on odd text
+        # (AttributeError on ":;a@b", "b@[bb", ".<a@b>"): whatever it is, it is unreadable.
+        return [], f"its {name} header is malformed: it cannot be read"
     found = [normalised(a) for a in listed]
-    if (
-        getattr(header, "defects", None)
-        or sorted(a.lower() for a in listed) != sorted(a.lower() for a in parsed)
-        or None in found
-    ):
+    if defects or sorted(a.lower() for a in listed) != sorted(a.lower() for a in parsed) or None in found:
         return [], f"its {name} header is malformed or reads two ways"
     return [a for a in found if a], None
 

@@ -161,6 +161,50 @@ def test_a_bad_account_email_is_a_config_error_naming_the_variable(monkeypatch: 
         load_settings()
 
 
+def test_an_account_address_with_a_unicode_domain_is_accepted_and_compared_in_idna(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("INGEST_CERTAINLY__ACCOUNT_EMAIL", "owner@bücher.example")
+    ours = account_addresses(load_settings())
+    assert ours == ("owner@xn--bcher-kva.example",)
+    assert addressing("To: Owner <owner@xn--bcher-kva.example>").refusal(ours) is None
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "Jürgen Müller <owner@example.com>",  # RFC 6532: a raw UTF-8 display name
+        '"Jürgen, Müller" <owner@example.com>',
+        "owner@example.com (Jürgen)",
+    ],
+)
+def test_a_raw_utf8_to_naming_the_account_is_ours(to: str) -> None:
+    raw = f"From: reports@certainly.example\r\nTo: {to}\r\nSubject: s\r\n\r\nbody\r\n".encode()
+    assert parse_email(raw).addressing.refusal(OURS) is None
+
+
+def test_a_raw_utf8_domain_is_compared_in_idna() -> None:
+    raw = "To: owner@bücher.example\r\n\r\nbody\r\n".encode()
+    assert parse_email(raw).addressing.refusal(("owner@xn--bcher-kva.example",)) is None
+
+
+@pytest.mark.parametrize(
+    "headers", ["To: :;owner@example.com", "To: b@[bb", "To: .<owner@example.com>", "To: \xff@example.com"]
+)
+def test_a_to_the_parsers_fail_on_is_malformed_never_a_crash(headers: str) -> None:
+    refusal = addressing(headers).refusal(OURS)
+    assert refusal is not None and "malformed" in refusal
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([b"To", b"Cc", b"Date", b"to"]))
+def test_any_header_bytes_are_read_or_refused_never_an_exception(value: bytes, name: str) -> None:
+    raw = b"From: reports@certainly.example\r\n" + name + b": " + value + b"\r\nSubject: s\r\n\r\nbody\r\n"
+    found = parse_email(raw).addressing
+    refusal = found.refusal(OURS)
+    assert (refusal is None) == (not found.problem and OURS[0] in found.recipients)
+
+
 # -- matching ------------------------------------------------------------------------------------
 
 
