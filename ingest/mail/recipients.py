@@ -34,7 +34,7 @@ import email.utils
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 
 from ingest.settings import Settings, address_problem
@@ -49,6 +49,9 @@ SHOWN = 3
 #: Longest To value read (the vendor's names one address; the stdlib's address parsers
 #: take seconds on a few hundred KB, and recurse once per nested comment).
 MAX_CHARS = 8192
+#: Zone names RFC 5322 (4.3) gives an offset; any other name is an unknown zone.
+KNOWN_ZONES = frozenset({"UT", "UTC", "GMT", "Z", "EST", "EDT", "CST", "CDT", "MST", "MDT", "PST", "PDT"})
+_NUMERIC_ZONE = re.compile(r"[+-]\d{4}")
 #: Deepest comment nesting read, ``((...))``.
 MAX_NESTING = 8
 
@@ -182,13 +185,27 @@ def _nesting(value: str) -> int:
 
 
 def _sent_at(values: list[str]) -> float | None:
-    """The Date header's moment (epoch seconds), None when absent or unreadable."""
+    """The Date header's moment (epoch seconds), None when absent, unreadable, or in a zone
+    that does not say its offset.
+
+    RFC 5322 section 4.3 (obsolete forms): a 3-digit year is 1900 plus it; the US zone names
+    (EST, EDT, CST, CDT, MST, MDT, PST, PDT) and UT/GMT/Z have their offsets; any other name
+    (CET, HST, a military letter) or none at all is to be taken as ``-0000``, a local time
+    in an unknown zone: no moment to check, so None (the Date check is skipped, as for a
+    missing header). ``-0000`` itself states UTC and is read as UTC.
+    """
     if not values:
         return None
+    text = values[0]
+    zone = (re.sub(r"\([^()]*\)", " ", text).split() or [""])[-1]
+    if not _NUMERIC_ZONE.fullmatch(zone) and zone.upper() not in KNOWN_ZONES:
+        return None
+    parsed = email.utils.parsedate_tz(text)
+    if parsed is None:
+        return None
+    year = parsed[0] + 1900 if 100 <= parsed[0] < 1000 else parsed[0]
     try:
-        moment = email.utils.parsedate_to_datetime(values[0])
-        if moment.tzinfo is None:  # "-0000" (RFC 5322): the time is UTC, the sender's zone unknown
-            moment = moment.replace(tzinfo=UTC)
+        moment = datetime(year, *parsed[1:6], tzinfo=UTC) - timedelta(seconds=parsed[9] or 0)
         return moment.timestamp()
-    except (TypeError, ValueError, IndexError, OverflowError, OSError):  # year 0, offset +9999 ...
+    except (TypeError, ValueError, OverflowError, OSError):  # year 0, offset +9999 ...
         return None

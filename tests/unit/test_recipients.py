@@ -120,6 +120,27 @@ def test_the_date_header_is_read_and_a_missing_or_bad_one_says_nothing() -> None
     assert addressing("To: owner@example.com").sent_at is None
 
 
+@pytest.mark.parametrize(
+    ("when", "moment"),
+    [
+        ("Mon, 01 Jan 124 10:00:00 +0000", 1704103200.0),  # RFC 5322 4.3: a 3-digit year is 1900+
+        ("Mon, 01 Jan 24 10:00:00 +0000", 1704103200.0),
+        ("Mon, 01 Jan 2024 05:00:00 EST", 1704103200.0),  # the US zone names have offsets
+        ("Mon, 01 Jan 2024 03:00:00 PDT", 1704103200.0),
+        ("Mon, 01 Jan 2024 10:00:00 GMT", 1704103200.0),
+        ("Mon, 01 Jan 2024 11:00:00 +0100 (CET)", 1704103200.0),  # a comment is no zone
+        ("Mon, 01 Jan 2024 11:00:00 CET", None),  # any other name: unknown zone, not checked
+        ("Mon, 01 Jan 2024 00:00:00 HST", None),
+        ("Mon, 01 Jan 2024 10:00:00 A", None),  # military letters were defined wrongly
+        ("Mon, 01 Jan 2024 10:00:00", None),  # no zone at all
+    ],
+)
+def test_obsolete_date_forms_are_read_per_rfc_5322_and_an_unknown_zone_is_not_checked(
+    when: str, moment: float | None
+) -> None:
+    assert addressing(f"Date: {when}").sent_at == moment
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=200), st.text(max_size=80))
 def test_any_to_and_date_text_is_read_or_refused_never_a_crash(to: str, when: str) -> None:
