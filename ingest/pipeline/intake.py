@@ -154,8 +154,10 @@ def archive_email(
         summary.problems.append(f"email {parsed.message_id}: {problem}")
     if not parsed.reports:
         return "no_report" if not parsed.problems else "quarantined"
+    siblings: set[str] = set()  # the email's reports archived so far: one delivery, no conflict
     outcomes = {
-        archive_report(root, store, report, parsed, summary, account=account) for report in parsed.reports
+        archive_report(root, store, report, parsed, summary, account=account, siblings=siblings)
+        for report in parsed.reports
     }
     if outcomes <= {"archived", "duplicate"} and not parsed.problems:
         return "archived"
@@ -190,10 +192,13 @@ def archive_report(
     report_id: int = MESSAGE_REPORT_ID,
     account: tuple[str, ...] = (),
     for_window: Window | None = None,
+    siblings: set[str] | None = None,
 ) -> str:
     """Match one report file to its window (or take ``bot_id`` for an import, or the window
     a person named: ``for_window``, see :mod:`ingest.ops.resolve`), then read,
     check and write it in bounded memory (ingest.archive.stream), and record it.
+    ``siblings``: the sha256s of the same email's reports archived before this one (a
+    window one of them closed is this one's too: the parts of one email are one delivery).
     Returns "archived", "duplicate", "unmatched", "conflict" or "quarantined"."""
     # `ingest import FILE.csv`: the file is hashed while it is staged (the raw copy's single
     # pass, in its own thread), not in a pass of its own first; a known file is discarded after.
@@ -217,17 +222,25 @@ def archive_report(
         window, named = found.window, found.named
         if window is None:
             closed = closed_without_a_name(store, evidence)
-            if closed is not None:
+            if closed is not None and _closed_by(store, closed, siblings):
+                window = closed  # an earlier part of this very email closed it
+            elif closed is not None:
                 also = found.reason if found.reason.startswith("it could answer any of") else ""
                 return _set_aside_conflict(
                     root, store, sha, report, parsed, provenance, summary, closed, also
                 )
-            if evidence.elsewhere:  # another account's mail: say which email, whatever the log format
-                summary.problems.append(
-                    f"email {parsed.message_id or '?'} ({report.filename}): {evidence.elsewhere}"
-                )
-            return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
-        if named and window.state is S.ARCHIVED and unnamed_closure(store, window, sha) is not None:
+            else:
+                if evidence.elsewhere:  # another account's mail: say which email, whatever the log format
+                    summary.problems.append(
+                        f"email {parsed.message_id or '?'} ({report.filename}): {evidence.elsewhere}"
+                    )
+                return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
+        elif (
+            named
+            and window.state is S.ARCHIVED
+            and unnamed_closure(store, window, sha) is not None
+            and not _closed_by(store, window, siblings)
+        ):
             return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, window)
     if window is not None:
         bot_id, report_id = window.bot_id, window.report_id
@@ -252,6 +265,7 @@ def archive_report(
             report_id=report_id,
             provenance=provenance,
             named=named,
+            siblings=siblings,
         )
     try:
         staged = stage_csv(
@@ -299,7 +313,18 @@ def archive_report(
         window=window,
         message_id=parsed.message_id,
         named=named,
+        siblings=siblings,
     )
+
+
+def _closed_by(store: Store, window: Window, siblings: set[str] | None) -> bool:
+    """Whether every report naming no bot that closed ``window`` is one of ``siblings``."""
+    closures = [
+        a["sha256"]
+        for a in store.window_attachments(window.id)
+        if a["outcome"] == "archived" and a["reason"] == UNNAMED
+    ]
+    return bool(siblings) and bool(closures) and set(closures) <= (siblings or set())
 
 
 def _outside(window: Window) -> str:
@@ -343,6 +368,7 @@ def _archive_typed(
     report_id: int,
     provenance: dict[str, object],
     named: bool = True,
+    siblings: set[str] | None = None,
 ) -> str:
     """Report types 2-4: small aggregate files, read whole and typed on their evidence;
     one over :data:`~ingest.parse.reports.MAX_WHOLE_REPORT_BYTES` is quarantined unread."""
@@ -396,6 +422,7 @@ def _archive_typed(
         window=window,
         message_id=_message_id(provenance),
         named=named,
+        siblings=siblings,
     )
 
 
@@ -469,6 +496,7 @@ def _record(
     window: Window | None,
     message_id: str | None,
     named: bool = True,
+    siblings: set[str] | None = None,
 ) -> str:
     """Record an archived report in the state store and the window's progress."""
     store.record_attachment(
@@ -482,9 +510,14 @@ def _record(
         reason=None if named or window is None else UNNAMED,
     )
     record_conflicts(store, report.filename, result, summary.problems)  # loud: status shows them, exit 1
+    if siblings is not None:
+        siblings.add(sha)
     if window is not None and window.state is not S.ARCHIVED:
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)
+    elif window is not None and _closed_by(store, window, siblings):  # a later part of the email
+        now = store.window(window.id)
+        store.transition(window.id, now.state, rows_archived=now.rows_archived + result.rows_written)
     summary.reports_archived += 1
     summary.add_saved(result)
     if result.rows_rejected:

@@ -1,8 +1,9 @@
-"""A report naming no bot that closed the wrong window must not push the right one onto
-another bot's window (issue 23, the "cascade"): with bot A's window closed by someone
+"""Reports naming no bot (issue 23). One that closed the wrong window must not push the
+right one onto another bot's window (the "cascade"): with bot A's window closed by someone
 else's unnamed report and bot B's window of the same dates accepted, A's own unnamed report
-fits both, and is a conflict naming both, never B's report. Real parser, store and archive
-(the end-to-end conflict flow is tests/e2e/test_window_conflict.py).
+fits both, and is a conflict naming both, never B's report. The parts of one email are one
+delivery: the second does not conflict with the first. Real parser, store and archive (the
+end-to-end conflict flow is tests/e2e/test_window_conflict.py).
 """
 
 from __future__ import annotations
@@ -61,3 +62,29 @@ def test_an_unnamed_report_fitting_a_window_an_unnamed_report_closed_is_a_confli
     by_bot = read_archive(out.root).group_by("bot_id").len()
     assert by_bot.filter(pl.col("bot_id") == B).height == 0  # nothing of A's under B
     assert by_bot["len"].sum() == len(generate_messages(THEIRS, START, END))
+
+
+def test_the_parts_of_one_email_naming_no_bot_are_one_delivery_not_a_conflict(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "state.sqlite")
+    out = LocalStorage(tmp_path / "archive")
+    [window] = accept_windows(store, report(A, START, END))
+    rows = generate_messages(A, START, END)
+    half = len(rows) // 2
+    raw = email_with(
+        subject="Your Certainly message report",
+        recipient=RECIPIENT,
+        attachments=[
+            ("message_report_part1.csv", rows_to_csv(rows[:half]), "text/csv"),
+            ("message_report_part2.csv", rows_to_csv(rows[half:]), "text/csv"),
+        ],
+    )
+    summary = RunSummary()
+    assert archive_email(out, store, parse_email(raw), summary, (RECIPIENT,)) == "archived"
+    assert summary.problems == [] and window_conflicts(store) == []
+    assert store.window(window).rows_archived == len(rows)
+    assert sorted(read_archive(out.root)["id"].to_list()) == sorted(r["id"] for r in rows)
+    # A later email's unnamed report for that window is still a conflict.
+    assert archive_email(out, store, parse_email(unnamed_report(THEIRS)), RunSummary(), (RECIPIENT,)) == (
+        "unmatched"
+    )
+    assert [c["window"] for c in window_conflicts(store)] == [window]
