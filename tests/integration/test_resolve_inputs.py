@@ -150,3 +150,4 @@ def test_a_resolution_killed_halfway_is_finished_truthfully_by_the_next_run(
     audits = [json.loads(p.read_text()) for p in sorted((tmp_path / "archive" / "audit").rglob("*.json"))]
     last = [a for a in audits if a.get("kind") == "resolve"][-1]
     assert [r["filename"] for r in last["rejected"]] == ["export.csv"]
+    assert verify_archive(LocalStorage(tmp_path / "archive")).ok
