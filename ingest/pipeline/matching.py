@@ -15,9 +15,10 @@ not its own. So a report matches a window only when nothing it says contradicts 
   was sent (its Date header, signed by the vendor), no earlier than the window's export
   was first requested, less :data:`CLOCK_SKEW` seconds;
 * a report that names no bot matches only when exactly one accepted window could have
-  produced it, and no window it also agrees with was closed by a report naming no bot (that
-  one may have been the wrong report: then the new one is a conflict, see
-  :func:`closed_without_a_name`, or unmatched when several such windows fit).
+  produced it, and no window of the same days (another bot's) that it also agrees with was
+  closed by a report naming no bot (that one may have been the wrong report: then the new
+  one is a conflict, see :func:`closed_without_a_name`, or unmatched when several such
+  windows fit).
 
 Anything else is unmatched: the caller quarantines it with the reason given here.
 
@@ -225,6 +226,12 @@ def _closed_unnamed(store: Store, evidence: Evidence) -> list[Window]:
     ]
 
 
+def _same_span(windows: list[Window], others: list[Window]) -> list[Window]:
+    """The ``windows`` whose days and report type are those of one of ``others``."""
+    spans = {(w.from_date, w.to_date, w.report_id) for w in others}
+    return [w for w in windows if (w.from_date, w.to_date, w.report_id) in spans]
+
+
 def unnamed_closure(store: Store, window: Window, other_than: str = "") -> dict[str, object] | None:
     """The archived report that closed ``window`` without naming a bot, if one did."""
     for earlier in store.window_attachments(window.id):
@@ -261,10 +268,11 @@ def match_window(store: Store, evidence: Evidence) -> Match:
             refusals.append(early)
             continue
         candidates.append(window)
-    shadows = [] if named else _closed_unnamed(store, evidence)
-    if shadows and candidates:
+    shadows = [] if named else _same_span(_closed_unnamed(store, evidence), candidates)
+    if shadows:
         # A window a report naming no bot closed may have been closed by the wrong report;
-        # this one may be that window's, not the accepted one's: a person decides.
+        # this one may be that window's, not the accepted one of the same days (another
+        # bot's): a person decides.
         ids = ", ".join(str(w.id) for w in [*shadows, *candidates])
         why = f"it could answer any of windows {ids} (one closed by a report naming no bot)"
         return Match(None, why, named)

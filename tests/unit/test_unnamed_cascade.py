@@ -88,3 +88,20 @@ def test_the_parts_of_one_email_naming_no_bot_are_one_delivery_not_a_conflict(tm
         "unmatched"
     )
     assert [c["window"] for c in window_conflicts(store)] == [window]
+
+
+def test_a_vendor_naming_nothing_still_closes_one_window_after_another(tmp_path: Path) -> None:
+    """An unvouched closure holds back only reports that fit its own days: the next window's
+    report (other days, naming no bot and no date) is still that window's."""
+    store = Store.open(tmp_path / "state.sqlite")
+    out = LocalStorage(tmp_path / "archive")
+    later = (date(2024, 9, 5), date(2024, 9, 8))
+    for start, end in ((START, END), later):
+        [window] = accept_windows(store, report(A, start, end))
+        csv = rows_to_csv(generate_messages(A, start, end))
+        raw = email_with(
+            subject="Your report", recipient=RECIPIENT, attachments=[("export.csv", csv, "text/csv")]
+        )
+        assert archive_email(out, store, parse_email(raw), RunSummary(), (RECIPIENT,)) == "archived"
+        assert store.window(window).state.value == "archived"
+    assert window_conflicts(store) == []
