@@ -102,6 +102,18 @@ def address_problem(entry: str) -> str | None:
     return None
 
 
+def account_address_problem(entry: str) -> str | None:
+    """As :func:`address_problem`, a domain in Unicode (``bücher.example``) read in its
+    IDNA form (``xn--bcher-kva.example``): the account's address is compared in that form."""
+    local, at, domain = entry.rpartition("@")
+    if at and not domain.isascii():
+        try:
+            entry = f"{local}@{domain.encode('idna').decode('ascii')}"
+        except UnicodeError:
+            return f"{_shown(entry)} is not an email address"
+    return address_problem(entry)
+
+
 def _shown(value: str) -> str:
     """A non-secret input, quoted and cut short, for an error message."""
     return repr(value if len(value) <= 80 else value[:77] + "...")
@@ -173,7 +185,9 @@ class CertainlySettings(BaseModel):
 
     _split = field_validator("bots", "account_email", mode="before")(_split_list)
     _check = field_validator("bots", mode="after")(_entries_checked_by(bot_id_problem))
-    _check_account = field_validator("account_email", mode="after")(_entries_checked_by(address_problem))
+    _check_account = field_validator("account_email", mode="after")(
+        _entries_checked_by(account_address_problem)
+    )
 
 
 class RequesterSettings(BaseModel):

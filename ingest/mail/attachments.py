@@ -327,12 +327,12 @@ def parse_email(raw: bytes, inflater: Inflater | None = None) -> ParsedEmail:
     depth = mime_depth(raw)
     if depth > MAX_MIME_DEPTH:
         headers = email.message_from_bytes(_header_block(raw), policy=email.policy.default)
-        parsed = _parsed(headers)
+        parsed = _parsed(headers, _header_block(raw))
         parsed.problems.append(f"MIME structure nested deeper than {MAX_MIME_DEPTH} levels: refused unparsed")
         return parsed
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
-    parsed = _parsed(message)
+    parsed = _parsed(message, _header_block(raw))
     for part in message.walk():
         if part.is_multipart():
             continue
@@ -376,14 +376,14 @@ def _payload(part: EmailMessage) -> bytes:
     return out.getvalue()
 
 
-def _parsed(message: EmailMessage) -> ParsedEmail:
+def _parsed(message: EmailMessage, header_block: bytes = b"") -> ParsedEmail:
     return ParsedEmail(
         message_id=_header(message, "Message-ID"),
         sender=_header(message, "From"),
         date=_header(message, "Date"),
         subject=_header(message, "Subject"),
         authentication_results=[str(v) for v in message.get_all("Authentication-Results", [])],
-        addressing=Addressing.of(message),
+        addressing=Addressing.of(message, header_block),
     )
 
 

@@ -366,7 +366,7 @@ def _folder_check(box: Mailbox) -> Check:
 
 
 def check_account(settings: Settings) -> Check:
-    """The token owner's address(es) a report must be sent to (To or Cc), and where they
+    """The token owner's address(es) a report must be sent to (To), and where they
     come from; a warning when they cannot be known: another account's genuine report,
     forwarded here, could then not be told from ours."""
     name = "account address"

@@ -31,12 +31,16 @@ from typing import Any
 from ingest.archive import audit, holds
 from ingest.archive.forget import Plan, forget, plan
 from ingest.archive.layout import original_key, reasons_key, rejected_rows_key
+from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.sourcerows import SourceSelection
 from ingest.archive.storage import LocalStorage, Storage
-from ingest.errors import ConfigError, IngestError, UnderLegalHold
+from ingest.archive.stream import stage_csv
+from ingest.errors import ConfigError, IngestError, ReportRejected, UnderLegalHold, one_line
 from ingest.mail.attachments import ParsedEmail, ReportFile
+from ingest.parse.reports import read_report
 from ingest.pipeline.intake import archive_report
 from ingest.pipeline.summary import RunSummary
+from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.state.store import Store, Window
 
 #: Outcomes of a window's reports that take part in a conflict.
@@ -97,6 +101,8 @@ def resolve(
     done = Resolution(window, kept, rejected)
     if apply and not reason.strip():
         raise ConfigError("a resolution needs a --reason (it is kept in the audit log)")
+    if kept["outcome"] == "conflict":  # before anything changes, also in a dry run
+        _check_archivable(out, window, kept)
     meta = {"window": window.id, "bot_id": window.bot_id, "kept": kept["sha256"]}
     for other in rejected:
         if other["outcome"] != "archived":
@@ -114,7 +120,8 @@ def resolve(
             done.audit = outcome.audit
     if not apply:
         return done
-    note = f"ingest resolve: window {window.id} keeps {str(kept['sha256'])[:16]}: {reason}"
+    prefix = f"ingest resolve: window {window.id} keeps {str(kept['sha256'])[:16]}:"
+    note = f"{prefix} {reason}"
     for other in rejected:
         store.settle_attachment(
             str(other["sha256"]), "removed" if other["outcome"] == "archived" else "rejected", note
@@ -123,16 +130,26 @@ def resolve(
         _archive_kept(out, store, window, kept, done.summary)
     else:  # a person vouched for it: no longer a report that named nothing
         store.settle_attachment(str(kept["sha256"]), "archived", None)
-    # The window's row count is its archived reports' from now on (status sums them).
+    # The window's row count is its archived reports' from now on (status sums them): the
+    # rows each wrote, and those it found there already (a run killed after its commit).
     kept_rows = sum(
-        a["rows_written"] for a in store.window_attachments(window.id) if a["outcome"] == "archived"
+        a["rows_written"] + a["rows_duplicate"]
+        for a in store.window_attachments(window.id)
+        if a["outcome"] == "archived"
     )
     store.transition(window.id, window.state, rows_archived=kept_rows)
+    # A run killed after it settled some reports left them settled: named here all the same.
+    settled = [
+        {**a, "outcome": "archived" if a["outcome"] == "removed" else "conflict"}
+        for a in store.window_attachments(window.id)
+        if str(a["reason"] or "").startswith(prefix) and all(a["sha256"] != r["sha256"] for r in rejected)
+    ]
     body = {
         "kind": "resolve",
         **meta,
         "rejected": [
-            {"sha256": a["sha256"], "filename": a["filename"], "was": a["outcome"]} for a in rejected
+            {"sha256": a["sha256"], "filename": a["filename"], "was": a["outcome"]}
+            for a in [*rejected, *settled]
         ],
         "erasures": done.erasures,
         "rows_removed": done.rows_removed,
@@ -140,6 +157,57 @@ def resolve(
     done.audit = audit.append(out, body, actor=actor, reason=reason)
     done.applied = True
     return done
+
+
+def _check_archivable(out: Storage, window: Window, kept: dict[str, Any]) -> None:
+    """Refuse (ReportRejected, exit 1, nothing changed) a kept report aside whose
+    quarantined original is missing, is not what the conflict recorded (an erasure's
+    rewrite, named in its erasure record, is), or cannot be archived for ``window``."""
+    sha, name = str(kept["sha256"]), str(kept["filename"])
+    key = original_key(sha, name)
+    if not out.exists(key):
+        raise ReportRejected(
+            f"refused, nothing changed: the kept report's quarantined original {key} is missing",
+            hint="restore the file, or keep another report",
+        )
+    now = out.sha256(key)
+    if now != sha:
+        rewrite = listed_files(read_manifests(out)).rewritten.get(key)
+        if rewrite is None or rewrite[1].get("new_sha256") != now:
+            raise ReportRejected(
+                f"refused, nothing changed: the kept report's quarantined original {key} is not what "
+                f"the conflict recorded (sha256 {str(now)[:16]}, not {sha[:16]})",
+                hint="restore the file, or keep another report",
+            )
+    local, temporary = _local(out, key)
+    try:
+        _read_for(out, window, local, now or sha)
+    except ReportRejected as err:
+        raise ReportRejected(
+            f"refused, nothing changed: the kept report {sha[:16]} cannot be archived for window "
+            f"{window.id}: {one_line(err)}",
+            hint="keep another report",
+        ) from None
+    finally:
+        if temporary:
+            local.unlink(missing_ok=True)
+
+
+def _read_for(out: Storage, window: Window, path: Path, sha: str) -> None:
+    """Read and check the report at ``path`` for ``window`` as archiving would, writing
+    nothing: ReportRejected when it cannot be archived, or no row of it is the window's."""
+    span = (window.from_date, window.to_date)
+    if window.report_id != MESSAGE_REPORT_ID:
+        typed = read_report(path.read_bytes(), window.report_id, window=span)
+        if typed.rows.height == 0 and typed.rejected.height:  # as intake: every row refused
+            raise ReportRejected(f"no row falls inside {window.from_date}..{window.to_date}")
+        return
+    staged = stage_csv(out, path, bot_id=window.bot_id, source_sha256=sha, window=span)
+    try:
+        if staged.rows_valid == 0 and staged.rows_rejected:  # as intake: every row refused
+            raise ReportRejected(f"no row falls inside {window.from_date}..{window.to_date}")
+    finally:
+        staged.discard()
 
 
 def _refuse_held(out: Storage, found: Plan, sha: str) -> None:
@@ -165,6 +233,7 @@ def _archive_kept(
     key = original_key(sha, name)
     provenance = _provenance(out, sha)
     local, temporary = _local(out, key)
+    local_sha = out.sha256(key) or sha
     try:
         outcome = archive_report(
             out,
@@ -178,6 +247,10 @@ def _archive_kept(
     finally:
         if temporary:
             local.unlink(missing_ok=True)
+    if outcome == "archived" and local_sha != sha:
+        # An erasure rewrote the original: archived under its new sha256; the recorded bytes
+        # (which held the erased rows) are settled, never archived again.
+        store.settle_attachment(sha, "rejected", f"rewritten by an erasure; archived as {local_sha[:16]}")
     if outcome != "archived":
         raise ConfigError(
             f"the kept report {sha[:16]} could not be archived ({'; '.join(summary.set_aside) or outcome}); "

@@ -154,8 +154,10 @@ def archive_email(
         summary.problems.append(f"email {parsed.message_id}: {problem}")
     if not parsed.reports:
         return "no_report" if not parsed.problems else "quarantined"
+    siblings: set[str] = set()  # the email's reports archived so far: one delivery, no conflict
     outcomes = {
-        archive_report(root, store, report, parsed, summary, account=account) for report in parsed.reports
+        archive_report(root, store, report, parsed, summary, account=account, siblings=siblings)
+        for report in parsed.reports
     }
     if outcomes <= {"archived", "duplicate"} and not parsed.problems:
         return "archived"
@@ -190,10 +192,13 @@ def archive_report(
     report_id: int = MESSAGE_REPORT_ID,
     account: tuple[str, ...] = (),
     for_window: Window | None = None,
+    siblings: set[str] | None = None,
 ) -> str:
     """Match one report file to its window (or take ``bot_id`` for an import, or the window
     a person named: ``for_window``, see :mod:`ingest.ops.resolve`), then read,
     check and write it in bounded memory (ingest.archive.stream), and record it.
+    ``siblings``: the sha256s of the same email's reports archived before this one (a
+    window one of them closed is this one's too: the parts of one email are one delivery).
     Returns "archived", "duplicate", "unmatched", "conflict" or "quarantined"."""
     # `ingest import FILE.csv`: the file is hashed while it is staged (the raw copy's single
     # pass, in its own thread), not in a pass of its own first; a known file is discarded after.
@@ -203,6 +208,9 @@ def archive_report(
     )
     if not deferred and _known(store, sha):
         summary.reports_duplicate += 1
+        return "duplicate"
+    if for_window is None and bot_id is None and _rejected(store, sha, report.filename):
+        summary.reports_duplicate += 1  # settled by a person: handled, never archived again
         return "duplicate"
     provenance = dict(provenance or email_provenance(parsed))
     window: Window | None = for_window
@@ -214,14 +222,25 @@ def archive_report(
         window, named = found.window, found.named
         if window is None:
             closed = closed_without_a_name(store, evidence)
-            if closed is not None:
-                return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, closed)
-            if evidence.elsewhere:  # another account's mail: say which email, whatever the log format
-                summary.problems.append(
-                    f"email {parsed.message_id or '?'} ({report.filename}): {evidence.elsewhere}"
+            if closed is not None and _closed_by(store, closed, siblings):
+                window = closed  # an earlier part of this very email closed it
+            elif closed is not None:
+                also = found.reason if found.reason.startswith("it could answer any of") else ""
+                return _set_aside_conflict(
+                    root, store, sha, report, parsed, provenance, summary, closed, also
                 )
-            return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
-        if named and window.state is S.ARCHIVED and unnamed_closure(store, window, sha) is not None:
+            else:
+                if evidence.elsewhere:  # another account's mail: say which email, whatever the log format
+                    summary.problems.append(
+                        f"email {parsed.message_id or '?'} ({report.filename}): {evidence.elsewhere}"
+                    )
+                return _set_aside(root, store, sha, report, provenance, summary, "unmatched", found.reason)
+        elif (
+            named
+            and window.state is S.ARCHIVED
+            and unnamed_closure(store, window, sha) is not None
+            and not _closed_by(store, window, siblings)
+        ):
             return _set_aside_conflict(root, store, sha, report, parsed, provenance, summary, window)
     if window is not None:
         bot_id, report_id = window.bot_id, window.report_id
@@ -246,6 +265,7 @@ def archive_report(
             report_id=report_id,
             provenance=provenance,
             named=named,
+            siblings=siblings,
         )
     try:
         staged = stage_csv(
@@ -293,7 +313,18 @@ def archive_report(
         window=window,
         message_id=parsed.message_id,
         named=named,
+        siblings=siblings,
     )
+
+
+def _closed_by(store: Store, window: Window, siblings: set[str] | None) -> bool:
+    """Whether every report naming no bot that closed ``window`` is one of ``siblings``."""
+    closures = [
+        a["sha256"]
+        for a in store.window_attachments(window.id)
+        if a["outcome"] == "archived" and a["reason"] == UNNAMED
+    ]
+    return bool(siblings) and bool(closures) and set(closures) <= (siblings or set())
 
 
 def _outside(window: Window) -> str:
@@ -305,6 +336,24 @@ def _known(store: Store, sha: str) -> bool:
     """Whether a report with these bytes was archived already."""
     known = store.attachment(sha)
     return known is not None and known["outcome"] == "archived"
+
+
+def _rejected(store: Store, sha: str, filename: str) -> bool:
+    """Whether a person rejected a report with these bytes (``ingest resolve``): the same
+    bytes arriving again, in any email, are never archived again without a person (one who
+    decides otherwise imports the file by hand, ``ingest import --bot``)."""
+    known = store.attachment(sha)
+    if known is None or known["outcome"] not in ("rejected", "removed"):
+        return False
+    log.warning(
+        "%s (sha256 %s) arrived again: it was %s by ingest resolve (%s); not archived again",
+        filename,
+        sha[:16],
+        known["outcome"],
+        known["reason"] or "",
+        extra={"sha256": sha},
+    )
+    return True
 
 
 def _archive_typed(
@@ -319,6 +368,7 @@ def _archive_typed(
     report_id: int,
     provenance: dict[str, object],
     named: bool = True,
+    siblings: set[str] | None = None,
 ) -> str:
     """Report types 2-4: small aggregate files, read whole and typed on their evidence;
     one over :data:`~ingest.parse.reports.MAX_WHOLE_REPORT_BYTES` is quarantined unread."""
@@ -372,6 +422,7 @@ def _archive_typed(
         window=window,
         message_id=_message_id(provenance),
         named=named,
+        siblings=siblings,
     )
 
 
@@ -392,6 +443,7 @@ def _set_aside_conflict(
     provenance: dict[str, object],
     summary: RunSummary,
     window: Window,
+    also: str = "",
 ) -> str:
     """A second report for a window a report naming no bot closed: the earlier one may have
     been anybody's. Never dropped, never silently added: kept aside (quarantine, recorded
@@ -403,7 +455,8 @@ def _set_aside_conflict(
         f"conflict: window {window.id} ({window.bot_id} {window.from_date}..{window.to_date}) was closed by "
         f"{earlier['filename']} (sha256 {first[:16]}, email {_archived_message_id(root, first) or '?'}), "
         f"which named no bot; {report.filename} (sha256 {second[:16]}, email {parsed.message_id or '?'}) "
-        f"answers it too: check which one is genuine, then `ingest resolve --window {window.id} "
+        f"answers it too{f' ({also})' if also else ''}: check which one is genuine, "
+        f"then `ingest resolve --window {window.id} "
         f"--keep <sha256> --reason ...`"
     )
     quarantine_file(root, sha, report.source, report.filename, reason, provenance)
@@ -443,6 +496,7 @@ def _record(
     window: Window | None,
     message_id: str | None,
     named: bool = True,
+    siblings: set[str] | None = None,
 ) -> str:
     """Record an archived report in the state store and the window's progress."""
     store.record_attachment(
@@ -456,9 +510,14 @@ def _record(
         reason=None if named or window is None else UNNAMED,
     )
     record_conflicts(store, report.filename, result, summary.problems)  # loud: status shows them, exit 1
+    if siblings is not None:
+        siblings.add(sha)
     if window is not None and window.state is not S.ARCHIVED:
         store.transition(window.id, S.DELIVERED)
         store.transition(window.id, S.ARCHIVED, rows_archived=window.rows_archived + result.rows_written)
+    elif window is not None and _closed_by(store, window, siblings):  # a later part of the email
+        now = store.window(window.id)
+        store.transition(window.id, now.state, rows_archived=now.rows_archived + result.rows_written)
     summary.reports_archived += 1
     summary.add_saved(result)
     if result.rows_rejected:

@@ -9,13 +9,16 @@ not its own. So a report matches a window only when nothing it says contradicts 
 * dates stated in the file name must be the window's first and last day; dates stated in
   the subject or body must include both;
 * a report type named (``standard_report_...``) must be the window's;
-* its To or Cc must name one of the account's addresses (:mod:`ingest.mail.recipients`):
+* its To must name one of the account's addresses (:mod:`ingest.mail.recipients`):
   another account's genuine report, forwarded here, is nobody's window;
 * the server must have received the email (IMAP INTERNALDATE), and the email must say it
   was sent (its Date header, signed by the vendor), no earlier than the window's export
   was first requested, less :data:`CLOCK_SKEW` seconds;
 * a report that names no bot matches only when exactly one accepted window could have
-  produced it.
+  produced it, and no window of the same days (another bot's) that it also agrees with was
+  closed by a report naming no bot (that one may have been the wrong report: then the new
+  one is a conflict, see :func:`closed_without_a_name`, or unmatched when several such
+  windows fit).
 
 Anything else is unmatched: the caller quarantines it with the reason given here.
 
@@ -207,14 +210,26 @@ def closed_without_a_name(store: Store, evidence: Evidence) -> Window | None:
     conflict, and a person decides (``ingest resolve``). None when no such window, or more."""
     if evidence.named or evidence.elsewhere:
         return None
-    found = [
+    found = _closed_unnamed(store, evidence)
+    return found[0] if len(found) == 1 else None
+
+
+def _closed_unnamed(store: Store, evidence: Evidence) -> list[Window]:
+    """Archived windows that agree with ``evidence`` and that a report naming no bot closed
+    (a person has not vouched for it since)."""
+    return [
         window
         for window in store.windows(states=(S.ARCHIVED,))
         if disagreement(window, evidence) is None
         and too_early(store, window, evidence) is None
         and unnamed_closure(store, window) is not None
     ]
-    return found[0] if len(found) == 1 else None
+
+
+def _same_span(windows: list[Window], others: list[Window]) -> list[Window]:
+    """The ``windows`` whose days and report type are those of one of ``others``."""
+    spans = {(w.from_date, w.to_date, w.report_id) for w in others}
+    return [w for w in windows if (w.from_date, w.to_date, w.report_id) in spans]
 
 
 def unnamed_closure(store: Store, window: Window, other_than: str = "") -> dict[str, object] | None:
@@ -254,6 +269,14 @@ def match_window(store: Store, evidence: Evidence) -> Match:
             refusals.append(early)
             continue
         candidates.append(window)
+    shadows = [] if named else _same_span(_closed_unnamed(store, evidence), candidates)
+    if shadows:
+        # A window a report naming no bot closed may have been closed by the wrong report;
+        # this one may be that window's, not the accepted one of the same days (another
+        # bot's): a person decides.
+        ids = ", ".join(str(w.id) for w in [*shadows, *candidates])
+        why = f"it could answer any of windows {ids} (one closed by a report naming no bot)"
+        return Match(None, why, named)
     if len(candidates) == 1:
         return Match(candidates[0], "", named)
     if candidates:

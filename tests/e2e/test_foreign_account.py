@@ -4,7 +4,9 @@ a private Dovecot, the simulator over HTTP, the real CLI (``python -m ingest``).
 Anyone with a Certainly account of their own can export their own bot and forward the
 vendor's genuine email here: its DKIM signature still passes, so our server writes
 ``dkim=pass`` / ``dmarc=pass``; it arrives after our export was asked for; its file name has
-our window's dates; it names no bot. Only its To (signed) says it is not ours.
+our window's dates; it names no bot. Only its To (signed) says it is not ours; a Cc naming
+us, added on the way (unsigned), does not make it ours. Our own report with a raw UTF-8
+display name in its To (RFC 6532) is ours.
 
 The job reads the archive mailbox ``archive01@example.test`` while the token's owner is
 ``owner@corp.test``, whose mail reaches it by a redirect (the original To kept): the
@@ -51,12 +53,15 @@ def received_by_our_mx(raw: bytes) -> bytes:
     return f"Authentication-Results: {MX}; {verdict}\r\n".encode() + raw
 
 
-def their_report(start: date, end: date) -> bytes:
+def their_report(start: date, end: date, *, cc: str | None = None) -> bytes:
     """The vendor's genuine email of the other account's export of the same days: To their
-    address, a file name with our dates and no bot, their rows."""
+    address, a file name with our dates and no bot, their rows; ``cc``: a Cc added on the
+    way (the vendor mails none, so its DKIM signature does not cover one)."""
     msg = EmailMessage(policy=SMTP)
     msg["From"] = VENDOR
     msg["To"] = STRANGER
+    if cc:
+        msg["Cc"] = cc
     msg["Subject"] = "Your Certainly message report"
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid(idstring="theirs", domain="certainly.example")
@@ -111,8 +116,11 @@ def test_another_accounts_genuine_reports_are_never_archived_and_every_window_ge
         assert sim.wait_idle(WAIT) and len(sim.outbox) == sent + 1, out
         ours = sim.outbox[-1]
         window = accepted_window(tmp_path)
-        theirs = their_report(*window)
+        theirs = their_report(*window, cc=OWNER if len(outputs) % 2 else None)  # a Cc never counts
         append(theirs)  # right after the POST, before our own report
+        if len(outputs) == 2:  # RFC 6532: a raw UTF-8 display name in our own report's To
+            ours = ours.replace(f"To: {OWNER}\r\n".encode(), f"To: Jürgen Müller <{OWNER}>\r\n".encode())
+            assert "Jürgen".encode() in ours
         append(received_by_our_mx(ours))
         code, out = cli("run")
         outputs.append(out)

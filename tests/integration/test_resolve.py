@@ -22,12 +22,13 @@ from ingest.ops.verify import verify_archive
 from ingest.pipeline.intake import archive_email
 from ingest.pipeline.summary import RunSummary
 from ingest.state.store import Store
-from tests.support.archive import assert_archive_matches
+from tests.support.archive import assert_archive_matches, read_archive
 from tests.support.mail import RECIPIENT, accept_windows, email_with, report, report_email, truth_of
 
 BOT = "4d2a0000-0000-4000-8000-0000000000c3"
 START, END = date(2024, 9, 1), date(2024, 9, 4)
 OURS = (RECIPIENT,)
+ANONYMOUS_CSV = f"id,timestamp,message\r\n1,{START}T10:00:00Z,X\r\n".encode()
 
 
 @pytest.fixture
@@ -37,12 +38,7 @@ def conflict(tmp_path: Path) -> tuple[Store, LocalStorage, dict[str, str]]:
     store = Store.open(tmp_path / "state.sqlite")
     out = LocalStorage(tmp_path / "archive")
     accept_windows(store, rep)
-    anonymous = email_with(
-        subject="Your report",
-        attachments=[
-            ("export.csv", f"id,timestamp,message\r\n1,{START}T10:00:00Z,X\r\n".encode(), "text/csv")
-        ],
-    )
+    anonymous = email_with(subject="Your report", attachments=[("export.csv", ANONYMOUS_CSV, "text/csv")])
     first = RunSummary()
     assert archive_email(out, store, parse_email(anonymous), first, OURS) == "archived"
     second = RunSummary()
@@ -99,3 +95,22 @@ def test_keep_must_name_exactly_one_of_the_windows_reports(
         resolve(out, store, 1, sha["vendor"], reason=" ", actor="t", apply=True)
     with pytest.raises(ConfigError, match="--window 2"):
         resolve(out, store, 2, sha["vendor"], reason="x", actor="t", apply=True)
+
+
+@pytest.mark.parametrize("keep", ["vendor", "anonymous"])
+def test_a_rejected_report_arriving_again_is_never_archived_again(
+    conflict: tuple[Store, LocalStorage, dict[str, str]], keep: str
+) -> None:
+    store, out, sha = conflict
+    resolve(out, store, 1, sha[keep], reason="the genuine one", actor="t", apply=True)
+    before = read_archive(out.root).sort("id")
+    other = "anonymous" if keep == "vendor" else "vendor"
+    rep = report(BOT, START, END)
+    name, data = ("export.csv", ANONYMOUS_CSV) if other == "anonymous" else (rep.filename, rep.csv)
+    again = email_with(attachments=[(name, data, "text/csv")])  # the same bytes, a new email
+    summary = RunSummary()
+    assert archive_email(out, store, parse_email(again), summary, OURS) == "archived"  # handled
+    assert summary.reports_duplicate == 1 and summary.reports_archived == 0
+    assert read_archive(out.root).sort("id").equals(before)
+    settled = store.attachment(sha[other])
+    assert settled is not None and settled["outcome"] in ("removed", "rejected")
