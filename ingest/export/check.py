@@ -14,7 +14,8 @@ Checks, each failure naming what differs:
 
 A ``.zip`` bundle is judged from its directory first (member names, kinds, duplicates,
 and bounds: members, sizes, compression ratio, so a zip bomb is refused before a byte is
-inflated), then its regular files are unpacked into a private temporary folder.
+inflated), and from its layout (:mod:`ingest.export.ziplayout`: nothing any unzip tool
+could read differently), then its regular files are unpacked into a private temporary folder.
 
 Example::
 
@@ -42,6 +43,7 @@ import polars as pl
 from ingest.errors import ConfigError
 from ingest.export.bundle import MANIFEST, SIGNATURE, SUMS, sha256_path
 from ingest.export.signing import BadSignature, verify_signature
+from ingest.export.ziplayout import layout_problem
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 #: The files every bundle holds besides those its manifest lists.
@@ -113,6 +115,9 @@ def unzip_bounded(bundle: Path, into: Path) -> tuple[list[Entry], list[str]]:
     with zipfile.ZipFile(bundle) as archive:
         members = archive.infolist()
         _check_bounds(members, bundle.stat().st_size)
+        layout = layout_problem(bundle, members)
+        if layout:
+            raise BundleRefused(f"refused: {layout}; not a zip every unzip tool reads alike")
         entries: list[Entry] = []
         problems: list[str] = []
         counted = Counter(m.filename for m in members)

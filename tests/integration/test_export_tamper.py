@@ -13,12 +13,15 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -170,6 +173,142 @@ def test_a_duplicate_zip_member_fails_naming_it(made: dict[str, Path], tmp_path:
 
     assert checked.returncode == 1
     assert f"{DATA_A}: in the zip 2 times (a duplicate member)" in checked.stdout
+
+
+def _local_entry(name: str, data: bytes, extra: bytes = b"") -> bytes:
+    """A stored local entry, as a streaming unzip tool would read it."""
+    head = struct.pack(
+        "<IHHHHHIIIHH",
+        0x04034B50,
+        20,
+        0,
+        0,
+        0,
+        0,
+        zlib.crc32(data),
+        len(data),
+        len(data),
+        len(name),
+        len(extra),
+    )
+    return head + name.encode() + extra + data
+
+
+FORGED = b'\xef\xbb\xbf"id","message","date"\r\n"1","EVIL: pay to IBAN XX00 0000","2024-01-01"\r\n'
+
+
+def _hidden_before_directory(raw: bytes) -> bytes:
+    """A forged entry inserted before the central directory, the end record's offset moved."""
+    end = raw.rfind(b"PK\x05\x06")
+    fields = list(struct.unpack("<IHHHHIIH", raw[end : end + 22]))
+    hidden = _local_entry(DATA_A, FORGED)
+    fields[6] += len(hidden)
+    return (
+        raw[: fields[6] - len(hidden)]
+        + hidden
+        + raw[fields[6] - len(hidden) : end]
+        + struct.pack("<IHHHHIIH", *fields)
+    )
+
+
+def _unicode_path(name: str, shown: str) -> bytes:
+    body = b"\x01" + struct.pack("<I", zlib.crc32(name.encode())) + shown.encode()
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+def _renamed_for_info_zip(folder: Path, out: Path, kind: int) -> Path:
+    """The bundle with bot-a's and bot-b's data swapped for Info-ZIP's unzip alone."""
+    swap = {DATA_A: DATA_B, DATA_B: DATA_A}
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            name = path.relative_to(folder).as_posix()
+            info = zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0))
+            if name in swap:
+                info.extra = (
+                    _unicode_path(name, swap[name])
+                    if kind == 0x7075
+                    else struct.pack("<HH", kind, 5) + b"\x01\x00\x00\x00\x00"
+                )
+            archive.writestr(info, path.read_bytes())
+    return out
+
+
+ZIP_FORGERIES: dict[str, Callable[[bytes], bytes]] = {
+    "a stored entry hidden before the central directory": _hidden_before_directory,
+    "an entry prepended": lambda raw: _local_entry(DATA_A, FORGED) + raw,
+    "junk appended": lambda raw: raw + b"trailing junk " * 3,
+    "a second zip appended": lambda raw: raw + raw,
+    "a zip comment": lambda raw: raw[:-2] + struct.pack("<H", 4) + b"note",
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(ZIP_FORGERIES))
+def test_a_zip_another_unzip_tool_reads_differently_is_refused(
+    made: dict[str, Path], tmp_path: Path, forgery: str
+) -> None:
+    raw = _zip_of(made["bundle"], tmp_path / "b.zip").read_bytes()
+    forged = tmp_path / "forged.zip"
+    forged.write_bytes(ZIP_FORGERIES[forgery](raw))
+    with zipfile.ZipFile(forged) as archive:  # the directory's reading is still the signed bundle
+        assert archive.read(DATA_A) == (made["bundle"] / DATA_A).read_bytes()
+
+    checked = _verify(made, forged)
+
+    assert checked.returncode == 1, checked.stdout
+    assert checked.stdout.count("  - ") == 1 and "refused:" in checked.stdout, checked.stdout
+    assert "not a zip every unzip tool reads alike" in checked.stdout
+    assert "Traceback" not in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("kind", [0x7075, 0x6375])
+def test_a_zip_renaming_members_for_info_zip_is_refused(
+    made: dict[str, Path], tmp_path: Path, kind: int
+) -> None:
+    forged = _renamed_for_info_zip(made["bundle"], tmp_path / "upath.zip", kind)
+    if kind == 0x7075:  # Info-ZIP's unzip does unpack bot-b's data as bot-a's
+        subprocess.run(["unzip", "-q", str(forged), "-d", str(tmp_path / "out")], check=True)
+        assert (tmp_path / "out" / DATA_A).read_bytes() == (made["bundle"] / DATA_B).read_bytes()
+
+    checked = _verify(made, forged)
+
+    assert checked.returncode == 1, checked.stdout
+    assert f"extra field 0x{kind:04x}" in checked.stdout and checked.stdout.count("  - ") == 1
+
+
+def test_zips_of_other_tools_still_verify(made: dict[str, Path], tmp_path: Path) -> None:
+    """Info-ZIP's zip (timestamp and Unix extra fields) and a streamed zip (data
+    descriptors after each member) are laid out exactly, so they verify."""
+    by_zip = tmp_path / "by-zip.zip"
+    subprocess.run(["zip", "-q", "-r", "-X-", str(by_zip), "."], cwd=made["bundle"], check=True)
+    streamed = tmp_path / "streamed.zip"
+    with (
+        streamed.open("wb") as sink,
+        zipfile.ZipFile(_Unseekable(sink), "w", zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for path in sorted(p for p in made["bundle"].rglob("*") if p.is_file()):
+            archive.write(path, path.relative_to(made["bundle"]).as_posix())
+    with zipfile.ZipFile(streamed) as archive:
+        assert all(info.flag_bits & 0x08 for info in archive.infolist())
+
+    for bundle in (by_zip, streamed):
+        checked = _verify(made, bundle)
+        assert checked.returncode == 0, checked.stdout
+
+
+class _Unseekable(io.RawIOBase):
+    """A file zipfile cannot seek back in, so it writes a data descriptor after each member."""
+
+    def __init__(self, sink: io.BufferedWriter) -> None:
+        self.sink = sink
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self.sink.write(data)
+
+    def flush(self) -> None:
+        self.sink.flush()
 
 
 def test_a_symbolic_link_fails_naming_it_in_a_folder_and_in_a_zip(
