@@ -153,7 +153,7 @@ def _local_entry_end(raw: BinaryIO, member: zipfile.ZipInfo) -> int | str:
         if sizes is None:
             return "its local header's zip64 sizes are missing"
         usize, csize = sizes
-    data_end = member.header_offset + _LOCAL.size + name_len + extra_len + member.compress_size
+    data_end = int(member.header_offset) + _LOCAL.size + int(name_len) + int(extra_len) + member.compress_size
     if not flags & _HAS_DESCRIPTOR:
         if (crc, csize, usize) != (member.CRC, member.compress_size, member.file_size):
             return "its local header's CRC or sizes differ from its directory entry"
