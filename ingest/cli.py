@@ -1059,10 +1059,14 @@ def audit_prove(
     Example: ingest audit prove --botuser 4242
     """
     from ingest.archive.storage import storage_for
-    from ingest.ops.auditkey import prove
+    from ingest.ops.auditkey import prove, unprovable
 
     settings = load_settings()
-    found = prove(settings, storage_for(settings), botuser)
+    storage = storage_for(settings)
+    found = prove(settings, storage, botuser)
+    foreign = unprovable(settings, storage)
+    if foreign:
+        out.print(f"{foreign} records are hashed under keys you do not hold (they cannot be checked)")
     for record, key in found:
         doc = record.doc
         out.print(
