@@ -6,6 +6,7 @@ are swept by the next export."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -28,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.crashpoints import EXPORT_POINTS
+from ingest.export.bundle import MARKER, sweep_killed_exports
 from ingest.export.check import MAX_RATIO, check_bundle
 from ingest.export.signing import load_private_key, sign
 from ingest.simulator import generate_messages
@@ -521,26 +523,72 @@ def test_a_sums_line_for_a_file_the_manifest_does_not_sign_is_named(
     assert any("'data/messages/ghost.csv' is not in the signed manifest.json" in p for p in problems)
 
 
+def _lookalikes(out: Path) -> list[str]:
+    """Folders and files an earlier version's sweep could take for an export's leftovers:
+    bundle-shaped, named like one, of a process id that is alive in another namespace (1)
+    or gone; none carries the exporter's marker, so none is ever removed."""
+    for name in (".notes.tmp-1", ".q.zip.tmp-999999999", ".q.zip.part-1"):
+        (out / name).mkdir()
+        (out / name / "manifest.json").write_text("{}")
+        (out / name / "data").mkdir()
+    (out / ".old.zip.part-999999999").write_bytes(b"PK\x03\x04 someone's zip")
+    return sorted(p.name for p in out.iterdir() if p.name.startswith((".notes", ".q.zip.", ".old")))
+
+
 @pytest.mark.parametrize("point", EXPORT_POINTS)
 def test_a_killed_exports_leftovers_are_swept_by_the_next_export(made: dict[str, Path], point: str) -> None:
     work = made["work"]
     out = work / "killed"
     out.mkdir()
     env = {**_env(work), "INGEST_CRASH_AT": point}
+    strangers = _lookalikes(out)
 
     killed = run_ingest("export", "--bot", BOT_A, "--out", str(out / "q.zip"), env=env, cwd=work)
 
     assert killed.returncode == -signal.SIGKILL
-    assert [p.name for p in out.iterdir() if p.name.startswith(".q.zip.")], "the kill left nothing to sweep"
-    stranger = out / ".notes.tmp-1"  # a similar name that is no bundle: never touched
-    stranger.write_text("mine")
+    (left,) = [p for p in out.iterdir() if p.name.startswith(".q.zip.tmp-") and (p / MARKER).exists()]
 
     again = run_ingest("export", "--bot", BOT_A, "--out", str(out / "q2.zip"), env=_env(work), cwd=work)
 
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in out.iterdir()) == [".notes.tmp-1", "q2.zip"]
+    assert not left.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([*strangers, "q2.zip"])
     assert _verify(made, out / "q2.zip").returncode == 0
     shutil.rmtree(out)
+
+
+def test_a_running_exports_folder_is_never_swept_whatever_its_pid(tmp_path: Path) -> None:
+    """An export in another container (its pid means nothing here, or is this one's) keeps
+    its folder while it holds the marker's lock; once no one holds it, the folder goes."""
+    running = tmp_path / ".q.zip.tmp-1"
+    running.mkdir()
+    (running / "bundle").mkdir()
+    (running / MARKER).write_text("certainly-ingest export to q.zip, pid 1\n")
+    holder = os.open(running / MARKER, os.O_RDWR)  # another export's lock: a separate open file
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        assert sweep_killed_exports(tmp_path) == 0
+        assert (running / MARKER).exists()
+    finally:
+        os.close(holder)
+
+    assert sweep_killed_exports(tmp_path) == 1
+    assert not running.exists()
+
+
+def test_a_marker_that_is_a_link_or_folder_makes_nothing_sweepable(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (elsewhere / "f").write_text("keep")
+    linked = tmp_path / ".a.tmp-1"
+    linked.mkdir()
+    (linked / MARKER).symlink_to(elsewhere / "f")
+    folder = tmp_path / ".b.tmp-1"
+    (folder / MARKER).mkdir(parents=True)
+    (tmp_path / ".c.tmp-1").symlink_to(elsewhere)
+
+    assert sweep_killed_exports(tmp_path) == 0
+    assert linked.exists() and folder.exists() and (elsewhere / "f").read_text() == "keep"
 
 
 def test_the_manifest_lists_what_the_recipient_gets(made: dict[str, Path]) -> None:
