@@ -173,6 +173,11 @@ def cut_bundle(
         return cut
 
 
+#: A manifest lists each data file and each source report (about 700 bytes a report):
+#: 64 MiB is some 90,000 reports (ten years of daily reports of all four datasets for two
+#: bots); ``verify-export`` reads no larger one, so the exporter writes none.
+MAX_MANIFEST_BYTES = 64 << 20
+
 #: An export works in ``.<bundle name>.tmp-<random>`` beside its output (same disk: the
 #: bundle is published by rename). The folder holds :data:`MARKER`, locked (``flock``)
 #: while the export runs: a later export removes a folder only when it holds that marker

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.crashpoints import EXPORT_POINTS
-from ingest.export.bundle import MARKER, sweep_killed_exports
+from ingest.export.bundle import MARKER, MAX_MANIFEST_BYTES, sweep_killed_exports
 from ingest.export.check import MAX_RATIO, check_bundle
 from ingest.export.signing import load_private_key, sign
 from ingest.simulator import generate_messages
@@ -446,6 +446,37 @@ def test_a_malformed_or_wrongly_typed_manifest_is_one_line_and_exit_1(
         checked.stdout
     )
     assert "Traceback" not in checked.stdout + checked.stderr
+
+
+def test_a_forged_manifest_is_refused_by_its_signature_before_it_is_parsed(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    """A manifest nobody signed is never parsed (a costly one costs nothing): only the
+    signature is named, and nothing the forged manifest says is trusted."""
+    folder = _copy(made, tmp_path)
+    (folder / "manifest.json").write_bytes(b"[" * 5_000_000)  # would be slow or a RecursionError to parse
+    (folder / "manifest.json.sig").write_bytes(b"\0" * 10_000_000)  # no signature is 10 MB
+
+    problems = check_bundle(folder, made["public"].read_bytes())
+
+    assert problems == [
+        "manifest.json.sig: not a signature of manifest.json by this public key "
+        "(the manifest was changed, or another key signed it)",
+        "manifest.json: sha256 differs from SHA256SUMS (file changed)",
+        "nothing else checked: a manifest.json this key did not sign says nothing of the bundle",
+    ]
+
+
+def test_a_manifest_over_the_bound_is_not_read(made: dict[str, Path], tmp_path: Path) -> None:
+    folder = _copy(made, tmp_path)
+    with (folder / "manifest.json").open("ab") as manifest:
+        manifest.truncate(MAX_MANIFEST_BYTES + 1)
+
+    checked = _verify(made, folder)
+
+    assert checked.returncode == 1
+    assert f"manifest.json: {MAX_MANIFEST_BYTES + 1} bytes, more than a manifest is" in checked.stdout
+    assert checked.stdout.count("  - ") == 1
 
 
 @pytest.mark.parametrize("junk", [b"", b"PK\x03\x04 not really", os.urandom(4096)])
