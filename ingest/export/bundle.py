@@ -442,7 +442,8 @@ def _manifest(
         "csv": {
             "encoding": "UTF-8 with BOM",
             "quoting": "every field",
-            "neutralised": f"text cells starting with {', '.join(map(repr, FORMULA_STARTS))} "
+            "neutralised": f"text cells starting with {', '.join(map(repr, FORMULA_STARTS))}, "
+            "or with whitespace or NULs before '=', '+', '-' or '@', "
             f"are prefixed with {PREFIX!r} (OWASP CSV injection); Parquet and "
             "JSON Lines keep the raw value",
         }

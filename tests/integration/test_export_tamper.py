@@ -148,6 +148,22 @@ def test_the_untouched_bundle_verifies_as_a_folder_and_as_a_zip(
     assert "OK" in checked.stdout
 
 
+def test_the_ok_lines_are_one_line_each_when_piped(made: dict[str, Path], tmp_path: Path) -> None:
+    """Scripts grep these lines: piped (no terminal width), they are never wrapped."""
+    out = tmp_path / ("a-folder-name-long-enough-to-wrap-any-line-at-eighty-columns" * 2) / "q.zip"
+    exported = run_ingest(
+        "export", "--bot", BOT_A, "--out", str(out), env=_env(made["work"]), cwd=made["work"]
+    )
+    checked = _verify(made, out)
+
+    assert exported.returncode == 0, exported.stderr
+    assert [line for line in exported.stdout.splitlines() if line.startswith("exported ")][0].endswith("...")
+    assert str(out) in exported.stdout
+    assert checked.stdout == (
+        "verify-export: OK, signature, files (exactly those signed), checksums and counts match\n"
+    )
+
+
 @pytest.mark.parametrize("form", ["folder", "zip"])
 @pytest.mark.parametrize("change", sorted(TAMPERING))
 def test_a_tampered_bundle_fails_naming_the_file(
