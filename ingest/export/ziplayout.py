@@ -53,6 +53,8 @@ def layout_problem(path: Path, members: list[zipfile.ZipInfo]) -> str | None:
         for member in sorted(members, key=lambda m: m.header_offset):
             if member.header_offset != at:
                 return _gap(at, member.header_offset, member.filename)
+            if "\x00" in member.orig_filename:  # zipfile cuts the name there, other tools do not
+                return f"member {member.orig_filename!r}: a name with a NUL"
             problem = _extra_problem(member.filename, member.extra)
             if problem:
                 return problem

@@ -251,7 +251,16 @@ def _renamed_for_info_zip(folder: Path, out: Path, kind: int) -> Path:
     return out
 
 
+def _nul_named(raw: bytes) -> bytes:
+    """An added member ``SUMMARY.txt<NUL>evil.exe``: zipfile reads ``SUMMARY.txt``."""
+    buffer = io.BytesIO(raw)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("SUMMARY.txtXevil.exe", b"MZ evil")
+    return buffer.getvalue().replace(b"SUMMARY.txtXevil.exe", b"SUMMARY.txt\x00evil.exe")
+
+
 ZIP_FORGERIES: dict[str, Callable[[bytes], bytes]] = {
+    "a member name with a NUL": _nul_named,
     "a stored entry hidden before the central directory": _hidden_before_directory,
     "an entry prepended": lambda raw: _local_entry(DATA_A, FORGED) + raw,
     "junk appended": lambda raw: raw + b"trailing junk " * 3,
@@ -311,6 +320,24 @@ def test_zips_of_other_tools_still_verify(made: dict[str, Path], tmp_path: Path)
     for bundle in (by_zip, streamed):
         checked = _verify(made, bundle)
         assert checked.returncode == 0, checked.stdout
+
+
+def test_a_zip64_bundle_still_verifies(
+    made: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle over 4 GiB or 65,535 members is zip64 (sizes and offsets in extra fields,
+    a zip64 end record): the limits made small, so every member and the end are zip64 here."""
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 16)
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 2)
+    zipped = _zip_of(made["bundle"], tmp_path / "z64.zip")
+    monkeypatch.undo()
+    raw = zipped.read_bytes()
+    assert b"PK\x06\x06" in raw and b"PK\x06\x07" in raw  # the zip64 end record and its locator
+
+    assert check_bundle(zipped, made["public"].read_bytes()) == []
+    forged = tmp_path / "z64-hidden.zip"
+    forged.write_bytes(raw + b"junk")
+    assert "not a zip every unzip tool reads alike" in check_bundle(forged, made["public"].read_bytes())[0]
 
 
 class _Unseekable(io.RawIOBase):
