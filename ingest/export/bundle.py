@@ -219,7 +219,7 @@ def sweep_killed_exports(folder: Path) -> int:
         if leftover.is_symlink() or not leftover.is_dir():
             continue
         try:
-            fd = os.open(leftover / MARKER, os.O_RDWR | os.O_NOFOLLOW)
+            fd = os.open(leftover / MARKER, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO never blocks
         except OSError:
             continue  # no marker (or not ours to open): not an export's folder
         try:

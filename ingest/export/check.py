@@ -164,6 +164,11 @@ def _check_bounds(members: list[zipfile.ZipInfo], archive_bytes: int) -> None:
         raise BundleRefused(f"refused: {len(members)} members, more than a bundle has ({MAX_MEMBERS})")
     total = 0
     for member in members:
+        if member.filename == MANIFEST and member.file_size > MAX_MANIFEST_BYTES:
+            raise BundleRefused(
+                f"refused: {MANIFEST} inflates to {member.file_size} bytes (a manifest is at most "
+                f"{MAX_MANIFEST_BYTES})"
+            )
         if member.file_size > MAX_MEMBER_BYTES:
             raise BundleRefused(
                 f"refused: member {member.filename!r} inflates to {member.file_size} bytes "

@@ -520,6 +520,11 @@ def test_a_manifest_over_the_bound_is_not_read(made: dict[str, Path], tmp_path: 
     assert checked.returncode == 1
     assert f"manifest.json: {MAX_MANIFEST_BYTES + 1} bytes, more than a manifest is" in checked.stdout
     assert checked.stdout.count("  - ") == 1
+    zipped = _zip_of(folder, tmp_path / "big-manifest.zip")
+    assert check_bundle(zipped, made["public"].read_bytes()) == [
+        f"big-manifest.zip: refused: manifest.json inflates to {MAX_MANIFEST_BYTES + 1} bytes "
+        f"(a manifest is at most {MAX_MANIFEST_BYTES})"
+    ]
 
 
 @pytest.mark.parametrize("junk", [b"", b"PK\x03\x04 not really", os.urandom(4096)])
