@@ -838,10 +838,11 @@ def export(
             f"exported {cut.rows} row(s) in {sum(1 for f in cut.files if f.rows)} file(s) to "
             f"{cut.out}; signed by key sha256 "
             f"{cut.manifest['signature']['public_key_sha256'][:16]}..."
-        )
+        ),
+        soft_wrap=True,  # one line, piped or not: a long path stays whole
     )
     for note in cut.notes:
-        out.print(inert(f"  note: {note}"))
+        out.print(inert(f"  note: {note}"), soft_wrap=True)
 
 
 def _signing_key_pem(settings: Settings) -> bytes:
@@ -888,9 +889,12 @@ def verify_export(
     for problem in problems:  # one line each, never wrapped: a name stays greppable
         out.print(inert(f"  - {problem}", markup=False), markup=False, highlight=False, soft_wrap=True)
     if problems:
-        out.print(f"verify-export: {len(problems)} problem(s)")
+        out.print(f"verify-export: {len(problems)} problem(s)", soft_wrap=True)
         raise typer.Exit(EXIT_ATTENTION)
-    out.print("verify-export: OK, signature, files (exactly those signed), checksums and counts match")
+    out.print(  # one line, piped or not (a script greps it)
+        "verify-export: OK, signature, files (exactly those signed), checksums and counts match",
+        soft_wrap=True,
+    )
 
 
 def _print_plan(found: Plan, *, applied: bool) -> None:
@@ -1142,10 +1146,14 @@ def audit_prove(
     Example: ingest audit prove --botuser 4242
     """
     from ingest.archive.storage import storage_for
-    from ingest.ops.auditkey import prove
+    from ingest.ops.auditkey import prove, unprovable
 
     settings = load_settings()
-    found = prove(settings, storage_for(settings), botuser)
+    storage = storage_for(settings)
+    found = prove(settings, storage, botuser)
+    foreign = unprovable(settings, storage)
+    if foreign:
+        out.print(f"{foreign} records are hashed under keys you do not hold (they cannot be checked)")
     for record, key in found:
         doc = record.doc
         out.print(

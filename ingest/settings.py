@@ -431,6 +431,11 @@ class AuditSettings(BaseModel):
         description="Secret key of the subject hashes in the audit log (default: a random one "
         "made once beside the state store, <state path>.audit-key, mode 0600; never in the archive).",
     )
+    new_key: bool = Field(
+        False,
+        description="Let an erasure make a new audit key file though the audit log holds subject "
+        "hashes under a key not held (the old key lost: its records stay unprovable).",
+    )
 
 
 class Settings(BaseSettings):

@@ -68,6 +68,13 @@ def subject_hash(out: Storage, subject_id: str, setting: str | None = None) -> s
     return hmac.new(salt(out, setting), subject_id.encode(), hashlib.sha256).hexdigest()
 
 
+def key_id(secret: str) -> str:
+    """Which key hashed a record, for its holder: HMAC of a fixed text under the key (it
+    tells nothing of the key, or of any id), so ``ingest audit prove`` can say how many
+    records are hashed under keys it does not hold."""
+    return hmac.new(secret.encode(), b"certainly-ingest audit key id", hashlib.sha256).hexdigest()[:16]
+
+
 def records(out: Storage) -> list[AuditRecord]:
     """Every audit record, in the order written (their keys sort by sequence number)."""
     found = []

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -87,10 +88,17 @@ class Hold:
         return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in body.items()}
 
 
+#: What :func:`ingest.archive.audit.new_id` makes: a hold id read from a file, a record or
+#: the command line is one, or it is refused (it names files: ``../x`` would leave ``holds/``).
+HOLD_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
 def _from_json(doc: dict[str, Any]) -> Hold:
     def day(value: Any) -> date | None:
         return date.fromisoformat(value) if value else None
 
+    if not HOLD_ID.match(str(doc["id"])):
+        raise ValueError(f"id {str(doc['id'])[:40]!r} is not 16 hex digits")
     return Hold(
         str(doc["id"]),
         str(doc["bot_id"]),
@@ -109,27 +117,35 @@ def lifted_key(hold_id: str) -> str:
 
 def active(out: Storage) -> list[Hold]:
     """Every hold in force, oldest first: placed (a hold file, or a hold-add audit record)
-    and not lifted (no lifting file, no hold-remove record). A hold file deleted by hand
-    still holds: the audit log says it was placed and never lifted."""
-    found, lifted = _placed(out)
+    and not lifted by the audit log (a hold-remove record: a lifting file alone, which
+    anyone who can write the archive could forge, lifts nothing). A hold file deleted by
+    hand still holds; one changed by hand holds both as its file and as its record says
+    (the union of their days: a narrowed file keeps nothing the record keeps from prune)."""
+    found, lifted, _ = _placed(out)
     return [h for h in found if h.id not in lifted]
 
 
-def _placed(out: Storage) -> tuple[list[Hold], set[str]]:
-    """Every hold ever placed and not lifted by a lifting file (oldest first), and the ids
-    the audit log lifts."""
+def _placed(out: Storage) -> tuple[list[Hold], set[str], set[str]]:
+    """Every hold ever placed, oldest first (one whose file differs from its audit record
+    twice, as each says), the ids the audit log lifts, and the ids with a lifting file."""
     keys = {obj.key for obj in out.objects(f"{HOLDS}/")}
     placed, lifted = _audited(audit_records(out))
-    found: dict[str, Hold] = {}
-    for key in keys:
-        if key.endswith(".json") and not key.endswith(LIFTED):
-            hold = _readable(key, out.read_bytes(key))
-            found[hold.id] = hold
+    found: list[Hold] = []
+    liftings: set[str] = set()
+    for key in sorted(k for k in keys if k.endswith(".json")):
+        hold_id = key.removeprefix(f"{HOLDS}/").removesuffix(".json").removesuffix(".lifted")
+        if key.endswith(LIFTED):
+            liftings.add(hold_id)
+            continue
+        hold = _readable(key, out.read_bytes(key))
+        if hold.id != hold_id:
+            raise _unreadable(key, f"it names hold {hold.id}, its file name {hold_id[:40]!r}")
+        found.append(hold)
     for hold_id, doc in placed.items():
-        if hold_id not in found:
-            found[hold_id] = _readable(f"the audit log's hold {hold_id}", doc)
-    unlifted = [h for h in found.values() if lifted_key(h.id) not in keys]
-    return sorted(unlifted, key=lambda h: (h.placed_at, h.id)), lifted
+        hold = _readable(f"the audit log's hold {hold_id[:40]!r}", doc)
+        if hold not in found:
+            found.append(hold)
+    return sorted(found, key=lambda h: (h.placed_at, h.id)), lifted, liftings
 
 
 def _readable(where: str, content: bytes | dict[str, Any]) -> Hold:
@@ -141,10 +157,14 @@ def _readable(where: str, content: bytes | dict[str, Any]) -> Hold:
             raise TypeError("not a JSON object")
         return _from_json(doc)
     except (ValueError, KeyError, TypeError) as err:
-        raise OutputError(
-            f"{where}: unreadable legal hold ({type(err).__name__}: {str(err)[:120]}); nothing "
-            "is pruned or erased until it is restored (`ingest verify` compares holds with the audit log)"
-        ) from None
+        raise _unreadable(where, f"{type(err).__name__}: {str(err)[:120]}") from None
+
+
+def _unreadable(where: str, why: str) -> OutputError:
+    return OutputError(
+        f"{where}: unreadable legal hold ({why}); nothing is pruned or erased until it is "
+        "restored (`ingest verify` compares holds with the audit log)"
+    )
 
 
 def _audited(log: list[AuditRecord]) -> tuple[dict[str, dict[str, Any]], set[str]]:
@@ -187,7 +207,11 @@ def lift(out: Storage, hold_id: str, *, reason: str, actor: str) -> Hold:
     lifting file beside it (the hold's own file stays, write-once). Killed between the two,
     lifting it again finishes: the audit record is not written twice."""
     _need_reason(reason, "lifting a legal hold needs a --reason (it is kept in the audit log)")
-    found = {h.id: h for h in _placed(out)[0]}  # with one whose lifting was killed halfway
+    if not HOLD_ID.match(hold_id):
+        raise ConfigError(f"{hold_id[:40]!r} is not a hold id (16 hex digits: see `ingest hold list`)")
+    placed, lifted, liftings = _placed(out)
+    # In force, or lifted by the log with its lifting file missing (killed halfway).
+    found = {h.id: h for h in placed if h.id not in lifted or h.id not in liftings}
     if hold_id not in found:
         raise ConfigError(f"no legal hold {hold_id!r} in force (see `ingest hold list`)")
     hold = found[hold_id]
@@ -204,7 +228,8 @@ def lift(out: Storage, hold_id: str, *, reason: str, actor: str) -> Hold:
         "actor": actor,
         "reason": reason,
     }
-    if not write_bytes_once(out, lifted_key(hold_id), as_json(lifting)):
+    # A lifting file already there (forged: it lifted nothing) stays; the record decides.
+    if hold_id not in liftings and not write_bytes_once(out, lifted_key(hold_id), as_json(lifting)):
         raise OutputError(f"cannot lift hold {hold_id}: {out.describe(lifted_key(hold_id))} exists")
     return hold
 
@@ -310,7 +335,9 @@ def check_against_audit(out: Storage, log: list[AuditRecord]) -> list[str]:
             )
     for key in sorted(keys):
         hold_id = key.removeprefix(f"{HOLDS}/").removesuffix(".json").removesuffix(".lifted")
-        if key.endswith(LIFTED) and hold_id not in lifted:
+        if key.endswith(".json") and not HOLD_ID.match(hold_id):
+            problems.append(f"{key}: not a hold's file (its name is no hold id: 16 hex digits)")
+        elif key.endswith(LIFTED) and hold_id not in lifted:
             problems.append(f"{key}: a lifting the audit log does not record (not by `ingest hold remove`)")
         elif not key.endswith(LIFTED) and hold_id not in placed:
             problems.append(f"{key}: a hold the audit log does not record (not by `ingest hold add`)")

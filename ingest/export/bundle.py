@@ -28,14 +28,17 @@ Example::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-import re
+import secrets
 import shutil
+import stat
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -142,88 +145,102 @@ def cut_bundle(
         raise ConfigError(f"{out} exists: an export never overwrites (name a new file or an empty folder)")
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_killed_exports(out.parent)
-    work = out.parent / f".{out.name}{WORK_TAG}{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(mode=0o700)
-    try:
+    with _export_folder(out) as work:
+        files = work / "bundle"
+        files.mkdir(mode=0o700)
         cut = Cut(out)
         snap = open_snapshot(storage)
         source_rows: Counter[str] = Counter()
         for dataset in query.chosen_datasets():
             bots = query.bots or snap.bots(dataset)
             for bot in bots:
-                _export_one(snap, query, dataset, bot, work, cut, source_rows, on_rows, batch_rows)
+                _export_one(snap, query, dataset, bot, files, cut, source_rows, on_rows, batch_rows)
         if query.botusers:  # the stores an erasure searches, searched the same way
-            for path, store, records in subject_copies(storage, query.botusers, query.bots, work, cut.notes):
-                cut.files.append(_described(work, path))
+            for path, store, records in subject_copies(storage, query.botusers, query.bots, files, cut.notes):
+                cut.files.append(_described(files, path))
                 cut.copies.append({"path": path, "store": store, "records": records})
-        summary = work / SUMMARY
+        summary = files / SUMMARY
         summary.write_text(summary_text(query, cut, snap), encoding="utf-8")
-        cut.files.append(_described(work, SUMMARY))
+        cut.files.append(_described(files, SUMMARY))
         cut.manifest = _manifest(query, cut, snap, source_rows, key, tool)
-        (work / MANIFEST).write_bytes(json.dumps(cut.manifest, indent=2, ensure_ascii=False).encode() + b"\n")
-        (work / SIGNATURE).write_bytes(sign(key, (work / MANIFEST).read_bytes()))
+        (files / MANIFEST).write_bytes(
+            json.dumps(cut.manifest, indent=2, ensure_ascii=False).encode() + b"\n"
+        )
+        (files / SIGNATURE).write_bytes(sign(key, (files / MANIFEST).read_bytes()))
         listed = [*(f.path for f in cut.files), MANIFEST, SIGNATURE]
-        sums = "".join(f"{sha256_path(work / name)}  {name}\n" for name in sorted(listed))
-        (work / SUMS).write_text(sums, encoding="utf-8")
+        sums = "".join(f"{sha256_path(files / name)}  {name}\n" for name in sorted(listed))
+        (files / SUMS).write_text(sums, encoding="utf-8")
         crash_point("export_before_publish")
         if zipped:
-            _zip(work, out)
+            _zip(files, work / "bundle.zip", out)
         else:
             if out.exists():
                 out.rmdir()  # empty, checked above
-            work.rename(out)
+            files.rename(out)
         return cut
-    finally:
+
+
+#: A manifest lists each data file and each source report (about 700 bytes a report):
+#: 64 MiB is some 90,000 reports (ten years of daily reports of all four datasets for two
+#: bots); ``verify-export`` reads no larger one, so the exporter writes none.
+MAX_MANIFEST_BYTES = 64 << 20
+
+#: An export works in ``.<bundle name>.tmp-<random>`` beside its output (same disk: the
+#: bundle is published by rename). The folder holds :data:`MARKER`, locked (``flock``)
+#: while the export runs: a later export removes a folder only when it holds that marker
+#: and its lock can be taken (its exporter is gone, whatever process ids say across
+#: containers), never any other file or folder.
+WORK_TAG = ".tmp-"
+MARKER = ".certainly-ingest-export"
+
+
+@contextmanager
+def _export_folder(out: Path) -> Iterator[Path]:
+    """A fresh working folder for the export to ``out``, marked and locked while in use,
+    removed after (the bundle was published from it, or the export failed)."""
+    work = out.parent / f".{out.name}{WORK_TAG}{secrets.token_hex(6)}"
+    work.mkdir(mode=0o700)
+    try:
+        fd = os.open(work / f"{MARKER}.new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
         shutil.rmtree(work, ignore_errors=True)
-
-
-#: What an export's temporary folder and zip are called after the bundle's name: the
-#: exporting process's id follows, so a later export knows a killed one's leftovers.
-WORK_TAG, PART_TAG = ".tmp-", ".part-"
-_LEFTOVER = re.compile(r"^\..+(?:\.tmp-|\.part-)(\d+)$")
+        raise
+    try:
+        # Locked before it carries the marker's name: a sweep never sees it unlocked.
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, f"certainly-ingest export to {out.name}, pid {os.getpid()}\n".encode())
+        os.rename(work / f"{MARKER}.new", work / MARKER)
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # before the lock goes: no sweep races it
+        os.close(fd)
 
 
 def sweep_killed_exports(folder: Path) -> int:
-    """Remove what a killed export left in ``folder`` (its temporary bundle folder, its
-    half-written zip): only those whose process is gone, so a running export (exports take
-    no job lock) keeps its own. Returns how many went. The next export there sweeps them,
-    as the next writing job sweeps the archive's staging area."""
+    """Remove what killed exports left in ``folder``: each working folder that carries the
+    marker and whose lock can be taken (no export holds it). A running export (exports take
+    no job lock) keeps its own; a folder of a similar name without the marker is never
+    touched. Returns how many went."""
     removed = 0
-    for leftover in folder.glob(".*"):
-        match = _LEFTOVER.match(leftover.name)
-        if not match or _alive(int(match.group(1))) or not _looks_like_a_bundle(leftover):
+    for leftover in folder.glob(f".*{WORK_TAG}*"):
+        if leftover.is_symlink() or not leftover.is_dir():
             continue
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
+        try:
+            fd = os.open(leftover / MARKER, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO never blocks
+        except OSError:
+            continue  # no marker (or not ours to open): not an export's folder
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # locked: an export is running there
         else:
-            leftover.unlink(missing_ok=True)
-        removed += 1
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed += 1
+        finally:
+            os.close(fd)
     return removed
-
-
-def _looks_like_a_bundle(path: Path) -> bool:
-    """Whether a leftover is a bundle being made (a folder of bundle files, or a zip or
-    empty file), so that a stranger's file of a similar name is never removed."""
-    if path.is_symlink():
-        return False
-    if path.is_dir():
-        return {p.name for p in path.iterdir()} <= {DATA, SUMMARY, MANIFEST, SIGNATURE, SUMS}
-    with path.open("rb") as head:
-        return head.read(2) in (b"", b"PK")
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of that id runs (another user's counts: never ours to sweep)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
 
 
 def _check_query(query: Query) -> None:
@@ -433,7 +450,8 @@ def _manifest(
         "csv": {
             "encoding": "UTF-8 with BOM",
             "quoting": "every field",
-            "neutralised": f"text cells starting with {', '.join(map(repr, FORMULA_STARTS))} "
+            "neutralised": f"text cells starting with {', '.join(map(repr, FORMULA_STARTS))}, "
+            "or with whitespace or NULs before '=', '+', '-' or '@', "
             f"are prefixed with {PREFIX!r} (OWASP CSV injection); Parquet and "
             "JSON Lines keep the raw value",
         }
@@ -521,14 +539,11 @@ def summary_text(query: Query, cut: Cut, snap: Snapshot) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _zip(work: Path, out: Path) -> None:
-    """The bundle folder as a zip (deflated, zip64 when large), published by rename."""
-    tmp = out.with_name(f".{out.name}{PART_TAG}{os.getpid()}")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-            for path in sorted(p for p in work.rglob("*") if p.is_file()):
-                archive.write(path, path.relative_to(work).as_posix())
-                crash_point("export_in_zip")
-        tmp.rename(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _zip(files: Path, tmp: Path, out: Path) -> None:
+    """The bundle folder as a zip (deflated, zip64 when large), written to ``tmp`` in the
+    export's working folder and published by rename."""
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for path in sorted(p for p in files.rglob("*") if p.is_file()):
+            archive.write(path, path.relative_to(files).as_posix())
+            crash_point("export_in_zip")
+    tmp.rename(out)

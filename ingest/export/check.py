@@ -3,7 +3,9 @@
 Checks, each failure naming what differs:
 
 1. ``manifest.json.sig`` is the Ed25519 signature of ``manifest.json`` under the given
-   public key (a changed manifest, or one signed by another key, fails here);
+   public key (a changed manifest, or one signed by another key, fails here, before the
+   manifest is parsed, and nothing else is checked; a manifest over
+   :data:`~ingest.export.bundle.MAX_MANIFEST_BYTES` is not even read);
 2. the bundle holds exactly the signed manifest's files plus ``manifest.json``,
    ``manifest.json.sig`` and ``SHA256SUMS``: an added, renamed or duplicated file, a
    symbolic link, a folder where a file should be, a name that would leave the bundle, is
@@ -14,7 +16,8 @@ Checks, each failure naming what differs:
 
 A ``.zip`` bundle is judged from its directory first (member names, kinds, duplicates,
 and bounds: members, sizes, compression ratio, so a zip bomb is refused before a byte is
-inflated), then its regular files are unpacked into a private temporary folder.
+inflated), and from its layout (:mod:`ingest.export.ziplayout`: nothing any unzip tool
+could read differently), then its regular files are unpacked into a private temporary folder.
 
 Example::
 
@@ -23,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import lzma
 import os
@@ -40,8 +44,9 @@ from typing import Any
 import polars as pl
 
 from ingest.errors import ConfigError
-from ingest.export.bundle import MANIFEST, SIGNATURE, SUMS, sha256_path
+from ingest.export.bundle import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, sha256_path
 from ingest.export.signing import BadSignature, verify_signature
+from ingest.export.ziplayout import layout_problem
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 #: The files every bundle holds besides those its manifest lists.
@@ -57,6 +62,8 @@ MAX_TOTAL_BYTES = 256 << 30
 MAX_RATIO = 200
 #: Below this a member's ratio is not judged (a tiny file of one repeated byte is harmless).
 RATIO_FLOOR_BYTES = 1 << 20
+
+SIGNATURE_BYTES = 64
 
 FILE, FOLDER, LINK, OTHER = "file", "folder", "symbolic link", "special file"
 
@@ -113,6 +120,9 @@ def unzip_bounded(bundle: Path, into: Path) -> tuple[list[Entry], list[str]]:
     with zipfile.ZipFile(bundle) as archive:
         members = archive.infolist()
         _check_bounds(members, bundle.stat().st_size)
+        layout = layout_problem(bundle, members)
+        if layout:
+            raise BundleRefused(f"refused: {layout}; not a zip every unzip tool reads alike")
         entries: list[Entry] = []
         problems: list[str] = []
         counted = Counter(m.filename for m in members)
@@ -154,6 +164,11 @@ def _check_bounds(members: list[zipfile.ZipInfo], archive_bytes: int) -> None:
         raise BundleRefused(f"refused: {len(members)} members, more than a bundle has ({MAX_MEMBERS})")
     total = 0
     for member in members:
+        if member.filename == MANIFEST and member.file_size > MAX_MANIFEST_BYTES:
+            raise BundleRefused(
+                f"refused: {MANIFEST} inflates to {member.file_size} bytes (a manifest is at most "
+                f"{MAX_MANIFEST_BYTES})"
+            )
         if member.file_size > MAX_MEMBER_BYTES:
             raise BundleRefused(
                 f"refused: member {member.filename!r} inflates to {member.file_size} bytes "
@@ -247,27 +262,55 @@ def check_unpacked(folder: Path, entries: list[Entry], public_key: bytes) -> lis
         nested = sorted(e.name.removesuffix(MANIFEST) for e in entries if e.name.endswith(f"/{MANIFEST}"))
         hint = f" (one is in {nested[0]}: give that folder, or zip its contents)" if nested else ""
         return [f"{MANIFEST}: " + (f"a {found}, not a file" if found else "missing") + hint]
+    size = manifest_path.stat().st_size
+    if size > MAX_MANIFEST_BYTES:
+        return [f"{MANIFEST}: {size} bytes, more than a manifest is ({MAX_MANIFEST_BYTES}); not read"]
     data = manifest_path.read_bytes()
+    unsigned = _signature_problem(kinds, signature_path, public_key, data)
+    if unsigned:  # checked before the manifest is parsed: a forged one costs nothing to refuse
+        return [
+            unsigned,
+            *_manifest_sum(folder, kinds, data),
+            f"nothing else checked: a {MANIFEST} this key did not sign says nothing of the bundle",
+        ]
     try:
         manifest = parse_manifest(data)
     except ValueError as err:
         return [f"{MANIFEST}: not a bundle manifest ({err})"]
-    if kinds.get(SIGNATURE) != FILE:
-        problems.append(f"{SIGNATURE}: missing, the manifest is unsigned")
-    else:
-        try:
-            verify_signature(public_key, data, signature_path.read_bytes())
-        except BadSignature:
-            problems.append(
-                f"{SIGNATURE}: not a signature of {MANIFEST} by this public key "
-                "(the manifest was changed, or another key signed it)"
-            )
     signed = [str(f["path"]) for f in manifest["files"]]
     problems += exactness(entries, signed)
     files = {e.name for e in entries if e.kind == FILE}
     problems += _check_sums(folder, files, set(signed))
     problems += _check_listed(folder, files, manifest)
     return problems
+
+
+def _signature_problem(kinds: dict[str, str], path: Path, public_key: bytes, data: bytes) -> str | None:
+    """Why ``data`` is not signed by the key in ``path`` (read only when it is 64 bytes,
+    an Ed25519 signature's size), or None."""
+    if kinds.get(SIGNATURE) != FILE:
+        return f"{SIGNATURE}: missing, the manifest is unsigned"
+    try:
+        if path.stat().st_size != SIGNATURE_BYTES:
+            raise BadSignature("not 64 bytes")
+        verify_signature(public_key, data, path.read_bytes())
+    except BadSignature:
+        return (
+            f"{SIGNATURE}: not a signature of {MANIFEST} by this public key "
+            "(the manifest was changed, or another key signed it)"
+        )
+    return None
+
+
+def _manifest_sum(folder: Path, kinds: dict[str, str], data: bytes) -> list[str]:
+    """Whether ``SHA256SUMS`` says the manifest changed too (a hint of what happened)."""
+    if kinds.get(SUMS) != FILE or (folder / SUMS).stat().st_size > MAX_MANIFEST_BYTES:
+        return []
+    for line in (folder / SUMS).read_text(encoding="utf-8", errors="replace").splitlines():
+        match = _SUM_LINE.match(line)
+        if match and match.group(2) == MANIFEST and match.group(1) != hashlib.sha256(data).hexdigest():
+            return [f"{MANIFEST}: sha256 differs from {SUMS} (file changed)"]
+    return []
 
 
 def exactness(entries: list[Entry], signed: list[str]) -> list[str]:

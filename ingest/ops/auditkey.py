@@ -64,34 +64,118 @@ def key_path(settings: Settings) -> Path:
     return state.with_name(state.name + SUFFIX)
 
 
+#: Shorter, a setting's key could be guessed like the ids it hides.
+MIN_SALT = 16
+
+
 def audit_key(settings: Settings, out: Storage) -> str:
     """The key new audit records hash ids with: the setting's, else the key file's (made on
-    first use). An archive's old salt is moved out of the archive first."""
+    first use, unless the audit log already holds hashes under a key no longer held: then
+    refused, so a lost key file is noticed, not silently replaced). An archive's old salt
+    is moved out of the archive first."""
     move_archive_salt(settings, out)
-    if settings.audit.salt is not None:
-        if not settings.audit.salt.get_secret_value().strip():
+    secret = setting_salt(settings)
+    if secret is not None:
+        return secret
+    path = checked_key_path(settings)
+    if not path.exists() and not settings.audit.new_key:
+        orphaned = _hashed_records(audit.records(out))
+        if orphaned:
             raise ConfigError(
-                "INGEST_AUDIT__SALT is set but empty",
-                hint="unset it (a key file is made beside the state store) or give 32+ random bytes",
+                f"{path}: no audit key file, but {orphaned} audit record(s) hash erased people under "
+                "a key: a new key would leave them unprovable",
+                hint="restore the key file from the state store's backup (or set INGEST_AUDIT__SALT "
+                "to the key), or set INGEST_AUDIT__NEW_KEY=true to start a new key",
             )
-        return settings.audit.salt.get_secret_value()
-    return _current(_read_or_make(key_path(settings)))
+    key = _current(_read_or_make(path))
+    warn_if_readable(path)
+    return key
+
+
+def setting_salt(settings: Settings) -> str | None:
+    """``INGEST_AUDIT__SALT`` without surrounding whitespace (as a key file's lines are
+    read), or None when unset; one shorter than :data:`MIN_SALT` is refused."""
+    if settings.audit.salt is None:
+        return None
+    secret = settings.audit.salt.get_secret_value().strip()
+    if len(secret) < MIN_SALT:
+        raise ConfigError(
+            f"INGEST_AUDIT__SALT is {'empty' if not secret else f'{len(secret)} characters'}: "
+            f"at least {MIN_SALT} (a short key is guessed like the ids it hides)",
+            hint="unset it (a key file is made beside the state store) or give 32+ random "
+            "characters, e.g. `openssl rand -hex 32`",
+        )
+    return secret
+
+
+def checked_key_path(settings: Settings) -> Path:
+    """The key file's path, refused when it would lie under a local archive root (a state
+    store kept inside the archive): whoever reads the archive would hold the key."""
+    path = key_path(settings)
+    root = settings.output.root
+    if root.startswith("s3://"):
+        return path
+    inside = Path(root).expanduser().resolve()
+    where = path.expanduser().resolve()
+    if where == inside or inside in where.parents:
+        raise ConfigError(
+            f"{path}: the audit key file would be under the archive root {root}, where whoever "
+            "reads the archive could re-identify erased people (INGEST_STATE__PATH is inside "
+            "INGEST_OUTPUT__ROOT)",
+            hint="keep INGEST_STATE__PATH outside the archive root, or set INGEST_AUDIT__SALT",
+        )
+    return path
+
+
+def warn_if_readable(path: Path) -> str | None:
+    """A warning (logged, and returned for ``ingest doctor``) when the key file is readable
+    by its group or others; None otherwise."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    warning = f"{path}: the audit key is readable by others (mode {mode & 0o777:o}): chmod 600 it"
+    log.warning("%s", warning)
+    return warning
+
+
+def _hashed_records(log: list[audit.AuditRecord]) -> int:
+    return sum(1 for r in log if isinstance(r.doc.get("subject_sha256"), list) and r.doc["subject_sha256"])
 
 
 def held_keys(settings: Settings, out: Storage) -> list[Key]:
     """Every key this operator holds, newest first: the setting, the key file's current key
     and its legacy keys (an archive salt not yet moved counts too)."""
     found = []
-    if settings.audit.salt is not None:
-        found.append(Key("INGEST_AUDIT__SALT", settings.audit.salt.get_secret_value()))
-    path = key_path(settings)
+    secret = setting_salt(settings)
+    if secret is not None:
+        found.append(Key("INGEST_AUDIT__SALT", secret))
+    path = checked_key_path(settings)
     if path.exists():
-        for kind, secret in _lines(path):
-            found.append(Key(f"{path} ({kind})", secret))
+        for kind, line in _lines(path):
+            found.append(Key(f"{path} ({kind})", line))
     legacy = _archive_salt(out)
     if legacy is not None:
         found.append(Key(f"{out.describe(salt_key())} (not yet moved: run `ingest migrate`)", legacy))
     return found
+
+
+def unprovable(settings: Settings, out: Storage) -> int:
+    """How many audit records hash subjects under a key not held (their ``key_id`` is none
+    of the held keys'; records made before ``key_id`` was written cannot tell, and count
+    only when no key is held at all)."""
+    keys = held_keys(settings, out)
+    ids = {audit.key_id(k.secret) for k in keys}
+    count = 0
+    for record in audit.records(out):
+        if not _hashed_records([record]):
+            continue
+        named = record.doc.get("key_id")
+        if (isinstance(named, str) and named not in ids) or (named is None and not keys):
+            count += 1
+    return count
 
 
 def prove(settings: Settings, out: Storage, subject_id: str) -> list[tuple[audit.AuditRecord, Key]]:
@@ -101,8 +185,10 @@ def prove(settings: Settings, out: Storage, subject_id: str) -> list[tuple[audit
         raise ConfigError("name the subject: --botuser ID")
     keys = held_keys(settings, out)
     if not keys:
+        hashed = _hashed_records(audit.records(out))
         raise ConfigError(
-            f"no audit key held: neither INGEST_AUDIT__SALT nor {key_path(settings)}",
+            f"no audit key held: neither INGEST_AUDIT__SALT nor {key_path(settings)}"
+            + (f"; {hashed} record(s) are hashed under keys you do not hold" if hashed else ""),
             hint="the key is made by the first erasure; restore it from the state store's backup",
         )
     found = []
@@ -126,7 +212,7 @@ def move_archive_salt(settings: Settings, out: Storage) -> bool:
     legacy = _archive_salt(out)
     if legacy is None:
         return False
-    path = key_path(settings)
+    path = checked_key_path(settings)
     _read_or_make(path)
     if all(secret != legacy for _, secret in _lines(path)):
         try:

@@ -49,6 +49,7 @@ def run_checks(settings: Settings) -> list[Check]:
     """Every check, in the order a person would fix them."""
     return [
         check_state(settings),
+        check_audit_key(settings),
         check_output(settings),
         check_temp(settings),
         check_transport(settings),
@@ -169,6 +170,23 @@ def check_state(settings: Settings) -> Check:
         return _guard("state store", run)
     except sqlite3.Error as err:
         return Check("state store", False, f"{settings.state.path}: {err}")
+
+
+def check_audit_key(settings: Settings) -> Check:
+    """The audit key: a valid setting, or a key file outside the archive root and readable
+    by its owner only (a warning otherwise: whoever reads it can re-identify erased people)."""
+    from ingest.ops.auditkey import checked_key_path, setting_salt, warn_if_readable
+
+    def run() -> Check:
+        if setting_salt(settings) is not None:
+            return Check("audit key", True, "INGEST_AUDIT__SALT")
+        path = checked_key_path(settings)
+        if not path.exists():
+            return Check("audit key", True, f"{path} (made by the first erasure)")
+        warning = warn_if_readable(path)
+        return Check("audit key", True, warning or f"{path}: mode 600", warning=warning is not None)
+
+    return _guard("audit key", run)
 
 
 def check_output(settings: Settings) -> Check:

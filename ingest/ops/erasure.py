@@ -78,6 +78,7 @@ def erase(
     if not apply:
         return found
     found.meta["subject_sha256"] = [audit.subject_hash(out, s, salt) for s in subjects]
+    found.meta["key_id"] = audit.key_id(salt) if salt else None
     found.meta["bots"] = list(bots)
     return forget(out, selection, found, actor=actor, reason=reason)
 

@@ -41,6 +41,7 @@ from ingest.archive.manifests import forgotten_days, listed_files, read_manifest
 from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.errors import IngestError, one_line
 from ingest.inert import inert
+from ingest.ops.auditkey import SUFFIX as AUDIT_KEY_SUFFIX
 from ingest.parse.reports import ROW_KEY
 from ingest.parse.schema import DATASET, file_schema
 from ingest.report_types import MESSAGE_REPORT_ID
@@ -168,6 +169,11 @@ def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, dict
     log = audit.records(out)
     report.problems.extend(audit.check_chain(log))
     report.problems.extend(holds.check_against_audit(out, log))
+    for obj in out.objects(""):  # a state store kept inside the archive puts its key there
+        if obj.key.endswith(AUDIT_KEY_SUFFIX):
+            report.problems.append(
+                f"{obj.key}: an audit key file in the archive: move it (and INGEST_STATE__PATH) out"
+            )
     if out.exists(salt_key()):  # beside the hashes it lets any reader re-identify a subject
         report.problems.append(
             f"{salt_key()}: the audit key sits in the archive; `ingest migrate` moves it out"

@@ -15,6 +15,8 @@ import pytest
 
 from ingest.archive import audit
 from ingest.archive.storage import LocalStorage
+from ingest.ops.doctor import check_audit_key
+from ingest.settings import Settings
 from tests.support.forget import OTHER, SUBJECT, build_archive, files_holding
 from tests.support.job import run_ingest
 
@@ -158,12 +160,95 @@ def test_a_damaged_key_file_is_one_line_that_never_shows_it(workdir: Path) -> No
     assert "Traceback" not in refused.stderr
 
 
-def test_an_empty_key_setting_is_exit_2_naming_it(workdir: Path) -> None:
-    env = _env(workdir, INGEST_AUDIT__SALT="  ")
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [("  ", "INGEST_AUDIT__SALT is empty"), (" short-secret \n", "INGEST_AUDIT__SALT is 12 characters")],
+)
+def test_an_empty_or_short_key_setting_is_exit_2_naming_it(workdir: Path, setting: str, said: str) -> None:
+    env = _env(workdir, INGEST_AUDIT__SALT=setting)
     (workdir / "state").mkdir()
     build_archive(workdir, env)
 
     refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
 
     assert refused.returncode == 2
-    assert "INGEST_AUDIT__SALT is set but empty" in refused.stderr and "Traceback" not in refused.stderr
+    assert said in refused.stderr and "at least 16" in refused.stderr and "Traceback" not in refused.stderr
+    assert "short-secret" not in refused.stderr
+
+
+def test_surrounding_whitespace_of_the_key_setting_does_not_change_the_hashes(workdir: Path) -> None:
+    secret = "a-long-secret-from-the-vault-0123456789"
+    env = _env(workdir, INGEST_AUDIT__SALT=f"  {secret}\n")
+    (workdir / "state").mkdir()
+    build_archive(workdir, env)
+
+    _erase(workdir, env, SUBJECT)
+    proved = run_ingest(
+        "audit", "prove", "--botuser", SUBJECT, env={**env, "INGEST_AUDIT__SALT": secret}, cwd=workdir
+    )
+
+    assert proved.returncode == 0, proved.stdout + proved.stderr
+
+
+def test_a_state_store_under_the_archive_root_keeps_no_key_there_and_verify_names_one(workdir: Path) -> None:
+    env = _env(workdir)
+    (workdir / "state").mkdir()
+    build_archive(workdir, env)
+    inside = {**env, "INGEST_STATE__PATH": str(workdir / "archive" / "state.sqlite")}
+
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=inside, cwd=workdir)
+
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "INGEST_STATE__PATH" in refused.stderr and "INGEST_AUDIT__SALT" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert list((workdir / "archive").rglob("*.audit-key")) == []
+    assert files_holding([workdir / "archive"], [SUBJECT]) != []  # nothing was erased without a key
+
+    (workdir / "archive" / "old.sqlite.audit-key").write_text("key " + "ab" * 32 + "\n")  # as one left it
+    flagged = run_ingest("verify", env=env, cwd=workdir)
+    assert flagged.returncode == 1
+    assert "old.sqlite.audit-key: an audit key file in the archive" in flagged.stdout
+
+
+def test_a_lost_key_file_is_never_silently_replaced(workdir: Path) -> None:
+    env = _env(workdir)
+    (workdir / "state").mkdir()
+    build_archive(workdir, env)
+    _erase(workdir, env, SUBJECT)
+    key_file = workdir / "state" / "state.sqlite.audit-key"
+    key_file.unlink()  # lost: a state store restored without it
+
+    refused = run_ingest("erase", "--botuser", OTHER, "--reason", "DSR-18", "--apply", env=env, cwd=workdir)
+    no_key = run_ingest("audit", "prove", "--botuser", SUBJECT, env=env, cwd=workdir)
+
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) <= 2, refused.stderr
+    assert "no audit key file, but 1 audit record(s)" in refused.stderr
+    assert "INGEST_AUDIT__NEW_KEY" in refused.stderr
+    assert not key_file.exists()
+    assert no_key.returncode == 2 and "1 record(s) are hashed under keys you do not hold" in no_key.stderr
+
+    _erase(workdir, {**env, "INGEST_AUDIT__NEW_KEY": "true"}, OTHER)  # a person chose a new key
+    proved = run_ingest("audit", "prove", "--botuser", SUBJECT, env=env, cwd=workdir)
+
+    assert proved.returncode == 1
+    assert "1 records are hashed under keys you do not hold" in proved.stdout
+    assert run_ingest("audit", "prove", "--botuser", OTHER, env=env, cwd=workdir).returncode == 0
+
+
+def test_a_key_file_others_can_read_is_warned_of_by_erase_and_doctor(workdir: Path) -> None:
+    env = _env(workdir)
+    (workdir / "state").mkdir()
+    build_archive(workdir, env)
+    _erase(workdir, env, SUBJECT)
+    key_file = workdir / "state" / "state.sqlite.audit-key"
+    key_file.chmod(0o640)
+
+    erased = run_ingest("erase", "--botuser", OTHER, "--reason", "DSR-18", "--apply", env=env, cwd=workdir)
+    settings = Settings(
+        state={"path": str(workdir / "state" / "state.sqlite")}, output={"root": str(workdir / "archive")}
+    )
+    checked = check_audit_key(settings)
+
+    assert erased.returncode == 0, erased.stderr
+    assert "readable by others (mode 640): chmod 600 it" in erased.stderr
+    assert checked.ok and checked.warning and "chmod 600" in checked.detail

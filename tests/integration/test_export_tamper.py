@@ -6,6 +6,7 @@ are swept by the next export."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -13,18 +14,22 @@ import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.crashpoints import EXPORT_POINTS
+from ingest.export.bundle import MARKER, MAX_MANIFEST_BYTES, sweep_killed_exports
 from ingest.export.check import MAX_RATIO, check_bundle
 from ingest.export.signing import load_private_key, sign
 from ingest.simulator import generate_messages
@@ -143,6 +148,22 @@ def test_the_untouched_bundle_verifies_as_a_folder_and_as_a_zip(
     assert "OK" in checked.stdout
 
 
+def test_the_ok_lines_are_one_line_each_when_piped(made: dict[str, Path], tmp_path: Path) -> None:
+    """Scripts grep these lines: piped (no terminal width), they are never wrapped."""
+    out = tmp_path / ("a-folder-name-long-enough-to-wrap-any-line-at-eighty-columns" * 2) / "q.zip"
+    exported = run_ingest(
+        "export", "--bot", BOT_A, "--out", str(out), env=_env(made["work"]), cwd=made["work"]
+    )
+    checked = _verify(made, out)
+
+    assert exported.returncode == 0, exported.stderr
+    assert [line for line in exported.stdout.splitlines() if line.startswith("exported ")][0].endswith("...")
+    assert str(out) in exported.stdout
+    assert checked.stdout == (
+        "verify-export: OK, signature, files (exactly those signed), checksums and counts match\n"
+    )
+
+
 @pytest.mark.parametrize("form", ["folder", "zip"])
 @pytest.mark.parametrize("change", sorted(TAMPERING))
 def test_a_tampered_bundle_fails_naming_the_file(
@@ -170,6 +191,169 @@ def test_a_duplicate_zip_member_fails_naming_it(made: dict[str, Path], tmp_path:
 
     assert checked.returncode == 1
     assert f"{DATA_A}: in the zip 2 times (a duplicate member)" in checked.stdout
+
+
+def _local_entry(name: str, data: bytes, extra: bytes = b"") -> bytes:
+    """A stored local entry, as a streaming unzip tool would read it."""
+    head = struct.pack(
+        "<IHHHHHIIIHH",
+        0x04034B50,
+        20,
+        0,
+        0,
+        0,
+        0,
+        zlib.crc32(data),
+        len(data),
+        len(data),
+        len(name),
+        len(extra),
+    )
+    return head + name.encode() + extra + data
+
+
+FORGED = b'\xef\xbb\xbf"id","message","date"\r\n"1","EVIL: pay to IBAN XX00 0000","2024-01-01"\r\n'
+
+
+def _hidden_before_directory(raw: bytes) -> bytes:
+    """A forged entry inserted before the central directory, the end record's offset moved."""
+    end = raw.rfind(b"PK\x05\x06")
+    fields = list(struct.unpack("<IHHHHIIH", raw[end : end + 22]))
+    hidden = _local_entry(DATA_A, FORGED)
+    fields[6] += len(hidden)
+    return (
+        raw[: fields[6] - len(hidden)]
+        + hidden
+        + raw[fields[6] - len(hidden) : end]
+        + struct.pack("<IHHHHIIH", *fields)
+    )
+
+
+def _unicode_path(name: str, shown: str) -> bytes:
+    body = b"\x01" + struct.pack("<I", zlib.crc32(name.encode())) + shown.encode()
+    return struct.pack("<HH", 0x7075, len(body)) + body
+
+
+def _renamed_for_info_zip(folder: Path, out: Path, kind: int) -> Path:
+    """The bundle with bot-a's and bot-b's data swapped for Info-ZIP's unzip alone."""
+    swap = {DATA_A: DATA_B, DATA_B: DATA_A}
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            name = path.relative_to(folder).as_posix()
+            info = zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0))
+            if name in swap:
+                info.extra = (
+                    _unicode_path(name, swap[name])
+                    if kind == 0x7075
+                    else struct.pack("<HH", kind, 5) + b"\x01\x00\x00\x00\x00"
+                )
+            archive.writestr(info, path.read_bytes())
+    return out
+
+
+def _nul_named(raw: bytes) -> bytes:
+    """An added member ``SUMMARY.txt<NUL>evil.exe``: zipfile reads ``SUMMARY.txt``."""
+    buffer = io.BytesIO(raw)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        archive.writestr("SUMMARY.txtXevil.exe", b"MZ evil")
+    return buffer.getvalue().replace(b"SUMMARY.txtXevil.exe", b"SUMMARY.txt\x00evil.exe")
+
+
+ZIP_FORGERIES: dict[str, Callable[[bytes], bytes]] = {
+    "a member name with a NUL": _nul_named,
+    "a stored entry hidden before the central directory": _hidden_before_directory,
+    "an entry prepended": lambda raw: _local_entry(DATA_A, FORGED) + raw,
+    "junk appended": lambda raw: raw + b"trailing junk " * 3,
+    "a second zip appended": lambda raw: raw + raw,
+    "a zip comment": lambda raw: raw[:-2] + struct.pack("<H", 4) + b"note",
+}
+
+
+@pytest.mark.parametrize("forgery", sorted(ZIP_FORGERIES))
+def test_a_zip_another_unzip_tool_reads_differently_is_refused(
+    made: dict[str, Path], tmp_path: Path, forgery: str
+) -> None:
+    raw = _zip_of(made["bundle"], tmp_path / "b.zip").read_bytes()
+    forged = tmp_path / "forged.zip"
+    forged.write_bytes(ZIP_FORGERIES[forgery](raw))
+    with zipfile.ZipFile(forged) as archive:  # the directory's reading is still the signed bundle
+        assert archive.read(DATA_A) == (made["bundle"] / DATA_A).read_bytes()
+
+    checked = _verify(made, forged)
+
+    assert checked.returncode == 1, checked.stdout
+    assert checked.stdout.count("  - ") == 1 and "refused:" in checked.stdout, checked.stdout
+    assert "not a zip every unzip tool reads alike" in checked.stdout
+    assert "Traceback" not in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("kind", [0x7075, 0x6375])
+def test_a_zip_renaming_members_for_info_zip_is_refused(
+    made: dict[str, Path], tmp_path: Path, kind: int
+) -> None:
+    forged = _renamed_for_info_zip(made["bundle"], tmp_path / "upath.zip", kind)
+    if kind == 0x7075:  # Info-ZIP's unzip does unpack bot-b's data as bot-a's
+        subprocess.run(["unzip", "-q", str(forged), "-d", str(tmp_path / "out")], check=True)
+        assert (tmp_path / "out" / DATA_A).read_bytes() == (made["bundle"] / DATA_B).read_bytes()
+
+    checked = _verify(made, forged)
+
+    assert checked.returncode == 1, checked.stdout
+    assert f"extra field 0x{kind:04x}" in checked.stdout and checked.stdout.count("  - ") == 1
+
+
+def test_zips_of_other_tools_still_verify(made: dict[str, Path], tmp_path: Path) -> None:
+    """Info-ZIP's zip (timestamp and Unix extra fields) and a streamed zip (data
+    descriptors after each member) are laid out exactly, so they verify."""
+    by_zip = tmp_path / "by-zip.zip"
+    subprocess.run(["zip", "-q", "-r", "-X-", str(by_zip), "."], cwd=made["bundle"], check=True)
+    streamed = tmp_path / "streamed.zip"
+    with (
+        streamed.open("wb") as sink,
+        zipfile.ZipFile(_Unseekable(sink), "w", zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for path in sorted(p for p in made["bundle"].rglob("*") if p.is_file()):
+            archive.write(path, path.relative_to(made["bundle"]).as_posix())
+    with zipfile.ZipFile(streamed) as archive:
+        assert all(info.flag_bits & 0x08 for info in archive.infolist())
+
+    for bundle in (by_zip, streamed):
+        checked = _verify(made, bundle)
+        assert checked.returncode == 0, checked.stdout
+
+
+def test_a_zip64_bundle_still_verifies(
+    made: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle over 4 GiB or 65,535 members is zip64 (sizes and offsets in extra fields,
+    a zip64 end record): the limits made small, so every member and the end are zip64 here."""
+    monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 16)
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 2)
+    zipped = _zip_of(made["bundle"], tmp_path / "z64.zip")
+    monkeypatch.undo()
+    raw = zipped.read_bytes()
+    assert b"PK\x06\x06" in raw and b"PK\x06\x07" in raw  # the zip64 end record and its locator
+
+    assert check_bundle(zipped, made["public"].read_bytes()) == []
+    forged = tmp_path / "z64-hidden.zip"
+    forged.write_bytes(raw + b"junk")
+    assert "not a zip every unzip tool reads alike" in check_bundle(forged, made["public"].read_bytes())[0]
+
+
+class _Unseekable(io.RawIOBase):
+    """A file zipfile cannot seek back in, so it writes a data descriptor after each member."""
+
+    def __init__(self, sink: io.BufferedWriter) -> None:
+        self.sink = sink
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        return self.sink.write(data)
+
+    def flush(self) -> None:
+        self.sink.flush()
 
 
 def test_a_symbolic_link_fails_naming_it_in_a_folder_and_in_a_zip(
@@ -307,6 +491,42 @@ def test_a_malformed_or_wrongly_typed_manifest_is_one_line_and_exit_1(
     assert "Traceback" not in checked.stdout + checked.stderr
 
 
+def test_a_forged_manifest_is_refused_by_its_signature_before_it_is_parsed(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    """A manifest nobody signed is never parsed (a costly one costs nothing): only the
+    signature is named, and nothing the forged manifest says is trusted."""
+    folder = _copy(made, tmp_path)
+    (folder / "manifest.json").write_bytes(b"[" * 5_000_000)  # would be slow or a RecursionError to parse
+    (folder / "manifest.json.sig").write_bytes(b"\0" * 10_000_000)  # no signature is 10 MB
+
+    problems = check_bundle(folder, made["public"].read_bytes())
+
+    assert problems == [
+        "manifest.json.sig: not a signature of manifest.json by this public key "
+        "(the manifest was changed, or another key signed it)",
+        "manifest.json: sha256 differs from SHA256SUMS (file changed)",
+        "nothing else checked: a manifest.json this key did not sign says nothing of the bundle",
+    ]
+
+
+def test_a_manifest_over_the_bound_is_not_read(made: dict[str, Path], tmp_path: Path) -> None:
+    folder = _copy(made, tmp_path)
+    with (folder / "manifest.json").open("ab") as manifest:
+        manifest.truncate(MAX_MANIFEST_BYTES + 1)
+
+    checked = _verify(made, folder)
+
+    assert checked.returncode == 1
+    assert f"manifest.json: {MAX_MANIFEST_BYTES + 1} bytes, more than a manifest is" in checked.stdout
+    assert checked.stdout.count("  - ") == 1
+    zipped = _zip_of(folder, tmp_path / "big-manifest.zip")
+    assert check_bundle(zipped, made["public"].read_bytes()) == [
+        f"big-manifest.zip: refused: manifest.json inflates to {MAX_MANIFEST_BYTES + 1} bytes "
+        f"(a manifest is at most {MAX_MANIFEST_BYTES})"
+    ]
+
+
 @pytest.mark.parametrize("junk", [b"", b"PK\x03\x04 not really", os.urandom(4096)])
 def test_a_file_that_is_no_zip_is_one_line_and_exit_1(
     made: dict[str, Path], tmp_path: Path, junk: bytes
@@ -382,26 +602,72 @@ def test_a_sums_line_for_a_file_the_manifest_does_not_sign_is_named(
     assert any("'data/messages/ghost.csv' is not in the signed manifest.json" in p for p in problems)
 
 
+def _lookalikes(out: Path) -> list[str]:
+    """Folders and files an earlier version's sweep could take for an export's leftovers:
+    bundle-shaped, named like one, of a process id that is alive in another namespace (1)
+    or gone; none carries the exporter's marker, so none is ever removed."""
+    for name in (".notes.tmp-1", ".q.zip.tmp-999999999", ".q.zip.part-1"):
+        (out / name).mkdir()
+        (out / name / "manifest.json").write_text("{}")
+        (out / name / "data").mkdir()
+    (out / ".old.zip.part-999999999").write_bytes(b"PK\x03\x04 someone's zip")
+    return sorted(p.name for p in out.iterdir() if p.name.startswith((".notes", ".q.zip.", ".old")))
+
+
 @pytest.mark.parametrize("point", EXPORT_POINTS)
 def test_a_killed_exports_leftovers_are_swept_by_the_next_export(made: dict[str, Path], point: str) -> None:
     work = made["work"]
     out = work / "killed"
     out.mkdir()
     env = {**_env(work), "INGEST_CRASH_AT": point}
+    strangers = _lookalikes(out)
 
     killed = run_ingest("export", "--bot", BOT_A, "--out", str(out / "q.zip"), env=env, cwd=work)
 
     assert killed.returncode == -signal.SIGKILL
-    assert [p.name for p in out.iterdir() if p.name.startswith(".q.zip.")], "the kill left nothing to sweep"
-    stranger = out / ".notes.tmp-1"  # a similar name that is no bundle: never touched
-    stranger.write_text("mine")
+    (left,) = [p for p in out.iterdir() if p.name.startswith(".q.zip.tmp-") and (p / MARKER).exists()]
 
     again = run_ingest("export", "--bot", BOT_A, "--out", str(out / "q2.zip"), env=_env(work), cwd=work)
 
     assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in out.iterdir()) == [".notes.tmp-1", "q2.zip"]
+    assert not left.exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([*strangers, "q2.zip"])
     assert _verify(made, out / "q2.zip").returncode == 0
     shutil.rmtree(out)
+
+
+def test_a_running_exports_folder_is_never_swept_whatever_its_pid(tmp_path: Path) -> None:
+    """An export in another container (its pid means nothing here, or is this one's) keeps
+    its folder while it holds the marker's lock; once no one holds it, the folder goes."""
+    running = tmp_path / ".q.zip.tmp-1"
+    running.mkdir()
+    (running / "bundle").mkdir()
+    (running / MARKER).write_text("certainly-ingest export to q.zip, pid 1\n")
+    holder = os.open(running / MARKER, os.O_RDWR)  # another export's lock: a separate open file
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        assert sweep_killed_exports(tmp_path) == 0
+        assert (running / MARKER).exists()
+    finally:
+        os.close(holder)
+
+    assert sweep_killed_exports(tmp_path) == 1
+    assert not running.exists()
+
+
+def test_a_marker_that_is_a_link_or_folder_makes_nothing_sweepable(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (elsewhere / "f").write_text("keep")
+    linked = tmp_path / ".a.tmp-1"
+    linked.mkdir()
+    (linked / MARKER).symlink_to(elsewhere / "f")
+    folder = tmp_path / ".b.tmp-1"
+    (folder / MARKER).mkdir(parents=True)
+    (tmp_path / ".c.tmp-1").symlink_to(elsewhere)
+
+    assert sweep_killed_exports(tmp_path) == 0
+    assert linked.exists() and folder.exists() and (elsewhere / "f").read_text() == "keep"
 
 
 def test_the_manifest_lists_what_the_recipient_gets(made: dict[str, Path]) -> None:

@@ -4,6 +4,7 @@ reason and never rewrites the hold's file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -134,3 +135,47 @@ def test_on_a_locked_bucket_a_hold_and_its_lifting_are_locked_and_lifting_needs_
         held = retention(locked, key)
         assert held is not None and held[0] == "GOVERNANCE", key
     assert "no legal holds in force" in run_ingest("hold", "list", env=env, cwd=workdir).stdout
+
+
+def _narrowed(path: Path) -> None:
+    path.write_text(path.read_text().replace('"2024-01-01"', '"2099-01-01"'))
+
+
+def _lifted_by_a_forged_file(path: Path) -> None:
+    hold_id = path.name.removesuffix(".json")
+    path.with_name(f"{hold_id}.lifted.json").write_text(f'{{"id": "{hold_id}", "reason": "forged"}}\n')
+
+
+@pytest.mark.parametrize("forge", [_narrowed, _lifted_by_a_forged_file], ids=["narrowed", "lifted"])
+def test_a_hold_narrowed_or_lifted_by_hand_still_keeps_its_data_from_prune(
+    workdir: Path, forge: Callable[[Path], None]
+) -> None:
+    """Only `ingest hold add` and `hold remove` (the audit log) change what a hold keeps: a
+    hold file edited by hand, or a lifting file written by hand, keeps every day the log's
+    record keeps."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    hold_id = _hold(workdir, env, "--bot", BOT_B, "--from", "2024-01-01", "--reason", "audit 2026")
+    forge(workdir / "archive" / "holds" / f"{hold_id}.json")
+
+    verify = run_ingest("verify", env=env, cwd=workdir)
+    pruned = run_ingest("prune", "--apply", env={**env, "INGEST_RETENTION__DAYS": "30"}, cwd=workdir)
+
+    assert verify.returncode == 1 and f"holds/{hold_id}" in verify.stdout
+    assert pruned.returncode == 0, pruned.stderr
+    rows = read_archive(workdir / "archive")
+    assert rows.filter(pl.col("bot_id") == BOT_B).height > 0  # the held bot's rows are all still there
+    assert rows.filter(pl.col("bot_id") == BOT_A).height == 0  # the rest was pruned
+    assert hold_id in run_ingest("hold", "list", env=env, cwd=workdir).stdout
+
+
+def test_removing_a_hold_id_that_would_leave_holds_is_exit_2_and_writes_nothing(workdir: Path) -> None:
+    env = _env(workdir)
+    _hold(workdir, env, "--bot", BOT_A, "--reason", "case 9")
+    before = sorted(p for p in workdir.rglob("*"))
+
+    removed = run_ingest("hold", "remove", "../../pwned", "--reason", "x", env=env, cwd=workdir)
+
+    assert removed.returncode == 2
+    assert "is not a hold id" in removed.stderr and "Traceback" not in removed.stderr
+    assert sorted(p for p in workdir.rglob("*")) == before

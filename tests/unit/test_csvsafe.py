@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,10 +21,23 @@ cells = st.one_of(
     st.text(),
     st.builds(
         lambda start, rest: start + rest,
-        st.sampled_from(["=", "+", "-", "@", "\t", "\r", "'", '"']),
+        st.sampled_from(
+            ["=", "+", "-", "@", "\t", "\r", "\x00", " =", "\n+", " \x00-", "\u00a0@", "\ufeff=", "'", '"']
+        ),
         st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
     ),
 )
+
+
+#: What a spreadsheet may read as a formula, said independently of the code: a formula
+#: start (OWASP: = + - @ tab CR; and NUL), or whitespace or NULs an importer strips first.
+_STRIPPED = "\x00\t\n\x0b\x0c\r \x1c\x1d\x1e\x1f\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000\ufeff" + "".join(
+    chr(c) for c in range(0x2000, 0x200C)
+)
+
+
+def _formula_like(value: str) -> bool:
+    return value.startswith(FORMULA_STARTS) or value.lstrip(_STRIPPED).startswith(("=", "+", "-", "@"))
 
 
 @given(st.lists(st.one_of(st.none(), cells), min_size=1, max_size=20))
@@ -42,11 +56,11 @@ def test_written_csv_reads_back_neutral_and_otherwise_unchanged(values: list[str
     for row, value in zip(back, values, strict=True):
         if value is None:
             assert row["cell"] == ""
-        elif value.startswith(FORMULA_STARTS):
+        elif _formula_like(value):
             assert row["cell"] == "'" + value
         else:
             assert row["cell"] == value
-        assert not row["cell"].startswith(FORMULA_STARTS)
+        assert not _formula_like(row["cell"])
 
 
 @given(cells)
@@ -78,5 +92,22 @@ def test_header_cells_are_neutralised_like_text_cells(names: list[str]) -> None:
     header, *rows = list(csv.reader(io.StringIO(text, newline="")))
 
     assert header == [neutralise(name) for name in names]
-    assert not any(cell.startswith(FORMULA_STARTS) for cell in header)
+    assert not any(_formula_like(cell) for cell in header)
     assert rows == [[f"v{i}" for i in range(len(names))]] * 2
+
+
+@pytest.mark.parametrize("dtype", [pl.Categorical, pl.Enum(["=cmd|' /C calc'!A0", " @SUM(1)", "ok"])])
+def test_categorical_and_enum_cells_are_neutralised_like_text(dtype: pl.DataType) -> None:
+    frame = pl.DataFrame({"c": ["=cmd|' /C calc'!A0", " @SUM(1)", "ok"]}, schema={"c": dtype})
+
+    assert neutralised(frame)["c"].to_list() == ["'=cmd|' /C calc'!A0", "' @SUM(1)", "ok"]
+
+
+def test_a_nul_or_whitespace_before_a_formula_is_neutralised() -> None:
+    assert [neutralise(v) for v in ["\x00=1", "  =1+1", "\n@x", " plain", "a-b"]] == [
+        "'\x00=1",
+        "'  =1+1",
+        "'\n@x",
+        " plain",
+        "a-b",
+    ]

@@ -20,6 +20,7 @@ from ingest.archive.holds import (
     active,
     check_against_audit,
     copy_hold,
+    covering,
     lift,
     lifted_key,
     place,
@@ -130,12 +131,12 @@ def test_hold_files_are_the_audit_logs_and_a_deleted_one_still_holds(tmp_path: P
 
 def test_a_hold_file_the_audit_log_does_not_record_is_named(tmp_path: Path) -> None:
     out = LocalStorage(tmp_path / "archive")
-    forged = out.path(hold_key("f00d"))
+    forged = out.path(hold_key("f00df00df00df00d"))
     forged.parent.mkdir(parents=True)
-    forged.write_bytes(as_json(_hold(None, None).as_json() | {"id": "f00d"}))
+    forged.write_bytes(as_json(_hold(None, None).as_json() | {"id": "f00df00df00df00d"}))
 
     assert check_against_audit(out, audit.records(out)) == [
-        "holds/f00d.json: a hold the audit log does not record (not by `ingest hold add`)"
+        "holds/f00df00df00df00d.json: a hold the audit log does not record (not by `ingest hold add`)"
     ]
 
 
@@ -194,3 +195,66 @@ def test_an_unreadable_hold_file_stops_an_erasure_or_prune_in_one_line(
         OutputError, match=r"holds/b0rken.json: unreadable legal hold .* nothing is pruned or erased"
     ):
         active(out)
+
+
+def test_a_hold_file_narrowed_by_hand_still_holds_every_day_its_record_holds(tmp_path: Path) -> None:
+    out = LocalStorage(tmp_path / "archive")
+    hold = place(out, BOT, date(2024, 1, 1), None, reason="case 17", actor="dpo")
+    narrowed = json.loads(out.path(hold_key(hold.id)).read_bytes()) | {
+        "from": "2029-01-01",
+        "bot_id": "bot-z",
+    }
+    out.path(hold_key(hold.id)).write_bytes(as_json(narrowed))
+
+    in_force = active(out)
+
+    assert covering(in_force, BOT, date(2024, 3, 1))  # the record's days
+    assert covering(in_force, "bot-z", date(2029, 3, 1))  # and the file's: the union
+    assert len(check_against_audit(out, audit.records(out))) == 1
+
+
+def test_a_forged_lifting_file_lifts_nothing_and_a_real_lifting_still_works(tmp_path: Path) -> None:
+    out = LocalStorage(tmp_path / "archive")
+    hold = place(out, BOT, None, None, reason="case 17", actor="dpo")
+    out.path(lifted_key(hold.id)).write_bytes(as_json({"id": hold.id, "reason": "forged"}))
+
+    assert [h.id for h in active(out)] == [hold.id]  # no hold-remove record: still in force
+    assert check_against_audit(out, audit.records(out)) == [
+        f"holds/{hold.id}.lifted.json: a lifting the audit log does not record (not by `ingest hold remove`)"
+    ]
+
+    lift(out, hold.id, reason="case closed", actor="dpo")
+
+    assert active(out) == []
+    assert [r.doc["kind"] for r in audit.records(out)] == ["hold-add", "hold-remove"]
+
+
+@pytest.mark.parametrize("hold_id", ["../../pwned", "0123456789abcdef/../../x", "ABCDEF0123456789", ""])
+def test_lifting_a_hold_id_not_of_the_hold_id_form_is_refused_and_writes_nothing(
+    tmp_path: Path, hold_id: str
+) -> None:
+    out = LocalStorage(tmp_path / "archive")
+    place(out, BOT, None, None, reason="case 17", actor="dpo")
+    before = sorted(p for p in tmp_path.rglob("*"))
+
+    with pytest.raises(ConfigError, match="is not a hold id"):
+        lift(out, hold_id, reason="closed", actor="dpo")
+
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_a_hold_whose_id_could_leave_holds_stops_an_erasure_or_prune(tmp_path: Path) -> None:
+    out = LocalStorage(tmp_path / "archive")
+    forged = out.path(hold_key("0123456789abcdef"))
+    forged.parent.mkdir(parents=True)
+    forged.write_bytes(as_json(_hold(None, None).as_json() | {"id": "../../pwned"}))
+    audit.append(
+        out, {"kind": "hold-add", "hold": {"id": "../../pwned", "bot_id": BOT}}, actor="x", reason="x"
+    )
+
+    with pytest.raises(OutputError, match="is not 16 hex digits"):
+        active(out)
+    with pytest.raises(ConfigError, match="is not a hold id"):
+        lift(out, "../../pwned", reason="closed", actor="dpo")
+    assert not (tmp_path / "pwned.lifted.json").exists()
+    assert not list(tmp_path.parent.glob("pwned*"))
