@@ -157,19 +157,24 @@ def _sink(target: Path | None) -> Iterator[BinaryIO | None]:
 def csv_records(stream: BinaryIO, block: int = _BLOCK) -> Iterator[bytes]:
     """Each CSV record's bytes exactly as in the file, its line end included (a BOM stays
     with the first). A record ends at CRLF, LF or a lone CR outside quotes, as Python's
-    ``csv`` reads it; quoted line ends stay inside. Memory: a block and one record."""
+    ``csv`` reads it; quoted line ends stay inside. Memory: a block and one record.
+    One pass: the quote parity is carried, so a field of many line ends costs linear time."""
     buf = b""
+    pos = 0  # scanned up to here; ``quotes`` counts the quotes of the open record before it
+    quotes = 0
     for chunk in iter(lambda: stream.read(block), b""):
         buf += chunk
         start = 0
-        for found in _TERMINATOR.finditer(buf, start):
+        for found in _TERMINATOR.finditer(buf, pos):
             if found.end() == len(buf) and buf.endswith(b"\r"):
                 break  # a CR at the block's end may be the first half of a CRLF
-            if buf.count(b'"', start, found.start()) % 2:
+            quotes += buf.count(b'"', pos, found.start())
+            pos = found.end()
+            if quotes % 2:
                 continue  # inside a quoted field
             yield buf[start : found.end()]
-            start = found.end()
-        buf = buf[start:]
+            start, quotes = found.end(), 0
+        buf, pos = buf[start:], max(pos - start, 0)
     if buf:
         yield buf
 
@@ -279,17 +284,24 @@ def _record_runs(
 
 def _last_boundary(buf: bytes) -> int:
     """Where the last whole record of ``buf`` (which starts with a record) ends: after its
-    last line end outside quotes; 0 when there is none."""
+    last line end outside quotes; 0 when there is none. Linear: each byte's quotes are
+    counted once, and each kind of line end is searched for backwards once."""
+    total = buf.count(b'"')
+    after = 0  # quotes in buf[end:]
     end = len(buf)
+    lf, cr = buf.rfind(b"\n"), buf.rfind(b"\r")
     while end > 0:
-        at = max(buf.rfind(b"\n", 0, end), buf.rfind(b"\r", 0, end))
+        lf = lf if lf < end else buf.rfind(b"\n", 0, end)
+        cr = cr if cr < end else buf.rfind(b"\r", 0, end)
+        at = max(lf, cr)
         if at < 0:
             return 0
         if buf[at : at + 1] == b"\r" and at == len(buf) - 1:
             end = at  # a CR at the very end may be the first half of a CRLF
             continue
         start = at - 1 if buf[at : at + 1] == b"\n" and at > 0 and buf[at - 1 : at] == b"\r" else at
-        if buf.count(b'"', 0, start) % 2 == 0:
+        after += buf.count(b'"', start, end)
+        if (total - after) % 2 == 0:
             return at + 1
         end = start
     return 0
