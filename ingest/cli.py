@@ -915,7 +915,7 @@ def erase(
     from ingest.ops.erasure import erase as erase_subject
 
     settings = load_settings()
-    with job(settings) as (_, storage):
+    with job(settings) as (store, storage):
         done = erase_subject(
             storage,
             list(botuser),
@@ -924,15 +924,21 @@ def erase(
             actor=actor_of(settings),
             apply=apply,
             salt=salt_setting(settings),
+            store=store,
         )
+    quoting = (done.plan if isinstance(done, Outcome) else done).meta.get("reasons_quoting", 0)
+    if quoting:  # a refused file's reason quoted its first line: their record
+        verb = "withheld" if isinstance(done, Outcome) else "to withhold (they quote this id)"
+        out.print(f"recorded reasons (reason.json, state store) {verb}: {quoting}")
     if isinstance(done, Outcome):
         _print_plan(done.plan, applied=True)
         if done.record:
             out.print(inert(f"erasure {done.plan.id}: record {done.record}, audit {done.audit}"))
         else:
-            out.print(
-                inert(f"nothing of this subject in the archive; the request is on record: {done.audit}")
+            kept = (
+                "no record of this subject in the tables or copies" if quoting else "nothing of this subject"
             )
+            out.print(inert(f"{kept} in the archive; the request is on record: {done.audit}"))
     else:
         _print_plan(done, applied=False)
 

@@ -31,6 +31,7 @@ import io
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class Found:
     kept: bool = False
     labels: list[str] = field(default_factory=list)
     records: list[dict[str, str]] = field(default_factory=list)
+    #: A CSV's column names as read (None: not a CSV, or no header found).
+    header: list[str] | None = None
 
     def add(self, label: str, header: list[str], cells: list[str], collect: bool) -> None:
         self.removed += 1
@@ -122,13 +125,92 @@ def scan_file(
             except ValueError:  # not JSON after all (UnicodeDecodeError is one): its records as CSV
                 # (Elsewhere is no ValueError: a JSON document with their record out of place fails)
                 kind = "csv"
-        with source.open("rb") as src, _sink(target) as dst:
-            return rewrite_csv(src, dst, match, candidate, needles=needles, collect=collect)
+        return _csv(source, match, candidate, needles, target=target, collect=collect)
     except (Elsewhere, ValueError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException) as err:
         raise Unreadable(
             f"cannot read {name} as {kind} ({type(err).__name__}: {str(err)[:200]}): nothing was changed",
             hint="a person decides: repair or remove the file by hand, then run the command again",
         ) from err
+
+
+def _csv(
+    source: Path,
+    match: Match,
+    candidate: Callable[[bytes], bool],
+    needles: list[bytes],
+    *,
+    target: Path | None,
+    collect: bool,
+) -> Found:
+    """A CSV read the ways the intake tries: UTF-8 (a BOM or not) as it is, UTF-16 through
+    a UTF-8 copy (written back in its own encoding), its separator sniffed from the header
+    (a refused original may be ``;`` or tab separated)."""
+    with source.open("rb") as stream:
+        head = stream.read(HEAD_BYTES)
+    encoding = text_encoding(head)
+    if encoding == "utf-8":
+        delimiter = sniff_delimiter(head.decode("utf-8", errors="replace"))
+        with source.open("rb") as src, _sink(target) as dst:
+            return rewrite_csv(
+                src, dst, match, candidate, needles=needles, collect=collect, delimiter=delimiter
+            )
+    with tempfile.TemporaryDirectory() as scratch:
+        utf8, rewritten = Path(scratch) / "utf8.csv", Path(scratch) / "rewritten.csv"
+        _transcode(source, encoding, utf8, "utf-8")
+        delimiter = sniff_delimiter(utf8.read_bytes()[:HEAD_BYTES].decode("utf-8", errors="replace"))
+        with utf8.open("rb") as src, _sink(rewritten if target else None) as dst:
+            found = rewrite_csv(
+                src, dst, match, candidate, needles=needles, collect=collect, delimiter=delimiter
+            )
+        if target is not None:
+            _transcode(rewritten, "utf-8", target, encoding)
+        return found
+
+
+#: Bytes read to tell a file's encoding and separator.
+HEAD_BYTES = 64 << 10
+_UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+
+
+def text_encoding(head: bytes) -> str:
+    """``utf-8``, ``utf-16-le`` or ``utf-16-be`` (the BOM kept as a character: written
+    back as it was): a UTF-16 BOM, or NUL bytes at every other place, say UTF-16."""
+    for bom, name in _UTF16_BOMS.items():
+        if head.startswith(bom):
+            return name
+    if head and head.count(0) * 3 >= len(head):  # ASCII text in UTF-16: half its bytes NUL
+        return "utf-16-le" if head[1::2].count(0) > head[0::2].count(0) else "utf-16-be"
+    return "utf-8"
+
+
+def decodings(data: bytes) -> list[str]:
+    """The texts ``data`` may be (each encoding a quarantined original may be in), for a
+    search by bytes of a file that cannot be read as records."""
+    texts = []
+    for name in ("utf-8", "utf-16-le", "utf-16-be"):
+        body = data[2:] if name != "utf-8" and data[:2] in _UTF16_BOMS else data
+        texts.append(
+            body[: len(body) - len(body) % 2 if name != "utf-8" else None].decode(name, errors="replace")
+        )
+    return texts
+
+
+def sniff_delimiter(text: str) -> str:
+    """The separator of the header (its first line that is not blank): a comma unless the
+    line has none and has semicolons or tabs (a spreadsheet's export)."""
+    line = next((line for line in text.removeprefix("\ufeff").splitlines() if line.strip()), "")
+    if "," in line:
+        return ","
+    return max((";", "\t"), key=line.count) if (";" in line or "\t" in line) else ","
+
+
+def _transcode(source: Path, encoding: str, target: Path, into: str) -> None:
+    with (
+        source.open("r", encoding=encoding, errors="strict", newline="") as src,
+        target.open("w", encoding=into, newline="") as dst,
+    ):
+        for text in iter(lambda: src.read(_BLOCK), ""):
+            dst.write(text)
 
 
 def _holds(path: Path, needles: list[bytes]) -> bool:
@@ -179,19 +261,19 @@ def csv_records(stream: BinaryIO, block: int = _BLOCK) -> Iterator[bytes]:
         yield buf
 
 
-def cells(record: bytes) -> list[str]:
+def cells(record: bytes, delimiter: str = ",") -> list[str]:
     """A CSV record's cells, whatever their size (``csv`` refuses fields over 131,072
     characters unless told otherwise: the intake reads them)."""
     text = record.removeprefix(BOM).decode("utf-8", errors="replace")
     previous = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
     try:
-        return next(csv.reader(io.StringIO(text, newline="")), [])
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
     finally:
         csv.field_size_limit(previous)
 
 
-def _one_record(record: bytes, offset: int) -> list[str]:
+def _one_record(record: bytes, offset: int, delimiter: str = ",") -> list[str]:
     """The cells of one record; ValueError when the CSV reader reads more than one record
     in it (an unpaired quote inside an unquoted field: where one record ends is then not
     certain, and guessing could drop another person's record or keep the subject's)."""
@@ -199,7 +281,7 @@ def _one_record(record: bytes, offset: int) -> list[str]:
     previous = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     finally:
         csv.field_size_limit(previous)
     if len(rows) > 1:
@@ -216,6 +298,7 @@ def rewrite_csv(
     needles: list[bytes] | tuple[bytes, ...] = (),
     block: int = _BLOCK,
     collect: bool = False,
+    delimiter: str = ",",
 ) -> Found:
     """Copy a CSV (to ``target``, when given) without the records ``match(header, cells)``
     names. Every other byte is copied as it is; ``candidate(record)`` False skips parsing
@@ -226,14 +309,23 @@ def rewrite_csv(
     first = next(records, None)
     if first is None:
         return found
-    offset = len(first[0])
+    offset = 0
+    while not first[0].removeprefix(BOM).strip(b"\r\n \t"):  # blank lines before the header
+        offset += len(first[0])
+        if target is not None:
+            target.write(first[0])
+        first = next(records, None)
+        if first is None:
+            return found
+    offset += len(first[0])
     if target is not None:
         target.write(first[0])
-    header = _names(cells(first[0]))
+    header = _names(cells(first[0], delimiter))
+    found.header = header
     id_at = header.index("id") if "id" in header else -1
     for record, whole in records:
         if not whole and candidate(record):
-            row = _one_record(record, offset)
+            row = _one_record(record, offset, delimiter)
             if row and match(header, row):
                 label = f"id {row[id_at]}" if 0 <= id_at < len(row) else f"the record at byte {offset}"
                 found.add(label, header, row, collect)
@@ -250,9 +342,10 @@ def _names(raw: list[str]) -> list[str]:
     """The header's names as the intake's reader calls them (a duplicate suffixed: its value
     is not the column's), else stripped."""
     try:
-        return column_names(raw)
+        names = column_names(raw)
     except ReportRejected:
-        return [name.strip() for name in raw]
+        names = [name.strip() for name in raw]
+    return [name.lower() for name in names]  # a refused original's BOTUSER is still theirs
 
 
 def _single(records: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:

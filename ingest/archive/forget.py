@@ -53,7 +53,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from ingest.archive import audit
 from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.compact import ALL_DATASETS, vacuum_archive
-from ingest.archive.copies import Found, scan_file
+from ingest.archive.copies import Found, Unreadable, decodings, scan_file
 from ingest.archive.delta import (
     APP,
     META,
@@ -450,7 +450,7 @@ def scan_copy(
     try:
         bot_id = raw_source(key)[0] if is_raw(key) else ""
         needles = selection.needles()
-        return scan_file(
+        found = scan_file(
             source,
             key,
             lambda header, cells: selection.record(bot_id, header, cells),
@@ -459,9 +459,32 @@ def scan_copy(
             target=target,
             collect=collect,
         )
+        if needles and not found.removed and not is_raw(key):
+            refuse_unread_holder(source, key, found, needles)
+        return found
     finally:
         if temporary:
             source.unlink(missing_ok=True)
+
+
+def refuse_unread_holder(source: Path, key: str, found: Found, needles: list[bytes]) -> None:
+    """A quarantined original read without a column naming a bot user (no header, one the
+    intake refused: another separator, no ``botuser``) that holds the id's characters, in
+    any encoding it may be in: :class:`Unreadable`, never "nothing of this subject"."""
+    if found.header is not None and any(_names_subject(name) for name in found.header):
+        return  # read as records with a bot user column: by value, the id is someone else's text
+    texts = decodings(source.read_bytes())
+    if any(n.decode() in text for n in needles for text in texts):
+        raise Unreadable(
+            f"{key} holds this id's characters but no record of it could be read "
+            "(a file the intake refused, its bot user column not found): nothing was changed",
+            hint="a person decides: remove the subject's records from it by hand (or the file), "
+            "then run the command again",
+        )
+
+
+def _names_subject(name: str) -> bool:
+    return name in SUBJECT_ID or name in SUBJECT_JSON
 
 
 def raw_days(records: Iterable[Record]) -> dict[str, list[date]]:

@@ -13,7 +13,11 @@ Example::
 from __future__ import annotations
 
 import getpass
+import json
+import tempfile
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
 from ingest.archive import audit, holds
 from ingest.archive.forget import (
@@ -25,12 +29,13 @@ from ingest.archive.forget import (
     plan,
     raw_days,
 )
-from ingest.archive.layout import is_raw, raw_source
+from ingest.archive.layout import QUARANTINE, REASONS, is_raw, raw_source
 from ingest.archive.manifests import read_manifests
 from ingest.archive.storage import Storage
 from ingest.errors import ConfigError, UnderLegalHold
 from ingest.report_types import DATASETS, MESSAGES
 from ingest.settings import RetentionSettings, Settings
+from ingest.state.store import Store
 
 
 def actor_of(settings: Settings) -> str:
@@ -57,6 +62,7 @@ def erase(
     actor: str,
     apply: bool,
     salt: str | None = None,
+    store: Store | None = None,
 ) -> Plan | Outcome:
     """Plan (``apply`` False: the dry run) or carry out the erasure of these bot users.
     Raises :class:`UnderLegalHold` when a hold covers a day holding their rows."""
@@ -77,11 +83,56 @@ def erase(
                 hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
             )
     _raw_under_hold(out, found, in_force)
+    quoting = reason_files_quoting(out, subjects)
+    recorded = store.reasons_quoting(subjects) if store is not None else 0
     if not apply:
+        found.meta["reasons_quoting"] = len(quoting) + recorded
         return found
     found.meta["subject_sha256"] = [audit.subject_hash(out, s, salt) for s in subjects]
     found.meta["bots"] = list(bots)
-    return forget(out, selection, found, actor=actor, reason=reason)
+    done = forget(out, selection, found, actor=actor, reason=reason)
+    # After the records: a reason quoting one is withheld (it names the erasure, not the id).
+    note = f"withheld by erasure {found.id}: it quoted a record of an erased bot user"
+    withhold_reason_files(out, quoting, subjects, note)
+    withheld = store.withhold_reasons(subjects, note) if store is not None else 0
+    done.plan.meta["reasons_quoting"] = len(quoting) + withheld
+    return done
+
+
+def reason_files_quoting(out: Storage, subjects: list[str]) -> list[str]:
+    """Quarantined files' ``reason.json`` holding one of the ids (a refused file's reason
+    quotes its first line: with no header, the subject's record), in any encoding's text."""
+    found = []
+    for obj in out.objects(f"{QUARANTINE}/"):
+        if obj.key.endswith(f"/{REASONS}"):
+            text = out.read_bytes(obj.key).decode("utf-8", errors="replace")
+            if any(s in text or json.dumps(s)[1:-1] in text for s in subjects):
+                found.append(obj.key)
+    return found
+
+
+def withhold_reason_files(out: Storage, keys: list[str], subjects: list[str], note: str) -> None:
+    """Rewrite each ``reason.json``: every text in it holding an id becomes ``note``."""
+    for key in keys:
+        try:
+            doc = json.loads(out.read_bytes(key))
+        except ValueError:
+            doc = {"reason": note}  # unreadable: only the note stays
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp = Path(scratch) / REASONS
+            tmp.write_text(json.dumps(_withheld(doc, subjects, note), indent=2) + "\n", encoding="utf-8")
+            out.delete(key)  # a note, not data: lost to a crash here, it is no one's record
+            out.publish(tmp, key)
+
+
+def _withheld(value: Any, subjects: list[str], note: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _withheld(v, subjects, note) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_withheld(v, subjects, note) for v in value]
+    if isinstance(value, str) and any(s in value for s in subjects):
+        return note
+    return value
 
 
 def _raw_under_hold(out: Storage, found: Plan, in_force: list[holds.Hold]) -> None:

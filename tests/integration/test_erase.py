@@ -540,3 +540,34 @@ def test_a_quarantined_file_of_an_unknown_bot_is_said_unsearched_under_bot_and_e
     )  # theirs gone, others as they were
     assert files_holding([workdir / "archive", *workdir.glob("state.sqlite*")], [SUBJECT_TEXT]) == []
     assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_refused_file_quoting_their_record_fails_loudly_then_its_reasons_are_withheld(
+    workdir: Path,
+) -> None:
+    """A headerless report is refused whole; its reason (reason.json and the state store)
+    quotes its first line: the subject's record. The erasure fails naming the original (it
+    cannot be read as records), never says "nothing found"; once a person removed it, the
+    erasure withholds every reason quoting the id."""
+    env = _env(workdir)
+    rows = generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 1))
+    subject_row(rows[0])
+    (workdir / "nohdr.csv").write_bytes(rows_to_csv(rows).split(b"\r\n", 1)[1])
+    run_ingest("import", "nohdr.csv", "--bot", BOT_A, env=env, cwd=workdir)
+    archive = workdir / "archive"
+    assert files_holding([archive, workdir / "state.sqlite"], [SUBJECT])
+
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", "--apply", env=env, cwd=workdir)
+    assert refused.returncode == 1 and "original-nohdr.csv holds this id" in refused.stderr
+    assert "Traceback" not in refused.stderr and "nothing of this subject" not in refused.stdout
+
+    next(archive.rglob("original-nohdr.csv")).unlink()  # the person's decision
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", env=env, cwd=workdir)
+    assert "recorded reasons (reason.json, state store) to withhold (they quote this id): 2" in dry.stdout
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "recorded reasons (reason.json, state store) withheld: 2" in done.stdout
+    assert "nothing of this subject" not in done.stdout
+    state = [p for p in workdir.glob("state.sqlite*") if p.is_file()]
+    assert files_holding([archive, *state], [SUBJECT, SUBJECT_TEXT]) == []
+    assert "withheld by erasure" in json.loads(next(archive.rglob("reason.json")).read_text())["reason"]

@@ -299,3 +299,60 @@ def test_a_field_of_many_line_ends_is_split_and_scanned_in_linear_time() -> None
     assert target.getvalue() == b"id,message,botuser\r\n" + _record(
         ["2", "kept", json.dumps({"id": "77"})], "\r\n"
     )
+
+
+def _refused_original(form: str) -> bytes:
+    """A report the intake refuses whole, in a form a spreadsheet or another export makes;
+    the subject's record is its second."""
+    rows = [["id", "message", "botuser"], ["1", "hello", '{"id": "77"}'], ["2", "mine", '{"id": "4242"}']]
+    if form == "upper":
+        rows[0] = [name.upper() for name in rows[0]]
+    buffer = io.StringIO(newline="")
+    csv.writer(
+        buffer, delimiter={"semicolon": ";", "tab": "\t"}.get(form, ","), lineterminator="\r\n"
+    ).writerows(rows)
+    text = ("\r\n" if form == "blank-first-line" else "") + buffer.getvalue()
+    if form.startswith("utf-16"):
+        return (
+            text.encode(form) if form != "utf-16" else "\ufeff".encode("utf-16-le") + text.encode("utf-16-le")
+        )
+    return text.encode()
+
+
+@pytest.mark.parametrize("form", ["semicolon", "tab", "upper", "blank-first-line", "utf-16", "utf-16-be"])
+def test_a_refused_original_is_read_as_the_intake_tries_and_loses_only_the_subjects_record(
+    form: str, tmp_path: Path
+) -> None:
+    from ingest.archive.forget import scan_copy
+    from ingest.archive.storage import LocalStorage
+
+    key = "quarantine/abc/original-report.csv"
+    (tmp_path / "quarantine/abc").mkdir(parents=True)
+    (tmp_path / key).write_bytes(_refused_original(form))
+    out = LocalStorage(tmp_path)
+    found = scan_copy(out, key, SubjectSelection((SUBJECT,)), target=tmp_path / "rewritten")
+    assert (found.removed, found.kept) == (1, True)
+    rewritten = (tmp_path / "rewritten").read_bytes()
+    encoding = copies.text_encoding(rewritten)
+    assert encoding == copies.text_encoding((tmp_path / key).read_bytes())  # written back as it was
+    assert SUBJECT not in rewritten.decode(encoding) and "hello" in rewritten.decode(encoding)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le"])
+def test_a_quarantined_file_holding_the_id_unread_as_records_fails_loudly(
+    encoding: str, tmp_path: Path
+) -> None:
+    """No header (the first line is a record) or a header naming no bot user column: the id's
+    characters there fail the erasure naming the file, never "nothing of this subject"."""
+    from ingest.archive.forget import scan_copy
+    from ingest.archive.storage import LocalStorage
+
+    key = "quarantine/abc/original-report.csv"
+    (tmp_path / "quarantine/abc").mkdir(parents=True)
+    (tmp_path / key).write_text('2,mine,"{""id"": ""4242""}"\r\n3,x,{}\r\n', encoding=encoding)
+    with pytest.raises(Unreadable, match=key):
+        scan_copy(LocalStorage(tmp_path), key, SubjectSelection((SUBJECT,)))
+    (tmp_path / key).write_text("id,message,botuser\r\n3,I am 4242 years old,{}\r\n", encoding=encoding)
+    assert (
+        scan_copy(LocalStorage(tmp_path), key, SubjectSelection((SUBJECT,))).removed == 0
+    )  # by value: not theirs
