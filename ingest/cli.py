@@ -892,6 +892,19 @@ def _print_copies(found: Plan, *, applied: bool) -> None:
         out.print("dry run: nothing changed; add --apply to act")
 
 
+def _say_pending(storage: Storage, apply: bool) -> None:
+    """A dry run leaves an interrupted erasure or prune as it is, and says so."""
+    from ingest.archive.forget import pending
+
+    for forget_id in [] if apply else pending(storage):
+        out.print(
+            inert(
+                f"erasure {forget_id} was interrupted and is pending: the next --apply (or any command "
+                "that writes) finishes it; this dry run shows the archive as it is now"
+            )
+        )
+
+
 @app.command()
 def erase(
     botuser: Annotated[list[str], typer.Option("--botuser", help="The bot user's id (repeatable).")],
@@ -915,7 +928,8 @@ def erase(
     from ingest.ops.erasure import erase as erase_subject
 
     settings = load_settings()
-    with job(settings) as (store, storage):
+    with job(settings, finish_forgetting=apply) as (store, storage):  # a dry run changes nothing
+        _say_pending(storage, apply)
         done = erase_subject(
             storage,
             list(botuser),
@@ -958,7 +972,8 @@ def prune(
     from ingest.ops.erasure import prune as prune_expired
 
     settings = load_settings()
-    with job(settings) as (_, storage):
+    with job(settings, finish_forgetting=apply) as (_, storage):  # a dry run changes nothing
+        _say_pending(storage, apply)
         done = prune_expired(storage, settings.retention, actor=actor_of(settings), apply=apply)
     if done is None:
         raise ConfigError("no retention is set", hint="INGEST_RETENTION__DAYS or INGEST_RETENTION__DATASETS")
@@ -1051,7 +1066,7 @@ def hold_remove(
 
 
 @contextmanager
-def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
+def job(settings: Settings, *, finish_forgetting: bool = True) -> Iterator[tuple[Store, Storage]]:
     """What every command that writes does first: hold the job lock, open the state store,
     build the archive's storage once, and remove a killed job's temporary files (safe only
     while holding the lock). Yields the store and the storage."""
@@ -1063,7 +1078,7 @@ def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
         storage = storage_for(settings)
         storage.sweep_staging()
-        if storage.objects(f"{FORGETTING}/"):  # an erasure or prune a killed run left
+        if finish_forgetting and storage.objects(f"{FORGETTING}/"):  # an erasure or prune a killed run left
             from ingest.archive.forget import resume  # only then: it is no import's start-up cost
 
             for forget_id, outcome in resume(storage):

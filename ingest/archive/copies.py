@@ -26,6 +26,7 @@ Example::
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -88,11 +89,14 @@ class Found:
 
 def shape(name: str, head: bytes) -> str:
     """``parquet``, ``json`` or ``csv``: how a stored file is read, by its first bytes more
-    than its name (a quarantined original keeps whatever name it came with). A ``json`` file
-    that does not parse as JSON is read as CSV."""
+    than its name (a quarantined original keeps whatever name it came with), in UTF-8 or
+    UTF-16. A ``json`` file that does not parse as JSON is unreadable (never read as CSV:
+    its rows would be missed as one odd record)."""
     if name == REJECTED_ROWS or head.startswith(b"PAR1"):
         return "parquet"
-    if name.lower().endswith(".json") or head.removeprefix(BOM).lstrip()[:1] in (b"[", b"{"):
+    encoding, bom = json_encoding(head)
+    text = head[len(bom) :].decode(encoding, errors="ignore")
+    if name.lower().endswith(".json") or text.lstrip()[:1] in ("[", "{"):
         return "json"
     return "csv"
 
@@ -116,15 +120,16 @@ def scan_file(
         if kind == "parquet":
             return _parquet(source, match, target, collect)
         if kind == "json" and source.stat().st_size > MAX_JSON_BYTES:
-            if needles and not _holds(source, needles):
+            wide = [
+                n.decode("utf-8", errors="replace").encode(e)
+                for n in needles
+                for e in ("utf-16-le", "utf-16-be")
+            ]
+            if needles and not _holds(source, [*needles, *wide]):
                 return Found()  # not a byte of the id or its escapes: nothing of theirs in it
             raise Elsewhere(f"{source.stat().st_size >> 20} MiB is too large to read as JSON in memory")
         if kind == "json":
-            try:
-                return _json(source, match, target, collect)
-            except ValueError:  # not JSON after all (UnicodeDecodeError is one): its records as CSV
-                # (Elsewhere is no ValueError: a JSON document with their record out of place fails)
-                kind = "csv"
+            return _json(source, match, target, collect)
         return _csv(source, match, candidate, needles, target=target, collect=collect)
     except (Elsewhere, ValueError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException) as err:
         raise Unreadable(
@@ -404,7 +409,9 @@ def _last_boundary(buf: bytes) -> int:
 def _json(source: Path, match: Match, target: Path | None, collect: bool) -> Found:
     """A GET answer's copy: a list of row objects (or an object holding one). Rows to drop
     are cut out with their separator; every other byte stays."""
-    text = source.read_bytes().decode("utf-8")
+    data = source.read_bytes()
+    encoding, bom = json_encoding(data)
+    text = data[len(bom) :].decode(encoding)
     start, spans, end = json_rows(text)
     found = Found()
     kept: list[tuple[int, int, int]] = []
@@ -431,8 +438,26 @@ def _json(source: Path, match: Match, target: Path | None, collect: bool) -> Fou
             pieces.append(text[first:last])
         pieces.append(text[spans[-1][2] : end] if spans else text[start:end])
         pieces.append(text[end:])
-        target.write_bytes("".join(pieces).encode("utf-8"))
+        target.write_bytes(bom + "".join(pieces).encode(encoding))  # in its own encoding, as it was
     return found
+
+
+_JSON_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def json_encoding(data: bytes) -> tuple[str, bytes]:
+    """A JSON document's encoding and BOM, as ``json.loads`` on bytes tells them (the intake
+    reads a GET answer so): a BOM says it, else the NUL bytes of its first characters."""
+    for bom, name in _JSON_BOMS:
+        if data.startswith(bom):
+            return name, bom
+    return json.detect_encoding(data), b""
 
 
 def _rows_outside(doc: Any, rows_text: str | None) -> list[dict[str, Any]]:

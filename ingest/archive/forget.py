@@ -82,6 +82,7 @@ from ingest.archive.storage import LocalStorage, Storage, sha256_file
 from ingest.crashpoints import crash_point
 from ingest.errors import IngestError, OutputError
 from ingest.parse.arrowrows import parquet_writer
+from ingest.parse.validate import parse_timestamp
 
 #: Columns that name a bot user: a JSON object with ``id`` (Message Data), or the id itself.
 SUBJECT_JSON = ("botuser",)
@@ -207,8 +208,10 @@ class ExpiredSelection:
             return False
         text = cells[header.index("timestamp")] if len(cells) > header.index("timestamp") else ""
         try:
-            stamp = datetime.fromisoformat(text.strip().replace(" ", "T"))
-        except ValueError:
+            stamp: datetime | None = datetime.fromisoformat(text.strip().replace(" ", "T"))  # fast
+        except ValueError:  # other forms the intake reads (`2024-1-1T00:57:41Z`): by its rules
+            stamp = parse_timestamp(text)
+        if stamp is None:
             return False  # unreadable: it was rejected, and it is kept rather than guessed
         if stamp.tzinfo is not None:
             stamp = stamp.astimezone(UTC)
@@ -421,6 +424,11 @@ def _quarantined(out: Storage, selection: Selection, *, wanted: bool) -> Iterato
             yield obj.key
 
 
+def known_bots(out: Storage) -> set[str]:
+    """Every bot the archive knows: of a raw copy, a commit record or a quarantined file."""
+    return set(_quarantine_bots(out).values())
+
+
 def _quarantine_bots(out: Storage) -> dict[str, str]:
     """The bot of each quarantined source (sha256 -> bot): its raw copy's folder, its
     commit record, or the window its reason.json names."""
@@ -471,8 +479,8 @@ def refuse_unread_holder(source: Path, key: str, found: Found, needles: list[byt
     """A quarantined original read without a column naming a bot user (no header, one the
     intake refused: another separator, no ``botuser``) that holds the id's characters, in
     any encoding it may be in: :class:`Unreadable`, never "nothing of this subject"."""
-    if found.header is not None and any(_names_subject(name) for name in found.header):
-        return  # read as records with a bot user column: by value, the id is someone else's text
+    if found.header is None or any(_names_subject(name) for name in found.header):
+        return  # not a CSV (read by value), or read with a bot user column: the id is other text
     texts = decodings(source.read_bytes())
     if any(n.decode() in text for n in needles for text in texts):
         raise Unreadable(

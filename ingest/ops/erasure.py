@@ -26,6 +26,7 @@ from ingest.archive.forget import (
     Plan,
     SubjectSelection,
     forget,
+    known_bots,
     plan,
     raw_days,
 )
@@ -70,6 +71,8 @@ def erase(
         raise ConfigError("name the subject: --botuser ID")
     if apply and not reason.strip():
         raise ConfigError("an erasure needs a --reason (it is kept in the audit log)")
+    check_subject_ids(subjects)
+    check_bots(out, bots)
     selection = SubjectSelection(tuple(subjects), tuple(bots))
     found = plan(out, selection, kind="erase")
     in_force = holds.active(out)
@@ -97,6 +100,25 @@ def erase(
     withheld = store.withhold_reasons(subjects, note) if store is not None else 0
     done.plan.meta["reasons_quoting"] = len(quoting) + withheld
     return done
+
+
+def check_subject_ids(subjects: list[str]) -> None:
+    """An id with spaces around it is refused, not stripped: a bot user's id is matched
+    exactly as written, and a pasted space would find nothing and say so."""
+    for subject in subjects:
+        if subject != subject.strip():
+            raise ConfigError(f"--botuser {subject!r} has spaces around it: give the id exactly as written")
+
+
+def check_bots(out: Storage, bots: list[str]) -> None:
+    """A ``--bot`` the archive does not know is a typo until shown otherwise: exit 2 naming
+    it and the bots it knows, never "nothing of this subject" from a search of nothing."""
+    unknown = sorted(set(bots) - (known := known_bots(out)))
+    if unknown:
+        raise ConfigError(
+            f"--bot {', '.join(unknown)}: no such bot in the archive "
+            f"(known: {', '.join(sorted(known)) or 'none'})"
+        )
 
 
 def reason_files_quoting(out: Storage, subjects: list[str]) -> list[str]:

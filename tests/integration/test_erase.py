@@ -571,3 +571,52 @@ def test_a_refused_file_quoting_their_record_fails_loudly_then_its_reasons_are_w
     state = [p for p in workdir.glob("state.sqlite*") if p.is_file()]
     assert files_holding([archive, *state], [SUBJECT, SUBJECT_TEXT]) == []
     assert "withheld by erasure" in json.loads(next(archive.rglob("reason.json")).read_text())["reason"]
+
+
+def test_an_unknown_bot_or_a_spaced_id_is_exit_2_never_nothing_found(workdir: Path) -> None:
+    """A typo in --bot searched nothing and said "nothing of this subject": now exit 2 naming
+    it and the bots the archive knows. An id with spaces around it is refused, not stripped."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    for extra in ([], ["--apply"]):
+        typo = run_ingest(
+            "erase",
+            "--botuser",
+            SUBJECT,
+            "--bot",
+            "bot-typo",
+            "--reason",
+            "DSR",
+            *extra,
+            env=env,
+            cwd=workdir,
+        )
+        assert typo.returncode == 2 and "--bot bot-typo: no such bot in the archive" in typo.stderr
+        assert BOT_A in typo.stderr and BOT_B in typo.stderr and "Traceback" not in typo.stderr
+        spaced = run_ingest(
+            "erase", "--botuser", f" {SUBJECT}", "--reason", "DSR", *extra, env=env, cwd=workdir
+        )
+        assert spaced.returncode == 2 and "has spaces around it" in spaced.stderr
+    assert files_holding([workdir / "archive"], [SUBJECT])  # nothing changed
+
+
+def test_a_dry_run_leaves_an_interrupted_erasure_pending_and_says_so(workdir: Path) -> None:
+    """A dry run changes nothing, not even finishing a killed erasure: it says the erasure is
+    pending and that the next --apply finishes it; the --apply then does."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    killed = run_ingest(
+        "erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply",
+        env={**env, "INGEST_CRASH_AT": "forget_in_swap"}, cwd=workdir,
+    )  # fmt: skip
+    assert killed.returncode != 0
+    before = _hashes(archive)
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    assert "was interrupted and is pending: the next --apply" in dry.stdout and "dry run" in dry.stdout
+    assert _hashes(archive) == before
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert files_holding([archive], [SUBJECT, SUBJECT_TEXT]) == []
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0

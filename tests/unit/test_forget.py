@@ -356,3 +356,50 @@ def test_a_quarantined_file_holding_the_id_unread_as_records_fails_loudly(
     assert (
         scan_copy(LocalStorage(tmp_path), key, SubjectSelection((SUBJECT,))).removed == 0
     )  # by value: not theirs
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("name", ["raw/bot_id=b/get.json", "quarantine/abc/original-answer.txt"])
+def test_a_json_copy_with_a_bom_or_in_utf16_loses_their_rows_and_keeps_its_encoding(
+    encoding: str, name: str, tmp_path: Path
+) -> None:
+    """``json.loads`` reads bytes with a BOM or in UTF-16/32 (the intake reads a GET answer
+    so): the copy is read as JSON (never as one odd CSV record) and written back as it was."""
+    text = '[{"id": 1, "botuser": {"id": "77"}}, {"id": 2, "botuser": {"id": "4242"}}]'
+    source, target = tmp_path / "source", tmp_path / "target"
+    source.write_bytes(text.encode(encoding))
+    selection = SubjectSelection((SUBJECT,))
+    found = scan_file(
+        source, name, lambda h, c: selection.record("b", h, c), selection.candidate, [], target=target
+    )
+    assert (found.removed, found.kept) == (1, True)
+    assert target.read_bytes() == '[{"id": 1, "botuser": {"id": "77"}}]'.encode(encoding)
+
+
+def test_a_json_copy_that_is_not_json_is_unreadable_not_read_as_csv(tmp_path: Path) -> None:
+    source = tmp_path / "get.json"
+    source.write_bytes(b'[{"id": 2, "botuser": {"id": "4242"}},')  # cut off
+    selection = SubjectSelection((SUBJECT,))
+    with pytest.raises(Unreadable, match="as json"):
+        scan_file(
+            source, "raw/bot_id=b/get.json", lambda h, c: selection.record("b", h, c), selection.candidate, []
+        )
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expired"),
+    [
+        ("2024-1-1T00:57:41Z", True),  # the intake reads it (no zero padding): its row was archived
+        ("2024-01-01 00:57:41+00", True),  # PostgreSQL's text form
+        ("2024-01-01T23:30:00-05:00", True),  # 2024-01-02 in UTC: still before the first kept day
+        ("2024-03-01T00:00:00Z", False),
+        ("not a time", False),  # rejected by the intake: kept, never guessed
+    ],
+)
+def test_a_prune_reads_a_raw_records_timestamp_as_the_intake_does(stamp: str, expired: bool) -> None:
+    from datetime import date
+
+    from ingest.archive.forget import ExpiredSelection
+
+    selection = ExpiredSelection({"messages": date(2024, 2, 1)}, lambda bot, day: False)
+    assert selection.record("b", ["id", "timestamp"], ["1", stamp]) is expired
