@@ -328,19 +328,50 @@ def rewrite_csv(
     header = _names(cells(first[0], delimiter))
     found.header = header
     id_at = header.index("id") if "id" in header else -1
-    for record, whole in records:
-        if not whole and candidate(record):
-            row = _one_record(record, offset, delimiter)
-            if row and match(header, row):
+    for run, whole in records:
+        for record, row in [(run, None)] if whole or not candidate(run) else _rows_of(run, offset, delimiter):
+            if row and candidate(record) and match(header, row):
                 label = f"id {row[id_at]}" if 0 <= id_at < len(row) else f"the record at byte {offset}"
                 found.add(label, header, row, collect)
                 offset += len(record)
                 continue
-        found.kept = found.kept or bool(record.strip(b"\r\n"))
-        offset += len(record)
-        if target is not None:
-            target.write(record)
+            found.kept = found.kept or bool(record.strip(b"\r\n"))
+            offset += len(record)
+            if target is not None:
+                target.write(record)
     return found
+
+
+def _rows_of(record: bytes, offset: int, delimiter: str) -> list[tuple[bytes, list[str] | None]]:
+    """The record and its cells; when the quote-parity split glued several records (a quote
+    inside an unquoted field, ``my 5" screen``: literal to the intake's reader and to Python's
+    ``csv``), each record of it split as those readers split, with its cells."""
+    try:
+        return [(record, _one_record(record, offset, delimiter))]
+    except ValueError:
+        pieces = exact_records(record, delimiter)
+        rows: list[tuple[bytes, list[str] | None]] = []
+        for piece in pieces:
+            rows.append((piece, _one_record(piece, offset, delimiter)))  # still several: refused
+            offset += len(piece)
+        return rows
+
+
+def exact_records(data: bytes, delimiter: str = ",") -> list[bytes]:
+    """``data`` split into records as Python's ``csv`` (not strict) and pyarrow read them: a
+    quote opens a quoted field only as a field's first character; in one, ``""`` is a quote;
+    after its closing quote the rest up to the separator is literal. Slow (a regex a record):
+    only for the rare stretch the quote-parity split got wrong."""
+    d = re.escape(delimiter.encode())
+    field = rb'(?:"(?:[^"]++|"")*+(?:"[^' + d + rb"\r\n]*)?|[^" + d + rb'\r\n"][^' + d + rb"\r\n]*|)"
+    record = re.compile(field + rb"(?:" + d + field + rb")*(?:\r\n|\r|\n|\Z)")
+    pieces, at = [], 0
+    while at < len(data):
+        found = record.match(data, at)
+        assert found is not None and found.end() > at  # every byte string matches, at least a line end
+        pieces.append(data[at : found.end()])
+        at = found.end()
+    return pieces
 
 
 def _names(raw: list[str]) -> list[str]:

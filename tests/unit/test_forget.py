@@ -225,20 +225,45 @@ def test_an_id_with_a_slash_or_a_quote_is_found_escaped_or_doubled() -> None:
         assert found.removed == 1, who
 
 
-def test_a_record_whose_end_is_uncertain_fails_the_scan_naming_the_file(tmp_path: Path) -> None:
-    """An unpaired quote in an unquoted field: the byte split and the CSV reader disagree on
-    where records end. Near the subject's id that is refused, not guessed."""
-    path = tmp_path / "odd.csv"
-    path.write_bytes(b'id,message,botuser\r\n1,he said "hi,{}\r\n2,x,"{""id"":4242}"\r\n3,"ok",{}\r\n')
-    selection = SubjectSelection(("4242",))
-    with pytest.raises(Unreadable, match="raw/bot_id=b/odd.csv"):
-        scan_file(
-            path,
-            "raw/bot_id=b/odd.csv",
-            lambda h, c: selection.record("b", h, c),
-            selection.candidate,
-            [b"4242"],
-        )
+@pytest.mark.parametrize("needles", [[], [b"4242"]])
+def test_a_quote_inside_an_unquoted_field_is_literal_as_the_intake_reads_it(needles: list[bytes]) -> None:
+    """``my 5" screen``: the intake's reader (and Python's csv) take the quote as a character.
+    The quote-parity split glues records after it; they are split again as the readers split
+    them, so an erasure drops only the subject's record and a prune reads every record."""
+    odd = b'1,my 5" screen,{}\r\n'
+    theirs = b'2,x,"{""id"":4242}"\r\n'
+    rest = b'3,"ok",{}\r\n4,a 6" one,{}\r\n'
+    source = b"id,message,botuser\r\n" + odd + theirs + rest
+    selection = SubjectSelection((SUBJECT,))
+    target = io.BytesIO()
+    found = rewrite_csv(
+        io.BytesIO(source),
+        target,
+        lambda h, c: selection.record("b", h, c),
+        selection.candidate,
+        needles=needles,
+    )
+    assert (found.removed, found.labels, found.kept) == (1, ["id 2"], True)
+    assert target.getvalue() == b"id,message,botuser\r\n" + odd + rest
+    seen: list[list[str]] = []
+    rewrite_csv(io.BytesIO(source), None, lambda h, c: bool(seen.append(c)), lambda r: True)
+    assert [row[0] for row in seen] == ["1", "2", "3", "4"]  # a prune reads each record
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.sampled_from(["a", '"', 'b"c', '"q"', "", "x\r\ny", ","]), min_size=1, max_size=4),
+        max_size=8,
+    )
+)
+def test_the_exact_split_splits_where_pythons_csv_splits(rows: list[list[str]]) -> None:
+    text = "\r\n".join(",".join(row) for row in rows) + "\r\n"
+    pieces = copies.exact_records(text.encode())
+    assert b"".join(pieces) == text.encode()
+    expected = list(csv.reader(io.StringIO(text, newline="")))
+    assert [r for p in pieces for r in csv.reader(io.StringIO(p.decode(), newline=""))] == expected
+    assert all(len(list(csv.reader(io.StringIO(p.decode(), newline="")))) <= 1 for p in pieces)
 
 
 def test_a_json_document_with_their_record_outside_its_rows_fails_rather_than_misses(tmp_path: Path) -> None:
