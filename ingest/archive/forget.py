@@ -431,7 +431,7 @@ def known_bots(out: Storage) -> set[str]:
 
 def _quarantine_bots(out: Storage) -> dict[str, str]:
     """The bot of each quarantined source (sha256 -> bot): its raw copy's folder, its
-    commit record, or the window its reason.json names."""
+    commit record, or the window (or the bot ``ingest import --bot`` named) its reason.json names."""
     bots = {raw_source(o.key)[1]: raw_source(o.key)[0] for o in out.objects(f"{RAW}/")}
     for record in read_manifests(out):
         attachment = (record.doc or {}).get("attachment")
@@ -441,11 +441,14 @@ def _quarantine_bots(out: Storage) -> dict[str, str]:
         sha = obj.key.split("/")[1]
         if obj.key.endswith(f"/{REASONS}") and sha not in bots:
             try:
-                window = json.loads(out.read_bytes(obj.key)).get("window") or {}
+                doc = json.loads(out.read_bytes(obj.key))
+                window = doc.get("window") or {}
             except (ValueError, AttributeError):
                 continue
             if isinstance(window, dict) and window.get("bot_id"):
                 bots[sha] = str(window["bot_id"])
+            elif isinstance(doc.get("bot_id"), str) and doc["bot_id"]:  # `ingest import --bot`
+                bots[sha] = doc["bot_id"]
     return bots
 
 

@@ -6,6 +6,8 @@ without the id; holds refuse an erasure and keep rows a prune would remove."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from datetime import date
@@ -620,3 +622,26 @@ def test_a_dry_run_leaves_an_interrupted_erasure_pending_and_says_so(workdir: Pa
     assert done.returncode == 0, done.stderr
     assert files_holding([archive], [SUBJECT, SUBJECT_TEXT]) == []
     assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_file_refused_whole_at_import_is_of_the_bot_named_and_erased_under_its_bot(workdir: Path) -> None:
+    """`ingest import --bot A` of a file refused whole (`;` separated): its reason.json and
+    the state store name bot A, so `erase --bot A` searches it (not "unknown bot")."""
+    env = _env(workdir)
+    rows = generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 1))
+    subject_row(rows[2])
+    records = list(csv.reader(io.StringIO(rows_to_csv(rows).decode(), newline="")))
+    semi = io.StringIO(newline="")
+    csv.writer(semi, delimiter=";", lineterminator="\r\n").writerows(records)
+    (workdir / "semi.csv").write_text(semi.getvalue(), newline="")
+    run_ingest("import", "semi.csv", "--bot", BOT_A, env=env, cwd=workdir)
+    reason = json.loads(next((workdir / "archive").rglob("reason.json")).read_text())
+    assert reason["bot_id"] == BOT_A
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    assert "not searched" not in dry.stdout and "original-semi.csv: 1 record(s)" in dry.stdout
+    done = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    assert files_holding([workdir / "archive"], [SUBJECT, SUBJECT_TEXT]) == []
