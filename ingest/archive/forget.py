@@ -116,23 +116,80 @@ def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
     """Rows of these bot users: ``botuser`` JSON with that ``id``, or a ``botuser_id`` /
     ``user_id`` column equal to it; None when no such column is there."""
     names = set(columns)
-    tests = [pl.col(c).str.json_path_match("$.id").is_in(ids) for c in SUBJECT_JSON if c in names]
+    json_columns = [c for c in names if _is_subject_json(c)]
+    tests = [pl.col(c).str.json_path_match("$.id").is_in(ids) for c in json_columns]
+    # An "id" written twice: json_path_match keeps one; the raw side counts either (a token).
+    tokens = sorted(
+        {json.dumps(i, ensure_ascii=a) for i in ids for a in (True, False)}
+        | {i for i in ids if _is_number_text(i)}
+    )
+    pattern = r'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)'
+    tests += [
+        pl.col(c)
+        .str.extract_all(pattern)
+        .list.eval(_id_token(pl.element()))
+        .list.set_intersection(tokens)
+        .list.len()
+        > 0
+        for c in json_columns
+    ]
     tests += [pl.col(c).cast(pl.String).is_in(ids) for c in SUBJECT_ID if c in names]
+    if EXTRA in names:  # columns beyond the schema (user_id, a second botuser) are kept there
+        extra = pl.col(EXTRA)
+        tests += [extra.str.json_path_match(f"$.{c}").is_in(ids) for c in SUBJECT_ID]
+        tests += [
+            extra.str.json_path_match(f"$.botuser_duplicated_{n}").str.json_path_match("$.id").is_in(ids)
+            for n in range(_EXTRA_BOTUSERS)
+        ]
     return pl.any_horizontal(tests).fill_null(False) if tests else None
 
 
-def subject_ids(header: list[str], cells: list[str]) -> set[str]:
+#: The column holding a row's columns beyond the schema, as a JSON object.
+EXTRA = "extra"
+#: Second and later ``botuser`` columns searched inside ``extra`` (a report never has more).
+_EXTRA_BOTUSERS = 4
+
+
+def _id_token(match: pl.Expr) -> pl.Expr:
+    """The value of an ``"id": value`` match, as written (a string with its quotes)."""
+    return match.str.replace(r'^"id"\s*:\s*', "")
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_subject_json(name: str) -> bool:
+    """``botuser``, or a second one (``botuser_duplicated_0``: the name the intake's reader
+    gives a repeated column), is a bot user's JSON object."""
+    return name in SUBJECT_JSON or any(name.startswith(f"{c}_duplicated_") for c in SUBJECT_JSON)
+
+
+class UnreadableSubject(ValueError):
+    """A bot user cell holding the id's characters that is not JSON: a person decides."""
+
+
+def subject_ids(header: list[str], cells: list[str], wanted: Iterable[str] = ()) -> set[str]:
     """The bot user ids a record holds, by value: a ``botuser`` JSON object's ``id``
     (decoded: escapes undone, a number as its text, as ``json_path_match`` reads it), and
-    any ``botuser_id`` / ``user_id`` cell. Every such column counts, as in the tables."""
+    any ``botuser_id`` / ``user_id`` cell. Every such column counts, as in the tables. A bot
+    user cell that is not JSON but holds one of ``wanted`` raises :class:`UnreadableSubject`."""
     found = set()
     for name, cell in zip(header, cells, strict=False):
         if name in SUBJECT_ID and cell:
             found.add(cell)
-        elif name in SUBJECT_JSON and cell:
+        elif _is_subject_json(name) and cell:
             try:
                 value = json.loads(cell, object_pairs_hook=_Pairs)
             except ValueError:
+                if wanted and any(w in cell for w in wanted):
+                    raise UnreadableSubject(
+                        f"a {name} value holding this id is not JSON (whose it is cannot be read)"
+                    ) from None
                 continue
             # Every "id" of the object: one written twice is theirs whichever a reader keeps.
             for key, named in value if isinstance(value, _Pairs) else []:
@@ -176,7 +233,7 @@ class SubjectSelection:
         return subject_expr(columns.names(), list(self.ids))
 
     def record(self, bot_id: str, header: list[str], cells: list[str]) -> bool:
-        return not subject_ids(header, cells).isdisjoint(self.ids)
+        return not subject_ids(header, cells, self.ids).isdisjoint(self.ids)
 
     def candidate(self, record: bytes) -> bool:
         return any(n in record for n in (*self.needles(), *escapes(self.ids)))

@@ -428,3 +428,48 @@ def test_a_prune_reads_a_raw_records_timestamp_as_the_intake_does(stamp: str, ex
 
     selection = ExpiredSelection({"messages": date(2024, 2, 1)}, lambda bot, day: False)
     assert selection.record("b", ["id", "timestamp"], ["1", stamp]) is expired
+
+
+@pytest.mark.parametrize(
+    ("botuser", "extra"),
+    [
+        ('{"id":"1","id":"4242"}', "{}"),  # an id written twice: json_path_match keeps one
+        ('{"id":4242}', "{}"),
+        ('{"id":"1"}', '{"user_id":"4242"}'),  # a user_id column beyond the schema
+        ('{"id":"1"}', json.dumps({"botuser_duplicated_0": '{"id":"4242"}'})),  # a second botuser column
+    ],
+)
+def test_the_tables_find_a_record_wherever_the_raw_side_does(botuser: str, extra: str) -> None:
+    """One rule for both stores: the table's row (extra holds columns beyond the schema) and
+    the raw record (those columns as written) are both the subject's."""
+    import polars as pl
+
+    from ingest.archive.forget import subject_expr
+
+    frame = pl.DataFrame({"botuser": [botuser, '{"id":"77"}'], "extra": [extra, "{}"]})
+    expr = subject_expr(frame.columns, [SUBJECT])
+    assert expr is not None
+    assert frame.select(expr).to_series().to_list() == [True, False]
+    header, row = ["botuser"], [botuser]
+    for name, value in json.loads(extra).items():
+        header.append(name)
+        row.append(value)
+    assert SubjectSelection((SUBJECT,)).record("b", header, row)
+
+
+def test_a_bot_user_cell_holding_the_id_that_is_not_json_stops_the_erasure_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "odd.csv"
+    path.write_bytes(
+        b'id,message,botuser\r\n1,hi,"{""id"": ""4242"", oops"\r\n2,x,"{""id"": ""77"", oops"\r\n'
+    )
+    selection = SubjectSelection((SUBJECT,))
+    with pytest.raises(Unreadable, match="raw/bot_id=b/odd.csv.*botuser value holding this id is not JSON"):
+        scan_file(
+            path,
+            "raw/bot_id=b/odd.csv",
+            lambda h, c: selection.record("b", h, c),
+            selection.candidate,
+            [b"4242"],
+        )
