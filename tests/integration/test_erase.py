@@ -645,3 +645,14 @@ def test_a_file_refused_whole_at_import_is_of_the_bot_named_and_erased_under_its
     )
     assert done.returncode == 0, done.stderr
     assert files_holding([workdir / "archive"], [SUBJECT, SUBJECT_TEXT]) == []
+
+
+def test_subject_access_under_an_unknown_bot_is_exit_2(workdir: Path) -> None:
+    env = _env(workdir, INGEST_EXPORT__SIGNING_KEY_FILE=str(workdir / "signer.key"))
+    build_archive(workdir, env)
+    assert run_ingest("keygen", "--out", "signer.key", env=env, cwd=workdir).returncode == 0
+    typo = run_ingest(
+        "export", "--botuser", SUBJECT, "--bot", "bot-typo", "--out", "dsr", env=env, cwd=workdir
+    )  # fmt: skip
+    assert typo.returncode == 2 and "--bot bot-typo: no such bot in the archive" in typo.stderr
+    assert not (workdir / "dsr").exists()
