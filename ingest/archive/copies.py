@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 import polars as pl
 import pyarrow as pa
 
-from ingest.archive.layout import REJECTED_ROWS
+from ingest.archive.layout import QUARANTINE, REJECTED_ROWS
 from ingest.errors import OutputError, ReportRejected
 from ingest.parse.header import BOM, column_names
 
@@ -87,16 +87,16 @@ class Found:
             self.records.append(dict(zip(header, cells, strict=False)))
 
 
-def shape(name: str, head: bytes) -> str:
-    """``parquet``, ``json`` or ``csv``: how a stored file is read, by its first bytes more
-    than its name (a quarantined original keeps whatever name it came with), in UTF-8 or
-    UTF-16. A ``json`` file that does not parse as JSON is unreadable (never read as CSV:
-    its rows would be missed as one odd record)."""
+def shape(name: str, head: bytes, *, json_by_name: bool = True) -> str:
+    """``parquet``, ``json`` or ``csv``: how a stored file is read, by its first bytes (in
+    UTF-8, -16 or -32) or a ``.json`` name (``json_by_name``: not for a quarantined original,
+    which keeps whatever name it came with). A ``json`` file that does not parse as JSON is
+    unreadable (never read as CSV: its rows would be missed as one odd record)."""
     if name == REJECTED_ROWS or head.startswith(b"PAR1"):
         return "parquet"
     encoding, bom = json_encoding(head)
     text = head[len(bom) :].decode(encoding, errors="ignore")
-    if name.lower().endswith(".json") or text.lstrip()[:1] in ("[", "{"):
+    if (json_by_name and name.lower().endswith(".json")) or text.lstrip()[:1] in ("[", "{"):
         return "json"
     return "csv"
 
@@ -115,7 +115,9 @@ def scan_file(
     Raises :class:`Unreadable` naming ``name`` when the file cannot be read as its shape."""
     with source.open("rb") as stream:
         head = stream.read(64)
-    kind = shape(name.rsplit("/", 1)[-1], head)
+    # A raw copy's name is ours (a GET answer is stored as .json); a quarantined original
+    # keeps whatever name it came with, and only its content says what it is.
+    kind = shape(name.rsplit("/", 1)[-1], head, json_by_name=not name.startswith(f"{QUARANTINE}/"))
     try:
         if kind == "parquet":
             return _parquet(source, match, target, collect)
