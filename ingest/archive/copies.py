@@ -190,16 +190,10 @@ def text_encoding(head: bytes) -> str:
     return "utf-8"
 
 
-def decodings(data: bytes) -> list[str]:
-    """The texts ``data`` may be (each encoding a quarantined original may be in), for a
-    search by bytes of a file that cannot be read as records."""
-    texts = []
-    for name in ("utf-8", "utf-16-le", "utf-16-be"):
-        body = data[2:] if name != "utf-8" and data[:2] in _UTF16_BOMS else data
-        texts.append(
-            body[: len(body) - len(body) % 2 if name != "utf-8" else None].decode(name, errors="replace")
-        )
-    return texts
+def holds_text(path: Path, texts: list[str]) -> bool:
+    """Whether a file holds one of ``texts`` in UTF-8 or UTF-16 (either byte order), read a
+    block at a time: a search of a file that cannot be read as records."""
+    return _holds(path, [t.encode(e) for t in texts for e in ("utf-8", "utf-16-le", "utf-16-be")])
 
 
 def sniff_delimiter(text: str) -> str:

@@ -53,7 +53,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from ingest.archive import audit
 from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.compact import ALL_DATASETS, vacuum_archive
-from ingest.archive.copies import Found, Unreadable, decodings, scan_file
+from ingest.archive.copies import Found, Unreadable, holds_text, scan_file
 from ingest.archive.delta import (
     APP,
     META,
@@ -541,8 +541,7 @@ def refuse_unread_holder(source: Path, key: str, found: Found, needles: list[byt
     any encoding it may be in: :class:`Unreadable`, never "nothing of this subject"."""
     if found.header is None or any(_names_subject(name) for name in found.header):
         return  # not a CSV (read by value), or read with a bot user column: the id is other text
-    texts = decodings(source.read_bytes())
-    if any(n.decode() in text for n in needles for text in texts):
+    if holds_text(source, [n.decode() for n in needles]):
         raise Unreadable(
             f"{key} holds this id's characters but no record of it could be read "
             "(a file the intake refused, its bot user column not found): nothing was changed",
