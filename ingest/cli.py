@@ -931,6 +931,19 @@ def _print_copies(found: Plan, *, applied: bool) -> None:
         out.print("dry run: nothing changed; add --apply to act")
 
 
+def _say_pending(storage: Storage, apply: bool) -> None:
+    """A dry run leaves an interrupted erasure or prune as it is, and says so."""
+    from ingest.archive.forget import pending
+
+    for forget_id in [] if apply else pending(storage):
+        out.print(
+            inert(
+                f"erasure {forget_id} was interrupted and is pending: the next --apply (or any command "
+                "that writes) finishes it; this dry run shows the archive as it is now"
+            )
+        )
+
+
 @app.command(short_help="Erase a bot user's data everywhere (GDPR Art. 17).")
 def erase(
     botuser: Annotated[list[str], typer.Option("--botuser", help="The bot user's id (repeatable).")],
@@ -955,7 +968,8 @@ def erase(
     from ingest.ops.erasure import erase as erase_subject
 
     settings = load_settings()
-    with job(settings) as (_, storage):
+    with job(settings, finish_forgetting=apply) as (store, storage):  # a dry run changes nothing
+        _say_pending(storage, apply)
         done = erase_subject(
             storage,
             list(botuser),
@@ -964,15 +978,21 @@ def erase(
             actor=actor_of(settings),
             apply=apply,
             salt=audit_key(settings, storage) if apply else None,  # a dry run hashes nothing
+            store=store,
         )
+    quoting = (done.plan if isinstance(done, Outcome) else done).meta.get("reasons_quoting", 0)
+    if quoting:  # a refused file's reason quoted its first line: their record
+        verb = "withheld" if isinstance(done, Outcome) else "to withhold (they quote this id)"
+        out.print(f"recorded reasons (reason.json, state store) {verb}: {quoting}")
     if isinstance(done, Outcome):
         _print_plan(done.plan, applied=True)
         if done.record:
             out.print(inert(f"erasure {done.plan.id}: record {done.record}, audit {done.audit}"))
         else:
-            out.print(
-                inert(f"nothing of this subject in the archive; the request is on record: {done.audit}")
+            kept = (
+                "no record of this subject in the tables or copies" if quoting else "nothing of this subject"
             )
+            out.print(inert(f"{kept} in the archive; the request is on record: {done.audit}"))
     else:
         _print_plan(done, applied=False)
 
@@ -992,7 +1012,8 @@ def prune(
     from ingest.ops.erasure import prune as prune_expired
 
     settings = load_settings()
-    with job(settings) as (_, storage):
+    with job(settings, finish_forgetting=apply) as (_, storage):  # a dry run changes nothing
+        _say_pending(storage, apply)
         done = prune_expired(storage, settings.retention, actor=actor_of(settings), apply=apply)
     if done is None:
         raise ConfigError("no retention is set", hint="INGEST_RETENTION__DAYS or INGEST_RETENTION__DATASETS")
@@ -1169,7 +1190,7 @@ def audit_prove(
 
 
 @contextmanager
-def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
+def job(settings: Settings, *, finish_forgetting: bool = True) -> Iterator[tuple[Store, Storage]]:
     """What every command that writes does first: hold the job lock, open the state store,
     build the archive's storage once, and remove a killed job's temporary files (safe only
     while holding the lock). Yields the store and the storage."""
@@ -1181,7 +1202,7 @@ def job(settings: Settings) -> Iterator[tuple[Store, Storage]]:
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
         storage = storage_for(settings)
         storage.sweep_staging()
-        if storage.objects(f"{FORGETTING}/"):  # an erasure or prune a killed run left
+        if finish_forgetting and storage.objects(f"{FORGETTING}/"):  # an erasure or prune a killed run left
             from ingest.archive.forget import resume  # only then: it is no import's start-up cost
 
             for forget_id, outcome in resume(storage):

@@ -26,11 +26,13 @@ Example::
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ from typing import Any, BinaryIO
 import polars as pl
 import pyarrow as pa
 
-from ingest.archive.layout import REJECTED_ROWS
+from ingest.archive.layout import QUARANTINE, REJECTED_ROWS
 from ingest.errors import OutputError, ReportRejected
 from ingest.parse.header import BOM, column_names
 
@@ -74,6 +76,8 @@ class Found:
     kept: bool = False
     labels: list[str] = field(default_factory=list)
     records: list[dict[str, str]] = field(default_factory=list)
+    #: A CSV's column names as read (None: not a CSV, or no header found).
+    header: list[str] | None = None
 
     def add(self, label: str, header: list[str], cells: list[str], collect: bool) -> None:
         self.removed += 1
@@ -83,13 +87,16 @@ class Found:
             self.records.append(dict(zip(header, cells, strict=False)))
 
 
-def shape(name: str, head: bytes) -> str:
-    """``parquet``, ``json`` or ``csv``: how a stored file is read, by its first bytes more
-    than its name (a quarantined original keeps whatever name it came with). A ``json`` file
-    that does not parse as JSON is read as CSV."""
+def shape(name: str, head: bytes, *, json_by_name: bool = True) -> str:
+    """``parquet``, ``json`` or ``csv``: how a stored file is read, by its first bytes (in
+    UTF-8, -16 or -32) or a ``.json`` name (``json_by_name``: not for a quarantined original,
+    which keeps whatever name it came with). A ``json`` file that does not parse as JSON is
+    unreadable (never read as CSV: its rows would be missed as one odd record)."""
     if name == REJECTED_ROWS or head.startswith(b"PAR1"):
         return "parquet"
-    if name.lower().endswith(".json") or head.removeprefix(BOM).lstrip()[:1] in (b"[", b"{"):
+    encoding, bom = json_encoding(head)
+    text = head[len(bom) :].decode(encoding, errors="ignore")
+    if (json_by_name and name.lower().endswith(".json")) or text.lstrip()[:1] in ("[", "{"):
         return "json"
     return "csv"
 
@@ -108,27 +115,103 @@ def scan_file(
     Raises :class:`Unreadable` naming ``name`` when the file cannot be read as its shape."""
     with source.open("rb") as stream:
         head = stream.read(64)
-    kind = shape(name.rsplit("/", 1)[-1], head)
+    # A raw copy's name is ours (a GET answer is stored as .json); a quarantined original
+    # keeps whatever name it came with, and only its content says what it is.
+    kind = shape(name.rsplit("/", 1)[-1], head, json_by_name=not name.startswith(f"{QUARANTINE}/"))
     try:
         if kind == "parquet":
             return _parquet(source, match, target, collect)
         if kind == "json" and source.stat().st_size > MAX_JSON_BYTES:
-            if needles and not _holds(source, needles):
+            wide = [
+                n.decode("utf-8", errors="replace").encode(e)
+                for n in needles
+                for e in ("utf-16-le", "utf-16-be")
+            ]
+            if needles and not _holds(source, [*needles, *wide]):
                 return Found()  # not a byte of the id or its escapes: nothing of theirs in it
             raise Elsewhere(f"{source.stat().st_size >> 20} MiB is too large to read as JSON in memory")
         if kind == "json":
-            try:
-                return _json(source, match, target, collect)
-            except ValueError:  # not JSON after all (UnicodeDecodeError is one): its records as CSV
-                # (Elsewhere is no ValueError: a JSON document with their record out of place fails)
-                kind = "csv"
-        with source.open("rb") as src, _sink(target) as dst:
-            return rewrite_csv(src, dst, match, candidate, needles=needles, collect=collect)
+            return _json(source, match, target, collect)
+        return _csv(source, match, candidate, needles, target=target, collect=collect)
     except (Elsewhere, ValueError, csv.Error, pl.exceptions.PolarsError, pa.ArrowException) as err:
         raise Unreadable(
             f"cannot read {name} as {kind} ({type(err).__name__}: {str(err)[:200]}): nothing was changed",
             hint="a person decides: repair or remove the file by hand, then run the command again",
         ) from err
+
+
+def _csv(
+    source: Path,
+    match: Match,
+    candidate: Callable[[bytes], bool],
+    needles: list[bytes],
+    *,
+    target: Path | None,
+    collect: bool,
+) -> Found:
+    """A CSV read the ways the intake tries: UTF-8 (a BOM or not) as it is, UTF-16 through
+    a UTF-8 copy (written back in its own encoding), its separator sniffed from the header
+    (a refused original may be ``;`` or tab separated)."""
+    with source.open("rb") as stream:
+        head = stream.read(HEAD_BYTES)
+    encoding = text_encoding(head)
+    if encoding == "utf-8":
+        delimiter = sniff_delimiter(head.decode("utf-8", errors="replace"))
+        with source.open("rb") as src, _sink(target) as dst:
+            return rewrite_csv(
+                src, dst, match, candidate, needles=needles, collect=collect, delimiter=delimiter
+            )
+    with tempfile.TemporaryDirectory() as scratch:
+        utf8, rewritten = Path(scratch) / "utf8.csv", Path(scratch) / "rewritten.csv"
+        _transcode(source, encoding, utf8, "utf-8")
+        delimiter = sniff_delimiter(utf8.read_bytes()[:HEAD_BYTES].decode("utf-8", errors="replace"))
+        with utf8.open("rb") as src, _sink(rewritten if target else None) as dst:
+            found = rewrite_csv(
+                src, dst, match, candidate, needles=needles, collect=collect, delimiter=delimiter
+            )
+        if target is not None:
+            _transcode(rewritten, "utf-8", target, encoding)
+        return found
+
+
+#: Bytes read to tell a file's encoding and separator.
+HEAD_BYTES = 64 << 10
+_UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+
+
+def text_encoding(head: bytes) -> str:
+    """``utf-8``, ``utf-16-le`` or ``utf-16-be`` (the BOM kept as a character: written
+    back as it was): a UTF-16 BOM, or NUL bytes at every other place, say UTF-16."""
+    for bom, name in _UTF16_BOMS.items():
+        if head.startswith(bom):
+            return name
+    if head and head.count(0) * 3 >= len(head):  # ASCII text in UTF-16: half its bytes NUL
+        return "utf-16-le" if head[1::2].count(0) > head[0::2].count(0) else "utf-16-be"
+    return "utf-8"
+
+
+def holds_text(path: Path, texts: list[str]) -> bool:
+    """Whether a file holds one of ``texts`` in UTF-8 or UTF-16 (either byte order), read a
+    block at a time: a search of a file that cannot be read as records."""
+    return _holds(path, [t.encode(e) for t in texts for e in ("utf-8", "utf-16-le", "utf-16-be")])
+
+
+def sniff_delimiter(text: str) -> str:
+    """The separator of the header (its first line that is not blank): a comma unless the
+    line has none and has semicolons or tabs (a spreadsheet's export)."""
+    line = next((line for line in text.removeprefix("\ufeff").splitlines() if line.strip()), "")
+    if "," in line:
+        return ","
+    return max((";", "\t"), key=line.count) if (";" in line or "\t" in line) else ","
+
+
+def _transcode(source: Path, encoding: str, target: Path, into: str) -> None:
+    with (
+        source.open("r", encoding=encoding, errors="strict", newline="") as src,
+        target.open("w", encoding=into, newline="") as dst,
+    ):
+        for text in iter(lambda: src.read(_BLOCK), ""):
+            dst.write(text)
 
 
 def _holds(path: Path, needles: list[bytes]) -> bool:
@@ -157,36 +240,41 @@ def _sink(target: Path | None) -> Iterator[BinaryIO | None]:
 def csv_records(stream: BinaryIO, block: int = _BLOCK) -> Iterator[bytes]:
     """Each CSV record's bytes exactly as in the file, its line end included (a BOM stays
     with the first). A record ends at CRLF, LF or a lone CR outside quotes, as Python's
-    ``csv`` reads it; quoted line ends stay inside. Memory: a block and one record."""
+    ``csv`` reads it; quoted line ends stay inside. Memory: a block and one record.
+    One pass: the quote parity is carried, so a field of many line ends costs linear time."""
     buf = b""
+    pos = 0  # scanned up to here; ``quotes`` counts the quotes of the open record before it
+    quotes = 0
     for chunk in iter(lambda: stream.read(block), b""):
         buf += chunk
         start = 0
-        for found in _TERMINATOR.finditer(buf, start):
+        for found in _TERMINATOR.finditer(buf, pos):
             if found.end() == len(buf) and buf.endswith(b"\r"):
                 break  # a CR at the block's end may be the first half of a CRLF
-            if buf.count(b'"', start, found.start()) % 2:
+            quotes += buf.count(b'"', pos, found.start())
+            pos = found.end()
+            if quotes % 2:
                 continue  # inside a quoted field
             yield buf[start : found.end()]
-            start = found.end()
-        buf = buf[start:]
+            start, quotes = found.end(), 0
+        buf, pos = buf[start:], max(pos - start, 0)
     if buf:
         yield buf
 
 
-def cells(record: bytes) -> list[str]:
+def cells(record: bytes, delimiter: str = ",") -> list[str]:
     """A CSV record's cells, whatever their size (``csv`` refuses fields over 131,072
     characters unless told otherwise: the intake reads them)."""
     text = record.removeprefix(BOM).decode("utf-8", errors="replace")
     previous = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
     try:
-        return next(csv.reader(io.StringIO(text, newline="")), [])
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
     finally:
         csv.field_size_limit(previous)
 
 
-def _one_record(record: bytes, offset: int) -> list[str]:
+def _one_record(record: bytes, offset: int, delimiter: str = ",") -> list[str]:
     """The cells of one record; ValueError when the CSV reader reads more than one record
     in it (an unpaired quote inside an unquoted field: where one record ends is then not
     certain, and guessing could drop another person's record or keep the subject's)."""
@@ -194,7 +282,7 @@ def _one_record(record: bytes, offset: int) -> list[str]:
     previous = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)
     try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     finally:
         csv.field_size_limit(previous)
     if len(rows) > 1:
@@ -211,6 +299,7 @@ def rewrite_csv(
     needles: list[bytes] | tuple[bytes, ...] = (),
     block: int = _BLOCK,
     collect: bool = False,
+    delimiter: str = ",",
 ) -> Found:
     """Copy a CSV (to ``target``, when given) without the records ``match(header, cells)``
     names. Every other byte is copied as it is; ``candidate(record)`` False skips parsing
@@ -221,33 +310,74 @@ def rewrite_csv(
     first = next(records, None)
     if first is None:
         return found
-    offset = len(first[0])
+    offset = 0
+    while not first[0].removeprefix(BOM).strip(b"\r\n \t"):  # blank lines before the header
+        offset += len(first[0])
+        if target is not None:
+            target.write(first[0])
+        first = next(records, None)
+        if first is None:
+            return found
+    offset += len(first[0])
     if target is not None:
         target.write(first[0])
-    header = _names(cells(first[0]))
+    header = _names(cells(first[0], delimiter))
+    found.header = header
     id_at = header.index("id") if "id" in header else -1
-    for record, whole in records:
-        if not whole and candidate(record):
-            row = _one_record(record, offset)
-            if row and match(header, row):
+    for run, whole in records:
+        for record, row in [(run, None)] if whole or not candidate(run) else _rows_of(run, offset, delimiter):
+            if row and candidate(record) and match(header, row):
                 label = f"id {row[id_at]}" if 0 <= id_at < len(row) else f"the record at byte {offset}"
                 found.add(label, header, row, collect)
                 offset += len(record)
                 continue
-        found.kept = found.kept or bool(record.strip(b"\r\n"))
-        offset += len(record)
-        if target is not None:
-            target.write(record)
+            found.kept = found.kept or bool(record.strip(b"\r\n"))
+            offset += len(record)
+            if target is not None:
+                target.write(record)
     return found
+
+
+def _rows_of(record: bytes, offset: int, delimiter: str) -> list[tuple[bytes, list[str] | None]]:
+    """The record and its cells; when the quote-parity split glued several records (a quote
+    inside an unquoted field, ``my 5" screen``: literal to the intake's reader and to Python's
+    ``csv``), each record of it split as those readers split, with its cells."""
+    try:
+        return [(record, _one_record(record, offset, delimiter))]
+    except ValueError:
+        pieces = exact_records(record, delimiter)
+        rows: list[tuple[bytes, list[str] | None]] = []
+        for piece in pieces:
+            rows.append((piece, _one_record(piece, offset, delimiter)))  # still several: refused
+            offset += len(piece)
+        return rows
+
+
+def exact_records(data: bytes, delimiter: str = ",") -> list[bytes]:
+    """``data`` split into records as Python's ``csv`` (not strict) and pyarrow read them: a
+    quote opens a quoted field only as a field's first character; in one, ``""`` is a quote;
+    after its closing quote the rest up to the separator is literal. Slow (a regex a record):
+    only for the rare stretch the quote-parity split got wrong."""
+    d = re.escape(delimiter.encode())
+    field = rb'(?:"(?:[^"]++|"")*+(?:"[^' + d + rb"\r\n]*)?|[^" + d + rb'\r\n"][^' + d + rb"\r\n]*|)"
+    record = re.compile(field + rb"(?:" + d + field + rb")*(?:\r\n|\r|\n|\Z)")
+    pieces, at = [], 0
+    while at < len(data):
+        found = record.match(data, at)
+        assert found is not None and found.end() > at  # every byte string matches, at least a line end
+        pieces.append(data[at : found.end()])
+        at = found.end()
+    return pieces
 
 
 def _names(raw: list[str]) -> list[str]:
     """The header's names as the intake's reader calls them (a duplicate suffixed: its value
     is not the column's), else stripped."""
     try:
-        return column_names(raw)
+        names = column_names(raw)
     except ReportRejected:
-        return [name.strip() for name in raw]
+        names = [name.strip() for name in raw]
+    return [name.lower() for name in names]  # a refused original's BOTUSER is still theirs
 
 
 def _single(records: Iterator[bytes]) -> Iterator[tuple[bytes, bool]]:
@@ -279,17 +409,24 @@ def _record_runs(
 
 def _last_boundary(buf: bytes) -> int:
     """Where the last whole record of ``buf`` (which starts with a record) ends: after its
-    last line end outside quotes; 0 when there is none."""
+    last line end outside quotes; 0 when there is none. Linear: each byte's quotes are
+    counted once, and each kind of line end is searched for backwards once."""
+    total = buf.count(b'"')
+    after = 0  # quotes in buf[end:]
     end = len(buf)
+    lf, cr = buf.rfind(b"\n"), buf.rfind(b"\r")
     while end > 0:
-        at = max(buf.rfind(b"\n", 0, end), buf.rfind(b"\r", 0, end))
+        lf = lf if lf < end else buf.rfind(b"\n", 0, end)
+        cr = cr if cr < end else buf.rfind(b"\r", 0, end)
+        at = max(lf, cr)
         if at < 0:
             return 0
         if buf[at : at + 1] == b"\r" and at == len(buf) - 1:
             end = at  # a CR at the very end may be the first half of a CRLF
             continue
         start = at - 1 if buf[at : at + 1] == b"\n" and at > 0 and buf[at - 1 : at] == b"\r" else at
-        if buf.count(b'"', 0, start) % 2 == 0:
+        after += buf.count(b'"', start, end)
+        if (total - after) % 2 == 0:
             return at + 1
         end = start
     return 0
@@ -299,7 +436,9 @@ def _last_boundary(buf: bytes) -> int:
 def _json(source: Path, match: Match, target: Path | None, collect: bool) -> Found:
     """A GET answer's copy: a list of row objects (or an object holding one). Rows to drop
     are cut out with their separator; every other byte stays."""
-    text = source.read_bytes().decode("utf-8")
+    data = source.read_bytes()
+    encoding, bom = json_encoding(data)
+    text = data[len(bom) :].decode(encoding)
     start, spans, end = json_rows(text)
     found = Found()
     kept: list[tuple[int, int, int]] = []
@@ -326,8 +465,26 @@ def _json(source: Path, match: Match, target: Path | None, collect: bool) -> Fou
             pieces.append(text[first:last])
         pieces.append(text[spans[-1][2] : end] if spans else text[start:end])
         pieces.append(text[end:])
-        target.write_bytes("".join(pieces).encode("utf-8"))
+        target.write_bytes(bom + "".join(pieces).encode(encoding))  # in its own encoding, as it was
     return found
+
+
+_JSON_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def json_encoding(data: bytes) -> tuple[str, bytes]:
+    """A JSON document's encoding and BOM, as ``json.loads`` on bytes tells them (the intake
+    reads a GET answer so): a BOM says it, else the NUL bytes of its first characters."""
+    for bom, name in _JSON_BOMS:
+        if data.startswith(bom):
+            return name, bom
+    return json.detect_encoding(data), b""
 
 
 def _rows_outside(doc: Any, rows_text: str | None) -> list[dict[str, Any]]:

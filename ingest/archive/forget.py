@@ -53,7 +53,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from ingest.archive import audit
 from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.compact import ALL_DATASETS, vacuum_archive
-from ingest.archive.copies import Found, scan_file
+from ingest.archive.copies import Found, Unreadable, holds_text, scan_file
 from ingest.archive.delta import (
     APP,
     META,
@@ -82,6 +82,7 @@ from ingest.archive.storage import LocalStorage, Storage, sha256_file
 from ingest.crashpoints import crash_point
 from ingest.errors import IngestError, OutputError
 from ingest.parse.arrowrows import parquet_writer
+from ingest.parse.validate import parse_timestamp
 
 #: Columns that name a bot user: a JSON object with ``id`` (Message Data), or the id itself.
 SUBJECT_JSON = ("botuser",)
@@ -115,23 +116,80 @@ def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
     """Rows of these bot users: ``botuser`` JSON with that ``id``, or a ``botuser_id`` /
     ``user_id`` column equal to it; None when no such column is there."""
     names = set(columns)
-    tests = [pl.col(c).str.json_path_match("$.id").is_in(ids) for c in SUBJECT_JSON if c in names]
+    json_columns = [c for c in names if _is_subject_json(c)]
+    tests = [pl.col(c).str.json_path_match("$.id").is_in(ids) for c in json_columns]
+    # An "id" written twice: json_path_match keeps one; the raw side counts either (a token).
+    tokens = sorted(
+        {json.dumps(i, ensure_ascii=a) for i in ids for a in (True, False)}
+        | {i for i in ids if _is_number_text(i)}
+    )
+    pattern = r'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)'
+    tests += [
+        pl.col(c)
+        .str.extract_all(pattern)
+        .list.eval(_id_token(pl.element()))
+        .list.set_intersection(tokens)
+        .list.len()
+        > 0
+        for c in json_columns
+    ]
     tests += [pl.col(c).cast(pl.String).is_in(ids) for c in SUBJECT_ID if c in names]
+    if EXTRA in names:  # columns beyond the schema (user_id, a second botuser) are kept there
+        extra = pl.col(EXTRA)
+        tests += [extra.str.json_path_match(f"$.{c}").is_in(ids) for c in SUBJECT_ID]
+        tests += [
+            extra.str.json_path_match(f"$.botuser_duplicated_{n}").str.json_path_match("$.id").is_in(ids)
+            for n in range(_EXTRA_BOTUSERS)
+        ]
     return pl.any_horizontal(tests).fill_null(False) if tests else None
 
 
-def subject_ids(header: list[str], cells: list[str]) -> set[str]:
+#: The column holding a row's columns beyond the schema, as a JSON object.
+EXTRA = "extra"
+#: Second and later ``botuser`` columns searched inside ``extra`` (a report never has more).
+_EXTRA_BOTUSERS = 4
+
+
+def _id_token(match: pl.Expr) -> pl.Expr:
+    """The value of an ``"id": value`` match, as written (a string with its quotes)."""
+    return match.str.replace(r'^"id"\s*:\s*', "")
+
+
+def _is_number_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_subject_json(name: str) -> bool:
+    """``botuser``, or a second one (``botuser_duplicated_0``: the name the intake's reader
+    gives a repeated column), is a bot user's JSON object."""
+    return name in SUBJECT_JSON or any(name.startswith(f"{c}_duplicated_") for c in SUBJECT_JSON)
+
+
+class UnreadableSubject(ValueError):
+    """A bot user cell holding the id's characters that is not JSON: a person decides."""
+
+
+def subject_ids(header: list[str], cells: list[str], wanted: Iterable[str] = ()) -> set[str]:
     """The bot user ids a record holds, by value: a ``botuser`` JSON object's ``id``
     (decoded: escapes undone, a number as its text, as ``json_path_match`` reads it), and
-    any ``botuser_id`` / ``user_id`` cell. Every such column counts, as in the tables."""
+    any ``botuser_id`` / ``user_id`` cell. Every such column counts, as in the tables. A bot
+    user cell that is not JSON but holds one of ``wanted`` raises :class:`UnreadableSubject`."""
     found = set()
     for name, cell in zip(header, cells, strict=False):
         if name in SUBJECT_ID and cell:
             found.add(cell)
-        elif name in SUBJECT_JSON and cell:
+        elif _is_subject_json(name) and cell:
             try:
                 value = json.loads(cell, object_pairs_hook=_Pairs)
             except ValueError:
+                if wanted and any(w in cell for w in wanted):
+                    raise UnreadableSubject(
+                        f"a {name} value holding this id is not JSON (whose it is cannot be read)"
+                    ) from None
                 continue
             # Every "id" of the object: one written twice is theirs whichever a reader keeps.
             for key, named in value if isinstance(value, _Pairs) else []:
@@ -175,7 +233,7 @@ class SubjectSelection:
         return subject_expr(columns.names(), list(self.ids))
 
     def record(self, bot_id: str, header: list[str], cells: list[str]) -> bool:
-        return not subject_ids(header, cells).isdisjoint(self.ids)
+        return not subject_ids(header, cells, self.ids).isdisjoint(self.ids)
 
     def candidate(self, record: bytes) -> bool:
         return any(n in record for n in (*self.needles(), *escapes(self.ids)))
@@ -207,8 +265,10 @@ class ExpiredSelection:
             return False
         text = cells[header.index("timestamp")] if len(cells) > header.index("timestamp") else ""
         try:
-            stamp = datetime.fromisoformat(text.strip().replace(" ", "T"))
-        except ValueError:
+            stamp: datetime | None = datetime.fromisoformat(text.strip().replace(" ", "T"))  # fast
+        except ValueError:  # other forms the intake reads (`2024-1-1T00:57:41Z`): by its rules
+            stamp = parse_timestamp(text)
+        if stamp is None:
             return False  # unreadable: it was rejected, and it is kept rather than guessed
         if stamp.tzinfo is not None:
             stamp = stamp.astimezone(UTC)
@@ -421,9 +481,14 @@ def _quarantined(out: Storage, selection: Selection, *, wanted: bool) -> Iterato
             yield obj.key
 
 
+def known_bots(out: Storage) -> set[str]:
+    """Every bot the archive knows: of a raw copy, a commit record or a quarantined file."""
+    return set(_quarantine_bots(out).values())
+
+
 def _quarantine_bots(out: Storage) -> dict[str, str]:
     """The bot of each quarantined source (sha256 -> bot): its raw copy's folder, its
-    commit record, or the window its reason.json names."""
+    commit record, or the window (or the bot ``ingest import --bot`` named) its reason.json names."""
     bots = {raw_source(o.key)[1]: raw_source(o.key)[0] for o in out.objects(f"{RAW}/")}
     for record in read_manifests(out):
         attachment = (record.doc or {}).get("attachment")
@@ -433,11 +498,14 @@ def _quarantine_bots(out: Storage) -> dict[str, str]:
         sha = obj.key.split("/")[1]
         if obj.key.endswith(f"/{REASONS}") and sha not in bots:
             try:
-                window = json.loads(out.read_bytes(obj.key)).get("window") or {}
+                doc = json.loads(out.read_bytes(obj.key))
+                window = doc.get("window") or {}
             except (ValueError, AttributeError):
                 continue
             if isinstance(window, dict) and window.get("bot_id"):
                 bots[sha] = str(window["bot_id"])
+            elif isinstance(doc.get("bot_id"), str) and doc["bot_id"]:  # `ingest import --bot`
+                bots[sha] = doc["bot_id"]
     return bots
 
 
@@ -450,7 +518,7 @@ def scan_copy(
     try:
         bot_id = raw_source(key)[0] if is_raw(key) else ""
         needles = selection.needles()
-        return scan_file(
+        found = scan_file(
             source,
             key,
             lambda header, cells: selection.record(bot_id, header, cells),
@@ -459,9 +527,31 @@ def scan_copy(
             target=target,
             collect=collect,
         )
+        if needles and not found.removed and not is_raw(key):
+            refuse_unread_holder(source, key, found, needles)
+        return found
     finally:
         if temporary:
             source.unlink(missing_ok=True)
+
+
+def refuse_unread_holder(source: Path, key: str, found: Found, needles: list[bytes]) -> None:
+    """A quarantined original read without a column naming a bot user (no header, one the
+    intake refused: another separator, no ``botuser``) that holds the id's characters, in
+    any encoding it may be in: :class:`Unreadable`, never "nothing of this subject"."""
+    if found.header is None or any(_names_subject(name) for name in found.header):
+        return  # not a CSV (read by value), or read with a bot user column: the id is other text
+    if holds_text(source, [n.decode() for n in needles]):
+        raise Unreadable(
+            f"{key} holds this id's characters but no record of it could be read "
+            "(a file the intake refused, its bot user column not found): nothing was changed",
+            hint="a person decides: remove the subject's records from it by hand (or the file), "
+            "then run the command again",
+        )
+
+
+def _names_subject(name: str) -> bool:
+    return name in SUBJECT_ID or name in SUBJECT_JSON
 
 
 def raw_days(records: Iterable[Record]) -> dict[str, list[date]]:

@@ -48,7 +48,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ingest.archive.forget import subject_expr
+from ingest.archive.forget import known_bots, subject_expr
 from ingest.archive.storage import BLOCK, Storage
 from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError
@@ -140,6 +140,13 @@ def cut_bundle(
     """Write the bundle for ``query`` to ``out`` (a folder, or a ``.zip`` file), signed
     with ``key``. Nothing is left at ``out`` unless the whole bundle was written."""
     _check_query(query)
+    if query.botusers and query.bots:  # subject access under a mistyped --bot found nothing, said nothing
+        unknown = sorted(set(query.bots) - (known := known_bots(storage)))
+        if unknown:
+            raise ConfigError(
+                f"--bot {', '.join(unknown)}: no such bot in the archive "
+                f"(known: {', '.join(sorted(known)) or 'none'})"
+            )
     zipped = out.suffix.lower() == ".zip"
     if out.exists() and (zipped or not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists: an export never overwrites (name a new file or an empty folder)")

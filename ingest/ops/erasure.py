@@ -13,7 +13,11 @@ Example::
 from __future__ import annotations
 
 import getpass
+import json
+import tempfile
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
 
 from ingest.archive import audit, holds
 from ingest.archive.forget import (
@@ -22,13 +26,16 @@ from ingest.archive.forget import (
     Plan,
     SubjectSelection,
     forget,
+    known_bots,
     plan,
 )
+from ingest.archive.layout import QUARANTINE, REASONS
 from ingest.archive.manifests import read_manifests
 from ingest.archive.storage import Storage
 from ingest.errors import ConfigError, UnderLegalHold
 from ingest.report_types import DATASETS, MESSAGES
 from ingest.settings import RetentionSettings, Settings
+from ingest.state.store import Store
 
 
 def actor_of(settings: Settings) -> str:
@@ -41,11 +48,6 @@ def actor_of(settings: Settings) -> str:
         return "unknown"
 
 
-def salt_setting(settings: Settings) -> str | None:
-    """The subject-hash salt of the settings, if any."""
-    return settings.audit.salt.get_secret_value() if settings.audit.salt is not None else None
-
-
 def erase(
     out: Storage,
     subjects: list[str],
@@ -55,6 +57,7 @@ def erase(
     actor: str,
     apply: bool,
     salt: str | None = None,
+    store: Store | None = None,
 ) -> Plan | Outcome:
     """Plan (``apply`` False: the dry run) or carry out the erasure of these bot users.
     Raises :class:`UnderLegalHold` when a hold covers a day holding their rows."""
@@ -62,6 +65,8 @@ def erase(
         raise ConfigError("name the subject: --botuser ID")
     if apply and not reason.strip():
         raise ConfigError("an erasure needs a --reason (it is kept in the audit log)")
+    check_subject_ids(subjects)
+    check_bots(out, bots)
     selection = SubjectSelection(tuple(subjects), tuple(bots))
     found = plan(out, selection, kind="erase")
     in_force = holds.active(out)
@@ -75,12 +80,76 @@ def erase(
                 hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
             )
     _raw_under_hold(out, found, in_force)
+    quoting = reason_files_quoting(out, subjects)
+    recorded = store.reasons_quoting(subjects) if store is not None else 0
     if not apply:
+        found.meta["reasons_quoting"] = len(quoting) + recorded
         return found
     found.meta["subject_sha256"] = [audit.subject_hash(out, s, salt) for s in subjects]
     found.meta["key_id"] = audit.key_id(salt) if salt else None
     found.meta["bots"] = list(bots)
-    return forget(out, selection, found, actor=actor, reason=reason)
+    done = forget(out, selection, found, actor=actor, reason=reason)
+    # After the records: a reason quoting one is withheld (it names the erasure, not the id).
+    note = f"withheld by erasure {found.id}: it quoted a record of an erased bot user"
+    withhold_reason_files(out, quoting, subjects, note)
+    withheld = store.withhold_reasons(subjects, note) if store is not None else 0
+    done.plan.meta["reasons_quoting"] = len(quoting) + withheld
+    return done
+
+
+def check_subject_ids(subjects: list[str]) -> None:
+    """An id with spaces around it is refused, not stripped: a bot user's id is matched
+    exactly as written, and a pasted space would find nothing and say so."""
+    for subject in subjects:
+        if subject != subject.strip():
+            raise ConfigError(f"--botuser {subject!r} has spaces around it: give the id exactly as written")
+
+
+def check_bots(out: Storage, bots: list[str]) -> None:
+    """A ``--bot`` the archive does not know is a typo until shown otherwise: exit 2 naming
+    it and the bots it knows, never "nothing of this subject" from a search of nothing."""
+    unknown = sorted(set(bots) - (known := known_bots(out)))
+    if unknown:
+        raise ConfigError(
+            f"--bot {', '.join(unknown)}: no such bot in the archive "
+            f"(known: {', '.join(sorted(known)) or 'none'})"
+        )
+
+
+def reason_files_quoting(out: Storage, subjects: list[str]) -> list[str]:
+    """Quarantined files' ``reason.json`` holding one of the ids (a refused file's reason
+    quotes its first line: with no header, the subject's record), in any encoding's text."""
+    found = []
+    for obj in out.objects(f"{QUARANTINE}/"):
+        if obj.key.endswith(f"/{REASONS}"):
+            text = out.read_bytes(obj.key).decode("utf-8", errors="replace")
+            if any(s in text or json.dumps(s)[1:-1] in text for s in subjects):
+                found.append(obj.key)
+    return found
+
+
+def withhold_reason_files(out: Storage, keys: list[str], subjects: list[str], note: str) -> None:
+    """Rewrite each ``reason.json``: every text in it holding an id becomes ``note``."""
+    for key in keys:
+        try:
+            doc = json.loads(out.read_bytes(key))
+        except ValueError:
+            doc = {"reason": note}  # unreadable: only the note stays
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp = Path(scratch) / REASONS
+            tmp.write_text(json.dumps(_withheld(doc, subjects, note), indent=2) + "\n", encoding="utf-8")
+            out.delete(key)  # a note, not data: lost to a crash here, it is no one's record
+            out.publish(tmp, key)
+
+
+def _withheld(value: Any, subjects: list[str], note: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _withheld(v, subjects, note) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_withheld(v, subjects, note) for v in value]
+    if isinstance(value, str) and any(s in value for s in subjects):
+        return note
+    return value
 
 
 def _raw_under_hold(out: Storage, found: Plan, in_force: list[holds.Hold]) -> None:

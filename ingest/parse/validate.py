@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -402,3 +402,10 @@ def _timestamp_any(text: pl.Expr) -> pl.Expr:
             "UTC"
         ),
     )
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """One timestamp as the intake reads it (UTC; naive means UTC), or None when the intake
+    rejects it: a retention prune decides a raw record's day by the same rules as its row."""
+    parsed = _timestamps(pl.Series("t", [text.strip()], dtype=pl.String))[0]
+    return parsed if isinstance(parsed, datetime) else None

@@ -281,7 +281,12 @@ def archive_report(
         if not sha:  # deferred (a file imported by path): hashed while staged, which failed
             assert report.path is not None
             sha = sha256_file(report.path)
-        return _set_aside(root, store, sha, report, provenance, summary, "quarantined", str(err))
+        named_bot = (
+            {"bot_id": bot_id} if window is None else {}
+        )  # an import's bot: an erasure's --bot finds it
+        return _set_aside(
+            root, store, sha, report, {**provenance, **named_bot}, summary, "quarantined", str(err)
+        )
     if deferred:
         sha = staged.sha256
         if _known(store, sha):
@@ -556,7 +561,7 @@ def _set_aside(
         filename=report.filename,
         size=report.size,
         window_id=None,
-        bot_id=None,
+        bot_id=str(provenance["bot_id"]) if provenance.get("bot_id") else None,
         outcome=outcome,
         reason=reason,
     )

@@ -129,6 +129,10 @@ class Span:
         return (self.to_date - self.from_date).days + 1
 
 
+#: Tables whose ``reason`` may quote a refused file's line (a bot user's record).
+REASON_TABLES = ("emails", "attachments", "failed_messages", "conflicts")
+
+
 class Store:
     """A connection to the state store. Each public method is one transaction."""
 
@@ -601,6 +605,29 @@ class Store:
             (limit,),
         )
         return int(total), [dict(r) for r in rows]
+
+    # -- reasons quoting a record (ingest erase withholds those quoting an erased bot user) ----------
+    def reasons_quoting(self, texts: list[str]) -> int:
+        """How many recorded reasons hold one of ``texts`` (an erased bot user's id): a refused
+        file's reason quotes its first line, which may be a record."""
+        return sum(
+            int(self._query(f"SELECT count(*) FROM {table} WHERE instr(reason, ?) > 0", (text,))[0][0])  # noqa: S608
+            for table in REASON_TABLES
+            for text in texts
+        )
+
+    def withhold_reasons(self, texts: list[str], note: str) -> int:
+        """Replace every recorded reason holding one of ``texts`` by ``note``; how many."""
+        changed = 0
+        self._conn.execute("PRAGMA secure_delete=ON")  # the old text's bytes zeroed, not left free
+        with self._tx():
+            for table in REASON_TABLES:
+                for text in texts:
+                    sql = f"UPDATE {table} SET reason = ? WHERE instr(reason, ?) > 0"  # noqa: S608
+                    changed += self._conn.execute(sql, (note, text)).rowcount
+        if changed:  # the write-ahead log still holds the old pages: into the file, then emptied
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return changed
 
     # -- verify runs (ingest verify; the evidence report shows the last) ---------------------------
     def record_verify(

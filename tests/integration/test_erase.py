@@ -6,6 +6,8 @@ without the id; holds refuse an erasure and keep rows a prune would remove."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from datetime import date
@@ -540,3 +542,117 @@ def test_a_quarantined_file_of_an_unknown_bot_is_said_unsearched_under_bot_and_e
     )  # theirs gone, others as they were
     assert files_holding([workdir / "archive", *workdir.glob("state.sqlite*")], [SUBJECT_TEXT]) == []
     assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_refused_file_quoting_their_record_fails_loudly_then_its_reasons_are_withheld(
+    workdir: Path,
+) -> None:
+    """A headerless report is refused whole; its reason (reason.json and the state store)
+    quotes its first line: the subject's record. The erasure fails naming the original (it
+    cannot be read as records), never says "nothing found"; once a person removed it, the
+    erasure withholds every reason quoting the id."""
+    env = _env(workdir)
+    rows = generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 1))
+    subject_row(rows[0])
+    (workdir / "nohdr.csv").write_bytes(rows_to_csv(rows).split(b"\r\n", 1)[1])
+    run_ingest("import", "nohdr.csv", "--bot", BOT_A, env=env, cwd=workdir)
+    archive = workdir / "archive"
+    assert files_holding([archive, workdir / "state.sqlite"], [SUBJECT])
+
+    refused = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", "--apply", env=env, cwd=workdir)
+    assert refused.returncode == 1 and "original-nohdr.csv holds this id" in refused.stderr
+    assert "Traceback" not in refused.stderr and "nothing of this subject" not in refused.stdout
+
+    next(archive.rglob("original-nohdr.csv")).unlink()  # the person's decision
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", env=env, cwd=workdir)
+    assert "recorded reasons (reason.json, state store) to withhold (they quote this id): 2" in dry.stdout
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR-17", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert "recorded reasons (reason.json, state store) withheld: 2" in done.stdout
+    assert "nothing of this subject" not in done.stdout
+    state = [p for p in workdir.glob("state.sqlite*") if p.is_file()]
+    assert files_holding([archive, *state], [SUBJECT, SUBJECT_TEXT]) == []
+    assert "withheld by erasure" in json.loads(next(archive.rglob("reason.json")).read_text())["reason"]
+
+
+def test_an_unknown_bot_or_a_spaced_id_is_exit_2_never_nothing_found(workdir: Path) -> None:
+    """A typo in --bot searched nothing and said "nothing of this subject": now exit 2 naming
+    it and the bots the archive knows. An id with spaces around it is refused, not stripped."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    for extra in ([], ["--apply"]):
+        typo = run_ingest(
+            "erase",
+            "--botuser",
+            SUBJECT,
+            "--bot",
+            "bot-typo",
+            "--reason",
+            "DSR",
+            *extra,
+            env=env,
+            cwd=workdir,
+        )
+        assert typo.returncode == 2 and "--bot bot-typo: no such bot in the archive" in typo.stderr
+        assert BOT_A in typo.stderr and BOT_B in typo.stderr and "Traceback" not in typo.stderr
+        spaced = run_ingest(
+            "erase", "--botuser", f" {SUBJECT}", "--reason", "DSR", *extra, env=env, cwd=workdir
+        )
+        assert spaced.returncode == 2 and "has spaces around it" in spaced.stderr
+    assert files_holding([workdir / "archive"], [SUBJECT])  # nothing changed
+
+
+def test_a_dry_run_leaves_an_interrupted_erasure_pending_and_says_so(workdir: Path) -> None:
+    """A dry run changes nothing, not even finishing a killed erasure: it says the erasure is
+    pending and that the next --apply finishes it; the --apply then does."""
+    env = _env(workdir)
+    build_archive(workdir, env)
+    archive = workdir / "archive"
+    killed = run_ingest(
+        "erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply",
+        env={**env, "INGEST_CRASH_AT": "forget_in_swap"}, cwd=workdir,
+    )  # fmt: skip
+    assert killed.returncode != 0
+    before = _hashes(archive)
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    assert "was interrupted and is pending: the next --apply" in dry.stdout and "dry run" in dry.stdout
+    assert _hashes(archive) == before
+    done = run_ingest("erase", "--botuser", SUBJECT, "--reason", "DSR", "--apply", env=env, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert files_holding([archive], [SUBJECT, SUBJECT_TEXT]) == []
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
+
+
+def test_a_file_refused_whole_at_import_is_of_the_bot_named_and_erased_under_its_bot(workdir: Path) -> None:
+    """`ingest import --bot A` of a file refused whole (`;` separated): its reason.json and
+    the state store name bot A, so `erase --bot A` searches it (not "unknown bot")."""
+    env = _env(workdir)
+    rows = generate_messages(BOT_A, date(2024, 1, 1), date(2024, 1, 1))
+    subject_row(rows[2])
+    records = list(csv.reader(io.StringIO(rows_to_csv(rows).decode(), newline="")))
+    semi = io.StringIO(newline="")
+    csv.writer(semi, delimiter=";", lineterminator="\r\n").writerows(records)
+    (workdir / "semi.csv").write_text(semi.getvalue(), newline="")
+    run_ingest("import", "semi.csv", "--bot", BOT_A, env=env, cwd=workdir)
+    reason = json.loads(next((workdir / "archive").rglob("reason.json")).read_text())
+    assert reason["bot_id"] == BOT_A
+    dry = run_ingest("erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", env=env, cwd=workdir)
+    assert dry.returncode == 0, dry.stderr
+    assert "not searched" not in dry.stdout and "original-semi.csv: 1 record(s)" in dry.stdout
+    done = run_ingest(
+        "erase", "--botuser", SUBJECT, "--bot", BOT_A, "--reason", "DSR", "--apply", env=env, cwd=workdir
+    )
+    assert done.returncode == 0, done.stderr
+    assert files_holding([workdir / "archive"], [SUBJECT, SUBJECT_TEXT]) == []
+
+
+def test_subject_access_under_an_unknown_bot_is_exit_2(workdir: Path) -> None:
+    env = _env(workdir, INGEST_EXPORT__SIGNING_KEY_FILE=str(workdir / "signer.key"))
+    build_archive(workdir, env)
+    assert run_ingest("keygen", "--out", "signer.key", env=env, cwd=workdir).returncode == 0
+    typo = run_ingest(
+        "export", "--botuser", SUBJECT, "--bot", "bot-typo", "--out", "dsr", env=env, cwd=workdir
+    )  # fmt: skip
+    assert typo.returncode == 2 and "--bot bot-typo: no such bot in the archive" in typo.stderr
+    assert not (workdir / "dsr").exists()
