@@ -43,6 +43,10 @@ from tests.support.seaweed import SeaweedS3
 pytestmark = pytest.mark.integration
 
 
+#: The audit key of the erasures this file makes in-process (the CLI's keeps its key file).
+AUDIT_KEY = "test-audit-key-0123456789"
+
+
 def _env(work: Path, **extra: str) -> dict[str, str]:
     return {
         "INGEST_OUTPUT__ROOT": str(work / "archive"),
@@ -319,7 +323,7 @@ def test_erasures_within_one_second_replay_in_the_order_they_were_made(
     monkeypatch.setattr(time, "gmtime", lambda *_: second)
     storage = as_storage(workdir / "archive")
     for who in (SUBJECT, OTHER, "never-there"):
-        erase(storage, [who], [], reason="batch", actor="dpo", apply=True)
+        erase(storage, [who], [], reason="batch", actor="dpo", apply=True, salt=AUDIT_KEY)
         verify = run_ingest("verify", env=env, cwd=workdir)
         assert verify.returncode == 0, verify.stdout
     records = [
