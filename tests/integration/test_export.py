@@ -147,7 +147,7 @@ def test_export_then_verify_export_passes_and_standard_tools_agree(
     with duckdb.connect() as con:
         per_day = con.execute(
             f"SELECT bot_id, strftime(date, '%Y-%m-%d'), count(*) FROM read_parquet("
-            f"'{work}/archive/messages/**/*.parquet', hive_partitioning=true) GROUP BY ALL"
+            f"'{work}/archive/messages/bot_id=*/*/*.parquet', hive_partitioning=true) GROUP BY ALL"
         ).fetchall()
     assert {(b, d): n for b, d, n in per_day} == {
         (b, d): n for b, days in manifest["counts"]["messages"].items() for d, n in days.items()
@@ -265,7 +265,7 @@ def test_subject_access_holds_exactly_the_subjects_rows(archive: dict[str, Path 
     got = pl.concat([pl.read_parquet(p) for p in sorted((bundle / "data").rglob("*.parquet"))])
     with duckdb.connect() as con:
         want = con.execute(
-            f"SELECT bot_id, id FROM read_parquet('{work}/archive/messages/**/*.parquet', "
+            f"SELECT bot_id, id FROM read_parquet('{work}/archive/messages/bot_id=*/*/*.parquet', "
             "hive_partitioning=true) "
             f"WHERE json_extract(botuser, '$.id')::VARCHAR = '{SUBJECT['id']}'"
         ).fetchall()
@@ -317,7 +317,7 @@ def test_a_conversation_and_a_date_range_export_exactly_those_rows(
 ) -> None:
     work = archive["work"]
     assert isinstance(work, Path)
-    source = f"read_parquet('{work}/archive/messages/**/*.parquet', hive_partitioning=true)"
+    source = f"read_parquet('{work}/archive/messages/bot_id=*/*/*.parquet', hive_partitioning=true)"
     with duckdb.connect() as con:
         (conversation,) = con.execute(
             f"SELECT conversation_id FROM {source} WHERE bot_id = '{BOT_B}' GROUP BY 1 "

@@ -36,7 +36,7 @@ def write_report(workdir: Path, report_id: int, first: date, last: date, name: s
 def duckdb_rows(root: Path, dataset: str) -> int:
     with duckdb.connect() as con:
         return con.execute(
-            f"SELECT count(*) FROM read_parquet('{root}/{dataset}/**/*.parquet', "
+            f"SELECT count(*) FROM read_parquet('{root}/{dataset}/bot_id=*/*/*.parquet', "
             "hive_partitioning = true, union_by_name = true)"
         ).fetchone()[0]  # type: ignore[index]
 
@@ -57,7 +57,7 @@ def test_each_type_is_archived_typed_and_deduplicated(workdir: Path, report_id: 
         )
         assert summary.reports_archived == 1 and summary.rows_written == len(truth)
 
-        frame = pl.scan_parquet(f"{root}/{dataset}/**/*.parquet", hive_partitioning=True).collect()
+        frame = pl.scan_parquet(f"{root}/{dataset}/bot_id=*/*/*.parquet", hive_partitioning=True).collect()
         assert frame.height == len(truth) == duckdb_rows(root, dataset)
         assert frame["row_key"].n_unique() == frame.height
         assert frame["bot_id"].unique().to_list() == [BOT]
@@ -96,7 +96,7 @@ def test_schema_drift_is_quarantined_with_its_reason(workdir: Path) -> None:
     assert summary.reports_quarantined == 1 and summary.rows_written == 0
     reasons = [json.loads(p.read_text()) for p in (root / "quarantine").rglob("reason.json")]
     assert any("schema drift: column 'conversations'" in r.get("reason", "") for r in reasons)
-    assert pl.scan_parquet(f"{root}/standard/**/*.parquet").collect().height == len(rows)
+    assert pl.scan_parquet(f"{root}/standard/bot_id=*/*/*.parquet").collect().height == len(rows)
 
 
 def test_an_emailed_advanced_report_is_archived_end_to_end(workdir: Path) -> None:

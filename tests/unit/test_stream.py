@@ -206,7 +206,7 @@ def test_any_text_round_trips_through_the_stream(texts: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         with small_pieces(block=512, chunk=1024):
             result = streamed(Path(tmp), rows_to_csv(rows))
-        back = pl.scan_parquet(f"{tmp}/messages/**/*.parquet").collect().sort("id")
+        back = pl.scan_parquet(f"{tmp}/messages/bot_id=*/*/*.parquet").collect().sort("id")
     assert result.rows_rejected == 0
     assert back["message"].to_list() == [text or None for text in texts]
 
@@ -276,7 +276,7 @@ def test_a_shuffled_offset_bom_crlf_export_archives_exactly_the_generated_rows(
 
     with tempfile.TemporaryDirectory() as tmp:
         streamed(Path(tmp), data, budget=budget)
-        glob = str(Path(tmp) / "messages" / "**" / "*.parquet")
+        glob = str(Path(tmp) / "messages" / "bot_id=*" / "*" / "*.parquet")
         archive = duckdb.sql(
             f"SELECT id, timestamp, message, date, filename, file_row_number FROM "
             f"read_parquet('{glob}', hive_partitioning = true, filename = true, "

@@ -136,7 +136,7 @@ def test_streamed_archive_reads_back_with_duckdb_and_polars(tmp_path: Path) -> N
 
     rows = generate_messages(BOT, date(2024, 2, 27), date(2024, 3, 2))  # month end, leap day
     streamed(tmp_path, rows_to_csv(rows))
-    glob = (tmp_path / "messages" / "**" / "*.parquet").as_posix()
+    glob = (tmp_path / "messages" / "bot_id=*" / "*" / "*.parquet").as_posix()
     with_polars = pl.scan_parquet(glob, hive_partitioning=True).collect().sort("id")
     with duckdb.connect() as conn:
         with_duckdb = conn.execute(

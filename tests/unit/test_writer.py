@@ -50,7 +50,7 @@ def _snapshot(root: Path) -> dict[str, tuple[int, str]]:
 
 
 def _archive(root: Path) -> pl.DataFrame:
-    return pl.scan_parquet(root / "messages" / "**" / "*.parquet", hive_partitioning=True).collect()
+    return pl.scan_parquet(root / "messages" / "bot_id=*" / "*" / "*.parquet", hive_partitioning=True).collect()
 
 
 def test_layout_raw_bytes_and_manifest(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_archive_reads_back_with_polars_and_duckdb(tmp_path: Path) -> None:
     assert with_polars["date"].dtype == pl.Date
     assert_frame_equal(with_polars.select(expected.columns), expected)
 
-    glob = (tmp_path / "messages" / "**" / "*.parquet").as_posix()
+    glob = (tmp_path / "messages" / "bot_id=*" / "*" / "*.parquet").as_posix()
     conn = duckdb.connect()
     try:
         rows = conn.execute(
