@@ -51,6 +51,7 @@ class FetchSummary(RowCounts):
 
     requests: int = 0
     windows_archived: int = 0
+    reports_quarantined: int = 0  # answers with rejected rows (bad values, outside the dates asked)
     bisected: int = 0
     fallback_days: list[date] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # conflicts: the run needs a person
@@ -91,6 +92,7 @@ class RunSummary(RowCounts):
     def add_fetch(self, fetched: FetchSummary) -> None:
         """Count what the GET fast path archived."""
         self.reports_archived += fetched.windows_archived
+        self.reports_quarantined += fetched.reports_quarantined
         self.get_requests += fetched.requests
         self.heavy_days += len(fetched.fallback_days)
         self.add_counts(fetched)

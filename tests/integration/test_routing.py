@@ -18,6 +18,7 @@ from ingest.request.pacing import PACING_NOTE
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.simulator.data import rows_to_json
 from ingest.simulator.faults import Fault
 from ingest.state.store import SpanState, Store, WindowState
 from tests.support.archive import assert_archive_matches
@@ -309,3 +310,24 @@ def test_5xx_backs_off_then_hands_the_window_to_email_but_429s_only_slow_it_down
     assert took >= 0.05  # backed off (retry_initial 0.05 s) between the two failures
     assert pacing is not None and (pacing["throttled"], pacing["failed"]) == (3, 2)
     assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], START, date(2024, 3, 20)))
+
+
+def test_rows_a_get_answer_rejects_are_quarantined_and_the_run_says_so(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """Rows GET brought that the parser rejects (a bad value, a day outside the dates
+    asked) are counted as the email path counts them: the run needs a person (exit 1)."""
+    sim, imap = servers
+    last = date(2024, 3, 5)
+    rows = rows_to_json(sim.expected_rows(LIGHT, START, last))
+    bad = {**rows[0], "timestamp": "not a time"}
+    outside = {**rows[1], "id": rows[-1]["id"] + 99, "timestamp": "2024-06-01T10:00:00.000000Z"}
+    sim.script_get(Fault(status=200, body=[bad, outside, *rows[2:]]))
+    settings = settings_for(sim, imap, tmp_path, via="auto")
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, last, window_days=30)
+        summary = run_until_done(settings, store, timeout=30)
+
+    assert summary.rows_rejected == 2
+    # `ingest run` exits 1 on needs_attention and prints "1 with rejects".
+    assert summary.reports_quarantined == 1 and summary.needs_attention
