@@ -116,7 +116,12 @@ def read_records(text: str) -> tuple[int, list[int]]:
 
 
 def frame_from_json_rows(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Turn GET answer rows into the same all-text frame a CSV of them would give."""
+    """Turn GET answer rows into the same all-text frame a CSV of them would give.
+
+    An empty answer ``[]`` is a report of no rows (a quiet span), as a CSV holding only its
+    header is: the frame has every source column and no row."""
+    if not rows:
+        return pl.DataFrame(schema={name: pl.String for name in SOURCE_COLUMNS})
     columns: dict[str, list[str | None]] = {}
     for index, row in enumerate(rows):
         for name in row:

@@ -331,3 +331,25 @@ def test_rows_a_get_answer_rejects_are_quarantined_and_the_run_says_so(
     assert summary.rows_rejected == 2
     # `ingest run` exits 1 on needs_attention and prints "1 with rejects".
     assert summary.reports_quarantined == 1 and summary.needs_attention
+
+
+@pytest.mark.parametrize("via", ["auto", "get"])
+def test_an_empty_get_answer_is_a_span_of_no_rows(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, via: str
+) -> None:
+    """A quiet span answers ``[]``: no rows, the span is done, never a refused report that
+    fails the window (get) or sends it by email (auto)."""
+    sim, imap = servers
+    sim.script_get(Fault(status=200, body=[]))  # the first span, 1..15 March, is quiet
+    last = date(2024, 3, 20)
+    settings = settings_for(sim, imap, tmp_path, via=via)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, last, window_days=30)
+        summary = run_until_done(settings, store, timeout=30)
+        (window,) = store.windows()
+        spans = [(s.from_date, s.to_date, s.state, s.rows) for s in store.spans(window.id)]
+
+    assert not summary.needs_attention, summary.problems
+    assert (window.state, window.via) == (S.ARCHIVED, "get") and sim.exports == []
+    assert spans[0] == (START, date(2024, 3, 15), SpanState.DONE, 0)
+    assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], date(2024, 3, 16), last))
