@@ -230,7 +230,7 @@ def run(
                 ),
             )
     print_summary(summary)
-    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+    raise typer.Exit(run_exit_code(summary))
 
 
 def _apply_retention(settings: Settings, storage: Storage) -> None:
@@ -1081,6 +1081,13 @@ def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:
     return from_.date(), to.date()
 
 
+def run_exit_code(summary: RunSummary) -> int:
+    """1 when a person should look; 3 when the API only said "slow down" (run again later)."""
+    if summary.needs_attention:
+        return EXIT_ATTENTION
+    return EXIT_TRANSIENT if summary.only_throttled else EXIT_OK
+
+
 def print_summary(summary: RunSummary) -> None:
     """One short block a person (or a log collector) can read."""
     out.print(
@@ -1095,6 +1102,11 @@ def print_summary(summary: RunSummary) -> None:
         f"rows: {summary.rows_read} read = {summary.rows_written} written + "
         f"{summary.rows_duplicate} duplicates + {summary.rows_rejected} rejected; "
         f"{summary.files_written} files"
+        + (
+            f"\nGET: throttled (429) {summary.get_throttled} time(s); the API asks us to slow down"
+            if summary.get_throttled
+            else ""
+        )
     )
     print_problems(summary.problems)
 

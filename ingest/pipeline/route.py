@@ -39,6 +39,8 @@ from ingest.state.store import Span, SpanState, Store, Window, WindowState
 
 log = logging.getLogger(__name__)
 S = WindowState
+#: 429s in a row a window takes, as a multiple of INGEST_REQUESTER__MAX_ATTEMPTS.
+THROTTLE_FACTOR = 5
 
 #: One line per path, for status, the evidence report and the demo.
 ROUTING_EXPLAINED = (
@@ -129,7 +131,8 @@ class Router:
             status = getattr(err, "status", 0)
             self._store.record_api_answer(window.id, "GET", status, "transient", str(err))
             if status == 429:
-                return True  # "slow down", not "cannot": the pacer waits, the span stays GET's
+                summary.throttled += 1
+                return self._throttled(window)
             if self._store.count_span_attempt(span.id) < self._settings.requester.max_attempts:
                 return True
             self._give_up(window, f"GET failed {self._settings.requester.max_attempts} times: {err}")
@@ -172,6 +175,23 @@ class Router:
         self._store.finish_span(span.id, SpanState.DONE, rows=result.rows_written, sha256=sha)
         crash_point("after_get_span")
         return True
+
+    def _throttled(self, window: Window) -> bool:
+        """A 429 is "slow down", not "cannot": the pacer waits and the span stays GET's,
+        until :meth:`throttle_limit` 429s in a row; then GET has had its chance (auto sends
+        the window by email, get fails it) and a run never waits on GET for ever."""
+        count = self.pacer.throttled_in_a_row
+        if count < self.throttle_limit:
+            return True
+        self.pacer.forgive_throttling()
+        self._give_up(window, f"GET throttled (429) {count} times in a row")
+        return False
+
+    @property
+    def throttle_limit(self) -> int:
+        """429s in a row before a window leaves GET: five times max_attempts (a 5xx's limit),
+        since a 429 is the server pacing us, not failing."""
+        return THROTTLE_FACTOR * self._settings.requester.max_attempts
 
     def _give_up(self, window: Window, reason: str) -> None:
         """GET cannot get this window: auto sends it all by email, get fails it."""

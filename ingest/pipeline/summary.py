@@ -52,6 +52,7 @@ class FetchSummary(RowCounts):
     requests: int = 0
     windows_archived: int = 0
     reports_quarantined: int = 0  # answers with rejected rows (bad values, outside the dates asked)
+    throttled: int = 0  # GETs answered 429
     bisected: int = 0
     fallback_days: list[date] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # conflicts: the run needs a person
@@ -76,6 +77,7 @@ class RunSummary(RowCounts):
     reports_quarantined: int = 0
     get_requests: int = 0  # GETs answered (routing auto or get, `ingest fetch`)
     heavy_days: int = 0  # days of 500+ rows GET handed to email
+    get_throttled: int = 0  # GETs answered 429 (slow down)
     problems: list[str] = field(default_factory=list)
     #: "attachment <name>: <reason>" for each report quarantined or unmatched as a whole:
     #: the watcher gives an email's reasons to the failed-message record.
@@ -95,8 +97,17 @@ class RunSummary(RowCounts):
         self.reports_quarantined += fetched.reports_quarantined
         self.get_requests += fetched.requests
         self.heavy_days += len(fetched.fallback_days)
+        self.get_throttled += fetched.throttled
         self.add_counts(fetched)
         self.problems.extend(fetched.problems)
+
+    @property
+    def only_throttled(self) -> bool:
+        """The API answered nothing but 429 (slow down): nothing done, run again later."""
+        return bool(
+            self.get_throttled
+            and not (self.get_requests or self.submitted or self.accepted or self.reports_archived)
+        )
 
     @property
     def needs_attention(self) -> bool:

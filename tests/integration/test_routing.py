@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from ingest import crashpoints
-from ingest.pipeline.passes import run_until_done
+from ingest.cli import run_exit_code
+from ingest.pipeline.passes import run_once, run_until_done
 from ingest.request.pacing import PACING_NOTE
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
@@ -199,7 +200,8 @@ def test_429_retry_after_as_seconds_and_as_a_date_is_honoured(
 ) -> None:
     sim, imap = servers
     settings = settings_for(sim, imap, tmp_path, via="auto")
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
+    # An HTTP date has whole seconds: 4 s ahead, truncated, is at least 3 s ahead.
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
     sim.script_get(
         Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "1"}),
         Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": later}),
@@ -213,7 +215,7 @@ def test_429_retry_after_as_seconds_and_as_a_date_is_honoured(
     took = time.monotonic() - started
 
     assert not summary.problems
-    # 1 s, then until the date (2 to 3 s later: an HTTP date has whole seconds).
+    # 1 s, then until the date (3 to 4 s after the start).
     assert took >= 3.0, took
     assert pacing is not None and pacing["throttled"] == 2
     assert len(gets(sim)) == 3
@@ -353,3 +355,47 @@ def test_an_empty_get_answer_is_a_span_of_no_rows(
     assert (window.state, window.via) == (S.ARCHIVED, "get") and sim.exports == []
     assert spans[0] == (START, date(2024, 3, 15), SpanState.DONE, 0)
     assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], date(2024, 3, 16), last))
+
+
+@pytest.mark.parametrize("via", ["auto", "get"])
+def test_endless_429s_hand_the_window_to_email_or_fail_it_saying_so(
+    servers: tuple[CertainlySimulator, EmbeddedImap],
+    tmp_path: Path,
+    via: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that only ever says 429 never keeps a window (and `run --until-done`) on
+    GET for ever: after 5 x max_attempts 429s in a row, auto emails it, get fails it."""
+    sim, imap = servers
+    throttled = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "0"})
+    sim.script_get(*[throttled] * 50)
+    settings = settings_for(sim, imap, tmp_path, via=via, max_attempts=1)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        summary = run_until_done(settings, store, timeout=30)
+        (window,) = store.windows()
+
+    assert len(gets(sim)) == 5 and summary.get_throttled == 5
+    if via == "auto":
+        assert "GET throttled (429) 5 times in a row; sent by email instead" in caplog.text
+        assert (window.state, window.via) == (S.ARCHIVED, "email") and len(sim.exports) == 1
+        assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], START, date(2024, 3, 10)))
+    else:
+        assert window.state is S.FAILED and sim.exports == [] and summary.needs_attention
+        assert window.last_error == "GET throttled (429) 5 times in a row"
+
+
+def test_a_run_the_api_only_throttled_says_so_and_exits_3(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    sim, imap = servers
+    sim.script_get(
+        Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "60"})
+    )
+    settings = settings_for(sim, imap, tmp_path, via="auto")
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        summary = run_once(settings, store)
+
+    assert summary.get_throttled == 1 and summary.only_throttled and not summary.needs_attention
+    assert run_exit_code(summary) == 3  # README: "a server kept failing; run again later"
