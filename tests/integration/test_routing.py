@@ -399,3 +399,37 @@ def test_a_run_the_api_only_throttled_says_so_and_exits_3(
 
     assert summary.get_throttled == 1 and summary.only_throttled and not summary.needs_attention
     assert run_exit_code(summary) == 3  # README: "a server kept failing; run again later"
+
+
+def test_json_numbers_as_floats_are_the_csv_integers_duplicates_not_conflicts(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """A GET answer writing integer columns as whole floats (``0.0``, ``7389460000.0``)
+    archives the same values the emailed CSV has: the day emailed again is all duplicates;
+    a float that is no integer (or beyond 2**53) is rejected, never rounded."""
+    sim, imap = servers
+    day = date(2024, 3, 5)
+    rows = rows_to_json(sim.expected_rows(LIGHT, day, day + timedelta(days=1)))
+    on_day = len(sim.expected_rows(LIGHT, day, day))
+    assert on_day >= 2  # the two broken rows are the first day's
+    floats = [
+        {
+            k: float(v) if k in ("id", "wait", "bot_module_id") and isinstance(v, int) else v
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+    floats[0]["wait"] = 0.5
+    floats[1]["id"] = float(2**53 + 2)
+    sim.script_get(Fault(status=200, body=floats))
+    with Store.open(tmp_path / "state.sqlite") as store:
+        plan_backfill(store, [LIGHT], day, day + timedelta(days=1), window_days=2)
+        by_get = run_until_done(settings_for(sim, imap, tmp_path, via="get"), store, timeout=30)
+        store.plan_window(LIGHT, 1, day, day, via="email")  # the same day again, emailed
+        by_email = run_until_done(settings_for(sim, imap, tmp_path, via="auto"), store, timeout=30)
+        conflicts, _ = store.conflicts()
+
+    assert (by_get.rows_written, by_get.rows_rejected) == (len(rows) - 2, 2)
+    assert (by_email.rows_written, by_email.rows_duplicate) == (2, on_day - 2)
+    assert conflicts == 0 and by_email.rows_rejected == 0
+    assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], day, day + timedelta(days=1)))
