@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -1081,6 +1081,10 @@ def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:
     return from_.date(), to.date()
 
 
+def _utc_text(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def run_exit_code(summary: RunSummary) -> int:
     """1 when a person should look; 3 when the API only said "slow down" (run again later)."""
     if summary.needs_attention:
@@ -1105,6 +1109,11 @@ def print_summary(summary: RunSummary) -> None:
         + (
             f"\nGET: throttled (429) {summary.get_throttled} time(s); the API asks us to slow down"
             if summary.get_throttled
+            else ""
+        )
+        + (
+            f"\nGET: waiting until {_utc_text(summary.get_waiting_until)}"
+            if summary.get_waiting_until
             else ""
         )
     )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 S = WindowState
 #: 429s in a row a window takes, as a multiple of INGEST_REQUESTER__MAX_ATTEMPTS.
 THROTTLE_FACTOR = 5
+#: The longest wait (a Retry-After) auto sits out for GET: beyond it, an emailed export
+#: (minutes) is the faster path, so the windows waiting on GET go by email.
+LONG_WAIT = 900.0
 
 #: One line per path, for status, the evidence report and the demo.
 ROUTING_EXPLAINED = (
@@ -53,6 +56,11 @@ ROUTING_EXPLAINED = (
     "Rows from either path land in the same tables with the same values and the same "
     "exactly-once rules; each window records which path archived it (via)."
 )
+
+
+def _utc(epoch: float) -> str:
+    """An epoch time as a person reads it: 2024-05-01T10:00:00Z."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def heavy_runs(days: list[date]) -> list[tuple[date, date]]:
@@ -105,8 +113,23 @@ class Router:
         later than that), oldest window first."""
         ends = time.monotonic() + budget
         for window in self.pending():
+            if self._waits_too_long(window):
+                continue
             if not self._work_window(window, summary, ends):
+                if self._waits_too_long(window):  # a long Retry-After just came
+                    continue
+                if self.pacer.held_off():  # a Retry-After or back-off, not the mere pace
+                    summary.waiting_until = self.pacer.not_before
+                    log.warning("GET waits until %s (Retry-After or back-off)", _utc(self.pacer.not_before))
                 return
+
+    def _waits_too_long(self, window: Window) -> bool:
+        """Under auto, a wait longer than :data:`LONG_WAIT` sends the window by email."""
+        wait = self.pacer.wait_time()
+        if self.mode != "auto" or wait <= LONG_WAIT:
+            return False
+        self._give_up(window, f"GET asked to wait {wait:.0f} s, until {_utc(self.pacer.not_before)}")
+        return True
 
     def _work_window(self, window: Window, summary: FetchSummary, ends: float) -> bool:
         """Work one window's spans; False when the budget ran out first."""

@@ -83,6 +83,15 @@ class GetPacer:
         self.facts["throttled_in_a_row"] = 0
         self._store.set_note(PACING_NOTE, self.facts)
 
+    @property
+    def not_before(self) -> float:
+        """When (epoch seconds) the next GET may go."""
+        return float(self.facts["not_before"])
+
+    def held_off(self) -> bool:
+        """The next GET waits longer than the pace asks: a Retry-After or a back-off."""
+        return self.wait_time() > 1.0 / self._settings.get_rate
+
     def wait_time(self) -> float:
         """Seconds until the next GET may go."""
         return max(0.0, float(self.facts["not_before"]) - self._clock())

@@ -433,3 +433,34 @@ def test_json_numbers_as_floats_are_the_csv_integers_duplicates_not_conflicts(
     assert (by_email.rows_written, by_email.rows_duplicate) == (2, on_day - 2)
     assert conflicts == 0 and by_email.rows_rejected == 0
     assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], day, day + timedelta(days=1)))
+
+
+def test_a_long_retry_after_hands_auto_to_email_and_get_says_until_when(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """A Retry-After of an hour: auto does not sit it out (an emailed export takes minutes),
+    get waits and each run says until when, exit 3 (run again later)."""
+    sim, imap = servers
+    hour = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "3600"})
+    sim.script_get(hour)
+    auto = settings_for(sim, imap, tmp_path / "auto", via="auto")
+    with Store.open(auto.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        started = time.monotonic()
+        run_until_done(auto, store, timeout=30)
+        (window,) = store.windows()
+    assert time.monotonic() - started < 20
+    assert (window.state, window.via) == (S.ARCHIVED, "email") and len(gets(sim)) == 1
+    assert_archive_matches(tmp_path / "auto" / "archive", truth(sim, [LIGHT], START, date(2024, 3, 10)))
+
+    sim.script_get(hour)
+    get = settings_for(sim, imap, tmp_path / "get", via="get")
+    with Store.open(get.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        first = run_once(get, store)
+        again = run_once(get, store)  # the next run asks nothing and says it still waits
+        (window,) = store.windows()
+    assert (window.state, window.via) == (S.PLANNED, "get") and len(gets(sim)) == 2
+    for summary in (first, again):
+        assert 3590 < summary.get_waiting_until - time.time() <= 3600
+        assert run_exit_code(summary) == 3
