@@ -220,7 +220,7 @@ class Router:
         """GET cannot get this window: auto sends it all by email, get fails it."""
         if self.mode == "auto":
             log.warning("window %s: %s; sent by email instead", window.id, reason)
-            self._store.transition(window.id, S.PLANNED, via="email", last_error=f"{reason}: sent by email")
+            self._store.hand_to_email(window.id, f"{reason}: sent by email")
         else:
             self._fail(window, reason)
 

@@ -14,6 +14,7 @@ import pytest
 
 from ingest import crashpoints
 from ingest.cli import run_exit_code
+from ingest.ops.status import collect_status
 from ingest.pipeline.passes import run_once, run_until_done
 from ingest.request.pacing import PACING_NOTE
 from ingest.request.requester import plan_backfill
@@ -464,3 +465,29 @@ def test_a_long_retry_after_hands_auto_to_email_and_get_says_until_when(
     for summary in (first, again):
         assert 3590 < summary.get_waiting_until - time.time() <= 3600
         assert run_exit_code(summary) == 3
+
+
+def test_status_after_get_hands_a_half_done_window_to_email(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """GET archives the first span, then fails: the emailed window counts every row (the
+    GET span's too), its leftover span is superseded, and status says which windows were
+    archived by which path and which are only routed."""
+    sim, imap = servers
+    last = date(2024, 3, 20)
+    sim.script_get(Fault(), Fault(status=503), Fault(status=503))
+    settings = settings_for(sim, imap, tmp_path, via="auto", max_attempts=2)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, last, window_days=30)
+        run_until_done(settings, store, timeout=30)
+        (window,) = store.windows()
+        spans = [(s.from_date, s.state) for s in store.spans(window.id)]
+        plan_backfill(store, [LIGHT], date(2024, 3, 21), date(2024, 3, 25), window_days=30)
+        store.transition(store.windows()[-1].id, S.PLANNED, via="get")  # routed, as claim does
+        (bot,) = collect_status(store, settings.requester)["bots"]
+
+    assert (window.state, window.via) == (S.ARCHIVED, "email")
+    assert window.rows_archived == len(sim.expected_rows(LIGHT, START, last))
+    assert spans == [(START, SpanState.DONE), (date(2024, 3, 16), SpanState.SUPERSEDED)]
+    assert bot["rows_archived"] == window.rows_archived
+    assert (bot["via"], bot["routed"]) == ({"email": 1}, {"get": 1})
