@@ -95,12 +95,20 @@ class Router:
         """Planned windows nobody routed yet go to GET (auto and get modes)."""
         claimed: list[int] = []
         if self.mode == "email":
+            self._release()
             return claimed
         for window in self._store.windows(states=(S.PLANNED,)):
             if window.via is None:
                 self._store.transition(window.id, S.PLANNED, via="get")
                 claimed.append(window.id)
         return claimed
+
+    def _release(self) -> None:
+        """Routing switched to email: windows GET had begun go by email, keeping the rows
+        their done spans archived (their leftover spans superseded)."""
+        for window in self._store.windows(states=(S.PLANNED,)):
+            if window.via == "get":
+                self._store.hand_to_email(window.id, "INGEST_REQUESTER__VIA=email: sent by email")
 
     def pending(self) -> list[Window]:
         """Windows routed to GET and not finished yet."""

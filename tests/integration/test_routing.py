@@ -241,9 +241,13 @@ def test_switching_auto_to_email_mid_window_finishes_by_email_without_conflicts(
         monkeypatch.delenv("INGEST_CRASH_AT")
         summary = run_until_done(settings_for(sim, imap, tmp_path, via="email"), store, timeout=30)
         (window,) = store.windows()
+        spans = [s.state for s in store.spans(window.id)]
         conflicts, _ = store.conflicts()
 
     assert (window.state, window.via) == (S.ARCHIVED, "email")
+    # Its rows counted whole (GET's span and the email's rest), its GET leftover superseded.
+    assert window.rows_archived == len(sim.expected_rows(LIGHT, START, date(2024, 3, 30)))
+    assert spans == [SpanState.DONE, SpanState.SUPERSEDED]
     assert len(sim.exports) == 1 and summary.rows_duplicate == len(
         sim.expected_rows(LIGHT, START, date(2024, 3, 15))
     )
