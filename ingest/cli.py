@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -245,7 +245,7 @@ def run(
                 ),
             )
     print_summary(summary)
-    raise typer.Exit(EXIT_ATTENTION if summary.needs_attention else EXIT_OK)
+    raise typer.Exit(run_exit_code(summary))
 
 
 def _apply_retention(settings: Settings, storage: Storage) -> None:
@@ -1216,6 +1216,17 @@ def _date_range(from_: datetime, to: datetime) -> tuple[date, date]:
     return from_.date(), to.date()
 
 
+def _utc_text(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_exit_code(summary: RunSummary) -> int:
+    """1 when a person should look; 3 when the API only said "slow down" (run again later)."""
+    if summary.needs_attention:
+        return EXIT_ATTENTION
+    return EXIT_TRANSIENT if summary.only_throttled else EXIT_OK
+
+
 def print_summary(summary: RunSummary) -> None:
     """One short block a person (or a log collector) can read."""
     out.print(
@@ -1230,6 +1241,16 @@ def print_summary(summary: RunSummary) -> None:
         f"rows: {summary.rows_read} read = {summary.rows_written} written + "
         f"{summary.rows_duplicate} duplicates + {summary.rows_rejected} rejected; "
         f"{summary.files_written} files"
+        + (
+            f"\nGET: throttled (429) {summary.get_throttled} time(s); the API asks us to slow down"
+            if summary.get_throttled
+            else ""
+        )
+        + (
+            f"\nGET: waiting until {_utc_text(summary.get_waiting_until)}"
+            if summary.get_waiting_until
+            else ""
+        )
     )
     print_problems(summary.problems)
 

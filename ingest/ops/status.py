@@ -37,12 +37,13 @@ def collect_status(store: Store, requester: RequesterSettings | None = None) -> 
                 "next_retry_at": None,
                 "last_error": None,
                 "covered_until": None,
-                "via": Counter(),
+                "via": Counter(),  # archived windows by path
+                "routed": Counter(),  # windows routed to a path, not archived yet
             },
         )
         bot["windows"] += 1
         if window.via:
-            bot["via"][window.via] += 1
+            bot["via" if window.state is WindowState.ARCHIVED else "routed"][window.via] += 1
         bot["states"][window.state.value] += 1
         bot["rows_archived"] += window.rows_archived
         if window.state is WindowState.ACCEPTED:
@@ -59,6 +60,7 @@ def collect_status(store: Store, requester: RequesterSettings | None = None) -> 
     for bot in bots.values():
         bot["states"] = dict(bot["states"])
         bot["via"] = dict(bot["via"])
+        bot["routed"] = dict(bot["routed"])
     count, latest = store.conflicts()
     return {
         "bots": list(bots.values()),
@@ -179,6 +181,7 @@ def render_status(report: dict[str, Any], console: Console, errors: Console) -> 
             ("rows archived", f"{bot['rows_archived']:,}"),
             ("covered until", bot["covered_until"] or "nothing archived yet"),
             ("archived by", ", ".join(f"{path} {n}" for path, n in sorted(bot["via"].items()))),
+            ("routed to", ", ".join(f"{path} {n}" for path, n in sorted(bot["routed"].items()))),
             ("in flight", f"{flight['window']} (accepted {flight['since']})" if flight else ""),
             ("next retry", bot["next_retry_at"] or ""),
             ("last error", bot["last_error"] or ""),

@@ -31,7 +31,7 @@ import polars as pl
 from ingest.errors import ReportRejected, first_line
 from ingest.parse.header import BOM, check_header_width, decode_utf8
 from ingest.parse.identity import in_file_conflicts
-from ingest.parse.schema import SOURCE_COLUMNS
+from ingest.parse.schema import MESSAGE_COLUMNS, SOURCE_COLUMNS
 from ingest.parse.validate import (
     ROW_NUMBER,
     ColumnPlan,
@@ -116,17 +116,33 @@ def read_records(text: str) -> tuple[int, list[int]]:
 
 
 def frame_from_json_rows(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """Turn GET answer rows into the same all-text frame a CSV of them would give."""
+    """Turn GET answer rows into the same all-text frame a CSV of them would give.
+
+    An empty answer ``[]`` is a report of no rows (a quiet span), as a CSV holding only its
+    header is: the frame has every source column and no row."""
+    if not rows:
+        return pl.DataFrame(schema={name: pl.String for name in SOURCE_COLUMNS})
     columns: dict[str, list[str | None]] = {}
     for index, row in enumerate(rows):
         for name in row:
             columns.setdefault(name, [None] * index)
         for name, cells in columns.items():
-            cells.append(_cell_text(row.get(name)))
+            cells.append(_cell_text(row.get(name), whole=name in _INT_COLUMNS))
     return pl.DataFrame(columns, schema={name: pl.String for name in columns})
 
 
-def _cell_text(value: Any) -> str | None:
+#: Integer columns: a JSON encoder may write their numbers as floats (``0.0``).
+_INT_COLUMNS = frozenset(c.name for c in MESSAGE_COLUMNS if c.kind == "int")
+_EXACT_FLOAT_INT = 2**53
+
+
+def _cell_text(value: Any, *, whole: bool = False) -> str | None:
+    """A JSON value as the CSV's text. ``whole``: a whole float in an integer column is
+    the integer the CSV would hold (``7389460000.0`` is ``7389460000``); any other float
+    stays as it is (and the parser rejects it, as it would in a CSV), and so does one
+    beyond 2**53, where a float no longer holds every integer (the id might be another)."""
+    if whole and isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT_INT:
+        return str(int(value))
     if value is None:
         return None
     if isinstance(value, bool):

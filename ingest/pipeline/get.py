@@ -173,6 +173,11 @@ def record_get_report(
     record_conflicts(store, f"GET {bot_id} {first}..{last}", result, summary.problems)
     summary.windows_archived += 1
     summary.add_saved(result)
+    if result.rows_rejected:  # as an emailed report with rejects: quarantined rows, exit 1
+        summary.reports_quarantined += 1
+        log.warning(
+            "GET %s %s..%s: %d row(s) rejected and quarantined", bot_id, first, last, result.rows_rejected
+        )
 
 
 def record_get_window(store: Store, bot_id: str, report_id: int, first: date, last: date, rows: int) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
@@ -39,6 +39,11 @@ from ingest.state.store import Span, SpanState, Store, Window, WindowState
 
 log = logging.getLogger(__name__)
 S = WindowState
+#: 429s in a row a window takes, as a multiple of INGEST_REQUESTER__MAX_ATTEMPTS.
+THROTTLE_FACTOR = 5
+#: The longest wait (a Retry-After) auto sits out for GET: beyond it, an emailed export
+#: (minutes) is the faster path, so the windows waiting on GET go by email.
+LONG_WAIT = 900.0
 
 #: One line per path, for status, the evidence report and the demo.
 ROUTING_EXPLAINED = (
@@ -51,6 +56,11 @@ ROUTING_EXPLAINED = (
     "Rows from either path land in the same tables with the same values and the same "
     "exactly-once rules; each window records which path archived it (via)."
 )
+
+
+def _utc(epoch: float) -> str:
+    """An epoch time as a person reads it: 2024-05-01T10:00:00Z."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def heavy_runs(days: list[date]) -> list[tuple[date, date]]:
@@ -85,12 +95,20 @@ class Router:
         """Planned windows nobody routed yet go to GET (auto and get modes)."""
         claimed: list[int] = []
         if self.mode == "email":
+            self._release()
             return claimed
         for window in self._store.windows(states=(S.PLANNED,)):
             if window.via is None:
                 self._store.transition(window.id, S.PLANNED, via="get")
                 claimed.append(window.id)
         return claimed
+
+    def _release(self) -> None:
+        """Routing switched to email: windows GET had begun go by email, keeping the rows
+        their done spans archived (their leftover spans superseded)."""
+        for window in self._store.windows(states=(S.PLANNED,)):
+            if window.via == "get":
+                self._store.hand_to_email(window.id, "INGEST_REQUESTER__VIA=email: sent by email")
 
     def pending(self) -> list[Window]:
         """Windows routed to GET and not finished yet."""
@@ -103,8 +121,23 @@ class Router:
         later than that), oldest window first."""
         ends = time.monotonic() + budget
         for window in self.pending():
+            if self._waits_too_long(window):
+                continue
             if not self._work_window(window, summary, ends):
+                if self._waits_too_long(window):  # a long Retry-After just came
+                    continue
+                if self.pacer.held_off():  # a Retry-After or back-off, not the mere pace
+                    summary.waiting_until = self.pacer.not_before
+                    log.warning("GET waits until %s (Retry-After or back-off)", _utc(self.pacer.not_before))
                 return
+
+    def _waits_too_long(self, window: Window) -> bool:
+        """Under auto, a wait longer than :data:`LONG_WAIT` sends the window by email."""
+        wait = self.pacer.wait_time()
+        if self.mode != "auto" or wait <= LONG_WAIT:
+            return False
+        self._give_up(window, f"GET asked to wait {wait:.0f} s, until {_utc(self.pacer.not_before)}")
+        return True
 
     def _work_window(self, window: Window, summary: FetchSummary, ends: float) -> bool:
         """Work one window's spans; False when the budget ran out first."""
@@ -129,7 +162,8 @@ class Router:
             status = getattr(err, "status", 0)
             self._store.record_api_answer(window.id, "GET", status, "transient", str(err))
             if status == 429:
-                return True  # "slow down", not "cannot": the pacer waits, the span stays GET's
+                summary.throttled += 1
+                return self._throttled(window)
             if self._store.count_span_attempt(span.id) < self._settings.requester.max_attempts:
                 return True
             self._give_up(window, f"GET failed {self._settings.requester.max_attempts} times: {err}")
@@ -173,11 +207,28 @@ class Router:
         crash_point("after_get_span")
         return True
 
+    def _throttled(self, window: Window) -> bool:
+        """A 429 is "slow down", not "cannot": the pacer waits and the span stays GET's,
+        until :meth:`throttle_limit` 429s in a row; then GET has had its chance (auto sends
+        the window by email, get fails it) and a run never waits on GET for ever."""
+        count = self.pacer.throttled_in_a_row
+        if count < self.throttle_limit:
+            return True
+        self.pacer.forgive_throttling()
+        self._give_up(window, f"GET throttled (429) {count} times in a row")
+        return False
+
+    @property
+    def throttle_limit(self) -> int:
+        """429s in a row before a window leaves GET: five times max_attempts (a 5xx's limit),
+        since a 429 is the server pacing us, not failing."""
+        return THROTTLE_FACTOR * self._settings.requester.max_attempts
+
     def _give_up(self, window: Window, reason: str) -> None:
         """GET cannot get this window: auto sends it all by email, get fails it."""
         if self.mode == "auto":
             log.warning("window %s: %s; sent by email instead", window.id, reason)
-            self._store.transition(window.id, S.PLANNED, via="email", last_error=f"{reason}: sent by email")
+            self._store.hand_to_email(window.id, f"{reason}: sent by email")
         else:
             self._fail(window, reason)
 

@@ -51,6 +51,9 @@ class FetchSummary(RowCounts):
 
     requests: int = 0
     windows_archived: int = 0
+    reports_quarantined: int = 0  # answers with rejected rows (bad values, outside the dates asked)
+    throttled: int = 0  # GETs answered 429
+    waiting_until: float = 0.0  # epoch: GET stopped for a Retry-After or back-off until then
     bisected: int = 0
     fallback_days: list[date] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # conflicts: the run needs a person
@@ -75,6 +78,8 @@ class RunSummary(RowCounts):
     reports_quarantined: int = 0
     get_requests: int = 0  # GETs answered (routing auto or get, `ingest fetch`)
     heavy_days: int = 0  # days of 500+ rows GET handed to email
+    get_throttled: int = 0  # GETs answered 429 (slow down)
+    get_waiting_until: float = 0.0  # epoch: GET waits (Retry-After, back-off) until then
     problems: list[str] = field(default_factory=list)
     #: "attachment <name>: <reason>" for each report quarantined or unmatched as a whole:
     #: the watcher gives an email's reasons to the failed-message record.
@@ -87,14 +92,27 @@ class RunSummary(RowCounts):
                 setattr(self, name, getattr(self, name) + value)
         self.problems.extend(other.problems)
         self.set_aside.extend(other.set_aside)
+        self.get_waiting_until = other.get_waiting_until  # the latest pass's word
 
     def add_fetch(self, fetched: FetchSummary) -> None:
         """Count what the GET fast path archived."""
         self.reports_archived += fetched.windows_archived
+        self.reports_quarantined += fetched.reports_quarantined
         self.get_requests += fetched.requests
         self.heavy_days += len(fetched.fallback_days)
+        self.get_throttled += fetched.throttled
+        self.get_waiting_until = fetched.waiting_until  # the latest pass's word
         self.add_counts(fetched)
         self.problems.extend(fetched.problems)
+
+    @property
+    def only_throttled(self) -> bool:
+        """The API answered nothing but 429 (slow down), or GET still waits out an earlier
+        one: nothing done, run again later."""
+        return bool(
+            (self.get_throttled or self.get_waiting_until)
+            and not (self.get_requests or self.submitted or self.accepted or self.reports_archived)
+        )
 
     @property
     def needs_attention(self) -> bool:

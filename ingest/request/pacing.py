@@ -62,15 +62,35 @@ class GetPacer:
             "at_once": GET_AT_ONCE,
             "requests": 0,
             "throttled": 0,
+            "throttled_in_a_row": 0,  # 429s since the last answer: the router's give-up count
             "failed": 0,
             "not_before": 0.0,
             "last_wait": None,
         }
         earlier = store.note(PACING_NOTE) or {}
-        for key in ("requests", "throttled", "failed", "not_before", "last_wait"):
+        for key in ("requests", "throttled", "throttled_in_a_row", "failed", "not_before", "last_wait"):
             if key in earlier:
                 self.facts[key] = earlier[key]
         self.facts["rate"] = settings.get_rate
+
+    @property
+    def throttled_in_a_row(self) -> int:
+        """429s answered since the last successful GET (kept across runs)."""
+        return int(self.facts["throttled_in_a_row"])
+
+    def forgive_throttling(self) -> None:
+        """Start the 429 count afresh (a window was handed over: the next gets its own)."""
+        self.facts["throttled_in_a_row"] = 0
+        self._store.set_note(PACING_NOTE, self.facts)
+
+    @property
+    def not_before(self) -> float:
+        """When (epoch seconds) the next GET may go."""
+        return float(self.facts["not_before"])
+
+    def held_off(self) -> bool:
+        """The next GET waits longer than the pace asks: a Retry-After or a back-off."""
+        return self.wait_time() > 1.0 / self._settings.get_rate
 
     def wait_time(self) -> float:
         """Seconds until the next GET may go."""
@@ -94,6 +114,7 @@ class GetPacer:
         finally:
             self._store.set_note(PACING_NOTE, self.facts)
         self._failures = 0
+        self.facts["throttled_in_a_row"] = 0
         self.facts["not_before"] = self._clock() + 1.0 / self._settings.get_rate
         return answer
 
@@ -107,6 +128,8 @@ class GetPacer:
             delay = backoff_delay(self._failures, self._settings)
         delay = max(delay, 1.0 / self._settings.get_rate)
         self.facts["throttled" if status == 429 else "failed"] += 1
+        if status == 429:
+            self.facts["throttled_in_a_row"] += 1
         self.facts["not_before"] = self._clock() + delay
         self.facts["last_wait"] = {
             "status": status,

@@ -109,6 +109,7 @@ class SpanState(StrEnum):
     PENDING = "pending"
     DONE = "done"
     HEAVY = "heavy"
+    SUPERSEDED = "superseded"  # left pending when the window went by email instead
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,22 @@ class Store:
             self._conn.execute(
                 "UPDATE get_spans SET state = ?, rows = ?, sha256 = ?, updated_at = ? WHERE id = ?",
                 (state, rows, sha256, time.time(), span_id),
+            )
+
+    def hand_to_email(self, window_id: int, last_error: str) -> Window:
+        """GET gives a window up: its pending spans are superseded (the email brings their
+        rows), and the window keeps the rows its done spans archived, in one transaction."""
+        with self._tx():
+            self._conn.execute(
+                "UPDATE get_spans SET state = ?, updated_at = ? WHERE window_id = ? AND state = ?",
+                (SpanState.SUPERSEDED, time.time(), window_id, SpanState.PENDING),
+            )
+            done = self._query(
+                "SELECT coalesce(sum(rows), 0) FROM get_spans WHERE window_id = ? AND state = ?",
+                (window_id, SpanState.DONE),
+            )[0][0]
+            return self.transition(
+                window_id, WindowState.PLANNED, via="email", last_error=last_error, rows_archived=int(done)
             )
 
     def halve_span(self, span: Span, last_of_first_half: date) -> None:

@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 
 from ingest import crashpoints
-from ingest.pipeline.passes import run_until_done
+from ingest.cli import run_exit_code
+from ingest.ops.status import collect_status
+from ingest.pipeline.passes import run_once, run_until_done
 from ingest.request.pacing import PACING_NOTE
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.simulator.data import rows_to_json
 from ingest.simulator.faults import Fault
 from ingest.state.store import SpanState, Store, WindowState
 from tests.support.archive import assert_archive_matches
@@ -198,7 +201,8 @@ def test_429_retry_after_as_seconds_and_as_a_date_is_honoured(
 ) -> None:
     sim, imap = servers
     settings = settings_for(sim, imap, tmp_path, via="auto")
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=3), usegmt=True)
+    # An HTTP date has whole seconds: 4 s ahead, truncated, is at least 3 s ahead.
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
     sim.script_get(
         Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "1"}),
         Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": later}),
@@ -212,7 +216,7 @@ def test_429_retry_after_as_seconds_and_as_a_date_is_honoured(
     took = time.monotonic() - started
 
     assert not summary.problems
-    # 1 s, then until the date (2 to 3 s later: an HTTP date has whole seconds).
+    # 1 s, then until the date (3 to 4 s after the start).
     assert took >= 3.0, took
     assert pacing is not None and pacing["throttled"] == 2
     assert len(gets(sim)) == 3
@@ -237,9 +241,13 @@ def test_switching_auto_to_email_mid_window_finishes_by_email_without_conflicts(
         monkeypatch.delenv("INGEST_CRASH_AT")
         summary = run_until_done(settings_for(sim, imap, tmp_path, via="email"), store, timeout=30)
         (window,) = store.windows()
+        spans = [s.state for s in store.spans(window.id)]
         conflicts, _ = store.conflicts()
 
     assert (window.state, window.via) == (S.ARCHIVED, "email")
+    # Its rows counted whole (GET's span and the email's rest), its GET leftover superseded.
+    assert window.rows_archived == len(sim.expected_rows(LIGHT, START, date(2024, 3, 30)))
+    assert spans == [SpanState.DONE, SpanState.SUPERSEDED]
     assert len(sim.exports) == 1 and summary.rows_duplicate == len(
         sim.expected_rows(LIGHT, START, date(2024, 3, 15))
     )
@@ -309,3 +317,181 @@ def test_5xx_backs_off_then_hands_the_window_to_email_but_429s_only_slow_it_down
     assert took >= 0.05  # backed off (retry_initial 0.05 s) between the two failures
     assert pacing is not None and (pacing["throttled"], pacing["failed"]) == (3, 2)
     assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], START, date(2024, 3, 20)))
+
+
+def test_rows_a_get_answer_rejects_are_quarantined_and_the_run_says_so(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """Rows GET brought that the parser rejects (a bad value, a day outside the dates
+    asked) are counted as the email path counts them: the run needs a person (exit 1)."""
+    sim, imap = servers
+    last = date(2024, 3, 5)
+    rows = rows_to_json(sim.expected_rows(LIGHT, START, last))
+    bad = {**rows[0], "timestamp": "not a time"}
+    outside = {**rows[1], "id": rows[-1]["id"] + 99, "timestamp": "2024-06-01T10:00:00.000000Z"}
+    sim.script_get(Fault(status=200, body=[bad, outside, *rows[2:]]))
+    settings = settings_for(sim, imap, tmp_path, via="auto")
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, last, window_days=30)
+        summary = run_until_done(settings, store, timeout=30)
+
+    assert summary.rows_rejected == 2
+    # `ingest run` exits 1 on needs_attention and prints "1 with rejects".
+    assert summary.reports_quarantined == 1 and summary.needs_attention
+
+
+@pytest.mark.parametrize("via", ["auto", "get"])
+def test_an_empty_get_answer_is_a_span_of_no_rows(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, via: str
+) -> None:
+    """A quiet span answers ``[]``: no rows, the span is done, never a refused report that
+    fails the window (get) or sends it by email (auto)."""
+    sim, imap = servers
+    sim.script_get(Fault(status=200, body=[]))  # the first span, 1..15 March, is quiet
+    last = date(2024, 3, 20)
+    settings = settings_for(sim, imap, tmp_path, via=via)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, last, window_days=30)
+        summary = run_until_done(settings, store, timeout=30)
+        (window,) = store.windows()
+        spans = [(s.from_date, s.to_date, s.state, s.rows) for s in store.spans(window.id)]
+
+    assert not summary.needs_attention, summary.problems
+    assert (window.state, window.via) == (S.ARCHIVED, "get") and sim.exports == []
+    assert spans[0] == (START, date(2024, 3, 15), SpanState.DONE, 0)
+    assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], date(2024, 3, 16), last))
+
+
+@pytest.mark.parametrize("via", ["auto", "get"])
+def test_endless_429s_hand_the_window_to_email_or_fail_it_saying_so(
+    servers: tuple[CertainlySimulator, EmbeddedImap],
+    tmp_path: Path,
+    via: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server that only ever says 429 never keeps a window (and `run --until-done`) on
+    GET for ever: after 5 x max_attempts 429s in a row, auto emails it, get fails it."""
+    sim, imap = servers
+    throttled = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "0"})
+    sim.script_get(*[throttled] * 50)
+    settings = settings_for(sim, imap, tmp_path, via=via, max_attempts=1)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        summary = run_until_done(settings, store, timeout=30)
+        (window,) = store.windows()
+
+    assert len(gets(sim)) == 5 and summary.get_throttled == 5
+    if via == "auto":
+        assert "GET throttled (429) 5 times in a row; sent by email instead" in caplog.text
+        assert (window.state, window.via) == (S.ARCHIVED, "email") and len(sim.exports) == 1
+        assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], START, date(2024, 3, 10)))
+    else:
+        assert window.state is S.FAILED and sim.exports == [] and summary.needs_attention
+        assert window.last_error == "GET throttled (429) 5 times in a row"
+
+
+def test_a_run_the_api_only_throttled_says_so_and_exits_3(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    sim, imap = servers
+    sim.script_get(
+        Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "60"})
+    )
+    settings = settings_for(sim, imap, tmp_path, via="auto")
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        summary = run_once(settings, store)
+
+    assert summary.get_throttled == 1 and summary.only_throttled and not summary.needs_attention
+    assert run_exit_code(summary) == 3  # README: "a server kept failing; run again later"
+
+
+def test_json_numbers_as_floats_are_the_csv_integers_duplicates_not_conflicts(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """A GET answer writing integer columns as whole floats (``0.0``, ``7389460000.0``)
+    archives the same values the emailed CSV has: the day emailed again is all duplicates;
+    a float that is no integer (or beyond 2**53) is rejected, never rounded."""
+    sim, imap = servers
+    day = date(2024, 3, 5)
+    rows = rows_to_json(sim.expected_rows(LIGHT, day, day + timedelta(days=1)))
+    on_day = len(sim.expected_rows(LIGHT, day, day))
+    assert on_day >= 2  # the two broken rows are the first day's
+    floats = [
+        {
+            k: float(v) if k in ("id", "wait", "bot_module_id") and isinstance(v, int) else v
+            for k, v in row.items()
+        }
+        for row in rows
+    ]
+    floats[0]["wait"] = 0.5
+    floats[1]["id"] = float(2**53 + 2)
+    sim.script_get(Fault(status=200, body=floats))
+    with Store.open(tmp_path / "state.sqlite") as store:
+        plan_backfill(store, [LIGHT], day, day + timedelta(days=1), window_days=2)
+        by_get = run_until_done(settings_for(sim, imap, tmp_path, via="get"), store, timeout=30)
+        store.plan_window(LIGHT, 1, day, day, via="email")  # the same day again, emailed
+        by_email = run_until_done(settings_for(sim, imap, tmp_path, via="auto"), store, timeout=30)
+        conflicts, _ = store.conflicts()
+
+    assert (by_get.rows_written, by_get.rows_rejected) == (len(rows) - 2, 2)
+    assert (by_email.rows_written, by_email.rows_duplicate) == (2, on_day - 2)
+    assert conflicts == 0 and by_email.rows_rejected == 0
+    assert_archive_matches(tmp_path / "archive", truth(sim, [LIGHT], day, day + timedelta(days=1)))
+
+
+def test_a_long_retry_after_hands_auto_to_email_and_get_says_until_when(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """A Retry-After of an hour: auto does not sit it out (an emailed export takes minutes),
+    get waits and each run says until when, exit 3 (run again later)."""
+    sim, imap = servers
+    hour = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "3600"})
+    sim.script_get(hour)
+    auto = settings_for(sim, imap, tmp_path / "auto", via="auto")
+    with Store.open(auto.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        started = time.monotonic()
+        run_until_done(auto, store, timeout=30)
+        (window,) = store.windows()
+    assert time.monotonic() - started < 20
+    assert (window.state, window.via) == (S.ARCHIVED, "email") and len(gets(sim)) == 1
+    assert_archive_matches(tmp_path / "auto" / "archive", truth(sim, [LIGHT], START, date(2024, 3, 10)))
+
+    sim.script_get(hour)
+    get = settings_for(sim, imap, tmp_path / "get", via="get")
+    with Store.open(get.state.path) as store:
+        plan_backfill(store, [LIGHT], START, date(2024, 3, 10), window_days=30)
+        first = run_once(get, store)
+        again = run_once(get, store)  # the next run asks nothing and says it still waits
+        (window,) = store.windows()
+    assert (window.state, window.via) == (S.PLANNED, "get") and len(gets(sim)) == 2
+    for summary in (first, again):
+        assert 3590 < summary.get_waiting_until - time.time() <= 3600
+        assert run_exit_code(summary) == 3
+
+
+def test_status_after_get_hands_a_half_done_window_to_email(
+    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+) -> None:
+    """GET archives the first span, then fails: the emailed window counts every row (the
+    GET span's too), its leftover span is superseded, and status says which windows were
+    archived by which path and which are only routed."""
+    sim, imap = servers
+    last = date(2024, 3, 20)
+    sim.script_get(Fault(), Fault(status=503), Fault(status=503))
+    settings = settings_for(sim, imap, tmp_path, via="auto", max_attempts=2)
+    with Store.open(settings.state.path) as store:
+        plan_backfill(store, [LIGHT], START, last, window_days=30)
+        run_until_done(settings, store, timeout=30)
+        (window,) = store.windows()
+        spans = [(s.from_date, s.state) for s in store.spans(window.id)]
+        plan_backfill(store, [LIGHT], date(2024, 3, 21), date(2024, 3, 25), window_days=30)
+        store.transition(store.windows()[-1].id, S.PLANNED, via="get")  # routed, as claim does
+        (bot,) = collect_status(store, settings.requester)["bots"]
+
+    assert (window.state, window.via) == (S.ARCHIVED, "email")
+    assert window.rows_archived == len(sim.expected_rows(LIGHT, START, last))
+    assert spans == [(START, SpanState.DONE), (date(2024, 3, 16), SpanState.SUPERSEDED)]
+    assert bot["rows_archived"] == window.rows_archived
+    assert (bot["via"], bot["routed"]) == ({"email": 1}, {"get": 1})
