@@ -273,7 +273,9 @@ def test_two_bots_with_a_forgery_waiting_no_rows_land_under_the_wrong_bot(rig: R
     # Whatever the forgery did, no genuine row of one bot is stored under the other.
     import polars as pl
 
-    stored = pl.scan_parquet(rig.archive / "messages" / "bot_id=*" / "*" / "*.parquet", hive_partitioning=True).collect()
+    stored = pl.scan_parquet(
+        rig.archive / "messages" / "bot_id=*" / "*" / "*.parquet", hive_partitioning=True
+    ).collect()
     truth = {(bot, row_id) for bot, row_id in genuine_rows}
     for bot in (VICTIM, OTHER):
         ids = set(stored.filter(pl.col("bot_id") == bot)["id"].to_list())

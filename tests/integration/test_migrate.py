@@ -46,7 +46,9 @@ def hive_archive(root: Path, workdir: Path, pieces: int = 3) -> dict[str, int]:
 
 def glob_rows(root: Path) -> int:
     return (
-        pl.scan_parquet(str(root / "messages" / "bot_id=*" / "*" / "*.parquet"), hive_partitioning=True).collect().height
+        pl.scan_parquet(str(root / "messages" / "bot_id=*" / "*" / "*.parquet"), hive_partitioning=True)
+        .collect()
+        .height
     )
 
 

@@ -50,7 +50,9 @@ def _snapshot(root: Path) -> dict[str, tuple[int, str]]:
 
 
 def _archive(root: Path) -> pl.DataFrame:
-    return pl.scan_parquet(root / "messages" / "bot_id=*" / "*" / "*.parquet", hive_partitioning=True).collect()
+    return pl.scan_parquet(
+        root / "messages" / "bot_id=*" / "*" / "*.parquet", hive_partitioning=True
+    ).collect()
 
 
 def test_layout_raw_bytes_and_manifest(tmp_path: Path) -> None:
