@@ -153,9 +153,9 @@ def read_report_rows(
     nested values as compact JSON, null as empty) and read by the same rules, so a row
     gets the same types and the same ``row_key`` whichever way it came.
     """
-    frame = frame_from_json_rows(rows)
-    if not frame.columns:
+    if not rows:  # a typed report's columns come from its rows (Message Data's are known)
         raise ReportRejected("empty GET answer: no rows, so no columns to read")
+    frame = frame_from_json_rows(rows)
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(frame.columns)
