@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -210,12 +211,33 @@ class SnapshotFile:
     id_high: int | None = None
 
 
+#: :func:`snapshot_files`' answers per table object (by ``id``: a DeltaTable cannot be a dict
+#: key; the entry leaves with the table, ``weakref.finalize``), for the version it had loaded:
+#: a report asks three times (the exactly-once check, adopting a killed attempt's files, the
+#: commit) and the answer only changes when the table moves to another version.
+_LISTED: dict[int, tuple[int, dict[tuple[str, str | None], list[SnapshotFile]]]] = {}
+
+
 def snapshot_files(table: DeltaTable | None, dataset: str, bot_id: str | None = None) -> list[SnapshotFile]:
     """Every file of the table's loaded snapshot (of one bot's partitions when ``bot_id`` is
     given: chosen in Arrow, so a report pays for its bot's files, not for every bot's), sorted
-    by key."""
+    by key. Remembered per table object and version."""
     if table is None:
         return []
+    version = table.version()
+    seen = _LISTED.get(id(table))
+    if seen is None:
+        weakref.finalize(table, _LISTED.pop, id(table), None)
+    if seen is None or seen[0] != version:
+        seen = _LISTED[id(table)] = (version, {})
+    found = seen[1].get((dataset, bot_id))
+    if found is None:
+        found = seen[1][(dataset, bot_id)] = _list_snapshot(table, dataset, bot_id)
+    return list(found)  # a copy: the remembered list stays as listed
+
+
+def _list_snapshot(table: DeltaTable, dataset: str, bot_id: str | None) -> list[SnapshotFile]:
+    """:func:`snapshot_files` itself: the loaded snapshot's add actions, read through Arrow."""
     # Through the Arrow stream: pa.table() asks pandas whether this is a DataFrame, importing
     # it (0.3-0.6 CPU s of every `ingest import`).
     actions = pa.RecordBatchReader.from_stream(table.get_add_actions(flatten=True)).read_all()
