@@ -121,7 +121,11 @@ class ImapSettings(BaseModel):
 
     host: str | None = Field(None, description="IMAP server host name.", examples=["imap.example.com"])
     port: int | None = Field(None, ge=1, le=65535, description="Default 993 (tls) or 143.", examples=[993])
-    security: Literal["tls", "starttls", "none"] = Field("tls", description="Transport security.")
+    security: Literal["tls", "starttls", "none"] = Field(
+        "tls",
+        description="Transport security: tls (from the first byte), starttls (upgraded on port 143) "
+        "or none (clear text: a warning unless the server is on loopback).",
+    )
     auth: Literal["password", "xoauth2", "oauthbearer"] = Field(
         "password", description="password (LOGIN), or OAuth2 as Gmail and Microsoft 365 require."
     )
@@ -208,7 +212,11 @@ class ImapSettings(BaseModel):
 class OutputSettings(BaseModel):
     """Where the archive is written."""
 
-    root: str = Field("./archive", description="Local folder, or s3://bucket/prefix (S3-compatible).")
+    root: str = Field(
+        "./archive",
+        description="Local folder, or s3://bucket/prefix (S3-compatible); the container image "
+        "sets /data/archive.",
+    )
     staging_dir: Path | None = Field(
         None,
         description="s3:// only: local folder for temporary files (default: staging/ "
@@ -255,7 +263,10 @@ class OutputSettings(BaseModel):
 class StateSettings(BaseModel):
     """The job's own SQLite state store."""
 
-    path: Path = Field(Path("./ingest-state.sqlite"), description="SQLite file (keep it on a volume).")
+    path: Path = Field(
+        Path("./ingest-state.sqlite"),
+        description="SQLite file (keep it on a volume); the container image sets /data/state.sqlite.",
+    )
 
 
 class MetricsSettings(BaseModel):
