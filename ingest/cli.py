@@ -107,7 +107,7 @@ def _main(
     global _VERBOSE
     _VERBOSE = verbose
     # Archive, state and metrics files 0640, folders 0750: reports are personal data, and
-    # nobody outside the job's user and group should read them (see the README).
+    # nobody outside the job's user and group should read them (docs/configuration.md).
     os.umask(JOB_UMASK)
     setup_logging(verbose)
     if ctx.invoked_subcommand != "import":  # import settles it after its own imports

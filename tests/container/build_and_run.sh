@@ -225,7 +225,7 @@ podman images --sort created --filter dangling=true --filter label=certainly-ing
     podman rmi "$stale" >/dev/null 2>&1 || true
 done
 image_mb() { podman image inspect --format '{{.Size}}' "$1" | awk '{ printf "%.0f", $1 / 1e6 }'; }
-# The figures the README's "Running in a container" quotes (tests/container/test_image.py
+# The figures docs/operations.md's "The container image" quotes (tests/container/test_image.py
 # checks them against these).
 log "image size: $(image_mb "$new_id") MB ($IMAGE), base image size: $(image_mb "$BASE_IMAGE") MB ($BASE_IMAGE)"
 

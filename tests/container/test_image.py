@@ -103,7 +103,7 @@ def _assert_docs_quote_the_sizes(output: str) -> None:
     measured = re.search(r"image size: (\d+) MB \(.*\), base image size: (\d+) MB", output)
     assert measured, "the script logged no image sizes"
     quoted = re.findall(r"about (\d+) MB, on a base of (\d+) MB", DOCS)
-    assert quoted, "the docs give no image size (README, Running in a container)"
+    assert quoted, "the docs give no image size (docs/operations.md, The container image)"
     for figures in quoted:
         for what, got, said in zip(("image", "base image"), measured.groups(), figures, strict=True):
             assert abs(int(said) - int(got)) <= 0.15 * int(got), (
@@ -146,5 +146,5 @@ def test_the_image_runs_the_job_against_dovecot_and_the_simulator(tmp_path: Path
     # No IMAP server in the image: the demo says what to install instead.
     assert "No module named 'pymap'" in output
     assert DEMO_REFUSAL in output.splitlines()
-    if "INGEST_BASE_IMAGE" not in os.environ:  # the README quotes the default base's figures
+    if "INGEST_BASE_IMAGE" not in os.environ:  # docs/operations.md quotes the default base's figures
         _assert_docs_quote_the_sizes(output)

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.slow]
 
 BOT = "big-bot"
 ROWS_PER_DAY, DAYS = 5_000, 200
-#: The archive's memory budget (README: whole-process peak RSS).
+#: The archive's memory budget (docs/performance.md: whole-process peak RSS).
 BUDGET_MIB = 512
 FIRST = date(2024, 1, 1)
 

@@ -403,7 +403,7 @@ def test_a_run_the_api_only_throttled_says_so_and_exits_3(
         summary = run_once(settings, store)
 
     assert summary.get_throttled == 1 and summary.only_throttled and not summary.needs_attention
-    assert run_exit_code(summary) == 3  # README: "a server kept failing; run again later"
+    assert run_exit_code(summary) == 3  # exit code 3: "a server kept failing; run again later"
 
 
 def test_json_numbers_as_floats_are_the_csv_integers_duplicates_not_conflicts(

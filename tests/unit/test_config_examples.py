@@ -41,3 +41,16 @@ def test_example_toml_names_every_setting_and_nothing_else() -> None:
                 named.add(f"INGEST_{section.upper()}__{key.group(1).upper()}")
     assert _every_setting() - named == set(), "missing from config/example.toml"
     assert named - _every_setting() == set(), "not settings"
+
+
+def test_every_setting_shows_a_value_to_copy() -> None:
+    """An operator uncomments a line and edits it: a setting without a default is shown with
+    an example or a placeholder, never as an empty ``NAME=`` that reads as 'set to nothing'."""
+    for example, pattern in (
+        ("example.env", r"#? ?(INGEST_[A-Z0-9_]+)=(.*)"),
+        ("example.toml", r"#? ?(\w+) = (.*)"),
+    ):
+        for line in (CONFIG / example).read_text().splitlines():
+            if found := re.fullmatch(pattern, line):
+                value = found.group(2).strip()
+                assert value and value not in ('""', "None", "[]", "{}"), f"{example}: {line}"

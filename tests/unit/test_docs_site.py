@@ -39,3 +39,20 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "site" / "reference" / "settings" / "index.html").is_file()
+
+
+def test_every_page_is_in_the_navigation() -> None:
+    """A page left out of ``nav`` builds, but nobody finds it: mkdocs only says so at INFO."""
+    import yaml
+
+    def paths(entries: list[object]) -> set[str]:
+        found: set[str] = set()
+        for entry in entries:
+            assert isinstance(entry, dict)
+            for value in entry.values():
+                found |= paths(value) if isinstance(value, list) else {str(value)}
+        return found
+
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]
+    pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
+    assert paths(nav) == pages
