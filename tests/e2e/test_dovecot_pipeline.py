@@ -19,7 +19,8 @@ from ingest.pipeline.passes import run_once, run_until_done
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import archive_files, assert_archive_matches, expected_rows
 from tests.support.imapservers import SERVER_KINDS, ImapServer, server_name
 

@@ -22,7 +22,8 @@ from imapclient import IMAPClient
 from ingest.crashpoints import GET_POINTS, POINTS
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.simulator.faults import Fault
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches
 from tests.support.dovecot import Dovecot
 from tests.support.job import job_env, run_ingest, start_ingest

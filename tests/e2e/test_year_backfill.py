@@ -18,7 +18,8 @@ from ingest.pipeline.passes import run_until_done
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.state.store import Store, WindowState, iter_days
+from ingest.state.store import Store
+from ingest.state.windows import WindowState, iter_days
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot
 

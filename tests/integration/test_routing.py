@@ -22,7 +22,8 @@ from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.simulator.data import rows_to_json
 from ingest.simulator.faults import Fault
-from ingest.state.store import SpanState, Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import SpanState, WindowState
 from tests.support.archive import assert_archive_matches
 from tests.support.job import run_ingest
 

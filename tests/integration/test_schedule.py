@@ -12,7 +12,8 @@ import pytest
 from ingest.pipeline.passes import run_once, run_until_done
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 
 pytestmark = pytest.mark.integration
