@@ -196,16 +196,7 @@ def archive_report(
         # Every row refused for this window: the match was wrong, not the data. Keep the
         # report aside (not recorded as archived, so a later delivery is tried again).
         staged.discard()
-        return set_aside(
-            root,
-            store,
-            sha,
-            report,
-            provenance,
-            summary,
-            "unmatched",
-            _outside(window),
-        )
+        return _set_aside_outside(root, store, sha, report, provenance, summary, window)
     result = staged.commit(raw_name=report.filename, provenance=provenance)
     return record_archived(
         store,
@@ -221,9 +212,19 @@ def archive_report(
     )
 
 
-def _outside(window: Window) -> str:
-    """Why a report every row of which lies outside its matched window is set aside."""
-    return f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})"
+def _set_aside_outside(
+    root: Storage | Path,
+    store: Store,
+    sha: str,
+    report: ReportFile,
+    provenance: dict[str, object],
+    summary: RunSummary,
+    window: Window,
+) -> str:
+    """A report every row of which lies outside its matched window: the match was wrong,
+    not the data, so it is set aside as unmatched (a later delivery is tried again)."""
+    reason = f"no row falls inside window {window.id} ({window.from_date}..{window.to_date})"
+    return set_aside(root, store, sha, report, provenance, summary, "unmatched", reason)
 
 
 def _known(store: Store, sha: str) -> bool:
@@ -283,16 +284,7 @@ def _archive_typed(
     try:
         typed = read_report(data, report_id, window=span)
         if window is not None and typed.rows.height == 0 and typed.rejected.height:
-            return set_aside(
-                root,
-                store,
-                sha,
-                report,
-                provenance,
-                summary,
-                "unmatched",
-                _outside(window),
-            )
+            return _set_aside_outside(root, store, sha, report, provenance, summary, window)
         result = save_typed_report(
             root,
             typed,
