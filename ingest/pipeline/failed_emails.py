@@ -1,5 +1,5 @@
 """``ingest retry --failed``: take up again the emails set aside at the message boundary
-(:mod:`ingest.pipeline.emails`), found by Message-ID in the failed folder or by UID where
+(:mod:`ingest.pipeline.one_email`), found by Message-ID in the failed folder or by UID where
 they failed, and handle each as a pass would."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 from ingest.archive.storage import Storage
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.senders import check_watch_settings
-from ingest.pipeline.emails import Handled, examine, message_id_of, park, screen_safely
+from ingest.pipeline.one_email import Handled, examine, message_id_of, park, screen_safely
 from ingest.pipeline.summary import RunSummary
 from ingest.settings import Settings
 from ingest.state.store import Store

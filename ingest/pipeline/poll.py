@@ -1,5 +1,5 @@
 """One pass over the watched folder: read new mail, screen it, hand each email to the
-message boundary (:mod:`ingest.pipeline.emails`), committing state per email.
+message boundary (:mod:`ingest.pipeline.one_email`), committing state per email.
 
 Screening happens on headers and size only (cheap): mail from a sender not on the
 allow-list, or failing the Authentication-Results check when it is required, is never
@@ -26,7 +26,7 @@ from ingest.errors import MailboxUnavailable
 from ingest.mail.mailbox import Mailbox
 from ingest.mail.recipients import account_addresses
 from ingest.mail.senders import check_watch_settings
-from ingest.pipeline.emails import examine, screen_safely, settle
+from ingest.pipeline.one_email import examine, screen_safely, settle
 from ingest.pipeline.summary import RunSummary
 from ingest.settings import Settings
 from ingest.state.store import Store

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-import ingest.pipeline.emails as one_email
+import ingest.pipeline.one_email as one_email
 from ingest.pipeline.passes import run_once
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
