@@ -31,7 +31,12 @@ from typing import Any
 
 import polars as pl
 
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig  # noqa: E402 - after sys.path
+from tests.support.job import ingest_env  # noqa: E402 - after the sys.path line above
+from tests.support.job import job_env as tests_job_env  # noqa: E402 - after the sys.path line above
 
 PROVENANCE = ("source_sha256", "source_kind")
 FIRST_DAY = date(2025, 1, 1)
@@ -48,28 +53,21 @@ def heavy_days(days: int, runs: int) -> set[date]:
 
 
 def job_env(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path, via: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "AWS_"))}
-    return {
-        **clean,
-        "INGEST_CERTAINLY__BASE_URL": sim.base_url,
-        "INGEST_CERTAINLY__TOKEN": sim.config.token,
-        "INGEST_CERTAINLY__REPORT_PATH": sim.config.report_path,
-        "INGEST_IMAP__HOST": imap.host,
-        "INGEST_IMAP__PORT": str(imap.port),
-        "INGEST_IMAP__SECURITY": "none",
-        "INGEST_IMAP__USERNAME": imap.username,
-        "INGEST_IMAP__PASSWORD": imap.password,
-        "INGEST_IMAP__ALLOWED_SENDERS": sim.config.sender,
-        "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
-        "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
-        # The same for both: a pass every second (the default, 60 s, would add up to a
-        # minute per email to the email path), the default GET rate (2 a second) and window.
-        "INGEST_REQUESTER__POLL_INTERVAL": "1",
-        "INGEST_REQUESTER__RETRY_INITIAL": "1",
-        "INGEST_REQUESTER__RETRY_MAX": "5",
-        "INGEST_REQUESTER__VIA": via,
-        "INGEST_LOG_FORMAT": "json",
-    }
+    """The tests' job environment (tests.support.job), paced alike for both contenders: a
+    pass every second (the default, 60 s, would add up to a minute per email to the email
+    path), the default GET rate (2 a second) and window."""
+    return ingest_env(
+        tests_job_env(
+            sim,
+            imap,
+            workdir,
+            INGEST_REQUESTER__POLL_INTERVAL="1",
+            INGEST_REQUESTER__RETRY_INITIAL="1",
+            INGEST_REQUESTER__RETRY_MAX="5",
+            INGEST_REQUESTER__VIA=via,
+            INGEST_LOG_FORMAT="json",
+        )
+    )
 
 
 def contender(

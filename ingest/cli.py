@@ -331,7 +331,7 @@ def _pace(store: Store, settings: Settings | None) -> str:
 def progress_bar(store: Store, settings: Settings | None = None) -> Iterator[Callable[[RunSummary], None]]:
     """A bar of windows done on a terminal, with the GET pacing (routing auto or get);
     nothing in JSON-log mode or when piped."""
-    from ingest.state.store import FINAL
+    from ingest.state.windows import FINAL
 
     if json_wanted() or not out.is_terminal:
         yield lambda summary: None
@@ -374,7 +374,7 @@ def watch() -> None:
     import signal
     import threading
 
-    from ingest.pipeline.passes import watch as watch_mailbox
+    from ingest.pipeline.watch import watch as watch_mailbox
 
     settings = load_settings()
     stop = threading.Event()
@@ -400,7 +400,7 @@ def import_(
     Example: ingest import ~/Downloads/message_report.csv --bot 0f9c...-uuid
     """
     import ingest.archive.stream  # noqa: F401  (imported by import_files anyway: before settling)
-    from ingest.pipeline.intake import import_files
+    from ingest.pipeline.file_import import import_files
     from ingest.pipeline.summary import RunSummary
 
     _settle_gc()
@@ -521,8 +521,8 @@ def retry(
 
     Example: ingest retry --failed
     """
+    from ingest.pipeline.failed_emails import retry_failed
     from ingest.pipeline.summary import RunSummary
-    from ingest.pipeline.watch import retry_failed
 
     if not failed:
         raise ConfigError("say what to retry: ingest retry --failed")

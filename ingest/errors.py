@@ -106,7 +106,7 @@ def stops_the_run(err: BaseException) -> bool:
     (TransientError, exit 3), settings (ConfigError), the state store (StateError), or
     an archive or temporary folder that cannot be written (full, read-only). Anything
     else is caught at the message boundary: the message is set aside with its reason
-    and the run goes on (see ``ingest.pipeline.watch.poll_folder``)."""
+    and the run goes on (see ``ingest.pipeline.poll.poll_folder``)."""
     if isinstance(err, (TransientError, ConfigError, StateError)):
         return True
     if isinstance(err, OutputError):

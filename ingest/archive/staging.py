@@ -37,7 +37,6 @@ import os
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -53,8 +52,9 @@ import pyarrow.parquet as pq
 
 from ingest.archive.commit import WrittenFile
 from ingest.archive.layout import part_name, partition_key
+from ingest.archive.sortedruns import IpcRun, ParquetPart, RowSource, Run, merge_to_parquet
 from ingest.archive.storage import Storage, as_storage, sha256_file
-from ingest.parse.arrowrows import FILE_SCHEMA, indices_array, int64_numpy, parquet_writer, stamp, text_scalar
+from ingest.parse.arrowrows import FILE_SCHEMA, int64_numpy, parquet_writer, stamp, text_scalar
 from ingest.parse.validate import ROW_NUMBER
 
 #: Open Parquet writers at most (file descriptors); the least recently used is closed
@@ -70,16 +70,6 @@ _SPILL_SCHEMA = pa.schema([FILE_SCHEMA.field(n) for n in FILE_SCHEMA.names[:-2]]
 
 
 @dataclass
-class _Run:
-    """Sorted rows of one date in the spill file: batches ``first`` .. ``first + count``."""
-
-    first: int
-    count: int
-    rows: int
-    stamps: np.ndarray  # timestamps (microseconds), to plan the merge without reading the rows
-
-
-@dataclass
 class _Date:
     """One date's buffered rows, its in-order Parquet file, and its spilled runs."""
 
@@ -90,7 +80,7 @@ class _Date:
     direct: Path | None = None  # rows flushed in order, as Parquet row groups
     writer: pq.ParquetWriter | None = None  # open on ``direct`` (None once closed)
     direct_rows: int = 0
-    runs: list[_Run] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)
     spilled_bytes: int = 0
     final: Path | None = None  # the file to publish (``direct``, or the merge of everything)
     rows: int = 0
@@ -317,25 +307,19 @@ class DateFiles:
         for batch in batches:
             self._spill.write_batch(batch)
         # The timestamps as numpy, read from the buffers (to_numpy would import pandas).
-        state.runs.append(_Run(self._spill_batches, len(batches), table.num_rows, int64_numpy(micros)))
+        state.runs.append(Run(self._spill_batches, len(batches), table.num_rows, int64_numpy(micros)))
         state.spilled_bytes += table.num_rows * self._row_bytes
         self._spill_batches += len(batches)
 
     def _merge(self, day: date) -> None:
-        """One sorted Parquet file from a date's in-order part and its runs.
-
-        Every source is sorted by (timestamp, row number), and the sources are in file
-        order (the in-order part, then the runs as flushed); a stable sort of all the
-        timestamps, source by source, is the date's order. A row group of that order takes
-        a contiguous range from each source: read those, sort them (stably, sources in
-        order), write.
-        """
+        """One sorted Parquet file from a date's in-order part and its runs (in that order,
+        the runs as flushed: file order), merged by :func:`merge_to_parquet`."""
         state = self._dates[day]
         assert self._spill_path is not None
-        sources: list[_Source] = []
+        sources: list[RowSource] = []
         stamps: list[np.ndarray] = []
         if state.direct is not None:
-            sources.append(_ParquetPart(state.direct))
+            sources.append(ParquetPart(state.direct))
             # ParquetFile, not pq.read_table: that one imports pyarrow.dataset, and pandas.
             stamps.append(
                 int64_numpy(
@@ -345,23 +329,13 @@ class DateFiles:
         spill = pa.OSFile(str(self._spill_path))
         reader = ipc.open_file(spill)  # one per merge: reads (pread) into memory, a batch at a time
         for run in state.runs:
-            sources.append(_IpcRun(reader, run, self._with_provenance))
+            sources.append(IpcRun(reader, run, self._with_provenance))
             stamps.append(run.stamps)
-        where = np.repeat(np.arange(len(sources), dtype=np.int32), [len(t) for t in stamps])
-        where = where[np.argsort(np.concatenate(stamps), kind="stable")]
         spilled_rows = sum(run.rows for run in state.runs)
         row_bytes = max(1, state.spilled_bytes // max(1, spilled_rows))
         group = max(1024, (self.budget // 2) // row_bytes)
         path = self.out.temp("sorted.parquet", f"{self.token}-")
-        with parquet_writer(path, FILE_SCHEMA) as out:
-            for start in range(0, len(where), group):
-                counts = np.bincount(where[start : start + group], minlength=len(sources))
-                pieces = [source.take(int(n)) for source, n in zip(sources, counts, strict=True) if n]
-                table = pa.concat_tables(pieces)
-                keys = int64_numpy(table.column("timestamp").cast(pa.int64()))
-                if not (keys[1:] >= keys[:-1]).all():
-                    table = table.take(indices_array(np.argsort(keys, kind="stable")))
-                out.write_table(table)
+        merge_to_parquet(sources, stamps, group, path)
         spill.close()
         if state.direct is not None:
             state.direct.unlink(missing_ok=True)
@@ -448,57 +422,3 @@ class DateFiles:
             if path is not None:
                 with suppress(OSError):  # cleaning up must not hide the error that got us here
                     path.unlink(missing_ok=True)
-
-
-class _Source:
-    """Rows of one date, sorted, read in order a range at a time (FILE_SCHEMA)."""
-
-    def take(self, rows: int) -> pa.Table:
-        raise NotImplementedError
-
-
-class _ParquetPart(_Source):
-    """The date's in-order part: its Parquet file, a row group at a time."""
-
-    def __init__(self, path: Path) -> None:
-        self._file = pq.ParquetFile(path)
-        self._group = 0
-        self._held: pa.Table | None = None
-
-    def take(self, rows: int) -> pa.Table:
-        pieces: list[pa.Table] = []
-        while rows:
-            if self._held is None or self._held.num_rows == 0:
-                self._held = self._file.read_row_group(self._group)
-                self._group += 1
-            piece = self._held.slice(0, rows)
-            self._held = self._held.slice(piece.num_rows)
-            pieces.append(piece)
-            rows -= piece.num_rows
-        return pa.concat_tables(pieces)
-
-
-class _IpcRun(_Source):
-    """One run in the spill file, a batch at a time, with provenance added."""
-
-    def __init__(
-        self, reader: ipc.RecordBatchFileReader, run: _Run, provenance: Callable[[pa.Table], pa.Table]
-    ) -> None:
-        self._reader = reader
-        self._next = run.first
-        self._end = run.first + run.count
-        self._held: pa.Table | None = None
-        self._provenance = provenance
-
-    def take(self, rows: int) -> pa.Table:
-        pieces: list[pa.Table] = []
-        while rows:
-            if self._held is None or self._held.num_rows == 0:
-                assert self._next < self._end
-                self._held = pa.Table.from_batches([self._reader.get_batch(self._next)])
-                self._next += 1
-            piece = self._held.slice(0, rows)
-            self._held = self._held.slice(piece.num_rows)
-            pieces.append(piece)
-            rows -= piece.num_rows
-        return self._provenance(pa.concat_tables(pieces))

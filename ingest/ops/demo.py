@@ -27,7 +27,8 @@ from ingest.pipeline.passes import RunSummary, run_until_done
 from ingest.request.requester import plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig, pymap_installed
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 DEMO_NAMESPACE = uuid.UUID("6f1c1e0a-7b0e-4c53-9a43-3c1f5b1d2e10")
 

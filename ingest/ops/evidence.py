@@ -34,7 +34,8 @@ from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
 from ingest.ops.status import failed_messages, window_conflicts
 from ingest.pipeline.route import ROUTING_EXPLAINED
 from ingest.report_types import MESSAGE_REPORT_ID, MESSAGES, dataset_of
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 
 @dataclass

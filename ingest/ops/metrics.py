@@ -10,7 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 
 def render_metrics(

@@ -41,7 +41,8 @@ from ingest.parse.reports import read_report
 from ingest.pipeline.intake import archive_report
 from ingest.pipeline.summary import RunSummary
 from ingest.report_types import MESSAGE_REPORT_ID
-from ingest.state.store import Store, Window
+from ingest.state.store import Store
+from ingest.state.windows import Window
 
 #: Outcomes of a window's reports that take part in a conflict.
 IN_CONFLICT = ("archived", "conflict")

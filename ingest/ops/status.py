@@ -14,7 +14,8 @@ from ingest.pipeline.route import ROUTING_EXPLAINED
 from ingest.report_types import dataset_of
 from ingest.request.pacing import GET_AT_ONCE, PACING_NOTE
 from ingest.settings import RequesterSettings
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 
 def collect_status(store: Store, requester: RequesterSettings | None = None) -> dict[str, Any]:

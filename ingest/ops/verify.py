@@ -45,7 +45,8 @@ from ingest.ops.auditkey import SUFFIX as AUDIT_KEY_SUFFIX
 from ingest.parse.reports import ROW_KEY
 from ingest.parse.schema import DATASET, file_schema
 from ingest.report_types import MESSAGE_REPORT_ID
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 _PARTITION = re.compile(r"^bot_id=([^/]+)/date=(\d{4}-\d{2}-\d{2})/[^/]+\.parquet$")
 _FILE = "_verify_file"

@@ -27,7 +27,8 @@ from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.request.client import CertainlyClient
 from ingest.request.requester import split_range
 from ingest.settings import check_bot_id
-from ingest.state.store import TRANSITIONS, Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import TRANSITIONS, WindowState
 
 log = logging.getLogger(__name__)
 S = WindowState

@@ -37,7 +37,8 @@ from datetime import date
 
 from ingest.mail.attachments import ParsedEmail
 from ingest.report_types import DATASETS, MESSAGE_REPORT_ID
-from ingest.state.store import Store, Window, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import Window, WindowState
 
 S = WindowState
 #: Seconds an email's INTERNALDATE may precede the first request of its window's export:

@@ -35,7 +35,8 @@ from ingest.request.client import CertainlyClient
 from ingest.request.pacing import GetPacer
 from ingest.request.requester import split_range
 from ingest.settings import Settings
-from ingest.state.store import Span, SpanState, Store, Window, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import Span, SpanState, Window, WindowState
 
 log = logging.getLogger(__name__)
 S = WindowState

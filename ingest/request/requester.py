@@ -24,7 +24,8 @@ from ingest.errors import TokenRejected
 from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.request.client import CertainlyClient, Outcome
 from ingest.settings import RequesterSettings, check_bot_id
-from ingest.state.store import Store, Window, WindowState, iter_days
+from ingest.state.store import Store
+from ingest.state.windows import Window, WindowState, iter_days
 
 log = logging.getLogger(__name__)
 S = WindowState

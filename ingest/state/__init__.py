@@ -1,1 +1,2 @@
-"""Where the job remembers: the SQLite state store, its migrations, the run lock, the window states."""
+"""Where the job remembers: the SQLite state store (``store``), what it records (``windows``,
+``emails``, ``reports``), its migrations and the run lock."""

@@ -4,13 +4,10 @@ every report email moved exactly once. Real Dovecot, real simulator, real proces
 
 from __future__ import annotations
 
-import signal
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
 from ingest.archive.delta import open_table
 from ingest.crashpoints import POINTS
@@ -20,10 +17,12 @@ from ingest.simulator import (
     ImapDelivery,
     SimulatorConfig,
 )
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
+from tests.support.crashing import folder_counts, run_killed_at
 from tests.support.dovecot import Dovecot
-from tests.support.job import job_env, run_ingest
+from tests.support.job import Account, job_env, run_ingest
 from tests.support.seaweed import SeaweedS3
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -34,24 +33,6 @@ PASSWORD = "secret"
 USERS = {f"{point}@example.test": PASSWORD for point in POINTS}
 
 
-@dataclass
-class Account:
-    host: str
-    port: int
-    username: str
-    password: str
-
-
-def folder_counts(account: Account) -> dict[str, int]:
-    with IMAPClient(account.host, port=account.port, ssl=False, timeout=10) as client:
-        client.login(account.username, account.password)
-        return {
-            name: client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
-            for flags, _, name in client.list_folders()
-            if b"\\Noselect" not in flags
-        }
-
-
 def backfill_crash_and_complete(env: dict[str, str], cwd: Path, point: str) -> None:
     """Backfill, a run SIGKILLed at ``point``, then a run to completion and a clean verify."""
     assert (
@@ -60,10 +41,7 @@ def backfill_crash_and_complete(env: dict[str, str], cwd: Path, point: str) -> N
         ).returncode
         == 0
     )
-    crashed = run_ingest(
-        "run", "--until-done", "--timeout", "60", cwd=cwd, env={**env, "INGEST_CRASH_AT": point}
-    )
-    assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
+    run_killed_at(point, env, cwd)
 
     again = run_ingest("run", "--until-done", "--timeout", "90", env=env, cwd=cwd)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -17,11 +17,13 @@ from imapclient import IMAPClient
 
 from ingest.pipeline.passes import run_once, run_until_done
 from ingest.request.requester import plan_backfill
-from ingest.settings import Settings, explicit_settings
+from ingest.settings import Settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import archive_files, assert_archive_matches, expected_rows
 from tests.support.imapservers import SERVER_KINDS, ImapServer, server_name
+from tests.support.job import Account, job_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -45,13 +47,11 @@ def simulator(delivery: ImapDelivery) -> Iterator[CertainlySimulator]:
 
 
 def settings_for(sim: CertainlySimulator, server: ImapServer, workdir: Path) -> Settings:
-    return explicit_settings(
-        certainly={
-            "base_url": sim.base_url,
-            "token": sim.config.token,
-            "report_path": sim.config.report_path,
-            "timeout": 10,
-        },
+    return job_settings(
+        sim,
+        Account(server.host, server.port, USER, PASSWORD),
+        workdir,
+        certainly={"timeout": 10},
         requester={
             "window_days": 15,
             "poll_interval": 0.05,
@@ -59,17 +59,7 @@ def settings_for(sim: CertainlySimulator, server: ImapServer, workdir: Path) -> 
             "retry_max": 0.2,
             "via": "email",  # the emailed path, as before routing (issue 27)
         },
-        imap={
-            "host": server.host,
-            "port": server.port,
-            "security": "none",
-            "username": USER,
-            "password": PASSWORD,
-            "timeout": 10,
-            "allowed_senders": ["@certainly.example"],
-        },
-        output={"root": str(workdir / "archive")},
-        state={"path": workdir / "state.sqlite"},
+        imap_options={"timeout": 10, "allowed_senders": ["@certainly.example"]},
     )
 
 

@@ -15,7 +15,8 @@ import pytest
 from imapclient import IMAPClient
 
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot
 from tests.support.job import job_env, run_ingest, start_ingest

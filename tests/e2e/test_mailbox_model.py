@@ -20,8 +20,8 @@ from imapclient import IMAPClient
 
 import ingest.crashpoints as crashpoints
 from ingest.archive.storage import storage_for
+from ingest.pipeline.poll import poll_mailbox
 from ingest.pipeline.summary import RunSummary
-from ingest.pipeline.watch import poll_mailbox
 from ingest.settings import explicit_settings
 from ingest.simulator import (
     EmbeddedImap,
@@ -29,7 +29,8 @@ from ingest.simulator import (
     generate_messages,
     rows_to_csv,
 )
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import read_archive
 from tests.support.mail import RECIPIENT
 

@@ -13,10 +13,12 @@ import pytest
 
 from ingest.pipeline.passes import run_until_done
 from ingest.request.requester import plan_backfill
-from ingest.settings import Settings, explicit_settings
+from ingest.settings import Settings
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
+from tests.support.job import job_settings
 from tests.support.tcpproxy import TcpProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -34,13 +36,11 @@ def servers() -> Iterator[tuple[CertainlySimulator, EmbeddedImap]]:
 
 
 def settings_via(proxy: TcpProxy, sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path) -> Settings:
-    return explicit_settings(
-        certainly={
-            "base_url": f"http://127.0.0.1:{proxy.port}/",
-            "token": sim.config.token,
-            "report_path": sim.config.report_path,
-            "timeout": 1.0,
-        },
+    return job_settings(
+        sim,
+        imap,
+        workdir,
+        certainly={"base_url": f"http://127.0.0.1:{proxy.port}/", "timeout": 1.0},
         requester={
             "via": "email",  # the emailed path, as before routing (issue 27)
             "window_days": 10,
@@ -49,16 +49,6 @@ def settings_via(proxy: TcpProxy, sim: CertainlySimulator, imap: EmbeddedImap, w
             "retry_max": 0.2,
             "max_attempts": 8,
         },
-        imap={
-            "host": imap.host,
-            "port": imap.port,
-            "security": "none",
-            "username": imap.username,
-            "password": imap.password,
-            "allowed_senders": [sim.config.sender],
-        },
-        output={"root": str(workdir / "archive")},
-        state={"path": workdir / "state.sqlite"},
     )
 
 

@@ -25,7 +25,8 @@ import pytest
 from ingest.request.requester import plan_backfill
 from ingest.simulator import CertainlySimulator, EmbeddedImap, Fault, SimulatorConfig
 from ingest.simulator.api import IN_PROGRESS_DETAIL
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.job import start_ingest
 

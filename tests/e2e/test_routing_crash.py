@@ -10,22 +10,22 @@ import json
 import random
 import signal
 import time
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from imapclient import IMAPClient
 
 from ingest.crashpoints import GET_POINTS, POINTS
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
 from ingest.simulator.faults import Fault
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches
+from tests.support.crashing import folder_counts, run_killed_at
 from tests.support.dovecot import Dovecot
-from tests.support.job import job_env, run_ingest, start_ingest
+from tests.support.job import Account, job_env, run_ingest, start_ingest
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -36,14 +36,6 @@ HEAVY_DAYS = {HEAVY: {date(2024, 5, 4), date(2024, 5, 5), date(2024, 5, 15)}}
 PASSWORD = "secret"
 CASES = ("routed", "throttled", "random", *POINTS, *GET_POINTS)
 USERS = {f"{case}@example.test": PASSWORD for case in CASES}
-
-
-@dataclass
-class Account:
-    host: str
-    port: int
-    username: str
-    password: str
 
 
 def simulator(account: Account) -> CertainlySimulator:
@@ -66,16 +58,6 @@ def auto_env(sim: CertainlySimulator, account: Account, workdir: Path, **extra: 
 
 def truth(sim: CertainlySimulator) -> dict[tuple[str, int], Any]:
     return {(bot, r["id"]): r for bot in (LIGHT, HEAVY) for r in sim.expected_rows(bot, FIRST, LAST)}
-
-
-def folder_counts(account: Account) -> dict[str, int]:
-    with IMAPClient(account.host, port=account.port, ssl=False, timeout=10) as client:
-        client.login(account.username, account.password)
-        return {
-            name: client.folder_status(name, [b"MESSAGES"])[b"MESSAGES"]
-            for flags, _, name in client.list_folders()
-            if b"\\Noselect" not in flags
-        }
 
 
 def backfill(env: dict[str, str], cwd: Path) -> None:
@@ -135,10 +117,7 @@ def test_killed_at_any_step_under_auto_the_next_run_completes_exactly_once(
     with simulator(account) as sim:
         env = auto_env(sim, account, tmp_path)
         backfill(env, tmp_path)
-        crashed = run_ingest(
-            "run", "--until-done", "--timeout", "60", env={**env, "INGEST_CRASH_AT": point}, cwd=tmp_path
-        )
-        assert crashed.returncode == -signal.SIGKILL, f"{point} was never reached: {crashed.stderr}"
+        run_killed_at(point, env, tmp_path)
         complete_and_check(sim, account, env, tmp_path)
 
 

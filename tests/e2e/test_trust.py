@@ -14,7 +14,6 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -22,18 +21,17 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
 from ingest.simulator import (
-    CertainlySimulator,
     SimulatorConfig,
     build_report_email,
     generate_messages,
     rows_to_csv,
 )
 from tests.support.archive import assert_archive_matches, expected_rows, read_archive
+from tests.support.cli_rig import CliRig, cli_rig
 from tests.support.dovecot import Dovecot
-from tests.support.job import job_env, run_ingest
+from tests.support.job import Account
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -45,81 +43,18 @@ VICTIM = "5e1f0000-0000-4000-8000-0000000000a1"
 OTHER = "5e1f0000-0000-4000-8000-0000000000b2"  # a second bot of ours
 ATTACKER = "5e1f0000-0000-4000-8000-0000000000e6"  # the attacker's own bot at the vendor
 START, END = date(2024, 5, 1), date(2024, 5, 5)
-WAIT = 30.0  # seconds: bound of every wait on the simulator
 _free_users = iter(USERS)
 
 
-@dataclass
-class Account:
-    """A Dovecot user, as tests.support.job.job_env wants it."""
-
-    host: str
-    port: int
-    username: str
-    password: str = PASSWORD
-
-
-@dataclass
-class Rig:
-    sim: CertainlySimulator
-    account: Account
-    workdir: Path
-    env: dict[str, str]
-
-    def cli(self, *args: str) -> tuple[int, str]:
-        done = run_ingest(*args, env=self.env, cwd=self.workdir, timeout=120)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done.returncode, done.stdout + done.stderr
-
-    def append(self, raw: bytes, *, received: datetime | None = None) -> None:
-        """APPEND one message; ``received`` sets its INTERNALDATE (default: now)."""
-        with IMAPClient(self.account.host, port=self.account.port, ssl=False, timeout=10) as client:
-            client.login(self.account.username, PASSWORD)
-            client.append("INBOX", raw, flags=(), msg_time=received)
-
-    def vendor_mail(self, bot: str = VICTIM) -> bytes:
-        """The simulator's report email of ``bot``'s export (it waits for it)."""
-        assert self.sim.wait_idle(WAIT), "the simulator never finished the export"
-        mails = [m for m in self.sim.outbox if bot.encode() in m.split(b"\r\n\r\n", 1)[0]]
-        assert len(mails) == 1, f"the simulator holds {len(mails)} report emails of {bot}"
-        return mails[0]
-
-    def windows(self) -> dict[str, str]:
-        with closing(sqlite3.connect(self.workdir / "state.sqlite")) as conn:
-            return {
-                f"{bot} {start}": state
-                for bot, start, state in conn.execute(
-                    "SELECT bot_id, from_date, state FROM windows ORDER BY id"
-                )
-            }
-
-    def attachments(self, outcome: str) -> list[dict[str, object]]:
-        with closing(sqlite3.connect(self.workdir / "state.sqlite")) as conn:
-            conn.row_factory = sqlite3.Row
-            return [dict(r) for r in conn.execute("SELECT * FROM attachments WHERE outcome = ?", (outcome,))]
-
-    @property
-    def archive(self) -> Path:
-        return self.workdir / "archive"
-
-
 @pytest.fixture
-def rig(dovecot: Dovecot, tmp_path: Path) -> Iterator[Rig]:
-    account = Account(dovecot.host, dovecot.port, next(_free_users))
+def rig(dovecot: Dovecot, tmp_path: Path) -> Iterator[CliRig]:
+    account = Account(dovecot.host, dovecot.port, next(_free_users), PASSWORD)
     config = SimulatorConfig(sender=VENDOR, recipient=account.username, delivery_delay=0.0)
-    with CertainlySimulator(config) as sim:  # no deliver: emails wait in sim.outbox
-        env = job_env(
-            sim,
-            account,
-            tmp_path,
-            INGEST_LOG_FORMAT="text",
-            INGEST_SECRETS_DIR=str(tmp_path / "no-secrets"),
-            COLUMNS="400",
-        )
-        yield Rig(sim, account, tmp_path, env)
+    with cli_rig(account, tmp_path, config, INGEST_SECRETS_DIR=str(tmp_path / "no-secrets")) as rig:
+        yield rig
 
 
-def authenticate(rig: Rig) -> None:
+def authenticate(rig: CliRig) -> None:
     """Require what our MX writes: DMARC or aligned DKIM in its Authentication-Results."""
     rig.env.update({"INGEST_IMAP__REQUIRE_AUTHENTICATION": "true", "INGEST_IMAP__AUTHSERV_ID": MX})
 
@@ -165,7 +100,7 @@ def attackers_own_export(bot: str = ATTACKER) -> bytes:
     )
 
 
-def archived_bots(rig: Rig) -> set[str]:
+def archived_bots(rig: CliRig) -> set[str]:
     """The bots the messages table holds rows of (what readers see), and the bots with a
     partition folder on disk: the same set, or the set with a stray folder in it."""
     root = rig.archive / "messages"
@@ -179,14 +114,14 @@ def archived_bots(rig: Rig) -> set[str]:
 # -- authentication off ----------------------------------------------------------------------
 
 
-def test_a_forgery_waiting_in_the_inbox_is_quarantined_and_the_genuine_report_archived(rig: Rig) -> None:
+def test_a_forgery_waiting_in_the_inbox_is_quarantined_and_the_genuine_report_archived(rig: CliRig) -> None:
     """The issue's first case: the forgery was there before the export was asked for."""
     rig.append(forgery(), received=datetime.now(UTC) - timedelta(hours=1))
     assert rig.cli("backfill", "--bot", VICTIM, "--from", str(START), "--to", str(END))[0] == 0
 
     code, out = rig.cli("run")  # POST accepted; the forgery is the only mail so far
     assert code == 1 and "1 unmatched" in out
-    rig.append(rig.vendor_mail())
+    rig.append(rig.vendor_mail(VICTIM))
     code, out = rig.cli("run")
 
     assert code == 0, out
@@ -199,13 +134,13 @@ def test_a_forgery_waiting_in_the_inbox_is_quarantined_and_the_genuine_report_ar
     assert "unmatched" in json.dumps(reason)
 
 
-def test_forged_then_genuine_with_authentication_off_ends_reported_not_a_silent_win(rig: Rig) -> None:
+def test_forged_then_genuine_with_authentication_off_ends_reported_not_a_silent_win(rig: CliRig) -> None:
     """The forgery names no bot and arrives after the export was accepted: strict matching
     lets it close the only accepted window (it may be the vendor's anonymous report), but
     when the genuine report naming the window arrives, the run says so and exits 1."""
     rig.cli("backfill", "--bot", VICTIM, "--from", str(START), "--to", str(END))
     assert rig.cli("run")[0] == 0  # accepted; the vendor's email is held back
-    genuine = rig.vendor_mail()
+    genuine = rig.vendor_mail(VICTIM)
     rig.append(forgery())
     assert rig.cli("run")[0] == 0  # the anonymous report of the only accepted window
     rig.append(genuine)
@@ -218,10 +153,10 @@ def test_forged_then_genuine_with_authentication_off_ends_reported_not_a_silent_
     assert archived_bots(rig) == {VICTIM}
 
 
-def test_a_broken_csv_named_for_another_bot_leaves_the_victims_window_alone(rig: Rig) -> None:
+def test_a_broken_csv_named_for_another_bot_leaves_the_victims_window_alone(rig: CliRig) -> None:
     rig.cli("backfill", "--bot", VICTIM, "--from", str(START), "--to", str(END))
     rig.cli("run")
-    genuine = rig.vendor_mail()
+    genuine = rig.vendor_mail(VICTIM)
     broken_name = f"message_report_{ATTACKER}_{START}_{END}.csv"
     rig.append(forgery(filename=broken_name, csv=b"id,timestamp\r\n\xff\xfe not a report\r\n"))
 
@@ -240,7 +175,9 @@ def test_a_broken_csv_named_for_another_bot_leaves_the_victims_window_alone(rig:
 @pytest.mark.parametrize(
     "forged_at", ["waiting before any request", "after the first bot's export was accepted"]
 )
-def test_two_bots_with_a_forgery_waiting_no_rows_land_under_the_wrong_bot(rig: Rig, forged_at: str) -> None:
+def test_two_bots_with_a_forgery_waiting_no_rows_land_under_the_wrong_bot(
+    rig: CliRig, forged_at: str
+) -> None:
     """The issue's cascade: two bots, the same dates, one export at a time."""
     if forged_at.startswith("waiting"):
         rig.append(forgery(), received=datetime.now(UTC) - timedelta(hours=1))
@@ -288,11 +225,11 @@ def test_two_bots_with_a_forgery_waiting_no_rows_land_under_the_wrong_bot(rig: R
 # -- authentication on -----------------------------------------------------------------------
 
 
-def test_with_authentication_on_the_forgery_is_never_archived(rig: Rig) -> None:
+def test_with_authentication_on_the_forgery_is_never_archived(rig: CliRig) -> None:
     authenticate(rig)
     rig.cli("backfill", "--bot", VICTIM, "--from", str(START), "--to", str(END))
     assert rig.cli("run")[0] == 0
-    genuine = rig.vendor_mail()
+    genuine = rig.vendor_mail(VICTIM)
     rig.append(as_received_by_our_mx(forgery(), genuine=False))  # after acceptance: the worst case
     assert rig.cli("run")[0] == 0
     assert rig.windows() == {f"{VICTIM} {START}": "accepted"}
@@ -309,13 +246,13 @@ def test_with_authentication_on_the_forgery_is_never_archived(rig: Rig) -> None:
 
 
 def test_a_replayed_genuine_email_of_another_bots_export_is_quarantined_not_matched_to_the_victim(
-    rig: Rig,
+    rig: CliRig,
 ) -> None:
     """DKIM-signed by the vendor, so it passes authentication; it names the attacker's bot."""
     authenticate(rig)
     rig.cli("backfill", "--bot", VICTIM, "--from", str(START), "--to", str(END))
     rig.cli("run")
-    genuine = rig.vendor_mail()
+    genuine = rig.vendor_mail(VICTIM)
     rig.append(as_received_by_our_mx(attackers_own_export(), genuine=True))
 
     code, out = rig.cli("run")
@@ -333,14 +270,14 @@ def test_a_replayed_genuine_email_of_another_bots_export_is_quarantined_not_matc
 # -- doctor ------------------------------------------------------------------------------------
 
 
-def test_doctor_warns_loudly_when_sender_authentication_is_off(rig: Rig) -> None:
+def test_doctor_warns_loudly_when_sender_authentication_is_off(rig: CliRig) -> None:
     code, out = rig.cli("doctor")
     assert code == 0, out  # a warning, not a failure: the setup works
     [row] = [line for line in out.splitlines() if "sender authentication" in line]
     assert "WARN" in row and "anyone can forge" in row and "INGEST_IMAP__REQUIRE_AUTHENTICATION" in row
 
 
-def test_doctor_warns_when_recent_vendor_mail_has_no_header_of_our_server(rig: Rig) -> None:
+def test_doctor_warns_when_recent_vendor_mail_has_no_header_of_our_server(rig: CliRig) -> None:
     authenticate(rig)
     rig.append(as_received_by_our_mx(attackers_own_export(VICTIM), genuine=True))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-import ingest.pipeline.watch as watcher
+import ingest.pipeline.one_email as one_email
 from ingest.pipeline.passes import run_once
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
@@ -129,7 +129,7 @@ def test_fetch_throughput_of_a_25_mb_attachment(
 
     # The pipeline's own fetch: a message this large goes part by part to disk.
     fetches: list[float] = []
-    real_fetch = watcher.fetch_and_parse
+    real_fetch = one_email.fetch_and_parse
 
     def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
         started = time.monotonic()
@@ -138,7 +138,7 @@ def test_fetch_throughput_of_a_25_mb_attachment(
         finally:
             fetches.append(time.monotonic() - started)
 
-    monkeypatch.setattr(watcher, "fetch_and_parse", timed)
+    monkeypatch.setattr(one_email, "fetch_and_parse", timed)
     settings = watcher_settings(dovecot, user, PASSWORD, workdir, timeout=60)
     with Store.open(settings.state.path) as store:
         accept_windows(store, rep)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-import ingest.pipeline.passes as pipeline
+import ingest.pipeline.watch as pipeline
 from ingest.settings import Settings
 from ingest.state.store import Store
 from tests.support.archive import assert_archive_matches
@@ -81,7 +81,7 @@ def dovecot_notes(dovecot) -> str:  # type: ignore[no-untyped-def]
 
 
 class WatchThread:
-    """``ingest.pipeline.passes.watch`` in a thread with its own store; records IDLE entries."""
+    """``ingest.pipeline.watch.watch`` in a thread with its own store; records IDLE entries."""
 
     def __init__(self, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
         self.settings = settings

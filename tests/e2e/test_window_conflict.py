@@ -13,10 +13,7 @@ leave the tables like an erasure (erasure record, audit record, ``ingest verify`
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -24,12 +21,12 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
-from ingest.simulator import CertainlySimulator, SimulatorConfig
+from ingest.simulator import SimulatorConfig
 from tests.support.archive import assert_archive_matches, expected_rows, read_archive
+from tests.support.cli_rig import CliRig, cli_rig
 from tests.support.dovecot import Dovecot
-from tests.support.job import job_env, run_ingest
+from tests.support.job import Account
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -38,61 +35,18 @@ USERS = {f"conflict{i:02d}@example.test": PASSWORD for i in range(1, 5)}
 VENDOR = "reports@certainly.example"
 BOT = "6c0f0000-0000-4000-8000-0000000000a1"
 START, END = date(2024, 6, 1), date(2024, 6, 5)
-WAIT = 30.0
 _free = iter(USERS)
 
 
-@dataclass
-class Account:
-    host: str
-    port: int
-    username: str
-    password: str = PASSWORD
-
-
-@dataclass
-class Rig:
-    sim: CertainlySimulator
-    account: Account
-    workdir: Path
-    env: dict[str, str]
-
-    def cli(self, *args: str) -> tuple[int, str]:
-        done = run_ingest(*args, env=self.env, cwd=self.workdir, timeout=120)
-        assert "Traceback" not in done.stderr, done.stderr
-        return done.returncode, done.stdout + done.stderr
-
-    def append(self, raw: bytes) -> None:
-        with IMAPClient(self.account.host, port=self.account.port, ssl=False, timeout=10) as client:
-            client.login(self.account.username, PASSWORD)
-            client.append("INBOX", raw, flags=())
-
-    def vendor_mail(self) -> bytes:
-        assert self.sim.wait_idle(WAIT), "the simulator never finished the export"
-        [mail] = self.sim.outbox
-        return mail
-
-    def reports(self) -> dict[str, dict[str, object]]:
-        """The state store's reports by file name."""
-        with closing(sqlite3.connect(self.workdir / "state.sqlite")) as conn:
-            conn.row_factory = sqlite3.Row
-            return {str(r["filename"]): dict(r) for r in conn.execute("SELECT * FROM attachments")}
-
-    @property
-    def archive(self) -> Path:
-        return self.workdir / "archive"
-
-
 @pytest.fixture
-def rig(request: pytest.FixtureRequest, dovecot: Dovecot, tmp_path: Path) -> Iterator[Rig]:
+def rig(request: pytest.FixtureRequest, dovecot: Dovecot, tmp_path: Path) -> Iterator[CliRig]:
     """``request.param``: whether the vendor's email names the bot and dates."""
-    account = Account(dovecot.host, dovecot.port, next(_free))
+    account = Account(dovecot.host, dovecot.port, next(_free), PASSWORD)
     config = SimulatorConfig(
         sender=VENDOR, recipient=account.username, delivery_delay=0.0, email_hints=request.param
     )
-    with CertainlySimulator(config) as sim:  # no deliver: the test appends each email
-        env = job_env(sim, account, tmp_path, INGEST_LOG_FORMAT="text", COLUMNS="400")
-        yield Rig(sim, account, tmp_path, env)
+    with cli_rig(account, tmp_path, config) as rig:  # no deliver: the test appends each email
+        yield rig
 
 
 def anonymous_report(to: str, *, message_id: str) -> bytes:
@@ -119,7 +73,7 @@ def message_id_of(raw: bytes) -> str:
 
 @pytest.mark.parametrize("rig", [True], ids=["the-vendor-names-the-bot"], indirect=True)
 def test_a_second_report_for_a_window_an_unnamed_report_closed_is_a_conflict_the_operator_settles(
-    rig: Rig,
+    rig: CliRig,
 ) -> None:
     """The anonymous report came first and closed the window; the vendor's came second:
     keep the vendor's, and the anonymous rows leave the table."""
@@ -187,7 +141,7 @@ def test_a_second_report_for_a_window_an_unnamed_report_closed_is_a_conflict_the
 
 
 @pytest.mark.parametrize("rig", [False], ids=["the-vendor-names-nothing"], indirect=True)
-def test_keeping_the_first_report_rejects_the_later_one_and_changes_no_row(rig: Rig) -> None:
+def test_keeping_the_first_report_rejects_the_later_one_and_changes_no_row(rig: CliRig) -> None:
     """The vendor's report, naming nothing, closed the window first; an anonymous one came
     later (it names nothing either): a conflict; keep the first, and the later one stays aside."""
     assert rig.cli("backfill", "--bot", BOT, "--from", str(START), "--to", str(END))[0] == 0

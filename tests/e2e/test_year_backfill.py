@@ -16,11 +16,13 @@ import pytest
 from ingest.ops.status import collect_status
 from ingest.pipeline.passes import run_until_done
 from ingest.request.requester import plan_backfill
-from ingest.settings import Settings, explicit_settings
+from ingest.settings import Settings
 from ingest.simulator import CertainlySimulator, ImapDelivery, SimulatorConfig
-from ingest.state.store import Store, WindowState, iter_days
+from ingest.state.store import Store
+from ingest.state.windows import WindowState, iter_days
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot
+from tests.support.job import Account, job_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -47,13 +49,11 @@ def simulator(dovecot: Dovecot) -> Iterator[CertainlySimulator]:
 
 
 def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Settings:
-    return explicit_settings(
-        certainly={
-            "base_url": sim.base_url,
-            "token": sim.config.token,
-            "report_path": sim.config.report_path,
-            "timeout": 10,
-        },
+    return job_settings(
+        sim,
+        Account(dovecot.host, dovecot.port, USER, PASSWORD),
+        workdir,
+        certainly={"timeout": 10},
         requester={
             "via": "email",  # the emailed path, as before routing (issue 27)
             "window_days": 30,
@@ -64,17 +64,7 @@ def settings_for(sim: CertainlySimulator, dovecot: Dovecot, workdir: Path) -> Se
             "split_after_losses": 2,
             "max_attempts": 8,
         },
-        imap={
-            "host": dovecot.host,
-            "port": dovecot.port,
-            "security": "none",
-            "username": USER,
-            "password": PASSWORD,
-            "timeout": 10,
-            "allowed_senders": ["@certainly.example"],
-        },
-        output={"root": str(workdir / "archive")},
-        state={"path": workdir / "state.sqlite"},
+        imap_options={"timeout": 10, "allowed_senders": ["@certainly.example"]},
     )
 
 

@@ -18,9 +18,11 @@ def imap(request: pytest.FixtureRequest) -> Iterator[EmbeddedImap]:
 
 
 @pytest.fixture
-def sim(imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
-    """The simulated Certainly API, delivering its reports to :func:`imap` after 0.05 s."""
+def sim(request: pytest.FixtureRequest, imap: EmbeddedImap) -> Iterator[CertainlySimulator]:
+    """The simulated Certainly API, delivering its reports to :func:`imap` after 0.05 s;
+    a module's ``SIMULATOR`` (a dict of SimulatorConfig fields) changes what it needs."""
+    options = {"delivery_delay": 0.05, **getattr(request.module, "SIMULATOR", {})}
     with CertainlySimulator(
-        SimulatorConfig(recipient=imap.username, delivery_delay=0.05), deliver=imap.delivery()
+        SimulatorConfig(recipient=imap.username, **options), deliver=imap.delivery()
     ) as server:
         yield server

@@ -25,7 +25,8 @@ from ingest.request.client import client_from
 from ingest.request.requester import advance, plan_backfill
 from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, read_archive
 
 pytestmark = pytest.mark.integration

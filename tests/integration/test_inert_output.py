@@ -16,7 +16,8 @@ import pytest
 
 from ingest.logs import setup_logging
 from ingest.simulator import CertainlySimulator, EmbeddedImap
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.job import job_env, run_ingest
 
 pytestmark = pytest.mark.integration

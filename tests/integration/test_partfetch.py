@@ -15,11 +15,12 @@ import ingest.mail.partfetch as partfetch
 from ingest.archive.storage import storage_for
 from ingest.mail.attachments import parse_email
 from ingest.mail.mailbox import Mailbox
+from ingest.pipeline.poll import poll_mailbox
 from ingest.pipeline.summary import RunSummary
-from ingest.pipeline.watch import poll_mailbox
 from ingest.settings import explicit_settings
 from ingest.simulator import ImapDelivery, generate_messages, rows_to_csv
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
 from tests.support.dovecot import Dovecot
 

@@ -17,7 +17,8 @@ from ingest.request.client import CertainlyClient
 from ingest.request.requester import advance, expire_lost, plan_backfill
 from ingest.settings import RequesterSettings
 from ingest.simulator import CertainlySimulator, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 pytestmark = pytest.mark.integration
 

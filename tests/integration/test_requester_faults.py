@@ -26,7 +26,8 @@ from ingest.request.requester import advance, plan_backfill
 from ingest.settings import RequesterSettings, Settings, explicit_settings
 from ingest.simulator import CertainlySimulator, Fault, SimulatorConfig
 from ingest.simulator.api import ACCEPTED_DETAIL, IN_PROGRESS_DETAIL
-from ingest.state.store import Store, Window, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import Window, WindowState
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,6 @@ server over loopback: GET first, only heavy days by email, one archive whatever 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -18,13 +17,14 @@ from ingest.ops.status import collect_status
 from ingest.pipeline.passes import run_once, run_until_done
 from ingest.request.pacing import PACING_NOTE
 from ingest.request.requester import plan_backfill
-from ingest.settings import Settings, explicit_settings
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
+from ingest.settings import Settings
+from ingest.simulator import CertainlySimulator, EmbeddedImap
 from ingest.simulator.data import rows_to_json
 from ingest.simulator.faults import Fault
-from ingest.state.store import SpanState, Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import SpanState, WindowState
 from tests.support.archive import assert_archive_matches
-from tests.support.job import run_ingest
+from tests.support.job import job_settings, run_ingest
 
 pytestmark = pytest.mark.integration
 
@@ -35,22 +35,15 @@ START, END = date(2024, 3, 1), date(2024, 4, 9)
 HEAVY_DAYS = {HEAVY: {date(2024, 3, 10), date(2024, 3, 11), date(2024, 3, 12), date(2024, 3, 20)}}
 
 
-@pytest.fixture
-def servers(imap: EmbeddedImap) -> Iterator[tuple[CertainlySimulator, EmbeddedImap]]:
-    config = SimulatorConfig(
-        recipient=imap.username, delivery_delay=0.05, max_per_day=30, heavy_days=HEAVY_DAYS
-    )
-    with CertainlySimulator(config, deliver=imap.delivery()) as sim:
-        yield sim, imap
+#: The simulator of this module (tests/integration/conftest.py): heavy days over a GET page.
+SIMULATOR = {"max_per_day": 30, "heavy_days": HEAVY_DAYS}
 
 
 def settings_for(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path, **requester: Any) -> Settings:
-    return explicit_settings(
-        certainly={
-            "base_url": sim.base_url,
-            "token": sim.config.token,
-            "report_path": sim.config.report_path,
-        },
+    return job_settings(
+        sim,
+        imap,
+        workdir,
         requester={
             "poll_interval": 0.05,
             "retry_initial": 0.05,
@@ -58,16 +51,6 @@ def settings_for(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path, **r
             "get_rate": 50,
             **requester,
         },
-        imap={
-            "host": imap.host,
-            "port": imap.port,
-            "security": "none",
-            "username": imap.username,
-            "password": imap.password,
-            "allowed_senders": [sim.config.sender],
-        },
-        output={"root": str(workdir / "archive")},
-        state={"path": workdir / "state.sqlite"},
     )
 
 
@@ -84,9 +67,8 @@ def gets(sim: CertainlySimulator) -> list[tuple[str, str, str]]:
 
 
 def test_auto_sends_only_the_heavy_days_by_email(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     settings = settings_for(sim, imap, tmp_path, via="auto")
     with Store.open(settings.state.path) as store:
         plan_backfill(store, [LIGHT, HEAVY], START, END, window_days=30)
@@ -111,9 +93,8 @@ def test_auto_sends_only_the_heavy_days_by_email(
 
 
 def test_via_get_fails_a_window_it_cannot_hold_and_says_why(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     settings = settings_for(sim, imap, tmp_path, via="get")
     with Store.open(settings.state.path) as store:
         plan_backfill(store, [LIGHT, HEAVY], START, date(2024, 3, 30), window_days=30)
@@ -131,9 +112,8 @@ def test_via_get_fails_a_window_it_cannot_hold_and_says_why(
 
 
 def test_email_routing_is_todays_post_only_behaviour(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     settings = settings_for(sim, imap, tmp_path, via="email")
     with Store.open(settings.state.path) as store:
         plan_backfill(store, [LIGHT], START, date(2024, 3, 30), window_days=15)
@@ -144,9 +124,8 @@ def test_email_routing_is_todays_post_only_behaviour(
 
 
 def test_one_day_by_both_paths_is_duplicates_not_conflicts(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     day = date(2024, 3, 5)
     with Store.open(tmp_path / "state.sqlite") as store:
         plan_backfill(store, [LIGHT], day, day + timedelta(days=1), window_days=2)
@@ -168,9 +147,8 @@ class Killed(Exception):
 
 
 def test_a_killed_run_resumes_a_half_done_get_window_without_refetching(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sim, imap = servers
     settings = settings_for(sim, imap, tmp_path, via="auto")
 
     def die() -> None:
@@ -197,9 +175,8 @@ def test_a_killed_run_resumes_a_half_done_get_window_without_refetching(
 
 
 def test_429_retry_after_as_seconds_and_as_a_date_is_honoured(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     settings = settings_for(sim, imap, tmp_path, via="auto")
     # An HTTP date has whole seconds: 4 s ahead, truncated, is at least 3 s ahead.
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
@@ -223,11 +200,10 @@ def test_429_retry_after_as_seconds_and_as_a_date_is_honoured(
 
 
 def test_switching_auto_to_email_mid_window_finishes_by_email_without_conflicts(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A careless operator: a GET window half done, then INGEST_REQUESTER__VIA=email. The
     window goes by POST whole; the days GET brought are duplicates, never conflicts."""
-    sim, imap = servers
 
     def die() -> None:
         raise Killed
@@ -269,11 +245,10 @@ def test_a_bad_routing_setting_is_exit_2_in_one_line(tmp_path: Path, name: str, 
 
 @pytest.mark.parametrize("via", ["auto", "get"])
 def test_a_get_answer_that_is_no_report_goes_by_email_or_fails_the_window(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, via: str
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path, via: str
 ) -> None:
     """A hostile or broken GET answer (rows of no report) never reaches the archive: auto
     asks for the window by email instead, get fails it saying why."""
-    sim, imap = servers
     sim.script_get(Fault(status=200, body=[{"nonsense": 1, "id": "x"}]))
     settings = settings_for(sim, imap, tmp_path, via=via)
     with Store.open(settings.state.path) as store:
@@ -291,9 +266,8 @@ def test_a_get_answer_that_is_no_report_goes_by_email_or_fails_the_window(
 
 
 def test_5xx_backs_off_then_hands_the_window_to_email_but_429s_only_slow_it_down(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     throttled = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "0"})
     sim.script_get(throttled, throttled, throttled)  # more 429s than max_attempts: still GET's
     settings = settings_for(sim, imap, tmp_path, via="auto", max_attempts=2)
@@ -320,11 +294,10 @@ def test_5xx_backs_off_then_hands_the_window_to_email_but_429s_only_slow_it_down
 
 
 def test_rows_a_get_answer_rejects_are_quarantined_and_the_run_says_so(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
     """Rows GET brought that the parser rejects (a bad value, a day outside the dates
     asked) are counted as the email path counts them: the run needs a person (exit 1)."""
-    sim, imap = servers
     last = date(2024, 3, 5)
     rows = rows_to_json(sim.expected_rows(LIGHT, START, last))
     bad = {**rows[0], "timestamp": "not a time"}
@@ -342,11 +315,10 @@ def test_rows_a_get_answer_rejects_are_quarantined_and_the_run_says_so(
 
 @pytest.mark.parametrize("via", ["auto", "get"])
 def test_an_empty_get_answer_is_a_span_of_no_rows(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path, via: str
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path, via: str
 ) -> None:
     """A quiet span answers ``[]``: no rows, the span is done, never a refused report that
     fails the window (get) or sends it by email (auto)."""
-    sim, imap = servers
     sim.script_get(Fault(status=200, body=[]))  # the first span, 1..15 March, is quiet
     last = date(2024, 3, 20)
     settings = settings_for(sim, imap, tmp_path, via=via)
@@ -364,14 +336,14 @@ def test_an_empty_get_answer_is_a_span_of_no_rows(
 
 @pytest.mark.parametrize("via", ["auto", "get"])
 def test_endless_429s_hand_the_window_to_email_or_fail_it_saying_so(
-    servers: tuple[CertainlySimulator, EmbeddedImap],
+    sim: CertainlySimulator,
+    imap: EmbeddedImap,
     tmp_path: Path,
     via: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A server that only ever says 429 never keeps a window (and `run --until-done`) on
     GET for ever: after 5 x max_attempts 429s in a row, auto emails it, get fails it."""
-    sim, imap = servers
     throttled = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "0"})
     sim.script_get(*[throttled] * 50)
     settings = settings_for(sim, imap, tmp_path, via=via, max_attempts=1)
@@ -391,9 +363,8 @@ def test_endless_429s_hand_the_window_to_email_or_fail_it_saying_so(
 
 
 def test_a_run_the_api_only_throttled_says_so_and_exits_3(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     sim.script_get(
         Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "60"})
     )
@@ -407,12 +378,11 @@ def test_a_run_the_api_only_throttled_says_so_and_exits_3(
 
 
 def test_json_numbers_as_floats_are_the_csv_integers_duplicates_not_conflicts(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
     """A GET answer writing integer columns as whole floats (``0.0``, ``7389460000.0``)
     archives the same values the emailed CSV has: the day emailed again is all duplicates;
     a float that is no integer (or beyond 2**53) is rejected, never rounded."""
-    sim, imap = servers
     day = date(2024, 3, 5)
     rows = rows_to_json(sim.expected_rows(LIGHT, day, day + timedelta(days=1)))
     on_day = len(sim.expected_rows(LIGHT, day, day))
@@ -441,11 +411,10 @@ def test_json_numbers_as_floats_are_the_csv_integers_duplicates_not_conflicts(
 
 
 def test_a_long_retry_after_hands_auto_to_email_and_get_says_until_when(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
     """A Retry-After of an hour: auto does not sit it out (an emailed export takes minutes),
     get waits and each run says until when, exit 3 (run again later)."""
-    sim, imap = servers
     hour = Fault(status=429, body={"detail": "Request was throttled."}, headers={"Retry-After": "3600"})
     sim.script_get(hour)
     auto = settings_for(sim, imap, tmp_path / "auto", via="auto")
@@ -472,12 +441,11 @@ def test_a_long_retry_after_hands_auto_to_email_and_get_says_until_when(
 
 
 def test_status_after_get_hands_a_half_done_window_to_email(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
     """GET archives the first span, then fails: the emailed window counts every row (the
     GET span's too), its leftover span is superseded, and status says which windows were
     archived by which path and which are only routed."""
-    sim, imap = servers
     last = date(2024, 3, 20)
     sim.script_get(Fault(), Fault(status=503), Fault(status=503))
     settings = settings_for(sim, imap, tmp_path, via="auto", max_attempts=2)

@@ -3,17 +3,18 @@ current up to yesterday (UTC) with no arguments, by email or, when configured, b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
 from ingest.pipeline.passes import run_once, run_until_done
-from ingest.settings import Settings, explicit_settings
-from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
-from ingest.state.store import Store, WindowState
+from ingest.settings import Settings
+from ingest.simulator import CertainlySimulator, EmbeddedImap
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches, expected_rows
+from tests.support.job import job_settings
 
 pytestmark = pytest.mark.integration
 
@@ -21,40 +22,22 @@ BOTS = ["5c4ed01e-0000-4000-8000-000000000001", "5c4ed01e-0000-4000-8000-0000000
 TODAY = date(2024, 6, 20)
 
 
-@pytest.fixture
-def servers() -> Iterator[tuple[CertainlySimulator, EmbeddedImap]]:
-    with EmbeddedImap() as imap:
-        config = SimulatorConfig(delivery_delay=0.02, recipient=imap.username)
-        with CertainlySimulator(config, deliver=imap.delivery()) as sim:
-            yield sim, imap
+SIMULATOR = {"delivery_delay": 0.02}  # the simulator of this module (tests/integration/conftest.py)
 
 
 def scheduled(sim: CertainlySimulator, imap: EmbeddedImap, workdir: Path, **requester: object) -> Settings:
-    return explicit_settings(
-        certainly={
-            "base_url": sim.base_url,
-            "token": sim.config.token,
-            "report_path": sim.config.report_path,
-            "bots": BOTS,
-        },
+    return job_settings(
+        sim,
+        imap,
+        workdir,
+        certainly={"bots": BOTS},
         requester={"poll_interval": 0.05, "schedule_from": "2024-06-01", "via": "email", **requester},
-        imap={
-            "host": imap.host,
-            "port": imap.port,
-            "security": "none",
-            "username": imap.username,
-            "password": imap.password,
-            "allowed_senders": [sim.config.sender],
-        },
-        output={"root": str(workdir / "archive")},
-        state={"path": workdir / "state.sqlite"},
     )
 
 
 def test_each_run_plans_up_to_yesterday_and_archives_by_email(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     settings = scheduled(sim, imap, tmp_path)
     with Store.open(settings.state.path) as store:
         run_once(settings, store, today=TODAY)
@@ -72,9 +55,8 @@ def test_each_run_plans_up_to_yesterday_and_archives_by_email(
 
 
 def test_use_get_fetches_recent_days_without_any_email(
-    servers: tuple[CertainlySimulator, EmbeddedImap], tmp_path: Path
+    sim: CertainlySimulator, imap: EmbeddedImap, tmp_path: Path
 ) -> None:
-    sim, imap = servers
     settings = scheduled(sim, imap, tmp_path, use_get=True, window_days=7)
     with Store.open(settings.state.path) as store:
         summary = run_once(settings, store, today=TODAY)

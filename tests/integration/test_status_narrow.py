@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.job import run_ingest
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from ingest.ops.verify import verify_archive
-from ingest.pipeline.intake import import_files
+from ingest.pipeline.file_import import import_files
 from ingest.pipeline.summary import RunSummary
 from ingest.report_types import DATASETS
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig

@@ -19,7 +19,8 @@ from ingest.errors import MailboxUnavailable
 from ingest.mail.mailbox import Mailbox
 from ingest.pipeline.passes import run_once
 from ingest.settings import Settings
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import assert_archive_matches
 from tests.support.mail import (
     PROCESSED,

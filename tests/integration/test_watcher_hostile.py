@@ -17,7 +17,8 @@ import pytest
 from ingest.mail.mailbox import Mailbox
 from ingest.pipeline.passes import run_once
 from ingest.settings import Settings
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.mail import (
     AUTHSERV_ID,

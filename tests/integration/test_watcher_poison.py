@@ -21,11 +21,12 @@ import pytest
 import ingest.mail.attachments
 from ingest.archive.storage import storage_for
 from ingest.ops.status import collect_status
+from ingest.pipeline.failed_emails import retry_failed
 from ingest.pipeline.passes import run_once
 from ingest.pipeline.summary import RunSummary
-from ingest.pipeline.watch import retry_failed
 from ingest.settings import Settings
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.archive import archive_files, assert_archive_matches
 from tests.support.imapservers import server_name
 from tests.support.mail import (

@@ -25,31 +25,33 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-import pytest
 from imapclient import IMAPClient
 
-from tests.support.dovecot import DEFAULT_USERS, free_port, reap_session
+from tests.support.daemons import (
+    COMMAND_TIMEOUT_S,
+    HOST,
+    PrivateDaemon,
+    free_port,
+    private_server,
+    read_pid,
+    require_server,
+    stop_master,
+    wait_for_greeting,
+    wait_for_pid,
+)
+from tests.support.dovecot import DEFAULT_USERS
 
 __all__ = ["CYRUS_ROOT", "Cyrus", "cyrus_available", "private_cyrus", "require_cyrus"]
 
 #: Where ``.ci/run`` extracts the cyrus-imapd package (override: INGEST_TEST_CYRUS_ROOT).
 CYRUS_ROOT = Path(os.environ.get("INGEST_TEST_CYRUS_ROOT", "/var/cache/certainly-ingest-tests/cyrus/root"))
 _MASTER = Path("/usr/lib/cyrus/bin/master")
-_HOST = "127.0.0.1"
 _SERVERNAME = "localhost"  # also the admin's SASL realm
-_START_TIMEOUT_S = 15.0
-_STOP_TIMEOUT_S = 10.0
-_COMMAND_TIMEOUT_S = 15.0
 
 
 def _imapd() -> Path:
@@ -64,18 +66,15 @@ def cyrus_available() -> bool:
 def require_cyrus() -> None:
     """Skip the calling test when Cyrus cannot run here; fail instead when ``CI=true``
     (``.ci/run`` installs it, so a missing Cyrus there is a broken build)."""
-    if not cyrus_available():
-        reason = f"Cyrus IMAP is not set up (cyrus-common, sasl2-bin and {_imapd()}: see .ci/run)"
-    elif os.geteuid() != 0:
-        reason = "a private Cyrus needs root (it runs as user cyrus)"
-    else:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; required when CI=true", pytrace=False)
-    pytest.skip(reason)
+    require_server(
+        None
+        if cyrus_available()
+        else f"Cyrus IMAP is not set up (cyrus-common, sasl2-bin and {_imapd()}: see .ci/run)",
+        needs_root="a private Cyrus needs root (it runs as user cyrus)",
+    )
 
 
-class Cyrus:
+class Cyrus(PrivateDaemon):
     """A private Cyrus rooted in ``workdir``; use as a context manager. ``owner_rights``
     replaces the rights a user always has on their own folders (Cyrus: ``lkxan``), so a
     test can take the create right away with an ACL."""
@@ -101,10 +100,6 @@ class Cyrus:
         self._master_pid: int | None = None
 
     @property
-    def host(self) -> str:
-        return _HOST
-
-    @property
     def port(self) -> int:
         if self._port is None:
             raise RuntimeError("Cyrus has not been started")
@@ -122,15 +117,6 @@ class Cyrus:
     @property
     def log_path(self) -> Path:
         return self._workdir / "cyrus.log"
-
-    def __enter__(self) -> Cyrus:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Write the configuration and SASL users, start ``master`` and create each user's
@@ -152,11 +138,7 @@ class Cyrus:
 
     def stop(self) -> None:
         """Stop master and every child (by session). Idempotent."""
-        pid = self._master_pid or self._read_pid()
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            reap_session(pid, _STOP_TIMEOUT_S)
+        stop_master(self._master_pid or self._read_pid())
         self._master_pid = None
 
     def _write_files(self) -> None:
@@ -180,7 +162,7 @@ class Cyrus:
             f'  recover cmd="ctl_cyrusdb -r -C {d}/imapd.conf"\n'
             "}\n"
             "SERVICES {\n"
-            f'  imap cmd="{_imapd()} -C {d}/imapd.conf" listen="{_HOST}:{self._port}" prefork=0\n'
+            f'  imap cmd="{_imapd()} -C {d}/imapd.conf" listen="{HOST}:{self._port}" prefork=0\n'
             "}\n"
             "EVENTS {\n}\nDAEMON {\n}\n",
             encoding="utf-8",
@@ -189,7 +171,7 @@ class Cyrus:
         for user, password in self._users.items():
             local, _, domain = user.partition("@")
             self._sasl_user(local, domain or _SERVERNAME, password)
-        subprocess.run(["chown", "-R", "cyrus:mail", str(d)], check=True, timeout=_COMMAND_TIMEOUT_S)
+        subprocess.run(["chown", "-R", "cyrus:mail", str(d)], check=True, timeout=COMMAND_TIMEOUT_S)
 
     def _sasl_user(self, name: str, realm: str, password: str) -> None:
         subprocess.run(
@@ -197,7 +179,7 @@ class Cyrus:
             input=password.encode(),
             check=True,
             capture_output=True,
-            timeout=_COMMAND_TIMEOUT_S,
+            timeout=COMMAND_TIMEOUT_S,
         )
 
     def _launch(self) -> None:
@@ -217,43 +199,23 @@ class Cyrus:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                timeout=_COMMAND_TIMEOUT_S,
+                timeout=COMMAND_TIMEOUT_S,
                 check=False,
             ).returncode
         if code != 0:
             raise RuntimeError(f"cyrus master exited {code}: {self.log_path.read_text(errors='replace')}")
-        deadline = time.monotonic() + 5.0
-        while (pid := self._read_pid()) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError("cyrus master wrote no pid file")
-            time.sleep(0.05)
-        self._master_pid = pid
+        self._master_pid = wait_for_pid(d / "master.pid", 5.0, "cyrus master")
 
     def _read_pid(self) -> int | None:
-        try:
-            return int((self._workdir / "master.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self._workdir / "master.pid")
 
     def _wait_for_greeting(self) -> None:
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        last = "no attempt"
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((_HOST, self.port), timeout=2.0) as conn:
-                    greeting = conn.recv(512)
-                if greeting.startswith(b"* OK"):
-                    return
-                last = f"unexpected greeting {greeting!r}"
-            except OSError as error:
-                last = repr(error)
-            time.sleep(0.1)
-        raise RuntimeError(f"no IMAP greeting on port {self.port} within {_START_TIMEOUT_S:.0f}s ({last})")
+        wait_for_greeting(self.port, what="cyrus")
 
     @contextlib.contextmanager
     def admin(self) -> Iterator[IMAPClient]:
         """A session logged in as the admin ``cyrus`` (to create mailboxes, set ACLs)."""
-        with IMAPClient(_HOST, port=self.port, ssl=False, timeout=10) as client:
+        with IMAPClient(HOST, port=self.port, ssl=False, timeout=10) as client:
             client.login("cyrus", self._admin_password)
             yield client
 
@@ -268,14 +230,7 @@ class Cyrus:
                 admin.create_folder(self.user_mailbox(user))
 
 
-@contextlib.contextmanager
-def private_cyrus(prefix: str = "ingest-cyrus-", **options: Any) -> Iterator[Cyrus]:
+def private_cyrus(prefix: str = "ingest-cyrus-", **options: Any) -> contextlib.AbstractContextManager[Cyrus]:
     """A Cyrus in its own ``mkdtemp`` folder, removed afterwards (skips or fails via
-    :func:`require_cyrus`)."""
-    require_cyrus()
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        with Cyrus(workdir, **options) as server:
-            yield server
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    :func:`require_cyrus`); see :func:`tests.support.daemons.private_server`."""
+    return private_server(Cyrus, require_cyrus, prefix, **options)

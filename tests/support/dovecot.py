@@ -22,20 +22,27 @@ Permission traps this module handles, because each one fails in a confusing way:
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any, NoReturn
 
-import pytest
-
+from tests.support.daemons import (
+    COMMAND_TIMEOUT_S,
+    HOST,
+    STOP_TIMEOUT_S,
+    PrivateDaemon,
+    free_port,
+    private_server,
+    read_pid,
+    reap_session,
+    require_server,
+    wait_for_greeting,
+    wait_for_pid,
+)
 from tests.support.tls import TestCerts
 
 __all__ = [
@@ -43,18 +50,12 @@ __all__ = [
     "Dovecot",
     "add_mode_bits",
     "dovecot_available",
-    "free_port",
     "private_dovecot",
-    "reap_session",
     "require_dovecot",
 ]
 
 DEFAULT_USERS: Mapping[str, str] = MappingProxyType({"owner@example.test": "secret"})
 
-_HOST = "127.0.0.1"
-_START_TIMEOUT_S = 15.0
-_STOP_TIMEOUT_S = 10.0
-_COMMAND_TIMEOUT_S = 15.0
 # Longest base_dir we accept in place: the longest socket Dovecot creates below it is
 # about 30 characters, and sun_path holds 108 bytes; keep a comfortable margin.
 _MAX_BASE_DIR_LEN = 60
@@ -67,35 +68,15 @@ def dovecot_available() -> bool:
 
 
 def require_dovecot() -> None:
-    """Skip the calling test when Dovecot cannot run here; fail instead when ``CI=true``.
-
-    CI is where Dovecot is the reference server, so a missing install there must be a
-    red build, not a silently skipped suite.
-    """
-    if not dovecot_available():
-        reason = "dovecot is not installed (apt-get install -y dovecot-imapd)"
-    elif os.geteuid() != 0:
-        reason = "a private Dovecot instance needs root (it chowns mail to user dovecot)"
-    else:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; required when CI=true", pytrace=False)
-    pytest.skip(reason)
+    """Skip the calling test when Dovecot cannot run here; fail instead when ``CI=true``
+    (CI is where Dovecot is the reference server)."""
+    require_server(
+        None if dovecot_available() else "dovecot is not installed (apt-get install -y dovecot-imapd)",
+        needs_root="a private Dovecot instance needs root (it chowns mail to user dovecot)",
+    )
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago.
-
-    Racy by nature (someone may grab it before Dovecot binds), but good enough for tests;
-    a lost race shows up as a clear start-up error with Dovecot's log.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((_HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Dovecot:
+class Dovecot(PrivateDaemon):
     """A private Dovecot instance rooted in ``workdir``; use as a context manager.
 
     ``users`` maps login names to plain-text passwords. With ``tls`` the plain port
@@ -138,11 +119,6 @@ class Dovecot:
     # -- public properties -------------------------------------------------------------
 
     @property
-    def host(self) -> str:
-        """Address Dovecot listens on (loopback only)."""
-        return _HOST
-
-    @property
     def port(self) -> int:
         """Plain IMAP port; offers STARTTLS when started with ``tls``.
 
@@ -167,18 +143,6 @@ class Dovecot:
         return self._conf
 
     # -- lifecycle -----------------------------------------------------------------
-
-    def __enter__(self) -> Dovecot:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Write the config, start Dovecot and wait until it greets on ``port``.
@@ -215,14 +179,14 @@ class Dovecot:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
-                    timeout=_COMMAND_TIMEOUT_S,
+                    timeout=COMMAND_TIMEOUT_S,
                     check=False,
                 )
             except subprocess.TimeoutExpired:
                 pass  # reap_session below kills whatever is left
         pid = self._master_pid or self._read_master_pid_or_none()
         if pid is not None:
-            reap_session(pid, _STOP_TIMEOUT_S)
+            reap_session(pid, STOP_TIMEOUT_S)
         if self._own_base_dir:
             shutil.rmtree(self._base_dir, ignore_errors=True)
         self._base_dir = None
@@ -287,7 +251,7 @@ class Dovecot:
         self._conf.write_text(
             "protocols = imap\n"
             "first_valid_uid = 1\n"
-            f"listen = {_HOST}\n"
+            f"listen = {HOST}\n"
             f"base_dir = {self._base_dir}\n"
             f"state_dir = {self._base_dir}/state\n"
             f"log_path = {self._log}\n"
@@ -375,7 +339,7 @@ class Dovecot:
                 stdin=subprocess.DEVNULL,
                 stdout=stderr,
                 stderr=stderr,
-                timeout=_COMMAND_TIMEOUT_S,
+                timeout=COMMAND_TIMEOUT_S,
                 check=False,
             ).returncode
             stderr.seek(0)
@@ -385,42 +349,17 @@ class Dovecot:
             raise RuntimeError(f"dovecot exited {code}: {output}")
 
     def _read_master_pid_or_none(self) -> int | None:
-        if self._base_dir is None:
-            return None
-        try:
-            return int((self._base_dir / "master.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return None if self._base_dir is None else read_pid(self._base_dir / "master.pid")
 
     def _read_master_pid(self) -> int:
         # `dovecot` daemonizes and writes master.pid before returning; check anyway.
-        deadline = time.monotonic() + 2.0
-        while (pid := self._read_master_pid_or_none()) is None:
-            if time.monotonic() > deadline:
-                raise RuntimeError("dovecot started but wrote no master.pid")
-            time.sleep(0.05)
-        return pid
+        assert self._base_dir is not None
+        return wait_for_pid(self._base_dir / "master.pid", 2.0, "dovecot")
 
     def _wait_for_greeting(self) -> None:
         """Poll the plain port until it sends an IMAP ``* OK`` greeting."""
         assert self._port is not None and self._master_pid is not None
-        deadline = time.monotonic() + _START_TIMEOUT_S
-        last_error = "no attempt"
-        while time.monotonic() < deadline:
-            if not _alive(self._master_pid):
-                raise RuntimeError("dovecot master process exited during start-up")
-            try:
-                with socket.create_connection((_HOST, self._port), timeout=2.0) as conn:
-                    greeting = conn.recv(512)
-                if greeting.startswith(b"* OK"):
-                    return
-                last_error = f"unexpected greeting {greeting!r}"
-            except OSError as error:
-                last_error = repr(error)
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"no IMAP greeting on port {self._port} within {_START_TIMEOUT_S:.0f}s ({last_error})"
-        )
+        wait_for_greeting(self._port, self._master_pid, "dovecot")
 
     def _fail_start(self, message: str) -> NoReturn:
         """Clean up a failed start and raise with the log tail for diagnosis."""
@@ -436,26 +375,6 @@ class Dovecot:
         return "\n".join(lines[-_LOG_TAIL_LINES:])
 
 
-def reap_session(master_pid: int, timeout: float) -> None:
-    """Wait for a daemon's master and its children to exit; SIGKILL stragglers.
-
-    A daemonized master (Dovecot's, Cyrus's) calls setsid(), so every child shares the
-    master's pid as session id; that finds them even after the master is gone.
-    """
-    deadline = time.monotonic() + timeout
-    while (pids := _session_pids(master_pid)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not pids:
-        return
-    if _alive(master_pid) and master_pid not in pids:
-        pids.append(master_pid)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def add_mode_bits(path: Path, bits: int) -> None:
     """OR ``bits`` into ``path``'s mode; never removes bits (``/tmp`` keeps 1777)."""
     mode = path.stat().st_mode & 0o7777
@@ -463,53 +382,9 @@ def add_mode_bits(path: Path, bits: int) -> None:
         path.chmod(mode | bits)
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a running (not zombie) process."""
-    return _proc_state(pid) not in (None, "Z", "X")
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name is in parentheses and may contain spaces; fields follow ')'.
-    return stat.rsplit(")", 1)[1].split()[0]
-
-
-def _session_pids(session_id: int) -> list[int]:
-    """Live (non-zombie) processes in session ``session_id``.
-
-    Zombies are skipped: an orphaned Dovecot child is reparented to pid 1, and if pid 1
-    does not reap (as in some sandboxes) it stays a harmless zombie we cannot kill.
-    """
-    pids: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # After ')': state, ppid, pgrp, session, ...
-        if int(fields[3]) == session_id and fields[0] not in ("Z", "X"):
-            pids.append(int(entry.name))
-    return pids
-
-
-@contextlib.contextmanager
-def private_dovecot(prefix: str = "ingest-dovecot-", **options: Any) -> Iterator[Dovecot]:
+def private_dovecot(
+    prefix: str = "ingest-dovecot-", **options: Any
+) -> contextlib.AbstractContextManager[Dovecot]:
     """A Dovecot in its own ``mkdtemp`` folder, removed afterwards (skips or fails via
-    :func:`require_dovecot`).
-
-    Not under pytest's ``tmp_path``: another pytest session resets ``/tmp/pytest-of-root``
-    to 0700 at any time, and Dovecot's processes (user dovecot) must traverse every
-    folder above the mail.
-    """
-    require_dovecot()
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        with Dovecot(workdir, **options) as server:
-            yield server
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    :func:`require_dovecot`); see :func:`tests.support.daemons.private_server`."""
+    return private_server(Dovecot, require_dovecot, prefix, **options)

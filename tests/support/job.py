@@ -12,9 +12,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ingest.settings import Settings, explicit_settings
 from ingest.simulator import CertainlySimulator
 from tests.support.mail import RECIPIENT
 
@@ -24,6 +26,17 @@ _NOT_INHERITED = ("INGEST_", "AWS_")
 
 class ImapAccount(Protocol):
     """Where the job logs in: an EmbeddedImap, or a Dovecot user (see dovecot_account)."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+@dataclass
+class Account:
+    """A user of a server that has more than one (a Dovecot user), as :func:`job_env` and
+    :func:`job_settings` want it."""
 
     host: str
     port: int
@@ -70,6 +83,41 @@ def job_env(sim: CertainlySimulator, imap: ImapAccount, workdir: Path, **extra: 
     }
     env.update(extra)
     return env
+
+
+def job_settings(
+    sim: CertainlySimulator,
+    imap: ImapAccount,
+    workdir: Path,
+    *,
+    requester: Mapping[str, Any],
+    certainly: Mapping[str, Any] | None = None,
+    imap_options: Mapping[str, Any] | None = None,
+) -> Settings:
+    """The settings of an in-process job against the test's servers (what :func:`job_env`
+    is to a subprocess): the API and the mailbox, the archive and the state store under
+    ``workdir``; each test says how its requester is paced (``requester``) and adds any
+    other API or IMAP setting (``certainly``, ``imap_options``)."""
+    return explicit_settings(
+        certainly={
+            "base_url": sim.base_url,
+            "token": sim.config.token,
+            "report_path": sim.config.report_path,
+            **(certainly or {}),
+        },
+        requester=dict(requester),
+        imap={
+            "host": imap.host,
+            "port": imap.port,
+            "security": "none",
+            "username": imap.username,
+            "password": imap.password,
+            "allowed_senders": [sim.config.sender],
+            **(imap_options or {}),
+        },
+        output={"root": str(workdir / "archive")},
+        state={"path": workdir / "state.sqlite"},
+    )
 
 
 def run_ingest(

@@ -37,7 +37,8 @@ from typing import Any
 from imapclient import IMAPClient
 
 from ingest.simulator import generate_messages, report_filename, rows_to_csv
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 __all__ = [
     "AUTHSERV_ID",

@@ -30,7 +30,8 @@ from ingest.mail.attachments import (
     parse_email,
     safe_name,
 )
-from ingest.pipeline.intake import archive_report, import_files
+from ingest.pipeline.file_import import import_files
+from ingest.pipeline.intake import archive_report
 from ingest.pipeline.summary import RunSummary
 from ingest.settings import ImapSettings, OutputSettings
 from ingest.state.store import Store

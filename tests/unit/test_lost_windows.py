@@ -9,7 +9,8 @@ from pathlib import Path
 
 from ingest.request.requester import expire_lost
 from ingest.settings import RequesterSettings
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 S = WindowState
 BOT = "1057e57a-0000-4000-8000-000000000001"

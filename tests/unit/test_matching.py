@@ -15,7 +15,8 @@ import pytest
 from ingest.mail.attachments import ParsedEmail, ReportFile
 from ingest.pipeline.matching import CLOCK_SKEW, Evidence, match_window
 from ingest.simulator import report_filename
-from ingest.state.store import Store, Window, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import Window, WindowState
 
 S = WindowState
 A = "3f2b8c1e-0000-4000-8000-00000000aaaa"

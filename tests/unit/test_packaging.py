@@ -1,5 +1,6 @@
-"""Packaging: the embedded IMAP server only in the ``demo`` extra, one source for the
-version, and ``ingest demo`` refusing plainly where the extra is not installed."""
+"""Packaging: the embedded IMAP server only in the ``demo`` extra, the lint and type tools
+only in the ``lint`` dependency group, one source for the version, and ``ingest demo``
+refusing plainly where the extra is not installed."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def test_pymap_is_only_in_the_demo_extra_which_the_tests_install() -> None:
     extras = project["optional-dependencies"]
     assert "pymap" in _names(extras["demo"])
     assert "certainly-ingest[demo]" in _names(extras["test"])
+
+
+def test_lint_tools_are_a_dependency_group_that_ci_installs_before_its_checks() -> None:
+    """Nobody running the tests needs ruff or mypy (PEP 735: a group, not an extra), yet CI
+    still runs every code check: .ci/run installs the group, with a pip that knows groups."""
+    lint = _names(PYPROJECT["dependency-groups"]["lint"])
+    assert {"ruff", "mypy", "types-requests", "import-linter"} <= lint
+    assert not lint & _names(PYPROJECT["project"]["optional-dependencies"]["test"])
+    ci = (REPO / ".ci" / "run").read_text()
+    assert ci.index("pip install -q --upgrade 'pip>=25.1'") < ci.index("pip install -q --group lint")
+    assert ci.index("pip install -q --group lint") < ci.index(".venv/bin/ruff check")
 
 
 def _installed_closure(requirements: list[str]) -> set[str]:

@@ -24,7 +24,8 @@ from ingest.mail.recipients import Addressing, account_addresses, normalised
 from ingest.pipeline.matching import CLOCK_SKEW, Evidence, match_window
 from ingest.settings import explicit_settings, load_settings
 from ingest.simulator import report_filename
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 OURS = ("owner@example.com",)
 BOT = "3f2b8c1e-0000-4000-8000-00000000aaaa"

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import StateError
-from ingest.state.store import SCHEMA_VERSION, Store, WindowState
+from ingest.state.migrations import SCHEMA_VERSION
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 
 S = WindowState
 BOT = "3f2b8c1e-0000-4000-8000-000000000001"

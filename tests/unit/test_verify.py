@@ -14,7 +14,8 @@ import pytest
 from ingest.archive.writer import save_report
 from ingest.ops.verify import VerifyReport, render_text, to_json, verify_archive
 from ingest.simulator import generate_messages, rows_to_csv
-from ingest.state.store import Store, WindowState
+from ingest.state.store import Store
+from ingest.state.windows import WindowState
 from tests.support.saving import parse_csv
 
 BOT_A = "3f2b8c1e-0000-4000-8000-00000000000a"
