@@ -222,7 +222,10 @@ def snapshot_files(table: DeltaTable | None, dataset: str, bot_id: str | None = 
     if bot_id is not None:
         import pyarrow.compute as pc  # here: the commands that never write need not import it
 
-        actions = actions.filter(pc.equal(actions.column("partition.bot_id"), bot_id))
+        from ingest.parse.arrowrows import text_scalar
+
+        # An Arrow scalar made through polars: a str argument would import pandas (0.3 s).
+        actions = actions.filter(pc.equal(actions.column("partition.bot_id"), text_scalar(bot_id)))
     columns = actions.column_names
     paths = actions.column("path").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
