@@ -2,7 +2,9 @@
 
 pyarrow's streaming CSV reader parses in a thread of its own (pyarrow releases the
 GIL), a block at a time, with ``newlines_in_values`` so quoted newlines stay inside
-their cell; a bounded queue hands tables to the consumer.
+their cell; a bounded queue hands tables to the consumer. A file bigger than a segment
+is parsed on both cores instead (:mod:`ingest.parse.segments`), with the same rows and
+the same refusals.
 It already refuses what must reject the whole file: a record with more or fewer fields
 than the header, and bytes that are not UTF-8. Two things it lets through are checked
 here: a quote left open at the end of the file (a cut-off file), and a header we could
