@@ -632,23 +632,21 @@ def bench_file(path: Path, names: list[str], repeat: int, tmp: Path) -> dict[str
 
 TABLE_HEADER = (
     "| shape | size | **ingest import** wall (CPU), peak RSS | DuckDB COPY wall (CPU), peak RSS "
-    "| polars read_csv wall (CPU), peak RSS | **DuckDB / ingest** wall, fastest (rounds) "
-    "| ingest / polars wall, fastest (rounds) | CPU s: DuckDB / ingest, median (rounds) "
-    "| polars sink (the bound) wall (CPU), peak RSS | DuckDB / sink wall, fastest (rounds) "
-    "| in-process `stage_csv` + commit |\n"
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    "| **DuckDB / ingest** wall, fastest (rounds) | CPU s: DuckDB / ingest, median (rounds) "
+    "| polars read_csv (the parse floor) wall (CPU), peak RSS | ingest / polars wall, fastest (rounds) |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
 )
 
 
 def markdown_row(result: dict[str, Any], label: str) -> str:
-    """One table row for bench/README.md: the whole commands, then the in-process figure."""
+    """One table row for bench/README.md: ingest and DuckDB side by side, then the floor."""
     by_name = {r["name"]: r for r in result["best"]}
 
-    def cell(name: str, rss: bool = True) -> str:
+    def cell(name: str) -> str:
         r = by_name.get(name)
         if r is None or "wall" not in r:
             return "-"
-        return f"{r['wall']:.2f} s ({r['cpu']:.1f} CPU s)" + (f", {r['peak_rss_mib']:.0f} MiB" if rss else "")
+        return f"{r['wall']:.2f} s ({r['cpu']:.1f} CPU s), {r['peak_rss_mib']:.0f} MiB"
 
     ratio = result["ratios"]
 
@@ -659,9 +657,8 @@ def markdown_row(result: dict[str, Any], label: str) -> str:
 
     return (
         f"| {label} | {result['bytes'] / 1e6:.0f} MB | **{cell('ingest_cli')}** | {cell('duckdb_cli')} "
-        f"| {cell('polars_cli')} | **{fmt('DuckDB / ingest')}** | {fmt('ingest / polars')} "
-        f"| {cpu_ratio(result['runs'], 'duckdb_cli', 'ingest_cli')} | {cell('sink_cli')} "
-        f"| {fmt('DuckDB / sink')} | {cell('project', rss=False)} |"
+        f"| **{fmt('DuckDB / ingest')}** | {cpu_ratio(result['runs'], 'duckdb_cli', 'ingest_cli')} "
+        f"| {cell('polars_cli')} | {fmt('ingest / polars')} |"
     )
 
 

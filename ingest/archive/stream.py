@@ -7,7 +7,8 @@ or its rows in memory. Four threads, each mostly in C code that releases the GIL
 
 * raw copy: hashes the file and copies it under ``raw/`` in one pass, then fsyncs it
   (:class:`ingest.archive.rawcopy.RawCopy`);
-* reader: pyarrow parses the CSV, all text (:class:`ingest.parse.csvstream.CsvBatches`);
+* reader: pyarrow parses the CSV, all text, a big file in segments on two threads
+  (:class:`ingest.parse.csvstream.CsvBatches`);
 * this thread: casts and checks the short columns of each batch, in Arrow when every
   cell is in the export's own form (:func:`ingest.parse.validate.judge_arrow`), else in polars
   (:func:`ingest.parse.validate.judge`), drops ids seen earlier in the file

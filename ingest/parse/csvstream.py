@@ -2,7 +2,9 @@
 
 pyarrow's streaming CSV reader parses in a thread of its own (pyarrow releases the
 GIL), a block at a time, with ``newlines_in_values`` so quoted newlines stay inside
-their cell; a bounded queue hands tables to the consumer.
+their cell; a bounded queue hands tables to the consumer. A file bigger than a segment
+is parsed on both cores instead (:mod:`ingest.parse.segments`), with the same rows and
+the same refusals.
 It already refuses what must reject the whole file: a record with more or fewer fields
 than the header, and bytes that are not UTF-8. Two things it lets through are checked
 here: a quote left open at the end of the file (a cut-off file), and a header we could
@@ -42,6 +44,7 @@ import pyarrow.csv as pacsv
 
 from ingest.errors import ReportRejected, first_line
 from ingest.parse.header import column_names
+from ingest.parse.segments import SEGMENT_BYTES, Unproven, segment_tables
 
 #: pyarrow's block: also the longest record it accepts ("straddling object").
 BLOCK_BYTES = 1 << 20
@@ -72,12 +75,14 @@ class CsvBatches:
         *,
         block_bytes: int | None = None,
         chunk_bytes: int | None = None,
+        segment_bytes: int | None = None,
     ) -> None:
         self.source = source
         self.raw_names = raw_names
         self.names = column_names(raw_names)
         self.block_bytes = block_bytes or BLOCK_BYTES
         self.chunk_bytes = chunk_bytes or CHUNK_BYTES
+        self.segment_bytes = segment_bytes or SEGMENT_BYTES
         self.rows = 0  # handed to the consumer
         self._produced = 0  # parsed by the reader thread
         self._queue: queue.Queue[object] = queue.Queue(QUEUE_FRAMES)  # bounded: memory
@@ -136,6 +141,31 @@ class CsvBatches:
                 self._stream.close()
 
     def _frames(self) -> Iterator[pa.Table]:
+        """A file bigger than a segment is parsed on both cores (:mod:`ingest.parse.segments`);
+        whatever that cannot prove is read again by the one streaming reader, from the
+        start (so row numbers and messages are the same), skipping the rows handed on."""
+        handed = 0
+        if isinstance(self.source, Path) and self.source.stat().st_size > self.segment_bytes:
+            try:
+                for table in segment_tables(
+                    self.source,
+                    self.raw_names,
+                    segment_bytes=self.segment_bytes,
+                    convert=_convert_options(self.raw_names),
+                    parse=_PARSE,
+                ):
+                    if self._stop.is_set():
+                        return
+                    self._produced += table.num_rows
+                    handed += table.num_rows
+                    if table.num_rows:
+                        yield self._frame(table.to_batches())
+                return
+            except Unproven:
+                self._produced = 0
+        yield from self._sequential(skip=handed)
+
+    def _sequential(self, skip: int) -> Iterator[pa.Table]:
         reader = self._open()
         if reader is None:
             return
@@ -149,6 +179,11 @@ class CsvBatches:
             except pa.ArrowInvalid as err:
                 raise _rejection(err, self._produced) from None
             self._produced += batch.num_rows
+            if skip:  # rows already handed on by the segment reader
+                if batch.num_rows <= skip:
+                    skip -= batch.num_rows
+                    continue
+                batch, skip = batch.slice(skip), 0
             pending.append(batch)
             size += batch.get_total_buffer_size()  # nbytes walks the offsets
             if size >= self.chunk_bytes:
@@ -178,15 +213,8 @@ class CsvBatches:
                 stream,
                 # This thread is the reader: pyarrow's own pool would only add hand-offs.
                 read_options=pacsv.ReadOptions(block_size=block, use_threads=False),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                # Every column as text, cast strictly later. An empty cell, quoted or not,
-                # is null (what blank_to_null does for the in-memory reader).
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in self.raw_names},
-                    strings_can_be_null=True,
-                    null_values=[""],
-                    quoted_strings_can_be_null=True,
-                ),
+                parse_options=_PARSE,
+                convert_options=_convert_options(self.raw_names),
             )
         except pa.ArrowInvalid as err:
             if "Empty CSV file" in str(err):
@@ -224,6 +252,20 @@ class CsvBatches:
                 f"unreadable CSV: the file ends inside a quoted field (record {self.rows}): "
                 "refusing a cut-off file"
             )
+
+
+_PARSE = pacsv.ParseOptions(newlines_in_values=True)
+
+
+def _convert_options(raw_names: list[str]) -> pacsv.ConvertOptions:
+    """Every column as text, cast strictly later. An empty cell, quoted or not, is null
+    (what blank_to_null does for the in-memory reader)."""
+    return pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in raw_names},
+        strings_can_be_null=True,
+        null_values=[""],
+        quoted_strings_can_be_null=True,
+    )
 
 
 #: Block sizes tried (the given one, then a little larger) before falling back to WholeLineEnds.

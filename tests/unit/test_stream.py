@@ -44,11 +44,13 @@ CELL_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_charac
 
 @contextmanager
 def small_pieces(
-    block: int = 4096, chunk: int = 8192, budget: int = 1, open_writers: int = 2
+    block: int = 4096, chunk: int = 8192, budget: int = 1, open_writers: int = 2, segment: int = 2048
 ) -> Iterator[int]:
-    """Tiny reader blocks and batches, a budget that flushes every batch, few open files."""
+    """Tiny reader blocks and batches, a budget that flushes every batch, few open files;
+    a file bigger than ``segment`` is parsed in segments on two threads."""
     with (
         mock.patch.object(ingest.parse.csvstream, "BLOCK_BYTES", block),
+        mock.patch.object(ingest.parse.csvstream, "SEGMENT_BYTES", segment),
         mock.patch.object(ingest.parse.csvstream, "CHUNK_BYTES", chunk),
         mock.patch.object(ingest.archive.staging, "MAX_OPEN_WRITERS", open_writers),
     ):
