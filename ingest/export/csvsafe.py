@@ -47,11 +47,13 @@ def neutralise(cell: str | None) -> str | None:
 
 def neutralised(frame: pl.DataFrame) -> pl.DataFrame:
     """Every text column of ``frame`` through :func:`neutralise` (vectorised)."""
+    # By position, not pl.col(name): a column named "*" or "^a.*$" (a header is the
+    # sender's text) would be a wildcard or a regex there.
     exprs = [
         pl.when(text.str.contains(_PATTERN)).then(pl.lit(PREFIX) + text).otherwise(text).alias(name)
-        for name, dtype in frame.schema.items()
+        for index, (name, dtype) in enumerate(frame.schema.items())
         if isinstance(dtype, _TEXT) or dtype == pl.String
-        for text in [pl.col(name).cast(pl.String)]
+        for text in [pl.nth(index).cast(pl.String)]
     ]
     return frame.with_columns(exprs) if exprs else frame
 

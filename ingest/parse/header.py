@@ -80,4 +80,14 @@ def column_names(raw: list[str]) -> list[str]:
             "column names collide once spaces are stripped: "
             f"{', '.join(sorted({n for n in stripped if stripped.count(n) > 1}))}"
         )
+    refuse_pattern_names(stripped)
     return stripped
+
+
+def refuse_pattern_names(names: list[str]) -> None:
+    """Refuse a column name polars reads as a pattern, not a name: ``*`` (every column) or
+    ``^...$`` (a regular expression). ``pl.col(name)`` would select other columns than the
+    one named, so such a file is refused in one line rather than archived wrong."""
+    patterns = [name for name in names if name == "*" or (name.startswith("^") and name.endswith("$"))]
+    if patterns:
+        raise ReportRejected(f"column name(s) {', '.join(patterns)} cannot be archived (read as patterns)")

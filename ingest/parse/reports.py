@@ -35,7 +35,7 @@ from typing import Any
 import polars as pl
 
 from ingest.errors import ReportRejected
-from ingest.parse.header import HEADER_BYTES, read_header
+from ingest.parse.header import HEADER_BYTES, read_header, refuse_pattern_names
 from ingest.parse.parser import frame_from_json_rows, read_csv_text
 from ingest.parse.schema import Kind
 from ingest.parse.validate import ROW_NUMBER, blank_to_null
@@ -181,6 +181,7 @@ def check_header(data: bytes) -> list[str]:
     reserved = [n for n in names if n in RESERVED]
     if reserved:
         raise ReportRejected(f"column name(s) {', '.join(reserved)} are reserved by the archive")
+    refuse_pattern_names(names)
     return names
 
 
