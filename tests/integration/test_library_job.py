@@ -1,23 +1,30 @@
 """The library behaves as the command: `ingest.ops.job.run_job` called from Python gives
 the same archive, state store and metrics as `ingest run` on the same input, retention
-included. Two identical worlds (a simulated API and an embedded IMAP server each, on
-loopback): one driven through the command, one through the Python API in this process."""
+included (two identical worlds, a simulated API and an embedded IMAP server each, on
+loopback: one driven through the command, one through the Python API in this process);
+and a job called from Python does the preamble every writing command does."""
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 from ingest.archive.forget import Outcome
+from ingest.archive.layout import STAGING
 from ingest.ops.job import plan_windows, run_job
+from ingest.ops.upkeep import compact
 from ingest.settings import load_settings
 from ingest.simulator import CertainlySimulator, EmbeddedImap, SimulatorConfig
 from ingest.state.store import Store
 from tests.support.archive import read_archive
+from tests.support.forget import SUBJECT, build_archive
 from tests.support.job import job_env, run_ingest
 
 pytestmark = pytest.mark.integration
@@ -103,3 +110,38 @@ def test_run_job_from_python_gives_what_ingest_run_gives(
         == cli["timed"]
         == ["ingest_run_duration_seconds", "ingest_last_success_timestamp_seconds"]
     )
+
+
+def test_a_python_job_finishes_a_killed_erasure_and_sweeps_staging_first(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The preamble is the library's: any job called from Python (here a compaction)
+    finishes the erasure a killed `ingest erase --apply` left, and removes a killed job's
+    temporary files, as every writing command does."""
+    env = {
+        "INGEST_OUTPUT__ROOT": str(workdir / "archive"),
+        "INGEST_STATE__PATH": str(workdir / "state.sqlite"),
+    }
+    build_archive(workdir, env)
+    args = ("erase", "--botuser", SUBJECT, "--reason", "DSR-9", "--apply")
+    killed = run_ingest(*args, env={**env, "INGEST_CRASH_AT": "forget_after_delta"}, cwd=workdir)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    leftover = workdir / "archive" / STAGING / ".tmp-killed-job"
+    leftover.parent.mkdir(parents=True, exist_ok=True)
+    leftover.write_bytes(b"half a file")
+
+    for name in [n for n in os.environ if n.upper().startswith(("INGEST_", "AWS_"))]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with caplog.at_level(logging.WARNING, logger="ingest.ops.job"):
+        compact(load_settings(), dataset="messages", bots=None, min_files=2)
+
+    assert any("interrupted before: " in r.getMessage() for r in caplog.records)
+    assert not leftover.exists()
+    assert (
+        read_archive(workdir / "archive")
+        .filter(pl.col("botuser").str.json_path_match("$.id") == SUBJECT)
+        .is_empty()
+    )
+    assert run_ingest("verify", env=env, cwd=workdir).returncode == 0
