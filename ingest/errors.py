@@ -1,7 +1,7 @@
 """One exception tree for the whole package.
 
 Retry logic asks one question (``isinstance(err, TransientError)``) and the CLI maps
-the tree to exit codes and one-line messages in one place (``ingest.cli``)::
+the tree to exit codes and one-line messages in one place (``ingest.cli.application``)::
 
     IngestError                      base; ``str(err)`` is a one-line, secret-free message
     +-- LockHeld                     another run holds the state store (exit 0: not a failure)
