@@ -1176,11 +1176,11 @@ def audit_prove(
     if foreign:
         out.print(f"{foreign} records are hashed under keys you do not hold (they cannot be checked)")
     for record, key in found:
-        doc = record.doc
+        entry = record.entry
         out.print(
             inert(
-                f"{record.key}: {doc.get('kind')} at {doc.get('at')} by {doc.get('actor')}: "
-                f"{doc.get('reason')} (hash under {key.label})"
+                f"{record.key}: {entry.kind} at {entry.at} by {entry.actor}: "
+                f"{entry.reason} (hash under {key.label})"
             ),
             soft_wrap=True,
         )

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,7 +51,7 @@ import pyarrow.parquet as pq
 from deltalake.transaction import AddAction, RemoveAction
 
 from ingest.archive import audit
-from ingest.archive.commit import as_json, write_bytes_once
+from ingest.archive.commit import write_bytes_once
 from ingest.archive.compact import ALL_DATASETS, vacuum_archive
 from ingest.archive.copies import Found, Unreadable, holds_text, scan_file
 from ingest.archive.delta import (
@@ -80,9 +80,19 @@ from ingest.archive.layout import (
 from ingest.archive.manifests import Record, listed_files, next_erasure_seq, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, sha256_file
 from ingest.crashpoints import crash_point
-from ingest.errors import IngestError, OutputError
+from ingest.errors import IngestError, OutputError, RecordTooNew
 from ingest.parse.arrowrows import parquet_writer
 from ingest.parse.validate import parse_timestamp
+from ingest.records import (
+    ErasurePlan,
+    ErasureRecord,
+    PlannedCopy,
+    PlannedFile,
+    QuarantineReasons,
+    build,
+    dump,
+    load,
+)
 
 #: Columns that name a bot user: a JSON object with ``id`` (Message Data), or the id itself.
 SUBJECT_JSON = ("botuser",)
@@ -287,88 +297,26 @@ class ExpiredSelection:
 
 
 # ---------------------------------------------------------------- the plan
-@dataclass
-class FileChange:
-    """A data file holding rows to forget: removed, and rewritten without them unless all go."""
-
-    dataset: str
-    key: str
-    bot_id: str
-    day: str
-    rows: int
-    forgotten: int
-    new_key: str | None = None
-    new_rows: int = 0
-    new_sha256: str = ""
-
-
-@dataclass
-class CopyChange:
-    """A raw copy or quarantined file holding records to forget: rewritten without them
-    (same key), or removed whole when every record in it is one to forget."""
-
-    key: str
-    original_sha256: str = ""
-    new_sha256: str = ""
-    size: int = 0
-    rows_removed: int = 0
-    removed: bool = False  # every record in it went: the file is removed whole
-    #: Which records go (ids, row numbers or byte offsets; at most copies.MAX_LABELS).
-    records: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Plan:
-    """What an erasure or prune does (the dry run prints it)."""
-
-    id: str
-    kind: str
-    files: list[FileChange] = field(default_factory=list)
-    copies: list[CopyChange] = field(default_factory=list)
-    #: Tables whose older log entries hold a needle: checkpointed and the entries removed.
-    logs: list[str] = field(default_factory=list)
-    #: Datasets without a bot user column: nothing of a subject is in them.
-    skipped: list[str] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
-    #: Quarantined files not searched: their bot is unknown and ``--bot`` limits the search.
-    unsearched: list[str] = field(default_factory=list)
-
-    def rows_by_table(self) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for change in self.files:
-            found[change.dataset] = found.get(change.dataset, 0) + change.forgotten
-        return found
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "files": [asdict(f) for f in self.files],
-            "copies": [asdict(c) for c in self.copies],
-            "logs": self.logs,
-            "skipped": self.skipped,
-            "meta": self.meta,
-            "unsearched": self.unsearched,
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Plan:
-        return cls(
-            doc["id"],
-            doc["kind"],
-            [FileChange(**f) for f in doc.get("files", [])],
-            [CopyChange(**c) for c in doc.get("copies", [])],
-            list(doc.get("logs", [])),
-            list(doc.get("skipped", [])),
-            dict(doc.get("meta", {})),
-            list(doc.get("unsearched", [])),
-        )
+#: The plan's parts are records (:mod:`ingest.records`): ``plan.json`` and ``ready.json`` are
+#: their bytes, so a killed erasure resumes from what the plan says.
+FileChange = PlannedFile
+CopyChange = PlannedCopy
+Plan = ErasurePlan
 
 
 def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "erase") -> Plan:
     """Find what ``selection`` would forget: data files and rows, raw copies and quarantined
     files that may hold its rows (their rows are counted when rewritten), logs holding a needle."""
-    found = Plan(plan_id or audit.new_id(), kind)
+    found = Plan(
+        id=plan_id or audit.new_id(),
+        kind=kind,
+        files=[],
+        copies=[],
+        logs=[],
+        skipped=[],
+        meta={},
+        unsearched=[],
+    )
     for dataset in ALL_DATASETS:
         table = open_table(out, dataset)
         if table is None:
@@ -389,7 +337,16 @@ def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "
         for f in files:
             if counts.get(f.key):
                 total = f.rows if f.rows is not None else out.parquet_rows(f.key)
-                found.files.append(FileChange(dataset, f.key, f.bot_id, f.day, total, counts[f.key]))
+                found.files.append(
+                    FileChange(
+                        dataset=dataset,
+                        key=f.key,
+                        bot_id=f.bot_id,
+                        day=f.day,
+                        rows=total,
+                        forgotten=counts[f.key],
+                    )
+                )
         needles = selection.needles()
         # Only a table losing rows can hold the subject in its log (a statistic of their
         # file): a byte search alone would cut the history of every table for "1".
@@ -432,7 +389,7 @@ def _copies(out: Storage, selection: Selection) -> tuple[list[CopyChange], list[
     Raises :class:`~ingest.archive.copies.Unreadable` naming a file it cannot read."""
     found = []
     for key, original in candidate_copies(out, selection):
-        change = CopyChange(key, original_sha256=original)
+        change = CopyChange(key=key, original_sha256=original)
         scanned = scan_copy(out, key, selection)
         if scanned.removed:
             change.rows_removed, change.removed, change.records = (
@@ -459,7 +416,7 @@ def candidate_copies(out: Storage, selection: Selection) -> Iterator[tuple[str, 
     for obj in out.objects(f"{RAW}/"):
         bot_id, sha = raw_source(obj.key)
         if selection.raw_wanted(bot_id, days.get(sha, [])):
-            now = rewritten[obj.key][1].get("new_sha256") if obj.key in rewritten else sha
+            now = rewritten[obj.key][1].new_sha256 if obj.key in rewritten else sha
             yield obj.key, str(now or "")
     for key in _quarantined(out, selection, wanted=True):
         yield key, ""
@@ -491,21 +448,19 @@ def _quarantine_bots(out: Storage) -> dict[str, str]:
     commit record, or the window (or the bot ``ingest import --bot`` named) its reason.json names."""
     bots = {raw_source(o.key)[1]: raw_source(o.key)[0] for o in out.objects(f"{RAW}/")}
     for record in read_manifests(out):
-        attachment = (record.doc or {}).get("attachment")
-        if isinstance(attachment, dict) and attachment.get("sha256") and attachment.get("bot_id"):
-            bots.setdefault(str(attachment["sha256"]), str(attachment["bot_id"]))
+        if record.report is not None and record.report.bot_id:
+            bots.setdefault(record.report.attachment.sha256, record.report.bot_id)
     for obj in out.objects(f"{QUARANTINE}/"):
         sha = obj.key.split("/")[1]
         if obj.key.endswith(f"/{REASONS}") and sha not in bots:
             try:
-                doc = json.loads(out.read_bytes(obj.key))
-                window = doc.get("window") or {}
-            except (ValueError, AttributeError):
+                reasons = load(QuarantineReasons, out.read_bytes(obj.key), obj.key)
+            except (ValueError, RecordTooNew):
                 continue
-            if isinstance(window, dict) and window.get("bot_id"):
-                bots[sha] = str(window["bot_id"])
-            elif isinstance(doc.get("bot_id"), str) and doc["bot_id"]:  # `ingest import --bot`
-                bots[sha] = doc["bot_id"]
+            if reasons.window is not None and reasons.window.bot_id:
+                bots[sha] = reasons.window.bot_id
+            elif reasons.bot_id:  # `ingest import --bot`
+                bots[sha] = reasons.bot_id
     return bots
 
 
@@ -559,16 +514,15 @@ def raw_days(records: Iterable[Record]) -> dict[str, list[date]]:
     record (:func:`ingest.archive.manifests.read_manifests`)."""
     days: dict[str, list[date]] = {}
     for record in records:
-        if record.doc is None or record.compaction or record.erasure:
+        manifest = record.report
+        if manifest is None:
             continue
         try:
-            doc = record.doc
-            found = [date.fromisoformat(f["path"].split("/date=")[1][:10]) for f in doc["files"]]
-            window = doc.get("window") or {}
-            if window.get("from"):
-                found.append(date.fromisoformat(window["from"]))
-            days[doc["attachment"]["sha256"]] = found
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            found = [date.fromisoformat(f.path.split("/date=")[1][:10]) for f in manifest.files]
+            if manifest.window is not None and manifest.window.from_:
+                found.append(date.fromisoformat(manifest.window.from_))
+            days[manifest.attachment.sha256] = found
+        except (ValueError, IndexError):
             continue
     return days
 
@@ -609,7 +563,7 @@ def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reaso
         if change.forgotten < change.rows:
             stem = change.key.rsplit("/", 1)[-1].removesuffix(".parquet")
             change.new_key = f"{change.key.rsplit('/', 1)[0]}/{stem.split('.')[0]}.f{found.id[:8]}.parquet"
-    write_bytes_once(out, f"{folder}/plan.json", as_json(found.as_json()))
+    write_bytes_once(out, f"{folder}/plan.json", dump(found))
     crash_point("forget_after_plan")
     try:
         for change in found.files:
@@ -620,7 +574,7 @@ def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reaso
     except IngestError:
         undo(out, found.id)
         raise
-    write_bytes_once(out, f"{folder}/ready.json", as_json(found.as_json()))
+    write_bytes_once(out, f"{folder}/ready.json", dump(found))
     return finish(out, found)
 
 
@@ -737,7 +691,7 @@ def finish(out: Storage, found: Plan) -> Outcome:
         out.purge_old_versions(prefix)
     done.record = erasure_key(found.id)
     record = erasure_record(found, done.versions, _next_seq(out, done.record))
-    write_bytes_once(out, done.record, as_json(record))
+    write_bytes_once(out, done.record, dump(record))
     crash_point("forget_before_audit")
     body = {
         "kind": found.kind,
@@ -777,10 +731,10 @@ def _next_seq(out: Storage, key: str) -> int:
     its own)."""
     objects = [o for o in out.objects(f"{MANIFESTS}/") if is_erasure(o.key) and o.key != key]
     records = read_manifests(out, objects)
-    return next_erasure_seq([(r.key, r.doc.get("erasure") or {}) for r in records if r.doc is not None])
+    return next_erasure_seq([(r.key, r.doc.erasure) for r in records if isinstance(r.doc, ErasureRecord)])
 
 
-def erasure_record(found: Plan, versions: dict[str, int], seq: int) -> dict[str, Any]:
+def erasure_record(found: Plan, versions: dict[str, int], seq: int) -> ErasureRecord:
     """``manifests/erasure-<id>.json``: per table the files removed and their replacements
     (the manifest walker applies them), and each rewritten copy's original and new sha256;
     ``seq`` orders the records as they were made (``at`` is whole seconds)."""
@@ -801,26 +755,29 @@ def erasure_record(found: Plan, versions: dict[str, int], seq: int) -> dict[str,
                 "days": sorted({f"{f.bot_id}/{f.day}" for f in changes}),
             }
         )
-    return {
-        "erasure": {
-            "id": found.id,
-            "seq": seq,
-            "kind": found.kind,
-            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "tables": tables,
-            "copies": [
-                {
-                    "key": c.key,
-                    "original_sha256": c.original_sha256,
-                    "new_sha256": None if c.removed else c.new_sha256,
-                    "size": None if c.removed else c.size,
-                    "rows_removed": c.rows_removed,
-                    "removed": c.removed,
-                }
-                for c in found.copies
-            ],
-        }
-    }
+    return build(
+        ErasureRecord,
+        {
+            "erasure": {
+                "id": found.id,
+                "seq": seq,
+                "kind": found.kind,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "tables": tables,
+                "copies": [
+                    {
+                        "key": c.key,
+                        "original_sha256": c.original_sha256,
+                        "new_sha256": None if c.removed else c.new_sha256,
+                        "size": None if c.removed else c.size,
+                        "rows_removed": c.rows_removed,
+                        "removed": c.removed,
+                    }
+                    for c in found.copies
+                ],
+            }
+        },
+    )
 
 
 def _commit(out: Storage, dataset: str, changes: list[FileChange], forget_id: str) -> int:
@@ -896,7 +853,7 @@ def resume(out: Storage) -> list[tuple[str, str]]:
     for forget_id in pending(out):
         folder = forgetting_dir(forget_id)
         if out.exists(f"{folder}/ready.json"):
-            finish(out, Plan.from_json(json.loads(out.read_bytes(f"{folder}/ready.json"))))
+            finish(out, _read_plan(out, f"{folder}/ready.json"))
             done.append((forget_id, "finished"))
             continue
         undo(out, forget_id)
@@ -904,12 +861,17 @@ def resume(out: Storage) -> list[tuple[str, str]]:
     return done
 
 
+def _read_plan(out: Storage, key: str) -> Plan:
+    """An erasure's plan as written (a newer format than this tool reads is refused)."""
+    return load(ErasurePlan, out.read_bytes(key), key)
+
+
 def undo(out: Storage, forget_id: str) -> None:
     """Remove what an erasure or prune wrote before ``ready.json`` (new data files, staged
     copies): nothing had been changed yet, so nothing is left of it."""
     folder = forgetting_dir(forget_id)
     if out.exists(f"{folder}/plan.json"):
-        planned = Plan.from_json(json.loads(out.read_bytes(f"{folder}/plan.json")))
+        planned = _read_plan(out, f"{folder}/plan.json")
         for change in planned.files:
             if change.new_key:
                 out.delete(change.new_key)

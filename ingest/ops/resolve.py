@@ -173,7 +173,7 @@ def _check_archivable(out: Storage, window: Window, kept: dict[str, Any]) -> Non
     now = out.sha256(key)
     if now != sha:
         rewrite = listed_files(read_manifests(out)).rewritten.get(key)
-        if rewrite is None or rewrite[1].get("new_sha256") != now:
+        if rewrite is None or rewrite[1].new_sha256 != now:
             raise ReportRejected(
                 f"refused, nothing changed: the kept report's quarantined original {key} is not what "
                 f"the conflict recorded (sha256 {str(now)[:16]}, not {sha[:16]})",

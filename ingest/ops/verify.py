@@ -37,13 +37,22 @@ from ingest.archive.compact import ALL_DATASETS
 from ingest.archive.delta import open_table, snapshot_files
 from ingest.archive.forget import pending
 from ingest.archive.layout import FORGETTING, RAW, is_data_file, is_raw, is_reasons, raw_source, salt_key
-from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
+from ingest.archive.manifests import Manifest, forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.errors import IngestError, one_line
 from ingest.inert import inert
 from ingest.ops.auditkey import SUFFIX as AUDIT_KEY_SUFFIX
 from ingest.parse.reports import ROW_KEY
 from ingest.parse.schema import DATASET, file_schema
+from ingest.records import (
+    CompactionBody,
+    CompactionRecord,
+    ErasedCopy,
+    ErasureBody,
+    ErasureRecord,
+    FileEntry,
+    ReportManifest,
+)
 from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.state.store import Store, WindowState
 
@@ -122,8 +131,8 @@ def verify_archive(
     records = [r for r in every_record if _as_of(r.doc, report.tables, as_of, committed_at)]
     report.manifests = len(records)
     for record in records:
-        if record.doc is not None and not record.compaction and not record.erasure:
-            _check_manifest(record.key, record.doc, report.problems, attachments, windows)
+        if record.report is not None:
+            _check_manifest(record.key, record.report, report.problems, attachments, windows)
     listing = listed_files(records)
     report.problems.extend(f"{key}: unreadable manifest ({why})" for key, why in listing.unreadable)
     report.problems.extend(
@@ -163,7 +172,7 @@ def verify_archive(
     return report
 
 
-def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, dict[str, Any]]]) -> None:
+def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, ErasureBody]]) -> None:
     """List each erasure and prune; check the audit log's chain, that each record has its
     audit record, that every hold file is the audit log's, and that none is left half done."""
     log = audit.records(out)
@@ -180,18 +189,18 @@ def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, dict
         )
     if log:
         report.audit = {"records": len(log), "newest": log[-1].key, "newest_sha256": log[-1].sha256}
-    audited = {str(r.doc.get("id")): r for r in log}
+    audited = {r.entry.id: r for r in log}
     for key, body in erasures:
-        rows = sum(int(t.get("rows") or 0) for t in body.get("tables") or [] if isinstance(t, dict))
-        copies = len(body.get("copies") or [])
-        record = audited.get(str(body.get("id")))
-        who = f"by {record.doc.get('actor')}: {record.doc.get('reason')}" if record else "NO AUDIT RECORD"
+        rows = sum(t.rows for t in body.tables)
+        copies = len(body.copies)
+        record = audited.get(body.id)
+        who = f"by {record.entry.actor}: {record.entry.reason}" if record else "NO AUDIT RECORD"
         report.erasures.append(
-            f"{body.get('kind', 'erase')} {body.get('id')} at {body.get('at')}: {rows} row(s), "
+            f"{body.kind} {body.id} at {body.at}: {rows} row(s), "
             f"{copies} raw/quarantined file(s) rewritten ({who})"
         )
         if record is None:
-            report.problems.append(f"{key}: no audit record for this {body.get('kind', 'erasure')}")
+            report.problems.append(f"{key}: no audit record for this {body.kind}")
     for forget_id in pending(out):
         report.problems.append(
             f"{FORGETTING}/{forget_id}: an erasure or prune was interrupted; any writing command "
@@ -242,33 +251,33 @@ def _commit_versions(out: Storage, tables: dict[str, int]) -> dict[str, tuple[st
 
 
 def _as_of(
-    doc: dict[str, Any] | None,
+    doc: Manifest | None,
     tables: dict[str, int],
     as_of: int | str | None,
     committed_at: dict[str, tuple[str, int]],
 ) -> bool:
     """Whether a record belongs to the snapshot verified: every record for the current one;
     at an older version, the records of the commits up to it (an unreadable one is kept)."""
-    if as_of is None or doc is None:
+    if as_of is None or doc is None or isinstance(doc, ErasureRecord):
         return True
-    body = doc.get("compaction") if isinstance(doc.get("compaction"), dict) else doc.get("delta")
-    if not isinstance(body, dict) or not isinstance(body.get("version"), int):
-        attachment = doc.get("attachment")
-        sha = attachment.get("sha256") if isinstance(attachment, dict) else None
-        if isinstance(sha, str) and sha in committed_at:  # a migrated manifest: its commit says
+    if isinstance(doc, CompactionRecord):
+        table, version = doc.compaction.dataset, doc.compaction.version
+    else:
+        table, version = (doc.delta.table, doc.delta.version) if doc.delta is not None else (None, None)
+    if version is None:
+        sha = doc.attachment.sha256 if isinstance(doc, ReportManifest) else None
+        if sha is not None and sha in committed_at:  # a migrated manifest: its commit says
             dataset, at = committed_at[sha]
             return dataset in tables and at <= tables[dataset]
         return True  # a record no commit names (an old compaction's): kept
-    table = body.get("dataset", body.get("table"))
-    return table in tables and int(body["version"]) <= tables[table]
+    return table in tables and version <= tables[str(table)]
 
 
-def _paths(doc: dict[str, Any]) -> list[str]:
+def _paths(doc: Manifest) -> list[str]:
     """Every data file a record names (a manifest's files; a compaction's files and replaced)."""
-    nested = doc.get("compaction")
-    body: dict[str, Any] = nested if isinstance(nested, dict) else doc
-    entries = [*(body.get("files") or []), *(body.get("replaces") or []), body.get("file")]
-    return [str(e.get("path")) for e in entries if isinstance(e, dict)]
+    if isinstance(doc, CompactionRecord):
+        return [e.path for e in (*doc.compaction.merged(), *doc.compaction.replaces)]
+    return [e.path for e in doc.files] if isinstance(doc, ReportManifest) else []
 
 
 def _uncommitted(
@@ -305,7 +314,7 @@ def _footer_rows(out: Storage, data: list[str], problems: list[str]) -> dict[str
 
 def _check_data_files(
     data: list[str],
-    listed: dict[str, tuple[str, dict[str, Any]]],
+    listed: dict[str, tuple[str, FileEntry]],
     hashes: dict[str, str | None],
     footer_rows: dict[str, int],
     on_disk: set[str],
@@ -328,10 +337,10 @@ def _check_data_files(
             )
             continue
         manifest, entry = listed[name]
-        if hashes[name] != entry.get("sha256"):
+        if hashes[name] != entry.sha256:
             problems.append(f"{name}: sha256 differs from {manifest} (data file changed)")
-        if name in footer_rows and footer_rows[name] != entry.get("rows"):
-            problems.append(f"{name}: {footer_rows[name]} rows, {manifest} says {entry.get('rows')}")
+        if name in footer_rows and footer_rows[name] != entry.rows:
+            problems.append(f"{name}: {footer_rows[name]} rows, {manifest} says {entry.rows}")
     return problems
 
 
@@ -339,7 +348,7 @@ def _check_raw_files(
     raw: dict[str, int],
     attachments: dict[tuple[str, str], tuple[str, int]],
     hashes: dict[str, str | None],
-    rewritten: dict[str, tuple[str, dict[str, Any]]],
+    rewritten: dict[str, tuple[str, ErasedCopy]],
 ) -> list[str]:
     """Each raw file hashing to its name (or, rewritten by an erasure, to the sha256 its
     record gives), of the size its manifest (or that record) says; none missing."""
@@ -351,10 +360,10 @@ def _check_raw_files(
         seen.add(source)
         if name in rewritten:
             record, entry = rewritten[name]
-            if hashes[name] != entry.get("new_sha256"):
+            if hashes[name] != entry.new_sha256:
                 problems.append(f"{name}: raw file changed, its sha256 is not the one {record} gives")
-            elif entry.get("size") != size:
-                problems.append(f"{name}: size {size}, {record} says {entry.get('size')}")
+            elif entry.size != size:
+                problems.append(f"{name}: size {size}, {record} says {entry.size}")
             if source not in attachments:
                 problems.append(f"{name}: raw file without a manifest")
             continue
@@ -364,7 +373,7 @@ def _check_raw_files(
             problems.append(f"{name}: raw file without a manifest")
         elif attachments[source][1] != size:
             problems.append(f"{name}: size {size}, {attachments[source][0]} says {attachments[source][1]}")
-    removed = {raw_source(k) for k, (_, e) in rewritten.items() if e.get("removed") and is_raw(k)}
+    removed = {raw_source(k) for k, (_, e) in rewritten.items() if e.removed and is_raw(k)}
     for (bot_id, sha), (manifest, _) in sorted(attachments.items()):
         if (bot_id, sha) not in seen and (bot_id, sha) not in removed:
             problems.append(f"{RAW}/bot_id={bot_id}/{sha}.*: missing raw file (listed in {manifest})")
@@ -429,25 +438,20 @@ def _conflicts(out: Storage, objects: list[Any]) -> list[str]:
 
 def _check_manifest(
     name: str,
-    doc: dict[str, Any],
+    doc: ReportManifest,
     problems: list[str],
     attachments: dict[tuple[str, str], tuple[str, int]],
     windows: dict[str, set[tuple[date, date]]],
 ) -> None:
     """Check one commit record on its own; note its attachment and window."""
+    bot, files, sha, size = doc.bot_id, doc.files, doc.attachment.sha256, doc.attachment.size
     try:
-        bot, files, sha, size = (
-            doc["bot_id"],
-            doc["files"],
-            doc["attachment"]["sha256"],
-            doc["attachment"]["size"],
-        )
-        read = doc["counts"]["rows_read"]
-        parts = [doc["counts"][f"rows_{k}"] for k in ("written", "duplicate", "rejected")]
-        window = doc.get("window") or {}
-        if window.get("from") and window.get("to"):  # an import by hand has no window
-            windows[bot].add((date.fromisoformat(window["from"]), date.fromisoformat(window["to"])))
-    except (ValueError, KeyError, TypeError) as err:
+        read = doc.counts["rows_read"]
+        parts = [doc.counts[f"rows_{k}"] for k in ("written", "duplicate", "rejected")]
+        window = doc.window
+        if window is not None and window.from_ and window.to:  # an import by hand has no window
+            windows[bot].add((date.fromisoformat(window.from_), date.fromisoformat(window.to)))
+    except (ValueError, KeyError) as err:
         problems.append(f"{name}: unreadable manifest ({type(err).__name__}: {err})")
         return
     stem = name.rsplit("/", 1)[-1].removesuffix(".json")
@@ -458,36 +462,31 @@ def _check_manifest(
             f"{name}: counts do not add up: rows_read {read} != written {parts[0]} "
             f"+ duplicate {parts[1]} + rejected {parts[2]}"
         )
-    if sum(f.get("rows", 0) for f in files) != parts[0]:
+    if sum(f.rows or 0 for f in files) != parts[0]:
         problems.append(
-            f"{name}: its files hold {sum(f.get('rows', 0) for f in files)} rows, "
-            f"rows_written says {parts[0]}"
+            f"{name}: its files hold {sum(f.rows or 0 for f in files)} rows, rows_written says {parts[0]}"
         )
     attachments[(bot, sha)] = (name, size)
 
 
 def _check_compactions(
-    compactions: list[tuple[str, dict[str, Any]]], snapshot: set[str], problems: list[str]
+    compactions: list[tuple[str, CompactionBody]], snapshot: set[str], problems: list[str]
 ) -> set[str]:
     """Row counts of each compaction record; a replaced file the table still reads is a
     problem. Returns every replaced file (on disk until ``ingest vacuum``: not orphans)."""
     replaced_all = set()
     for name, record in compactions:
-        try:
-            merged = record["files"] if "files" in record else [record["file"]]
-            replaced = record["replaces"]
-            merged_rows = sum(new["rows"] for new in merged)
-            replaced_rows = sum(old["rows"] or 0 for old in replaced)
-        except (KeyError, TypeError):
-            continue  # listed_files reported it
+        replaced = record.replaces
+        merged_rows = sum(new.rows or 0 for new in record.merged())
+        replaced_rows = sum(old.rows or 0 for old in replaced)
         if replaced_rows != merged_rows:
             problems.append(
                 f"{name}: the merged files hold {merged_rows} rows, the files they replaced {replaced_rows}"
             )
         for old in replaced:
-            replaced_all.add(old["path"])
-            if old["path"] in snapshot:
-                problems.append(f"{old['path']}: replaced by {name} but still in the Delta table")
+            replaced_all.add(old.path)
+            if old.path in snapshot:
+                problems.append(f"{old.path}: replaced by {name} but still in the Delta table")
     return replaced_all
 
 
