@@ -158,8 +158,8 @@ class Window(Part):
 class Attachment(Part):
     """The report file as received: its name, size and sha256."""
 
-    name: str
-    size: int
+    name: str = ""
+    size: int | None = None
     sha256: str
 
 

@@ -82,6 +82,10 @@ class Hold:
             return "all days"
         return f"{self.first or ''}..{self.last or ''}"
 
+    def as_json(self) -> dict[str, Any]:
+        """The hold as its file holds it (and its audit record: the same JSON object)."""
+        return _as_written(self.record())
+
     def record(self) -> HoldRecord:
         """The hold as its file and its audit record say it (:class:`~ingest.records.HoldRecord`)."""
         return build(

@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import secrets
 import shutil
@@ -56,6 +55,7 @@ from ingest.export.csvsafe import FORMULA_STARTS, PREFIX, header_line, neutralis
 from ingest.export.signing import fingerprint, sign
 from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
 from ingest.export.subject import subject_copies
+from ingest.records import BundleManifest, build, dump
 from ingest.report_types import MESSAGES
 from ingest.settings import bot_id_problem
 
@@ -169,10 +169,9 @@ def cut_bundle(
         summary = files / SUMMARY
         summary.write_text(summary_text(query, cut, snap), encoding="utf-8")
         cut.files.append(_described(files, SUMMARY))
-        cut.manifest = _manifest(query, cut, snap, source_rows, key, tool)
-        (files / MANIFEST).write_bytes(
-            json.dumps(cut.manifest, indent=2, ensure_ascii=False).encode() + b"\n"
-        )
+        record = build(BundleManifest, _manifest(query, cut, snap, source_rows, key, tool))
+        (files / MANIFEST).write_bytes(dump(record))  # the bytes signed next
+        cut.manifest = record.model_dump(mode="json", by_alias=True, exclude_unset=True)
         (files / SIGNATURE).write_bytes(sign(key, (files / MANIFEST).read_bytes()))
         listed = [*(f.path for f in cut.files), MANIFEST, SIGNATURE]
         sums = "".join(f"{sha256_path(files / name)}  {name}\n" for name in sorted(listed))

@@ -47,6 +47,7 @@ from ingest.errors import ConfigError
 from ingest.export.bundle import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, sha256_path
 from ingest.export.signing import BadSignature, verify_signature
 from ingest.export.ziplayout import layout_problem
+from ingest.records import BundleManifest
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 #: The files every bundle holds besides those its manifest lists.
@@ -342,6 +343,12 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
         raise ValueError(f"not JSON: {str(err)[:120]}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+    version = doc.get("format_version", 1)
+    if isinstance(version, int) and version > BundleManifest.FORMAT:  # before its shape: it may differ
+        raise ValueError(
+            f"bundle manifest format_version {version} is newer than this tool reads "
+            f"(1..{BundleManifest.FORMAT})"
+        )
     files = doc.get("files")
     if not isinstance(files, list):
         raise ValueError("'files' is not a list")

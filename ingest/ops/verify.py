@@ -124,7 +124,7 @@ def verify_archive(
         for key, rows in sorted(snapshot.items())
         if rows is not None and key in footer_rows and footer_rows[key] != rows
     )
-    attachments: dict[tuple[str, str], tuple[str, int]] = {}  # (bot, sha) -> (manifest, size)
+    attachments: dict[tuple[str, str], tuple[str, int | None]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
     every_record = read_manifests(out, objects)
     committed_at = _commit_versions(out, report.tables) if as_of is not None else {}
@@ -346,7 +346,7 @@ def _check_data_files(
 
 def _check_raw_files(
     raw: dict[str, int],
-    attachments: dict[tuple[str, str], tuple[str, int]],
+    attachments: dict[tuple[str, str], tuple[str, int | None]],
     hashes: dict[str, str | None],
     rewritten: dict[str, tuple[str, ErasedCopy]],
 ) -> list[str]:
@@ -440,7 +440,7 @@ def _check_manifest(
     name: str,
     doc: ReportManifest,
     problems: list[str],
-    attachments: dict[tuple[str, str], tuple[str, int]],
+    attachments: dict[tuple[str, str], tuple[str, int | None]],
     windows: dict[str, set[tuple[date, date]]],
 ) -> None:
     """Check one commit record on its own; note its attachment and window."""
