@@ -4,7 +4,9 @@ reads; records made before ``format_version`` read as version 1, newer ones are 
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +178,19 @@ def test_plain_json_and_the_models_agree_both_ways(
         record = load(model, _plain(doc))  # plain json -> model
         assert json.loads(dump(record)) == {"format_version": 1, **doc}  # model -> plain json
         assert load(model, dump(record)) == record
+
+
+def test_the_record_formats_page_shows_every_record_with_its_key_schema_and_an_example() -> None:
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("docs_generate", root / "docs" / "generate.py")
+    assert spec and spec.loader
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    page = (root / "docs" / "reference" / "records.md").read_text(encoding="utf-8")
+    assert page == generate.records_markdown(), "run .venv/bin/python docs/generate.py"
+    for model in RECORDS:
+        section = page.split(f"## {model.NAME[0].upper()}{model.NAME[1:]}\n", 1)[1].split("\n## ", 1)[0]
+        assert f"Key: `{model.KEY}`" in section
+        example, schema = (block.split("\n```", 1)[0] for block in section.split("```json\n")[1:3])
+        assert load(model, example).format_version == model.FORMAT  # the example is a valid record
+        assert json.loads(schema) == model.model_json_schema(by_alias=True)
