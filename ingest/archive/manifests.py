@@ -102,13 +102,13 @@ def read_manifests(out: Storage, objects: Iterable[StoredObject] | None = None) 
         try:
             records.append(Record(key, load(model_of(key), out.read_bytes(key), key)))
         except ValidationError as err:
-            records.append(Record(key, None, f"not a {model_of(key).NAME}: {_first_problem(err)}"))
+            records.append(Record(key, None, f"not a {model_of(key).NAME}: {first_problem(err)}"))
         except (OSError, ValueError, IngestError) as err:
             records.append(Record(key, None, f"{type(err).__name__}: {err}"))
     return records
 
 
-def _first_problem(err: ValidationError) -> str:
+def first_problem(err: ValidationError) -> str:
     """A model's refusal in one line: the first field and what is wrong with it."""
     problems = err.errors()
     if not problems:
