@@ -252,11 +252,11 @@ def _apply_retention(settings: Settings, storage: Storage) -> None:
     """`ingest run` prunes what the retention (INGEST_RETENTION__*) lets go, when one is set."""
     if settings.retention.days is None and not settings.retention.datasets:
         return  # none set: nothing to import or read
-    from ingest.archive.forget import Outcome
+    from ingest.archive.forget import ForgetOutcome
     from ingest.ops.erasure import actor_of, prune
 
     done = prune(storage, settings.retention, actor=actor_of(settings), apply=True)
-    if isinstance(done, Outcome) and done.record:
+    if isinstance(done, ForgetOutcome) and done.record:
         rows = sum(done.plan.rows_by_table().values())
         out.print(
             f"retention: pruned {rows} row(s), {len(done.plan.copies)} raw file(s) rewritten ({done.record})"
@@ -962,7 +962,7 @@ def erase(
 
     Example: ingest erase --botuser 4242 --reason "DSR-2026-017" --apply
     """
-    from ingest.archive.forget import Outcome
+    from ingest.archive.forget import ForgetOutcome
     from ingest.ops.auditkey import audit_key
     from ingest.ops.erasure import actor_of
     from ingest.ops.erasure import erase as erase_subject
@@ -980,11 +980,11 @@ def erase(
             salt=audit_key(settings, storage) if apply else None,  # a dry run hashes nothing
             store=store,
         )
-    quoting = (done.plan if isinstance(done, Outcome) else done).meta.get("reasons_quoting", 0)
+    quoting = (done.plan if isinstance(done, ForgetOutcome) else done).meta.get("reasons_quoting", 0)
     if quoting:  # a refused file's reason quoted its first line: their record
-        verb = "withheld" if isinstance(done, Outcome) else "to withhold (they quote this id)"
+        verb = "withheld" if isinstance(done, ForgetOutcome) else "to withhold (they quote this id)"
         out.print(f"recorded reasons (reason.json, state store) {verb}: {quoting}")
-    if isinstance(done, Outcome):
+    if isinstance(done, ForgetOutcome):
         _print_plan(done.plan, applied=True)
         if done.record:
             out.print(inert(f"erasure {done.plan.id}: record {done.record}, audit {done.audit}"))
@@ -1007,7 +1007,7 @@ def prune(
 
     Example: INGEST_RETENTION__DAYS=730 ingest prune --apply
     """
-    from ingest.archive.forget import Outcome
+    from ingest.archive.forget import ForgetOutcome
     from ingest.ops.erasure import actor_of
     from ingest.ops.erasure import prune as prune_expired
 
@@ -1017,7 +1017,7 @@ def prune(
         done = prune_expired(storage, settings.retention, actor=actor_of(settings), apply=apply)
     if done is None:
         raise ConfigError("no retention is set", hint="INGEST_RETENTION__DAYS or INGEST_RETENTION__DATASETS")
-    if isinstance(done, Outcome):
+    if isinstance(done, ForgetOutcome):
         _print_plan(done.plan, applied=True)
         if done.record:
             out.print(inert(f"prune {done.plan.id}: record {done.record}, audit {done.audit}"))

@@ -22,7 +22,7 @@ from typing import Any
 from ingest.archive import audit, holds
 from ingest.archive.forget import (
     ExpiredSelection,
-    Outcome,
+    ForgetOutcome,
     Plan,
     SubjectSelection,
     forget,
@@ -58,7 +58,7 @@ def erase(
     apply: bool,
     salt: str | None = None,
     store: Store | None = None,
-) -> Plan | Outcome:
+) -> Plan | ForgetOutcome:
     """Plan (``apply`` False: the dry run) or carry out the erasure of these bot users.
     Raises :class:`UnderLegalHold` when a hold covers a day holding their rows."""
     if not subjects or not all(s.strip() for s in subjects):
@@ -182,7 +182,7 @@ def first_kept_days(retention: RetentionSettings, today: date) -> dict[str, date
 
 def prune(
     out: Storage, retention: RetentionSettings, *, actor: str, apply: bool, today: date | None = None
-) -> Plan | Outcome | None:
+) -> Plan | ForgetOutcome | None:
     """Plan or carry out the removal of rows older than the retention, except held ones;
     None when no retention is set."""
     first_kept = first_kept_days(retention, today or date.today())
