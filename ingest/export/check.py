@@ -43,8 +43,9 @@ from typing import Any
 
 import polars as pl
 
+from ingest.archive.storage import sha256_file
 from ingest.errors import ConfigError
-from ingest.export.bundle import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, sha256_path
+from ingest.export.bundle import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS
 from ingest.export.signing import BadSignature, verify_signature
 from ingest.export.ziplayout import layout_problem
 from ingest.records import BundleManifest
@@ -406,7 +407,7 @@ def _check_sums(folder: Path, present: set[str], signed: set[str]) -> list[str]:
             if name in signed:
                 continue  # named as missing by the manifest's check
             problems.append(f"{name}: missing (listed in {SUMS})")
-        elif sha256_path(folder / name) != want:
+        elif sha256_file(folder / name) != want:
             problems.append(f"{name}: sha256 differs from {SUMS} (file changed)")
     problems += [
         f"{name}: not listed in {SUMS}" for name in sorted(present & (signed | set(FRAME)) - listed - {SUMS})
@@ -425,7 +426,7 @@ def _check_listed(folder: Path, present: set[str], manifest: dict[str, Any]) -> 
             continue
         if path.stat().st_size != entry.get("size"):
             problems.append(f"{name}: {path.stat().st_size} bytes, {MANIFEST} says {entry.get('size')}")
-        if sha256_path(path) != entry.get("sha256"):
+        if sha256_file(path) != entry.get("sha256"):
             problems.append(f"{name}: sha256 differs from {MANIFEST} (file changed)")
         if entry.get("rows") is None:
             continue
