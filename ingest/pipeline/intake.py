@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +42,7 @@ from ingest.pipeline.matching import (
     unnamed_closure,
 )
 from ingest.pipeline.summary import RunSummary, record_conflicts
+from ingest.records import ReportManifest, load
 from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.settings import check_bot_id
 from ingest.state.store import TRANSITIONS, Store, Window, WindowState
@@ -483,10 +483,10 @@ def _set_aside_conflict(
 def _archived_message_id(root: Storage | Path, sha: str) -> str | None:
     """The Message-ID an archived report came in, from its manifest (None if unknown)."""
     try:
-        doc = json.loads(as_storage(root).read_bytes(manifest_key(sha)))
-        value = doc.get("email", {}).get("message_id")
-    except (OSError, ValueError, AttributeError, IngestError):
+        manifest = load(ReportManifest, as_storage(root).read_bytes(manifest_key(sha)), manifest_key(sha))
+    except (OSError, ValueError, IngestError):
         return None
+    value = (manifest.email or {}).get("message_id")
     return str(value) if value else None
 
 
