@@ -27,6 +27,7 @@ from ingest.records import (
     load,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32
 #: One record of each kind as this tool wrote it before format_version existed.
 OLD: dict[type, dict[str, Any]] = {
@@ -180,12 +181,27 @@ def test_plain_json_and_the_models_agree_both_ways(
         assert load(model, dump(record)) == record
 
 
-def test_the_record_formats_page_shows_every_record_with_its_key_schema_and_an_example() -> None:
-    root = Path(__file__).resolve().parents[2]
-    spec = importlib.util.spec_from_file_location("docs_generate", root / "docs" / "generate.py")
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
     assert spec and spec.loader
     generate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generate)
+    return generate
+
+
+@pytest.mark.parametrize("model", RECORDS, ids=lambda m: m.__name__)
+def test_every_record_written_by_its_model_is_the_plain_json_object_and_back(model: type) -> None:
+    example = _generator().EXAMPLES[model]  # the docs page's example, as the tool writes it
+    record = load(model, _plain(example))  # plain json -> model
+    written = dump(record)
+    assert json.loads(written) == example  # model -> plain json: the same object
+    assert written == _plain(example)  # and the same bytes (a bundle manifest is signed)
+    assert load(model, written) == record
+
+
+def test_the_record_formats_page_shows_every_record_with_its_key_schema_and_an_example() -> None:
+    root = ROOT
+    generate = _generator()
     page = (root / "docs" / "reference" / "records.md").read_text(encoding="utf-8")
     assert page == generate.records_markdown(), "run .venv/bin/python docs/generate.py"
     for model in RECORDS:
