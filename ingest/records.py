@@ -35,7 +35,14 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from ingest.errors import RecordTooNew
 
@@ -367,6 +374,14 @@ class AuditEntry(Record):
     actor: str = ""
     reason: str = ""
     previous: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _event_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The event's own fields (declared or not) before when, who, why and the chain link,
+        in the order audit records have always had."""
+        data: dict[str, Any] = handler(self)
+        tail: dict[str, Any] = {k: data.pop(k) for k in ("at", "actor", "reason", "previous") if k in data}
+        return {**data, **tail}
 
 
 class QuarantineReasons(Record):
