@@ -89,6 +89,16 @@ def load(model: type[R], data: bytes | str | dict[str, Any], where: str = "") ->
     return record
 
 
+def first_problem(err: ValidationError) -> str:
+    """A model's refusal in one line: the first field and what is wrong with it."""
+    problems = err.errors()
+    if not problems:
+        return "invalid"
+    where = ".".join(str(p) for p in problems[0]["loc"]) or "the record"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where}: {problems[0]['msg']}{more}"
+
+
 def _version_of(data: bytes | str | dict[str, Any]) -> object:
     """The ``format_version`` of a record its model refused (a newer one may look different)."""
     try:
@@ -466,5 +476,6 @@ __all__ = [
     "build",
     "dump",
     "dump_as_read",
+    "first_problem",
     "load",
 ]

@@ -33,6 +33,7 @@ from ingest.records import (
     ErasureRecord,
     FileEntry,
     ReportManifest,
+    first_problem,
     load,
 )
 from ingest.report_types import MESSAGES
@@ -106,16 +107,6 @@ def read_manifests(out: Storage, objects: Iterable[StoredObject] | None = None) 
         except (OSError, ValueError, IngestError) as err:
             records.append(Record(key, None, f"{type(err).__name__}: {err}"))
     return records
-
-
-def first_problem(err: ValidationError) -> str:
-    """A model's refusal in one line: the first field and what is wrong with it."""
-    problems = err.errors()
-    if not problems:
-        return "invalid"
-    where = ".".join(str(p) for p in problems[0]["loc"]) or "the record"
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return f"{where}: {problems[0]['msg']}{more}"
 
 
 def listed_files(records: Iterable[Record]) -> Listing:

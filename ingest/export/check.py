@@ -42,13 +42,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 
 from ingest.archive.storage import sha256_file
 from ingest.errors import ConfigError
 from ingest.export.bundle import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS
 from ingest.export.signing import BadSignature, verify_signature
 from ingest.export.ziplayout import layout_problem
-from ingest.records import BundleManifest
+from ingest.records import BundleManifest, first_problem, load
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 #: The files every bundle holds besides those its manifest lists.
@@ -380,6 +381,10 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
         for bots in counts.values()
     ):
         raise ValueError("'counts' is not dataset -> bot -> day -> rows")
+    try:  # and the whole of it as its model defines it (docs/reference/records.md)
+        load(BundleManifest, doc, MANIFEST)
+    except ValidationError as err:
+        raise ValueError(f"not a bundle manifest ({first_problem(err)})") from None
     return doc
 
 

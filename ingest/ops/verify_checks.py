@@ -20,7 +20,6 @@ import polars as pl
 from pydantic import ValidationError
 
 from ingest.archive.layout import FORGETTING, HOLDS, RAW, is_raw, is_reasons, raw_source
-from ingest.archive.manifests import first_problem
 from ingest.archive.storage import Storage
 from ingest.errors import IngestError, RecordTooNew, one_line
 from ingest.ops.verify_report import BotCoverage, VerifyReport
@@ -36,6 +35,7 @@ from ingest.records import (
     QuarantineReasons,
     Record,
     ReportManifest,
+    first_problem,
     load,
 )
 
