@@ -18,6 +18,7 @@ the tree to exit codes and one-line messages in one place (``ingest.cli.applicat
         +-- OutputError              the archive root cannot be written
         +-- ReportRejected           a report file cannot be archived (goes to quarantine)
         +-- UnderLegalHold           an erasure would touch data a legal hold keeps (exit 1)
+        +-- RecordTooNew             an archive record's format_version is newer than this tool reads
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ class ReportRejected(TerminalError):
 
 class UnderLegalHold(TerminalError):
     """An erasure would delete data a legal hold keeps: a person decides (the hold's reason)."""
+
+
+class RecordTooNew(TerminalError):
+    """A record in the archive (or a bundle) has a newer ``format_version`` than this tool
+    reads (:mod:`ingest.records`): it is refused, never guessed at; a newer tool reads it."""
 
 
 #: errno values of an OutputError that say the archive itself cannot be written (full,

@@ -26,25 +26,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.archive.commit import as_json, write_bytes_once
+from ingest.archive.commit import write_bytes_once
 from ingest.archive.layout import AUDIT, audit_key
 from ingest.archive.storage import Storage, sha256_bytes
-from ingest.errors import ConfigError, OutputError
+from ingest.errors import ConfigError, OutputError, RecordTooNew, first_line
+from ingest.records import AuditEntry, build, dump, load
 
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """One record of the log: its key, bytes' sha256 and document."""
+    """One record of the log: its key, bytes' sha256 and entry (an empty one, and ``error``,
+    when it cannot be read as an :class:`~ingest.records.AuditEntry`)."""
 
     key: str
     sha256: str
-    doc: dict[str, Any]
+    entry: AuditEntry
+    error: str | None = None
 
 
 def new_id() -> str:
@@ -83,10 +85,14 @@ def records(out: Storage) -> list[AuditRecord]:
             continue
         data = out.read_bytes(obj.key)
         try:
-            doc = json.loads(data)
-        except ValueError:
-            doc = {"unreadable": True}
-        found.append(AuditRecord(obj.key, sha256_bytes(data), doc if isinstance(doc, dict) else {}))
+            found.append(AuditRecord(obj.key, sha256_bytes(data), load(AuditEntry, data, obj.key)))
+        except RecordTooNew as err:
+            found.append(
+                AuditRecord(obj.key, sha256_bytes(data), AuditEntry.model_construct(id=""), str(err))
+            )
+        except ValueError as err:
+            why = f"not an audit record ({first_line(err)})"
+            found.append(AuditRecord(obj.key, sha256_bytes(data), AuditEntry.model_construct(id=""), why))
     return found
 
 
@@ -98,18 +104,21 @@ def append(
     record_id = record_id or new_id()
     existing = records(out)
     for record in existing:
-        if record.doc.get("id") == record_id:
+        if record.entry.id == record_id:
             return record.key
-    doc = {
-        "id": record_id,
-        **body,
-        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "actor": actor,
-        "reason": reason,
-        "previous": existing[-1].sha256 if existing else None,
-    }
+    entry = build(
+        AuditEntry,
+        {
+            "id": record_id,
+            **body,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "actor": actor,
+            "reason": reason,
+            "previous": existing[-1].sha256 if existing else None,
+        },
+    )
     key = audit_key(len(existing) + 1, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), record_id)
-    if not write_bytes_once(out, key, as_json(doc)):
+    if not write_bytes_once(out, key, dump(entry)):
         raise OutputError(f"cannot append to the audit log: {out.describe(key)} exists")
     return key
 
@@ -120,10 +129,10 @@ def check_chain(found: list[AuditRecord]) -> list[str]:
     problems = []
     before: AuditRecord | None = None
     for record in found:
-        if record.doc.get("unreadable"):
-            problems.append(f"{record.key}: unreadable audit record")
+        if record.error is not None:
+            problems.append(f"{record.key}: unreadable audit record ({record.error})")
         expected = before.sha256 if before else None
-        if record.doc.get("previous") != expected:
+        if record.entry.previous != expected:
             problems.append(
                 f"{record.key}: audit chain broken (previous record "
                 + (f"{before.key} changed or a record removed)" if before else "missing: records removed)")

@@ -26,7 +26,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,6 +41,7 @@ from ingest.archive.storage import Storage
 from ingest.crashpoints import crash_point
 from ingest.errors import OutputError
 from ingest.parse.schema import DATASET
+from ingest.records import QuarantineReasons, ReportManifest, build, dump
 
 
 @dataclass(frozen=True)
@@ -233,30 +233,31 @@ def write_manifest(
 
     Returns its path relative to the root.
     """
-    manifest = {
-        **provenance,
-        "bot_id": source.bot_id,
-        "attachment": {"name": source.raw_name, "size": source.raw_size, "sha256": source.sha256},
-        "extra_columns": extra_columns,
-        # rows_conflict (inside rows_rejected) only when there are some: manifests stay as they were.
-        "counts": {
-            k: v for k, v in asdict(result).items() if k.startswith("rows_") and (v or k != "rows_conflict")
+    manifest = build(
+        ReportManifest,
+        {
+            **provenance,
+            "bot_id": source.bot_id,
+            "attachment": {"name": source.raw_name, "size": source.raw_size, "sha256": source.sha256},
+            "extra_columns": extra_columns,
+            # rows_conflict (inside rows_rejected) only when there are some: manifests stay as they were.
+            "counts": {
+                k: v
+                for k, v in asdict(result).items()
+                if k.startswith("rows_") and (v or k != "rows_conflict")
+            },
+            "files": [asdict(f) for f in result.files],
+            # The Delta commit that made the files visible (verify --as-of checks older snapshots).
+            "delta": {"table": source.dataset, "version": result.version},
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
-        "files": [asdict(f) for f in result.files],
-        # The Delta commit that made the files visible (verify --as-of checks older snapshots).
-        "delta": {"table": source.dataset, "version": result.version},
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    )
     key = manifest_key(source.sha256)
-    write_bytes_once(out, key, as_json(manifest))
+    write_bytes_once(out, key, dump(manifest))
     return key
 
 
 def write_reasons(out: Storage, source_sha256: str, reasons: dict[str, int]) -> None:
     """quarantine/<sha256>/reason.json: how many rows were rejected for each reason."""
-    write_bytes_once(out, reasons_key(source_sha256), as_json({"reasons": dict(sorted(reasons.items()))}))
-
-
-def as_json(document: dict[str, Any]) -> bytes:
-    """A record's bytes: indented UTF-8 JSON and a final newline."""
-    return json.dumps(document, indent=2, ensure_ascii=False, default=str).encode() + b"\n"
+    record = QuarantineReasons(reasons=dict(sorted(reasons.items())))
+    write_bytes_once(out, reasons_key(source_sha256), dump(record))

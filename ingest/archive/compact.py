@@ -38,7 +38,7 @@ from urllib.parse import unquote
 
 from deltalake import CommitProperties, DeltaTable
 
-from ingest.archive.commit import as_json, write_bytes_once
+from ingest.archive.commit import write_bytes_once
 from ingest.archive.delta import (
     META,
     PARTITIONS,
@@ -51,6 +51,7 @@ from ingest.archive.layout import MANIFESTS, compaction_key, is_data_file
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import Storage, as_storage
 from ingest.parse.schema import DATASET
+from ingest.records import CompactionRecord, FileEntry, build, dump
 from ingest.report_types import DATASETS
 
 #: Vacuum's default retention: Delta's own default (``delta.deletedFileRetentionDuration``).
@@ -151,17 +152,20 @@ def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | N
         ],
         "replaces": [_entry(key, listed) for key in sorted(removed)],
     }
-    record = {"compaction": body, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    write_bytes_once(out, compaction_key(record_name(dataset, version)), as_json(record))
+    record = build(
+        CompactionRecord,
+        {"compaction": body, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+    )
+    write_bytes_once(out, compaction_key(record_name(dataset, version)), dump(record))
     return body
 
 
-def _entry(key: str, listed: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def _entry(key: str, listed: dict[str, tuple[str, FileEntry]]) -> dict[str, Any]:
     """A replaced file as its manifest lists it (path, rows, sha256)."""
     found = listed.get(key)
     if found is None:
         return {"path": key, "rows": None, "sha256": None}
-    return {k: found[1].get(k) for k in ("path", "rows", "sha256")}
+    return {"path": found[1].path, "rows": found[1].rows, "sha256": found[1].sha256}
 
 
 @dataclass

@@ -26,21 +26,21 @@ Example::
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from ingest.archive.audit import AuditRecord, append, new_id
 from ingest.archive.audit import records as audit_records
-from ingest.archive.commit import as_json, write_bytes_once
-from ingest.archive.layout import HOLDS, QUARANTINE, hold_key, is_raw, raw_source
+from ingest.archive.commit import write_bytes_once
+from ingest.archive.layout import HOLDS, QUARANTINE, hold_key, is_raw, raw_source, reasons_key
 from ingest.archive.manifests import Record
 from ingest.archive.storage import Storage, sha256_bytes
-from ingest.errors import ConfigError, OutputError
+from ingest.errors import ConfigError, OutputError, RecordTooNew, first_line
+from ingest.records import HoldLifting, HoldRecord, QuarantineReasons, build, dump, dump_as_read, load
 
 #: A span of days (inclusive; None: unbounded on that side).
 Span = tuple[date | None, date | None]
@@ -83,9 +83,23 @@ class Hold:
         return f"{self.first or ''}..{self.last or ''}"
 
     def as_json(self) -> dict[str, Any]:
-        body = asdict(self)
-        body["from"], body["to"] = body.pop("first"), body.pop("last")
-        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in body.items()}
+        """The hold as its file holds it (and its audit record: the same JSON object)."""
+        return _as_written(self.record())
+
+    def record(self) -> HoldRecord:
+        """The hold as its file and its audit record say it (:class:`~ingest.records.HoldRecord`)."""
+        return build(
+            HoldRecord,
+            {
+                "id": self.id,
+                "bot_id": self.bot_id,
+                "from": self.first.isoformat() if self.first else None,
+                "to": self.last.isoformat() if self.last else None,
+                "reason": self.reason,
+                "placed_at": self.placed_at,
+                "actor": self.actor,
+            },
+        )
 
 
 #: What :func:`ingest.archive.audit.new_id` makes: a hold id read from a file, a record or
@@ -93,20 +107,20 @@ class Hold:
 HOLD_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
-def _from_json(doc: dict[str, Any]) -> Hold:
-    def day(value: Any) -> date | None:
+def _from_record(record: HoldRecord) -> Hold:
+    def day(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
 
-    if not HOLD_ID.match(str(doc["id"])):
-        raise ValueError(f"id {str(doc['id'])[:40]!r} is not 16 hex digits")
+    if not HOLD_ID.match(record.id):
+        raise ValueError(f"id {record.id[:40]!r} is not 16 hex digits")
     return Hold(
-        str(doc["id"]),
-        str(doc["bot_id"]),
-        day(doc.get("from")),
-        day(doc.get("to")),
-        str(doc.get("reason", "")),
-        str(doc.get("placed_at", "")),
-        str(doc.get("actor", "")),
+        record.id,
+        record.bot_id,
+        day(record.from_),
+        day(record.to),
+        record.reason,
+        record.placed_at,
+        record.actor,
     )
 
 
@@ -141,23 +155,20 @@ def _placed(out: Storage) -> tuple[list[Hold], set[str], set[str]]:
         if hold.id != hold_id:
             raise _unreadable(key, f"it names hold {hold.id}, its file name {hold_id[:40]!r}")
         found.append(hold)
-    for hold_id, doc in placed.items():
-        hold = _readable(f"the audit log's hold {hold_id[:40]!r}", doc)
+    for hold_id, record in placed.items():
+        hold = _readable(f"the audit log's hold {hold_id[:40]!r}", record)
         if hold not in found:
             found.append(hold)
     return sorted(found, key=lambda h: (h.placed_at, h.id)), lifted, liftings
 
 
-def _readable(where: str, content: bytes | dict[str, Any]) -> Hold:
+def _readable(where: str, content: bytes | HoldRecord) -> Hold:
     """A hold read from a file or a record; one that cannot be read stops whatever asked
     (an erasure, a prune): held data is never destroyed on a guess."""
     try:
-        doc = json.loads(content) if isinstance(content, bytes) else content
-        if not isinstance(doc, dict):
-            raise TypeError("not a JSON object")
-        return _from_json(doc)
-    except (ValueError, KeyError, TypeError) as err:
-        raise _unreadable(where, f"{type(err).__name__}: {str(err)[:120]}") from None
+        return _from_record(load(HoldRecord, content, where) if isinstance(content, bytes) else content)
+    except (ValueError, RecordTooNew) as err:
+        raise _unreadable(where, f"{type(err).__name__}: {first_line(err, 120)}") from None
 
 
 def _unreadable(where: str, why: str) -> OutputError:
@@ -167,18 +178,18 @@ def _unreadable(where: str, why: str) -> OutputError:
     )
 
 
-def _audited(log: list[AuditRecord]) -> tuple[dict[str, dict[str, Any]], set[str]]:
-    """The holds the audit log places (id -> the hold's document) and the ids it lifts."""
-    placed: dict[str, dict[str, Any]] = {}
+def _audited(log: list[AuditRecord]) -> tuple[dict[str, HoldRecord], set[str]]:
+    """The holds the audit log places (id -> the hold as recorded) and the ids it lifts."""
+    placed: dict[str, HoldRecord] = {}
     lifted: set[str] = set()
     for record in log:
-        hold = record.doc.get("hold")
-        if not isinstance(hold, dict) or not hold.get("id"):
+        hold = record.entry.hold
+        if hold is None or not hold.id:
             continue
-        if record.doc.get("kind") == "hold-add":
-            placed[str(hold["id"])] = hold
-        elif record.doc.get("kind") == "hold-remove":
-            lifted.add(str(hold["id"]))
+        if record.entry.kind == "hold-add":
+            placed[hold.id] = hold
+        elif record.entry.kind == "hold-remove":
+            lifted.add(hold.id)
     return placed, lifted
 
 
@@ -197,8 +208,9 @@ def place(
     hold = Hold(
         new_id(), bot_id, first, last, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), actor
     )
-    write_bytes_once(out, hold_key(hold.id), as_json(hold.as_json()))
-    append(out, {"kind": "hold-add", "hold": hold.as_json()}, actor=actor, reason=reason)
+    record = hold.record()
+    write_bytes_once(out, hold_key(hold.id), dump(record))  # the audit record holds the same bytes' object
+    append(out, {"kind": "hold-add", "hold": _as_written(record)}, actor=actor, reason=reason)
     return hold
 
 
@@ -217,21 +229,25 @@ def lift(out: Storage, hold_id: str, *, reason: str, actor: str) -> Hold:
     hold = found[hold_id]
     append(
         out,
-        {"kind": "hold-remove", "hold": hold.as_json()},
+        {"kind": "hold-remove", "hold": _as_written(hold.record())},
         actor=actor,
         reason=reason,
         record_id=f"lift-{hold_id}",
     )
-    lifting = {
-        "id": hold_id,
-        "lifted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "actor": actor,
-        "reason": reason,
-    }
+    lifting = HoldLifting(
+        id=hold_id, lifted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), actor=actor, reason=reason
+    )
     # A lifting file already there (forged: it lifted nothing) stays; the record decides.
-    if hold_id not in liftings and not write_bytes_once(out, lifted_key(hold_id), as_json(lifting)):
+    if hold_id not in liftings and not write_bytes_once(out, lifted_key(hold_id), dump(lifting)):
         raise OutputError(f"cannot lift hold {hold_id}: {out.describe(lifted_key(hold_id))} exists")
     return hold
+
+
+def _as_written(record: HoldRecord) -> dict[str, Any]:
+    """A hold as :func:`ingest.records.dump` writes it, for the audit record: ``verify``
+    compares the two byte for byte (:func:`check_against_audit`)."""
+    record.format_version = HoldRecord.FORMAT
+    return record.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _need_reason(reason: str, message: str) -> None:
@@ -245,23 +261,16 @@ def source_spans(records: Iterable[Record]) -> dict[str, tuple[str | None, list[
     its whole window), from the commit records (:func:`ingest.archive.manifests.read_manifests`)."""
     found: dict[str, tuple[str | None, list[Span]]] = {}
     for record in records:
-        if record.doc is None or record.compaction or record.erasure:
-            continue
-        doc = record.doc
-        attachment = doc.get("attachment")
-        if not isinstance(attachment, dict) or not isinstance(attachment.get("sha256"), str):
+        manifest = record.report
+        if manifest is None:
             continue
         spans: list[Span] = []
-        for entry in doc.get("files") or []:
-            day = (
-                _day(str(entry.get("path", "")).split("/date=")[-1][:10]) if isinstance(entry, dict) else None
-            )
+        for entry in manifest.files:
+            day = _day(entry.path.split("/date=")[-1][:10])
             spans.append((day, day))
-        window = doc.get("window")
-        if isinstance(window, dict):
-            spans.append((_day(window.get("from")), _day(window.get("to"))))
-        bot = doc.get("bot_id")
-        found[attachment["sha256"]] = (str(bot) if bot else None, spans or [(None, None)])
+        if manifest.window is not None:
+            spans.append((_day(manifest.window.from_), _day(manifest.window.to)))
+        found[manifest.attachment.sha256] = (manifest.bot_id or None, spans or [(None, None)])
     return found
 
 
@@ -298,11 +307,12 @@ def copy_source(
 def _quarantine_window(out: Storage, sha: str) -> tuple[str | None, list[Span]]:
     """A whole refused file's bot and window from its ``reason.json`` (unknown: None)."""
     try:
-        doc = json.loads(out.read_bytes(f"{QUARANTINE}/{sha}/reason.json"))
-        window = doc["window"]
-        return str(window["bot_id"]), [(_day(window.get("from")), _day(window.get("to")))]
-    except (OSError, ValueError, KeyError, TypeError):
+        window = load(QuarantineReasons, out.read_bytes(reasons_key(sha)), reasons_key(sha)).window
+    except (OSError, ValueError, RecordTooNew):
         return None, [(None, None)]
+    if window is None or window.bot_id is None:
+        return None, [(None, None)]
+    return window.bot_id, [(_day(window.from_), _day(window.to))]
 
 
 def _day(value: Any) -> date | None:
@@ -326,7 +336,7 @@ def check_against_audit(out: Storage, log: list[AuditRecord]) -> list[str]:
             if hold_id not in lifted:
                 problems.append(f"{key}: missing, but the audit log places this hold and never lifts it")
             continue  # lifted before holds were write-once: the file went with it
-        if sha256_bytes(out.read_bytes(key)) != sha256_bytes(as_json(hold)):
+        if sha256_bytes(out.read_bytes(key)) != sha256_bytes(dump_as_read(hold)):
             problems.append(f"{key}: differs from the audit log's record of this hold (changed)")
         if hold_id in lifted and lifted_key(hold_id) not in keys:
             problems.append(

@@ -35,6 +35,7 @@ from ingest.archive.storage import Storage, as_storage
 from ingest.errors import OutputError
 from ingest.parse.arrowrows import FILE_SCHEMA
 from ingest.parse.schema import DATASET
+from ingest.records import FileEntry, ReportManifest
 
 
 class MigrationRefused(OutputError):
@@ -64,8 +65,8 @@ def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> Migra
     # Which record owns each listed file now: a report's manifest, or a compaction record.
     owned: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for path, (record, entry) in sorted(listing.files.items()):
-        owned[record].append((path, int(entry.get("rows") or 0)))
-    docs = {r.key: r.doc for r in records if r.doc is not None}
+        owned[record].append((path, entry.rows or 0))
+    docs = {r.key: r.report for r in records}
     summary = MigrateSummary()
     schemas: dict[str, pa.Schema] = {}
     order = sorted(owned, key=lambda key: (key.startswith("manifests/compaction-"), key))
@@ -78,7 +79,7 @@ def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> Migra
             schemas[dataset] = _schema(
                 out, dataset, [p for p, _ in listing.files.items() if p.startswith(f"{dataset}/")]
             )
-        doc = docs.get(key) or {}
+        doc = docs.get(key)
         sha = _source_id(key, doc)
         if committed(open_table(out, dataset), sha):
             summary.already += 1
@@ -95,14 +96,14 @@ def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> Migra
     return summary
 
 
-def _check(out: Storage, listed: dict[str, tuple[str, dict[str, Any]]]) -> None:
+def _check(out: Storage, listed: dict[str, tuple[str, FileEntry]]) -> None:
     """Every listed file present and as its record says (sha256); else refuse."""
     problems = []
     for path, (record, entry) in sorted(listed.items()):
         digest = out.sha256(path)
         if digest is None:
             problems.append(f"{path}: missing (listed in {record})")
-        elif digest != entry.get("sha256"):
+        elif digest != entry.sha256:
             problems.append(f"{path}: sha256 differs from {record}")
     if problems:
         raise MigrationRefused(
@@ -120,26 +121,22 @@ def _schema(out: Storage, dataset: str, keys: list[str]) -> pa.Schema:
     return pa.unify_schemas(schemas, promote_options="permissive")
 
 
-def _source_id(key: str, doc: dict[str, Any]) -> str:
+def _source_id(key: str, doc: ReportManifest | None) -> str:
     """The application transaction's id part: the report's sha256, or the compaction's record."""
-    attachment = doc.get("attachment")
-    if isinstance(attachment, dict) and isinstance(attachment.get("sha256"), str):
-        return str(attachment["sha256"])
-    return key.rsplit("/", 1)[-1].removesuffix(".json")
+    return doc.attachment.sha256 if doc is not None else key.rsplit("/", 1)[-1].removesuffix(".json")
 
 
-def _provenance(key: str, doc: dict[str, Any], files: list[tuple[str, int]]) -> dict[str, Any]:
+def _provenance(key: str, doc: ReportManifest | None, files: list[tuple[str, int]]) -> dict[str, Any]:
     """The commit info of a migrated report: what its manifest says, and that it was migrated."""
-    window = doc.get("window")
-    email = doc.get("email")
     return {
         "source": "migrate",
         "manifest": key,
         "source_sha256": _source_id(key, doc),
-        "bot_id": doc.get("bot_id"),
-        "window_id": window.get("id") if isinstance(window, dict) else None,
-        "message_id": email.get("message_id") if isinstance(email, dict) else None,
-        "counts": doc.get("counts") or {"rows_written": sum(rows for _, rows in files)},
+        "bot_id": doc.bot_id if doc is not None else None,
+        "window_id": doc.window.id if doc is not None and doc.window is not None else None,
+        "message_id": (doc.email or {}).get("message_id") if doc is not None else None,
+        "counts": (doc.counts if doc is not None else None)
+        or {"rows_written": sum(rows for _, rows in files)},
     }
 
 

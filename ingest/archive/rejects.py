@@ -25,9 +25,10 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from ingest.archive.commit import as_json, write_bytes_once, write_once, write_reasons
+from ingest.archive.commit import write_bytes_once, write_once, write_reasons
 from ingest.archive.layout import REJECTED_ROWS, original_key, quarantine_dir, reasons_key, rejected_rows_key
 from ingest.archive.storage import Storage, as_storage
+from ingest.records import QuarantineReasons, build, dump
 
 
 class RejectedRows:
@@ -88,5 +89,6 @@ def quarantine_file(
         write_once(out, original_key(source_sha256, raw_name), lambda tmp: shutil.copyfile(raw, tmp))
     else:
         write_bytes_once(out, original_key(source_sha256, raw_name), raw)
-    write_bytes_once(out, reasons_key(source_sha256), as_json({"reason": reason, **provenance}))
+    record = build(QuarantineReasons, {"reason": reason, **provenance})
+    write_bytes_once(out, reasons_key(source_sha256), dump(record))
     return quarantine_dir(source_sha256)

@@ -225,9 +225,10 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks."""
+    """Hex sha256 of a local file, read in blocks (:func:`hashlib.file_digest`): the one file
+    hash of the archive and of export bundles."""
     with path.open("rb") as stream:
-        return sha256_stream(stream)
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def sha256_stream(stream: Any) -> str:

@@ -21,7 +21,7 @@ from ingest.logs import json_wanted
 
 if TYPE_CHECKING:
     from ingest.archive.compact import CompactSummary, VacuumSummary
-    from ingest.archive.forget import Outcome, Plan
+    from ingest.archive.forget import ForgetOutcome, Plan
     from ingest.archive.holds import Hold
     from ingest.export.bundle import Cut
     from ingest.ops.compliance import Forgetting, Proof
@@ -181,8 +181,8 @@ def progress_bar(store: Store, settings: Settings | None = None) -> Iterator[Cal
         yield update
 
 
-def print_retention(done: Outcome) -> None:
-    """What `ingest run`'s retention pruned (an erasure Outcome with a record)."""
+def print_retention(done: ForgetOutcome) -> None:
+    """What `ingest run`'s retention pruned (an erasure's outcome with a record)."""
     rows = sum(done.plan.rows_by_table().values())
     out.print(
         f"retention: pruned {rows} row(s), {len(done.plan.copies)} raw file(s) rewritten ({done.record})"
@@ -357,15 +357,15 @@ def _print_pending(pending: list[str]) -> None:
 
 def print_erasure(found: Forgetting) -> None:
     """`ingest erase`: the plan (dry run) or what was erased, and its records."""
-    from ingest.archive.forget import Outcome
+    from ingest.archive.forget import ForgetOutcome
 
     _print_pending(found.pending)
     done = found.done
-    quoting = (done.plan if isinstance(done, Outcome) else done).meta.get("reasons_quoting", 0)
+    quoting = (done.plan if isinstance(done, ForgetOutcome) else done).meta.get("reasons_quoting", 0)
     if quoting:  # a refused file's reason quoted its first line: their record
-        verb = "withheld" if isinstance(done, Outcome) else "to withhold (they quote this id)"
+        verb = "withheld" if isinstance(done, ForgetOutcome) else "to withhold (they quote this id)"
         out.print(f"recorded reasons (reason.json, state store) {verb}: {quoting}")
-    if not isinstance(done, Outcome):
+    if not isinstance(done, ForgetOutcome):
         print_plan(done, applied=False)
         return
     print_plan(done.plan, applied=True)
@@ -378,11 +378,11 @@ def print_erasure(found: Forgetting) -> None:
 
 def print_prune(found: Forgetting) -> None:
     """`ingest prune`: the plan (dry run) or what was pruned, and its records."""
-    from ingest.archive.forget import Outcome
+    from ingest.archive.forget import ForgetOutcome
 
     _print_pending(found.pending)
     done = found.done
-    if not isinstance(done, Outcome):
+    if not isinstance(done, ForgetOutcome):
         print_plan(done, applied=False)
         return
     print_plan(done.plan, applied=True)
@@ -430,11 +430,11 @@ def print_proof(proof: Proof) -> None:
             f"{proof.unprovable} records are hashed under keys you do not hold (they cannot be checked)"
         )
     for record, key in proof.found:
-        doc = record.doc
+        entry = record.entry
         out.print(
             inert(
-                f"{record.key}: {doc.get('kind')} at {doc.get('at')} by {doc.get('actor')}: "
-                f"{doc.get('reason')} (hash under {key.label})"
+                f"{record.key}: {entry.kind} at {entry.at} by {entry.actor}: "
+                f"{entry.reason} (hash under {key.label})"
             ),
             soft_wrap=True,
         )

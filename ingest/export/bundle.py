@@ -28,17 +28,9 @@ Example::
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-import secrets
-import shutil
-import stat
 import time
-import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -49,13 +41,15 @@ import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ingest.archive.forget import known_bots, subject_expr
-from ingest.archive.storage import BLOCK, Storage
+from ingest.archive.storage import Storage, sha256_file
 from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError
 from ingest.export.csvsafe import FORMULA_STARTS, PREFIX, header_line, neutralised
 from ingest.export.signing import fingerprint, sign
 from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
 from ingest.export.subject import subject_copies
+from ingest.export.workfolder import export_folder, sweep_killed_exports, zip_bundle
+from ingest.records import BundleManifest, build, dump
 from ingest.report_types import MESSAGES
 from ingest.settings import bot_id_problem
 
@@ -152,7 +146,7 @@ def cut_bundle(
         raise ConfigError(f"{out} exists: an export never overwrites (name a new file or an empty folder)")
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_killed_exports(out.parent)
-    with _export_folder(out) as work:
+    with export_folder(out) as work:
         files = work / "bundle"
         files.mkdir(mode=0o700)
         cut = Cut(out)
@@ -169,17 +163,16 @@ def cut_bundle(
         summary = files / SUMMARY
         summary.write_text(summary_text(query, cut, snap), encoding="utf-8")
         cut.files.append(_described(files, SUMMARY))
-        cut.manifest = _manifest(query, cut, snap, source_rows, key, tool)
-        (files / MANIFEST).write_bytes(
-            json.dumps(cut.manifest, indent=2, ensure_ascii=False).encode() + b"\n"
-        )
+        record = build(BundleManifest, _manifest(query, cut, snap, source_rows, key, tool))
+        (files / MANIFEST).write_bytes(dump(record))  # the bytes signed next
+        cut.manifest = record.model_dump(mode="json", by_alias=True, exclude_unset=True)
         (files / SIGNATURE).write_bytes(sign(key, (files / MANIFEST).read_bytes()))
         listed = [*(f.path for f in cut.files), MANIFEST, SIGNATURE]
-        sums = "".join(f"{sha256_path(files / name)}  {name}\n" for name in sorted(listed))
+        sums = "".join(f"{sha256_file(files / name)}  {name}\n" for name in sorted(listed))
         (files / SUMS).write_text(sums, encoding="utf-8")
         crash_point("export_before_publish")
         if zipped:
-            _zip(files, work / "bundle.zip", out)
+            zip_bundle(files, work / "bundle.zip", out)
         else:
             if out.exists():
                 out.rmdir()  # empty, checked above
@@ -191,63 +184,6 @@ def cut_bundle(
 #: 64 MiB is some 90,000 reports (ten years of daily reports of all four datasets for two
 #: bots); ``verify-export`` reads no larger one, so the exporter writes none.
 MAX_MANIFEST_BYTES = 64 << 20
-
-#: An export works in ``.<bundle name>.tmp-<random>`` beside its output (same disk: the
-#: bundle is published by rename). The folder holds :data:`MARKER`, locked (``flock``)
-#: while the export runs: a later export removes a folder only when it holds that marker
-#: and its lock can be taken (its exporter is gone, whatever process ids say across
-#: containers), never any other file or folder.
-WORK_TAG = ".tmp-"
-MARKER = ".certainly-ingest-export"
-
-
-@contextmanager
-def _export_folder(out: Path) -> Iterator[Path]:
-    """A fresh working folder for the export to ``out``, marked and locked while in use,
-    removed after (the bundle was published from it, or the export failed)."""
-    work = out.parent / f".{out.name}{WORK_TAG}{secrets.token_hex(6)}"
-    work.mkdir(mode=0o700)
-    try:
-        fd = os.open(work / f"{MARKER}.new", os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except OSError:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    try:
-        # Locked before it carries the marker's name: a sweep never sees it unlocked.
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.write(fd, f"certainly-ingest export to {out.name}, pid {os.getpid()}\n".encode())
-        os.rename(work / f"{MARKER}.new", work / MARKER)
-        yield work
-    finally:
-        shutil.rmtree(work, ignore_errors=True)  # before the lock goes: no sweep races it
-        os.close(fd)
-
-
-def sweep_killed_exports(folder: Path) -> int:
-    """Remove what killed exports left in ``folder``: each working folder that carries the
-    marker and whose lock can be taken (no export holds it). A running export (exports take
-    no job lock) keeps its own; a folder of a similar name without the marker is never
-    touched. Returns how many went."""
-    removed = 0
-    for leftover in folder.glob(f".*{WORK_TAG}*"):
-        if leftover.is_symlink() or not leftover.is_dir():
-            continue
-        try:
-            fd = os.open(leftover / MARKER, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK)  # a FIFO never blocks
-        except OSError:
-            continue  # no marker (or not ours to open): not an export's folder
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # locked: an export is running there
-        else:
-            shutil.rmtree(leftover, ignore_errors=True)
-            removed += 1
-        finally:
-            os.close(fd)
-    return removed
 
 
 def _check_query(query: Query) -> None:
@@ -395,20 +331,9 @@ class _Writer:
             self.handle.close()
 
 
-def sha256_path(path: Path) -> str:
-    """Hex sha256 of a local file, streamed in 1 MiB blocks."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _described(work: Path, name: str) -> BundleFile:
     path = work / name
-    return BundleFile(name, sha256_path(path), path.stat().st_size)
+    return BundleFile(name, sha256_file(path), path.stat().st_size)
 
 
 def _manifest(
@@ -544,13 +469,3 @@ def summary_text(query: Query, cut: Cut, snap: Snapshot) -> str:
         f"listing sha256 {snap.version.get('listing_sha256')}.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _zip(files: Path, tmp: Path, out: Path) -> None:
-    """The bundle folder as a zip (deflated, zip64 when large), written to ``tmp`` in the
-    export's working folder and published by rename."""
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        for path in sorted(p for p in files.rglob("*") if p.is_file()):
-            archive.write(path, path.relative_to(files).as_posix())
-            crash_point("export_in_zip")
-    tmp.rename(out)

@@ -42,11 +42,14 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
+from pydantic import ValidationError
 
+from ingest.archive.storage import sha256_file
 from ingest.errors import ConfigError
-from ingest.export.bundle import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS, sha256_path
+from ingest.export.bundle import MANIFEST, MAX_MANIFEST_BYTES, SIGNATURE, SUMS
 from ingest.export.signing import BadSignature, verify_signature
 from ingest.export.ziplayout import layout_problem
+from ingest.records import BundleManifest, first_problem, load
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 #: The files every bundle holds besides those its manifest lists.
@@ -342,6 +345,12 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
         raise ValueError(f"not JSON: {str(err)[:120]}") from None
     if not isinstance(doc, dict):
         raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+    version = doc.get("format_version", 1)
+    if isinstance(version, int) and version > BundleManifest.FORMAT:  # before its shape: it may differ
+        raise ValueError(
+            f"bundle manifest format_version {version} is newer than this tool reads "
+            f"(1..{BundleManifest.FORMAT})"
+        )
     files = doc.get("files")
     if not isinstance(files, list):
         raise ValueError("'files' is not a list")
@@ -372,6 +381,10 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
         for bots in counts.values()
     ):
         raise ValueError("'counts' is not dataset -> bot -> day -> rows")
+    try:  # and the whole of it as its model defines it (docs/reference/records.md)
+        load(BundleManifest, doc, MANIFEST)
+    except ValidationError as err:
+        raise ValueError(f"not a bundle manifest ({first_problem(err)})") from None
     return doc
 
 
@@ -399,7 +412,7 @@ def _check_sums(folder: Path, present: set[str], signed: set[str]) -> list[str]:
             if name in signed:
                 continue  # named as missing by the manifest's check
             problems.append(f"{name}: missing (listed in {SUMS})")
-        elif sha256_path(folder / name) != want:
+        elif sha256_file(folder / name) != want:
             problems.append(f"{name}: sha256 differs from {SUMS} (file changed)")
     problems += [
         f"{name}: not listed in {SUMS}" for name in sorted(present & (signed | set(FRAME)) - listed - {SUMS})
@@ -418,7 +431,7 @@ def _check_listed(folder: Path, present: set[str], manifest: dict[str, Any]) -> 
             continue
         if path.stat().st_size != entry.get("size"):
             problems.append(f"{name}: {path.stat().st_size} bytes, {MANIFEST} says {entry.get('size')}")
-        if sha256_path(path) != entry.get("sha256"):
+        if sha256_file(path) != entry.get("sha256"):
             problems.append(f"{name}: sha256 differs from {MANIFEST} (file changed)")
         if entry.get("rows") is None:
             continue

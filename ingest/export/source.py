@@ -118,9 +118,7 @@ def open_snapshot(storage: Storage) -> Snapshot:
         for found in snapshot_files(table, dataset):
             files[dataset][found.bot_id].append(found.key)
             listed = listing.files.get(found.key)
-            rows = (
-                found.rows if found.rows is not None else int((listed[1] if listed else {}).get("rows") or 0)
-            )
+            rows = found.rows if found.rows is not None else (listed[1].rows or 0) if listed else 0
             snap.rows[found.key] = rows
             in_tables.add(found.key)
             digest.update(json.dumps([found.key, rows]).encode() + b"\n")
@@ -128,21 +126,23 @@ def open_snapshot(storage: Storage) -> Snapshot:
         d: {b: sorted(keys) for b, keys in sorted(bots.items())} for d, bots in sorted(files.items())
     }
     for record in records:
-        if record.doc is None or record.compaction:
+        manifest = record.report
+        if manifest is None:
             continue
-        doc = record.doc
-        attachment = doc.get("attachment") or {}
-        sha = str(attachment.get("sha256") or record.key.rsplit("/", 1)[-1].removesuffix(".json"))
-        email = doc.get("email") or {}
-        kind = "GET" if doc.get("source") == "GET" else "import" if doc.get("import") else "email"
+        sha = manifest.attachment.sha256
+        kind = "GET" if manifest.source == "GET" else "import" if manifest.import_ else "email"
+        message_id = (manifest.email or {}).get("message_id")
         snap.sources[sha] = SourceRecord(
             manifest=record.key,
-            bot_id=str(doc.get("bot_id", "")),
-            dataset=str(doc.get("dataset", MESSAGES)),
+            bot_id=manifest.bot_id,
+            # What bundles have always said: a manifest names no dataset of its own.
+            dataset=str((manifest.model_extra or {}).get("dataset", MESSAGES)),
             attachment_sha256=sha,
-            attachment_name=attachment.get("name"),
-            email_message_id=email.get("message_id") if isinstance(email, dict) else None,
-            window=doc.get("window") if isinstance(doc.get("window"), dict) else None,
+            attachment_name=manifest.attachment.name,
+            email_message_id=message_id if isinstance(message_id, str) else None,
+            window=manifest.window.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            if manifest.window is not None
+            else None,
             kind=kind,
         )
     snap.forgotten = forgotten_days(listing.erasures)

@@ -142,7 +142,7 @@ def warn_if_readable(path: Path) -> str | None:
 
 
 def _hashed_records(log: list[audit.AuditRecord]) -> int:
-    return sum(1 for r in log if isinstance(r.doc.get("subject_sha256"), list) and r.doc["subject_sha256"])
+    return sum(1 for r in log if r.entry.subject_sha256)
 
 
 def held_keys(settings: Settings, out: Storage) -> list[Key]:
@@ -172,8 +172,8 @@ def unprovable(settings: Settings, out: Storage) -> int:
     for record in audit.records(out):
         if not _hashed_records([record]):
             continue
-        named = record.doc.get("key_id")
-        if (isinstance(named, str) and named not in ids) or (named is None and not keys):
+        named = record.entry.key_id
+        if (named is not None and named not in ids) or (named is None and not keys):
             count += 1
     return count
 
@@ -193,8 +193,8 @@ def prove(settings: Settings, out: Storage, subject_id: str) -> list[tuple[audit
         )
     found = []
     for record in audit.records(out):
-        hashes = record.doc.get("subject_sha256")
-        if not isinstance(hashes, list):
+        hashes = record.entry.subject_sha256
+        if hashes is None:
             continue
         for key in keys:
             mine = hmac.new(key.secret.encode(), subject_id.encode(), hashlib.sha256).hexdigest()

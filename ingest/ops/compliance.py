@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ingest.archive.audit import AuditRecord
-    from ingest.archive.forget import Outcome, Plan
+    from ingest.archive.forget import ForgetOutcome, Plan
     from ingest.archive.holds import Hold
     from ingest.export.bundle import Cut, Query
     from ingest.ops.auditkey import Key
@@ -41,7 +41,7 @@ class Forgetting:
     """An erasure's or prune's plan (a dry run) or outcome (applied), and the interrupted
     ones a dry run left pending (a dry run changes nothing, so it finishes none)."""
 
-    done: Plan | Outcome
+    done: Plan | ForgetOutcome
     pending: list[str]
 
 

@@ -19,10 +19,12 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ingest.archive import audit, holds
 from ingest.archive.forget import (
     ExpiredSelection,
-    Outcome,
+    ForgetOutcome,
     Plan,
     SubjectSelection,
     forget,
@@ -33,6 +35,7 @@ from ingest.archive.layout import QUARANTINE, REASONS
 from ingest.archive.manifests import read_manifests
 from ingest.archive.storage import Storage
 from ingest.errors import ConfigError, UnderLegalHold
+from ingest.records import QuarantineReasons, build, dump, load
 from ingest.report_types import DATASETS, MESSAGES
 from ingest.settings import RetentionSettings, Settings
 from ingest.state.store import Store
@@ -58,7 +61,7 @@ def erase(
     apply: bool,
     salt: str | None = None,
     store: Store | None = None,
-) -> Plan | Outcome:
+) -> Plan | ForgetOutcome:
     """Plan (``apply`` False: the dry run) or carry out the erasure of these bot users.
     Raises :class:`UnderLegalHold` when a hold covers a day holding their rows."""
     if not subjects or not all(s.strip() for s in subjects):
@@ -131,13 +134,15 @@ def reason_files_quoting(out: Storage, subjects: list[str]) -> list[str]:
 def withhold_reason_files(out: Storage, keys: list[str], subjects: list[str], note: str) -> None:
     """Rewrite each ``reason.json``: every text in it holding an id becomes ``note``."""
     for key in keys:
-        try:
-            doc = json.loads(out.read_bytes(key))
-        except ValueError:
+        try:  # a newer format than this tool reads is refused (RecordTooNew), not overwritten
+            read = load(QuarantineReasons, out.read_bytes(key), key)
+            doc = read.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        except ValidationError:
             doc = {"reason": note}  # unreadable: only the note stays
+        record = build(QuarantineReasons, _withheld(doc, subjects, note))
         with tempfile.TemporaryDirectory() as scratch:
             tmp = Path(scratch) / REASONS
-            tmp.write_text(json.dumps(_withheld(doc, subjects, note), indent=2) + "\n", encoding="utf-8")
+            tmp.write_bytes(dump(record))
             out.delete(key)  # a note, not data: lost to a crash here, it is no one's record
             out.publish(tmp, key)
 
@@ -182,7 +187,7 @@ def first_kept_days(retention: RetentionSettings, today: date) -> dict[str, date
 
 def prune(
     out: Storage, retention: RetentionSettings, *, actor: str, apply: bool, today: date | None = None
-) -> Plan | Outcome | None:
+) -> Plan | ForgetOutcome | None:
     """Plan or carry out the removal of rows older than the retention, except held ones;
     None when no retention is set."""
     first_kept = first_kept_days(retention, today or date.today())

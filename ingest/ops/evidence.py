@@ -17,7 +17,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -30,9 +29,12 @@ import polars as pl
 
 from ingest.archive.layout import QUARANTINE, is_reasons
 from ingest.archive.storage import Storage
+from ingest.errors import RecordTooNew
 from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
 from ingest.ops.status import failed_messages, window_conflicts
+from ingest.ops.verify_report import day_ranges
 from ingest.pipeline.route import ROUTING_EXPLAINED
+from ingest.records import QuarantineReasons, load
 from ingest.report_types import MESSAGE_REPORT_ID, MESSAGES, dataset_of
 from ingest.state.store import Store
 from ingest.state.windows import WindowState
@@ -157,19 +159,18 @@ def _quarantined(storage: Storage, snap: Snapshot) -> list[dict[str, Any]]:
             continue
         sha = obj.key.split("/")[1]
         try:
-            doc = json.loads(storage.read_bytes(obj.key))
-        except (OSError, ValueError):
-            doc = {}
+            reasons = load(QuarantineReasons, storage.read_bytes(obj.key), obj.key)
+        except (OSError, ValueError, RecordTooNew):  # verify names it; the page shows the folder
+            reasons = QuarantineReasons()
         record = snap.sources.get(sha)
-        window = doc.get("window") if isinstance(doc.get("window"), dict) else {}
-        reasons = doc.get("reasons") if isinstance(doc.get("reasons"), dict) else {}
-        reason = doc.get("reason") or ", ".join(f"{k} ({v} rows)" for k, v in sorted(reasons.items()))
+        window_bot = reasons.window.bot_id if reasons.window is not None else None
+        per_row = ", ".join(f"{k} ({v} rows)" for k, v in sorted((reasons.reasons or {}).items()))
         found.append(
             {
                 "sha256": sha,
-                "bot_id": record.bot_id if record else window.get("bot_id", "?"),
-                "whole_file": "reason" in doc,
-                "reason": str(reason) or "see reason.json",
+                "bot_id": record.bot_id if record else window_bot or "?",
+                "whole_file": reasons.reason is not None,
+                "reason": reasons.reason or per_row or "see reason.json",
             }
         )
     return found
@@ -299,11 +300,11 @@ def _bot(bot: BotEvidence) -> str:
             + f"many rows per day (darkest: {max(bot.days.values(), default=0):,})</p>"
         )
     if bot.gaps:
-        out.append("<p>Gap days: <span class=gaps>" + ", ".join(_ranges(bot.gaps)) + "</span></p>")
+        out.append("<p>Gap days: <span class=gaps>" + ", ".join(day_ranges(bot.gaps, " to ")) + "</span></p>")
     if bot.forgotten:
         out.append(
             "<p>Days emptied by an erasure or prune (recorded in the audit log; not gaps): "
-            "<span class=forgotten>" + ", ".join(_ranges(bot.forgotten)) + "</span></p>"
+            "<span class=forgotten>" + ", ".join(day_ranges(bot.forgotten, " to ")) + "</span></p>"
         )
     if bot.windows:
         rows = "".join(
@@ -377,16 +378,6 @@ def calendar_svg(bot: BotEvidence) -> str:
             )
     out.append("</svg>")
     return "".join(out)
-
-
-def _ranges(days: list[date]) -> list[str]:
-    spans: list[list[date]] = []
-    for day in days:
-        if spans and day - spans[-1][1] == timedelta(days=1):
-            spans[-1][1] = day
-        else:
-            spans.append([day, day])
-    return [f"{a}" if a == b else f"{a} to {b}" for a, b in spans]
 
 
 def _conflicts(evidence: Evidence) -> str:

@@ -46,7 +46,7 @@ from ingest.state.lock import exclusive_lock
 from ingest.state.store import Store
 
 if TYPE_CHECKING:
-    from ingest.archive.forget import Outcome
+    from ingest.archive.forget import ForgetOutcome
     from ingest.ops.verify import VerifyReport
     from ingest.pipeline.failed_emails import Retried
 
@@ -80,7 +80,7 @@ def run_job(
     until_done: bool = False,
     timeout: float | None = None,
     progress: Progress | None = None,
-    on_retention: Callable[[Outcome], None] | None = None,
+    on_retention: Callable[[ForgetOutcome], None] | None = None,
 ) -> RunSummary:
     """`ingest run`: one pass (or, ``until_done``, passes until every window is archived or
     failed, at most ``timeout`` seconds), then the retention, then the metrics textfile.
@@ -104,16 +104,16 @@ def run_job(
     return summary
 
 
-def apply_retention(settings: Settings, storage: Storage) -> Outcome | None:
+def apply_retention(settings: Settings, storage: Storage) -> ForgetOutcome | None:
     """Prune what the retention (INGEST_RETENTION__*) lets go, when one is set; the outcome
     when something was removed (and recorded), else None."""
     if settings.retention.days is None and not settings.retention.datasets:
         return None  # none set: nothing to import or read
-    from ingest.archive.forget import Outcome
+    from ingest.archive.forget import ForgetOutcome
     from ingest.ops.erasure import actor_of, prune
 
     done = prune(storage, settings.retention, actor=actor_of(settings), apply=True)
-    return done if isinstance(done, Outcome) and done.record else None
+    return done if isinstance(done, ForgetOutcome) and done.record else None
 
 
 def write_metrics(settings: Settings, store: Store, summary: RunSummary, *, duration: float) -> None:

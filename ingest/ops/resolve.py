@@ -22,7 +22,6 @@ Run again after a crash, it finishes what is left (each step is idempotent).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -40,6 +39,7 @@ from ingest.mail.attachments import ParsedEmail, ReportFile
 from ingest.parse.reports import read_report
 from ingest.pipeline.intake import archive_report
 from ingest.pipeline.summary import RunSummary
+from ingest.records import QuarantineReasons, load
 from ingest.report_types import MESSAGE_REPORT_ID
 from ingest.state.store import Store
 from ingest.state.windows import Window
@@ -174,7 +174,7 @@ def _check_archivable(out: Storage, window: Window, kept: dict[str, Any]) -> Non
     now = out.sha256(key)
     if now != sha:
         rewrite = listed_files(read_manifests(out)).rewritten.get(key)
-        if rewrite is None or rewrite[1].get("new_sha256") != now:
+        if rewrite is None or rewrite[1].new_sha256 != now:
             raise ReportRejected(
                 f"refused, nothing changed: the kept report's quarantined original {key} is not what "
                 f"the conflict recorded (sha256 {str(now)[:16]}, not {sha[:16]})",
@@ -266,10 +266,11 @@ def _archive_kept(
 def _provenance(out: Storage, sha: str) -> dict[str, Any]:
     """The email facts kept with a report set aside (its ``reason.json``), minus the reason."""
     try:
-        doc = json.loads(out.read_bytes(reasons_key(sha)))
+        record = load(QuarantineReasons, out.read_bytes(reasons_key(sha)), reasons_key(sha))
     except (OSError, ValueError, IngestError):
         return {}
-    return {k: v for k, v in doc.items() if k != "reason"} if isinstance(doc, dict) else {}
+    doc = record.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return {k: v for k, v in doc.items() if k not in ("reason", "format_version")}
 
 
 def _local(out: Storage, key: str) -> tuple[Path, bool]:

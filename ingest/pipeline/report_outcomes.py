@@ -4,7 +4,6 @@ kept aside as a conflict until ``ingest resolve`` says which report is right."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ingest.errors import IngestError
 from ingest.mail.attachments import ParsedEmail, ReportFile
 from ingest.pipeline.matching import UNNAMED, unnamed_closure
 from ingest.pipeline.summary import RunSummary, record_conflicts
+from ingest.records import ReportManifest, load
 from ingest.state.store import Store
 from ingest.state.windows import Window, WindowState
 
@@ -77,10 +77,10 @@ def set_aside_conflict(
 def _archived_message_id(root: Storage | Path, sha: str) -> str | None:
     """The Message-ID an archived report came in, from its manifest (None if unknown)."""
     try:
-        doc = json.loads(as_storage(root).read_bytes(manifest_key(sha)))
-        value = doc.get("email", {}).get("message_id")
-    except (OSError, ValueError, AttributeError, IngestError):
+        manifest = load(ReportManifest, as_storage(root).read_bytes(manifest_key(sha)), manifest_key(sha))
+    except (OSError, ValueError, IngestError):
         return None
+    value = (manifest.email or {}).get("message_id")
     return str(value) if value else None
 
 

@@ -67,12 +67,12 @@ def test_erase_with_no_setting_keeps_its_key_beside_the_state_store_only(workdir
     archive = workdir / "archive"
     assert not (archive / "audit" / "salt").exists()
     assert files_holding([archive], [secret]) == []  # no byte of the key anywhere in the archive
-    (record,) = [r for r in audit.records(LocalStorage(archive)) if r.doc.get("kind") == "erase"]
+    (record,) = [r for r in audit.records(LocalStorage(archive)) if r.entry.kind == "erase"]
     # The log holds the id's HMAC under that key: not the id, not a plain hash of it.
-    assert record.doc["subject_sha256"] == [
+    assert record.entry.subject_sha256 == [
         hmac.new(secret.encode(), SUBJECT.encode(), hashlib.sha256).hexdigest()
     ]
-    assert hashlib.sha256(SUBJECT.encode()).hexdigest() not in json.dumps(record.doc)
+    assert hashlib.sha256(SUBJECT.encode()).hexdigest() not in record.entry.model_dump_json()
     # Nor anywhere else in the archive (the erasure's record, manifests): no unkeyed hash to test guesses on.
     assert files_holding([archive], [hashlib.sha256(SUBJECT.encode()).hexdigest(), SUBJECT]) == []
 
@@ -128,7 +128,7 @@ def test_an_old_archives_salt_moves_out_and_its_records_stay_provable(workdir: P
     new_proof = run_ingest("audit", "prove", "--botuser", SUBJECT, env=env, cwd=workdir)
     assert old_proof.returncode == 0 and "DSR old" in old_proof.stdout and "(legacy)" in old_proof.stdout
     assert new_proof.returncode == 0 and _reason(SUBJECT) in new_proof.stdout and "(key)" in new_proof.stdout
-    logged = json.dumps([r.doc for r in audit.records(archive)])
+    logged = json.dumps([r.entry.model_dump(mode="json") for r in audit.records(archive)])
     assert hmac.new(OLD_SALT.encode(), SUBJECT.encode(), hashlib.sha256).hexdigest() not in logged
 
 

@@ -29,9 +29,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.crashpoints import EXPORT_POINTS
-from ingest.export.bundle import MARKER, MAX_MANIFEST_BYTES, sweep_killed_exports
+from ingest.export.bundle import MAX_MANIFEST_BYTES
 from ingest.export.check import MAX_RATIO, check_bundle
 from ingest.export.signing import load_private_key, sign
+from ingest.export.workfolder import MARKER, sweep_killed_exports
 from ingest.simulator import generate_messages
 from ingest.simulator.data import rows_to_csv
 from tests.support.job import run_ingest

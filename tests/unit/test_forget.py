@@ -19,6 +19,7 @@ from ingest.archive.copies import Unreadable, csv_records, rewrite_csv, scan_fil
 from ingest.archive.forget import SubjectSelection
 from ingest.archive.manifests import erasures_in_order, next_erasure_seq
 from ingest.errors import ConfigError
+from ingest.records import ErasureBody
 from ingest.settings import load_settings
 
 SUBJECT = "4242"
@@ -114,7 +115,7 @@ def test_a_bad_retention_names_the_setting(value: str, named: str, monkeypatch: 
 
 def _erasure(
     record_id: str, at: str, original: str, new: str, seq: int | None = None
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[str, ErasureBody]:
     body: dict[str, Any] = {
         "id": record_id,
         "at": at,
@@ -122,7 +123,7 @@ def _erasure(
     }
     if seq is not None:
         body["seq"] = seq
-    return f"manifests/erasure-{record_id}.json", body
+    return f"manifests/erasure-{record_id}.json", ErasureBody.model_validate(body)
 
 
 def test_erasure_records_replay_by_sequence_and_old_ones_of_one_second_by_their_hash_chain() -> None:

@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.archive import audit
-from ingest.archive.commit import as_json
 from ingest.archive.holds import (
     Hold,
     active,
@@ -30,6 +29,7 @@ from ingest.archive.layout import hold_key, manifest_key, reasons_key
 from ingest.archive.manifests import read_manifests
 from ingest.archive.storage import LocalStorage
 from ingest.errors import ConfigError, OutputError
+from ingest.records import as_json
 
 BOT = "bot-a"
 SHA = "ab" * 32
@@ -168,7 +168,7 @@ def test_a_lifting_killed_after_its_audit_record_is_finished_by_lifting_again(tm
 
     assert out.path(lifted_key(hold.id)).exists()
     assert check_against_audit(out, audit.records(out)) == []
-    assert [r.doc["kind"] for r in audit.records(out)] == ["hold-add", "hold-remove"]
+    assert [r.entry.kind for r in audit.records(out)] == ["hold-add", "hold-remove"]
 
 
 @pytest.mark.parametrize("reason", ["", "   ", "\t\n"])
@@ -226,7 +226,7 @@ def test_a_forged_lifting_file_lifts_nothing_and_a_real_lifting_still_works(tmp_
     lift(out, hold.id, reason="case closed", actor="dpo")
 
     assert active(out) == []
-    assert [r.doc["kind"] for r in audit.records(out)] == ["hold-add", "hold-remove"]
+    assert [r.entry.kind for r in audit.records(out)] == ["hold-add", "hold-remove"]
 
 
 @pytest.mark.parametrize("hold_id", ["../../pwned", "0123456789abcdef/../../x", "ABCDEF0123456789", ""])

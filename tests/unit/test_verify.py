@@ -253,3 +253,41 @@ def test_missing_manifest_leaves_orphans_and_unaccounted_raw(archive: Path) -> N
 def test_empty_or_absent_archive(tmp_path: Path) -> None:
     assert verify_archive(tmp_path).ok
     assert not verify_archive(tmp_path / "nowhere").ok
+
+
+def test_an_archive_written_before_format_version_verifies_clean(archive: Path) -> None:
+    records = [*(archive / "manifests").glob("*.json"), *(archive / "quarantine").glob("*/reason.json")]
+    assert records
+    for path in records:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        assert document.pop("format_version") == 1
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+    assert verify_archive(archive).problems == []
+
+
+def test_a_record_that_does_not_fit_its_model_is_named(archive: Path) -> None:
+    reasons = sorted((archive / "quarantine").glob("*/reason.json"))[0]
+    document = json.loads(reasons.read_text(encoding="utf-8"))
+    document["reasons"] = "many"  # a count per reason, not a text
+    reasons.write_text(json.dumps(document), encoding="utf-8")
+
+    report = verify_archive(archive)
+
+    _assert_only_about(report, _rel(archive, reasons))
+    assert any("not a quarantine reasons (reasons:" in p for p in report.problems)
+
+
+def test_a_record_of_a_newer_format_is_named_not_guessed_at(archive: Path) -> None:
+    manifest = sorted((archive / "manifests").glob("*.json"))[0]
+    document = json.loads(manifest.read_text(encoding="utf-8"))
+    document["format_version"] = 2
+    manifest.write_text(json.dumps(document), encoding="utf-8")
+
+    problems = verify_archive(archive).problems
+
+    assert any(
+        f"manifests/{manifest.name}: report manifest format_version 2 is newer than this tool reads (1..1)"
+        in p
+        for p in problems
+    ), problems

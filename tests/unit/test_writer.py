@@ -143,7 +143,10 @@ def test_rejected_rows_go_to_quarantine_with_reasons(tmp_path: Path) -> None:
         "timestamp is not a valid timestamp",
     ]
     reasons = json.loads((tmp_path / "quarantine" / sha / "reason.json").read_text(encoding="utf-8"))
-    assert reasons == {"reasons": {"id is not a valid int": 1, "timestamp is not a valid timestamp": 1}}
+    assert reasons == {
+        "format_version": 1,
+        "reasons": {"id is not a valid int": 1, "timestamp is not a valid timestamp": 1},
+    }
     manifest = json.loads((tmp_path / "manifests" / f"{sha}.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["rows_rejected"] == 2
 
