@@ -46,6 +46,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from ingest.archive.layout import DELTA_LOG
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.errors import OutputError
+from ingest.parse.arrowrows import text_scalar
 
 T = TypeVar("T")
 
@@ -222,7 +223,8 @@ def snapshot_files(table: DeltaTable | None, dataset: str, bot_id: str | None = 
     if bot_id is not None:
         import pyarrow.compute as pc  # here: the commands that never write need not import it
 
-        actions = actions.filter(pc.equal(actions.column("partition.bot_id"), bot_id))
+        # Not the str itself: pyarrow's conversion of a Python object imports pandas.
+        actions = actions.filter(pc.equal(actions.column("partition.bot_id"), text_scalar(bot_id)))
     columns = actions.column_names
     paths = actions.column("path").to_pylist()
     sizes = actions.column("size_bytes").to_pylist()
