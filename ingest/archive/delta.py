@@ -47,6 +47,7 @@ from deltalake.transaction import AddAction, RemoveAction
 from ingest.archive.layout import DELTA_LOG
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.errors import OutputError
+from ingest.parse.arrowrows import text_scalar
 
 T = TypeVar("T")
 
@@ -244,8 +245,7 @@ def _list_snapshot(table: DeltaTable, dataset: str, bot_id: str | None) -> list[
     if bot_id is not None:
         import pyarrow.compute as pc  # here: the commands that never write need not import it
 
-        from ingest.parse.arrowrows import text_scalar  # a str argument would import pandas (0.3 s)
-
+        # Not the str itself: pyarrow's conversion of a Python object imports pandas.
         actions = actions.filter(pc.equal(actions.column("partition.bot_id"), text_scalar(bot_id)))
     columns = actions.column_names
     paths = actions.column("path").to_pylist()

@@ -367,19 +367,21 @@ class DateFiles:
     def publish(self, sha: str) -> list[WrittenFile]:
         """Publish each date's file as part-<sha16>.parquet, dates in order."""
         days = [day for day in sorted(self._dates) if self._dates[day].rows]
-        # Stamping, hashing and fsyncing the files is independent per file and mostly
-        # waits on the disk: a few threads. Linking stays in date order.
+        # Stamp, hash, fsync, link, fsync the folder: per file, mostly disk waits, so a few
+        # threads (a year's report is 365 files; one by one, most of its commit). All are
+        # durable before the commit; a crash leaves any subset, which a re-run records.
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish") as pool:
-            digests = list(pool.map(lambda day: self._seal(self._final(day), sha), days))
-        written = []
-        for day, digest in zip(days, digests, strict=True):
-            state = self._dates[day]
-            target = f"{state.folder}/{part_name(sha)}"
-            if not self.out.publish(self._final(day), target):  # it exists: record it as is
-                digest = self.out.sha256(target) or ""
-            written.append(WrittenFile(target, state.rows, digest))
+            written = list(pool.map(lambda day: self._publish(day, sha), days))
         self.discard()
         return written
+
+    def _publish(self, day: date, sha: str) -> WrittenFile:
+        state = self._dates[day]
+        digest = self._seal(self._final(day), sha)
+        target = f"{state.folder}/{part_name(sha)}"
+        if not self.out.publish(self._final(day), target):  # it exists: record it as is
+            digest = self.out.sha256(target) or ""
+        return WrittenFile(target, state.rows, digest)
 
     def staged_paths(self) -> list[Path]:
         """Every date's finished temporary file (after :meth:`finish`)."""
