@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from ingest.archive.forget import Outcome
+from ingest.archive.forget import ForgetOutcome
 from ingest.archive.layout import STAGING
 from ingest.ops.job import plan_windows, run_job
 from ingest.ops.upkeep import compact
@@ -85,7 +85,7 @@ def test_run_job_from_python_gives_what_ingest_run_gives(
     assert ran.returncode == 0, ran.stderr
     assert "retention: pruned" in ran.stdout
 
-    pruned: list[Outcome] = []
+    pruned: list[ForgetOutcome] = []
     with EmbeddedImap() as imap, _world(imap) as sim:
         for name in [n for n in os.environ if n.upper().startswith(("INGEST_", "AWS_"))]:
             monkeypatch.delenv(name)
