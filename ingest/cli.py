@@ -646,6 +646,7 @@ def migrate() -> None:
         f"migrated: {done.commits} commit(s), {done.files} file(s), {done.rows} rows"
         + (f"; {done.already} committed by an earlier run" if done.already else "")
         + "".join(f"; {name} at version {version}" for name, version in done.tables.items())
+        + f"; subject index: {done.indexed} data file(s) read into it"
     )
     typer.echo(render_text(report))
     raise typer.Exit(EXIT_OK if report.ok else EXIT_ATTENTION)
@@ -909,6 +910,8 @@ def _print_plan(found: Plan, *, applied: bool) -> None:
         )
     for dataset in found.skipped:
         out.print(f"{dataset}: no bot user column, nothing of a subject in it (0 rows)")
+    if "data_files" in found.meta:  # the subject index chose what to read
+        out.print(f"data files read: {found.meta['data_files_read']} of {found.meta['data_files']}")
     if not tables:
         out.print(f"no rows to {found.kind}")
     _print_copies(found, applied=applied)

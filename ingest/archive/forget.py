@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction, RemoveAction
 
-from ingest.archive import audit
+from ingest.archive import audit, subjects
 from ingest.archive.commit import as_json, write_bytes_once
 from ingest.archive.compact import ALL_DATASETS, vacuum_archive
 from ingest.archive.copies import Found, Unreadable, holds_text, scan_file
@@ -385,6 +385,7 @@ def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "
         if expr is None:
             found.skipped.append(dataset)
             continue
+        files = subjects.narrow(out, dataset, files, selection, found.meta)
         counts = _matching_rows(out, [f.key for f in files], expr)
         for f in files:
             if counts.get(f.key):
@@ -727,6 +728,7 @@ def finish(out: Storage, found: Plan) -> Outcome:
     datasets = tuple(sorted({f.dataset for f in found.files} | set(found.logs)))
     for change in found.files:  # superseded at once: no older version can be read back
         out.delete(change.key)
+    subjects.after_forget(out, {(f.dataset, f.bot_id) for f in found.files})
     done.vacuumed = sum(
         len(v) for v in vacuum_archive(out, retention_hours=0, datasets=datasets).removed.values()
     )
