@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import polars as pl
@@ -108,29 +107,49 @@ def _decode(value: str) -> list[str]:
     return [value]
 
 
-def subjects_in(out: Storage, dataset: str, keys: list[str]) -> dict[str, set[str]]:
-    """Each file's subject ids (file key -> ids; a file without any maps to an empty set).
-    Message Data files share one schema and are read in one streaming query; a typed
-    dataset's files may differ by a column, so they are read one by one."""
-    found: dict[str, set[str]] = {key: set() for key in keys}
-    groups = [keys] if dataset == DATASET else [[key] for key in keys]
-    for group in groups:
+def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
+    """The (``subject``, ``file``) pairs of these files, once each. Message Data files share
+    one schema and are read in one streaming query; a typed dataset's files may differ by a
+    column, so they are read one by one."""
+    frames = [_EMPTY]
+    for group in [keys] if dataset == DATASET else [[key] for key in keys]:
         if not group:
             continue
         frame = out.scan(group, hive_partitioning=False, include_file_paths=_FILE)
         values = _values(frame.collect_schema().names())
         if not values:
             continue
-        key_of = {out.source(k): k for k in group}
+        value = pl.col(_VALUE)
+        # A quoted token without escapes is its text between the quotes: decoded here, in
+        # bulk; the few with escapes are decoded by json below (:func:`_decode`).
+        plain = value.str.starts_with('"') & ~value.str.contains("\\", literal=True)
         pairs = (
             frame.select(pl.col(_FILE), pl.concat_list(values).alias(_VALUE))
             .explode(_VALUE)
             .drop_nulls(_VALUE)
+            .with_columns(pl.when(plain).then(value.str.slice(1, value.str.len_chars() - 2)).otherwise(value))
             .unique()
             .collect(engine="streaming")
         )
-        for path, value in pairs.iter_rows():
-            found.setdefault(key_of.get(path, path), set()).update(_decode(value))
+        key_of = {out.source(k): k for k in group}
+        pairs = pairs.select(
+            pl.col(_VALUE).alias("subject"),
+            pl.col(_FILE).replace_strict(key_of, default=pl.col(_FILE)).alias("file"),
+        )
+        escaped = pairs.filter(pl.col("subject").str.starts_with('"'))
+        decoded = [(d, f) for s, f in escaped.iter_rows() for d in _decode(s)]
+        frames += [pairs, pl.DataFrame(decoded, schema=_EMPTY.schema, orient="row")]
+    return pl.concat(frames).unique()
+
+
+_EMPTY = pl.DataFrame(schema={"subject": pl.String, "file": pl.String})
+
+
+def subjects_in(out: Storage, dataset: str, keys: list[str]) -> dict[str, set[str]]:
+    """Each file's subject ids (file key -> ids; a file without any maps to an empty set)."""
+    found: dict[str, set[str]] = {key: set() for key in keys}
+    for subject, key in pairs_in(out, dataset, keys).iter_rows():
+        found.setdefault(key, set()).add(subject)
     return found
 
 
@@ -156,24 +175,29 @@ def _write_part(out: Storage, key: str, table: pa.Table) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write(out: Storage, dataset: str, bot_id: str, found: dict[str, set[str]], tag: str) -> list[str]:
-    """Write the entries of ``found`` (bucket parts first), then the covered part: a file is
+def _bucketed(pairs: pl.DataFrame) -> pl.DataFrame:
+    """``pairs`` with each subject's :func:`bucket` (hashed once per distinct subject)."""
+    subjects = pairs.get_column("subject").unique()
+    numbers = pl.DataFrame(
+        {"subject": subjects, "bucket": [bucket(s) for s in subjects.to_list()]},
+        schema={"subject": pl.String, "bucket": pl.Int64},
+    )
+    return pairs.join(numbers, on="subject", how="left")
+
+
+def _write(
+    out: Storage, dataset: str, bot_id: str, pairs: pl.DataFrame, covered: list[str], tag: str
+) -> list[str]:
+    """Write the entries ``pairs`` (bucket parts first), then the ``covered`` part: a file is
     covered only once its entries are durable. Returns the keys written."""
-    by_bucket: dict[int, list[tuple[str, str]]] = {}
-    for key, subjects in found.items():
-        for subject in subjects:
-            by_bucket.setdefault(bucket(subject), []).append((subject, key))
     written = []
-    for number, pairs in sorted(by_bucket.items()):
-        pairs.sort()
-        key = subjects_bucket_key(dataset, bot_id, number, tag)
-        table = pa.table({"subject": [s for s, _ in pairs], "file": [f for _, f in pairs]})
-        _write_part(out, key, table)
+    for (number,), part in sorted(_bucketed(pairs).partition_by("bucket", as_dict=True).items()):
+        key = subjects_bucket_key(dataset, bot_id, int(number), tag)
+        _write_part(out, key, part.select("subject", "file").sort("subject", "file").to_arrow())
         written.append(key)
-    covered = subjects_covered_key(dataset, bot_id, tag)
-    _write_part(out, covered, pa.table({"file": sorted(found)}))
-    written.append(covered)
-    return written
+    key = subjects_covered_key(dataset, bot_id, tag)
+    _write_part(out, key, pa.table({"file": sorted(covered)}))
+    return [*written, key]
 
 
 def index_files(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> None:
@@ -181,35 +205,30 @@ def index_files(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> Non
     them); merge the bot's index when it has grown many parts."""
     if not keys:
         return
-    _write(out, dataset, bot_id, subjects_in(out, dataset, keys), _tag(keys, "r"))
+    _write(out, dataset, bot_id, pairs_in(out, dataset, keys), keys, _tag(keys, "r"))
     if len(out.objects(subjects_prefix(dataset, bot_id) + "covered/")) > MERGE_AFTER:
         refresh(out, dataset, bot_id, None)
 
 
-@dataclass
-class Index:
-    """What a bot's index says (for one dataset): files covered, entries of some buckets."""
-
-    covered: set[str] = field(default_factory=set)
-    entries: dict[str, set[str]] = field(default_factory=dict)  # file -> subjects
-    parts: list[str] = field(default_factory=list)
+def _parts(out: Storage, dataset: str, bot_id: str, kind: str) -> list[str]:
+    return [o.key for o in out.objects(f"{subjects_prefix(dataset, bot_id)}{kind}/")]
 
 
-def read_index(out: Storage, dataset: str, bot_id: str, buckets: Iterable[int] | None = None) -> Index:
-    """The bot's index: covered files, and the entries of ``buckets`` (None: all). Raises
-    what reading a part raises: the caller falls back to reading everything."""
-    prefix = subjects_prefix(dataset, bot_id)
-    index = Index()
-    covered = [o.key for o in out.objects(prefix + "covered/")]
-    wanted = range(BUCKETS) if buckets is None else sorted(set(buckets))
-    parts = [o.key for n in wanted for o in out.objects(f"{prefix}bucket={n:02d}/")]
-    index.parts = covered + parts
-    if covered:
-        index.covered = set(out.scan(covered).select("file").collect()["file"].to_list())
-    if parts:
-        for subject, key in out.scan(parts).select("subject", "file").collect().iter_rows():
-            index.entries.setdefault(key, set()).add(subject)
-    return index
+def covered_files(out: Storage, dataset: str, bot_id: str) -> set[str]:
+    """The data files the bot's index covers. Raises what reading a part raises."""
+    parts = _parts(out, dataset, bot_id, "covered")
+    return set(out.scan(parts).select("file").collect()["file"].to_list()) if parts else set()
+
+
+def entries(out: Storage, dataset: str, bot_id: str, ids: list[str] | None = None) -> pl.DataFrame:
+    """The index's (subject, file) entries of these subjects (None: every one). Raises what
+    reading a part raises."""
+    numbers = range(BUCKETS) if ids is None else sorted({bucket(i) for i in ids})
+    parts = [k for n in numbers for k in _parts(out, dataset, bot_id, f"bucket={n:02d}")]
+    if not parts:
+        return _EMPTY
+    frame = out.scan(parts).select("subject", "file")
+    return (frame if ids is None else frame.filter(pl.col("subject").is_in(ids))).collect()
 
 
 def files_to_read(out: Storage, dataset: str, bot_id: str, snapshot: list[str], ids: list[str]) -> list[str]:
@@ -217,37 +236,34 @@ def files_to_read(out: Storage, dataset: str, bot_id: str, snapshot: list[str], 
     may hold rows of these subjects: those the index names for them, and every file it does
     not cover. An index that cannot be read gives every file: slower, never wrong."""
     try:
-        index = read_index(out, dataset, bot_id, {bucket(i) for i in ids})
+        covered = covered_files(out, dataset, bot_id)
+        named = set(entries(out, dataset, bot_id, list(ids))["file"].to_list())
     except Exception:  # noqa: BLE001 - any failure of the index: read every file instead
         return list(snapshot)
-    wanted = set(ids)
-    return [
-        key
-        for key in snapshot
-        if key not in index.covered or not index.entries.get(key, set()).isdisjoint(wanted)
-    ]
+    return [key for key in snapshot if key not in covered or key in named]
 
 
 def refresh(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | None) -> int:
     """Bring a bot's index up to date with ``snapshot`` (its data file keys now; None: read
     from the table) in one part per bucket: entries of files that left the table dropped,
     files not yet covered read and indexed; the old parts removed after the new ones are
-    durable. Returns how many data files were read. Safe to run again at any point."""
+    durable. Returns how many data files were read. Safe to run again at any point; an
+    unreadable part is rebuilt from the data."""
     if snapshot is None:
         from ingest.archive.delta import open_table, snapshot_files
 
-        table = open_table(out, dataset)
-        snapshot = [f.key for f in snapshot_files(table, dataset, bot_id)]
-    keep = set(snapshot)
+        snapshot = [f.key for f in snapshot_files(open_table(out, dataset), dataset, bot_id)]
+    keep = sorted(set(snapshot))
+    old = [o.key for o in out.objects(subjects_prefix(dataset, bot_id))]
     try:
-        index = read_index(out, dataset, bot_id)
-    except Exception:  # noqa: BLE001 - an unreadable part: rebuilt from the data itself
-        index = Index(parts=[o.key for o in out.objects(subjects_prefix(dataset, bot_id))])
-    found = {key: index.entries.get(key, set()) for key in index.covered if key in keep}
-    missing = sorted(keep - set(found))
-    found.update(subjects_in(out, dataset, missing))
-    written = _write(out, dataset, bot_id, found, _tag(found, "m")) if found else []
-    for key in index.parts:
+        still = sorted(covered_files(out, dataset, bot_id) & set(keep))
+        kept = entries(out, dataset, bot_id).filter(pl.col("file").is_in(still))
+    except Exception:  # noqa: BLE001 - an unreadable part: every file read again
+        still, kept = [], _EMPTY
+    missing = sorted(set(keep) - set(still))
+    pairs = pl.concat([kept, pairs_in(out, dataset, missing)]).unique()
+    written = _write(out, dataset, bot_id, pairs, keep, _tag(keep, "m")) if keep else []
+    for key in old:
         if key not in written:
             out.delete(key)
     out.purge_old_versions(subjects_prefix(dataset, bot_id))
@@ -259,22 +275,17 @@ def check(out: Storage, dataset: str, bot_id: str, snapshot: list[str]) -> list[
     snapshot is indexed (a file not covered is read directly by every search: not a
     problem), and every part is readable. Entries of files no longer in the table are
     tolerated (readers ignore them; the next compaction, erasure or migrate drops them)."""
-    prefix = subjects_prefix(dataset, bot_id)
     try:
-        index = read_index(out, dataset, bot_id)
+        covered = sorted(covered_files(out, dataset, bot_id) & set(snapshot))
+        indexed = entries(out, dataset, bot_id)
     except Exception as err:  # noqa: BLE001 - named, not raised: verify lists every problem
-        return [f"{prefix}: unreadable subject index ({type(err).__name__}): `ingest migrate` rebuilds it"]
-    covered = sorted(k for k in index.covered if k in set(snapshot))
-    actual = subjects_in(out, dataset, covered)
-    problems = []
-    for key in covered:
-        absent = actual.get(key, set()) - index.entries.get(key, set())
-        if absent:
-            problems.append(
-                f"{key}: {len(absent)} bot user(s) in it missing from the subject index "
-                "(`ingest migrate` rebuilds it)"
-            )
-    return problems
+        where = subjects_prefix(dataset, bot_id)
+        return [f"{where}: unreadable subject index ({type(err).__name__}): `ingest migrate` rebuilds it"]
+    absent = pairs_in(out, dataset, covered).join(indexed, on=["subject", "file"], how="anti")
+    return [
+        f"{key}: {n} bot user(s) in it missing from the subject index (`ingest migrate` rebuilds it)"
+        for key, n in sorted(absent.group_by("file").len().iter_rows())
+    ]
 
 
 def narrow(out: Storage, dataset: str, files: list[T], selection: object, meta: dict[str, Any]) -> list[T]:
