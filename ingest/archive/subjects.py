@@ -281,11 +281,25 @@ def check(out: Storage, dataset: str, bot_id: str, snapshot: list[str]) -> list[
     except Exception as err:  # noqa: BLE001 - named, not raised: verify lists every problem
         where = subjects_prefix(dataset, bot_id)
         return [f"{where}: unreadable subject index ({type(err).__name__}): `ingest migrate` rebuilds it"]
-    absent = pairs_in(out, dataset, covered).join(indexed, on=["subject", "file"], how="anti")
+    absent = _readable_pairs(out, dataset, covered).join(indexed, on=["subject", "file"], how="anti")
     return [
         f"{key}: {n} bot user(s) in it missing from the subject index (`ingest migrate` rebuilds it)"
         for key, n in sorted(absent.group_by("file").len().iter_rows())
     ]
+
+
+def _readable_pairs(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
+    """:func:`pairs_in`, leaving out a file that cannot be read (verify names it already)."""
+    try:
+        return pairs_in(out, dataset, keys)
+    except Exception:  # noqa: BLE001 - one damaged file: the others are still checked
+        frames = [_EMPTY]
+        for key in keys:
+            try:
+                frames.append(pairs_in(out, dataset, [key]))
+            except Exception:  # noqa: BLE001, S112 - unreadable: named by verify's own checks
+                continue
+        return pl.concat(frames)
 
 
 def narrow(out: Storage, dataset: str, files: list[T], selection: object, meta: dict[str, Any]) -> list[T]:
