@@ -247,8 +247,9 @@ def refresh(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | None)
     """Bring a bot's index up to date with ``snapshot`` (its data file keys now; None: read
     from the table) in one part per bucket: entries of files that left the table dropped,
     files not yet covered read and indexed; the old parts removed after the new ones are
-    durable. Returns how many data files were read. Safe to run again at any point; an
-    unreadable part is rebuilt from the data."""
+    durable. Bucket by bucket: kept entries are in their bucket already (only new ones are
+    hashed), and memory holds one bucket. Returns how many data files were read. Safe to
+    run again at any point; an unreadable part is rebuilt from the data."""
     if snapshot is None:
         from ingest.archive.delta import open_table, snapshot_files
 
@@ -257,12 +258,31 @@ def refresh(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | None)
     old = [o.key for o in out.objects(subjects_prefix(dataset, bot_id))]
     try:
         still = sorted(covered_files(out, dataset, bot_id) & set(keep))
-        kept = entries(out, dataset, bot_id).filter(pl.col("file").is_in(still))
+        for number in range(BUCKETS):  # every part readable, or none trusted
+            parts = _parts(out, dataset, bot_id, f"bucket={number:02d}")
+            if parts:
+                out.scan(parts).select("subject", "file").head(0).collect()
     except Exception:  # noqa: BLE001 - an unreadable part: every file read again
-        still, kept = [], _EMPTY
+        still = []
     missing = sorted(set(keep) - set(still))
-    pairs = pl.concat([kept, pairs_in(out, dataset, missing)]).unique()
-    written = _write(out, dataset, bot_id, pairs, keep, _tag(keep, "m")) if keep else []
+    new = _bucketed(pairs_in(out, dataset, missing))
+    written = []
+    tag = _tag(keep, "m")
+    for number in range(BUCKETS) if keep else []:
+        parts = _parts(out, dataset, bot_id, f"bucket={number:02d}") if still else []
+        frames = [new.filter(pl.col("bucket") == number).select("subject", "file")]
+        if parts:
+            frames.append(
+                out.scan(parts).select("subject", "file").filter(pl.col("file").is_in(still)).collect()
+            )
+        pairs = pl.concat(frames).unique()
+        if pairs.height:
+            key = subjects_bucket_key(dataset, bot_id, number, tag)
+            _write_part(out, key, pairs.sort("subject", "file").to_arrow())
+            written.append(key)
+    if keep:
+        written.append(subjects_covered_key(dataset, bot_id, tag))
+        _write_part(out, written[-1], pa.table({"file": keep}))
     for key in old:
         if key not in written:
             out.delete(key)
