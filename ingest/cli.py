@@ -842,6 +842,8 @@ def export(
         ),
         soft_wrap=True,  # one line, piped or not: a long path stays whole
     )
+    if query.botusers:  # the subject index chose what to read
+        out.print(f"  data files read: {cut.files_read} of {cut.files_total}")
     for note in cut.notes:
         out.print(inert(f"  note: {note}"), soft_wrap=True)
 
