@@ -82,7 +82,8 @@ def _values(names: Iterable[str]) -> list[pl.Expr]:
     found: list[pl.Expr] = []
     for column in sorted(c for c in names if _is_subject_json(c)):
         found.append(pl.concat_list(pl.col(column).str.json_path_match("$.id")))
-        tokens = pl.col(column).str.extract_all(_PATTERN)
+        # fill_null: an all-null list column breaks concat_list (a polars panic, 1.x).
+        tokens = pl.col(column).fill_null("").str.extract_all(_PATTERN)
         found.append(tokens.list.eval(pl.element().str.replace(r'^"id"\s*:\s*', "")))
     found += [pl.concat_list(pl.col(c).cast(pl.String)) for c in SUBJECT_ID if c in names]
     if EXTRA in names:
@@ -196,7 +197,7 @@ def _write(
         _write_part(out, key, part.select("subject", "file").sort("subject", "file").to_arrow())
         written.append(key)
     key = subjects_covered_key(dataset, bot_id, tag)
-    _write_part(out, key, pa.table({"file": sorted(covered)}))
+    _write_part(out, key, pa.Table.from_pydict({"file": sorted(covered)}))
     return [*written, key]
 
 
@@ -282,7 +283,7 @@ def refresh(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | None)
             written.append(key)
     if keep:
         written.append(subjects_covered_key(dataset, bot_id, tag))
-        _write_part(out, written[-1], pa.table({"file": keep}))
+        _write_part(out, written[-1], pa.Table.from_pydict({"file": keep}))
     for key in old:
         if key not in written:
             out.delete(key)
