@@ -8,6 +8,7 @@ Every save (the streaming CSV path, the in-memory GET path, typed reports) goes 
     quarantine -> quarantine/<sha256>/...                      crash point "after_data"
     adopt      -> this source's files a killed attempt published count as its own
     Delta      -> one commit adding the files to <dataset>/    crash point "after_commit"
+    index      -> subjects/<dataset>/bot_id=<bot>/...          (the subject index, same crash point)
     manifest   -> manifests/<sha256>.json (the evidence)       crash point "after_manifest"
 
 Readers see the rows once the Delta commit (:func:`ingest.archive.delta.commit_report`) is
@@ -38,6 +39,7 @@ from deltalake import DeltaTable
 from ingest.archive.delta import commit_report, current_table, snapshot_files
 from ingest.archive.layout import bot_prefix, manifest_key, part_name, reasons_key
 from ingest.archive.storage import Storage
+from ingest.archive.subjects import index_files
 from ingest.crashpoints import crash_point
 from ingest.errors import OutputError
 from ingest.parse.schema import DATASET
@@ -143,6 +145,8 @@ def commit(
         opened,
     )
     crash_point("after_commit")
+    # The subject index, after the data is committed (a crash before it only slows searches).
+    index_files(out, source.dataset, source.bot_id, [f.path for f in result.files])
     result.manifest = write_manifest(out, result, source, extra_columns=extra_columns, provenance=provenance)
     crash_point("after_manifest")
     return result

@@ -50,6 +50,7 @@ from ingest.archive.delta import (
 from ingest.archive.layout import MANIFESTS, compaction_key, is_data_file
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import Storage, as_storage
+from ingest.archive.subjects import refresh
 from ingest.parse.schema import DATASET
 from ingest.records import CompactionRecord, FileEntry, build, dump
 from ingest.report_types import DATASETS
@@ -88,9 +89,11 @@ def compact_archive(
         return summary
     summary.finished = len(finish_records(out, dataset, table))
     counts = Counter((f.bot_id, f.day) for f in snapshot_files(table, dataset))
+    compacted: set[str] = set()
     for (bot, day), files in sorted(counts.items()):
         if files < min_files or (bots and bot not in bots):
             continue
+        compacted.add(bot)
         before = table.version()
         where = [("bot_id", "=", bot), ("date", "=", day)]
         properties = CommitProperties(custom_metadata={f"{META}.compaction": True})
@@ -105,6 +108,10 @@ def compact_archive(
             summary.files_before += len(record["replaces"])
             summary.files_after += len(record["files"])
             summary.rows += sum(f["rows"] for f in record["files"])
+    # The subject index: the merged files indexed, the replaced ones' entries dropped.
+    now = snapshot_files(table, dataset)
+    for bot in sorted(compacted):
+        refresh(out, dataset, bot, [f.key for f in now if f.bot_id == bot])
     return summary
 
 

@@ -44,7 +44,7 @@ from urllib.parse import quote
 import pyarrow.parquet as pq
 from deltalake.transaction import AddAction, RemoveAction
 
-from ingest.archive import audit
+from ingest.archive import audit, subjects
 from ingest.archive.commit import write_bytes_once
 from ingest.archive.compact import vacuum_archive
 from ingest.archive.delta import (
@@ -249,6 +249,7 @@ def finish(out: Storage, found: Plan) -> ForgetOutcome:
     datasets = tuple(sorted({f.dataset for f in found.files} | set(found.logs)))
     for change in found.files:  # superseded at once: no older version can be read back
         out.delete(change.key)
+    subjects.after_forget(out, {(f.dataset, f.bot_id) for f in found.files})
     done.vacuumed = sum(
         len(v) for v in vacuum_archive(out, retention_hours=0, datasets=datasets).removed.values()
     )

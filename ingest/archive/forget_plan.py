@@ -20,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingest.archive import audit
+from ingest.archive import audit, subjects
 from ingest.archive.compact import ALL_DATASETS
 from ingest.archive.copies import Found, Unreadable, holds_text, scan_file
 from ingest.archive.delta import (
@@ -85,6 +85,7 @@ def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "
         if expr is None:
             found.skipped.append(dataset)
             continue
+        files = subjects.narrow(out, dataset, files, selection, found.meta)
         counts = _matching_rows(out, [f.key for f in files], expr)
         for f in files:
             if counts.get(f.key):

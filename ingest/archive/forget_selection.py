@@ -51,7 +51,7 @@ def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
     """Rows of these bot users: ``botuser`` JSON with that ``id``, or a ``botuser_id`` /
     ``user_id`` column equal to it; None when no such column is there."""
     names = set(columns)
-    json_columns = [c for c in names if _is_subject_json(c)]
+    json_columns = [c for c in names if is_subject_json(c)]
     tests = [pl.col(c).str.json_path_match("$.id").is_in(ids) for c in json_columns]
     # An "id" written twice: json_path_match keeps one; the raw side counts either (a token).
     tokens = sorted(
@@ -74,7 +74,7 @@ def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
         tests += [extra.str.json_path_match(f"$.{c}").is_in(ids) for c in SUBJECT_ID]
         tests += [
             extra.str.json_path_match(f"$.botuser_duplicated_{n}").str.json_path_match("$.id").is_in(ids)
-            for n in range(_EXTRA_BOTUSERS)
+            for n in range(EXTRA_BOTUSERS)
         ]
     return pl.any_horizontal(tests).fill_null(False) if tests else None
 
@@ -82,7 +82,7 @@ def subject_expr(columns: Iterable[str], ids: list[str]) -> pl.Expr | None:
 #: The column holding a row's columns beyond the schema, as a JSON object.
 EXTRA = "extra"
 #: Second and later ``botuser`` columns searched inside ``extra`` (a report never has more).
-_EXTRA_BOTUSERS = 4
+EXTRA_BOTUSERS = 4
 
 
 def _id_token(match: pl.Expr) -> pl.Expr:
@@ -98,7 +98,7 @@ def _is_number_text(text: str) -> bool:
     return True
 
 
-def _is_subject_json(name: str) -> bool:
+def is_subject_json(name: str) -> bool:
     """``botuser``, or a second one (``botuser_duplicated_0``: the name the intake's reader
     gives a repeated column), is a bot user's JSON object."""
     return name in SUBJECT_JSON or any(name.startswith(f"{c}_duplicated_") for c in SUBJECT_JSON)
@@ -117,7 +117,7 @@ def subject_ids(header: list[str], cells: list[str], wanted: Iterable[str] = ())
     for name, cell in zip(header, cells, strict=False):
         if name in SUBJECT_ID and cell:
             found.add(cell)
-        elif _is_subject_json(name) and cell:
+        elif is_subject_json(name) and cell:
             try:
                 value = json.loads(cell, object_pairs_hook=_Pairs)
             except ValueError:

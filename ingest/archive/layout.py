@@ -14,6 +14,8 @@
     audit/salt                                 an old archive's subject-hash salt, moved out by migrate
     holds/<id>.json, holds/<id>.lifted.json                               a legal hold, its lifting
     forgetting/<id>/plan.json, ready.json, raw/...                        an erasure in progress
+    subjects/<dataset>/bot_id=<bot>/covered/<tag>.parquet                 the subject index: files it covers
+    subjects/<dataset>/bot_id=<bot>/bucket=<NN>/<tag>.parquet             its entries (subject, file)
 
 ``<dataset>`` is ``messages`` (Message Data) or a typed report's dataset
 (:data:`ingest.parse.reports.DATASETS`). Keys are relative to the archive root (a folder or
@@ -38,12 +40,14 @@ AUDIT = "audit"
 HOLDS = "holds"
 #: An erasure or prune in progress: its plan, and rewritten copies waiting to replace originals.
 FORGETTING = "forgetting"
+#: The subject index (:mod:`ingest.archive.subjects`): which data files hold a bot user.
+SUBJECTS = "subjects"
 #: An erasure's (or prune's) record's name starts with this, after ``manifests/``.
 ERASURE = "erasure-"
 #: A dataset's Delta log folder (``<dataset>/_delta_log/``).
 DELTA_LOG = "_delta_log"
 #: Top-level folders that are not datasets.
-NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING, AUDIT, HOLDS, FORGETTING})
+NOT_DATASETS = frozenset({RAW, MANIFESTS, QUARANTINE, STAGING, AUDIT, HOLDS, FORGETTING, SUBJECTS})
 #: Folders written under an S3 Object Lock retention when one is configured: the evidence.
 LOCKED = (RAW, MANIFESTS, AUDIT, HOLDS)
 #: A compaction record's name starts with this, after ``manifests/``.
@@ -75,6 +79,21 @@ def data_key(bot_id: str, day: Any, source_sha256: str, dataset: str = DATASET) 
 def compact_key(folder: str, name: str) -> str:
     """A partition's merged file, ``name`` the hash of what it merged."""
     return f"{folder}/compact-{name}.parquet"
+
+
+def subjects_prefix(dataset: str, bot_id: str) -> str:
+    """``subjects/<dataset>/bot_id=<bot>/``: one bot's subject index for one dataset."""
+    return f"{SUBJECTS}/{dataset}/bot_id={bot_id}/"
+
+
+def subjects_bucket_key(dataset: str, bot_id: str, number: int, tag: str) -> str:
+    """A part of the subject index's entries: one hash bucket of the bot user ids."""
+    return f"{subjects_prefix(dataset, bot_id)}bucket={number:02d}/{tag}.parquet"
+
+
+def subjects_covered_key(dataset: str, bot_id: str, tag: str) -> str:
+    """A part of the subject index listing the data files it covers."""
+    return f"{subjects_prefix(dataset, bot_id)}covered/{tag}.parquet"
 
 
 def raw_key(bot_id: str, source_sha256: str, raw_name: str) -> str:

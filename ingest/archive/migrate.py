@@ -8,6 +8,9 @@ application transaction (as if it had been archived today), then one per old com
 record for the merged files it lists. Nothing else is committed: a file no manifest lists
 stays outside the table (``ingest verify`` names it, ``ingest vacuum`` removes it).
 
+Then the subject index (:mod:`ingest.archive.subjects`) of every bot is brought up to date
+(:func:`index_archive`): built for an archive made before it, or completed after a crash.
+
 Crash-safe and idempotent: every commit is recognised by its application transaction, so a
 run killed half-way commits the rest next time, and a second run commits nothing. Before
 anything is committed, every listed file must be present and hash to its manifest's sha256
@@ -28,10 +31,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from ingest.archive.delta import app_id, commit_report, committed, open_table
+from ingest.archive.compact import ALL_DATASETS
+from ingest.archive.delta import app_id, commit_report, committed, open_table, snapshot_files
 from ingest.archive.layout import NOT_DATASETS
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.storage import Storage, as_storage
+from ingest.archive.subjects import refresh
 from ingest.errors import OutputError
 from ingest.parse.arrowrows import FILE_SCHEMA
 from ingest.parse.schema import DATASET
@@ -51,6 +56,7 @@ class MigrateSummary:
     files: int = 0
     rows: int = 0
     tables: dict[str, int] = field(default_factory=dict)  # dataset -> version after
+    indexed: int = 0  # data files read into the subject index (ingest.archive.subjects)
 
 
 def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> MigrateSummary:
@@ -93,7 +99,22 @@ def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> Migra
         table = open_table(out, dataset)
         if table is not None:
             summary.tables[dataset] = table.version()
+    summary.indexed = index_archive(out)
     return summary
+
+
+def index_archive(out: Storage) -> int:
+    """Bring the subject index of every bot of every table up to date (an archive made
+    before it has none; a crash may have left one behind): the files it does not cover are
+    read, the entries of files gone dropped. Returns how many data files were read (0 on a
+    second run: idempotent)."""
+    read = 0
+    for dataset in ALL_DATASETS:
+        table = open_table(out, dataset)
+        files = snapshot_files(table, dataset)
+        for bot in sorted({f.bot_id for f in files}):
+            read += refresh(out, dataset, bot, [f.key for f in files if f.bot_id == bot])
+    return read
 
 
 def _check(out: Storage, listed: dict[str, tuple[str, FileEntry]]) -> None:

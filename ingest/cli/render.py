@@ -251,6 +251,7 @@ def print_migrated(migrated: Migrated) -> None:
         f"migrated: {done.commits} commit(s), {done.files} file(s), {done.rows} rows"
         + (f"; {done.already} committed by an earlier run" if done.already else "")
         + "".join(f"; {name} at version {version}" for name, version in done.tables.items())
+        + f"; subject index: {done.indexed} data file(s) read into it"
     )
     typer.echo(render_text(migrated.report))
 
@@ -294,6 +295,8 @@ def print_cut(cut: Cut) -> None:
         ),
         soft_wrap=True,  # one line, piped or not: a long path stays whole
     )
+    if cut.files_total:  # a subject access: the subject index chose what to read
+        out.print(f"  data files read: {cut.files_read} of {cut.files_total}")
     for note in cut.notes:
         out.print(inert(f"  note: {note}"), soft_wrap=True)
 
@@ -322,6 +325,8 @@ def print_plan(found: Plan, *, applied: bool) -> None:
         )
     for dataset in found.skipped:
         out.print(f"{dataset}: no bot user column, nothing of a subject in it (0 rows)")
+    if "data_files" in found.meta:  # the subject index chose what to read
+        out.print(f"data files read: {found.meta['data_files_read']} of {found.meta['data_files']}")
     if not tables:
         out.print(f"no rows to {found.kind}")
     _print_copies(found, applied=applied)

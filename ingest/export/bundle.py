@@ -46,7 +46,7 @@ from ingest.crashpoints import crash_point
 from ingest.errors import ConfigError
 from ingest.export.csvsafe import FORMULA_STARTS, PREFIX, header_line, neutralised
 from ingest.export.signing import fingerprint, sign
-from ingest.export.source import ALL_DATASETS, Snapshot, open_snapshot
+from ingest.export.source import ALL_DATASETS, Snapshot, narrow_snapshot, open_snapshot
 from ingest.export.subject import subject_copies
 from ingest.export.workfolder import export_folder, sweep_killed_exports, zip_bundle
 from ingest.records import BundleManifest, build, dump
@@ -119,6 +119,9 @@ class Cut:
     manifest: dict[str, Any] = field(default_factory=dict)
     #: Subject access: their records in raw copies and quarantine (ingest.export.subject).
     copies: list[dict[str, Any]] = field(default_factory=list)
+    #: Subject access: data files read, of those in the tables (the subject index chose them).
+    files_read: int = 0
+    files_total: int = 0
 
 
 def cut_bundle(
@@ -151,6 +154,11 @@ def cut_bundle(
         files.mkdir(mode=0o700)
         cut = Cut(out)
         snap = open_snapshot(storage)
+        if query.botusers:  # only the files the subject index says may hold them
+            cut.files_read, cut.files_total, emptied = narrow_snapshot(snap, query.botusers)
+            for dataset, sample in emptied.items():  # no file to read: still say if none could hold them
+                if dataset in query.chosen_datasets():
+                    _filtered(storage.scan([sample], hive_partitioning=False), query, dataset, cut)
         source_rows: Counter[str] = Counter()
         for dataset in query.chosen_datasets():
             bots = query.bots or snap.bots(dataset)
@@ -437,6 +445,9 @@ def summary_text(query: Query, cut: Cut, snap: Snapshot) -> str:
         lines += [f"- {c['path']}: {c['records']} record(s)" for c in cut.copies] or ["- none found."]
         if query.first or query.last:
             lines.append("(These are searched whole, whatever the period asked.)")
+    if subject:
+        read = f"Data files read: {cut.files_read} of {cut.files_total}"
+        lines += ["", f"{read} (the subject index: the others cannot hold them)."]
     if cut.notes:
         lines += ["", "Not searched, and why:"] + [f"- {note}" for note in cut.notes]
     lines += [

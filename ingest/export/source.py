@@ -28,6 +28,7 @@ import polars as pl
 from ingest.archive.delta import open_table, snapshot_files
 from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import Storage
+from ingest.archive.subjects import files_to_read
 from ingest.report_types import DATASETS, MESSAGES
 
 #: Every dataset an export can name, Message Data first.
@@ -99,6 +100,24 @@ class Snapshot:
             return self.storage.scan(keys, hive_partitioning=True, hive_schema=HIVE_SCHEMA)
         frames = [self.storage.scan([key], hive_partitioning=True, hive_schema=HIVE_SCHEMA) for key in keys]
         return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def narrow_snapshot(snap: Snapshot, botusers: list[str]) -> tuple[int, int, dict[str, str]]:
+    """Keep in ``snap`` only the data files that may hold these bot users' rows (the subject
+    index, :func:`ingest.archive.subjects.files_to_read`); returns the files kept, the files
+    before, and a file of each dataset left with none (its columns still say whether it
+    could hold a person at all)."""
+    kept = total = 0
+    emptied: dict[str, str] = {}
+    for dataset, bots in snap.files.items():
+        for bot, keys in bots.items():
+            bots[bot] = files_to_read(snap.storage, dataset, bot, keys, [str(b) for b in botusers])
+            kept, total = kept + len(bots[bot]), total + len(keys)
+            if keys and dataset not in emptied:
+                emptied[dataset] = keys[0]
+        if any(bots.values()):
+            emptied.pop(dataset, None)
+    return kept, total, emptied
 
 
 def open_snapshot(storage: Storage) -> Snapshot:

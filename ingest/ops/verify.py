@@ -3,7 +3,8 @@
 The data checked is what readers see: each dataset's Delta table snapshot (current, or at
 ``--as-of`` a version or a timestamp). Problems (failures, each naming the file): a file of
 the snapshot no manifest lists, or differing from its manifest (sha256, Parquet row count,
-the Delta log's row count), or missing on disk; a listed file not in the snapshot and not
+the Delta log's row count), or missing on disk; a bot user of a file the subject index
+covers missing from it; a listed file not in the snapshot and not
 replaced by a recorded compaction; a replaced file the table still reads; an orphan data
 file on disk that no commit added (a crash between data file and commit, or a leftover
 temporary file: readers globbing ``*.parquet`` see it; ``ingest vacuum`` removes it); a raw
@@ -34,6 +35,7 @@ from ingest.archive.forget import pending
 from ingest.archive.layout import FORGETTING, is_data_file, is_raw, salt_key
 from ingest.archive.manifests import Manifest, forgotten_days, listed_files, read_manifests
 from ingest.archive.storage import LocalStorage, Storage, as_storage
+from ingest.archive.subjects import check_archive
 from ingest.errors import IngestError, one_line
 from ingest.ops import verify_checks as checks
 from ingest.ops.auditkey import SUFFIX as AUDIT_KEY_SUFFIX
@@ -110,6 +112,7 @@ def verify_archive(
         checks.check_raw_files(raw, attachments, hashes, listing.rewritten) if as_of is None else []
     )
     _erasures(out, report, listing.erasures)
+    report.problems.extend(check_archive(out, data) if as_of is None else [])  # the subject index
     # Rows are checked in what the table reads, and in the orphans a reader globbing
     # *.parquet would see too (a duplicate there is named as such).
     orphan_keys = [key for key, _ in orphans]

@@ -1,0 +1,363 @@
+"""The subject index: which data files hold a bot user, so subject access and erasure read
+only those files, not the whole archive.
+
+::
+
+    subjects/<dataset>/bot_id=<bot>/covered/<tag>.parquet       column ``file``: data files indexed
+    subjects/<dataset>/bot_id=<bot>/bucket=<NN>/<tag>.parquet   columns ``subject``, ``file``
+
+A data file's key never changes content (files are published once; an erasure or a
+compaction writes new keys), so an entry "subject S is in file F" stays true for as long
+as F is in the table. Every reader therefore trusts the index only for what it covers and
+reads the rest directly (:func:`files_to_read`): the files to read for a subject are those
+of the table's snapshot the index names for them, plus every snapshot file the index does
+not cover. Entries of a file no longer in the snapshot (compacted, erased, pruned) are
+ignored. A crash between the data commit and the index write, a compaction, an erasure
+rewrite, a prune or a ``resolve`` can only make a search slower, never miss a row; an
+unreadable index part makes it read everything.
+
+Written after each report's Delta commit (:func:`index_files`, named after what it covers:
+a replay writes the same parts), brought up to date and merged into one part per bucket by
+compaction, erasure, prune and ``ingest migrate`` (:func:`refresh`): a refresh drops the
+entries of files that left the table, which is how an erased subject's id leaves the index.
+A subject is any value :func:`ingest.archive.forget.subject_expr` can match: the ``id`` of
+a ``botuser`` JSON object (every ``"id"`` written in it), a ``botuser_id`` / ``user_id``
+cell, the same inside ``extra``; a superset is harmless (a file read for nothing).
+
+Example::
+
+    read = files_to_read(storage, "messages", "bot-1", snapshot_keys, ["4242"])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol, TypeVar
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ingest.archive.layout import subjects_bucket_key, subjects_covered_key, subjects_prefix
+from ingest.archive.storage import Storage
+from ingest.errors import OutputError
+from ingest.parse.schema import DATASET
+
+
+class Held(Protocol):
+    """A snapshot file as the erasure plan lists them: its key and bot."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def bot_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=Held)
+
+#: Hash buckets of the subject ids per bot and dataset: a lookup reads one.
+BUCKETS = 16
+#: A bot's index is merged into one part per bucket once it has more parts than this
+#: (one a report): a lookup then lists and reads a bounded number of small files.
+MERGE_AFTER = 64
+_FILE = "_subjects_file"
+_VALUE = "_subject"
+_PATTERN = r'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)'
+
+
+def bucket(subject: str) -> int:
+    """The bucket of a subject id (stable across runs and machines)."""
+    return int.from_bytes(hashlib.sha256(subject.encode()).digest()[:4], "big") % BUCKETS
+
+
+def _values(names: Iterable[str]) -> list[pl.Expr]:
+    """Expressions giving each row's candidate subject ids, as lists of strings (JSON
+    string tokens still quoted: decoded in :func:`_decode`)."""
+    from ingest.archive.forget_selection import EXTRA, EXTRA_BOTUSERS, SUBJECT_ID, is_subject_json
+
+    names = set(names)
+    found: list[pl.Expr] = []
+    for column in sorted(c for c in names if is_subject_json(c)):
+        found.append(pl.concat_list(pl.col(column).str.json_path_match("$.id")))
+        # fill_null: an all-null list column breaks concat_list (a polars panic, 1.x).
+        tokens = pl.col(column).fill_null("").str.extract_all(_PATTERN)
+        found.append(tokens.list.eval(pl.element().str.replace(r'^"id"\s*:\s*', "")))
+    found += [pl.concat_list(pl.col(c).cast(pl.String)) for c in SUBJECT_ID if c in names]
+    if EXTRA in names:
+        extra = pl.col(EXTRA)
+        found += [pl.concat_list(extra.str.json_path_match(f"$.{c}")) for c in SUBJECT_ID]
+        found += [
+            pl.concat_list(extra.str.json_path_match(f"$.botuser_duplicated_{n}").str.json_path_match("$.id"))
+            for n in range(EXTRA_BOTUSERS)
+        ]
+    return found
+
+
+def _decode(value: str) -> list[str]:
+    """A candidate as the ids it can match: a quoted JSON string token decoded (and kept as
+    written: a superset is harmless), anything else as it is."""
+    if value.startswith('"'):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return [value]
+        return [decoded, value] if isinstance(decoded, str) else [value]
+    return [value]
+
+
+def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
+    """The (``subject``, ``file``) pairs of these files, once each. Message Data files share
+    one schema and are read in one streaming query; a typed dataset's files may differ by a
+    column, so they are read one by one."""
+    frames = [_EMPTY]
+    for group in [keys] if dataset == DATASET else [[key] for key in keys]:
+        if not group:
+            continue
+        frame = out.scan(group, hive_partitioning=False, include_file_paths=_FILE)
+        values = _values(frame.collect_schema().names())
+        if not values:
+            continue
+        value = pl.col(_VALUE)
+        # A quoted token without escapes is its text between the quotes: decoded here, in
+        # bulk; the few with escapes are decoded by json below (:func:`_decode`).
+        plain = value.str.starts_with('"') & ~value.str.contains("\\", literal=True)
+        pairs = (
+            frame.select(pl.col(_FILE), pl.concat_list(values).alias(_VALUE))
+            .explode(_VALUE)
+            .drop_nulls(_VALUE)
+            .with_columns(pl.when(plain).then(value.str.slice(1, value.str.len_chars() - 2)).otherwise(value))
+            .unique()
+            .collect(engine="streaming")
+        )
+        key_of = {out.source(k): k for k in group}
+        pairs = pairs.select(
+            pl.col(_VALUE).alias("subject"),
+            pl.col(_FILE).replace_strict(key_of, default=pl.col(_FILE)).alias("file"),
+        )
+        escaped = pairs.filter(pl.col("subject").str.starts_with('"'))
+        decoded = [(d, f) for s, f in escaped.iter_rows() for d in _decode(s)]
+        frames += [pairs, pl.DataFrame(decoded, schema=_EMPTY.schema, orient="row")]
+    return pl.concat(frames).unique()
+
+
+_EMPTY = pl.DataFrame(schema={"subject": pl.String, "file": pl.String})
+
+
+def subjects_in(out: Storage, dataset: str, keys: list[str]) -> dict[str, set[str]]:
+    """Each file's subject ids (file key -> ids; a file without any maps to an empty set)."""
+    found: dict[str, set[str]] = {key: set() for key in keys}
+    for subject, key in pairs_in(out, dataset, keys).iter_rows():
+        found.setdefault(key, set()).add(subject)
+    return found
+
+
+def _tag(keys: Iterable[str], kind: str) -> str:
+    """A part's name: the hash of the files it covers (a replay writes the same name)."""
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+    return f"{kind}-{digest}"
+
+
+def _write_part(out: Storage, key: str, table: pa.Table) -> None:
+    """Publish a small Parquet part once (an existing one, named after the same content, stays)."""
+    if out.exists(key):
+        return
+    tmp = out.temp(key.rsplit("/", 1)[-1])
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        out.publish(tmp, key)
+    except OSError as err:
+        raise OutputError(
+            f"cannot write {out.describe(key)}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _bucketed(pairs: pl.DataFrame) -> pl.DataFrame:
+    """``pairs`` with each subject's :func:`bucket` (hashed once per distinct subject)."""
+    subjects = pairs.get_column("subject").unique()
+    numbers = pl.DataFrame(
+        {"subject": subjects, "bucket": [bucket(s) for s in subjects.to_list()]},
+        schema={"subject": pl.String, "bucket": pl.Int64},
+    )
+    return pairs.join(numbers, on="subject", how="left")
+
+
+def _write(
+    out: Storage, dataset: str, bot_id: str, pairs: pl.DataFrame, covered: list[str], tag: str
+) -> list[str]:
+    """Write the entries ``pairs`` (bucket parts first), then the ``covered`` part: a file is
+    covered only once its entries are durable. Returns the keys written."""
+    written = []
+    for (number,), part in sorted(_bucketed(pairs).partition_by("bucket", as_dict=True).items()):
+        key = subjects_bucket_key(dataset, bot_id, int(number), tag)
+        _write_part(out, key, part.select("subject", "file").sort("subject", "file").to_arrow())
+        written.append(key)
+    key = subjects_covered_key(dataset, bot_id, tag)
+    _write_part(out, key, pa.Table.from_pydict({"file": sorted(covered)}))
+    return [*written, key]
+
+
+def index_files(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> None:
+    """Index a report's data files, just committed (idempotent: the part is named after
+    them); merge the bot's index when it has grown many parts."""
+    if not keys:
+        return
+    _write(out, dataset, bot_id, pairs_in(out, dataset, keys), keys, _tag(keys, "r"))
+    if len(out.objects(subjects_prefix(dataset, bot_id) + "covered/")) > MERGE_AFTER:
+        refresh(out, dataset, bot_id, None)
+
+
+def _parts(out: Storage, dataset: str, bot_id: str, kind: str) -> list[str]:
+    return [o.key for o in out.objects(f"{subjects_prefix(dataset, bot_id)}{kind}/")]
+
+
+def covered_files(out: Storage, dataset: str, bot_id: str) -> set[str]:
+    """The data files the bot's index covers. Raises what reading a part raises."""
+    parts = _parts(out, dataset, bot_id, "covered")
+    return set(out.scan(parts).select("file").collect()["file"].to_list()) if parts else set()
+
+
+def entries(out: Storage, dataset: str, bot_id: str, ids: list[str] | None = None) -> pl.DataFrame:
+    """The index's (subject, file) entries of these subjects (None: every one). Raises what
+    reading a part raises."""
+    numbers = range(BUCKETS) if ids is None else sorted({bucket(i) for i in ids})
+    parts = [k for n in numbers for k in _parts(out, dataset, bot_id, f"bucket={n:02d}")]
+    if not parts:
+        return _EMPTY
+    frame = out.scan(parts).select("subject", "file")
+    return (frame if ids is None else frame.filter(pl.col("subject").is_in(ids))).collect()
+
+
+def files_to_read(out: Storage, dataset: str, bot_id: str, snapshot: list[str], ids: list[str]) -> list[str]:
+    """The files of ``snapshot`` (one bot's data file keys, as the table lists them now) that
+    may hold rows of these subjects: those the index names for them, and every file it does
+    not cover. An index that cannot be read gives every file: slower, never wrong."""
+    try:
+        covered = covered_files(out, dataset, bot_id)
+        named = set(entries(out, dataset, bot_id, list(ids))["file"].to_list())
+    except Exception:  # noqa: BLE001 - any failure of the index: read every file instead
+        return list(snapshot)
+    return [key for key in snapshot if key not in covered or key in named]
+
+
+def refresh(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | None) -> int:
+    """Bring a bot's index up to date with ``snapshot`` (its data file keys now; None: read
+    from the table) in one part per bucket: entries of files that left the table dropped,
+    files not yet covered read and indexed; the old parts removed after the new ones are
+    durable. Bucket by bucket: kept entries are in their bucket already (only new ones are
+    hashed), and memory holds one bucket. Returns how many data files were read. Safe to
+    run again at any point; an unreadable part is rebuilt from the data."""
+    if snapshot is None:
+        from ingest.archive.delta import open_table, snapshot_files
+
+        snapshot = [f.key for f in snapshot_files(open_table(out, dataset), dataset, bot_id)]
+    keep = sorted(set(snapshot))
+    old = [o.key for o in out.objects(subjects_prefix(dataset, bot_id))]
+    try:
+        still = sorted(covered_files(out, dataset, bot_id) & set(keep))
+        for number in range(BUCKETS):  # every part readable, or none trusted
+            parts = _parts(out, dataset, bot_id, f"bucket={number:02d}")
+            if parts:
+                out.scan(parts).select("subject", "file").head(0).collect()
+    except Exception:  # noqa: BLE001 - an unreadable part: every file read again
+        still = []
+    missing = sorted(set(keep) - set(still))
+    new = _bucketed(pairs_in(out, dataset, missing))
+    written = []
+    tag = _tag(keep, "m")
+    for number in range(BUCKETS) if keep else []:
+        parts = _parts(out, dataset, bot_id, f"bucket={number:02d}") if still else []
+        frames = [new.filter(pl.col("bucket") == number).select("subject", "file")]
+        if parts:
+            frames.append(
+                out.scan(parts).select("subject", "file").filter(pl.col("file").is_in(still)).collect()
+            )
+        pairs = pl.concat(frames).unique()
+        if pairs.height:
+            key = subjects_bucket_key(dataset, bot_id, number, tag)
+            _write_part(out, key, pairs.sort("subject", "file").to_arrow())
+            written.append(key)
+    if keep:
+        written.append(subjects_covered_key(dataset, bot_id, tag))
+        _write_part(out, written[-1], pa.Table.from_pydict({"file": keep}))
+    for key in old:
+        if key not in written:
+            out.delete(key)
+    out.purge_old_versions(subjects_prefix(dataset, bot_id))
+    return len(missing)
+
+
+def check(out: Storage, dataset: str, bot_id: str, snapshot: list[str]) -> list[str]:
+    """``verify``'s check of a bot's index: every subject of every covered file of the
+    snapshot is indexed (a file not covered is read directly by every search: not a
+    problem), and every part is readable. Entries of files no longer in the table are
+    tolerated (readers ignore them; the next compaction, erasure or migrate drops them)."""
+    try:
+        covered = sorted(covered_files(out, dataset, bot_id) & set(snapshot))
+        indexed = entries(out, dataset, bot_id)
+    except Exception as err:  # noqa: BLE001 - named, not raised: verify lists every problem
+        where = subjects_prefix(dataset, bot_id)
+        return [f"{where}: unreadable subject index ({type(err).__name__}): `ingest migrate` rebuilds it"]
+    absent = _readable_pairs(out, dataset, covered).join(indexed, on=["subject", "file"], how="anti")
+    return [
+        f"{key}: {n} bot user(s) in it missing from the subject index (`ingest migrate` rebuilds it)"
+        for key, n in sorted(absent.group_by("file").len().iter_rows())
+    ]
+
+
+def _readable_pairs(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
+    """:func:`pairs_in`, leaving out a file that cannot be read (verify names it already)."""
+    try:
+        return pairs_in(out, dataset, keys)
+    except Exception:  # noqa: BLE001 - one damaged file: the others are still checked
+        frames = [_EMPTY]
+        for key in keys:
+            try:
+                frames.append(pairs_in(out, dataset, [key]))
+            except Exception:  # noqa: BLE001, S112 - unreadable: named by verify's own checks
+                continue
+        return pl.concat(frames)
+
+
+def narrow(out: Storage, dataset: str, files: list[T], selection: object, meta: dict[str, Any]) -> list[T]:
+    """An erasure's candidate files (snapshot files, with ``key`` and ``bot_id``) narrowed by
+    the index to those that may hold its subjects; ``meta`` counts the data files read and
+    in all (``data_files_read``, ``data_files``: what the plan shows). A selection that is
+    not of subjects (a prune) reads every file it chose."""
+    ids = getattr(selection, "ids", None)
+    if not ids:
+        return files
+    by_bot: dict[str, list[T]] = {}
+    for f in files:
+        by_bot.setdefault(f.bot_id, []).append(f)
+    chosen: list[T] = []
+    for bot_id, held in sorted(by_bot.items()):
+        read = set(files_to_read(out, dataset, bot_id, [f.key for f in held], list(ids)))
+        chosen += [f for f in held if f.key in read]
+    meta["data_files_read"] = int(meta.get("data_files_read", 0)) + len(chosen)
+    meta["data_files"] = int(meta.get("data_files", 0)) + len(files)
+    return chosen
+
+
+def after_forget(out: Storage, touched: Iterable[tuple[str, str]]) -> None:
+    """After an erasure's or prune's commit: each touched bot's index refreshed, so the
+    entries of the files it removed (an erased subject's id among them) leave the index."""
+    for dataset, bot_id in sorted(set(touched)):
+        refresh(out, dataset, bot_id, None)
+
+
+def check_archive(out: Storage, data: list[str]) -> list[str]:
+    """:func:`check` for every bot of every dataset of these data file keys (the tables'
+    files now): verify's problems, each naming a file."""
+    by_bot: dict[tuple[str, str], list[str]] = {}
+    for key in data:
+        dataset, folder = key.split("/", 2)[:2]
+        by_bot.setdefault((dataset, folder.removeprefix("bot_id=")), []).append(key)
+    problems = []
+    for (dataset, bot_id), keys in sorted(by_bot.items()):
+        problems += check(out, dataset, bot_id, keys)
+    return problems
