@@ -43,7 +43,6 @@ import pyarrow.parquet as pq
 from ingest.archive.layout import subjects_bucket_key, subjects_covered_key, subjects_prefix
 from ingest.archive.storage import Storage
 from ingest.errors import OutputError
-from ingest.parse.schema import DATASET
 
 
 class Held(Protocol):
@@ -109,13 +108,11 @@ def _decode(value: str) -> list[str]:
 
 
 def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
-    """The (``subject``, ``file``) pairs of these files, once each. Message Data files share
-    one schema and are read in one streaming query; a typed dataset's files may differ by a
-    column, so they are read one by one."""
+    """The (``subject``, ``file``) pairs of these files, once each. Read a file at a time:
+    memory is one file's pairs (a 1 GB report's 90 files in one query held every row's
+    candidates with its path: +140 MiB), and a typed dataset's files may differ by a column."""
     frames = [_EMPTY]
-    for group in [keys] if dataset == DATASET else [[key] for key in keys]:
-        if not group:
-            continue
+    for group in ([key] for key in keys):
         frame = out.scan(group, hive_partitioning=False, include_file_paths=_FILE)
         values = _values(frame.collect_schema().names())
         if not values:
@@ -130,7 +127,7 @@ def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
             .drop_nulls(_VALUE)
             .with_columns(pl.when(plain).then(value.str.slice(1, value.str.len_chars() - 2)).otherwise(value))
             .unique()
-            .collect(engine="streaming")
+            .collect()  # one file at a time: the in-memory engine, no streaming pipeline to build
         )
         key_of = {out.source(k): k for k in group}
         pairs = pairs.select(
