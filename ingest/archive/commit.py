@@ -36,8 +36,9 @@ from typing import Any, TypedDict
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from ingest.archive.delta import commit_report, current_table, snapshot_files
+from ingest.archive.delta import commit_report, current_table
 from ingest.archive.layout import bot_prefix, manifest_key, part_name, reasons_key
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage
 from ingest.archive.subjects import index_files
 from ingest.crashpoints import crash_point

@@ -39,16 +39,11 @@ from urllib.parse import unquote
 from deltalake import CommitProperties, DeltaTable
 
 from ingest.archive.commit import write_bytes_once
-from ingest.archive.delta import (
-    META,
-    PARTITIONS,
-    guarded,
-    log_actions,
-    open_table,
-    snapshot_files,
-)
+from ingest.archive.delta import META, PARTITIONS, guarded, open_table
+from ingest.archive.deltalog import log_actions
 from ingest.archive.layout import MANIFESTS, compaction_key, is_data_file
 from ingest.archive.manifests import listed_files, read_manifests
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage, as_storage
 from ingest.archive.subjects import refresh
 from ingest.parse.schema import DATASET

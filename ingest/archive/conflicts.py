@@ -50,8 +50,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
-from ingest.archive.delta import current_table, snapshot_files
+from ingest.archive.delta import current_table
 from ingest.archive.layout import bot_prefix
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage
 from ingest.parse.identity import CONTENT_COLUMNS, IN_FILE_REASON, content_hashes
 from ingest.parse.schema import DATASET

@@ -23,7 +23,7 @@ refused (:class:`ingest.errors.OutputError`).
 Example::
 
     version = commit_report(storage, "messages", "bot-1", files, sha, schema, {"window": ...})
-    files = snapshot_files(storage, "messages")        # key -> rows, what readers see
+    keys = snapshot_keys(storage, "messages")         # the data files readers see (ingest.archive.snapshot)
 """
 
 from __future__ import annotations
@@ -31,12 +31,10 @@ from __future__ import annotations
 import json
 import re
 import time
-import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 from weakref import WeakKeyDictionary
 
 import pyarrow as pa
@@ -44,10 +42,11 @@ from deltalake import CommitProperties, DeltaTable, Field, PostCommitHookPropert
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction
 
+from ingest.archive.deltalog import transaction_version
 from ingest.archive.layout import DELTA_LOG
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.errors import OutputError
-from ingest.parse.arrowrows import text_scalar
 
 T = TypeVar("T")
 
@@ -196,77 +195,6 @@ def refuse_deletion_vectors(table: DeltaTable, where: str) -> None:
 def committed(table: DeltaTable | None, source_sha256: str) -> bool:
     """True when the table holds a commit of this report (its application transaction)."""
     return table is not None and table.transaction_version(app_id(source_sha256)) is not None
-
-
-@dataclass(frozen=True)
-class SnapshotFile:
-    """A data file of a table's snapshot: its key (relative to the archive root), size, rows,
-    and the range of its ``id`` column when its statistics give one."""
-
-    key: str
-    size: int
-    rows: int | None
-    bot_id: str
-    day: str
-    id_low: int | None = None
-    id_high: int | None = None
-
-
-#: :func:`snapshot_files`' answers per table object (by ``id``: a DeltaTable cannot be a dict
-#: key; the entry leaves with the table, ``weakref.finalize``), for the version it had loaded:
-#: a report asks three times (the exactly-once check, adopting a killed attempt's files, the
-#: commit) and the answer only changes when the table moves to another version.
-_LISTED: dict[int, tuple[int, dict[tuple[str, str | None], list[SnapshotFile]]]] = {}
-
-
-def snapshot_files(table: DeltaTable | None, dataset: str, bot_id: str | None = None) -> list[SnapshotFile]:
-    """Every file of the table's loaded snapshot (of one bot's partitions when ``bot_id`` is
-    given: chosen in Arrow, so a report pays for its bot's files, not for every bot's), sorted
-    by key. Remembered per table object and version."""
-    if table is None:
-        return []
-    version = table.version()
-    seen = _LISTED.get(id(table))
-    if seen is None:
-        weakref.finalize(table, _LISTED.pop, id(table), None)
-    if seen is None or seen[0] != version:
-        seen = _LISTED[id(table)] = (version, {})
-    found = seen[1].get((dataset, bot_id))
-    if found is None:
-        found = seen[1][(dataset, bot_id)] = _list_snapshot(table, dataset, bot_id)
-    return list(found)  # a copy: the remembered list stays as listed
-
-
-def _list_snapshot(table: DeltaTable, dataset: str, bot_id: str | None) -> list[SnapshotFile]:
-    """:func:`snapshot_files` itself: the loaded snapshot's add actions, read through Arrow."""
-    # Through the Arrow stream: pa.table() asks pandas whether this is a DataFrame, importing
-    # it (0.3-0.6 CPU s of every `ingest import`).
-    actions = pa.RecordBatchReader.from_stream(table.get_add_actions(flatten=True)).read_all()
-    if bot_id is not None:
-        import pyarrow.compute as pc  # here: the commands that never write need not import it
-
-        # Not the str itself: pyarrow's conversion of a Python object imports pandas.
-        actions = actions.filter(pc.equal(actions.column("partition.bot_id"), text_scalar(bot_id)))
-    columns = actions.column_names
-    paths = actions.column("path").to_pylist()
-    sizes = actions.column("size_bytes").to_pylist()
-    rows = actions.column("num_records").to_pylist() if "num_records" in columns else [None] * len(paths)
-    bots = actions.column("partition.bot_id").to_pylist()
-    days = actions.column("partition.date").to_pylist()
-    lows = actions.column("min.id").to_pylist() if "min.id" in columns else [None] * len(paths)
-    highs = actions.column("max.id").to_pylist() if "max.id" in columns else [None] * len(paths)
-    found = [
-        SnapshotFile(f"{dataset}/{unquote(path)}", size, count, bot, str(day), _integer(low), _integer(high))
-        for path, size, count, bot, day, low, high in zip(
-            paths, sizes, rows, bots, days, lows, highs, strict=True
-        )
-    ]
-    return sorted(found, key=lambda f: f.key)
-
-
-def _integer(value: Any) -> int | None:
-    """An ``id`` statistic as an int (None when the file has none, or not an integer)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def snapshot_keys(out: Storage, dataset: str, prefix: str = "", table: DeltaTable | None = None) -> list[str]:
@@ -518,32 +446,6 @@ def table_versions(out: Storage, datasets: Iterable[str]) -> dict[str, dict[str,
             "last_commit": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp / 1000)) if stamp else None,
         }
     return found
-
-
-def transaction_version(out: Storage, dataset: str, app: str, latest: int) -> int | None:
-    """The version of the commit carrying application transaction ``app`` (a report's
-    :func:`app_id`, an erasure's): its log entry, looked for from ``latest`` (and any newer
-    entry) down; None if the log no longer has it (a checkpoint and log clean-up after it)."""
-    newer = latest + 1
-    while out.exists(log_key(dataset, newer)):  # a stale ``latest``: the commit may be above it
-        newer += 1
-    for version in range(newer - 1, -1, -1):
-        if not out.exists(log_key(dataset, version)):
-            return None
-        if any(a.get("txn", {}).get("appId") == app for a in log_actions(out, dataset, version)):
-            return version
-    return None
-
-
-def log_key(dataset: str, version: int) -> str:
-    """``<dataset>/_delta_log/<version, 20 digits>.json``: one commit's log entry."""
-    return f"{dataset}/{DELTA_LOG}/{version:020d}.json"
-
-
-def log_actions(out: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
-    """The actions of one commit, from its log entry (:func:`log_key`)."""
-    text = out.read_bytes(log_key(dataset, version)).decode()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def commit_infos(table: DeltaTable, limit: int | None = None) -> list[dict[str, Any]]:

@@ -47,15 +47,8 @@ from deltalake.transaction import AddAction, RemoveAction
 from ingest.archive import audit, subjects
 from ingest.archive.commit import write_bytes_once
 from ingest.archive.compact import vacuum_archive
-from ingest.archive.delta import (
-    APP,
-    META,
-    add_action,
-    commit_actions,
-    guarded,
-    open_table,
-    transaction_version,
-)
+from ingest.archive.delta import APP, META, add_action, commit_actions, guarded, open_table
+from ingest.archive.deltalog import transaction_version
 from ingest.archive.forget_plan import (
     CopyChange,
     FileChange,

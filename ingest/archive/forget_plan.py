@@ -23,10 +23,7 @@ import pyarrow.parquet as pq
 from ingest.archive import audit, subjects
 from ingest.archive.compact import ALL_DATASETS
 from ingest.archive.copies import Found, Unreadable, holds_text, scan_file
-from ingest.archive.delta import (
-    open_table,
-    snapshot_files,
-)
+from ingest.archive.delta import open_table
 from ingest.archive.forget_selection import SUBJECT_ID, SUBJECT_JSON, Selection, escapes
 from ingest.archive.layout import (
     DELTA_LOG,
@@ -37,6 +34,7 @@ from ingest.archive.layout import (
     raw_source,
 )
 from ingest.archive.manifests import Record, listed_files, read_manifests
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.errors import RecordTooNew
 from ingest.records import (

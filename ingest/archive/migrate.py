@@ -32,9 +32,10 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.archive.compact import ALL_DATASETS
-from ingest.archive.delta import app_id, commit_report, committed, open_table, snapshot_files
+from ingest.archive.delta import app_id, commit_report, committed, open_table
 from ingest.archive.layout import NOT_DATASETS
 from ingest.archive.manifests import listed_files, read_manifests
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage, as_storage
 from ingest.archive.subjects import refresh
 from ingest.errors import OutputError

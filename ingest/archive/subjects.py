@@ -249,7 +249,8 @@ def refresh(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | None)
     hashed), and memory holds one bucket. Returns how many data files were read. Safe to
     run again at any point; an unreadable part is rebuilt from the data."""
     if snapshot is None:
-        from ingest.archive.delta import open_table, snapshot_files
+        from ingest.archive.delta import open_table
+        from ingest.archive.snapshot import snapshot_files
 
         snapshot = [f.key for f in snapshot_files(open_table(out, dataset), dataset, bot_id)]
     keep = sorted(set(snapshot))

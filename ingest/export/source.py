@@ -25,8 +25,9 @@ from typing import Any
 
 import polars as pl
 
-from ingest.archive.delta import open_table, snapshot_files
+from ingest.archive.delta import open_table
 from ingest.archive.manifests import forgotten_days, listed_files, read_manifests
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage
 from ingest.archive.subjects import files_to_read
 from ingest.report_types import DATASETS, MESSAGES

@@ -30,10 +30,11 @@ from deltalake.exceptions import DeltaError
 
 from ingest.archive import audit, holds
 from ingest.archive.compact import ALL_DATASETS
-from ingest.archive.delta import open_table, snapshot_files
+from ingest.archive.delta import open_table
 from ingest.archive.forget import pending
 from ingest.archive.layout import FORGETTING, is_data_file, is_raw, salt_key
 from ingest.archive.manifests import Manifest, forgotten_days, listed_files, read_manifests
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import LocalStorage, Storage, as_storage
 from ingest.archive.subjects import check_archive
 from ingest.errors import IngestError, one_line

@@ -15,8 +15,9 @@ from polars.testing import assert_frame_equal
 
 import ingest.archive.compact as compact_module
 from ingest.archive.compact import compact_archive, vacuum_archive
-from ingest.archive.delta import open_table, snapshot_files, table_uri
+from ingest.archive.delta import open_table, table_uri
 from ingest.archive.layout import is_data_file
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.ops.verify import verify_archive
 from ingest.simulator import generate_messages, rows_to_csv

@@ -16,8 +16,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from ingest.archive.compact import compact_archive, vacuum_archive
-from ingest.archive.delta import APP, app_id, commit_report, open_table, snapshot_files
+from ingest.archive.delta import APP, app_id, commit_report, open_table
 from ingest.archive.layout import is_data_file
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import LocalStorage, Storage
 from ingest.errors import OutputError
 from ingest.ops.verify import verify_archive

@@ -23,10 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.archive.compact import compact_archive
-from ingest.archive.delta import open_table, snapshot_files
+from ingest.archive.delta import open_table
 from ingest.archive.forget import SubjectSelection, plan
 from ingest.archive.layout import SUBJECTS, subjects_prefix
 from ingest.archive.migrate import index_archive
+from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage, as_storage
 from ingest.archive.subjects import bucket, check_archive, covered_files, entries, files_to_read
 from ingest.export.source import narrow_snapshot, open_snapshot
@@ -75,7 +76,9 @@ def _report(
             )
     path = work / f"{name}.csv"
     path.write_bytes(data)
-    archive_csv_file(out, path, bot_id=bot, raw_name=f"{name}.csv", provenance={"import": {"path": str(path)}})
+    archive_csv_file(
+        out, path, bot_id=bot, raw_name=f"{name}.csv", provenance={"import": {"path": str(path)}}
+    )
 
 
 def _build(work: Path, subjects: list[str] = (SUBJECT,)) -> Storage:  # type: ignore[assignment]

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.archive import copies
-from ingest.archive.copies import Unreadable, csv_records, rewrite_csv, scan_file
+from ingest.archive.copies import Unreadable, rewrite_csv, scan_file
+from ingest.archive.csvrecords import csv_records, exact_records
 from ingest.archive.forget import SubjectSelection
 from ingest.archive.manifests import erasures_in_order, next_erasure_seq
 from ingest.errors import ConfigError
@@ -260,7 +261,7 @@ def test_a_quote_inside_an_unquoted_field_is_literal_as_the_intake_reads_it(need
 )
 def test_the_exact_split_splits_where_pythons_csv_splits(rows: list[list[str]]) -> None:
     text = "\r\n".join(",".join(row) for row in rows) + "\r\n"
-    pieces = copies.exact_records(text.encode())
+    pieces = exact_records(text.encode())
     assert b"".join(pieces) == text.encode()
     expected = list(csv.reader(io.StringIO(text, newline="")))
     assert [r for p in pieces for r in csv.reader(io.StringIO(p.decode(), newline=""))] == expected
