@@ -75,7 +75,9 @@ def _report(
             )
     path = work / f"{name}.csv"
     path.write_bytes(data)
-    archive_csv_file(out, path, bot_id=bot, raw_name=f"{name}.csv", provenance={"import": {"path": str(path)}})
+    archive_csv_file(
+        out, path, bot_id=bot, raw_name=f"{name}.csv", provenance={"import": {"path": str(path)}}
+    )
 
 
 def _build(work: Path, subjects: list[str] = (SUBJECT,)) -> Storage:  # type: ignore[assignment]
