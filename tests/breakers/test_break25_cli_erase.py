@@ -187,3 +187,21 @@ def test_a_retried_import_after_an_erasure_brings_nothing_back(tmp_path: Path) -
     assert files_holding([archive, *tmp_path.glob("state.sqlite*")], [who]) == []
     verify = run_ingest("verify", env=env, cwd=tmp_path)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_redelivered_report_after_an_erasure_brings_nothing_back(tmp_path: Path) -> None:
+    """The same report imported again after an erasure (a re-delivered email, an operator
+    re-running an import): the erased person's rows are not archived again."""
+    env = _env(tmp_path)
+    who = "p-5e1a90c3d7-erased"
+    rows = generate_messages(BOT_B, date(2025, 2, 2), date(2025, 2, 3))
+    rows[3] = _owned(rows[3], who)
+    name = _write(tmp_path, "r.csv", rows)
+    assert run_ingest("import", name, "--bot", BOT_B, env=env, cwd=tmp_path).returncode == 0
+    done = run_ingest("erase", "--botuser", who, "--reason", "DSR", "--apply", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    again = run_ingest("import", name, "--bot", BOT_B, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    archive = tmp_path / "archive"
+    assert _theirs(read_archive(archive), who).height == 0
+    assert files_holding([archive, *tmp_path.glob("state.sqlite*")], [who]) == []
