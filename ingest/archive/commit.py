@@ -8,6 +8,7 @@ Every save (the streaming CSV path, the in-memory GET path, typed reports) goes 
     quarantine -> quarantine/<sha256>/...                      crash point "after_data"
     adopt      -> this source's files a killed attempt published count as its own
     Delta      -> one commit adding the files to <dataset>/    crash point "after_commit"
+    (replay)   -> a killed attempt's commit stands: files of rows the table lost since go
     index      -> subjects/<dataset>/bot_id=<bot>/...          (the subject index, same crash point)
     manifest   -> manifests/<sha256>.json (the evidence)       crash point "after_manifest"
 
