@@ -8,6 +8,7 @@ Every save (the streaming CSV path, the in-memory GET path, typed reports) goes 
     quarantine -> quarantine/<sha256>/...                      crash point "after_data"
     adopt      -> this source's files a killed attempt published count as its own
     Delta      -> one commit adding the files to <dataset>/    crash point "after_commit"
+    (replay)   -> a killed attempt's commit stands: files of rows the table lost since go
     index      -> subjects/<dataset>/bot_id=<bot>/...          (the subject index, same crash point)
     manifest   -> manifests/<sha256>.json (the evidence)       crash point "after_manifest"
 
@@ -36,7 +37,7 @@ from typing import Any, TypedDict
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from ingest.archive.delta import commit_report, current_table
+from ingest.archive.delta import commit_report, committed, current_table
 from ingest.archive.layout import bot_prefix, manifest_key, part_name, reasons_key
 from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage
@@ -135,6 +136,8 @@ def commit(
         raise
     crash_point("after_data")
     adopt_own_files(out, source, result, opened)
+    # A replay of a report an earlier, killed attempt committed (checked before committing).
+    replay = committed(current_table(out, source.dataset) if opened is None else opened, source.sha256)
     result.version = commit_report(
         out,
         source.dataset,
@@ -146,6 +149,8 @@ def commit(
         opened,
     )
     crash_point("after_commit")
+    if replay:
+        drop_uncommitted(out, source, result)
     # The subject index, after the data is committed (a crash before it only slows searches).
     index_files(out, source.dataset, source.bot_id, [f.path for f in result.files])
     result.manifest = write_manifest(out, result, source, extra_columns=extra_columns, provenance=provenance)
@@ -224,6 +229,24 @@ def adopt_own_files(
         result.rows_written += rows
         result.rows_duplicate -= rows
     result.files.sort(key=lambda f: f.path)
+
+
+def drop_uncommitted(out: Storage, source: Attachment, result: SaveResult) -> None:
+    """Remove the files this replay published that the table does not hold. A report whose
+    commit an earlier, killed attempt made is not committed again; rows that commit archived
+    and that left the table since (erased, pruned, resolved away) were found new by this
+    replay and written again: they must not stay on disk, nor be indexed or listed (an
+    erasure between a killed import and its retry would otherwise come undone). They count
+    as duplicates: this report's commit archived them once."""
+    table = current_table(out, source.dataset)
+    if table is None:
+        return
+    have = {f.key for f in snapshot_files(table, source.dataset, source.bot_id)}
+    for written in [f for f in result.files if f.path not in have]:
+        out.delete(written.path)
+        result.files.remove(written)
+        result.rows_written -= written.rows
+        result.rows_duplicate += written.rows
 
 
 def write_manifest(

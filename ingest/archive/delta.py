@@ -334,6 +334,7 @@ def file_stats(out: Storage, key: str, rows: int) -> dict[str, Any]:
         nulls: int | None = 0
         low: Any = None
         high: Any = None
+        ranged = pa.types.is_integer(field.type)  # False once a group's values have no range
         for group in range(meta.num_row_groups):
             column = meta.row_group(group).column(index)
             if column.path_in_schema != field.name:
@@ -344,11 +345,15 @@ def file_stats(out: Storage, key: str, rows: int) -> dict[str, Any]:
                 nulls = None
                 break
             nulls += chunk.null_count
-            if pa.types.is_integer(field.type) and chunk.has_min_max:
+            if not ranged or (not chunk.has_min_max and chunk.null_count == column.num_values):
+                continue  # no range wanted, or a group of nulls only: no value to bound
+            if chunk.has_min_max:
                 low = chunk.min if low is None else min(low, chunk.min)
                 high = chunk.max if high is None else max(high, chunk.max)
-            else:
-                low = high = None
+            else:  # values without a range: the file's range is unknown (not the others' alone)
+                ranged = False
+        if not ranged:
+            low = high = None
         if nulls is None:
             continue
         stats["nullCount"][field.name] = nulls

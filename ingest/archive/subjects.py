@@ -264,10 +264,15 @@ def refresh(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | None)
                 out.scan(parts).select("subject", "file").head(0).collect()
     except Exception:  # noqa: BLE001 - an unreadable part: every file read again
         still = []
+        # Named after the parts it replaces too: a damaged part named after these same files
+        # (an earlier merge's) would otherwise be taken as written and kept, unreadable.
+        keep_tag = [*keep, *old]
+    else:
+        keep_tag = keep
     missing = sorted(set(keep) - set(still))
     new = _bucketed(pairs_in(out, dataset, missing))
     written = []
-    tag = _tag(keep, "m")
+    tag = _tag(keep_tag, "m")
     for number in range(BUCKETS) if keep else []:
         parts = _parts(out, dataset, bot_id, f"bucket={number:02d}") if still else []
         frames = [new.filter(pl.col("bucket") == number).select("subject", "file")]
