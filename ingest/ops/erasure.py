@@ -68,10 +68,10 @@ def erase(
         raise ConfigError("name the subject: --botuser ID")
     if apply and not reason.strip():
         raise ConfigError("an erasure needs a --reason (it is kept in the audit log)")
-    check_subject_ids(subjects)
     check_bots(out, bots)
     selection = SubjectSelection(tuple(subjects), tuple(bots))
     found = plan(out, selection, kind="erase")
+    check_subject_ids(subjects, found)
     in_force = holds.active(out)
     for change in found.files:
         covering = holds.covering(in_force, change.bot_id, date.fromisoformat(change.day))
@@ -100,12 +100,17 @@ def erase(
     return done
 
 
-def check_subject_ids(subjects: list[str]) -> None:
-    """An id with spaces around it is refused, not stripped: a bot user's id is matched
-    exactly as written, and a pasted space would find nothing and say so."""
-    for subject in subjects:
-        if subject != subject.strip():
-            raise ConfigError(f"--botuser {subject!r} has spaces around it: give the id exactly as written")
+def check_subject_ids(subjects: list[str], found: Plan) -> None:
+    """An id with spaces around it is matched exactly as written, never stripped: the
+    archive keeps an id as the vendor wrote it, spaces included, and such a person must be
+    erasable. When nothing is archived under it, the spaces are most likely pasted: refused
+    (exit 2) rather than "nothing of this subject", which would read as done."""
+    spaced = [subject for subject in subjects if subject != subject.strip()]
+    if spaced and not found.files and not found.copies:
+        raise ConfigError(
+            f"--botuser {spaced[0]!r} has spaces around it and nothing is archived under that exact id: "
+            "give the id exactly as written"
+        )
 
 
 def check_bots(out: Storage, bots: list[str]) -> None:
