@@ -21,6 +21,8 @@ from tests.support.job import ingest_env
 #: Loaded by nothing `--help` shows: the data stack, the network clients, the exporters.
 HEAVY = {"polars", "pyarrow", "deltalake", "numpy", "pandas", "httpx", "imapclient", "duckdb"}
 HEAVY |= {"cryptography", "jinja2", "boto3", "botocore", "tenacity", "sqlite3"}
+#: Loaded only by a command that runs: the settings (pydantic-settings imports asyncio).
+SETTINGS = {"pydantic_settings", "asyncio"}
 #: Not needed to archive a report file: the network clients, the exporters, pandas.
 NOT_FOR_IMPORT = HEAVY - {"polars", "pyarrow", "deltalake", "numpy", "sqlite3"}
 
@@ -70,6 +72,7 @@ def test_help_loads_no_data_library_and_no_network_client(tmp_path: Path) -> Non
         modules, shown = loaded_by(*args, cwd=tmp_path)
         assert "Usage" in shown
         assert modules & HEAVY == set(), args
+        assert modules & SETTINGS == set(), args
 
 
 def test_importing_the_cli_loads_no_data_library() -> None:
