@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING
 
 from ingest import __version__
 from ingest.archive.layout import FORGETTING
-from ingest.archive.memory import cap_malloc_arenas
 from ingest.archive.storage import Storage, storage_for
 from ingest.pipeline.summary import FetchSummary, RunSummary
 from ingest.settings import Settings
@@ -64,7 +63,6 @@ def open_job(settings: Settings, *, finish_forgetting: bool = True) -> Iterator[
     build the archive's storage once, remove a killed job's temporary files (safe only
     while holding the lock) and, unless ``finish_forgetting`` is False (a dry run changes
     nothing), finish an erasure or prune a killed job left. Yields the store and storage."""
-    cap_malloc_arenas()  # before delta-rs's, polars' and the writers' threads first allocate
     with exclusive_lock(settings.state.path), Store.open(settings.state.path) as store:
         storage = storage_for(settings)
         storage.sweep_staging()
