@@ -13,9 +13,8 @@ from typing import Annotated
 import typer
 
 from ingest.cli.application import app, attention_code
-from ingest.cli.options import AsJson, bot_ids
+from ingest.cli.options import AsJson, bot_ids, load_settings
 from ingest.cli.render import print_compacted, print_migrated, print_vacuumed
-from ingest.settings import load_settings
 
 
 @app.command(short_help="Prove the archive against its manifests.")

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ingest.cli.application import EXIT_ATTENTION, app, attention_code
-from ingest.cli.options import Apply, bot_ids, day
+from ingest.cli.options import Apply, bot_ids, day, load_settings
 from ingest.cli.render import (
     export_progress,
     out,
@@ -29,7 +29,6 @@ from ingest.cli.render import (
     print_resolution,
 )
 from ingest.inert import inert
-from ingest.settings import load_settings
 
 
 @app.command(short_help="Write an HTML evidence report a person can read.")

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ingest.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ingest.settings import Settings
+
+
+def load_settings() -> Settings:
+    """The settings, imported and loaded where a command runs: pydantic-settings (which
+    imports asyncio and ssl) and the settings models are a third of what ``--help`` would
+    otherwise spend importing."""
+    from ingest.settings import load_settings as load
+
+    return load()
 
 
 def bot_ids(values: list[str] | str | None) -> list[str] | str | None:

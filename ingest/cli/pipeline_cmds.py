@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from ingest.cli.application import app, attention_code, run_exit_code, settle_gc
-from ingest.cli.options import AsJson, Bots, FirstDay, LastDay, ReportType, bot_ids, date_range
+from ingest.cli.options import AsJson, Bots, FirstDay, LastDay, ReportType, bot_ids, date_range, load_settings
 from ingest.cli.render import (
     print_backfill,
     print_fetched,
@@ -28,7 +28,6 @@ from ingest.cli.render import (
     row_counter,
 )
 from ingest.errors import ConfigError
-from ingest.settings import load_settings
 
 
 @app.command(short_help="Plan export windows for a date range.")

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from ingest.settings import Settings
     from ingest.state.store import Store
 
-err_console = Console(stderr=True)
-out = Console()
+# No emoji codes: a report's text shown back (a bot name, a file name) keeps its ":x:" as
+# typed, and start-up skips loading rich's table of 3,600 emoji names.
+err_console = Console(stderr=True, emoji=False)
+out = Console(emoji=False)
 
 
 def _utc_text(epoch: float) -> str:

@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from ingest.cli.application import app, attention_code, state
+from ingest.cli.options import load_settings
 from ingest.cli.render import out, print_checks
-from ingest.settings import load_settings
 
 
 @app.command(short_help="Try the whole pipeline offline, on a simulator.")

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from ingest.archive.storage import Storage, storage_for
 from ingest.mail.senders import check_watch_settings
 from ingest.pipeline.get import GET_MAX_DAYS, fetch_range
-from ingest.pipeline.poll import poll_mailbox
+from ingest.pipeline.poll import MailSession, poll_mailbox
 from ingest.pipeline.route import Router
 from ingest.pipeline.summary import FetchSummary, RunSummary
 from ingest.request.client import CertainlyClient, client_from
@@ -39,6 +39,10 @@ OPEN = (S.PLANNED, S.DEFERRED, S.LOST, S.SUBMITTING, S.ACCEPTED)
 #: read costs about as much as a GET span (a connection, a search), and an email waits
 #: minutes for the vendor anyway, so a few seconds more between reads cost nothing.
 GET_BUDGET_MIN = 5.0
+#: The longest pause between passes over which the IMAP connection is kept open. Longer
+#: ones log out first: a server or a NAT may drop an idle connection silently, and finding
+#: that out costs a whole socket timeout, more than the login it would save.
+KEEP_CONNECTION_MAX = 60.0
 
 
 def tick_requester(
@@ -102,14 +106,16 @@ def run_once(
     *,
     out: Storage | None = None,
     today: date | None = None,
+    session: MailSession | None = None,
 ) -> RunSummary:
     """One pass: the requester, then the mailbox. ``out`` is the archive (built from the
-    settings when not given)."""
+    settings when not given); ``session`` keeps the IMAP connection for the next pass
+    (without it the pass logs in and out)."""
     check_watch_settings(settings.imap)
     out = out or storage_for(settings)
     summary = RunSummary()
     tick_requester(settings, store, out, summary, client, today=today)
-    poll_mailbox(settings, store, out, summary)
+    poll_mailbox(settings, store, out, summary, session=session)
     return summary
 
 
@@ -128,16 +134,23 @@ def run_until_done(
     total = RunSummary()
     out = out or storage_for(settings)
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        total.add(run_once(settings, store, client, out=out, today=today))
-        if on_pass:
-            on_pass(total)
-        if not store.windows(states=tuple(s for s in S if s not in FINAL)):
-            return total
-        if deadline is not None and time.monotonic() >= deadline:
-            total.problems.append(f"stopped after {timeout:g} s with windows still open")
-            return total
-        time.sleep(_pause(settings, store))
+    session = MailSession()  # one login for all the passes, unless it breaks
+    try:
+        while True:
+            total.add(run_once(settings, store, client, out=out, today=today, session=session))
+            if on_pass:
+                on_pass(total)
+            if not store.windows(states=tuple(s for s in S if s not in FINAL)):
+                return total
+            if deadline is not None and time.monotonic() >= deadline:
+                total.problems.append(f"stopped after {timeout:g} s with windows still open")
+                return total
+            pause = _pause(settings, store)
+            if pause > KEEP_CONNECTION_MAX:
+                session.close()
+            time.sleep(pause)
+    finally:
+        session.close()
 
 
 def _pause(settings: Settings, store: Store) -> float:
