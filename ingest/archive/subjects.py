@@ -107,13 +107,18 @@ def _decode(value: str) -> list[str]:
     return [value]
 
 
+def storage_scan(out: Storage, key: str) -> pl.LazyFrame:
+    """One data file, lazily (no partition columns from its path)."""
+    return out.scan([key], hive_partitioning=False)
+
+
 def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
     """The (``subject``, ``file``) pairs of these files, once each. Read a file at a time:
     memory is one file's pairs (a 1 GB report's 90 files in one query held every row's
     candidates with its path: +140 MiB), and a typed dataset's files may differ by a column."""
     frames = [_EMPTY]
-    for group in ([key] for key in keys):
-        frame = out.scan(group, hive_partitioning=False, include_file_paths=_FILE)
+    for key in keys:
+        frame = storage_scan(out, key)
         values = _values(frame.collect_schema().names())
         if not values:
             continue
@@ -121,21 +126,23 @@ def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
         # A quoted token without escapes is its text between the quotes: decoded here, in
         # bulk; the few with escapes are decoded by json below (:func:`_decode`).
         plain = value.str.starts_with('"') & ~value.str.contains("\\", literal=True)
-        pairs = (
-            frame.select(pl.col(_FILE), pl.concat_list(values).alias(_VALUE))
-            .explode(_VALUE)
-            .drop_nulls(_VALUE)
-            .with_columns(pl.when(plain).then(value.str.slice(1, value.str.len_chars() - 2)).otherwise(value))
+        found = (
+            frame.select(pl.concat_list(values).alias(_VALUE))
+            .collect()  # one file: its candidate lists, in memory
+            .get_column(_VALUE)
+            .explode()
+            .drop_nulls()
             .unique()
-            .collect()  # one file at a time: the in-memory engine, no streaming pipeline to build
+            .to_frame()
+            .select(pl.when(plain).then(value.str.slice(1, value.str.len_chars() - 2)).otherwise(value))
+            .get_column(_VALUE)
+            .unique()
         )
-        key_of = {out.source(k): k for k in group}
-        pairs = pairs.select(
-            pl.col(_VALUE).alias("subject"),
-            pl.col(_FILE).replace_strict(key_of, default=pl.col(_FILE)).alias("file"),
+        pairs = pl.DataFrame(
+            {"subject": found, "file": pl.repeat(key, len(found), eager=True, dtype=pl.String)}
         )
-        escaped = pairs.filter(pl.col("subject").str.starts_with('"'))
-        decoded = [(d, f) for s, f in escaped.iter_rows() for d in _decode(s)]
+        escaped = found.filter(found.str.starts_with('"')).to_list()
+        decoded = [(d, key) for s in escaped for d in _decode(s)]
         frames += [pairs, pl.DataFrame(decoded, schema=_EMPTY.schema, orient="row")]
     return pl.concat(frames).unique()
 
