@@ -224,7 +224,10 @@ def _env_value(value: Any) -> str:
 def example_env() -> str:
     """config/example.env: every setting, described, at its default or an example."""
     assert set(PROCESS_VARIABLE_NOTES) <= set(PROCESS_VARIABLES)
-    lines = [ENV_HEAD, "# ---- where the other settings come from (read from the real environment only)"]
+    lines = [
+        ENV_HEAD,
+        "# ---- where the other settings come from (the real environment only: refused in .env)",
+    ]
     for name, (example, note) in PROCESS_VARIABLE_NOTES.items():
         lines += [*_comment(note), f"# {name}={example}"]
     for section, model in sections():

@@ -79,11 +79,21 @@ def _suggestion(name: str, known: Iterable[str]) -> str:
 
 
 def _unknown_variable(
-    names: Iterable[str], where: str, sections: Mapping[str, Iterable[str]], known: set[str]
+    names: Iterable[str],
+    where: str,
+    sections: Mapping[str, Iterable[str]],
+    known: set[str],
+    environ: Mapping[str, str],
 ) -> str | None:
     values: Mapping[str, Any] = names if isinstance(names, Mapping) else {}
     for raw in names:
         name = raw.upper()
+        if name in PROCESS_VARIABLES and (raw != name if where == "environment" else name not in environ):
+            # Read from the environment only, by this exact name: set in .env or spelt
+            # ingest_config, the TOML file (and the require_authentication in it) would
+            # be silently ignored.
+            place = "read from the environment only" if where != "environment" else "upper case only"
+            return f"{raw} ({where}) is {place}; set {name} in the environment"
         if not name.startswith(_PREFIX) or name in known:
             continue
         value = values.get(raw) if where == "environment" else None
@@ -126,8 +136,8 @@ def unknown_setting(
     """
     known = setting_names(sections)
     return (
-        _unknown_variable(environ, "environment", sections, known)
-        or _unknown_variable(dotenv, ".env", sections, known)
-        or _unknown_variable(secret_files, "secret file", sections, known)
+        _unknown_variable(environ, "environment", sections, known, environ)
+        or _unknown_variable(dotenv, ".env", sections, known, environ)
+        or _unknown_variable(secret_files, "secret file", sections, known, environ)
         or _unknown_toml_key(toml, sections)
     )

@@ -63,3 +63,44 @@ def test_typos_are_still_refused_beside_service_links(
     done = run_ingest("status", env=_env(workdir, **METRICS_SERVICE_LINKS, **{name: value}), cwd=workdir)
     assert done.returncode == 2
     assert f"{name} (environment) is not a setting; did you mean {closest}?" in done.stderr
+
+
+TOML_WITH_AUTHENTICATION = '[imap]\nrequire_authentication = true\nauthserv_id = "mx.example.com"\n'
+
+
+def test_ingest_config_in_dotenv_is_refused_not_silently_ignored(workdir: Path) -> None:
+    # config/example.env is a template for .env and lists INGEST_CONFIG (commented out):
+    # uncommented there, the TOML file was never read and sender authentication stayed off.
+    (workdir / "ingest.toml").write_text(TOML_WITH_AUTHENTICATION)
+    (workdir / ".env").write_text(f"INGEST_CONFIG={workdir / 'ingest.toml'}\n")
+    done = run_ingest("status", env=_env(workdir), cwd=workdir)
+    assert done.returncode == 2
+    assert "INGEST_CONFIG (.env) is read from the environment only" in done.stderr
+
+
+def test_ingest_config_in_dotenv_and_in_the_environment_is_fine(workdir: Path) -> None:
+    # A .env both sourced into the shell and lying in the working folder: the environment's
+    # INGEST_CONFIG is the one read, nothing is ignored.
+    (workdir / "ingest.toml").write_text(TOML_WITH_AUTHENTICATION)
+    (workdir / ".env").write_text(f"INGEST_CONFIG={workdir / 'ingest.toml'}\n")
+    done = run_ingest("status", env=_env(workdir, INGEST_CONFIG=str(workdir / "ingest.toml")), cwd=workdir)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_lower_case_ingest_config_is_refused(workdir: Path) -> None:
+    # pydantic-settings reads settings in any case, but INGEST_CONFIG is read by its exact
+    # name: ingest_config=... silently dropped the TOML file.
+    (workdir / "ingest.toml").write_text(TOML_WITH_AUTHENTICATION)
+    done = run_ingest("status", env=_env(workdir, ingest_config=str(workdir / "ingest.toml")), cwd=workdir)
+    assert done.returncode == 2
+    assert "ingest_config (environment) is upper case only; set INGEST_CONFIG" in done.stderr
+
+
+def test_ingest_config_as_a_secret_file_is_refused(workdir: Path) -> None:
+    secrets = workdir / "secrets"
+    secrets.mkdir()
+    (workdir / "ingest.toml").write_text(TOML_WITH_AUTHENTICATION)
+    (secrets / "ingest_config").write_text(str(workdir / "ingest.toml"))
+    done = run_ingest("status", env=_env(workdir, INGEST_SECRETS_DIR=str(secrets)), cwd=workdir)
+    assert done.returncode == 2
+    assert "ingest_config (secret file) is read from the environment only" in done.stderr
