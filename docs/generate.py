@@ -224,7 +224,10 @@ def _env_value(value: Any) -> str:
 def example_env() -> str:
     """config/example.env: every setting, described, at its default or an example."""
     assert set(PROCESS_VARIABLE_NOTES) <= set(PROCESS_VARIABLES)
-    lines = [ENV_HEAD, "# ---- where the other settings come from (read from the real environment only)"]
+    lines = [
+        ENV_HEAD,
+        "# ---- where the other settings come from (the real environment only: refused in .env)",
+    ]
     for name, (example, note) in PROCESS_VARIABLE_NOTES.items():
         lines += [*_comment(note), f"# {name}={example}"]
     for section, model in sections():
@@ -413,11 +416,11 @@ EXAMPLES: dict[type[records.Record], dict[str, Any]] = {
         "format_version": 1,
         "id": "5e0c9d8b7a6f5e4d",
         "bot_id": "bot-1",
-        "from": "2024-01-01",
-        "to": None,
         "reason": "litigation 2024-17",
         "placed_at": "2024-03-05T09:00:00Z",
         "actor": "dpo",
+        "from": "2024-01-01",
+        "to": None,
     },
     records.HoldLifting: {
         "format_version": 1,
@@ -434,11 +437,11 @@ EXAMPLES: dict[type[records.Record], dict[str, Any]] = {
             "format_version": 1,
             "id": "5e0c9d8b7a6f5e4d",
             "bot_id": "bot-1",
-            "from": "2024-01-01",
-            "to": None,
             "reason": "litigation 2024-17",
             "placed_at": "2024-03-05T09:00:00Z",
             "actor": "dpo",
+            "from": "2024-01-01",
+            "to": None,
         },
         "at": "2024-03-05T09:00:00Z",
         "actor": "dpo",

@@ -347,13 +347,15 @@ class HoldRecord(Record):
     NAME: ClassVar[str] = "legal hold"
     KEY: ClassVar[str] = "holds/<id>.json"
 
+    # In the order holds have always been written (main's Hold dataclass, days last): the
+    # audit log's copy is dumped in this order and compared byte for byte with the file.
     id: str
     bot_id: str
-    from_: str | None = Field(None, alias="from")
-    to: str | None = None
     reason: str = ""
     placed_at: str = ""
     actor: str = ""
+    from_: str | None = Field(None, alias="from")
+    to: str | None = None
 
 
 class HoldLifting(Record):

@@ -8,9 +8,11 @@ one, and says which setting is closest.
 What counts as meant as a setting, for names beginning ``INGEST_`` (any case): a name with
 ``__`` (the section separator), a name whose first word is a section (``INGEST_IMAP_HOST``),
 or a name a few letters away from a real one (``INGEST_LOGFORMAT``). Other ``INGEST_``
-names are left alone: Kubernetes adds ``INGEST_SERVICE_HOST`` and ``INGEST_PORT_...`` to
-every pod of a namespace holding a Service named ``ingest``. Every key of the TOML file is
-ours, so there any unknown key is refused.
+names are left alone, and so are Kubernetes' service links: it adds ``INGEST_SERVICE_HOST``
+and ``INGEST_PORT_...`` to every pod of a namespace holding a Service named ``ingest``, and
+``INGEST_METRICS_SERVICE_HOST``, ``INGEST_METRICS_PORT=tcp://...`` and the like for one named
+``ingest-metrics`` (whose first word is a section). Every key of the TOML file is ours, so
+there any unknown key is refused.
 
 Example::
 
@@ -33,6 +35,14 @@ _PREFIX = "INGEST_"
 _CLOSE = 0.85
 #: Kubernetes' service links for a Service named ``ingest``: INGEST_SERVICE_HOST, INGEST_PORT ...
 _SERVICE_LINK = re.compile(r"INGEST_(SERVICE_[A-Z0-9_]+|PORT(_[A-Z0-9_]+)?)")
+#: ... and for a Service named ``ingest-<anything>`` (``ingest-metrics``): no setting ends so.
+_NAMED_SERVICE_LINK = re.compile(
+    r"INGEST(_[A-Z0-9]+)+_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)"
+)
+#: ``INGEST_<NAME>_PORT`` is a service link only with Kubernetes' value, ``tcp://10.0.0.1:9100``:
+#: ``INGEST_IMAP_PORT=993`` is a misspelt INGEST_IMAP__PORT.
+_SERVICE_PORT = re.compile(r"INGEST(_[A-Z0-9]+)+_PORT")
+_SERVICE_URL = re.compile(r"(tcp|udp|sctp)://\S+")
 
 
 def setting_names(sections: Mapping[str, Iterable[str]]) -> set[str]:
@@ -45,9 +55,16 @@ def setting_names(sections: Mapping[str, Iterable[str]]) -> set[str]:
     return names
 
 
-def _meant_as_setting(name: str, known: set[str], sections: Iterable[str]) -> bool:
+def _service_link(name: str, value: str | None) -> bool:
+    """True for the variables Kubernetes adds for a Service named ``ingest`` or ``ingest-*``."""
+    if _SERVICE_LINK.fullmatch(name) or _NAMED_SERVICE_LINK.fullmatch(name):
+        return True
+    return bool(value and _SERVICE_PORT.fullmatch(name) and _SERVICE_URL.fullmatch(value))
+
+
+def _meant_as_setting(name: str, known: set[str], sections: Iterable[str], value: str | None) -> bool:
     rest = name[len(_PREFIX) :]
-    if _SERVICE_LINK.fullmatch(name):
+    if _service_link(name, value):
         return False
     if "__" in rest:
         return True
@@ -62,13 +79,25 @@ def _suggestion(name: str, known: Iterable[str]) -> str:
 
 
 def _unknown_variable(
-    names: Iterable[str], where: str, sections: Mapping[str, Iterable[str]], known: set[str]
+    names: Iterable[str],
+    where: str,
+    sections: Mapping[str, Iterable[str]],
+    known: set[str],
+    environ: Mapping[str, str],
 ) -> str | None:
+    values: Mapping[str, Any] = names if isinstance(names, Mapping) else {}
     for raw in names:
         name = raw.upper()
+        if name in PROCESS_VARIABLES and (raw != name if where == "environment" else name not in environ):
+            # Read from the environment only, by this exact name: set in .env or spelt
+            # ingest_config, the TOML file (and the require_authentication in it) would
+            # be silently ignored.
+            place = "read from the environment only" if where != "environment" else "upper case only"
+            return f"{raw} ({where}) is {place}; set {name} in the environment"
         if not name.startswith(_PREFIX) or name in known:
             continue
-        if _meant_as_setting(name, known, sections):
+        value = values.get(raw) if where == "environment" else None
+        if _meant_as_setting(name, known, sections, value if isinstance(value, str) else None):
             return f"{raw} ({where}) is not a setting{_suggestion(name, known)}"
     return None
 
@@ -107,8 +136,8 @@ def unknown_setting(
     """
     known = setting_names(sections)
     return (
-        _unknown_variable(environ, "environment", sections, known)
-        or _unknown_variable(dotenv, ".env", sections, known)
-        or _unknown_variable(secret_files, "secret file", sections, known)
+        _unknown_variable(environ, "environment", sections, known, environ)
+        or _unknown_variable(dotenv, ".env", sections, known, environ)
+        or _unknown_variable(secret_files, "secret file", sections, known, environ)
         or _unknown_toml_key(toml, sections)
     )

@@ -27,8 +27,9 @@ def demo(
 ) -> None:
     """Run the whole pipeline against the built-in simulator and an embedded IMAP server.
 
-    No credentials and no network beyond 127.0.0.1. Needs the demo extra (the embedded
-    IMAP server): pip install 'certainly-ingest[demo]'.
+    No credentials and no network beyond 127.0.0.1.
+
+    Needs the demo extra, the embedded IMAP server: pip install 'certainly-ingest\\[demo]'.
 
     Example: ingest demo --bots 2 --days 60
     """

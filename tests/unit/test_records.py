@@ -66,11 +66,11 @@ OLD: dict[type, dict[str, Any]] = {
     HoldRecord: {
         "id": "0123456789abcdef",
         "bot_id": "bot-1",
-        "from": "2024-01-01",
-        "to": None,
         "reason": "case 1",
         "placed_at": "2026-01-01T00:00:00Z",
         "actor": "dpo",
+        "from": "2024-01-01",
+        "to": None,
     },
     AuditEntry: {
         "id": "0123456789abcdef",

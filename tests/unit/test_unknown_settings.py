@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from ingest.errors import ConfigError
 from ingest.settings import load_settings, section_fields
-from ingest.unknown_settings import setting_names, unknown_setting
+from ingest.unknown_settings import PROCESS_VARIABLES, setting_names, unknown_setting
 from tests.support.job import run_ingest
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -107,10 +107,21 @@ _KNOWN = sorted(setting_names(_SECTIONS))
 
 
 @settings(max_examples=200, deadline=None)
-@given(name=st.sampled_from(_KNOWN), case=st.sampled_from([str.upper, str.lower]))
+@given(
+    name=st.sampled_from([n for n in _KNOWN if n not in PROCESS_VARIABLES]),
+    case=st.sampled_from([str.upper, str.lower]),
+)
 def test_every_real_setting_name_is_accepted_in_either_case(name: str, case: object) -> None:
     assert callable(case)
     assert unknown_setting({case(name): "1"}, {case(name): "1"}, [case(name)], {}, sections=_SECTIONS) is None
+
+
+@pytest.mark.parametrize("name", PROCESS_VARIABLES)
+def test_a_process_variable_is_accepted_in_the_environment_by_its_exact_name(name: str) -> None:
+    # Read with os.environ.get(name): lower case, or only in .env, it would be ignored.
+    assert unknown_setting({name: "1"}, {name: "1"}, [name.lower()], {}, sections=_SECTIONS) is None
+    assert unknown_setting({name.lower(): "1"}, {}, [], {}, sections=_SECTIONS) is not None
+    assert unknown_setting({}, {name: "1"}, [], {}, sections=_SECTIONS) is not None
 
 
 @settings(max_examples=200, deadline=None)
