@@ -62,7 +62,6 @@ BUCKETS = 16
 #: A bot's index is merged into one part per bucket once it has more parts than this
 #: (one a report): a lookup then lists and reads a bounded number of small files.
 MERGE_AFTER = 64
-_FILE = "_subjects_file"
 _VALUE = "_subject"
 _PATTERN = r'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*)'
 
