@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from ingest.cli.application import EXIT_ATTENTION, app, attention_code
+from ingest.cli.application import EXIT_ATTENTION, EXIT_OK, app, attention_code
 from ingest.cli.options import Apply, bot_ids, day, load_settings
 from ingest.cli.render import (
     export_progress,
@@ -131,7 +131,11 @@ def export(
     )
     settings = load_settings()
     with export_progress() as on_rows:
-        print_cut(export_bundle(settings, query, out_path, on_rows=on_rows))
+        cut = export_bundle(settings, query, out_path, on_rows=on_rows)
+    print_cut(cut)
+    # Records the bundle's provenance could not use (a newer format, unreadable): the bundle
+    # is made and names them, and the exit code says a person should look.
+    raise typer.Exit(EXIT_ATTENTION if cut.manifest.get("archive_problems") else EXIT_OK)
 
 
 @app.command("verify-export", short_help="Check an export bundle's signature, files and counts.")

@@ -301,6 +301,8 @@ def print_cut(cut: Cut) -> None:
         out.print(f"  data files read: {cut.files_read} of {cut.files_total}")
     for note in cut.notes:
         out.print(inert(f"  note: {note}"), soft_wrap=True)
+    for problem in cut.manifest.get("archive_problems") or []:  # named in the bundle too
+        out.print(inert(f"  archive problem: {problem}"), soft_wrap=True)
 
 
 def print_bundle_check(problems: list[str]) -> None:
