@@ -103,7 +103,9 @@ def read_manifests(out: Storage, objects: Iterable[StoredObject] | None = None) 
         try:
             records.append(Record(key, load(model_of(key), out.read_bytes(key), key)))
         except ValidationError as err:
-            records.append(Record(key, None, f"not a {model_of(key).NAME}: {first_problem(err)}"))
+            records.append(
+                Record(key, None, f"does not fit the {model_of(key).NAME} format: {first_problem(err)}")
+            )
         except (OSError, ValueError, IngestError) as err:
             records.append(Record(key, None, f"{type(err).__name__}: {err}"))
     return records

@@ -193,7 +193,7 @@ def other_records(out: Storage, objects: list[Any]) -> tuple[list[str], dict[str
             problems.append(str(err))
             continue
         except ValidationError as err:
-            problems.append(f"{obj.key}: not a {model.NAME} ({first_problem(err)})")
+            problems.append(f"{obj.key}: does not fit the {model.NAME} format ({first_problem(err)})")
             continue
         except (OSError, ValueError, IngestError) as err:
             problems.append(f"{obj.key}: unreadable {model.NAME} ({one_line(err)})")

@@ -275,7 +275,7 @@ def test_a_record_that_does_not_fit_its_model_is_named(archive: Path) -> None:
     report = verify_archive(archive)
 
     _assert_only_about(report, _rel(archive, reasons))
-    assert any("not a quarantine reasons (reasons:" in p for p in report.problems)
+    assert any("does not fit the quarantine reasons format (reasons:" in p for p in report.problems)
 
 
 def test_a_record_of_a_newer_format_is_named_not_guessed_at(archive: Path) -> None:
