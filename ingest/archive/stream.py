@@ -122,6 +122,7 @@ class StagedReport:
             result.files = self.files.publish(sha)
             self.rejected.publish(sha)
             self.raw.discard()
+            give_back_memory()  # the staging buffers, before the commit and the subject index
 
         try:
             return commit(
