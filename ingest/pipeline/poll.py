@@ -57,7 +57,7 @@ class MailSession:
 def poll_mailbox(
     settings: Settings,
     store: Store,
-    out: Storage,
+    storage: Storage,
     summary: RunSummary,
     stop: threading.Event | None = None,
     box: Mailbox | None = None,
@@ -86,14 +86,14 @@ def poll_mailbox(
         with attempt:
             first = attempt.retry_state.attempt_number == 1
             if box is not None and first:
-                poll_folder(box, settings, store, out, summary, stop)
+                poll_folder(box, settings, store, storage, summary, stop)
             elif session is not None:
                 if session.box is None or not first:
                     session.close()  # a broken connection: logged out, then a new one
                     session.box = Mailbox(settings.imap).connect()
                     connected = True
                 try:
-                    poll_folder(session.box, settings, store, out, summary, stop)
+                    poll_folder(session.box, settings, store, storage, summary, stop)
                 except MailboxUnavailable:
                     session.close()
                     raise
@@ -101,7 +101,7 @@ def poll_mailbox(
                 own = Mailbox(settings.imap).connect()
                 connected = True
                 try:
-                    poll_folder(own, settings, store, out, summary, stop)
+                    poll_folder(own, settings, store, storage, summary, stop)
                 finally:
                     own.close()
 
@@ -120,7 +120,7 @@ def poll_folder(
     box: Mailbox,
     settings: Settings,
     store: Store,
-    out: Storage,
+    storage: Storage,
     summary: RunSummary,
     stop: threading.Event | None = None,
 ) -> None:
@@ -150,7 +150,7 @@ def poll_folder(
         # Anything recorded next advances the position: the ignored ones before it first.
         _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
         summary.emails_seen += 1
-        handled = examine(box, uid, size, address, settings, store, summary, out, received_at)
+        handled = examine(box, uid, size, address, settings, store, summary, storage, received_at)
         if handled.outcome != "gone":
             settle(box, settings, store, summary, handled, uidvalidity, uid)
     _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
