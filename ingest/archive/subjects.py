@@ -3,7 +3,7 @@ only those files, not the whole archive.
 
 ::
 
-    subjects/<dataset>/bot_id=<bot>/covered/<tag>.parquet       column ``file``: data files indexed
+    subjects/<dataset>/bot_id=<bot>/covered/<tag>.parquet       ``file``, ``size``, ``buckets`` written
     subjects/<dataset>/bot_id=<bot>/bucket=<NN>/<tag>.parquet   columns ``subject``, ``file``
 
 A data file's key never changes content (files are published once; an erasure or a
@@ -11,7 +11,10 @@ compaction writes new keys), so an entry "subject S is in file F" stays true for
 as F is in the table. Every reader therefore trusts the index only for what it covers and
 reads the rest directly (:func:`files_to_read`): the files to read for a subject are those
 of the table's snapshot the index names for them, plus every snapshot file the index does
-not cover. Entries of a file no longer in the snapshot (compacted, erased, pruned) are
+not cover. A file is covered only as the index saw it: at the size indexed (the same key
+in another archive of the same reports holds other rows) and with the bucket parts its
+covered part wrote present (:func:`_trusted`); an incomplete or foreign index is read
+around. Entries of a file no longer in the snapshot (compacted, erased, pruned) are
 ignored. A crash between the data commit and the index write, a compaction, an erasure
 rewrite, a prune or a ``resolve`` can only make a search slower, never miss a row; an
 unreadable index part makes it read everything.
