@@ -73,7 +73,7 @@ def build_big_archive(archive: Path, rows: int, first: date, per_day: int = 10_0
     from ingest.parse.arrowrows import FILE_SCHEMA
     from ingest.parse.schema import DATASET, file_schema
 
-    out = LocalStorage(archive)
+    storage = LocalStorage(archive)
     schema = file_schema()
     days = -(-rows // per_day)
     keys: list[tuple[str, int, str]] = []
@@ -104,9 +104,9 @@ def build_big_archive(archive: Path, rows: int, first: date, per_day: int = 10_0
         (archive / key).parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(archive / key, compression="zstd", statistics=True)
         keys.append((key, count, str(day)))
-    table = ensure_table(out, DATASET, FILE_SCHEMA)
-    actions = [add_action(out, DATASET, key, count, bot_id=BOT, day=day) for key, count, day in keys]
-    commit_actions(out, DATASET, table, list(actions), app=app_id("bench-big"), metadata={})
+    table = ensure_table(storage, DATASET, FILE_SCHEMA)
+    actions = [add_action(storage, DATASET, key, count, bot_id=BOT, day=day) for key, count, day in keys]
+    commit_actions(storage, DATASET, table, list(actions), app=app_id("bench-big"), metadata={})
     return first + timedelta(days=days)
 
 

@@ -54,7 +54,7 @@ def build(archive: Path, rows: int, per_day: int, per_person: int, subject_days:
     from ingest.parse.arrowrows import FILE_SCHEMA
     from ingest.parse.schema import DATASET, file_schema
 
-    out = LocalStorage(archive)
+    storage = LocalStorage(archive)
     schema = file_schema()
     days = -(-rows // per_day)
     first = date(2020, 1, 1)
@@ -98,9 +98,9 @@ def build(archive: Path, rows: int, per_day: int, per_person: int, subject_days:
         (archive / key).parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(archive / key, compression="zstd", statistics=True)
         keys.append((key, count, str(day)))
-    table = ensure_table(out, DATASET, FILE_SCHEMA)
-    actions = [add_action(out, DATASET, key, count, bot_id=BOT, day=day) for key, count, day in keys]
-    commit_actions(out, DATASET, table, list(actions), app=app_id("bench-subjects"), metadata={})
+    table = ensure_table(storage, DATASET, FILE_SCHEMA)
+    actions = [add_action(storage, DATASET, key, count, bot_id=BOT, day=day) for key, count, day in keys]
+    commit_actions(storage, DATASET, table, list(actions), app=app_id("bench-subjects"), metadata={})
     return {"files": len(keys), "subject_files": len(theirs), "subject_rows": len(theirs) * per_person}
 
 

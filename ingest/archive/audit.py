@@ -54,7 +54,7 @@ def new_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def salt(out: Storage, setting: str | None = None) -> bytes:
+def salt(storage: Storage, setting: str | None = None) -> bytes:
     """The key of subject hashes, as given (:func:`ingest.ops.auditkey.audit_key`): never
     read from, nor made in, the archive."""
     if not setting:
@@ -65,9 +65,9 @@ def salt(out: Storage, setting: str | None = None) -> bytes:
     return setting.encode()
 
 
-def subject_hash(out: Storage, subject_id: str, setting: str | None = None) -> str:
+def subject_hash(storage: Storage, subject_id: str, setting: str | None = None) -> str:
     """HMAC-SHA256 of a bot user id under the audit key: what the log says instead of the id."""
-    return hmac.new(salt(out, setting), subject_id.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(salt(storage, setting), subject_id.encode(), hashlib.sha256).hexdigest()
 
 
 def key_id(secret: str) -> str:
@@ -77,13 +77,13 @@ def key_id(secret: str) -> str:
     return hmac.new(secret.encode(), b"certainly-ingest audit key id", hashlib.sha256).hexdigest()[:16]
 
 
-def records(out: Storage) -> list[AuditRecord]:
+def records(storage: Storage) -> list[AuditRecord]:
     """Every audit record, in the order written (their keys sort by sequence number)."""
     found = []
-    for obj in out.objects(f"{AUDIT}/"):
+    for obj in storage.objects(f"{AUDIT}/"):
         if not obj.key.endswith(".json"):
             continue
-        data = out.read_bytes(obj.key)
+        data = storage.read_bytes(obj.key)
         try:
             found.append(AuditRecord(obj.key, sha256_bytes(data), load(AuditEntry, data, obj.key)))
         except RecordTooNew as err:
@@ -97,12 +97,12 @@ def records(out: Storage) -> list[AuditRecord]:
 
 
 def append(
-    out: Storage, body: dict[str, Any], *, actor: str, reason: str, record_id: str | None = None
+    storage: Storage, body: dict[str, Any], *, actor: str, reason: str, record_id: str | None = None
 ) -> str:
     """Append a record (``body`` plus when, who, why and the previous record's sha256);
     returns its key. A record of ``record_id`` already there is not written again."""
     record_id = record_id or new_id()
-    existing = records(out)
+    existing = records(storage)
     for record in existing:
         if record.entry.id == record_id:
             return record.key
@@ -118,8 +118,8 @@ def append(
         },
     )
     key = audit_key(len(existing) + 1, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()), record_id)
-    if not write_bytes_once(out, key, dump(entry)):
-        raise OutputError(f"cannot append to the audit log: {out.describe(key)} exists")
+    if not write_bytes_once(storage, key, dump(entry)):
+        raise OutputError(f"cannot append to the audit log: {storage.describe(key)} exists")
     return key
 
 

@@ -105,7 +105,7 @@ class Attachment:
 
 
 def commit(
-    out: Storage,
+    storage: Storage,
     result: SaveResult,
     source: Attachment,
     *,
@@ -129,17 +129,17 @@ def commit(
     except OSError as err:
         discard()
         raise OutputError(
-            f"cannot write under {out.describe()}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+            f"cannot write under {storage.describe()}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
         ) from None
     except BaseException:
         discard()
         raise
     crash_point("after_data")
-    adopt_own_files(out, source, result, opened)
+    adopt_own_files(storage, source, result, opened)
     # A replay of a report an earlier, killed attempt committed (checked before committing).
-    replay = committed(current_table(out, source.dataset) if opened is None else opened, source.sha256)
+    replay = committed(current_table(storage, source.dataset) if opened is None else opened, source.sha256)
     result.version = commit_report(
-        out,
+        storage,
         source.dataset,
         source.bot_id,
         [(f.path, f.rows) for f in result.files],
@@ -150,10 +150,12 @@ def commit(
     )
     crash_point("after_commit")
     if replay:
-        drop_uncommitted(out, source, result)
+        drop_uncommitted(storage, source, result)
     # The subject index, after the data is committed (a crash before it only slows searches).
-    index_files(out, source.dataset, source.bot_id, [f.path for f in result.files])
-    result.manifest = write_manifest(out, result, source, extra_columns=extra_columns, provenance=provenance)
+    index_files(storage, source.dataset, source.bot_id, [f.path for f in result.files])
+    result.manifest = write_manifest(
+        storage, result, source, extra_columns=extra_columns, provenance=provenance
+    )
     crash_point("after_manifest")
     return result
 
@@ -174,21 +176,21 @@ def commit_provenance(result: SaveResult, source: Attachment, provenance: dict[s
     }
 
 
-def write_once(out: Storage, key: str, write: Callable[[Path], object]) -> bool:
+def write_once(storage: Storage, key: str, write: Callable[[Path], object]) -> bool:
     """Write a file under a temporary name, then publish it under ``key``, once.
 
     ``write(tmp_path)`` produces the content. Returns False (and writes nothing) when
     ``key`` exists already: a published file is never replaced.
     """
-    if out.exists(key):
+    if storage.exists(key):
         return False
-    tmp = out.temp(key.rsplit("/", 1)[-1])
+    tmp = storage.temp(key.rsplit("/", 1)[-1])
     try:
         write(tmp)
-        return out.publish(tmp, key)
+        return storage.publish(tmp, key)
     except OSError as err:
         raise OutputError(
-            f"cannot write {out.describe(key)}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+            f"cannot write {storage.describe(key)}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
         ) from None
     finally:
         try:
@@ -197,13 +199,13 @@ def write_once(out: Storage, key: str, write: Callable[[Path], object]) -> bool:
             pass  # its folder could not even be made: there is nothing to clean up
 
 
-def write_bytes_once(out: Storage, key: str, data: bytes) -> bool:
+def write_bytes_once(storage: Storage, key: str, data: bytes) -> bool:
     """:func:`write_once` for a bytes payload."""
-    return write_once(out, key, lambda tmp: tmp.write_bytes(data))
+    return write_once(storage, key, lambda tmp: tmp.write_bytes(data))
 
 
 def adopt_own_files(
-    out: Storage, source: Attachment, result: SaveResult, opened: DeltaTable | None = None
+    storage: Storage, source: Attachment, result: SaveResult, opened: DeltaTable | None = None
 ) -> None:
     """List this source's data files that an earlier, killed attempt committed before its
     manifest: their rows were just counted as duplicates (they are in the table), but
@@ -214,9 +216,9 @@ def adopt_own_files(
     listing every partition of the bot: that listing grew with the archive. A file a killed
     attempt published but never committed holds rows no reader saw, so this attempt found
     them new and wrote them under the same key (kept as it was, :func:`write_once`)."""
-    if out.exists(manifest_key(source.sha256)):
+    if storage.exists(manifest_key(source.sha256)):
         return  # committed before: this is a re-delivery, and its rows are duplicates
-    table = current_table(out, source.dataset) if opened is None else opened
+    table = current_table(storage, source.dataset) if opened is None else opened
     if table is None:
         return
     listed = {f.path for f in result.files}
@@ -224,33 +226,33 @@ def adopt_own_files(
     for found in snapshot_files(table, source.dataset, source.bot_id):
         if not found.key.startswith(prefix) or not found.key.endswith(name) or found.key in listed:
             continue
-        rows = out.parquet_rows(found.key)
-        result.files.append(WrittenFile(found.key, rows, out.sha256(found.key) or ""))
+        rows = storage.parquet_rows(found.key)
+        result.files.append(WrittenFile(found.key, rows, storage.sha256(found.key) or ""))
         result.rows_written += rows
         result.rows_duplicate -= rows
     result.files.sort(key=lambda f: f.path)
 
 
-def drop_uncommitted(out: Storage, source: Attachment, result: SaveResult) -> None:
+def drop_uncommitted(storage: Storage, source: Attachment, result: SaveResult) -> None:
     """Remove the files this replay published that the table does not hold. A report whose
     commit an earlier, killed attempt made is not committed again; rows that commit archived
     and that left the table since (erased, pruned, resolved away) were found new by this
     replay and written again: they must not stay on disk, nor be indexed or listed (an
     erasure between a killed import and its retry would otherwise come undone). They count
     as duplicates: this report's commit archived them once."""
-    table = current_table(out, source.dataset)
+    table = current_table(storage, source.dataset)
     if table is None:
         return
     have = {f.key for f in snapshot_files(table, source.dataset, source.bot_id)}
     for written in [f for f in result.files if f.path not in have]:
-        out.delete(written.path)
+        storage.delete(written.path)
         result.files.remove(written)
         result.rows_written -= written.rows
         result.rows_duplicate += written.rows
 
 
 def write_manifest(
-    out: Storage,
+    storage: Storage,
     result: SaveResult,
     source: Attachment,
     *,
@@ -281,11 +283,11 @@ def write_manifest(
         },
     )
     key = manifest_key(source.sha256)
-    write_bytes_once(out, key, dump(manifest))
+    write_bytes_once(storage, key, dump(manifest))
     return key
 
 
-def write_reasons(out: Storage, source_sha256: str, reasons: dict[str, int]) -> None:
+def write_reasons(storage: Storage, source_sha256: str, reasons: dict[str, int]) -> None:
     """quarantine/<sha256>/reason.json: how many rows were rejected for each reason."""
     record = QuarantineReasons(reasons=dict(sorted(reasons.items())))
-    write_bytes_once(out, reasons_key(source_sha256), dump(record))
+    write_bytes_once(storage, reasons_key(source_sha256), dump(record))

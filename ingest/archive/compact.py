@@ -77,12 +77,12 @@ def compact_archive(
     root: Storage | Path, *, dataset: str = DATASET, bots: list[str] | None = None, min_files: int = 2
 ) -> CompactSummary:
     """OPTIMIZE every partition of ``dataset`` holding at least ``min_files`` files."""
-    out = as_storage(root)
+    storage = as_storage(root)
     summary = CompactSummary()
-    table = open_table(out, dataset)
+    table = open_table(storage, dataset)
     if table is None:
         return summary
-    summary.finished = len(finish_records(out, dataset, table))
+    summary.finished = len(finish_records(storage, dataset, table))
     counts = Counter((f.bot_id, f.day) for f in snapshot_files(table, dataset))
     compacted: set[str] = set()
     for (bot, day), files in sorted(counts.items()):
@@ -92,10 +92,10 @@ def compact_archive(
         before = table.version()
         where = [("bot_id", "=", bot), ("date", "=", day)]
         properties = CommitProperties(custom_metadata={f"{META}.compaction": True})
-        guarded(out, dataset, partial(_optimize, table, dataset, where, properties))
+        guarded(storage, dataset, partial(_optimize, table, dataset, where, properties))
         table.update_incremental()
         for version in range(before + 1, table.version() + 1):
-            record = write_record(out, dataset, version)
+            record = write_record(storage, dataset, version)
             if record is None:
                 continue
             summary.versions.append(version)
@@ -106,7 +106,7 @@ def compact_archive(
     # The subject index: the merged files indexed, the replaced ones' entries dropped.
     now = snapshot_files(table, dataset)
     for bot in sorted(compacted):
-        refresh(out, dataset, bot, {f.key: f.size for f in now if f.bot_id == bot})
+        refresh(storage, dataset, bot, {f.key: f.size for f in now if f.bot_id == bot})
     return summary
 
 
@@ -120,28 +120,30 @@ def _optimize(
     return table.optimize.compact(partition_filters=where, commit_properties=properties)
 
 
-def finish_records(out: Storage, dataset: str, table: DeltaTable) -> list[int]:
+def finish_records(storage: Storage, dataset: str, table: DeltaTable) -> list[int]:
     """Write the record of every OPTIMIZE commit that has none (a run killed in between)."""
-    have = {o.key for o in out.objects(f"{MANIFESTS}/")}
+    have = {o.key for o in storage.objects(f"{MANIFESTS}/")}
     done = []
     for info in table.history():
         version = info.get("version")
         if info.get("operation") != "OPTIMIZE" or not isinstance(version, int):
             continue
-        if compaction_key(record_name(dataset, version)) not in have and write_record(out, dataset, version):
+        if compaction_key(record_name(dataset, version)) not in have and write_record(
+            storage, dataset, version
+        ):
             done.append(version)
     return sorted(done)
 
 
-def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | None:
+def write_record(storage: Storage, dataset: str, version: int) -> dict[str, Any] | None:
     """The compaction record of OPTIMIZE commit ``version``: files added (rows from their
     footers, hashed) and files replaced (as their manifests list them). None for another
     kind of commit."""
-    actions = log_actions(out, dataset, version)
+    actions = log_actions(storage, dataset, version)
     info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
     if info.get("operation") != "OPTIMIZE":
         return None
-    listed = listed_files(read_manifests(out)).files
+    listed = listed_files(read_manifests(storage)).files
     added = [f"{dataset}/{unquote(a['add']['path'])}" for a in actions if "add" in a]
     removed = [f"{dataset}/{unquote(a['remove']['path'])}" for a in actions if "remove" in a]
     body = {
@@ -149,7 +151,7 @@ def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | N
         "version": version,
         "partitions": sorted({"/".join(key.split("/")[:3]) for key in added + removed}),
         "files": [
-            {"path": key, "rows": out.parquet_rows(key), "sha256": out.sha256(key) or ""}
+            {"path": key, "rows": storage.parquet_rows(key), "sha256": storage.sha256(key) or ""}
             for key in sorted(added)
         ],
         "replaces": [_entry(key, listed) for key in sorted(removed)],
@@ -158,7 +160,7 @@ def write_record(out: Storage, dataset: str, version: int) -> dict[str, Any] | N
         CompactionRecord,
         {"compaction": body, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
     )
-    write_bytes_once(out, compaction_key(record_name(dataset, version)), dump(record))
+    write_bytes_once(storage, compaction_key(record_name(dataset, version)), dump(record))
     return body
 
 
@@ -191,14 +193,14 @@ def vacuum_archive(
     in it reads, and files never committed; then list the data files still outside the
     current snapshot. A retention under the table's own (7 days unless set) is allowed:
     this job is the tables' only writer, and holds the job lock."""
-    out = as_storage(root)
+    storage = as_storage(root)
     summary = VacuumSummary()
     for dataset in datasets:
-        table = open_table(out, dataset)
+        table = open_table(storage, dataset)
         if table is None:
             continue
         removed = guarded(
-            out,
+            storage,
             dataset,
             partial(
                 table.vacuum,
@@ -212,7 +214,7 @@ def vacuum_archive(
         table.update_incremental()
         current = {f.key for f in snapshot_files(table, dataset)}
         summary.left[dataset] = [
-            o.key for o in out.objects(f"{dataset}/") if is_data_file(o.key) and o.key not in current
+            o.key for o in storage.objects(f"{dataset}/") if is_data_file(o.key) and o.key not in current
         ]
     return summary
 

@@ -80,13 +80,13 @@ class ArchivedIds:
     #: The messages table as read (None when there is none yet): the report's commit brings
     #: it up to date instead of opening it again (:func:`ingest.archive.delta.ensure_table`).
     table: DeltaTable | None = None
-    out: Storage | None = None
+    storage: Storage | None = None
 
     @classmethod
-    def load(cls, out: Storage, bot_id: str) -> ArchivedIds:
+    def load(cls, storage: Storage, bot_id: str) -> ArchivedIds:
         """The bot's files in the table's snapshot with their id ranges; no data read yet
         (a file a killed run published but never committed is not archived data)."""
-        table = current_table(out, DATASET)
+        table = current_table(storage, DATASET)
         prefix = bot_prefix(bot_id)
         files = [f for f in snapshot_files(table, DATASET, bot_id) if f.key.startswith(prefix)]
         ranged = np.array([f.id_low is not None and f.id_high is not None for f in files], dtype=bool)
@@ -97,7 +97,7 @@ class ArchivedIds:
             ranged=ranged,
             read=np.zeros(len(files), dtype=bool),
             table=table,
-            out=out,
+            storage=storage,
         )
 
     def __bool__(self) -> bool:
@@ -131,12 +131,12 @@ class ArchivedIds:
         """Load the ``id`` column of the files at ``chosen`` into the sorted ids (each file's
         index alongside, 4 bytes a row: no path string per row, so even a report whose ids
         span the whole archive holds 12 bytes per archived id)."""
-        if not len(chosen) or self.out is None:
+        if not len(chosen) or self.storage is None:
             return
-        out = self.out
+        storage = self.storage
         frame = pl.concat(
             [
-                out.scan([self.files[n]]).select(pl.col("id"), pl.lit(int(n), pl.Int32).alias("_where"))
+                storage.scan([self.files[n]]).select(pl.col("id"), pl.lit(int(n), pl.Int32).alias("_where"))
                 for n in chosen
             ]
         ).collect()
@@ -174,11 +174,11 @@ class Collisions:
     temporary Parquet file (``_row``, ``id``, ``_hash``, ``_in_file`` and the raw text a
     rejected row keeps) until the whole report is read."""
 
-    def __init__(self, out: Storage, bot_id: str) -> None:
-        self.out = out
+    def __init__(self, storage: Storage, bot_id: str) -> None:
+        self.storage = storage
         self.bot_id = bot_id
         self.rows = 0
-        self._path = out.temp("collisions.parquet", f"{uuid.uuid4().hex[:8]}-")
+        self._path = storage.temp("collisions.parquet", f"{uuid.uuid4().hex[:8]}-")
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, raw: pl.DataFrame, ids: pl.Series, hashes: list[str], in_file: np.ndarray) -> None:
@@ -225,7 +225,7 @@ class Collisions:
                 by_file.setdefault(key, []).append(value)
             for key, values in by_file.items():
                 rows = (
-                    self.out.scan([key])
+                    self.storage.scan([key])
                     .filter(pl.col("id").is_in(pl.Series(values, dtype=pl.Int64).implode()))
                     .select(*CONTENT_COLUMNS, "source_sha256")
                     .collect()
@@ -290,7 +290,7 @@ class Collisions:
 
 
 def against_archive(
-    out: Storage,
+    storage: Storage,
     bot_id: str,
     archived: ArchivedIds,
     rows: pl.DataFrame,
@@ -312,7 +312,7 @@ def against_archive(
     colliding = rows.with_columns(row_numbers.alias("_row")).filter(pl.Series(hit))
     raw = text_of(colliding.get_column("_row"))
     colliding = raw.select("_row").join(colliding, on="_row", how="left", maintain_order="left")
-    collisions = Collisions(out, bot_id)
+    collisions = Collisions(storage, bot_id)
     refused: list[pl.DataFrame] = []
     try:
         collisions.add(raw, colliding.get_column("id"), content_hashes(colliding), np.zeros(raw.height, bool))

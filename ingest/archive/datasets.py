@@ -40,10 +40,10 @@ from ingest.errors import ReportRejected
 from ingest.parse.reports import PARTITION, ROW_KEY, TypedReport
 
 
-def established_schema(out: Storage, dataset: str) -> pl.Schema | None:
+def established_schema(storage: Storage, dataset: str) -> pl.Schema | None:
     """The column types the dataset already has (its first data file), or None."""
-    first = next(iter(snapshot_keys(out, dataset)), None)
-    return out.scan([first]).collect_schema() if first else None
+    first = next(iter(snapshot_keys(storage, dataset)), None)
+    return storage.scan([first]).collect_schema() if first else None
 
 
 def conform(rows: pl.DataFrame, schema: pl.Schema | None, dataset: str) -> pl.DataFrame:
@@ -84,8 +84,8 @@ def save_typed_report(
 
     Raises :class:`ReportRejected` (nothing written) on schema drift.
     """
-    out = as_storage(root)
-    schema = established_schema(out, typed.dataset)
+    storage = as_storage(root)
+    schema = established_schema(storage, typed.dataset)
     rows = conform(typed.rows, schema, typed.dataset).with_columns(
         pl.lit(source_sha256).alias("source_sha256"), pl.lit(source_kind).alias("source_kind")
     )
@@ -95,7 +95,7 @@ def save_typed_report(
 
     def data() -> None:
         write_partitions(
-            out,
+            storage,
             unique,
             result,
             dataset=typed.dataset,
@@ -105,14 +105,14 @@ def save_typed_report(
             columns=columns,
         )
         if typed.rejected.height:
-            save_rejected(out, source_sha256, typed.rejected)
+            save_rejected(storage, source_sha256, typed.rejected)
 
     new_columns = [c for c in columns if schema is not None and c not in schema]
     return commit(
-        out,
+        storage,
         result,
         Attachment(bot_id, source_sha256, raw_name, len(raw), typed.dataset),
-        raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
+        raw=lambda: write_bytes_once(storage, raw_key(bot_id, source_sha256, raw_name), raw),
         data=data,
         extra_columns=new_columns,
         schema=unique.select(columns).to_arrow().schema,

@@ -81,37 +81,41 @@ def app_id(source_sha256: str) -> str:
     return f"{APP}:{source_sha256}"
 
 
-def table_uri(out: Storage, dataset: str) -> str:
+def table_uri(storage: Storage, dataset: str) -> str:
     """Where the dataset's table is, as deltalake and polars ``scan_delta`` take it."""
-    if isinstance(out, LocalStorage):
-        return str(out.root.resolve() / dataset)
-    return out.describe(dataset)
+    if isinstance(storage, LocalStorage):
+        return str(storage.root.resolve() / dataset)
+    return storage.describe(dataset)
 
 
-def storage_options(out: Storage) -> dict[str, str] | None:
+def storage_options(storage: Storage) -> dict[str, str] | None:
     """deltalake's storage options (S3 endpoint, credentials), None for a local folder."""
-    if out.storage_options is None:
+    if storage.storage_options is None:
         return None
-    options = dict(out.storage_options)
+    options = dict(storage.storage_options)
     if options.get("aws_allow_http") == "true":
         options["allow_http"] = "true"
     return options
 
 
-def open_table(out: Storage, dataset: str, version: int | str | datetime | None = None) -> DeltaTable | None:
+def open_table(
+    storage: Storage, dataset: str, version: int | str | datetime | None = None
+) -> DeltaTable | None:
     """The dataset's table (at ``version``, a number or a timestamp), or None when it has none.
 
     Raises :class:`OutputError` for a table with deletion vectors: this job cannot keep its
     guarantees on one (delta-rs does not write them, and counts would disagree)."""
     try:
         table = guarded(
-            out, dataset, lambda: DeltaTable(table_uri(out, dataset), storage_options=storage_options(out))
+            storage,
+            dataset,
+            lambda: DeltaTable(table_uri(storage, dataset), storage_options=storage_options(storage)),
         )
     except TableNotFoundError:
         return None
     if version is not None:
         table.load_as_version(version)
-    refuse_deletion_vectors(table, out.describe(dataset))
+    refuse_deletion_vectors(table, storage.describe(dataset))
     return table
 
 
@@ -121,12 +125,12 @@ def open_table(out: Storage, dataset: str, version: int | str | datetime | None 
 _SNAPSHOTS: WeakKeyDictionary[Storage, dict[str, DeltaTable]] = WeakKeyDictionary()
 
 
-def current_table(out: Storage, dataset: str) -> DeltaTable | None:
+def current_table(storage: Storage, dataset: str) -> DeltaTable | None:
     """The dataset's latest table, for a writer: opened once per command (per storage), then
     brought up to date from the commits since (``update_incremental`` reads only those), so
     a command of many reports, or a ``watch`` running for weeks, does not replay the log
     for each report. None when the table does not exist yet."""
-    tables = _SNAPSHOTS.setdefault(out, {})
+    tables = _SNAPSHOTS.setdefault(storage, {})
     table = tables.get(dataset)
     if table is not None:
         try:
@@ -134,9 +138,9 @@ def current_table(out: Storage, dataset: str) -> DeltaTable | None:
         except (DeltaError, OSError):
             table = None  # its log moved on without it (cleaned up, or the table replaced): read afresh
         else:
-            refuse_deletion_vectors(table, out.describe(dataset))
+            refuse_deletion_vectors(table, storage.describe(dataset))
             return table
-    table = open_table(out, dataset)
+    table = open_table(storage, dataset)
     if table is None:
         tables.pop(dataset, None)
     else:
@@ -144,7 +148,7 @@ def current_table(out: Storage, dataset: str) -> DeltaTable | None:
     return table
 
 
-def guarded(out: Storage, dataset: str, call: Callable[[], T]) -> T:
+def guarded(storage: Storage, dataset: str, call: Callable[[], T]) -> T:
     """``call()``, a deltalake operation on the dataset's table, with its failures as our
     errors (:func:`storage_error`)."""
     try:
@@ -152,26 +156,26 @@ def guarded(out: Storage, dataset: str, call: Callable[[], T]) -> T:
     except TableNotFoundError:
         raise
     except (DeltaError, OSError) as err:
-        failure = storage_error(out, dataset, err)
+        failure = storage_error(storage, dataset, err)
     raise failure  # outside the handler: delta-rs's error is no context of it
 
 
-def storage_error(out: Storage, dataset: str, err: Exception) -> Exception:
+def storage_error(storage: Storage, dataset: str, err: Exception) -> Exception:
     """The error to raise for a deltalake failure: the storage's own (a missing bucket, an
     unreachable endpoint: classified and worded as for every other write), else an
     :class:`OutputError` naming the table."""
-    check = getattr(out, "check_bucket", None)  # S3: a missing bucket, an unreachable endpoint
+    check = getattr(storage, "check_bucket", None)  # S3: a missing bucket, an unreachable endpoint
     try:
         if callable(check):
             check()
-        out.exists(f"{dataset}/{DELTA_LOG}/_last_checkpoint")
+        storage.exists(f"{dataset}/{DELTA_LOG}/_last_checkpoint")
     except Exception as classified:  # noqa: BLE001 - the storage's classified error
         classified.__context__ = None  # the store's error, not delta-rs's, decides (errors.stops_the_run)
         return classified
     # delta-rs chains its causes with coloured arrows: one plain line is enough here.
     text = re.sub(r"\x1b\[[0-9;]*m|\\x1b\[[0-9;]*m", "", str(err)).replace("↳", "<-")
     error = OutputError(
-        f"cannot use the Delta table {out.describe(dataset)}: {' '.join(text.split())}",
+        f"cannot use the Delta table {storage.describe(dataset)}: {' '.join(text.split())}",
         hint="INGEST_OUTPUT__ROOT",
     )
     error.__suppress_context__ = True
@@ -197,10 +201,12 @@ def committed(table: DeltaTable | None, source_sha256: str) -> bool:
     return table is not None and table.transaction_version(app_id(source_sha256)) is not None
 
 
-def snapshot_keys(out: Storage, dataset: str, prefix: str = "", table: DeltaTable | None = None) -> list[str]:
+def snapshot_keys(
+    storage: Storage, dataset: str, prefix: str = "", table: DeltaTable | None = None
+) -> list[str]:
     """Keys of the dataset's current files (relative to the root) starting with ``prefix``
     (of ``table`` when given: opened already, at the version it has)."""
-    table = table if table is not None else open_table(out, dataset)
+    table = table if table is not None else open_table(storage, dataset)
     return [f.key for f in snapshot_files(table, dataset) if f.key.startswith(prefix)]
 
 
@@ -225,7 +231,7 @@ def _plain(kind: pa.DataType) -> pa.DataType:
 
 
 def ensure_table(
-    out: Storage, dataset: str, schema: pa.Schema, opened: DeltaTable | None = None
+    storage: Storage, dataset: str, schema: pa.Schema, opened: DeltaTable | None = None
 ) -> DeltaTable:
     """The dataset's table, created (empty, partitioned by bot_id and date) when missing,
     with any column of ``schema`` it lacks added (typed reports bring new columns).
@@ -235,43 +241,43 @@ def ensure_table(
     since the last checkpoint (0.35 s at 80 commits of 92 files), an update with nothing new
     reads one listing."""
     if opened is not None:
-        guarded(out, dataset, opened.update_incremental)
-        refuse_deletion_vectors(opened, out.describe(dataset))
-    table = opened if opened is not None else current_table(out, dataset)
+        guarded(storage, dataset, opened.update_incremental)
+        refuse_deletion_vectors(opened, storage.describe(dataset))
+    table = opened if opened is not None else current_table(storage, dataset)
     wanted = _delta_schema(table_schema(schema))
     if table is None:
         try:
             created = DeltaTable.create(
-                table_uri(out, dataset),
+                table_uri(storage, dataset),
                 wanted,
                 mode="ignore",
                 partition_by=list(PARTITIONS),
                 configuration=CONFIGURATION,
-                storage_options=storage_options(out),
+                storage_options=storage_options(storage),
             )
         except (DeltaError, OSError):
             created = None  # another writer created it first (put-if-absent), or a real failure:
-        table = created or open_table(out, dataset)  # the table is there now, or its error says why
+        table = created or open_table(storage, dataset)  # the table is there now, or its error says why
         if table is None:
             table = guarded(
-                out,
+                storage,
                 dataset,
                 lambda: DeltaTable.create(
-                    table_uri(out, dataset),
+                    table_uri(storage, dataset),
                     wanted,
                     mode="ignore",
                     partition_by=list(PARTITIONS),
                     configuration=CONFIGURATION,
-                    storage_options=storage_options(out),
+                    storage_options=storage_options(storage),
                 ),
             )
-        refuse_deletion_vectors(table, out.describe(dataset))
-        _SNAPSHOTS.setdefault(out, {})[dataset] = table
+        refuse_deletion_vectors(table, storage.describe(dataset))
+        _SNAPSHOTS.setdefault(storage, {})[dataset] = table
     have = {f.name for f in table.schema().fields}
     new = [f for f in wanted.fields if f.name not in have]
     if new:  # a metadata commit of its own: delta-rs appends cannot change the schema
         guarded(
-            out,
+            storage,
             dataset,
             lambda: table.alter.add_columns(
                 [Field(f.name, f.type, nullable=True) for f in new],
@@ -281,17 +287,17 @@ def ensure_table(
             ),
         )
         table.update_incremental()
-    set_checkpoint_interval(out, dataset, table)
+    set_checkpoint_interval(storage, dataset, table)
     return table
 
 
-def set_checkpoint_interval(out: Storage, dataset: str, table: DeltaTable) -> None:
+def set_checkpoint_interval(storage: Storage, dataset: str, table: DeltaTable) -> None:
     """Give a table made before the cadence (or by another tool) our checkpoint interval:
     one metadata commit, once."""
     if table.metadata().configuration.get("delta.checkpointInterval") is not None:
         return  # ours, or one its owner chose: left as it is
     guarded(
-        out,
+        storage,
         dataset,
         lambda: table.alter.set_table_properties(
             {"delta.checkpointInterval": str(CHECKPOINT_INTERVAL)},
@@ -303,30 +309,30 @@ def set_checkpoint_interval(out: Storage, dataset: str, table: DeltaTable) -> No
     table.update_incremental()
 
 
-def add_action(out: Storage, dataset: str, key: str, rows: int, *, bot_id: str, day: str) -> AddAction:
+def add_action(storage: Storage, dataset: str, key: str, rows: int, *, bot_id: str, day: str) -> AddAction:
     """The add action of a published data file, with statistics from its footer."""
     relative = key.removeprefix(f"{dataset}/")
-    size = next((o.size for o in out.objects(key) if o.key == key), None)
+    size = next((o.size for o in storage.objects(key) if o.key == key), None)
     if size is None:
-        raise OutputError(f"cannot commit {out.describe(key)}: the data file is not there")
+        raise OutputError(f"cannot commit {storage.describe(key)}: the data file is not there")
     return AddAction(
         path=quote(relative, safe="/="),
         size=size,
         partition_values={"bot_id": bot_id, "date": day},
         modification_time=int(time.time() * 1000),
         data_change=True,
-        stats=json.dumps(file_stats(out, key, rows)),
+        stats=json.dumps(file_stats(storage, key, rows)),
     )
 
 
-def file_stats(out: Storage, key: str, rows: int) -> dict[str, Any]:
+def file_stats(storage: Storage, key: str, rows: int) -> dict[str, Any]:
     """Delta statistics of a Parquet file: row count, null counts, min/max of integer columns.
 
     Only integers get min/max: their footer values are exact, where timestamps would be
     truncated to milliseconds and strings to a prefix (a reader could skip a file wrongly)."""
     stats: dict[str, Any] = {"numRecords": rows, "nullCount": {}, "minValues": {}, "maxValues": {}}
     try:
-        meta = out.parquet_metadata(key)
+        meta = storage.parquet_metadata(key)
     except Exception:  # noqa: BLE001 - statistics are optional; the row count is known
         return {"numRecords": rows}
     schema = meta.schema.to_arrow_schema()
@@ -364,7 +370,7 @@ def file_stats(out: Storage, key: str, rows: int) -> dict[str, Any]:
 
 
 def commit_report(
-    out: Storage,
+    storage: Storage,
     dataset: str,
     bot_id: str,
     files: Iterable[tuple[str, int]],
@@ -378,22 +384,22 @@ def commit_report(
     committed before (a run killed after its commit) is not committed again: the version
     of its commit is returned (None if the log no longer has it). ``opened``: see
     :func:`ensure_table`."""
-    table = ensure_table(out, dataset, schema, opened)
+    table = ensure_table(storage, dataset, schema, opened)
     if committed(table, source_sha256):
-        return transaction_version(out, dataset, app_id(source_sha256), table.version())
+        return transaction_version(storage, dataset, app_id(source_sha256), table.version())
     have = {f.key for f in snapshot_files(table, dataset, bot_id)}
     actions: list[AddAction | RemoveAction] = []
     for key, rows in files:
         if key in have:
             continue
         day = key.removeprefix(f"{dataset}/").split("/")[1].removeprefix("date=")
-        actions.append(add_action(out, dataset, key, rows, bot_id=bot_id, day=day))
+        actions.append(add_action(storage, dataset, key, rows, bot_id=bot_id, day=day))
     metadata = {f"{META}.{k}": _json_value(v) for k, v in provenance.items()}
-    return commit_actions(out, dataset, table, actions, app=app_id(source_sha256), metadata=metadata)
+    return commit_actions(storage, dataset, table, actions, app=app_id(source_sha256), metadata=metadata)
 
 
 def commit_actions(
-    out: Storage,
+    storage: Storage,
     dataset: str,
     table: DeltaTable,
     actions: list[AddAction | RemoveAction],
@@ -410,7 +416,7 @@ def commit_actions(
         app_transactions=[Transaction(app, 1, int(time.time() * 1000))],
     )
     guarded(
-        out,
+        storage,
         dataset,
         lambda: table.create_write_transaction(
             actions,
@@ -426,7 +432,7 @@ def commit_actions(
     # SeaweedFS). The log entry carrying our application transaction is exact. The table's
     # version is the one before our commit (delta-rs does not move it): transaction_version
     # looks above it, so no update_incremental (a replay of the log, as costly as an open).
-    return transaction_version(out, dataset, app, table.version())
+    return transaction_version(storage, dataset, app, table.version())
 
 
 def _json_value(value: Any) -> Any:
@@ -436,11 +442,11 @@ def _json_value(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def table_versions(out: Storage, datasets: Iterable[str]) -> dict[str, dict[str, Any]]:
+def table_versions(storage: Storage, datasets: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Each existing table's version, file count and last commit time (``ingest status``)."""
     found: dict[str, dict[str, Any]] = {}
     for dataset in datasets:
-        table = open_table(out, dataset)
+        table = open_table(storage, dataset)
         if table is None:
             continue
         last = table.history(1)

@@ -16,17 +16,17 @@ from ingest.archive.layout import DELTA_LOG
 from ingest.archive.storage import Storage
 
 
-def transaction_version(out: Storage, dataset: str, app: str, latest: int) -> int | None:
+def transaction_version(storage: Storage, dataset: str, app: str, latest: int) -> int | None:
     """The version of the commit carrying application transaction ``app`` (a report's
     :func:`app_id`, an erasure's): its log entry, looked for from ``latest`` (and any newer
     entry) down; None if the log no longer has it (a checkpoint and log clean-up after it)."""
     newer = latest + 1
-    while out.exists(log_key(dataset, newer)):  # a stale ``latest``: the commit may be above it
+    while storage.exists(log_key(dataset, newer)):  # a stale ``latest``: the commit may be above it
         newer += 1
     for version in range(newer - 1, -1, -1):
-        if not out.exists(log_key(dataset, version)):
+        if not storage.exists(log_key(dataset, version)):
             return None
-        if any(a.get("txn", {}).get("appId") == app for a in log_actions(out, dataset, version)):
+        if any(a.get("txn", {}).get("appId") == app for a in log_actions(storage, dataset, version)):
             return version
     return None
 
@@ -36,7 +36,7 @@ def log_key(dataset: str, version: int) -> str:
     return f"{dataset}/{DELTA_LOG}/{version:020d}.json"
 
 
-def log_actions(out: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
+def log_actions(storage: Storage, dataset: str, version: int) -> list[dict[str, Any]]:
     """The actions of one commit, from its log entry (:func:`log_key`)."""
-    text = out.read_bytes(log_key(dataset, version)).decode()
+    text = storage.read_bytes(log_key(dataset, version)).decode()
     return [json.loads(line) for line in text.splitlines() if line.strip()]

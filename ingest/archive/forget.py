@@ -109,12 +109,12 @@ class ForgetOutcome:
     vacuumed: int = 0
 
 
-def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reason: str) -> ForgetOutcome:
+def forget(storage: Storage, selection: Selection, found: Plan, *, actor: str, reason: str) -> ForgetOutcome:
     """Forget what ``found`` (from :func:`plan`) lists: write the plan, the replacements, then
     finish (:func:`finish`). The caller holds the job lock. A replacement that cannot be
     written (a copy that reads otherwise than planned) undoes what was written and raises:
     nothing half-done, no record."""
-    refuse_locked_copies(out, found)
+    refuse_locked_copies(storage, found)
     refuse_whole_removals(found)
     found.meta.update({"actor": actor, "reason": reason})
     if not found.files and not found.copies:  # nothing of theirs: nothing is touched
@@ -125,7 +125,7 @@ def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reaso
                 **{k: v for k, v in found.meta.items() if k not in ("actor", "reason")},
             }
             done.audit = audit.append(
-                out, {**body, "tables": [], "copies": [], "found": "nothing"}, actor=actor, reason=reason
+                storage, {**body, "tables": [], "copies": [], "found": "nothing"}, actor=actor, reason=reason
             )
         return done
     folder = forgetting_dir(found.id)
@@ -133,19 +133,19 @@ def forget(out: Storage, selection: Selection, found: Plan, *, actor: str, reaso
         if change.forgotten < change.rows:
             stem = change.key.rsplit("/", 1)[-1].removesuffix(".parquet")
             change.new_key = f"{change.key.rsplit('/', 1)[0]}/{stem.split('.')[0]}.f{found.id[:8]}.parquet"
-    write_bytes_once(out, f"{folder}/plan.json", dump(found))
+    write_bytes_once(storage, f"{folder}/plan.json", dump(found))
     crash_point("forget_after_plan")
     try:
         for change in found.files:
             if change.new_key is not None:
-                _rewrite_data(out, change, selection)
+                _rewrite_data(storage, change, selection)
         for copy in found.copies:
-            _rewrite_copy(out, copy, selection, f"{folder}/{copy.key}")
+            _rewrite_copy(storage, copy, selection, f"{folder}/{copy.key}")
     except IngestError:
-        undo(out, found.id)
+        undo(storage, found.id)
         raise
-    write_bytes_once(out, f"{folder}/ready.json", dump(found))
-    return finish(out, found)
+    write_bytes_once(storage, f"{folder}/ready.json", dump(found))
+    return finish(storage, found)
 
 
 def refuse_whole_removals(found: Plan) -> None:
@@ -156,28 +156,28 @@ def refuse_whole_removals(found: Plan) -> None:
             raise OutputError(f"refused: the plan removes {copy.key} whole, but none of its records is to go")
 
 
-def refuse_locked_copies(out: Storage, found: Plan) -> None:
+def refuse_locked_copies(storage: Storage, found: Plan) -> None:
     """Raise OutputError, before anything changes, when a file to rewrite is under an S3
     Object Lock retention and bypassing it is not allowed: a person decides."""
-    if out.bypass_allowed:
+    if storage.bypass_allowed:
         return
-    locked = [c.key for c in found.copies if out.retained_until(c.key) is not None]
+    locked = [c.key for c in found.copies if storage.retained_until(c.key) is not None]
     if locked:
         raise OutputError(
             f"{len(locked)} file(s) holding these rows are under an S3 Object Lock retention "
-            f"(first: {out.describe(locked[0])}); nothing was changed",
+            f"(first: {storage.describe(locked[0])}); nothing was changed",
             hint="INGEST_OUTPUT__OBJECT_LOCK_BYPASS",
         )
 
 
-def _rewrite_data(out: Storage, change: FileChange, selection: Selection) -> None:
+def _rewrite_data(storage: Storage, change: FileChange, selection: Selection) -> None:
     """Publish the file's rows less the forgotten ones under ``change.new_key``."""
     assert change.new_key is not None
-    frame = out.scan([change.key], hive_partitioning=False)
+    frame = storage.scan([change.key], hive_partitioning=False)
     expr = selection.rows(frame.collect_schema())
     assert expr is not None
-    schema = out.parquet_metadata(change.key).schema.to_arrow_schema()
-    tmp = out.temp("forget.parquet")
+    schema = storage.parquet_metadata(change.key).schema.to_arrow_schema()
+    tmp = storage.temp("forget.parquet")
     try:
         writer = (
             parquet_writer(tmp, schema)
@@ -189,24 +189,24 @@ def _rewrite_data(out: Storage, change: FileChange, selection: Selection) -> Non
                 writer.write_table(batch.to_arrow().cast(schema))
         change.new_rows = pq.ParquetFile(tmp).metadata.num_rows
         change.new_sha256 = sha256_file(tmp)
-        if not out.publish(tmp, change.new_key) and out.sha256(change.new_key) != change.new_sha256:
-            raise OutputError(f"cannot write {out.describe(change.new_key)}: another file is there")
+        if not storage.publish(tmp, change.new_key) and storage.sha256(change.new_key) != change.new_sha256:
+            raise OutputError(f"cannot write {storage.describe(change.new_key)}: another file is there")
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: str) -> None:
+def _rewrite_copy(storage: Storage, copy: CopyChange, selection: Selection, staged: str) -> None:
     """Rewrite a raw copy or quarantined file without the records into ``staged`` (nothing
     to write when it goes whole). Raises OutputError when it reads otherwise than planned:
     another record of someone else would go with a file removed whole, or the count changed."""
-    tmp = out.temp("forget-copy")
+    tmp = storage.temp("forget-copy")
     try:
         if not copy.original_sha256:
-            source, temporary = local_copy(out, copy.key)
+            source, temporary = local_copy(storage, copy.key)
             copy.original_sha256 = sha256_file(source)
             if temporary:
                 source.unlink(missing_ok=True)
-        found = scan_copy(out, copy.key, selection, target=tmp)
+        found = scan_copy(storage, copy.key, selection, target=tmp)
         if found.kept and copy.removed:
             raise OutputError(
                 f"refused: {copy.key} would be removed whole but holds another person's record; "
@@ -220,46 +220,46 @@ def _rewrite_copy(out: Storage, copy: CopyChange, selection: Selection, staged: 
         if copy.removed:
             return
         copy.new_sha256, copy.size = sha256_file(tmp), tmp.stat().st_size
-        if not out.publish(tmp, staged) and out.sha256(staged) != copy.new_sha256:
-            raise OutputError(f"cannot write {out.describe(staged)}: another file is there")
+        if not storage.publish(tmp, staged) and storage.sha256(staged) != copy.new_sha256:
+            raise OutputError(f"cannot write {storage.describe(staged)}: another file is there")
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def finish(out: Storage, found: Plan) -> ForgetOutcome:
+def finish(storage: Storage, found: Plan) -> ForgetOutcome:
     """From ``ready.json`` on: commit, swap the copies, vacuum, record, audit. Needs no
     subject id, and is safe to run again from anywhere in it."""
     done = ForgetOutcome(found)
     folder = forgetting_dir(found.id)
     for dataset in sorted({f.dataset for f in found.files}):
         done.versions[dataset] = _commit(
-            out, dataset, [f for f in found.files if f.dataset == dataset], found.id
+            storage, dataset, [f for f in found.files if f.dataset == dataset], found.id
         )
     crash_point("forget_after_delta")
     for copy in found.copies:
-        _swap(out, copy, f"{folder}/{copy.key}")
+        _swap(storage, copy, f"{folder}/{copy.key}")
     crash_point("forget_after_raw")
     datasets = tuple(sorted({f.dataset for f in found.files} | set(found.logs)))
     for change in found.files:  # superseded at once: no older version can be read back
-        out.delete(change.key)
-    subjects.after_forget(out, {(f.dataset, f.bot_id) for f in found.files})
+        storage.delete(change.key)
+    subjects.after_forget(storage, {(f.dataset, f.bot_id) for f in found.files})
     done.vacuumed = sum(
-        len(v) for v in vacuum_archive(out, retention_hours=0, datasets=datasets).removed.values()
+        len(v) for v in vacuum_archive(storage, retention_hours=0, datasets=datasets).removed.values()
     )
     for dataset in found.logs:
-        _drop_old_log(out, dataset)
+        _drop_old_log(storage, dataset)
     # A versioned bucket (S3 Object Lock) keeps what plain deletes removed as older versions.
     for prefix in (*{f"{d}/" for d in datasets}, f"{RAW}/", f"{QUARANTINE}/"):
-        out.purge_old_versions(prefix)
+        storage.purge_old_versions(prefix)
     done.record = erasure_key(found.id)
-    record = erasure_record(found, done.versions, _next_seq(out, done.record))
-    write_bytes_once(out, done.record, dump(record))
+    record = erasure_record(found, done.versions, _next_seq(storage, done.record))
+    write_bytes_once(storage, done.record, dump(record))
     crash_point("forget_before_audit")
     body = {
         "kind": found.kind,
         **{k: v for k, v in found.meta.items() if k not in ("actor", "reason")},
         "record": done.record,
-        "record_sha256": out.sha256(done.record),
+        "record_sha256": storage.sha256(done.record),
         "tables": [
             {
                 "dataset": d,
@@ -276,23 +276,23 @@ def finish(out: Storage, found: Plan) -> ForgetOutcome:
         "copies": [{"key": c.key, "rows": c.rows_removed, "removed": c.removed} for c in found.copies],
     }
     done.audit = audit.append(
-        out,
+        storage,
         body,
         actor=str(found.meta.get("actor", "")),
         reason=str(found.meta.get("reason", "")),
         record_id=found.id,
     )
-    for obj in out.objects(f"{folder}/"):
-        out.delete(obj.key)
+    for obj in storage.objects(f"{folder}/"):
+        storage.delete(obj.key)
     return done
 
 
-def _next_seq(out: Storage, key: str) -> int:
+def _next_seq(storage: Storage, key: str) -> int:
     """This erasure record's ``seq``: after every erasure record already there (read at the
     moment it is written, under the job lock; a resumed run's record, already written, keeps
     its own)."""
-    objects = [o for o in out.objects(f"{MANIFESTS}/") if is_erasure(o.key) and o.key != key]
-    records = read_manifests(out, objects)
+    objects = [o for o in storage.objects(f"{MANIFESTS}/") if is_erasure(o.key) and o.key != key]
+    records = read_manifests(storage, objects)
     return next_erasure_seq([(r.key, r.doc.erasure) for r in records if isinstance(r.doc, ErasureRecord)])
 
 
@@ -342,9 +342,9 @@ def erasure_record(found: Plan, versions: dict[str, int], seq: int) -> ErasureRe
     )
 
 
-def _commit(out: Storage, dataset: str, changes: list[FileChange], forget_id: str) -> int:
+def _commit(storage: Storage, dataset: str, changes: list[FileChange], forget_id: str) -> int:
     """One commit removing the files and adding their rewrites (once: app transaction)."""
-    table = open_table(out, dataset)
+    table = open_table(storage, dataset)
     assert table is not None
     app = f"{APP}:forget-{forget_id}"
     if table.transaction_version(app) is None:
@@ -357,88 +357,93 @@ def _commit(out: Storage, dataset: str, changes: list[FileChange], forget_id: st
             if change.new_key:
                 actions.append(
                     add_action(
-                        out, dataset, change.new_key, change.new_rows, bot_id=change.bot_id, day=change.day
+                        storage,
+                        dataset,
+                        change.new_key,
+                        change.new_rows,
+                        bot_id=change.bot_id,
+                        day=change.day,
                     )
                 )
-        commit_actions(out, dataset, table, actions, app=app, metadata={f"{META}.forget": forget_id})
-    made = transaction_version(out, dataset, app, table.version())
+        commit_actions(storage, dataset, table, actions, app=app, metadata={f"{META}.forget": forget_id})
+    made = transaction_version(storage, dataset, app, table.version())
     return table.version() if made is None else made  # its log entry cut back since: the latest
 
 
-def _swap(out: Storage, copy: CopyChange, staged: str) -> None:
+def _swap(storage: Storage, copy: CopyChange, staged: str) -> None:
     """Put the rewritten copy in place of the original (same key), or remove the original.
     The staged copy is removed only once it is in place: while it is there, this is to do."""
     if copy.removed:
-        out.delete(copy.key)
+        storage.delete(copy.key)
         return
-    if not out.exists(staged):
-        if out.sha256(copy.key) != copy.new_sha256:
-            raise OutputError(f"cannot finish the erasure: {out.describe(staged)} is missing")
+    if not storage.exists(staged):
+        if storage.sha256(copy.key) != copy.new_sha256:
+            raise OutputError(f"cannot finish the erasure: {storage.describe(staged)} is missing")
         return  # swapped by an earlier, killed run
-    source, temporary = local_copy(out, staged)  # a local archive's own file: linked, not copied
+    source, temporary = local_copy(storage, staged)  # a local archive's own file: linked, not copied
     try:
-        out.delete(copy.key)  # the original goes; the rewritten copy waits at `staged` until published
+        storage.delete(copy.key)  # the original goes; the rewritten copy waits at `staged` until published
         crash_point("forget_in_swap")
-        out.publish(source, copy.key)
+        storage.publish(source, copy.key)
     finally:
         if temporary:
             source.unlink(missing_ok=True)
-    out.delete(staged)
+    storage.delete(staged)
 
 
-def _drop_old_log(out: Storage, dataset: str) -> None:
+def _drop_old_log(storage: Storage, dataset: str) -> None:
     """Checkpoint the table and remove the log entries (and checkpoints) before it: they
     hold what was forgotten. Time travel before the checkpoint ends."""
-    table = open_table(out, dataset)
+    table = open_table(storage, dataset)
     assert table is not None
-    guarded(out, dataset, table.create_checkpoint)
+    guarded(storage, dataset, table.create_checkpoint)
     version = table.version()
-    for obj in out.objects(f"{dataset}/{DELTA_LOG}/"):
+    for obj in storage.objects(f"{dataset}/{DELTA_LOG}/"):
         name = obj.key.rsplit("/", 1)[-1]
         number = name.split(".")[0]
         if number.isdigit() and int(number) < version and (name.endswith(".json") or ".checkpoint." in name):
-            out.delete(obj.key)
+            storage.delete(obj.key)
         elif name.endswith(".crc") and number.isdigit() and int(number) < version:
-            out.delete(obj.key)
+            storage.delete(obj.key)
 
 
-def pending(out: Storage) -> list[str]:
+def pending(storage: Storage) -> list[str]:
     """Ids of erasures or prunes in progress (a run was killed in the middle)."""
-    return sorted({o.key.split("/")[1] for o in out.objects(f"{FORGETTING}/")})
+    return sorted({o.key.split("/")[1] for o in storage.objects(f"{FORGETTING}/")})
 
 
-def resume(out: Storage) -> list[tuple[str, str]]:
+def resume(storage: Storage) -> list[tuple[str, str]]:
     """Finish every erasure or prune in progress whose replacements were all written; undo
     one killed before (nothing had been changed yet: its new files are removed, and it is
     to be run again). Returns (id, "finished" | "undone")."""
     done = []
-    for forget_id in pending(out):
+    for forget_id in pending(storage):
         folder = forgetting_dir(forget_id)
-        if out.exists(f"{folder}/ready.json"):
-            finish(out, _read_plan(out, f"{folder}/ready.json"))
+        if storage.exists(f"{folder}/ready.json"):
+            finish(storage, _read_plan(storage, f"{folder}/ready.json"))
             done.append((forget_id, "finished"))
             continue
-        undo(out, forget_id)
+        undo(storage, forget_id)
         done.append((forget_id, "undone"))
     return done
 
 
-def _read_plan(out: Storage, key: str) -> Plan:
+def _read_plan(storage: Storage, key: str) -> Plan:
     """An erasure's plan as written (a newer format than this tool reads is refused)."""
-    return load(ErasurePlan, out.read_bytes(key), key)
+    return load(ErasurePlan, storage.read_bytes(key), key)
 
 
-def undo(out: Storage, forget_id: str) -> None:
+def undo(storage: Storage, forget_id: str) -> None:
     """Remove what an erasure or prune wrote before ``ready.json`` (new data files, staged
     copies): nothing had been changed yet, so nothing is left of it."""
     folder = forgetting_dir(forget_id)
-    if out.exists(f"{folder}/plan.json"):
-        planned = _read_plan(out, f"{folder}/plan.json")
+    if storage.exists(f"{folder}/plan.json"):
+        planned = _read_plan(storage, f"{folder}/plan.json")
         for change in planned.files:
             if change.new_key:
-                out.delete(change.new_key)
-    for obj in out.objects(f"{folder}/"):
-        out.delete(obj.key)
+                storage.delete(change.new_key)
+    for obj in storage.objects(f"{folder}/"):
+        storage.delete(obj.key)
 
 
 #: The engine's parts live in forget_selection (which rows), forget_plan (what would go) and

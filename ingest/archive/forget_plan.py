@@ -54,7 +54,7 @@ CopyChange = PlannedCopy
 Plan = ErasurePlan
 
 
-def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "erase") -> Plan:
+def plan(storage: Storage, selection: Selection, *, plan_id: str = "", kind: str = "erase") -> Plan:
     """Find what ``selection`` would forget: data files and rows, raw copies and quarantined
     files that may hold its rows (their rows are counted when rewritten), logs holding a needle."""
     found = Plan(
@@ -68,7 +68,7 @@ def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "
         unsearched=[],
     )
     for dataset in ALL_DATASETS:
-        table = open_table(out, dataset)
+        table = open_table(storage, dataset)
         if table is None:
             continue
         files = [
@@ -78,16 +78,16 @@ def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "
         ]
         if not files:
             continue
-        columns = out.scan([files[0].key], hive_partitioning=False).collect_schema()
+        columns = storage.scan([files[0].key], hive_partitioning=False).collect_schema()
         expr = selection.rows(columns)
         if expr is None:
             found.skipped.append(dataset)
             continue
-        files = subjects.narrow(out, dataset, files, selection, found.meta)
-        counts = _matching_rows(out, [f.key for f in files], expr)
+        files = subjects.narrow(storage, dataset, files, selection, found.meta)
+        counts = _matching_rows(storage, [f.key for f in files], expr)
         for f in files:
             if counts.get(f.key):
-                total = f.rows if f.rows is not None else out.parquet_rows(f.key)
+                total = f.rows if f.rows is not None else storage.parquet_rows(f.key)
                 found.files.append(
                     FileChange(
                         dataset=dataset,
@@ -102,19 +102,19 @@ def plan(out: Storage, selection: Selection, *, plan_id: str = "", kind: str = "
         # Only a table losing rows can hold the subject in its log (a statistic of their
         # file): a byte search alone would cut the history of every table for "1".
         touched = any(f.dataset == dataset for f in found.files)
-        if needles and touched and _log_holds(out, dataset, needles):
+        if needles and touched and _log_holds(storage, dataset, needles):
             found.logs.append(dataset)
-    found.copies, found.unsearched = _copies(out, selection)
+    found.copies, found.unsearched = _copies(storage, selection)
     return found
 
 
-def _matching_rows(out: Storage, keys: list[str], expr: pl.Expr) -> dict[str, int]:
+def _matching_rows(storage: Storage, keys: list[str], expr: pl.Expr) -> dict[str, int]:
     """Rows ``expr`` matches in each file (key -> count), one streaming query."""
     if not keys:
         return {}
-    key_of = {out.source(k): k for k in keys}
+    key_of = {storage.source(k): k for k in keys}
     frame = (
-        out.scan(keys, hive_partitioning=False, include_file_paths=_FILE, extra_columns="ignore")
+        storage.scan(keys, hive_partitioning=False, include_file_paths=_FILE, extra_columns="ignore")
         .filter(expr)
         .group_by(_FILE)
         .len()
@@ -123,10 +123,10 @@ def _matching_rows(out: Storage, keys: list[str], expr: pl.Expr) -> dict[str, in
     return {key_of.get(path, path): int(n) for path, n in frame.iter_rows()}
 
 
-def _log_holds(out: Storage, dataset: str, needles: list[bytes]) -> bool:
+def _log_holds(storage: Storage, dataset: str, needles: list[bytes]) -> bool:
     """Whether any file of the table's log holds a needle (checkpoints decoded)."""
-    for obj in out.objects(f"{dataset}/{DELTA_LOG}/"):
-        data = out.read_bytes(obj.key)
+    for obj in storage.objects(f"{dataset}/{DELTA_LOG}/"):
+        data = storage.read_bytes(obj.key)
         if obj.key.endswith(".parquet"):
             data = json.dumps(pq.read_table(pa.BufferReader(data)).to_pylist(), default=str).encode()
         if any(n in data for n in needles):
@@ -134,14 +134,14 @@ def _log_holds(out: Storage, dataset: str, needles: list[bytes]) -> bool:
     return False
 
 
-def _copies(out: Storage, selection: Selection) -> tuple[list[CopyChange], list[str]]:
+def _copies(storage: Storage, selection: Selection) -> tuple[list[CopyChange], list[str]]:
     """Raw copies and quarantined files holding records to forget, each read by value (the
     dry run names them and their records); and quarantined files ``--bot`` left unsearched.
     Raises :class:`~ingest.archive.copies.Unreadable` naming a file it cannot read."""
     found = []
-    for key, original in candidate_copies(out, selection):
+    for key, original in candidate_copies(storage, selection):
         change = CopyChange(key=key, original_sha256=original)
-        scanned = scan_copy(out, key, selection)
+        scanned = scan_copy(storage, key, selection)
         if scanned.removed:
             change.rows_removed, change.removed, change.records = (
                 scanned.removed,
@@ -149,38 +149,38 @@ def _copies(out: Storage, selection: Selection) -> tuple[list[CopyChange], list[
                 scanned.labels,
             )
             found.append(change)
-    return found, unsearched_quarantine(out, selection)
+    return found, unsearched_quarantine(storage, selection)
 
 
-def unsearched_quarantine(out: Storage, selection: Selection) -> list[str]:
+def unsearched_quarantine(storage: Storage, selection: Selection) -> list[str]:
     """Quarantined files ``selection`` does not search because their bot is unknown and
     ``--bot`` limits the search: said, never skipped in silence."""
-    return list(_quarantined(out, selection, wanted=False))
+    return list(_quarantined(storage, selection, wanted=False))
 
 
-def candidate_copies(out: Storage, selection: Selection) -> Iterator[tuple[str, str]]:
+def candidate_copies(storage: Storage, selection: Selection) -> Iterator[tuple[str, str]]:
     """The raw copies and quarantined files ``selection`` searches: (key, its sha256 now,
     when known without hashing it: its name, or an earlier erasure's new sha256)."""
-    records = read_manifests(out)
+    records = read_manifests(storage)
     days = raw_days(records)
     rewritten = listed_files(records).rewritten
-    for obj in out.objects(f"{RAW}/"):
+    for obj in storage.objects(f"{RAW}/"):
         bot_id, sha = raw_source(obj.key)
         if selection.raw_wanted(bot_id, days.get(sha, [])):
             now = rewritten[obj.key][1].new_sha256 if obj.key in rewritten else sha
             yield obj.key, str(now or "")
-    for key in _quarantined(out, selection, wanted=True):
+    for key in _quarantined(storage, selection, wanted=True):
         yield key, ""
 
 
-def _quarantined(out: Storage, selection: Selection, *, wanted: bool) -> Iterator[str]:
+def _quarantined(storage: Storage, selection: Selection, *, wanted: bool) -> Iterator[str]:
     """Quarantined files (every name but ``reason.json``) an erasure searches (``wanted``),
     or those it does not because their bot is unknown under ``--bot``. A prune keeps
     refused rows: it searches none."""
     if not selection.needles():
         return
-    bots = _quarantine_bots(out)
-    for obj in out.objects(f"{QUARANTINE}/"):
+    bots = _quarantine_bots(storage)
+    for obj in storage.objects(f"{QUARANTINE}/"):
         if obj.key.rsplit("/", 1)[-1] == REASONS:
             continue
         bot_id = bots.get(obj.key.split("/")[1])
@@ -189,23 +189,23 @@ def _quarantined(out: Storage, selection: Selection, *, wanted: bool) -> Iterato
             yield obj.key
 
 
-def known_bots(out: Storage) -> set[str]:
+def known_bots(storage: Storage) -> set[str]:
     """Every bot the archive knows: of a raw copy, a commit record or a quarantined file."""
-    return set(_quarantine_bots(out).values())
+    return set(_quarantine_bots(storage).values())
 
 
-def _quarantine_bots(out: Storage) -> dict[str, str]:
+def _quarantine_bots(storage: Storage) -> dict[str, str]:
     """The bot of each quarantined source (sha256 -> bot): its raw copy's folder, its
     commit record, or the window (or the bot ``ingest import --bot`` named) its reason.json names."""
-    bots = {raw_source(o.key)[1]: raw_source(o.key)[0] for o in out.objects(f"{RAW}/")}
-    for record in read_manifests(out):
+    bots = {raw_source(o.key)[1]: raw_source(o.key)[0] for o in storage.objects(f"{RAW}/")}
+    for record in read_manifests(storage):
         if record.report is not None and record.report.bot_id:
             bots.setdefault(record.report.attachment.sha256, record.report.bot_id)
-    for obj in out.objects(f"{QUARANTINE}/"):
+    for obj in storage.objects(f"{QUARANTINE}/"):
         sha = obj.key.split("/")[1]
         if obj.key.endswith(f"/{REASONS}") and sha not in bots:
             try:
-                reasons = load(QuarantineReasons, out.read_bytes(obj.key), obj.key)
+                reasons = load(QuarantineReasons, storage.read_bytes(obj.key), obj.key)
             except (ValueError, RecordTooNew):
                 continue
             if reasons.window is not None and reasons.window.bot_id:
@@ -216,11 +216,11 @@ def _quarantine_bots(out: Storage) -> dict[str, str]:
 
 
 def scan_copy(
-    out: Storage, key: str, selection: Selection, *, target: Path | None = None, collect: bool = False
+    storage: Storage, key: str, selection: Selection, *, target: Path | None = None, collect: bool = False
 ) -> Found:
     """Read one stored copy by value: its records to forget (written without them to
     ``target`` when given). Raises Unreadable naming it."""
-    source, temporary = local_copy(out, key)
+    source, temporary = local_copy(storage, key)
     try:
         bot_id = raw_source(key)[0] if is_raw(key) else ""
         needles = selection.needles()
@@ -278,10 +278,10 @@ def raw_days(records: Iterable[Record]) -> dict[str, list[date]]:
     return days
 
 
-def local_copy(out: Storage, key: str) -> tuple[Path, bool]:
+def local_copy(storage: Storage, key: str) -> tuple[Path, bool]:
     """A local path of a stored file (its own, for a local archive; else a temporary copy)."""
-    if isinstance(out, LocalStorage):
-        return out.path(key), False
-    tmp = out.temp(key.rsplit("/", 1)[-1])
-    tmp.write_bytes(out.read_bytes(key))
+    if isinstance(storage, LocalStorage):
+        return storage.path(key), False
+    tmp = storage.temp(key.rsplit("/", 1)[-1])
+    tmp.write_bytes(storage.read_bytes(key))
     return tmp, True

@@ -129,21 +129,21 @@ def lifted_key(hold_id: str) -> str:
     return f"{HOLDS}/{hold_id}{LIFTED}"
 
 
-def active(out: Storage) -> list[Hold]:
+def active(storage: Storage) -> list[Hold]:
     """Every hold in force, oldest first: placed (a hold file, or a hold-add audit record)
     and not lifted by the audit log (a hold-remove record: a lifting file alone, which
     anyone who can write the archive could forge, lifts nothing). A hold file deleted by
     hand still holds; one changed by hand holds both as its file and as its record says
     (the union of their days: a narrowed file keeps nothing the record keeps from prune)."""
-    found, lifted, _ = _placed(out)
+    found, lifted, _ = _placed(storage)
     return [h for h in found if h.id not in lifted]
 
 
-def _placed(out: Storage) -> tuple[list[Hold], set[str], set[str]]:
+def _placed(storage: Storage) -> tuple[list[Hold], set[str], set[str]]:
     """Every hold ever placed, oldest first (one whose file differs from its audit record
     twice, as each says), the ids the audit log lifts, and the ids with a lifting file."""
-    keys = {obj.key for obj in out.objects(f"{HOLDS}/")}
-    placed, lifted = _audited(audit_records(out))
+    keys = {obj.key for obj in storage.objects(f"{HOLDS}/")}
+    placed, lifted = _audited(audit_records(storage))
     found: list[Hold] = []
     liftings: set[str] = set()
     for key in sorted(k for k in keys if k.endswith(".json")):
@@ -151,7 +151,7 @@ def _placed(out: Storage) -> tuple[list[Hold], set[str], set[str]]:
         if key.endswith(LIFTED):
             liftings.add(hold_id)
             continue
-        hold = _readable(key, out.read_bytes(key))
+        hold = _readable(key, storage.read_bytes(key))
         if hold.id != hold_id:
             raise _unreadable(key, f"it names hold {hold.id}, its file name {hold_id[:40]!r}")
         found.append(hold)
@@ -199,7 +199,7 @@ def covering(holds: list[Hold], bot_id: str, day: date) -> list[Hold]:
 
 
 def place(
-    out: Storage, bot_id: str, first: date | None, last: date | None, *, reason: str, actor: str
+    storage: Storage, bot_id: str, first: date | None, last: date | None, *, reason: str, actor: str
 ) -> Hold:
     """Place a hold (an object under ``holds/`` and an audit record)."""
     if first and last and last < first:
@@ -209,26 +209,28 @@ def place(
         new_id(), bot_id, first, last, reason, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), actor
     )
     record = hold.record()
-    write_bytes_once(out, hold_key(hold.id), dump(record))  # the audit record holds the same bytes' object
-    append(out, {"kind": "hold-add", "hold": _as_written(record)}, actor=actor, reason=reason)
+    write_bytes_once(
+        storage, hold_key(hold.id), dump(record)
+    )  # the audit record holds the same bytes' object
+    append(storage, {"kind": "hold-add", "hold": _as_written(record)}, actor=actor, reason=reason)
     return hold
 
 
-def lift(out: Storage, hold_id: str, *, reason: str, actor: str) -> Hold:
+def lift(storage: Storage, hold_id: str, *, reason: str, actor: str) -> Hold:
     """Lift a hold: the audit record first (what was lifted, by whom, why), then its
     lifting file beside it (the hold's own file stays, write-once). Killed between the two,
     lifting it again finishes: the audit record is not written twice."""
     _need_reason(reason, "lifting a legal hold needs a --reason (it is kept in the audit log)")
     if not HOLD_ID.match(hold_id):
         raise ConfigError(f"{hold_id[:40]!r} is not a hold id (16 hex digits: see `ingest hold list`)")
-    placed, lifted, liftings = _placed(out)
+    placed, lifted, liftings = _placed(storage)
     # In force, or lifted by the log with its lifting file missing (killed halfway).
     found = {h.id: h for h in placed if h.id not in lifted or h.id not in liftings}
     if hold_id not in found:
         raise ConfigError(f"no legal hold {hold_id!r} in force (see `ingest hold list`)")
     hold = found[hold_id]
     append(
-        out,
+        storage,
         {"kind": "hold-remove", "hold": _as_written(hold.record())},
         actor=actor,
         reason=reason,
@@ -238,8 +240,8 @@ def lift(out: Storage, hold_id: str, *, reason: str, actor: str) -> Hold:
         id=hold_id, lifted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), actor=actor, reason=reason
     )
     # A lifting file already there (forged: it lifted nothing) stays; the record decides.
-    if hold_id not in liftings and not write_bytes_once(out, lifted_key(hold_id), dump(lifting)):
-        raise OutputError(f"cannot lift hold {hold_id}: {out.describe(lifted_key(hold_id))} exists")
+    if hold_id not in liftings and not write_bytes_once(storage, lifted_key(hold_id), dump(lifting)):
+        raise OutputError(f"cannot lift hold {hold_id}: {storage.describe(lifted_key(hold_id))} exists")
     return hold
 
 
@@ -275,7 +277,7 @@ def source_spans(records: Iterable[Record]) -> dict[str, tuple[str | None, list[
 
 
 def copy_hold(
-    out: Storage, key: str, in_force: list[Hold], spans: dict[str, tuple[str | None, list[Span]]]
+    storage: Storage, key: str, in_force: list[Hold], spans: dict[str, tuple[str | None, list[Span]]]
 ) -> Hold | None:
     """The hold that keeps a raw copy or quarantined file (``key``), or None. Its days are
     its report's, every one of them (:func:`source_spans`); a quarantined file without a
@@ -283,7 +285,7 @@ def copy_hold(
     as held: held data is never destroyed on a guess."""
     if not in_force:
         return None
-    bot, days = copy_source(out, key, spans)
+    bot, days = copy_source(storage, key, spans)
     for hold in in_force:
         if any(hold.overlaps(bot, first, last) for first, last in days):
             return hold
@@ -291,7 +293,7 @@ def copy_hold(
 
 
 def copy_source(
-    out: Storage, key: str, spans: dict[str, tuple[str | None, list[Span]]]
+    storage: Storage, key: str, spans: dict[str, tuple[str | None, list[Span]]]
 ) -> tuple[str | None, list[Span]]:
     """The bot and the spans of days of a raw copy or quarantined file (None, or a span of
     None bounds: unknown)."""
@@ -300,14 +302,14 @@ def copy_source(
         return named, spans.get(sha, (None, [(None, None)]))[1]
     if key.startswith(f"{QUARANTINE}/"):
         sha = key.split("/")[1] if key.count("/") >= 2 else ""
-        return spans.get(sha) or _quarantine_window(out, sha)
+        return spans.get(sha) or _quarantine_window(storage, sha)
     return None, [(None, None)]
 
 
-def _quarantine_window(out: Storage, sha: str) -> tuple[str | None, list[Span]]:
+def _quarantine_window(storage: Storage, sha: str) -> tuple[str | None, list[Span]]:
     """A whole refused file's bot and window from its ``reason.json`` (unknown: None)."""
     try:
-        window = load(QuarantineReasons, out.read_bytes(reasons_key(sha)), reasons_key(sha)).window
+        window = load(QuarantineReasons, storage.read_bytes(reasons_key(sha)), reasons_key(sha)).window
     except (OSError, ValueError, RecordTooNew):
         return None, [(None, None)]
     if window is None or window.bot_id is None:
@@ -323,12 +325,12 @@ def _day(value: Any) -> date | None:
 
 
 # ---------------------------------------------------------------- holds and the audit log
-def check_against_audit(out: Storage, log: list[AuditRecord]) -> list[str]:
+def check_against_audit(storage: Storage, log: list[AuditRecord]) -> list[str]:
     """Every hold file matches the audit log: a hold placed has its file, byte for byte the
     record's hold; a hold lifted has its lifting; no hold file or lifting the log does not
     record. A hold removed or changed by anything but ``ingest hold remove`` is named."""
     placed, lifted = _audited(log)
-    keys = {obj.key for obj in out.objects(f"{HOLDS}/")}
+    keys = {obj.key for obj in storage.objects(f"{HOLDS}/")}
     problems = []
     for hold_id, hold in sorted(placed.items()):
         key = hold_key(hold_id)
@@ -336,7 +338,7 @@ def check_against_audit(out: Storage, log: list[AuditRecord]) -> list[str]:
             if hold_id not in lifted:
                 problems.append(f"{key}: missing, but the audit log places this hold and never lifts it")
             continue  # lifted before holds were write-once: the file went with it
-        if sha256_bytes(out.read_bytes(key)) != sha256_bytes(dump_as_read(hold)):
+        if sha256_bytes(storage.read_bytes(key)) != sha256_bytes(dump_as_read(hold)):
             problems.append(f"{key}: differs from the audit log's record of this hold (changed)")
         if hold_id in lifted and lifted_key(hold_id) not in keys:
             problems.append(

@@ -91,17 +91,19 @@ def model_of(key: str) -> type[Manifest]:
     return ErasureRecord if is_erasure(key) else ReportManifest
 
 
-def read_manifests(out: Storage, objects: Iterable[StoredObject] | None = None) -> list[Record]:
+def read_manifests(storage: Storage, objects: Iterable[StoredObject] | None = None) -> list[Record]:
     """Every record under ``manifests/`` (from ``objects`` when already listed), read once,
     each through its model (:mod:`ingest.records`): one that does not fit it, or is of a
     newer format than this tool reads, is unreadable, with the reason."""
     keys = sorted(
-        o.key for o in (out.objects(f"{MANIFESTS}/") if objects is None else objects) if is_manifest(o.key)
+        o.key
+        for o in (storage.objects(f"{MANIFESTS}/") if objects is None else objects)
+        if is_manifest(o.key)
     )
     records = []
     for key in keys:
         try:
-            records.append(Record(key, load(model_of(key), out.read_bytes(key), key)))
+            records.append(Record(key, load(model_of(key), storage.read_bytes(key), key)))
         except ValidationError as err:
             records.append(Record(key, None, f"not a {model_of(key).NAME}: {first_problem(err)}"))
         except (OSError, ValueError, IngestError) as err:

@@ -62,13 +62,13 @@ class MigrateSummary:
 
 def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> MigrateSummary:
     """Commit every listed data file of every dataset to its Delta table (see the module)."""
-    out = as_storage(root)
-    records = read_manifests(out)
+    storage = as_storage(root)
+    records = read_manifests(storage)
     listing = listed_files(records)
     if listing.unreadable:
         raise MigrationRefused(f"unreadable manifest {listing.unreadable[0][0]}: {listing.unreadable[0][1]}")
     if check_hashes:
-        _check(out, listing.files)
+        _check(storage, listing.files)
     # Which record owns each listed file now: a report's manifest, or a compaction record.
     owned: dict[str, list[tuple[str, int]]] = defaultdict(list)
     for path, (record, entry) in sorted(listing.files.items()):
@@ -84,27 +84,27 @@ def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> Migra
             continue
         if dataset not in schemas:
             schemas[dataset] = _schema(
-                out, dataset, [p for p, _ in listing.files.items() if p.startswith(f"{dataset}/")]
+                storage, dataset, [p for p, _ in listing.files.items() if p.startswith(f"{dataset}/")]
             )
         doc = docs.get(key)
         sha = _source_id(key, doc)
-        if committed(open_table(out, dataset), sha):
+        if committed(open_table(storage, dataset), sha):
             summary.already += 1
             continue
         bot = files[0][0].split("/")[1].removeprefix("bot_id=")
-        commit_report(out, dataset, bot, files, sha, schemas[dataset], _provenance(key, doc, files))
+        commit_report(storage, dataset, bot, files, sha, schemas[dataset], _provenance(key, doc, files))
         summary.commits += 1
         summary.files += len(files)
         summary.rows += sum(rows for _, rows in files)
     for dataset in schemas:
-        table = open_table(out, dataset)
+        table = open_table(storage, dataset)
         if table is not None:
             summary.tables[dataset] = table.version()
-    summary.indexed = index_archive(out)
+    summary.indexed = index_archive(storage)
     return summary
 
 
-def index_archive(out: Storage) -> int:
+def index_archive(storage: Storage) -> int:
     """Bring the subject index of every bot of every table up to date (an archive made
     before it has none; a crash may have left one behind): the files it does not cover are
     read, the entries of files gone dropped. A bot whose index :func:`check` finds a problem
@@ -113,20 +113,20 @@ def index_archive(out: Storage) -> int:
     for the index (a clean second run reads none for it: idempotent)."""
     read = 0
     for dataset in ALL_DATASETS:
-        table = open_table(out, dataset)
+        table = open_table(storage, dataset)
         files = snapshot_files(table, dataset)
         for bot in sorted({f.bot_id for f in files}):
             sizes = {f.key: f.size for f in files if f.bot_id == bot}
-            broken = bool(check(out, dataset, bot, sizes))
-            read += refresh(out, dataset, bot, sizes, rebuild=broken)
+            broken = bool(check(storage, dataset, bot, sizes))
+            read += refresh(storage, dataset, bot, sizes, rebuild=broken)
     return read
 
 
-def _check(out: Storage, listed: dict[str, tuple[str, FileEntry]]) -> None:
+def _check(storage: Storage, listed: dict[str, tuple[str, FileEntry]]) -> None:
     """Every listed file present and as its record says (sha256); else refuse."""
     problems = []
     for path, (record, entry) in sorted(listed.items()):
-        digest = out.sha256(path)
+        digest = storage.sha256(path)
         if digest is None:
             problems.append(f"{path}: missing (listed in {record})")
         elif digest != entry.sha256:
@@ -138,12 +138,12 @@ def _check(out: Storage, listed: dict[str, tuple[str, FileEntry]]) -> None:
         )
 
 
-def _schema(out: Storage, dataset: str, keys: list[str]) -> pa.Schema:
+def _schema(storage: Storage, dataset: str, keys: list[str]) -> pa.Schema:
     """The table's columns: the canonical file schema (messages), else the union of the
     files' own schemas (typed reports, conformed by ingest.archive.datasets when written)."""
     if dataset == DATASET:
         return FILE_SCHEMA
-    schemas = [out.parquet_metadata(key).schema.to_arrow_schema() for key in keys]
+    schemas = [storage.parquet_metadata(key).schema.to_arrow_schema() for key in keys]
     return pa.unify_schemas(schemas, promote_options="permissive")
 
 

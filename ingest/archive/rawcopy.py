@@ -51,9 +51,9 @@ class RawCopy:
     """
 
     def __init__(self, root: Storage | Path, bot_id: str, source: Source, sha256: str | None) -> None:
-        out = as_storage(root)
-        self.folder = out.staging  # published later under raw/bot_id=<bot>/ by the commit
-        self.tmp = out.temp(f"raw-{bot_id}", f"{uuid.uuid4().hex[:8]}-")
+        storage = as_storage(root)
+        self.folder = storage.staging  # published later under raw/bot_id=<bot>/ by the commit
+        self.tmp = storage.temp(f"raw-{bot_id}", f"{uuid.uuid4().hex[:8]}-")
         self.source = source
         self.size = 0
         self._sha = sha256

@@ -35,10 +35,10 @@ class RejectedRows:
     """Rejected rows, streamed to a temporary Parquet file, and their reasons counted."""
 
     def __init__(self, root: Storage | Path) -> None:
-        self.out = as_storage(root)
+        self.storage = as_storage(root)
         self.rows = 0
         self.reasons: Counter[str] = Counter()
-        self._path = self.out.temp(REJECTED_ROWS, f"{uuid.uuid4().hex[:8]}-")
+        self._path = self.storage.temp(REJECTED_ROWS, f"{uuid.uuid4().hex[:8]}-")
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, rejected: pl.DataFrame) -> None:
@@ -58,8 +58,8 @@ class RejectedRows:
             return
         self._writer.close()
         self._writer = None
-        self.out.publish(self._path, rejected_rows_key(sha))
-        write_reasons(self.out, sha, dict(self.reasons))
+        self.storage.publish(self._path, rejected_rows_key(sha))
+        write_reasons(self.storage, sha, dict(self.reasons))
         self.discard()
 
     def discard(self) -> None:
@@ -84,11 +84,11 @@ def quarantine_file(
 
     ``raw`` is the bytes, or the path of a file too big to hold (copied, not loaded).
     """
-    out = as_storage(root)
+    storage = as_storage(root)
     if isinstance(raw, Path):
-        write_once(out, original_key(source_sha256, raw_name), lambda tmp: shutil.copyfile(raw, tmp))
+        write_once(storage, original_key(source_sha256, raw_name), lambda tmp: shutil.copyfile(raw, tmp))
     else:
-        write_bytes_once(out, original_key(source_sha256, raw_name), raw)
+        write_bytes_once(storage, original_key(source_sha256, raw_name), raw)
     record = build(QuarantineReasons, {"reason": reason, **provenance})
-    write_bytes_once(out, reasons_key(source_sha256), dump(record))
+    write_bytes_once(storage, reasons_key(source_sha256), dump(record))
     return quarantine_dir(source_sha256)

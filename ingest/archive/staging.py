@@ -118,7 +118,7 @@ class DateFiles:
     """Per-date buffers, in-order Parquet files and spilled runs for one report."""
 
     def __init__(self, root: Storage | Path, bot_id: str, *, budget: int, source_kind: str) -> None:
-        self.out = as_storage(root)
+        self.storage = as_storage(root)
         self.bot_id = bot_id
         self.budget = budget
         self.source_kind = source_kind
@@ -300,7 +300,7 @@ class DateFiles:
     def _spill_run(self, state: _Date, table: pa.Table, micros: pa.ChunkedArray) -> None:
         """Append sorted rows of one date to the spill file, as one run."""
         if self._spill is None:
-            self._spill_path = self.out.temp("spill.arrow", f"{self.token}-")
+            self._spill_path = self.storage.temp("spill.arrow", f"{self.token}-")
             self._spill_sink = pa.OSFile(str(self._spill_path), "wb")
             self._spill = ipc.new_file(self._spill_sink, _SPILL_SCHEMA)
         batches = table.to_batches()
@@ -334,7 +334,7 @@ class DateFiles:
         spilled_rows = sum(run.rows for run in state.runs)
         row_bytes = max(1, state.spilled_bytes // max(1, spilled_rows))
         group = max(1024, (self.budget // 2) // row_bytes)
-        path = self.out.temp("sorted.parquet", f"{self.token}-")
+        path = self.storage.temp("sorted.parquet", f"{self.token}-")
         merge_to_parquet(sources, stamps, group, path)
         spill.close()
         if state.direct is not None:
@@ -346,7 +346,7 @@ class DateFiles:
         if state.writer is None:
             if len(self._open) >= MAX_OPEN_WRITERS:
                 self._close(next(iter(self._open)))
-            state.direct = self.out.temp("0.parquet", f"{self.token}-")
+            state.direct = self.storage.temp("0.parquet", f"{self.token}-")
             state.writer = parquet_writer(state.direct, FILE_SCHEMA)
         self._open.pop(day, None)
         self._open[day] = None  # most recently used last
@@ -379,8 +379,8 @@ class DateFiles:
         state = self._dates[day]
         digest = self._seal(self._final(day), sha)
         target = f"{state.folder}/{part_name(sha)}"
-        if not self.out.publish(self._final(day), target):  # it exists: record it as is
-            digest = self.out.sha256(target) or ""
+        if not self.storage.publish(self._final(day), target):  # it exists: record it as is
+            digest = self.storage.sha256(target) or ""
         return WrittenFile(target, state.rows, digest)
 
     def staged_paths(self) -> list[Path]:

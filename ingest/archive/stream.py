@@ -81,7 +81,7 @@ class StagedReport:
     """A report read and checked, its files written under temporary names: not yet
     in the archive. :meth:`commit` publishes it, :meth:`discard` forgets it."""
 
-    out: Storage
+    storage: Storage
     bot_id: str
     rows_read: int
     rows_rejected: int
@@ -125,10 +125,10 @@ class StagedReport:
 
         try:
             return commit(
-                self.out,
+                self.storage,
                 result,
                 Attachment(self.bot_id, sha, raw_name, self.raw.size),
-                raw=lambda: self.out.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name)),
+                raw=lambda: self.storage.publish(self.raw.tmp, raw_key(self.bot_id, sha, raw_name)),
                 data=data,
                 extra_columns=self.extra_columns,
                 provenance=provenance,
@@ -189,12 +189,12 @@ def stage_csv(
     :class:`ReportRejected` (nothing staged) for a file that cannot be archived whole.
     """
     _libc()  # the arenas capped before the staging threads allocate
-    out = as_storage(root)
-    raw = RawCopy(out, bot_id, source, source_sha256)
+    storage = as_storage(root)
+    raw = RawCopy(storage, bot_id, source, source_sha256)
     try:
         stage = functools.partial(
             _stage,
-            out,
+            storage,
             raw.start(),
             raw,
             bot_id=bot_id,
@@ -213,7 +213,7 @@ def stage_csv(
 
 
 def _stage(
-    out: Storage,
+    storage: Storage,
     source: Path | bytes,
     raw: RawCopy,
     *,
@@ -227,12 +227,12 @@ def _stage(
     names = read_header(_head(source))
     batches = CsvBatches(source, names, **({"block_bytes": block} if block else {}))
     plan = plan_columns(batches.names)
-    files = DateFiles(out, bot_id, budget=budget, source_kind=source_kind)
-    rejected = RejectedRows(out)
+    files = DateFiles(storage, bot_id, budget=budget, source_kind=source_kind)
+    rejected = RejectedRows(storage)
     ids = IdSet()
     # Exactly once over the whole bot: ids archived on any day, read once (ingest.archive.conflicts).
-    archived = ArchivedIds.load(out, bot_id)
-    collisions = Collisions(out, bot_id)
+    archived = ArchivedIds.load(storage, bot_id)
+    collisions = Collisions(storage, bot_id)
     needed = needed_columns(plan)
     read = duplicates = 0
     conflicts: list[Conflict] = []
@@ -275,11 +275,11 @@ def _stage(
         collisions.discard()
         if isinstance(err, OSError):
             raise OutputError(
-                f"cannot write under {out.describe()}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+                f"cannot write under {storage.describe()}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
             ) from None
         raise
     return StagedReport(
-        out,
+        storage,
         bot_id,
         read,
         rejected.rows,

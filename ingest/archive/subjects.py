@@ -113,13 +113,13 @@ def _decode(value: str) -> list[str]:
     return [value]
 
 
-def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
+def pairs_in(storage: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
     """The (``subject``, ``file``) pairs of these files, once each. Read a file at a time:
     memory is one file's pairs (a 1 GB report's 90 files in one query held every row's
     candidates with its path: +140 MiB), and a typed dataset's files may differ by a column."""
     frames = [_EMPTY]
     for group in ([key] for key in keys):
-        frame = out.scan(group, hive_partitioning=False, include_file_paths=_FILE)
+        frame = storage.scan(group, hive_partitioning=False, include_file_paths=_FILE)
         values = _values(frame.collect_schema().names())
         if not values:
             continue
@@ -135,7 +135,7 @@ def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
             .unique()
             .collect()  # one file at a time: the in-memory engine, no streaming pipeline to build
         )
-        key_of = {out.source(k): k for k in group}
+        key_of = {storage.source(k): k for k in group}
         pairs = pairs.select(
             pl.col(_VALUE).alias("subject"),
             pl.col(_FILE).replace_strict(key_of, default=pl.col(_FILE)).alias("file"),
@@ -149,10 +149,10 @@ def pairs_in(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
 _EMPTY = pl.DataFrame(schema={"subject": pl.String, "file": pl.String})
 
 
-def subjects_in(out: Storage, dataset: str, keys: list[str]) -> dict[str, set[str]]:
+def subjects_in(storage: Storage, dataset: str, keys: list[str]) -> dict[str, set[str]]:
     """Each file's subject ids (file key -> ids; a file without any maps to an empty set)."""
     found: dict[str, set[str]] = {key: set() for key in keys}
-    for subject, key in pairs_in(out, dataset, keys).iter_rows():
+    for subject, key in pairs_in(storage, dataset, keys).iter_rows():
         found.setdefault(key, set()).add(subject)
     return found
 
@@ -163,17 +163,17 @@ def _tag(keys: Iterable[str], kind: str) -> str:
     return f"{kind}-{digest}"
 
 
-def _write_part(out: Storage, key: str, table: pa.Table) -> None:
+def _write_part(storage: Storage, key: str, table: pa.Table) -> None:
     """Publish a small Parquet part once (an existing one, named after the same content, stays)."""
-    if out.exists(key):
+    if storage.exists(key):
         return
-    tmp = out.temp(key.rsplit("/", 1)[-1])
+    tmp = storage.temp(key.rsplit("/", 1)[-1])
     try:
         pq.write_table(table, tmp, compression="zstd")
-        out.publish(tmp, key)
+        storage.publish(tmp, key)
     except OSError as err:
         raise OutputError(
-            f"cannot write {out.describe(key)}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
+            f"cannot write {storage.describe(key)}: {err.strerror or err}", hint="INGEST_OUTPUT__ROOT"
         ) from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -190,7 +190,7 @@ def _bucketed(pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 def _write(
-    out: Storage, dataset: str, bot_id: str, pairs: pl.DataFrame, covered: Mapping[str, int], tag: str
+    storage: Storage, dataset: str, bot_id: str, pairs: pl.DataFrame, covered: Mapping[str, int], tag: str
 ) -> list[str]:
     """Write the entries ``pairs`` (bucket parts first), then the ``covered`` part: a file is
     covered only once its entries are durable. The covered part records what it relies on:
@@ -200,7 +200,7 @@ def _write(
     written, numbers = [], []
     for (number,), part in sorted(_bucketed(pairs).partition_by("bucket", as_dict=True).items()):
         key = subjects_bucket_key(dataset, bot_id, int(number), tag)
-        _write_part(out, key, part.select("subject", "file").sort("subject", "file").to_arrow())
+        _write_part(storage, key, part.select("subject", "file").sort("subject", "file").to_arrow())
         written.append(key)
         numbers.append(int(number))
     key = subjects_covered_key(dataset, bot_id, tag)
@@ -210,23 +210,23 @@ def _write(
         {"file": files, "size": [covered[f] for f in files], "buckets": [numbers] * len(files)},
         schema=_COVERED,
     )
-    _write_part(out, key, record.to_arrow())
+    _write_part(storage, key, record.to_arrow())
     return [*written, key]
 
 
 _COVERED = pl.Schema([("file", pl.String), ("size", pl.Int64), ("buckets", pl.List(pl.Int64))])
 
 
-def _stored_sizes(out: Storage, keys: list[str]) -> dict[str, int]:
+def _stored_sizes(storage: Storage, keys: list[str]) -> dict[str, int]:
     """The sizes of these just-published files, as stored (one listing per folder)."""
     sizes: dict[str, int] = {}
     for folder in sorted({k.rsplit("/", 1)[0] + "/" for k in keys}):
-        sizes.update((o.key, o.size) for o in out.objects(folder))
+        sizes.update((o.key, o.size) for o in storage.objects(folder))
     return {k: sizes[k] for k in keys if k in sizes}
 
 
 def _sizes(
-    out: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int]
+    storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int]
 ) -> dict[str, int]:
     """``snapshot`` as data file key -> size: given, or (keys only) the table's add actions'
     sizes now (a key the table no longer lists gets -1: never covered, read directly)."""
@@ -235,51 +235,58 @@ def _sizes(
     from ingest.archive.delta import open_table
     from ingest.archive.snapshot import snapshot_files
 
-    now = {f.key: f.size for f in snapshot_files(open_table(out, dataset), dataset, bot_id)}
+    now = {f.key: f.size for f in snapshot_files(open_table(storage, dataset), dataset, bot_id)}
     return {k: now.get(k, -1) for k in snapshot}
 
 
-def index_files(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> None:
+def index_files(storage: Storage, dataset: str, bot_id: str, keys: list[str]) -> None:
     """Index a report's data files, just committed (idempotent: the part is named after
     them); merge the bot's index when it has grown many parts."""
     if not keys:
         return
-    _write(out, dataset, bot_id, pairs_in(out, dataset, keys), _stored_sizes(out, keys), _tag(keys, "r"))
-    if len(out.objects(subjects_prefix(dataset, bot_id) + "covered/")) > MERGE_AFTER:
-        refresh(out, dataset, bot_id, None)
+    _write(
+        storage,
+        dataset,
+        bot_id,
+        pairs_in(storage, dataset, keys),
+        _stored_sizes(storage, keys),
+        _tag(keys, "r"),
+    )
+    if len(storage.objects(subjects_prefix(dataset, bot_id) + "covered/")) > MERGE_AFTER:
+        refresh(storage, dataset, bot_id, None)
 
 
-def _parts(out: Storage, dataset: str, bot_id: str, kind: str) -> list[str]:
-    return [o.key for o in out.objects(f"{subjects_prefix(dataset, bot_id)}{kind}/")]
+def _parts(storage: Storage, dataset: str, bot_id: str, kind: str) -> list[str]:
+    return [o.key for o in storage.objects(f"{subjects_prefix(dataset, bot_id)}{kind}/")]
 
 
-def _coverage(out: Storage, dataset: str, bot_id: str) -> pl.DataFrame:
+def _coverage(storage: Storage, dataset: str, bot_id: str) -> pl.DataFrame:
     """Every covered part's rows: ``file``, ``size``, ``buckets`` and the part's ``tag``.
     Raises what reading a part raises (one made before sizes were recorded among them)."""
-    parts = _parts(out, dataset, bot_id, "covered")
+    parts = _parts(storage, dataset, bot_id, "covered")
     if not parts:
         return pl.DataFrame(schema=pl.Schema([*_COVERED.items(), ("tag", pl.String)]))
-    frame = out.scan(parts, include_file_paths="_part").select(*_COVERED, "_part").collect()
-    tags = {out.source(k): k.rsplit("/", 1)[-1].removesuffix(".parquet") for k in parts}
+    frame = storage.scan(parts, include_file_paths="_part").select(*_COVERED, "_part").collect()
+    tags = {storage.source(k): k.rsplit("/", 1)[-1].removesuffix(".parquet") for k in parts}
     return frame.with_columns(pl.col("_part").replace_strict(tags, default=None).alias("tag")).drop("_part")
 
 
-def covered_files(out: Storage, dataset: str, bot_id: str) -> set[str]:
+def covered_files(storage: Storage, dataset: str, bot_id: str) -> set[str]:
     """The data files the bot's index lists as covered (whatever their size). Raises what
     reading a part raises."""
-    return set(_coverage(out, dataset, bot_id)["file"].to_list())
+    return set(_coverage(storage, dataset, bot_id)["file"].to_list())
 
 
 def _trusted(
-    out: Storage, dataset: str, bot_id: str, sizes: Mapping[str, int], numbers: Iterable[int]
+    storage: Storage, dataset: str, bot_id: str, sizes: Mapping[str, int], numbers: Iterable[int]
 ) -> tuple[set[str], list[str]]:
     """The files of ``sizes`` the index covers for a lookup of these buckets, and why others
     it lists are not: a file is covered only when its size is the one indexed (else it is
     another file under the same key: a foreign or stale index) and every bucket part of
     ``numbers`` its covered part says it wrote is present (else that part was lost)."""
-    cover = _coverage(out, dataset, bot_id)
+    cover = _coverage(storage, dataset, bot_id)
     numbers = set(numbers)
-    present = {k for n in numbers for k in _parts(out, dataset, bot_id, f"bucket={n:02d}")}
+    present = {k for n in numbers for k in _parts(storage, dataset, bot_id, f"bucket={n:02d}")}
     trusted: set[str] = set()
     problems: list[str] = []
     lost: dict[str, str] = {}
@@ -303,35 +310,35 @@ def _trusted(
     return trusted, problems
 
 
-def entries(out: Storage, dataset: str, bot_id: str, ids: list[str] | None = None) -> pl.DataFrame:
+def entries(storage: Storage, dataset: str, bot_id: str, ids: list[str] | None = None) -> pl.DataFrame:
     """The index's (subject, file) entries of these subjects (None: every one). Raises what
     reading a part raises."""
     numbers = range(BUCKETS) if ids is None else sorted({bucket(i) for i in ids})
-    parts = [k for n in numbers for k in _parts(out, dataset, bot_id, f"bucket={n:02d}")]
+    parts = [k for n in numbers for k in _parts(storage, dataset, bot_id, f"bucket={n:02d}")]
     if not parts:
         return _EMPTY
-    frame = out.scan(parts).select("subject", "file")
+    frame = storage.scan(parts).select("subject", "file")
     return (frame if ids is None else frame.filter(pl.col("subject").is_in(ids))).collect()
 
 
 def files_to_read(
-    out: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int], ids: list[str]
+    storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int], ids: list[str]
 ) -> list[str]:
     """The files of ``snapshot`` (one bot's data files as the table lists them now: keys, or
     key -> size) that may hold rows of these subjects: those the index names for them, and
     every file it does not cover (:func:`_trusted`). An index that cannot be read gives every
     file: slower, never wrong."""
     try:
-        sizes = _sizes(out, dataset, bot_id, snapshot)
-        covered, _ = _trusted(out, dataset, bot_id, sizes, {bucket(i) for i in ids})
-        named = set(entries(out, dataset, bot_id, list(ids))["file"].to_list())
+        sizes = _sizes(storage, dataset, bot_id, snapshot)
+        covered, _ = _trusted(storage, dataset, bot_id, sizes, {bucket(i) for i in ids})
+        named = set(entries(storage, dataset, bot_id, list(ids))["file"].to_list())
     except Exception:  # noqa: BLE001 - any failure of the index: read every file instead
         return list(snapshot)
     return [key for key in snapshot if key not in covered or key in named]
 
 
 def refresh(
-    out: Storage,
+    storage: Storage,
     dataset: str,
     bot_id: str,
     snapshot: list[str] | Mapping[str, int] | None,
@@ -350,18 +357,18 @@ def refresh(
         from ingest.archive.delta import open_table
         from ingest.archive.snapshot import snapshot_files
 
-        snapshot = {f.key: f.size for f in snapshot_files(open_table(out, dataset), dataset, bot_id)}
-    sizes = _sizes(out, dataset, bot_id, snapshot)
+        snapshot = {f.key: f.size for f in snapshot_files(open_table(storage, dataset), dataset, bot_id)}
+    sizes = _sizes(storage, dataset, bot_id, snapshot)
     keep = sorted(sizes)
-    old = [o.key for o in out.objects(subjects_prefix(dataset, bot_id))]
+    old = [o.key for o in storage.objects(subjects_prefix(dataset, bot_id))]
     try:
         if rebuild:
             raise ValueError("rebuild")
-        still = sorted(_trusted(out, dataset, bot_id, sizes, range(BUCKETS))[0])
+        still = sorted(_trusted(storage, dataset, bot_id, sizes, range(BUCKETS))[0])
         for number in range(BUCKETS):  # every part readable, or none trusted
-            parts = _parts(out, dataset, bot_id, f"bucket={number:02d}")
+            parts = _parts(storage, dataset, bot_id, f"bucket={number:02d}")
             if parts:
-                out.scan(parts).select("subject", "file").head(0).collect()
+                storage.scan(parts).select("subject", "file").head(0).collect()
     except Exception:  # noqa: BLE001 - an unreadable part: every file read again
         still = []
         # Named after the parts it replaces too: a damaged part named after these same files
@@ -370,34 +377,34 @@ def refresh(
     else:
         keep_tag = keep
     missing = sorted(set(keep) - set(still))
-    new = _bucketed(pairs_in(out, dataset, missing))
+    new = _bucketed(pairs_in(storage, dataset, missing))
     written, numbers = [], []
     tag = _tag(keep_tag, "m")
     for number in range(BUCKETS) if keep else []:
-        parts = _parts(out, dataset, bot_id, f"bucket={number:02d}") if still else []
+        parts = _parts(storage, dataset, bot_id, f"bucket={number:02d}") if still else []
         frames = [new.filter(pl.col("bucket") == number).select("subject", "file")]
         if parts:
             frames.append(
-                out.scan(parts).select("subject", "file").filter(pl.col("file").is_in(still)).collect()
+                storage.scan(parts).select("subject", "file").filter(pl.col("file").is_in(still)).collect()
             )
         pairs = pl.concat(frames).unique()
         if pairs.height:
             key = subjects_bucket_key(dataset, bot_id, number, tag)
-            _write_part(out, key, pairs.sort("subject", "file").to_arrow())
+            _write_part(storage, key, pairs.sort("subject", "file").to_arrow())
             written.append(key)
             numbers.append(number)
     if keep:
         written.append(subjects_covered_key(dataset, bot_id, tag))
         record = {"file": keep, "size": [sizes[k] for k in keep], "buckets": [numbers] * len(keep)}
-        _write_part(out, written[-1], pl.DataFrame(record, schema=_COVERED).to_arrow())
+        _write_part(storage, written[-1], pl.DataFrame(record, schema=_COVERED).to_arrow())
     for key in old:
         if key not in written:
-            out.delete(key)
-    out.purge_old_versions(subjects_prefix(dataset, bot_id))
+            storage.delete(key)
+    storage.purge_old_versions(subjects_prefix(dataset, bot_id))
     return len(missing)
 
 
-def check(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int]) -> list[str]:
+def check(storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int]) -> list[str]:
     """``verify``'s check of a bot's index: every part readable, every covered file of the
     snapshot the one indexed (its size) with its bucket parts present, and every subject of
     it indexed (a file not covered is read directly by every search: not a problem). Entries
@@ -405,34 +412,38 @@ def check(out: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping
     erasure or migrate drops them)."""
     fix = "`ingest migrate` rebuilds it"
     try:
-        sizes = _sizes(out, dataset, bot_id, snapshot)
-        covered, problems = _trusted(out, dataset, bot_id, sizes, range(BUCKETS))
-        indexed = entries(out, dataset, bot_id)
+        sizes = _sizes(storage, dataset, bot_id, snapshot)
+        covered, problems = _trusted(storage, dataset, bot_id, sizes, range(BUCKETS))
+        indexed = entries(storage, dataset, bot_id)
     except Exception as err:  # noqa: BLE001 - named, not raised: verify lists every problem
         where = subjects_prefix(dataset, bot_id)
         return [f"{where}: unreadable subject index ({type(err).__name__}): {fix}"]
-    absent = _readable_pairs(out, dataset, sorted(covered)).join(indexed, on=["subject", "file"], how="anti")
+    absent = _readable_pairs(storage, dataset, sorted(covered)).join(
+        indexed, on=["subject", "file"], how="anti"
+    )
     return [f"{p} ({fix})" for p in problems] + [
         f"{key}: {n} bot user(s) in it missing from the subject index ({fix})"
         for key, n in sorted(absent.group_by("file").len().iter_rows())
     ]
 
 
-def _readable_pairs(out: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
+def _readable_pairs(storage: Storage, dataset: str, keys: list[str]) -> pl.DataFrame:
     """:func:`pairs_in`, leaving out a file that cannot be read (verify names it already)."""
     try:
-        return pairs_in(out, dataset, keys)
+        return pairs_in(storage, dataset, keys)
     except Exception:  # noqa: BLE001 - one damaged file: the others are still checked
         frames = [_EMPTY]
         for key in keys:
             try:
-                frames.append(pairs_in(out, dataset, [key]))
+                frames.append(pairs_in(storage, dataset, [key]))
             except Exception:  # noqa: BLE001, S112 - unreadable: named by verify's own checks
                 continue
         return pl.concat(frames)
 
 
-def narrow(out: Storage, dataset: str, files: list[T], selection: object, meta: dict[str, Any]) -> list[T]:
+def narrow(
+    storage: Storage, dataset: str, files: list[T], selection: object, meta: dict[str, Any]
+) -> list[T]:
     """An erasure's candidate files (snapshot files, with ``key`` and ``bot_id``) narrowed by
     the index to those that may hold its subjects; ``meta`` counts the data files read and
     in all (``data_files_read``, ``data_files``: what the plan shows). A selection that is
@@ -445,21 +456,21 @@ def narrow(out: Storage, dataset: str, files: list[T], selection: object, meta: 
         by_bot.setdefault(f.bot_id, []).append(f)
     chosen: list[T] = []
     for bot_id, held in sorted(by_bot.items()):
-        read = set(files_to_read(out, dataset, bot_id, {f.key: f.size for f in held}, list(ids)))
+        read = set(files_to_read(storage, dataset, bot_id, {f.key: f.size for f in held}, list(ids)))
         chosen += [f for f in held if f.key in read]
     meta["data_files_read"] = int(meta.get("data_files_read", 0)) + len(chosen)
     meta["data_files"] = int(meta.get("data_files", 0)) + len(files)
     return chosen
 
 
-def after_forget(out: Storage, touched: Iterable[tuple[str, str]]) -> None:
+def after_forget(storage: Storage, touched: Iterable[tuple[str, str]]) -> None:
     """After an erasure's or prune's commit: each touched bot's index refreshed, so the
     entries of the files it removed (an erased subject's id among them) leave the index."""
     for dataset, bot_id in sorted(set(touched)):
-        refresh(out, dataset, bot_id, None)
+        refresh(storage, dataset, bot_id, None)
 
 
-def check_archive(out: Storage, data: list[str]) -> list[str]:
+def check_archive(storage: Storage, data: list[str]) -> list[str]:
     """:func:`check` for every bot of every dataset of these data file keys (the tables'
     files now): verify's problems, each naming a file."""
     by_bot: dict[tuple[str, str], list[str]] = {}
@@ -468,5 +479,5 @@ def check_archive(out: Storage, data: list[str]) -> list[str]:
         by_bot.setdefault((dataset, folder.removeprefix("bot_id=")), []).append(key)
     problems = []
     for (dataset, bot_id), keys in sorted(by_bot.items()):
-        problems += check(out, dataset, bot_id, keys)
+        problems += check(storage, dataset, bot_id, keys)
     return problems

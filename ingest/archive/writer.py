@@ -48,7 +48,7 @@ from ingest.parse.schema import DATASET, file_schema
 
 
 def existing_ids(
-    out: Storage, partition: str, key: str = "id", snapshot: list[str] | None = None
+    storage: Storage, partition: str, key: str = "id", snapshot: list[str] | None = None
 ) -> pl.Series:
     """The ids (or other ``key`` values) already archived in a partition: in the files of
     its Delta table's snapshot (a file a killed run published but never committed is not
@@ -57,12 +57,12 @@ def existing_ids(
     dataset = partition.split("/", 1)[0]
     keys = [
         k
-        for k in (snapshot_keys(out, dataset) if snapshot is None else snapshot)
+        for k in (snapshot_keys(storage, dataset) if snapshot is None else snapshot)
         if k.startswith(partition + "/")
     ]
     if not keys:
         return pl.Series(key, [], dtype=pl.Int64 if key == "id" else pl.String)
-    return out.scan(keys).select(key).collect().get_column(key)
+    return storage.scan(keys).select(key).collect().get_column(key)
 
 
 def save_report(
@@ -81,10 +81,10 @@ def save_report(
     Exactly once over the whole bot, as the stream does: a row whose id is archived on any
     day is a duplicate (same content) or a conflict (other content: quarantined, counted
     in rows_rejected and detailed in ``conflicts``), :func:`ingest.archive.conflicts.against_archive`."""
-    out = as_storage(root)
-    archived = ArchivedIds.load(out, bot_id)  # the table's log read once for the whole report
+    storage = as_storage(root)
+    archived = ArchivedIds.load(storage, bot_id)  # the table's log read once for the whole report
     keep, clashing, found = against_archive(
-        out, bot_id, archived, parsed.rows, parsed.row_numbers, parsed.text_of
+        storage, bot_id, archived, parsed.rows, parsed.row_numbers, parsed.text_of
     )
     rows = parsed.rows.filter(keep) if clashing is not None or found.duplicates else parsed.rows
     rejected = (
@@ -106,7 +106,7 @@ def save_report(
 
     def data() -> None:
         write_partitions(
-            out,
+            storage,
             rows,
             result,
             dataset=DATASET,
@@ -119,13 +119,13 @@ def save_report(
             snapshot=[],
         )
         if rejected.height:
-            save_rejected(out, source_sha256, rejected)
+            save_rejected(storage, source_sha256, rejected)
 
     return commit(
-        out,
+        storage,
         result,
         Attachment(bot_id, source_sha256, raw_name, len(raw)),
-        raw=lambda: write_bytes_once(out, raw_key(bot_id, source_sha256, raw_name), raw),
+        raw=lambda: write_bytes_once(storage, raw_key(bot_id, source_sha256, raw_name), raw),
         data=data,
         extra_columns=parsed.extra_columns,
         provenance=provenance,
@@ -135,7 +135,7 @@ def save_report(
 
 
 def write_partitions(
-    out: Storage,
+    storage: Storage,
     rows: pl.DataFrame,
     result: SaveResult,
     *,
@@ -151,21 +151,21 @@ def write_partitions(
     (counted as duplicates in ``result``). ``snapshot``: the bot's files in the table's
     snapshot, when already listed."""
     if snapshot is None:
-        snapshot = snapshot_keys(out, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
+        snapshot = snapshot_keys(storage, dataset, bot_prefix(bot_id, dataset))  # the table's log, read once
     for (day,), part in rows.partition_by("date", as_dict=True, maintain_order=True).items():
-        have = existing_ids(out, partition_key(bot_id, day, dataset), key, snapshot)
+        have = existing_ids(storage, partition_key(bot_id, day, dataset), key, snapshot)
         new = part.filter(~pl.col(key).is_in(have.implode())) if have.len() else part
         new = new.select(columns)
         result.rows_duplicate += part.height - new.height
         if new.height == 0:
             continue
         target = data_key(bot_id, day, source_sha256, dataset)
-        written = _write_partition_file(out, target, new)
+        written = _write_partition_file(storage, target, new)
         result.files.append(WrittenFile(target, new.height, written))
         result.rows_written += new.height
 
 
-def _write_partition_file(out: Storage, target: str, rows: pl.DataFrame) -> str:
+def _write_partition_file(storage: Storage, target: str, rows: pl.DataFrame) -> str:
     """Write one partition's new rows under ``target`` once; returns the file's sha256
     (of the file an earlier, killed attempt published, when it exists)."""
     digest: list[str] = []
@@ -174,12 +174,12 @@ def _write_partition_file(out: Storage, target: str, rows: pl.DataFrame) -> str:
         rows.write_parquet(tmp, compression="zstd", statistics=True)
         digest.append(sha256_file(tmp))
 
-    if not write_once(out, target, write):
-        return out.sha256(target) or ""
+    if not write_once(storage, target, write):
+        return storage.sha256(target) or ""
     return digest[-1]
 
 
-def save_rejected(out: Storage, source_sha256: str, rejected: pl.DataFrame) -> None:
+def save_rejected(storage: Storage, source_sha256: str, rejected: pl.DataFrame) -> None:
     """quarantine/<sha256>/rejected_rows.parquet and reason.json for rows refused one by one."""
-    write_once(out, rejected_rows_key(source_sha256), lambda tmp: rejected.write_parquet(tmp))
-    write_reasons(out, source_sha256, dict(rejected.group_by("reason").len().rows()))
+    write_once(storage, rejected_rows_key(source_sha256), lambda tmp: rejected.write_parquet(tmp))
+    write_reasons(storage, source_sha256, dict(rejected.group_by("reason").len().rows()))

@@ -32,22 +32,22 @@ COPIES = "copies"
 
 
 def subject_copies(
-    out: Storage, ids: list[str], bots: list[str], work: Path, notes: list[str]
+    storage: Storage, ids: list[str], bots: list[str], work: Path, notes: list[str]
 ) -> list[tuple[str, str, int]]:
     """Write the subject's records found in raw copies and quarantined files under
     ``work/copies/``; returns (bundle path, store, records) for each file written. What was
     not searched is added to ``notes``."""
     selection = SubjectSelection(tuple(ids), tuple(bots))
     lines: dict[str, list[str]] = {RAW: [], QUARANTINE: []}
-    for key, _ in candidate_copies(out, selection):
-        found = scan_copy(out, key, selection, collect=True)
+    for key, _ in candidate_copies(storage, selection):
+        found = scan_copy(storage, key, selection, collect=True)
         store = RAW if key.startswith(f"{RAW}/") else QUARANTINE
         lines[store] += [
             json.dumps({"store": store, "key": key, "record": record}, ensure_ascii=False)
             for record in found.records
         ]
     written = []
-    for key in unsearched_quarantine(out, selection):
+    for key in unsearched_quarantine(storage, selection):
         notes.append(
             f"{key}: not searched (refused at intake for an unknown bot, and --bot limits the search)"
         )

@@ -68,18 +68,18 @@ def key_path(settings: Settings) -> Path:
 MIN_SALT = 16
 
 
-def audit_key(settings: Settings, out: Storage) -> str:
+def audit_key(settings: Settings, storage: Storage) -> str:
     """The key new audit records hash ids with: the setting's, else the key file's (made on
     first use, unless the audit log already holds hashes under a key no longer held: then
     refused, so a lost key file is noticed, not silently replaced). An archive's old salt
     is moved out of the archive first."""
-    move_archive_salt(settings, out)
+    move_archive_salt(settings, storage)
     secret = setting_salt(settings)
     if secret is not None:
         return secret
     path = checked_key_path(settings)
     if not path.exists() and not settings.audit.new_key:
-        orphaned = _hashed_records(audit.records(out))
+        orphaned = _hashed_records(audit.records(storage))
         if orphaned:
             raise ConfigError(
                 f"{path}: no audit key file, but {orphaned} audit record(s) hash erased people under "
@@ -145,7 +145,7 @@ def _hashed_records(log: list[audit.AuditRecord]) -> int:
     return sum(1 for r in log if r.entry.subject_sha256)
 
 
-def held_keys(settings: Settings, out: Storage) -> list[Key]:
+def held_keys(settings: Settings, storage: Storage) -> list[Key]:
     """Every key this operator holds, newest first: the setting, the key file's current key
     and its legacy keys (an archive salt not yet moved counts too)."""
     found = []
@@ -156,20 +156,20 @@ def held_keys(settings: Settings, out: Storage) -> list[Key]:
     if path.exists():
         for kind, line in _lines(path):
             found.append(Key(f"{path} ({kind})", line))
-    legacy = _archive_salt(out)
+    legacy = _archive_salt(storage)
     if legacy is not None:
-        found.append(Key(f"{out.describe(salt_key())} (not yet moved: run `ingest migrate`)", legacy))
+        found.append(Key(f"{storage.describe(salt_key())} (not yet moved: run `ingest migrate`)", legacy))
     return found
 
 
-def unprovable(settings: Settings, out: Storage) -> int:
+def unprovable(settings: Settings, storage: Storage) -> int:
     """How many audit records hash subjects under a key not held (their ``key_id`` is none
     of the held keys'; records made before ``key_id`` was written cannot tell, and count
     only when no key is held at all)."""
-    keys = held_keys(settings, out)
+    keys = held_keys(settings, storage)
     ids = {audit.key_id(k.secret) for k in keys}
     count = 0
-    for record in audit.records(out):
+    for record in audit.records(storage):
         if not _hashed_records([record]):
             continue
         named = record.entry.key_id
@@ -178,21 +178,21 @@ def unprovable(settings: Settings, out: Storage) -> int:
     return count
 
 
-def prove(settings: Settings, out: Storage, subject_id: str) -> list[tuple[audit.AuditRecord, Key]]:
+def prove(settings: Settings, storage: Storage, subject_id: str) -> list[tuple[audit.AuditRecord, Key]]:
     """The audit records that name this bot user (their ``subject_sha256`` holds the id's
     HMAC under a key held), with the key that matched."""
     if not subject_id.strip():
         raise ConfigError("name the subject: --botuser ID")
-    keys = held_keys(settings, out)
+    keys = held_keys(settings, storage)
     if not keys:
-        hashed = _hashed_records(audit.records(out))
+        hashed = _hashed_records(audit.records(storage))
         raise ConfigError(
             f"no audit key held: neither INGEST_AUDIT__SALT nor {key_path(settings)}"
             + (f"; {hashed} record(s) are hashed under keys you do not hold" if hashed else ""),
             hint="the key is made by the first erasure; restore it from the state store's backup",
         )
     found = []
-    for record in audit.records(out):
+    for record in audit.records(storage):
         hashes = record.entry.subject_sha256
         if hashes is None:
             continue
@@ -204,12 +204,12 @@ def prove(settings: Settings, out: Storage, subject_id: str) -> list[tuple[audit
     return found
 
 
-def move_archive_salt(settings: Settings, out: Storage) -> bool:
+def move_archive_salt(settings: Settings, storage: Storage) -> bool:
     """Move an archive's ``audit/salt`` (where every archive reader could read it) into the
     key file as a legacy key, then remove it from the archive. True when one was moved.
     A salt under an Object Lock retention that cannot be removed yet is kept in both
     places, said in a warning; ``ingest verify`` names it until it is gone."""
-    legacy = _archive_salt(out)
+    legacy = _archive_salt(storage)
     if legacy is None:
         return False
     path = checked_key_path(settings)
@@ -225,7 +225,7 @@ def move_archive_salt(settings: Settings, out: Storage) -> bool:
                 f"{path}: cannot add the archive's old salt to it ({err.strerror or err})"
             ) from None
     try:
-        out.delete(salt_key())
+        storage.delete(salt_key())
     except OutputError as err:
         log.warning("the audit salt is kept in %s and also stays in the archive: %s", path, err)
         return False
@@ -233,10 +233,10 @@ def move_archive_salt(settings: Settings, out: Storage) -> bool:
     return True
 
 
-def _archive_salt(out: Storage) -> str | None:
-    if not out.exists(salt_key()):
+def _archive_salt(storage: Storage) -> str | None:
+    if not storage.exists(salt_key()):
         return None
-    return out.read_bytes(salt_key()).decode("utf-8", errors="replace").strip() or None
+    return storage.read_bytes(salt_key()).decode("utf-8", errors="replace").strip() or None
 
 
 def _read_or_make(path: Path) -> list[tuple[str, str]]:

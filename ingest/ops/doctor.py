@@ -195,13 +195,15 @@ def check_output(settings: Settings) -> Check:
     if settings.output.root.startswith("s3://"):
 
         def s3() -> Check:
-            out = storage_for(settings)
-            assert isinstance(out, S3Storage)  # an s3:// root is always one
-            out.check_bucket()
-            staging = _probe(Path(out.staging))
+            storage = storage_for(settings)
+            assert isinstance(storage, S3Storage)  # an s3:// root is always one
+            storage.check_bucket()
+            staging = _probe(Path(storage.staging))
             if staging:
                 return Check("output", False, f"{staging} (INGEST_OUTPUT__STAGING_DIR)")
-            return Check("output", True, f"{out.describe()} is listable; staging {out.staging} is writable")
+            return Check(
+                "output", True, f"{storage.describe()} is listable; staging {storage.staging} is writable"
+            )
 
         return _guard("output", s3)
     root = Path(settings.output.root)

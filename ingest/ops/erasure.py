@@ -52,7 +52,7 @@ def actor_of(settings: Settings) -> str:
 
 
 def erase(
-    out: Storage,
+    storage: Storage,
     subjects: list[str],
     bots: list[str],
     *,
@@ -69,10 +69,10 @@ def erase(
     if apply and not reason.strip():
         raise ConfigError("an erasure needs a --reason (it is kept in the audit log)")
     check_subject_ids(subjects)
-    check_bots(out, bots)
+    check_bots(storage, bots)
     selection = SubjectSelection(tuple(subjects), tuple(bots))
-    found = plan(out, selection, kind="erase")
-    in_force = holds.active(out)
+    found = plan(storage, selection, kind="erase")
+    in_force = holds.active(storage)
     for change in found.files:
         covering = holds.covering(in_force, change.bot_id, date.fromisoformat(change.day))
         if covering:
@@ -82,19 +82,19 @@ def erase(
                 f"{hold.id} ({hold.span()}): {hold.reason}",
                 hint="a person decides: lift it with `ingest hold remove` first, or keep the data",
             )
-    _raw_under_hold(out, found, in_force)
-    quoting = reason_files_quoting(out, subjects)
+    _raw_under_hold(storage, found, in_force)
+    quoting = reason_files_quoting(storage, subjects)
     recorded = store.reasons_quoting(subjects) if store is not None else 0
     if not apply:
         found.meta["reasons_quoting"] = len(quoting) + recorded
         return found
-    found.meta["subject_sha256"] = [audit.subject_hash(out, s, salt) for s in subjects]
+    found.meta["subject_sha256"] = [audit.subject_hash(storage, s, salt) for s in subjects]
     found.meta["key_id"] = audit.key_id(salt) if salt else None
     found.meta["bots"] = list(bots)
-    done = forget(out, selection, found, actor=actor, reason=reason)
+    done = forget(storage, selection, found, actor=actor, reason=reason)
     # After the records: a reason quoting one is withheld (it names the erasure, not the id).
     note = f"withheld by erasure {found.id}: it quoted a record of an erased bot user"
-    withhold_reason_files(out, quoting, subjects, note)
+    withhold_reason_files(storage, quoting, subjects, note)
     withheld = store.withhold_reasons(subjects, note) if store is not None else 0
     done.plan.meta["reasons_quoting"] = len(quoting) + withheld
     return done
@@ -108,10 +108,10 @@ def check_subject_ids(subjects: list[str]) -> None:
             raise ConfigError(f"--botuser {subject!r} has spaces around it: give the id exactly as written")
 
 
-def check_bots(out: Storage, bots: list[str]) -> None:
+def check_bots(storage: Storage, bots: list[str]) -> None:
     """A ``--bot`` the archive does not know is a typo until shown otherwise: exit 2 naming
     it and the bots it knows, never "nothing of this subject" from a search of nothing."""
-    unknown = sorted(set(bots) - (known := known_bots(out)))
+    unknown = sorted(set(bots) - (known := known_bots(storage)))
     if unknown:
         raise ConfigError(
             f"--bot {', '.join(unknown)}: no such bot in the archive "
@@ -119,23 +119,23 @@ def check_bots(out: Storage, bots: list[str]) -> None:
         )
 
 
-def reason_files_quoting(out: Storage, subjects: list[str]) -> list[str]:
+def reason_files_quoting(storage: Storage, subjects: list[str]) -> list[str]:
     """Quarantined files' ``reason.json`` holding one of the ids (a refused file's reason
     quotes its first line: with no header, the subject's record), in any encoding's text."""
     found = []
-    for obj in out.objects(f"{QUARANTINE}/"):
+    for obj in storage.objects(f"{QUARANTINE}/"):
         if obj.key.endswith(f"/{REASONS}"):
-            text = out.read_bytes(obj.key).decode("utf-8", errors="replace")
+            text = storage.read_bytes(obj.key).decode("utf-8", errors="replace")
             if any(s in text or json.dumps(s)[1:-1] in text for s in subjects):
                 found.append(obj.key)
     return found
 
 
-def withhold_reason_files(out: Storage, keys: list[str], subjects: list[str], note: str) -> None:
+def withhold_reason_files(storage: Storage, keys: list[str], subjects: list[str], note: str) -> None:
     """Rewrite each ``reason.json``: every text in it holding an id becomes ``note``."""
     for key in keys:
         try:  # a newer format than this tool reads is refused (RecordTooNew), not overwritten
-            read = load(QuarantineReasons, out.read_bytes(key), key)
+            read = load(QuarantineReasons, storage.read_bytes(key), key)
             doc = read.model_dump(mode="json", by_alias=True, exclude_unset=True)
         except ValidationError:
             doc = {"reason": note}  # unreadable: only the note stays
@@ -143,8 +143,8 @@ def withhold_reason_files(out: Storage, keys: list[str], subjects: list[str], no
         with tempfile.TemporaryDirectory() as scratch:
             tmp = Path(scratch) / REASONS
             tmp.write_bytes(dump(record))
-            out.delete(key)  # a note, not data: lost to a crash here, it is no one's record
-            out.publish(tmp, key)
+            storage.delete(key)  # a note, not data: lost to a crash here, it is no one's record
+            storage.publish(tmp, key)
 
 
 def _withheld(value: Any, subjects: list[str], note: str) -> Any:
@@ -157,16 +157,16 @@ def _withheld(value: Any, subjects: list[str], note: str) -> Any:
     return value
 
 
-def _raw_under_hold(out: Storage, found: Plan, in_force: list[holds.Hold]) -> None:
+def _raw_under_hold(storage: Storage, found: Plan, in_force: list[holds.Hold]) -> None:
     """Refuse when a raw copy or quarantined file holding the subject covers a held day
     (every day of its report: :func:`ingest.archive.holds.copy_hold`; unknown days count
     as held): a record of theirs may be only there (a row that was a duplicate at intake,
     or refused), and held data is never erased."""
     if not in_force:
         return
-    spans = holds.source_spans(read_manifests(out))
+    spans = holds.source_spans(read_manifests(storage))
     for copy in found.copies:
-        hold = holds.copy_hold(out, copy.key, in_force, spans)
+        hold = holds.copy_hold(storage, copy.key, in_force, spans)
         if hold:  # the plan holds only copies with a record of theirs, found by value
             raise UnderLegalHold(
                 f"refused: the subject is in {copy.key}, a report of days under legal hold {hold.id} "
@@ -186,18 +186,18 @@ def first_kept_days(retention: RetentionSettings, today: date) -> dict[str, date
 
 
 def prune(
-    out: Storage, retention: RetentionSettings, *, actor: str, apply: bool, today: date | None = None
+    storage: Storage, retention: RetentionSettings, *, actor: str, apply: bool, today: date | None = None
 ) -> Plan | ForgetOutcome | None:
     """Plan or carry out the removal of rows older than the retention, except held ones;
     None when no retention is set."""
     first_kept = first_kept_days(retention, today or date.today())
     if not first_kept:
         return None
-    in_force = holds.active(out)
+    in_force = holds.active(storage)
     selection = ExpiredSelection(first_kept, lambda bot, day: bool(holds.covering(in_force, bot, day)))
-    found = plan(out, selection, kind="prune")
+    found = plan(storage, selection, kind="prune")
     found.meta["first_kept"] = {k: v.isoformat() for k, v in first_kept.items()}
     if not apply or (not found.files and not found.copies):
         return found
     reason = "retention: " + ", ".join(f"{k} from {v}" for k, v in sorted(first_kept.items()))
-    return forget(out, selection, found, actor=actor, reason=reason)
+    return forget(storage, selection, found, actor=actor, reason=reason)

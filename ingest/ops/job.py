@@ -94,9 +94,9 @@ def run_job(
     with open_job(settings) as (store, storage):
         if until_done:
             with progress(store) if progress else nullcontext(None) as on_pass:
-                summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass, out=storage)
+                summary = run_until_done(settings, store, timeout=timeout, on_pass=on_pass, storage=storage)
         else:
-            summary = run_once(settings, store, out=storage)
+            summary = run_once(settings, store, storage=storage)
         done = apply_retention(settings, storage)
         if done is not None and on_retention is not None:
             on_retention(done)
@@ -140,7 +140,7 @@ def watch_job(settings: Settings, stop: threading.Event) -> RunSummary:
     from ingest.pipeline.watch import watch
 
     with open_job(settings) as (store, storage):
-        return watch(settings, store, stop, out=storage)
+        return watch(settings, store, stop, storage=storage)
 
 
 def plan_windows(

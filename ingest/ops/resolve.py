@@ -93,7 +93,7 @@ def chosen(reports: list[dict[str, Any]], keep: str, window_id: int) -> dict[str
 
 
 def resolve(
-    out: Storage, store: Store, window_id: int, keep: str, *, reason: str, actor: str, apply: bool
+    storage: Storage, store: Store, window_id: int, keep: str, *, reason: str, actor: str, apply: bool
 ) -> Resolution:
     """Keep one of the window's reports in conflict and reject the others (module docstring)."""
     window, reports = reports_of(store, window_id)
@@ -103,19 +103,19 @@ def resolve(
     if apply and not reason.strip():
         raise ConfigError("a resolution needs a --reason (it is kept in the audit log)")
     if kept["outcome"] == "conflict":  # before anything changes, also in a dry run
-        _check_archivable(out, window, kept)
+        _check_archivable(storage, window, kept)
     meta = {"window": window.id, "bot_id": window.bot_id, "kept": kept["sha256"]}
     for other in rejected:
         if other["outcome"] != "archived":
             continue
         selection = SourceSelection(str(other["sha256"]), window.bot_id)
-        found = plan(out, selection, kind="resolve")
-        _refuse_held(out, found, str(other["sha256"]))
+        found = plan(storage, selection, kind="resolve")
+        _refuse_held(storage, found, str(other["sha256"]))
         done.rows_removed += sum(found.rows_by_table().values())
         if not apply:
             continue
         found.meta.update({**meta, "removed": other["sha256"]})
-        outcome = forget(out, selection, found, actor=actor, reason=reason)
+        outcome = forget(storage, selection, found, actor=actor, reason=reason)
         if outcome.record:
             done.erasures.append(outcome.record)
             done.audit = outcome.audit
@@ -128,7 +128,7 @@ def resolve(
             str(other["sha256"]), "removed" if other["outcome"] == "archived" else "rejected", note
         )
     if kept["outcome"] == "conflict":
-        _archive_kept(out, store, window, kept, done.summary)
+        _archive_kept(storage, store, window, kept, done.summary)
     else:  # a person vouched for it: no longer a report that named nothing
         store.settle_attachment(str(kept["sha256"]), "archived", None)
     # The window's row count is its archived reports' from now on (status sums them): the
@@ -155,34 +155,34 @@ def resolve(
         "erasures": done.erasures,
         "rows_removed": done.rows_removed,
     }
-    done.audit = audit.append(out, body, actor=actor, reason=reason)
+    done.audit = audit.append(storage, body, actor=actor, reason=reason)
     done.applied = True
     return done
 
 
-def _check_archivable(out: Storage, window: Window, kept: dict[str, Any]) -> None:
+def _check_archivable(storage: Storage, window: Window, kept: dict[str, Any]) -> None:
     """Refuse (ReportRejected, exit 1, nothing changed) a kept report aside whose
     quarantined original is missing, is not what the conflict recorded (an erasure's
     rewrite, named in its erasure record, is), or cannot be archived for ``window``."""
     sha, name = str(kept["sha256"]), str(kept["filename"])
     key = original_key(sha, name)
-    if not out.exists(key):
+    if not storage.exists(key):
         raise ReportRejected(
             f"refused, nothing changed: the kept report's quarantined original {key} is missing",
             hint="restore the file, or keep another report",
         )
-    now = out.sha256(key)
+    now = storage.sha256(key)
     if now != sha:
-        rewrite = listed_files(read_manifests(out)).rewritten.get(key)
+        rewrite = listed_files(read_manifests(storage)).rewritten.get(key)
         if rewrite is None or rewrite[1].new_sha256 != now:
             raise ReportRejected(
                 f"refused, nothing changed: the kept report's quarantined original {key} is not what "
                 f"the conflict recorded (sha256 {str(now)[:16]}, not {sha[:16]})",
                 hint="restore the file, or keep another report",
             )
-    local, temporary = _local(out, key)
+    local, temporary = _local(storage, key)
     try:
-        _read_for(out, window, local, now or sha)
+        _read_for(storage, window, local, now or sha)
     except ReportRejected as err:
         raise ReportRejected(
             f"refused, nothing changed: the kept report {sha[:16]} cannot be archived for window "
@@ -194,7 +194,7 @@ def _check_archivable(out: Storage, window: Window, kept: dict[str, Any]) -> Non
             local.unlink(missing_ok=True)
 
 
-def _read_for(out: Storage, window: Window, path: Path, sha: str) -> None:
+def _read_for(storage: Storage, window: Window, path: Path, sha: str) -> None:
     """Read and check the report at ``path`` for ``window`` as archiving would, writing
     nothing: ReportRejected when it cannot be archived, or no row of it is the window's."""
     span = (window.from_date, window.to_date)
@@ -203,7 +203,7 @@ def _read_for(out: Storage, window: Window, path: Path, sha: str) -> None:
         if typed.rows.height == 0 and typed.rejected.height:  # as intake: every row refused
             raise ReportRejected(f"no row falls inside {window.from_date}..{window.to_date}")
         return
-    staged = stage_csv(out, path, bot_id=window.bot_id, source_sha256=sha, window=span)
+    staged = stage_csv(storage, path, bot_id=window.bot_id, source_sha256=sha, window=span)
     try:
         if staged.rows_valid == 0 and staged.rows_rejected:  # as intake: every row refused
             raise ReportRejected(f"no row falls inside {window.from_date}..{window.to_date}")
@@ -211,9 +211,9 @@ def _read_for(out: Storage, window: Window, path: Path, sha: str) -> None:
         staged.discard()
 
 
-def _refuse_held(out: Storage, found: Plan, sha: str) -> None:
+def _refuse_held(storage: Storage, found: Plan, sha: str) -> None:
     """Held data is never removed, whoever's it may be: a person lifts the hold first."""
-    in_force = holds.active(out)
+    in_force = holds.active(storage)
     for change in found.files:
         covering = holds.covering(in_force, change.bot_id, date.fromisoformat(change.day))
         if covering:
@@ -225,19 +225,19 @@ def _refuse_held(out: Storage, found: Plan, sha: str) -> None:
 
 
 def _archive_kept(
-    out: Storage, store: Store, window: Window, kept: dict[str, Any], summary: RunSummary
+    storage: Storage, store: Store, window: Window, kept: dict[str, Any], summary: RunSummary
 ) -> None:
     """Archive a report kept aside in conflict for ``window``, from its quarantined
     original; then the original and the conflict's reason go (its bytes are the raw copy
     now). Killed before, the next ``ingest resolve`` archives it (it is still in conflict)."""
     sha, name = str(kept["sha256"]), str(kept["filename"])
     key = original_key(sha, name)
-    provenance = _provenance(out, sha)
-    local, temporary = _local(out, key)
-    local_sha = out.sha256(key) or sha
+    provenance = _provenance(storage, sha)
+    local, temporary = _local(storage, key)
+    local_sha = storage.sha256(key) or sha
     try:
         outcome = archive_report(
-            out,
+            storage,
             store,
             ReportFile(name, b"", path=local),
             ParsedEmail(None, None, None, None, []),
@@ -257,26 +257,26 @@ def _archive_kept(
             f"the kept report {sha[:16]} could not be archived ({'; '.join(summary.set_aside) or outcome}); "
             "the others were rejected: see ingest status"
         )
-    out.delete(key)
+    storage.delete(key)
     # The conflict's reason goes too, unless the report's rejected rows are kept there now.
-    if not out.exists(rejected_rows_key(sha)):
-        out.delete(reasons_key(sha))
+    if not storage.exists(rejected_rows_key(sha)):
+        storage.delete(reasons_key(sha))
 
 
-def _provenance(out: Storage, sha: str) -> dict[str, Any]:
+def _provenance(storage: Storage, sha: str) -> dict[str, Any]:
     """The email facts kept with a report set aside (its ``reason.json``), minus the reason."""
     try:
-        record = load(QuarantineReasons, out.read_bytes(reasons_key(sha)), reasons_key(sha))
+        record = load(QuarantineReasons, storage.read_bytes(reasons_key(sha)), reasons_key(sha))
     except (OSError, ValueError, IngestError):
         return {}
     doc = record.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return {k: v for k, v in doc.items() if k not in ("reason", "format_version")}
 
 
-def _local(out: Storage, key: str) -> tuple[Path, bool]:
+def _local(storage: Storage, key: str) -> tuple[Path, bool]:
     """A local path of a stored file: its own (a local archive), else a temporary copy."""
-    if isinstance(out, LocalStorage):
-        return out.path(key), False
-    tmp = out.temp(key.rsplit("/", 1)[-1])
-    tmp.write_bytes(out.read_bytes(key))
+    if isinstance(storage, LocalStorage):
+        return storage.path(key), False
+    tmp = storage.temp(key.rsplit("/", 1)[-1])
+    tmp.write_bytes(storage.read_bytes(key))
     return tmp, True

@@ -59,18 +59,18 @@ def verify_archive(
     manifests. With a ``store``, its archived windows count as requested; windows not
     archived are listed. The data files checked are those of each dataset's Delta table:
     its current snapshot, or the one at ``as_of`` (a table version, or an ISO timestamp)."""
-    out = as_storage(root)
-    if isinstance(out, LocalStorage) and not out.root.is_dir():
-        return VerifyReport(out.describe(), [f"{out.describe()}: archive root does not exist"])
-    report = VerifyReport(out.describe())
-    objects = out.objects("")
+    storage = as_storage(root)
+    if isinstance(storage, LocalStorage) and not storage.root.is_dir():
+        return VerifyReport(storage.describe(), [f"{storage.describe()}: archive root does not exist"])
+    report = VerifyReport(storage.describe())
+    objects = storage.objects("")
     on_disk = [o.key for o in objects if is_data_file(o.key)]
-    snapshot = _snapshots(out, report, on_disk, as_of)
+    snapshot = _snapshots(storage, report, on_disk, as_of)
     present = set(on_disk)
     data = sorted(k for k in snapshot if k in present)  # the table reads these; the others are missing
     raw = {o.key: o.size for o in objects if is_raw(o.key)}
     report.files, report.raw_files = len(data), len(raw)
-    footer_rows = checks.footer_rows(out, data, report.problems)
+    footer_rows = checks.footer_rows(storage, data, report.problems)
     report.rows = sum(footer_rows.values())
     report.problems.extend(
         f"{key}: {footer_rows[key]} rows, the Delta log says {rows}"
@@ -79,8 +79,8 @@ def verify_archive(
     )
     attachments: dict[tuple[str, str], tuple[str, int | None]] = {}  # (bot, sha) -> (manifest, size)
     windows: dict[str, set[tuple[date, date]]] = defaultdict(set)
-    every_record = read_manifests(out, objects)
-    committed_at = _commit_versions(out, report.tables) if as_of is not None else {}
+    every_record = read_manifests(storage, objects)
+    committed_at = _commit_versions(storage, report.tables) if as_of is not None else {}
     records = [r for r in every_record if _as_of(r.doc, report.tables, as_of, committed_at)]
     report.manifests = len(records)
     for record in records:
@@ -101,45 +101,45 @@ def verify_archive(
         + (f"; listed in {listing.files[key][0]})" if key in listing.files else ")")
         for key in sorted(set(snapshot) - present)
     )
-    unfit, reasons = checks.other_records(out, objects)
+    unfit, reasons = checks.other_records(storage, objects)
     report.problems.extend(unfit)
     report.problems.extend(checks.conflicts(reasons))
     listed = listing.files
     todo = [k for k in data if k in listed] + list(raw)  # a few threads: hashing releases the GIL
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        hashes = dict(zip(todo, pool.map(out.sha256, todo), strict=True))
+        hashes = dict(zip(todo, pool.map(storage.sha256, todo), strict=True))
     report.problems.extend(checks.check_data_files(data, listed, hashes, footer_rows, present, set(snapshot)))
     report.problems.extend(
         checks.check_raw_files(raw, attachments, hashes, listing.rewritten) if as_of is None else []
     )
-    _erasures(out, report, listing.erasures)
-    report.problems.extend(check_archive(out, data) if as_of is None else [])  # the subject index
+    _erasures(storage, report, listing.erasures)
+    report.problems.extend(check_archive(storage, data) if as_of is None else [])  # the subject index
     # Rows are checked in what the table reads, and in the orphans a reader globbing
     # *.parquet would see too (a duplicate there is named as such).
     orphan_keys = [key for key, _ in orphans]
     checks.check_partitions(
-        out,
+        storage,
         report,
         data + orphan_keys,
-        {**footer_rows, **checks.footer_rows(out, orphan_keys, report.problems)},
+        {**footer_rows, **checks.footer_rows(storage, orphan_keys, report.problems)},
         count=set(data),
     )
     _coverage(report, windows, store, forgotten_days(listing.erasures))
     return report
 
 
-def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, ErasureBody]]) -> None:
+def _erasures(storage: Storage, report: VerifyReport, erasures: list[tuple[str, ErasureBody]]) -> None:
     """List each erasure and prune; check the audit log's chain, that each record has its
     audit record, that every hold file is the audit log's, and that none is left half done."""
-    log = audit.records(out)
+    log = audit.records(storage)
     report.problems.extend(audit.check_chain(log))
-    report.problems.extend(holds.check_against_audit(out, log))
-    for obj in out.objects(""):  # a state store kept inside the archive puts its key there
+    report.problems.extend(holds.check_against_audit(storage, log))
+    for obj in storage.objects(""):  # a state store kept inside the archive puts its key there
         if obj.key.endswith(AUDIT_KEY_SUFFIX):
             report.problems.append(
                 f"{obj.key}: an audit key file in the archive: move it (and INGEST_STATE__PATH) out"
             )
-    if out.exists(salt_key()):  # beside the hashes it lets any reader re-identify a subject
+    if storage.exists(salt_key()):  # beside the hashes it lets any reader re-identify a subject
         report.problems.append(
             f"{salt_key()}: the audit key sits in the archive; `ingest migrate` moves it out"
         )
@@ -157,7 +157,7 @@ def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, Eras
         )
         if record is None:
             report.problems.append(f"{key}: no audit record for this {body.kind}")
-    for forget_id in pending(out):
+    for forget_id in pending(storage):
         report.problems.append(
             f"{FORGETTING}/{forget_id}: an erasure or prune was interrupted; any writing command "
             "(ingest run, prune, erase) finishes it"
@@ -165,7 +165,7 @@ def _erasures(out: Storage, report: VerifyReport, erasures: list[tuple[str, Eras
 
 
 def _snapshots(
-    out: Storage, report: VerifyReport, on_disk: list[str], as_of: int | str | None
+    storage: Storage, report: VerifyReport, on_disk: list[str], as_of: int | str | None
 ) -> dict[str, int | None]:
     """The data files of every dataset's table (key -> rows in the log), at ``as_of``;
     records each table's version in ``report.tables``."""
@@ -173,7 +173,7 @@ def _snapshots(
     files: dict[str, int | None] = {}
     for dataset in datasets:
         try:
-            table = open_table(out, dataset, _version_arg(as_of))
+            table = open_table(storage, dataset, _version_arg(as_of))
         except (IngestError, ValueError, OSError, DeltaError) as err:
             report.problems.append(f"{dataset}/: cannot read its Delta table ({one_line(err)})")
             continue
@@ -193,12 +193,12 @@ def _version_arg(as_of: int | str | None) -> int | str | None:
     return as_of
 
 
-def _commit_versions(out: Storage, tables: dict[str, int]) -> dict[str, tuple[str, int]]:
+def _commit_versions(storage: Storage, tables: dict[str, int]) -> dict[str, tuple[str, int]]:
     """Report sha256 -> (dataset, version of its commit), from each table's history (the
     commits' provenance): for manifests that do not say their version (migrated ones)."""
     found: dict[str, tuple[str, int]] = {}
     for dataset in tables:
-        table = open_table(out, dataset)
+        table = open_table(storage, dataset)
         for info in table.history() if table is not None else []:
             sha, version = info.get("ingest.source_sha256"), info.get("version")
             if isinstance(sha, str) and isinstance(version, int):

@@ -64,12 +64,12 @@ def uncommitted(
     return problems
 
 
-def footer_rows(out: Storage, data: list[str], problems: list[str]) -> dict[str, int]:
+def footer_rows(storage: Storage, data: list[str], problems: list[str]) -> dict[str, int]:
     """num_rows of every readable data file; an unreadable footer is a problem."""
     rows: dict[str, int] = {}
     for key in data:
         try:
-            rows[key] = out.parquet_rows(key)
+            rows[key] = storage.parquet_rows(key)
         except Exception as err:  # noqa: BLE001 - any reader error means an unreadable file
             problems.append(f"{key}: unreadable Parquet footer ({type(err).__name__})")
     return rows
@@ -144,7 +144,7 @@ def check_raw_files(
 
 
 def check_partitions(
-    out: Storage,
+    storage: Storage,
     report: VerifyReport,
     data: list[str],
     footer_rows: dict[str, int],
@@ -172,12 +172,12 @@ def check_partitions(
         if name in footer_rows:
             by_bot[match[1]].append(name)
     for bot_id, keys in sorted(by_bot.items()):
-        report.problems.extend(check_rows(out, bot_id, keys))
+        report.problems.extend(check_rows(storage, bot_id, keys))
     for (dataset, bot_id), keys in sorted(others.items()):
-        report.problems.extend(check_row_keys(out, dataset, bot_id, keys))
+        report.problems.extend(check_row_keys(storage, dataset, bot_id, keys))
 
 
-def other_records(out: Storage, objects: list[Any]) -> tuple[list[str], dict[str, QuarantineReasons]]:
+def other_records(storage: Storage, objects: list[Any]) -> tuple[list[str], dict[str, QuarantineReasons]]:
     """Every record besides manifests and the audit log (read by their own walkers), each read
     through its model: quarantine reasons, hold files and their liftings, plans of an erasure
     in progress. Returns a problem for each that does not fit, and the quarantine reasons read."""
@@ -188,7 +188,7 @@ def other_records(out: Storage, objects: list[Any]) -> tuple[list[str], dict[str
         if model is None:
             continue
         try:
-            record = load(model, out.read_bytes(obj.key), obj.key)
+            record = load(model, storage.read_bytes(obj.key), obj.key)
         except RecordTooNew as err:
             problems.append(str(err))
             continue
@@ -288,10 +288,10 @@ def check_compactions(
     return replaced_all
 
 
-def check_row_keys(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> list[str]:
+def check_row_keys(storage: Storage, dataset: str, bot_id: str, keys: list[str]) -> list[str]:
     """Report types 2-4: each (bot_id, row_key) once across the bot's files."""
     try:
-        frames = [out.scan([k]).select(pl.col(ROW_KEY), pl.lit(k).alias(_FILE)) for k in keys]
+        frames = [storage.scan([k]).select(pl.col(ROW_KEY), pl.lit(k).alias(_FILE)) for k in keys]
         dups = (
             pl.concat(frames)
             .group_by(ROW_KEY)
@@ -308,8 +308,8 @@ def check_row_keys(out: Storage, dataset: str, bot_id: str, keys: list[str]) -> 
     ]
 
 
-def scan(out: Storage, keys: list[str]) -> pl.LazyFrame:
-    return out.scan(
+def scan(storage: Storage, keys: list[str]) -> pl.LazyFrame:
+    return storage.scan(
         keys,
         hive_partitioning=True,
         include_file_paths=_FILE,
@@ -318,20 +318,22 @@ def scan(out: Storage, keys: list[str]) -> pl.LazyFrame:
     )
 
 
-def check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
+def check_rows(storage: Storage, bot_id: str, keys: list[str]) -> list[str]:
     """Duplicate ids and rows outside their date partition, for one bot's data files."""
     want = file_schema()
-    key_of = {out.source(k): k for k in keys}  # what polars reports as the file -> key
+    key_of = {storage.source(k): k for k in keys}  # what polars reports as the file -> key
     bad = [
-        k for k in keys if any(out.scan([k]).collect_schema().get(c) != want[c] for c in ("id", "timestamp"))
+        k
+        for k in keys
+        if any(storage.scan([k]).collect_schema().get(c) != want[c] for c in ("id", "timestamp"))
     ]
     problems = [f"{k}: id or timestamp missing or not of the canonical type" for k in bad]
     usable = [k for k in keys if k not in bad]
     if not usable:
         return problems
-    dup = scan(out, usable).select("id").group_by("id").len().filter(pl.col("len") > 1).select("id")
+    dup = scan(storage, usable).select("id").group_by("id").len().filter(pl.col("len") > 1).select("id")
     wrong = (
-        scan(out, usable)
+        scan(storage, usable)
         .filter(pl.col("timestamp").dt.date() != pl.col("date"))
         .group_by(_FILE)
         .agg(pl.len(), pl.col("timestamp").min())
@@ -343,13 +345,13 @@ def check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
         before = len(usable)
         for key in list(usable):  # find the unreadable files, then run the queries without them
             try:
-                scan(out, [key]).select("id", "timestamp").collect(engine="streaming")
+                scan(storage, [key]).select("id", "timestamp").collect(engine="streaming")
             except (pl.exceptions.PolarsError, OSError) as err:
                 usable.remove(key)
                 problems.append(f"{key}: unreadable data ({type(err).__name__})")
         if len(usable) == before:  # every file reads alone: report, do not crash
             return [*problems, f"{DATASET}/bot_id={bot_id}: row checks failed ({failure})"]
-        return problems + check_rows(out, bot_id, usable)
+        return problems + check_rows(storage, bot_id, usable)
     for file, count, first in wrongs.iter_rows():
         problems.append(
             f"{key_of.get(file, file)}: {count} row(s) outside its date partition "
@@ -357,7 +359,7 @@ def check_rows(out: Storage, bot_id: str, keys: list[str]) -> list[str]:
         )
     if dups.height:
         where = (
-            scan(out, usable)
+            scan(storage, usable)
             .filter(pl.col("id").is_in(dups["id"].implode()))
             .select("id", _FILE)
             .unique()

@@ -26,7 +26,7 @@ class Retried:
     reason: str | None
 
 
-def retry_failed(settings: Settings, store: Store, out: Storage, summary: RunSummary) -> list[Retried]:
+def retry_failed(settings: Settings, store: Store, storage: Storage, summary: RunSummary) -> list[Retried]:
     """Take up again every email the state store lists as failed (``ingest status``).
 
     Each is looked for in the failed folder by its Message-ID, else where it failed by
@@ -65,7 +65,7 @@ def retry_failed(settings: Settings, store: Store, out: Storage, summary: RunSum
             handled = (
                 Handled("failed", refusal, address)
                 if refusal
-                else examine(box, uid, size, address, settings, store, summary, out, received_at)
+                else examine(box, uid, size, address, settings, store, summary, storage, received_at)
             )
             if handled.outcome == "archived":
                 box.move(uid, imap.processed_folder)

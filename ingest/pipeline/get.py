@@ -37,7 +37,7 @@ GET_MAX_ROWS = 500
 
 
 def fetch_range(
-    out: Storage,
+    storage: Storage,
     store: Store,
     client: CertainlyClient,
     bot_id: str,
@@ -50,12 +50,12 @@ def fetch_range(
     check_bot_id(bot_id, "bot id")  # it becomes a folder name and an S3 key part
     summary = FetchSummary()
     for first, last in split_range(start, end, GET_MAX_DAYS):
-        fetch_window(out, store, client, bot_id, first, last, report_id, summary)
+        fetch_window(storage, store, client, bot_id, first, last, report_id, summary)
     return summary
 
 
 def fetch_window(
-    out: Storage,
+    storage: Storage,
     store: Store,
     client: CertainlyClient,
     bot_id: str,
@@ -76,10 +76,10 @@ def fetch_window(
             return
         summary.bisected += 1
         middle = first + timedelta(days=(last - first).days // 2)
-        fetch_window(out, store, client, bot_id, first, middle, report_id, summary)
-        fetch_window(out, store, client, bot_id, middle + timedelta(days=1), last, report_id, summary)
+        fetch_window(storage, store, client, bot_id, first, middle, report_id, summary)
+        fetch_window(storage, store, client, bot_id, middle + timedelta(days=1), last, report_id, summary)
         return
-    result, sha = save_get_answer(out, bot_id, first, last, report_id, rows, body)
+    result, sha = save_get_answer(storage, bot_id, first, last, report_id, rows, body)
     window_id = record_get_window(store, bot_id, report_id, first, last, result.rows_written)
     record_get_report(store, summary, bot_id, first, last, body, sha, result, window_id)
 
@@ -95,7 +95,7 @@ def get_params(bot_id: str, first: date, last: date, report_id: int) -> dict[str
 
 
 def save_get_answer(
-    out: Storage,
+    storage: Storage,
     bot_id: str,
     first: date,
     last: date,
@@ -126,7 +126,7 @@ def save_get_answer(
             window=(first, last),
         )
         result = save_report(
-            out,
+            storage,
             parsed,
             bot_id=bot_id,
             source_sha256=sha,
@@ -137,7 +137,7 @@ def save_get_answer(
     else:  # Standard, Advanced, Content Management: typed on their own evidence
         typed = read_report_rows(rows, report_id, window=(first, last))
         result = save_typed_report(
-            out,
+            storage,
             typed,
             bot_id=bot_id,
             source_sha256=sha,

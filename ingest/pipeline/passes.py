@@ -44,7 +44,7 @@ GET_BUDGET_MIN = 5.0
 def tick_requester(
     settings: Settings,
     store: Store,
-    out: Storage,
+    storage: Storage,
     summary: RunSummary,
     client: CertainlyClient | None = None,
     *,
@@ -68,7 +68,7 @@ def tick_requester(
                 if window.days() <= GET_MAX_DAYS and window.bot_id in settings.certainly.bots:
                     summary.add_fetch(
                         fetch_range(
-                            out,
+                            storage,
                             store,
                             client,
                             window.bot_id,
@@ -79,7 +79,7 @@ def tick_requester(
                     )
     if store.windows(states=OPEN):
         client = client or client_from(settings.certainly)
-        router = Router(settings, store, out, client)
+        router = Router(settings, store, storage, client)
         router.claim()  # before the requester looks: planned windows go to GET first
         tick = advance(store, client, settings.requester)
         summary.submitted += len(tick.submitted)
@@ -100,16 +100,16 @@ def run_once(
     store: Store,
     client: CertainlyClient | None = None,
     *,
-    out: Storage | None = None,
+    storage: Storage | None = None,
     today: date | None = None,
 ) -> RunSummary:
-    """One pass: the requester, then the mailbox. ``out`` is the archive (built from the
+    """One pass: the requester, then the mailbox. ``storage`` is the archive (built from the
     settings when not given)."""
     check_watch_settings(settings.imap)
-    out = out or storage_for(settings)
+    storage = storage or storage_for(settings)
     summary = RunSummary()
-    tick_requester(settings, store, out, summary, client, today=today)
-    poll_mailbox(settings, store, out, summary)
+    tick_requester(settings, store, storage, summary, client, today=today)
+    poll_mailbox(settings, store, storage, summary)
     return summary
 
 
@@ -120,16 +120,16 @@ def run_until_done(
     *,
     timeout: float | None = None,
     on_pass: Callable[[RunSummary], None] | None = None,
-    out: Storage | None = None,
+    storage: Storage | None = None,
     today: date | None = None,
 ) -> RunSummary:
     """Pass after pass until no window is left open (archived, failed or split), or timeout.
     ``today`` (UTC, default the real one) is what schedule mode plans up to the day before."""
     total = RunSummary()
-    out = out or storage_for(settings)
+    storage = storage or storage_for(settings)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        total.add(run_once(settings, store, client, out=out, today=today))
+        total.add(run_once(settings, store, client, storage=storage, today=today))
         if on_pass:
             on_pass(total)
         if not store.windows(states=tuple(s for s in S if s not in FINAL)):

@@ -40,7 +40,7 @@ IGNORED_BATCH = 1000
 def poll_mailbox(
     settings: Settings,
     store: Store,
-    out: Storage,
+    storage: Storage,
     summary: RunSummary,
     stop: threading.Event | None = None,
     box: Mailbox | None = None,
@@ -64,12 +64,12 @@ def poll_mailbox(
     for attempt in retrying:
         with attempt:
             if box is not None and attempt.retry_state.attempt_number == 1:
-                poll_folder(box, settings, store, out, summary, stop)
+                poll_folder(box, settings, store, storage, summary, stop)
             else:
                 own = Mailbox(settings.imap).connect()
                 connected = True
                 try:
-                    poll_folder(own, settings, store, out, summary, stop)
+                    poll_folder(own, settings, store, storage, summary, stop)
                 finally:
                     own.close()
 
@@ -88,7 +88,7 @@ def poll_folder(
     box: Mailbox,
     settings: Settings,
     store: Store,
-    out: Storage,
+    storage: Storage,
     summary: RunSummary,
     stop: threading.Event | None = None,
 ) -> None:
@@ -118,7 +118,7 @@ def poll_folder(
         # Anything recorded next advances the position: the ignored ones before it first.
         _record_ignored(store, imap.folder, uidvalidity, ignored, summary)
         summary.emails_seen += 1
-        handled = examine(box, uid, size, address, settings, store, summary, out, received_at)
+        handled = examine(box, uid, size, address, settings, store, summary, storage, received_at)
         if handled.outcome != "gone":
             settle(box, settings, store, summary, handled, uidvalidity, uid)
     _record_ignored(store, imap.folder, uidvalidity, ignored, summary)

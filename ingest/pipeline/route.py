@@ -84,11 +84,11 @@ def heavy_runs(days: list[date]) -> list[tuple[date, date]]:
 class Router:
     """Claims planned windows for GET and works through their spans, paced."""
 
-    def __init__(self, settings: Settings, store: Store, out: Storage, client: CertainlyClient) -> None:
+    def __init__(self, settings: Settings, store: Store, storage: Storage, client: CertainlyClient) -> None:
         self.mode = settings.requester.via
         self._settings = settings
         self._store = store
-        self._out = out
+        self._out = storage
         self.pacer = GetPacer(client, settings.requester, store)
         self.failed = 0  # windows failed by this router (via=get and a heavy day, refusals)
 

@@ -36,14 +36,14 @@ def watch(
     stop: threading.Event,
     client: CertainlyClient | None = None,
     *,
-    out: Storage | None = None,
+    storage: Storage | None = None,
 ) -> RunSummary:
     """Long-running: IMAP IDLE (polling on servers without it) with requester ticks every
     ``poll_interval``. Returns within about a second of ``stop`` being set, never in the
     middle of an email."""
     check_watch_settings(settings.imap)
     warn_if_account_unknown(settings)
-    out = out or storage_for(settings)
+    storage = storage or storage_for(settings)
     total = RunSummary()
     next_tick = 0.0
     failures = 0
@@ -54,9 +54,9 @@ def watch(
                 idle = "IDLE" in box.capabilities()
                 while not stop.is_set():
                     if time.monotonic() >= next_tick:
-                        tick_requester(settings, store, out, total, client)
+                        tick_requester(settings, store, storage, total, client)
                         next_tick = time.monotonic() + settings.requester.poll_interval
-                    poll_mailbox(settings, store, out, total, stop, box=box)
+                    poll_mailbox(settings, store, storage, total, stop, box=box)
                     wait = max(0.0, min(settings.imap.idle_seconds, next_tick - time.monotonic()))
                     _wait_for_mail(box, wait, stop, idle)
         except MailboxUnavailable as err:

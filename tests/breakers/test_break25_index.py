@@ -43,8 +43,10 @@ def _csv(work: Path, name: str, rows: list[dict[str, object]]) -> Path:
     return path
 
 
-def _import(out: Storage, path: Path, bot: str = "bot-a") -> None:
-    archive_csv_file(out, path, bot_id=bot, raw_name=path.name, provenance={"import": {"path": str(path)}})
+def _import(storage: Storage, path: Path, bot: str = "bot-a") -> None:
+    archive_csv_file(
+        storage, path, bot_id=bot, raw_name=path.name, provenance={"import": {"path": str(path)}}
+    )
 
 
 def _rows(first: date, owners: dict[int, str], bot: str = "bot-a") -> list[dict[str, object]]:
@@ -56,13 +58,13 @@ def _rows(first: date, owners: dict[int, str], bot: str = "bot-a") -> list[dict[
 
 def _build(work: Path) -> Storage:
     """One bot, six reports a quarter apart; the person in two of them, another in all."""
-    out = as_storage(work / "archive")
+    storage = as_storage(work / "archive")
     day = date(2022, 1, 3)
     for n in range(6):
         owners = {3: WHO, 40: WHO, 11: OTHER} if n in (1, 4) else {11: OTHER}
-        _import(out, _csv(work, f"r{n}", _rows(day, owners)))
+        _import(storage, _csv(work, f"r{n}", _rows(day, owners)))
         day += timedelta(days=91)
-    return out
+    return storage
 
 
 def _theirs(root: Path, who: str = WHO) -> pl.DataFrame:
@@ -70,9 +72,9 @@ def _theirs(root: Path, who: str = WHO) -> pl.DataFrame:
     return frame.filter(pl.col("botuser").str.json_path_match("$.id") == who).sort("id")
 
 
-def _exported(out: Storage, who: str = WHO) -> pl.DataFrame:
+def _exported(storage: Storage, who: str = WHO) -> pl.DataFrame:
     """What ``export --botuser`` reads: the snapshot narrowed by the index, then filtered."""
-    snap = open_snapshot(out)
+    snap = open_snapshot(storage)
     narrow_snapshot(snap, [who])
     frame = snap.scan("messages")
     if frame is None:
@@ -82,22 +84,22 @@ def _exported(out: Storage, who: str = WHO) -> pl.DataFrame:
     return frame.filter(expr).collect().sort("id")
 
 
-def _snapshot_keys(out: Storage) -> list[str]:
-    return [f.key for f in snapshot_files(open_table(out, "messages"), "messages")]
+def _snapshot_keys(storage: Storage) -> list[str]:
+    return [f.key for f in snapshot_files(open_table(storage, "messages"), "messages")]
 
 
-def _their_part(out: Storage, who: str = WHO) -> str:
+def _their_part(storage: Storage, who: str = WHO) -> str:
     prefix = subjects_prefix("messages", "bot-a")
-    parts = [o.key for o in out.objects(f"{prefix}bucket={bucket(who):02d}/")]
-    return next(k for k in parts if who in pl.read_parquet(out.source(k))["subject"].to_list())
+    parts = [o.key for o in storage.objects(f"{prefix}bucket={bucket(who):02d}/")]
+    return next(k for k in parts if who in pl.read_parquet(storage.source(k))["subject"].to_list())
 
 
-def _assert_erased_exactly(root: Path, out: Storage, who: str = WHO) -> None:
+def _assert_erased_exactly(root: Path, storage: Storage, who: str = WHO) -> None:
     before = read_archive(root)
     truth = _theirs(root, who)
     assert truth.height > 0
-    assert _exported(out, who).height == truth.height  # subject access: all of their rows
-    erase(out, [who], [], reason="test", actor="dpo", apply=True, salt=AUDIT_KEY)
+    assert _exported(storage, who).height == truth.height  # subject access: all of their rows
+    erase(storage, [who], [], reason="test", actor="dpo", apply=True, salt=AUDIT_KEY)
     assert _theirs(root, who).height == 0  # nothing of them left
     others = before.filter(pl.col("botuser").str.json_path_match("$.id") != who).sort("id")
     assert read_archive(root).sort("id").equals(others)  # every other row unchanged
@@ -131,47 +133,47 @@ def test_an_index_copied_from_another_archive_of_the_same_reports_misses_nobody(
 def test_migrate_repairs_an_index_verify_says_lacks_a_person(tmp_path: Path) -> None:
     """verify names a covered file whose person the index lacks and says `ingest migrate`
     rebuilds it. After migrate, verify must be clean and an erasure must find every row."""
-    out = _build(tmp_path)
-    part = _their_part(out)
-    table = pl.read_parquet(out.source(part)).filter(pl.col("subject") != WHO)
-    out.delete(part)
-    table.write_parquet(out.source(part))
-    assert check_archive(out, _snapshot_keys(out))  # verify notices
-    index_archive(out)  # what `ingest migrate` runs for the index
-    assert check_archive(out, _snapshot_keys(out)) == []  # ... and migrate repaired it
-    _assert_erased_exactly(tmp_path / "archive", out)
+    storage = _build(tmp_path)
+    part = _their_part(storage)
+    table = pl.read_parquet(storage.source(part)).filter(pl.col("subject") != WHO)
+    storage.delete(part)
+    table.write_parquet(storage.source(part))
+    assert check_archive(storage, _snapshot_keys(storage))  # verify notices
+    index_archive(storage)  # what `ingest migrate` runs for the index
+    assert check_archive(storage, _snapshot_keys(storage)) == []  # ... and migrate repaired it
+    _assert_erased_exactly(tmp_path / "archive", storage)
 
 
 def test_migrate_repairs_a_truncated_merged_part(tmp_path: Path) -> None:
     """A merged part (written by migrate, compaction or erasure) damaged on disk: verify says
     "unreadable subject index: `ingest migrate` rebuilds it"; migrate must leave a readable
     index that verify accepts."""
-    out = _build(tmp_path)
-    index_archive(out)  # merge: one part per bucket, named after the snapshot's files
-    part = _their_part(out)
-    path = Path(out.source(part))
+    storage = _build(tmp_path)
+    index_archive(storage)  # merge: one part per bucket, named after the snapshot's files
+    part = _their_part(storage)
+    path = Path(storage.source(part))
     path.write_bytes(path.read_bytes()[:40])
-    assert any("unreadable" in p for p in check_archive(out, _snapshot_keys(out)))
-    index_archive(out)
-    assert check_archive(out, _snapshot_keys(out)) == []
+    assert any("unreadable" in p for p in check_archive(storage, _snapshot_keys(storage)))
+    index_archive(storage)
+    assert check_archive(storage, _snapshot_keys(storage)) == []
 
 
 def test_an_operator_removing_one_bucket_folder_does_not_hide_the_person(tmp_path: Path) -> None:
     """An incomplete copy or restore of subjects/ (the bucket folder holding the person lost,
     the covered parts kept): erasure and subject access must still find every row, as they
     do when the whole index is gone."""
-    out = _build(tmp_path)
+    storage = _build(tmp_path)
     folder = tmp_path / "archive" / subjects_prefix("messages", "bot-a") / f"bucket={bucket(WHO):02d}"
     shutil.rmtree(folder)
-    _assert_erased_exactly(tmp_path / "archive", out)
+    _assert_erased_exactly(tmp_path / "archive", storage)
 
 
 def test_an_operator_removing_one_bucket_folder_then_running_migrate(tmp_path: Path) -> None:
     """The same loss, then what verify advises: `ingest migrate`. The index must be whole again."""
-    out = _build(tmp_path)
+    storage = _build(tmp_path)
     folder = tmp_path / "archive" / subjects_prefix("messages", "bot-a") / f"bucket={bucket(WHO):02d}"
     shutil.rmtree(folder)
-    assert check_archive(out, _snapshot_keys(out))  # verify notices
-    index_archive(out)
-    assert check_archive(out, _snapshot_keys(out)) == []
-    _assert_erased_exactly(tmp_path / "archive", out)
+    assert check_archive(storage, _snapshot_keys(storage))  # verify notices
+    index_archive(storage)
+    assert check_archive(storage, _snapshot_keys(storage)) == []
+    _assert_erased_exactly(tmp_path / "archive", storage)

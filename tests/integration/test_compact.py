@@ -30,57 +30,57 @@ BOT = "c0c0a000-0000-4000-8000-0000000000c1"
 FIRST, LAST = date(2024, 7, 1), date(2024, 7, 4)
 
 
-def deliver_in_pieces(out: Storage | Path, workdir: Path, pieces: int = 3) -> list[dict[str, object]]:
+def deliver_in_pieces(storage: Storage | Path, workdir: Path, pieces: int = 3) -> list[dict[str, object]]:
     """The same days delivered as several reports, each with a share of every day's rows:
     every partition gets one file per piece."""
     rows = generate_messages(BOT, FIRST, LAST)
     for n in range(pieces):
         path = workdir / f"piece-{n}.csv"
         path.write_bytes(rows_to_csv(rows[n::pieces]))
-        archive_csv_file(out, path, bot_id=BOT, raw_name=path.name, provenance={})
+        archive_csv_file(storage, path, bot_id=BOT, raw_name=path.name, provenance={})
     return rows
 
 
-def table(out: Storage) -> pl.DataFrame:
+def table(storage: Storage) -> pl.DataFrame:
     """The messages table as polars reads it (its current snapshot)."""
-    frame = pl.scan_delta(table_uri(out, "messages"), storage_options=out.storage_options).collect()
+    frame = pl.scan_delta(table_uri(storage, "messages"), storage_options=storage.storage_options).collect()
     return frame.drop("bot_id").sort("id")
 
 
-def data_files(out: Storage) -> list[str]:
+def data_files(storage: Storage) -> list[str]:
     """The data files of the table's current snapshot."""
-    return [f.key for f in snapshot_files(open_table(out, "messages"), "messages")]
+    return [f.key for f in snapshot_files(open_table(storage, "messages"), "messages")]
 
 
-def on_disk(out: Storage) -> list[str]:
+def on_disk(storage: Storage) -> list[str]:
     """Every data file in the dataset's folder, committed or not (not the Delta log)."""
-    return [o.key for o in out.objects("messages/") if is_data_file(o.key)]
+    return [o.key for o in storage.objects("messages/") if is_data_file(o.key)]
 
 
 def test_compaction_merges_partitions_and_keeps_every_row(workdir: Path) -> None:
-    out = LocalStorage(workdir / "archive")
-    rows = deliver_in_pieces(out, workdir)
-    before = table(out)
-    assert len(data_files(out)) == 3 * 4  # 4 days x 3 pieces
+    storage = LocalStorage(workdir / "archive")
+    rows = deliver_in_pieces(storage, workdir)
+    before = table(storage)
+    assert len(data_files(storage)) == 3 * 4  # 4 days x 3 pieces
 
-    done = compact_archive(out)
+    done = compact_archive(storage)
     assert (done.partitions, done.files_before, done.files_after, done.rows) == (4, 12, 4, len(rows))
-    assert len(data_files(out)) == 4
-    assert_frame_equal(table(out), before)
-    report = verify_archive(out)
+    assert len(data_files(storage)) == 4
+    assert_frame_equal(table(storage), before)
+    report = verify_archive(storage)
     assert report.ok, report.problems
-    for key in data_files(out):  # sorted by timestamp within the file
-        assert out.scan([key]).collect()["timestamp"].is_sorted()
+    for key in data_files(storage):  # sorted by timestamp within the file
+        assert storage.scan([key]).collect()["timestamp"].is_sorted()
 
-    assert compact_archive(out).partitions == 0  # nothing left to do
-    assert len(on_disk(out)) == 12 + 4  # the replaced files stay until vacuum: older versions read them
-    swept = vacuum_archive(out, retention_hours=0)
+    assert compact_archive(storage).partitions == 0  # nothing left to do
+    assert len(on_disk(storage)) == 12 + 4  # the replaced files stay until vacuum: older versions read them
+    swept = vacuum_archive(storage, retention_hours=0)
     assert len(swept.removed["messages"]) == 12 and swept.left["messages"] == []
-    assert sorted(on_disk(out)) == sorted(data_files(out))
-    assert verify_archive(out).ok, verify_archive(out).problems
+    assert sorted(on_disk(storage)) == sorted(data_files(storage))
+    assert verify_archive(storage).ok, verify_archive(storage).problems
     again = workdir / "again.csv"
     again.write_bytes(rows_to_csv(rows))
-    redelivered = archive_csv_file(out, again, bot_id=BOT, raw_name="again.csv", provenance={})
+    redelivered = archive_csv_file(storage, again, bot_id=BOT, raw_name="again.csv", provenance={})
     assert redelivered.rows_written == 0 and redelivered.rows_duplicate == len(rows)
 
 
@@ -88,40 +88,40 @@ def test_a_file_never_committed_is_reported_then_vacuumed(workdir: Path) -> None
     """A data file published but never committed (a crash before the Delta commit, its
     report never delivered again): readers do not see it, verify names it, vacuum removes it."""
     deliver_in_pieces(workdir / "archive", workdir)
-    out = LocalStorage(workdir / "archive")
-    before = table(out)
+    storage = LocalStorage(workdir / "archive")
+    before = table(storage)
     partition = workdir / "archive" / "messages" / f"bot_id={BOT}" / "date=2024-07-02"
     stray = partition / "part-0123456789abcdef.parquet"
     before.head(3).write_parquet(stray)
-    assert_frame_equal(table(out), before)
-    report = verify_archive(out)
+    assert_frame_equal(table(storage), before)
+    report = verify_archive(storage)
     assert any("orphan data file, not in the Delta table" in p for p in report.problems), report.problems
-    swept = vacuum_archive(out, retention_hours=0)
+    swept = vacuum_archive(storage, retention_hours=0)
     assert swept.removed["messages"] == [stray.relative_to(workdir / "archive").as_posix()]
     assert not stray.exists()
-    assert verify_archive(out).ok, verify_archive(out).problems
+    assert verify_archive(storage).ok, verify_archive(storage).problems
 
 
 def test_a_crash_between_the_optimize_commit_and_its_record_is_finished_by_the_next_run(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deliver_in_pieces(workdir / "archive", workdir)
-    out = LocalStorage(workdir / "archive")
-    before = table(out)
+    storage = LocalStorage(workdir / "archive")
+    before = table(storage)
 
     def killed(*args: object) -> bool:
         raise RuntimeError("killed")
 
     monkeypatch.setattr(compact_module, "write_bytes_once", killed)
     with pytest.raises(RuntimeError):
-        compact_archive(out)
+        compact_archive(storage)
     monkeypatch.undo()
-    assert any("no manifest lists it" in p for p in verify_archive(out).problems)
-    assert_frame_equal(table(out), before)  # committed: readers see the compacted files
-    done = compact_archive(out)
+    assert any("no manifest lists it" in p for p in verify_archive(storage).problems)
+    assert_frame_equal(table(storage), before)  # committed: readers see the compacted files
+    done = compact_archive(storage)
     assert done.finished == 1 and done.partitions == 3  # one record written, then the rest compacted
-    assert verify_archive(out).ok, verify_archive(out).problems
-    assert_frame_equal(table(out), before)
+    assert verify_archive(storage).ok, verify_archive(storage).problems
+    assert_frame_equal(table(storage), before)
 
 
 def test_cli_compact(workdir: Path) -> None:

@@ -92,7 +92,7 @@ report_plans = st.lists(
 
 def _build(root: Path, plans: list[list[tuple[str, bool, str]]], first_day: date, step: int = 1) -> Built:
     built = Built(markers={who: f"words-of-{who}-only-xq" for who in IDS})
-    out = as_storage(root)
+    storage = as_storage(root)
     for n, plan in enumerate(plans):
         bot = f"bot-{n % 2}"
         base = generate_messages(
@@ -117,7 +117,7 @@ def _build(root: Path, plans: list[list[tuple[str, bool, str]]], first_day: date
                 data["timestamp"] = f"not a time {owner}"
         source = root.parent / f"report-{n}.csv"
         source.write_bytes(rows_to_csv([r.data for r in rows]))
-        result = archive_csv_file(out, source, bot_id=bot, raw_name=source.name, provenance={})
+        result = archive_csv_file(storage, source, bot_id=bot, raw_name=source.name, provenance={})
         sha = hashlib.sha256(source.read_bytes()).hexdigest()
         built.reports[f"raw/bot_id={bot}/{sha}.csv"] = rows
         assert result.rows_rejected == sum(r.refused for r in rows)
@@ -143,7 +143,7 @@ def _build(root: Path, plans: list[list[tuple[str, bool, str]]], first_day: date
         else:
             data = rows_to_csv([]) + b"".join(r for r, _ in records)
             built.originals[f"quarantine/{sha}/original-{name}"] = (rows_to_csv([]), records)
-        quarantine_file(out, sha, data, name, "quarantined: test", {})
+        quarantine_file(storage, sha, data, name, "quarantined: test", {})
     return built
 
 

@@ -33,7 +33,7 @@ def locked(seaweed: SeaweedS3) -> SeaweedS3:
     return SeaweedS3(seaweed.port, bucket)
 
 
-def storage(s3: SeaweedS3, staging: Path, *, days: int | None = 2, bypass: bool = False) -> S3Storage:
+def s3_storage(s3: SeaweedS3, staging: Path, *, days: int | None = 2, bypass: bool = False) -> S3Storage:
     return S3Storage(
         s3.bucket,
         "a",
@@ -92,16 +92,16 @@ def test_raw_copies_and_manifests_are_locked_and_data_files_are_not(locked: Seaw
 def test_a_locked_raw_copy_is_not_removed_without_bypass(locked: SeaweedS3, workdir: Path) -> None:
     code, stderr = import_report(locked, workdir, INGEST_OUTPUT__OBJECT_LOCK_DAYS="2")
     assert code == 0, stderr
-    out = storage(locked, workdir / "staging")
-    raw = next(o.key for o in out.objects(f"{RAW}/"))
-    body = out.read_bytes(raw)
-    assert out.retained_until(raw) is not None
+    storage = s3_storage(locked, workdir / "staging")
+    raw = next(o.key for o in storage.objects(f"{RAW}/"))
+    body = storage.read_bytes(raw)
+    assert storage.retained_until(raw) is not None
     with pytest.raises(OutputError) as refused:
-        out.delete(raw)
+        storage.delete(raw)
     message = str(refused.value)
     assert "\n" not in message and "Object Lock retention until" in message
     assert refused.value.hint == "INGEST_OUTPUT__OBJECT_LOCK_BYPASS"
-    assert out.read_bytes(raw) == body  # the object is still there, whole
+    assert storage.read_bytes(raw) == body  # the object is still there, whole
 
 
 def test_with_bypass_allowed_a_locked_object_goes_with_every_version(
@@ -109,12 +109,12 @@ def test_with_bypass_allowed_a_locked_object_goes_with_every_version(
 ) -> None:
     code, stderr = import_report(locked, workdir, INGEST_OUTPUT__OBJECT_LOCK_DAYS="2")
     assert code == 0, stderr
-    out = storage(locked, workdir / "staging", bypass=True)
-    raw = next(o.key for o in out.objects(f"{RAW}/"))
-    out.delete(raw)
+    storage = s3_storage(locked, workdir / "staging", bypass=True)
+    raw = next(o.key for o in storage.objects(f"{RAW}/"))
+    storage.delete(raw)
     assert versions(locked, raw) == []  # no older version, no delete marker: the bytes are gone
-    assert not out.exists(raw)
-    assert out.objects(f"{MANIFESTS}/")  # the rest untouched
+    assert not storage.exists(raw)
+    assert storage.objects(f"{MANIFESTS}/")  # the rest untouched
 
 
 def test_old_versions_left_by_plain_deletes_are_purged(locked: SeaweedS3, workdir: Path) -> None:
@@ -122,14 +122,14 @@ def test_old_versions_left_by_plain_deletes_are_purged(locked: SeaweedS3, workdi
     as older versions. ``purge_old_versions`` removes those, never a current file."""
     code, stderr = import_report(locked, workdir)
     assert code == 0, stderr
-    out = storage(locked, workdir / "staging", days=None)
-    files = [o.key for o in out.objects("messages/") if o.key.endswith(".parquet")]
+    storage = s3_storage(locked, workdir / "staging", days=None)
+    files = [o.key for o in storage.objects("messages/") if o.key.endswith(".parquet")]
     gone, kept = files[0], files[1:]
     locked.client().delete_object(Bucket=locked.bucket, Key=f"a/{gone}")  # as vacuum does
     assert len(versions(locked, gone)) == 2  # the old version and the delete marker
-    assert out.purge_old_versions("messages/") == 2
+    assert storage.purge_old_versions("messages/") == 2
     assert versions(locked, gone) == []
-    assert [o.key for o in out.objects("messages/") if o.key.endswith(".parquet")] == kept
+    assert [o.key for o in storage.objects("messages/") if o.key.endswith(".parquet")] == kept
 
 
 def test_object_lock_on_a_bucket_without_it_is_one_clear_line(seaweed: SeaweedS3, workdir: Path) -> None:
@@ -206,7 +206,7 @@ def test_erasure_on_a_locked_bucket_asks_for_bypass_then_leaves_no_version(
     assert done.returncode == 0, done.stdout + done.stderr
     copies = all_versions(locked, "a/", workdir / "versions")
     assert files_holding([copies, *workdir.glob("state.sqlite*")], [SUBJECT, SUBJECT_TEXT, SUBJECT_IP]) == []
-    out = storage(locked, workdir / "staging")
-    assert all(out.retained_until(o.key) is not None for o in out.objects(f"{RAW}/"))
+    storage = s3_storage(locked, workdir / "staging")
+    assert all(storage.retained_until(o.key) is not None for o in storage.objects(f"{RAW}/"))
     verify = run_ingest("verify", env=env, cwd=workdir)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -36,16 +36,16 @@ def conflict(tmp_path: Path) -> tuple[Store, LocalStorage, dict[str, str]]:
     """A window closed by an anonymous report (one row, id 1), then the vendor's named one."""
     rep = report(BOT, START, END)
     store = Store.open(tmp_path / "state.sqlite")
-    out = LocalStorage(tmp_path / "archive")
+    storage = LocalStorage(tmp_path / "archive")
     accept_windows(store, rep)
     anonymous = email_with(subject="Your report", attachments=[("export.csv", ANONYMOUS_CSV, "text/csv")])
     first = RunSummary()
-    assert archive_email(out, store, parse_email(anonymous), first, OURS) == "archived"
+    assert archive_email(storage, store, parse_email(anonymous), first, OURS) == "archived"
     second = RunSummary()
-    assert archive_email(out, store, parse_email(report_email(rep)), second, OURS) == "unmatched"
+    assert archive_email(storage, store, parse_email(report_email(rep)), second, OURS) == "unmatched"
     assert any("conflict: window 1" in p for p in second.problems)
     shas = {a["filename"]: a["sha256"] for a in store.window_attachments(1)}
-    return store, out, {"anonymous": shas["export.csv"], "vendor": shas[rep.filename]}
+    return store, storage, {"anonymous": shas["export.csv"], "vendor": shas[rep.filename]}
 
 
 def test_held_rows_are_never_removed_until_the_hold_is_lifted(

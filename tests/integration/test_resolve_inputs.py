@@ -42,16 +42,16 @@ class Rig:
         self.workdir = workdir
         self.report = report(BOT, START, END)
         store = Store.open(workdir / "state.sqlite")
-        out = LocalStorage(workdir / "archive")
+        storage = LocalStorage(workdir / "archive")
         accept_windows(store, self.report)
         anonymous = email_with(subject="Your report", attachments=[("export.csv", ANONYMOUS_CSV, "text/csv")])
-        assert archive_email(out, store, parse_email(anonymous), RunSummary(), (RECIPIENT,)) == "archived"
+        assert archive_email(storage, store, parse_email(anonymous), RunSummary(), (RECIPIENT,)) == "archived"
         second = (
             report_email(self.report)
             if kept_csv is None
             else email_with(attachments=[(self.report.filename, kept_csv, "text/csv")])
         )
-        assert archive_email(out, store, parse_email(second), RunSummary(), (RECIPIENT,)) == "unmatched"
+        assert archive_email(storage, store, parse_email(second), RunSummary(), (RECIPIENT,)) == "unmatched"
         [self.kept] = [a["sha256"] for a in store.window_attachments(1) if a["outcome"] == "conflict"]
         store.close()
 

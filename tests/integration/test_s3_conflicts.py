@@ -48,7 +48,7 @@ def short_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(s3_module, "CONFLICT_PAUSE", 0.01)
 
 
-def storage(s3: SeaweedS3, prefix: str, staging: Path, endpoint: str) -> S3Storage:
+def s3_storage(s3: SeaweedS3, prefix: str, staging: Path, endpoint: str) -> S3Storage:
     return S3Storage(
         s3.bucket,
         prefix,
@@ -67,10 +67,10 @@ def local_file(workdir: Path, data: bytes, name: str = "object.bin") -> Path:
 
 
 def test_a_409_is_retried_and_the_write_then_lands(s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path) -> None:
-    out = storage(s3, "retried", workdir / "staging", proxy.endpoint)
+    storage = s3_storage(s3, "retried", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = 2
 
-    assert out.publish(local_file(workdir, b"our bytes"), KEY) is True
+    assert storage.publish(local_file(workdir, b"our bytes"), KEY) is True
 
     assert proxy.conflicts == 2
     assert s3.client().get_object(Bucket=s3.bucket, Key=f"retried/{KEY}")["Body"].read() == b"our bytes"
@@ -79,24 +79,24 @@ def test_a_409_is_retried_and_the_write_then_lands(s3: SeaweedS3, proxy: S3Fault
 def test_a_409_although_the_write_landed_is_settled_by_reading_it_back(
     s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path
 ) -> None:
-    out = storage(s3, "landed", workdir / "staging", proxy.endpoint)
+    storage = s3_storage(s3, "landed", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS  # every attempt answered 409
     proxy.conflict_after_write = True
 
-    assert out.publish(local_file(workdir, b"our bytes, landed"), KEY) is True
+    assert storage.publish(local_file(workdir, b"our bytes, landed"), KEY) is True
 
     assert proxy.conflicts == s3_module.CONFLICT_ATTEMPTS
-    assert out.read_bytes(KEY) == b"our bytes, landed"
+    assert storage.read_bytes(KEY) == b"our bytes, landed"
 
 
 def test_a_409_with_nothing_written_is_transient_never_assumed_written(
     s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path
 ) -> None:
-    out = storage(s3, "absent", workdir / "staging", proxy.endpoint)
+    storage = s3_storage(s3, "absent", workdir / "staging", proxy.endpoint)
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS
 
     with pytest.raises(StorageUnavailable, match="409 ConditionalRequestConflict"):
-        out.publish(local_file(workdir, b"our bytes"), KEY)
+        storage.publish(local_file(workdir, b"our bytes"), KEY)
 
     assert s3.keys("absent/") == []
 
@@ -104,14 +104,14 @@ def test_a_409_with_nothing_written_is_transient_never_assumed_written(
 def test_a_409_over_other_bytes_is_an_error_and_they_are_left_alone(
     s3: SeaweedS3, proxy: S3FaultProxy, workdir: Path
 ) -> None:
-    out = storage(s3, "other", workdir / "staging", proxy.endpoint)
+    storage = s3_storage(s3, "other", workdir / "staging", proxy.endpoint)
     s3.client().put_object(Bucket=s3.bucket, Key=f"other/{KEY}", Body=b"another writer's bytes")
     proxy.conflicts_to_answer = s3_module.CONFLICT_ATTEMPTS
 
     with pytest.raises(OutputError, match="holds other bytes"):
-        out.publish(local_file(workdir, b"our bytes"), KEY)
+        storage.publish(local_file(workdir, b"our bytes"), KEY)
 
-    assert out.read_bytes(KEY) == b"another writer's bytes"
+    assert storage.read_bytes(KEY) == b"another writer's bytes"
 
 
 def test_cli_import_through_endless_409s_is_exit_3_and_the_next_run_completes(
@@ -156,7 +156,7 @@ def test_the_sweep_aborts_only_this_jobs_own_multipart_uploads(
         Body=part,
     )
     # This job, killed between two parts of a big file: what _multipart leaves behind.
-    killed = storage(s3, "shared", workdir / "staging", s3.endpoint)
+    killed = s3_storage(s3, "shared", workdir / "staging", s3.endpoint)
     ours = client.create_multipart_upload(Bucket=s3.bucket, Key="shared/raw/bot_id=x/ours.bin")
     record = killed._record_upload("raw/bot_id=x/ours.bin", ours["UploadId"])  # noqa: SLF001
     client.upload_part(
@@ -169,7 +169,7 @@ def test_the_sweep_aborts_only_this_jobs_own_multipart_uploads(
     # And a big file of this job that went up whole: no record is left for it.
     killed.publish(local_file(workdir, os.urandom(12 << 20), "big.bin"), "raw/bot_id=x/big.bin")
 
-    next_job = storage(s3, "shared", workdir / "staging", s3.endpoint)
+    next_job = s3_storage(s3, "shared", workdir / "staging", s3.endpoint)
     assert next_job.sweep_staging() == 1
 
     open_uploads = client.list_multipart_uploads(Bucket=s3.bucket, Prefix="shared/").get("Uploads", [])

@@ -39,7 +39,7 @@ def s3(seaweed: SeaweedS3) -> SeaweedS3:
     return seaweed
 
 
-def storage(s3: SeaweedS3, prefix: str, staging: Path, endpoint: str | None = None) -> S3Storage:
+def s3_storage(s3: SeaweedS3, prefix: str, staging: Path, endpoint: str | None = None) -> S3Storage:
     return S3Storage(
         s3.bucket,
         prefix,
@@ -73,9 +73,9 @@ def pyarrow_rows(s3: SeaweedS3, prefix: str) -> int:
 
 
 def test_a_report_archived_to_s3_reads_back_exactly(s3: SeaweedS3, workdir: Path) -> None:
-    out = storage(s3, "exact", workdir / "staging")
+    storage = s3_storage(s3, "exact", workdir / "staging")
     result = archive_csv_file(
-        out,
+        storage,
         report(workdir, FIRST, LAST),
         bot_id=BOT,
         raw_name="report.csv",
@@ -95,27 +95,27 @@ def test_a_report_archived_to_s3_reads_back_exactly(s3: SeaweedS3, workdir: Path
     keys = s3.keys("exact/")
     sha = result.manifest.removeprefix("manifests/").removesuffix(".json")
     assert f"exact/raw/bot_id={BOT}/{sha}.csv" in keys
-    manifest = json.loads(out.read_bytes(result.manifest))
+    manifest = json.loads(storage.read_bytes(result.manifest))
     assert manifest["counts"]["rows_written"] == len(truth)
     assert {f["path"] for f in manifest["files"]} == {
         k.removeprefix("exact/") for k in keys if k.endswith(".parquet")
     }
-    assert verify_archive(out).ok, verify_archive(out).problems
+    assert verify_archive(storage).ok, verify_archive(storage).problems
     assert not list((workdir / "staging").iterdir()), "temporary files left behind"
 
 
 def test_redelivery_and_overlap_add_only_new_rows_and_rewrite_nothing(s3: SeaweedS3, workdir: Path) -> None:
-    out = storage(s3, "overlap", workdir / "staging")
+    storage = s3_storage(s3, "overlap", workdir / "staging")
     first = report(workdir, FIRST, LAST, "a.csv")
-    archive_csv_file(out, first, bot_id=BOT, raw_name="a.csv", provenance={})
+    archive_csv_file(storage, first, bot_id=BOT, raw_name="a.csv", provenance={})
     client = s3.client()
     etags = {k: client.head_object(Bucket=s3.bucket, Key=k)["ETag"] for k in s3.keys("overlap/")}
 
-    again = archive_csv_file(out, first, bot_id=BOT, raw_name="a.csv", provenance={})
+    again = archive_csv_file(storage, first, bot_id=BOT, raw_name="a.csv", provenance={})
     assert again.rows_written == 0 and again.rows_duplicate == again.rows_read
     later = date(2024, 3, 6), date(2024, 3, 15)
     overlap = archive_csv_file(
-        out, report(workdir, *later, "b.csv"), bot_id=BOT, raw_name="b.csv", provenance={}
+        storage, report(workdir, *later, "b.csv"), bot_id=BOT, raw_name="b.csv", provenance={}
     )
     new_days = len(generate_messages(BOT, date(2024, 3, 11), later[1]))
     assert overlap.rows_written == new_days
@@ -125,29 +125,29 @@ def test_redelivery_and_overlap_add_only_new_rows_and_rewrite_nothing(s3: Seawee
     frame = s3.messages("overlap")
     assert frame.height == len(expected_rows([BOT], FIRST, later[1]))
     assert frame["id"].n_unique() == frame.height
-    assert verify_archive(out).ok
+    assert verify_archive(storage).ok
 
 
 def test_an_object_is_written_once_even_when_asked_twice(s3: SeaweedS3, workdir: Path) -> None:
-    out = storage(s3, "once", workdir / "staging")
+    storage = s3_storage(s3, "once", workdir / "staging")
     first, second = workdir / "first.bin", workdir / "second.bin"
     first.write_bytes(b"first version")
     second.write_bytes(b"another version, not to be written")
-    assert out.publish(first, "raw/bot_id=x/abc.bin") is True
-    assert out.publish(second, "raw/bot_id=x/abc.bin") is False  # If-None-Match: * -> 412
-    assert out.read_bytes("raw/bot_id=x/abc.bin") == b"first version"
+    assert storage.publish(first, "raw/bot_id=x/abc.bin") is True
+    assert storage.publish(second, "raw/bot_id=x/abc.bin") is False  # If-None-Match: * -> 412
+    assert storage.read_bytes("raw/bot_id=x/abc.bin") == b"first version"
 
 
 def test_big_files_go_up_in_parts_and_are_still_written_once(
     s3: SeaweedS3, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(s3_module, "PART_BYTES", 5 << 20)  # S3's smallest part size
-    out = storage(s3, "multipart", workdir / "staging")
+    storage = s3_storage(s3, "multipart", workdir / "staging")
     big = workdir / "big.bin"
     big.write_bytes(os.urandom(12 << 20))
-    assert out.publish(big, "raw/bot_id=x/big.bin") is True
-    assert out.sha256("raw/bot_id=x/big.bin") == LocalStorage(workdir).sha256("big.bin")
-    assert out.publish(big, "raw/bot_id=x/big.bin") is False
+    assert storage.publish(big, "raw/bot_id=x/big.bin") is True
+    assert storage.sha256("raw/bot_id=x/big.bin") == LocalStorage(workdir).sha256("big.bin")
+    assert storage.publish(big, "raw/bot_id=x/big.bin") is False
     uploads = s3.client().list_multipart_uploads(Bucket=s3.bucket, Prefix="multipart/")
     assert not uploads.get("Uploads"), "an upload was left open"
 

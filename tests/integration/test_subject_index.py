@@ -52,7 +52,7 @@ def _owner(row: dict[str, Any]) -> str:
 
 
 def _report(
-    out: Storage,
+    storage: Storage,
     work: Path,
     bot: str,
     first: date,
@@ -77,14 +77,14 @@ def _report(
     path = work / f"{name}.csv"
     path.write_bytes(data)
     archive_csv_file(
-        out, path, bot_id=bot, raw_name=f"{name}.csv", provenance={"import": {"path": str(path)}}
+        storage, path, bot_id=bot, raw_name=f"{name}.csv", provenance={"import": {"path": str(path)}}
     )
 
 
 def _build(work: Path, subjects: list[str] = (SUBJECT,)) -> Storage:  # type: ignore[assignment]
     """Two bots, a report a quarter over three years each; each subject in a few reports
     years apart, another person in many."""
-    out = as_storage(work / "archive")
+    storage = as_storage(work / "archive")
     day = date(2022, 1, 3)
     for n in range(12):
         for bot in ("bot-a", "bot-b"):
@@ -93,9 +93,9 @@ def _build(work: Path, subjects: list[str] = (SUBJECT,)) -> Storage:  # type: ig
                 if (n + k) % 5 == 0 and bot == ("bot-a", "bot-b")[k % 2]:
                     owners[3 + k] = who
                     owners[40 + k] = who
-            _report(out, work, bot, day, owners, f"{bot}-{n}")
+            _report(storage, work, bot, day, owners, f"{bot}-{n}")
         day += timedelta(days=91)
-    return out
+    return storage
 
 
 def _rows_of(root: Path, who: str) -> pl.DataFrame:
@@ -103,12 +103,12 @@ def _rows_of(root: Path, who: str) -> pl.DataFrame:
     return frame.filter(pl.col("botuser").str.json_path_match("$.id") == who).sort("bot_id", "id")
 
 
-def _exported(out: Storage, who: str) -> tuple[pl.DataFrame, int, int]:
+def _exported(storage: Storage, who: str) -> tuple[pl.DataFrame, int, int]:
     """What subject access reads: the snapshot narrowed by the index, filtered by the subject
     expression (the export's own filter); and files read, of all."""
     from ingest.archive.forget import subject_expr
 
-    snap = open_snapshot(out)
+    snap = open_snapshot(storage)
     read, total, _ = narrow_snapshot(snap, [who])
     frame = snap.scan("messages")
     if frame is None:
@@ -118,56 +118,63 @@ def _exported(out: Storage, who: str) -> tuple[pl.DataFrame, int, int]:
     return frame.filter(expr).collect().sort("bot_id", "id"), read, total
 
 
-def _indexed(out: Storage, who: str) -> list[str]:
+def _indexed(storage: Storage, who: str) -> list[str]:
     """The index's entries naming ``who``, in any bot."""
     return [
-        key for bot in ("bot-a", "bot-b") for key in entries(out, "messages", bot, [who])["file"].to_list()
+        key
+        for bot in ("bot-a", "bot-b")
+        for key in entries(storage, "messages", bot, [who])["file"].to_list()
     ]
 
 
-def _assert_access_and_erasure(root: Path, out: Storage, who: str, *, narrowed: bool = True) -> None:
+def _assert_access_and_erasure(root: Path, storage: Storage, who: str, *, narrowed: bool = True) -> None:
     """Export finds exactly their rows; erasure removes exactly them; neither reads every file
     (when ``narrowed``)."""
     truth = _rows_of(root, who)
     assert truth.height > 0
-    exported, read, total = _exported(out, who)
+    exported, read, total = _exported(storage, who)
     assert exported.select(truth.columns).equals(truth.select(truth.columns))
     if narrowed:
         assert read < total
     before = read_archive(root)
-    found = plan(out, SubjectSelection((who,)))
+    found = plan(storage, SubjectSelection((who,)))
     assert sum(found.rows_by_table().values()) == truth.height
     if narrowed:
         assert found.meta["data_files_read"] < found.meta["data_files"]
-    erase(out, [who], [], reason="test", actor="dpo", apply=True, salt=AUDIT_KEY)
+    erase(storage, [who], [], reason="test", actor="dpo", apply=True, salt=AUDIT_KEY)
     after = read_archive(root)
     assert _rows_of(root, who).height == 0
     others = before.filter(pl.col("botuser").str.json_path_match("$.id") != who)
     assert after.sort("bot_id", "id").equals(others.sort("bot_id", "id"))
     # The index forgets them too: no entry names them any more.
-    assert _indexed(out, who) == []
-    assert check_archive(out, [f.key for f in snapshot_files(open_table(out, "messages"), "messages")]) == []
+    assert _indexed(storage, who) == []
+    assert (
+        check_archive(storage, [f.key for f in snapshot_files(open_table(storage, "messages"), "messages")])
+        == []
+    )
 
 
 def test_a_fresh_index_reads_only_the_subjects_files(tmp_path: Path) -> None:
-    out = _build(tmp_path)
-    files = snapshot_files(open_table(out, "messages"), "messages")
-    holding = {k for k in (f.key for f in files) if SUBJECT in str(read_archive_file(out, k))}
+    storage = _build(tmp_path)
+    files = snapshot_files(open_table(storage, "messages"), "messages")
+    holding = {k for k in (f.key for f in files) if SUBJECT in str(read_archive_file(storage, k))}
     read = set()
     for bot in ("bot-a", "bot-b"):
-        read |= set(files_to_read(out, "messages", bot, [f.key for f in files if f.bot_id == bot], [SUBJECT]))
+        read |= set(
+            files_to_read(storage, "messages", bot, [f.key for f in files if f.bot_id == bot], [SUBJECT])
+        )
     assert read == holding  # exactly the files that hold them: no more, no fewer
-    _assert_access_and_erasure(tmp_path / "archive", out, SUBJECT)
+    _assert_access_and_erasure(tmp_path / "archive", storage, SUBJECT)
 
 
-def read_archive_file(out: Storage, key: str) -> list[Any]:
-    return pl.read_parquet(out.source(key))["botuser"].to_list()
+def read_archive_file(storage: Storage, key: str) -> list[Any]:
+    return pl.read_parquet(storage.source(key))["botuser"].to_list()
 
 
 def test_a_stale_index_after_a_kill_between_commit_and_index_misses_nothing(tmp_path: Path) -> None:
     """``ingest import`` killed right after its Delta commit (crash point after_commit): the
     report's files are in the table but not in the index; they are read directly."""
-    out = _build(tmp_path)
+    storage = _build(tmp_path)
     rows = generate_messages("bot-a", date(2025, 6, 1), date(2025, 6, 3))
     rows[7]["botuser"] = {"id": SUBJECT, "created_date": "2023-12-01T00:00:00.000000Z"}
     (tmp_path / "late.csv").write_bytes(rows_to_csv(rows))
@@ -178,49 +185,51 @@ def test_a_stale_index_after_a_kill_between_commit_and_index_misses_nothing(tmp_
     }
     done = run_ingest("import", "late.csv", "--bot", "bot-a", env=env, cwd=tmp_path)
     assert done.returncode != 0  # killed
-    late = [f.key for f in snapshot_files(open_table(out, "messages"), "messages") if "2025-06" in f.key]
+    late = [f.key for f in snapshot_files(open_table(storage, "messages"), "messages") if "2025-06" in f.key]
     assert late  # committed: readers see the rows
-    assert not set(late) & covered_files(out, "messages", "bot-a")  # and the index does not cover them
+    assert not set(late) & covered_files(storage, "messages", "bot-a")  # and the index does not cover them
     assert _rows_of(tmp_path / "archive", SUBJECT).filter(pl.col("date") >= date(2025, 6, 1)).height == 1
-    _assert_access_and_erasure(tmp_path / "archive", out, SUBJECT)
+    _assert_access_and_erasure(tmp_path / "archive", storage, SUBJECT)
 
 
 def test_after_compaction_and_another_subjects_erasure(tmp_path: Path) -> None:
-    out = _build(tmp_path)
+    storage = _build(tmp_path)
     # Two reports of one partition's days, so that compaction merges files.
-    _report(out, tmp_path, "bot-a", date(2022, 1, 3), {2: SUBJECT, 9: OTHER}, "again", generated_as="bot-z")
-    done = compact_archive(out)
+    _report(
+        storage, tmp_path, "bot-a", date(2022, 1, 3), {2: SUBJECT, 9: OTHER}, "again", generated_as="bot-z"
+    )
+    done = compact_archive(storage)
     assert done.partitions > 0
-    covered = covered_files(out, "messages", "bot-a")
-    now = {f.key for f in snapshot_files(open_table(out, "messages"), "messages")}
+    covered = covered_files(storage, "messages", "bot-a")
+    now = {f.key for f in snapshot_files(open_table(storage, "messages"), "messages")}
     assert covered <= now  # the replaced files' entries are gone, the merged ones indexed
-    erase(out, [OTHER], [], reason="test", actor="dpo", apply=True, salt=AUDIT_KEY)
-    assert _indexed(out, OTHER) == []
-    _assert_access_and_erasure(tmp_path / "archive", out, SUBJECT)
+    erase(storage, [OTHER], [], reason="test", actor="dpo", apply=True, salt=AUDIT_KEY)
+    assert _indexed(storage, OTHER) == []
+    _assert_access_and_erasure(tmp_path / "archive", storage, SUBJECT)
 
 
 def test_migrate_rebuilds_a_missing_index_once(tmp_path: Path) -> None:
-    out = _build(tmp_path)
-    for obj in out.objects(f"{SUBJECTS}/"):
-        out.delete(obj.key)
+    storage = _build(tmp_path)
+    for obj in storage.objects(f"{SUBJECTS}/"):
+        storage.delete(obj.key)
     # No index: everything is read, nothing missed.
-    exported, read, total = _exported(out, SUBJECT)
+    exported, read, total = _exported(storage, SUBJECT)
     assert read == total and exported.height == _rows_of(tmp_path / "archive", SUBJECT).height
-    assert index_archive(out) == total
-    assert index_archive(out) == 0  # idempotent: nothing left to read
-    _assert_access_and_erasure(tmp_path / "archive", out, SUBJECT)
+    assert index_archive(storage) == total
+    assert index_archive(storage) == 0  # idempotent: nothing left to read
+    _assert_access_and_erasure(tmp_path / "archive", storage, SUBJECT)
 
 
 def test_verify_names_a_covered_file_whose_person_the_index_lacks(tmp_path: Path) -> None:
-    out = _build(tmp_path)
+    storage = _build(tmp_path)
     prefix = subjects_prefix("messages", "bot-a")
-    parts = [o.key for o in out.objects(f"{prefix}bucket={bucket(SUBJECT):02d}/")]
-    part = next(k for k in parts if SUBJECT in pl.read_parquet(out.source(k))["subject"].to_list())
-    table = pl.read_parquet(out.source(part)).filter(pl.col("subject") != SUBJECT)
-    out.delete(part)
-    table.write_parquet(out.source(part))
-    keys = [f.key for f in snapshot_files(open_table(out, "messages"), "messages")]
-    problems = check_archive(out, keys)
+    parts = [o.key for o in storage.objects(f"{prefix}bucket={bucket(SUBJECT):02d}/")]
+    part = next(k for k in parts if SUBJECT in pl.read_parquet(storage.source(k))["subject"].to_list())
+    table = pl.read_parquet(storage.source(part)).filter(pl.col("subject") != SUBJECT)
+    storage.delete(part)
+    table.write_parquet(storage.source(part))
+    keys = [f.key for f in snapshot_files(open_table(storage, "messages"), "messages")]
+    problems = check_archive(storage, keys)
     assert problems and all("missing from the subject index" in p for p in problems)
 
 
@@ -261,20 +270,22 @@ def test_an_index_from_another_archive_is_read_around_named_by_verify_and_rebuil
 
 
 def test_verify_names_a_lost_bucket_part_and_searches_read_its_files(tmp_path: Path) -> None:
-    out = _build(tmp_path)
+    storage = _build(tmp_path)
     prefix = subjects_prefix("messages", "bot-a")
-    lost = [o.key for o in out.objects(f"{prefix}bucket={bucket(SUBJECT):02d}/")]
+    lost = [o.key for o in storage.objects(f"{prefix}bucket={bucket(SUBJECT):02d}/")]
     for key in lost:
-        out.delete(key)
-    files = [f.key for f in snapshot_files(open_table(out, "messages"), "messages") if f.bot_id == "bot-a"]
-    holding = [k for k in files if SUBJECT in str(read_archive_file(out, k))]
-    assert holding and set(holding) <= set(files_to_read(out, "messages", "bot-a", files, [SUBJECT]))
-    problems = check_archive(out, files)
+        storage.delete(key)
+    files = [
+        f.key for f in snapshot_files(open_table(storage, "messages"), "messages") if f.bot_id == "bot-a"
+    ]
+    holding = [k for k in files if SUBJECT in str(read_archive_file(storage, k))]
+    assert holding and set(holding) <= set(files_to_read(storage, "messages", "bot-a", files, [SUBJECT]))
+    problems = check_archive(storage, files)
     assert problems and all("is missing" in p for p in problems)
     assert any(key in p for p in problems for key in lost)
-    index_archive(out)
-    assert check_archive(out, files) == []
-    _assert_access_and_erasure(tmp_path / "archive", out, SUBJECT)
+    index_archive(storage)
+    assert check_archive(storage, files) == []
+    _assert_access_and_erasure(tmp_path / "archive", storage, SUBJECT)
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -283,9 +294,9 @@ def test_odd_ids_written_plain_or_escaped(
     tmp_path_factory: pytest.TempPathFactory, who: str, escaped: bool
 ) -> None:
     work = tmp_path_factory.mktemp("odd")
-    out = as_storage(work / "archive")
+    storage = as_storage(work / "archive")
     for n in range(4):
         owners = {3: who, 11: OTHER} if n in (0, 3) else {11: OTHER}
         first = date(2023, 1, 2) + timedelta(days=200 * n)
-        _report(out, work, "bot-a", first, owners, f"r{n}", escaped=escaped)
-    _assert_access_and_erasure(work / "archive", out, who)
+        _report(storage, work, "bot-a", first, owners, f"r{n}", escaped=escaped)
+    _assert_access_and_erasure(work / "archive", storage, who)

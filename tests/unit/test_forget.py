@@ -352,8 +352,8 @@ def test_a_refused_original_is_read_as_the_intake_tries_and_loses_only_the_subje
     key = "quarantine/abc/original-report.csv"
     (tmp_path / "quarantine/abc").mkdir(parents=True)
     (tmp_path / key).write_bytes(_refused_original(form))
-    out = LocalStorage(tmp_path)
-    found = scan_copy(out, key, SubjectSelection((SUBJECT,)), target=tmp_path / "rewritten")
+    storage = LocalStorage(tmp_path)
+    found = scan_copy(storage, key, SubjectSelection((SUBJECT,)), target=tmp_path / "rewritten")
     assert (found.removed, found.kept) == (1, True)
     rewritten = (tmp_path / "rewritten").read_bytes()
     encoding = copies.text_encoding(rewritten)

@@ -43,11 +43,11 @@ def test_an_unnamed_report_fitting_a_window_an_unnamed_report_closed_is_a_confli
     tmp_path: Path,
 ) -> None:
     store = Store.open(tmp_path / "state.sqlite")
-    out = LocalStorage(tmp_path / "archive")
+    storage = LocalStorage(tmp_path / "archive")
 
     def ingest(raw: bytes) -> tuple[str, RunSummary]:
         summary = RunSummary()
-        return archive_email(out, store, parse_email(raw), summary, (RECIPIENT,)), summary
+        return archive_email(storage, store, parse_email(raw), summary, (RECIPIENT,)), summary
 
     [window_a] = accept_windows(store, report(A, START, END))
     assert ingest(unnamed_report(THEIRS))[0] == "archived"  # the wrong report closes A
@@ -59,14 +59,14 @@ def test_an_unnamed_report_fitting_a_window_an_unnamed_report_closed_is_a_confli
     assert [c["window"] for c in conflicts] == [window_a]
     assert f"it could answer any of windows {window_a}, {window_b}" in " ".join(summary.problems)
     assert store.window(window_b).state.value == "accepted"
-    by_bot = read_archive(out.root).group_by("bot_id").len()
+    by_bot = read_archive(storage.root).group_by("bot_id").len()
     assert by_bot.filter(pl.col("bot_id") == B).height == 0  # nothing of A's under B
     assert by_bot["len"].sum() == len(generate_messages(THEIRS, START, END))
 
 
 def test_the_parts_of_one_email_naming_no_bot_are_one_delivery_not_a_conflict(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "state.sqlite")
-    out = LocalStorage(tmp_path / "archive")
+    storage = LocalStorage(tmp_path / "archive")
     [window] = accept_windows(store, report(A, START, END))
     rows = generate_messages(A, START, END)
     half = len(rows) // 2
@@ -79,12 +79,12 @@ def test_the_parts_of_one_email_naming_no_bot_are_one_delivery_not_a_conflict(tm
         ],
     )
     summary = RunSummary()
-    assert archive_email(out, store, parse_email(raw), summary, (RECIPIENT,)) == "archived"
+    assert archive_email(storage, store, parse_email(raw), summary, (RECIPIENT,)) == "archived"
     assert summary.problems == [] and window_conflicts(store) == []
     assert store.window(window).rows_archived == len(rows)
-    assert sorted(read_archive(out.root)["id"].to_list()) == sorted(r["id"] for r in rows)
+    assert sorted(read_archive(storage.root)["id"].to_list()) == sorted(r["id"] for r in rows)
     # A later email's unnamed report for that window is still a conflict.
-    assert archive_email(out, store, parse_email(unnamed_report(THEIRS)), RunSummary(), (RECIPIENT,)) == (
+    assert archive_email(storage, store, parse_email(unnamed_report(THEIRS)), RunSummary(), (RECIPIENT,)) == (
         "unmatched"
     )
     assert [c["window"] for c in window_conflicts(store)] == [window]
@@ -94,7 +94,7 @@ def test_a_vendor_naming_nothing_still_closes_one_window_after_another(tmp_path:
     """An unvouched closure holds back only reports that fit its own days: the next window's
     report (other days, naming no bot and no date) is still that window's."""
     store = Store.open(tmp_path / "state.sqlite")
-    out = LocalStorage(tmp_path / "archive")
+    storage = LocalStorage(tmp_path / "archive")
     later = (date(2024, 9, 5), date(2024, 9, 8))
     for start, end in ((START, END), later):
         [window] = accept_windows(store, report(A, start, end))
@@ -102,6 +102,6 @@ def test_a_vendor_naming_nothing_still_closes_one_window_after_another(tmp_path:
         raw = email_with(
             subject="Your report", recipient=RECIPIENT, attachments=[("export.csv", csv, "text/csv")]
         )
-        assert archive_email(out, store, parse_email(raw), RunSummary(), (RECIPIENT,)) == "archived"
+        assert archive_email(storage, store, parse_email(raw), RunSummary(), (RECIPIENT,)) == "archived"
         assert store.window(window).state.value == "archived"
     assert window_conflicts(store) == []
