@@ -106,7 +106,7 @@ def compact_archive(
     # The subject index: the merged files indexed, the replaced ones' entries dropped.
     now = snapshot_files(table, dataset)
     for bot in sorted(compacted):
-        refresh(storage, dataset, bot, [f.key for f in now if f.bot_id == bot])
+        refresh(storage, dataset, bot, {f.key: f.size for f in now if f.bot_id == bot})
     return summary
 
 

@@ -37,7 +37,7 @@ from ingest.archive.layout import NOT_DATASETS
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.snapshot import snapshot_files
 from ingest.archive.storage import Storage, as_storage
-from ingest.archive.subjects import refresh
+from ingest.archive.subjects import check, refresh
 from ingest.errors import OutputError
 from ingest.parse.arrowrows import FILE_SCHEMA
 from ingest.parse.schema import DATASET
@@ -107,14 +107,18 @@ def migrate_archive(root: Storage | Path, *, check_hashes: bool = True) -> Migra
 def index_archive(storage: Storage) -> int:
     """Bring the subject index of every bot of every table up to date (an archive made
     before it has none; a crash may have left one behind): the files it does not cover are
-    read, the entries of files gone dropped. Returns how many data files were read (0 on a
-    second run: idempotent)."""
+    read, the entries of files gone dropped. A bot whose index :func:`check` finds a problem
+    in (a part lost, unreadable or from another archive, a person missing) is rebuilt from
+    the data, so that ``verify`` is clean after it. Returns how many data files were read
+    for the index (a clean second run reads none for it: idempotent)."""
     read = 0
     for dataset in ALL_DATASETS:
         table = open_table(storage, dataset)
         files = snapshot_files(table, dataset)
         for bot in sorted({f.bot_id for f in files}):
-            read += refresh(storage, dataset, bot, [f.key for f in files if f.bot_id == bot])
+            sizes = {f.key: f.size for f in files if f.bot_id == bot}
+            broken = bool(check(storage, dataset, bot, sizes))
+            read += refresh(storage, dataset, bot, sizes, rebuild=broken)
     return read
 
 

@@ -3,7 +3,7 @@ only those files, not the whole archive.
 
 ::
 
-    subjects/<dataset>/bot_id=<bot>/covered/<tag>.parquet       column ``file``: data files indexed
+    subjects/<dataset>/bot_id=<bot>/covered/<tag>.parquet       ``file``, ``size``, ``buckets`` written
     subjects/<dataset>/bot_id=<bot>/bucket=<NN>/<tag>.parquet   columns ``subject``, ``file``
 
 A data file's key never changes content (files are published once; an erasure or a
@@ -11,7 +11,10 @@ compaction writes new keys), so an entry "subject S is in file F" stays true for
 as F is in the table. Every reader therefore trusts the index only for what it covers and
 reads the rest directly (:func:`files_to_read`): the files to read for a subject are those
 of the table's snapshot the index names for them, plus every snapshot file the index does
-not cover. Entries of a file no longer in the snapshot (compacted, erased, pruned) are
+not cover. A file is covered only as the index saw it: at the size indexed (the same key
+in another archive of the same reports holds other rows) and with the bucket parts its
+covered part wrote present (:func:`_trusted`); an incomplete or foreign index is read
+around. Entries of a file no longer in the snapshot (compacted, erased, pruned) are
 ignored. A crash between the data commit and the index write, a compaction, an erasure
 rewrite, a prune or a ``resolve`` can only make a search slower, never miss a row; an
 unreadable index part makes it read everything.
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 import polars as pl
@@ -46,13 +49,16 @@ from ingest.errors import OutputError
 
 
 class Held(Protocol):
-    """A snapshot file as the erasure plan lists them: its key and bot."""
+    """A snapshot file as the erasure plan lists them: its key, bot and size."""
 
     @property
     def key(self) -> str: ...
 
     @property
     def bot_id(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
 
 T = TypeVar("T", bound=Held)
@@ -190,19 +196,53 @@ def _bucketed(pairs: pl.DataFrame) -> pl.DataFrame:
 
 
 def _write(
-    storage: Storage, dataset: str, bot_id: str, pairs: pl.DataFrame, covered: list[str], tag: str
+    storage: Storage, dataset: str, bot_id: str, pairs: pl.DataFrame, covered: Mapping[str, int], tag: str
 ) -> list[str]:
     """Write the entries ``pairs`` (bucket parts first), then the ``covered`` part: a file is
-    covered only once its entries are durable. Returns the keys written."""
-    written = []
+    covered only once its entries are durable. The covered part records what it relies on:
+    each file's size (a file of the same key but other content, as in another archive of the
+    same reports, is then not covered) and the buckets whose parts it wrote (a lost bucket
+    part uncovers its files). Returns the keys written."""
+    written, numbers = [], []
     for (number,), part in sorted(_bucketed(pairs).partition_by("bucket", as_dict=True).items()):
         key = subjects_bucket_key(dataset, bot_id, int(number), tag)
         _write_part(storage, key, part.select("subject", "file").sort("subject", "file").to_arrow())
         written.append(key)
+        numbers.append(int(number))
     key = subjects_covered_key(dataset, bot_id, tag)
+    files = sorted(covered)
     # Through polars: pyarrow converting a Python list imports pandas (0.3-0.7 s of an import).
-    _write_part(storage, key, pl.DataFrame({"file": sorted(covered)}, schema={"file": pl.String}).to_arrow())
+    record = pl.DataFrame(
+        {"file": files, "size": [covered[f] for f in files], "buckets": [numbers] * len(files)},
+        schema=_COVERED,
+    )
+    _write_part(storage, key, record.to_arrow())
     return [*written, key]
+
+
+_COVERED = pl.Schema([("file", pl.String), ("size", pl.Int64), ("buckets", pl.List(pl.Int64))])
+
+
+def _stored_sizes(storage: Storage, keys: list[str]) -> dict[str, int]:
+    """The sizes of these just-published files, as stored (one listing per folder)."""
+    sizes: dict[str, int] = {}
+    for folder in sorted({k.rsplit("/", 1)[0] + "/" for k in keys}):
+        sizes.update((o.key, o.size) for o in storage.objects(folder))
+    return {k: sizes[k] for k in keys if k in sizes}
+
+
+def _sizes(
+    storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int]
+) -> dict[str, int]:
+    """``snapshot`` as data file key -> size: given, or (keys only) the table's add actions'
+    sizes now (a key the table no longer lists gets -1: never covered, read directly)."""
+    if isinstance(snapshot, Mapping):
+        return dict(snapshot)
+    from ingest.archive.delta import open_table
+    from ingest.archive.snapshot import snapshot_files
+
+    now = {f.key: f.size for f in snapshot_files(open_table(storage, dataset), dataset, bot_id)}
+    return {k: now.get(k, -1) for k in snapshot}
 
 
 def index_files(storage: Storage, dataset: str, bot_id: str, keys: list[str]) -> None:
@@ -210,7 +250,14 @@ def index_files(storage: Storage, dataset: str, bot_id: str, keys: list[str]) ->
     them); merge the bot's index when it has grown many parts."""
     if not keys:
         return
-    _write(storage, dataset, bot_id, pairs_in(storage, dataset, keys), keys, _tag(keys, "r"))
+    _write(
+        storage,
+        dataset,
+        bot_id,
+        pairs_in(storage, dataset, keys),
+        _stored_sizes(storage, keys),
+        _tag(keys, "r"),
+    )
     if len(storage.objects(subjects_prefix(dataset, bot_id) + "covered/")) > MERGE_AFTER:
         refresh(storage, dataset, bot_id, None)
 
@@ -219,10 +266,54 @@ def _parts(storage: Storage, dataset: str, bot_id: str, kind: str) -> list[str]:
     return [o.key for o in storage.objects(f"{subjects_prefix(dataset, bot_id)}{kind}/")]
 
 
-def covered_files(storage: Storage, dataset: str, bot_id: str) -> set[str]:
-    """The data files the bot's index covers. Raises what reading a part raises."""
+def _coverage(storage: Storage, dataset: str, bot_id: str) -> pl.DataFrame:
+    """Every covered part's rows: ``file``, ``size``, ``buckets`` and the part's ``tag``.
+    Raises what reading a part raises (one made before sizes were recorded among them)."""
     parts = _parts(storage, dataset, bot_id, "covered")
-    return set(storage.scan(parts).select("file").collect()["file"].to_list()) if parts else set()
+    if not parts:
+        return pl.DataFrame(schema=pl.Schema([*_COVERED.items(), ("tag", pl.String)]))
+    frame = storage.scan(parts, include_file_paths="_part").select(*_COVERED, "_part").collect()
+    tags = {storage.source(k): k.rsplit("/", 1)[-1].removesuffix(".parquet") for k in parts}
+    return frame.with_columns(pl.col("_part").replace_strict(tags, default=None).alias("tag")).drop("_part")
+
+
+def covered_files(storage: Storage, dataset: str, bot_id: str) -> set[str]:
+    """The data files the bot's index lists as covered (whatever their size). Raises what
+    reading a part raises."""
+    return set(_coverage(storage, dataset, bot_id)["file"].to_list())
+
+
+def _trusted(
+    storage: Storage, dataset: str, bot_id: str, sizes: Mapping[str, int], numbers: Iterable[int]
+) -> tuple[set[str], list[str]]:
+    """The files of ``sizes`` the index covers for a lookup of these buckets, and why others
+    it lists are not: a file is covered only when its size is the one indexed (else it is
+    another file under the same key: a foreign or stale index) and every bucket part of
+    ``numbers`` its covered part says it wrote is present (else that part was lost)."""
+    cover = _coverage(storage, dataset, bot_id)
+    numbers = set(numbers)
+    present = {k for n in numbers for k in _parts(storage, dataset, bot_id, f"bucket={n:02d}")}
+    trusted: set[str] = set()
+    problems: list[str] = []
+    lost: dict[str, str] = {}
+    for key, size, written, tag in cover.iter_rows():
+        if key not in sizes:
+            continue
+        if size != sizes[key]:
+            problems.append(f"{key}: its size differs from the one the subject index covers")
+            continue
+        if tag not in lost:
+            gone = [
+                n
+                for n in written
+                if n in numbers and subjects_bucket_key(dataset, bot_id, n, tag) not in present
+            ]
+            lost[tag] = subjects_bucket_key(dataset, bot_id, gone[0], tag) if gone else ""
+        if lost[tag]:
+            problems.append(f"{key}: covered by a subject index part whose {lost[tag]} is missing")
+            continue
+        trusted.add(key)
+    return trusted, problems
 
 
 def entries(storage: Storage, dataset: str, bot_id: str, ids: list[str] | None = None) -> pl.DataFrame:
@@ -237,35 +328,49 @@ def entries(storage: Storage, dataset: str, bot_id: str, ids: list[str] | None =
 
 
 def files_to_read(
-    storage: Storage, dataset: str, bot_id: str, snapshot: list[str], ids: list[str]
+    storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int], ids: list[str]
 ) -> list[str]:
-    """The files of ``snapshot`` (one bot's data file keys, as the table lists them now) that
-    may hold rows of these subjects: those the index names for them, and every file it does
-    not cover. An index that cannot be read gives every file: slower, never wrong."""
+    """The files of ``snapshot`` (one bot's data files as the table lists them now: keys, or
+    key -> size) that may hold rows of these subjects: those the index names for them, and
+    every file it does not cover (:func:`_trusted`). An index that cannot be read gives every
+    file: slower, never wrong."""
     try:
-        covered = covered_files(storage, dataset, bot_id)
+        sizes = _sizes(storage, dataset, bot_id, snapshot)
+        covered, _ = _trusted(storage, dataset, bot_id, sizes, {bucket(i) for i in ids})
         named = set(entries(storage, dataset, bot_id, list(ids))["file"].to_list())
     except Exception:  # noqa: BLE001 - any failure of the index: read every file instead
         return list(snapshot)
     return [key for key in snapshot if key not in covered or key in named]
 
 
-def refresh(storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | None) -> int:
-    """Bring a bot's index up to date with ``snapshot`` (its data file keys now; None: read
-    from the table) in one part per bucket: entries of files that left the table dropped,
-    files not yet covered read and indexed; the old parts removed after the new ones are
-    durable. Bucket by bucket: kept entries are in their bucket already (only new ones are
-    hashed), and memory holds one bucket. Returns how many data files were read. Safe to
-    run again at any point; an unreadable part is rebuilt from the data."""
+def refresh(
+    storage: Storage,
+    dataset: str,
+    bot_id: str,
+    snapshot: list[str] | Mapping[str, int] | None,
+    *,
+    rebuild: bool = False,
+) -> int:
+    """Bring a bot's index up to date with ``snapshot`` (its data files now, keys or key ->
+    size; None: read from the table) in one part per bucket: entries of files that left the
+    table dropped, files not yet covered (:func:`_trusted`) read and indexed; the old parts
+    removed after the new ones are durable. Bucket by bucket: kept entries are in their
+    bucket already (only new ones are hashed), and memory holds one bucket. Returns how many
+    data files were read. Safe to run again at any point; an unreadable part is rebuilt from
+    the data, and ``rebuild`` (``ingest migrate`` after :func:`check` found a problem)
+    rebuilds every entry from the data, under new part names."""
     if snapshot is None:
         from ingest.archive.delta import open_table
         from ingest.archive.snapshot import snapshot_files
 
-        snapshot = [f.key for f in snapshot_files(open_table(storage, dataset), dataset, bot_id)]
-    keep = sorted(set(snapshot))
+        snapshot = {f.key: f.size for f in snapshot_files(open_table(storage, dataset), dataset, bot_id)}
+    sizes = _sizes(storage, dataset, bot_id, snapshot)
+    keep = sorted(sizes)
     old = [o.key for o in storage.objects(subjects_prefix(dataset, bot_id))]
     try:
-        still = sorted(covered_files(storage, dataset, bot_id) & set(keep))
+        if rebuild:
+            raise ValueError("rebuild")
+        still = sorted(_trusted(storage, dataset, bot_id, sizes, range(BUCKETS))[0])
         for number in range(BUCKETS):  # every part readable, or none trusted
             parts = _parts(storage, dataset, bot_id, f"bucket={number:02d}")
             if parts:
@@ -279,7 +384,7 @@ def refresh(storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | N
         keep_tag = keep
     missing = sorted(set(keep) - set(still))
     new = _bucketed(pairs_in(storage, dataset, missing))
-    written = []
+    written, numbers = [], []
     tag = _tag(keep_tag, "m")
     for number in range(BUCKETS) if keep else []:
         parts = _parts(storage, dataset, bot_id, f"bucket={number:02d}") if still else []
@@ -293,9 +398,11 @@ def refresh(storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | N
             key = subjects_bucket_key(dataset, bot_id, number, tag)
             _write_part(storage, key, pairs.sort("subject", "file").to_arrow())
             written.append(key)
+            numbers.append(number)
     if keep:
         written.append(subjects_covered_key(dataset, bot_id, tag))
-        _write_part(storage, written[-1], pl.DataFrame({"file": keep}, schema={"file": pl.String}).to_arrow())
+        record = {"file": keep, "size": [sizes[k] for k in keep], "buckets": [numbers] * len(keep)}
+        _write_part(storage, written[-1], pl.DataFrame(record, schema=_COVERED).to_arrow())
     for key in old:
         if key not in written:
             storage.delete(key)
@@ -303,20 +410,25 @@ def refresh(storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | N
     return len(missing)
 
 
-def check(storage: Storage, dataset: str, bot_id: str, snapshot: list[str]) -> list[str]:
-    """``verify``'s check of a bot's index: every subject of every covered file of the
-    snapshot is indexed (a file not covered is read directly by every search: not a
-    problem), and every part is readable. Entries of files no longer in the table are
-    tolerated (readers ignore them; the next compaction, erasure or migrate drops them)."""
+def check(storage: Storage, dataset: str, bot_id: str, snapshot: list[str] | Mapping[str, int]) -> list[str]:
+    """``verify``'s check of a bot's index: every part readable, every covered file of the
+    snapshot the one indexed (its size) with its bucket parts present, and every subject of
+    it indexed (a file not covered is read directly by every search: not a problem). Entries
+    of files no longer in the table are tolerated (readers ignore them; the next compaction,
+    erasure or migrate drops them)."""
+    fix = "`ingest migrate` rebuilds it"
     try:
-        covered = sorted(covered_files(storage, dataset, bot_id) & set(snapshot))
+        sizes = _sizes(storage, dataset, bot_id, snapshot)
+        covered, problems = _trusted(storage, dataset, bot_id, sizes, range(BUCKETS))
         indexed = entries(storage, dataset, bot_id)
     except Exception as err:  # noqa: BLE001 - named, not raised: verify lists every problem
         where = subjects_prefix(dataset, bot_id)
-        return [f"{where}: unreadable subject index ({type(err).__name__}): `ingest migrate` rebuilds it"]
-    absent = _readable_pairs(storage, dataset, covered).join(indexed, on=["subject", "file"], how="anti")
-    return [
-        f"{key}: {n} bot user(s) in it missing from the subject index (`ingest migrate` rebuilds it)"
+        return [f"{where}: unreadable subject index ({type(err).__name__}): {fix}"]
+    absent = _readable_pairs(storage, dataset, sorted(covered)).join(
+        indexed, on=["subject", "file"], how="anti"
+    )
+    return [f"{p} ({fix})" for p in problems] + [
+        f"{key}: {n} bot user(s) in it missing from the subject index ({fix})"
         for key, n in sorted(absent.group_by("file").len().iter_rows())
     ]
 
@@ -350,7 +462,7 @@ def narrow(
         by_bot.setdefault(f.bot_id, []).append(f)
     chosen: list[T] = []
     for bot_id, held in sorted(by_bot.items()):
-        read = set(files_to_read(storage, dataset, bot_id, [f.key for f in held], list(ids)))
+        read = set(files_to_read(storage, dataset, bot_id, {f.key: f.size for f in held}, list(ids)))
         chosen += [f for f in held if f.key in read]
     meta["data_files_read"] = int(meta.get("data_files_read", 0)) + len(chosen)
     meta["data_files"] = int(meta.get("data_files", 0)) + len(files)

@@ -61,6 +61,9 @@ class Snapshot:
     files: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     #: listed data file key -> its rows, as its record says
     rows: dict[str, int] = field(default_factory=dict)
+    #: listed data file key -> its size, as the table's add action says (the subject index
+    #: covers a file only at the size it indexed)
+    sizes: dict[str, int] = field(default_factory=dict)
     #: source sha256 -> its commit record's provenance
     sources: dict[str, SourceRecord] = field(default_factory=dict)
     version: dict[str, Any] = field(default_factory=dict)
@@ -112,7 +115,8 @@ def narrow_snapshot(snap: Snapshot, botusers: list[str]) -> tuple[int, int, dict
     emptied: dict[str, str] = {}
     for dataset, bots in snap.files.items():
         for bot, keys in bots.items():
-            bots[bot] = files_to_read(snap.storage, dataset, bot, keys, [str(b) for b in botusers])
+            sizes = {k: snap.sizes.get(k, -1) for k in keys}
+            bots[bot] = files_to_read(snap.storage, dataset, bot, sizes, [str(b) for b in botusers])
             kept, total = kept + len(bots[bot]), total + len(keys)
             if keys and dataset not in emptied:
                 emptied[dataset] = keys[0]
@@ -140,6 +144,7 @@ def open_snapshot(storage: Storage) -> Snapshot:
             listed = listing.files.get(found.key)
             rows = found.rows if found.rows is not None else (listed[1].rows or 0) if listed else 0
             snap.rows[found.key] = rows
+            snap.sizes[found.key] = found.size
             in_tables.add(found.key)
             digest.update(json.dumps([found.key, rows]).encode() + b"\n")
     snap.files = {

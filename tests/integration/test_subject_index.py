@@ -233,6 +233,61 @@ def test_verify_names_a_covered_file_whose_person_the_index_lacks(tmp_path: Path
     assert problems and all("missing from the subject index" in p for p in problems)
 
 
+def test_an_index_from_another_archive_is_read_around_named_by_verify_and_rebuilt_by_migrate(
+    tmp_path: Path,
+) -> None:
+    """Two archives of the same reports: the first archived a small report (the subject's
+    row among it) before the big one, so its file of the big report lacks that row (a
+    duplicate); the second archived the big report alone. Same data file keys, other
+    contents. The second archive given the first's index: searches read the file anyway
+    (its size is not the one indexed), verify names it, migrate rebuilds the index."""
+    rows = generate_messages("bot-a", date(2023, 3, 6), date(2023, 3, 8))
+    rows[3]["botuser"] = {"id": SUBJECT, "created_date": "2023-12-01T00:00:00.000000Z"}
+    roots = {}
+    for name, reports in (("first", {"small": rows[:12], "big": rows}), ("second", {"big": rows})):
+        work = tmp_path / name
+        work.mkdir()
+        roots[name] = as_storage(work / "archive")
+        for report, data in reports.items():
+            (work / f"{report}.csv").write_bytes(rows_to_csv(data))
+            path = work / f"{report}.csv"
+            archive_csv_file(roots[name], path, bot_id="bot-a", raw_name=path.name, provenance={"import": {}})
+    out = roots["second"]
+    keys = [f.key for f in snapshot_files(open_table(out, "messages"), "messages")]
+    assert set(keys) <= {f.key for f in snapshot_files(open_table(roots["first"], "messages"), "messages")}
+    for obj in out.objects(f"{SUBJECTS}/"):
+        out.delete(obj.key)
+    for obj in roots["first"].objects(f"{SUBJECTS}/"):
+        (tmp_path / "second" / "archive" / obj.key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "second" / "archive" / obj.key).write_bytes(roots["first"].read_bytes(obj.key))
+    holding = [k for k in keys if SUBJECT in str(read_archive_file(out, k))]
+    assert holding and set(holding) <= set(files_to_read(out, "messages", "bot-a", keys, [SUBJECT]))
+    problems = check_archive(out, keys)
+    assert problems and all("size differs" in p for p in problems)
+    index_archive(out)
+    assert check_archive(out, keys) == []
+    _assert_access_and_erasure(tmp_path / "second" / "archive", out, SUBJECT, narrowed=False)
+
+
+def test_verify_names_a_lost_bucket_part_and_searches_read_its_files(tmp_path: Path) -> None:
+    storage = _build(tmp_path)
+    prefix = subjects_prefix("messages", "bot-a")
+    lost = [o.key for o in storage.objects(f"{prefix}bucket={bucket(SUBJECT):02d}/")]
+    for key in lost:
+        storage.delete(key)
+    files = [
+        f.key for f in snapshot_files(open_table(storage, "messages"), "messages") if f.bot_id == "bot-a"
+    ]
+    holding = [k for k in files if SUBJECT in str(read_archive_file(storage, k))]
+    assert holding and set(holding) <= set(files_to_read(storage, "messages", "bot-a", files, [SUBJECT]))
+    problems = check_archive(storage, files)
+    assert problems and all("is missing" in p for p in problems)
+    assert any(key in p for p in problems for key in lost)
+    index_archive(storage)
+    assert check_archive(storage, files) == []
+    _assert_access_and_erasure(tmp_path / "archive", storage, SUBJECT)
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(who=st.sampled_from(ODD), escaped=st.booleans())
 def test_odd_ids_written_plain_or_escaped(
