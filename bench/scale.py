@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,26 @@ def build_big_archive(archive: Path, rows: int, first: date, per_day: int = 10_0
     """Write ``rows`` narrow rows of :data:`BOT` into ``archive``'s messages table, one file
     per day from ``first`` (``per_day`` rows each), committed in one Delta commit as the
     project commits its files. Returns the day after the last."""
+    keys = build_narrow_archive(archive, BOT, rows, first, per_day, tag="bench-big", id_step=10_000)
+    return first + timedelta(days=len(keys))
+
+
+def build_narrow_archive(
+    archive: Path,
+    bot: str,
+    rows: int,
+    first: date,
+    per_day: int,
+    *,
+    tag: str,
+    id_step: int,
+    shape: Callable[[int, Any], Any] | None = None,
+) -> list[tuple[str, int, str]]:
+    """``rows`` narrow rows of ``bot`` in the project's layout and schema, one file a day from
+    ``first`` (``per_day`` rows each: ids ``day.toordinal() * id_step + n``, growing with time,
+    one a second from midnight; the other columns null), committed in one Delta commit as
+    the project commits its files (``ensure_table``, ``add_action`` statistics). ``shape(n,
+    frame)`` may add or change columns of day ``n``'s frame. Returns (key, rows, day) a file."""
     import polars as pl
 
     from ingest.archive.delta import add_action, app_id, commit_actions, ensure_table
@@ -75,16 +96,15 @@ def build_big_archive(archive: Path, rows: int, first: date, per_day: int = 10_0
 
     storage = LocalStorage(archive)
     schema = file_schema()
-    days = -(-rows // per_day)
     keys: list[tuple[str, int, str]] = []
-    for n in range(days):
+    for n in range(-(-rows // per_day)):
         day = first + timedelta(days=n)
         count = min(per_day, rows - n * per_day)
-        sha = hashlib.sha256(f"bench-big-{day}".encode()).hexdigest()
+        sha = hashlib.sha256(f"{tag}-{day}".encode()).hexdigest()
         start = datetime.combine(day, time(), UTC)
         frame = pl.DataFrame(
             {
-                "id": pl.int_range(0, count, eager=True, dtype=pl.Int64) + day.toordinal() * 10_000,
+                "id": pl.int_range(0, count, eager=True, dtype=pl.Int64) + day.toordinal() * id_step,
                 "timestamp": pl.datetime_range(
                     start,
                     start + timedelta(seconds=count - 1),
@@ -97,17 +117,19 @@ def build_big_archive(archive: Path, rows: int, first: date, per_day: int = 10_0
                 "source_kind": pl.repeat("csv", count, eager=True),
             }
         )
+        if shape is not None:
+            frame = shape(n, frame)
         frame = frame.with_columns(
             [pl.lit(None, dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
         ).select(list(schema))
-        key = data_key(BOT, day, sha, DATASET)
+        key = data_key(bot, day, sha, DATASET)
         (archive / key).parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(archive / key, compression="zstd", statistics=True)
         keys.append((key, count, str(day)))
     table = ensure_table(storage, DATASET, FILE_SCHEMA)
-    actions = [add_action(storage, DATASET, key, count, bot_id=BOT, day=day) for key, count, day in keys]
-    commit_actions(storage, DATASET, table, list(actions), app=app_id("bench-big"), metadata={})
-    return first + timedelta(days=days)
+    actions = [add_action(storage, DATASET, key, count, bot_id=bot, day=day) for key, count, day in keys]
+    commit_actions(storage, DATASET, table, list(actions), app=app_id(tag), metadata={})
+    return keys
 
 
 def make_day_report(day: date, rows: int, path: Path) -> Path:

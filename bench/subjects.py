@@ -22,7 +22,6 @@ No timing is asserted anywhere: these are figures to read, not tests.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import shutil
@@ -30,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.run import time_command  # noqa: E402 - after the sys.path line above
+from bench.scale import build_narrow_archive  # noqa: E402
 
 BOT = "bench-bot"
 SUBJECT = "subject-4242"
@@ -48,59 +48,22 @@ def build(archive: Path, rows: int, per_day: int, per_person: int, subject_days:
     one Delta commit; the subject's rows in ``subject_days`` days evenly spread."""
     import polars as pl
 
-    from ingest.archive.delta import add_action, app_id, commit_actions, ensure_table
-    from ingest.archive.layout import data_key
-    from ingest.archive.storage import LocalStorage
-    from ingest.parse.arrowrows import FILE_SCHEMA
-    from ingest.parse.schema import DATASET, file_schema
-
-    storage = LocalStorage(archive)
-    schema = file_schema()
     days = -(-rows // per_day)
-    first = date(2020, 1, 1)
     theirs = {round(n * (days - 1) / max(subject_days - 1, 1)) for n in range(subject_days)}
-    keys: list[tuple[str, int, str]] = []
-    for n in range(days):
-        day = first + timedelta(days=n)
-        count = min(per_day, rows - n * per_day)
-        sha = hashlib.sha256(f"bench-subjects-{day}".encode()).hexdigest()
-        start = datetime.combine(day, datetime.min.time(), UTC)
-        people = pl.int_range(0, count, eager=True) // per_person
-        botuser = pl.format('{{"id":"u{}-{}","created_date":"2019-12-01T00:00:00Z"}}', pl.lit(n), people)
-        frame = pl.DataFrame(
-            {
-                "id": pl.int_range(0, count, eager=True, dtype=pl.Int64) + day.toordinal() * 100_000,
-                "timestamp": pl.datetime_range(
-                    start,
-                    start + timedelta(seconds=count - 1),
-                    "1s",
-                    eager=True,
-                    time_unit="us",
-                    time_zone="UTC",
-                ),
-                "source_sha256": pl.repeat(sha, count, eager=True),
-                "source_kind": pl.repeat("csv", count, eager=True),
-                "_person": people,
-            }
-        ).with_columns(botuser.alias("botuser"))
-        if n in theirs:  # three messages of the subject that day
-            mine = json.dumps({"id": SUBJECT, "created_date": "2019-12-01T00:00:00Z"})
-            frame = frame.with_columns(
-                pl.when(pl.col("_person") == 1)
-                .then(pl.lit(mine))
-                .otherwise(pl.col("botuser"))
-                .alias("botuser")
-            )
-        frame = frame.with_columns(
-            [pl.lit(None, dtype).alias(name) for name, dtype in schema.items() if name not in frame.columns]
-        ).select(list(schema))
-        key = data_key(BOT, day, sha, DATASET)
-        (archive / key).parent.mkdir(parents=True, exist_ok=True)
-        frame.write_parquet(archive / key, compression="zstd", statistics=True)
-        keys.append((key, count, str(day)))
-    table = ensure_table(storage, DATASET, FILE_SCHEMA)
-    actions = [add_action(storage, DATASET, key, count, bot_id=BOT, day=day) for key, count, day in keys]
-    commit_actions(storage, DATASET, table, list(actions), app=app_id("bench-subjects"), metadata={})
+    mine = json.dumps({"id": SUBJECT, "created_date": "2019-12-01T00:00:00Z"})
+
+    def people(n: int, frame: pl.DataFrame) -> pl.DataFrame:
+        """A ``botuser`` on every row, a new person every ``per_person`` rows; on the
+        subject's days, their messages are the second person's."""
+        person = pl.int_range(0, frame.height, eager=True) // per_person
+        botuser = pl.format('{{"id":"u{}-{}","created_date":"2019-12-01T00:00:00Z"}}', pl.lit(n), person)
+        if n in theirs:
+            botuser = pl.when(person == 1).then(pl.lit(mine)).otherwise(botuser)
+        return frame.with_columns(botuser.alias("botuser"))
+
+    keys = build_narrow_archive(
+        archive, BOT, rows, date(2020, 1, 1), per_day, tag="bench-subjects", id_step=100_000, shape=people
+    )
     return {"files": len(keys), "subject_files": len(theirs), "subject_rows": len(theirs) * per_person}
 
 
