@@ -299,6 +299,18 @@ newline, written once and never rewritten; `ingest verify` checks each against i
 SHA = "9f2c" * 16
 #: One record of each kind, as the tool writes it (each is read through its model when the
 #: page is generated, so an example that no longer fits fails here).
+#: A hold, as its own record and inside the audit record of its placing.
+HOLD_EXAMPLE: dict[str, Any] = {
+    "format_version": 1,
+    "id": "5e0c9d8b7a6f5e4d",
+    "bot_id": "bot-1",
+    "reason": "litigation 2024-17",
+    "placed_at": "2024-03-05T09:00:00Z",
+    "actor": "dpo",
+    "from": "2024-01-01",
+    "to": None,
+}
+
 EXAMPLES: dict[type[records.Record], dict[str, Any]] = {
     records.ReportManifest: {
         "format_version": 1,
@@ -412,16 +424,7 @@ EXAMPLES: dict[type[records.Record], dict[str, Any]] = {
         "meta": {"actor": "dpo", "reason": "request 2024-17"},
         "unsearched": [],
     },
-    records.HoldRecord: {
-        "format_version": 1,
-        "id": "5e0c9d8b7a6f5e4d",
-        "bot_id": "bot-1",
-        "reason": "litigation 2024-17",
-        "placed_at": "2024-03-05T09:00:00Z",
-        "actor": "dpo",
-        "from": "2024-01-01",
-        "to": None,
-    },
+    records.HoldRecord: HOLD_EXAMPLE,
     records.HoldLifting: {
         "format_version": 1,
         "id": "5e0c9d8b7a6f5e4d",
@@ -433,16 +436,7 @@ EXAMPLES: dict[type[records.Record], dict[str, Any]] = {
         "format_version": 1,
         "id": "5e0c9d8b7a6f5e4d",
         "kind": "hold-add",
-        "hold": {
-            "format_version": 1,
-            "id": "5e0c9d8b7a6f5e4d",
-            "bot_id": "bot-1",
-            "reason": "litigation 2024-17",
-            "placed_at": "2024-03-05T09:00:00Z",
-            "actor": "dpo",
-            "from": "2024-01-01",
-            "to": None,
-        },
+        "hold": HOLD_EXAMPLE,  # the audit record of a hold holds the hold as written
         "at": "2024-03-05T09:00:00Z",
         "actor": "dpo",
         "reason": "litigation 2024-17",
