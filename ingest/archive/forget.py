@@ -55,7 +55,6 @@ from ingest.archive.forget_plan import (
     Plan,
     candidate_copies,
     known_bots,
-    local_copy,
     plan,
     raw_days,
     refuse_unread_holder,
@@ -85,7 +84,7 @@ from ingest.archive.layout import (
     is_erasure,
 )
 from ingest.archive.manifests import next_erasure_seq, read_manifests
-from ingest.archive.storage import Storage, sha256_file
+from ingest.archive.storage import Storage, local_copy, sha256_file
 from ingest.crashpoints import crash_point
 from ingest.errors import IngestError, OutputError
 from ingest.parse.arrowrows import parquet_writer

@@ -35,7 +35,7 @@ from ingest.archive.layout import (
 )
 from ingest.archive.manifests import Record, listed_files, read_manifests
 from ingest.archive.snapshot import snapshot_files
-from ingest.archive.storage import LocalStorage, Storage
+from ingest.archive.storage import Storage, local_copy
 from ingest.errors import RecordTooNew
 from ingest.records import (
     ErasurePlan,
@@ -276,12 +276,3 @@ def raw_days(records: Iterable[Record]) -> dict[str, list[date]]:
         except (ValueError, IndexError):
             continue
     return days
-
-
-def local_copy(storage: Storage, key: str) -> tuple[Path, bool]:
-    """A local path of a stored file (its own, for a local archive; else a temporary copy)."""
-    if isinstance(storage, LocalStorage):
-        return storage.path(key), False
-    tmp = storage.temp(key.rsplit("/", 1)[-1])
-    tmp.write_bytes(storage.read_bytes(key))
-    return tmp, True

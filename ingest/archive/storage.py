@@ -219,6 +219,15 @@ class LocalStorage(Storage):
         return removed
 
 
+def local_copy(storage: Storage, key: str) -> tuple[Path, bool]:
+    """A local path of a stored file (its own, for a local archive; else a temporary copy)."""
+    if isinstance(storage, LocalStorage):
+        return storage.path(key), False
+    tmp = storage.temp(key.rsplit("/", 1)[-1])
+    tmp.write_bytes(storage.read_bytes(key))
+    return tmp, True
+
+
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of bytes."""
     return hashlib.sha256(data).hexdigest()

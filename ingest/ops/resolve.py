@@ -32,7 +32,7 @@ from ingest.archive.forget import Plan, forget, plan
 from ingest.archive.layout import original_key, reasons_key, rejected_rows_key
 from ingest.archive.manifests import listed_files, read_manifests
 from ingest.archive.sourcerows import SourceSelection
-from ingest.archive.storage import LocalStorage, Storage
+from ingest.archive.storage import Storage, local_copy
 from ingest.archive.stream import stage_csv
 from ingest.errors import ConfigError, IngestError, ReportRejected, UnderLegalHold, one_line
 from ingest.mail.attachments import ParsedEmail, ReportFile
@@ -180,7 +180,7 @@ def _check_archivable(storage: Storage, window: Window, kept: dict[str, Any]) ->
                 f"the conflict recorded (sha256 {str(now)[:16]}, not {sha[:16]})",
                 hint="restore the file, or keep another report",
             )
-    local, temporary = _local(storage, key)
+    local, temporary = local_copy(storage, key)
     try:
         _read_for(storage, window, local, now or sha)
     except ReportRejected as err:
@@ -233,7 +233,7 @@ def _archive_kept(
     sha, name = str(kept["sha256"]), str(kept["filename"])
     key = original_key(sha, name)
     provenance = _provenance(storage, sha)
-    local, temporary = _local(storage, key)
+    local, temporary = local_copy(storage, key)
     local_sha = storage.sha256(key) or sha
     try:
         outcome = archive_report(
@@ -271,12 +271,3 @@ def _provenance(storage: Storage, sha: str) -> dict[str, Any]:
         return {}
     doc = record.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return {k: v for k, v in doc.items() if k not in ("reason", "format_version")}
-
-
-def _local(storage: Storage, key: str) -> tuple[Path, bool]:
-    """A local path of a stored file: its own (a local archive), else a temporary copy."""
-    if isinstance(storage, LocalStorage):
-        return storage.path(key), False
-    tmp = storage.temp(key.rsplit("/", 1)[-1])
-    tmp.write_bytes(storage.read_bytes(key))
-    return tmp, True
